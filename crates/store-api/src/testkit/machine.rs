@@ -1,0 +1,542 @@
+//! The model-based test: random operation sequences run against the engine and the reference
+//! [`Model`] side by side; every result and the whole observable state must agree after each
+//! step. proptest shrinks a failure to a minimal sequence.
+
+use std::sync::Arc;
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
+
+use super::model::Model;
+use super::{Failure, StoreFactory};
+use crate::error::Result;
+use crate::message::{Body, Destination, Message, MessageId};
+use crate::store::PersistenceAdapter;
+use crate::transaction::{SubscriptionInfo, SubscriptionKey, TransactionId, TxOp, Xid};
+
+/// How many sequences to try and how long they may be.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelTestConfig {
+    pub cases: u32,
+    pub max_ops: usize,
+}
+
+impl Default for ModelTestConfig {
+    fn default() -> Self {
+        ModelTestConfig {
+            cases: 48,
+            max_ops: 60,
+        }
+    }
+}
+
+const QUEUES: u8 = 2;
+const SUBS: u8 = 3;
+const TX_SLOTS: u8 = 2;
+
+/// One step. Indexes (`q`, `s`, `x`) pick a queue, subscription or transaction slot; `pick`
+/// chooses among the messages the model holds at that moment, so a shrunk sequence stays
+/// meaningful.
+#[derive(Debug, Clone)]
+enum Op {
+    Add { q: u8, priority: u8, size: u16 },
+    AddDuplicate { q: u8, pick: u16 },
+    Ack { q: u8, pick: u16 },
+    AckUnknown { q: u8 },
+    Cursor { q: u8, max: u8 },
+    ResetCursor { q: u8 },
+    Purge { q: u8 },
+    TopicAdd { priority: u8 },
+    Subscribe { s: u8, retroactive: bool },
+    Unsubscribe { s: u8 },
+    TopicAck { s: u8, pick: u16 },
+    SubCursor { s: u8, max: u8 },
+    Begin { x: u8 },
+    TxAdd { x: u8, q: u8, priority: u8 },
+    TxAck { x: u8, q: u8, pick: u16 },
+    TxTopicAdd { x: u8 },
+    TxTopicAck { x: u8, s: u8, pick: u16 },
+    Prepare { x: u8 },
+    Commit { x: u8 },
+    Rollback { x: u8 },
+    Reopen,
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    let q = 0..QUEUES;
+    let s = 0..SUBS;
+    let x = 0..TX_SLOTS;
+    let prio = 0u8..=9;
+    prop_oneof![
+        6 => (q.clone(), prio.clone(), 0u16..300).prop_map(|(q, priority, size)| Op::Add { q, priority, size }),
+        1 => (q.clone(), any::<u16>()).prop_map(|(q, pick)| Op::AddDuplicate { q, pick }),
+        4 => (q.clone(), any::<u16>()).prop_map(|(q, pick)| Op::Ack { q, pick }),
+        1 => q.clone().prop_map(|q| Op::AckUnknown { q }),
+        3 => (q.clone(), 0u8..5).prop_map(|(q, max)| Op::Cursor { q, max }),
+        1 => q.clone().prop_map(|q| Op::ResetCursor { q }),
+        1 => q.clone().prop_map(|q| Op::Purge { q }),
+        4 => prio.clone().prop_map(|priority| Op::TopicAdd { priority }),
+        2 => (s.clone(), any::<bool>()).prop_map(|(s, retroactive)| Op::Subscribe { s, retroactive }),
+        1 => s.clone().prop_map(|s| Op::Unsubscribe { s }),
+        4 => (s.clone(), any::<u16>()).prop_map(|(s, pick)| Op::TopicAck { s, pick }),
+        2 => (s.clone(), 0u8..5).prop_map(|(s, max)| Op::SubCursor { s, max }),
+        2 => x.clone().prop_map(|x| Op::Begin { x }),
+        3 => (x.clone(), q.clone(), prio).prop_map(|(x, q, priority)| Op::TxAdd { x, q, priority }),
+        2 => (x.clone(), q, any::<u16>()).prop_map(|(x, q, pick)| Op::TxAck { x, q, pick }),
+        1 => x.clone().prop_map(|x| Op::TxTopicAdd { x }),
+        1 => (x.clone(), s, any::<u16>()).prop_map(|(x, s, pick)| Op::TxTopicAck { x, s, pick }),
+        1 => x.clone().prop_map(|x| Op::Prepare { x }),
+        2 => x.clone().prop_map(|x| Op::Commit { x }),
+        1 => x.prop_map(|x| Op::Rollback { x }),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+fn queue(q: u8) -> Destination {
+    Destination::queue(format!("model.q{q}"))
+}
+
+fn topic() -> Destination {
+    Destination::topic("model.t")
+}
+
+fn sub_key(s: u8) -> SubscriptionKey {
+    SubscriptionKey::new("model-client", format!("sub{s}"))
+}
+
+fn xid(x: u8) -> Xid {
+    Xid {
+        format_id: 7,
+        global_id: vec![x],
+        branch_qualifier: vec![1],
+    }
+}
+
+fn tx_id(x: u8) -> TransactionId {
+    if x < TX_SLOTS / 2 {
+        TransactionId::Local(u64::from(x))
+    } else {
+        TransactionId::Xa(xid(x))
+    }
+}
+
+/// A message stripped of its store-assigned sequence: engines may number differently from the
+/// model, only the order must agree.
+fn unsequenced(mut m: Message) -> Message {
+    m.sequence = 0;
+    m
+}
+
+fn ids(ms: &[Message]) -> Vec<MessageId> {
+    ms.iter().map(|m| m.id.clone()).collect()
+}
+
+/// Compares the engine's and the model's result of one step.
+fn agree<T: PartialEq + std::fmt::Debug>(
+    step: usize,
+    op: &Op,
+    engine: Result<T>,
+    model: Result<T>,
+) -> std::result::Result<(), Failure> {
+    match (&engine, &model) {
+        (Ok(a), Ok(b)) if a == b => Ok(()),
+        (Err(a), Err(b)) if a.kind() == b.kind() => Ok(()),
+        _ => Err(Failure(format!(
+            "step {step} {op:?}: the engine returned {engine:?}, the model {model:?}"
+        ))),
+    }
+}
+
+struct Runner {
+    factory: Box<dyn StoreFactory>,
+    store: Arc<dyn PersistenceAdapter>,
+    model: Model,
+    next_id: u64,
+}
+
+impl Runner {
+    fn message(&mut self, d: &Destination, priority: u8, size: u16) -> Message {
+        self.next_id += 1;
+        let mut m = Message::new(
+            MessageId::new("model-producer", self.next_id),
+            d.clone(),
+            Body::Text("x".repeat(usize::from(size))),
+        );
+        m.priority = priority;
+        m
+    }
+
+    fn model_queue(&mut self, d: &Destination) -> Vec<Message> {
+        let g = self.model.open_destination(d);
+        self.model
+            .browse(d, g, None, usize::MAX)
+            .unwrap_or_default()
+    }
+
+    fn model_pending(&mut self, s: u8) -> Vec<Message> {
+        let d = topic();
+        let g = self.model.open_destination(&d);
+        self.model
+            .browse_subscription(&d, g, &sub_key(s), None, usize::MAX)
+            .unwrap_or_default()
+    }
+
+    fn pick(ms: &[Message], pick: u16) -> MessageId {
+        if ms.is_empty() {
+            MessageId::new("nobody", u64::from(pick))
+        } else {
+            ms[usize::from(pick) % ms.len()].id.clone()
+        }
+    }
+
+    async fn step(&mut self, step: usize, op: &Op) -> std::result::Result<(), Failure> {
+        let store = self.store.clone();
+        let t = topic();
+        match *op {
+            Op::Add { q, priority, size } => {
+                let d = queue(q);
+                let m = self.message(&d, priority, size);
+                let g = self.model.open_destination(&d);
+                let e = store
+                    .queue_store(&d)
+                    .await?
+                    .add(m.clone())
+                    .await
+                    .map(|_| ());
+                agree(step, op, e, self.model.add(&d, g, m).map(|_| ()))
+            }
+            Op::AddDuplicate { q, pick } => {
+                let d = queue(q);
+                let existing = self.model_queue(&d);
+                if existing.is_empty() {
+                    return Ok(());
+                }
+                let mut m = self.message(&d, 4, 1);
+                m.id = Self::pick(&existing, pick);
+                let g = self.model.open_destination(&d);
+                let e = store
+                    .queue_store(&d)
+                    .await?
+                    .add(m.clone())
+                    .await
+                    .map(|_| ());
+                agree(step, op, e, self.model.add(&d, g, m).map(|_| ()))
+            }
+            Op::Ack { q, pick } => {
+                let d = queue(q);
+                let id = Self::pick(&self.model_queue(&d), pick);
+                let g = self.model.open_destination(&d);
+                let e = store.queue_store(&d).await?.remove(&id).await;
+                agree(step, op, e, self.model.remove(&d, g, &id))
+            }
+            Op::AckUnknown { q } => {
+                let d = queue(q);
+                let id = MessageId::new("nobody", 0);
+                let g = self.model.open_destination(&d);
+                let e = store.queue_store(&d).await?.remove(&id).await;
+                agree(step, op, e, self.model.remove(&d, g, &id))
+            }
+            Op::Cursor { q, max } => {
+                let d = queue(q);
+                let g = self.model.open_destination(&d);
+                let e = store
+                    .queue_store(&d)
+                    .await?
+                    .recover_next(usize::from(max))
+                    .await;
+                let m = self.model.recover_next(&d, g, usize::from(max));
+                agree(step, op, e.map(|v| ids(&v)), m.map(|v| ids(&v)))
+            }
+            Op::ResetCursor { q } => {
+                let d = queue(q);
+                let g = self.model.open_destination(&d);
+                let e = store.queue_store(&d).await?.reset_cursor().await;
+                agree(step, op, e, self.model.reset_cursor(&d, g))
+            }
+            Op::Purge { q } => {
+                let d = queue(q);
+                let g = self.model.open_destination(&d);
+                let e = store.queue_store(&d).await?.purge().await;
+                agree(step, op, e, self.model.purge(&d, g))
+            }
+            Op::TopicAdd { priority } => {
+                let m = self.message(&t, priority, 10);
+                let g = self.model.open_destination(&t);
+                let e = store
+                    .topic_store(&t)
+                    .await?
+                    .add(m.clone())
+                    .await
+                    .map(|_| ());
+                agree(step, op, e, self.model.add(&t, g, m).map(|_| ()))
+            }
+            Op::Subscribe { s, retroactive } => {
+                let info = SubscriptionInfo::new(sub_key(s), Some(format!("n > {s}")));
+                let g = self.model.open_destination(&t);
+                let e = store
+                    .topic_store(&t)
+                    .await?
+                    .add_subscription(info.clone(), retroactive)
+                    .await;
+                agree(
+                    step,
+                    op,
+                    e,
+                    self.model.add_subscription(&t, g, info, retroactive),
+                )
+            }
+            Op::Unsubscribe { s } => {
+                let g = self.model.open_destination(&t);
+                let e = store
+                    .topic_store(&t)
+                    .await?
+                    .delete_subscription(&sub_key(s))
+                    .await;
+                agree(
+                    step,
+                    op,
+                    e,
+                    self.model.delete_subscription(&t, g, &sub_key(s)),
+                )
+            }
+            Op::TopicAck { s, pick } => {
+                let id = Self::pick(&self.model_pending(s), pick);
+                let g = self.model.open_destination(&t);
+                let e = store
+                    .topic_store(&t)
+                    .await?
+                    .acknowledge(&sub_key(s), &id)
+                    .await;
+                agree(step, op, e, self.model.acknowledge(&t, g, &sub_key(s), &id))
+            }
+            Op::SubCursor { s, max } => {
+                let g = self.model.open_destination(&t);
+                let e = store
+                    .topic_store(&t)
+                    .await?
+                    .recover_next(&sub_key(s), usize::from(max))
+                    .await;
+                let m = self
+                    .model
+                    .recover_next_subscription(&t, g, &sub_key(s), usize::from(max));
+                agree(step, op, e.map(|v| ids(&v)), m.map(|v| ids(&v)))
+            }
+            Op::Begin { x } => {
+                let e = store.begin(&tx_id(x)).await;
+                agree(step, op, e, self.model.begin(&tx_id(x)))
+            }
+            Op::TxAdd { x, q, priority } => {
+                let m = self.message(&queue(q), priority, 5);
+                let e = store.enlist(&tx_id(x), TxOp::Add(m.clone())).await;
+                agree(step, op, e, self.model.enlist(&tx_id(x), TxOp::Add(m)))
+            }
+            Op::TxAck { x, q, pick } => {
+                let d = queue(q);
+                let id = Self::pick(&self.model_queue(&d), pick);
+                let o = TxOp::QueueAck { destination: d, id };
+                let e = store.enlist(&tx_id(x), o.clone()).await;
+                agree(step, op, e, self.model.enlist(&tx_id(x), o))
+            }
+            Op::TxTopicAdd { x } => {
+                let m = self.message(&t, 4, 5);
+                let e = store.enlist(&tx_id(x), TxOp::Add(m.clone())).await;
+                agree(step, op, e, self.model.enlist(&tx_id(x), TxOp::Add(m)))
+            }
+            Op::TxTopicAck { x, s, pick } => {
+                let id = Self::pick(&self.model_pending(s), pick);
+                let o = TxOp::TopicAck {
+                    destination: t,
+                    subscription: sub_key(s),
+                    id,
+                };
+                let e = store.enlist(&tx_id(x), o.clone()).await;
+                agree(step, op, e, self.model.enlist(&tx_id(x), o))
+            }
+            Op::Prepare { x } => {
+                let e = store.prepare(&xid(x)).await;
+                agree(step, op, e, self.model.prepare(&xid(x)))
+            }
+            Op::Commit { x } => {
+                let e = store.commit(&tx_id(x)).await;
+                agree(step, op, e, self.model.commit(&tx_id(x)))
+            }
+            Op::Rollback { x } => {
+                let e = store.rollback(&tx_id(x)).await;
+                agree(step, op, e, self.model.rollback(&tx_id(x)))
+            }
+            Op::Reopen => {
+                if self.factory.durable() {
+                    self.store.close().await?;
+                    self.store = self.factory.open().await?;
+                    self.model.reopen();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The whole observable state must agree: every queue's contents in order with exact counts
+    /// and bytes, every subscription's pending messages, the topic's stats, prepared transactions.
+    async fn compare_state(&mut self, step: usize, op: &Op) -> std::result::Result<(), Failure> {
+        let fail = |what: &str, e: String, m: String| {
+            Failure(format!(
+                "after step {step} {op:?}: {what} differs: engine {e}, model {m}"
+            ))
+        };
+        for q in 0..QUEUES {
+            let d = queue(q);
+            let g = self.model.open_destination(&d);
+            let qs = self.store.queue_store(&d).await?;
+            let engine: Vec<Message> = qs
+                .browse(None, usize::MAX)
+                .await?
+                .into_iter()
+                .map(unsequenced)
+                .collect();
+            let model: Vec<Message> = self
+                .model
+                .browse(&d, g, None, usize::MAX)?
+                .into_iter()
+                .map(unsequenced)
+                .collect();
+            if engine != model {
+                return Err(fail(
+                    &format!("{d} contents"),
+                    format!("{:?}", ids(&engine)),
+                    format!("{:?}", ids(&model)),
+                ));
+            }
+            let (count, bytes) = (qs.count().await?, qs.bytes().await?);
+            let stored_bytes: u64 = qs
+                .browse(None, usize::MAX)
+                .await?
+                .iter()
+                .map(Message::size)
+                .sum();
+            if count != model.len() as u64 || bytes != stored_bytes {
+                return Err(fail(
+                    &format!("{d} count/bytes"),
+                    format!("{count}/{bytes}"),
+                    format!("{}/{stored_bytes}", model.len()),
+                ));
+            }
+        }
+        let t = topic();
+        let g = self.model.open_destination(&t);
+        let ts = self.store.topic_store(&t).await?;
+        let engine_subs = ts.subscriptions().await?;
+        let model_subs = self.model.subscriptions(&t, g)?;
+        if engine_subs != model_subs {
+            return Err(fail(
+                "subscriptions",
+                format!("{engine_subs:?}"),
+                format!("{model_subs:?}"),
+            ));
+        }
+        for s in &model_subs {
+            let engine = ids(&ts.browse_subscription(&s.key, None, usize::MAX).await?);
+            let model = ids(&self
+                .model
+                .browse_subscription(&t, g, &s.key, None, usize::MAX)?);
+            if engine != model {
+                return Err(fail(
+                    &format!("pending of {}", s.key),
+                    format!("{engine:?}"),
+                    format!("{model:?}"),
+                ));
+            }
+            let count = ts.pending_count(&s.key).await?;
+            if count != model.len() as u64 {
+                return Err(fail(
+                    &format!("pending count of {}", s.key),
+                    count.to_string(),
+                    model.len().to_string(),
+                ));
+            }
+        }
+        let (engine_count, model_count) = (ts.count().await?, self.model.count(&t, g)?);
+        if engine_count != model_count {
+            return Err(fail(
+                "topic count",
+                engine_count.to_string(),
+                model_count.to_string(),
+            ));
+        }
+        let engine_prepared = self.store.prepared_transactions().await?;
+        let model_prepared = self.model.prepared_transactions();
+        if engine_prepared != model_prepared {
+            return Err(fail(
+                "prepared transactions",
+                format!("{engine_prepared:?}"),
+                format!("{model_prepared:?}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+async fn run_ops(factory: Box<dyn StoreFactory>, ops: &[Op]) -> std::result::Result<(), Failure> {
+    let store = factory.open().await?;
+    let mut runner = Runner {
+        factory,
+        store,
+        model: Model::new(),
+        next_id: 0,
+    };
+    let mut result = Ok(());
+    for (i, op) in ops.iter().enumerate() {
+        result = runner.step(i, op).await;
+        if result.is_ok() {
+            result = runner.compare_state(i, op).await;
+        }
+        if result.is_err() {
+            break;
+        }
+    }
+    let closed = runner.store.close().await.map_err(Failure::from);
+    result.and(closed)
+}
+
+/// Runs the model-based test and returns the minimal failing sequence, if any. Deterministic:
+/// the same seed every run.
+pub fn try_model_test<M, F>(
+    make_factory: M,
+    config: ModelTestConfig,
+) -> std::result::Result<(), String>
+where
+    M: Fn() -> F,
+    F: StoreFactory + 'static,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a tokio runtime: {e}"))?;
+    let proptest_config = Config {
+        cases: config.cases,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new_with_rng(
+        proptest_config,
+        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+    );
+    let strategy = proptest::collection::vec(op_strategy(), 1..config.max_ops.max(2));
+    runner
+        .run(&strategy, |ops| {
+            rt.block_on(run_ops(Box::new(make_factory()), &ops))
+                .map_err(|f| TestCaseError::fail(f.0))
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// Runs the model-based test and panics with the minimal failing sequence.
+pub fn model_test<M, F>(make_factory: M, config: ModelTestConfig)
+where
+    M: Fn() -> F,
+    F: StoreFactory + 'static,
+{
+    if let Err(e) = try_model_test(make_factory, config) {
+        panic!("model-based test failed: {e}");
+    }
+}
