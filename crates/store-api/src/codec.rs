@@ -199,7 +199,7 @@ impl<'a> Reader<'a> {
 
     /// A varint used as a length or count; bounded by the bytes left so that no allocation is
     /// made for data that is not there.
-    pub fn len(&mut self) -> Result<usize, DecodeError> {
+    pub fn length(&mut self) -> Result<usize, DecodeError> {
         let at = self.pos;
         let v = self.varint()?;
         let remaining = self.remaining() as u64;
@@ -213,7 +213,7 @@ impl<'a> Reader<'a> {
     }
 
     pub fn bin(&mut self) -> Result<&'a [u8], DecodeError> {
-        let n = self.len()?;
+        let n = self.length()?;
         self.take(n)
     }
 
@@ -366,7 +366,7 @@ pub fn read_message(r: &mut Reader<'_>) -> Result<Message, DecodeError> {
         2 => Body::Bytes(Bytes::copy_from_slice(r.bin()?)),
         3 => Body::Map(read_value_map(r, "map entry name")?),
         4 => {
-            let n = r.len()?;
+            let n = r.length()?;
             let mut vs = Vec::with_capacity(n);
             for _ in 0..n {
                 vs.push(read_value(r)?);
@@ -541,7 +541,7 @@ fn read_value_map(
     r: &mut Reader<'_>,
     what: &'static str,
 ) -> Result<BTreeMap<String, Value>, DecodeError> {
-    let n = r.len()?;
+    let n = r.length()?;
     let mut map = BTreeMap::new();
     let mut last: Option<&str> = None;
     for _ in 0..n {

@@ -198,15 +198,14 @@ impl QueueStore for BrokenQueue {
     async fn remove(&self, id: &MessageId) -> Result<()> {
         let target = self.inner.get(id).await?;
         let mut victim = target.id.clone();
-        if self.fault == Fault::AckRemovesWrongMessage {
-            if let Some(next) = self
+        if self.fault == Fault::AckRemovesWrongMessage
+            && let Some(next) = self
                 .inner
                 .browse(Some(OrderKey::of(&target)), 1)
                 .await?
                 .pop()
-            {
-                victim = next.id;
-            }
+        {
+            victim = next.id;
         }
         if self.fault == Fault::BytesNotReleased {
             *self
