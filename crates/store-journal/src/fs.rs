@@ -1,0 +1,405 @@
+//! The file-system seam. Every byte the journal (and the engines built on it) reads or writes
+//! goes through [`FileSystem`], so tests can swap the real one for [`SimFs`], which fails the
+//! Nth write or fsync, counts fsyncs, and simulates power loss by keeping what was written apart
+//! from what was made durable.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+/// An open file: positioned reads and writes, and `fdatasync`.
+pub trait File: Send + Sync {
+    /// Reads up to `buf.len()` bytes at `offset`; fewer only at the end of the file.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Makes every write so far durable (`fdatasync`).
+    fn sync_data(&self) -> io::Result<()>;
+    fn len(&self) -> io::Result<u64>;
+    fn set_len(&self, len: u64) -> io::Result<()>;
+
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Reads exactly `buf.len()` bytes at `offset`.
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let mut done = 0;
+        while done < buf.len() {
+            let n = self.read_at(&mut buf[done..], offset + done as u64)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "read past the end of the file",
+                ));
+            }
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+/// Directory operations and opening files.
+pub trait FileSystem: Send + Sync + 'static {
+    /// Opens a file for reading and writing, creating it when `create` is true.
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>>;
+    fn remove(&self, path: &Path) -> io::Result<()>;
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Names of the files directly in `dir`.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Makes creations, removals and renames in `dir` durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    fn exists(&self, path: &Path) -> bool;
+}
+
+/// The operating system's file system.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealFs;
+
+struct RealFile(std::fs::File);
+
+impl File for RealFile {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        FileExt::read_at(&self.0, buf, offset)
+    }
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        FileExt::write_all_at(&self.0, buf, offset)
+    }
+    fn sync_data(&self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.0.metadata()?.len())
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.0.set_len(len)
+    }
+}
+
+impl FileSystem for RealFs {
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(path)?;
+        Ok(Arc::new(RealFile(f)))
+    }
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        Ok(names)
+    }
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)
+    }
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        std::fs::File::open(dir)?.sync_all()
+    }
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+}
+
+/// What survives a simulated power loss of [`SimFs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crash {
+    /// Only what was fsynced (and directory entries whose directory was fsynced).
+    LoseUnsynced,
+    /// Durable bytes plus the first `n` bytes of the most recent unsynced write: a torn write.
+    TearLastWrite(usize),
+    /// Everything written survives (the OS flushed its cache just before the power went).
+    KeepUnsynced,
+}
+
+#[derive(Debug, Default, Clone)]
+struct SimFile {
+    written: Vec<u8>,
+    durable: Vec<u8>,
+    /// The most recent write not yet made durable: (offset, bytes).
+    last_unsynced: Option<(u64, Vec<u8>)>,
+}
+
+#[derive(Debug, Default)]
+struct SimState {
+    /// The namespace as the running program sees it.
+    files: BTreeMap<PathBuf, Arc<Mutex<SimFile>>>,
+    /// The namespace as it would be after a power loss: entries made durable by `sync_dir`.
+    durable_names: BTreeMap<PathBuf, Arc<Mutex<SimFile>>>,
+}
+
+/// Fault-injection plan and counters shared by a [`SimFs`] and its files.
+#[derive(Debug, Default)]
+pub struct SimControl {
+    writes: AtomicU64,
+    fsyncs: AtomicU64,
+    /// Fail the write whose 1-based number is this (0 = never).
+    fail_write_at: AtomicU64,
+    /// Fail the fsync (file or directory) whose 1-based number is this (0 = never).
+    fail_fsync_at: AtomicU64,
+    /// Fail every write once this many bytes have been written in total (0 = never): a full disk.
+    disk_full_after: AtomicU64,
+    bytes_written: AtomicU64,
+}
+
+impl SimControl {
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
+    }
+    pub fn fsyncs(&self) -> u64 {
+        self.fsyncs.load(Ordering::SeqCst)
+    }
+    /// Makes the `n`th write from now fail (1 = the next one).
+    pub fn fail_write_in(&self, n: u64) {
+        self.fail_write_at
+            .store(self.writes() + n, Ordering::SeqCst);
+    }
+    /// Makes the `n`th fsync from now fail (1 = the next one).
+    pub fn fail_fsync_in(&self, n: u64) {
+        self.fail_fsync_at
+            .store(self.fsyncs() + n, Ordering::SeqCst);
+    }
+    /// Fails writes with ENOSPC once `bytes` more have been written; 0 lifts the limit.
+    pub fn set_disk_full_after(&self, bytes: u64) {
+        let limit = if bytes == 0 {
+            0
+        } else {
+            self.bytes_written.load(Ordering::SeqCst) + bytes
+        };
+        self.disk_full_after.store(limit, Ordering::SeqCst);
+    }
+    pub fn clear_faults(&self) {
+        self.fail_write_at.store(0, Ordering::SeqCst);
+        self.fail_fsync_at.store(0, Ordering::SeqCst);
+        self.disk_full_after.store(0, Ordering::SeqCst);
+    }
+
+    fn on_write(&self, len: usize) -> io::Result<()> {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.fail_write_at.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected write failure"));
+        }
+        let limit = self.disk_full_after.load(Ordering::SeqCst);
+        let total = self.bytes_written.fetch_add(len as u64, Ordering::SeqCst) + len as u64;
+        if limit != 0 && total > limit {
+            self.bytes_written.fetch_sub(len as u64, Ordering::SeqCst);
+            return Err(io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        Ok(())
+    }
+
+    fn on_fsync(&self) -> io::Result<()> {
+        let n = self.fsyncs.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.fail_fsync_at.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected fsync failure"));
+        }
+        Ok(())
+    }
+}
+
+/// An in-memory file system for crash and fault tests. Cloning shares the same files.
+#[derive(Debug, Clone, Default)]
+pub struct SimFs {
+    state: Arc<Mutex<SimState>>,
+    control: Arc<SimControl>,
+}
+
+struct SimHandle {
+    file: Arc<Mutex<SimFile>>,
+    control: Arc<SimControl>,
+}
+
+impl File for SimHandle {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let f = self.file.lock();
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(f.written.len());
+        let n = buf.len().min(f.written.len() - start);
+        buf[..n].copy_from_slice(&f.written[start..start + n]);
+        Ok(n)
+    }
+
+    fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.control.on_write(buf.len())?;
+        let mut f = self.file.lock();
+        let start = usize::try_from(offset).map_err(|_| io::Error::other("offset too large"))?;
+        let end = start + buf.len();
+        if f.written.len() < end {
+            f.written.resize(end, 0);
+        }
+        f.written[start..end].copy_from_slice(buf);
+        f.last_unsynced = Some((offset, buf.to_vec()));
+        Ok(())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.control.on_fsync()?;
+        let mut f = self.file.lock();
+        f.durable = f.written.clone();
+        f.last_unsynced = None;
+        Ok(())
+    }
+
+    fn len(&self) -> io::Result<u64> {
+        Ok(self.file.lock().written.len() as u64)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        let len = usize::try_from(len).map_err(|_| io::Error::other("length too large"))?;
+        self.file.lock().written.resize(len, 0);
+        Ok(())
+    }
+}
+
+fn not_found(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        format!("{} does not exist", path.display()),
+    )
+}
+
+impl SimFs {
+    pub fn new() -> Self {
+        SimFs::default()
+    }
+
+    /// The fault plan and counters.
+    pub fn control(&self) -> &Arc<SimControl> {
+        &self.control
+    }
+
+    /// Simulates a power loss: afterwards the file system holds only what survives `crash`.
+    /// Handles opened before keep pointing at the old contents; reopen everything.
+    pub fn power_loss(&self, crash: Crash) {
+        let mut st = self.state.lock();
+        let mut files = BTreeMap::new();
+        for (path, file) in &st.durable_names {
+            let old = file.lock();
+            let mut contents = match crash {
+                Crash::KeepUnsynced => old.written.clone(),
+                _ => old.durable.clone(),
+            };
+            if let (Crash::TearLastWrite(n), Some((offset, bytes))) = (crash, &old.last_unsynced) {
+                let start = *offset as usize;
+                let kept = &bytes[..n.min(bytes.len())];
+                if contents.len() < start + kept.len() {
+                    contents.resize(start + kept.len(), 0);
+                }
+                contents[start..start + kept.len()].copy_from_slice(kept);
+            }
+            let survivor = SimFile {
+                written: contents.clone(),
+                durable: contents,
+                last_unsynced: None,
+            };
+            files.insert(path.clone(), Arc::new(Mutex::new(survivor)));
+        }
+        st.durable_names = files.clone();
+        st.files = files;
+    }
+
+    /// The current bytes of a file, for tests that corrupt files on purpose.
+    pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
+        self.state
+            .lock()
+            .files
+            .get(path)
+            .map(|f| f.lock().written.clone())
+    }
+
+    /// Replaces a file's bytes (written and durable) in place.
+    pub fn set_contents(&self, path: &Path, bytes: Vec<u8>) -> io::Result<()> {
+        let st = self.state.lock();
+        let f = st.files.get(path).ok_or_else(|| not_found(path))?;
+        let mut f = f.lock();
+        f.written = bytes.clone();
+        f.durable = bytes;
+        Ok(())
+    }
+}
+
+impl FileSystem for SimFs {
+    fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>> {
+        let mut st = self.state.lock();
+        let file = match st.files.get(path) {
+            Some(f) => f.clone(),
+            None if create => {
+                let f = Arc::new(Mutex::new(SimFile::default()));
+                st.files.insert(path.to_path_buf(), f.clone());
+                f
+            }
+            None => return Err(not_found(path)),
+        };
+        Ok(Arc::new(SimHandle {
+            file,
+            control: self.control.clone(),
+        }))
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        self.state
+            .lock()
+            .files
+            .remove(path)
+            .map(|_| ())
+            .ok_or_else(|| not_found(path))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        let f = st.files.remove(from).ok_or_else(|| not_found(from))?;
+        st.files.insert(to.to_path_buf(), f);
+        Ok(())
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        Ok(self
+            .state
+            .lock()
+            .files
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect())
+    }
+
+    fn create_dir_all(&self, _dir: &Path) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        self.control.on_fsync()?;
+        let mut st = self.state.lock();
+        let st = &mut *st;
+        st.durable_names.retain(|p, _| p.parent() != Some(dir));
+        for (p, f) in &st.files {
+            if p.parent() == Some(dir) {
+                st.durable_names.insert(p.clone(), f.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        self.state.lock().files.contains_key(path)
+    }
+}

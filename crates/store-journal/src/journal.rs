@@ -1,0 +1,651 @@
+//! The journal handle: configuration, appends, reads by location, replay and file deletion.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex};
+use store_api::SyncPolicy;
+use tokio::sync::oneshot;
+
+use crate::Location;
+use crate::error::{JournalError, Result};
+use crate::format::{self, BATCH_HEADER_LEN, FILE_HEADER_LEN, RECORD_HEADER_LEN};
+use crate::fs::{File, FileSystem};
+
+/// What to do when recovery finds damage followed by valid data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Refuse to open, naming the file and offset (the default): silently dropping data that
+    /// was acknowledged is worse than stopping.
+    #[default]
+    Strict,
+    /// Skip damaged ranges, logging each one (ActiveMQ's `ignoreMissingJournalfiles`).
+    SkipCorrupt,
+}
+
+/// How the journal is laid out and written.
+#[derive(Debug, Clone)]
+pub struct JournalConfig {
+    pub directory: PathBuf,
+    /// File names are `{prefix}{id}{suffix}`: `db-` + `.log` for KahaDB, `data-` + `` for AMQ.
+    pub file_prefix: String,
+    pub file_suffix: String,
+    /// A data file is not extended past this unless one record alone is larger.
+    pub max_file_length: u64,
+    /// A batch (one write, at most one fsync) holds at most this many bytes, unless one append
+    /// alone is larger.
+    pub max_write_batch_size: usize,
+    pub sync: SyncPolicy,
+    /// Write zeros over each new file's full length when it is created, so later appends do
+    /// not change the file's size and `fdatasync` has no metadata to write.
+    pub preallocate: bool,
+    pub recovery: RecoveryMode,
+}
+
+impl JournalConfig {
+    /// ActiveMQ's defaults: 32 MiB files, 4 MiB batches, sync always, preallocated.
+    pub fn new(directory: impl Into<PathBuf>, file_prefix: &str, file_suffix: &str) -> Self {
+        JournalConfig {
+            directory: directory.into(),
+            file_prefix: file_prefix.into(),
+            file_suffix: file_suffix.into(),
+            max_file_length: 32 * 1024 * 1024,
+            max_write_batch_size: 4 * 1024 * 1024,
+            sync: SyncPolicy::Always,
+            preallocate: true,
+            recovery: RecoveryMode::Strict,
+        }
+    }
+
+    pub(crate) fn file_name(&self, id: u32) -> String {
+        format!("{}{id}{}", self.file_prefix, self.file_suffix)
+    }
+
+    pub(crate) fn path_of(&self, id: u32) -> PathBuf {
+        self.directory.join(self.file_name(id))
+    }
+
+    /// The id in a data file's name, if it is one of ours.
+    pub(crate) fn parse_file_name(&self, name: &str) -> Option<u32> {
+        name.strip_prefix(&self.file_prefix)?
+            .strip_suffix(&self.file_suffix)?
+            .parse()
+            .ok()
+    }
+}
+
+/// Counters, for benchmarks and monitoring. `fsyncs` counts `fdatasync` calls on data files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JournalStats {
+    pub appends: u64,
+    pub records: u64,
+    pub batches: u64,
+    pub fsyncs: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) appends: AtomicU64,
+    pub(crate) records: AtomicU64,
+    pub(crate) batches: AtomicU64,
+    pub(crate) fsyncs: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+}
+
+/// An append waiting for its batch to be written.
+pub(crate) struct PendingBatch {
+    pub(crate) file: u32,
+    pub(crate) start: u64,
+    /// 16 placeholder bytes for the batch header, then the records.
+    pub(crate) buf: Vec<u8>,
+    pub(crate) waiters: Vec<oneshot::Sender<Result<()>>>,
+    /// Some append in it must be fsynced whatever the policy (an XA prepare).
+    pub(crate) force_sync: bool,
+}
+
+pub(crate) struct Queue {
+    pub(crate) closed_batches: VecDeque<PendingBatch>,
+    pub(crate) open: Option<PendingBatch>,
+    /// Where the next batch starts.
+    pub(crate) tail_file: u32,
+    pub(crate) tail_offset: u64,
+    /// Set to make the writer fsync what it has written (periodic policy, explicit `sync`).
+    pub(crate) sync_requested: Vec<oneshot::Sender<Result<()>>>,
+    pub(crate) shutdown: bool,
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: JournalConfig,
+    pub(crate) fs: Arc<dyn FileSystem>,
+    pub(crate) queue: Mutex<Queue>,
+    pub(crate) work: Condvar,
+    pub(crate) files: Mutex<BTreeMap<u32, Arc<dyn File>>>,
+    /// Everything before this location is written (maybe not yet synced).
+    pub(crate) written: Mutex<Location>,
+    pub(crate) written_cv: Condvar,
+    pub(crate) poisoned: Mutex<Option<String>>,
+    pub(crate) closed: AtomicBool,
+    pub(crate) counters: Counters,
+}
+
+impl Shared {
+    pub(crate) fn poison(&self, why: String) {
+        let mut p = self.poisoned.lock();
+        if p.is_none() {
+            tracing::error!(journal = %self.config.directory.display(), "journal poisoned: {why}");
+            *p = Some(why);
+        }
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(JournalError::Closed);
+        }
+        if let Some(why) = &*self.poisoned.lock() {
+            return Err(JournalError::Poisoned(why.clone()));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn file(&self, id: u32) -> Result<Arc<dyn File>> {
+        if let Some(f) = self.files.lock().get(&id) {
+            return Ok(f.clone());
+        }
+        let path = self.config.path_of(id);
+        let f = self
+            .fs
+            .open(&path, false)
+            .map_err(|e| JournalError::io(format!("opening {}", path.display()), e))?;
+        self.files.lock().insert(id, f.clone());
+        Ok(f)
+    }
+}
+
+/// Resolves when an append is written (and synced, per the policy).
+pub struct Completion(oneshot::Receiver<Result<()>>);
+
+impl Completion {
+    /// Waits on the calling thread. Not for use on an async runtime's worker.
+    pub fn wait(self) -> Result<()> {
+        self.0.blocking_recv().unwrap_or(Err(JournalError::Closed))
+    }
+}
+
+impl std::future::Future for Completion {
+    type Output = Result<()>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(JournalError::Closed)))
+    }
+}
+
+/// The result of enqueuing an append: where each record will be, and when it is done.
+pub struct Appended {
+    pub locations: Vec<Location>,
+    /// The position just after the last record.
+    pub end: Location,
+    pub completion: Completion,
+}
+
+/// The journal. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct Journal {
+    pub(crate) shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `config.directory`, running the recovery scan
+    /// over the newest data file, and starts the writer thread.
+    pub fn open(config: JournalConfig, fs: Arc<dyn FileSystem>) -> Result<Journal> {
+        fs.create_dir_all(&config.directory)
+            .map_err(|e| JournalError::io(format!("creating {}", config.directory.display()), e))?;
+        let recovered = crate::recovery::recover(&config, fs.as_ref())?;
+        let tail = Location {
+            file: recovered.tail_file,
+            offset: recovered.tail_offset as u32,
+        };
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                closed_batches: VecDeque::new(),
+                open: None,
+                tail_file: recovered.tail_file,
+                tail_offset: recovered.tail_offset,
+                sync_requested: Vec::new(),
+                shutdown: false,
+            }),
+            work: Condvar::new(),
+            files: Mutex::new(recovered.files),
+            written: Mutex::new(tail),
+            written_cv: Condvar::new(),
+            poisoned: Mutex::new(None),
+            closed: AtomicBool::new(false),
+            counters: Counters::default(),
+            config,
+            fs,
+        });
+        let writer_shared = shared.clone();
+        let handle = std::thread::Builder::new()
+            .name("journal-writer".into())
+            .spawn(move || crate::writer::run(writer_shared))
+            .map_err(|e| JournalError::io("starting the journal writer thread", e))?;
+        Ok(Journal {
+            shared,
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    pub fn config(&self) -> &JournalConfig {
+        &self.shared.config
+    }
+
+    /// Enqueues records to be written together, atomically, after everything enqueued before.
+    /// Returns their locations at once; `completion` resolves when they are durable per the
+    /// sync policy (or, with `force_sync`, fsynced whatever the policy).
+    pub fn append(&self, records: &[&[u8]], force_sync: bool) -> Result<Appended> {
+        self.shared.check_writable()?;
+        if let Some(r) = records.iter().find(|r| r.len() > format::MAX_RECORD_LEN) {
+            return Err(JournalError::BadLocation {
+                file: 0,
+                offset: 0,
+                reason: format!(
+                    "a record of {} bytes exceeds the {} byte limit",
+                    r.len(),
+                    format::MAX_RECORD_LEN
+                ),
+            });
+        }
+        let total: usize = records.iter().map(|r| r.len() + RECORD_HEADER_LEN).sum();
+        let (tx, rx) = oneshot::channel();
+        let cfg = &self.shared.config;
+        let mut q = self.shared.queue.lock();
+        if q.shutdown {
+            return Err(JournalError::Closed);
+        }
+        let joins = q.open.as_ref().is_some_and(|b| {
+            b.buf.len() + total <= cfg.max_write_batch_size
+                && b.start + (b.buf.len() + total) as u64 <= cfg.max_file_length
+        });
+        if !joins {
+            if let Some(b) = q.open.take() {
+                q.closed_batches.push_back(b);
+            }
+            let needed = (BATCH_HEADER_LEN + total) as u64;
+            if q.tail_offset + needed > cfg.max_file_length && q.tail_offset > FILE_HEADER_LEN {
+                q.tail_file += 1;
+                q.tail_offset = FILE_HEADER_LEN;
+            }
+            let mut buf = Vec::with_capacity(BATCH_HEADER_LEN + total);
+            buf.resize(BATCH_HEADER_LEN, 0);
+            q.open = Some(PendingBatch {
+                file: q.tail_file,
+                start: q.tail_offset,
+                buf,
+                waiters: Vec::new(),
+                force_sync: false,
+            });
+        }
+        let tail_file = q.tail_file;
+        let Some(batch) = q.open.as_mut() else {
+            return Err(JournalError::Closed);
+        };
+        let mut locations = Vec::with_capacity(records.len());
+        for r in records {
+            locations.push(Location {
+                file: tail_file,
+                offset: (batch.start + batch.buf.len() as u64) as u32,
+            });
+            format::push_record(&mut batch.buf, r);
+        }
+        batch.waiters.push(tx);
+        batch.force_sync |= force_sync;
+        let end_offset = batch.start + batch.buf.len() as u64;
+        q.tail_offset = end_offset;
+        drop(q);
+        self.shared.work.notify_one();
+        self.shared.counters.appends.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .counters
+            .records
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        Ok(Appended {
+            locations,
+            end: Location {
+                file: tail_file,
+                offset: end_offset as u32,
+            },
+            completion: Completion(rx),
+        })
+    }
+
+    /// Forces everything written so far to stable storage (used by the periodic policy's
+    /// timer and at checkpoints).
+    pub fn sync(&self) -> Completion {
+        let (tx, rx) = oneshot::channel();
+        if let Err(e) = self.shared.check_writable() {
+            let _ = tx.send(Err(e));
+            return Completion(rx);
+        }
+        self.shared.queue.lock().sync_requested.push(tx);
+        self.shared.work.notify_one();
+        Completion(rx)
+    }
+
+    /// Reads the record at `loc`, waiting for it to be written if it was only enqueued.
+    pub fn read(&self, loc: Location) -> Result<Vec<u8>> {
+        {
+            let mut written = self.shared.written.lock();
+            while *written <= loc {
+                if self.shared.check_writable().is_err() {
+                    break;
+                }
+                self.shared
+                    .written_cv
+                    .wait_for(&mut written, Duration::from_millis(100));
+            }
+        }
+        let path = || self.shared.config.path_of(loc.file);
+        let f = self.shared.file(loc.file)?;
+        let mut header = [0u8; RECORD_HEADER_LEN];
+        f.read_exact_at(&mut header, u64::from(loc.offset))
+            .map_err(|e| JournalError::Corrupt {
+                file: path(),
+                offset: u64::from(loc.offset),
+                reason: format!("cannot read the record header: {e}"),
+            })?;
+        let len = format::u32_at(&header, 0);
+        let crc = format::u32_at(&header, 4);
+        if len as usize > format::MAX_RECORD_LEN {
+            return Err(JournalError::Corrupt {
+                file: path(),
+                offset: u64::from(loc.offset),
+                reason: format!("record length {len} is impossible"),
+            });
+        }
+        let mut data = vec![0u8; len as usize];
+        f.read_exact_at(&mut data, u64::from(loc.offset) + RECORD_HEADER_LEN as u64)
+            .map_err(|e| JournalError::Corrupt {
+                file: path(),
+                offset: u64::from(loc.offset),
+                reason: format!("cannot read {len} record bytes: {e}"),
+            })?;
+        if format::record_crc(len, &data) != crc {
+            return Err(JournalError::Corrupt {
+                file: path(),
+                offset: u64::from(loc.offset),
+                reason: "record checksum mismatch".into(),
+            });
+        }
+        Ok(data)
+    }
+
+    /// Every record at or after `from`, in journal order, up to what was written when the
+    /// replay reached the newest file.
+    pub fn replay(&self, from: Location) -> Replay {
+        let files: Vec<u32> = self
+            .file_ids()
+            .into_iter()
+            .filter(|id| *id >= from.file)
+            .collect();
+        Replay {
+            shared: self.shared.clone(),
+            files: files.into(),
+            from,
+            current: VecDeque::new(),
+            pos: None,
+            done: false,
+        }
+    }
+
+    /// The data file ids present, oldest first.
+    pub fn file_ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.shared.files.lock().keys().copied().collect();
+        let tail = self.shared.queue.lock().tail_file;
+        if !ids.contains(&tail) && self.shared.fs.exists(&self.shared.config.path_of(tail)) {
+            ids.push(tail);
+        }
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The file appends currently go to; it is never deleted.
+    pub fn tail_file(&self) -> u32 {
+        self.shared.queue.lock().tail_file
+    }
+
+    /// The position after everything enqueued so far.
+    pub fn tail(&self) -> Location {
+        let q = self.shared.queue.lock();
+        Location {
+            file: q.tail_file,
+            offset: q.tail_offset as u32,
+        }
+    }
+
+    /// Deletes data files (GC). The file being appended to, or any later one, is refused.
+    pub fn delete_files(&self, ids: &[u32]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let tail = self.tail_file();
+        for &id in ids {
+            if id >= tail {
+                return Err(JournalError::BadLocation {
+                    file: id,
+                    offset: 0,
+                    reason: format!("file {id} is the file being appended to, or after it"),
+                });
+            }
+            self.shared.files.lock().remove(&id);
+            let path = self.shared.config.path_of(id);
+            match self.shared.fs.remove(&path) {
+                Ok(()) => tracing::debug!(file = %path.display(), "deleted journal file"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(JournalError::io(format!("deleting {}", path.display()), e)),
+            }
+        }
+        self.shared
+            .fs
+            .sync_dir(&self.shared.config.directory)
+            .map_err(|e| JournalError::io("syncing the journal directory after deleting files", e))
+    }
+
+    /// Bytes of all data files.
+    pub fn disk_size(&self) -> u64 {
+        self.file_ids()
+            .into_iter()
+            .filter_map(|id| self.shared.file(id).ok())
+            .filter_map(|f| f.len().ok())
+            .sum()
+    }
+
+    pub fn stats(&self) -> JournalStats {
+        let c = &self.shared.counters;
+        JournalStats {
+            appends: c.appends.load(Ordering::Relaxed),
+            records: c.records.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+            fsyncs: c.fsyncs.load(Ordering::Relaxed),
+            bytes: c.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.shared.poisoned.lock().is_some()
+    }
+
+    /// Writes and syncs everything enqueued, then stops the writer. Later calls fail `Closed`.
+    pub fn close(&self) -> Result<()> {
+        let sync = self.sync();
+        let synced = if self.shared.check_writable().is_ok() {
+            sync.wait()
+        } else {
+            Ok(())
+        };
+        self.shared.queue.lock().shutdown = true;
+        self.shared.work.notify_all();
+        if let Some(h) = self.writer.lock().take() {
+            let _ = h.join();
+        }
+        self.shared.closed.store(true, Ordering::Release);
+        self.shared.files.lock().clear();
+        synced
+    }
+
+    pub fn directory(&self) -> &Path {
+        &self.shared.config.directory
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.shared.queue.lock().shutdown = true;
+        self.shared.work.notify_all();
+        if let Some(h) = self.writer.lock().take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// An iterator over records from a location on, reading one batch at a time.
+pub struct Replay {
+    shared: Arc<Shared>,
+    files: VecDeque<u32>,
+    from: Location,
+    current: VecDeque<(Location, Vec<u8>)>,
+    /// The file being read and the offset of its next batch.
+    pos: Option<(u32, u64, Arc<dyn File>)>,
+    done: bool,
+}
+
+impl Replay {
+    fn next_batch(&mut self) -> Result<bool> {
+        loop {
+            let (file_id, offset, file) = match self.pos.take() {
+                Some(p) => p,
+                None => match self.files.pop_front() {
+                    Some(id) => (id, FILE_HEADER_LEN, self.shared.file(id)?),
+                    None => return Ok(false),
+                },
+            };
+            let path = self.shared.config.path_of(file_id);
+            let written = *self.shared.written.lock();
+            let limit = if file_id == written.file {
+                u64::from(written.offset)
+            } else {
+                file.len()
+                    .map_err(|e| JournalError::io(format!("reading {}", path.display()), e))?
+            };
+            if offset + BATCH_HEADER_LEN as u64 > limit {
+                continue;
+            }
+            let mut header = [0u8; BATCH_HEADER_LEN];
+            file.read_exact_at(&mut header, offset)
+                .map_err(|e| JournalError::io(format!("reading {}", path.display()), e))?;
+            if format::u32_at(&header, 0) == 0 {
+                continue; // zeros: the end of this file's data
+            }
+            let corrupt = |at: u64, reason: String| JournalError::Corrupt {
+                file: path.clone(),
+                offset: at,
+                reason,
+            };
+            let Some((len, crc)) = format::parse_batch_header(&header) else {
+                match self.skip_damage(file_id, &file, offset, limit, "invalid batch header")? {
+                    Some(next) => {
+                        self.pos = Some((file_id, next, file));
+                        continue;
+                    }
+                    None => return Err(corrupt(offset, "invalid batch header".into())),
+                }
+            };
+            let payload_at = offset + BATCH_HEADER_LEN as u64;
+            let mut payload = vec![0u8; len as usize];
+            let read = if payload_at + u64::from(len) <= limit {
+                file.read_exact_at(&mut payload, payload_at).is_ok()
+            } else {
+                false
+            };
+            if !read || crc32fast::hash(&payload) != crc {
+                match self.skip_damage(file_id, &file, offset, limit, "batch checksum mismatch")? {
+                    Some(next) => {
+                        self.pos = Some((file_id, next, file));
+                        continue;
+                    }
+                    None => {
+                        return Err(corrupt(
+                            offset,
+                            "batch checksum mismatch or batch cut short".into(),
+                        ));
+                    }
+                }
+            }
+            let records = format::split_records(&payload, file_id, payload_at)
+                .map_err(|(at, why)| corrupt(at, why))?;
+            self.current
+                .extend(records.into_iter().filter(|(loc, _)| *loc >= self.from));
+            self.pos = Some((file_id, payload_at + u64::from(len), file));
+            if !self.current.is_empty() {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// In skip mode, finds the next valid batch after damage at `offset`; in strict mode, None.
+    fn skip_damage(
+        &self,
+        file_id: u32,
+        file: &Arc<dyn File>,
+        offset: u64,
+        limit: u64,
+        what: &str,
+    ) -> Result<Option<u64>> {
+        if self.shared.config.recovery != crate::RecoveryMode::SkipCorrupt {
+            return Ok(None);
+        }
+        let path = self.shared.config.path_of(file_id);
+        let next = crate::recovery::find_valid_batch(file.as_ref(), offset + 1, limit)
+            .map_err(|e| JournalError::io(format!("scanning {}", path.display()), e))?;
+        let resume = next.unwrap_or(limit);
+        tracing::warn!(
+            file = %path.display(),
+            from = offset,
+            to = resume,
+            "skipping a damaged journal range ({what}); records in it are lost"
+        );
+        Ok(Some(resume))
+    }
+}
+
+impl Iterator for Replay {
+    type Item = Result<(Location, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if self.current.is_empty() {
+            match self.next_batch() {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.done = true;
+                    return None;
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        self.current.pop_front().map(Ok)
+    }
+}

@@ -1,0 +1,45 @@
+//! The append-only journal that the file engines (KahaDB, AMQ, journaled JDBC) write every
+//! change to: rolling, preallocated data files of records with CRCs, written by one thread that
+//! groups every append that arrived during the previous write and fsync into the next batch
+//! (group commit), read back by location, replayed in order, and scanned at open to cut a torn
+//! tail — or to refuse to open, naming file and offset, when valid data follows damage.
+//!
+//! The byte layout is in [`format`]. All file access goes through [`fs::FileSystem`], so tests
+//! use [`fs::SimFs`] to fail writes and fsyncs and to simulate power loss.
+//!
+//! Guarantees:
+//! - the records of one [`Journal::append`] land in one batch, which is valid as a whole or not
+//!   at all after a crash;
+//! - under [`SyncPolicy::Always`] an append's completion is Ok only after an `fdatasync` covering
+//!   it; concurrent appends share that fsync;
+//! - appends are written in the order [`Journal::append`] was called and their locations
+//!   increase in that order;
+//! - after a failed write or fsync the journal is poisoned: every later append fails until it is
+//!   reopened.
+
+pub mod error;
+pub mod format;
+pub mod fs;
+mod journal;
+mod recovery;
+mod writer;
+
+pub use error::{JournalError, Result};
+pub use journal::{
+    Appended, Completion, Journal, JournalConfig, JournalStats, RecoveryMode, Replay,
+};
+pub use store_api::SyncPolicy;
+
+/// Where a record starts: data file id and byte offset of its record header. Ordered as the
+/// journal is: by file, then offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Location {
+    pub file: u32,
+    pub offset: u32,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.offset)
+    }
+}

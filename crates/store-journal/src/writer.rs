@@ -1,0 +1,229 @@
+//! The writer thread: group commit. It takes every batch enqueued while it was busy, writes
+//! them with as few `write` calls as possible, issues one `fdatasync` for all of them when the
+//! policy asks, and only then completes their appends.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use store_api::SyncPolicy;
+use tokio::sync::oneshot;
+
+use crate::Location;
+use crate::error::{JournalError, Result};
+use crate::format;
+use crate::fs::File;
+use crate::journal::{PendingBatch, Shared};
+
+struct Current {
+    id: u32,
+    file: Arc<dyn File>,
+    /// Written since the last fsync.
+    dirty: bool,
+}
+
+pub(crate) fn run(shared: Arc<Shared>) {
+    let mut current: Option<Current> = None;
+    let mut last_sync = Instant::now();
+    loop {
+        let (batches, sync_waiters, shutdown) = {
+            let mut q = shared.queue.lock();
+            loop {
+                if !q.closed_batches.is_empty()
+                    || q.open.is_some()
+                    || !q.sync_requested.is_empty()
+                    || q.shutdown
+                {
+                    break;
+                }
+                let dirty = current.as_ref().is_some_and(|c| c.dirty);
+                match shared.config.sync {
+                    SyncPolicy::Periodic(interval) if dirty => {
+                        let due = last_sync + interval;
+                        let now = Instant::now();
+                        if now >= due {
+                            break;
+                        }
+                        shared.work.wait_for(&mut q, due - now);
+                    }
+                    _ => {
+                        shared.work.wait_for(&mut q, Duration::from_secs(1));
+                    }
+                }
+            }
+            let mut batches: Vec<PendingBatch> = q.closed_batches.drain(..).collect();
+            batches.extend(q.open.take());
+            (batches, std::mem::take(&mut q.sync_requested), q.shutdown)
+        };
+
+        let force = batches.iter().any(|b| b.force_sync) || !sync_waiters.is_empty();
+        let mut waiters: Vec<oneshot::Sender<Result<()>>> = Vec::new();
+        let result = write_batches(&shared, &mut current, batches, &mut waiters).and_then(|()| {
+            let periodic_due =
+                matches!(shared.config.sync, SyncPolicy::Periodic(i) if last_sync.elapsed() >= i);
+            let want = force || periodic_due || shared.config.sync == SyncPolicy::Always;
+            match current.as_mut() {
+                Some(c) if want && c.dirty => {
+                    sync(&shared, c)?;
+                    last_sync = Instant::now();
+                    Ok(())
+                }
+                _ => Ok(()),
+            }
+        });
+        waiters.extend(sync_waiters);
+        match result {
+            Ok(()) => {
+                for w in waiters {
+                    let _ = w.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                shared.poison(e.to_string());
+                let why = e.to_string();
+                for w in waiters {
+                    let _ = w.send(Err(JournalError::Poisoned(why.clone())));
+                }
+            }
+        }
+        if shutdown {
+            let q = shared.queue.lock();
+            if q.closed_batches.is_empty() && q.open.is_none() && q.sync_requested.is_empty() {
+                return;
+            }
+        }
+    }
+}
+
+fn sync(shared: &Shared, c: &mut Current) -> Result<()> {
+    c.file.sync_data().map_err(|e| {
+        JournalError::io(
+            format!("syncing {}", shared.config.path_of(c.id).display()),
+            e,
+        )
+    })?;
+    shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+    c.dirty = false;
+    Ok(())
+}
+
+/// Writes the batches in order, rotating files as their locations say. Their waiters are moved
+/// to `waiters` whatever happens, so the caller can answer every one of them.
+fn write_batches(
+    shared: &Shared,
+    current: &mut Option<Current>,
+    batches: Vec<PendingBatch>,
+    waiters: &mut Vec<oneshot::Sender<Result<()>>>,
+) -> Result<()> {
+    if let Some(why) = &*shared.poisoned.lock() {
+        for b in batches {
+            waiters.extend(b.waiters);
+        }
+        return Err(JournalError::Poisoned(why.clone()));
+    }
+    let mut result = Ok(());
+    // Consecutive batches of one file are contiguous: gather them into one write.
+    let mut run: Vec<u8> = Vec::new();
+    let mut run_start = (0u32, 0u64);
+    for mut b in batches {
+        waiters.append(&mut b.waiters);
+        if result.is_err() {
+            continue;
+        }
+        format::seal_batch(&mut b.buf);
+        shared.counters.batches.fetch_add(1, Ordering::Relaxed);
+        let contiguous =
+            !run.is_empty() && run_start.0 == b.file && run_start.1 + run.len() as u64 == b.start;
+        if !contiguous {
+            result = flush_run(shared, current, run_start, &run);
+            run.clear();
+            run_start = (b.file, b.start);
+        }
+        run.extend_from_slice(&b.buf);
+    }
+    if result.is_ok() {
+        result = flush_run(shared, current, run_start, &run);
+    }
+    result
+}
+
+fn flush_run(
+    shared: &Shared,
+    current: &mut Option<Current>,
+    (file_id, start): (u32, u64),
+    bytes: &[u8],
+) -> Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    if current.as_ref().is_none_or(|c| c.id != file_id) {
+        if let Some(c) = current.as_mut().filter(|c| c.dirty) {
+            // The journal must stay a durable prefix: finish the old file before the new one.
+            sync(shared, c)?;
+        }
+        *current = Some(open_for_append(shared, file_id)?);
+    }
+    let Some(c) = current.as_mut() else {
+        return Err(JournalError::Closed);
+    };
+    let path = shared.config.path_of(file_id);
+    c.file.write_all_at(bytes, start).map_err(|e| {
+        JournalError::io(format!("writing {} at offset {start}", path.display()), e)
+    })?;
+    c.dirty = true;
+    shared
+        .counters
+        .bytes
+        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    *shared.written.lock() = Location {
+        file: file_id,
+        offset: (start + bytes.len() as u64) as u32,
+    };
+    shared.written_cv.notify_all();
+    Ok(())
+}
+
+/// Opens the file appends now go to, creating it (header, preallocation, fsync of file and
+/// directory) if new. The header must be durable before any record, so that a crash right
+/// after the first append still finds a valid file.
+fn open_for_append(shared: &Shared, id: u32) -> Result<Current> {
+    if let Some(f) = shared.files.lock().get(&id) {
+        return Ok(Current {
+            id,
+            file: f.clone(),
+            dirty: false,
+        });
+    }
+    let cfg = &shared.config;
+    let path = cfg.path_of(id);
+    let ctx = |what: &str| format!("{what} {}", path.display());
+    let file = shared
+        .fs
+        .open(&path, true)
+        .map_err(|e| JournalError::io(ctx("creating"), e))?;
+    if cfg.preallocate {
+        const CHUNK: u64 = 1 << 20;
+        let zeros = vec![0u8; CHUNK as usize];
+        let mut at = 0;
+        while at < cfg.max_file_length {
+            let n = CHUNK.min(cfg.max_file_length - at) as usize;
+            file.write_all_at(&zeros[..n], at)
+                .map_err(|e| JournalError::io(ctx("preallocating"), e))?;
+            at += n as u64;
+        }
+    }
+    file.write_all_at(&format::file_header(id), 0)
+        .map_err(|e| JournalError::io(ctx("writing the header of"), e))?;
+    file.sync_data()
+        .map_err(|e| JournalError::io(ctx("syncing"), e))?;
+    shared.fs.sync_dir(&cfg.directory).map_err(|e| {
+        JournalError::io(format!("syncing directory {}", cfg.directory.display()), e)
+    })?;
+    shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+    shared.files.lock().insert(id, file.clone());
+    Ok(Current {
+        id,
+        file,
+        dirty: false,
+    })
+}

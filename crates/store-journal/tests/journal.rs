@@ -1,0 +1,312 @@
+//! The journal's guarantees, through the simulated file system: round trips, rotation, group
+//! commit, power loss at every fsync boundary, torn writes, damage, and poisoning.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use store_journal::fs::{Crash, FileSystem, RealFs, SimFs};
+use store_journal::{Journal, JournalConfig, JournalError, Location, RecoveryMode, SyncPolicy};
+
+fn config(sync: SyncPolicy) -> JournalConfig {
+    let mut c = JournalConfig::new("/j", "db-", ".log");
+    c.max_file_length = 64 * 1024;
+    c.max_write_batch_size = 16 * 1024;
+    c.sync = sync;
+    c
+}
+
+fn open(fs: &SimFs, c: &JournalConfig) -> Journal {
+    Journal::open(c.clone(), Arc::new(fs.clone())).expect("open")
+}
+
+fn record(i: u32) -> Vec<u8> {
+    let mut r = format!("record {i} ").into_bytes();
+    r.resize(50 + (i as usize * 37) % 900, b'x');
+    r
+}
+
+fn all(j: &Journal) -> Vec<Vec<u8>> {
+    j.replay(Location::default())
+        .map(|r| r.expect("replay").1)
+        .collect()
+}
+
+fn append_all(j: &Journal, from: u32, to: u32) -> Vec<Location> {
+    (from..to)
+        .map(|i| {
+            let a = j.append(&[&record(i)], false).expect("append");
+            a.completion.wait().expect("completion");
+            a.locations[0]
+        })
+        .collect()
+}
+
+#[test]
+fn records_read_back_by_location_and_replay_in_order_across_files() {
+    let fs = SimFs::new();
+    let c = config(SyncPolicy::Always);
+    let j = open(&fs, &c);
+    let locs = append_all(&j, 0, 300);
+    assert!(locs.windows(2).all(|w| w[0] < w[1]), "locations increase");
+    assert!(
+        j.file_ids().len() > 2,
+        "rotated into several files: {:?}",
+        j.file_ids()
+    );
+    for (i, loc) in locs.iter().enumerate() {
+        assert_eq!(j.read(*loc).unwrap(), record(i as u32));
+    }
+    assert_eq!(all(&j), (0..300).map(record).collect::<Vec<_>>());
+    let from = locs[150];
+    let tail: Vec<Vec<u8>> = j.replay(from).map(|r| r.unwrap().1).collect();
+    assert_eq!(tail, (150..300).map(record).collect::<Vec<_>>());
+    j.close().unwrap();
+    let j = open(&fs, &c);
+    assert_eq!(all(&j), (0..300).map(record).collect::<Vec<_>>());
+    let more = append_all(&j, 300, 310);
+    assert!(
+        more[0] > locs[299],
+        "appends after reopen go after the old ones"
+    );
+}
+
+#[test]
+fn one_append_is_atomic_and_records_keep_their_order() {
+    let fs = SimFs::new();
+    let c = config(SyncPolicy::Always);
+    let j = open(&fs, &c);
+    let recs: Vec<Vec<u8>> = (0..10).map(record).collect();
+    let refs: Vec<&[u8]> = recs.iter().map(|r| r.as_slice()).collect();
+    let a = j.append(&refs, false).unwrap();
+    a.completion.wait().unwrap();
+    assert_eq!(a.locations.len(), 10);
+    assert_eq!(all(&j), recs);
+}
+
+#[test]
+fn every_acknowledged_append_survives_power_loss_at_each_fsync() {
+    // Crash after each acknowledged append in turn: everything acknowledged is there.
+    for n in [1u32, 2, 5, 17, 60, 200] {
+        let fs = SimFs::new();
+        let c = config(SyncPolicy::Always);
+        let j = open(&fs, &c);
+        append_all(&j, 0, n);
+        // An append that was enqueued but whose fsync never happened may or may not survive.
+        let _ = j.append(&[b"unacknowledged"], false);
+        fs.power_loss(Crash::LoseUnsynced);
+        drop(j);
+        let j = open(&fs, &c);
+        let got = all(&j);
+        assert!(
+            got.len() >= n as usize,
+            "lost acknowledged records: {} of {n}",
+            got.len()
+        );
+        assert_eq!(
+            got[..n as usize],
+            (0..n).map(record).collect::<Vec<_>>()[..]
+        );
+    }
+}
+
+#[test]
+fn a_torn_final_batch_is_cut_and_never_returned() {
+    for tear in [0usize, 1, 7, 16, 17, 30, 100, 1000] {
+        let fs = SimFs::new();
+        let c = config(SyncPolicy::Always);
+        let j = open(&fs, &c);
+        append_all(&j, 0, 20);
+        // The last write goes to disk only partly: make its fsync fail so it stays unsynced.
+        fs.control().fail_fsync_in(1);
+        let recs: Vec<Vec<u8>> = (100..105).map(record).collect();
+        let refs: Vec<&[u8]> = recs.iter().map(|r| r.as_slice()).collect();
+        let a = j.append(&refs, false).unwrap();
+        assert!(a.completion.wait().is_err(), "the failed fsync is reported");
+        fs.power_loss(Crash::TearLastWrite(tear));
+        drop(j);
+        fs.control().clear_faults();
+        let j = open(&fs, &c);
+        let got = all(&j);
+        assert_eq!(
+            got,
+            (0..20).map(record).collect::<Vec<_>>(),
+            "tear at {tear}: exactly the acknowledged records"
+        );
+        // Appending after the cut works and the cut bytes never come back.
+        append_all(&j, 20, 25);
+        drop(j);
+        let j = open(&fs, &c);
+        assert_eq!(all(&j), (0..25).map(record).collect::<Vec<_>>());
+    }
+}
+
+fn data_file(c: &JournalConfig, id: u32) -> PathBuf {
+    Path::new(&c.directory).join(format!("{}{id}{}", c.file_prefix, c.file_suffix))
+}
+
+#[test]
+fn damage_followed_by_valid_data_refuses_to_open_naming_file_and_offset() {
+    let fs = SimFs::new();
+    let c = config(SyncPolicy::Always);
+    let j = open(&fs, &c);
+    let locs = append_all(&j, 0, 10);
+    j.close().unwrap();
+    let path = data_file(&c, locs[3].file);
+    let mut bytes = fs.contents(&path).unwrap();
+    bytes[locs[3].offset as usize + 12] ^= 0x55;
+    fs.set_contents(&path, bytes).unwrap();
+    let err = match Journal::open(c.clone(), Arc::new(fs.clone())) {
+        Err(e) => e,
+        Ok(_) => panic!("opened a journal with damage in the middle"),
+    };
+    match &err {
+        JournalError::Corrupt { file, offset, .. } => {
+            assert_eq!(file, &path);
+            assert!(
+                *offset <= u64::from(locs[3].offset),
+                "offset {offset} names the damaged batch"
+            );
+        }
+        other => panic!("expected Corrupt, got {other}"),
+    }
+    assert!(err.to_string().contains("db-1.log"), "{err}");
+
+    let mut skip = c.clone();
+    skip.recovery = RecoveryMode::SkipCorrupt;
+    let j = open(&fs, &skip);
+    let got = all(&j);
+    assert_eq!(got.len(), 9, "skip mode loses exactly the damaged batch");
+    assert!(!got.contains(&record(3)));
+}
+
+#[test]
+fn a_failed_fsync_poisons_until_reopen() {
+    let fs = SimFs::new();
+    let c = config(SyncPolicy::Always);
+    let j = open(&fs, &c);
+    append_all(&j, 0, 3);
+    fs.control().fail_fsync_in(1);
+    let a = j.append(&[b"doomed"], false).unwrap();
+    assert!(matches!(
+        a.completion.wait(),
+        Err(JournalError::Poisoned(_))
+    ));
+    assert!(j.is_poisoned());
+    assert!(matches!(
+        j.append(&[b"after"], false),
+        Err(JournalError::Poisoned(_))
+    ));
+    // Reads go on.
+    assert_eq!(all(&j).len(), 4);
+    drop(j);
+    let j = open(&fs, &c);
+    append_all(&j, 3, 5);
+}
+
+#[test]
+fn a_failed_write_poisons_and_reports() {
+    let fs = SimFs::new();
+    let c = config(SyncPolicy::Always);
+    let j = open(&fs, &c);
+    append_all(&j, 0, 3);
+    fs.control().fail_write_in(1);
+    let a = j.append(&[b"doomed"], false).unwrap();
+    assert!(a.completion.wait().is_err());
+    assert!(j.append(&[b"after"], false).is_err());
+}
+
+#[test]
+fn a_full_disk_fails_writes_and_keeps_what_is_stored() {
+    let fs = SimFs::new();
+    let c = config(SyncPolicy::Always);
+    let j = open(&fs, &c);
+    append_all(&j, 0, 5);
+    fs.control().set_disk_full_after(1);
+    let a = j.append(&[&record(99)], false).unwrap();
+    let err = a.completion.wait().unwrap_err();
+    assert!(
+        err.to_string().contains("os error 28") || err.to_string().contains("No space"),
+        "{err}"
+    );
+    fs.control().clear_faults();
+    drop(j);
+    let j = open(&fs, &c);
+    assert_eq!(all(&j), (0..5).map(record).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_file_being_appended_to_cannot_be_deleted() {
+    let fs = SimFs::new();
+    let c = config(SyncPolicy::Always);
+    let j = open(&fs, &c);
+    append_all(&j, 0, 200);
+    let ids = j.file_ids();
+    let tail = j.tail_file();
+    assert!(j.delete_files(&[tail]).is_err());
+    j.delete_files(&ids[..1]).unwrap();
+    assert_eq!(j.file_ids(), ids[1..].to_vec());
+    drop(j);
+    let j = open(&fs, &c);
+    assert_eq!(j.file_ids(), ids[1..].to_vec());
+}
+
+#[test]
+fn concurrent_appends_share_fsyncs() {
+    let fs = SimFs::new();
+    let c = config(SyncPolicy::Always);
+    let j = Arc::new(open(&fs, &c));
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let j = j.clone();
+            std::thread::spawn(move || {
+                for i in 0..50u32 {
+                    let a = j.append(&[&record(t * 1000 + i)], false).unwrap();
+                    a.completion.wait().unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let stats = j.stats();
+    assert_eq!(stats.appends, 800);
+    assert!(stats.fsyncs <= stats.appends + j.file_ids().len() as u64);
+    assert_eq!(all(&j).len(), 800);
+}
+
+#[test]
+fn periodic_policy_syncs_within_the_interval() {
+    let fs = SimFs::new();
+    let c = config(SyncPolicy::Periodic(Duration::from_millis(20)));
+    let j = open(&fs, &c);
+    let before = fs.control().fsyncs();
+    let a = j.append(&[b"periodic"], false).unwrap();
+    a.completion.wait().unwrap();
+    // The explicit sync is what a checkpoint uses; it returns once the data is durable.
+    j.sync().wait().unwrap();
+    assert!(fs.control().fsyncs() > before);
+    fs.power_loss(Crash::LoseUnsynced);
+    drop(j);
+    assert_eq!(all(&open(&fs, &c)), vec![b"periodic".to_vec()]);
+}
+
+#[test]
+fn real_files_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = JournalConfig::new(dir.path(), "db-", ".log");
+    c.max_file_length = 256 * 1024;
+    let j = Journal::open(c.clone(), Arc::new(RealFs)).unwrap();
+    append_all(&j, 0, 100);
+    j.close().unwrap();
+    let j = Journal::open(c, Arc::new(RealFs)).unwrap();
+    assert_eq!(all(&j), (0..100).map(record).collect::<Vec<_>>());
+    assert!(
+        RealFs
+            .list(dir.path())
+            .unwrap()
+            .iter()
+            .any(|n| n == "db-1.log")
+    );
+}
