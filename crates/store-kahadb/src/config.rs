@@ -1,0 +1,61 @@
+//! KahaDB's settings, with ActiveMQ's names (snake_case) and defaults where they apply.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use store_api::SyncPolicy;
+
+/// How a KahaDB store is laid out and run. `KahaDbConfig::new(dir)` gives ActiveMQ's defaults.
+#[derive(Debug, Clone)]
+pub struct KahaDbConfig {
+    /// Holds `db-N.log`, `db.data` and `db.redo`.
+    pub directory: PathBuf,
+    /// `journalMaxFileLength`: 32 MiB.
+    pub journal_max_file_length: u64,
+    /// `journalMaxWriteBatchSize`: 4 MiB.
+    pub journal_max_write_batch_size: usize,
+    /// `journalDiskSyncStrategy` / `journalDiskSyncInterval`: always.
+    pub sync: SyncPolicy,
+    /// `checkpointInterval`: 5 s; zero turns the timer off (checkpoints still run at close).
+    pub checkpoint_interval: Duration,
+    /// `cleanupInterval`: 30 s: how often a checkpoint also deletes unneeded journal files.
+    pub cleanup_interval: Duration,
+    /// `indexCacheSize`: 10,000 pages of 4 KiB kept in memory (dirty pages are kept on top of
+    /// this until the next checkpoint).
+    pub index_cache_size: usize,
+    /// `indexWriteBatchSize`: 1,000; a checkpoint is started early once this many index pages
+    /// are dirty, which bounds the memory they hold.
+    pub index_write_batch_size: usize,
+    /// `ignoreMissingJournalfiles`: false; true skips damaged journal ranges (logging each)
+    /// instead of refusing to open.
+    pub ignore_missing_journal_files: bool,
+    /// Preallocate journal files with zeros (`preallocationStrategy=zeros`): faster fsyncs.
+    pub preallocate: bool,
+    /// `enableAckCompaction`: true: a journal file kept alive only by a few records has them
+    /// copied forward so it can be deleted.
+    pub enable_compaction: bool,
+    /// A file is compacted when at most this many records keep it alive.
+    pub compaction_threshold: u64,
+    /// `cleanupOnStop`: true.
+    pub cleanup_on_stop: bool,
+}
+
+impl KahaDbConfig {
+    pub fn new(directory: impl Into<PathBuf>) -> Self {
+        KahaDbConfig {
+            directory: directory.into(),
+            journal_max_file_length: 32 * 1024 * 1024,
+            journal_max_write_batch_size: 4 * 1024 * 1024,
+            sync: SyncPolicy::Always,
+            checkpoint_interval: Duration::from_secs(5),
+            cleanup_interval: Duration::from_secs(30),
+            index_cache_size: 10_000,
+            index_write_batch_size: 1_000,
+            ignore_missing_journal_files: false,
+            preallocate: true,
+            enable_compaction: true,
+            compaction_threshold: 100,
+            cleanup_on_stop: true,
+        }
+    }
+}

@@ -1,0 +1,1123 @@
+//! The index: per destination, B+trees from delivery order to journal location and from message
+//! id to order, per durable subscription a B+tree of pending messages, and a catalog (names,
+//! roots, exact counts and bytes, per-journal-file live counters, the ack rule map, prepared
+//! transactions, the free-page list) written at each checkpoint.
+//!
+//! [`Index::apply`] is the one place the index changes: the live write path calls it right after
+//! enqueuing a record, and recovery calls it for every record replayed, so the two cannot drift.
+//! It tolerates records that no longer apply (an ack of a message whose add was in a journal file
+//! since deleted), which a full rebuild meets.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+
+use store_api::codec::{self, Reader, Writer};
+use store_api::{
+    CursorPosition, DecodeError, Destination, MAX_PRIORITY, Message, MessageId, OrderKey,
+    SubscriptionInfo, SubscriptionKey, TransactionId, TxOp, Xid,
+};
+use store_journal::Location;
+
+use crate::btree;
+use crate::error::{KahaError, Result};
+use crate::page_file::{self, FlushSet, Key, META_PAGE, PageFile, PageId};
+use crate::records::Command;
+
+const ORDER_V: usize = 40;
+const ID_V: usize = 17;
+const PENDING_V: usize = 0;
+const META_MAGIC: &[u8; 8] = b"KDBMETA1";
+
+/// What the order tree holds for a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub loc: Location,
+    pub size: u32,
+    /// Topics: how many subscriptions still have it pending.
+    pub refs: u32,
+    pub expiration: i64,
+    id_key: Key,
+}
+
+impl Entry {
+    fn encode(&self) -> [u8; ORDER_V] {
+        let mut v = [0u8; ORDER_V];
+        v[0..4].copy_from_slice(&self.loc.file.to_le_bytes());
+        v[4..8].copy_from_slice(&self.loc.offset.to_le_bytes());
+        v[8..12].copy_from_slice(&self.size.to_le_bytes());
+        v[12..16].copy_from_slice(&self.refs.to_le_bytes());
+        v[16..24].copy_from_slice(&self.expiration.to_le_bytes());
+        v[24..40].copy_from_slice(&self.id_key);
+        v
+    }
+
+    fn decode(v: &[u8]) -> Entry {
+        let u32_at = |i: usize| u32::from_le_bytes([v[i], v[i + 1], v[i + 2], v[i + 3]]);
+        let mut exp = [0u8; 8];
+        exp.copy_from_slice(&v[16..24]);
+        let mut id_key = [0u8; 16];
+        id_key.copy_from_slice(&v[24..40]);
+        Entry {
+            loc: Location {
+                file: u32_at(0),
+                offset: u32_at(4),
+            },
+            size: u32_at(8),
+            refs: u32_at(12),
+            expiration: i64::from_le_bytes(exp),
+            id_key,
+        }
+    }
+}
+
+/// Order key bytes: `9 - priority`, then the sequence big-endian, so byte order is delivery order.
+pub fn order_key(k: OrderKey) -> Key {
+    let mut key = [0u8; 16];
+    key[0] = MAX_PRIORITY - k.priority.min(MAX_PRIORITY);
+    key[1..9].copy_from_slice(&k.sequence.to_be_bytes());
+    key
+}
+
+pub fn order_of(key: &Key) -> OrderKey {
+    let mut s = [0u8; 8];
+    s.copy_from_slice(&key[1..9]);
+    OrderKey {
+        priority: MAX_PRIORITY.saturating_sub(key[0]),
+        sequence: u64::from_be_bytes(s),
+    }
+}
+
+/// FNV-1a, 64-bit, with a chosen offset basis; stable on disk by construction.
+fn fnv(bytes: &[u8], basis: u64) -> u64 {
+    let mut h = basis;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The id tree key (`fnv(producer)` and the producer sequence, big-endian) and a second,
+/// independent hash of the producer kept in the value to detect collisions.
+fn id_key(id: &MessageId) -> (Key, u64) {
+    let mut key = [0u8; 16];
+    key[0..8].copy_from_slice(&fnv(id.producer.as_bytes(), 0xcbf2_9ce4_8422_2325).to_be_bytes());
+    key[8..16].copy_from_slice(&id.producer_seq.to_be_bytes());
+    (key, fnv(id.producer.as_bytes(), 0x6c62_272e_07bb_0142))
+}
+
+#[derive(Debug, Clone)]
+pub struct SubMeta {
+    pub info: SubscriptionInfo,
+    pub anchor: Location,
+    pub root: PageId,
+    pub count: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DestMeta {
+    pub anchor: Location,
+    pub order_root: PageId,
+    pub id_root: PageId,
+    pub count: u64,
+    pub bytes: u64,
+    pub subs: BTreeMap<SubscriptionKey, SubMeta>,
+}
+
+/// The part of the index that is not B+trees, written whole at each checkpoint.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    pub last_sequence: u64,
+    pub destinations: BTreeMap<Destination, DestMeta>,
+    /// Per journal file: records in it the index still needs (messages, destination and
+    /// subscription anchors, prepared transactions).
+    pub file_refs: BTreeMap<u32, u64>,
+    /// The ack rule: a journal file holding records that removed things recorded in other files
+    /// must outlive those files, or a rebuild from the journal would bring the things back.
+    pub ack_files: BTreeMap<u32, BTreeSet<u32>>,
+    pub prepared: BTreeMap<Xid, Location>,
+}
+
+fn write_loc(w: &mut Writer, l: Location) {
+    w.u32(l.file);
+    w.u32(l.offset);
+}
+
+fn read_loc(r: &mut Reader<'_>) -> std::result::Result<Location, DecodeError> {
+    Ok(Location {
+        file: r.u32()?,
+        offset: r.u32()?,
+    })
+}
+
+impl Catalog {
+    fn encode(&self, free: &BTreeSet<PageId>) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.varint(self.last_sequence);
+        w.varint(self.destinations.len() as u64);
+        for (d, m) in &self.destinations {
+            codec::write_destination(&mut w, d);
+            write_loc(&mut w, m.anchor);
+            w.varint(m.order_root);
+            w.varint(m.id_root);
+            w.varint(m.count);
+            w.varint(m.bytes);
+            w.varint(m.subs.len() as u64);
+            for s in m.subs.values() {
+                codec::write_subscription_key(&mut w, &s.info.key);
+                match &s.info.selector {
+                    Some(sel) => {
+                        w.u8(1);
+                        w.str(sel);
+                    }
+                    None => w.u8(0),
+                }
+                write_loc(&mut w, s.anchor);
+                w.varint(s.root);
+                w.varint(s.count);
+                w.varint(s.bytes);
+            }
+        }
+        w.varint(self.file_refs.len() as u64);
+        for (f, n) in &self.file_refs {
+            w.u32(*f);
+            w.varint(*n);
+        }
+        w.varint(self.ack_files.len() as u64);
+        for (f, set) in &self.ack_files {
+            w.u32(*f);
+            w.varint(set.len() as u64);
+            for g in set {
+                w.u32(*g);
+            }
+        }
+        w.varint(self.prepared.len() as u64);
+        for (x, l) in &self.prepared {
+            codec::write_transaction_id(&mut w, &TransactionId::Xa(x.clone()));
+            write_loc(&mut w, *l);
+        }
+        w.varint(free.len() as u64);
+        for p in free {
+            w.varint(*p);
+        }
+        w.into_inner()
+    }
+
+    fn decode(bytes: &[u8]) -> std::result::Result<(Catalog, BTreeSet<PageId>), DecodeError> {
+        let mut r = Reader::new(bytes);
+        let mut cat = Catalog {
+            last_sequence: r.varint()?,
+            ..Catalog::default()
+        };
+        for _ in 0..r.length()? {
+            let d = codec::read_destination(&mut r)?;
+            let anchor = read_loc(&mut r)?;
+            let order_root = r.varint()?;
+            let id_root = r.varint()?;
+            let count = r.varint()?;
+            let bytes = r.varint()?;
+            let mut subs = BTreeMap::new();
+            for _ in 0..r.length()? {
+                let key = codec::read_subscription_key(&mut r)?;
+                let selector = match r.u8()? {
+                    0 => None,
+                    _ => Some(r.str("selector")?.to_owned()),
+                };
+                let anchor = read_loc(&mut r)?;
+                let root = r.varint()?;
+                let count = r.varint()?;
+                let bytes = r.varint()?;
+                subs.insert(
+                    key.clone(),
+                    SubMeta {
+                        info: SubscriptionInfo { key, selector },
+                        anchor,
+                        root,
+                        count,
+                        bytes,
+                    },
+                );
+            }
+            cat.destinations.insert(
+                d,
+                DestMeta {
+                    anchor,
+                    order_root,
+                    id_root,
+                    count,
+                    bytes,
+                    subs,
+                },
+            );
+        }
+        for _ in 0..r.length()? {
+            let f = r.u32()?;
+            cat.file_refs.insert(f, r.varint()?);
+        }
+        for _ in 0..r.length()? {
+            let f = r.u32()?;
+            let mut set = BTreeSet::new();
+            for _ in 0..r.length()? {
+                set.insert(r.u32()?);
+            }
+            cat.ack_files.insert(f, set);
+        }
+        for _ in 0..r.length()? {
+            let x = match codec::read_transaction_id(&mut r)? {
+                TransactionId::Xa(x) => x,
+                TransactionId::Local(_) => {
+                    return Err(DecodeError::Invalid("local transaction in catalog".into()));
+                }
+            };
+            cat.prepared.insert(x, read_loc(&mut r)?);
+        }
+        let mut free = BTreeSet::new();
+        for _ in 0..r.length()? {
+            free.insert(r.varint()?);
+        }
+        r.finish()?;
+        Ok((cat, free))
+    }
+}
+
+/// An open or prepared transaction.
+#[derive(Debug, Clone, Default)]
+pub struct TxState {
+    pub ops: Vec<TxOp>,
+    pub prepared: bool,
+}
+
+/// What a checkpoint needs after the index lock is released.
+pub struct CheckpointSnapshot {
+    pub flush: FlushSet,
+    pub at: Location,
+    pub file_refs: BTreeMap<u32, u64>,
+    pub ack_files: BTreeMap<u32, BTreeSet<u32>>,
+}
+
+pub struct Index {
+    pub pf: PageFile,
+    pub cat: Catalog,
+    catalog_pages: Vec<PageId>,
+    pub cursors: HashMap<Destination, CursorPosition>,
+    pub sub_cursors: HashMap<(Destination, SubscriptionKey), CursorPosition>,
+    /// Sequences of adds enqueued but not yet durable, per destination: hidden from readers,
+    /// and a batch cursor stops before the lowest (the ordering watermark).
+    pub pending: HashMap<Destination, BTreeSet<u64>>,
+    pub generations: HashMap<Destination, u64>,
+    next_generation: u64,
+    pub txs: BTreeMap<TransactionId, TxState>,
+    /// Records replay could not apply (expected only in a rebuild after journal GC).
+    pub skipped: u64,
+}
+
+fn bad_catalog(pf: &PageFile, why: impl std::fmt::Display) -> KahaError {
+    KahaError::Corrupt {
+        file: pf.path().to_path_buf(),
+        offset: 0,
+        reason: format!("catalog: {why}"),
+    }
+}
+
+impl Index {
+    /// A new, empty index over `pf`.
+    pub fn empty(pf: PageFile) -> Index {
+        Index {
+            pf,
+            cat: Catalog::default(),
+            catalog_pages: Vec::new(),
+            cursors: HashMap::new(),
+            sub_cursors: HashMap::new(),
+            pending: HashMap::new(),
+            generations: HashMap::new(),
+            next_generation: 0,
+            txs: BTreeMap::new(),
+            skipped: 0,
+        }
+    }
+
+    /// Loads the last checkpoint from `pf`; returns the index and the journal location to
+    /// replay from.
+    pub fn load(mut pf: PageFile) -> Result<(Index, Location)> {
+        let meta = pf.read_meta()?;
+        let mut r = Reader::new(&meta);
+        let parsed = (|| -> std::result::Result<(Location, PageId, usize, u32, Vec<PageId>), DecodeError> {
+            let magic = r.take(8)?;
+            if magic != META_MAGIC {
+                return Err(DecodeError::Invalid("bad metadata magic".into()));
+            }
+            let at = read_loc(&mut r)?;
+            let first = r.varint()?;
+            let len = r.varint()? as usize;
+            let crc = r.u32()?;
+            let mut pages = Vec::new();
+            for _ in 0..r.length()? {
+                pages.push(r.varint()?);
+            }
+            Ok((at, first, len, crc, pages))
+        })();
+        let (at, first, len, crc, catalog_pages) = parsed.map_err(|e| bad_catalog(&pf, e))?;
+        let blob = pf.read_blob(first, len)?;
+        if crc32fast::hash(&blob) != crc {
+            return Err(bad_catalog(&pf, "checksum mismatch"));
+        }
+        let (cat, free) = Catalog::decode(&blob).map_err(|e| bad_catalog(&pf, e))?;
+        pf.set_free_pages(free);
+        let mut index = Index::empty(pf);
+        index.cat = cat;
+        index.catalog_pages = catalog_pages;
+        Ok((index, at))
+    }
+
+    /// Captures a consistent checkpoint of everything applied so far, which reflects the
+    /// journal up to `at`. The caller writes it once the journal is durable up to `at`.
+    pub fn snapshot(&mut self, at: Location) -> CheckpointSnapshot {
+        for p in std::mem::take(&mut self.catalog_pages) {
+            self.pf.release(p);
+        }
+        let estimate = self.cat.encode(self.pf.free_pages());
+        let n = page_file::blob_page_count(estimate.len()) + 1;
+        let pages: Vec<PageId> = (0..n).map(|_| self.pf.allocate()).collect();
+        let blob = self.cat.encode(self.pf.free_pages());
+        let mut w = Writer::new();
+        w.raw(META_MAGIC);
+        write_loc(&mut w, at);
+        w.varint(pages[0]);
+        w.varint(blob.len() as u64);
+        w.u32(crc32fast::hash(&blob));
+        w.varint(pages.len() as u64);
+        for p in &pages {
+            w.varint(*p);
+        }
+        let mut extra = page_file::blob_pages(&blob, &pages);
+        extra.push((META_PAGE, page_file::meta_page(&w.into_inner())));
+        self.catalog_pages = pages;
+        CheckpointSnapshot {
+            flush: self.pf.take_flush_set(extra),
+            at,
+            file_refs: self.cat.file_refs.clone(),
+            ack_files: self.cat.ack_files.clone(),
+        }
+    }
+
+    pub fn generation(&mut self, d: &Destination) -> u64 {
+        if let Some(g) = self.generations.get(d) {
+            return *g;
+        }
+        self.next_generation += 1;
+        self.generations.insert(d.clone(), self.next_generation);
+        self.next_generation
+    }
+
+    fn forget_generation(&mut self, d: &Destination) {
+        self.generations.remove(d);
+        self.cursors.remove(d);
+        self.sub_cursors.retain(|(dd, _), _| dd != d);
+    }
+
+    fn add_ref(&mut self, file: u32) {
+        *self.cat.file_refs.entry(file).or_default() += 1;
+    }
+
+    fn drop_ref(&mut self, file: u32) {
+        if let Some(n) = self.cat.file_refs.get_mut(&file) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.cat.file_refs.remove(&file);
+            }
+        }
+    }
+
+    fn note_kill(&mut self, killer: Location, victim_file: u32) {
+        if killer.file != victim_file {
+            self.cat
+                .ack_files
+                .entry(killer.file)
+                .or_default()
+                .insert(victim_file);
+        }
+    }
+
+    // ---- lookups ----
+
+    pub fn lookup(&mut self, d: &Destination, id: &MessageId) -> Result<Option<(OrderKey, Entry)>> {
+        let Some(meta) = self.cat.destinations.get(d) else {
+            return Ok(None);
+        };
+        let (order_root, id_root) = (meta.order_root, meta.id_root);
+        let (key, h2) = id_key(id);
+        let Some(v) = btree::get(&mut self.pf, id_root, &key)? else {
+            return Ok(None);
+        };
+        let mut h = [0u8; 8];
+        h.copy_from_slice(&v[0..8]);
+        if u64::from_le_bytes(h) != h2 {
+            return Ok(None);
+        }
+        let mut s = [0u8; 8];
+        s.copy_from_slice(&v[9..17]);
+        let ok = OrderKey {
+            priority: v[8],
+            sequence: u64::from_le_bytes(s),
+        };
+        Ok(btree::get(&mut self.pf, order_root, &order_key(ok))?.map(|e| (ok, Entry::decode(&e))))
+    }
+
+    /// Whether `id` is pending for the subscription (and the subscription exists).
+    pub fn is_pending_for(
+        &mut self,
+        d: &Destination,
+        key: &SubscriptionKey,
+        id: &MessageId,
+    ) -> Result<bool> {
+        let Some(root) = self
+            .cat
+            .destinations
+            .get(d)
+            .and_then(|m| m.subs.get(key))
+            .map(|s| s.root)
+        else {
+            return Ok(false);
+        };
+        match self.lookup(d, id)? {
+            Some((ok, _)) => Ok(btree::get(&mut self.pf, root, &order_key(ok))?.is_some()),
+            None => Ok(false),
+        }
+    }
+
+    /// Messages of a destination (or pending for one subscription of it) in delivery order,
+    /// from `from`, at most `max`, skipping hidden sequences and stopping at `until`.
+    pub fn entries(
+        &mut self,
+        d: &Destination,
+        sub: Option<&SubscriptionKey>,
+        from: Bound<OrderKey>,
+        until: Option<OrderKey>,
+        max: usize,
+    ) -> Result<Vec<(OrderKey, Entry)>> {
+        let Some(meta) = self.cat.destinations.get(d) else {
+            return Ok(Vec::new());
+        };
+        let order_root = meta.order_root;
+        let root = match sub {
+            Some(k) => match meta.subs.get(k) {
+                Some(s) => s.root,
+                None => return Ok(Vec::new()),
+            },
+            None => order_root,
+        };
+        let hidden = self.pending.get(d).cloned().unwrap_or_default();
+        let mut keys = Vec::new();
+        let lower = match from {
+            Bound::Included(k) => Bound::Included(order_key(k)),
+            Bound::Excluded(k) => Bound::Excluded(order_key(k)),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let upper = until.map_or(Bound::Unbounded, |u| Bound::Included(order_key(u)));
+        let mut collect = |k: &Key, v: &[u8]| {
+            let ok = order_of(k);
+            if !hidden.contains(&ok.sequence) {
+                keys.push((
+                    ok,
+                    if sub.is_none() {
+                        Some(Entry::decode(v))
+                    } else {
+                        None
+                    },
+                ));
+            }
+            keys.len() < max
+        };
+        if max > 0 {
+            btree::scan(&mut self.pf, root, lower, upper, &mut collect)?;
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        for (ok, e) in keys {
+            let e = match e {
+                Some(e) => e,
+                None => match btree::get(&mut self.pf, order_root, &order_key(ok))? {
+                    Some(v) => Entry::decode(&v),
+                    None => continue,
+                },
+            };
+            out.push((ok, e));
+        }
+        Ok(out)
+    }
+
+    /// The next batch for a cursor: per priority, high to low, what lies after the cursor's
+    /// position, never past the lowest sequence still being written.
+    pub fn cursor_batch(
+        &mut self,
+        d: &Destination,
+        sub: Option<&SubscriptionKey>,
+        cursor: &CursorPosition,
+        max: usize,
+    ) -> Result<Vec<(OrderKey, Entry)>> {
+        let watermark = self
+            .pending
+            .get(d)
+            .and_then(|p| p.first().copied())
+            .unwrap_or(u64::MAX);
+        let mut batch = Vec::new();
+        for priority in (0..=MAX_PRIORITY).rev() {
+            if batch.len() >= max {
+                break;
+            }
+            let from = cursor.first_pending_at(priority);
+            if from.sequence >= watermark {
+                continue;
+            }
+            let until = OrderKey {
+                priority,
+                sequence: watermark - 1,
+            };
+            batch.extend(self.entries(
+                d,
+                sub,
+                Bound::Included(from),
+                Some(until),
+                max - batch.len(),
+            )?);
+        }
+        Ok(batch)
+    }
+
+    // ---- changes ----
+
+    /// Applies one journaled command at its location.
+    pub fn apply(&mut self, cmd: &Command, loc: Location) -> Result<()> {
+        match cmd {
+            Command::Add(m) => self.add(m, loc, None),
+            Command::QueueAck { dest, id } => {
+                if !self.queue_ack(dest, id, loc)? {
+                    self.skipped += 1;
+                }
+                Ok(())
+            }
+            Command::TopicAck { dest, key, id } => {
+                if !self.topic_ack(dest, key, id, loc)? {
+                    self.skipped += 1;
+                }
+                Ok(())
+            }
+            Command::Subscribe {
+                dest,
+                info,
+                retroactive,
+            } => self.subscribe(dest, info, *retroactive, loc),
+            Command::Unsubscribe { dest, key } => self.unsubscribe(dest, key, loc),
+            Command::TopicRemove { dest, id } => self.topic_remove(dest, id, loc).map(|_| ()),
+            Command::Purge { dest } => self.purge(dest, loc).map(|_| ()),
+            Command::EnsureDestination { dest } => {
+                self.ensure_destination(dest, loc, true);
+                Ok(())
+            }
+            Command::RemoveDestination {
+                dest,
+                last_sequence,
+            } => {
+                self.cat.last_sequence = self.cat.last_sequence.max(*last_sequence);
+                self.remove_destination(dest, loc)
+            }
+            Command::DeleteAll { last_sequence } => {
+                self.cat.last_sequence = self.cat.last_sequence.max(*last_sequence);
+                let all: Vec<Destination> = self.cat.destinations.keys().cloned().collect();
+                for d in all {
+                    self.remove_destination(&d, loc)?;
+                }
+                for (_, pl) in std::mem::take(&mut self.cat.prepared) {
+                    self.drop_ref(pl.file);
+                    self.note_kill(loc, pl.file);
+                }
+                self.txs.clear();
+                Ok(())
+            }
+            Command::Prepare { xid, ops } => {
+                if let Some(old) = self.cat.prepared.insert(xid.clone(), loc) {
+                    self.drop_ref(old.file);
+                }
+                self.add_ref(loc.file);
+                self.txs.insert(
+                    TransactionId::Xa(xid.clone()),
+                    TxState {
+                        ops: ops.clone(),
+                        prepared: true,
+                    },
+                );
+                Ok(())
+            }
+            Command::XaEnd { xid, .. } => {
+                if let Some(pl) = self.cat.prepared.remove(xid) {
+                    self.drop_ref(pl.file);
+                    self.note_kill(loc, pl.file);
+                }
+                self.txs.remove(&TransactionId::Xa(xid.clone()));
+                Ok(())
+            }
+            Command::Relocate {
+                message,
+                pending_for,
+            } => self.relocate(message, pending_for, loc),
+            Command::EnsureSubscription { dest, info } => {
+                self.ensure_destination(dest, loc, false);
+                let existing = self
+                    .cat
+                    .destinations
+                    .get_mut(dest)
+                    .and_then(|m| m.subs.get_mut(&info.key))
+                    .map(|s| std::mem::replace(&mut s.anchor, loc));
+                match existing {
+                    Some(old) => {
+                        self.drop_ref(old.file);
+                        self.add_ref(loc.file);
+                        Ok(())
+                    }
+                    None => self.subscribe(dest, info, false, loc),
+                }
+            }
+        }
+    }
+
+    /// Creates a destination if missing. With `anchor`, `loc` becomes the record that keeps it
+    /// across a rebuild (moving the anchor if it existed).
+    fn ensure_destination(&mut self, d: &Destination, loc: Location, anchor: bool) {
+        if let Some(m) = self.cat.destinations.get_mut(d) {
+            if anchor {
+                let old = std::mem::replace(&mut m.anchor, loc);
+                self.drop_ref(old.file);
+                self.add_ref(loc.file);
+            }
+            return;
+        }
+        let order_root = btree::create(&mut self.pf, ORDER_V);
+        let id_root = btree::create(&mut self.pf, ID_V);
+        self.cat.destinations.insert(
+            d.clone(),
+            DestMeta {
+                anchor: loc,
+                order_root,
+                id_root,
+                count: 0,
+                bytes: 0,
+                subs: BTreeMap::new(),
+            },
+        );
+        self.add_ref(loc.file);
+    }
+
+    /// Adds a message. `only_for` limits a topic message to those subscriptions (relocation).
+    fn add(
+        &mut self,
+        m: &Message,
+        loc: Location,
+        only_for: Option<&[SubscriptionKey]>,
+    ) -> Result<()> {
+        self.cat.last_sequence = self.cat.last_sequence.max(m.sequence);
+        let d = &m.destination;
+        self.ensure_destination(d, loc, false);
+        if self.lookup(d, &m.id)?.is_some() {
+            self.skipped += 1;
+            return Ok(());
+        }
+        let Some(meta) = self.cat.destinations.get_mut(d) else {
+            return Ok(());
+        };
+        let subs: Vec<SubscriptionKey> = match only_for {
+            Some(keys) => keys
+                .iter()
+                .filter(|k| meta.subs.contains_key(k))
+                .cloned()
+                .collect(),
+            None => meta.subs.keys().cloned().collect(),
+        };
+        if d.is_topic() && subs.is_empty() {
+            return Ok(());
+        }
+        let ok = OrderKey::of(m);
+        let okey = order_key(ok);
+        let size = m.size() as u32;
+        let (ik, h2) = id_key(&m.id);
+        let entry = Entry {
+            loc,
+            size,
+            refs: subs.len() as u32,
+            expiration: m.expiration,
+            id_key: ik,
+        };
+        let mut idv = [0u8; ID_V];
+        idv[0..8].copy_from_slice(&h2.to_le_bytes());
+        idv[8] = ok.priority;
+        idv[9..17].copy_from_slice(&ok.sequence.to_le_bytes());
+        if let Some(existing) = btree::insert(&mut self.pf, &mut meta.id_root, ik, &idv)? {
+            // Same 64-bit producer hash and sequence, different producer: restore and refuse.
+            btree::insert(&mut self.pf, &mut meta.id_root, ik, &existing)?;
+            return Err(KahaError::IdCollision(m.id.to_string()));
+        }
+        btree::insert(&mut self.pf, &mut meta.order_root, okey, &entry.encode())?;
+        meta.count += 1;
+        meta.bytes += u64::from(size);
+        for k in &subs {
+            if let Some(s) = meta.subs.get_mut(k) {
+                btree::insert(&mut self.pf, &mut s.root, okey, &[])?;
+                s.count += 1;
+                s.bytes += u64::from(size);
+            }
+        }
+        self.add_ref(loc.file);
+        Ok(())
+    }
+
+    /// Removes a message's entries and its reference on its journal file.
+    fn release(&mut self, d: &Destination, ok: OrderKey, e: Entry, killer: Location) -> Result<()> {
+        if let Some(meta) = self.cat.destinations.get_mut(d) {
+            btree::remove(&mut self.pf, &mut meta.order_root, &order_key(ok), ORDER_V)?;
+            btree::remove(&mut self.pf, &mut meta.id_root, &e.id_key, ID_V)?;
+            meta.count = meta.count.saturating_sub(1);
+            meta.bytes = meta.bytes.saturating_sub(u64::from(e.size));
+        }
+        self.drop_ref(e.loc.file);
+        self.note_kill(killer, e.loc.file);
+        Ok(())
+    }
+
+    fn queue_ack(&mut self, d: &Destination, id: &MessageId, loc: Location) -> Result<bool> {
+        match self.lookup(d, id)? {
+            Some((ok, e)) => {
+                self.release(d, ok, e, loc)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Drops one subscription's hold on a message; releases it when none is left.
+    fn unref(&mut self, d: &Destination, ok: OrderKey, killer: Location) -> Result<()> {
+        let Some(meta) = self.cat.destinations.get_mut(d) else {
+            return Ok(());
+        };
+        let okey = order_key(ok);
+        let Some(v) = btree::get(&mut self.pf, meta.order_root, &okey)? else {
+            return Ok(());
+        };
+        let mut e = Entry::decode(&v);
+        e.refs = e.refs.saturating_sub(1);
+        if e.refs == 0 {
+            self.release(d, ok, e, killer)
+        } else {
+            btree::insert(&mut self.pf, &mut meta.order_root, okey, &e.encode())?;
+            self.note_kill(killer, e.loc.file);
+            Ok(())
+        }
+    }
+
+    fn topic_ack(
+        &mut self,
+        d: &Destination,
+        key: &SubscriptionKey,
+        id: &MessageId,
+        loc: Location,
+    ) -> Result<bool> {
+        let Some((ok, e)) = self.lookup(d, id)? else {
+            return Ok(false);
+        };
+        let Some(s) = self
+            .cat
+            .destinations
+            .get_mut(d)
+            .and_then(|m| m.subs.get_mut(key))
+        else {
+            return Ok(false);
+        };
+        if btree::remove(&mut self.pf, &mut s.root, &order_key(ok), PENDING_V)?.is_none() {
+            return Ok(false);
+        }
+        s.count = s.count.saturating_sub(1);
+        s.bytes = s.bytes.saturating_sub(u64::from(e.size));
+        self.unref(d, ok, loc)?;
+        Ok(true)
+    }
+
+    fn topic_remove(&mut self, d: &Destination, id: &MessageId, loc: Location) -> Result<bool> {
+        let Some((ok, e)) = self.lookup(d, id)? else {
+            return Ok(false);
+        };
+        if let Some(meta) = self.cat.destinations.get_mut(d) {
+            for s in meta.subs.values_mut() {
+                if btree::remove(&mut self.pf, &mut s.root, &order_key(ok), PENDING_V)?.is_some() {
+                    s.count = s.count.saturating_sub(1);
+                    s.bytes = s.bytes.saturating_sub(u64::from(e.size));
+                }
+            }
+        }
+        self.release(d, ok, e, loc)?;
+        Ok(true)
+    }
+
+    fn subscribe(
+        &mut self,
+        d: &Destination,
+        info: &SubscriptionInfo,
+        retroactive: bool,
+        loc: Location,
+    ) -> Result<()> {
+        self.ensure_destination(d, loc, false);
+        if self
+            .cat
+            .destinations
+            .get(d)
+            .is_some_and(|m| m.subs.contains_key(&info.key))
+        {
+            self.skipped += 1;
+            return Ok(());
+        }
+        let mut root = btree::create(&mut self.pf, PENDING_V);
+        let (mut count, mut bytes) = (0, 0);
+        if retroactive {
+            let kept = self.entries(d, None, Bound::Unbounded, None, usize::MAX)?;
+            for (ok, mut e) in kept {
+                btree::insert(&mut self.pf, &mut root, order_key(ok), &[])?;
+                e.refs += 1;
+                count += 1;
+                bytes += u64::from(e.size);
+                if let Some(meta) = self.cat.destinations.get_mut(d) {
+                    btree::insert(
+                        &mut self.pf,
+                        &mut meta.order_root,
+                        order_key(ok),
+                        &e.encode(),
+                    )?;
+                }
+            }
+        }
+        if let Some(meta) = self.cat.destinations.get_mut(d) {
+            meta.subs.insert(
+                info.key.clone(),
+                SubMeta {
+                    info: info.clone(),
+                    anchor: loc,
+                    root,
+                    count,
+                    bytes,
+                },
+            );
+        }
+        self.add_ref(loc.file);
+        Ok(())
+    }
+
+    fn unsubscribe(&mut self, d: &Destination, key: &SubscriptionKey, loc: Location) -> Result<()> {
+        let Some(sub) = self
+            .cat
+            .destinations
+            .get_mut(d)
+            .and_then(|m| m.subs.remove(key))
+        else {
+            self.skipped += 1;
+            return Ok(());
+        };
+        let mut pending = Vec::new();
+        btree::scan(
+            &mut self.pf,
+            sub.root,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            &mut |k, _| {
+                pending.push(order_of(k));
+                true
+            },
+        )?;
+        for ok in pending {
+            self.unref(d, ok, loc)?;
+        }
+        btree::destroy(&mut self.pf, sub.root)?;
+        self.drop_ref(sub.anchor.file);
+        self.note_kill(loc, sub.anchor.file);
+        self.sub_cursors.remove(&(d.clone(), key.clone()));
+        Ok(())
+    }
+
+    /// Drops every message of a destination (subscriptions stay); returns how many.
+    fn purge(&mut self, d: &Destination, loc: Location) -> Result<u64> {
+        let Some(meta) = self.cat.destinations.get(d) else {
+            return Ok(0);
+        };
+        let (order_root, id_root) = (meta.order_root, meta.id_root);
+        let mut files = Vec::new();
+        btree::scan(
+            &mut self.pf,
+            order_root,
+            Bound::Unbounded,
+            Bound::Unbounded,
+            &mut |_, v| {
+                files.push(Entry::decode(v).loc.file);
+                true
+            },
+        )?;
+        btree::destroy(&mut self.pf, order_root)?;
+        btree::destroy(&mut self.pf, id_root)?;
+        let new_order = btree::create(&mut self.pf, ORDER_V);
+        let new_id = btree::create(&mut self.pf, ID_V);
+        let mut sub_roots = Vec::new();
+        if let Some(meta) = self.cat.destinations.get_mut(d) {
+            meta.order_root = new_order;
+            meta.id_root = new_id;
+            meta.count = 0;
+            meta.bytes = 0;
+            for s in meta.subs.values_mut() {
+                sub_roots.push(s.root);
+                s.count = 0;
+                s.bytes = 0;
+            }
+        }
+        for (i, old) in sub_roots.into_iter().enumerate() {
+            btree::destroy(&mut self.pf, old)?;
+            let new = btree::create(&mut self.pf, PENDING_V);
+            if let Some(s) = self
+                .cat
+                .destinations
+                .get_mut(d)
+                .and_then(|m| m.subs.values_mut().nth(i))
+            {
+                s.root = new;
+            }
+        }
+        let n = files.len() as u64;
+        for f in files {
+            self.drop_ref(f);
+            self.note_kill(loc, f);
+        }
+        Ok(n)
+    }
+
+    fn remove_destination(&mut self, d: &Destination, loc: Location) -> Result<()> {
+        if !self.cat.destinations.contains_key(d) {
+            self.skipped += 1;
+            return Ok(());
+        }
+        self.purge(d, loc)?;
+        if let Some(meta) = self.cat.destinations.remove(d) {
+            for s in meta.subs.values() {
+                btree::destroy(&mut self.pf, s.root)?;
+                self.drop_ref(s.anchor.file);
+                self.note_kill(loc, s.anchor.file);
+            }
+            btree::destroy(&mut self.pf, meta.order_root)?;
+            btree::destroy(&mut self.pf, meta.id_root)?;
+            self.drop_ref(meta.anchor.file);
+            self.note_kill(loc, meta.anchor.file);
+        }
+        self.forget_generation(d);
+        self.pending.remove(d);
+        Ok(())
+    }
+
+    fn relocate(
+        &mut self,
+        m: &Message,
+        pending_for: &[SubscriptionKey],
+        loc: Location,
+    ) -> Result<()> {
+        let d = &m.destination;
+        match self.lookup(d, &m.id)? {
+            Some((ok, mut e)) => {
+                let old = e.loc.file;
+                e.loc = loc;
+                if let Some(meta) = self.cat.destinations.get_mut(d) {
+                    btree::insert(
+                        &mut self.pf,
+                        &mut meta.order_root,
+                        order_key(ok),
+                        &e.encode(),
+                    )?;
+                }
+                self.drop_ref(old);
+                self.add_ref(loc.file);
+                Ok(())
+            }
+            None => self.add(
+                m,
+                loc,
+                if d.is_topic() {
+                    Some(pending_for)
+                } else {
+                    None
+                },
+            ),
+        }
+    }
+
+    /// Undoes an add whose journal write failed, so it never becomes visible.
+    pub fn undo_add(&mut self, m: &Message, loc: Location) -> Result<()> {
+        if let Some((ok, e)) = self.lookup(&m.destination, &m.id)?
+            && e.loc == loc
+        {
+            let subs: Vec<SubscriptionKey> = self
+                .cat
+                .destinations
+                .get(&m.destination)
+                .map(|meta| meta.subs.keys().cloned().collect())
+                .unwrap_or_default();
+            for k in subs {
+                if let Some(s) = self
+                    .cat
+                    .destinations
+                    .get_mut(&m.destination)
+                    .and_then(|meta| meta.subs.get_mut(&k))
+                    && btree::remove(&mut self.pf, &mut s.root, &order_key(ok), PENDING_V)?
+                        .is_some()
+                {
+                    s.count = s.count.saturating_sub(1);
+                    s.bytes = s.bytes.saturating_sub(u64::from(e.size));
+                }
+            }
+            self.release(&m.destination, ok, e, loc)?;
+        }
+        Ok(())
+    }
+
+    /// Subscriptions a topic message is pending for (relocation records them).
+    pub fn pending_for(&mut self, d: &Destination, ok: OrderKey) -> Result<Vec<SubscriptionKey>> {
+        let subs: Vec<(SubscriptionKey, PageId)> = self
+            .cat
+            .destinations
+            .get(d)
+            .map(|m| m.subs.iter().map(|(k, s)| (k.clone(), s.root)).collect())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for (k, root) in subs {
+            if btree::get(&mut self.pf, root, &order_key(ok))?.is_some() {
+                out.push(k);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every message whose record is in journal file `file`, for compaction.
+    pub fn messages_in_file(&mut self, file: u32) -> Result<Vec<(Destination, OrderKey, Entry)>> {
+        let roots: Vec<(Destination, PageId)> = self
+            .cat
+            .destinations
+            .iter()
+            .map(|(d, m)| (d.clone(), m.order_root))
+            .collect();
+        let mut out = Vec::new();
+        for (d, root) in roots {
+            btree::scan(
+                &mut self.pf,
+                root,
+                Bound::Unbounded,
+                Bound::Unbounded,
+                &mut |k, v| {
+                    let e = Entry::decode(v);
+                    if e.loc.file == file {
+                        out.push((d.clone(), order_of(k), e));
+                    }
+                    true
+                },
+            )?;
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,658 @@
+//! The store: opening (load the index, replay the journal, or rebuild), the write path (journal
+//! append and index update under the index lock, then wait for the group commit outside it), the
+//! background checkpoint, journal GC and compaction.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
+use store_api::{Destination, Message, MessageId, OrderKey, StoreError, TxOp};
+use store_journal::fs::{FileSystem, RealFs};
+use store_journal::{Completion, Journal, JournalConfig, Location, RecoveryMode};
+
+use crate::config::KahaDbConfig;
+use crate::error::{KahaError, Result};
+use crate::index::{CheckpointSnapshot, Entry, Index};
+use crate::page_file::PageFile;
+use crate::records::{self, Command};
+
+/// Counters for benchmarks and monitoring.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KahaDbStats {
+    pub journal: store_journal::JournalStats,
+    pub journal_files: usize,
+    pub index_pages: u64,
+    pub index_page_reads: u64,
+    pub checkpoints: u64,
+    pub files_deleted: u64,
+    pub records_compacted: u64,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: KahaDbConfig,
+    pub(crate) journal: Journal,
+    pub(crate) index: Mutex<Index>,
+    pub(crate) closed: AtomicBool,
+    poisoned: Mutex<Option<String>>,
+    checkpoint_lock: Mutex<()>,
+    stop: Mutex<bool>,
+    stop_cv: Condvar,
+    background: Mutex<Option<std::thread::JoinHandle<()>>>,
+    counters: Mutex<KahaDbStats>,
+}
+
+/// What a write left to finish once its records are durable.
+pub(crate) struct PendingWrite {
+    completion: Completion,
+    /// Adds made in this write: hidden until durable, undone if the write fails.
+    adds: Vec<(Message, Location)>,
+    pub(crate) locations: Vec<Location>,
+}
+
+impl Inner {
+    pub(crate) fn check_open(&self) -> Result<(), StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
+        self.check_open()?;
+        if let Some(why) = &*self.poisoned.lock() {
+            return Err(StoreError::Poisoned(why.clone()));
+        }
+        Ok(())
+    }
+
+    fn poison(&self, why: String) {
+        let mut p = self.poisoned.lock();
+        if p.is_none() {
+            tracing::error!(dir = %self.config.directory.display(), "KahaDB store poisoned: {why}");
+            *p = Some(why);
+        }
+    }
+
+    /// Journals `cmds` as one atomic append and applies them to the index, under the caller's
+    /// index lock. The caller then awaits [`Inner::finish`] without the lock.
+    pub(crate) fn write(
+        &self,
+        ix: &mut MutexGuard<'_, Index>,
+        cmds: Vec<Command>,
+        force_sync: bool,
+    ) -> Result<PendingWrite, StoreError> {
+        self.check_writable()?;
+        let encoded: Vec<Vec<u8>> = cmds.iter().map(Command::encode).collect();
+        let refs: Vec<&[u8]> = encoded.iter().map(|e| e.as_slice()).collect();
+        let appended = self
+            .journal
+            .append(&refs, force_sync)
+            .map_err(KahaError::from)?;
+        let mut adds = Vec::new();
+        for (cmd, loc) in cmds.into_iter().zip(appended.locations.iter().copied()) {
+            if let Err(e) = ix.apply(&cmd, loc) {
+                // The journal holds a record the index could not take: stop writing.
+                self.poison(format!(
+                    "applying a journaled change to the index failed: {e}"
+                ));
+                return Err(e.into());
+            }
+            if let Command::Add(m) = cmd {
+                ix.pending
+                    .entry(m.destination.clone())
+                    .or_default()
+                    .insert(m.sequence);
+                adds.push((m, loc));
+            }
+        }
+        Ok(PendingWrite {
+            completion: appended.completion,
+            adds,
+            locations: appended.locations,
+        })
+    }
+
+    /// Waits for a write to be durable, then makes its adds visible (or undoes them).
+    pub(crate) async fn finish(&self, w: PendingWrite) -> Result<Vec<Location>, StoreError> {
+        let result = w.completion.await;
+        let mut ix = self.index.lock();
+        for (m, loc) in &w.adds {
+            if let Some(p) = ix.pending.get_mut(&m.destination) {
+                p.remove(&m.sequence);
+            }
+            if result.is_err() {
+                let _ = ix.undo_add(m, *loc);
+            }
+        }
+        drop(ix);
+        match result {
+            Ok(()) => Ok(w.locations),
+            Err(e) => {
+                self.poison(e.to_string());
+                Err(KahaError::from(e).into())
+            }
+        }
+    }
+
+    /// Reads the messages of index entries from the journal.
+    pub(crate) fn read_messages(
+        &self,
+        d: &Destination,
+        entries: Vec<(OrderKey, Entry)>,
+    ) -> Result<Vec<Message>, StoreError> {
+        let mut out = Vec::with_capacity(entries.len());
+        for (_, e) in entries {
+            out.push(self.read_message(d, e.loc)?);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn read_message(
+        &self,
+        d: &Destination,
+        loc: Location,
+    ) -> Result<Message, StoreError> {
+        let bytes = self.journal.read(loc).map_err(KahaError::from)?;
+        let m = records::decode_message(&bytes).map_err(|e| KahaError::BadRecord {
+            location: loc.to_string(),
+            reason: e.to_string(),
+        })?;
+        if &m.destination != d {
+            return Err(KahaError::BadRecord {
+                location: loc.to_string(),
+                reason: format!("index points {d} at a message of {}", m.destination),
+            }
+            .into());
+        }
+        Ok(m)
+    }
+
+    /// Reads a message by id, looking it up again if compaction moved it meanwhile.
+    pub(crate) fn get_message(
+        &self,
+        d: &Destination,
+        id: &MessageId,
+    ) -> Result<Option<Message>, StoreError> {
+        for attempt in 0..2 {
+            let loc = {
+                let mut ix = self.index.lock();
+                match ix.lookup(d, id)? {
+                    Some((ok, e))
+                        if !ix.pending.get(d).is_some_and(|p| p.contains(&ok.sequence)) =>
+                    {
+                        e.loc
+                    }
+                    _ => return Ok(None),
+                }
+            };
+            match self.read_message(d, loc) {
+                Ok(m) => return Ok(Some(m)),
+                Err(e) if attempt == 1 => return Err(e),
+                Err(_) => continue,
+            }
+        }
+        Ok(None)
+    }
+
+    // ---- checkpoints, GC, compaction ----
+
+    pub(crate) fn checkpoint(&self, cleanup: bool) -> Result<()> {
+        let _one_at_a_time = self.checkpoint_lock.lock();
+        if self.poisoned.lock().is_some() {
+            return Ok(());
+        }
+        let snap = {
+            let mut ix = self.index.lock();
+            let at = self.journal.tail();
+            ix.snapshot(at)
+        };
+        let written = self.write_snapshot(&snap);
+        self.index.lock().pf.flush_done();
+        if let Err(e) = written {
+            self.poison(format!("checkpoint failed: {e}"));
+            return Err(e);
+        }
+        self.counters.lock().checkpoints += 1;
+        if cleanup {
+            self.collect_garbage(&snap)?;
+            if self.config.enable_compaction {
+                self.compact()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn write_snapshot(&self, snap: &CheckpointSnapshot) -> Result<()> {
+        // The index must never reflect a record that is not durable.
+        self.journal.sync().wait()?;
+        let (fs, redo, data, data_path) = self.index.lock().pf.io_handles();
+        PageFile::write_flush_set(fs.as_ref(), &redo, data.as_ref(), &data_path, &snap.flush)
+    }
+
+    /// Deletes journal files before the checkpoint that hold nothing the index needs and no
+    /// removal that a still-present older file needs (the ack rule).
+    fn collect_garbage(&self, snap: &CheckpointSnapshot) -> Result<()> {
+        let tail = self.journal.tail_file();
+        let present: BTreeSet<u32> = self.journal.file_ids().into_iter().collect();
+        let mut doomed: BTreeSet<u32> = present
+            .iter()
+            .copied()
+            .filter(|f| *f < snap.at.file && *f < tail && !snap.file_refs.contains_key(f))
+            .collect();
+        loop {
+            let before = doomed.len();
+            let keep: Vec<u32> = doomed
+                .iter()
+                .copied()
+                .filter(|f| {
+                    snap.ack_files.get(f).is_some_and(|victims| {
+                        victims
+                            .iter()
+                            .any(|v| present.contains(v) && !doomed.contains(v))
+                    })
+                })
+                .collect();
+            for f in keep {
+                doomed.remove(&f);
+            }
+            if doomed.len() == before {
+                break;
+            }
+        }
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<u32> = doomed.iter().copied().collect();
+        tracing::debug!(files = ?ids, "deleting journal files nothing needs");
+        self.journal.delete_files(&ids)?;
+        self.counters.lock().files_deleted += ids.len() as u64;
+        let mut ix = self.index.lock();
+        ix.cat.ack_files.retain(|f, _| !doomed.contains(f));
+        for victims in ix.cat.ack_files.values_mut() {
+            victims.retain(|v| !doomed.contains(v));
+        }
+        Ok(())
+    }
+
+    /// Copies the few live records of the oldest lightly used journal file forward, so the next
+    /// GC can delete it (and with it every file kept only by the ack rule for it).
+    fn compact(&self) -> Result<()> {
+        let tail = self.journal.tail_file();
+        let pending = {
+            let mut ix = self.index.lock();
+            let candidate = ix
+                .cat
+                .file_refs
+                .iter()
+                .find(|(f, n)| **f + 1 < tail && **n <= self.config.compaction_threshold)
+                .map(|(f, _)| *f);
+            let Some(file) = candidate else {
+                return Ok(());
+            };
+            let mut cmds = Vec::new();
+            for (d, ok, e) in ix.messages_in_file(file)? {
+                if ix.pending.get(&d).is_some_and(|p| p.contains(&ok.sequence)) {
+                    return Ok(());
+                }
+                let message = self
+                    .read_message(&d, e.loc)
+                    .map_err(|e| KahaError::BadRecord {
+                        location: file.to_string(),
+                        reason: e.to_string(),
+                    })?;
+                let pending_for = if d.is_topic() {
+                    ix.pending_for(&d, ok)?
+                } else {
+                    Vec::new()
+                };
+                cmds.push(Command::Relocate {
+                    message,
+                    pending_for,
+                });
+            }
+            for (d, meta) in &ix.cat.destinations {
+                if meta.anchor.file == file {
+                    cmds.push(Command::EnsureDestination { dest: d.clone() });
+                }
+                for s in meta.subs.values().filter(|s| s.anchor.file == file) {
+                    if s.count > 0 {
+                        // Its pending set is not in the record; the file must stay.
+                        return Ok(());
+                    }
+                    cmds.push(Command::EnsureSubscription {
+                        dest: d.clone(),
+                        info: s.info.clone(),
+                    });
+                }
+            }
+            for (xid, loc) in &ix.cat.prepared {
+                if loc.file == file {
+                    let ops = ix
+                        .txs
+                        .get(&store_api::TransactionId::Xa(xid.clone()))
+                        .map(|t| t.ops.clone())
+                        .unwrap_or_default();
+                    cmds.push(Command::Prepare {
+                        xid: xid.clone(),
+                        ops,
+                    });
+                }
+            }
+            if cmds.is_empty() {
+                return Ok(());
+            }
+            let n = cmds.len() as u64;
+            tracing::info!(
+                file,
+                records = n,
+                "compacting: copying the last live records of a journal file forward"
+            );
+            self.counters.lock().records_compacted += n;
+            self.write(&mut ix, cmds, false)
+                .map_err(|e| KahaError::Poisoned(e.to_string()))?
+        };
+        pending.completion.wait()?;
+        Ok(())
+    }
+
+    pub(crate) fn stats(&self) -> KahaDbStats {
+        let mut s = *self.counters.lock();
+        s.journal = self.journal.stats();
+        s.journal_files = self.journal.file_ids().len();
+        let ix = self.index.lock();
+        s.index_pages = ix.pf.file_pages;
+        s.index_page_reads = ix.pf.reads;
+        s
+    }
+
+    pub(crate) fn size_on_disk(&self) -> u64 {
+        let data = self.config.directory.join("db.data");
+        self.journal.disk_size() + std::fs::metadata(data).map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub(crate) fn stop_background(&self) {
+        *self.stop.lock() = true;
+        self.stop_cv.notify_all();
+        if let Some(h) = self.background.lock().take() {
+            let _ = h.join();
+        }
+    }
+
+    pub(crate) fn close(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.stop_background();
+        let checkpointed = if self.poisoned.lock().is_none() {
+            self.checkpoint(self.config.cleanup_on_stop)
+        } else {
+            Ok(())
+        };
+        self.closed.store(true, Ordering::Release);
+        let closed = self.journal.close().map_err(KahaError::from);
+        checkpointed.and(closed)
+    }
+}
+
+/// Opens a store: loads the checkpointed index and replays the journal after it, or rebuilds the
+/// index from the whole journal when it is missing or corrupt.
+pub(crate) fn open(config: KahaDbConfig, fs: Arc<dyn FileSystem>) -> Result<Arc<Inner>> {
+    if config.index_cache_size == 0 || config.journal_max_file_length < 4096 {
+        return Err(KahaError::Config(
+            "index_cache_size must be positive and journal_max_file_length at least 4096".into(),
+        ));
+    }
+    let dir = config.directory.clone();
+    fs.create_dir_all(&dir)
+        .map_err(|e| KahaError::io(format!("creating {}", dir.display()), e))?;
+    let mut jc = JournalConfig::new(&dir, "db-", ".log");
+    jc.max_file_length = config.journal_max_file_length;
+    jc.max_write_batch_size = config.journal_max_write_batch_size;
+    jc.sync = config.sync;
+    jc.preallocate = config.preallocate;
+    jc.recovery = if config.ignore_missing_journal_files {
+        RecoveryMode::SkipCorrupt
+    } else {
+        RecoveryMode::Strict
+    };
+    let journal = Journal::open(jc, fs.clone())?;
+
+    let index = match load_and_replay(&config, fs.clone(), &journal) {
+        Ok(ix) => ix,
+        Err(KahaError::Corrupt {
+            file,
+            offset,
+            reason,
+        }) if file.starts_with(&dir) && is_index_file(&file) => {
+            tracing::warn!(
+                file = %file.display(),
+                offset,
+                "index corrupted ({reason}); recovering the index through journal replay"
+            );
+            for name in ["db.data", "db.redo"] {
+                let p = dir.join(name);
+                if fs.exists(&p) {
+                    fs.remove(&p)
+                        .map_err(|e| KahaError::io(format!("removing {}", p.display()), e))?;
+                }
+            }
+            load_and_replay(&config, fs.clone(), &journal)?
+        }
+        Err(e) => return Err(e),
+    };
+
+    let inner = Arc::new(Inner {
+        config,
+        journal,
+        index: Mutex::new(index),
+        closed: AtomicBool::new(false),
+        poisoned: Mutex::new(None),
+        checkpoint_lock: Mutex::new(()),
+        stop: Mutex::new(false),
+        stop_cv: Condvar::new(),
+        background: Mutex::new(None),
+        counters: Mutex::new(KahaDbStats::default()),
+    });
+    start_background(&inner)?;
+    Ok(inner)
+}
+
+fn is_index_file(p: &std::path::Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| n == "db.data" || n == "db.redo")
+}
+
+fn load_and_replay(
+    config: &KahaDbConfig,
+    fs: Arc<dyn FileSystem>,
+    journal: &Journal,
+) -> Result<Index> {
+    let (pf, has_checkpoint) = PageFile::open(fs, &config.directory, config.index_cache_size)?;
+    let (mut ix, from) = if has_checkpoint {
+        Index::load(pf)?
+    } else {
+        if !journal.file_ids().is_empty() {
+            tracing::info!(dir = %config.directory.display(), "no index: rebuilding it from the whole journal");
+        }
+        (Index::empty(pf), Location::default())
+    };
+    let started = Instant::now();
+    let mut n = 0u64;
+    for record in journal.replay(from) {
+        let (loc, bytes) = record?;
+        let cmd = Command::decode(&bytes).map_err(|e| KahaError::BadRecord {
+            location: loc.to_string(),
+            reason: e.to_string(),
+        })?;
+        ix.apply(&cmd, loc)?;
+        n += 1;
+        if n.is_multiple_of(100_000) {
+            tracing::info!(records = n, at = %loc, "replaying the journal");
+        }
+    }
+    restore_prepared(&mut ix, journal)?;
+    if n > 0 {
+        tracing::info!(
+            records = n,
+            skipped = ix.skipped,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "journal replayed into the index"
+        );
+    }
+    Ok(ix)
+}
+
+/// Prepared transactions in the checkpoint keep only their record's location: read their
+/// operations back from the journal.
+fn restore_prepared(ix: &mut Index, journal: &Journal) -> Result<()> {
+    let missing: Vec<(store_api::Xid, Location)> = ix
+        .cat
+        .prepared
+        .iter()
+        .filter(|(x, _)| {
+            !ix.txs
+                .contains_key(&store_api::TransactionId::Xa((*x).clone()))
+        })
+        .map(|(x, l)| (x.clone(), *l))
+        .collect();
+    for (xid, loc) in missing {
+        let bytes = journal.read(loc)?;
+        match Command::decode(&bytes) {
+            Ok(cmd @ Command::Prepare { .. }) => ix.apply(&cmd, loc)?,
+            Ok(_) | Err(_) => {
+                return Err(KahaError::BadRecord {
+                    location: loc.to_string(),
+                    reason: format!(
+                        "the index says transaction {xid:?} was prepared here, but the record is not its prepare"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn start_background(inner: &Arc<Inner>) -> Result<()> {
+    let interval = inner.config.checkpoint_interval;
+    if interval.is_zero() {
+        return Ok(());
+    }
+    let weak: Weak<Inner> = Arc::downgrade(inner);
+    let cleanup_every = inner.config.cleanup_interval;
+    let tick = interval.min(Duration::from_millis(500));
+    let handle = std::thread::Builder::new()
+        .name("kahadb-checkpoint".into())
+        .spawn(move || {
+            let mut last_checkpoint = Instant::now();
+            let mut last_cleanup = Instant::now();
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                {
+                    let mut stop = inner.stop.lock();
+                    if *stop {
+                        return;
+                    }
+                    inner.stop_cv.wait_for(&mut stop, tick);
+                    if *stop {
+                        return;
+                    }
+                }
+                let dirty = inner.index.lock().pf.dirty_pages();
+                let due = last_checkpoint.elapsed() >= interval
+                    || dirty >= inner.config.index_write_batch_size;
+                if !due {
+                    continue;
+                }
+                let cleanup = last_cleanup.elapsed() >= cleanup_every;
+                if let Err(e) = inner.checkpoint(cleanup) {
+                    tracing::error!("checkpoint failed: {e}");
+                }
+                last_checkpoint = Instant::now();
+                if cleanup {
+                    last_cleanup = Instant::now();
+                }
+            }
+        })
+        .map_err(|e| KahaError::io("starting the checkpoint thread", e))?;
+    *inner.background.lock() = Some(handle);
+    Ok(())
+}
+
+/// Opens with the operating system's file system.
+pub(crate) fn open_real(config: KahaDbConfig) -> Result<Arc<Inner>> {
+    open(config, Arc::new(RealFs))
+}
+
+/// Checks that the ops of a transaction would all apply, in order, against the index now,
+/// without changing it: the all-or-nothing half of commit and prepare.
+pub(crate) fn check_ops(ix: &mut Index, ops: &[TxOp]) -> Result<(), StoreError> {
+    use std::collections::HashMap;
+    let mut present: HashMap<(Destination, MessageId), bool> = HashMap::new();
+    let mut pending: HashMap<(Destination, store_api::SubscriptionKey, MessageId), bool> =
+        HashMap::new();
+    for op in ops {
+        match op {
+            TxOp::Add(m) => {
+                let d = &m.destination;
+                m.validate_for(d)?;
+                let key = (d.clone(), m.id.clone());
+                let stored = match present.get(&key) {
+                    Some(p) => *p,
+                    None => ix.lookup(d, &m.id)?.is_some(),
+                };
+                if stored {
+                    return Err(StoreError::Duplicate(format!("message {} in {d}", m.id)));
+                }
+                let subs: Vec<store_api::SubscriptionKey> = ix
+                    .cat
+                    .destinations
+                    .get(d)
+                    .map(|meta| meta.subs.keys().cloned().collect())
+                    .unwrap_or_default();
+                present.insert(key, d.is_queue() || !subs.is_empty());
+                for k in subs {
+                    pending.insert((d.clone(), k, m.id.clone()), true);
+                }
+            }
+            TxOp::QueueAck { destination: d, id } => {
+                let key = (d.clone(), id.clone());
+                let stored = match present.get(&key) {
+                    Some(p) => *p,
+                    None => visible(ix, d, id)?,
+                };
+                if !stored {
+                    return Err(StoreError::NotFound(format!("message {id} in {d}")));
+                }
+                present.insert(key, false);
+            }
+            TxOp::TopicAck {
+                destination: d,
+                subscription,
+                id,
+            } => {
+                let key = (d.clone(), subscription.clone(), id.clone());
+                let is = match pending.get(&key) {
+                    Some(p) => *p,
+                    None => visible(ix, d, id)? && ix.is_pending_for(d, subscription, id)?,
+                };
+                if !is {
+                    return Err(StoreError::NotFound(format!(
+                        "message {id} is not pending for subscription {subscription} on {d}"
+                    )));
+                }
+                pending.insert(key, false);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a message is stored and its add is durable.
+pub(crate) fn visible(ix: &mut Index, d: &Destination, id: &MessageId) -> Result<bool, StoreError> {
+    Ok(match ix.lookup(d, id)? {
+        Some((ok, _)) => !ix.pending.get(d).is_some_and(|p| p.contains(&ok.sequence)),
+        None => false,
+    })
+}
