@@ -312,6 +312,40 @@ pub struct Index {
     pub skipped: u64,
 }
 
+/// The metadata page: where the checkpoint is in the journal, where its catalog is, and how
+/// many pages the index file had.
+struct Meta {
+    at: Location,
+    catalog_first: PageId,
+    catalog_len: usize,
+    catalog_crc: u32,
+    catalog_pages: Vec<PageId>,
+    file_pages: u64,
+}
+
+fn parse_meta(r: &mut Reader<'_>) -> std::result::Result<Meta, DecodeError> {
+    if r.take(8)? != META_MAGIC {
+        return Err(DecodeError::Invalid("bad metadata magic".into()));
+    }
+    let at = read_loc(r)?;
+    let catalog_first = r.varint()?;
+    let catalog_len = r.varint()? as usize;
+    let catalog_crc = r.u32()?;
+    let mut catalog_pages = Vec::new();
+    for _ in 0..r.length()? {
+        catalog_pages.push(r.varint()?);
+    }
+    let file_pages = r.varint()?;
+    Ok(Meta {
+        at,
+        catalog_first,
+        catalog_len,
+        catalog_crc,
+        catalog_pages,
+        file_pages,
+    })
+}
+
 fn bad_catalog(pf: &PageFile, why: impl std::fmt::Display) -> KahaError {
     KahaError::Corrupt {
         file: pf.path().to_path_buf(),
@@ -342,32 +376,20 @@ impl Index {
     pub fn load(mut pf: PageFile) -> Result<(Index, Location)> {
         let meta = pf.read_meta()?;
         let mut r = Reader::new(&meta);
-        let parsed = (|| -> std::result::Result<(Location, PageId, usize, u32, Vec<PageId>), DecodeError> {
-            let magic = r.take(8)?;
-            if magic != META_MAGIC {
-                return Err(DecodeError::Invalid("bad metadata magic".into()));
-            }
-            let at = read_loc(&mut r)?;
-            let first = r.varint()?;
-            let len = r.varint()? as usize;
-            let crc = r.u32()?;
-            let mut pages = Vec::new();
-            for _ in 0..r.length()? {
-                pages.push(r.varint()?);
-            }
-            Ok((at, first, len, crc, pages))
-        })();
-        let (at, first, len, crc, catalog_pages) = parsed.map_err(|e| bad_catalog(&pf, e))?;
-        let blob = pf.read_blob(first, len)?;
-        if crc32fast::hash(&blob) != crc {
+        let parsed = parse_meta(&mut r);
+        let meta = parsed.map_err(|e| bad_catalog(&pf, e))?;
+        // Pages past the checkpoint's end are leftovers of an interrupted checkpoint.
+        pf.file_pages = meta.file_pages;
+        let blob = pf.read_blob(meta.catalog_first, meta.catalog_len)?;
+        if crc32fast::hash(&blob) != meta.catalog_crc {
             return Err(bad_catalog(&pf, "checksum mismatch"));
         }
         let (cat, free) = Catalog::decode(&blob).map_err(|e| bad_catalog(&pf, e))?;
         pf.set_free_pages(free);
         let mut index = Index::empty(pf);
         index.cat = cat;
-        index.catalog_pages = catalog_pages;
-        Ok((index, at))
+        index.catalog_pages = meta.catalog_pages;
+        Ok((index, meta.at))
     }
 
     /// Captures a consistent checkpoint of everything applied so far, which reflects the
@@ -390,6 +412,7 @@ impl Index {
         for p in &pages {
             w.varint(*p);
         }
+        w.varint(self.pf.file_pages);
         let mut extra = page_file::blob_pages(&blob, &pages);
         extra.push((META_PAGE, page_file::meta_page(&w.into_inner())));
         self.catalog_pages = pages;

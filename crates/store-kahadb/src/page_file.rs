@@ -380,6 +380,7 @@ impl PageFile {
         redo.extend_from_slice(&[0u8; 4]);
         redo.extend_from_slice(&body);
         let io = |what: &str, p: &std::path::Path| format!("{what} {}", p.display());
+        let new_redo = !fs.exists(redo_path);
         let rf = fs
             .open(redo_path, true)
             .map_err(|e| KahaError::io(io("opening", redo_path), e))?;
@@ -389,6 +390,12 @@ impl PageFile {
             .map_err(|e| KahaError::io(io("truncating", redo_path), e))?;
         rf.sync_data()
             .map_err(|e| KahaError::io(io("syncing", redo_path), e))?;
+        if new_redo && let Some(dir) = redo_path.parent() {
+            // The first checkpoint creates db.redo (and db.data is new too): make both names
+            // durable, or a power loss could leave db.data without the redo that completes it.
+            fs.sync_dir(dir)
+                .map_err(|e| KahaError::io(io("syncing directory", dir), e))?;
+        }
         for (id, page) in &set.pages {
             data.write_all_at(&page[..], id * PAGE_SIZE as u64)
                 .map_err(|e| KahaError::io(io("writing", data_path), e))?;
