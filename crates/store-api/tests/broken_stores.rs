@@ -1,6 +1,8 @@
 //! The kit proves it can fail: deliberately broken stores (the reference model with one fault
 //! each) must be caught by the scenarios, and the commonest faults by the model-based test too.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -1,6 +1,8 @@
 //! Property tests of the message encoding: round trips, exact lengths, and that no input —
 //! random, truncated or bit-flipped — makes the decoder panic.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;

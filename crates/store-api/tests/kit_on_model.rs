@@ -1,6 +1,8 @@
 //! The conformance kit run against its own reference model, through the store traits. The model
 //! keeps its state across close and open, so the reopen variants run too.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use store_api::testkit::ModelFactory;
 
 store_api::conformance_tests!(ModelFactory::default(), durable = true);

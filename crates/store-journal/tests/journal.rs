@@ -1,6 +1,8 @@
 //! The journal's guarantees, through the simulated file system: round trips, rotation, group
 //! commit, power loss at every fsync boundary, torn writes, damage, and poisoning.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! The whole conformance kit against KahaDB on real files in a temporary directory, with
 //! reopen variants and the model-based test (which reopens too).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

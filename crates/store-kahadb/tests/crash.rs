@@ -4,6 +4,8 @@
 //! anything else: every add, ack and commit that returned Ok is there, nothing uncommitted or
 //! rolled back is visible, nothing acked comes back.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,6 +1,8 @@
 //! The whole conformance kit against the memory store. It is not durable, so the reopen
 //! variants are generated as ignored and show as such in the test output.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
