@@ -229,7 +229,15 @@ impl PersistenceAdapter for KahaDbStore {
                     TxOp::Add(mut m) => {
                         ix.cat.last_sequence += 1;
                         m.sequence = ix.cat.last_sequence;
-                        Command::Add(m)
+                        let pending_for = if m.destination.is_topic() {
+                            ix.subscription_keys(&m.destination)
+                        } else {
+                            Vec::new()
+                        };
+                        Command::Add {
+                            message: m,
+                            pending_for,
+                        }
                     }
                     TxOp::QueueAck { destination, id } => Command::QueueAck {
                         dest: destination,
@@ -386,21 +394,21 @@ impl Handle {
             ix.cat.last_sequence += 1;
             let seq = ix.cat.last_sequence;
             message.sequence = seq;
-            let no_subscribers = self.dest.is_topic()
-                && ix
-                    .cat
-                    .destinations
-                    .get(&self.dest)
-                    .is_some_and(|m| m.subs.is_empty());
-            if no_subscribers {
-                // Nothing would keep it: no record at all.
-                return Ok(seq);
-            }
-            (
-                self.inner
-                    .write(&mut ix, vec![Command::Add(message)], false)?,
-                seq,
-            )
+            let pending_for = if self.dest.is_topic() {
+                let keys = ix.subscription_keys(&self.dest);
+                if keys.is_empty() {
+                    // Nothing would keep it: no record at all.
+                    return Ok(seq);
+                }
+                keys
+            } else {
+                Vec::new()
+            };
+            let cmd = Command::Add {
+                message,
+                pending_for,
+            };
+            (self.inner.write(&mut ix, vec![cmd], false)?, seq)
         };
         self.inner.finish(w).await?;
         Ok(seq)
@@ -702,6 +710,11 @@ impl TopicStore for Handle {
                     info.key, self.dest
                 )));
             }
+            let retroactive = if retroactive {
+                ix.kept_order_keys(&self.dest)?
+            } else {
+                Vec::new()
+            };
             let cmd = Command::Subscribe {
                 dest: self.dest.clone(),
                 info,

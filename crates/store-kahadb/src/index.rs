@@ -133,9 +133,13 @@ pub struct Catalog {
     /// Per journal file: records in it the index still needs (messages, destination and
     /// subscription anchors, prepared transactions).
     pub file_refs: BTreeMap<u32, u64>,
-    /// The ack rule: a journal file holding records that removed things recorded in other files
-    /// must outlive those files, or a rebuild from the journal would bring the things back.
-    pub ack_files: BTreeMap<u32, BTreeSet<u32>>,
+    /// `outlives[f]`: journal files that file `f` must outlive, because replaying them without
+    /// `f` would rebuild something else. Two cases: the ack rule (a file of records that
+    /// removed messages or subscriptions recorded in older files must stay while those files
+    /// do, or a rebuild would bring them back), and its mirror (a file holding a subscription's
+    /// creation must stay while files of topic messages naming that subscription do, or a
+    /// rebuild would drop those messages).
+    pub outlives: BTreeMap<u32, BTreeSet<u32>>,
     pub prepared: BTreeMap<Xid, Location>,
 }
 
@@ -184,8 +188,8 @@ impl Catalog {
             w.u32(*f);
             w.varint(*n);
         }
-        w.varint(self.ack_files.len() as u64);
-        for (f, set) in &self.ack_files {
+        w.varint(self.outlives.len() as u64);
+        for (f, set) in &self.outlives {
             w.u32(*f);
             w.varint(set.len() as u64);
             for g in set {
@@ -261,7 +265,7 @@ impl Catalog {
             for _ in 0..r.length()? {
                 set.insert(r.u32()?);
             }
-            cat.ack_files.insert(f, set);
+            cat.outlives.insert(f, set);
         }
         for _ in 0..r.length()? {
             let x = match codec::read_transaction_id(&mut r)? {
@@ -293,7 +297,7 @@ pub struct CheckpointSnapshot {
     pub flush: FlushSet,
     pub at: Location,
     pub file_refs: BTreeMap<u32, u64>,
-    pub ack_files: BTreeMap<u32, BTreeSet<u32>>,
+    pub outlives: BTreeMap<u32, BTreeSet<u32>>,
 }
 
 pub struct Index {
@@ -420,7 +424,7 @@ impl Index {
             flush: self.pf.take_flush_set(extra),
             at,
             file_refs: self.cat.file_refs.clone(),
-            ack_files: self.cat.ack_files.clone(),
+            outlives: self.cat.outlives.clone(),
         }
     }
 
@@ -452,13 +456,14 @@ impl Index {
         }
     }
 
+    /// The record at `killer` removed something recorded in `victim_file`.
     fn note_kill(&mut self, killer: Location, victim_file: u32) {
-        if killer.file != victim_file {
-            self.cat
-                .ack_files
-                .entry(killer.file)
-                .or_default()
-                .insert(victim_file);
+        self.must_outlive(killer.file, victim_file);
+    }
+
+    fn must_outlive(&mut self, file: u32, other: u32) {
+        if file != other {
+            self.cat.outlives.entry(file).or_default().insert(other);
         }
     }
 
@@ -612,7 +617,10 @@ impl Index {
     /// Applies one journaled command at its location.
     pub fn apply(&mut self, cmd: &Command, loc: Location) -> Result<()> {
         match cmd {
-            Command::Add(m) => self.add(m, loc, None),
+            Command::Add {
+                message,
+                pending_for,
+            } => self.add(message, loc, pending_for),
             Command::QueueAck { dest, id } => {
                 if !self.queue_ack(dest, id, loc)? {
                     self.skipped += 1;
@@ -629,7 +637,7 @@ impl Index {
                 dest,
                 info,
                 retroactive,
-            } => self.subscribe(dest, info, *retroactive, loc),
+            } => self.subscribe(dest, info, retroactive, loc),
             Command::Unsubscribe { dest, key } => self.unsubscribe(dest, key, loc),
             Command::TopicRemove { dest, id } => self.topic_remove(dest, id, loc).map(|_| ()),
             Command::Purge { dest } => self.purge(dest, loc).map(|_| ()),
@@ -697,7 +705,7 @@ impl Index {
                         self.add_ref(loc.file);
                         Ok(())
                     }
-                    None => self.subscribe(dest, info, false, loc),
+                    None => self.subscribe(dest, info, &[], loc),
                 }
             }
         }
@@ -731,12 +739,8 @@ impl Index {
     }
 
     /// Adds a message. `only_for` limits a topic message to those subscriptions (relocation).
-    fn add(
-        &mut self,
-        m: &Message,
-        loc: Location,
-        only_for: Option<&[SubscriptionKey]>,
-    ) -> Result<()> {
+    /// Adds a message; a topic message is pending for those of `pending_for` that exist.
+    fn add(&mut self, m: &Message, loc: Location, pending_for: &[SubscriptionKey]) -> Result<()> {
         self.cat.last_sequence = self.cat.last_sequence.max(m.sequence);
         let d = &m.destination;
         self.ensure_destination(d, loc, false);
@@ -747,13 +751,14 @@ impl Index {
         let Some(meta) = self.cat.destinations.get_mut(d) else {
             return Ok(());
         };
-        let subs: Vec<SubscriptionKey> = match only_for {
-            Some(keys) => keys
+        let subs: Vec<SubscriptionKey> = if d.is_topic() {
+            pending_for
                 .iter()
-                .filter(|k| meta.subs.contains_key(k))
+                .filter(|k| meta.subs.contains_key(*k))
                 .cloned()
-                .collect(),
-            None => meta.subs.keys().cloned().collect(),
+                .collect()
+        } else {
+            Vec::new()
         };
         if d.is_topic() && subs.is_empty() {
             return Ok(());
@@ -781,12 +786,17 @@ impl Index {
         btree::insert(&mut self.pf, &mut meta.order_root, okey, &entry.encode())?;
         meta.count += 1;
         meta.bytes += u64::from(size);
+        let mut anchors = Vec::with_capacity(subs.len());
         for k in &subs {
             if let Some(s) = meta.subs.get_mut(k) {
                 btree::insert(&mut self.pf, &mut s.root, okey, &[])?;
                 s.count += 1;
                 s.bytes += u64::from(size);
+                anchors.push(s.anchor.file);
             }
+        }
+        for anchor in anchors {
+            self.must_outlive(anchor, loc.file);
         }
         self.add_ref(loc.file);
         Ok(())
@@ -882,7 +892,7 @@ impl Index {
         &mut self,
         d: &Destination,
         info: &SubscriptionInfo,
-        retroactive: bool,
+        retroactive: &[OrderKey],
         loc: Location,
     ) -> Result<()> {
         self.ensure_destination(d, loc, false);
@@ -897,22 +907,21 @@ impl Index {
         }
         let mut root = btree::create(&mut self.pf, PENDING_V);
         let (mut count, mut bytes) = (0, 0);
-        if retroactive {
-            let kept = self.entries(d, None, Bound::Unbounded, None, usize::MAX)?;
-            for (ok, mut e) in kept {
-                btree::insert(&mut self.pf, &mut root, order_key(ok), &[])?;
-                e.refs += 1;
-                count += 1;
-                bytes += u64::from(e.size);
-                if let Some(meta) = self.cat.destinations.get_mut(d) {
-                    btree::insert(
-                        &mut self.pf,
-                        &mut meta.order_root,
-                        order_key(ok),
-                        &e.encode(),
-                    )?;
-                }
-            }
+        for ok in retroactive {
+            let key = order_key(*ok);
+            let Some(meta) = self.cat.destinations.get_mut(d) else {
+                break;
+            };
+            let Some(v) = btree::get(&mut self.pf, meta.order_root, &key)? else {
+                // Acked by everyone since, and gone: nothing to hold.
+                continue;
+            };
+            let mut e = Entry::decode(&v);
+            e.refs += 1;
+            btree::insert(&mut self.pf, &mut meta.order_root, key, &e.encode())?;
+            btree::insert(&mut self.pf, &mut root, key, &[])?;
+            count += 1;
+            bytes += u64::from(e.size);
         }
         if let Some(meta) = self.cat.destinations.get_mut(d) {
             meta.subs.insert(
@@ -1059,15 +1068,7 @@ impl Index {
                 self.add_ref(loc.file);
                 Ok(())
             }
-            None => self.add(
-                m,
-                loc,
-                if d.is_topic() {
-                    Some(pending_for)
-                } else {
-                    None
-                },
-            ),
+            None => self.add(m, loc, pending_for),
         }
     }
 
@@ -1098,6 +1099,25 @@ impl Index {
             self.release(&m.destination, ok, e, loc)?;
         }
         Ok(())
+    }
+
+    /// The subscriptions of a destination: what a topic add written now is pending for.
+    pub fn subscription_keys(&self, d: &Destination) -> Vec<SubscriptionKey> {
+        self.cat
+            .destinations
+            .get(d)
+            .map(|m| m.subs.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The durable messages of a destination: what a retroactive subscription written now
+    /// starts with.
+    pub fn kept_order_keys(&mut self, d: &Destination) -> Result<Vec<OrderKey>> {
+        Ok(self
+            .entries(d, None, Bound::Unbounded, None, usize::MAX)?
+            .into_iter()
+            .map(|(ok, _)| ok)
+            .collect())
     }
 
     /// Subscriptions a topic message is pending for (relocation records them).

@@ -3,15 +3,22 @@
 
 use store_api::codec::{self, Reader, Writer};
 use store_api::{
-    DecodeError, Destination, Message, MessageId, SubscriptionInfo, SubscriptionKey, TxOp, Xid,
+    DecodeError, Destination, Message, MessageId, OrderKey, SubscriptionInfo, SubscriptionKey,
+    TxOp, Xid,
 };
 
 /// A change to the store, as journaled. Replaying the journal's commands in order rebuilds the
 /// index.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
-    /// A message (with its sequence) added to its destination.
-    Add(Message),
+    /// A message (with its sequence) added to its destination; for a topic, with the
+    /// subscriptions it is pending for. Naming them, rather than meaning "the subscriptions
+    /// that exist", keeps a replay right when the records that created those subscriptions
+    /// are gone from the journal.
+    Add {
+        message: Message,
+        pending_for: Vec<SubscriptionKey>,
+    },
     QueueAck {
         dest: Destination,
         id: MessageId,
@@ -21,10 +28,12 @@ pub enum Command {
         key: SubscriptionKey,
         id: MessageId,
     },
+    /// A new subscription; `retroactive` lists the kept messages it starts with (none for a
+    /// plain subscription), for the same reason `Add` names its subscriptions.
     Subscribe {
         dest: Destination,
         info: SubscriptionInfo,
-        retroactive: bool,
+        retroactive: Vec<OrderKey>,
     },
     Unsubscribe {
         dest: Destination,
@@ -100,6 +109,22 @@ fn read_info(r: &mut Reader<'_>) -> Result<SubscriptionInfo, DecodeError> {
     Ok(SubscriptionInfo { key, selector })
 }
 
+fn write_keys(w: &mut Writer, keys: &[SubscriptionKey]) {
+    w.varint(keys.len() as u64);
+    for k in keys {
+        codec::write_subscription_key(w, k);
+    }
+}
+
+fn read_keys(r: &mut Reader<'_>) -> Result<Vec<SubscriptionKey>, DecodeError> {
+    let n = r.length()?;
+    let mut keys = Vec::with_capacity(n);
+    for _ in 0..n {
+        keys.push(codec::read_subscription_key(r)?);
+    }
+    Ok(keys)
+}
+
 fn write_xid(w: &mut Writer, xid: &Xid) {
     codec::write_transaction_id(w, &store_api::TransactionId::Xa(xid.clone()));
 }
@@ -117,9 +142,13 @@ impl Command {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();
         match self {
-            Command::Add(m) => {
+            Command::Add {
+                message,
+                pending_for,
+            } => {
                 w.u8(1);
-                codec::write_message(&mut w, m);
+                codec::write_message(&mut w, message);
+                write_keys(&mut w, pending_for);
             }
             Command::QueueAck { dest, id } => {
                 w.u8(2);
@@ -140,7 +169,11 @@ impl Command {
                 w.u8(4);
                 codec::write_destination(&mut w, dest);
                 write_info(&mut w, info);
-                w.u8(u8::from(*retroactive));
+                w.varint(retroactive.len() as u64);
+                for k in retroactive {
+                    w.u8(k.priority);
+                    w.varint(k.sequence);
+                }
             }
             Command::Unsubscribe { dest, key } => {
                 w.u8(5);
@@ -191,10 +224,7 @@ impl Command {
             } => {
                 w.u8(13);
                 codec::write_message(&mut w, message);
-                w.varint(pending_for.len() as u64);
-                for k in pending_for {
-                    codec::write_subscription_key(&mut w, k);
-                }
+                write_keys(&mut w, pending_for);
             }
             Command::EnsureSubscription { dest, info } => {
                 w.u8(14);
@@ -219,7 +249,10 @@ impl Command {
             }
         };
         let cmd = match r.u8()? {
-            1 => Command::Add(codec::read_message(&mut r)?),
+            1 => Command::Add {
+                message: codec::read_message(&mut r)?,
+                pending_for: read_keys(&mut r)?,
+            },
             2 => Command::QueueAck {
                 dest: codec::read_destination(&mut r)?,
                 id: codec::read_message_id(&mut r)?,
@@ -229,11 +262,24 @@ impl Command {
                 key: codec::read_subscription_key(&mut r)?,
                 id: codec::read_message_id(&mut r)?,
             },
-            4 => Command::Subscribe {
-                dest: codec::read_destination(&mut r)?,
-                info: read_info(&mut r)?,
-                retroactive: bool_at(&mut r)?,
-            },
+            4 => {
+                let dest = codec::read_destination(&mut r)?;
+                let info = read_info(&mut r)?;
+                let n = r.length()?;
+                let mut retroactive = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let priority = r.u8()?;
+                    retroactive.push(OrderKey {
+                        priority,
+                        sequence: r.varint()?,
+                    });
+                }
+                Command::Subscribe {
+                    dest,
+                    info,
+                    retroactive,
+                }
+            }
             5 => Command::Unsubscribe {
                 dest: codec::read_destination(&mut r)?,
                 key: codec::read_subscription_key(&mut r)?,
@@ -270,11 +316,7 @@ impl Command {
             },
             13 => {
                 let message = codec::read_message(&mut r)?;
-                let n = r.length()?;
-                let mut pending_for = Vec::with_capacity(n);
-                for _ in 0..n {
-                    pending_for.push(codec::read_subscription_key(&mut r)?);
-                }
+                let pending_for = read_keys(&mut r)?;
                 Command::Relocate {
                     message,
                     pending_for,
@@ -300,7 +342,7 @@ impl Command {
 /// Decodes only the message of an `Add` or `Relocate` record: what a read by location needs.
 pub fn decode_message(bytes: &[u8]) -> Result<Message, DecodeError> {
     match Command::decode(bytes)? {
-        Command::Add(m) | Command::Relocate { message: m, .. } => Ok(m),
+        Command::Add { message: m, .. } | Command::Relocate { message: m, .. } => Ok(m),
         _ => Err(DecodeError::Invalid(
             "the record at this location is not a message".into(),
         )),

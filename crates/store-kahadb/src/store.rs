@@ -99,7 +99,7 @@ impl Inner {
                 ));
                 return Err(e.into());
             }
-            if let Command::Add(m) = cmd {
+            if let Command::Add { message: m, .. } = cmd {
                 ix.pending
                     .entry(m.destination.clone())
                     .or_default()
@@ -247,7 +247,7 @@ impl Inner {
                 .iter()
                 .copied()
                 .filter(|f| {
-                    snap.ack_files.get(f).is_some_and(|victims| {
+                    snap.outlives.get(f).is_some_and(|victims| {
                         victims
                             .iter()
                             .any(|v| present.contains(v) && !doomed.contains(v))
@@ -269,8 +269,8 @@ impl Inner {
         self.journal.delete_files(&ids)?;
         self.counters.lock().files_deleted += ids.len() as u64;
         let mut ix = self.index.lock();
-        ix.cat.ack_files.retain(|f, _| !doomed.contains(f));
-        for victims in ix.cat.ack_files.values_mut() {
+        ix.cat.outlives.retain(|f, _| !doomed.contains(f));
+        for victims in ix.cat.outlives.values_mut() {
             victims.retain(|v| !doomed.contains(v));
         }
         Ok(())
