@@ -117,6 +117,19 @@ pub(crate) struct Queue {
     /// Set to make the writer fsync what it has written (periodic policy, explicit `sync`).
     pub(crate) sync_requested: Vec<oneshot::Sender<Result<()>>>,
     pub(crate) shutdown: bool,
+    /// The writer is asleep on `work`: only then does an append pay for a wake-up.
+    pub(crate) writer_waiting: bool,
+}
+
+impl Queue {
+    /// Appends waiting to be written.
+    pub(crate) fn pending_appends(&self) -> usize {
+        self.closed_batches
+            .iter()
+            .chain(self.open.iter())
+            .map(|b| b.waiters.len())
+            .sum()
+    }
 }
 
 pub(crate) struct Shared {
@@ -222,6 +235,7 @@ impl Journal {
                 tail_offset: recovered.tail_offset,
                 sync_requested: Vec::new(),
                 shutdown: false,
+                writer_waiting: false,
             }),
             work: Condvar::new(),
             files: Mutex::new(recovered.files),
@@ -310,8 +324,11 @@ impl Journal {
         batch.force_sync |= force_sync;
         let end_offset = batch.start + batch.buf.len() as u64;
         q.tail_offset = end_offset;
+        let wake = q.writer_waiting;
         drop(q);
-        self.shared.work.notify_one();
+        if wake {
+            self.shared.work.notify_one();
+        }
         self.shared.counters.appends.fetch_add(1, Ordering::Relaxed);
         self.shared
             .counters

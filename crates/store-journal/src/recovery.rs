@@ -65,14 +65,23 @@ pub(crate) fn recover(config: &JournalConfig, fs: &dyn FileSystem) -> Result<Rec
         files.insert(id, file);
     }
 
-    let Some((&tail_file, file)) = files.iter().next_back() else {
+    let Some((&newest, file)) = files.iter().next_back() else {
         return Ok(Recovered {
             files,
             tail_file: last.map_or(1, |l| l + 1),
             tail_offset: FILE_HEADER_LEN,
         });
     };
-    let tail_offset = scan_tail(config, tail_file, file.as_ref())?;
+    let mut tail_file = newest;
+    let mut tail_offset = scan_tail(config, newest, file.as_ref())?;
+    if tail_offset == FILE_HEADER_LEN
+        && let Some((&previous, file)) = files.range(..newest).next_back()
+    {
+        // The newest file was created ahead of need and never written: the data ends in the
+        // one before, whose tail is the one to check (and cut if torn).
+        tail_offset = scan_tail(config, previous, file.as_ref())?;
+        tail_file = previous;
+    }
     Ok(Recovered {
         files,
         tail_file,

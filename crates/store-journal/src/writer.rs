@@ -22,9 +22,16 @@ struct Current {
     dirty: bool,
 }
 
+/// How long the writer may hold a group open for writers that were in the previous group and
+/// have not come back yet. Bounded well below one fsync, so a writer that stopped costs the
+/// others at most this much latency, once.
+const GROUP_WAIT: Duration = Duration::from_micros(100);
+
 pub(crate) fn run(shared: Arc<Shared>) {
     let mut current: Option<Current> = None;
+    let mut next: NextFile = None;
     let mut last_sync = Instant::now();
+    let mut last_group = 0usize;
     loop {
         let (batches, sync_waiters, shutdown) = {
             let mut q = shared.queue.lock();
@@ -44,13 +51,37 @@ pub(crate) fn run(shared: Arc<Shared>) {
                         if now >= due {
                             break;
                         }
+                        q.writer_waiting = true;
                         shared.work.wait_for(&mut q, due - now);
+                        q.writer_waiting = false;
                     }
                     _ => {
+                        q.writer_waiting = true;
                         shared.work.wait_for(&mut q, Duration::from_secs(1));
+                        q.writer_waiting = false;
                     }
                 }
             }
+            // Group commit under `always`: the appenders of the last group are usually on their
+            // way back with their next append; waiting a moment for them turns two half-full
+            // fsyncs into one full one.
+            if shared.config.sync == SyncPolicy::Always && last_group > 1 {
+                let deadline = Instant::now() + GROUP_WAIT;
+                while q.pending_appends() < last_group
+                    && q.sync_requested.is_empty()
+                    && !q.shutdown
+                    && q.closed_batches.is_empty()
+                {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    q.writer_waiting = true;
+                    shared.work.wait_for(&mut q, deadline - now);
+                    q.writer_waiting = false;
+                }
+            }
+            last_group = q.pending_appends();
             let mut batches: Vec<PendingBatch> = q.closed_batches.drain(..).collect();
             batches.extend(q.open.take());
             (batches, std::mem::take(&mut q.sync_requested), q.shutdown)
@@ -58,7 +89,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
 
         let force = batches.iter().any(|b| b.force_sync) || !sync_waiters.is_empty();
         let mut waiters: Vec<oneshot::Sender<Result<()>>> = Vec::new();
-        let result = write_batches(&shared, &mut current, batches, &mut waiters).and_then(|()| {
+        let result = write_batches(&shared, &mut current, &mut next, batches, &mut waiters).and_then(|()| {
             let periodic_due =
                 matches!(shared.config.sync, SyncPolicy::Periodic(i) if last_sync.elapsed() >= i);
             let want = force || periodic_due || shared.config.sync == SyncPolicy::Always;
@@ -89,6 +120,10 @@ pub(crate) fn run(shared: Arc<Shared>) {
         if shutdown {
             let q = shared.queue.lock();
             if q.closed_batches.is_empty() && q.open.is_none() && q.sync_requested.is_empty() {
+                drop(q);
+                if let Some((_, handle)) = next.take() {
+                    let _ = handle.join();
+                }
                 return;
             }
         }
@@ -110,8 +145,9 @@ fn sync(shared: &Shared, c: &mut Current) -> Result<()> {
 /// Writes the batches in order, rotating files as their locations say. Their waiters are moved
 /// to `waiters` whatever happens, so the caller can answer every one of them.
 fn write_batches(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     current: &mut Option<Current>,
+    next: &mut NextFile,
     batches: Vec<PendingBatch>,
     waiters: &mut Vec<oneshot::Sender<Result<()>>>,
 ) -> Result<()> {
@@ -135,21 +171,22 @@ fn write_batches(
         let contiguous =
             !run.is_empty() && run_start.0 == b.file && run_start.1 + run.len() as u64 == b.start;
         if !contiguous {
-            result = flush_run(shared, current, run_start, &run);
+            result = flush_run(shared, current, next, run_start, &run);
             run.clear();
             run_start = (b.file, b.start);
         }
         run.extend_from_slice(&b.buf);
     }
     if result.is_ok() {
-        result = flush_run(shared, current, run_start, &run);
+        result = flush_run(shared, current, next, run_start, &run);
     }
     result
 }
 
 fn flush_run(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     current: &mut Option<Current>,
+    next: &mut NextFile,
     (file_id, start): (u32, u64),
     bytes: &[u8],
 ) -> Result<()> {
@@ -161,7 +198,7 @@ fn flush_run(
             // The journal must stay a durable prefix: finish the old file before the new one.
             sync(shared, c)?;
         }
-        *current = Some(open_for_append(shared, file_id)?);
+        *current = Some(open_for_append(shared, file_id, next)?);
     }
     let Some(c) = current.as_mut() else {
         return Err(JournalError::Closed);
@@ -183,17 +220,56 @@ fn flush_run(
     Ok(())
 }
 
-/// Opens the file appends now go to, creating it (header, preallocation, fsync of file and
-/// directory) if new. The header must be durable before any record, so that a crash right
-/// after the first append still finds a valid file.
-fn open_for_append(shared: &Shared, id: u32) -> Result<Current> {
-    if let Some(f) = shared.files.lock().get(&id) {
-        return Ok(Current {
-            id,
-            file: f.clone(),
-            dirty: false,
-        });
+/// A data file being created ahead of need by a helper thread.
+type NextFile = Option<(u32, std::thread::JoinHandle<Result<Arc<dyn File>>>)>;
+
+/// Opens the file appends now go to, creating it if new — or taking it from the helper thread
+/// that created it while the previous file filled, so rotation does not stall appends for the
+/// time it takes to write 32 MiB of zeros — and starts creating the one after.
+fn open_for_append(shared: &Arc<Shared>, id: u32, next: &mut NextFile) -> Result<Current> {
+    let existing = shared.files.lock().get(&id).cloned();
+    let file = match existing {
+        Some(f) => f,
+        None => {
+            let made = match next.take() {
+                Some((nid, handle)) if nid == id => handle.join().unwrap_or_else(|_| {
+                    Err(JournalError::io(
+                        "creating a journal file",
+                        std::io::Error::other("the helper thread panicked"),
+                    ))
+                }),
+                Some((_, handle)) => {
+                    let _ = handle.join();
+                    create_file(shared, id)
+                }
+                None => create_file(shared, id),
+            };
+            let f = made?;
+            shared.files.lock().insert(id, f.clone());
+            f
+        }
+    };
+    if shared.config.preallocate && next.is_none() && !shared.files.lock().contains_key(&(id + 1)) {
+        let helper = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("journal-prealloc".into())
+            .spawn(move || create_file(&helper, id + 1));
+        if let Ok(handle) = spawned {
+            *next = Some((id + 1, handle));
+        }
     }
+    Ok(Current {
+        id,
+        file,
+        dirty: false,
+    })
+}
+
+/// Creates data file `id`: zeros over its full length (when preallocating), then the header,
+/// then fsync of the file and of the directory. The header goes last and must be durable before
+/// any record, so that a file whose creation was cut short has an all-zero header (and is
+/// removed at open) and a crash right after the first append still finds a valid file.
+fn create_file(shared: &Shared, id: u32) -> Result<Arc<dyn File>> {
     let cfg = &shared.config;
     let path = cfg.path_of(id);
     let ctx = |what: &str| format!("{what} {}", path.display());
@@ -220,10 +296,5 @@ fn open_for_append(shared: &Shared, id: u32) -> Result<Current> {
         JournalError::io(format!("syncing directory {}", cfg.directory.display()), e)
     })?;
     shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-    shared.files.lock().insert(id, file.clone());
-    Ok(Current {
-        id,
-        file,
-        dirty: false,
-    })
+    Ok(file)
 }

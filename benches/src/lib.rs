@@ -1,0 +1,106 @@
+//! Shared set-up for the store benchmarks: every engine opened the same way, and the
+//! workloads written once against the store traits, so engines are compared on equal terms.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use store_api::{Body, Destination, Message, MessageId, PersistenceAdapter, QueueStore};
+use store_kahadb::{KahaDbConfig, KahaDbStore};
+use store_memory::MemoryStore;
+use tempfile::TempDir;
+
+/// An engine under test, with what it needs kept alive and a way to read its fsync count.
+pub struct Engine {
+    pub name: &'static str,
+    pub store: Arc<dyn PersistenceAdapter>,
+    kahadb: Option<KahaDbStore>,
+    _dir: Option<TempDir>,
+}
+
+impl Engine {
+    pub fn memory() -> Engine {
+        Engine {
+            name: "memory",
+            store: Arc::new(MemoryStore::new()),
+            kahadb: None,
+            _dir: None,
+        }
+    }
+
+    /// KahaDB in a fresh temporary directory, ActiveMQ's defaults (sync always, 32 MiB
+    /// preallocated journal files), background checkpoints on.
+    pub fn kahadb() -> Engine {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = KahaDbConfig::new(dir.path());
+        if std::env::var_os("BENCH_NO_PREALLOCATE").is_some() {
+            config.preallocate = false;
+        }
+        let store = KahaDbStore::open(config).expect("open kahadb");
+        Engine {
+            name: "kahadb",
+            store: Arc::new(store.clone()),
+            kahadb: Some(store),
+            _dir: Some(dir),
+        }
+    }
+
+    /// fsyncs of data files so far (journal), where the engine has any.
+    pub fn fsyncs(&self) -> Option<u64> {
+        self.kahadb.as_ref().map(|k| k.stats().journal.fsyncs)
+    }
+}
+
+/// A persistent message with a body of `size` bytes.
+pub fn message(d: &Destination, producer: &str, n: u64, size: usize) -> Message {
+    Message::new(
+        MessageId::new(producer, n),
+        d.clone(),
+        Body::Bytes(vec![0x5a; size].into()),
+    )
+}
+
+/// Adds `count` messages from `writers` concurrent tasks; returns the elapsed time.
+pub async fn add_concurrently(
+    queue: Arc<dyn QueueStore>,
+    writers: usize,
+    count: u64,
+    size: usize,
+    run: u64,
+) -> Duration {
+    let start = Instant::now();
+    let per = count.div_ceil(writers as u64);
+    let mut tasks = Vec::with_capacity(writers);
+    for w in 0..writers {
+        let q = queue.clone();
+        let d = q.destination().clone();
+        tasks.push(tokio::spawn(async move {
+            let producer = format!("bench-{run}-{w}");
+            for n in 0..per {
+                q.add(message(&d, &producer, n, size)).await.expect("add");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer task");
+    }
+    start.elapsed()
+}
+
+/// Adds then acknowledges each of `count` messages in turn (a queue in steady state).
+pub async fn add_then_ack(
+    queue: Arc<dyn QueueStore>,
+    count: u64,
+    size: usize,
+    run: u64,
+) -> Duration {
+    let d = queue.destination().clone();
+    let producer = format!("bench-ack-{run}");
+    let start = Instant::now();
+    for n in 0..count {
+        let m = message(&d, &producer, n, size);
+        let id = m.id.clone();
+        queue.add(m).await.expect("add");
+        queue.remove(&id).await.expect("ack");
+    }
+    start.elapsed()
+}
