@@ -23,6 +23,20 @@ pub trait File: Send + Sync {
     fn len(&self) -> io::Result<u64>;
     fn set_len(&self, len: u64) -> io::Result<()>;
 
+    /// Reserves blocks for the first `len` bytes, reading as zeros, so later writes there do
+    /// not allocate (and `fdatasync` after them has no allocation metadata to write).
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        const CHUNK: u64 = 1 << 20;
+        let zeros = vec![0u8; CHUNK as usize];
+        let mut at = self.len()?;
+        while at < len {
+            let n = CHUNK.min(len - at) as usize;
+            self.write_all_at(&zeros[..n], at)?;
+            at += n as u64;
+        }
+        Ok(())
+    }
+
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }
@@ -79,6 +93,12 @@ impl File for RealFile {
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
+    }
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        // fallocate costs no data writes; measured on the development VM it gives the same
+        // overwrite+fdatasync rate as writing zeros, without the CPU and page-cache churn.
+        rustix::fs::fallocate(&self.0, rustix::fs::FallocateFlags::empty(), 0, len)
+            .map_err(io::Error::from)
     }
 }
 

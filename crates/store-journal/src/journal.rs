@@ -40,8 +40,9 @@ pub struct JournalConfig {
     /// alone is larger.
     pub max_write_batch_size: usize,
     pub sync: SyncPolicy,
-    /// Write zeros over each new file's full length when it is created, so later appends do
-    /// not change the file's size and `fdatasync` has no metadata to write.
+    /// Reserve each new file's blocks for its full length when it is created (ahead of need,
+    /// on a helper thread), so later appends do not change the file's size and `fdatasync`
+    /// has no allocation metadata to write.
     pub preallocate: bool,
     pub recovery: RecoveryMode,
 }

@@ -265,7 +265,7 @@ fn open_for_append(shared: &Arc<Shared>, id: u32, next: &mut NextFile) -> Result
     })
 }
 
-/// Creates data file `id`: zeros over its full length (when preallocating), then the header,
+/// Creates data file `id`: blocks reserved for its full length (when preallocating), then the header,
 /// then fsync of the file and of the directory. The header goes last and must be durable before
 /// any record, so that a file whose creation was cut short has an all-zero header (and is
 /// removed at open) and a crash right after the first append still finds a valid file.
@@ -278,15 +278,8 @@ fn create_file(shared: &Shared, id: u32) -> Result<Arc<dyn File>> {
         .open(&path, true)
         .map_err(|e| JournalError::io(ctx("creating"), e))?;
     if cfg.preallocate {
-        const CHUNK: u64 = 1 << 20;
-        let zeros = vec![0u8; CHUNK as usize];
-        let mut at = 0;
-        while at < cfg.max_file_length {
-            let n = CHUNK.min(cfg.max_file_length - at) as usize;
-            file.write_all_at(&zeros[..n], at)
-                .map_err(|e| JournalError::io(ctx("preallocating"), e))?;
-            at += n as u64;
-        }
+        file.allocate(cfg.max_file_length)
+            .map_err(|e| JournalError::io(ctx("preallocating"), e))?;
     }
     file.write_all_at(&format::file_header(id), 0)
         .map_err(|e| JournalError::io(ctx("writing the header of"), e))?;

@@ -70,7 +70,25 @@ fn insert_into(
     key: Key,
     value: &[u8],
 ) -> Result<(Option<Vec<u8>>, Split)> {
-    let mut node = Node::clone(&*pf.get(page)?);
+    // Descend through a branch without copying it: only a split below changes it.
+    let descend = match &*pf.get(page)? {
+        Node::Branch { keys, children } => {
+            let idx = keys.partition_point(|k| *k <= key);
+            Some((idx, children[idx]))
+        }
+        Node::Leaf { .. } => None,
+    };
+    let mut split_below = None;
+    let mut old = None;
+    if let Some((idx, child)) = descend {
+        let (o, split) = insert_into(pf, child, key, value)?;
+        old = o;
+        match split {
+            Some(s) => split_below = Some((idx, s)),
+            None => return Ok((old, None)),
+        }
+    }
+    let mut node = pf.take(page)?;
     match &mut node {
         Node::Leaf {
             value_size,
@@ -112,9 +130,8 @@ fn insert_into(
             }
         }
         Node::Branch { keys, children } => {
-            let idx = keys.partition_point(|k| *k <= key);
-            let (old, split) = insert_into(pf, children[idx], key, value)?;
-            let Some((sep, new_child)) = split else {
+            let Some((idx, (sep, new_child))) = split_below else {
+                pf.put(page, node);
                 return Ok((old, None));
             };
             keys.insert(idx, sep);

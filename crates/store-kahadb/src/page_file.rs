@@ -280,6 +280,20 @@ impl PageFile {
         Ok(node)
     }
 
+    /// The node of page `id`, to be changed and put back: taken out of the cache so that,
+    /// unless a checkpoint is still writing it, it is moved rather than copied.
+    pub fn take(&mut self, id: PageId) -> Result<Node> {
+        let node = match self.cache.remove(&id) {
+            Some(e) => e.node,
+            None => {
+                let n = self.get(id)?;
+                self.cache.remove(&id);
+                n
+            }
+        };
+        Ok(Arc::try_unwrap(node).unwrap_or_else(|shared| Node::clone(&shared)))
+    }
+
     pub fn put(&mut self, id: PageId, node: Node) {
         self.clock += 1;
         self.cache.insert(

@@ -1,0 +1,50 @@
+//! A fixed load for profiling one engine outside criterion:
+//! `cargo run --release -p benches --example load -- kahadb 16 5`
+//! (engine, concurrent writers, seconds). Prints messages/s and messages per fsync.
+
+use std::time::{Duration, Instant};
+
+use benches::{Engine, add_concurrently};
+use store_api::Destination;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let engine = match args.get(1).map(String::as_str) {
+        Some("memory") => Engine::memory(),
+        _ => Engine::kahadb(),
+    };
+    let writers: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(16);
+    let seconds: u64 = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(5);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let queue = engine
+            .store
+            .queue_store(&Destination::queue("load"))
+            .await
+            .expect("queue");
+        add_concurrently(queue.clone(), writers, 1000, 1024, 0).await;
+        let before = engine.fsyncs();
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let (mut n, mut elapsed, mut run) = (0u64, Duration::ZERO, 1u64);
+        while Instant::now() < deadline {
+            elapsed += add_concurrently(queue.clone(), writers, 10_000, 1024, run).await;
+            n += 10_000;
+            run += 1;
+        }
+        let fsyncs = engine.fsyncs().zip(before).map(|(a, b)| a - b);
+        println!(
+            "{}: {writers} writers, {:.0} messages/s, {}",
+            engine.name,
+            n as f64 / elapsed.as_secs_f64(),
+            fsyncs.map_or("no fsyncs".into(), |f| format!(
+                "{:.1} messages per fsync",
+                n as f64 / f.max(1) as f64
+            ))
+        );
+        engine.store.close().await.expect("close");
+    });
+}
