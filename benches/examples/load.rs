@@ -1,6 +1,8 @@
 //! A fixed load for profiling one engine outside criterion:
 //! `cargo run --release -p benches --example load -- kahadb 16 5`
 //! (engine, concurrent writers, seconds). Prints messages/s and messages per fsync.
+//! `BENCH_SYNC_NEVER=1` runs KahaDB without fsyncs (the CPU ceiling of the write path) and
+//! `BENCH_NO_PREALLOCATE=1` without preallocated journal files.
 
 use std::time::{Duration, Instant};
 

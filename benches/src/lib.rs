@@ -35,6 +35,9 @@ impl Engine {
         if std::env::var_os("BENCH_NO_PREALLOCATE").is_some() {
             config.preallocate = false;
         }
+        if std::env::var_os("BENCH_SYNC_NEVER").is_some() {
+            config.sync = store_api::SyncPolicy::Never;
+        }
         let store = KahaDbStore::open(config).expect("open kahadb");
         Engine {
             name: "kahadb",

@@ -370,8 +370,11 @@ impl PageFile {
         }
     }
 
+    /// The checkpoint wrote its pages: stop serving them from the flush set, and trim the
+    /// cache, since the pages it wrote are clean (evictable) now.
     pub fn flush_done(&mut self) {
         self.flushing.clear();
+        self.evict();
     }
 
     /// The I/O half of a checkpoint, run without the index lock: redo first, then in place.
