@@ -21,7 +21,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn engines() -> Vec<fn() -> Engine> {
-    vec![Engine::memory, Engine::kahadb]
+    vec![Engine::memory, Engine::kahadb, Engine::amq]
 }
 
 fn report_fsyncs(group: &str, engine: &Engine, messages: u64, before: Option<u64>) {

@@ -13,6 +13,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let engine = match args.get(1).map(String::as_str) {
         Some("memory") => Engine::memory(),
+        Some("amq") => Engine::amq(),
         _ => Engine::kahadb(),
     };
     let writers: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(16);

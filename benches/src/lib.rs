@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use store_amq::{AmqConfig, AmqStore};
 use store_api::{Body, Destination, Message, MessageId, PersistenceAdapter, QueueStore};
 use store_kahadb::{KahaDbConfig, KahaDbStore};
 use store_memory::MemoryStore;
@@ -14,6 +15,7 @@ pub struct Engine {
     pub name: &'static str,
     pub store: Arc<dyn PersistenceAdapter>,
     kahadb: Option<KahaDbStore>,
+    amq: Option<AmqStore>,
     _dir: Option<TempDir>,
 }
 
@@ -23,7 +25,22 @@ impl Engine {
             name: "memory",
             store: Arc::new(MemoryStore::new()),
             kahadb: None,
+            amq: None,
             _dir: None,
+        }
+    }
+
+    /// AMQ in a fresh temporary directory: its defaults (sync always, 32 MiB preallocated logs,
+    /// snapshot every 20 s).
+    pub fn amq() -> Engine {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = AmqStore::open(AmqConfig::new(dir.path())).expect("open amq");
+        Engine {
+            name: "amq",
+            store: Arc::new(store.clone()),
+            kahadb: None,
+            amq: Some(store),
+            _dir: Some(dir),
         }
     }
 
@@ -43,13 +60,18 @@ impl Engine {
             name: "kahadb",
             store: Arc::new(store.clone()),
             kahadb: Some(store),
+            amq: None,
             _dir: Some(dir),
         }
     }
 
     /// fsyncs of data files so far (journal), where the engine has any.
     pub fn fsyncs(&self) -> Option<u64> {
-        self.kahadb.as_ref().map(|k| k.stats().journal.fsyncs)
+        match (&self.kahadb, &self.amq) {
+            (Some(k), _) => Some(k.stats().journal.fsyncs),
+            (_, Some(a)) => Some(a.stats().journal.fsyncs),
+            _ => None,
+        }
     }
 }
 

@@ -98,7 +98,10 @@ impl KahaDbStore {
 #[async_trait]
 impl PersistenceAdapter for KahaDbStore {
     fn kind(&self) -> &'static str {
-        "kahadb"
+        match self.inner.config.layout {
+            crate::config::IndexLayout::PageFile => "kahadb",
+            crate::config::IndexLayout::Snapshot => "amq",
+        }
     }
 
     async fn destinations(&self) -> Result<Vec<Destination>> {

@@ -5,6 +5,20 @@ use std::time::Duration;
 
 use store_api::SyncPolicy;
 
+/// How the index is kept between checkpoints: the one thing that differs between the KahaDB
+/// and the AMQ engine, which share the journal, the index logic, GC and compaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IndexLayout {
+    /// KahaDB: `db-N.log` journal files and the `db.data` page file (bounded page cache,
+    /// checkpoints write only dirty pages, through `db.redo`).
+    #[default]
+    PageFile,
+    /// AMQ: `journal/data-N` logs and `journal/data-control`; the whole index held in memory
+    /// and written as one snapshot (`kr-store/index-G.snapshot`) at each checkpoint. Reads
+    /// never touch the disk for the index; memory and checkpoint cost grow with the index.
+    Snapshot,
+}
+
 /// How a KahaDB store is laid out and run. `KahaDbConfig::new(dir)` gives ActiveMQ's defaults.
 #[derive(Debug, Clone)]
 pub struct KahaDbConfig {
@@ -40,6 +54,8 @@ pub struct KahaDbConfig {
     pub compaction_threshold: u64,
     /// `cleanupOnStop`: true.
     pub cleanup_on_stop: bool,
+    /// Page file (KahaDB, the default) or in-memory index with snapshots (AMQ).
+    pub layout: IndexLayout,
 }
 
 impl KahaDbConfig {
@@ -58,6 +74,7 @@ impl KahaDbConfig {
             enable_compaction: true,
             compaction_threshold: 100,
             cleanup_on_stop: true,
+            layout: IndexLayout::PageFile,
         }
     }
 }

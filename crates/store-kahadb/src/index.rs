@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use store_api::codec::{self, Reader, Writer};
 use store_api::{
@@ -20,7 +21,7 @@ use store_journal::Location;
 
 use crate::btree;
 use crate::error::{KahaError, Result};
-use crate::page_file::{self, FlushSet, Key, META_PAGE, PageFile, PageId};
+use crate::page_file::{self, FlushSet, Key, META_PAGE, Node, PageFile, PageId};
 use crate::records::Command;
 
 const ORDER_V: usize = 40;
@@ -300,6 +301,78 @@ pub struct CheckpointSnapshot {
     pub outlives: BTreeMap<u32, BTreeSet<u32>>,
 }
 
+/// A whole in-memory index as of a journal location (the AMQ layout's checkpoint). Nodes are
+/// shared with the live index and immutable, so encoding happens without the index lock.
+pub struct FullSnapshot {
+    pub at: Location,
+    pages: Vec<(PageId, Arc<Node>)>,
+    catalog: Vec<u8>,
+    file_pages: u64,
+    pub file_refs: BTreeMap<u32, u64>,
+    pub outlives: BTreeMap<u32, BTreeSet<u32>>,
+}
+
+const SNAPSHOT_MAGIC: &[u8; 8] = b"AMQSNAP1";
+
+impl FullSnapshot {
+    /// `AMQSNAP1` | journal location (file u32, offset u32) | catalog length u64 | catalog |
+    /// page count u64 | pages in file u64 | (page id u64, page[4096])* | CRC of all before u32.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(
+            64 + self.catalog.len() + self.pages.len() * (page_file::PAGE_SIZE + 8),
+        );
+        w.raw(SNAPSHOT_MAGIC);
+        write_loc(&mut w, self.at);
+        w.u64(self.catalog.len() as u64);
+        w.raw(&self.catalog);
+        w.u64(self.pages.len() as u64);
+        w.u64(self.file_pages);
+        for (id, node) in &self.pages {
+            w.u64(*id);
+            w.raw(&page_file::encode_node(node)[..]);
+        }
+        let mut bytes = w.into_inner();
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+}
+
+/// The parts of a snapshot body: mark, catalog, pages, pages in file.
+struct SnapshotParts {
+    at: Location,
+    catalog: Vec<u8>,
+    pages: Vec<(PageId, Node)>,
+    file_pages: u64,
+}
+
+fn parse_snapshot(r: &mut Reader<'_>) -> std::result::Result<SnapshotParts, DecodeError> {
+    if r.take(8)? != SNAPSHOT_MAGIC {
+        return Err(DecodeError::Invalid("not an AMQ index snapshot".into()));
+    }
+    let at = read_loc(r)?;
+    let clen = r.u64()? as usize;
+    let catalog = r.take(clen)?.to_vec();
+    let n = r.u64()? as usize;
+    let file_pages = r.u64()?;
+    let mut pages = Vec::with_capacity(n.min(r.remaining() / page_file::PAGE_SIZE));
+    for _ in 0..n {
+        let id = r.u64()?;
+        let mut raw = [0u8; page_file::PAGE_SIZE];
+        raw.copy_from_slice(r.take(page_file::PAGE_SIZE)?);
+        let node = page_file::decode_node(&raw)
+            .map_err(|why| DecodeError::Invalid(format!("page {id}: {why}")))?;
+        pages.push((id, node));
+    }
+    r.finish()?;
+    Ok(SnapshotParts {
+        at,
+        catalog,
+        pages,
+        file_pages,
+    })
+}
+
 pub struct Index {
     pub pf: PageFile,
     pub cat: Catalog,
@@ -314,6 +387,8 @@ pub struct Index {
     pub txs: BTreeMap<TransactionId, TxState>,
     /// Records replay could not apply (expected only in a rebuild after journal GC).
     pub skipped: u64,
+    /// Records replayed at open.
+    pub replayed: u64,
 }
 
 /// The metadata page: where the checkpoint is in the journal, where its catalog is, and how
@@ -372,6 +447,7 @@ impl Index {
             next_generation: 0,
             txs: BTreeMap::new(),
             skipped: 0,
+            replayed: 0,
         }
     }
 
@@ -426,6 +502,53 @@ impl Index {
             file_refs: self.cat.file_refs.clone(),
             outlives: self.cat.outlives.clone(),
         }
+    }
+
+    /// Captures the whole in-memory index (AMQ layout) as of `at`.
+    pub fn full_snapshot(&mut self, at: Location) -> FullSnapshot {
+        let catalog = self.cat.encode(self.pf.free_pages());
+        FullSnapshot {
+            at,
+            pages: self.pf.all_pages(),
+            catalog,
+            file_pages: self.pf.file_pages,
+            file_refs: self.cat.file_refs.clone(),
+            outlives: self.cat.outlives.clone(),
+        }
+    }
+
+    /// Loads an index written by [`FullSnapshot::encode`]; `name` is for errors.
+    pub fn from_snapshot(bytes: &[u8], name: &std::path::Path) -> Result<(Index, Location)> {
+        let bad = |why: String| KahaError::Corrupt {
+            file: name.to_path_buf(),
+            offset: 0,
+            reason: why,
+        };
+        if bytes.len() < 12 {
+            return Err(bad("snapshot too short".into()));
+        }
+        let (body, crc) = bytes.split_at(bytes.len() - 4);
+        if crc32fast::hash(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
+            return Err(bad("snapshot checksum mismatch".into()));
+        }
+        let mut r = Reader::new(body);
+        let parsed = parse_snapshot(&mut r);
+        let SnapshotParts {
+            at,
+            catalog,
+            pages,
+            file_pages,
+        } = parsed.map_err(|e| bad(e.to_string()))?;
+        let (cat, free) = Catalog::decode(&catalog).map_err(|e| bad(format!("catalog: {e}")))?;
+        let mut pf = PageFile::in_memory(name)?;
+        for (id, node) in pages {
+            pf.insert_clean(id, node);
+        }
+        pf.file_pages = file_pages;
+        pf.set_free_pages(free);
+        let mut index = Index::empty(pf);
+        index.cat = cat;
+        Ok((index, at))
     }
 
     pub fn generation(&mut self, d: &Destination) -> u64 {

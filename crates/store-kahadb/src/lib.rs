@@ -16,9 +16,10 @@ mod error;
 mod index;
 mod page_file;
 mod records;
+mod snapshot;
 mod store;
 
 pub use adapter::KahaDbStore;
-pub use config::KahaDbConfig;
+pub use config::{IndexLayout, KahaDbConfig};
 pub use error::KahaError;
 pub use store::KahaDbStats;

@@ -204,6 +204,8 @@ pub struct PageFile {
     capacity: usize,
     clock: u64,
     pub reads: u64,
+    /// The AMQ layout: every page lives in memory, nothing is read from or written to `path`.
+    memory_only: bool,
 }
 
 impl PageFile {
@@ -238,8 +240,44 @@ impl PageFile {
             capacity: capacity.max(64),
             clock: 0,
             reads: 0,
+            memory_only: false,
         };
         Ok((pf, existed && len >= PAGE_SIZE as u64))
+    }
+
+    /// An index held wholly in memory (the AMQ layout): pages are never evicted or read back.
+    pub fn in_memory(name: &std::path::Path) -> Result<PageFile> {
+        let fs: Arc<dyn FileSystem> = Arc::new(store_journal::fs::SimFs::new());
+        let (mut pf, _) = PageFile::open(fs, std::path::Path::new("/in-memory"), usize::MAX)?;
+        pf.path = name.to_path_buf();
+        pf.memory_only = true;
+        Ok(pf)
+    }
+
+    /// Every page, for a snapshot; marks them clean.
+    pub fn all_pages(&mut self) -> Vec<(PageId, Arc<Node>)> {
+        let mut pages: Vec<(PageId, Arc<Node>)> = self
+            .cache
+            .iter_mut()
+            .map(|(id, e)| {
+                e.dirty = false;
+                (*id, e.node.clone())
+            })
+            .collect();
+        pages.sort_unstable_by_key(|(id, _)| *id);
+        pages
+    }
+
+    /// Loads a page as clean (from a snapshot).
+    pub fn insert_clean(&mut self, id: PageId, node: Node) {
+        self.cache.insert(
+            id,
+            CacheEntry {
+                node: Arc::new(node),
+                dirty: false,
+                used: 0,
+            },
+        );
     }
 
     pub fn path(&self) -> &std::path::Path {
@@ -262,6 +300,9 @@ impl PageFile {
         }
         let node = match self.flushing.get(&id) {
             Some(n) => n.clone(),
+            None if self.memory_only => {
+                return Err(corrupt_page(&self.path, id, "not in the in-memory index"));
+            }
             None => {
                 let raw = self.read_raw(id)?;
                 self.reads += 1;
@@ -337,7 +378,7 @@ impl PageFile {
     /// Drops the least recently used clean pages once the cache is over capacity. Dirty pages
     /// stay until a checkpoint writes them.
     fn evict(&mut self) {
-        if self.cache.len() <= self.capacity {
+        if self.memory_only || self.cache.len() <= self.capacity {
             return;
         }
         let mut clean: Vec<(u64, PageId)> = self

@@ -2,7 +2,7 @@
 //! append and index update under the index lock, then wait for the group commit outside it), the
 //! background checkpoint, journal GC and compaction.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -12,11 +12,12 @@ use store_api::{Destination, Message, MessageId, OrderKey, StoreError, TxOp};
 use store_journal::fs::{FileSystem, RealFs};
 use store_journal::{Completion, Journal, JournalConfig, Location, RecoveryMode};
 
-use crate::config::KahaDbConfig;
+use crate::config::{IndexLayout, KahaDbConfig};
 use crate::error::{KahaError, Result};
 use crate::index::{CheckpointSnapshot, Entry, Index};
 use crate::page_file::PageFile;
 use crate::records::{self, Command};
+use crate::snapshot::{self, SnapshotPaths};
 
 /// Counters for benchmarks and monitoring.
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,6 +29,8 @@ pub struct KahaDbStats {
     pub checkpoints: u64,
     pub files_deleted: u64,
     pub records_compacted: u64,
+    /// Journal records replayed when the store was opened (what recovery had to redo).
+    pub records_replayed_at_open: u64,
 }
 
 pub(crate) struct Inner {
@@ -41,6 +44,9 @@ pub(crate) struct Inner {
     stop_cv: Condvar,
     background: Mutex<Option<std::thread::JoinHandle<()>>>,
     counters: Mutex<KahaDbStats>,
+    fs: Arc<dyn FileSystem>,
+    /// AMQ layout: the generation of the last snapshot written.
+    snapshot_generation: Mutex<u64>,
 }
 
 /// What a write left to finish once its records are durable.
@@ -203,20 +209,48 @@ impl Inner {
         if self.poisoned.lock().is_some() {
             return Ok(());
         }
-        let snap = {
-            let mut ix = self.index.lock();
-            let at = self.journal.tail();
-            ix.snapshot(at)
+        let (at, file_refs, outlives) = match self.config.layout {
+            IndexLayout::PageFile => {
+                let snap = {
+                    let mut ix = self.index.lock();
+                    let at = self.journal.tail();
+                    ix.snapshot(at)
+                };
+                let written = self.write_snapshot(&snap);
+                self.index.lock().pf.flush_done();
+                if let Err(e) = written {
+                    self.poison(format!("checkpoint failed: {e}"));
+                    return Err(e);
+                }
+                (snap.at, snap.file_refs, snap.outlives)
+            }
+            IndexLayout::Snapshot => {
+                let snap = {
+                    let mut ix = self.index.lock();
+                    let at = self.journal.tail();
+                    ix.full_snapshot(at)
+                };
+                let mut generation = self.snapshot_generation.lock();
+                let written = self
+                    .journal
+                    .sync()
+                    .wait()
+                    .map_err(KahaError::from)
+                    .and_then(|()| {
+                        let paths = SnapshotPaths::new(&self.config.directory);
+                        snapshot::write(self.fs.as_ref(), &paths, &snap, *generation + 1)
+                    });
+                if let Err(e) = written {
+                    self.poison(format!("checkpoint failed: {e}"));
+                    return Err(e);
+                }
+                *generation += 1;
+                (snap.at, snap.file_refs, snap.outlives)
+            }
         };
-        let written = self.write_snapshot(&snap);
-        self.index.lock().pf.flush_done();
-        if let Err(e) = written {
-            self.poison(format!("checkpoint failed: {e}"));
-            return Err(e);
-        }
         self.counters.lock().checkpoints += 1;
         if cleanup {
-            self.collect_garbage(&snap)?;
+            self.collect_garbage(at, &file_refs, &outlives)?;
             if self.config.enable_compaction {
                 self.compact()?;
             }
@@ -233,13 +267,18 @@ impl Inner {
 
     /// Deletes journal files before the checkpoint that hold nothing the index needs and no
     /// removal that a still-present older file needs (the ack rule).
-    fn collect_garbage(&self, snap: &CheckpointSnapshot) -> Result<()> {
+    fn collect_garbage(
+        &self,
+        at: Location,
+        file_refs: &BTreeMap<u32, u64>,
+        outlives: &BTreeMap<u32, BTreeSet<u32>>,
+    ) -> Result<()> {
         let tail = self.journal.tail_file();
         let present: BTreeSet<u32> = self.journal.file_ids().into_iter().collect();
         let mut doomed: BTreeSet<u32> = present
             .iter()
             .copied()
-            .filter(|f| *f < snap.at.file && *f < tail && !snap.file_refs.contains_key(f))
+            .filter(|f| *f < at.file && *f < tail && !file_refs.contains_key(f))
             .collect();
         loop {
             let before = doomed.len();
@@ -247,7 +286,7 @@ impl Inner {
                 .iter()
                 .copied()
                 .filter(|f| {
-                    snap.outlives.get(f).is_some_and(|victims| {
+                    outlives.get(f).is_some_and(|victims| {
                         victims
                             .iter()
                             .any(|v| present.contains(v) && !doomed.contains(v))
@@ -368,8 +407,20 @@ impl Inner {
     }
 
     pub(crate) fn size_on_disk(&self) -> u64 {
-        let data = self.config.directory.join("db.data");
-        self.journal.disk_size() + std::fs::metadata(data).map(|m| m.len()).unwrap_or(0)
+        let dir = &self.config.directory;
+        let index: u64 = match self.config.layout {
+            IndexLayout::PageFile => file_len(self.fs.as_ref(), &dir.join("db.data")),
+            IndexLayout::Snapshot => {
+                let kr = SnapshotPaths::new(dir).kr_dir;
+                self.fs
+                    .list(&kr)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|n| file_len(self.fs.as_ref(), &kr.join(n)))
+                    .sum()
+            }
+        };
+        self.journal.disk_size() + index
     }
 
     pub(crate) fn stop_background(&self) {
@@ -407,7 +458,12 @@ pub(crate) fn open(config: KahaDbConfig, fs: Arc<dyn FileSystem>) -> Result<Arc<
     let dir = config.directory.clone();
     fs.create_dir_all(&dir)
         .map_err(|e| KahaError::io(format!("creating {}", dir.display()), e))?;
-    let mut jc = JournalConfig::new(&dir, "db-", ".log");
+    let mut jc = match config.layout {
+        IndexLayout::PageFile => JournalConfig::new(&dir, "db-", ".log"),
+        IndexLayout::Snapshot => {
+            JournalConfig::new(SnapshotPaths::new(&dir).journal_dir, "data-", "")
+        }
+    };
     jc.max_file_length = config.journal_max_file_length;
     jc.max_write_batch_size = config.journal_max_write_batch_size;
     jc.sync = config.sync;
@@ -419,7 +475,8 @@ pub(crate) fn open(config: KahaDbConfig, fs: Arc<dyn FileSystem>) -> Result<Arc<
     };
     let journal = Journal::open(jc, fs.clone())?;
 
-    let index = match load_and_replay(&config, fs.clone(), &journal) {
+    let mut generation = 0;
+    let index = match load_and_replay(&config, fs.clone(), &journal, &mut generation) {
         Ok(ix) => ix,
         Err(KahaError::Corrupt {
             file,
@@ -438,11 +495,12 @@ pub(crate) fn open(config: KahaDbConfig, fs: Arc<dyn FileSystem>) -> Result<Arc<
                         .map_err(|e| KahaError::io(format!("removing {}", p.display()), e))?;
                 }
             }
-            load_and_replay(&config, fs.clone(), &journal)?
+            load_and_replay(&config, fs.clone(), &journal, &mut generation)?
         }
         Err(e) => return Err(e),
     };
 
+    let replayed = index.replayed;
     let inner = Arc::new(Inner {
         config,
         journal,
@@ -453,10 +511,19 @@ pub(crate) fn open(config: KahaDbConfig, fs: Arc<dyn FileSystem>) -> Result<Arc<
         stop: Mutex::new(false),
         stop_cv: Condvar::new(),
         background: Mutex::new(None),
-        counters: Mutex::new(KahaDbStats::default()),
+        counters: Mutex::new(KahaDbStats {
+            records_replayed_at_open: replayed,
+            ..KahaDbStats::default()
+        }),
+        fs,
+        snapshot_generation: Mutex::new(generation),
     });
     start_background(&inner)?;
     Ok(inner)
+}
+
+fn file_len(fs: &dyn FileSystem, path: &std::path::Path) -> u64 {
+    fs.open(path, false).and_then(|f| f.len()).unwrap_or(0)
 }
 
 fn is_index_file(p: &std::path::Path) -> bool {
@@ -468,15 +535,34 @@ fn load_and_replay(
     config: &KahaDbConfig,
     fs: Arc<dyn FileSystem>,
     journal: &Journal,
+    generation: &mut u64,
 ) -> Result<Index> {
-    let (pf, has_checkpoint) = PageFile::open(fs, &config.directory, config.index_cache_size)?;
-    let (mut ix, from) = if has_checkpoint {
-        Index::load(pf)?
-    } else {
-        if !journal.file_ids().is_empty() {
-            tracing::info!(dir = %config.directory.display(), "no index: rebuilding it from the whole journal");
+    let (mut ix, from) = match config.layout {
+        IndexLayout::PageFile => {
+            let (pf, has_checkpoint) =
+                PageFile::open(fs, &config.directory, config.index_cache_size)?;
+            if has_checkpoint {
+                Index::load(pf)?
+            } else {
+                if !journal.file_ids().is_empty() {
+                    tracing::info!(dir = %config.directory.display(), "no index: rebuilding it from the whole journal");
+                }
+                (Index::empty(pf), Location::default())
+            }
         }
-        (Index::empty(pf), Location::default())
+        IndexLayout::Snapshot => {
+            let paths = SnapshotPaths::new(&config.directory);
+            match snapshot::load(fs.as_ref(), &paths) {
+                Some((ix, at, g)) => {
+                    *generation = g;
+                    (ix, at)
+                }
+                None => (
+                    Index::empty(PageFile::in_memory(&paths.kr_dir)?),
+                    Location::default(),
+                ),
+            }
+        }
     };
     let started = Instant::now();
     let mut n = 0u64;
@@ -493,6 +579,7 @@ fn load_and_replay(
         }
     }
     restore_prepared(&mut ix, journal)?;
+    ix.replayed = n;
     if n > 0 {
         tracing::info!(
             records = n,
@@ -559,7 +646,12 @@ fn start_background(inner: &Arc<Inner>) -> Result<()> {
                         return;
                     }
                 }
-                let dirty = inner.index.lock().pf.dirty_pages();
+                // A page file checkpoints early to bound its dirty pages; a snapshot costs the
+                // whole index, so it keeps to its interval.
+                let dirty = match inner.config.layout {
+                    IndexLayout::PageFile => inner.index.lock().pf.dirty_pages(),
+                    IndexLayout::Snapshot => 0,
+                };
                 let due = last_checkpoint.elapsed() >= interval
                     || dirty >= inner.config.index_write_batch_size;
                 if !due {

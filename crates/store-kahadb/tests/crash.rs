@@ -15,10 +15,11 @@ use store_api::{
     TransactionId, TxOp, Xid,
 };
 use store_journal::fs::{Crash, SimFs};
-use store_kahadb::{KahaDbConfig, KahaDbStore};
+use store_kahadb::{IndexLayout, KahaDbConfig, KahaDbStore};
 
-fn config() -> KahaDbConfig {
+fn config(layout: IndexLayout) -> KahaDbConfig {
     let mut c = KahaDbConfig::new("/kahadb");
+    c.layout = layout;
     c.journal_max_file_length = 8 * 1024;
     c.checkpoint_interval = Duration::ZERO;
     c.preallocate = false;
@@ -26,8 +27,8 @@ fn config() -> KahaDbConfig {
     c
 }
 
-fn open(fs: &SimFs) -> Result<KahaDbStore, store_kahadb::KahaError> {
-    KahaDbStore::open_with_fs(config(), Arc::new(fs.clone()))
+fn open(fs: &SimFs, layout: IndexLayout) -> Result<KahaDbStore, store_kahadb::KahaError> {
+    KahaDbStore::open_with_fs(config(layout), Arc::new(fs.clone()))
 }
 
 fn q() -> Destination {
@@ -348,11 +349,11 @@ fn observe_model(model: &mut Model) -> Observed {
 
 /// Runs the workload with the `k`th fsync failing, then a power loss of kind `crash`; returns
 /// whether the fault was reached.
-fn crash_at(k: u64, crash: Crash) -> bool {
+fn crash_at(k: u64, crash: Crash, layout: IndexLayout) -> bool {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let fs = SimFs::new();
-        let store = open(&fs).unwrap();
+        let store = open(&fs, layout).unwrap();
         fs.control().fail_fsync_in(k);
         let mut model = Model::new();
         let mut in_flight = None;
@@ -374,7 +375,7 @@ fn crash_at(k: u64, crash: Crash) -> bool {
         fs.power_loss(crash);
         fs.control().clear_faults();
         drop(store);
-        let store = open(&fs).unwrap_or_else(|e| panic!("reopen after crash at fsync {k} ({crash:?}) failed: {e}"));
+        let store = open(&fs, layout).unwrap_or_else(|e| panic!("{layout:?}: reopen after crash at fsync {k} ({crash:?}) failed: {e}"));
         let got = observe(&store).await;
         model.reopen();
         let without = observe_model(&mut model);
@@ -386,45 +387,64 @@ fn crash_at(k: u64, crash: Crash) -> bool {
         });
         assert!(
             got == without || with.as_ref() == Some(&got),
-            "crash at fsync {k} ({crash:?}) during {in_flight:?}:\n got      {got:?}\n expected {without:?}\n or       {with:?}"
+            "{layout:?}: crash at fsync {k} ({crash:?}) during {in_flight:?}:\n got      {got:?}\n expected {without:?}\n or       {with:?}"
         );
         // The reopened store keeps working and survives a clean reopen too.
         store.queue_store(&q()).await.unwrap().add(msg(&q(), 999)).await.unwrap();
         store.close().await.unwrap();
-        let store = open(&fs).unwrap();
+        let store = open(&fs, layout).unwrap();
         assert!(store.queue_store(&q()).await.unwrap().get(&MessageId::new("p", 999)).await.is_ok());
         reached
     })
 }
 
-#[test]
-fn crash_at_every_fsync_loses_nothing_acknowledged() {
+fn every_fsync(crash: Crash, layout: IndexLayout) -> u64 {
     let mut k = 1;
-    while crash_at(k, Crash::LoseUnsynced) {
+    while crash_at(k, crash, layout) {
         k += 1;
     }
+    k
+}
+
+#[test]
+fn crash_at_every_fsync_loses_nothing_acknowledged() {
+    let k = every_fsync(Crash::LoseUnsynced, IndexLayout::PageFile);
     assert!(k > 20, "the workload made only {k} fsyncs");
 }
 
 #[test]
 fn crash_at_every_fsync_with_a_torn_last_write() {
     for tear in [1usize, 9, 100, 3000] {
-        let mut k = 1;
-        while crash_at(k, Crash::TearLastWrite(tear)) {
-            k += 1;
-        }
+        every_fsync(Crash::TearLastWrite(tear), IndexLayout::PageFile);
     }
 }
 
 #[test]
 fn crash_at_every_fsync_with_unsynced_writes_kept() {
-    let mut k = 1;
-    while crash_at(k, Crash::KeepUnsynced) {
-        k += 1;
-    }
+    every_fsync(Crash::KeepUnsynced, IndexLayout::PageFile);
 }
 
 #[test]
 fn without_a_crash_the_whole_workload_is_there() {
-    assert!(!crash_at(100_000, Crash::LoseUnsynced));
+    assert!(!crash_at(
+        100_000,
+        Crash::LoseUnsynced,
+        IndexLayout::PageFile
+    ));
+    assert!(!crash_at(
+        100_000,
+        Crash::LoseUnsynced,
+        IndexLayout::Snapshot
+    ));
+}
+
+/// The AMQ layout (in-memory index, snapshot and control file) under the same attack.
+#[test]
+fn amq_crash_at_every_fsync_loses_nothing_acknowledged() {
+    let k = every_fsync(Crash::LoseUnsynced, IndexLayout::Snapshot);
+    assert!(k > 20, "the workload made only {k} fsyncs");
+    for tear in [1usize, 9, 100, 3000] {
+        every_fsync(Crash::TearLastWrite(tear), IndexLayout::Snapshot);
+    }
+    every_fsync(Crash::KeepUnsynced, IndexLayout::Snapshot);
 }

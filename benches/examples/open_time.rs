@@ -1,0 +1,130 @@
+//! How long a file engine takes to open a store holding a given amount of messages, after a
+//! clean stop and after `kill -9`:
+//! `cargo run --release -p benches --example open_time -- kahadb 1024` (engine, MiB).
+//!
+//! A child process fills the store with 1 KiB messages from 16 writers; for the clean case it
+//! closes the store, for the crash case the parent kills it with SIGKILL once it reports the
+//! store full. The parent then times the open.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+use benches::add_concurrently;
+use store_amq::{AmqConfig, AmqStore};
+use store_api::{Destination, PersistenceAdapter};
+use store_kahadb::{KahaDbConfig, KahaDbStore};
+
+fn open(engine: &str, dir: &Path) -> (Arc<dyn PersistenceAdapter>, u64) {
+    match engine {
+        "amq" => {
+            let s = AmqStore::open(AmqConfig::new(dir)).expect("open amq");
+            let replayed = s.stats().records_replayed_at_open;
+            (Arc::new(s), replayed)
+        }
+        _ => {
+            let s = KahaDbStore::open(KahaDbConfig::new(dir)).expect("open kahadb");
+            let replayed = s.stats().records_replayed_at_open;
+            (Arc::new(s), replayed)
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn fill(engine: &str, dir: &Path, mib: u64, clean: bool) {
+    let rt = runtime();
+    rt.block_on(async {
+        let (store, _) = open(engine, dir);
+        let queue = store
+            .queue_store(&Destination::queue("fill"))
+            .await
+            .expect("queue");
+        let total = mib * 1024;
+        let mut done = 0;
+        let mut run = 0;
+        while done < total {
+            let n = (total - done).min(50_000);
+            add_concurrently(queue.clone(), 16, n, 1024, run).await;
+            done += n;
+            run += 1;
+        }
+        if clean {
+            store.close().await.expect("close");
+        }
+        println!("filled");
+        if !clean {
+            // Wait to be killed.
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(60));
+            }
+        }
+    });
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("fill") {
+        fill(
+            &args[2],
+            Path::new(&args[3]),
+            args[4].parse().expect("MiB"),
+            args[5] == "clean",
+        );
+        return;
+    }
+    let engine = args.get(1).cloned().unwrap_or_else(|| "kahadb".into());
+    let mib: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1024);
+    let me = std::env::current_exe().expect("own path");
+    for clean in [true, false] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let started = Instant::now();
+        let mut child = Command::new(&me)
+            .args([
+                "fill",
+                &engine,
+                &dir.path().to_string_lossy(),
+                &mib.to_string(),
+                if clean { "clean" } else { "crash" },
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("child");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let filled = lines.any(|l| l.map(|l| l == "filled").unwrap_or(false));
+        assert!(filled, "the child did not fill the store");
+        let fill_time = started.elapsed();
+        if !clean {
+            child.kill().expect("kill -9");
+        }
+        let _ = child.wait();
+        let t = Instant::now();
+        let (store, replayed) = open(&engine, dir.path());
+        let open_time = t.elapsed();
+        let rt = runtime();
+        let count = rt.block_on(async {
+            let q = store
+                .queue_store(&Destination::queue("fill"))
+                .await
+                .expect("queue");
+            let c = q.count().await.expect("count");
+            store.close().await.expect("close");
+            c
+        });
+        println!(
+            "{engine}: {mib} MiB ({count} messages) filled in {:.1} s; open after {}: {:.3} s, {replayed} records replayed",
+            fill_time.as_secs_f64(),
+            if clean { "a clean stop" } else { "kill -9" },
+            open_time.as_secs_f64()
+        );
+    }
+}
