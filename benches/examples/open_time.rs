@@ -3,8 +3,8 @@
 //! `cargo run --release -p benches --example open_time -- kahadb 1024` (engine, MiB).
 //!
 //! A child process fills the store with 1 KiB messages from 16 writers; for the clean case it
-//! closes the store, for the crash case the parent kills it with SIGKILL once it reports the
-//! store full. The parent then times the open.
+//! closes the store; for the crash case it waits for a checkpoint, writes 64 MiB more, and the
+//! parent kills it with SIGKILL. The parent then times the open.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -48,14 +48,24 @@ fn fill(engine: &str, dir: &Path, mib: u64, clean: bool) {
             .queue_store(&Destination::queue("fill"))
             .await
             .expect("queue");
+        let mut run = 0;
+        let mut add = |n: u64| {
+            run += 1;
+            add_concurrently(queue.clone(), 16, n, 1024, run)
+        };
         let total = mib * 1024;
         let mut done = 0;
-        let mut run = 0;
         while done < total {
             let n = (total - done).min(50_000);
-            add_concurrently(queue.clone(), 16, n, 1024, run).await;
+            add(n).await;
             done += n;
-            run += 1;
+        }
+        if !clean {
+            // A crash some time after a checkpoint: let one run (KahaDB every 5 s, AMQ every
+            // 20 s), then write 64 MiB more that only the journal holds.
+            let interval = if engine == "amq" { 21 } else { 6 };
+            tokio::time::sleep(std::time::Duration::from_secs(interval)).await;
+            add(64 * 1024).await;
         }
         if clean {
             store.close().await.expect("close");
