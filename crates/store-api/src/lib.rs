@@ -52,6 +52,7 @@ pub mod order;
 pub mod store;
 pub mod sync_policy;
 pub mod transaction;
+pub mod tx_check;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

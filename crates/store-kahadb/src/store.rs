@@ -680,65 +680,35 @@ pub(crate) fn open_real(config: KahaDbConfig) -> Result<Arc<Inner>> {
 /// Checks that the ops of a transaction would all apply, in order, against the index now,
 /// without changing it: the all-or-nothing half of commit and prepare.
 pub(crate) fn check_ops(ix: &mut Index, ops: &[TxOp]) -> Result<(), StoreError> {
-    use std::collections::HashMap;
-    let mut present: HashMap<(Destination, MessageId), bool> = HashMap::new();
-    let mut pending: HashMap<(Destination, store_api::SubscriptionKey, MessageId), bool> =
-        HashMap::new();
-    for op in ops {
-        match op {
-            TxOp::Add(m) => {
-                let d = &m.destination;
-                m.validate_for(d)?;
-                let key = (d.clone(), m.id.clone());
-                let stored = match present.get(&key) {
-                    Some(p) => *p,
-                    None => ix.lookup(d, &m.id)?.is_some(),
-                };
-                if stored {
-                    return Err(StoreError::Duplicate(format!("message {} in {d}", m.id)));
-                }
-                let subs: Vec<store_api::SubscriptionKey> = ix
-                    .cat
-                    .destinations
-                    .get(d)
-                    .map(|meta| meta.subs.keys().cloned().collect())
-                    .unwrap_or_default();
-                present.insert(key, d.is_queue() || !subs.is_empty());
-                for k in subs {
-                    pending.insert((d.clone(), k, m.id.clone()), true);
-                }
-            }
-            TxOp::QueueAck { destination: d, id } => {
-                let key = (d.clone(), id.clone());
-                let stored = match present.get(&key) {
-                    Some(p) => *p,
-                    None => visible(ix, d, id)?,
-                };
-                if !stored {
-                    return Err(StoreError::NotFound(format!("message {id} in {d}")));
-                }
-                present.insert(key, false);
-            }
-            TxOp::TopicAck {
-                destination: d,
-                subscription,
-                id,
-            } => {
-                let key = (d.clone(), subscription.clone(), id.clone());
-                let is = match pending.get(&key) {
-                    Some(p) => *p,
-                    None => visible(ix, d, id)? && ix.is_pending_for(d, subscription, id)?,
-                };
-                if !is {
-                    return Err(StoreError::NotFound(format!(
-                        "message {id} is not pending for subscription {subscription} on {d}"
-                    )));
-                }
-                pending.insert(key, false);
-            }
-        }
+    store_api::tx_check::check_ops(ops, &mut IndexProbe(ix))
+}
+
+struct IndexProbe<'a>(&'a mut Index);
+
+impl store_api::tx_check::StateProbe for IndexProbe<'_> {
+    fn contains(&mut self, d: &Destination, id: &MessageId) -> Result<bool, StoreError> {
+        Ok(self.0.lookup(d, id)?.is_some())
     }
-    Ok(())
+
+    fn ackable(&mut self, d: &Destination, id: &MessageId) -> Result<bool, StoreError> {
+        visible(self.0, d, id)
+    }
+
+    fn pending_for(
+        &mut self,
+        d: &Destination,
+        key: &store_api::SubscriptionKey,
+        id: &MessageId,
+    ) -> Result<bool, StoreError> {
+        Ok(visible(self.0, d, id)? && self.0.is_pending_for(d, key, id)?)
+    }
+
+    fn subscriptions(
+        &mut self,
+        d: &Destination,
+    ) -> Result<Vec<store_api::SubscriptionKey>, StoreError> {
+        Ok(self.0.subscription_keys(d))
+    }
 }
 
 /// Whether a message is stored and its add is durable.

@@ -72,10 +72,6 @@ impl TopicState {
         self.by_id.contains_key(id)
     }
 
-    pub(crate) fn has_subscriptions(&self) -> bool {
-        !self.subscriptions.is_empty()
-    }
-
     pub(crate) fn is_pending(&self, key: &SubscriptionKey, id: &MessageId) -> bool {
         self.subscriptions
             .get(key)

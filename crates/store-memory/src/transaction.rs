@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use store_api::{Destination, MessageId, Result, StoreError, SubscriptionKey, TxOp};
+use store_api::{Destination, MessageId, Result, SubscriptionKey, TxOp};
 
 use crate::DestState;
 
@@ -13,77 +13,11 @@ pub(crate) struct Locked<'a> {
     pub(crate) states: HashMap<Destination, &'a mut DestState>,
 }
 
-fn missing(d: &Destination, id: &MessageId) -> StoreError {
-    StoreError::NotFound(format!("message {id} in {d}"))
-}
-
-fn not_pending(d: &Destination, key: &SubscriptionKey, id: &MessageId) -> StoreError {
-    StoreError::NotFound(format!(
-        "message {id} is not pending for subscription {key} on {d}"
-    ))
-}
-
 impl Locked<'_> {
     /// Checks that every operation would succeed when applied in order, without changing
     /// anything: the all-or-nothing half of commit.
     pub(crate) fn check(&self, ops: &[TxOp]) -> Result<()> {
-        // What the earlier operations of this transaction did, over the stored state.
-        let mut present: HashMap<(&Destination, &MessageId), bool> = HashMap::new();
-        let mut pending: HashMap<(&Destination, &SubscriptionKey, &MessageId), bool> =
-            HashMap::new();
-        for op in ops {
-            match op {
-                TxOp::Add(m) => {
-                    let d = &m.destination;
-                    m.validate_for(d)?;
-                    let state = self.states.get(d).map(|s| &**s);
-                    let stored = match state {
-                        Some(DestState::Queue(q)) => q.contains(&m.id),
-                        Some(DestState::Topic(t)) => t.contains(&m.id),
-                        _ => false,
-                    };
-                    if *present.get(&(d, &m.id)).unwrap_or(&stored) {
-                        return Err(StoreError::Duplicate(format!("message {} in {d}", m.id)));
-                    }
-                    match state {
-                        Some(DestState::Topic(t)) => {
-                            present.insert((d, &m.id), t.has_subscriptions());
-                            for key in t.subscriptions.keys() {
-                                pending.insert((d, key, &m.id), true);
-                            }
-                        }
-                        _ => {
-                            present.insert((d, &m.id), d.is_queue());
-                        }
-                    }
-                }
-                TxOp::QueueAck { destination: d, id } => {
-                    let stored = match self.states.get(d).map(|s| &**s) {
-                        Some(DestState::Queue(q)) => q.contains(id),
-                        _ => false,
-                    };
-                    if !*present.get(&(d, id)).unwrap_or(&stored) {
-                        return Err(missing(d, id));
-                    }
-                    present.insert((d, id), false);
-                }
-                TxOp::TopicAck {
-                    destination: d,
-                    subscription: key,
-                    id,
-                } => {
-                    let stored = match self.states.get(d).map(|s| &**s) {
-                        Some(DestState::Topic(t)) => t.is_pending(key, id),
-                        _ => false,
-                    };
-                    if !*pending.get(&(d, key, id)).unwrap_or(&stored) {
-                        return Err(not_pending(d, key, id));
-                    }
-                    pending.insert((d, key, id), false);
-                }
-            }
-        }
-        Ok(())
+        store_api::tx_check::check_ops(ops, &mut LockedProbe(self))
     }
 
     /// Applies operations that [`Locked::check`] accepted.
@@ -126,5 +60,42 @@ pub(crate) fn destination_of(op: &TxOp) -> &Destination {
     match op {
         TxOp::Add(m) => &m.destination,
         TxOp::QueueAck { destination, .. } | TxOp::TopicAck { destination, .. } => destination,
+    }
+}
+
+/// Answers the transaction check from the locked destination states.
+struct LockedProbe<'a, 'b>(&'a Locked<'b>);
+
+impl store_api::tx_check::StateProbe for LockedProbe<'_, '_> {
+    fn contains(&mut self, d: &Destination, id: &MessageId) -> Result<bool> {
+        Ok(match self.0.states.get(d).map(|s| &**s) {
+            Some(DestState::Queue(q)) => q.contains(id),
+            Some(DestState::Topic(t)) => t.contains(id),
+            _ => false,
+        })
+    }
+
+    fn ackable(&mut self, d: &Destination, id: &MessageId) -> Result<bool> {
+        Ok(
+            matches!(self.0.states.get(d).map(|s| &**s), Some(DestState::Queue(q)) if q.contains(id)),
+        )
+    }
+
+    fn pending_for(
+        &mut self,
+        d: &Destination,
+        key: &SubscriptionKey,
+        id: &MessageId,
+    ) -> Result<bool> {
+        Ok(
+            matches!(self.0.states.get(d).map(|s| &**s), Some(DestState::Topic(t)) if t.is_pending(key, id)),
+        )
+    }
+
+    fn subscriptions(&mut self, d: &Destination) -> Result<Vec<SubscriptionKey>> {
+        Ok(match self.0.states.get(d).map(|s| &**s) {
+            Some(DestState::Topic(t)) => t.subscriptions.keys().cloned().collect(),
+            _ => Vec::new(),
+        })
     }
 }
