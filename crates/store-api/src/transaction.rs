@@ -105,3 +105,21 @@ pub struct PreparedTransaction {
     pub xid: Xid,
     pub ops: Vec<TxOp>,
 }
+
+impl PreparedTransaction {
+    /// The prepared XA transactions among an engine's open ones, given as
+    /// `(id, operations, prepared)`, in iteration order.
+    pub fn collect<'a>(
+        open: impl IntoIterator<Item = (&'a TransactionId, &'a [TxOp], bool)>,
+    ) -> Vec<PreparedTransaction> {
+        open.into_iter()
+            .filter_map(|(id, ops, prepared)| match id {
+                TransactionId::Xa(xid) if prepared => Some(PreparedTransaction {
+                    xid: xid.clone(),
+                    ops: ops.to_vec(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+}

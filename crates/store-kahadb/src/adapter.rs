@@ -304,18 +304,11 @@ impl PersistenceAdapter for KahaDbStore {
     async fn prepared_transactions(&self) -> Result<Vec<PreparedTransaction>> {
         self.inner.check_open()?;
         let ix = self.inner.index.lock();
-        Ok(ix
-            .txs
-            .iter()
-            .filter(|(_, t)| t.prepared)
-            .filter_map(|(id, t)| match id {
-                TransactionId::Xa(xid) => Some(PreparedTransaction {
-                    xid: xid.clone(),
-                    ops: t.ops.clone(),
-                }),
-                TransactionId::Local(_) => None,
-            })
-            .collect())
+        Ok(PreparedTransaction::collect(
+            ix.txs
+                .iter()
+                .map(|(id, t)| (id, t.ops.as_slice(), t.prepared)),
+        ))
     }
 
     async fn checkpoint(&self, cleanup: bool) -> Result<()> {

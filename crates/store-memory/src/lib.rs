@@ -277,20 +277,10 @@ impl PersistenceAdapter for MemoryStore {
 
     async fn prepared_transactions(&self) -> Result<Vec<PreparedTransaction>> {
         self.shared.check_open()?;
-        Ok(self
-            .shared
-            .transactions
-            .lock()
-            .iter()
-            .filter(|(_, t)| t.prepared)
-            .filter_map(|(id, t)| match id {
-                TransactionId::Xa(xid) => Some(PreparedTransaction {
-                    xid: xid.clone(),
-                    ops: t.ops.clone(),
-                }),
-                TransactionId::Local(_) => None,
-            })
-            .collect())
+        let txs = self.shared.transactions.lock();
+        Ok(PreparedTransaction::collect(
+            txs.iter().map(|(id, t)| (id, t.ops.as_slice(), t.prepared)),
+        ))
     }
 
     async fn checkpoint(&self, _cleanup: bool) -> Result<()> {

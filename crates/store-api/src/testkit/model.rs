@@ -645,16 +645,10 @@ impl Model {
 
     /// Prepared XA transactions, sorted by xid.
     pub fn prepared_transactions(&self) -> Vec<PreparedTransaction> {
-        self.transactions
-            .iter()
-            .filter(|(_, t)| t.prepared)
-            .filter_map(|(id, t)| match id {
-                TransactionId::Xa(xid) => Some(PreparedTransaction {
-                    xid: xid.clone(),
-                    ops: t.ops.clone(),
-                }),
-                TransactionId::Local(_) => None,
-            })
-            .collect()
+        PreparedTransaction::collect(
+            self.transactions
+                .iter()
+                .map(|(id, t)| (id, t.ops.as_slice(), t.prepared)),
+        )
     }
 }
