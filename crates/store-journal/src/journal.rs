@@ -358,8 +358,16 @@ impl Journal {
         Completion(rx)
     }
 
-    /// Reads the record at `loc`, waiting for it to be written if it was only enqueued.
+    /// Reads the record at `loc`, waiting for it to be written if it was only enqueued. A
+    /// location past everything enqueued is an error at once: nothing will ever be written there.
     pub fn read(&self, loc: Location) -> Result<Vec<u8>> {
+        if loc >= self.tail() {
+            return Err(JournalError::BadLocation {
+                file: loc.file,
+                offset: loc.offset,
+                reason: format!("past the end of the journal ({})", self.tail()),
+            });
+        }
         {
             let mut written = self.shared.written.lock();
             while *written <= loc {

@@ -553,9 +553,22 @@ fn load_and_replay(
         IndexLayout::Snapshot => {
             let paths = SnapshotPaths::new(&config.directory);
             match snapshot::load(fs.as_ref(), &paths) {
-                Some((ix, at, g)) => {
+                Some((ix, at, g)) if at <= journal.tail() => {
                     *generation = g;
                     (ix, at)
+                }
+                Some((_, at, g)) => {
+                    tracing::warn!(
+                        mark = %at,
+                        journal_end = %journal.tail(),
+                        "the index snapshot reflects more of the journal than the journal holds \
+                         (damaged or truncated logs): replaying the whole journal"
+                    );
+                    *generation = g;
+                    (
+                        Index::empty(PageFile::in_memory(&paths.kr_dir)?),
+                        Location::default(),
+                    )
                 }
                 None => (
                     Index::empty(PageFile::in_memory(&paths.kr_dir)?),
@@ -564,6 +577,18 @@ fn load_and_replay(
             }
         }
     };
+    if from > journal.tail() {
+        // The index reflects records the journal no longer holds (its end was damaged or cut):
+        // it cannot be trusted, so it is rebuilt from what the journal has.
+        return Err(KahaError::Corrupt {
+            file: config.directory.join("db.data"),
+            offset: 0,
+            reason: format!(
+                "the index reflects the journal up to {from}, but the journal ends at {}",
+                journal.tail()
+            ),
+        });
+    }
     let started = Instant::now();
     let mut n = 0u64;
     for record in journal.replay(from) {
