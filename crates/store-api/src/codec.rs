@@ -191,6 +191,13 @@ impl<'a> Reader<'a> {
             }
             v |= bits << (7 * i);
             if byte & 0x80 == 0 {
+                // A zero final byte after the first is a longer spelling of a shorter varint:
+                // refused, so that every value has exactly one encoding.
+                if i > 0 && byte == 0 {
+                    return Err(DecodeError::Invalid(format!(
+                        "varint at byte {start} is not minimally encoded"
+                    )));
+                }
                 return Ok(v);
             }
         }

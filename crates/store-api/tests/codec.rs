@@ -215,3 +215,26 @@ fn version_one_fixture() {
     assert_eq!(codec::encode(&m), expected);
     assert_eq!(codec::decode(&expected).unwrap(), m);
 }
+
+/// Regression (found by the `message_decode` fuzz target): a sequence written as the two-byte
+/// varint `ac 00` (44 with a redundant zero byte) decoded, so the same message had two
+/// encodings. Non-minimal varints are now refused.
+#[test]
+fn non_minimal_varints_are_refused() {
+    let mut m = Message::new(
+        MessageId::new("p", 2),
+        Destination::queue("q"),
+        Body::Text("hi".into()),
+    );
+    m.sequence = 44;
+    let mut bytes = codec::encode(&m);
+    let at = bytes.iter().position(|b| *b == 44).unwrap();
+    bytes[at] = 0xac;
+    bytes.insert(at + 1, 0x00);
+    let err = codec::decode(&bytes).unwrap_err();
+    assert!(err.to_string().contains("not minimally encoded"), "{err}");
+    let mut r = Reader::new(&[0x80, 0x80, 0x00]);
+    assert!(r.varint().is_err());
+    assert_eq!(Reader::new(&[0x00]).varint().unwrap(), 0);
+    assert_eq!(Reader::new(&[0x80, 0x01]).varint().unwrap(), 128);
+}
