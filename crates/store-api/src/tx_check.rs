@@ -26,6 +26,27 @@ pub trait StateProbe {
     fn subscriptions(&mut self, d: &Destination) -> Result<Vec<SubscriptionKey>>;
 }
 
+/// The argument checks `enlist` makes before taking an operation: a message the contract
+/// refuses, or an ack naming a destination of the wrong kind, is `InvalidArgument`. Returns
+/// true for an ack, whose message must also be checked against the state now (a duplicate add
+/// is found at commit, against the state then).
+pub fn check_enlisted(op: &TxOp) -> Result<bool> {
+    match op {
+        TxOp::Add(m) => m.validate_for(&m.destination).map(|()| false),
+        TxOp::QueueAck { destination, .. } if !destination.is_queue() => {
+            Err(StoreError::InvalidArgument(format!(
+                "queue ack names {destination}, which is not a queue"
+            )))
+        }
+        TxOp::TopicAck { destination, .. } if !destination.is_topic() => {
+            Err(StoreError::InvalidArgument(format!(
+                "topic ack names {destination}, which is not a topic"
+            )))
+        }
+        TxOp::QueueAck { .. } | TxOp::TopicAck { .. } => Ok(true),
+    }
+}
+
 /// Checks that every operation would succeed when applied in order, changing nothing.
 /// `NotFound` for an ack whose message is gone (or never pending), `Duplicate` for an add of an
 /// id already stored or added earlier in the same transaction, `InvalidArgument` for a message

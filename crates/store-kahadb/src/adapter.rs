@@ -173,20 +173,8 @@ impl PersistenceAdapter for KahaDbStore {
                 "transaction {tx} is prepared and takes no more operations"
             )));
         }
-        match &op {
-            TxOp::QueueAck { destination, .. } if !destination.is_queue() => {
-                return Err(StoreError::InvalidArgument(format!(
-                    "queue ack names {destination}, which is not a queue"
-                )));
-            }
-            TxOp::TopicAck { destination, .. } if !destination.is_topic() => {
-                return Err(StoreError::InvalidArgument(format!(
-                    "topic ack names {destination}, which is not a topic"
-                )));
-            }
-            // A duplicate add is found at commit, against the state then.
-            TxOp::Add(m) => m.validate_for(&m.destination)?,
-            _ => check_ops(&mut ix, std::slice::from_ref(&op))?,
+        if store_api::tx_check::check_enlisted(&op)? {
+            check_ops(&mut ix, std::slice::from_ref(&op))?;
         }
         if let Some(t) = ix.txs.get_mut(tx) {
             t.ops.push(op);

@@ -216,21 +216,10 @@ impl PersistenceAdapter for MemoryStore {
                 "transaction {tx} is prepared and takes no more operations"
             )));
         }
-        match &op {
-            TxOp::Add(m) => m.validate_for(&m.destination)?,
-            TxOp::QueueAck { destination, .. } if !destination.is_queue() => {
-                return Err(StoreError::InvalidArgument(format!(
-                    "queue ack names {destination}, which is not a queue"
-                )));
-            }
-            TxOp::TopicAck { destination, .. } if !destination.is_topic() => {
-                return Err(StoreError::InvalidArgument(format!(
-                    "topic ack names {destination}, which is not a topic"
-                )));
-            }
-            _ => self.with_locked(std::slice::from_ref(&op), false, |l| {
+        if store_api::tx_check::check_enlisted(&op)? {
+            self.with_locked(std::slice::from_ref(&op), false, |l| {
                 l.check(std::slice::from_ref(&op))
-            })?,
+            })?;
         }
         t.ops.push(op);
         Ok(())
