@@ -376,6 +376,12 @@ mod tests {
             for k in [0u16, 17, 999, 2999] {
                 prop_assert_eq!(get(&mut pf, root, &key(k)).unwrap(), model.get(&k).cloned());
             }
+            prop_assert_eq!(pf.dirty_pages(), pf.count_dirty(), "kept dirty count");
+            let _ = pf.take_flush_set(Vec::new());
+            pf.flush_done();
+            prop_assert_eq!((pf.dirty_pages(), pf.count_dirty()), (0, 0));
+            insert(&mut pf, &mut root, key(1), &[1, 1, 1]).unwrap();
+            prop_assert_eq!(pf.dirty_pages(), pf.count_dirty(), "kept dirty count after a checkpoint");
         }
     }
 }

@@ -204,6 +204,9 @@ pub struct PageFile {
     capacity: usize,
     clock: u64,
     pub reads: u64,
+    /// How many cache entries are dirty, kept as they change: the checkpoint thread asks every
+    /// tick, under the index lock, and counting a 10,000-page cache each time would be paid there.
+    dirty: usize,
     /// The AMQ layout: every page lives in memory, nothing is read from or written to `path`.
     memory_only: bool,
 }
@@ -240,6 +243,7 @@ impl PageFile {
             capacity: capacity.max(64),
             clock: 0,
             reads: 0,
+            dirty: 0,
             memory_only: false,
         };
         Ok((pf, existed && len >= PAGE_SIZE as u64))
@@ -264,13 +268,14 @@ impl PageFile {
                 (*id, e.node.clone())
             })
             .collect();
+        self.dirty = 0;
         pages.sort_unstable_by_key(|(id, _)| *id);
         pages
     }
 
     /// Loads a page as clean (from a snapshot).
     pub fn insert_clean(&mut self, id: PageId, node: Node) {
-        self.cache.insert(
+        self.insert_entry(
             id,
             CacheEntry {
                 node: Arc::new(node),
@@ -278,6 +283,27 @@ impl PageFile {
                 used: 0,
             },
         );
+    }
+
+    /// Every insertion into the cache goes through here, to keep `dirty` exact.
+    fn insert_entry(&mut self, id: PageId, entry: CacheEntry) {
+        if entry.dirty {
+            self.dirty += 1;
+        }
+        if let Some(old) = self.cache.insert(id, entry)
+            && old.dirty
+        {
+            self.dirty -= 1;
+        }
+    }
+
+    /// Every removal from the cache goes through here, to keep `dirty` exact.
+    fn remove_entry(&mut self, id: PageId) -> Option<CacheEntry> {
+        let e = self.cache.remove(&id)?;
+        if e.dirty {
+            self.dirty -= 1;
+        }
+        Some(e)
     }
 
     pub fn path(&self) -> &std::path::Path {
@@ -309,7 +335,7 @@ impl PageFile {
                 Arc::new(decode_node(&raw).map_err(|why| corrupt_page(&self.path, id, &why))?)
             }
         };
-        self.cache.insert(
+        self.insert_entry(
             id,
             CacheEntry {
                 node: node.clone(),
@@ -324,11 +350,11 @@ impl PageFile {
     /// The node of page `id`, to be changed and put back: taken out of the cache so that,
     /// unless a checkpoint is still writing it, it is moved rather than copied.
     pub fn take(&mut self, id: PageId) -> Result<Node> {
-        let node = match self.cache.remove(&id) {
+        let node = match self.remove_entry(id) {
             Some(e) => e.node,
             None => {
                 let n = self.get(id)?;
-                self.cache.remove(&id);
+                self.remove_entry(id);
                 n
             }
         };
@@ -337,7 +363,7 @@ impl PageFile {
 
     pub fn put(&mut self, id: PageId, node: Node) {
         self.clock += 1;
-        self.cache.insert(
+        self.insert_entry(
             id,
             CacheEntry {
                 node: Arc::new(node),
@@ -359,7 +385,7 @@ impl PageFile {
     }
 
     pub fn release(&mut self, id: PageId) {
-        self.cache.remove(&id);
+        self.remove_entry(id);
         self.free.insert(id);
     }
 
@@ -372,6 +398,12 @@ impl PageFile {
     }
 
     pub fn dirty_pages(&self) -> usize {
+        self.dirty
+    }
+
+    /// The dirty count by walking the cache, for tests of the kept count.
+    #[cfg(test)]
+    pub fn count_dirty(&self) -> usize {
         self.cache.values().filter(|e| e.dirty).count()
     }
 
@@ -404,6 +436,7 @@ impl PageFile {
             pages.push((*id, Box::new(encode_node(&e.node))));
             self.flushing.insert(*id, e.node.clone());
         }
+        self.dirty = 0;
         pages.sort_unstable_by_key(|(id, _)| *id);
         FlushSet {
             pages,
