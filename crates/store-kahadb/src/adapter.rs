@@ -136,22 +136,23 @@ impl PersistenceAdapter for KahaDbStore {
     }
 
     async fn remove_destination(&self, destination: &Destination) -> Result<()> {
-        let w = {
-            let mut ix = self.inner.index.lock();
-            if !ix.cat.destinations.contains_key(destination) {
-                return Err(StoreError::NotFound(format!("destination {destination}")));
-            }
-            let last_sequence = ix.cat.last_sequence;
-            self.inner.write(
-                &mut ix,
-                vec![Command::RemoveDestination {
-                    dest: destination.clone(),
-                    last_sequence,
-                }],
-                false,
-            )?
-        };
-        self.inner.finish(w).await.map(|_| ())
+        self.inner
+            .locked_write(|ix| {
+                if !ix.cat.destinations.contains_key(destination) {
+                    return Err(StoreError::NotFound(format!("destination {destination}")));
+                }
+                let last_sequence = ix.cat.last_sequence;
+                self.inner.write(
+                    ix,
+                    vec![Command::RemoveDestination {
+                        dest: destination.clone(),
+                        last_sequence,
+                    }],
+                    false,
+                )
+            })
+            .await
+            .map(|_| ())
     }
 
     async fn begin(&self, tx: &TransactionId) -> Result<()> {
@@ -184,28 +185,29 @@ impl PersistenceAdapter for KahaDbStore {
 
     async fn prepare(&self, xid: &Xid) -> Result<()> {
         let id = TransactionId::Xa(xid.clone());
-        let w = {
-            let mut ix = self.inner.index.lock();
-            let t = ix.txs.get(&id).ok_or_else(|| not_found_tx(&id))?;
-            if t.prepared {
-                return Err(StoreError::InvalidArgument(format!(
-                    "transaction {id} is already prepared"
-                )));
-            }
-            let ops = t.ops.clone();
-            check_ops(&mut ix, &ops)?;
-            // A prepare is forced to disk whatever the sync policy: the transaction manager
-            // relies on it.
-            self.inner.write(
-                &mut ix,
-                vec![Command::Prepare {
-                    xid: xid.clone(),
-                    ops,
-                }],
-                true,
-            )?
-        };
-        self.inner.finish(w).await.map(|_| ())
+        self.inner
+            .locked_write(|ix| {
+                let t = ix.txs.get(&id).ok_or_else(|| not_found_tx(&id))?;
+                if t.prepared {
+                    return Err(StoreError::InvalidArgument(format!(
+                        "transaction {id} is already prepared"
+                    )));
+                }
+                let ops = t.ops.clone();
+                check_ops(ix, &ops)?;
+                // A prepare is forced to disk whatever the sync policy: the transaction manager
+                // relies on it.
+                self.inner.write(
+                    ix,
+                    vec![Command::Prepare {
+                        xid: xid.clone(),
+                        ops,
+                    }],
+                    true,
+                )
+            })
+            .await
+            .map(|_| ())
     }
 
     async fn commit(&self, tx: &TransactionId) -> Result<()> {
@@ -313,13 +315,14 @@ impl PersistenceAdapter for KahaDbStore {
     }
 
     async fn delete_all(&self) -> Result<()> {
-        let w = {
-            let mut ix = self.inner.index.lock();
-            let last_sequence = ix.cat.last_sequence;
-            self.inner
-                .write(&mut ix, vec![Command::DeleteAll { last_sequence }], false)?
-        };
-        self.inner.finish(w).await.map(|_| ())
+        self.inner
+            .locked_write(|ix| {
+                let last_sequence = ix.cat.last_sequence;
+                self.inner
+                    .write(ix, vec![Command::DeleteAll { last_sequence }], false)
+            })
+            .await
+            .map(|_| ())
     }
 
     async fn close(&self) -> Result<()> {
@@ -406,14 +409,6 @@ impl Handle {
         self.inner
             .get_message(&self.dest, id)?
             .ok_or_else(|| self.missing(id))
-    }
-
-    async fn write_one(&self, cmd: Command) -> Result<()> {
-        let w = {
-            let mut ix = self.inner.index.lock();
-            self.inner.write(&mut ix, vec![cmd], false)?
-        };
-        self.inner.finish(w).await.map(|_| ())
     }
 
     async fn browse(
@@ -614,22 +609,23 @@ impl QueueStore for Handle {
 
     async fn remove(&self, id: &MessageId) -> Result<()> {
         // Checked and written under one lock: two acks of one message cannot both succeed.
-        let w = {
-            let mut ix = self.inner.index.lock();
-            self.check(&mut ix)?;
-            if !visible(&mut ix, &self.dest, id)? {
-                return Err(self.missing(id));
-            }
-            self.inner.write(
-                &mut ix,
-                vec![Command::QueueAck {
-                    dest: self.dest.clone(),
-                    id: id.clone(),
-                }],
-                false,
-            )?
-        };
-        self.inner.finish(w).await.map(|_| ())
+        self.inner
+            .locked_write(|ix| {
+                self.check(ix)?;
+                if !visible(ix, &self.dest, id)? {
+                    return Err(self.missing(id));
+                }
+                self.inner.write(
+                    ix,
+                    vec![Command::QueueAck {
+                        dest: self.dest.clone(),
+                        id: id.clone(),
+                    }],
+                    false,
+                )
+            })
+            .await
+            .map(|_| ())
     }
 
     async fn purge(&self) -> Result<u64> {
@@ -680,53 +676,58 @@ impl TopicStore for Handle {
     }
 
     async fn add_subscription(&self, info: SubscriptionInfo, retroactive: bool) -> Result<()> {
-        let w = {
-            let mut ix = self.inner.index.lock();
-            self.check(&mut ix)?;
-            if ix
-                .cat
-                .destinations
-                .get(&self.dest)
-                .is_some_and(|m| m.subs.contains_key(&info.key))
-            {
-                return Err(StoreError::Duplicate(format!(
-                    "subscription {} on {}",
-                    info.key, self.dest
-                )));
-            }
-            let retroactive = if retroactive {
-                ix.kept_order_keys(&self.dest)?
-            } else {
-                Vec::new()
-            };
-            let cmd = Command::Subscribe {
-                dest: self.dest.clone(),
-                info,
-                retroactive,
-            };
-            self.inner.write(&mut ix, vec![cmd], false)?
-        };
-        self.inner.finish(w).await.map(|_| ())
+        self.inner
+            .locked_write(|ix| {
+                self.check(ix)?;
+                if ix
+                    .cat
+                    .destinations
+                    .get(&self.dest)
+                    .is_some_and(|m| m.subs.contains_key(&info.key))
+                {
+                    return Err(StoreError::Duplicate(format!(
+                        "subscription {} on {}",
+                        info.key, self.dest
+                    )));
+                }
+                let retroactive = if retroactive {
+                    ix.kept_order_keys(&self.dest)?
+                } else {
+                    Vec::new()
+                };
+                let cmd = Command::Subscribe {
+                    dest: self.dest.clone(),
+                    info,
+                    retroactive,
+                };
+                self.inner.write(ix, vec![cmd], false)
+            })
+            .await
+            .map(|_| ())
     }
 
     async fn delete_subscription(&self, key: &SubscriptionKey) -> Result<()> {
-        {
-            let mut ix = self.inner.index.lock();
-            self.check(&mut ix)?;
-            if !ix
-                .cat
-                .destinations
-                .get(&self.dest)
-                .is_some_and(|m| m.subs.contains_key(key))
-            {
-                return Err(self.no_sub(key));
-            }
-        }
-        self.write_one(Command::Unsubscribe {
-            dest: self.dest.clone(),
-            key: key.clone(),
-        })
-        .await
+        // Checked and written under one lock: two deletes of one subscription cannot both
+        // succeed.
+        self.inner
+            .locked_write(|ix| {
+                self.check(ix)?;
+                if !ix
+                    .cat
+                    .destinations
+                    .get(&self.dest)
+                    .is_some_and(|m| m.subs.contains_key(key))
+                {
+                    return Err(self.no_sub(key));
+                }
+                let cmd = Command::Unsubscribe {
+                    dest: self.dest.clone(),
+                    key: key.clone(),
+                };
+                self.inner.write(ix, vec![cmd], false)
+            })
+            .await
+            .map(|_| ())
     }
 
     async fn subscriptions(&self) -> Result<Vec<SubscriptionInfo>> {
@@ -752,28 +753,29 @@ impl TopicStore for Handle {
     }
 
     async fn acknowledge(&self, key: &SubscriptionKey, id: &MessageId) -> Result<()> {
-        let w = {
-            let mut ix = self.inner.index.lock();
-            self.check(&mut ix)?;
-            if !ix
-                .cat
-                .destinations
-                .get(&self.dest)
-                .is_some_and(|m| m.subs.contains_key(key))
-            {
-                return Err(self.no_sub(key));
-            }
-            if !visible(&mut ix, &self.dest, id)? || !ix.is_pending_for(&self.dest, key, id)? {
-                return Err(self.not_pending(key, id));
-            }
-            let cmd = Command::TopicAck {
-                dest: self.dest.clone(),
-                key: key.clone(),
-                id: id.clone(),
-            };
-            self.inner.write(&mut ix, vec![cmd], false)?
-        };
-        self.inner.finish(w).await.map(|_| ())
+        self.inner
+            .locked_write(|ix| {
+                self.check(ix)?;
+                if !ix
+                    .cat
+                    .destinations
+                    .get(&self.dest)
+                    .is_some_and(|m| m.subs.contains_key(key))
+                {
+                    return Err(self.no_sub(key));
+                }
+                if !visible(ix, &self.dest, id)? || !ix.is_pending_for(&self.dest, key, id)? {
+                    return Err(self.not_pending(key, id));
+                }
+                let cmd = Command::TopicAck {
+                    dest: self.dest.clone(),
+                    key: key.clone(),
+                    id: id.clone(),
+                };
+                self.inner.write(ix, vec![cmd], false)
+            })
+            .await
+            .map(|_| ())
     }
 
     async fn browse_subscription(
@@ -806,19 +808,20 @@ impl TopicStore for Handle {
     }
 
     async fn remove(&self, id: &MessageId) -> Result<()> {
-        let w = {
-            let mut ix = self.inner.index.lock();
-            self.check(&mut ix)?;
-            if !visible(&mut ix, &self.dest, id)? {
-                return Err(self.missing(id));
-            }
-            let cmd = Command::TopicRemove {
-                dest: self.dest.clone(),
-                id: id.clone(),
-            };
-            self.inner.write(&mut ix, vec![cmd], false)?
-        };
-        self.inner.finish(w).await.map(|_| ())
+        self.inner
+            .locked_write(|ix| {
+                self.check(ix)?;
+                if !visible(ix, &self.dest, id)? {
+                    return Err(self.missing(id));
+                }
+                let cmd = Command::TopicRemove {
+                    dest: self.dest.clone(),
+                    id: id.clone(),
+                };
+                self.inner.write(ix, vec![cmd], false)
+            })
+            .await
+            .map(|_| ())
     }
 
     async fn purge(&self) -> Result<u64> {

@@ -120,6 +120,21 @@ impl Inner {
         })
     }
 
+    /// The shape of most writes: under one index lock, `f` checks what it needs and calls
+    /// [`Inner::write`]; then, without the lock, wait for the write to be durable. Checking and
+    /// writing under one lock is what stops two callers from both passing a check that only one
+    /// of their writes can satisfy.
+    pub(crate) async fn locked_write(
+        &self,
+        f: impl FnOnce(&mut MutexGuard<'_, Index>) -> Result<PendingWrite, StoreError>,
+    ) -> Result<Vec<Location>, StoreError> {
+        let w = {
+            let mut ix = self.index.lock();
+            f(&mut ix)?
+        };
+        self.finish(w).await
+    }
+
     /// Waits for a write to be durable, then makes its adds visible (or undoes them).
     pub(crate) async fn finish(&self, w: PendingWrite) -> Result<Vec<Location>, StoreError> {
         let result = w.completion.await;
