@@ -536,6 +536,10 @@ where
     M: Fn() -> F,
     F: StoreFactory + 'static,
 {
+    if let Some(reason) = make_factory().skip_reason() {
+        eprintln!("SKIPPED: model-based test: {reason}");
+        return;
+    }
     if let Err(e) = try_model_test(make_factory, config) {
         panic!("model-based test failed: {e}");
     }

@@ -42,6 +42,13 @@ pub trait StoreFactory: Send + Sync {
 
     /// Whether contents survive close and open. Reopen variants run only for durable engines.
     fn durable(&self) -> bool;
+
+    /// Why the engine cannot be tested here (say, the database URL it needs is not set). The
+    /// kit then prints `SKIPPED: <reason>` and passes the test without running it, so the skip
+    /// shows in the output instead of hiding behind a pass.
+    fn skip_reason(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Whether a scenario reopens the store at its reopen points.
@@ -296,6 +303,10 @@ where
     M: FnOnce() -> F,
 {
     let factory = make_factory();
+    if let Some(reason) = factory.skip_reason() {
+        eprintln!("SKIPPED: {name} ({mode:?}): {reason}");
+        return;
+    }
     if mode == Mode::Reopen && !factory.durable() {
         eprintln!("SKIPPED: reopen variant of {name}: the store is not durable");
         return;

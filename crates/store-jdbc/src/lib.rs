@@ -1,0 +1,55 @@
+//! The JDBC message store: messages, durable subscriptions and prepared transactions in
+//! ActiveMQ's own tables on MySQL/MariaDB, PostgreSQL or SQLite, plus the lockers that make
+//! master/slave work on a shared database.
+//!
+//! # Tables
+//!
+//! ActiveMQ's tables and columns, created at open when `create_tables_on_startup` (the final
+//! shape directly, not ActiveMQ's ALTER history), each name prefixed by `table_prefix`:
+//!
+//! - `ACTIVEMQ_MSGS(ID, CONTAINER, MSGID_PROD, MSGID_SEQ, EXPIRATION, MSG, PRIORITY, XID)`: one
+//!   row per stored message. `ID` is the store sequence, `CONTAINER` is `queue://name` or
+//!   `topic://name`, `MSG` is the `store-api` encoding of the message. A queue ack deletes the
+//!   row. Rows with `CONTAINER = 'xa://prepared'` hold prepared XA transactions: `XID` is `+`
+//!   and the base64 transaction id (as ActiveMQ writes it), `MSG` the encoded operations.
+//!   Indexes: `MIDX` unique on `(MSGID_PROD, MSGID_SEQ, CONTAINER)` (duplicate detection by the
+//!   database), `CPIDX (CONTAINER, PRIORITY, ID)` (every cursor and browse is a range of it),
+//!   `EIDX (CONTAINER, EXPIRATION)`, `XIDX (XID)`.
+//! - `ACTIVEMQ_ACKS(CONTAINER, SUB_DEST, CLIENT_ID, SUB_NAME, SELECTOR, LAST_ACKED_ID, PRIORITY,
+//!   XID)`: one row per durable subscription (`PRIORITY` 0), and one per destination
+//!   (`CLIENT_ID = SUB_NAME = CONTAINER`, `PRIORITY` 11, ActiveMQ's AMQ-3695 marker) so that
+//!   empty destinations are listed. A subscription's `LAST_ACKED_ID` is a sequence taken when it
+//!   was created: ActiveMQ's high-water mark at creation, and the subscription's id.
+//! - `ACTIVEMQ_LOCK(ID, TIME, BROKER_NAME, EPOCH)`: the single lock row. `EPOCH` is added to
+//!   ActiveMQ's columns: the lease locker's fencing token.
+//! - `ACTIVEMQ_SUB_PENDING(SUB_ID, PRIORITY, MSG_ID)`: the one table ActiveMQ does not have. A
+//!   durable subscription's state in ActiveMQ is one high-water mark, which cannot record an
+//!   individual or out-of-order ack (its pain point 13); here a topic message is pending for a
+//!   subscription while its row exists, an ack deletes that row, and the message row goes with
+//!   the last ack. `PRIMARY KEY (SUB_ID, PRIORITY, MSG_ID)` serves the subscription's cursor in
+//!   delivery order; an index on `MSG_ID` finds a message's last reference.
+//!
+//! # Writes and ordering
+//!
+//! Every change goes through one writer task on a dedicated connection ([`writer`]), which
+//! assigns sequences and commits batches of concurrent changes in one transaction each (group
+//! commit). Commits therefore happen in sequence order, and a batch cursor reading
+//! `ID > position` per priority can never pass a sequence that is assigned but not yet visible.
+//! Bulk deletes (purge, unsubscribe, destination removal) run in transactions of at most 1000
+//! rows, selected by key range; no statement sweeps a whole table.
+//!
+//! Every batch read has a `LIMIT`. Reads run on a pool of connections.
+
+mod error;
+mod fence;
+pub mod locker;
+mod sql;
+mod statements;
+mod store;
+mod writer;
+
+pub use error::JdbcError;
+pub use fence::Fence;
+pub use sql::{Dialect, redact};
+pub use statements::validate_prefix;
+pub use store::{JdbcConfig, JdbcStore};

@@ -1,0 +1,392 @@
+//! Every SQL statement the engine runs, built once per store from the dialect and the table
+//! prefix (ActiveMQ's `Statements.java`, one set per database).
+//!
+//! The text is written with `?` placeholders and renumbered to `$n` for PostgreSQL. The only
+//! text spliced into SQL is the table prefix, which [`validate_prefix`] restricts to identifier
+//! characters; every value is a bind parameter.
+
+use crate::error::JdbcError;
+use crate::sql::{Dialect, Sql};
+
+/// `ACTIVEMQ_ACKS.PRIORITY` of the row that records that a destination exists (ActiveMQ's
+/// AMQ-3695 trick: a priority no message can have).
+pub const MARKER_PRIORITY: i64 = 11;
+/// `ACTIVEMQ_ACKS.PRIORITY` of a durable subscription's row.
+pub const SUB_PRIORITY: i64 = 0;
+/// `ACTIVEMQ_ACKS.PRIORITY` of a subscription being deleted: hidden from every query, its
+/// pending rows are removed in bounded batches, then the row itself.
+pub const DELETING_PRIORITY: i64 = 12;
+/// `ACTIVEMQ_ACKS.PRIORITY` of the row whose `LAST_ACKED_ID` reserves sequences: every
+/// sequence handed out is at most this, so sequences keep rising across a reopen even after
+/// the rows that held the highest ones were deleted.
+pub const SEQUENCE_PRIORITY: i64 = 13;
+/// `ACTIVEMQ_ACKS.CONTAINER` (and client id and name) of that row.
+pub const SEQUENCE_CONTAINER: &str = "sequence://store";
+/// `ACTIVEMQ_MSGS.CONTAINER` of the rows that hold prepared XA transactions.
+pub const PREPARED_CONTAINER: &str = "xa://prepared";
+/// Longest text a `VARCHAR(250)` column holds.
+pub const MAX_TEXT: usize = 250;
+
+/// Checks a table prefix: empty, or an identifier of at most 24 ASCII letters, digits and
+/// underscores that does not start with a digit (short enough that every index name fits
+/// PostgreSQL's 63 bytes).
+pub fn validate_prefix(prefix: &str) -> Result<(), JdbcError> {
+    let ok = prefix.len() <= 24
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !prefix.starts_with(|c: char| c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(JdbcError::Config(format!(
+            "table_prefix `{prefix}`: use at most 24 ASCII letters, digits or underscores, not starting with a digit"
+        )))
+    }
+}
+
+/// The SQL of one store.
+#[derive(Debug)]
+pub struct Statements {
+    pub dialect: Dialect,
+    pub msgs: String,
+    pub acks: String,
+    pub lock: String,
+    pub pending: String,
+
+    pub begin: &'static str,
+    pub lock_epoch_check: Sql,
+    pub max_ids: Sql,
+    pub ensure_sequence_row: Sql,
+    pub reserve_sequences: Sql,
+
+    pub ensure_destination: Sql,
+    pub destinations: Sql,
+    pub delete_markers: Sql,
+    pub marker_exists: Sql,
+
+    pub insert_message: Sql,
+    pub delete_message: Sql,
+    pub delete_message_by_id: Sql,
+    pub message_key: Sql,
+    pub get_message: Sql,
+    pub page: Sql,
+    pub count_bytes: Sql,
+    pub expired: Sql,
+    pub first_ids: Sql,
+    pub delete_id_range: Sql,
+    pub prepared_rows: Sql,
+    pub insert_prepared: Sql,
+
+    pub insert_pending_for_subs: Sql,
+    pub insert_pending_retroactive: Sql,
+    pub delete_pending: Sql,
+    pub delete_pending_of_message: Sql,
+    pub delete_pending_range: Sql,
+    pub delete_pending_of_topic_range: Sql,
+    pub pending_exists: Sql,
+    pub delete_if_unreferenced: Sql,
+    pub delete_unreferenced_range: Sql,
+    pub sub_page: Sql,
+    pub sub_count_bytes: Sql,
+    pub sub_first_pending: Sql,
+
+    pub insert_subscription: Sql,
+    pub lookup_subscription: Sql,
+    pub subscriptions: Sql,
+    pub mark_subscription_deleting: Sql,
+    pub deleting_subscriptions: Sql,
+    pub delete_subscription_row: Sql,
+}
+
+impl Statements {
+    pub fn new(dialect: Dialect, prefix: &str) -> Result<Statements, JdbcError> {
+        validate_prefix(prefix)?;
+        let msgs = format!("{prefix}ACTIVEMQ_MSGS");
+        let acks = format!("{prefix}ACTIVEMQ_ACKS");
+        let lock = format!("{prefix}ACTIVEMQ_LOCK");
+        let pending = format!("{prefix}ACTIVEMQ_SUB_PENDING");
+        let sql = |text: String| -> Sql { renumber(dialect, &text).into() };
+        let (ignore, on_conflict) = match dialect {
+            Dialect::MySql => ("IGNORE ", ""),
+            Dialect::Postgres | Dialect::Sqlite => ("", " ON CONFLICT DO NOTHING"),
+        };
+        let sum_len = |col: &str| match dialect {
+            Dialect::MySql => format!("CAST(COALESCE(SUM(LENGTH({col})), 0) AS SIGNED)"),
+            Dialect::Postgres => format!("CAST(COALESCE(SUM(LENGTH({col})), 0) AS BIGINT)"),
+            Dialect::Sqlite => format!("COALESCE(SUM(LENGTH({col})), 0)"),
+        };
+        let share_lock = match dialect {
+            Dialect::MySql => " LOCK IN SHARE MODE",
+            Dialect::Postgres => " FOR SHARE",
+            // A SQLite write transaction (BEGIN IMMEDIATE) already excludes every other writer.
+            Dialect::Sqlite => "",
+        };
+        Ok(Statements {
+            dialect,
+            begin: match dialect {
+                Dialect::Sqlite => "BEGIN IMMEDIATE",
+                _ => "BEGIN",
+            },
+            lock_epoch_check: sql(format!("SELECT EPOCH FROM {lock} WHERE ID = 1{share_lock}")),
+            max_ids: sql(format!(
+                "SELECT (SELECT COALESCE(MAX(ID), 0) FROM {msgs}), (SELECT COALESCE(MAX(LAST_ACKED_ID), 0) FROM {acks})"
+            )),
+
+            ensure_sequence_row: sql(format!(
+                "INSERT {ignore}INTO {acks}(CONTAINER, CLIENT_ID, SUB_NAME, LAST_ACKED_ID, PRIORITY) VALUES ('{SEQUENCE_CONTAINER}', '{SEQUENCE_CONTAINER}', '{SEQUENCE_CONTAINER}', 0, {SEQUENCE_PRIORITY}){on_conflict}"
+            )),
+            reserve_sequences: sql(format!(
+                "UPDATE {acks} SET LAST_ACKED_ID = ? WHERE CONTAINER = '{SEQUENCE_CONTAINER}' AND PRIORITY = {SEQUENCE_PRIORITY}"
+            )),
+            ensure_destination: sql(format!(
+                "INSERT {ignore}INTO {acks}(CONTAINER, CLIENT_ID, SUB_NAME, LAST_ACKED_ID, PRIORITY) VALUES (?, ?, ?, 0, {MARKER_PRIORITY}){on_conflict}"
+            )),
+            destinations: sql(format!(
+                "SELECT CONTAINER FROM {acks} WHERE PRIORITY = {MARKER_PRIORITY}"
+            )),
+            delete_markers: sql(format!("DELETE FROM {acks} WHERE CONTAINER = ?")),
+            marker_exists: sql(format!(
+                "SELECT COUNT(*) FROM {acks} WHERE CONTAINER = ? AND CLIENT_ID = ? AND SUB_NAME = ? AND PRIORITY = {MARKER_PRIORITY}"
+            )),
+
+            insert_message: sql(format!(
+                "INSERT {ignore}INTO {msgs}(ID, MSGID_PROD, MSGID_SEQ, CONTAINER, EXPIRATION, PRIORITY, MSG, XID) VALUES (?, ?, ?, ?, ?, ?, ?, NULL){on_conflict}"
+            )),
+            delete_message: sql(format!(
+                "DELETE FROM {msgs} WHERE MSGID_PROD = ? AND MSGID_SEQ = ? AND CONTAINER = ?"
+            )),
+            delete_message_by_id: sql(format!("DELETE FROM {msgs} WHERE ID = ?")),
+            message_key: sql(format!(
+                "SELECT ID, PRIORITY FROM {msgs} WHERE MSGID_PROD = ? AND MSGID_SEQ = ? AND CONTAINER = ?"
+            )),
+            get_message: sql(format!(
+                "SELECT ID, MSG FROM {msgs} WHERE MSGID_PROD = ? AND MSGID_SEQ = ? AND CONTAINER = ?"
+            )),
+            page: sql(format!(
+                "SELECT ID, MSG FROM {msgs} WHERE CONTAINER = ? AND PRIORITY = ? AND ID > ? ORDER BY ID LIMIT ?"
+            )),
+            count_bytes: sql(format!(
+                "SELECT COUNT(*), {} FROM {msgs} WHERE CONTAINER = ?",
+                sum_len("MSG")
+            )),
+            expired: sql(format!(
+                "SELECT MSGID_PROD, MSGID_SEQ FROM {msgs} WHERE CONTAINER = ? AND EXPIRATION > 0 AND EXPIRATION <= ? ORDER BY PRIORITY DESC, ID LIMIT ?"
+            )),
+            first_ids: sql(format!(
+                "SELECT ID FROM {msgs} WHERE CONTAINER = ? ORDER BY ID LIMIT ?"
+            )),
+            delete_id_range: sql(format!(
+                "DELETE FROM {msgs} WHERE CONTAINER = ? AND ID >= ? AND ID <= ?"
+            )),
+            prepared_rows: sql(format!(
+                "SELECT ID, MSG FROM {msgs} WHERE CONTAINER = '{PREPARED_CONTAINER}' AND ID > ? ORDER BY ID LIMIT ?"
+            )),
+            insert_prepared: sql(format!(
+                "INSERT INTO {msgs}(ID, CONTAINER, EXPIRATION, PRIORITY, MSG, XID) VALUES (?, '{PREPARED_CONTAINER}', 0, 0, ?, ?)"
+            )),
+
+            insert_pending_for_subs: sql(format!(
+                "INSERT INTO {pending}(SUB_ID, PRIORITY, MSG_ID) SELECT LAST_ACKED_ID, ?, ? FROM {acks} WHERE CONTAINER = ? AND PRIORITY = {SUB_PRIORITY}"
+            )),
+            insert_pending_retroactive: sql(format!(
+                "INSERT INTO {pending}(SUB_ID, PRIORITY, MSG_ID) SELECT ?, PRIORITY, ID FROM {msgs} WHERE CONTAINER = ?"
+            )),
+            delete_pending: sql(format!(
+                "DELETE FROM {pending} WHERE SUB_ID = ? AND PRIORITY = ? AND MSG_ID = ?"
+            )),
+            delete_pending_of_message: sql(format!("DELETE FROM {pending} WHERE MSG_ID = ?")),
+            delete_pending_range: sql(format!(
+                "DELETE FROM {pending} WHERE SUB_ID = ? AND PRIORITY = ? AND MSG_ID >= ? AND MSG_ID <= ?"
+            )),
+            delete_pending_of_topic_range: sql(format!(
+                "DELETE FROM {pending} WHERE MSG_ID >= ? AND MSG_ID <= ? AND SUB_ID IN (SELECT LAST_ACKED_ID FROM {acks} WHERE CONTAINER = ? AND PRIORITY <> {MARKER_PRIORITY})"
+            )),
+            pending_exists: sql(format!(
+                "SELECT COUNT(*) FROM {pending} WHERE SUB_ID = ? AND PRIORITY = ? AND MSG_ID = ?"
+            )),
+            delete_if_unreferenced: sql(format!(
+                "DELETE FROM {msgs} WHERE ID = ? AND NOT EXISTS (SELECT 1 FROM {pending} WHERE {pending}.MSG_ID = ?)"
+            )),
+            delete_unreferenced_range: sql(format!(
+                "DELETE FROM {msgs} WHERE CONTAINER = ? AND ID >= ? AND ID <= ? AND NOT EXISTS (SELECT 1 FROM {pending} WHERE {pending}.MSG_ID = {msgs}.ID)"
+            )),
+            sub_page: sql(format!(
+                "SELECT M.ID, M.MSG FROM {pending} P JOIN {msgs} M ON M.ID = P.MSG_ID WHERE P.SUB_ID = ? AND P.PRIORITY = ? AND P.MSG_ID > ? ORDER BY P.MSG_ID LIMIT ?"
+            )),
+            sub_count_bytes: sql(format!(
+                "SELECT COUNT(*), {} FROM {pending} P JOIN {msgs} M ON M.ID = P.MSG_ID WHERE P.SUB_ID = ?",
+                sum_len("M.MSG")
+            )),
+            sub_first_pending: sql(format!(
+                "SELECT PRIORITY, MSG_ID FROM {pending} WHERE SUB_ID = ? ORDER BY PRIORITY, MSG_ID LIMIT ?"
+            )),
+
+            insert_subscription: sql(format!(
+                "INSERT {ignore}INTO {acks}(CONTAINER, CLIENT_ID, SUB_NAME, SELECTOR, LAST_ACKED_ID, SUB_DEST, PRIORITY) VALUES (?, ?, ?, ?, ?, ?, {SUB_PRIORITY}){on_conflict}"
+            )),
+            lookup_subscription: sql(format!(
+                "SELECT LAST_ACKED_ID, SELECTOR FROM {acks} WHERE CONTAINER = ? AND CLIENT_ID = ? AND SUB_NAME = ? AND PRIORITY = {SUB_PRIORITY}"
+            )),
+            subscriptions: sql(format!(
+                "SELECT CLIENT_ID, SUB_NAME, SELECTOR FROM {acks} WHERE CONTAINER = ? AND PRIORITY = {SUB_PRIORITY}"
+            )),
+            mark_subscription_deleting: sql(format!(
+                "UPDATE {acks} SET PRIORITY = {DELETING_PRIORITY} WHERE CONTAINER = ? AND CLIENT_ID = ? AND SUB_NAME = ? AND PRIORITY = {SUB_PRIORITY}"
+            )),
+            deleting_subscriptions: sql(format!(
+                "SELECT CONTAINER, LAST_ACKED_ID FROM {acks} WHERE PRIORITY = {DELETING_PRIORITY}"
+            )),
+            delete_subscription_row: sql(format!(
+                "DELETE FROM {acks} WHERE LAST_ACKED_ID = ? AND PRIORITY = {DELETING_PRIORITY}"
+            )),
+
+            msgs,
+            acks,
+            lock,
+            pending,
+        })
+    }
+
+    /// The DDL that creates the final schema (not ActiveMQ's historical ALTER chain), each
+    /// statement safe to run again on an existing schema.
+    pub fn create_schema(&self, mysql_collation: &str) -> Vec<String> {
+        let (m, a, l, p) = (&self.msgs, &self.acks, &self.lock, &self.pending);
+        match self.dialect {
+            Dialect::MySql => {
+                // A binary, no-pad collation: JMS names are case- and space-sensitive, and
+                // MySQL's default collations would make `Orders` and `orders ` one queue.
+                let table =
+                    format!("ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={mysql_collation}");
+                vec![
+                    format!(
+                        "CREATE TABLE IF NOT EXISTS {m}(ID BIGINT NOT NULL, CONTAINER VARCHAR(250) NOT NULL, MSGID_PROD VARCHAR(250), MSGID_SEQ BIGINT, EXPIRATION BIGINT, MSG LONGBLOB, PRIORITY BIGINT, XID VARCHAR(250), PRIMARY KEY (ID), UNIQUE INDEX {m}_MIDX (MSGID_PROD, MSGID_SEQ, CONTAINER), INDEX {m}_CPIDX (CONTAINER, PRIORITY, ID), INDEX {m}_EIDX (CONTAINER, EXPIRATION), INDEX {m}_XIDX (XID)) {table}"
+                    ),
+                    format!(
+                        "CREATE TABLE IF NOT EXISTS {a}(CONTAINER VARCHAR(250) NOT NULL, SUB_DEST VARCHAR(250), CLIENT_ID VARCHAR(250) NOT NULL, SUB_NAME VARCHAR(250) NOT NULL, SELECTOR VARCHAR(250), LAST_ACKED_ID BIGINT, PRIORITY BIGINT DEFAULT 5 NOT NULL, XID VARCHAR(250), PRIMARY KEY (CONTAINER, CLIENT_ID, SUB_NAME, PRIORITY), INDEX {a}_XIDX (XID), INDEX {a}_PIDX (PRIORITY)) {table}"
+                    ),
+                    format!(
+                        "CREATE TABLE IF NOT EXISTS {l}(ID BIGINT NOT NULL, TIME BIGINT, BROKER_NAME VARCHAR(250), EPOCH BIGINT DEFAULT 0 NOT NULL, PRIMARY KEY (ID)) {table}"
+                    ),
+                    format!(
+                        "CREATE TABLE IF NOT EXISTS {p}(SUB_ID BIGINT NOT NULL, PRIORITY BIGINT NOT NULL, MSG_ID BIGINT NOT NULL, PRIMARY KEY (SUB_ID, PRIORITY, MSG_ID), INDEX {p}_MIDX (MSG_ID)) {table}"
+                    ),
+                    format!("INSERT IGNORE INTO {l}(ID, EPOCH) VALUES (1, 0)"),
+                ]
+            }
+            Dialect::Postgres | Dialect::Sqlite => {
+                let blob = if self.dialect == Dialect::Postgres {
+                    "BYTEA"
+                } else {
+                    "BLOB"
+                };
+                vec![
+                    format!(
+                        "CREATE TABLE IF NOT EXISTS {m}(ID BIGINT NOT NULL, CONTAINER VARCHAR(250) NOT NULL, MSGID_PROD VARCHAR(250), MSGID_SEQ BIGINT, EXPIRATION BIGINT, MSG {blob}, PRIORITY BIGINT, XID VARCHAR(250), PRIMARY KEY (ID))"
+                    ),
+                    format!(
+                        "CREATE UNIQUE INDEX IF NOT EXISTS {m}_MIDX ON {m} (MSGID_PROD, MSGID_SEQ, CONTAINER)"
+                    ),
+                    format!(
+                        "CREATE INDEX IF NOT EXISTS {m}_CPIDX ON {m} (CONTAINER, PRIORITY, ID)"
+                    ),
+                    format!("CREATE INDEX IF NOT EXISTS {m}_EIDX ON {m} (CONTAINER, EXPIRATION)"),
+                    format!("CREATE INDEX IF NOT EXISTS {m}_XIDX ON {m} (XID)"),
+                    format!(
+                        "CREATE TABLE IF NOT EXISTS {a}(CONTAINER VARCHAR(250) NOT NULL, SUB_DEST VARCHAR(250), CLIENT_ID VARCHAR(250) NOT NULL, SUB_NAME VARCHAR(250) NOT NULL, SELECTOR VARCHAR(250), LAST_ACKED_ID BIGINT, PRIORITY BIGINT DEFAULT 5 NOT NULL, XID VARCHAR(250), PRIMARY KEY (CONTAINER, CLIENT_ID, SUB_NAME, PRIORITY))"
+                    ),
+                    format!("CREATE INDEX IF NOT EXISTS {a}_XIDX ON {a} (XID)"),
+                    format!("CREATE INDEX IF NOT EXISTS {a}_PIDX ON {a} (PRIORITY)"),
+                    format!(
+                        "CREATE TABLE IF NOT EXISTS {l}(ID BIGINT NOT NULL, TIME BIGINT, BROKER_NAME VARCHAR(250), EPOCH BIGINT DEFAULT 0 NOT NULL, PRIMARY KEY (ID))"
+                    ),
+                    format!(
+                        "CREATE TABLE IF NOT EXISTS {p}(SUB_ID BIGINT NOT NULL, PRIORITY BIGINT NOT NULL, MSG_ID BIGINT NOT NULL, PRIMARY KEY (SUB_ID, PRIORITY, MSG_ID))"
+                    ),
+                    format!("CREATE INDEX IF NOT EXISTS {p}_MIDX ON {p} (MSG_ID)"),
+                    format!("INSERT INTO {l}(ID, EPOCH) VALUES (1, 0) ON CONFLICT DO NOTHING"),
+                ]
+            }
+        }
+    }
+
+    /// Adds the fencing column to a lock table that ActiveMQ itself created.
+    pub fn add_epoch_column(&self) -> String {
+        format!(
+            "ALTER TABLE {} ADD EPOCH BIGINT DEFAULT 0 NOT NULL",
+            self.lock
+        )
+    }
+
+    /// The DDL that drops this prefix's tables (tests and `delete_all` of a throwaway schema).
+    pub fn drop_schema(&self) -> Vec<String> {
+        [&self.pending, &self.msgs, &self.acks, &self.lock]
+            .iter()
+            .map(|t| format!("DROP TABLE IF EXISTS {t}"))
+            .collect()
+    }
+
+    /// The database's clock in milliseconds since the epoch, as SQL.
+    pub fn db_now_ms(&self) -> &'static str {
+        match self.dialect {
+            Dialect::MySql => "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)",
+            Dialect::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+            Dialect::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+        }
+    }
+
+    /// Builds an ad-hoc statement (the lockers') with this store's placeholder style.
+    pub fn sql(&self, text: &str) -> Sql {
+        renumber(self.dialect, text).into()
+    }
+}
+
+/// Rewrites `?` placeholders to PostgreSQL's `$1, $2, ...`. No statement here has a `?`
+/// inside a literal.
+fn renumber(dialect: Dialect, text: &str) -> String {
+    if dialect != Dialect::Postgres {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut n = 0;
+    for c in text.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_placeholders_are_numbered() {
+        assert_eq!(
+            renumber(Dialect::Postgres, "a = ? AND b = ?"),
+            "a = $1 AND b = $2"
+        );
+        assert_eq!(renumber(Dialect::MySql, "a = ?"), "a = ?");
+    }
+
+    #[test]
+    fn prefixes_are_identifiers() {
+        assert!(validate_prefix("").is_ok());
+        assert!(validate_prefix("AMQ_1_").is_ok());
+        for bad in [
+            "1abc",
+            "a;DROP",
+            "a b",
+            "ä",
+            "x'",
+            "abcdefghijklmnopqrstuvwxyz",
+        ] {
+            assert!(validate_prefix(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,951 @@
+//! The one writer: a task that owns a dedicated connection and applies every change, so that
+//! database commits happen in sequence order (no reader can ever see sequence N+1 committed
+//! while N is not: ActiveMQ's AMQ-5266 "stuck messages" cannot happen) and concurrent callers
+//! share one database transaction (group commit).
+//!
+//! Callers send a [`Job`] and wait for its reply. The task takes whatever jobs are queued, up to
+//! `max_batch`, runs them in one transaction and answers each after the commit. A job that
+//! fails on its own terms (a duplicate add, an ack of a message that is gone) changes nothing
+//! and fails alone; a database error fails the batch, whose jobs are then retried one per
+//! transaction so that only the job at fault fails. Jobs that touch many rows (purge,
+//! subscription and destination removal) run alone, in bounded transactions of
+//! [`BULK_ROWS`] rows, never one statement over a whole table.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use base64::Engine as _;
+use parking_lot::Mutex;
+use store_api::codec::{self, Writer};
+use store_api::{
+    Destination, Message, MessageId, StoreError, SubscriptionInfo, SubscriptionKey, TxOp, Xid,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::JdbcError;
+use crate::fence::Fence;
+use crate::sql::{Arg, Conn, Options};
+use crate::statements::Statements;
+
+/// Rows one bulk transaction touches at most.
+pub const BULK_ROWS: i64 = 1000;
+
+/// What the store and its writer share.
+#[derive(Debug)]
+pub(crate) struct Common {
+    pub st: Statements,
+    /// The highest sequence committed.
+    pub last_sequence: AtomicU64,
+    /// Subscription ids (`ACTIVEMQ_ACKS.LAST_ACKED_ID`) known to this process.
+    pub sub_ids: Mutex<HashMap<(Destination, SubscriptionKey), i64>>,
+    pub fence: Option<Fence>,
+    /// The largest statement the server takes (MySQL's `max_allowed_packet`), if limited.
+    pub max_packet: Option<u64>,
+}
+
+/// A change to make.
+#[derive(Debug)]
+pub(crate) enum Work {
+    EnsureDestination(Destination),
+    Add(Message),
+    QueueRemove(Destination, MessageId),
+    TopicAck(Destination, SubscriptionKey, MessageId),
+    TopicRemove(Destination, MessageId),
+    AddSubscription(Destination, SubscriptionInfo, bool),
+    Commit(Vec<TxOp>, Option<i64>),
+    Prepare(Xid, Vec<TxOp>),
+    RollbackPrepared(i64),
+    // Bulk work, run alone.
+    Purge(Destination),
+    DeleteSubscription(Destination, SubscriptionKey),
+    RemoveDestination(Destination),
+    DeleteAll,
+    Recover,
+    Close,
+}
+
+impl Work {
+    fn is_bulk(&self) -> bool {
+        matches!(
+            self,
+            Work::Purge(_)
+                | Work::DeleteSubscription(..)
+                | Work::RemoveDestination(_)
+                | Work::DeleteAll
+                | Work::Recover
+                | Work::Close
+        )
+    }
+}
+
+/// What a job gives back.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Done {
+    Unit,
+    /// A sequence (an add) or a row id (a prepared transaction).
+    Id(i64),
+    Count(u64),
+}
+
+pub(crate) struct Job {
+    pub work: Work,
+    pub reply: oneshot::Sender<Result<Done, StoreError>>,
+}
+
+/// A job's outcome inside a transaction: `Err` is a database failure that aborts the
+/// transaction; `Ok(Err)` is the job's own failure, which left nothing behind.
+type Step = Result<Result<Done, StoreError>, sqlx::Error>;
+
+pub(crate) struct WriterTask {
+    common: Arc<Common>,
+    options: Options,
+    conn: Option<Conn>,
+    next_id: i64,
+    /// Sequences below this are reserved in the sequence row (committed).
+    reserved: i64,
+    /// A reservation made by the open transaction, kept if it commits.
+    reserved_in_tx: Option<i64>,
+    max_batch: usize,
+}
+
+/// Sequences reserved per update of the sequence row.
+const RESERVE: i64 = 10_000;
+
+fn db(st: &Statements, doing: &str, e: sqlx::Error) -> StoreError {
+    JdbcError::Database {
+        dialect: st.dialect.name(),
+        doing: doing.to_string(),
+        source: e,
+    }
+    .into()
+}
+
+fn seq_arg(id: &MessageId) -> Arg<'_> {
+    // Producer sequences are u64; the column is a signed BIGINT, so the bits are kept as they
+    // are (equality is all the column is used for).
+    Arg::I64(id.producer_seq as i64)
+}
+
+impl WriterTask {
+    pub(crate) fn new(
+        common: Arc<Common>,
+        options: Options,
+        conn: Conn,
+        next_id: i64,
+        max_batch: usize,
+    ) -> Self {
+        WriterTask {
+            common,
+            options,
+            conn: Some(conn),
+            next_id,
+            reserved: next_id,
+            reserved_in_tx: None,
+            max_batch: max_batch.max(1),
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
+        let mut stash: Option<Job> = None;
+        loop {
+            let first = match stash.take() {
+                Some(j) => j,
+                None => match rx.recv().await {
+                    Some(j) => j,
+                    None => break,
+                },
+            };
+            if first.work.is_bulk() {
+                let closing = matches!(first.work, Work::Close);
+                let result = self.bulk(&first.work).await;
+                let _ = first.reply.send(result);
+                if closing {
+                    break;
+                }
+                continue;
+            }
+            let mut batch = vec![first];
+            while batch.len() < self.max_batch {
+                match rx.try_recv() {
+                    Ok(j) if j.work.is_bulk() => {
+                        stash = Some(j);
+                        break;
+                    }
+                    Ok(j) => batch.push(j),
+                    Err(_) => break,
+                }
+            }
+            self.batch(batch).await;
+        }
+        if let Some(conn) = self.conn.take() {
+            let _ = conn.close().await;
+        }
+    }
+
+    /// Runs jobs in one transaction and answers each.
+    async fn batch(&mut self, batch: Vec<Job>) {
+        let works: Vec<&Work> = batch.iter().map(|j| &j.work).collect();
+        match self.transaction(&works).await {
+            Ok(results) => {
+                for (job, r) in batch.into_iter().zip(results) {
+                    let _ = job.reply.send(r);
+                }
+            }
+            Err(e) if batch.len() > 1 && is_statement_error(&e) => {
+                // One job's statement failed the whole transaction: run each alone so that
+                // only that job fails.
+                for job in batch {
+                    let r = match self.transaction(&[&job.work]).await {
+                        Ok(mut r) => r.pop().unwrap_or(Ok(Done::Unit)),
+                        Err(e) => Err(e),
+                    };
+                    let _ = job.reply.send(r);
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                if let Some(job) = batch.into_iter().next() {
+                    let _ = job.reply.send(Err(e));
+                }
+            }
+            Err(e) => {
+                for job in batch {
+                    let _ = job.reply.send(Err(same_error(&e)));
+                }
+            }
+        }
+    }
+
+    /// One database transaction over `works`: the per-job results, or the error that rolled it
+    /// all back.
+    async fn transaction(
+        &mut self,
+        works: &[&Work],
+    ) -> Result<Vec<Result<Done, StoreError>>, StoreError> {
+        let common = self.common.clone();
+        let st = &common.st;
+        self.check_lock_held()?;
+        let mut conn = self.connection().await?;
+        let outcome: Result<Vec<Result<Done, StoreError>>, StoreError> = async {
+            conn.raw(st.begin)
+                .await
+                .map_err(|e| db(st, "beginning a transaction", e))?;
+            self.check_epoch(&mut conn).await?;
+            let mut results = Vec::with_capacity(works.len());
+            for w in works {
+                let r = self
+                    .apply(&mut conn, w)
+                    .await
+                    .map_err(|e| db(st, "writing", e))?;
+                results.push(r);
+            }
+            conn.raw("COMMIT")
+                .await
+                .map_err(|e| db(st, "committing", e))?;
+            Ok(results)
+        }
+        .await;
+        self.settle(outcome.is_ok());
+        match outcome {
+            Ok(results) => {
+                self.conn = Some(conn);
+                self.common
+                    .last_sequence
+                    .fetch_max((self.next_id - 1).max(0) as u64, Ordering::AcqRel);
+                Ok(results)
+            }
+            Err(e) => {
+                // Roll back; a connection that cannot even do that is dropped and reopened
+                // for the next batch.
+                if conn.raw("ROLLBACK").await.is_ok() && is_statement_error(&e) {
+                    self.conn = Some(conn);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn check_lock_held(&self) -> Result<(), StoreError> {
+        match &self.common.fence {
+            Some(f) if !f.is_held() => Err(JdbcError::LockLost(
+                "this broker no longer holds the master lock; writes are refused".into(),
+            )
+            .into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Inside the transaction: the lock row still carries this broker's epoch. The row is read
+    /// with a share lock, so a rival's take-over (an update of the row) waits for this
+    /// transaction, and a transaction that starts after it sees the new epoch and fails.
+    async fn check_epoch(&self, conn: &mut Conn) -> Result<(), StoreError> {
+        let Some(fence) = &self.common.fence else {
+            return Ok(());
+        };
+        let Some(held) = fence.epoch() else {
+            return Ok(());
+        };
+        let st = &self.common.st;
+        let found = conn
+            .scalar(&st.lock_epoch_check, &[])
+            .await
+            .map_err(|e| db(st, "checking the fencing epoch", e))?;
+        if found != Some(held) {
+            fence.revoke();
+            return Err(JdbcError::Fenced { held, found }.into());
+        }
+        Ok(())
+    }
+
+    async fn connection(&mut self) -> Result<Conn, StoreError> {
+        match self.conn.take() {
+            Some(c) => Ok(c),
+            None => self
+                .options
+                .connect()
+                .await
+                .map_err(|e| db(&self.common.st, "reconnecting the writer", e)),
+        }
+    }
+
+    /// The next sequence, reserving a range in the sequence row (inside the open transaction)
+    /// when the reserved one runs out.
+    async fn reserve(&mut self, conn: &mut Conn) -> Result<i64, sqlx::Error> {
+        let id = self.next_id;
+        if id >= self.reserved_in_tx.unwrap_or(self.reserved) {
+            let upto = id + RESERVE;
+            conn.execute(&self.common.st.reserve_sequences, &[Arg::I64(upto)])
+                .await?;
+            self.reserved_in_tx = Some(upto);
+        }
+        Ok(id)
+    }
+
+    async fn take_id(&mut self, conn: &mut Conn) -> Result<i64, sqlx::Error> {
+        let id = self.reserve(conn).await?;
+        self.next_id += 1;
+        Ok(id)
+    }
+
+    /// After a commit: the transaction's reservation holds. After a rollback it does not.
+    fn settle(&mut self, committed: bool) {
+        if let Some(r) = self.reserved_in_tx.take() {
+            if committed {
+                self.reserved = r;
+            }
+        }
+    }
+
+    async fn apply(&mut self, conn: &mut Conn, work: &Work) -> Step {
+        let common = self.common.clone();
+        let st = &common.st;
+        match work {
+            Work::EnsureDestination(d) => {
+                ensure_destination(conn, st, d).await?;
+                Ok(Ok(Done::Unit))
+            }
+            Work::Add(m) => self.add(conn, m.clone()).await,
+            Work::QueueRemove(d, id) => queue_remove(conn, st, d, id).await,
+            Work::TopicAck(d, key, id) => self.topic_ack(conn, d, key, id).await,
+            Work::TopicRemove(d, id) => {
+                let c = d.to_string();
+                let Some(row) = conn
+                    .fetch_one(
+                        &st.message_key,
+                        &[Arg::Str(&id.producer), seq_arg(id), Arg::Str(&c)],
+                    )
+                    .await?
+                else {
+                    return Ok(Err(missing(d, id)));
+                };
+                let mid = row.i64(0)?;
+                conn.execute(&st.delete_pending_of_message, &[Arg::I64(mid)])
+                    .await?;
+                conn.execute(&st.delete_message_by_id, &[Arg::I64(mid)])
+                    .await?;
+                Ok(Ok(Done::Unit))
+            }
+            Work::AddSubscription(d, info, retroactive) => {
+                let c = d.to_string();
+                let sub_id = self.take_id(conn).await?;
+                let n = conn
+                    .execute(
+                        &st.insert_subscription,
+                        &[
+                            Arg::Str(&c),
+                            Arg::Str(&info.key.client_id),
+                            Arg::Str(&info.key.name),
+                            Arg::OptStr(info.selector.as_deref()),
+                            Arg::I64(sub_id),
+                            Arg::Str(&c),
+                        ],
+                    )
+                    .await?;
+                if n == 0 {
+                    return Ok(Err(StoreError::Duplicate(format!(
+                        "subscription {} on {d}",
+                        info.key
+                    ))));
+                }
+                if *retroactive {
+                    conn.execute(
+                        &st.insert_pending_retroactive,
+                        &[Arg::I64(sub_id), Arg::Str(&c)],
+                    )
+                    .await?;
+                }
+                Ok(Ok(Done::Unit))
+            }
+            Work::Commit(ops, prepared_row) => {
+                conn.raw("SAVEPOINT tx").await?;
+                let r = self.apply_ops(conn, ops).await?;
+                if r.is_err() {
+                    conn.raw("ROLLBACK TO SAVEPOINT tx").await?;
+                } else if let Some(row) = prepared_row {
+                    conn.execute(&st.delete_message_by_id, &[Arg::I64(*row)])
+                        .await?;
+                }
+                conn.raw("RELEASE SAVEPOINT tx").await?;
+                Ok(r.map(|()| Done::Unit))
+            }
+            Work::Prepare(xid, ops) => {
+                // Applying the operations and rolling them back is the check that each would
+                // succeed now, with the same code that will apply them at commit.
+                conn.raw("SAVEPOINT tx").await?;
+                let r = self.apply_ops(conn, ops).await?;
+                conn.raw("ROLLBACK TO SAVEPOINT tx").await?;
+                conn.raw("RELEASE SAVEPOINT tx").await?;
+                if let Err(e) = r {
+                    return Ok(Err(e));
+                }
+                let row = self.take_id(conn).await?;
+                let id = store_api::TransactionId::Xa(xid.clone());
+                let mut w = Writer::new();
+                codec::write_transaction_id(&mut w, &id);
+                w.varint(ops.len() as u64);
+                for op in ops {
+                    codec::write_tx_op(&mut w, op);
+                }
+                let mut xid_bytes = Writer::new();
+                codec::write_transaction_id(&mut xid_bytes, &id);
+                let xid_text = format!(
+                    "+{}",
+                    base64::engine::general_purpose::STANDARD.encode(xid_bytes.into_inner())
+                );
+                conn.execute(
+                    &st.insert_prepared,
+                    &[
+                        Arg::I64(row),
+                        Arg::Bytes(&w.into_inner()),
+                        Arg::Str(&xid_text),
+                    ],
+                )
+                .await?;
+                Ok(Ok(Done::Id(row)))
+            }
+            Work::RollbackPrepared(row) => {
+                conn.execute(&st.delete_message_by_id, &[Arg::I64(*row)])
+                    .await?;
+                Ok(Ok(Done::Unit))
+            }
+            Work::Purge(_)
+            | Work::DeleteSubscription(..)
+            | Work::RemoveDestination(_)
+            | Work::DeleteAll
+            | Work::Recover
+            | Work::Close => Ok(Err(StoreError::InvalidArgument(
+                "bulk work inside a batch".into(),
+            ))),
+        }
+    }
+
+    async fn apply_ops(
+        &mut self,
+        conn: &mut Conn,
+        ops: &[TxOp],
+    ) -> Result<Result<(), StoreError>, sqlx::Error> {
+        let common = self.common.clone();
+        let st = &common.st;
+        for op in ops {
+            let r = match op {
+                TxOp::Add(m) => {
+                    ensure_destination(conn, st, &m.destination).await?;
+                    self.add(conn, m.clone()).await?
+                }
+                TxOp::QueueAck { destination, id } => {
+                    queue_remove(conn, st, destination, id).await?
+                }
+                TxOp::TopicAck {
+                    destination,
+                    subscription,
+                    id,
+                } => self.topic_ack(conn, destination, subscription, id).await?,
+            };
+            if let Err(e) = r {
+                return Ok(Err(e));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    async fn add(&mut self, conn: &mut Conn, mut m: Message) -> Step {
+        let common = self.common.clone();
+        let st = &common.st;
+        let id = self.reserve(conn).await?;
+        m.sequence = id as u64;
+        let bytes = codec::encode(&m);
+        let c = m.destination.to_string();
+        let n = conn
+            .execute(
+                &st.insert_message,
+                &[
+                    Arg::I64(id),
+                    Arg::Str(&m.id.producer),
+                    seq_arg(&m.id),
+                    Arg::Str(&c),
+                    Arg::I64(m.expiration),
+                    Arg::I64(i64::from(m.priority)),
+                    Arg::Bytes(&bytes),
+                ],
+            )
+            .await?;
+        if n == 0 {
+            return Ok(Err(StoreError::Duplicate(format!(
+                "message {} in {}",
+                m.id, m.destination
+            ))));
+        }
+        self.next_id += 1;
+        if m.destination.is_topic() {
+            let subs = conn
+                .execute(
+                    &st.insert_pending_for_subs,
+                    &[Arg::I64(i64::from(m.priority)), Arg::I64(id), Arg::Str(&c)],
+                )
+                .await?;
+            if subs == 0 {
+                // No subscription needs it: a topic keeps nothing for nobody.
+                conn.execute(&st.delete_message_by_id, &[Arg::I64(id)])
+                    .await?;
+            }
+        }
+        Ok(Ok(Done::Id(id)))
+    }
+
+    async fn topic_ack(
+        &mut self,
+        conn: &mut Conn,
+        d: &Destination,
+        key: &SubscriptionKey,
+        id: &MessageId,
+    ) -> Step {
+        let common = self.common.clone();
+        let st = &common.st;
+        let Some(sub_id) = sub_id(conn, &common, d, key).await? else {
+            return Ok(Err(StoreError::NotFound(format!(
+                "subscription {key} on {d}"
+            ))));
+        };
+        let c = d.to_string();
+        let not_pending = || {
+            StoreError::NotFound(format!(
+                "message {id} is not pending for subscription {key} on {d}"
+            ))
+        };
+        let Some(row) = conn
+            .fetch_one(
+                &st.message_key,
+                &[Arg::Str(&id.producer), seq_arg(id), Arg::Str(&c)],
+            )
+            .await?
+        else {
+            return Ok(Err(not_pending()));
+        };
+        let (mid, priority) = (row.i64(0)?, row.i64(1)?);
+        let n = conn
+            .execute(
+                &st.delete_pending,
+                &[Arg::I64(sub_id), Arg::I64(priority), Arg::I64(mid)],
+            )
+            .await?;
+        if n == 0 {
+            return Ok(Err(not_pending()));
+        }
+        conn.execute(&st.delete_if_unreferenced, &[Arg::I64(mid), Arg::I64(mid)])
+            .await?;
+        Ok(Ok(Done::Unit))
+    }
+
+    /// Work that runs alone, in its own bounded transactions.
+    async fn bulk(&mut self, work: &Work) -> Result<Done, StoreError> {
+        let common = self.common.clone();
+        let st = &common.st;
+        match work {
+            Work::Close => Ok(Done::Unit),
+            Work::Recover => {
+                // Finish subscription deletions a crash interrupted.
+                let mut conn = self.begin_tx().await?;
+                let r = async {
+                    let rows = conn.fetch(&st.deleting_subscriptions, &[]).await?;
+                    rows.iter()
+                        .map(|r| Ok((r.string(0)?, r.i64(1)?)))
+                        .collect::<Result<Vec<_>, sqlx::Error>>()
+                }
+                .await;
+                for (c, sub) in self.end_tx(conn, r).await? {
+                    self.drain_subscription(&c, sub).await?;
+                }
+                Ok(Done::Unit)
+            }
+            Work::Purge(d) => self.purge(d).await.map(Done::Count),
+            Work::DeleteSubscription(d, key) => {
+                self.delete_subscription(d, key).await?;
+                Ok(Done::Unit)
+            }
+            Work::RemoveDestination(d) => {
+                let c = d.to_string();
+                let mut conn = self.begin_tx().await?;
+                let r = conn
+                    .scalar(
+                        &st.marker_exists,
+                        &[Arg::Str(&c), Arg::Str(&c), Arg::Str(&c)],
+                    )
+                    .await;
+                if self.end_tx(conn, r).await?.unwrap_or(0) == 0 {
+                    return Err(StoreError::NotFound(format!("destination {d}")));
+                }
+                self.remove_destination(d).await?;
+                Ok(Done::Unit)
+            }
+            Work::DeleteAll => {
+                let mut conn = self.begin_tx().await?;
+                let r = async {
+                    let rows = conn.fetch(&st.destinations, &[]).await?;
+                    rows.iter()
+                        .map(|r| r.string(0))
+                        .collect::<Result<Vec<_>, _>>()
+                }
+                .await;
+                for c in self.end_tx(conn, r).await? {
+                    if let Some(d) = crate::store::parse_container(&c) {
+                        self.remove_destination(&d).await?;
+                    }
+                }
+                // Prepared transactions: a handful of rows.
+                loop {
+                    let mut conn = self.begin_tx().await?;
+                    let r = async {
+                        let rows = conn
+                            .fetch(&st.prepared_rows, &[Arg::I64(0), Arg::I64(BULK_ROWS)])
+                            .await?;
+                        for r in &rows {
+                            conn.execute(&st.delete_message_by_id, &[Arg::I64(r.i64(0)?)])
+                                .await?;
+                        }
+                        Ok(rows.len())
+                    }
+                    .await;
+                    if self.end_tx(conn, r).await? == 0 {
+                        break;
+                    }
+                }
+                common.sub_ids.lock().clear();
+                Ok(Done::Unit)
+            }
+            _ => Err(StoreError::InvalidArgument("not bulk work".into())),
+        }
+    }
+
+    /// Starts a transaction of its own (with the lock checks) for bulk work.
+    async fn begin_tx(&mut self) -> Result<Conn, StoreError> {
+        let common = self.common.clone();
+        let st = &common.st;
+        self.check_lock_held()?;
+        let mut conn = self.connection().await?;
+        let r = async {
+            conn.raw(st.begin)
+                .await
+                .map_err(|e| db(st, "beginning a transaction", e))?;
+            self.check_epoch(&mut conn).await
+        }
+        .await;
+        match r {
+            Ok(()) => Ok(conn),
+            Err(e) => {
+                if conn.raw("ROLLBACK").await.is_ok() {
+                    self.conn = Some(conn);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Commits the transaction [`WriterTask::begin_tx`] started when `r` is Ok, rolls it back
+    /// otherwise, and keeps the connection if it still works.
+    async fn end_tx<T>(
+        &mut self,
+        mut conn: Conn,
+        r: Result<T, sqlx::Error>,
+    ) -> Result<T, StoreError> {
+        let common = self.common.clone();
+        let st = &common.st;
+        let r = match r {
+            Ok(v) => conn
+                .raw("COMMIT")
+                .await
+                .map(|()| v)
+                .map_err(|e| db(st, "committing", e)),
+            Err(e) => Err(db(st, "writing", e)),
+        };
+        self.settle(r.is_ok());
+        match r {
+            Ok(v) => {
+                self.conn = Some(conn);
+                Ok(v)
+            }
+            Err(e) => {
+                if conn.raw("ROLLBACK").await.is_ok() {
+                    self.conn = Some(conn);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes a destination's messages in bounded transactions; returns how many.
+    async fn purge(&mut self, d: &Destination) -> Result<u64, StoreError> {
+        let common = self.common.clone();
+        let st = &common.st;
+        let c = d.to_string();
+        let mut total = 0;
+        loop {
+            let mut conn = self.begin_tx().await?;
+            let r = async {
+                let ids = conn
+                    .fetch(&st.first_ids, &[Arg::Str(&c), Arg::I64(BULK_ROWS)])
+                    .await?;
+                let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
+                    return Ok(0);
+                };
+                let (lo, hi) = (first.i64(0)?, last.i64(0)?);
+                if d.is_topic() {
+                    conn.execute(
+                        &st.delete_pending_of_topic_range,
+                        &[Arg::I64(lo), Arg::I64(hi), Arg::Str(&c)],
+                    )
+                    .await?;
+                }
+                conn.execute(
+                    &st.delete_id_range,
+                    &[Arg::Str(&c), Arg::I64(lo), Arg::I64(hi)],
+                )
+                .await
+            }
+            .await;
+            let n = self.end_tx(conn, r).await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n;
+        }
+    }
+
+    /// Hides the subscription at once (one transaction), then drains it.
+    async fn delete_subscription(
+        &mut self,
+        d: &Destination,
+        key: &SubscriptionKey,
+    ) -> Result<(), StoreError> {
+        let common = self.common.clone();
+        let st = &common.st;
+        let c = d.to_string();
+        common.sub_ids.lock().remove(&(d.clone(), key.clone()));
+        let mut conn = self.begin_tx().await?;
+        let r = async {
+            let row = conn
+                .fetch_one(
+                    &st.lookup_subscription,
+                    &[Arg::Str(&c), Arg::Str(&key.client_id), Arg::Str(&key.name)],
+                )
+                .await?;
+            let Some(row) = row else { return Ok(None) };
+            let sub = row.i64(0)?;
+            conn.execute(
+                &st.mark_subscription_deleting,
+                &[Arg::Str(&c), Arg::Str(&key.client_id), Arg::Str(&key.name)],
+            )
+            .await?;
+            Ok(Some(sub))
+        }
+        .await;
+        match self.end_tx(conn, r).await? {
+            Some(sub) => self.drain_subscription(&c, sub).await,
+            None => Err(StoreError::NotFound(format!("subscription {key} on {d}"))),
+        }
+    }
+
+    /// Removes a subscription marked as being deleted: its pending rows and the messages only
+    /// it kept, in bounded transactions, then its row.
+    async fn drain_subscription(&mut self, container: &str, sub: i64) -> Result<(), StoreError> {
+        let common = self.common.clone();
+        let st = &common.st;
+        loop {
+            let mut conn = self.begin_tx().await?;
+            let r = async {
+                let rows = conn
+                    .fetch(&st.sub_first_pending, &[Arg::I64(sub), Arg::I64(BULK_ROWS)])
+                    .await?;
+                if rows.is_empty() {
+                    conn.execute(&st.delete_subscription_row, &[Arg::I64(sub)])
+                        .await?;
+                    return Ok(true);
+                }
+                let mut ranges: Vec<(i64, i64, i64)> = Vec::new();
+                let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+                for r in &rows {
+                    let (p, m) = (r.i64(0)?, r.i64(1)?);
+                    lo = lo.min(m);
+                    hi = hi.max(m);
+                    match ranges.last_mut() {
+                        Some((rp, _, rhi)) if *rp == p => *rhi = m,
+                        _ => ranges.push((p, m, m)),
+                    }
+                }
+                for (p, a, b) in ranges {
+                    conn.execute(
+                        &st.delete_pending_range,
+                        &[Arg::I64(sub), Arg::I64(p), Arg::I64(a), Arg::I64(b)],
+                    )
+                    .await?;
+                }
+                conn.execute(
+                    &st.delete_unreferenced_range,
+                    &[Arg::Str(container), Arg::I64(lo), Arg::I64(hi)],
+                )
+                .await?;
+                Ok(false)
+            }
+            .await;
+            if self.end_tx(conn, r).await? {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn remove_destination(&mut self, d: &Destination) -> Result<(), StoreError> {
+        let common = self.common.clone();
+        let st = &common.st;
+        self.purge(d).await?;
+        let c = d.to_string();
+        if d.is_topic() {
+            let mut conn = self.begin_tx().await?;
+            let r = async {
+                let rows = conn.fetch(&st.subscriptions, &[Arg::Str(&c)]).await?;
+                rows.iter()
+                    .map(|r| Ok(SubscriptionKey::new(r.string(0)?, r.string(1)?)))
+                    .collect::<Result<Vec<_>, sqlx::Error>>()
+            }
+            .await;
+            for key in self.end_tx(conn, r).await? {
+                match self.delete_subscription(d, &key).await {
+                    Ok(()) | Err(StoreError::NotFound(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let mut conn = self.begin_tx().await?;
+        let r = conn.execute(&st.delete_markers, &[Arg::Str(&c)]).await;
+        self.end_tx(conn, r).await?;
+        common.sub_ids.lock().retain(|(dest, _), _| dest != d);
+        Ok(())
+    }
+}
+
+async fn ensure_destination(
+    conn: &mut Conn,
+    st: &Statements,
+    d: &Destination,
+) -> Result<(), sqlx::Error> {
+    let c = d.to_string();
+    conn.execute(
+        &st.ensure_destination,
+        &[Arg::Str(&c), Arg::Str(&c), Arg::Str(&c)],
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn queue_remove(conn: &mut Conn, st: &Statements, d: &Destination, id: &MessageId) -> Step {
+    let c = d.to_string();
+    let n = conn
+        .execute(
+            &st.delete_message,
+            &[Arg::Str(&id.producer), seq_arg(id), Arg::Str(&c)],
+        )
+        .await?;
+    Ok(if n == 0 {
+        Err(missing(d, id))
+    } else {
+        Ok(Done::Unit)
+    })
+}
+
+/// The subscription's id, from the cache or the database.
+pub(crate) async fn sub_id(
+    conn: &mut Conn,
+    common: &Common,
+    d: &Destination,
+    key: &SubscriptionKey,
+) -> Result<Option<i64>, sqlx::Error> {
+    let cache_key = (d.clone(), key.clone());
+    if let Some(id) = common.sub_ids.lock().get(&cache_key) {
+        return Ok(Some(*id));
+    }
+    let c = d.to_string();
+    let row = conn
+        .fetch_one(
+            &common.st.lookup_subscription,
+            &[Arg::Str(&c), Arg::Str(&key.client_id), Arg::Str(&key.name)],
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let id = row.i64(0)?;
+    common.sub_ids.lock().insert(cache_key, id);
+    Ok(Some(id))
+}
+
+fn missing(d: &Destination, id: &MessageId) -> StoreError {
+    StoreError::NotFound(format!("message {id} in {d}"))
+}
+
+/// True for an error a statement raised (the database refused it), false for a lost
+/// connection or a protocol failure, after which the connection is not trusted.
+fn is_statement_error(e: &StoreError) -> bool {
+    match e {
+        StoreError::Backend { source, .. } => matches!(
+            source.downcast_ref::<JdbcError>(),
+            Some(JdbcError::Database {
+                source: sqlx::Error::Database(_),
+                ..
+            })
+        ),
+        _ => false,
+    }
+}
+
+/// The error every job of a failed batch gets.
+fn same_error(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::NotFound(m) => StoreError::NotFound(m.clone()),
+        StoreError::InvalidArgument(m) => StoreError::InvalidArgument(m.clone()),
+        StoreError::Closed => StoreError::Closed,
+        StoreError::Backend { backend, source } => StoreError::Backend {
+            backend,
+            source: source.to_string().into(),
+        },
+        other => StoreError::Backend {
+            backend: "jdbc",
+            source: other.to_string().into(),
+        },
+    }
+}
