@@ -324,15 +324,6 @@ impl Pool {
 
 // The pool's methods are the connection's, run on whichever pooled connection is free.
 impl Pool {
-    /// Runs a statement; returns the number of rows it changed.
-    pub async fn execute(&self, sql: &Sql, args: &[Arg<'_>]) -> Result<u64, sqlx::Error> {
-        Ok(match self.inner() {
-            PoolInner::MySql(e) => bind_all!(sql, args).execute(e).await?.rows_affected(),
-            PoolInner::Postgres(e) => bind_all!(sql, args).execute(e).await?.rows_affected(),
-            PoolInner::Sqlite(e) => bind_all!(sql, args).execute(e).await?.rows_affected(),
-        })
-    }
-
     pub async fn fetch(&self, sql: &Sql, args: &[Arg<'_>]) -> Result<Vec<Row>, sqlx::Error> {
         Ok(match self.inner() {
             PoolInner::MySql(e) => bind_all!(sql, args)

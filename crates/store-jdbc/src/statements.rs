@@ -271,7 +271,6 @@ impl Statements {
                     format!(
                         "CREATE TABLE IF NOT EXISTS {p}(SUB_ID BIGINT NOT NULL, PRIORITY BIGINT NOT NULL, MSG_ID BIGINT NOT NULL, PRIMARY KEY (SUB_ID, PRIORITY, MSG_ID), INDEX {p}_MIDX (MSG_ID)) {table}"
                     ),
-                    format!("INSERT IGNORE INTO {l}(ID, EPOCH) VALUES (1, 0)"),
                 ]
             }
             Dialect::Postgres | Dialect::Sqlite => {
@@ -304,10 +303,23 @@ impl Statements {
                         "CREATE TABLE IF NOT EXISTS {p}(SUB_ID BIGINT NOT NULL, PRIORITY BIGINT NOT NULL, MSG_ID BIGINT NOT NULL, PRIMARY KEY (SUB_ID, PRIORITY, MSG_ID))"
                     ),
                     format!("CREATE INDEX IF NOT EXISTS {p}_MIDX ON {p} (MSG_ID)"),
-                    format!("INSERT INTO {l}(ID, EPOCH) VALUES (1, 0) ON CONFLICT DO NOTHING"),
                 ]
             }
         }
+    }
+
+    /// Counts the lock row with a plain read, which never waits for the row lock a database
+    /// locker holds (an `INSERT IGNORE` of the row would).
+    pub fn lock_row_count(&self) -> Sql {
+        self.sql(&format!("SELECT COUNT(*) FROM {} WHERE ID = 1", self.lock))
+    }
+
+    /// Inserts the single lock row.
+    pub fn insert_lock_row(&self) -> Sql {
+        self.sql(&format!(
+            "INSERT INTO {}(ID, EPOCH) VALUES (1, 0)",
+            self.lock
+        ))
     }
 
     /// Adds the fencing column to a lock table that ActiveMQ itself created.

@@ -291,7 +291,7 @@ impl JdbcStore {
     }
 }
 
-async fn create_schema(conn: &mut crate::sql::Conn, st: &Statements) -> Result<()> {
+pub(crate) async fn create_schema(conn: &mut crate::sql::Conn, st: &Statements) -> Result<()> {
     let collation = if st.dialect == Dialect::MySql {
         let version = conn
             .fetch_one(&st.sql("SELECT VERSION()"), &[])
@@ -315,6 +315,15 @@ async fn create_schema(conn: &mut crate::sql::Conn, st: &Statements) -> Result<(
         conn.raw(&ddl)
             .await
             .map_err(|e| db(st.dialect, &format!("creating the schema ({ddl})"), e))?;
+    }
+    if conn.scalar(&st.lock_row_count(), &[]).await.ok().flatten() == Some(0) {
+        // Two brokers starting on an empty database may both try: one insert wins, the
+        // other's key violation is harmless.
+        if let Err(e) = conn.execute(&st.insert_lock_row(), &[]).await {
+            if conn.scalar(&st.lock_row_count(), &[]).await.ok().flatten() != Some(1) {
+                return Err(db(st.dialect, "inserting the lock row", e));
+            }
+        }
     }
     // A lock table that ActiveMQ created has no EPOCH column: add it.
     let probe = st.sql(&format!("SELECT EPOCH FROM {} WHERE ID = 1", st.lock));
