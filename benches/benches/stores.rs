@@ -1,7 +1,10 @@
 //! Store throughput, engine against engine, same workloads, one run: `cargo bench -p benches`.
 //!
-//! Every file engine runs at sync policy `always` (an Ok means on disk). Besides criterion's
-//! timings, each group prints messages per fsync, so a fast result that stopped syncing shows.
+//! Every file engine runs at sync policy `always` (an Ok means on disk); the JDBC engines commit
+//! each batch durably (MariaDB's default `innodb_flush_log_at_trx_commit=1`, PostgreSQL's
+//! `synchronous_commit=on`, SQLite `synchronous=FULL`). Besides criterion's timings, each group
+//! prints messages per fsync (per database commit for JDBC), so a fast result that stopped
+//! syncing shows.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,15 +23,33 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn engines() -> Vec<fn() -> Engine> {
-    vec![Engine::memory, Engine::kahadb, Engine::amq]
+type MakeEngine = fn(&tokio::runtime::Runtime) -> Option<Engine>;
+
+/// Every engine, file engines first; the server-backed JDBC engines only when their URL is set
+/// (`MYSQL_URL`, `POSTGRES_URL`). `BENCH_ENGINES=kahadb,jdbc-sqlite` picks some.
+fn engines() -> Vec<(&'static str, MakeEngine)> {
+    let all: Vec<(&'static str, MakeEngine)> = vec![
+        ("memory", |_| Some(Engine::memory())),
+        ("kahadb", |_| Some(Engine::kahadb())),
+        ("amq", |_| Some(Engine::amq())),
+        ("jdbc-sqlite", Engine::jdbc_sqlite),
+        ("jdbc-mariadb", Engine::jdbc_mysql),
+        ("jdbc-postgres", Engine::jdbc_postgres),
+    ];
+    match std::env::var("BENCH_ENGINES") {
+        Ok(pick) => all
+            .into_iter()
+            .filter(|(n, _)| pick.split(',').any(|p| p.trim() == *n))
+            .collect(),
+        Err(_) => all,
+    }
 }
 
 fn report_fsyncs(group: &str, engine: &Engine, messages: u64, before: Option<u64>) {
     if let (Some(before), Some(after)) = (before, engine.fsyncs()) {
         let fsyncs = after - before;
         eprintln!(
-            "{group}/{}: {messages} messages, {fsyncs} fsyncs, {:.1} messages per fsync",
+            "{group}/{}: {messages} messages, {fsyncs} fsyncs, {:.1} messages per fsync or commit",
             engine.name,
             messages as f64 / fsyncs.max(1) as f64
         );
@@ -42,8 +63,8 @@ fn writers(c: &mut Criterion, name: &str, writers: usize) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(8))
         .throughput(Throughput::Elements(1));
-    for make in engines() {
-        let engine = make();
+    for (_, make) in engines() {
+        let Some(engine) = make(&rt) else { continue };
         let queue = rt
             .block_on(engine.store.queue_store(&Destination::queue("bench")))
             .expect("queue");
@@ -67,6 +88,7 @@ fn writers(c: &mut Criterion, name: &str, writers: usize) {
         report_fsyncs(name, &engine, total, before);
         let store = engine.store.clone();
         rt.block_on(store.close()).expect("close");
+        engine.cleanup(&rt);
     }
     group.finish();
 }
@@ -86,8 +108,8 @@ fn add_ack(c: &mut Criterion) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(8))
         .throughput(Throughput::Elements(1));
-    for make in engines() {
-        let engine = make();
+    for (_, make) in engines() {
+        let Some(engine) = make(&rt) else { continue };
         let queue = rt
             .block_on(engine.store.queue_store(&Destination::queue("bench")))
             .expect("queue");
@@ -103,6 +125,7 @@ fn add_ack(c: &mut Criterion) {
         });
         report_fsyncs("add_then_ack_1KiB", &engine, total, before);
         rt.block_on(engine.store.close()).expect("close");
+        engine.cleanup(&rt);
     }
     group.finish();
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use store_amq::{AmqConfig, AmqStore};
 use store_api::{Body, Destination, Message, MessageId, PersistenceAdapter, QueueStore};
+use store_jdbc::{JdbcConfig, JdbcStore};
 use store_kahadb::{KahaDbConfig, KahaDbStore};
 use store_memory::MemoryStore;
 use tempfile::TempDir;
@@ -16,6 +17,7 @@ pub struct Engine {
     pub store: Arc<dyn PersistenceAdapter>,
     kahadb: Option<KahaDbStore>,
     amq: Option<AmqStore>,
+    jdbc: Option<(JdbcStore, JdbcConfig)>,
     _dir: Option<TempDir>,
 }
 
@@ -26,6 +28,7 @@ impl Engine {
             store: Arc::new(MemoryStore::new()),
             kahadb: None,
             amq: None,
+            jdbc: None,
             _dir: None,
         }
     }
@@ -40,6 +43,7 @@ impl Engine {
             store: Arc::new(store.clone()),
             kahadb: None,
             amq: Some(store),
+            jdbc: None,
             _dir: Some(dir),
         }
     }
@@ -61,16 +65,76 @@ impl Engine {
             store: Arc::new(store.clone()),
             kahadb: Some(store),
             amq: None,
+            jdbc: None,
             _dir: Some(dir),
         }
     }
 
-    /// fsyncs of data files so far (journal), where the engine has any.
+    /// JDBC on SQLite in a fresh temporary directory (WAL, synchronous=FULL: a commit is on
+    /// disk when it returns).
+    pub fn jdbc_sqlite(rt: &tokio::runtime::Runtime) -> Option<Engine> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite:{}", dir.path().join("bench.db").display());
+        Engine::jdbc("jdbc-sqlite", rt, JdbcConfig::new(url), Some(dir))
+    }
+
+    /// JDBC on the MySQL/MariaDB server `MYSQL_URL` names, in tables of a fresh prefix that are
+    /// dropped afterwards; `None` (with a note) when it is not set.
+    pub fn jdbc_mysql(rt: &tokio::runtime::Runtime) -> Option<Engine> {
+        Engine::jdbc_env("jdbc-mariadb", "MYSQL_URL", rt)
+    }
+
+    /// JDBC on the PostgreSQL server `POSTGRES_URL` names.
+    pub fn jdbc_postgres(rt: &tokio::runtime::Runtime) -> Option<Engine> {
+        Engine::jdbc_env("jdbc-postgres", "POSTGRES_URL", rt)
+    }
+
+    fn jdbc_env(name: &'static str, var: &str, rt: &tokio::runtime::Runtime) -> Option<Engine> {
+        let Ok(url) = std::env::var(var) else {
+            eprintln!("SKIPPED: {name}: {var} is not set");
+            return None;
+        };
+        let mut config = JdbcConfig::new(url);
+        config.table_prefix = format!("BENCH{}_", std::process::id());
+        Engine::jdbc(name, rt, config, None)
+    }
+
+    fn jdbc(
+        name: &'static str,
+        rt: &tokio::runtime::Runtime,
+        config: JdbcConfig,
+        dir: Option<TempDir>,
+    ) -> Option<Engine> {
+        let store = rt
+            .block_on(JdbcStore::open(config.clone()))
+            .expect("open jdbc");
+        Some(Engine {
+            name,
+            store: Arc::new(store.clone()),
+            kahadb: None,
+            amq: None,
+            jdbc: Some((store, config)),
+            _dir: dir,
+        })
+    }
+
+    /// fsyncs of data files so far (journal), where the engine has any; for JDBC, database
+    /// commits (each one a log flush on the server).
     pub fn fsyncs(&self) -> Option<u64> {
-        match (&self.kahadb, &self.amq) {
-            (Some(k), _) => Some(k.stats().journal.fsyncs),
-            (_, Some(a)) => Some(a.stats().journal.fsyncs),
+        match (&self.kahadb, &self.amq, &self.jdbc) {
+            (Some(k), _, _) => Some(k.stats().journal.fsyncs),
+            (_, Some(a), _) => Some(a.stats().journal.fsyncs),
+            (_, _, Some((j, _))) => Some(j.commit_stats().0),
             _ => None,
+        }
+    }
+
+    /// Drops the tables of a server-backed JDBC engine (after close).
+    pub fn cleanup(&self, rt: &tokio::runtime::Runtime) {
+        if let Some((_, config)) = &self.jdbc {
+            if self._dir.is_none() {
+                let _ = rt.block_on(JdbcStore::drop_tables(config));
+            }
         }
     }
 }

@@ -53,3 +53,4 @@ pub use fence::Fence;
 pub use sql::{Dialect, redact};
 pub use statements::validate_prefix;
 pub use store::{JdbcConfig, JdbcStore};
+pub use writer::CheckpointBatch;

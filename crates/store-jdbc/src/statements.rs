@@ -22,6 +22,11 @@ pub const DELETING_PRIORITY: i64 = 12;
 pub const SEQUENCE_PRIORITY: i64 = 13;
 /// `ACTIVEMQ_ACKS.CONTAINER` (and client id and name) of that row.
 pub const SEQUENCE_CONTAINER: &str = "sequence://store";
+/// `ACTIVEMQ_ACKS.PRIORITY` of the row whose `LAST_ACKED_ID` is the journaled JDBC engine's
+/// checkpoint mark: the journal location the database reflects, packed as file << 32 | offset.
+pub const MARK_PRIORITY: i64 = 14;
+/// `ACTIVEMQ_ACKS.CONTAINER` of that row.
+pub const MARK_CONTAINER: &str = "journal://mark";
 /// `ACTIVEMQ_MSGS.CONTAINER` of the rows that hold prepared XA transactions.
 pub const PREPARED_CONTAINER: &str = "xa://prepared";
 /// Longest text a `VARCHAR(250)` column holds.
@@ -61,6 +66,12 @@ pub struct Statements {
     pub reserve_sequences: Sql,
 
     pub ensure_destination: Sql,
+    pub ensure_mark_row: Sql,
+    pub set_mark: Sql,
+    pub get_mark: Sql,
+    pub insert_pending_one: Sql,
+    pub message_key_size: Sql,
+    pub pending_refs: Sql,
     pub destinations: Sql,
     pub delete_markers: Sql,
     pub marker_exists: Sql,
@@ -116,6 +127,11 @@ impl Statements {
             Dialect::Postgres => format!("CAST(COALESCE(SUM(LENGTH({col})), 0) AS BIGINT)"),
             Dialect::Sqlite => format!("COALESCE(SUM(LENGTH({col})), 0)"),
         };
+        let len_msg = match dialect {
+            Dialect::MySql => "CAST(LENGTH(MSG) AS SIGNED)",
+            Dialect::Postgres => "CAST(LENGTH(MSG) AS BIGINT)",
+            Dialect::Sqlite => "LENGTH(MSG)",
+        };
         let share_lock = match dialect {
             Dialect::MySql => " LOCK IN SHARE MODE",
             Dialect::Postgres => " FOR SHARE",
@@ -130,7 +146,7 @@ impl Statements {
             },
             lock_epoch_check: sql(format!("SELECT EPOCH FROM {lock} WHERE ID = 1{share_lock}")),
             max_ids: sql(format!(
-                "SELECT (SELECT COALESCE(MAX(ID), 0) FROM {msgs}), (SELECT COALESCE(MAX(LAST_ACKED_ID), 0) FROM {acks})"
+                "SELECT (SELECT COALESCE(MAX(ID), 0) FROM {msgs}), (SELECT COALESCE(MAX(LAST_ACKED_ID), 0) FROM {acks} WHERE PRIORITY <> {MARK_PRIORITY})"
             )),
 
             ensure_sequence_row: sql(format!(
@@ -139,6 +155,22 @@ impl Statements {
             reserve_sequences: sql(format!(
                 "UPDATE {acks} SET LAST_ACKED_ID = ? WHERE CONTAINER = '{SEQUENCE_CONTAINER}' AND PRIORITY = {SEQUENCE_PRIORITY}"
             )),
+            ensure_mark_row: sql(format!(
+                "INSERT {ignore}INTO {acks}(CONTAINER, CLIENT_ID, SUB_NAME, LAST_ACKED_ID, PRIORITY) VALUES ('{MARK_CONTAINER}', '{MARK_CONTAINER}', '{MARK_CONTAINER}', 0, {MARK_PRIORITY}){on_conflict}"
+            )),
+            set_mark: sql(format!(
+                "UPDATE {acks} SET LAST_ACKED_ID = ? WHERE CONTAINER = '{MARK_CONTAINER}' AND PRIORITY = {MARK_PRIORITY}"
+            )),
+            get_mark: sql(format!(
+                "SELECT LAST_ACKED_ID FROM {acks} WHERE CONTAINER = '{MARK_CONTAINER}' AND PRIORITY = {MARK_PRIORITY}"
+            )),
+            insert_pending_one: sql(format!(
+                "INSERT {ignore}INTO {pending}(SUB_ID, PRIORITY, MSG_ID) VALUES (?, ?, ?){on_conflict}"
+            )),
+            message_key_size: sql(format!(
+                "SELECT ID, PRIORITY, {len_msg} FROM {msgs} WHERE MSGID_PROD = ? AND MSGID_SEQ = ? AND CONTAINER = ?"
+            )),
+            pending_refs: sql(format!("SELECT COUNT(*) FROM {pending} WHERE MSG_ID = ?")),
             ensure_destination: sql(format!(
                 "INSERT {ignore}INTO {acks}(CONTAINER, CLIENT_ID, SUB_NAME, LAST_ACKED_ID, PRIORITY) VALUES (?, ?, ?, 0, {MARKER_PRIORITY}){on_conflict}"
             )),
@@ -171,7 +203,7 @@ impl Statements {
                 sum_len("MSG")
             )),
             expired: sql(format!(
-                "SELECT MSGID_PROD, MSGID_SEQ FROM {msgs} WHERE CONTAINER = ? AND EXPIRATION > 0 AND EXPIRATION <= ? ORDER BY PRIORITY DESC, ID LIMIT ?"
+                "SELECT MSGID_PROD, MSGID_SEQ, PRIORITY, ID FROM {msgs} WHERE CONTAINER = ? AND EXPIRATION > 0 AND EXPIRATION <= ? ORDER BY PRIORITY DESC, ID LIMIT ?"
             )),
             first_ids: sql(format!(
                 "SELECT ID FROM {msgs} WHERE CONTAINER = ? ORDER BY ID LIMIT ?"

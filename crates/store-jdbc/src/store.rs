@@ -20,7 +20,7 @@ use crate::error::JdbcError;
 use crate::fence::Fence;
 use crate::sql::{Arg, Dialect, Options, Pool, Row, redact};
 use crate::statements::{MAX_TEXT, Statements};
-use crate::writer::{BULK_ROWS, Common, Done, Job, Work, WriterTask};
+use crate::writer::{BULK_ROWS, CheckpointBatch, Common, Done, Job, Work, WriterTask};
 
 /// How to reach the database and shape the tables.
 #[derive(Debug, Clone)]
@@ -198,6 +198,9 @@ impl JdbcStore {
             None
         };
         let common = Arc::new(Common {
+            commits: AtomicU64::new(0),
+            message_statements: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
             max_packet,
             st,
             last_sequence: AtomicU64::new(last as u64),
@@ -221,6 +224,170 @@ impl JdbcStore {
         store.shared.submit(Work::Recover).await?;
         store.load_prepared().await?;
         Ok(store)
+    }
+
+    /// Database transactions the writer committed since open, and the changes (adds, acks,
+    /// commits of transactions...) they carried: changes per commit is the group-commit
+    /// factor.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        let c = &self.shared.common;
+        (
+            c.commits.load(Ordering::Relaxed),
+            c.changes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Applies a journaled JDBC checkpoint (see [`CheckpointBatch`]) in one transaction.
+    pub async fn apply_checkpoint(&self, batch: CheckpointBatch) -> Result<()> {
+        self.shared.check_open()?;
+        for (m, _) in &batch.adds {
+            check_message(m, self.shared.common.max_packet)?;
+        }
+        self.shared
+            .submit(Work::Checkpoint(Box::new(batch)))
+            .await?;
+        Ok(())
+    }
+
+    /// The journal position the last checkpoint recorded, if any.
+    pub async fn journal_mark(&self) -> Result<Option<i64>> {
+        let s = &self.shared;
+        s.check_open()?;
+        s.pool
+            .scalar(&s.common.st.get_mark, &[])
+            .await
+            .map_err(|e| s.db("reading the checkpoint mark", e))
+    }
+
+    /// Statements on message rows that checkpoints ran since open.
+    pub fn checkpoint_message_statements(&self) -> u64 {
+        self.shared
+            .common
+            .message_statements
+            .load(Ordering::Relaxed)
+    }
+
+    /// The highest sequence committed.
+    pub fn last_sequence(&self) -> u64 {
+        self.shared.common.last_sequence.load(Ordering::Acquire)
+    }
+
+    /// Checks that a message fits the columns and the server's packet limit, as an add would.
+    pub fn validate_message(&self, m: &Message) -> Result<()> {
+        check_message(m, self.shared.common.max_packet)
+    }
+
+    /// Checks names as the columns require.
+    pub fn validate_names(&self, d: &Destination, key: Option<&SubscriptionKey>) -> Result<()> {
+        check_destination(d)?;
+        if let Some(k) = key {
+            check_key(k)?;
+        }
+        Ok(())
+    }
+
+    /// The stored message's place in delivery order and encoded size.
+    pub async fn message_key_size(
+        &self,
+        d: &Destination,
+        id: &MessageId,
+    ) -> Result<Option<(OrderKey, u64)>> {
+        let s = &self.shared;
+        s.check_open()?;
+        let row = s
+            .pool
+            .fetch_one(
+                &s.common.st.message_key_size,
+                &[
+                    Arg::Str(&id.producer),
+                    Arg::I64(id.producer_seq as i64),
+                    Arg::Str(&d.to_string()),
+                ],
+            )
+            .await
+            .map_err(|e| s.db("looking a message up", e))?;
+        match row {
+            Some(r) => {
+                let seq = r.i64(0).map_err(|e| s.db("reading ID", e))?;
+                let p = r.i64(1).map_err(|e| s.db("reading PRIORITY", e))?;
+                let len = r.opt_i64(2).map_err(|e| s.db("reading LENGTH(MSG)", e))?;
+                Ok(Some((
+                    OrderKey {
+                        priority: p.clamp(0, i64::from(MAX_PRIORITY)) as u8,
+                        sequence: seq as u64,
+                    },
+                    len.unwrap_or(0).max(0) as u64,
+                )))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// How many subscriptions the stored topic message is pending for.
+    pub async fn pending_refs(&self, d: &Destination, id: &MessageId) -> Result<u64> {
+        let s = &self.shared;
+        let Some((k, _)) = self.message_key_size(d, id).await? else {
+            return Ok(0);
+        };
+        let n = s
+            .pool
+            .scalar(&s.common.st.pending_refs, &[Arg::I64(k.sequence as i64)])
+            .await
+            .map_err(|e| s.db("counting references", e))?;
+        Ok(n.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Whether the stored topic message is pending for the subscription.
+    pub async fn is_pending(
+        &self,
+        d: &Destination,
+        key: &SubscriptionKey,
+        id: &MessageId,
+    ) -> Result<bool> {
+        self.shared.check_open()?;
+        self.shared.pending_for(d, key, id).await
+    }
+
+    /// Up to `limit` stored messages of a queue (or, with `sub`, pending for a subscription) at
+    /// one priority with a sequence above `after`, in sequence order.
+    pub async fn page(
+        &self,
+        d: &Destination,
+        sub: Option<&SubscriptionKey>,
+        priority: u8,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Message>> {
+        let s = &self.shared;
+        s.check_open()?;
+        let sub_id = match sub {
+            Some(k) => match s.sub_id(d, k).await? {
+                Some(id) => Some(id),
+                None => return Err(StoreError::NotFound(format!("subscription {k} on {d}"))),
+            },
+            None => None,
+        };
+        let c = d.to_string();
+        s.page(
+            &c,
+            sub_id,
+            |p| (p == priority).then_some(after as i64),
+            limit,
+        )
+        .await
+    }
+
+    /// Up to `max` expired stored messages of a destination with their places in delivery
+    /// order, first in delivery order.
+    pub async fn expired_entries(
+        &self,
+        d: &Destination,
+        now_ms: i64,
+        max: usize,
+    ) -> Result<Vec<(OrderKey, MessageId)>> {
+        let s = &self.shared;
+        s.check_open()?;
+        s.expired_entries(&d.to_string(), now_ms, max).await
     }
 
     /// The dialect in use.
@@ -536,6 +703,20 @@ impl Shared {
     }
 
     async fn expired(&self, container: &str, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
+        Ok(self
+            .expired_entries(container, now_ms, max)
+            .await?
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect())
+    }
+
+    async fn expired_entries(
+        &self,
+        container: &str,
+        now_ms: i64,
+        max: usize,
+    ) -> Result<Vec<(OrderKey, MessageId)>> {
         let rows = self
             .pool
             .fetch(
@@ -552,7 +733,15 @@ impl Shared {
             .map(|r| {
                 let p = r.string(0).map_err(|e| self.db("reading MSGID_PROD", e))?;
                 let s = r.i64(1).map_err(|e| self.db("reading MSGID_SEQ", e))?;
-                Ok(MessageId::new(p, s as u64))
+                let prio = r.i64(2).map_err(|e| self.db("reading PRIORITY", e))?;
+                let seq = r.i64(3).map_err(|e| self.db("reading ID", e))?;
+                Ok((
+                    OrderKey {
+                        priority: prio.clamp(0, i64::from(MAX_PRIORITY)) as u8,
+                        sequence: seq as u64,
+                    },
+                    MessageId::new(p, s as u64),
+                ))
             })
             .collect()
     }

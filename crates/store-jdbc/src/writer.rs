@@ -40,6 +40,11 @@ pub(crate) struct Common {
     /// Subscription ids (`ACTIVEMQ_ACKS.LAST_ACKED_ID`) known to this process.
     pub sub_ids: Mutex<HashMap<(Destination, SubscriptionKey), i64>>,
     pub fence: Option<Fence>,
+    /// Statements on message rows run by journaled JDBC checkpoints.
+    pub message_statements: AtomicU64,
+    /// Database transactions committed by the writer, and the changes they carried.
+    pub commits: AtomicU64,
+    pub changes: AtomicU64,
     /// The largest statement the server takes (MySQL's `max_allowed_packet`), if limited.
     pub max_packet: Option<u64>,
 }
@@ -62,7 +67,25 @@ pub(crate) enum Work {
     RemoveDestination(Destination),
     DeleteAll,
     Recover,
+    Checkpoint(Box<CheckpointBatch>),
     Close,
+}
+
+/// What the journaled JDBC engine moves into the database at a checkpoint, applied in one
+/// transaction and idempotently: an add already present and an ack of a row already gone are
+/// both fine, so a replayed journal can be applied again.
+#[derive(Debug, Default)]
+pub struct CheckpointBatch {
+    /// Messages with the sequence they were given; for a topic message, the subscriptions it
+    /// is still pending for.
+    pub adds: Vec<(Message, Vec<SubscriptionKey>)>,
+    pub queue_acks: Vec<(Destination, MessageId)>,
+    pub topic_acks: Vec<(Destination, SubscriptionKey, MessageId)>,
+    /// The journal position the database reflects once this commits.
+    pub mark: i64,
+    /// Sequences below this were handed out by the journaled engine: the database's own
+    /// (subscription ids, XA commits) continue above.
+    pub next_sequence: i64,
 }
 
 impl Work {
@@ -74,6 +97,7 @@ impl Work {
                 | Work::RemoveDestination(_)
                 | Work::DeleteAll
                 | Work::Recover
+                | Work::Checkpoint(_)
                 | Work::Close
         )
     }
@@ -249,6 +273,10 @@ impl WriterTask {
         match outcome {
             Ok(results) => {
                 self.conn = Some(conn);
+                self.common.commits.fetch_add(1, Ordering::Relaxed);
+                self.common
+                    .changes
+                    .fetch_add(works.len() as u64, Ordering::Relaxed);
                 self.common
                     .last_sequence
                     .fetch_max((self.next_id - 1).max(0) as u64, Ordering::AcqRel);
@@ -453,6 +481,7 @@ impl WriterTask {
             | Work::RemoveDestination(_)
             | Work::DeleteAll
             | Work::Recover
+            | Work::Checkpoint(_)
             | Work::Close => Ok(Err(StoreError::InvalidArgument(
                 "bulk work inside a batch".into(),
             ))),
@@ -598,6 +627,7 @@ impl WriterTask {
                 Ok(Done::Unit)
             }
             Work::Purge(d) => self.purge(d).await.map(Done::Count),
+            Work::Checkpoint(batch) => self.checkpoint(batch).await.map(Done::Count),
             Work::DeleteSubscription(d, key) => {
                 self.delete_subscription(d, key).await?;
                 Ok(Done::Unit)
@@ -654,6 +684,100 @@ impl WriterTask {
             }
             _ => Err(StoreError::InvalidArgument("not bulk work".into())),
         }
+    }
+
+    /// Applies a journaled JDBC checkpoint in one transaction; returns the statements on
+    /// message rows it ran.
+    async fn checkpoint(&mut self, b: &CheckpointBatch) -> Result<u64, StoreError> {
+        let common = self.common.clone();
+        let st = &common.st;
+        let mut conn = self.begin_tx().await?;
+        let mut max_seq = 0i64;
+        let r = async {
+            let mut stmts = 0u64;
+            let mut ensured: Vec<&Destination> = Vec::new();
+            // Acks first: an id acked and added again within the cycle is a new message.
+            for (d, id) in &b.queue_acks {
+                queue_remove(&mut conn, st, d, id).await?.ok();
+                stmts += 1;
+            }
+            for (d, key, id) in &b.topic_acks {
+                let Some(sub) = sub_id(&mut conn, &common, d, key).await? else {
+                    continue;
+                };
+                let c = d.to_string();
+                let row = conn
+                    .fetch_one(
+                        &st.message_key,
+                        &[Arg::Str(&id.producer), seq_arg(id), Arg::Str(&c)],
+                    )
+                    .await?;
+                stmts += 1;
+                let Some(row) = row else { continue };
+                let (mid, priority) = (row.i64(0)?, row.i64(1)?);
+                conn.execute(
+                    &st.delete_pending,
+                    &[Arg::I64(sub), Arg::I64(priority), Arg::I64(mid)],
+                )
+                .await?;
+                conn.execute(&st.delete_if_unreferenced, &[Arg::I64(mid), Arg::I64(mid)])
+                    .await?;
+                stmts += 2;
+            }
+            for (m, subs) in &b.adds {
+                let d = &m.destination;
+                if !ensured.contains(&d) {
+                    ensure_destination(&mut conn, st, d).await?;
+                    ensured.push(d);
+                }
+                let id = m.sequence as i64;
+                max_seq = max_seq.max(id);
+                let c = d.to_string();
+                let bytes = codec::encode(m);
+                let n = conn
+                    .execute(
+                        &st.insert_message,
+                        &[
+                            Arg::I64(id),
+                            Arg::Str(&m.id.producer),
+                            seq_arg(&m.id),
+                            Arg::Str(&c),
+                            Arg::I64(m.expiration),
+                            Arg::I64(i64::from(m.priority)),
+                            Arg::Bytes(&bytes),
+                        ],
+                    )
+                    .await?;
+                stmts += 1;
+                if n == 0 || !d.is_topic() {
+                    continue; // already there: a replay
+                }
+                for key in subs {
+                    if let Some(sub) = sub_id(&mut conn, &common, d, key).await? {
+                        conn.execute(
+                            &st.insert_pending_one,
+                            &[Arg::I64(sub), Arg::I64(i64::from(m.priority)), Arg::I64(id)],
+                        )
+                        .await?;
+                        stmts += 1;
+                    }
+                }
+            }
+            conn.execute(&st.ensure_mark_row, &[]).await?;
+            conn.execute(&st.set_mark, &[Arg::I64(b.mark)]).await?;
+            self.next_id = self.next_id.max(max_seq + 1).max(b.next_sequence);
+            self.reserve(&mut conn).await?;
+            Ok(stmts)
+        }
+        .await;
+        let stmts = self.end_tx(conn, r).await?;
+        common
+            .message_statements
+            .fetch_add(stmts, Ordering::Relaxed);
+        self.common
+            .last_sequence
+            .fetch_max((self.next_id - 1).max(0) as u64, Ordering::AcqRel);
+        Ok(stmts)
     }
 
     /// Starts a transaction of its own (with the lock checks) for bulk work.

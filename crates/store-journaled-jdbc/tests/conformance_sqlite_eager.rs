@@ -1,0 +1,8 @@
+//! The conformance kit against the journaled JDBC engine over SQLite, checkpointing after every
+//! journal record, so that merged reads cross the database/overlay seam all the time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+store_api::conformance_tests!(common::Factory::sqlite_eager(), durable = true);
