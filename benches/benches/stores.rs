@@ -35,6 +35,8 @@ fn engines() -> Vec<(&'static str, MakeEngine)> {
         ("jdbc-sqlite", Engine::jdbc_sqlite),
         ("jdbc-mariadb", Engine::jdbc_mysql),
         ("jdbc-postgres", Engine::jdbc_postgres),
+        ("journaled-sqlite", Engine::journaled_sqlite),
+        ("journaled-mariadb", Engine::journaled_mysql),
     ];
     match std::env::var("BENCH_ENGINES") {
         Ok(pick) => all

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use store_amq::{AmqConfig, AmqStore};
 use store_api::{Body, Destination, Message, MessageId, PersistenceAdapter, QueueStore};
 use store_jdbc::{JdbcConfig, JdbcStore};
+use store_journaled_jdbc::{JournaledJdbcConfig, JournaledJdbcStore};
 use store_kahadb::{KahaDbConfig, KahaDbStore};
 use store_memory::MemoryStore;
 use tempfile::TempDir;
@@ -18,6 +19,7 @@ pub struct Engine {
     kahadb: Option<KahaDbStore>,
     amq: Option<AmqStore>,
     jdbc: Option<(JdbcStore, JdbcConfig)>,
+    journaled: Option<JournaledJdbcStore>,
     _dir: Option<TempDir>,
 }
 
@@ -29,6 +31,7 @@ impl Engine {
             kahadb: None,
             amq: None,
             jdbc: None,
+            journaled: None,
             _dir: None,
         }
     }
@@ -44,6 +47,7 @@ impl Engine {
             kahadb: None,
             amq: Some(store),
             jdbc: None,
+            journaled: None,
             _dir: Some(dir),
         }
     }
@@ -66,6 +70,7 @@ impl Engine {
             kahadb: Some(store),
             amq: None,
             jdbc: None,
+            journaled: None,
             _dir: Some(dir),
         }
     }
@@ -114,27 +119,74 @@ impl Engine {
             kahadb: None,
             amq: None,
             jdbc: Some((store, config)),
+            journaled: None,
             _dir: dir,
+        })
+    }
+
+    /// Journaled JDBC over SQLite: the journal in a fresh temporary directory, ActiveMQ's
+    /// checkpoint defaults (5 minutes, or 32 MiB of journal).
+    pub fn journaled_sqlite(rt: &tokio::runtime::Runtime) -> Option<Engine> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite:{}", dir.path().join("bench.db").display());
+        Engine::journaled("journaled-sqlite", rt, JdbcConfig::new(url), dir)
+    }
+
+    /// Journaled JDBC over the MySQL/MariaDB server `MYSQL_URL` names.
+    pub fn journaled_mysql(rt: &tokio::runtime::Runtime) -> Option<Engine> {
+        let Ok(url) = std::env::var("MYSQL_URL") else {
+            eprintln!("SKIPPED: journaled-mariadb: MYSQL_URL is not set");
+            return None;
+        };
+        let mut config = JdbcConfig::new(url);
+        config.table_prefix = format!("BENCHJ{}_", std::process::id());
+        let dir = tempfile::tempdir().expect("temp dir");
+        Engine::journaled("journaled-mariadb", rt, config, dir)
+    }
+
+    fn journaled(
+        name: &'static str,
+        rt: &tokio::runtime::Runtime,
+        jdbc: JdbcConfig,
+        dir: TempDir,
+    ) -> Option<Engine> {
+        let mut config = JournaledJdbcConfig::new(dir.path().join("journal"), jdbc.clone());
+        if std::env::var_os("BENCH_NO_PREALLOCATE").is_some() {
+            config.preallocate = false;
+        }
+        let store = rt
+            .block_on(JournaledJdbcStore::open(config))
+            .expect("open journaled jdbc");
+        let server = !jdbc.url.starts_with("sqlite");
+        Some(Engine {
+            name,
+            store: Arc::new(store.clone()),
+            kahadb: None,
+            amq: None,
+            jdbc: server.then(|| (store.jdbc().clone(), jdbc)),
+            journaled: Some(store),
+            _dir: Some(dir),
         })
     }
 
     /// fsyncs of data files so far (journal), where the engine has any; for JDBC, database
     /// commits (each one a log flush on the server).
     pub fn fsyncs(&self) -> Option<u64> {
-        match (&self.kahadb, &self.amq, &self.jdbc) {
-            (Some(k), _, _) => Some(k.stats().journal.fsyncs),
-            (_, Some(a), _) => Some(a.stats().journal.fsyncs),
-            (_, _, Some((j, _))) => Some(j.commit_stats().0),
+        match (&self.kahadb, &self.amq, &self.journaled, &self.jdbc) {
+            (Some(k), _, _, _) => Some(k.stats().journal.fsyncs),
+            (_, Some(a), _, _) => Some(a.stats().journal.fsyncs),
+            (_, _, Some(j), _) => Some(j.journal_fsyncs()),
+            (_, _, _, Some((j, _))) => Some(j.commit_stats().0),
             _ => None,
         }
     }
 
     /// Drops the tables of a server-backed JDBC engine (after close).
     pub fn cleanup(&self, rt: &tokio::runtime::Runtime) {
-        if let Some((_, config)) = &self.jdbc {
-            if self._dir.is_none() {
-                let _ = rt.block_on(JdbcStore::drop_tables(config));
-            }
+        if let Some((_, config)) = &self.jdbc
+            && !config.url.starts_with("sqlite")
+        {
+            let _ = rt.block_on(JdbcStore::drop_tables(config));
         }
     }
 }

@@ -132,7 +132,7 @@ fn check_message(m: &Message, max_packet: Option<u64>) -> Result<()> {
     check_text("a message's producer id", &m.id.producer)?;
     if let Some(max) = max_packet {
         // The row travels in one packet with its other columns: leave room for them.
-        let size = m.size() as u64 + 2048;
+        let size = m.size() + 2048;
         if size > max {
             return Err(StoreError::InvalidArgument(format!(
                 "message {} of {} bytes does not fit the server's max_allowed_packet of {max} bytes; raise max_allowed_packet (see the README)",
@@ -486,10 +486,10 @@ pub(crate) async fn create_schema(conn: &mut crate::sql::Conn, st: &Statements) 
     if conn.scalar(&st.lock_row_count(), &[]).await.ok().flatten() == Some(0) {
         // Two brokers starting on an empty database may both try: one insert wins, the
         // other's key violation is harmless.
-        if let Err(e) = conn.execute(&st.insert_lock_row(), &[]).await {
-            if conn.scalar(&st.lock_row_count(), &[]).await.ok().flatten() != Some(1) {
-                return Err(db(st.dialect, "inserting the lock row", e));
-            }
+        if let Err(e) = conn.execute(&st.insert_lock_row(), &[]).await
+            && conn.scalar(&st.lock_row_count(), &[]).await.ok().flatten() != Some(1)
+        {
+            return Err(db(st.dialect, "inserting the lock row", e));
         }
     }
     // A lock table that ActiveMQ created has no EPOCH column: add it.
@@ -810,10 +810,10 @@ impl PersistenceAdapter for JdbcStore {
         s.check_open()?;
         check_destination(destination)?;
         let r = s.submit(Work::RemoveDestination(destination.clone())).await;
-        if r.is_ok() {
-            if let Some(state) = s.registry.lock().remove(destination) {
-                state.removed.store(true, Ordering::Release);
-            }
+        if r.is_ok()
+            && let Some(state) = s.registry.lock().remove(destination)
+        {
+            state.removed.store(true, Ordering::Release);
         }
         r.map(|_| ())
     }

@@ -357,10 +357,10 @@ impl WriterTask {
 
     /// After a commit: the transaction's reservation holds. After a rollback it does not.
     fn settle(&mut self, committed: bool) {
-        if let Some(r) = self.reserved_in_tx.take() {
-            if committed {
-                self.reserved = r;
-            }
+        if let Some(r) = self.reserved_in_tx.take()
+            && committed
+        {
+            self.reserved = r;
         }
     }
 

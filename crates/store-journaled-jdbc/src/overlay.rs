@@ -101,7 +101,7 @@ impl Overlay {
     /// A queue message, or a topic message with its pending subscriptions.
     pub fn add(&mut self, m: Message, subs: &[SubscriptionKey]) {
         let key = OrderKey::of(&m);
-        let size = m.size() as u64;
+        let size = m.size();
         let d = m.destination.clone();
         if d.is_queue() {
             let q = self.queues.entry(d).or_default();
@@ -138,7 +138,7 @@ impl Overlay {
             return false;
         };
         if let Some(m) = q.adds.remove(&key) {
-            let size = m.size() as u64;
+            let size = m.size();
             q.add_bytes -= size;
             self.bytes = self.bytes.saturating_sub(size);
         }
@@ -172,7 +172,7 @@ impl Overlay {
         if !entry.pending.remove(sub) {
             return false;
         }
-        let size = entry.message.size() as u64;
+        let size = entry.message.size();
         if let Some(e) = t.add_pending.get_mut(sub) {
             sub_from(e, size);
         }

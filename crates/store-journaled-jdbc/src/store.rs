@@ -225,6 +225,11 @@ impl JournaledJdbcStore {
         &self.inner.jdbc
     }
 
+    /// fsyncs of the journal since open.
+    pub fn journal_fsyncs(&self) -> u64 {
+        self.inner.journal.stats().fsyncs
+    }
+
     /// Checkpoints completed since open.
     pub fn checkpoints(&self) -> u64 {
         self.inner.checkpoints.load(Ordering::Relaxed)
@@ -359,9 +364,9 @@ impl Inner {
                 } => {
                     self.fact(&mut f, destination, id, true).await?;
                     let k = (destination.clone(), subscription.clone(), id.clone());
-                    if !f.pending.contains_key(&k) {
+                    if let std::collections::hash_map::Entry::Vacant(e) = f.pending.entry(k) {
                         let p = self.jdbc.is_pending(destination, subscription, id).await?;
-                        f.pending.insert(k, p);
+                        e.insert(p);
                     }
                 }
             }
@@ -398,13 +403,14 @@ impl Inner {
             let facts = self.facts(&ops).await?;
             let mut subs = HashMap::new();
             for op in &ops {
-                if let TxOp::Add(m) = op {
-                    if m.destination.is_topic() && !subs.contains_key(&m.destination) {
-                        subs.insert(
-                            m.destination.clone(),
-                            self.subscriptions(&m.destination).await?,
-                        );
-                    }
+                if let TxOp::Add(m) = op
+                    && m.destination.is_topic()
+                    && !subs.contains_key(&m.destination)
+                {
+                    subs.insert(
+                        m.destination.clone(),
+                        self.subscriptions(&m.destination).await?,
+                    );
                 }
             }
             let _w = self.write.lock().await;
@@ -598,10 +604,10 @@ impl StateProbe for Probe<'_> {
         key: &SubscriptionKey,
         id: &MessageId,
     ) -> Result<bool> {
-        if let Some(t) = self.ov.topic(d) {
-            if let Some(k) = t.by_id.get(id) {
-                return Ok(t.adds.get(k).is_some_and(|a| a.pending.contains(key)));
-            }
+        if let Some(t) = self.ov.topic(d)
+            && let Some(k) = t.by_id.get(id)
+        {
+            return Ok(t.adds.get(k).is_some_and(|a| a.pending.contains(key)));
         }
         let in_db = self
             .facts
@@ -630,14 +636,13 @@ fn apply(
             ov.add(m, &s);
         }
         TxOp::QueueAck { destination, id } => {
-            if !ov.cancel_queue_add(&destination, &id) {
-                if let Some(DbFact {
+            if !ov.cancel_queue_add(&destination, &id)
+                && let Some(DbFact {
                     stored: Some((key, size)),
                     ..
                 }) = facts.messages.get(&(destination.clone(), id.clone()))
-                {
-                    ov.remove_db(&destination, id, *key, *size);
-                }
+            {
+                ov.remove_db(&destination, id, *key, *size);
             }
         }
         TxOp::TopicAck {
@@ -645,14 +650,13 @@ fn apply(
             subscription,
             id,
         } => {
-            if !ov.ack_topic_add(&destination, &subscription, &id) {
-                if let Some(DbFact {
+            if !ov.ack_topic_add(&destination, &subscription, &id)
+                && let Some(DbFact {
                     stored: Some((key, size)),
                     refs,
                 }) = facts.messages.get(&(destination.clone(), id.clone()))
-                {
-                    ov.ack_topic_db(&destination, &subscription, &id, *key, *size, *refs);
-                }
+            {
+                ov.ack_topic_db(&destination, &subscription, &id, *key, *size, *refs);
             }
         }
     }
@@ -753,12 +757,12 @@ impl PersistenceAdapter for JournaledJdbcStore {
             let mut subs = HashMap::new();
             if let TxOp::TopicAck { destination, .. } = &op {
                 subs.insert(destination.clone(), i.subscriptions(destination).await?);
-                if let TxOp::TopicAck { subscription, .. } = &op {
-                    if !subs[destination].contains(subscription) {
-                        return Err(StoreError::NotFound(format!(
-                            "subscription {subscription} on {destination}"
-                        )));
-                    }
+                if let TxOp::TopicAck { subscription, .. } = &op
+                    && !subs[destination].contains(subscription)
+                {
+                    return Err(StoreError::NotFound(format!(
+                        "subscription {subscription} on {destination}"
+                    )));
                 }
             }
             let ov = i.overlay.lock();
@@ -1157,10 +1161,10 @@ impl Handle {
                 }
             }
         }
-        if let Some(s) = sub {
-            if !i.jdbc.is_pending(&self.d, s, id).await? {
-                return Ok(None);
-            }
+        if let Some(s) = sub
+            && !i.jdbc.is_pending(&self.d, s, id).await?
+        {
+            return Ok(None);
         }
         Ok(i.jdbc.message_key_size(&self.d, id).await?.map(|(k, _)| k))
     }
@@ -1182,10 +1186,10 @@ impl QueueStore for Handle {
         {
             let ov = self.inner.overlay.lock();
             if let Some(q) = ov.queue(&self.d) {
-                if let Some(k) = q.by_id.get(id) {
-                    if let Some(m) = q.adds.get(k) {
-                        return Ok(Message::clone(m));
-                    }
+                if let Some(k) = q.by_id.get(id)
+                    && let Some(m) = q.adds.get(k)
+                {
+                    return Ok(Message::clone(m));
                 }
                 if q.removed.contains_key(id) {
                     return Err(self.missing(id));
@@ -1288,12 +1292,11 @@ impl TopicStore for Handle {
         let _v = self.inner.view.read().await;
         {
             let ov = self.inner.overlay.lock();
-            if let Some(t) = ov.topic(&self.d) {
-                if let Some(k) = t.by_id.get(id) {
-                    if let Some(a) = t.adds.get(k) {
-                        return Ok(Message::clone(&a.message));
-                    }
-                }
+            if let Some(t) = ov.topic(&self.d)
+                && let Some(k) = t.by_id.get(id)
+                && let Some(a) = t.adds.get(k)
+            {
+                return Ok(Message::clone(&a.message));
             }
             if ov.db_acked(&self.d, None, id) {
                 return Err(self.missing(id));

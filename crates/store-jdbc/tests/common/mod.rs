@@ -95,10 +95,9 @@ impl Drop for JdbcFactory {
             if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
+                && let Err(e) = rt.block_on(JdbcStore::drop_tables(&config))
             {
-                if let Err(e) = rt.block_on(JdbcStore::drop_tables(&config)) {
-                    eprintln!("could not drop test tables {}*: {e}", config.table_prefix);
-                }
+                eprintln!("could not drop test tables {}*: {e}", config.table_prefix);
             }
         })
         .join();
