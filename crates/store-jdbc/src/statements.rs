@@ -340,6 +340,35 @@ impl Statements {
         }
     }
 
+    /// How an insert skips rows whose key exists: the words after `INSERT` and after the
+    /// values.
+    fn skip_duplicates(&self) -> (&'static str, &'static str) {
+        match self.dialect {
+            Dialect::MySql => ("IGNORE ", ""),
+            Dialect::Postgres | Dialect::Sqlite => ("", " ON CONFLICT DO NOTHING"),
+        }
+    }
+
+    /// A multi-row insert of `n` messages (columns as `insert_message`), duplicates skipped.
+    pub fn insert_messages(&self, n: usize) -> Sql {
+        let (ignore, on_conflict) = self.skip_duplicates();
+        let rows = vec!["(?, ?, ?, ?, ?, ?, ?, NULL)"; n].join(", ");
+        self.sql(&format!(
+            "INSERT {ignore}INTO {}(ID, MSGID_PROD, MSGID_SEQ, CONTAINER, EXPIRATION, PRIORITY, MSG, XID) VALUES {rows}{on_conflict}",
+            self.msgs
+        ))
+    }
+
+    /// A multi-row insert of `n` pending rows, duplicates skipped.
+    pub fn insert_pendings(&self, n: usize) -> Sql {
+        let (ignore, on_conflict) = self.skip_duplicates();
+        let rows = vec!["(?, ?, ?)"; n].join(", ");
+        self.sql(&format!(
+            "INSERT {ignore}INTO {}(SUB_ID, PRIORITY, MSG_ID) VALUES {rows}{on_conflict}",
+            self.pending
+        ))
+    }
+
     /// Counts the lock row with a plain read, which never waits for the row lock a database
     /// locker holds (an `INSERT IGNORE` of the row would).
     pub fn lock_row_count(&self) -> Sql {

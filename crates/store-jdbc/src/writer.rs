@@ -131,7 +131,14 @@ pub(crate) struct WriterTask {
     /// A reservation made by the open transaction, kept if it commits.
     reserved_in_tx: Option<i64>,
     max_batch: usize,
+    /// Multi-row statements by row count.
+    multi: HashMap<(bool, usize), crate::sql::Sql>,
 }
+
+/// Rows one multi-row insert carries at most, and the bytes after which a chunk closes (a
+/// MySQL statement must fit `max_allowed_packet`).
+const MULTI_ROWS: usize = 64;
+const MULTI_BYTES: usize = 1024 * 1024;
 
 /// Sequences reserved per update of the sequence row.
 const RESERVE: i64 = 10_000;
@@ -167,6 +174,7 @@ impl WriterTask {
             reserved: next_id,
             reserved_in_tx: None,
             max_batch: max_batch.max(1),
+            multi: HashMap::new(),
         }
     }
 
@@ -255,14 +263,47 @@ impl WriterTask {
                 .await
                 .map_err(|e| db(st, "beginning a transaction", e))?;
             self.check_epoch(&mut conn).await?;
-            let mut results = Vec::with_capacity(works.len());
-            for w in works {
-                let r = self
-                    .apply(&mut conn, w)
+            let mut results: Vec<Option<Result<Done, StoreError>>> =
+                works.iter().map(|_| None).collect();
+            // Queue adds of the batch go in multi-row inserts; any duplicate among them sends
+            // them back through the one-by-one path below, which reports it exactly.
+            let adds: Vec<usize> = works
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| matches!(w, Work::Add(m) if m.destination.is_queue()))
+                .map(|(i, _)| i)
+                .collect();
+            if adds.len() >= 2 {
+                let msgs: Vec<&Message> = adds
+                    .iter()
+                    .filter_map(|i| match works[*i] {
+                        Work::Add(m) => Some(m),
+                        _ => None,
+                    })
+                    .collect();
+                let ids = self
+                    .add_many(&mut conn, &msgs)
                     .await
                     .map_err(|e| db(st, "writing", e))?;
-                results.push(r);
+                if let Some(ids) = ids {
+                    for (i, id) in adds.iter().zip(ids) {
+                        results[*i] = Some(Ok(Done::Id(id)));
+                    }
+                }
             }
+            for (i, w) in works.iter().enumerate() {
+                if results[i].is_none() {
+                    let r = self
+                        .apply(&mut conn, w)
+                        .await
+                        .map_err(|e| db(st, "writing", e))?;
+                    results[i] = Some(r);
+                }
+            }
+            let results: Vec<Result<Done, StoreError>> = results
+                .into_iter()
+                .map(|r| r.unwrap_or(Ok(Done::Unit)))
+                .collect();
             conn.raw("COMMIT")
                 .await
                 .map_err(|e| db(st, "committing", e))?;
@@ -362,6 +403,110 @@ impl WriterTask {
         {
             self.reserved = r;
         }
+    }
+
+    /// Queue adds in multi-row inserts inside a savepoint: their sequences, or None (and
+    /// nothing written) when any of them is a duplicate.
+    async fn add_many(
+        &mut self,
+        conn: &mut Conn,
+        msgs: &[&Message],
+    ) -> Result<Option<Vec<i64>>, sqlx::Error> {
+        let mut rows = Vec::with_capacity(msgs.len());
+        for m in msgs {
+            let id = self.take_id(conn).await?;
+            let mut m = Message::clone(m);
+            m.sequence = id as u64;
+            rows.push(m);
+        }
+        let mut ensured: Vec<&Destination> = Vec::new();
+        conn.raw("SAVEPOINT many").await?;
+        for m in &rows {
+            if !ensured.contains(&&m.destination) {
+                ensure_destination(conn, &self.common.st, &m.destination).await?;
+                ensured.push(&m.destination);
+            }
+        }
+        let refs: Vec<&Message> = rows.iter().collect();
+        let (inserted, _) = self.insert_rows(conn, &refs).await?;
+        if inserted != rows.len() as u64 {
+            conn.raw("ROLLBACK TO SAVEPOINT many").await?;
+            conn.raw("RELEASE SAVEPOINT many").await?;
+            return Ok(None);
+        }
+        conn.raw("RELEASE SAVEPOINT many").await?;
+        Ok(Some(rows.iter().map(|m| m.sequence as i64).collect()))
+    }
+
+    /// Inserts messages with their sequences as IDs, in multi-row statements; returns the rows
+    /// inserted and the statements run.
+    async fn insert_rows(
+        &mut self,
+        conn: &mut Conn,
+        rows: &[&Message],
+    ) -> Result<(u64, u64), sqlx::Error> {
+        let mut inserted = 0;
+        let mut statements = 0;
+        let mut start = 0;
+        while start < rows.len() {
+            let mut end = start;
+            let mut bytes = 0;
+            let mut encoded = Vec::new();
+            while end < rows.len()
+                && end - start < MULTI_ROWS
+                && (bytes < MULTI_BYTES || end == start)
+            {
+                let e = codec::encode(&rows[end]);
+                bytes += e.len();
+                encoded.push((rows[end].destination.to_string(), e));
+                end += 1;
+            }
+            let chunk = &rows[start..end];
+            let sql = self
+                .multi
+                .entry((false, chunk.len()))
+                .or_insert_with(|| self.common.st.insert_messages(chunk.len()))
+                .clone();
+            let mut args = Vec::with_capacity(chunk.len() * 7);
+            for (m, (c, e)) in chunk.iter().zip(&encoded) {
+                args.extend([
+                    Arg::I64(m.sequence as i64),
+                    Arg::Str(&m.id.producer),
+                    seq_arg(&m.id),
+                    Arg::Str(c),
+                    Arg::I64(m.expiration),
+                    Arg::I64(i64::from(m.priority)),
+                    Arg::Bytes(e),
+                ]);
+            }
+            inserted += conn.execute(&sql, &args).await?;
+            statements += 1;
+            start = end;
+        }
+        Ok((inserted, statements))
+    }
+
+    /// Pending rows `(sub, priority, message)` in multi-row statements; returns the statements.
+    async fn insert_pendings(
+        &mut self,
+        conn: &mut Conn,
+        rows: &[(i64, i64, i64)],
+    ) -> Result<u64, sqlx::Error> {
+        let mut statements = 0;
+        for chunk in rows.chunks(MULTI_ROWS * 4) {
+            let sql = self
+                .multi
+                .entry((true, chunk.len()))
+                .or_insert_with(|| self.common.st.insert_pendings(chunk.len()))
+                .clone();
+            let args: Vec<Arg<'_>> = chunk
+                .iter()
+                .flat_map(|(s, p, m)| [Arg::I64(*s), Arg::I64(*p), Arg::I64(*m)])
+                .collect();
+            conn.execute(&sql, &args).await?;
+            statements += 1;
+        }
+        Ok(statements)
     }
 
     async fn apply(&mut self, conn: &mut Conn, work: &Work) -> Step {
@@ -724,14 +869,44 @@ impl WriterTask {
                     .await?;
                 stmts += 2;
             }
-            for (m, subs) in &b.adds {
+            for (m, _) in &b.adds {
                 let d = &m.destination;
                 if !ensured.contains(&d) {
                     ensure_destination(&mut conn, st, d).await?;
                     ensured.push(d);
                 }
+                max_seq = max_seq.max(m.sequence as i64);
+            }
+            // Multi-row inserts; if any row was already there (a replay), undo and fall back
+            // to one row at a time, which skips exactly those.
+            let mut done = b.adds.is_empty();
+            if !done {
+                conn.raw("SAVEPOINT cp").await?;
+                let msgs: Vec<&Message> = b.adds.iter().map(|(m, _)| m).collect();
+                let (n, s1) = self.insert_rows(&mut conn, &msgs).await?;
+                if n == msgs.len() as u64 {
+                    let mut rows = Vec::new();
+                    for (m, subs) in &b.adds {
+                        for key in subs {
+                            if let Some(sub) =
+                                sub_id(&mut conn, &common, &m.destination, key).await?
+                            {
+                                rows.push((sub, i64::from(m.priority), m.sequence as i64));
+                            }
+                        }
+                    }
+                    let s2 = self.insert_pendings(&mut conn, &rows).await?;
+                    stmts += s1 + s2;
+                    conn.raw("RELEASE SAVEPOINT cp").await?;
+                    done = true;
+                } else {
+                    conn.raw("ROLLBACK TO SAVEPOINT cp").await?;
+                    conn.raw("RELEASE SAVEPOINT cp").await?;
+                }
+            }
+            for (m, subs) in b.adds.iter().filter(|_| !done) {
+                let d = &m.destination;
                 let id = m.sequence as i64;
-                max_seq = max_seq.max(id);
                 let c = d.to_string();
                 let bytes = codec::encode(m);
                 let n = conn

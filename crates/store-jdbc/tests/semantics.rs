@@ -80,6 +80,39 @@ async fn concurrent_committers_never_strand_a_message(config: JdbcConfig) {
     store.close().await.unwrap();
 }
 
+/// Concurrent adds share one transaction in multi-row inserts; when two of them carry the same
+/// id, exactly one is stored and the other is told it is a duplicate.
+async fn concurrent_duplicates_are_reported_exactly(config: JdbcConfig) {
+    let store = Arc::new(JdbcStore::open(config).await.unwrap());
+    let d = Destination::queue("dups");
+    let q = store.queue_store(&d).await.unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8u64 {
+        let (q, d) = (q.clone(), d.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            // Writers w and w+4 add the same 50 ids.
+            for n in 0..50 {
+                outcomes.push(q.add(msg(&d, &format!("p{}", w % 4), n)).await);
+            }
+            outcomes
+        }));
+    }
+    let (mut ok, mut dup) = (0, 0);
+    for t in tasks {
+        for r in t.await.unwrap() {
+            match r {
+                Ok(_) => ok += 1,
+                Err(store_api::StoreError::Duplicate(_)) => dup += 1,
+                Err(e) => panic!("unexpected error: {e}"),
+            }
+        }
+    }
+    assert_eq!((ok, dup), (200, 200));
+    assert_eq!(q.count().await.unwrap(), 200);
+    store.close().await.unwrap();
+}
+
 const NASTY: &[&str] = &[
     "q'; DROP TABLE ACTIVEMQ_MSGS; --",
     "\"quoted\" `back` \\slash",
@@ -169,40 +202,44 @@ async fn lost_connection_is_a_clear_error(url: &str, prefix: String) {
     JdbcStore::drop_tables(&config).await.unwrap();
 }
 
+/// One test per database for each scenario: `module: scenario_fn`.
 macro_rules! per_db {
-    ($($name:ident($factory:ident)),*) => {
-        mod concurrent_committers {
-            use super::*;
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let f = JdbcFactory::$factory();
-                    if let Some(c) = f.config.clone() {
-                        concurrent_committers_never_strand_a_message(c).await;
-                    } else {
-                        eprintln!("SKIPPED: no database URL for {}", stringify!($name));
+    ($($module:ident: $scenario:ident),* $(,)?) => {
+        $(
+            mod $module {
+                use super::*;
+
+                async fn run(f: JdbcFactory) {
+                    match f.config.clone() {
+                        Some(c) => $scenario(c).await,
+                        None => eprintln!("SKIPPED: no database URL for {}", stringify!($module)),
                     }
                 }
-            )*
-        }
-        mod names {
-            use super::*;
-            $(
+
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let f = JdbcFactory::$factory();
-                    if let Some(c) = f.config.clone() {
-                        names_are_stored_literally(c).await;
-                    } else {
-                        eprintln!("SKIPPED: no database URL for {}", stringify!($name));
-                    }
+                async fn sqlite() {
+                    run(JdbcFactory::sqlite()).await
                 }
-            )*
-        }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn mysql() {
+                    run(JdbcFactory::mysql()).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    run(JdbcFactory::postgres()).await
+                }
+            }
+        )*
     };
 }
 
-per_db!(sqlite(sqlite), mysql(mysql), postgres(postgres));
+per_db!(
+    concurrent_committers: concurrent_committers_never_strand_a_message,
+    duplicates: concurrent_duplicates_are_reported_exactly,
+    names: names_are_stored_literally,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mysql_lost_connection() {

@@ -355,18 +355,34 @@ impl Inner {
             match op {
                 TxOp::Add(m) => self.fact(&mut f, &m.destination, &m.id, false).await?,
                 TxOp::QueueAck { destination, id } => {
-                    self.fact(&mut f, destination, id, false).await?
+                    // An ack of an overlay add needs nothing from the database (a checkpoint
+                    // moving it there bumps the generation, and the write starts over).
+                    let in_overlay = self
+                        .overlay
+                        .lock()
+                        .queue(destination)
+                        .is_some_and(|q| q.by_id.contains_key(id));
+                    if !in_overlay {
+                        self.fact(&mut f, destination, id, false).await?
+                    }
                 }
                 TxOp::TopicAck {
                     destination,
                     subscription,
                     id,
                 } => {
+                    let in_overlay = self
+                        .overlay
+                        .lock()
+                        .topic(destination)
+                        .is_some_and(|t| t.by_id.contains_key(id));
+                    if in_overlay {
+                        continue;
+                    }
                     self.fact(&mut f, destination, id, true).await?;
                     let k = (destination.clone(), subscription.clone(), id.clone());
                     if let std::collections::hash_map::Entry::Vacant(e) = f.pending.entry(k) {
-                        let p = self.jdbc.is_pending(destination, subscription, id).await?;
-                        e.insert(p);
+                        e.insert(self.jdbc.is_pending(destination, subscription, id).await?);
                     }
                 }
             }
