@@ -456,7 +456,7 @@ impl WriterTask {
                 && end - start < MULTI_ROWS
                 && (bytes < MULTI_BYTES || end == start)
             {
-                let e = codec::encode(&rows[end]);
+                let e = codec::encode(rows[end]);
                 bytes += e.len();
                 encoded.push((rows[end].destination.to_string(), e));
                 end += 1;
