@@ -132,5 +132,58 @@ fn add_ack(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, one_writer, sixteen_writers, add_ack);
+/// The rest of the report's matrix, each workload on every engine: transactions of 100 adds, a
+/// topic fanned out to 4 durable subscriptions with acks, 10 KiB and 100 KiB bodies, and
+/// periodic sync (file engines only).
+fn matrix(c: &mut Criterion) {
+    use benches::workloads::{WORKLOADS, Workload, run};
+    let rt = runtime();
+    for (label, workload) in WORKLOADS.iter().skip(3) {
+        let group_name = label.replace([' ', ','], "_");
+        let mut group = c.benchmark_group(group_name.as_str());
+        let per_iter = match workload {
+            Workload::Tx100 { .. } => 100,
+            _ => 1,
+        };
+        group
+            .sample_size(10)
+            .measurement_time(Duration::from_secs(5))
+            .throughput(Throughput::Elements(per_iter));
+        let makers: Vec<(&'static str, MakeEngine)> = match workload {
+            Workload::Periodic { .. } => vec![
+                ("kahadb", |_| {
+                    Some(Engine::kahadb_sync(store_api::SyncPolicy::Periodic(
+                        Duration::from_secs(1),
+                    )))
+                }),
+                ("amq", |_| {
+                    Some(Engine::amq_sync(store_api::SyncPolicy::Periodic(
+                        Duration::from_secs(1),
+                    )))
+                }),
+            ],
+            _ => engines(),
+        };
+        for (_, make) in makers {
+            let Some(engine) = make(&rt) else { continue };
+            let mut round = 0u64;
+            let (mut total, before) = (0u64, engine.fsyncs());
+            group.bench_function(engine.name, |b| {
+                b.iter_custom(|iters| {
+                    round += 1;
+                    total += iters * per_iter;
+                    rt.block_on(run(&engine, workload.with_count(iters), round))
+                        .expect("workload")
+                        .elapsed
+                })
+            });
+            report_fsyncs(&group_name, &engine, total, before);
+            rt.block_on(engine.store.close()).expect("close");
+            engine.cleanup(&rt);
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, one_writer, sixteen_writers, add_ack, matrix);
 criterion_main!(benches);

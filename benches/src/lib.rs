@@ -1,6 +1,8 @@
 //! Shared set-up for the store benchmarks: every engine opened the same way, and the
 //! workloads written once against the store traits, so engines are compared on equal terms.
 
+pub mod workloads;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +35,75 @@ impl Engine {
             jdbc: None,
             journaled: None,
             _dir: None,
+        }
+    }
+
+    /// KahaDB with a given sync policy (the report's `periodic` rows).
+    pub fn kahadb_sync(sync: store_api::SyncPolicy) -> Engine {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = KahaDbConfig::new(dir.path());
+        config.sync = sync;
+        let store = KahaDbStore::open(config).expect("open kahadb");
+        Engine {
+            name: "kahadb",
+            store: Arc::new(store.clone()),
+            kahadb: Some(store),
+            amq: None,
+            jdbc: None,
+            journaled: None,
+            _dir: Some(dir),
+        }
+    }
+
+    /// AMQ with a given sync policy.
+    pub fn amq_sync(sync: store_api::SyncPolicy) -> Engine {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = AmqConfig::new(dir.path());
+        config.sync = sync;
+        let store = AmqStore::open(config).expect("open amq");
+        Engine {
+            name: "amq",
+            store: Arc::new(store.clone()),
+            kahadb: None,
+            amq: Some(store),
+            jdbc: None,
+            journaled: None,
+            _dir: Some(dir),
+        }
+    }
+
+    /// The engine's temporary directory, if it has one.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self._dir.as_ref().map(|d| d.path())
+    }
+
+    /// Bytes written to local disk so far: the journal's bytes for the file engines (plus the
+    /// SQLite files for the journaled engine over SQLite), the SQLite files for JDBC on
+    /// SQLite; `None` for a database server, whose disk is not ours to read.
+    pub fn disk_bytes(&self) -> Option<u64> {
+        let sqlite_files = || {
+            self._dir.as_ref().map(|d| {
+                std::fs::read_dir(d.path())
+                    .map(|it| {
+                        it.filter_map(|e| e.ok())
+                            .filter(|e| e.file_name().to_string_lossy().starts_with("bench.db"))
+                            .filter_map(|e| e.metadata().ok())
+                            .map(|m| m.len())
+                            .sum::<u64>()
+                    })
+                    .unwrap_or(0)
+            })
+        };
+        if self.name == "jdbc-sqlite" {
+            return sqlite_files();
+        }
+        match (&self.kahadb, &self.amq, &self.journaled, &self.jdbc) {
+            (Some(k), _, _, _) => Some(k.stats().journal.bytes),
+            (_, Some(a), _, _) => Some(a.stats().journal.bytes),
+            (_, _, Some(j), None) => Some(j.journal_bytes() + sqlite_files().unwrap_or(0)),
+            (_, _, Some(_), Some(_)) => None,
+            (_, _, _, Some(_)) => None,
+            _ => Some(0),
         }
     }
 

@@ -230,6 +230,11 @@ impl JournaledJdbcStore {
         self.inner.journal.stats().fsyncs
     }
 
+    /// Bytes written to the journal since open.
+    pub fn journal_bytes(&self) -> u64 {
+        self.inner.journal.stats().bytes
+    }
+
     /// Checkpoints completed since open.
     pub fn checkpoints(&self) -> u64 {
         self.inner.checkpoints.load(Ordering::Relaxed)
