@@ -48,6 +48,9 @@ fn engines() -> Vec<(&'static str, MakeEngine)> {
 }
 
 fn report_fsyncs(group: &str, engine: &Engine, messages: u64, before: Option<u64>) {
+    if messages == 0 {
+        return; // the group was filtered out on the command line
+    }
     if let (Some(before), Some(after)) = (before, engine.fsyncs()) {
         let fsyncs = after - before;
         eprintln!(
@@ -139,7 +142,7 @@ fn matrix(c: &mut Criterion) {
     use benches::workloads::{WORKLOADS, Workload, run};
     let rt = runtime();
     for (label, workload) in WORKLOADS.iter().skip(3) {
-        let group_name = label.replace([' ', ','], "_");
+        let group_name = label.replace(", ", "_").replace(' ', "_");
         let mut group = c.benchmark_group(group_name.as_str());
         let per_iter = match workload {
             Workload::Tx100 { .. } => 100,
