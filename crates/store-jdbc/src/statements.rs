@@ -69,14 +69,12 @@ pub struct Statements {
     pub ensure_mark_row: Sql,
     pub set_mark: Sql,
     pub get_mark: Sql,
-    pub insert_pending_one: Sql,
     pub message_key_size: Sql,
     pub pending_refs: Sql,
     pub destinations: Sql,
     pub delete_markers: Sql,
     pub marker_exists: Sql,
 
-    pub insert_message: Sql,
     pub delete_message: Sql,
     pub delete_message_by_id: Sql,
     pub message_key: Sql,
@@ -164,9 +162,6 @@ impl Statements {
             get_mark: sql(format!(
                 "SELECT LAST_ACKED_ID FROM {acks} WHERE CONTAINER = '{MARK_CONTAINER}' AND PRIORITY = {MARK_PRIORITY}"
             )),
-            insert_pending_one: sql(format!(
-                "INSERT {ignore}INTO {pending}(SUB_ID, PRIORITY, MSG_ID) VALUES (?, ?, ?){on_conflict}"
-            )),
             message_key_size: sql(format!(
                 "SELECT ID, PRIORITY, {len_msg} FROM {msgs} WHERE MSGID_PROD = ? AND MSGID_SEQ = ? AND CONTAINER = ?"
             )),
@@ -182,9 +177,6 @@ impl Statements {
                 "SELECT COUNT(*) FROM {acks} WHERE CONTAINER = ? AND CLIENT_ID = ? AND SUB_NAME = ? AND PRIORITY = {MARKER_PRIORITY}"
             )),
 
-            insert_message: sql(format!(
-                "INSERT {ignore}INTO {msgs}(ID, MSGID_PROD, MSGID_SEQ, CONTAINER, EXPIRATION, PRIORITY, MSG, XID) VALUES (?, ?, ?, ?, ?, ?, ?, NULL){on_conflict}"
-            )),
             delete_message: sql(format!(
                 "DELETE FROM {msgs} WHERE MSGID_PROD = ? AND MSGID_SEQ = ? AND CONTAINER = ?"
             )),
@@ -349,7 +341,8 @@ impl Statements {
         }
     }
 
-    /// A multi-row insert of `n` messages (columns as `insert_message`), duplicates skipped.
+    /// A multi-row insert of `n` messages (the columns of ActiveMQ's add statement), duplicates
+    /// skipped.
     pub fn insert_messages(&self, n: usize) -> Sql {
         let (ignore, on_conflict) = self.skip_duplicates();
         let rows = vec!["(?, ?, ?, ?, ?, ?, ?, NULL)"; n].join(", ");

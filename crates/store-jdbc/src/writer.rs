@@ -667,22 +667,8 @@ impl WriterTask {
         let st = &common.st;
         let id = self.reserve(conn).await?;
         m.sequence = id as u64;
-        let bytes = codec::encode(&m);
+        let (n, _) = self.insert_rows(conn, &[&m]).await?;
         let c = m.destination.to_string();
-        let n = conn
-            .execute(
-                &st.insert_message,
-                &[
-                    Arg::I64(id),
-                    Arg::Str(&m.id.producer),
-                    seq_arg(&m.id),
-                    Arg::Str(&c),
-                    Arg::I64(m.expiration),
-                    Arg::I64(i64::from(m.priority)),
-                    Arg::Bytes(&bytes),
-                ],
-            )
-            .await?;
         if n == 0 {
             return Ok(Err(StoreError::Duplicate(format!(
                 "message {} in {}",
@@ -847,27 +833,9 @@ impl WriterTask {
                 stmts += 1;
             }
             for (d, key, id) in &b.topic_acks {
-                let Some(sub) = sub_id(&mut conn, &common, d, key).await? else {
-                    continue;
-                };
-                let c = d.to_string();
-                let row = conn
-                    .fetch_one(
-                        &st.message_key,
-                        &[Arg::Str(&id.producer), seq_arg(id), Arg::Str(&c)],
-                    )
-                    .await?;
-                stmts += 1;
-                let Some(row) = row else { continue };
-                let (mid, priority) = (row.i64(0)?, row.i64(1)?);
-                conn.execute(
-                    &st.delete_pending,
-                    &[Arg::I64(sub), Arg::I64(priority), Arg::I64(mid)],
-                )
-                .await?;
-                conn.execute(&st.delete_if_unreferenced, &[Arg::I64(mid), Arg::I64(mid)])
-                    .await?;
-                stmts += 2;
+                // One already applied (a replay) is NotFound here, which is fine.
+                self.topic_ack(&mut conn, d, key, id).await?.ok();
+                stmts += 3;
             }
             for (m, _) in &b.adds {
                 let d = &m.destination;
@@ -905,38 +873,18 @@ impl WriterTask {
                 }
             }
             for (m, subs) in b.adds.iter().filter(|_| !done) {
-                let d = &m.destination;
-                let id = m.sequence as i64;
-                let c = d.to_string();
-                let bytes = codec::encode(m);
-                let n = conn
-                    .execute(
-                        &st.insert_message,
-                        &[
-                            Arg::I64(id),
-                            Arg::Str(&m.id.producer),
-                            seq_arg(&m.id),
-                            Arg::Str(&c),
-                            Arg::I64(m.expiration),
-                            Arg::I64(i64::from(m.priority)),
-                            Arg::Bytes(&bytes),
-                        ],
-                    )
-                    .await?;
+                let (n, _) = self.insert_rows(&mut conn, &[m]).await?;
                 stmts += 1;
-                if n == 0 || !d.is_topic() {
+                if n == 0 || !m.destination.is_topic() {
                     continue; // already there: a replay
                 }
+                let mut rows = Vec::new();
                 for key in subs {
-                    if let Some(sub) = sub_id(&mut conn, &common, d, key).await? {
-                        conn.execute(
-                            &st.insert_pending_one,
-                            &[Arg::I64(sub), Arg::I64(i64::from(m.priority)), Arg::I64(id)],
-                        )
-                        .await?;
-                        stmts += 1;
+                    if let Some(sub) = sub_id(&mut conn, &common, &m.destination, key).await? {
+                        rows.push((sub, i64::from(m.priority), m.sequence as i64));
                     }
                 }
+                stmts += self.insert_pendings(&mut conn, &rows).await?;
             }
             conn.execute(&st.ensure_mark_row, &[]).await?;
             conn.execute(&st.set_mark, &[Arg::I64(b.mark)]).await?;
