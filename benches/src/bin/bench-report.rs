@@ -116,7 +116,7 @@ fn machine() -> String {
 }
 
 fn chart(path: &PathBuf, names: &[&str], rows: &[(&str, Vec<Option<f64>>)]) -> Result<()> {
-    let root = SVGBackend::new(path, (1100, 620)).into_drawing_area();
+    let root = SVGBackend::new(path, (1200, 600)).into_drawing_area();
     root.fill(&WHITE)?;
     let max = rows
         .iter()
@@ -129,9 +129,10 @@ fn chart(path: &PathBuf, names: &[&str], rows: &[(&str, Vec<Option<f64>>)]) -> R
             ("sans-serif", 22),
         )
         .margin(12)
-        .x_label_area_size(120)
+        .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(-0.5f64..groups as f64 - 0.5, (1f64..max * 2.0).log_scale())?;
+        // Headroom above the tallest bar keeps the legend clear of the bars.
+        .build_cartesian_2d(-0.5f64..groups as f64 - 0.5, (1f64..max * 30.0).log_scale())?;
     chart
         .configure_mesh()
         .disable_x_mesh()
@@ -145,11 +146,7 @@ fn chart(path: &PathBuf, names: &[&str], rows: &[(&str, Vec<Option<f64>>)]) -> R
                 .map(|r| r.0.to_string())
                 .unwrap_or_default()
         })
-        .x_label_style(
-            ("sans-serif", 11)
-                .into_font()
-                .transform(FontTransform::Rotate90),
-        )
+        .x_label_style(("sans-serif", 12).into_font())
         .y_desc("messages/s")
         .draw()?;
     let n = names.len().max(1) as f64;
