@@ -83,6 +83,7 @@ pub struct Statements {
     pub count_bytes: Sql,
     pub expired: Sql,
     pub first_ids: Sql,
+    pub all_ids: Sql,
     pub delete_id_range: Sql,
     pub prepared_rows: Sql,
     pub insert_prepared: Sql,
@@ -196,6 +197,9 @@ impl Statements {
             )),
             expired: sql(format!(
                 "SELECT MSGID_PROD, MSGID_SEQ, PRIORITY, ID FROM {msgs} WHERE CONTAINER = ? AND EXPIRATION > 0 AND EXPIRATION <= ? ORDER BY PRIORITY DESC, ID LIMIT ?"
+            )),
+            all_ids: sql(format!(
+                "SELECT ID, CONTAINER, MSGID_PROD, MSGID_SEQ FROM {msgs} WHERE ID > ? ORDER BY ID LIMIT ?"
             )),
             first_ids: sql(format!(
                 "SELECT ID FROM {msgs} WHERE CONTAINER = ? ORDER BY ID LIMIT ?"

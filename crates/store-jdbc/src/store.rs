@@ -249,6 +249,45 @@ impl JdbcStore {
         Ok(())
     }
 
+    /// One page of every stored message's id in sequence order after `after`: `(sequence,
+    /// destination, id)`. Rows that are not messages (prepared transactions) are skipped but
+    /// still count towards `limit`, so an empty page means the end.
+    pub async fn message_ids(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<(Vec<(i64, Destination, MessageId)>, Option<i64>)> {
+        let s = &self.shared;
+        s.check_open()?;
+        let rows = s
+            .pool
+            .fetch(
+                &s.common.st.all_ids,
+                &[
+                    Arg::I64(after),
+                    Arg::I64(limit.min(i64::MAX as usize) as i64),
+                ],
+            )
+            .await
+            .map_err(|e| s.db("listing message ids", e))?;
+        let mut out = Vec::with_capacity(rows.len());
+        let mut last = None;
+        for r in rows {
+            let id = r.i64(0).map_err(|e| s.db("reading ID", e))?;
+            last = Some(id);
+            let c = r.string(1).map_err(|e| s.db("reading CONTAINER", e))?;
+            let (Some(d), Some(p), Some(q)) = (
+                parse_container(&c),
+                r.opt_string(2).map_err(|e| s.db("reading MSGID_PROD", e))?,
+                r.opt_i64(3).map_err(|e| s.db("reading MSGID_SEQ", e))?,
+            ) else {
+                continue;
+            };
+            out.push((id, d, MessageId::new(p, q as u64)));
+        }
+        Ok((out, last))
+    }
+
     /// The journal position the last checkpoint recorded, if any.
     pub async fn journal_mark(&self) -> Result<Option<i64>> {
         let s = &self.shared;

@@ -20,6 +20,7 @@
 //! The record format is in [`records`]. This engine refuses a database locker: see
 //! [`JournaledJdbcStore::open`].
 
+mod known;
 pub mod overlay;
 pub mod records;
 mod store;

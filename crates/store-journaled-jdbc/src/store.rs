@@ -21,6 +21,7 @@ use store_journal::{Journal, JournalConfig, Location};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
+use crate::known::KnownIds;
 use crate::overlay::Overlay;
 use crate::records::Record;
 
@@ -96,6 +97,8 @@ struct Inner {
     since_mark: AtomicU64,
     wake: Notify,
     checkpoints: AtomicU64,
+    /// Ids the database may hold: an add whose id it rules out skips the duplicate lookup.
+    known: Mutex<KnownIds>,
 }
 
 /// The journaled JDBC store.
@@ -185,7 +188,9 @@ impl JournaledJdbcStore {
             backend: "journaled-jdbc",
             source: Box::new(e),
         })??;
+        let known = warm_known_ids(&jdbc).await?;
         let inner = Arc::new(Inner {
+            known: Mutex::new(known),
             last_seq: AtomicU64::new(jdbc.last_sequence()),
             jdbc,
             journal,
@@ -238,6 +243,31 @@ impl JournaledJdbcStore {
     /// Checkpoints completed since open.
     pub fn checkpoints(&self) -> u64 {
         self.inner.checkpoints.load(Ordering::Relaxed)
+    }
+}
+
+/// Fills the filter from every id the database holds, one bounded page at a time, sized for
+/// twice what it finds (at least a million).
+async fn warm_known_ids(jdbc: &JdbcStore) -> Result<KnownIds> {
+    let mut capacity = 1 << 20;
+    'fill: loop {
+        let mut known = KnownIds::with_capacity(capacity);
+        let (mut after, mut n) = (0i64, 0u64);
+        loop {
+            let (ids, last) = jdbc.message_ids(after, 10_000).await?;
+            let Some(last) = last else {
+                break 'fill Ok(known);
+            };
+            after = last;
+            for (_, d, id) in ids {
+                known.insert(&d, &id);
+                n += 1;
+            }
+            if n * 2 > capacity {
+                capacity *= 4;
+                continue 'fill;
+            }
+        }
     }
 }
 
@@ -358,7 +388,16 @@ impl Inner {
         let mut f = Facts::default();
         for op in ops {
             match op {
-                TxOp::Add(m) => self.fact(&mut f, &m.destination, &m.id, false).await?,
+                TxOp::Add(m) => {
+                    // Most adds are of ids the database has never seen: the filter says so
+                    // without a query (a checkpoint adding ids bumps the generation).
+                    if self.known.lock().may_contain(&m.destination, &m.id) {
+                        self.fact(&mut f, &m.destination, &m.id, false).await?
+                    } else {
+                        f.messages
+                            .insert((m.destination.clone(), m.id.clone()), DbFact::default());
+                    }
+                }
                 TxOp::QueueAck { destination, id } => {
                     // An ack of an overlay add needs nothing from the database (a checkpoint
                     // moving it there bumps the generation, and the write starts over).
@@ -544,9 +583,19 @@ impl Inner {
         let mut batch = self.overlay.lock().batch(pack(tail));
         batch.next_sequence = self.last_seq.load(Ordering::Acquire) as i64 + 1;
         let moved = batch.adds.len() + batch.queue_acks.len() + batch.topic_acks.len();
+        let added: Vec<(Destination, MessageId)> = batch
+            .adds
+            .iter()
+            .map(|(m, _)| (m.destination.clone(), m.id.clone()))
+            .collect();
         {
             let _v = self.view.write().await;
             self.jdbc.apply_checkpoint(batch).await?;
+            let mut known = self.known.lock();
+            for (d, id) in &added {
+                known.insert(d, id);
+            }
+            drop(known);
             *self.overlay.lock() = Overlay::default();
             self.generation.fetch_add(1, Ordering::AcqRel);
             self.since_mark.store(0, Ordering::Release);
@@ -578,6 +627,17 @@ impl Inner {
         self.catch_up_seq();
         self.generation.fetch_add(1, Ordering::AcqRel);
         r
+    }
+
+    /// Adds the database is about to take outside a checkpoint (an XA commit): the filter
+    /// learns their ids first, so it never rules one out wrongly.
+    fn remember_adds(&self, ops: &[TxOp]) {
+        let mut known = self.known.lock();
+        for op in ops {
+            if let TxOp::Add(m) = op {
+                known.insert(&m.destination, &m.id);
+            }
+        }
     }
 
     fn dest(&self, d: &Destination) -> Arc<DestState> {
@@ -847,7 +907,18 @@ impl PersistenceAdapter for JournaledJdbcStore {
                 let (completion, _) = i.write(ops, false).await?;
                 i.durable(completion).await?;
             }
-            Some((true, _)) | None => {
+            Some((true, ops)) => {
+                i.remember_adds(&ops);
+                i.write_through(i.jdbc.commit(tx)).await?;
+            }
+            None => {
+                if let TransactionId::Xa(xid) = tx {
+                    for p in i.jdbc.prepared_transactions().await? {
+                        if &p.xid == xid {
+                            i.remember_adds(&p.ops);
+                        }
+                    }
+                }
                 i.write_through(i.jdbc.commit(tx)).await?;
             }
         }

@@ -256,3 +256,31 @@ async fn a_database_locker_is_refused() {
     assert!(matches!(err, StoreError::InvalidArgument(_)), "{err}");
     assert!(err.to_string().contains("locker"), "{err}");
 }
+
+/// The filter of database ids lets most adds skip the duplicate lookup; a duplicate of an id
+/// the database holds (checkpointed in this run, or found there at open) is still refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_of_checkpointed_ids_are_refused() {
+    let f = Factory::sqlite();
+    let q = Destination::queue("orders");
+    let store = JournaledJdbcStore::open(manual(&f)).await.unwrap();
+    let queue = store.queue_store(&q).await.unwrap();
+    for n in 0..100 {
+        queue.add(msg(&q, n)).await.unwrap();
+    }
+    store.checkpoint(false).await.unwrap();
+    for n in [0, 57, 99] {
+        let err = queue.add(msg(&q, n)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Duplicate(_)), "{err}");
+    }
+    store.close().await.unwrap();
+    let store = JournaledJdbcStore::open(manual(&f)).await.unwrap();
+    let queue = store.queue_store(&q).await.unwrap();
+    for n in [3, 42] {
+        let err = queue.add(msg(&q, n)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Duplicate(_)), "{err}");
+    }
+    queue.add(msg(&q, 100)).await.unwrap();
+    assert_eq!(queue.count().await.unwrap(), 101);
+    store.close().await.unwrap();
+}
