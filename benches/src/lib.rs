@@ -40,9 +40,19 @@ impl Engine {
 
     /// KahaDB with a given sync policy (the report's `periodic` rows).
     pub fn kahadb_sync(sync: store_api::SyncPolicy) -> Engine {
+        Engine::kahadb_with(|c| c.sync = sync)
+    }
+
+    /// AMQ with a given sync policy.
+    pub fn amq_sync(sync: store_api::SyncPolicy) -> Engine {
+        Engine::amq_with(|c| c.sync = sync)
+    }
+
+    /// KahaDB in a fresh temporary directory, with its config adjusted by `adjust`.
+    fn kahadb_with(adjust: impl FnOnce(&mut KahaDbConfig)) -> Engine {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = KahaDbConfig::new(dir.path());
-        config.sync = sync;
+        adjust(&mut config);
         let store = KahaDbStore::open(config).expect("open kahadb");
         Engine {
             name: "kahadb",
@@ -55,11 +65,11 @@ impl Engine {
         }
     }
 
-    /// AMQ with a given sync policy.
-    pub fn amq_sync(sync: store_api::SyncPolicy) -> Engine {
+    /// AMQ in a fresh temporary directory, with its config adjusted by `adjust`.
+    fn amq_with(adjust: impl FnOnce(&mut AmqConfig)) -> Engine {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = AmqConfig::new(dir.path());
-        config.sync = sync;
+        adjust(&mut config);
         let store = AmqStore::open(config).expect("open amq");
         Engine {
             name: "amq",
@@ -110,40 +120,20 @@ impl Engine {
     /// AMQ in a fresh temporary directory: its defaults (sync always, 32 MiB preallocated logs,
     /// snapshot every 20 s).
     pub fn amq() -> Engine {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = AmqStore::open(AmqConfig::new(dir.path())).expect("open amq");
-        Engine {
-            name: "amq",
-            store: Arc::new(store.clone()),
-            kahadb: None,
-            amq: Some(store),
-            jdbc: None,
-            journaled: None,
-            _dir: Some(dir),
-        }
+        Engine::amq_with(|_| {})
     }
 
     /// KahaDB in a fresh temporary directory, ActiveMQ's defaults (sync always, 32 MiB
     /// preallocated journal files), background checkpoints on.
     pub fn kahadb() -> Engine {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = KahaDbConfig::new(dir.path());
-        if std::env::var_os("BENCH_NO_PREALLOCATE").is_some() {
-            config.preallocate = false;
-        }
-        if std::env::var_os("BENCH_SYNC_NEVER").is_some() {
-            config.sync = store_api::SyncPolicy::Never;
-        }
-        let store = KahaDbStore::open(config).expect("open kahadb");
-        Engine {
-            name: "kahadb",
-            store: Arc::new(store.clone()),
-            kahadb: Some(store),
-            amq: None,
-            jdbc: None,
-            journaled: None,
-            _dir: Some(dir),
-        }
+        Engine::kahadb_with(|config| {
+            if std::env::var_os("BENCH_NO_PREALLOCATE").is_some() {
+                config.preallocate = false;
+            }
+            if std::env::var_os("BENCH_SYNC_NEVER").is_some() {
+                config.sync = store_api::SyncPolicy::Never;
+            }
+        })
     }
 
     /// JDBC on SQLite in a fresh temporary directory (WAL, synchronous=FULL: a commit is on
