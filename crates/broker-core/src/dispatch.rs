@@ -1,0 +1,687 @@
+//! The dispatcher: one per queue, per durable subscription and per non-durable topic
+//! subscriber. It pages messages in from the store's batch cursor into a bounded window, hands
+//! them to consumers within their prefetch, and tracks each message from delivery until it is
+//! acked, redelivered or dead-lettered.
+//!
+//! Messages reach the window only through the store's batch cursor (`recover_next`), whose
+//! contract is that nothing is returned twice or skipped however adds and acks interleave: so a
+//! producer's send only has to say "the store has more", and the window never duplicates or
+//! loses a message. Non-persistent messages, which never touch the store, go straight into the
+//! window. The window holds at most `max_page_size` store messages and pages in only while the
+//! broker's memory is under its limit and someone is consuming: a queue deeper than memory stays
+//! in the store.
+//!
+//! All state sits behind one short synchronous lock, never held across an await; the awaits
+//! (store reads, acks, dead-lettering) run in the dispatcher's own task or in the caller's.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use store_api::{
+    Destination, Message, MessageId, QueueStore, StoreError, SubscriptionKey, TopicStore, TxOp,
+};
+use tokio::sync::{Notify, mpsc};
+use tracing::{debug, warn};
+
+use crate::broker::Core;
+use crate::error::Result;
+use crate::selector::Selector;
+
+/// Where a dispatcher's persistent messages come from.
+pub(crate) enum Source {
+    Queue(Arc<dyn QueueStore>),
+    Durable {
+        store: Arc<dyn TopicStore>,
+        key: SubscriptionKey,
+    },
+    /// A non-durable topic subscriber: memory only, at most this many waiting.
+    Memory {
+        max_pending: usize,
+    },
+}
+
+/// A message handed to a consumer.
+pub(crate) struct Delivery {
+    pub message: Arc<Message>,
+    pub dispatcher: Arc<Dispatcher>,
+}
+
+/// Window order: priority high to low, then arrival.
+type WindowKey = (std::cmp::Reverse<u8>, u64);
+
+struct Entry {
+    message: Arc<Message>,
+    arrival: u64,
+    size: u64,
+}
+
+struct InFlight {
+    entry: Entry,
+}
+
+struct Slot {
+    id: u64,
+    selector: Option<Arc<Selector>>,
+    prefetch: u32,
+    /// Handed over and not yet received by the application.
+    outstanding: u32,
+    tx: mpsc::UnboundedSender<Delivery>,
+}
+
+#[derive(Default)]
+struct State {
+    window: BTreeMap<WindowKey, Entry>,
+    /// Message id → window key, to find and dedupe window entries.
+    index: HashMap<MessageId, WindowKey>,
+    /// Store-backed messages in the window (non-persistent ones are not paged).
+    paged: usize,
+    in_flight: HashMap<MessageId, InFlight>,
+    /// Acked by a prepared XA transaction: not to be delivered until it ends.
+    held: HashSet<MessageId>,
+    /// Held messages the cursor returned meanwhile.
+    held_entries: HashMap<MessageId, Entry>,
+    consumers: Vec<Slot>,
+    next_consumer: usize,
+    store_more: bool,
+    /// Bumped when the store cursor is reset: a fetch begun before is discarded.
+    generation: u64,
+    reset_cursor: bool,
+    discarded: u64,
+    closed: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub enqueued: AtomicU64,
+    pub dequeued: AtomicU64,
+    pub expired: AtomicU64,
+    pub dead_lettered: AtomicU64,
+}
+
+pub(crate) struct Dispatcher {
+    pub destination: Destination,
+    pub source: Source,
+    core: Weak<Core>,
+    state: Mutex<State>,
+    wake: Notify,
+    pub counters: Counters,
+}
+
+/// Work found under the lock, done after it is released.
+#[derive(Default)]
+struct Work {
+    expired: Vec<Entry>,
+    /// Messages a subscription's selector does not match: acked for it at once.
+    unmatched: Vec<Entry>,
+}
+
+impl Dispatcher {
+    pub(crate) fn start(
+        core: &Arc<Core>,
+        destination: Destination,
+        source: Source,
+    ) -> Arc<Dispatcher> {
+        let store_backed = !matches!(source, Source::Memory { .. });
+        let d = Arc::new(Dispatcher {
+            destination,
+            source,
+            core: Arc::downgrade(core),
+            state: Mutex::new(State {
+                store_more: store_backed,
+                ..State::default()
+            }),
+            wake: Notify::new(),
+            counters: Counters::default(),
+        });
+        tokio::spawn(Arc::clone(&d).run());
+        d
+    }
+
+    pub(crate) fn subscription(&self) -> Option<&SubscriptionKey> {
+        match &self.source {
+            Source::Durable { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    fn label(&self) -> String {
+        match &self.source {
+            Source::Durable { key, .. } => format!("{} subscription {key}", self.destination),
+            Source::Memory { .. } => format!("{} subscriber", self.destination),
+            Source::Queue(_) => self.destination.to_string(),
+        }
+    }
+
+    pub(crate) fn consumer_count(&self) -> usize {
+        self.state.lock().consumers.len()
+    }
+
+    /// Non-persistent messages in memory (they are not in the store's counts).
+    pub(crate) fn non_persistent(&self) -> u64 {
+        let st = self.state.lock();
+        let w = st.window.values().filter(|e| !e.message.persistent).count();
+        let f = st
+            .in_flight
+            .values()
+            .filter(|e| !e.entry.message.persistent)
+            .count();
+        (w + f) as u64
+    }
+
+    pub(crate) fn add_consumer(
+        &self,
+        id: u64,
+        selector: Option<Arc<Selector>>,
+        prefetch: u32,
+    ) -> mpsc::UnboundedReceiver<Delivery> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut st = self.state.lock();
+        if st.closed {
+            return rx;
+        }
+        st.consumers.push(Slot {
+            id,
+            selector,
+            prefetch: prefetch.max(1),
+            outstanding: 0,
+            tx,
+        });
+        drop(st);
+        self.wake.notify_one();
+        rx
+    }
+
+    pub(crate) fn remove_consumer(&self, id: u64) {
+        let mut st = self.state.lock();
+        st.consumers.retain(|s| s.id != id);
+        if st.consumers.is_empty() && matches!(self.source, Source::Durable { .. }) {
+            // An inactive durable subscription keeps nothing in memory: drop the paged-in
+            // window and rewind the cursor; the store still has every message pending.
+            let persistent: Vec<WindowKey> = st
+                .window
+                .iter()
+                .filter(|(_, e)| e.message.persistent)
+                .map(|(k, _)| *k)
+                .collect();
+            let mut freed = 0;
+            for k in persistent {
+                if let Some(e) = st.window.remove(&k) {
+                    st.index.remove(&e.message.id);
+                    freed += e.size;
+                }
+            }
+            // Non-persistent messages are not kept for an absent subscriber.
+            let rest: Vec<Entry> = std::mem::take(&mut st.window).into_values().collect();
+            st.index.clear();
+            for e in rest {
+                freed += e.size;
+            }
+            st.paged = 0;
+            st.generation += 1;
+            st.reset_cursor = true;
+            st.store_more = true;
+            drop(st);
+            self.release(freed);
+        }
+    }
+
+    /// The store has new messages for this dispatcher.
+    pub(crate) fn stored(&self) {
+        self.state.lock().store_more = true;
+        self.wake.notify_one();
+    }
+
+    /// A non-persistent message, straight into the window. A subscriber over its pending limit
+    /// loses its oldest waiting message.
+    pub(crate) fn push(&self, message: Arc<Message>) {
+        let size = message.size();
+        let mut st = self.state.lock();
+        if st.closed {
+            return;
+        }
+        if matches!(self.source, Source::Durable { .. }) && st.consumers.is_empty() {
+            return;
+        }
+        let Some(core) = self.core.upgrade() else {
+            return;
+        };
+        let arrival = core.next_arrival();
+        let key = (std::cmp::Reverse(message.priority), arrival);
+        st.index.insert(message.id.clone(), key);
+        st.window.insert(
+            key,
+            Entry {
+                message,
+                arrival,
+                size,
+            },
+        );
+        core.memory.add(size);
+        let mut freed = 0;
+        if let Source::Memory { max_pending } = self.source {
+            while st.window.len() > max_pending {
+                let Some((_, old)) = st.window.pop_first() else {
+                    break;
+                };
+                st.index.remove(&old.message.id);
+                st.discarded += 1;
+                if st.discarded % 1000 == 1 {
+                    warn!(subscriber = %self.label(), discarded = st.discarded, "slow non-durable subscriber: discarding its oldest messages");
+                }
+                freed += old.size;
+            }
+        }
+        drop(st);
+        self.release(freed);
+        self.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    /// The application took a message off a consumer: its prefetch has room again.
+    pub(crate) fn received(&self, consumer: u64) {
+        let mut st = self.state.lock();
+        if let Some(s) = st.consumers.iter_mut().find(|s| s.id == consumer) {
+            s.outstanding = s.outstanding.saturating_sub(1);
+        }
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// The store operation that acks `message` for this dispatcher, inside a transaction.
+    /// `None` when there is nothing to do in the store (a non-persistent message).
+    pub(crate) fn ack_op(&self, message: &Message) -> Option<TxOp> {
+        if !message.persistent {
+            return None;
+        }
+        match &self.source {
+            Source::Queue(_) => Some(TxOp::QueueAck {
+                destination: self.destination.clone(),
+                id: message.id.clone(),
+            }),
+            Source::Durable { key, .. } => Some(TxOp::TopicAck {
+                destination: self.destination.clone(),
+                subscription: key.clone(),
+                id: message.id.clone(),
+            }),
+            Source::Memory { .. } => None,
+        }
+    }
+
+    /// Acks in the store, outside a transaction. A message already gone (expired meanwhile,
+    /// purged) counts as acked.
+    pub(crate) async fn store_ack(&self, message: &Message) -> Result<()> {
+        if !message.persistent {
+            return Ok(());
+        }
+        let r = match &self.source {
+            Source::Queue(q) => q.remove(&message.id).await,
+            Source::Durable { store, key } => store.acknowledge(key, &message.id).await,
+            Source::Memory { .. } => Ok(()),
+        };
+        match r {
+            Err(StoreError::NotFound(_)) => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    /// Acks and forgets a delivered message.
+    pub(crate) async fn ack(&self, message: &Message) -> Result<()> {
+        self.store_ack(message).await?;
+        self.settle(&message.id);
+        Ok(())
+    }
+
+    /// Forgets a delivered message whose ack the store has applied.
+    pub(crate) fn settle(&self, id: &MessageId) {
+        let gone = self.state.lock().in_flight.remove(id);
+        if let Some(f) = gone {
+            self.counters.dequeued.fetch_add(1, Ordering::Relaxed);
+            self.release(f.entry.size);
+        }
+    }
+
+    /// Puts a delivered, unacked message back for another delivery, counting the attempt; past
+    /// the maximum it goes to the dead letter queue instead.
+    pub(crate) async fn redeliver(&self, id: &MessageId) {
+        let Some(core) = self.core.upgrade() else {
+            return;
+        };
+        let max = core.config.policy.maximum_redeliveries;
+        let entry = {
+            let mut st = self.state.lock();
+            let Some(mut f) = st.in_flight.remove(id) else {
+                return;
+            };
+            Arc::make_mut(&mut f.entry.message).redelivery_count += 1;
+            let over = f.entry.message.redelivery_count > max && !self.is_dead_letter_queue(&core);
+            if !over && !st.closed {
+                let key = (std::cmp::Reverse(f.entry.message.priority), f.entry.arrival);
+                st.index.insert(f.entry.message.id.clone(), key);
+                st.window.insert(key, f.entry);
+                drop(st);
+                self.wake.notify_one();
+                return;
+            }
+            if st.closed {
+                drop(st);
+                self.release(f.entry.size);
+                return;
+            }
+            f.entry
+        };
+        let cause = format!(
+            "delivery failed {} times (maximum_redeliveries is {max})",
+            entry.message.redelivery_count
+        );
+        core.dead_letter(self, &entry.message, &cause).await;
+        self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        self.release(entry.size);
+    }
+
+    fn is_dead_letter_queue(&self, core: &Core) -> bool {
+        self.destination.is_queue()
+            && *self.destination.name == *core.config.policy.dead_letter_queue
+    }
+
+    /// Returns a message a consumer never handed to the application (it closed with it
+    /// prefetched): not a redelivery.
+    pub(crate) fn give_back(&self, id: &MessageId) {
+        let mut st = self.state.lock();
+        let Some(f) = st.in_flight.remove(id) else {
+            return;
+        };
+        if st.closed {
+            drop(st);
+            self.release(f.entry.size);
+            return;
+        }
+        let key = (std::cmp::Reverse(f.entry.message.priority), f.entry.arrival);
+        st.index.insert(f.entry.message.id.clone(), key);
+        st.window.insert(key, f.entry);
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// A message delivered and found expired on its way to the application.
+    pub(crate) async fn expire_delivered(&self, id: &MessageId) {
+        let f = self.state.lock().in_flight.remove(id);
+        if let Some(f) = f {
+            self.expire(f.entry).await;
+        }
+    }
+
+    /// Marks a message as acked by a prepared XA transaction found at recovery.
+    pub(crate) fn hold(&self, id: MessageId) {
+        let mut st = self.state.lock();
+        if let Some(key) = st.index.remove(&id)
+            && let Some(e) = st.window.remove(&key)
+        {
+            st.paged = st.paged.saturating_sub(1);
+            st.held_entries.insert(id.clone(), e);
+        }
+        st.held.insert(id);
+    }
+
+    /// The prepared transaction holding `id` ended: committed (the message is gone) or rolled
+    /// back (it can be delivered again).
+    pub(crate) fn unhold(&self, id: &MessageId, committed: bool) {
+        let mut st = self.state.lock();
+        st.held.remove(id);
+        let Some(e) = st.held_entries.remove(id) else {
+            return;
+        };
+        if committed || st.closed {
+            drop(st);
+            if committed {
+                self.counters.dequeued.fetch_add(1, Ordering::Relaxed);
+            }
+            self.release(e.size);
+            return;
+        }
+        let key = (std::cmp::Reverse(e.message.priority), e.arrival);
+        st.index.insert(e.message.id.clone(), key);
+        st.window.insert(key, e);
+        st.paged += 1;
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// Drops every waiting message (a purge).
+    pub(crate) fn clear_window(&self) -> u64 {
+        let mut st = self.state.lock();
+        let window = std::mem::take(&mut st.window);
+        st.index.clear();
+        st.paged = 0;
+        drop(st);
+        let n = window.len() as u64;
+        self.release(window.values().map(|e| e.size).sum());
+        n
+    }
+
+    /// True when the message is waiting, in flight or held here.
+    pub(crate) fn is_tracked(&self, id: &MessageId) -> bool {
+        let st = self.state.lock();
+        st.index.contains_key(id) || st.in_flight.contains_key(id) || st.held.contains(id)
+    }
+
+    pub(crate) fn close(&self) {
+        let mut st = self.state.lock();
+        st.closed = true;
+        st.consumers.clear();
+        let mut freed: u64 = st.window.values().map(|e| e.size).sum();
+        freed += st.in_flight.values().map(|f| f.entry.size).sum::<u64>();
+        freed += st.held_entries.values().map(|e| e.size).sum::<u64>();
+        st.window.clear();
+        st.index.clear();
+        st.in_flight.clear();
+        st.held_entries.clear();
+        drop(st);
+        self.release(freed);
+        self.wake.notify_one();
+    }
+
+    fn release(&self, bytes: u64) {
+        if bytes > 0
+            && let Some(core) = self.core.upgrade()
+        {
+            core.memory.release(bytes);
+        }
+    }
+
+    async fn run(self: Arc<Self>) {
+        loop {
+            let Some(core) = self.core.upgrade() else {
+                return;
+            };
+            let (work, fetch, reset, memory_blocked) = {
+                let mut st = self.state.lock();
+                if st.closed {
+                    return;
+                }
+                let work = self.dispatch(&mut st, &core);
+                let page = core.config.limits.max_page_size;
+                let memory_ok = core.memory.has_room();
+                let wants = st.store_more && !st.consumers.is_empty() && st.paged < page;
+                let fetch = if wants && memory_ok {
+                    st.store_more = false;
+                    Some((page - st.paged, st.generation))
+                } else {
+                    None
+                };
+                let reset = std::mem::take(&mut st.reset_cursor);
+                (work, fetch, reset, wants && !memory_ok)
+            };
+            let busy = !work.expired.is_empty() || !work.unmatched.is_empty();
+            for e in work.expired {
+                self.expire(e).await;
+            }
+            for e in work.unmatched {
+                if let Err(err) = self.store_ack(&e.message).await {
+                    warn!(subscription = %self.label(), "cannot ack a message its selector does not match: {err}");
+                }
+                self.counters.dequeued.fetch_add(1, Ordering::Relaxed);
+                self.release(e.size);
+            }
+            if reset
+                && let Source::Durable { store, key } = &self.source
+                && let Err(e) = store.reset_cursor(key).await
+            {
+                warn!(subscription = %self.label(), "cannot rewind the store cursor: {e}");
+            }
+            if let Some((max, generation)) = fetch {
+                self.fetch(&core, max, generation).await;
+                continue;
+            }
+            if busy {
+                continue;
+            }
+            drop(core);
+            if memory_blocked {
+                let _ = tokio::time::timeout(Duration::from_millis(50), self.wake.notified()).await;
+            } else {
+                self.wake.notified().await;
+            }
+        }
+    }
+
+    async fn fetch(&self, core: &Core, max: usize, generation: u64) {
+        let batch = match &self.source {
+            Source::Queue(q) => q.recover_next(max).await,
+            Source::Durable { store, key } => store.recover_next(key, max).await,
+            Source::Memory { .. } => Ok(Vec::new()),
+        };
+        let batch = match batch {
+            Ok(b) => b,
+            Err(StoreError::Closed) => return,
+            Err(e) => {
+                warn!(destination = %self.label(), "cannot page messages in from the store (retrying): {e}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                self.state.lock().store_more = true;
+                return;
+            }
+        };
+        let full = batch.len() == max;
+        let mut st = self.state.lock();
+        if st.closed || st.generation != generation {
+            st.store_more = true;
+            return;
+        }
+        if full {
+            st.store_more = true;
+        }
+        let mut added = 0;
+        for m in batch {
+            if st.index.contains_key(&m.id) || st.in_flight.contains_key(&m.id) {
+                continue;
+            }
+            let size = m.size();
+            added += size;
+            let entry = Entry {
+                message: Arc::new(m),
+                arrival: core.next_arrival(),
+                size,
+            };
+            if st.held.contains(&entry.message.id) {
+                st.held_entries.insert(entry.message.id.clone(), entry);
+                continue;
+            }
+            let key = (std::cmp::Reverse(entry.message.priority), entry.arrival);
+            st.index.insert(entry.message.id.clone(), key);
+            st.window.insert(key, entry);
+            st.paged += 1;
+        }
+        drop(st);
+        core.memory.add(added);
+    }
+
+    /// Hands waiting messages to consumers with room, in window order. Runs under the lock.
+    fn dispatch(self: &Arc<Self>, st: &mut State, core: &Core) -> Work {
+        let mut work = Work::default();
+        if st.consumers.is_empty() || st.window.is_empty() {
+            return work;
+        }
+        let now = crate::broker::now_ms();
+        let single = !matches!(self.source, Source::Queue(_));
+        let keys: Vec<WindowKey> = st.window.keys().copied().collect();
+        for key in keys {
+            if !st.consumers.iter().any(|s| s.outstanding < s.prefetch) {
+                break;
+            }
+            let Some(entry) = st.window.get(&key) else {
+                continue;
+            };
+            if entry.message.is_expired(now) {
+                if let Some(e) = st.window.remove(&key) {
+                    st.index.remove(&e.message.id);
+                    if e.message.persistent {
+                        st.paged = st.paged.saturating_sub(1);
+                    }
+                    work.expired.push(e);
+                }
+                continue;
+            }
+            let n = st.consumers.len();
+            let chosen = (0..n).map(|i| (st.next_consumer + i) % n).find(|&i| {
+                let s = &st.consumers[i];
+                s.outstanding < s.prefetch
+                    && s.selector
+                        .as_ref()
+                        .is_none_or(|sel| sel.matches(&entry.message))
+            });
+            let Some(i) = chosen else {
+                if single && let Some(e) = st.window.remove(&key) {
+                    st.index.remove(&e.message.id);
+                    if e.message.persistent {
+                        st.paged = st.paged.saturating_sub(1);
+                    }
+                    work.unmatched.push(e);
+                }
+                continue;
+            };
+            let Some(e) = st.window.remove(&key) else {
+                continue;
+            };
+            st.index.remove(&e.message.id);
+            let delivery = Delivery {
+                message: Arc::clone(&e.message),
+                dispatcher: Arc::clone(self),
+            };
+            if st.consumers[i].tx.send(delivery).is_err() {
+                // The consumer went away without unregistering: drop it, keep the message.
+                debug!(destination = %self.label(), "dropping a vanished consumer");
+                st.consumers.remove(i);
+                st.index.insert(e.message.id.clone(), key);
+                st.window.insert(key, e);
+                continue;
+            }
+            if e.message.persistent && !matches!(self.source, Source::Memory { .. }) {
+                st.paged = st.paged.saturating_sub(1);
+            }
+            st.consumers[i].outstanding += 1;
+            st.next_consumer = (i + 1) % n.max(1);
+            st.in_flight
+                .insert(e.message.id.clone(), InFlight { entry: e });
+        }
+        let _ = core;
+        work
+    }
+
+    async fn expire(&self, entry: Entry) {
+        self.counters.expired.fetch_add(1, Ordering::Relaxed);
+        let Some(core) = self.core.upgrade() else {
+            return;
+        };
+        let to_dlq = entry.message.persistent
+            && core.config.policy.expired == crate::config::ExpiredPolicy::DeadLetter
+            && !self.is_dead_letter_queue(&core);
+        if to_dlq {
+            core.dead_letter(self, &entry.message, "expired").await;
+        } else if let Err(e) = self.store_ack(&entry.message).await {
+            warn!(destination = %self.label(), "cannot drop expired message {}: {e}", entry.message.id);
+        }
+        self.release(entry.size);
+    }
+}

@@ -1,0 +1,38 @@
+//! The broker's error type.
+
+use store_api::StoreError;
+
+use crate::config::ConfigError;
+use crate::selector::SelectorError;
+use crate::state::BrokerState;
+
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
+
+/// What a broker operation can fail with. Each is an answer to the caller; none stops the broker.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The store refused or failed the operation.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A consumer's selector does not parse.
+    #[error(transparent)]
+    Selector(#[from] SelectorError),
+    /// The broker is not the master, or is stopping.
+    #[error("the broker is not serving (it is {0})")]
+    NotServing(BrokerState),
+    /// The connection, session, producer or consumer was closed.
+    #[error("the {0} is closed")]
+    Closed(&'static str),
+    /// A call that JMS does not allow here (an ack in a transacted session, a durable
+    /// subscription without a client id, a client id already connected, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// Memory is full and the policy is to fail sends rather than wait.
+    #[error("resource limit: {0}")]
+    ResourceLimit(String),
+    /// The store or the lock could not be opened or taken.
+    #[error("{what}: {reason}")]
+    Startup { what: String, reason: String },
+}

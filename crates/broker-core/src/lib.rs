@@ -1,0 +1,44 @@
+//! broker-core: JMS messaging semantics over any message-store engine.
+//!
+//! An embeddable broker ([`Broker`], like ActiveMQ's `BrokerService`) built from a
+//! [`BrokerConfig`] (TOML): it takes the master lock, opens and recovers the configured engine
+//! (`memory`, `kahadb`, `amq`, `jdbc`, `journaled-jdbc`), and serves in-process
+//! [`Connection`]s, [`Session`]s, [`Producer`]s and [`Consumer`]s. No network code lives here;
+//! the `broker` program puts STOMP in front of it.
+//!
+//! What it gives on every engine:
+//! - queues (each message to one consumer, competing consumers with prefetch) and topics
+//!   (every subscriber a copy; durable subscriptions keep messages while their subscriber is
+//!   away, across restarts);
+//! - AUTO, CLIENT (cumulative), DUPS_OK and INDIVIDUAL acknowledgement, and transacted
+//!   sessions whose sends and acks commit or roll back together (one store transaction), plus
+//!   XA prepare / commit / rollback that survive restarts;
+//! - redelivery with count and flag on rollback, recover, session close and consumer loss;
+//!   after `maximum_redeliveries` a message moves to `ActiveMQ.DLQ` (the move is one store
+//!   transaction) with the reason in `dlqDeliveryFailureCause`;
+//! - JMS selectors ([`selector`]), priorities 0–9, expiry (never delivered once expired;
+//!   dead-lettered or dropped per policy), non-persistent messages that never touch the store;
+//! - bounded memory: destinations page from the store's batch cursor into a window of at most
+//!   `max_page_size` messages and only while the broker's message memory is under its limit
+//!   ([`dispatch`]);
+//! - the master/slave life cycle ([`BrokerState`]): waiting for the lock → recovering →
+//!   serving → (lock lost →) stopped, each transition logged.
+
+pub mod broker;
+pub mod config;
+pub(crate) mod dispatch;
+pub mod error;
+pub(crate) mod locker;
+pub mod memory;
+pub(crate) mod persistence;
+pub mod selector;
+pub mod session;
+pub mod state;
+
+pub use broker::{Broker, DestinationStats};
+pub use config::{BrokerConfig, ConfigError, EngineKind, LockerKind};
+pub use error::{BrokerError, Result};
+pub use selector::{Selector, SelectorError};
+pub use session::{AckMode, Connection, Consumer, Outgoing, Producer, Received, Session};
+pub use state::BrokerState;
+pub use store_api::{Body, Destination, Message, MessageId, SubscriptionKey, Value, Xid};

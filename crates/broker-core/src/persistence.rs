@@ -1,0 +1,150 @@
+//! Opening the engine a config names.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use store_amq::{AmqConfig, AmqStore};
+use store_api::PersistenceAdapter;
+use store_jdbc::{Fence, JdbcConfig, JdbcStore};
+use store_journaled_jdbc::{JournaledJdbcConfig, JournaledJdbcStore};
+use store_kahadb::{KahaDbConfig, KahaDbStore};
+use store_memory::MemoryStore;
+
+use crate::config::{BrokerConfig, EngineKind};
+use crate::error::{BrokerError, Result};
+
+fn ms(v: Option<u64>, default: Duration) -> Duration {
+    v.map_or(default, Duration::from_millis)
+}
+
+fn startup(engine: EngineKind, e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Startup {
+        what: format!("cannot open the {} store", engine.name()),
+        reason: e.to_string(),
+    }
+}
+
+pub(crate) fn jdbc_config(config: &BrokerConfig, fence: Option<Fence>) -> Option<JdbcConfig> {
+    let s = config.persistence.jdbc.as_ref()?;
+    let mut c = JdbcConfig::new(s.url.clone()?);
+    if let Some(v) = s.pool_size {
+        c.pool_size = v;
+    }
+    if let Some(v) = &s.table_prefix {
+        c.table_prefix = v.clone();
+    }
+    if let Some(v) = s.create_tables_on_startup {
+        c.create_tables_on_startup = v;
+    }
+    if let Some(v) = s.max_batch {
+        c.max_batch = v;
+    }
+    c.acquire_timeout = ms(s.acquire_timeout_ms, c.acquire_timeout);
+    c.fence = fence;
+    Some(c)
+}
+
+/// Opens (and so recovers) the configured engine. File engines open on a blocking thread:
+/// their recovery reads and fsyncs. `fence` is the database locker's, given to a JDBC store so
+/// that a deposed master's writes are refused.
+pub(crate) async fn open(
+    config: &BrokerConfig,
+    fence: Option<Fence>,
+) -> Result<Arc<dyn PersistenceAdapter>> {
+    let kind = config.persistence.kind;
+    let dir = config.store_directory();
+    match kind {
+        EngineKind::Memory => Ok(Arc::new(MemoryStore::new())),
+        EngineKind::Kahadb => {
+            let mut c = KahaDbConfig::new(dir.unwrap_or_default());
+            c.sync = config.kahadb_sync();
+            if let Some(s) = &config.persistence.kahadb {
+                if let Some(v) = s.journal_max_file_length {
+                    c.journal_max_file_length = v;
+                }
+                if let Some(v) = s.journal_max_write_batch_size {
+                    c.journal_max_write_batch_size = v;
+                }
+                c.checkpoint_interval = ms(s.checkpoint_interval_ms, c.checkpoint_interval);
+                c.cleanup_interval = ms(s.cleanup_interval_ms, c.cleanup_interval);
+                if let Some(v) = s.index_cache_size {
+                    c.index_cache_size = v;
+                }
+                if let Some(v) = s.index_write_batch_size {
+                    c.index_write_batch_size = v;
+                }
+                if let Some(v) = s.ignore_missing_journal_files {
+                    c.ignore_missing_journal_files = v;
+                }
+                if let Some(v) = s.preallocate {
+                    c.preallocate = v;
+                }
+                if let Some(v) = s.enable_ack_compaction {
+                    c.enable_compaction = v;
+                }
+                if let Some(v) = s.compaction_threshold {
+                    c.compaction_threshold = v;
+                }
+                if let Some(v) = s.cleanup_on_stop {
+                    c.cleanup_on_stop = v;
+                }
+            }
+            let store = tokio::task::spawn_blocking(move || KahaDbStore::open(c))
+                .await
+                .map_err(|e| startup(kind, e))?
+                .map_err(|e| startup(kind, e))?;
+            Ok(Arc::new(store))
+        }
+        EngineKind::Amq => {
+            let mut c = AmqConfig::new(dir.unwrap_or_default());
+            c.sync = config.amq_sync();
+            if let Some(s) = &config.persistence.amq {
+                if let Some(v) = s.max_file_length {
+                    c.max_file_length = v;
+                }
+                c.checkpoint_interval = ms(s.checkpoint_interval_ms, c.checkpoint_interval);
+                c.cleanup_interval = ms(s.cleanup_interval_ms, c.cleanup_interval);
+                if let Some(v) = s.ignore_corrupt_logs {
+                    c.ignore_corrupt_logs = v;
+                }
+                if let Some(v) = s.preallocate {
+                    c.preallocate = v;
+                }
+            }
+            let store = tokio::task::spawn_blocking(move || AmqStore::open(c))
+                .await
+                .map_err(|e| startup(kind, e))?
+                .map_err(|e| startup(kind, e))?;
+            Ok(Arc::new(store))
+        }
+        EngineKind::Jdbc => {
+            let c = jdbc_config(config, fence).ok_or_else(|| startup(kind, "no url"))?;
+            let store = JdbcStore::open(c).await.map_err(|e| startup(kind, e))?;
+            Ok(Arc::new(store))
+        }
+        EngineKind::JournaledJdbc => {
+            let jdbc = jdbc_config(config, None).ok_or_else(|| startup(kind, "no url"))?;
+            let mut c = JournaledJdbcConfig::new(dir.unwrap_or_default(), jdbc);
+            c.sync = config.journaled_sync();
+            if let Some(s) = &config.persistence.journaled_jdbc {
+                c.checkpoint_interval = ms(s.checkpoint_interval_ms, c.checkpoint_interval);
+                if let Some(v) = s.checkpoint_journal_bytes {
+                    c.checkpoint_journal_bytes = v;
+                }
+                if let Some(v) = s.max_overlay_bytes {
+                    c.max_overlay_bytes = v;
+                }
+                if let Some(v) = s.max_file_length {
+                    c.max_file_length = v;
+                }
+                if let Some(v) = s.preallocate {
+                    c.preallocate = v;
+                }
+            }
+            let store = JournaledJdbcStore::open(c)
+                .await
+                .map_err(|e| startup(kind, e))?;
+            Ok(Arc::new(store))
+        }
+    }
+}

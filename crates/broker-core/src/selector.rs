@@ -1,0 +1,946 @@
+//! JMS message selectors: the SQL92 subset of the JMS specification (§3.8.1), parsed once when a
+//! consumer subscribes and evaluated against each message's headers and properties.
+//!
+//! Evaluation uses SQL's three-valued logic: a comparison with a missing property or across
+//! types is *unknown*, and a message is selected only when the whole expression is *true*.
+//! Parsing never panics and bounds its nesting, so a hostile selector is an error for the
+//! subscriber, never a crash of the broker.
+
+use std::fmt;
+
+use store_api::{Message, Value};
+
+/// Deeper nesting than this is refused rather than risk the parser's stack.
+const MAX_DEPTH: usize = 64;
+/// Longer selectors are refused; ActiveMQ has no limit, but nothing real comes close.
+const MAX_LEN: usize = 64 * 1024;
+
+/// Why a selector does not parse, with the character offset where the problem was found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid selector at character {position}: {reason}")]
+pub struct SelectorError {
+    pub position: usize,
+    pub reason: String,
+}
+
+/// A parsed selector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selector {
+    text: String,
+    root: Expr,
+}
+
+impl Selector {
+    pub fn parse(text: &str) -> Result<Selector, SelectorError> {
+        if text.len() > MAX_LEN {
+            return Err(SelectorError {
+                position: MAX_LEN,
+                reason: format!("longer than {MAX_LEN} bytes"),
+            });
+        }
+        let tokens = lex(text)?;
+        let mut p = Parser {
+            tokens,
+            pos: 0,
+            depth: 0,
+            end: text.len(),
+        };
+        let root = p.expr()?;
+        if let Some(t) = p.tokens.get(p.pos) {
+            return Err(SelectorError {
+                position: t.at,
+                reason: format!("unexpected {}", t.tok),
+            });
+        }
+        Ok(Selector {
+            text: text.to_owned(),
+            root,
+        })
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// True when the expression is true for the message (unknown counts as not selected).
+    pub fn matches(&self, message: &Message) -> bool {
+        matches!(eval(&self.root, message), V::Bool(true))
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lexer
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Ident(String),
+    Str(String),
+    Long(i64),
+    Double(f64),
+    Kw(Kw),
+    Op(&'static str),
+    LParen,
+    RParen,
+    Comma,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kw {
+    And,
+    Or,
+    Not,
+    Between,
+    In,
+    Like,
+    Escape,
+    Is,
+    Null,
+    True,
+    False,
+}
+
+impl fmt::Display for Tok {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Tok::Ident(s) => write!(f, "identifier {s}"),
+            Tok::Str(s) => write!(f, "string '{s}'"),
+            Tok::Long(n) => write!(f, "number {n}"),
+            Tok::Double(n) => write!(f, "number {n}"),
+            Tok::Kw(k) => write!(f, "{}", format!("{k:?}").to_uppercase()),
+            Tok::Op(o) => write!(f, "'{o}'"),
+            Tok::LParen => f.write_str("'('"),
+            Tok::RParen => f.write_str("')'"),
+            Tok::Comma => f.write_str("','"),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Token {
+    tok: Tok,
+    at: usize,
+}
+
+fn keyword(word: &str) -> Option<Kw> {
+    Some(match word.to_ascii_uppercase().as_str() {
+        "AND" => Kw::And,
+        "OR" => Kw::Or,
+        "NOT" => Kw::Not,
+        "BETWEEN" => Kw::Between,
+        "IN" => Kw::In,
+        "LIKE" => Kw::Like,
+        "ESCAPE" => Kw::Escape,
+        "IS" => Kw::Is,
+        "NULL" => Kw::Null,
+        "TRUE" => Kw::True,
+        "FALSE" => Kw::False,
+        _ => return None,
+    })
+}
+
+fn lex(text: &str) -> Result<Vec<Token>, SelectorError> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let err = |at: usize, reason: String| SelectorError {
+        position: at,
+        reason,
+    };
+    while i < chars.len() {
+        let (at, c) = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+            continue;
+        }
+        let tok = if c.is_alphabetic() || c == '_' || c == '$' {
+            let start = i;
+            while i < chars.len()
+                && (chars[i].1.is_alphanumeric() || matches!(chars[i].1, '_' | '$' | '.'))
+            {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().map(|(_, c)| c).collect();
+            out.push(Token {
+                tok: keyword(&word).map_or(Tok::Ident(word), Tok::Kw),
+                at,
+            });
+            continue;
+        } else if c.is_ascii_digit()
+            || (c == '.' && chars.get(i + 1).is_some_and(|(_, d)| d.is_ascii_digit()))
+        {
+            let start = i;
+            let hex = c == '0'
+                && chars
+                    .get(i + 1)
+                    .is_some_and(|(_, x)| *x == 'x' || *x == 'X');
+            if hex {
+                i += 2;
+                while i < chars.len() && chars[i].1.is_ascii_hexdigit() {
+                    i += 1;
+                }
+                let digits: String = chars[start + 2..i].iter().map(|(_, c)| c).collect();
+                let n = i64::from_str_radix(&digits, 16)
+                    .map_err(|e| err(at, format!("bad hexadecimal number: {e}")))?;
+                if i < chars.len() && matches!(chars[i].1, 'l' | 'L') {
+                    i += 1;
+                }
+                out.push(Token {
+                    tok: Tok::Long(n),
+                    at,
+                });
+                continue;
+            }
+            let mut float = false;
+            while i < chars.len() {
+                let d = chars[i].1;
+                if d.is_ascii_digit() {
+                    i += 1;
+                } else if d == '.' && !float {
+                    float = true;
+                    i += 1;
+                } else if matches!(d, 'e' | 'E') {
+                    float = true;
+                    i += 1;
+                    if i < chars.len() && matches!(chars[i].1, '+' | '-') {
+                        i += 1;
+                    }
+                } else {
+                    break;
+                }
+            }
+            let literal: String = chars[start..i].iter().map(|(_, c)| c).collect();
+            let tok = if float {
+                Tok::Double(
+                    literal
+                        .parse()
+                        .map_err(|_| err(at, format!("bad number {literal}")))?,
+                )
+            } else {
+                Tok::Long(
+                    literal
+                        .parse()
+                        .map_err(|_| err(at, format!("number {literal} is out of range")))?,
+                )
+            };
+            // Java literal suffixes.
+            if i < chars.len() && matches!(chars[i].1, 'l' | 'L' | 'd' | 'D' | 'f' | 'F') {
+                i += 1;
+            }
+            out.push(Token { tok, at });
+            continue;
+        } else if c == '\'' {
+            let mut s = String::new();
+            i += 1;
+            loop {
+                match chars.get(i) {
+                    None => return Err(err(at, "unterminated string".into())),
+                    Some((_, '\'')) if chars.get(i + 1).is_some_and(|(_, n)| *n == '\'') => {
+                        s.push('\'');
+                        i += 2;
+                    }
+                    Some((_, '\'')) => {
+                        i += 1;
+                        break;
+                    }
+                    Some((_, ch)) => {
+                        s.push(*ch);
+                        i += 1;
+                    }
+                }
+            }
+            out.push(Token {
+                tok: Tok::Str(s),
+                at,
+            });
+            continue;
+        } else {
+            let next = chars.get(i + 1).map(|(_, n)| *n);
+            let (tok, len) = match (c, next) {
+                ('<', Some('>')) => (Tok::Op("<>"), 2),
+                ('<', Some('=')) => (Tok::Op("<="), 2),
+                ('>', Some('=')) => (Tok::Op(">="), 2),
+                ('!', Some('=')) => (Tok::Op("<>"), 2),
+                ('=', Some('=')) => (Tok::Op("="), 2),
+                ('=', _) => (Tok::Op("="), 1),
+                ('<', _) => (Tok::Op("<"), 1),
+                ('>', _) => (Tok::Op(">"), 1),
+                ('+', _) => (Tok::Op("+"), 1),
+                ('-', _) => (Tok::Op("-"), 1),
+                ('*', _) => (Tok::Op("*"), 1),
+                ('/', _) => (Tok::Op("/"), 1),
+                ('(', _) => (Tok::LParen, 1),
+                (')', _) => (Tok::RParen, 1),
+                (',', _) => (Tok::Comma, 1),
+                _ => return Err(err(at, format!("unexpected character {c:?}"))),
+            };
+            i += len;
+            tok
+        };
+        out.push(Token { tok, at });
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parser
+
+#[derive(Debug, Clone, PartialEq)]
+enum Expr {
+    Lit(V),
+    Ident(String),
+    Neg(Box<Expr>),
+    Not(Box<Expr>),
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    Cmp(&'static str, Box<Expr>, Box<Expr>),
+    Arith(&'static str, Box<Expr>, Box<Expr>),
+    Between {
+        negated: bool,
+        value: Box<Expr>,
+        low: Box<Expr>,
+        high: Box<Expr>,
+    },
+    In {
+        negated: bool,
+        value: Box<Expr>,
+        set: Vec<V>,
+    },
+    Like {
+        negated: bool,
+        value: Box<Expr>,
+        pattern: Vec<char>,
+        escape: Option<char>,
+    },
+    IsNull {
+        negated: bool,
+        value: Box<Expr>,
+    },
+}
+
+struct Parser {
+    tokens: Vec<Token>,
+    pos: usize,
+    depth: usize,
+    /// Where the text ends, for errors at the end.
+    end: usize,
+}
+
+impl Parser {
+    fn peek(&self) -> Option<&Tok> {
+        self.tokens.get(self.pos).map(|t| &t.tok)
+    }
+
+    fn at(&self) -> usize {
+        self.tokens.get(self.pos).map_or(self.end, |t| t.at)
+    }
+
+    fn error<T>(&self, reason: impl Into<String>) -> Result<T, SelectorError> {
+        Err(SelectorError {
+            position: self.at(),
+            reason: reason.into(),
+        })
+    }
+
+    fn eat(&mut self, tok: &Tok) -> bool {
+        if self.peek() == Some(tok) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn eat_kw(&mut self, kw: Kw) -> bool {
+        self.eat(&Tok::Kw(kw))
+    }
+
+    fn expect(&mut self, tok: Tok) -> Result<(), SelectorError> {
+        if self.eat(&tok) {
+            Ok(())
+        } else {
+            let found = self.peek().map_or("the end".to_owned(), |t| t.to_string());
+            self.error(format!("expected {tok}, found {found}"))
+        }
+    }
+
+    fn descend(&mut self) -> Result<(), SelectorError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return self.error(format!("nested deeper than {MAX_DEPTH} levels"));
+        }
+        Ok(())
+    }
+
+    fn expr(&mut self) -> Result<Expr, SelectorError> {
+        self.descend()?;
+        let mut left = self.and()?;
+        while self.eat_kw(Kw::Or) {
+            let right = self.and()?;
+            left = Expr::Or(Box::new(left), Box::new(right));
+        }
+        self.depth -= 1;
+        Ok(left)
+    }
+
+    fn and(&mut self) -> Result<Expr, SelectorError> {
+        let mut left = self.not()?;
+        while self.eat_kw(Kw::And) {
+            let right = self.not()?;
+            left = Expr::And(Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn not(&mut self) -> Result<Expr, SelectorError> {
+        if self.eat_kw(Kw::Not) {
+            self.descend()?;
+            let inner = self.not()?;
+            self.depth -= 1;
+            return Ok(Expr::Not(Box::new(inner)));
+        }
+        self.comparison()
+    }
+
+    fn comparison(&mut self) -> Result<Expr, SelectorError> {
+        let left = self.additive()?;
+        if let Some(Tok::Op(op @ ("=" | "<>" | "<" | "<=" | ">" | ">="))) = self.peek() {
+            let op = *op;
+            self.pos += 1;
+            let right = self.additive()?;
+            return Ok(Expr::Cmp(op, Box::new(left), Box::new(right)));
+        }
+        if self.eat_kw(Kw::Is) {
+            let negated = self.eat_kw(Kw::Not);
+            if !self.eat_kw(Kw::Null) {
+                return self.error("expected NULL after IS");
+            }
+            return Ok(Expr::IsNull {
+                negated,
+                value: Box::new(left),
+            });
+        }
+        let negated = self.eat_kw(Kw::Not);
+        if self.eat_kw(Kw::Between) {
+            let low = self.additive()?;
+            if !self.eat_kw(Kw::And) {
+                return self.error("expected AND in BETWEEN");
+            }
+            let high = self.additive()?;
+            return Ok(Expr::Between {
+                negated,
+                value: Box::new(left),
+                low: Box::new(low),
+                high: Box::new(high),
+            });
+        }
+        if self.eat_kw(Kw::In) {
+            self.expect(Tok::LParen)?;
+            let mut set = Vec::new();
+            loop {
+                match self.peek().cloned() {
+                    Some(Tok::Str(s)) => set.push(V::Str(s)),
+                    Some(Tok::Long(n)) => set.push(V::Long(n)),
+                    Some(Tok::Double(n)) => set.push(V::Double(n)),
+                    _ => return self.error("expected a literal in IN (...)"),
+                }
+                self.pos += 1;
+                if !self.eat(&Tok::Comma) {
+                    break;
+                }
+            }
+            self.expect(Tok::RParen)?;
+            return Ok(Expr::In {
+                negated,
+                value: Box::new(left),
+                set,
+            });
+        }
+        if self.eat_kw(Kw::Like) {
+            let Some(Tok::Str(pattern)) = self.peek().cloned() else {
+                return self.error("expected a string pattern after LIKE");
+            };
+            self.pos += 1;
+            let escape = if self.eat_kw(Kw::Escape) {
+                let Some(Tok::Str(e)) = self.peek().cloned() else {
+                    return self.error("expected a string after ESCAPE");
+                };
+                let mut it = e.chars();
+                let (Some(c), None) = (it.next(), it.next()) else {
+                    return self.error("the ESCAPE string must be one character");
+                };
+                self.pos += 1;
+                Some(c)
+            } else {
+                None
+            };
+            return Ok(Expr::Like {
+                negated,
+                value: Box::new(left),
+                pattern: pattern.chars().collect(),
+                escape,
+            });
+        }
+        if negated {
+            return self.error("expected BETWEEN, IN or LIKE after NOT");
+        }
+        Ok(left)
+    }
+
+    fn additive(&mut self) -> Result<Expr, SelectorError> {
+        let mut left = self.multiplicative()?;
+        while let Some(Tok::Op(op @ ("+" | "-"))) = self.peek() {
+            let op = *op;
+            self.pos += 1;
+            let right = self.multiplicative()?;
+            left = Expr::Arith(op, Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn multiplicative(&mut self) -> Result<Expr, SelectorError> {
+        let mut left = self.unary()?;
+        while let Some(Tok::Op(op @ ("*" | "/"))) = self.peek() {
+            let op = *op;
+            self.pos += 1;
+            let right = self.unary()?;
+            left = Expr::Arith(op, Box::new(left), Box::new(right));
+        }
+        Ok(left)
+    }
+
+    fn unary(&mut self) -> Result<Expr, SelectorError> {
+        if let Some(Tok::Op(op @ ("+" | "-"))) = self.peek() {
+            let negate = *op == "-";
+            self.pos += 1;
+            self.descend()?;
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(if negate {
+                Expr::Neg(Box::new(inner))
+            } else {
+                inner
+            });
+        }
+        self.primary()
+    }
+
+    fn primary(&mut self) -> Result<Expr, SelectorError> {
+        let Some(tok) = self.peek().cloned() else {
+            return self.error("unexpected end of selector");
+        };
+        self.pos += 1;
+        Ok(match tok {
+            Tok::Str(s) => Expr::Lit(V::Str(s)),
+            Tok::Long(n) => Expr::Lit(V::Long(n)),
+            Tok::Double(n) => Expr::Lit(V::Double(n)),
+            Tok::Kw(Kw::True) => Expr::Lit(V::Bool(true)),
+            Tok::Kw(Kw::False) => Expr::Lit(V::Bool(false)),
+            Tok::Kw(Kw::Null) => Expr::Lit(V::Null),
+            Tok::Ident(name) => Expr::Ident(name),
+            Tok::LParen => {
+                let inner = self.expr()?;
+                self.expect(Tok::RParen)?;
+                inner
+            }
+            other => {
+                self.pos -= 1;
+                return self.error(format!("unexpected {other}"));
+            }
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation
+
+/// A value during evaluation; `Null` doubles as SQL's *unknown*.
+#[derive(Debug, Clone, PartialEq)]
+enum V {
+    Null,
+    Bool(bool),
+    Long(i64),
+    Double(f64),
+    Str(String),
+}
+
+impl V {
+    fn number(&self) -> Option<f64> {
+        match self {
+            V::Long(n) => Some(*n as f64),
+            V::Double(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+fn field(message: &Message, name: &str) -> V {
+    let opt = |s: &Option<String>| s.clone().map_or(V::Null, V::Str);
+    match name {
+        "JMSMessageID" => V::Str(format!("ID:{}", message.id)),
+        "JMSPriority" => V::Long(i64::from(message.priority)),
+        "JMSTimestamp" => V::Long(message.timestamp),
+        "JMSExpiration" => V::Long(message.expiration),
+        "JMSCorrelationID" => opt(&message.correlation_id),
+        "JMSType" => opt(&message.message_type),
+        "JMSDeliveryMode" => V::Str(
+            if message.persistent {
+                "PERSISTENT"
+            } else {
+                "NON_PERSISTENT"
+            }
+            .into(),
+        ),
+        "JMSRedelivered" => V::Bool(message.redelivery_count > 0),
+        "JMSXDeliveryCount" => V::Long(i64::from(message.redelivery_count) + 1),
+        "JMSXGroupID" => opt(&message.group_id),
+        "JMSXGroupSeq" => V::Long(i64::from(message.group_seq)),
+        _ => match message.properties.get(name) {
+            None | Some(Value::Bytes(_)) => V::Null,
+            Some(Value::Bool(b)) => V::Bool(*b),
+            Some(Value::I8(n)) => V::Long(i64::from(*n)),
+            Some(Value::I16(n)) => V::Long(i64::from(*n)),
+            Some(Value::I32(n)) => V::Long(i64::from(*n)),
+            Some(Value::I64(n)) => V::Long(*n),
+            Some(Value::F32(n)) => V::Double(f64::from(*n)),
+            Some(Value::F64(n)) => V::Double(*n),
+            Some(Value::String(s)) => V::Str(s.clone()),
+        },
+    }
+}
+
+fn truth(v: &V) -> Option<bool> {
+    match v {
+        V::Bool(b) => Some(*b),
+        _ => None,
+    }
+}
+
+fn from_truth(t: Option<bool>) -> V {
+    t.map_or(V::Null, V::Bool)
+}
+
+fn compare(op: &str, a: &V, b: &V) -> Option<bool> {
+    use std::cmp::Ordering::*;
+    let ord = match (a, b) {
+        (V::Null, _) | (_, V::Null) => return None,
+        (V::Long(x), V::Long(y)) => x.cmp(y),
+        (V::Str(x), V::Str(y)) => {
+            // JMS allows only equality on strings and booleans.
+            return match op {
+                "=" => Some(x == y),
+                "<>" => Some(x != y),
+                _ => None,
+            };
+        }
+        (V::Bool(x), V::Bool(y)) => {
+            return match op {
+                "=" => Some(x == y),
+                "<>" => Some(x != y),
+                _ => None,
+            };
+        }
+        _ => a.number()?.partial_cmp(&b.number()?)?,
+    };
+    Some(match op {
+        "=" => ord == Equal,
+        "<>" => ord != Equal,
+        "<" => ord == Less,
+        "<=" => ord != Greater,
+        ">" => ord == Greater,
+        _ => ord != Less,
+    })
+}
+
+fn arith(op: &str, a: &V, b: &V) -> V {
+    match (a, b) {
+        (V::Long(x), V::Long(y)) => {
+            let r = match op {
+                "+" => x.checked_add(*y),
+                "-" => x.checked_sub(*y),
+                "*" => x.checked_mul(*y),
+                _ => x.checked_div(*y),
+            };
+            r.map_or(V::Null, V::Long)
+        }
+        _ => match (a.number(), b.number()) {
+            (Some(x), Some(y)) => V::Double(match op {
+                "+" => x + y,
+                "-" => x - y,
+                "*" => x * y,
+                _ => x / y,
+            }),
+            _ => V::Null,
+        },
+    }
+}
+
+/// SQL LIKE: `%` any run, `_` any one character, `escape` makes the next one literal. The
+/// classic two-pointer wildcard walk: linear in practice, never exponential.
+fn like(text: &[char], pattern: &[char], escape: Option<char>) -> bool {
+    #[derive(Clone, Copy, PartialEq)]
+    enum P {
+        Any,
+        One,
+        Lit(char),
+    }
+    let mut pat = Vec::with_capacity(pattern.len());
+    let mut i = 0;
+    while i < pattern.len() {
+        let c = pattern[i];
+        if Some(c) == escape && i + 1 < pattern.len() {
+            pat.push(P::Lit(pattern[i + 1]));
+            i += 2;
+            continue;
+        }
+        pat.push(match c {
+            '%' => P::Any,
+            '_' => P::One,
+            c => P::Lit(c),
+        });
+        i += 1;
+    }
+    let (mut t, mut p) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pat.get(p) {
+            Some(P::One) => {
+                t += 1;
+                p += 1;
+            }
+            Some(P::Lit(c)) if *c == text[t] => {
+                t += 1;
+                p += 1;
+            }
+            Some(P::Any) => {
+                star = Some((p, t));
+                p += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pat[p..].iter().all(|x| *x == P::Any)
+}
+
+fn eval(e: &Expr, m: &Message) -> V {
+    match e {
+        Expr::Lit(v) => v.clone(),
+        Expr::Ident(name) => field(m, name),
+        Expr::Neg(inner) => match eval(inner, m) {
+            V::Long(n) => n.checked_neg().map_or(V::Null, V::Long),
+            V::Double(n) => V::Double(-n),
+            _ => V::Null,
+        },
+        Expr::Not(inner) => from_truth(truth(&eval(inner, m)).map(|b| !b)),
+        Expr::And(a, b) => {
+            let x = truth(&eval(a, m));
+            if x == Some(false) {
+                return V::Bool(false);
+            }
+            match (x, truth(&eval(b, m))) {
+                (_, Some(false)) => V::Bool(false),
+                (Some(true), Some(true)) => V::Bool(true),
+                _ => V::Null,
+            }
+        }
+        Expr::Or(a, b) => {
+            let x = truth(&eval(a, m));
+            if x == Some(true) {
+                return V::Bool(true);
+            }
+            match (x, truth(&eval(b, m))) {
+                (_, Some(true)) => V::Bool(true),
+                (Some(false), Some(false)) => V::Bool(false),
+                _ => V::Null,
+            }
+        }
+        Expr::Cmp(op, a, b) => from_truth(compare(op, &eval(a, m), &eval(b, m))),
+        Expr::Arith(op, a, b) => arith(op, &eval(a, m), &eval(b, m)),
+        Expr::Between {
+            negated,
+            value,
+            low,
+            high,
+        } => {
+            let v = eval(value, m);
+            let ge = compare(">=", &v, &eval(low, m));
+            let le = compare("<=", &v, &eval(high, m));
+            let r = match (ge, le) {
+                (Some(false), _) | (_, Some(false)) => Some(false),
+                (Some(true), Some(true)) => Some(true),
+                _ => None,
+            };
+            from_truth(r.map(|b| b != *negated))
+        }
+        Expr::In {
+            negated,
+            value,
+            set,
+        } => {
+            let v = eval(value, m);
+            if v == V::Null {
+                return V::Null;
+            }
+            let found = set.iter().any(|s| compare("=", &v, s) == Some(true));
+            V::Bool(found != *negated)
+        }
+        Expr::Like {
+            negated,
+            value,
+            pattern,
+            escape,
+        } => match eval(value, m) {
+            V::Str(s) => {
+                let text: Vec<char> = s.chars().collect();
+                V::Bool(like(&text, pattern, *escape) != *negated)
+            }
+            _ => V::Null,
+        },
+        Expr::IsNull { negated, value } => V::Bool((eval(value, m) == V::Null) != *negated),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use store_api::{Body, Destination, MessageId};
+
+    fn msg() -> Message {
+        let mut m = Message::new(
+            MessageId::new("p", 1),
+            Destination::queue("q"),
+            Body::Text("x".into()),
+        )
+        .with_priority(7)
+        .with_property("color", Value::String("red".into()))
+        .with_property("size", Value::I32(12))
+        .with_property("weight", Value::F64(2.5))
+        .with_property("fragile", Value::Bool(true))
+        .with_property("name", Value::String("100%_sure".into()));
+        m.message_type = Some("order".into());
+        m
+    }
+
+    fn sel(s: &str) -> bool {
+        Selector::parse(s).unwrap().matches(&msg())
+    }
+
+    #[test]
+    fn comparisons_and_logic() {
+        assert!(sel("color = 'red'"));
+        assert!(!sel("color <> 'red'"));
+        assert!(sel("size > 10 AND size <= 12"));
+        assert!(sel("size = 12.0"));
+        assert!(sel("weight < 3"));
+        assert!(sel("fragile"));
+        assert!(sel("fragile = TRUE"));
+        assert!(sel("NOT fragile = FALSE"));
+        assert!(sel("color = 'blue' OR size = 12"));
+        assert!(sel("(size + 3) * 2 = 30"));
+        assert!(sel("size / 5 = 2"));
+        assert!(sel("-size = -12"));
+        assert!(sel("JMSPriority > 5 AND JMSType = 'order'"));
+        assert!(sel("JMSDeliveryMode = 'PERSISTENT'"));
+        assert!(sel("JMSXDeliveryCount = 1 AND NOT JMSRedelivered"));
+        assert!(sel("size = 0x0C"));
+        assert!(sel("weight = 25e-1"));
+    }
+
+    #[test]
+    fn three_valued_logic_with_missing_properties() {
+        assert!(!sel("missing = 1"));
+        assert!(!sel("NOT (missing = 1)"));
+        assert!(sel("missing IS NULL"));
+        assert!(sel("color IS NOT NULL"));
+        assert!(sel("missing = 1 OR size = 12"));
+        assert!(!sel("missing = 1 AND size = 12"));
+        assert!(!sel("missing IN ('a')"));
+        assert!(!sel("missing NOT IN ('a')"));
+        assert!(!sel("color > 'a'"), "strings compare only for equality");
+        assert!(!sel("color = 12"), "types do not convert");
+    }
+
+    #[test]
+    fn between_in_like() {
+        assert!(sel("size BETWEEN 10 AND 12"));
+        assert!(!sel("size NOT BETWEEN 10 AND 12"));
+        assert!(sel("color IN ('green', 'red')"));
+        assert!(sel("color NOT IN ('green', 'blue')"));
+        assert!(sel("color LIKE 'r%'"));
+        assert!(sel("color LIKE '_e_'"));
+        assert!(!sel("color LIKE 'r'"));
+        assert!(sel("color NOT LIKE 'b%'"));
+        assert!(sel("name LIKE '100!%!_%' ESCAPE '!'"));
+        assert!(!sel("name LIKE '100!%!_x%' ESCAPE '!'"));
+        assert!(sel("name LIKE '%sure'"));
+        assert!(sel("'it''s' = 'it''s'"));
+    }
+
+    #[test]
+    fn bad_selectors_are_errors_with_a_position() {
+        for (text, at) in [
+            ("color = ", 8),
+            ("color = 'red", 8),
+            ("size BETWEEN 1 12", 15),
+            ("color LIKE 5", 11),
+            ("a IS 5", 5),
+            ("a # b", 2),
+            ("(a = 1", 6),
+            ("a = 1 b", 6),
+            ("a LIKE 'x' ESCAPE 'ab'", 18),
+            ("99999999999999999999 = 1", 0),
+        ] {
+            let e = Selector::parse(text).unwrap_err();
+            assert_eq!(e.position, at, "{text}: {e}");
+        }
+        let deep = format!("{}a = 1{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(
+            Selector::parse(&deep)
+                .unwrap_err()
+                .reason
+                .contains("nested")
+        );
+        let not = format!("{}a", "NOT ".repeat(10_000));
+        assert!(Selector::parse(&not).is_err());
+        let neg = format!("{}1 = 1", "-".repeat(10_000));
+        assert!(Selector::parse(&neg).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsing_arbitrary_text_never_panics(s in "\\PC{0,60}") {
+            if let Ok(sel) = Selector::parse(&s) {
+                let _ = sel.matches(&msg());
+            }
+        }
+
+        #[test]
+        fn like_agrees_with_a_reference(text in "[ab%_]{0,8}", pattern in "[ab%_]{0,6}") {
+            let t: Vec<char> = text.chars().collect();
+            let p: Vec<char> = pattern.chars().collect();
+            proptest::prop_assert_eq!(like(&t, &p, None), reference_like(&t, &p));
+        }
+    }
+
+    fn reference_like(t: &[char], p: &[char]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some(('%', rest)) => (0..=t.len()).any(|i| reference_like(&t[i..], rest)),
+            Some(('_', rest)) => !t.is_empty() && reference_like(&t[1..], rest),
+            Some((c, rest)) => t.first() == Some(c) && reference_like(&t[1..], rest),
+        }
+    }
+}

@@ -1,0 +1,856 @@
+//! The client side of the in-process API: connections, sessions, producers and consumers,
+//! with JMS's acknowledgement modes and transactions.
+//!
+//! A session is single-threaded in JMS; here its state sits behind an async mutex, so calls on
+//! one session run one at a time (which is what gives transactions and CLIENT acks their
+//! order), while different sessions never wait for each other and their store writes share
+//! fsyncs.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex as SyncMutex;
+use store_api::{
+    Body, Destination, MAX_PRIORITY, Message, MessageId, SubscriptionKey, TransactionId, TxOp,
+    Value, Xid,
+};
+use tokio::sync::{Mutex, mpsc};
+use tracing::warn;
+
+use crate::broker::{Core, Pending, now_ms};
+use crate::dispatch::{Delivery, Dispatcher, Source};
+use crate::error::{BrokerError, Result};
+use crate::selector::Selector;
+
+/// How a session acknowledges what it consumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckMode {
+    /// Each message is acked as `receive` returns it.
+    Auto,
+    /// [`Session::acknowledge`] acks that message and every earlier one the session received.
+    Client,
+    /// Acked lazily in batches: cheaper, and a crash may deliver some again.
+    DupsOk,
+    /// [`Session::acknowledge`] acks exactly that message.
+    Individual,
+    /// Sends and receives take effect at [`Session::commit`]; [`Session::rollback`] undoes
+    /// them (received messages are redelivered).
+    Transacted,
+}
+
+/// A message to send: body and headers; the broker fills in the id, destination and timestamp.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub body: Body,
+    pub priority: u8,
+    pub persistent: bool,
+    /// Absolute expiry in milliseconds since the epoch, 0 for never; see also `time_to_live`.
+    pub expiration: i64,
+    pub time_to_live: Option<Duration>,
+    pub correlation_id: Option<String>,
+    pub reply_to: Option<Destination>,
+    pub message_type: Option<String>,
+    pub group_id: Option<String>,
+    pub group_seq: i32,
+    pub properties: BTreeMap<String, Value>,
+}
+
+impl Outgoing {
+    pub fn new(body: Body) -> Self {
+        Outgoing {
+            body,
+            priority: store_api::DEFAULT_PRIORITY,
+            persistent: true,
+            expiration: 0,
+            time_to_live: None,
+            correlation_id: None,
+            reply_to: None,
+            message_type: None,
+            group_id: None,
+            group_seq: 0,
+            properties: BTreeMap::new(),
+        }
+    }
+
+    pub fn text(text: impl Into<String>) -> Self {
+        Outgoing::new(Body::Text(text.into()))
+    }
+
+    pub fn bytes(bytes: impl Into<Bytes>) -> Self {
+        Outgoing::new(Body::Bytes(bytes.into()))
+    }
+
+    pub fn priority(mut self, priority: u8) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    pub fn persistent(mut self, persistent: bool) -> Self {
+        self.persistent = persistent;
+        self
+    }
+
+    pub fn time_to_live(mut self, ttl: Duration) -> Self {
+        self.time_to_live = Some(ttl);
+        self
+    }
+
+    pub fn expiration(mut self, at_ms: i64) -> Self {
+        self.expiration = at_ms;
+        self
+    }
+
+    pub fn property(mut self, name: impl Into<String>, value: Value) -> Self {
+        self.properties.insert(name.into(), value);
+        self
+    }
+
+    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+
+    pub fn message_type(mut self, t: impl Into<String>) -> Self {
+        self.message_type = Some(t.into());
+        self
+    }
+}
+
+/// A message as a consumer receives it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    message: Arc<Message>,
+    dispatcher: Arc<Dispatcher>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Dispatcher({})", self.destination)
+    }
+}
+
+impl Received {
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    pub fn id(&self) -> &MessageId {
+        &self.message.id
+    }
+
+    /// True when an earlier delivery of this message was not acknowledged.
+    pub fn redelivered(&self) -> bool {
+        self.message.redelivery_count > 0
+    }
+
+    pub fn text(&self) -> Option<&str> {
+        match &self.message.body {
+            Body::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn into_message(self) -> Message {
+        Arc::unwrap_or_clone(self.message)
+    }
+}
+
+pub(crate) struct ConnectionInner {
+    core: Arc<Core>,
+    id: String,
+    client_id: Option<String>,
+    sessions: SyncMutex<Vec<Weak<SessionInner>>>,
+    closed: AtomicBool,
+}
+
+impl ConnectionInner {
+    /// The broker is stopping: consumers see the end of their stream; nothing is acked.
+    pub(crate) fn abort(&self) {
+        self.closed.store(true, Ordering::Release);
+        for s in self.sessions.lock().drain(..).filter_map(|s| s.upgrade()) {
+            s.closed.store(true, Ordering::Release);
+            for (id, d) in s.consumers.lock().drain(..) {
+                d.remove_consumer(id);
+            }
+        }
+    }
+}
+
+/// A client's connection to the broker.
+pub struct Connection {
+    inner: Arc<ConnectionInner>,
+}
+
+impl Connection {
+    pub(crate) fn open(core: Arc<Core>, client_id: Option<&str>) -> Result<Connection> {
+        if let Some(cid) = client_id {
+            if cid.is_empty() {
+                return Err(BrokerError::Invalid("a client id must not be empty".into()));
+            }
+            if !core.client_ids.lock().insert(cid.to_owned()) {
+                return Err(BrokerError::Invalid(format!(
+                    "client id {cid:?} is already connected"
+                )));
+            }
+        }
+        let id = format!("ID:{}-{}", core.incarnation, core.next_id());
+        let inner = Arc::new(ConnectionInner {
+            core: Arc::clone(&core),
+            id,
+            client_id: client_id.map(str::to_owned),
+            sessions: SyncMutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        });
+        core.connections.lock().push(Arc::downgrade(&inner));
+        Ok(Connection { inner })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    pub fn client_id(&self) -> Option<&str> {
+        self.inner.client_id.as_deref()
+    }
+
+    pub fn session(&self, mode: AckMode) -> Result<Session> {
+        if self.inner.closed.load(Ordering::Acquire) || self.inner.core.is_closed() {
+            return Err(BrokerError::Closed("connection"));
+        }
+        let inner = Arc::new(SessionInner {
+            core: Arc::clone(&self.inner.core),
+            id: format!("{}:{}", self.inner.id, self.inner.core.next_id()),
+            client_id: self.inner.client_id.clone(),
+            mode,
+            state: Mutex::new(SessionState::default()),
+            consumers: SyncMutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        });
+        self.inner.sessions.lock().push(Arc::downgrade(&inner));
+        Ok(Session { inner })
+    }
+
+    /// Deletes this client's durable subscription `name`. It must have no active consumer.
+    pub async fn unsubscribe(&self, name: &str) -> Result<()> {
+        let cid = self.inner.client_id.as_deref().ok_or_else(|| {
+            BrokerError::Invalid("unsubscribe needs a connection with a client id".into())
+        })?;
+        self.inner
+            .core
+            .unsubscribe(&SubscriptionKey::new(cid, name))
+            .await
+    }
+
+    /// Closes every session (rolling back open transactions, redelivering unacked messages).
+    pub async fn close(self) {
+        self.close_ref().await;
+    }
+
+    async fn close_ref(&self) {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let sessions: Vec<_> = self.inner.sessions.lock().drain(..).collect();
+        for s in sessions.into_iter().filter_map(|s| s.upgrade()) {
+            Session { inner: s }.close().await;
+        }
+        if let Some(cid) = &self.inner.client_id {
+            self.inner.core.client_ids.lock().remove(cid);
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // Consumer loss: a connection dropped without close still gives its messages back.
+        if !self.inner.closed.load(Ordering::Acquire) {
+            let inner = Arc::clone(&self.inner);
+            let conn = Connection { inner };
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move { conn.close_ref().await });
+            } else {
+                std::mem::forget(conn);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct SessionState {
+    /// The open store transaction (transacted and XA sessions), begun at first use.
+    tx: Option<TransactionId>,
+    xa: Option<Xid>,
+    /// Messages sent in the open transaction, published when it commits.
+    sends: Vec<Arc<Message>>,
+    /// Received and not yet acked (CLIENT, INDIVIDUAL, DUPS_OK) or not yet committed
+    /// (transacted), in order of receipt.
+    delivered: Vec<(Arc<Dispatcher>, Arc<Message>)>,
+}
+
+pub(crate) struct SessionInner {
+    core: Arc<Core>,
+    id: String,
+    client_id: Option<String>,
+    mode: AckMode,
+    state: Mutex<SessionState>,
+    consumers: SyncMutex<Vec<(u64, Arc<Dispatcher>)>>,
+    closed: AtomicBool,
+}
+
+/// Messages a DUPS_OK session acks in one store transaction.
+const DUPS_OK_BATCH: usize = 64;
+
+/// A session: a single-threaded context for producing and consuming.
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<SessionInner>,
+}
+
+impl Session {
+    pub fn mode(&self) -> AckMode {
+        self.inner.mode
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) || self.inner.core.is_closed() {
+            Err(BrokerError::Closed("session"))
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn producer(&self, destination: Destination) -> Result<Producer> {
+        self.check_open()?;
+        Ok(Producer {
+            session: self.clone(),
+            id: format!("{}:{}", self.inner.id, self.inner.core.next_id()).into(),
+            seq: AtomicU64::new(0),
+            destination,
+        })
+    }
+
+    /// A consumer of a queue, or a non-durable subscriber of a topic.
+    pub async fn consumer(
+        &self,
+        destination: Destination,
+        selector: Option<&str>,
+    ) -> Result<Consumer> {
+        self.check_open()?;
+        let selector = selector.map(Selector::parse).transpose()?.map(Arc::new);
+        let core = &self.inner.core;
+        let (dispatcher, prefetch) = if destination.is_queue() {
+            (
+                core.queue(&destination).await?,
+                core.config.limits.queue_prefetch,
+            )
+        } else {
+            let t = core.topic(&destination).await?;
+            let d = Dispatcher::start(
+                core,
+                destination.clone(),
+                Source::Memory {
+                    max_pending: core.config.limits.max_pending_non_durable,
+                },
+            );
+            t.subscribers.lock().push(Arc::clone(&d));
+            (d, core.config.limits.topic_prefetch)
+        };
+        Ok(self.attach(dispatcher, selector, prefetch))
+    }
+
+    /// A consumer with an explicit prefetch (ActiveMQ's `activemq.prefetchSize`).
+    pub async fn consumer_with_prefetch(
+        &self,
+        destination: Destination,
+        selector: Option<&str>,
+        prefetch: u32,
+    ) -> Result<Consumer> {
+        let c = self.consumer(destination, selector).await?;
+        c.dispatcher.remove_consumer(c.id);
+        let selector = selector.map(Selector::parse).transpose()?.map(Arc::new);
+        let rx = c.dispatcher.add_consumer(c.id, selector, prefetch);
+        *c.rx.lock().await = rx;
+        Ok(c)
+    }
+
+    /// A durable subscriber: `name` with the connection's client id names a subscription that
+    /// keeps messages while no consumer is attached, across broker restarts.
+    pub async fn durable_subscriber(
+        &self,
+        topic: Destination,
+        name: &str,
+        selector: Option<&str>,
+    ) -> Result<Consumer> {
+        self.check_open()?;
+        if !topic.is_topic() {
+            return Err(BrokerError::Invalid(format!("{topic} is not a topic")));
+        }
+        let cid = self.inner.client_id.as_deref().ok_or_else(|| {
+            BrokerError::Invalid(
+                "a durable subscription needs a connection with a client id".into(),
+            )
+        })?;
+        let parsed = selector.map(Selector::parse).transpose()?.map(Arc::new);
+        let key = SubscriptionKey::new(cid, name);
+        let core = &self.inner.core;
+        let d = core
+            .durable_subscription(&topic, &key, selector.map(str::to_owned))
+            .await?;
+        if d.consumer_count() > 0 {
+            return Err(BrokerError::Invalid(format!(
+                "durable subscription {key} is in use"
+            )));
+        }
+        Ok(self.attach(d, parsed, core.config.limits.topic_prefetch))
+    }
+
+    fn attach(
+        &self,
+        dispatcher: Arc<Dispatcher>,
+        selector: Option<Arc<Selector>>,
+        prefetch: u32,
+    ) -> Consumer {
+        let id = self.inner.core.next_id();
+        let rx = dispatcher.add_consumer(id, selector, prefetch);
+        self.inner
+            .consumers
+            .lock()
+            .push((id, Arc::clone(&dispatcher)));
+        Consumer {
+            session: self.clone(),
+            id,
+            dispatcher,
+            rx: Mutex::new(rx),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Sends within the session: at once, or at commit in a transacted session.
+    pub(crate) async fn send(&self, message: Message) -> Result<()> {
+        self.check_open()?;
+        if self.inner.mode != AckMode::Transacted {
+            return self.inner.core.send(message).await;
+        }
+        let mut st = self.inner.state.lock().await;
+        let tx = self.ensure_tx(&mut st).await?;
+        if message.persistent {
+            self.inner
+                .core
+                .store
+                .enlist(&tx, TxOp::Add(message.clone()))
+                .await?;
+        }
+        st.sends.push(Arc::new(message));
+        Ok(())
+    }
+
+    async fn ensure_tx(&self, st: &mut SessionState) -> Result<TransactionId> {
+        if let Some(tx) = &st.tx {
+            return Ok(tx.clone());
+        }
+        let tx = self.inner.core.new_local_tx();
+        self.inner.core.store.begin(&tx).await?;
+        st.tx = Some(tx.clone());
+        Ok(tx)
+    }
+
+    /// Called when the application takes a message: acks it per the mode.
+    async fn on_receive(&self, dispatcher: &Arc<Dispatcher>, message: &Arc<Message>) -> Result<()> {
+        match self.inner.mode {
+            AckMode::Auto => dispatcher.ack(message).await,
+            AckMode::Client | AckMode::Individual => {
+                self.inner
+                    .state
+                    .lock()
+                    .await
+                    .delivered
+                    .push((Arc::clone(dispatcher), Arc::clone(message)));
+                Ok(())
+            }
+            AckMode::DupsOk => {
+                let batch = {
+                    let mut st = self.inner.state.lock().await;
+                    st.delivered
+                        .push((Arc::clone(dispatcher), Arc::clone(message)));
+                    if st.delivered.len() >= DUPS_OK_BATCH {
+                        std::mem::take(&mut st.delivered)
+                    } else {
+                        Vec::new()
+                    }
+                };
+                if batch.is_empty() {
+                    Ok(())
+                } else {
+                    self.inner.core.ack_many(batch).await
+                }
+            }
+            AckMode::Transacted => {
+                let mut st = self.inner.state.lock().await;
+                let tx = self.ensure_tx(&mut st).await?;
+                if let Some(op) = dispatcher.ack_op(message) {
+                    self.inner.core.store.enlist(&tx, op).await?;
+                }
+                st.delivered
+                    .push((Arc::clone(dispatcher), Arc::clone(message)));
+                Ok(())
+            }
+        }
+    }
+
+    /// CLIENT: acks `message` and everything received before it in this session.
+    /// INDIVIDUAL: acks exactly `message`. Other modes: nothing to do (as JMS says).
+    pub async fn acknowledge(&self, message: &Received) -> Result<()> {
+        self.check_open()?;
+        let items = {
+            let mut st = self.inner.state.lock().await;
+            let pos = st.delivered.iter().position(|(d, m)| {
+                Arc::ptr_eq(d, &message.dispatcher) && m.id == message.message.id
+            });
+            match (self.inner.mode, pos) {
+                (AckMode::Client, Some(p)) => st.delivered.drain(..=p).collect(),
+                (AckMode::Individual, Some(p)) => vec![st.delivered.remove(p)],
+                (AckMode::Client | AckMode::Individual, None) => {
+                    return Err(BrokerError::Invalid(format!(
+                        "message {} is not awaiting an ack in this session",
+                        message.message.id
+                    )));
+                }
+                _ => return Ok(()),
+            }
+        };
+        self.inner.core.ack_many(items).await
+    }
+
+    /// Unacked received messages are delivered again (JMS `Session.recover`).
+    pub async fn recover(&self) -> Result<()> {
+        if self.inner.mode == AckMode::Transacted {
+            return Err(BrokerError::Invalid(
+                "recover in a transacted session: use rollback".into(),
+            ));
+        }
+        let items = std::mem::take(&mut self.inner.state.lock().await.delivered);
+        for (d, m) in items {
+            d.redeliver(&m.id).await;
+        }
+        Ok(())
+    }
+
+    /// Applies the transaction's sends and acks atomically. If the store refuses (a message
+    /// acked meanwhile by an expiry, say), the transaction is rolled back and the error
+    /// returned.
+    pub async fn commit(&self) -> Result<()> {
+        self.check_open()?;
+        if self.inner.mode != AckMode::Transacted {
+            return Err(BrokerError::Invalid(
+                "commit in a session that is not transacted".into(),
+            ));
+        }
+        let mut st = self.inner.state.lock().await;
+        if st.xa.is_some() {
+            return Err(BrokerError::Invalid(
+                "an XA transaction is open: prepare it, then commit it on the broker".into(),
+            ));
+        }
+        if let Some(tx) = st.tx.take()
+            && let Err(e) = self.inner.core.store.commit(&tx).await
+        {
+            let _ = self.inner.core.store.rollback(&tx).await;
+            let delivered = std::mem::take(&mut st.delivered);
+            st.sends.clear();
+            drop(st);
+            for (d, m) in delivered {
+                d.redeliver(&m.id).await;
+            }
+            return Err(e.into());
+        }
+        let delivered = std::mem::take(&mut st.delivered);
+        let sends = std::mem::take(&mut st.sends);
+        drop(st);
+        for (d, m) in delivered {
+            d.settle(&m.id);
+        }
+        for m in sends {
+            self.inner.core.committed_add(&m).await?;
+        }
+        Ok(())
+    }
+
+    /// Discards the transaction's sends; its received messages are redelivered.
+    pub async fn rollback(&self) -> Result<()> {
+        if self.inner.mode != AckMode::Transacted {
+            return Err(BrokerError::Invalid(
+                "rollback in a session that is not transacted".into(),
+            ));
+        }
+        let (tx, delivered) = {
+            let mut st = self.inner.state.lock().await;
+            st.sends.clear();
+            st.xa = None;
+            (st.tx.take(), std::mem::take(&mut st.delivered))
+        };
+        if let Some(tx) = tx
+            && let Err(e) = self.inner.core.store.rollback(&tx).await
+        {
+            warn!(session = %self.inner.id, "rollback of {tx}: {e}");
+        }
+        for (d, m) in delivered {
+            d.redeliver(&m.id).await;
+        }
+        Ok(())
+    }
+
+    /// Starts an XA branch in a transacted session: what follows is enlisted under `xid`.
+    pub async fn xa_start(&self, xid: Xid) -> Result<()> {
+        self.check_open()?;
+        if self.inner.mode != AckMode::Transacted {
+            return Err(BrokerError::Invalid("XA needs a transacted session".into()));
+        }
+        let mut st = self.inner.state.lock().await;
+        if st.tx.is_some() {
+            return Err(BrokerError::Invalid(
+                "a transaction is already open in this session".into(),
+            ));
+        }
+        let tx = TransactionId::Xa(xid.clone());
+        self.inner.core.store.begin(&tx).await?;
+        st.tx = Some(tx);
+        st.xa = Some(xid);
+        Ok(())
+    }
+
+    /// Ends and prepares the XA branch: durable from now on, across restarts, until
+    /// [`crate::Broker::commit_prepared`] or [`crate::Broker::rollback_prepared`].
+    pub async fn xa_prepare(&self) -> Result<Xid> {
+        self.check_open()?;
+        let mut st = self.inner.state.lock().await;
+        let Some(xid) = st.xa.clone() else {
+            return Err(BrokerError::Invalid("no XA transaction is open".into()));
+        };
+        self.inner.core.store.prepare(&xid).await?;
+        st.xa = None;
+        st.tx = None;
+        let mut pending: Vec<Pending> = std::mem::take(&mut st.delivered)
+            .into_iter()
+            .map(|(dispatcher, m)| Pending::Ack {
+                dispatcher,
+                id: m.id.clone(),
+                recovered: false,
+            })
+            .collect();
+        pending.extend(std::mem::take(&mut st.sends).into_iter().map(Pending::Add));
+        self.inner.core.prepared.lock().insert(xid.clone(), pending);
+        Ok(xid)
+    }
+
+    /// Closes the session: an open transaction rolls back, unacked messages are redelivered
+    /// (DUPS_OK ones are acked: the application had them), consumers are closed.
+    pub async fn close(&self) {
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let consumers: Vec<_> = self.inner.consumers.lock().drain(..).collect();
+        for (id, d) in consumers {
+            d.remove_consumer(id);
+            if matches!(d.source, Source::Memory { .. }) {
+                self.inner.core.remove_subscriber(&d);
+            }
+        }
+        let (tx, delivered) = {
+            let mut st = self.inner.state.lock().await;
+            st.sends.clear();
+            (st.tx.take(), std::mem::take(&mut st.delivered))
+        };
+        end_session(&self.inner.core, self.inner.mode, tx, delivered).await;
+    }
+}
+
+/// What a closing session leaves: an open transaction rolls back, unacked messages are
+/// redelivered, except DUPS_OK ones, which the application had and are acked.
+async fn end_session(
+    core: &Arc<Core>,
+    mode: AckMode,
+    tx: Option<TransactionId>,
+    delivered: Vec<(Arc<Dispatcher>, Arc<Message>)>,
+) {
+    if let Some(tx) = tx {
+        let _ = core.store.rollback(&tx).await;
+    }
+    if mode == AckMode::DupsOk {
+        if let Err(e) = core.ack_many(delivered).await {
+            warn!("acking a DUPS_OK session's messages on close: {e}");
+        }
+    } else {
+        for (d, m) in delivered {
+            d.redeliver(&m.id).await;
+        }
+    }
+}
+
+impl Drop for SessionInner {
+    fn drop(&mut self) {
+        // A session dropped without close (its connection lost): the same as a close.
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        for (id, d) in self.consumers.get_mut().drain(..) {
+            d.remove_consumer(id);
+            if matches!(d.source, Source::Memory { .. }) {
+                self.core.remove_subscriber(&d);
+            }
+        }
+        let st = self.state.get_mut();
+        let tx = st.tx.take();
+        let delivered = std::mem::take(&mut st.delivered);
+        if tx.is_none() && delivered.is_empty() {
+            return;
+        }
+        let core = Arc::clone(&self.core);
+        let mode = self.mode;
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { end_session(&core, mode, tx, delivered).await });
+        }
+    }
+}
+
+/// Sends to one destination.
+pub struct Producer {
+    session: Session,
+    id: Arc<str>,
+    seq: AtomicU64,
+    destination: Destination,
+}
+
+impl Producer {
+    pub fn destination(&self) -> &Destination {
+        &self.destination
+    }
+
+    /// Sends a message; a persistent one is in the store (per the sync policy) when this
+    /// returns, or at commit in a transacted session. Returns the id given to it.
+    pub async fn send(&self, out: Outgoing) -> Result<MessageId> {
+        if out.priority > MAX_PRIORITY {
+            return Err(BrokerError::Invalid(format!(
+                "priority {} is above {MAX_PRIORITY}",
+                out.priority
+            )));
+        }
+        let now = now_ms();
+        let id = MessageId::new(
+            Arc::clone(&self.id),
+            self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+        );
+        let expiration = match out.time_to_live {
+            Some(ttl) if !ttl.is_zero() => now.saturating_add(ttl.as_millis() as i64),
+            _ => out.expiration,
+        };
+        let message = Message {
+            id: id.clone(),
+            destination: self.destination.clone(),
+            sequence: 0,
+            priority: out.priority,
+            timestamp: now,
+            expiration,
+            persistent: out.persistent,
+            redelivery_count: 0,
+            correlation_id: out.correlation_id,
+            reply_to: out.reply_to,
+            message_type: out.message_type,
+            group_id: out.group_id,
+            group_seq: out.group_seq,
+            properties: out.properties,
+            body: out.body,
+        };
+        self.session.send(message).await?;
+        Ok(id)
+    }
+}
+
+/// Receives from a queue, a topic, or a durable subscription.
+pub struct Consumer {
+    session: Session,
+    id: u64,
+    dispatcher: Arc<Dispatcher>,
+    rx: Mutex<mpsc::UnboundedReceiver<Delivery>>,
+    closed: AtomicBool,
+}
+
+impl Consumer {
+    /// The next message, acked per the session's mode. `None` once the consumer, its session
+    /// or the broker is closed.
+    pub async fn receive(&self) -> Result<Option<Received>> {
+        let mut rx = self.rx.lock().await;
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return Ok(None);
+            }
+            let Some(d) = rx.recv().await else {
+                return Ok(None);
+            };
+            self.dispatcher.received(self.id);
+            if d.message.is_expired(now_ms()) {
+                d.dispatcher.expire_delivered(&d.message.id).await;
+                continue;
+            }
+            self.session.on_receive(&d.dispatcher, &d.message).await?;
+            return Ok(Some(Received {
+                message: d.message,
+                dispatcher: d.dispatcher,
+            }));
+        }
+    }
+
+    /// As [`Consumer::receive`], giving up after `timeout` with `None`.
+    pub async fn receive_timeout(&self, timeout: Duration) -> Result<Option<Received>> {
+        match tokio::time::timeout(timeout, self.receive()).await {
+            Ok(r) => r,
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Closes the consumer; messages prefetched but never received go back to the destination
+    /// undelivered (their redelivery count unchanged).
+    pub async fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.dispatcher.remove_consumer(self.id);
+        self.session
+            .inner
+            .consumers
+            .lock()
+            .retain(|(id, _)| *id != self.id);
+        let mut rx = self.rx.lock().await;
+        rx.close();
+        while let Ok(d) = rx.try_recv() {
+            d.dispatcher.give_back(&d.message.id);
+        }
+        if matches!(self.dispatcher.source, Source::Memory { .. }) {
+            self.session.inner.core.remove_subscriber(&self.dispatcher);
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.dispatcher.remove_consumer(self.id);
+        self.session
+            .inner
+            .consumers
+            .lock()
+            .retain(|(id, _)| *id != self.id);
+        let rx = self.rx.get_mut();
+        rx.close();
+        while let Ok(d) = rx.try_recv() {
+            d.dispatcher.give_back(&d.message.id);
+        }
+        if matches!(self.dispatcher.source, Source::Memory { .. }) {
+            self.session.inner.core.remove_subscriber(&self.dispatcher);
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! Shared by the broker-core tests: a broker on each engine, built from TOML like a user's, and
+//! helpers to receive with a deadline.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use broker_core::{Broker, BrokerConfig, Consumer, Received};
+use tempfile::TempDir;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Memory,
+    KahaDb,
+    Amq,
+    JdbcSqlite,
+    JdbcMysql,
+    JdbcPostgres,
+    JournaledSqlite,
+    JournaledMysql,
+}
+
+impl Engine {
+    pub fn durable(self) -> bool {
+        self != Engine::Memory
+    }
+}
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A broker's config on one engine in a temporary directory, and what to clean up.
+pub struct Env {
+    pub dir: TempDir,
+    pub engine: Engine,
+    pub toml: String,
+    jdbc: Option<(String, String)>,
+}
+
+impl Env {
+    /// `None` (after printing `SKIPPED: ...`) when the engine's database is not configured.
+    pub fn new(engine: Engine, extra: &str) -> Option<Env> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = dir.path().display().to_string();
+        let prefix = format!(
+            "bc{}_{}_",
+            std::process::id() % 100_000,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let db_url = |var: &str| match std::env::var(var) {
+            Ok(u) if !u.is_empty() => Some(u),
+            _ => {
+                println!("SKIPPED: {engine:?}: {var} is not set");
+                None
+            }
+        };
+        let sqlite = format!("sqlite:{data}/store.db");
+        let (persistence, jdbc) = match engine {
+            Engine::Memory => ("[persistence]\nkind = \"memory\"\n".to_owned(), None),
+            Engine::KahaDb => (
+                "[persistence]\nkind = \"kahadb\"\n[persistence.kahadb]\njournal_max_file_length = 1048576\npreallocate = false\n".to_owned(),
+                None,
+            ),
+            Engine::Amq => (
+                "[persistence]\nkind = \"amq\"\n[persistence.amq]\nmax_file_length = 1048576\npreallocate = false\n".to_owned(),
+                None,
+            ),
+            Engine::JdbcSqlite => (
+                format!("[persistence]\nkind = \"jdbc\"\n[persistence.jdbc]\nurl = \"{sqlite}\"\n"),
+                None,
+            ),
+            Engine::JdbcMysql | Engine::JdbcPostgres => {
+                let url = db_url(if engine == Engine::JdbcMysql { "MYSQL_URL" } else { "POSTGRES_URL" })?;
+                (
+                    format!("[persistence]\nkind = \"jdbc\"\n[persistence.jdbc]\nurl = \"{url}\"\ntable_prefix = \"{prefix}\"\n"),
+                    Some((url, prefix.clone())),
+                )
+            }
+            Engine::JournaledSqlite => (
+                format!("[persistence]\nkind = \"journaled-jdbc\"\n[persistence.jdbc]\nurl = \"{sqlite}\"\n[persistence.journaled_jdbc]\nmax_file_length = 1048576\npreallocate = false\n"),
+                None,
+            ),
+            Engine::JournaledMysql => {
+                let url = db_url("MYSQL_URL")?;
+                (
+                    format!("[persistence]\nkind = \"journaled-jdbc\"\n[persistence.jdbc]\nurl = \"{url}\"\ntable_prefix = \"{prefix}\"\n[persistence.journaled_jdbc]\nmax_file_length = 1048576\npreallocate = false\n"),
+                    Some((url, prefix.clone())),
+                )
+            }
+        };
+        let toml =
+            format!("[broker]\nname = \"test\"\ndata_directory = \"{data}\"\n{persistence}{extra}");
+        Some(Env {
+            dir,
+            engine,
+            toml,
+            jdbc,
+        })
+    }
+
+    pub fn config(&self) -> BrokerConfig {
+        BrokerConfig::from_toml(&self.toml).unwrap_or_else(|e| panic!("config {}: {e}", self.toml))
+    }
+
+    pub async fn start(&self) -> Broker {
+        let b = Broker::new(self.config());
+        b.start().await.expect("broker starts");
+        b
+    }
+
+    /// Drops the tables a database engine created.
+    pub async fn cleanup(self) {
+        if let Some((url, prefix)) = &self.jdbc {
+            let mut c = store_jdbc::JdbcConfig::new(url.clone());
+            c.table_prefix = prefix.clone();
+            store_jdbc::JdbcStore::drop_tables(&c)
+                .await
+                .expect("drop tables");
+        }
+    }
+}
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The next message, failing the test if none comes within `WAIT`.
+pub async fn recv(c: &Consumer) -> Received {
+    c.receive_timeout(WAIT)
+        .await
+        .expect("receive")
+        .expect("a message within the deadline")
+}
+
+pub async fn recv_n(c: &Consumer, n: usize) -> Vec<Received> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(recv(c).await);
+    }
+    out
+}
+
+/// Asserts nothing more arrives within a short quiet period.
+pub async fn assert_none(c: &Consumer) {
+    if let Some(m) = c
+        .receive_timeout(Duration::from_millis(300))
+        .await
+        .expect("receive")
+    {
+        panic!("unexpected message {:?}", m.message());
+    }
+}
+
+pub fn texts(ms: &[Received]) -> Vec<String> {
+    ms.iter()
+        .map(|m| m.text().unwrap_or_default().to_owned())
+        .collect()
+}
