@@ -1,0 +1,160 @@
+//! Config errors name the key at fault; good configs pick the engine and locker.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use broker_core::{BrokerConfig, EngineKind, LockerKind};
+
+#[test]
+fn no_config_is_the_embedded_default() {
+    let c = BrokerConfig::from_toml("").unwrap();
+    assert_eq!(c.persistence.kind, EngineKind::Kahadb);
+    assert_eq!(
+        c.store_directory().unwrap(),
+        std::path::Path::new("data/kahadb")
+    );
+    assert_eq!(c.locker_kind(), LockerKind::SharedFile);
+    assert_eq!(c, BrokerConfig::default());
+    assert_eq!(c.policy.maximum_redeliveries, 6);
+    assert_eq!(c.policy.dead_letter_queue, "ActiveMQ.DLQ");
+}
+
+#[test]
+fn a_full_config_parses() {
+    let c = BrokerConfig::from_toml(
+        r#"
+        [broker]
+        name = "b1"
+        data_directory = "/var/lib/broker"
+        [persistence]
+        kind = "jdbc"
+        [persistence.jdbc]
+        url = "mysql://root@127.0.0.1:3306/test"
+        table_prefix = "AMQ_"
+        pool_size = 4
+        [locker]
+        kind = "lease"
+        lease_ms = 3000
+        keep_alive_ms = 1000
+        [limits]
+        memory_bytes = 1048576
+        queue_prefetch = 10
+        [policy]
+        maximum_redeliveries = 3
+        expired = "discard"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(c.persistence.kind, EngineKind::Jdbc);
+    assert_eq!(c.locker_kind(), LockerKind::Lease);
+    assert_eq!(c.locker_url(), Some("mysql://root@127.0.0.1:3306/test"));
+    assert_eq!(c.store_directory(), None);
+}
+
+#[test]
+fn each_bad_config_names_its_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("[broker]\nnmae = \"x\"\n", "broker.nmae", "unknown field"),
+        ("[brokr]\n", "brokr", "unknown field"),
+        (
+            "[persistence]\nkind = \"kahadb\"\n[persistence.kahadb]\njournal_max_fil = 1\n",
+            "persistence.kahadb.journal_max_fil",
+            "unknown field",
+        ),
+        (
+            "[persistence]\nkind = \"rocksdb\"\n",
+            "persistence.kind",
+            "unknown variant",
+        ),
+        (
+            "[limits]\nmemory_bytes = \"lots\"\n",
+            "limits.memory_bytes",
+            "invalid type",
+        ),
+        (
+            "[policy]\nmaximum_redeliveries = -1\n",
+            "policy.maximum_redeliveries",
+            "",
+        ),
+        (
+            "[persistence]\nkind = \"kahadb\"\n[persistence.kahadb]\nsync = \"sometimes\"\n",
+            "persistence.kahadb.sync",
+            "unknown variant",
+        ),
+        (
+            "[persistence]\nkind = \"kahadb\"\n[persistence.kahadb]\nsync_interval_ms = 100\n",
+            "persistence.kahadb.sync_interval_ms",
+            "periodic",
+        ),
+        (
+            "[persistence]\nkind = \"kahadb\"\n[persistence.amq]\n",
+            "persistence.amq",
+            "persistence.kind is \"kahadb\"",
+        ),
+        (
+            "[persistence]\nkind = \"jdbc\"\n",
+            "persistence.jdbc.url",
+            "required",
+        ),
+        (
+            "[persistence]\nkind = \"memory\"\n[locker]\nkind = \"shared-file\"\n",
+            "locker.kind",
+            "file engine",
+        ),
+        (
+            "[persistence]\nkind = \"journaled-jdbc\"\n[persistence.jdbc]\nurl = \"sqlite:x.db\"\n[locker]\nkind = \"lease\"\n",
+            "locker.kind",
+            "journal is local",
+        ),
+        ("[locker]\nkind = \"lease\"\n", "locker.url", "required"),
+        (
+            "[locker]\nurl = \"mysql://x/y\"\n",
+            "locker.url",
+            "applies only",
+        ),
+        (
+            "[persistence]\nkind = \"jdbc\"\n[persistence.jdbc]\nurl = \"sqlite:x.db\"\n[locker]\nlease_ms = 3000\nkeep_alive_ms = 2000\n",
+            "locker.keep_alive_ms",
+            "third of the lease",
+        ),
+        (
+            "[limits]\nmemory_bytes = 10\n",
+            "limits.memory_bytes",
+            "at least",
+        ),
+        (
+            "[limits]\nqueue_prefetch = 0\n",
+            "limits.queue_prefetch",
+            "above 0",
+        ),
+        (
+            "[policy]\ndead_letter_queue = \" \"\n",
+            "policy.dead_letter_queue",
+            "empty",
+        ),
+    ];
+    for (text, key, reason) in cases {
+        let e = BrokerConfig::from_toml(text).expect_err(text);
+        assert_eq!(&e.key, key, "{text}\n=> {e}");
+        assert!(e.reason.contains(reason), "{text}\n=> {e}");
+        assert!(
+            e.to_string().contains(key),
+            "the message names the key: {e}"
+        );
+    }
+}
+
+#[test]
+fn a_syntax_error_gives_the_line_and_a_file_error_names_the_file() {
+    let e = BrokerConfig::from_toml("[broker]\nname = \n").unwrap_err();
+    assert!(e.to_string().contains("line 2"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broker.toml");
+    std::fs::write(&path, "[limits]\nmemory_byte = 1\n").unwrap();
+    let e = BrokerConfig::from_file(&path).unwrap_err();
+    assert!(
+        e.to_string().starts_with(&path.display().to_string()),
+        "{e}"
+    );
+    assert_eq!(e.key, "limits.memory_byte");
+    let e = BrokerConfig::from_file(&dir.path().join("missing.toml")).unwrap_err();
+    assert!(e.reason.contains("cannot read"), "{e}");
+}

@@ -1,0 +1,204 @@
+//! The master/slave life cycle in one process: a second broker on the same store waits as a
+//! slave, takes over when the master stops, and a master that loses its lock stops serving.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker_core::{AckMode, Broker, BrokerError, BrokerState, Destination, Outgoing};
+use common::{Engine, Env, recv_n, texts};
+use tokio::sync::watch;
+
+/// Every state a broker passes through, in order.
+fn record(mut w: watch::Receiver<BrokerState>) -> tokio::task::JoinHandle<Vec<BrokerState>> {
+    tokio::spawn(async move {
+        let mut seen = vec![*w.borrow_and_update()];
+        while w.changed().await.is_ok() {
+            let s = *w.borrow_and_update();
+            seen.push(s);
+            if s == BrokerState::Stopped {
+                break;
+            }
+        }
+        seen
+    })
+}
+
+async fn wait_for(b: &Broker, state: BrokerState) {
+    let mut w = b.watch_state();
+    tokio::time::timeout(Duration::from_secs(20), w.wait_for(|s| *s == state))
+        .await
+        .unwrap_or_else(|_| panic!("the broker did not reach {state}; it is {}", b.state()))
+        .unwrap();
+}
+
+/// Master A serves; slave B waits; A stops; B takes over with A's messages.
+async fn slave_takes_over(env: &Env) {
+    let a = env.start().await;
+    let conn = a.connect(None).await.unwrap();
+    let s = conn.session(AckMode::Auto).unwrap();
+    let p = s.producer(Destination::queue("handover")).unwrap();
+    for i in 0..20 {
+        p.send(Outgoing::text(format!("m{i}"))).await.unwrap();
+    }
+    let b = Arc::new(Broker::new(env.config()));
+    let states = record(b.watch_state());
+    let starting = {
+        let b = Arc::clone(&b);
+        tokio::spawn(async move { b.start().await })
+    };
+    wait_for(&b, BrokerState::WaitingForLock).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        b.state(),
+        BrokerState::WaitingForLock,
+        "a slave while the master holds the lock"
+    );
+    assert!(matches!(
+        b.connect(None).await,
+        Err(BrokerError::NotServing(_))
+    ));
+    conn.close().await;
+    a.stop().await;
+    starting.await.unwrap().unwrap();
+    assert_eq!(b.state(), BrokerState::Serving);
+    let conn = b.connect(None).await.unwrap();
+    let s = conn.session(AckMode::Auto).unwrap();
+    let c = s
+        .consumer(Destination::queue("handover"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        texts(&recv_n(&c, 20).await),
+        (0..20).map(|i| format!("m{i}")).collect::<Vec<_>>()
+    );
+    conn.close().await;
+    b.stop().await;
+    assert_eq!(
+        states.await.unwrap(),
+        [
+            BrokerState::Created,
+            BrokerState::WaitingForLock,
+            BrokerState::Recovering,
+            BrokerState::Serving,
+            BrokerState::Stopping,
+            BrokerState::Stopped
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_file_lock_makes_the_second_broker_a_slave_until_the_master_stops() {
+    let env = Env::new(Engine::KahaDb, "").unwrap();
+    slave_takes_over(&env).await;
+    let lock = std::fs::read_to_string(env.dir.path().join("kahadb/lock")).unwrap();
+    assert!(
+        lock.contains("epoch=2"),
+        "each master writes the next epoch: {lock}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_lock_on_sqlite_makes_the_second_broker_a_slave_until_the_master_stops() {
+    let env = Env::new(
+        Engine::JdbcSqlite,
+        "[locker]\nkind = \"lease\"\nlease_ms = 1500\nkeep_alive_ms = 300\nacquire_retry_ms = 100\n",
+    )
+    .unwrap();
+    slave_takes_over(&env).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_lock_on_mariadb_makes_the_second_broker_a_slave_until_the_master_stops() {
+    let Some(env) = Env::new(
+        Engine::JdbcMysql,
+        "[locker]\nkind = \"lease\"\nlease_ms = 1500\nkeep_alive_ms = 300\nacquire_retry_ms = 100\n",
+    ) else {
+        return;
+    };
+    slave_takes_over(&env).await;
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_whose_lock_file_is_replaced_stops_serving() {
+    let env = Env::new(Engine::KahaDb, "[locker]\nkeep_alive_ms = 50\n").unwrap();
+    let a = env.start().await;
+    let states = record(a.watch_state());
+    let conn = a.connect(None).await.unwrap();
+    let s = conn.session(AckMode::Auto).unwrap();
+    let c = s.consumer(Destination::queue("q"), None).await.unwrap();
+    let lock = env.dir.path().join("kahadb/lock");
+    std::fs::remove_file(&lock).unwrap();
+    std::fs::write(&lock, "owner=someone-else\nepoch=99\n").unwrap();
+    tokio::time::timeout(Duration::from_secs(10), a.stopped())
+        .await
+        .unwrap();
+    assert_eq!(
+        states.await.unwrap(),
+        [
+            BrokerState::Serving,
+            BrokerState::LockLost,
+            BrokerState::Stopped
+        ]
+    );
+    assert!(
+        c.receive().await.unwrap().is_none(),
+        "consumers see the end"
+    );
+    assert!(matches!(
+        a.connect(None).await,
+        Err(BrokerError::NotServing(BrokerState::Stopped))
+    ));
+    assert!(s.producer(Destination::queue("q")).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_master_whose_lease_is_taken_stops_serving() {
+    let env = Env::new(
+        Engine::JdbcSqlite,
+        "[locker]\nkind = \"lease\"\nlease_ms = 1500\nkeep_alive_ms = 100\n",
+    )
+    .unwrap();
+    let a = env.start().await;
+    let states = record(a.watch_state());
+    let url = format!("sqlite:{}/store.db", env.dir.path().display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    sqlx::query("UPDATE ACTIVEMQ_LOCK SET BROKER_NAME = 'thief', EPOCH = EPOCH + 1 WHERE ID = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    tokio::time::timeout(Duration::from_secs(10), a.stopped())
+        .await
+        .unwrap();
+    assert_eq!(
+        states.await.unwrap(),
+        [
+            BrokerState::Serving,
+            BrokerState::LockLost,
+            BrokerState::Stopped
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_a_waiting_slave_ends_its_wait() {
+    let env = Env::new(Engine::KahaDb, "").unwrap();
+    let a = env.start().await;
+    let b = Arc::new(Broker::new(env.config()));
+    let starting = {
+        let b = Arc::clone(&b);
+        tokio::spawn(async move { b.start().await })
+    };
+    wait_for(&b, BrokerState::WaitingForLock).await;
+    b.stop().await;
+    assert!(matches!(
+        starting.await.unwrap(),
+        Err(BrokerError::NotServing(BrokerState::Stopped))
+    ));
+    assert_eq!(a.state(), BrokerState::Serving);
+    a.stop().await;
+}
