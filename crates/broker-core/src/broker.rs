@@ -611,6 +611,12 @@ pub struct DestinationStats {
     pub expired: u64,
 }
 
+/// The broker's state and the transitions so far.
+struct StateCell {
+    current: watch::Sender<BrokerState>,
+    history: Mutex<Vec<BrokerState>>,
+}
+
 /// An embeddable broker, like ActiveMQ's `BrokerService`.
 ///
 /// `Broker::new(config)` then `start()`: take the lock (waiting as a slave while another broker
@@ -618,7 +624,7 @@ pub struct DestinationStats {
 /// [`Broker::connect`]. Losing the lock stops the broker; `stop()` stops it cleanly.
 pub struct Broker {
     config: BrokerConfig,
-    state: watch::Sender<BrokerState>,
+    state: Arc<StateCell>,
     core: Mutex<Option<Arc<Core>>>,
     stop: watch::Sender<bool>,
     monitor: Mutex<Option<JoinHandle<()>>>,
@@ -628,7 +634,10 @@ impl Broker {
     pub fn new(config: BrokerConfig) -> Broker {
         Broker {
             config,
-            state: watch::Sender::new(BrokerState::Created),
+            state: Arc::new(StateCell {
+                current: watch::Sender::new(BrokerState::Created),
+                history: Mutex::new(vec![BrokerState::Created]),
+            }),
             core: Mutex::new(None),
             stop: watch::Sender::new(false),
             monitor: Mutex::new(None),
@@ -647,18 +656,25 @@ impl Broker {
     }
 
     pub fn state(&self) -> BrokerState {
-        *self.state.borrow()
+        *self.state.current.borrow()
+    }
+
+    /// Every state the broker has been in, in order, from `Created`.
+    pub fn history(&self) -> Vec<BrokerState> {
+        self.state.history.lock().clone()
     }
 
     /// Follows the state as it changes.
     pub fn watch_state(&self) -> watch::Receiver<BrokerState> {
-        self.state.subscribe()
+        self.state.current.subscribe()
     }
 
-    fn set_state(state: &watch::Sender<BrokerState>, name: &str, to: BrokerState) {
-        let from = *state.borrow();
+    fn set_state(state: &StateCell, name: &str, to: BrokerState) {
+        let mut history = state.history.lock();
+        let from = *state.current.borrow();
         info!(broker = name, "{from} -> {to}");
-        state.send_replace(to);
+        history.push(to);
+        state.current.send_replace(to);
     }
 
     /// Takes the lock (waiting as long as another broker holds it), recovers the store and
@@ -700,7 +716,7 @@ impl Broker {
         *self.core.lock() = Some(Arc::clone(&core));
         Self::set_state(&self.state, &name, BrokerState::Serving);
 
-        let state = self.state.clone();
+        let state = Arc::clone(&self.state);
         let interval = self.config.expire_check_interval();
         let monitor = tokio::spawn(async move {
             let sweeper = {
@@ -775,7 +791,7 @@ impl Broker {
 
     /// Resolves once the broker has stopped, for any reason (a lost lock included).
     pub async fn stopped(&self) {
-        let mut w = self.state.subscribe();
+        let mut w = self.state.current.subscribe();
         let _ = w.wait_for(|s| *s == BrokerState::Stopped).await;
     }
 

@@ -9,22 +9,6 @@ use std::time::Duration;
 
 use broker_core::{AckMode, Broker, BrokerError, BrokerState, Destination, Outgoing};
 use common::{Engine, Env, recv_n, texts};
-use tokio::sync::watch;
-
-/// Every state a broker passes through, in order.
-fn record(mut w: watch::Receiver<BrokerState>) -> tokio::task::JoinHandle<Vec<BrokerState>> {
-    tokio::spawn(async move {
-        let mut seen = vec![*w.borrow_and_update()];
-        while w.changed().await.is_ok() {
-            let s = *w.borrow_and_update();
-            seen.push(s);
-            if s == BrokerState::Stopped {
-                break;
-            }
-        }
-        seen
-    })
-}
 
 async fn wait_for(b: &Broker, state: BrokerState) {
     let mut w = b.watch_state();
@@ -44,7 +28,6 @@ async fn slave_takes_over(env: &Env) {
         p.send(Outgoing::text(format!("m{i}"))).await.unwrap();
     }
     let b = Arc::new(Broker::new(env.config()));
-    let states = record(b.watch_state());
     let starting = {
         let b = Arc::clone(&b);
         tokio::spawn(async move { b.start().await })
@@ -77,7 +60,7 @@ async fn slave_takes_over(env: &Env) {
     conn.close().await;
     b.stop().await;
     assert_eq!(
-        states.await.unwrap(),
+        b.history(),
         [
             BrokerState::Created,
             BrokerState::WaitingForLock,
@@ -126,7 +109,6 @@ async fn lease_lock_on_mariadb_makes_the_second_broker_a_slave_until_the_master_
 async fn a_master_whose_lock_file_is_replaced_stops_serving() {
     let env = Env::new(Engine::KahaDb, "[locker]\nkeep_alive_ms = 50\n").unwrap();
     let a = env.start().await;
-    let states = record(a.watch_state());
     let conn = a.connect(None).await.unwrap();
     let s = conn.session(AckMode::Auto).unwrap();
     let c = s.consumer(Destination::queue("q"), None).await.unwrap();
@@ -137,7 +119,7 @@ async fn a_master_whose_lock_file_is_replaced_stops_serving() {
         .await
         .unwrap();
     assert_eq!(
-        states.await.unwrap(),
+        a.history()[3..],
         [
             BrokerState::Serving,
             BrokerState::LockLost,
@@ -163,7 +145,6 @@ async fn a_lease_master_whose_lease_is_taken_stops_serving() {
     )
     .unwrap();
     let a = env.start().await;
-    let states = record(a.watch_state());
     let url = format!("sqlite:{}/store.db", env.dir.path().display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     sqlx::query("UPDATE ACTIVEMQ_LOCK SET BROKER_NAME = 'thief', EPOCH = EPOCH + 1 WHERE ID = 1")
@@ -175,7 +156,7 @@ async fn a_lease_master_whose_lease_is_taken_stops_serving() {
         .await
         .unwrap();
     assert_eq!(
-        states.await.unwrap(),
+        a.history()[3..],
         [
             BrokerState::Serving,
             BrokerState::LockLost,
