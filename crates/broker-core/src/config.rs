@@ -61,6 +61,54 @@ pub struct BrokerConfig {
     pub locker: LockerSection,
     pub limits: LimitsSection,
     pub policy: PolicySection,
+    /// Read by the `broker` program; validated here so one file has one set of rules.
+    pub transports: TransportsSection,
+    /// STOMP users. None configured = ActiveMQ's `admin`/`admin`, with a warning at start.
+    pub users: Vec<UserEntry>,
+}
+
+/// Where the `broker` program listens and the limits it puts on clients.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportsSection {
+    /// STOMP over TCP; empty string to turn it off. Default `127.0.0.1:61613`.
+    pub stomp: String,
+    /// STOMP over TLS, e.g. `127.0.0.1:61614`; needs `tls_certificate` and `tls_key`.
+    pub stomp_tls: Option<String>,
+    /// PEM certificate chain.
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// Largest frame (headers and body) a client may send. 16 MiB.
+    pub max_frame_bytes: usize,
+    /// Most headers in one frame. 1000.
+    pub max_headers: usize,
+    /// Longest header line. 10 KiB.
+    pub max_header_bytes: usize,
+    /// Frames queued for one connection before the broker stops reading from it. 1000.
+    pub max_pending_frames: usize,
+}
+
+impl Default for TransportsSection {
+    fn default() -> Self {
+        TransportsSection {
+            stomp: "127.0.0.1:61613".into(),
+            stomp_tls: None,
+            tls_certificate: None,
+            tls_key: None,
+            max_frame_bytes: 16 * 1024 * 1024,
+            max_headers: 1000,
+            max_header_bytes: 10 * 1024,
+            max_pending_frames: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntry {
+    pub name: String,
+    pub password: String,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -554,6 +602,45 @@ impl BrokerConfig {
                 "policy.dead_letter_queue",
                 "must not be empty",
             ));
+        }
+        let t = &self.transports;
+        if t.stomp_tls.is_some() {
+            for (key, set) in [
+                ("transports.tls_certificate", t.tls_certificate.is_some()),
+                ("transports.tls_key", t.tls_key.is_some()),
+            ] {
+                if !set {
+                    return Err(ConfigError::new(
+                        key,
+                        "is required with transports.stomp_tls",
+                    ));
+                }
+            }
+        }
+        for (key, v) in [
+            ("transports.max_frame_bytes", t.max_frame_bytes),
+            ("transports.max_headers", t.max_headers),
+            ("transports.max_header_bytes", t.max_header_bytes),
+            ("transports.max_pending_frames", t.max_pending_frames),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::new(key, "must be above 0"));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            if u.name.is_empty() {
+                return Err(ConfigError::new(
+                    format!("users[{i}].name"),
+                    "must not be empty",
+                ));
+            }
+            if !names.insert(&u.name) {
+                return Err(ConfigError::new(
+                    format!("users[{i}].name"),
+                    format!("user {:?} is defined twice", u.name),
+                ));
+            }
         }
         if self.broker.name.trim().is_empty() {
             return Err(ConfigError::new("broker.name", "must not be empty"));

@@ -501,7 +501,7 @@ impl Dispatcher {
                 if st.closed {
                     return;
                 }
-                let work = self.dispatch(&mut st, &core);
+                let work = self.dispatch(&mut st);
                 let page = core.config.limits.max_page_size;
                 let memory_ok = core.memory.has_room();
                 let wants = st.store_more && !st.consumers.is_empty() && st.paged < page;
@@ -598,9 +598,9 @@ impl Dispatcher {
     }
 
     /// Hands waiting messages to consumers with room, in window order. Runs under the lock.
-    fn dispatch(self: &Arc<Self>, st: &mut State, core: &Core) -> Work {
+    fn dispatch(self: &Arc<Self>, st: &mut State) -> Work {
         let mut work = Work::default();
-        if st.consumers.is_empty() || st.window.is_empty() {
+        if st.window.is_empty() || !st.consumers.iter().any(|s| s.outstanding < s.prefetch) {
             return work;
         }
         let now = crate::broker::now_ms();
@@ -665,7 +665,6 @@ impl Dispatcher {
             st.in_flight
                 .insert(e.message.id.clone(), InFlight { entry: e });
         }
-        let _ = core;
         work
     }
 
