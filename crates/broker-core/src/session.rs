@@ -504,24 +504,92 @@ impl Session {
     /// INDIVIDUAL: acks exactly `message`. Other modes: nothing to do (as JMS says).
     pub async fn acknowledge(&self, message: &Received) -> Result<()> {
         self.check_open()?;
-        let items = {
-            let mut st = self.inner.state.lock().await;
-            let pos = st.delivered.iter().position(|(d, m)| {
-                Arc::ptr_eq(d, &message.dispatcher) && m.id == message.message.id
-            });
-            match (self.inner.mode, pos) {
-                (AckMode::Client, Some(p)) => st.delivered.drain(..=p).collect(),
-                (AckMode::Individual, Some(p)) => vec![st.delivered.remove(p)],
-                (AckMode::Client | AckMode::Individual, None) => {
-                    return Err(BrokerError::Invalid(format!(
-                        "message {} is not awaiting an ack in this session",
-                        message.message.id
-                    )));
-                }
-                _ => return Ok(()),
+        if !matches!(self.inner.mode, AckMode::Client | AckMode::Individual) {
+            return Ok(());
+        }
+        let items = self.take_unacked(message, true).await?;
+        self.inner.core.ack_many(items).await
+    }
+
+    /// Takes `message` (and, in CLIENT mode, every earlier one) out of this session's unacked
+    /// set, failing if it is not there.
+    async fn take_unacked(
+        &self,
+        message: &Received,
+        cumulative: bool,
+    ) -> Result<Vec<(Arc<Dispatcher>, Arc<Message>)>> {
+        let mut st = self.inner.state.lock().await;
+        let pos = st
+            .delivered
+            .iter()
+            .position(|(d, m)| Arc::ptr_eq(d, &message.dispatcher) && m.id == message.message.id)
+            .ok_or_else(|| {
+                BrokerError::Invalid(format!(
+                    "message {} is not awaiting an ack in this session",
+                    message.message.id
+                ))
+            })?;
+        Ok(if cumulative && self.inner.mode == AckMode::Client {
+            st.delivered.drain(..=pos).collect()
+        } else {
+            vec![st.delivered.remove(pos)]
+        })
+    }
+
+    /// Refuses a message received in a CLIENT or INDIVIDUAL session: it is redelivered (to
+    /// the dead letter queue past the maximum), as STOMP's NACK asks. In CLIENT mode earlier
+    /// unacked messages are refused with it.
+    pub async fn nack(&self, message: &Received) -> Result<()> {
+        self.check_open()?;
+        if !matches!(self.inner.mode, AckMode::Client | AckMode::Individual) {
+            return Err(BrokerError::Invalid(
+                "nack needs a CLIENT or INDIVIDUAL session".into(),
+            ));
+        }
+        for (d, m) in self.take_unacked(message, true).await? {
+            d.redeliver(&m.id).await;
+        }
+        Ok(())
+    }
+
+    /// Acknowledges `message`, received in this CLIENT or INDIVIDUAL session, as part of the
+    /// open transaction of the transacted session `tx`: the ack applies when `tx` commits,
+    /// atomically with its sends, and a rollback redelivers the message (STOMP's ACK with a
+    /// `transaction` header).
+    pub async fn acknowledge_in(&self, message: &Received, tx: &Session) -> Result<()> {
+        self.check_open()?;
+        tx.check_open()?;
+        if tx.inner.mode != AckMode::Transacted {
+            return Err(BrokerError::Invalid(
+                "acknowledge_in needs a transacted session".into(),
+            ));
+        }
+        if !matches!(self.inner.mode, AckMode::Client | AckMode::Individual) {
+            return Err(BrokerError::Invalid(
+                "acknowledge_in needs a CLIENT or INDIVIDUAL session".into(),
+            ));
+        }
+        let items = self.take_unacked(message, true).await?;
+        let mut st = tx.inner.state.lock().await;
+        let txid = match tx.ensure_tx(&mut st).await {
+            Ok(t) => t,
+            Err(e) => {
+                drop(st);
+                self.inner.state.lock().await.delivered.splice(0..0, items);
+                return Err(e);
             }
         };
-        self.inner.core.ack_many(items).await
+        for (d, m) in items {
+            if let Some(op) = d.ack_op(&m)
+                && let Err(e) = tx.inner.core.store.enlist(&txid, op).await
+            {
+                // Keep it with the transaction: a rollback redelivers it.
+                st.delivered.push((d, m));
+                return Err(e.into());
+            }
+            st.delivered.push((d, m));
+        }
+        Ok(())
     }
 
     /// Unacked received messages are delivered again (JMS `Session.recover`).

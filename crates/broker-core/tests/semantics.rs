@@ -51,6 +51,8 @@ on_engines!(
     a_deep_queue_pages_within_the_memory_limit,
     xa_prepare_then_commit_or_rollback,
     client_ids_and_durable_subscriptions_are_checked,
+    nack_redelivers_and_counts_toward_the_dead_letter_queue,
+    an_ack_can_join_another_sessions_transaction,
 );
 
 fn q(name: &str) -> Destination {
@@ -722,5 +724,66 @@ async fn client_ids_and_durable_subscriptions_are_checked(engine: Engine) {
         broker.connect(None).await,
         Err(BrokerError::NotServing(_))
     ));
+    env.cleanup().await;
+}
+
+async fn nack_redelivers_and_counts_toward_the_dead_letter_queue(engine: Engine) {
+    let env = Env::new(engine, "[policy]\nmaximum_redeliveries = 1\n").unwrap();
+    let broker = env.start().await;
+    let conn = broker.connect(None).await.unwrap();
+    let s = conn.session(AckMode::Individual).unwrap();
+    s.producer(q("n"))
+        .unwrap()
+        .send(Outgoing::text("refused"))
+        .await
+        .unwrap();
+    let c = s.consumer(q("n"), None).await.unwrap();
+    let m = recv(&c).await;
+    s.nack(&m).await.unwrap();
+    assert!(s.nack(&m).await.is_err(), "already refused");
+    let m = recv(&c).await;
+    assert_eq!(m.message().redelivery_count, 1);
+    s.nack(&m).await.unwrap();
+    assert_none(&c).await;
+    assert_eq!(broker.browse("ActiveMQ.DLQ", 10).await.unwrap().len(), 1);
+    broker.stop().await;
+    env.cleanup().await;
+}
+
+async fn an_ack_can_join_another_sessions_transaction(engine: Engine) {
+    let env = Env::new(engine, "").unwrap();
+    let broker = env.start().await;
+    let conn = broker.connect(None).await.unwrap();
+    let client = conn.session(AckMode::Client).unwrap();
+    let tx = conn.session(AckMode::Transacted).unwrap();
+    client
+        .producer(q("in"))
+        .unwrap()
+        .send(Outgoing::text("work"))
+        .await
+        .unwrap();
+    let c = client.consumer(q("in"), None).await.unwrap();
+    let m = recv(&c).await;
+    client.acknowledge_in(&m, &tx).await.unwrap();
+    tx.producer(q("out"))
+        .unwrap()
+        .send(Outgoing::text("done"))
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    let m = recv(&c).await;
+    assert!(m.redelivered(), "the rollback gave the message back");
+    assert!(broker.browse("out", 10).await.unwrap().is_empty());
+    client.acknowledge_in(&m, &tx).await.unwrap();
+    tx.producer(q("out"))
+        .unwrap()
+        .send(Outgoing::text("done"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_none(&c).await;
+    assert!(broker.browse("in", 10).await.unwrap().is_empty());
+    assert_eq!(broker.browse("out", 10).await.unwrap().len(), 1);
+    broker.stop().await;
     env.cleanup().await;
 }
