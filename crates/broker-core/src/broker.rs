@@ -912,12 +912,23 @@ impl Broker {
 
     /// Up to `max` messages of a queue in delivery order, without consuming them.
     pub async fn browse(&self, queue: &str, max: usize) -> Result<Vec<Message>> {
+        self.browse_after(queue, None, max).await
+    }
+
+    /// The page of a queue's messages after `after` (the [`store_api::OrderKey`] of the
+    /// previous page's last message), for browsing a queue of any depth.
+    pub async fn browse_after(
+        &self,
+        queue: &str,
+        after: Option<store_api::OrderKey>,
+        max: usize,
+    ) -> Result<Vec<Message>> {
         let core = self.core()?;
         let q = core.queue(&Destination::queue(queue)).await?;
         let Source::Queue(store) = &q.source else {
             return Ok(Vec::new());
         };
-        Ok(store.browse(None, max).await?)
+        Ok(store.browse(after, max).await?)
     }
 
     /// XA transactions prepared and not yet ended (found at recovery or prepared since).

@@ -41,4 +41,6 @@ pub use error::{BrokerError, Result};
 pub use selector::{Selector, SelectorError};
 pub use session::{AckMode, Connection, Consumer, Outgoing, Producer, Received, Session};
 pub use state::BrokerState;
-pub use store_api::{Body, Destination, Message, MessageId, SubscriptionKey, Value, Xid};
+pub use store_api::{
+    Body, Destination, DestinationKind, Message, MessageId, OrderKey, SubscriptionKey, Value, Xid,
+};

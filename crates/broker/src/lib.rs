@@ -1,0 +1,15 @@
+//! The `broker` program's library: STOMP over TCP and TLS in front of broker-core, its users,
+//! a STOMP client (for the CLI tools and the tests), and the broker URL syntax.
+//!
+//! STOMP follows ActiveMQ's conventions so that clients written for ActiveMQ's STOMP connector
+//! work unchanged: `/queue/<name>` and `/topic/<name>`, `persistent:true` for persistent sends
+//! (the default is non-persistent, as in ActiveMQ), `priority`, `expires`, `selector`,
+//! `client-id` on CONNECT with `activemq.subscriptionName` on SUBSCRIBE for durable
+//! subscriptions, `activemq.prefetchSize`, and `browser:true` for queue browsers.
+
+pub mod client;
+pub mod listener;
+pub mod stomp;
+pub mod tls;
+pub mod url;
+pub mod users;

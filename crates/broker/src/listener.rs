@@ -1,0 +1,136 @@
+//! The STOMP listeners (TCP and TLS) of a serving broker.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use broker_core::Broker;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use crate::stomp::frame::Limits;
+use crate::stomp::server::{ServerContext, serve};
+use crate::users::Users;
+
+/// Running listeners; `stop` closes them and every connection.
+pub struct Server {
+    pub stomp: Option<SocketAddr>,
+    pub stomp_tls: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds the listeners the broker's config names (`transports`).
+    pub async fn start(broker: Arc<Broker>) -> Result<Server> {
+        let t = broker.config().transports.clone();
+        let users = Users::from_config(&broker.config().users);
+        if users.is_default() {
+            warn!(
+                "no [[users]] configured: the default user admin/admin is in use; set users in the config before exposing this broker"
+            );
+        }
+        let (shutdown, rx) = watch::channel(false);
+        let ctx = Arc::new(ServerContext {
+            broker,
+            users,
+            limits: Limits {
+                max_frame_bytes: t.max_frame_bytes,
+                max_headers: t.max_headers,
+                max_header_bytes: t.max_header_bytes,
+            },
+            max_pending_frames: t.max_pending_frames,
+            shutdown: rx,
+        });
+        let mut server = Server {
+            stomp: None,
+            stomp_tls: None,
+            shutdown,
+            tasks: Vec::new(),
+        };
+        if !t.stomp.is_empty() {
+            let l = TcpListener::bind(&t.stomp)
+                .await
+                .with_context(|| format!("cannot listen for STOMP on {}", t.stomp))?;
+            let addr = l.local_addr()?;
+            info!("listening for STOMP on tcp://{addr}");
+            server.stomp = Some(addr);
+            server
+                .tasks
+                .push(tokio::spawn(accept_loop(l, None, Arc::clone(&ctx))));
+        }
+        if let Some(bind) = &t.stomp_tls {
+            let (Some(cert), Some(key)) = (&t.tls_certificate, &t.tls_key) else {
+                anyhow::bail!("transports.stomp_tls needs tls_certificate and tls_key");
+            };
+            let acceptor = crate::tls::acceptor(cert, key)?;
+            let l = TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen for STOMP over TLS on {bind}"))?;
+            let addr = l.local_addr()?;
+            info!("listening for STOMP over TLS on ssl://{addr}");
+            server.stomp_tls = Some(addr);
+            server.tasks.push(tokio::spawn(accept_loop(
+                l,
+                Some(acceptor),
+                Arc::clone(&ctx),
+            )));
+        }
+        Ok(server)
+    }
+
+    /// Stops accepting, closes every connection (their unacked messages go back) and waits.
+    pub async fn stop(self) {
+        self.shutdown.send_replace(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<ServerContext>) {
+    let mut shutdown = ctx.shutdown.clone();
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!("accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let ctx = Arc::clone(&ctx);
+                let tls = tls.clone();
+                connections.spawn(async move {
+                    let peer = peer.to_string();
+                    match tls {
+                        None => serve(stream, peer, ctx).await,
+                        Some(acceptor) => {
+                            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => serve(s, peer, ctx).await,
+                                Ok(Err(e)) => debug!(peer = %peer, "TLS handshake failed: {e}"),
+                                Err(_) => debug!(peer = %peer, "TLS handshake timed out"),
+                            }
+                        }
+                    }
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    connections.abort_all();
+}

@@ -1,0 +1,155 @@
+//! `broker`: run the broker, or talk to one (modelled on ActiveMQ's `bin/activemq`).
+
+mod cli;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use broker::listener::Server;
+use broker_core::{Broker, BrokerConfig};
+use clap::{Parser, Subcommand};
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(
+    name = "broker",
+    version,
+    about = "An ActiveMQ-style message broker with STOMP"
+)]
+struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the broker (the embedded default without --config: KahaDB under ./data, STOMP on
+    /// 127.0.0.1:61613).
+    Start {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Sends messages; with several producers and a count, a load generator.
+    Producer(cli::ProducerArgs),
+    /// Receives messages; prints the rate and latency.
+    Consumer(cli::ConsumerArgs),
+    /// Lists a queue's messages without consuming them.
+    Browse(cli::BrowseArgs),
+    /// Deletes every message of a queue.
+    Purge(cli::PurgeArgs),
+    /// Per destination: pending, consumers, enqueued, dequeued.
+    Dstat(cli::DstatArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match args.command {
+            Command::Start { config } => start(config).await,
+            Command::Producer(a) => cli::producer(a).await.map(|()| 0),
+            Command::Consumer(a) => cli::consumer(a).await.map(|()| 0),
+            Command::Browse(a) => cli::browse(a).await.map(|()| 0),
+            Command::Purge(a) => cli::purge(a).await.map(|()| 0),
+            Command::Dstat(a) => cli::dstat(a).await.map(|()| 0),
+        }
+    });
+    match result {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(config: &BrokerConfig) -> Result<()> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let dir = &config.broker.data_directory;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let path = dir.join("broker.log");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the log {}", path.display()))?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(std::sync::Mutex::new(file)),
+        )
+        .try_init()
+        .context("logging")?;
+    Ok(())
+}
+
+/// Exit codes: 0 after a clean stop (SIGINT/SIGTERM), 3 when the master lock was lost (a
+/// supervisor should start it again: it comes back as a slave).
+async fn start(config_path: Option<PathBuf>) -> Result<u8> {
+    let config = match &config_path {
+        Some(p) => BrokerConfig::from_file(p)?,
+        None => BrokerConfig::default(),
+    };
+    init_logging(&config)?;
+    info!(
+        config = %config_path.as_ref().map_or("(embedded default)".into(), |p| p.display().to_string()),
+        store = config.persistence.kind.name(),
+        "starting broker {}",
+        config.broker.name
+    );
+    let broker = Arc::new(Broker::new(config));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("SIGTERM handler")?;
+    let signal = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
+    };
+    tokio::pin!(signal);
+    tokio::select! {
+        r = broker.start() => r?,
+        s = &mut signal => {
+            info!("{s} while waiting to start; stopping");
+            broker.stop().await;
+            return Ok(0);
+        }
+    }
+    let server = match Server::start(Arc::clone(&broker)).await {
+        Ok(s) => s,
+        Err(e) => {
+            broker.stop().await;
+            return Err(e);
+        }
+    };
+    let code = tokio::select! {
+        s = &mut signal => {
+            info!("{s}: stopping");
+            0
+        }
+        _ = broker.stopped() => {
+            error!("the broker stopped (lock lost); exiting");
+            3
+        }
+    };
+    server.stop().await;
+    broker.stop().await;
+    info!("stopped");
+    Ok(code)
+}

@@ -1,0 +1,855 @@
+//! One STOMP connection: frames in, broker-core calls, frames out.
+//!
+//! Each connection has a reader (this task), a writer task fed by a bounded channel (so a
+//! client that does not read stops being fed, and memory stays bounded), and one pump task per
+//! subscription moving messages from its broker-core consumer to the writer. Each STOMP
+//! subscription has its own broker session (its ack mode), each STOMP transaction its own
+//! transacted session. A malformed frame or a refused command gets an ERROR frame and the
+//! connection is closed; nothing else is affected.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use broker_core::{
+    AckMode, Body, Broker, BrokerError, Connection, Consumer, Destination, DestinationKind,
+    Message, OrderKey, Outgoing, Producer, Received, Session, Value,
+};
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::frame::{Decoder, Frame, FrameError, Limits, Version};
+use crate::users::Users;
+
+/// What every connection shares.
+pub struct ServerContext {
+    pub broker: Arc<Broker>,
+    pub users: Users,
+    pub limits: Limits,
+    pub max_pending_frames: usize,
+    /// Flips to true when the broker stops: connections close.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// Heart-beat the server offers / wants (ms).
+const SERVER_HEARTBEAT_MS: u64 = 10_000;
+/// A client must send CONNECT within this.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Messages of a queue sent per browse page.
+const BROWSE_PAGE: usize = 500;
+
+/// Why a connection ends with an ERROR frame.
+struct Refusal {
+    message: String,
+    detail: String,
+}
+
+impl Refusal {
+    fn new(message: impl Into<String>, detail: impl Into<String>) -> Refusal {
+        Refusal {
+            message: message.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<BrokerError> for Refusal {
+    fn from(e: BrokerError) -> Refusal {
+        Refusal::new(e.to_string(), String::new())
+    }
+}
+
+fn parse_destination(s: &str) -> Result<Destination, Refusal> {
+    let (kind, name) = if let Some(n) = s.strip_prefix("/queue/") {
+        (DestinationKind::Queue, n)
+    } else if let Some(n) = s.strip_prefix("/topic/") {
+        (DestinationKind::Topic, n)
+    } else {
+        return Err(Refusal::new(
+            format!("unsupported destination {s:?}: use /queue/<name> or /topic/<name>"),
+            "",
+        ));
+    };
+    if name.is_empty() {
+        return Err(Refusal::new(format!("destination {s:?} has no name"), ""));
+    }
+    Ok(Destination {
+        kind,
+        name: name.into(),
+    })
+}
+
+fn stomp_destination(d: &Destination) -> String {
+    match d.kind {
+        DestinationKind::Queue => format!("/queue/{}", d.name),
+        DestinationKind::Topic => format!("/topic/{}", d.name),
+    }
+}
+
+/// Headers a SEND carries that are not message properties.
+const RESERVED: &[&str] = &[
+    "destination",
+    "content-length",
+    "receipt",
+    "transaction",
+    "persistent",
+    "priority",
+    "expires",
+    "correlation-id",
+    "reply-to",
+    "type",
+    "JMSXGroupID",
+    "JMSXGroupSeq",
+    "message-id",
+    "timestamp",
+    "redelivered",
+    "subscription",
+    "ack",
+];
+
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::Bool(b) => b.to_string(),
+        Value::I8(n) => n.to_string(),
+        Value::I16(n) => n.to_string(),
+        Value::I32(n) => n.to_string(),
+        Value::I64(n) => n.to_string(),
+        Value::F32(n) => n.to_string(),
+        Value::F64(n) => n.to_string(),
+        Value::String(s) => s.clone(),
+        Value::Bytes(b) => format!("{} bytes", b.len()),
+    }
+}
+
+/// A SEND frame as a message to produce (ActiveMQ's conventions: `persistent:true` for a
+/// persistent message, a body with `content-length` is bytes, without it text).
+fn outgoing(frame: &Frame) -> Result<Outgoing, Refusal> {
+    let body = if frame.get("content-length").is_some() {
+        Body::Bytes(frame.body.clone())
+    } else {
+        match std::str::from_utf8(&frame.body) {
+            Ok(t) => Body::Text(t.to_owned()),
+            Err(_) => Body::Bytes(frame.body.clone()),
+        }
+    };
+    let mut out = Outgoing::new(body);
+    out.persistent = frame.get("persistent") == Some("true");
+    if let Some(p) = frame.get("priority") {
+        out.priority = p
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| *p <= 9)
+            .ok_or_else(|| Refusal::new(format!("bad priority {p:?}: 0 to 9"), ""))?;
+    }
+    if let Some(e) = frame.get("expires") {
+        out.expiration = e.trim().parse().map_err(|_| {
+            Refusal::new(
+                format!("bad expires {e:?}: milliseconds since the epoch"),
+                "",
+            )
+        })?;
+    }
+    out.correlation_id = frame.get("correlation-id").map(str::to_owned);
+    out.message_type = frame.get("type").map(str::to_owned);
+    out.group_id = frame.get("JMSXGroupID").map(str::to_owned);
+    if let Some(r) = frame.get("reply-to") {
+        out.reply_to = Some(parse_destination(r)?);
+    }
+    let mut props = BTreeMap::new();
+    for (k, v) in &frame.headers {
+        if !RESERVED.contains(&k.as_str()) && !props.contains_key(k) {
+            props.insert(k.clone(), Value::String(v.clone()));
+        }
+    }
+    out.properties = props;
+    Ok(out)
+}
+
+fn message_frame(m: &Message, subscription: &str, ack: Option<&str>) -> Frame {
+    let mut f = Frame::new("MESSAGE")
+        .header("subscription", subscription)
+        .header("message-id", m.id.to_string())
+        .header("destination", stomp_destination(&m.destination));
+    if let Some(a) = ack {
+        f = f.header("ack", a);
+    }
+    f = f
+        .header("persistent", m.persistent.to_string())
+        .header("priority", m.priority.to_string())
+        .header("timestamp", m.timestamp.to_string())
+        .header("expires", m.expiration.to_string());
+    if m.redelivery_count > 0 {
+        f = f.header("redelivered", "true");
+    }
+    if let Some(c) = &m.correlation_id {
+        f = f.header("correlation-id", c.clone());
+    }
+    if let Some(r) = &m.reply_to {
+        f = f.header("reply-to", stomp_destination(r));
+    }
+    if let Some(t) = &m.message_type {
+        f = f.header("type", t.clone());
+    }
+    for (k, v) in &m.properties {
+        f = f.header(k, value_text(v));
+    }
+    match &m.body {
+        Body::Text(t) => f.body = Bytes::copy_from_slice(t.as_bytes()),
+        Body::Bytes(b) | Body::Object(b) => f.body = b.clone(),
+        Body::Empty => {}
+        other => f.body = Bytes::from(format!("{other:?}")),
+    }
+    f
+}
+
+/// A message handed out on a CLIENT or CLIENT-INDIVIDUAL subscription, waiting for its ACK.
+struct Unacked {
+    sub: String,
+    ack: String,
+    received: Received,
+}
+
+struct Sub {
+    destination: String,
+    session: Session,
+    consumer: Arc<Consumer>,
+    pump: JoinHandle<()>,
+    /// Prefetch credits of a client-ack subscription: one per unacked message.
+    credits: Option<Arc<Semaphore>>,
+}
+
+struct Conn {
+    ctx: Arc<ServerContext>,
+    peer: String,
+    version: Version,
+    connection: Connection,
+    auto: Session,
+    producers: HashMap<String, Producer>,
+    subs: HashMap<String, Sub>,
+    txs: HashMap<String, Session>,
+    unacked: Arc<Mutex<BTreeMap<u64, Unacked>>>,
+    next_ack: Arc<AtomicU64>,
+    out: mpsc::Sender<Bytes>,
+}
+
+/// Serves one client until it disconnects, errs or the broker stops.
+pub async fn serve<S>(io: S, peer: String, ctx: Arc<ServerContext>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut rd, wr) = tokio::io::split(io);
+    let (out, out_rx) = mpsc::channel::<Bytes>(ctx.max_pending_frames);
+    let (beat_tx, beat_rx) = watch::channel(None::<Duration>);
+    let writer = tokio::spawn(write_loop(wr, out_rx, beat_rx));
+    let mut decoder = Decoder::new(ctx.limits);
+    let mut buf = BytesMut::with_capacity(8192);
+    let mut conn: Option<Conn> = None;
+    let mut read_timeout = CONNECT_TIMEOUT;
+    let mut shutdown = ctx.shutdown.clone();
+    'outer: loop {
+        // Frames already buffered first.
+        loop {
+            let frame = match decoder.decode(&mut buf) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(peer = %peer, "malformed frame: {e}; closing the connection");
+                    let _ = out
+                        .send(error_frame(decoder.version, &frame_refusal(&e), None))
+                        .await;
+                    break 'outer;
+                }
+            };
+            let receipt = frame.get("receipt").map(str::to_owned);
+            let result = match conn.as_mut() {
+                None => match connect(&frame, &peer, &ctx, &out, &beat_tx).await {
+                    Ok((c, timeout)) => {
+                        decoder.version = c.version;
+                        read_timeout = timeout;
+                        conn = Some(c);
+                        Ok(false)
+                    }
+                    Err(r) => Err(r),
+                },
+                Some(c) => c.handle(frame).await,
+            };
+            let version = decoder.version;
+            match result {
+                Ok(done) => {
+                    if let Some(r) = receipt {
+                        let _ = out
+                            .send(
+                                Frame::new("RECEIPT")
+                                    .header("receipt-id", r)
+                                    .to_bytes(version),
+                            )
+                            .await;
+                    }
+                    if done {
+                        break 'outer;
+                    }
+                }
+                Err(refusal) => {
+                    debug!(peer = %peer, "refused: {}", refusal.message);
+                    let _ = out
+                        .send(error_frame(version, &refusal, receipt.as_deref()))
+                        .await;
+                    break 'outer;
+                }
+            }
+        }
+        tokio::select! {
+            r = tokio::time::timeout(read_timeout, rd.read_buf(&mut buf)) => match r {
+                Ok(Ok(0)) => break,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    debug!(peer = %peer, "read: {e}");
+                    break;
+                }
+                Err(_) => {
+                    info!(peer = %peer, "no frame or heart-beat within {read_timeout:?}; closing");
+                    break;
+                }
+            },
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
+                let _ = out.send(error_frame(decoder.version, &Refusal::new("the broker is shutting down", ""), None)).await;
+                break;
+            }
+        }
+    }
+    if let Some(c) = conn {
+        c.close().await;
+    }
+    drop(out);
+    let _ = writer.await;
+}
+
+fn frame_refusal(e: &FrameError) -> Refusal {
+    Refusal::new(format!("malformed frame: {e}"), "")
+}
+
+fn error_frame(version: Version, r: &Refusal, receipt: Option<&str>) -> Bytes {
+    let mut f = Frame::new("ERROR")
+        .header("message", r.message.replace('\n', " "))
+        .header("content-type", "text/plain");
+    if let Some(id) = receipt {
+        f = f.header("receipt-id", id);
+    }
+    if !r.detail.is_empty() {
+        f.body = Bytes::from(r.detail.clone());
+    }
+    f.to_bytes(version)
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::Receiver<Bytes>,
+    mut beat: watch::Receiver<Option<Duration>>,
+) {
+    loop {
+        let interval = *beat.borrow();
+        let next = async {
+            match interval {
+                Some(d) => tokio::time::timeout(d, rx.recv()).await.ok(),
+                None => Some(rx.recv().await),
+            }
+        };
+        tokio::select! {
+            r = next => match r {
+                Some(Some(bytes)) => {
+                    if wr.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                    // Write whatever else is queued before flushing, so a burst is one write.
+                    while let Ok(more) = rx.try_recv() {
+                        if wr.write_all(&more).await.is_err() {
+                            return;
+                        }
+                    }
+                    if wr.flush().await.is_err() {
+                        break;
+                    }
+                }
+                Some(None) => break,
+                None => {
+                    if wr.write_all(b"\n").await.is_err() || wr.flush().await.is_err() {
+                        break;
+                    }
+                }
+            },
+            _ = beat.changed() => {}
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// Answers CONNECT/STOMP: version, credentials, client id, heart-beats.
+async fn connect(
+    frame: &Frame,
+    peer: &str,
+    ctx: &Arc<ServerContext>,
+    out: &mpsc::Sender<Bytes>,
+    beat: &watch::Sender<Option<Duration>>,
+) -> Result<(Conn, Duration), Refusal> {
+    if frame.command != "CONNECT" && frame.command != "STOMP" {
+        return Err(Refusal::new(
+            format!("expected CONNECT, got {}", frame.command),
+            "",
+        ));
+    }
+    let version = match frame.get("accept-version") {
+        None => Version::V1_0,
+        Some(list) => list
+            .split(',')
+            .filter_map(Version::parse)
+            .max()
+            .ok_or_else(|| Refusal::new("Supported protocol versions are 1.0,1.1,1.2", ""))?,
+    };
+    let login = frame.get("login").unwrap_or("");
+    let passcode = frame.get("passcode").unwrap_or("");
+    if !ctx.users.check(login, passcode) {
+        warn!(peer = %peer, login = %login, "authentication failed");
+        return Err(Refusal::new(
+            "Authentication failed",
+            format!("wrong user name or password for {login:?}"),
+        ));
+    }
+    let client_id = frame.get("client-id").filter(|c| !c.is_empty());
+    let connection = ctx.broker.connect(client_id).await?;
+    let auto = connection.session(AckMode::Auto)?;
+    let (cx, cy) = frame
+        .get("heart-beat")
+        .filter(|_| version >= Version::V1_1)
+        .and_then(|h| {
+            let (a, b) = h.split_once(',')?;
+            Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?))
+        })
+        .unwrap_or((0, 0));
+    // We send every max(our offer, what they want) when they want beats; they must send
+    // every max(what they offer, our wish), and we allow twice that.
+    if cy > 0 {
+        beat.send_replace(Some(Duration::from_millis(cy.max(SERVER_HEARTBEAT_MS))));
+    }
+    let read_timeout = if cx > 0 {
+        Duration::from_millis(cx.max(SERVER_HEARTBEAT_MS) * 2)
+    } else {
+        Duration::from_secs(365 * 24 * 3600)
+    };
+    let connected = Frame::new("CONNECTED")
+        .header("version", version.as_str())
+        .header("server", concat!("rust-broker/", env!("CARGO_PKG_VERSION")))
+        .header("session", connection.id())
+        .header(
+            "heart-beat",
+            format!("{SERVER_HEARTBEAT_MS},{SERVER_HEARTBEAT_MS}"),
+        );
+    let _ = out.send(connected.to_bytes(version)).await;
+    debug!(peer = %peer, version = version.as_str(), login = %login, "connected");
+    Ok((
+        Conn {
+            ctx: Arc::clone(ctx),
+            peer: peer.to_owned(),
+            version,
+            connection,
+            auto,
+            producers: HashMap::new(),
+            subs: HashMap::new(),
+            txs: HashMap::new(),
+            unacked: Arc::new(Mutex::new(BTreeMap::new())),
+            next_ack: Arc::new(AtomicU64::new(0)),
+            out: out.clone(),
+        },
+        read_timeout,
+    ))
+}
+
+fn required<'a>(frame: &'a Frame, name: &str) -> Result<&'a str, Refusal> {
+    frame
+        .get(name)
+        .ok_or_else(|| Refusal::new(format!("{} needs a {name} header", frame.command), ""))
+}
+
+impl Conn {
+    /// Handles one frame; `Ok(true)` ends the connection cleanly (DISCONNECT).
+    async fn handle(&mut self, frame: Frame) -> Result<bool, Refusal> {
+        match frame.command.as_str() {
+            "SEND" => self.send(&frame).await?,
+            "SUBSCRIBE" => self.subscribe(&frame).await?,
+            "UNSUBSCRIBE" => self.unsubscribe(&frame).await?,
+            "ACK" | "NACK" => self.ack(&frame).await?,
+            "BEGIN" => {
+                let id = required(&frame, "transaction")?;
+                if self.txs.contains_key(id) {
+                    return Err(Refusal::new(
+                        format!("transaction {id:?} is already open"),
+                        "",
+                    ));
+                }
+                let s = self.connection.session(AckMode::Transacted)?;
+                self.txs.insert(id.to_owned(), s);
+            }
+            "COMMIT" | "ABORT" => {
+                let id = required(&frame, "transaction")?;
+                let s = self
+                    .txs
+                    .remove(id)
+                    .ok_or_else(|| Refusal::new(format!("no open transaction {id:?}"), ""))?;
+                if frame.command == "COMMIT" {
+                    s.commit().await?;
+                } else {
+                    s.rollback().await?;
+                }
+                s.close().await;
+            }
+            "DISCONNECT" => return Ok(true),
+            "CONNECT" | "STOMP" => return Err(Refusal::new("already connected", "")),
+            other => {
+                return Err(Refusal::new(format!("{other} is not a client frame"), ""));
+            }
+        }
+        Ok(false)
+    }
+
+    async fn send(&mut self, frame: &Frame) -> Result<(), Refusal> {
+        let dest_text = required(frame, "destination")?;
+        if let Some(queue) = dest_text.strip_prefix("/queue/ActiveMQ.Admin.Purge.") {
+            let n = self.ctx.broker.purge(queue).await?;
+            info!(peer = %self.peer, queue, purged = n, "purged");
+            return Ok(());
+        }
+        let destination = parse_destination(dest_text)?;
+        let out = outgoing(frame)?;
+        let session = match frame.get("transaction") {
+            Some(tx) => self
+                .txs
+                .get(tx)
+                .ok_or_else(|| Refusal::new(format!("no open transaction {tx:?}"), ""))?
+                .clone(),
+            None => self.auto.clone(),
+        };
+        // One producer per destination and session.
+        let key = format!("{}\u{0}{dest_text}", frame.get("transaction").unwrap_or(""));
+        if !self.producers.contains_key(&key) {
+            if self.producers.len() >= 10_000 {
+                self.producers.clear();
+            }
+            self.producers
+                .insert(key.clone(), session.producer(destination)?);
+        }
+        let producer = self
+            .producers
+            .get(&key)
+            .ok_or_else(|| Refusal::new("internal: producer vanished", ""))?;
+        producer.send(out).await?;
+        Ok(())
+    }
+
+    async fn subscribe(&mut self, frame: &Frame) -> Result<(), Refusal> {
+        let dest_text = required(frame, "destination")?.to_owned();
+        let id = match frame.get("id") {
+            Some(id) => id.to_owned(),
+            None if self.version == Version::V1_0 => dest_text.clone(),
+            None => return Err(Refusal::new("SUBSCRIBE needs an id header", "")),
+        };
+        if self.subs.contains_key(&id) {
+            return Err(Refusal::new(
+                format!("subscription {id:?} already exists"),
+                "",
+            ));
+        }
+        if frame.get("browser") == Some("true") {
+            return self.browse(&id, &dest_text).await;
+        }
+        let destination = parse_destination(&dest_text)?;
+        let mode = match frame.get("ack").unwrap_or("auto") {
+            "auto" => AckMode::Auto,
+            "client" => AckMode::Client,
+            "client-individual" => AckMode::Individual,
+            other => {
+                return Err(Refusal::new(
+                    format!("unknown ack mode {other:?}: auto, client or client-individual"),
+                    "",
+                ));
+            }
+        };
+        let selector = frame.get("selector").filter(|s| !s.trim().is_empty());
+        let limits = &self.ctx.broker.config().limits;
+        let prefetch = match frame.get("activemq.prefetchSize") {
+            Some(p) => p
+                .trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| Refusal::new(format!("bad activemq.prefetchSize {p:?}"), ""))?,
+            None if destination.is_queue() => limits.queue_prefetch,
+            None => limits.topic_prefetch,
+        };
+        let session = self.connection.session(mode)?;
+        let durable = frame
+            .get("activemq.subscriptionName")
+            .or_else(|| frame.get("durable-subscription-name"));
+        let consumer = match durable {
+            Some(name) if destination.is_topic() => {
+                session
+                    .durable_subscriber(destination, name, selector)
+                    .await?
+            }
+            _ => {
+                session
+                    .consumer_with_prefetch(destination, selector, prefetch)
+                    .await?
+            }
+        };
+        let consumer = Arc::new(consumer);
+        let credits = (mode != AckMode::Auto).then(|| Arc::new(Semaphore::new(prefetch as usize)));
+        let pump = tokio::spawn(pump(
+            Arc::clone(&consumer),
+            id.clone(),
+            self.version,
+            credits.clone(),
+            Arc::clone(&self.unacked),
+            Arc::clone(&self.next_ack),
+            self.out.clone(),
+        ));
+        self.subs.insert(
+            id,
+            Sub {
+                destination: dest_text,
+                session,
+                consumer,
+                pump,
+                credits,
+            },
+        );
+        Ok(())
+    }
+
+    /// A queue browser (ActiveMQ's `browser:true`): the queue's messages without consuming
+    /// them, then a MESSAGE with `browser:end`. `/queue/ActiveMQ.Statistics.Destination`
+    /// browses the broker's per-destination counts instead (as ActiveMQ's statistics plugin).
+    async fn browse(&mut self, id: &str, dest_text: &str) -> Result<(), Refusal> {
+        if dest_text.starts_with("/queue/ActiveMQ.Statistics.Destination") {
+            for s in self.ctx.broker.destination_stats().await? {
+                let mut f = Frame::new("MESSAGE")
+                    .header("subscription", id)
+                    .header("destination", dest_text)
+                    .header("destinationName", stomp_destination(&s.destination))
+                    .header("pending", s.pending.to_string())
+                    .header("consumers", s.consumers.to_string())
+                    .header("enqueued", s.enqueued.to_string())
+                    .header("dequeued", s.dequeued.to_string())
+                    .header("expired", s.expired.to_string());
+                if let Some(k) = &s.subscription {
+                    f = f.header("subscriptionName", k.to_string());
+                }
+                self.emit(f).await?;
+            }
+        } else {
+            let destination = parse_destination(dest_text)?;
+            if !destination.is_queue() {
+                return Err(Refusal::new("only queues can be browsed", ""));
+            }
+            let mut after: Option<OrderKey> = None;
+            loop {
+                let page = self
+                    .ctx
+                    .broker
+                    .browse_after(&destination.name, after, BROWSE_PAGE)
+                    .await?;
+                for m in &page {
+                    self.emit(message_frame(m, id, None)).await?;
+                }
+                match page.last() {
+                    Some(m) if page.len() == BROWSE_PAGE => after = Some(OrderKey::of(m)),
+                    _ => break,
+                }
+            }
+        }
+        let end = Frame::new("MESSAGE")
+            .header("subscription", id)
+            .header("destination", dest_text)
+            .header("browser", "end");
+        self.emit(end).await
+    }
+
+    async fn emit(&self, f: Frame) -> Result<(), Refusal> {
+        self.out
+            .send(f.to_bytes(self.version))
+            .await
+            .map_err(|_| Refusal::new("connection closed", ""))
+    }
+
+    async fn unsubscribe(&mut self, frame: &Frame) -> Result<(), Refusal> {
+        let id = match frame.get("id") {
+            Some(id) => id.to_owned(),
+            None => {
+                let dest = frame.get("destination").unwrap_or_default();
+                self.subs
+                    .iter()
+                    .find(|(_, s)| s.destination == dest)
+                    .map(|(id, _)| id.clone())
+                    .ok_or_else(|| Refusal::new("UNSUBSCRIBE needs an id header", ""))?
+            }
+        };
+        let durable = frame
+            .get("activemq.subscriptionName")
+            .or_else(|| frame.get("durable-subscription-name"));
+        match self.subs.remove(&id) {
+            Some(sub) => self.close_sub(&id, sub).await,
+            None if durable.is_none() => {
+                return Err(Refusal::new(format!("no subscription {id:?}"), ""));
+            }
+            None => {}
+        }
+        if let Some(name) = durable {
+            self.connection.unsubscribe(name).await?;
+        }
+        Ok(())
+    }
+
+    async fn close_sub(&self, id: &str, mut sub: Sub) {
+        // Closing the consumer ends the pump's receive; a pump stuck writing to a client that
+        // stopped reading is aborted after a grace period (its message, if client-acked, is
+        // still with the session and is redelivered below).
+        if let Some(c) = &sub.credits {
+            c.close();
+        }
+        sub.consumer.close().await;
+        if tokio::time::timeout(Duration::from_secs(1), &mut sub.pump)
+            .await
+            .is_err()
+        {
+            sub.pump.abort();
+        }
+        self.unacked.lock().retain(|_, u| u.sub != id);
+        sub.session.close().await;
+    }
+
+    async fn ack(&mut self, frame: &Frame) -> Result<(), Refusal> {
+        let nack = frame.command == "NACK";
+        // 1.2 acks by the MESSAGE's ack header; 1.0 and 1.1 by message-id (and subscription).
+        let found = {
+            let unacked = self.unacked.lock();
+            let hit = if self.version == Version::V1_2 {
+                let id = required(frame, "id")?;
+                unacked.iter().find(|(_, u)| u.ack == id)
+            } else {
+                let mid = required(frame, "message-id")?;
+                let sub = frame.get("subscription");
+                unacked.iter().find(|(_, u)| {
+                    u.received.id().to_string() == mid && sub.is_none_or(|s| s == u.sub)
+                })
+            };
+            hit.map(|(seq, u)| (*seq, u.sub.clone(), u.received.clone()))
+        };
+        let Some((seq, sub_id, received)) = found else {
+            return Err(Refusal::new(
+                format!(
+                    "{} for a message that is not awaiting an ack",
+                    frame.command
+                ),
+                "",
+            ));
+        };
+        let sub = self
+            .subs
+            .get(&sub_id)
+            .ok_or_else(|| Refusal::new("the subscription is gone", ""))?;
+        let cumulative = sub.session.mode() == AckMode::Client;
+        let released = {
+            let mut unacked = self.unacked.lock();
+            let seqs: Vec<u64> = unacked
+                .iter()
+                .filter(|(s, u)| u.sub == sub_id && (**s == seq || (cumulative && **s < seq)))
+                .map(|(s, _)| *s)
+                .collect();
+            for s in &seqs {
+                unacked.remove(s);
+            }
+            seqs.len()
+        };
+        if let Some(c) = &sub.credits {
+            c.add_permits(released);
+        }
+        if nack {
+            sub.session.nack(&received).await?;
+        } else if let Some(tx) = frame.get("transaction") {
+            let t = self
+                .txs
+                .get(tx)
+                .ok_or_else(|| Refusal::new(format!("no open transaction {tx:?}"), ""))?;
+            sub.session.acknowledge_in(&received, t).await?;
+        } else {
+            sub.session.acknowledge(&received).await?;
+        }
+        Ok(())
+    }
+
+    /// The client is gone: transactions roll back, unacked messages go back (redelivered).
+    async fn close(mut self) {
+        let subs: Vec<(String, Sub)> = self.subs.drain().collect();
+        for (id, sub) in subs {
+            self.close_sub(&id, sub).await;
+        }
+        for (_, s) in self.txs.drain() {
+            let _ = s.rollback().await;
+            s.close().await;
+        }
+        self.connection.close().await;
+        debug!(peer = %self.peer, "connection closed");
+    }
+}
+
+/// Moves messages from a consumer to the connection's writer.
+async fn pump(
+    consumer: Arc<Consumer>,
+    sub: String,
+    version: Version,
+    credits: Option<Arc<Semaphore>>,
+    unacked: Arc<Mutex<BTreeMap<u64, Unacked>>>,
+    next_ack: Arc<AtomicU64>,
+    out: mpsc::Sender<Bytes>,
+) {
+    loop {
+        if let Some(c) = &credits {
+            match c.acquire().await {
+                Ok(p) => p.forget(),
+                Err(_) => return,
+            }
+        }
+        let received = match consumer.receive().await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                warn!(subscription = %sub, "receive failed: {e}");
+                return;
+            }
+        };
+        let seq = next_ack.fetch_add(1, Ordering::Relaxed);
+        let ack = seq.to_string();
+        let frame = message_frame(
+            received.message(),
+            &sub,
+            (version == Version::V1_2).then_some(ack.as_str()),
+        );
+        if credits.is_some() {
+            unacked.lock().insert(
+                seq,
+                Unacked {
+                    sub: sub.clone(),
+                    ack,
+                    received,
+                },
+            );
+        }
+        if out.send(frame.to_bytes(version)).await.is_err() {
+            return;
+        }
+    }
+}
