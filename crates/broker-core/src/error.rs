@@ -29,6 +29,9 @@ pub enum BrokerError {
     /// subscription without a client id, a client id already connected, ...).
     #[error("{0}")]
     Invalid(String),
+    /// Another connection uses this client id.
+    #[error("client id {0:?} is already connected")]
+    ClientIdInUse(String),
     /// Memory is full and the policy is to fail sends rather than wait.
     #[error("resource limit: {0}")]
     ResourceLimit(String),

@@ -191,9 +191,7 @@ impl Connection {
                 return Err(BrokerError::Invalid("a client id must not be empty".into()));
             }
             if !core.client_ids.lock().insert(cid.to_owned()) {
-                return Err(BrokerError::Invalid(format!(
-                    "client id {cid:?} is already connected"
-                )));
+                return Err(BrokerError::ClientIdInUse(cid.to_owned()));
             }
         }
         let id = format!("ID:{}-{}", core.incarnation, core.next_id());

@@ -700,7 +700,7 @@ async fn client_ids_and_durable_subscriptions_are_checked(engine: Engine) {
     let a = broker.connect(Some("same")).await.unwrap();
     assert!(matches!(
         broker.connect(Some("same")).await,
-        Err(BrokerError::Invalid(_))
+        Err(BrokerError::ClientIdInUse(_))
     ));
     let anonymous = broker.connect(None).await.unwrap();
     let s = anonymous.session(AckMode::Auto).unwrap();

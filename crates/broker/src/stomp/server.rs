@@ -40,6 +40,8 @@ pub struct ServerContext {
 const SERVER_HEARTBEAT_MS: u64 = 10_000;
 /// A client must send CONNECT within this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a CONNECT waits for a previous connection with its client id to close.
+const CLIENT_ID_WAIT: Duration = Duration::from_secs(5);
 /// Messages of a queue sent per browse page.
 const BROWSE_PAGE: usize = 500;
 
@@ -268,7 +270,7 @@ where
             };
             let receipt = frame.get("receipt").map(str::to_owned);
             let result = match conn.as_mut() {
-                None => match connect(&frame, &peer, &ctx, &out, &beat_tx).await {
+                None => match Box::pin(connect(&frame, &peer, &ctx, &out, &beat_tx)).await {
                     Ok((c, timeout)) => {
                         decoder.version = c.version;
                         read_timeout = timeout;
@@ -277,11 +279,16 @@ where
                     }
                     Err(r) => Err(r),
                 },
-                Some(c) => c.handle(frame).await,
+                Some(c) => Box::pin(c.handle(frame)).await,
             };
             let version = decoder.version;
             match result {
                 Ok(done) => {
+                    if done && let Some(c) = conn.take() {
+                        // Released before the receipt, so a client that reconnects at once
+                        // with the same client id is not refused.
+                        c.close().await;
+                    }
                     if let Some(r) = receipt {
                         let _ = out
                             .send(
@@ -421,7 +428,17 @@ async fn connect(
         ));
     }
     let client_id = frame.get("client-id").filter(|c| !c.is_empty());
-    let connection = ctx.broker.connect(client_id).await?;
+    // A client that reconnects at once may find its previous connection, closed on its side,
+    // not yet gone on ours: wait a little for it before refusing the client id.
+    let deadline = tokio::time::Instant::now() + CLIENT_ID_WAIT;
+    let connection = loop {
+        match ctx.broker.connect(client_id).await {
+            Err(BrokerError::ClientIdInUse(_)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => break other?,
+        }
+    };
     let auto = connection.session(AckMode::Auto)?;
     let (cx, cy) = frame
         .get("heart-beat")
@@ -479,10 +496,12 @@ impl Conn {
     /// Handles one frame; `Ok(true)` ends the connection cleanly (DISCONNECT).
     async fn handle(&mut self, frame: Frame) -> Result<bool, Refusal> {
         match frame.command.as_str() {
-            "SEND" => self.send(&frame).await?,
-            "SUBSCRIBE" => self.subscribe(&frame).await?,
-            "UNSUBSCRIBE" => self.unsubscribe(&frame).await?,
-            "ACK" | "NACK" => self.ack(&frame).await?,
+            // Boxed: each command's future is large in debug builds, and nesting them all in
+            // the connection's future would make its poll use a deep stack.
+            "SEND" => Box::pin(self.send(&frame)).await?,
+            "SUBSCRIBE" => Box::pin(self.subscribe(&frame)).await?,
+            "UNSUBSCRIBE" => Box::pin(self.unsubscribe(&frame)).await?,
+            "ACK" | "NACK" => Box::pin(self.ack(&frame)).await?,
             "BEGIN" => {
                 let id = required(&frame, "transaction")?;
                 if self.txs.contains_key(id) {

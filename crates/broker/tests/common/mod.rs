@@ -1,0 +1,118 @@
+//! A broker with its STOMP listener on an ephemeral port, in this process.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker::client::{ConnectOptions, StompClient};
+use broker::listener::Server;
+use broker::stomp::frame::Frame;
+use broker::url::Endpoint;
+use broker_core::{Broker, BrokerConfig};
+use tempfile::TempDir;
+
+pub struct TestBroker {
+    pub dir: TempDir,
+    pub extra: String,
+    pub broker: Arc<Broker>,
+    pub server: Server,
+}
+
+pub fn config(dir: &std::path::Path, extra: &str) -> BrokerConfig {
+    let text = format!(
+        "[broker]\nname = \"stomp-test\"\ndata_directory = \"{}\"\n[persistence.kahadb]\njournal_max_file_length = 1048576\npreallocate = false\n{extra}",
+        dir.display()
+    );
+    let text = if extra.contains("[transports]") {
+        text
+    } else {
+        format!("{text}\n[transports]\nstomp = \"127.0.0.1:0\"\n")
+    };
+    BrokerConfig::from_toml(&text).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+impl TestBroker {
+    pub async fn start(extra: &str) -> TestBroker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(dir, extra).await
+    }
+
+    pub async fn start_in(dir: TempDir, extra: &str) -> TestBroker {
+        let broker = Arc::new(Broker::new(config(dir.path(), extra)));
+        broker.start().await.expect("broker starts");
+        let server = Server::start(Arc::clone(&broker))
+            .await
+            .expect("listener starts");
+        TestBroker {
+            dir,
+            extra: extra.to_owned(),
+            broker,
+            server,
+        }
+    }
+
+    pub fn endpoint(&self) -> Endpoint {
+        let addr = self.server.stomp.expect("STOMP listener");
+        Endpoint {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            tls: false,
+        }
+    }
+
+    pub async fn client(&self) -> StompClient {
+        self.client_as("admin", "admin", None).await
+    }
+
+    pub async fn client_as(
+        &self,
+        login: &str,
+        passcode: &str,
+        client_id: Option<&str>,
+    ) -> StompClient {
+        StompClient::connect(
+            &self.endpoint(),
+            &ConnectOptions {
+                login: login.into(),
+                passcode: passcode.into(),
+                client_id: client_id.map(str::to_owned),
+                ca: None,
+            },
+        )
+        .await
+        .expect("connect")
+    }
+
+    /// Stops and starts again on the same directory (a new port).
+    pub async fn restart(self) -> TestBroker {
+        self.server.stop().await;
+        self.broker.stop().await;
+        Self::start_in(self.dir, &self.extra).await
+    }
+
+    pub async fn stop(self) {
+        self.server.stop().await;
+        self.broker.stop().await;
+    }
+}
+
+pub async fn recv(c: &mut StompClient) -> Frame {
+    c.recv_timeout(Duration::from_secs(10))
+        .await
+        .expect("recv")
+        .expect("a frame within 10 s")
+}
+
+pub async fn none(c: &mut StompClient) {
+    if let Some(f) = c
+        .recv_timeout(Duration::from_millis(300))
+        .await
+        .expect("recv")
+    {
+        panic!("unexpected frame {f:?}");
+    }
+}
+
+pub fn body(f: &Frame) -> String {
+    String::from_utf8_lossy(&f.body).into_owned()
+}

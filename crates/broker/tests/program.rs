@@ -1,0 +1,117 @@
+//! The `broker` executable as users run it: start from a config file, serve STOMP, log to
+//! `data/broker.log`, stop cleanly on SIGTERM; a bad config is refused naming the key.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use broker::client::{ConnectOptions, StompClient};
+use broker::url::parse;
+
+const BIN: &str = env!("CARGO_BIN_EXE_broker");
+
+/// Starts `broker start --config <file>` and returns the child and the STOMP URL it printed.
+pub fn spawn(config: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["start", "--config"])
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn broker");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(i) = line.find("listening for STOMP on ") {
+                let url = line[i + "listening for STOMP on ".len()..]
+                    .trim()
+                    .to_owned();
+                let _ = tx.send(url);
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the broker announces its STOMP address");
+    (child, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_serves_logs_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[broker]\ndata_directory = \"{}\"\n[transports]\nstomp = \"127.0.0.1:0\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let (mut child, url) = spawn(&config);
+    let opts = ConnectOptions {
+        login: "admin".into(),
+        passcode: "admin".into(),
+        ..ConnectOptions::default()
+    };
+    let endpoint = parse(&url).unwrap().remove(0);
+    let mut c = StompClient::connect(&endpoint, &opts).await.unwrap();
+    c.send("/queue/p", "kept", &[("persistent", "true")])
+        .await
+        .unwrap();
+    c.disconnect().await.unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "a clean stop");
+    let log = std::fs::read_to_string(dir.path().join("data/broker.log")).unwrap();
+    assert!(
+        log.contains("serving (master)") && log.contains("SIGTERM"),
+        "{log}"
+    );
+    assert!(
+        log.contains("admin/admin"),
+        "the default-user warning is logged"
+    );
+    // Started again, it still has the message.
+    let (mut child, url) = spawn(&config);
+    let endpoint = parse(&url).unwrap().remove(0);
+    let mut c = StompClient::connect(&endpoint, &opts).await.unwrap();
+    c.subscribe("s", "/queue/p", "auto", &[]).await.unwrap();
+    let m = c
+        .recv_timeout(Duration::from_secs(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&m.body[..], b"kept");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_bad_config_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.toml");
+    std::fs::write(
+        &config,
+        "[persistence]\nkind = \"kahadb\"\n[persistence.kahadb]\njournal_max_fil = 5\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["start", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("persistence.kahadb.journal_max_fil") && err.contains("unknown field"),
+        "{err}"
+    );
+}

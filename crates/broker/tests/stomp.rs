@@ -1,0 +1,520 @@
+//! STOMP over TCP against a broker on an ephemeral port: every command, each ack mode,
+//! transactions, durable subscriptions across a restart, selectors, TLS, authentication and
+//! malformed input.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use broker::client::{ClientError, ConnectOptions, StompClient};
+use broker::stomp::frame::Frame;
+use broker::url::Endpoint;
+use common::{TestBroker, body, none, recv};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_and_receive_with_receipts_and_headers() {
+    let b = TestBroker::start("").await;
+    let mut c = b.client().await;
+    c.send(
+        "/queue/a",
+        "hello",
+        &[
+            ("persistent", "true"),
+            ("priority", "7"),
+            ("correlation-id", "c-1"),
+            ("color", "red"),
+        ],
+    )
+    .await
+    .unwrap();
+    // A different delivery mode: JMS leaves the order between the two undefined, so the
+    // test sends it once the first was received.
+    c.subscribe("s1", "/queue/a", "auto", &[]).await.unwrap();
+    let m = recv(&mut c).await;
+    assert_eq!(m.command, "MESSAGE");
+    assert_eq!(body(&m), "hello");
+    assert_eq!(m.get("subscription"), Some("s1"));
+    assert_eq!(m.get("destination"), Some("/queue/a"));
+    assert_eq!(m.get("persistent"), Some("true"));
+    assert_eq!(m.get("priority"), Some("7"));
+    assert_eq!(m.get("correlation-id"), Some("c-1"));
+    assert_eq!(m.get("color"), Some("red"));
+    assert!(m.get("message-id").is_some());
+    c.send(
+        "/queue/a",
+        &b"\x00\x01binary"[..],
+        &[("content-length", "8")],
+    )
+    .await
+    .unwrap();
+    let m = recv(&mut c).await;
+    assert_eq!(&m.body[..], b"\x00\x01binary");
+    assert_eq!(
+        m.get("persistent"),
+        Some("false"),
+        "STOMP sends are non-persistent by default, as in ActiveMQ"
+    );
+    none(&mut c).await;
+    c.disconnect().await.unwrap();
+    b.stop().await;
+}
+
+async fn raw_session(b: &TestBroker, connect: &str) -> TcpStream {
+    let mut s = TcpStream::connect(b.server.stomp.unwrap()).await.unwrap();
+    s.write_all(connect.as_bytes()).await.unwrap();
+    s
+}
+
+async fn read_until(s: &mut TcpStream, needle: &str) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&got).contains(needle) {
+        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no {needle:?} in {:?}", String::from_utf8_lossy(&got)))
+            .unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stomp_1_0_and_1_1_clients_work_with_their_framing() {
+    let b = TestBroker::start("").await;
+    // 1.0: no accept-version, no escaping, ack by message-id, subscription id optional.
+    let mut s = raw_session(&b, "CONNECT\nlogin:admin\npasscode:admin\n\n\0").await;
+    let connected = read_until(&mut s, "\0").await;
+    assert!(
+        connected.contains("CONNECTED") && connected.contains("version:1.0"),
+        "{connected}"
+    );
+    s.write_all(b"SEND\ndestination:/queue/v10\nk:a\\cb\n\nten\0SUBSCRIBE\ndestination:/queue/v10\nack:client\n\n\0")
+        .await
+        .unwrap();
+    let msg = read_until(&mut s, "ten\0").await;
+    assert!(msg.contains("k:a\\cb"), "1.0 does not escape: {msg}");
+    let mid = msg
+        .lines()
+        .find_map(|l| l.strip_prefix("message-id:"))
+        .unwrap()
+        .to_owned();
+    s.write_all(format!("ACK\nmessage-id:{mid}\nreceipt:1\n\n\0").as_bytes())
+        .await
+        .unwrap();
+    assert!(read_until(&mut s, "receipt-id:1").await.contains("RECEIPT"));
+    // 1.1: heart-beat negotiation, escaped headers.
+    let mut s = raw_session(&b, "STOMP\naccept-version:1.0,1.1\nhost:x\nlogin:admin\npasscode:admin\nheart-beat:0,1000\n\n\0").await;
+    let connected = read_until(&mut s, "\0").await;
+    assert!(
+        connected.contains("version:1.1") && connected.contains("heart-beat:"),
+        "{connected}"
+    );
+    s.write_all(b"SEND\ndestination:/queue/v11\nk:a\\cb\n\neleven\0SUBSCRIBE\nid:x\ndestination:/queue/v11\n\n\0")
+        .await
+        .unwrap();
+    let msg = read_until(&mut s, "eleven\0").await;
+    assert!(msg.contains("k:a\\cb"), "1.1 escapes the colon: {msg}");
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_ack_is_cumulative_and_unacked_messages_come_back_redelivered() {
+    let b = TestBroker::start("").await;
+    let mut p = b.client().await;
+    for i in 1..=4 {
+        p.send("/queue/c", format!("m{i}"), &[("persistent", "true")])
+            .await
+            .unwrap();
+    }
+    let mut c = b.client().await;
+    c.subscribe("s", "/queue/c", "client", &[]).await.unwrap();
+    let ms: Vec<Frame> = [
+        recv(&mut c).await,
+        recv(&mut c).await,
+        recv(&mut c).await,
+        recv(&mut c).await,
+    ]
+    .into();
+    c.ack(&ms[1], None).await.unwrap();
+    drop(c); // the connection dies with m3 and m4 unacked
+    let mut c = b.client().await;
+    c.subscribe("s", "/queue/c", "client-individual", &[])
+        .await
+        .unwrap();
+    let a = recv(&mut c).await;
+    let d = recv(&mut c).await;
+    assert_eq!((body(&a).as_str(), body(&d).as_str()), ("m3", "m4"));
+    assert_eq!(a.get("redelivered"), Some("true"));
+    c.ack(&d, None).await.unwrap();
+    c.nack(&a).await.unwrap();
+    let again = recv(&mut c).await;
+    assert_eq!(body(&again), "m3");
+    c.ack(&again, None).await.unwrap();
+    none(&mut c).await;
+    assert!(
+        matches!(c.ack(&again, None).await, Err(ClientError::Broker { .. })),
+        "a second ack is refused with an ERROR frame"
+    );
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_cover_sends_and_acks() {
+    let b = TestBroker::start("").await;
+    let mut c = b.client().await;
+    c.begin("t1").await.unwrap();
+    c.send(
+        "/queue/tx",
+        "dropped",
+        &[("transaction", "t1"), ("persistent", "true")],
+    )
+    .await
+    .unwrap();
+    c.abort("t1").await.unwrap();
+    c.begin("t2").await.unwrap();
+    c.send(
+        "/queue/tx",
+        "kept",
+        &[("transaction", "t2"), ("persistent", "true")],
+    )
+    .await
+    .unwrap();
+    let mut watcher = b.client().await;
+    watcher
+        .subscribe("w", "/queue/tx", "client", &[])
+        .await
+        .unwrap();
+    none(&mut watcher).await;
+    c.commit("t2").await.unwrap();
+    let m = recv(&mut watcher).await;
+    assert_eq!(body(&m), "kept");
+    // An ACK inside a transaction applies at commit, with the transaction's sends.
+    watcher.begin("t3").await.unwrap();
+    watcher.ack(&m, Some("t3")).await.unwrap();
+    watcher
+        .send(
+            "/queue/tx-out",
+            "result",
+            &[("transaction", "t3"), ("persistent", "true")],
+        )
+        .await
+        .unwrap();
+    watcher.abort("t3").await.unwrap();
+    watcher.disconnect().await.unwrap();
+    let mut w2 = b.client().await;
+    w2.subscribe("w", "/queue/tx", "client", &[]).await.unwrap();
+    let m = recv(&mut w2).await;
+    assert_eq!(
+        (body(&m).as_str(), m.get("redelivered")),
+        ("kept", Some("true"))
+    );
+    w2.begin("t4").await.unwrap();
+    w2.ack(&m, Some("t4")).await.unwrap();
+    w2.send(
+        "/queue/tx-out",
+        "result",
+        &[("transaction", "t4"), ("persistent", "true")],
+    )
+    .await
+    .unwrap();
+    w2.commit("t4").await.unwrap();
+    w2.subscribe("o", "/queue/tx-out", "auto", &[])
+        .await
+        .unwrap();
+    assert_eq!(body(&recv(&mut w2).await), "result");
+    none(&mut w2).await;
+    assert!(matches!(
+        w2.commit("nope").await,
+        Err(ClientError::Broker { .. })
+    ));
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_subscription_survives_a_client_and_a_broker_restart() {
+    let b = TestBroker::start("").await;
+    let mut sub = b.client_as("admin", "admin", Some("app-1")).await;
+    sub.subscribe(
+        "d",
+        "/topic/prices",
+        "client",
+        &[("activemq.subscriptionName", "keeper")],
+    )
+    .await
+    .unwrap();
+    sub.disconnect().await.unwrap();
+    let mut p = b.client().await;
+    for i in 0..3 {
+        p.send("/topic/prices", format!("p{i}"), &[("persistent", "true")])
+            .await
+            .unwrap();
+    }
+    p.disconnect().await.unwrap();
+    let b = b.restart().await;
+    let mut sub = b.client_as("admin", "admin", Some("app-1")).await;
+    sub.subscribe(
+        "d",
+        "/topic/prices",
+        "client",
+        &[("activemq.subscriptionName", "keeper")],
+    )
+    .await
+    .unwrap();
+    let frames = [
+        recv(&mut sub).await,
+        recv(&mut sub).await,
+        recv(&mut sub).await,
+    ];
+    let got: Vec<String> = frames.iter().map(body).collect();
+    assert_eq!(got, ["p0", "p1", "p2"]);
+    none(&mut sub).await;
+    sub.ack(&frames[2], None).await.unwrap();
+    // UNSUBSCRIBE with the name deletes the durable subscription.
+    sub.request(
+        Frame::new("UNSUBSCRIBE")
+            .header("id", "d")
+            .header("activemq.subscriptionName", "keeper"),
+    )
+    .await
+    .unwrap();
+    let stats = b.broker.durable_subscriptions().await.unwrap();
+    assert!(stats.is_empty(), "{stats:?}");
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selectors_and_prefetch_headers() {
+    let b = TestBroker::start("").await;
+    let mut c = b.client().await;
+    // STOMP headers are string properties: as in ActiveMQ (and JMS), a string does not compare
+    // with a number, so selectors on them use strings.
+    c.subscribe(
+        "s",
+        "/queue/sel",
+        "auto",
+        &[
+            ("selector", "size <> '1' AND color = 'red'"),
+            ("activemq.prefetchSize", "1"),
+        ],
+    )
+    .await
+    .unwrap();
+    for (size, color) in [("1", "red"), ("9", "blue"), ("7", "red")] {
+        c.send(
+            "/queue/sel",
+            format!("{size}{color}"),
+            &[("size", size), ("color", color)],
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(body(&recv(&mut c).await), "7red");
+    none(&mut c).await;
+    let mut bad = b.client().await;
+    let e = bad
+        .subscribe("x", "/queue/sel", "auto", &[("selector", "color = 'red")])
+        .await;
+    assert!(
+        matches!(&e, Err(ClientError::Broker { message, .. }) if message.contains("selector")),
+        "{e:?}"
+    );
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browse_dstat_and_purge() {
+    let b = TestBroker::start("").await;
+    let mut c = b.client().await;
+    for i in 0..3 {
+        c.send("/queue/b", format!("b{i}"), &[("persistent", "true")])
+            .await
+            .unwrap();
+    }
+    c.subscribe("br", "/queue/b", "auto", &[("browser", "true")])
+        .await
+        .unwrap();
+    let seen: Vec<String> = [recv(&mut c).await, recv(&mut c).await, recv(&mut c).await]
+        .iter()
+        .map(body)
+        .collect();
+    assert_eq!(seen, ["b0", "b1", "b2"]);
+    assert_eq!(recv(&mut c).await.get("browser"), Some("end"));
+    c.subscribe(
+        "st",
+        "/queue/ActiveMQ.Statistics.Destination",
+        "auto",
+        &[("browser", "true")],
+    )
+    .await
+    .unwrap();
+    let row = recv(&mut c).await;
+    assert_eq!(row.get("destinationName"), Some("/queue/b"));
+    assert_eq!(row.get("pending"), Some("3"), "browsing consumed nothing");
+    assert_eq!(recv(&mut c).await.get("browser"), Some("end"));
+    c.send("/queue/ActiveMQ.Admin.Purge.b", "", &[])
+        .await
+        .unwrap();
+    assert!(b.broker.browse("b", 10).await.unwrap().is_empty());
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authentication_is_required_and_failures_get_an_error_frame() {
+    let b = TestBroker::start("[[users]]\nname = \"alice\"\npassword = \"s3cret\"\n").await;
+    let endpoint = b.endpoint();
+    let login = |u: &str, p: &str| ConnectOptions {
+        login: u.into(),
+        passcode: p.into(),
+        ..ConnectOptions::default()
+    };
+    for (u, p) in [("alice", "wrong"), ("admin", "admin"), ("", "")] {
+        let e = StompClient::connect(&endpoint, &login(u, p))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&e, ClientError::Broker { message, .. } if message == "Authentication failed"),
+            "{u}/{p}: {e}"
+        );
+    }
+    let mut ok = StompClient::connect(&endpoint, &login("alice", "s3cret"))
+        .await
+        .unwrap();
+    ok.send("/queue/x", "in", &[]).await.unwrap();
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_closes_only_that_connection() {
+    let b = TestBroker::start(
+        "[transports]\nstomp = \"127.0.0.1:0\"\nmax_frame_bytes = 65536\nmax_headers = 20\n",
+    )
+    .await;
+    let mut good = b.client().await;
+    good.subscribe("g", "/queue/ok", "auto", &[]).await.unwrap();
+    let cases: Vec<Vec<u8>> = vec![
+        b"HELLO\n\n\0".to_vec(),
+        b"SEND\nno-colon-here\n\n\0".to_vec(),
+        b"SEND\ndestination:/queue/ok\ncontent-length:zz\n\n\0".to_vec(),
+        format!("SEND\ndestination:/queue/ok\n\n{}", "x".repeat(70_000)).into_bytes(),
+        format!(
+            "SEND\n{}\n\0",
+            (0..30).map(|i| format!("h{i}:v\n")).collect::<String>()
+        )
+        .into_bytes(),
+        b"SEND\ndestination:/elsewhere/x\n\n\0".to_vec(),
+        b"SEND\ndestination:/queue/ok\npriority:12\n\n\0".to_vec(),
+        b"SUBSCRIBE\nid:1\ndestination:/queue/ok\nack:sometimes\n\n\0".to_vec(),
+        b"ACK\nid:nothing\n\n\0".to_vec(),
+        b"SEND\nk:\\q\n\n\0".to_vec(),
+    ];
+    for bytes in cases {
+        let mut bad = b.client().await;
+        bad.write_raw(&bytes).await.unwrap();
+        let reply = bad.recv_timeout(Duration::from_secs(10)).await;
+        assert!(
+            matches!(&reply, Err(ClientError::Broker { .. })),
+            "{:?} => {reply:?}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(60)])
+        );
+        assert!(
+            matches!(
+                bad.recv_timeout(Duration::from_secs(10)).await,
+                Err(ClientError::Closed | ClientError::Io(_))
+            ),
+            "the connection is closed after the ERROR"
+        );
+    }
+    // Not even CONNECT: an ERROR too.
+    let mut s = TcpStream::connect(b.server.stomp.unwrap()).await.unwrap();
+    s.write_all(b"\x16\x03\x01garbage\n\n\0").await.unwrap();
+    assert!(read_until(&mut s, "\0").await.starts_with("ERROR"));
+    // The broker and the good connection carry on.
+    let mut p = b.client().await;
+    p.send("/queue/ok", "still here", &[]).await.unwrap();
+    assert_eq!(body(&recv(&mut good).await), "still here");
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let b = TestBroker::start(&format!(
+        "[transports]\nstomp = \"127.0.0.1:0\"\nstomp_tls = \"127.0.0.1:0\"\ntls_certificate = \"{}\"\ntls_key = \"{}\"\n",
+        cert_path.display(),
+        key_path.display()
+    ))
+    .await;
+    let endpoint = Endpoint {
+        host: "localhost".into(),
+        port: b.server.stomp_tls.unwrap().port(),
+        tls: true,
+    };
+    let opts = ConnectOptions {
+        login: "admin".into(),
+        passcode: "admin".into(),
+        client_id: None,
+        ca: Some(cert_path.clone()),
+    };
+    let mut c = StompClient::connect(&endpoint, &opts).await.unwrap();
+    c.send("/queue/secure", "over tls", &[("persistent", "true")])
+        .await
+        .unwrap();
+    c.subscribe("s", "/queue/secure", "auto", &[])
+        .await
+        .unwrap();
+    assert_eq!(body(&recv(&mut c).await), "over tls");
+    // Plain STOMP on the TLS port gets nowhere, and the broker carries on.
+    let plain = Endpoint {
+        tls: false,
+        ..endpoint.clone()
+    };
+    assert!(
+        tokio::time::timeout(Duration::from_secs(15), StompClient::connect(&plain, &opts))
+            .await
+            .map_or(true, |r| r.is_err())
+    );
+    c.send("/queue/secure", "still fine", &[]).await.unwrap();
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_messages_and_priorities() {
+    let b = TestBroker::start("").await;
+    let mut c = b.client().await;
+    c.send(
+        "/queue/e",
+        "old",
+        &[("expires", "1"), ("persistent", "true")],
+    )
+    .await
+    .unwrap();
+    for p in ["1", "9", "4"] {
+        c.send(
+            "/queue/e",
+            format!("p{p}"),
+            &[("priority", p), ("persistent", "true")],
+        )
+        .await
+        .unwrap();
+    }
+    c.subscribe("s", "/queue/e", "auto", &[]).await.unwrap();
+    let got: Vec<String> = [recv(&mut c).await, recv(&mut c).await, recv(&mut c).await]
+        .iter()
+        .map(body)
+        .collect();
+    assert_eq!(got, ["p9", "p4", "p1"]);
+    none(&mut c).await;
+    b.stop().await;
+}
