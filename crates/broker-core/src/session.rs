@@ -17,7 +17,7 @@ use store_api::{
     Body, Destination, MAX_PRIORITY, Message, MessageId, SubscriptionKey, TransactionId, TxOp,
     Value, Xid,
 };
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, Semaphore, mpsc};
 use tracing::warn;
 
 use crate::broker::{Core, Pending, now_ms};
@@ -226,6 +226,7 @@ impl Connection {
             state: Mutex::new(SessionState::default()),
             consumers: SyncMutex::new(Vec::new()),
             closed: AtomicBool::new(false),
+            acks: Arc::new(Semaphore::new(MAX_PIPELINED_ACKS as usize)),
         });
         self.inner.sessions.lock().push(Arc::downgrade(&inner));
         Ok(Session { inner })
@@ -296,7 +297,12 @@ pub(crate) struct SessionInner {
     state: Mutex<SessionState>,
     consumers: SyncMutex<Vec<(u64, Arc<Dispatcher>)>>,
     closed: AtomicBool,
+    /// Outstanding pipelined AUTO acks, at most `MAX_PIPELINED_ACKS`.
+    acks: Arc<Semaphore>,
 }
+
+/// AUTO acks a session may have in flight to the store at once.
+const MAX_PIPELINED_ACKS: u32 = 256;
 
 /// Messages a DUPS_OK session acks in one store transaction.
 const DUPS_OK_BATCH: usize = 64;
@@ -458,7 +464,25 @@ impl Session {
     /// Called when the application takes a message: acks it per the mode.
     async fn on_receive(&self, dispatcher: &Arc<Dispatcher>, message: &Arc<Message>) -> Result<()> {
         match self.inner.mode {
-            AckMode::Auto => dispatcher.ack(message).await,
+            AckMode::Auto => {
+                // Pipelined: the ack is written (and fsynced, sharing the fsync with the acks
+                // of the messages that follow) while the application already has the message.
+                // A crash before it is durable redelivers the message, flagged, as ActiveMQ
+                // does for AUTO. Close waits for every outstanding ack.
+                let permit = Arc::clone(&self.inner.acks)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| BrokerError::Closed("session"))?;
+                let (d, m) = (Arc::clone(dispatcher), Arc::clone(message));
+                tokio::spawn(async move {
+                    if let Err(e) = d.ack(&m).await {
+                        warn!(message = %m.id, "ack failed, the message will be redelivered: {e}");
+                        d.redeliver(&m.id).await;
+                    }
+                    drop(permit);
+                });
+                Ok(())
+            }
             AckMode::Client | AckMode::Individual => {
                 self.inner
                     .state
@@ -730,6 +754,8 @@ impl Session {
             (st.tx.take(), std::mem::take(&mut st.delivered))
         };
         end_session(&self.inner.core, self.inner.mode, tx, delivered).await;
+        // Outstanding AUTO acks are durable when close returns.
+        let _ = self.inner.acks.acquire_many(MAX_PIPELINED_ACKS).await;
     }
 }
 

@@ -125,6 +125,67 @@ def durable_subscription_across_client_restart():
     conn.disconnect()
 
 
-for scenario in [send_receive, client_ack, transactions, durable_subscription_across_client_restart]:
-    scenario()
-    print("OK", scenario.__name__, flush=True)
+def nack_redelivers():
+    conn, inbox = connect()
+    conn.send("/queue/py.nack", "refused once", headers={"persistent": "true"})
+    conn.subscribe("/queue/py.nack", id="1", ack="client-individual")
+    first = inbox.get()
+    conn.nack(first.headers["ack"])
+    again = inbox.get()
+    assert again.body == "refused once", again.body
+    assert again.headers.get("redelivered") == "true", again.headers
+    conn.ack(again.headers["ack"])
+    conn.disconnect()
+
+
+def selector_filters():
+    conn, inbox = connect()
+    subscribe_sync(conn, inbox, "/queue/py.sel", id="1", ack="auto", headers={"selector": "color = 'red'"})
+    for color in ["blue", "red", "green", "red"]:
+        conn.send("/queue/py.sel", color, headers={"color": color})
+    got = [inbox.get().body for _ in range(2)]
+    assert got == ["red", "red"], got
+    inbox.empty_for()
+    conn.disconnect()
+
+
+def expired_not_delivered():
+    conn, inbox = connect()
+    past = int(time.time() * 1000) - 1000
+    conn.send("/queue/py.exp", "stale", headers={"persistent": "true", "expires": str(past)})
+    conn.send("/queue/py.exp", "fresh", headers={"persistent": "true"})
+    conn.subscribe("/queue/py.exp", id="1", ack="auto")
+    assert inbox.get().body == "fresh"
+    inbox.empty_for()
+    conn.disconnect()
+
+
+def priority_order():
+    conn, inbox = connect()
+    for p in ["1", "9", "4"]:
+        conn.send("/queue/py.prio", f"p{p}", headers={"persistent": "true", "priority": p, "receipt": f"prio{p}"})
+        inbox.wait_receipt(f"prio{p}")
+    conn.subscribe("/queue/py.prio", id="1", ack="auto")
+    got = [inbox.get().body for _ in range(3)]
+    assert got == ["p9", "p4", "p1"], got
+    conn.disconnect()
+
+
+failed = []
+for scenario in [
+    send_receive,
+    client_ack,
+    transactions,
+    durable_subscription_across_client_restart,
+    nack_redelivers,
+    selector_filters,
+    expired_not_delivered,
+    priority_order,
+]:
+    try:
+        scenario()
+        print("OK", scenario.__name__, flush=True)
+    except Exception as e:  # report every scenario, then fail
+        print("FAIL", scenario.__name__, repr(e), flush=True)
+        failed.append(scenario.__name__)
+sys.exit(1 if failed else 0)
