@@ -518,3 +518,23 @@ async fn expired_messages_and_priorities() {
     none(&mut c).await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heart_beats_are_negotiated_and_sent() {
+    let b = TestBroker::start("").await;
+    let mut s = raw_session(
+        &b,
+        "CONNECT\naccept-version:1.2\nhost:x\nlogin:admin\npasscode:admin\nheart-beat:0,1000\n\n\0",
+    )
+    .await;
+    let connected = read_until(&mut s, "\0").await;
+    assert!(connected.contains("heart-beat:1000,10000"), "{connected}");
+    // Nothing else is sent on this connection, so what arrives next is a heart-beat EOL.
+    let mut byte = [0u8; 1];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut byte))
+        .await
+        .expect("a heart-beat within 10 s")
+        .unwrap();
+    assert_eq!(&byte, b"\n");
+    b.stop().await;
+}

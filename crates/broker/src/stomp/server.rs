@@ -36,8 +36,10 @@ pub struct ServerContext {
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// Heart-beat the server offers / wants (ms).
-const SERVER_HEARTBEAT_MS: u64 = 10_000;
+/// The shortest heart-beat interval the server sends at (ms): a client asking for 1 s gets 1 s.
+const SERVER_SENDS_MS: u64 = 1_000;
+/// How often the server wants the client's heart-beats at most (ms).
+const SERVER_WANTS_MS: u64 = 10_000;
 /// A client must send CONNECT within this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a CONNECT waits for a previous connection with its client id to close.
@@ -451,10 +453,10 @@ async fn connect(
     // We send every max(our offer, what they want) when they want beats; they must send
     // every max(what they offer, our wish), and we allow twice that.
     if cy > 0 {
-        beat.send_replace(Some(Duration::from_millis(cy.max(SERVER_HEARTBEAT_MS))));
+        beat.send_replace(Some(Duration::from_millis(cy.max(SERVER_SENDS_MS))));
     }
     let read_timeout = if cx > 0 {
-        Duration::from_millis(cx.max(SERVER_HEARTBEAT_MS) * 2)
+        Duration::from_millis(cx.max(SERVER_WANTS_MS) * 2)
     } else {
         Duration::from_secs(365 * 24 * 3600)
     };
@@ -462,10 +464,7 @@ async fn connect(
         .header("version", version.as_str())
         .header("server", concat!("rust-broker/", env!("CARGO_PKG_VERSION")))
         .header("session", connection.id())
-        .header(
-            "heart-beat",
-            format!("{SERVER_HEARTBEAT_MS},{SERVER_HEARTBEAT_MS}"),
-        );
+        .header("heart-beat", format!("{SERVER_SENDS_MS},{SERVER_WANTS_MS}"));
     let _ = out.send(connected.to_bytes(version)).await;
     debug!(peer = %peer, version = version.as_str(), login = %login, "connected");
     Ok((
