@@ -65,6 +65,10 @@ pub(crate) struct Core {
     arrival: AtomicU64,
     ids: AtomicU64,
     closed: AtomicBool,
+    /// Set when this broker took over from another master: messages stamped before this
+    /// instant may have been delivered by it without the ack reaching the store, so they are
+    /// delivered flagged as redelivered (counted as one attempt).
+    pub takeover_ms: Option<i64>,
 }
 
 impl Core {
@@ -704,7 +708,12 @@ impl Broker {
             }
         };
         Self::set_state(&self.state, &name, BrokerState::Recovering);
-        info!(broker = %name, lock = %lock.describe(), "this broker is the master");
+        info!(
+            broker = %name,
+            lock = %lock.describe(),
+            took_over = lock.took_over(),
+            "this broker is the master"
+        );
         let core = match self.open_core(&lock).await {
             Ok(c) => c,
             Err(e) => {
@@ -767,6 +776,7 @@ impl Broker {
             arrival: AtomicU64::new(0),
             ids: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            takeover_ms: lock.took_over().then_some(start),
         });
         if let Err(e) = core.recover().await {
             core.shutdown().await;

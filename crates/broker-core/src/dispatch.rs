@@ -573,9 +573,12 @@ impl Dispatcher {
             st.store_more = true;
         }
         let mut added = 0;
-        for m in batch {
+        for mut m in batch {
             if st.index.contains_key(&m.id) || st.in_flight.contains_key(&m.id) {
                 continue;
+            }
+            if core.takeover_ms.is_some_and(|t| m.timestamp < t) && m.redelivery_count == 0 {
+                m.redelivery_count = 1;
             }
             let size = m.size();
             added += size;

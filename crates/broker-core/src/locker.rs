@@ -46,6 +46,16 @@ impl HeldLock {
         }
     }
 
+    /// True when another broker held the lock when this one first tried: this broker takes
+    /// over from a master whose deliveries may not have been acknowledged.
+    pub(crate) fn took_over(&self) -> bool {
+        match self {
+            HeldLock::None => false,
+            HeldLock::File(l) => l.waited,
+            HeldLock::Database(l) => l.waited(),
+        }
+    }
+
     /// Resolves when the lock is lost, with why; never for `None`.
     pub(crate) async fn lost(&mut self) -> String {
         match self {
@@ -63,7 +73,7 @@ impl HeldLock {
     pub(crate) async fn release(self) {
         match self {
             HeldLock::None => {}
-            HeldLock::File(l) => drop(l),
+            HeldLock::File(l) => l.release(),
             HeldLock::Database(l) => l.release().await,
         }
     }
@@ -123,6 +133,7 @@ pub(crate) struct FileLock {
     path: PathBuf,
     epoch: u64,
     keep_alive: Duration,
+    waited: bool,
 }
 
 fn io_error(what: &str, path: &Path, e: impl std::fmt::Display) -> BrokerError {
@@ -132,10 +143,15 @@ fn io_error(what: &str, path: &Path, e: impl std::fmt::Display) -> BrokerError {
     }
 }
 
-fn read_epoch(file: &mut File) -> std::io::Result<u64> {
+fn read_text(file: &mut File) -> std::io::Result<String> {
     let mut text = String::new();
     file.seek(SeekFrom::Start(0))?;
     file.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+fn read_epoch(file: &mut File) -> std::io::Result<u64> {
+    let text = read_text(file)?;
     Ok(text
         .lines()
         .find_map(|l| l.strip_prefix("epoch="))
@@ -163,6 +179,12 @@ impl FileLock {
                 .map_err(|e| io_error("open", &path, e))?;
             match flock(&file, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => {
+                    // A holder that stopped cleanly marked the file released: then nothing it
+                    // delivered is unaccounted for, and this is no take-over.
+                    let released = read_text(&mut file)
+                        .map_err(|e| io_error("read", &path, e))?
+                        .lines()
+                        .any(|l| l == "released");
                     let epoch = read_epoch(&mut file).map_err(|e| io_error("read", &path, e))? + 1;
                     let content =
                         format!("owner={owner} pid={}\nepoch={epoch}\n", std::process::id());
@@ -177,6 +199,7 @@ impl FileLock {
                         path,
                         epoch,
                         keep_alive,
+                        waited: logged && !released,
                     });
                 }
                 Err(rustix::io::Errno::WOULDBLOCK) => {
@@ -192,6 +215,17 @@ impl FileLock {
                 }
                 Err(e) => return Err(io_error("lock", &path, e)),
             }
+        }
+    }
+
+    /// Marks the file released (a clean stop) and unlocks it.
+    fn release(mut self) {
+        if self.check().is_ok() {
+            let _ = self
+                .file
+                .seek(SeekFrom::End(0))
+                .and_then(|_| self.file.write_all(b"released\n"))
+                .and_then(|()| self.file.sync_all());
         }
     }
 

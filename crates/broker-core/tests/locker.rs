@@ -18,8 +18,9 @@ async fn wait_for(b: &Broker, state: BrokerState) {
         .unwrap();
 }
 
-/// Master A serves; slave B waits; A stops; B takes over with A's messages.
-async fn slave_takes_over(env: &Env) {
+/// Master A serves; slave B waits; A stops; B takes over with A's messages. Returns whether B
+/// flagged them as possibly delivered before.
+async fn slave_takes_over(env: &Env) -> bool {
     let a = env.start().await;
     let conn = a.connect(None).await.unwrap();
     let s = conn.session(AckMode::Auto).unwrap();
@@ -53,10 +54,13 @@ async fn slave_takes_over(env: &Env) {
         .consumer(Destination::queue("handover"), None)
         .await
         .unwrap();
+    let got = recv_n(&c, 20).await;
     assert_eq!(
-        texts(&recv_n(&c, 20).await),
+        texts(&got),
         (0..20).map(|i| format!("m{i}")).collect::<Vec<_>>()
     );
+    let flagged = got.iter().all(|m| m.redelivered());
+    assert!(flagged || got.iter().all(|m| !m.redelivered()));
     conn.close().await;
     b.stop().await;
     assert_eq!(
@@ -70,12 +74,16 @@ async fn slave_takes_over(env: &Env) {
             BrokerState::Stopped
         ]
     );
+    flagged
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_file_lock_makes_the_second_broker_a_slave_until_the_master_stops() {
     let env = Env::new(Engine::KahaDb, "").unwrap();
-    slave_takes_over(&env).await;
+    assert!(
+        !slave_takes_over(&env).await,
+        "the master stopped cleanly (it marked the lock file released): nothing is flagged"
+    );
     let lock = std::fs::read_to_string(env.dir.path().join("kahadb/lock")).unwrap();
     assert!(
         lock.contains("epoch=2"),
@@ -90,7 +98,10 @@ async fn lease_lock_on_sqlite_makes_the_second_broker_a_slave_until_the_master_s
         "[locker]\nkind = \"lease\"\nlease_ms = 1500\nkeep_alive_ms = 300\nacquire_retry_ms = 100\n",
     )
     .unwrap();
-    slave_takes_over(&env).await;
+    assert!(
+        slave_takes_over(&env).await,
+        "after waiting on a lease, messages from before the take-over are flagged redelivered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

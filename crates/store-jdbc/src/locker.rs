@@ -119,6 +119,7 @@ pub struct MasterLock {
     owner: String,
     epoch: Option<i64>,
     connection_id: Option<i64>,
+    waited: bool,
 }
 
 impl std::fmt::Debug for MasterLock {
@@ -155,6 +156,13 @@ impl MasterLock {
     /// PostgreSQL): what an operator (or a test) kills to force a fail-over.
     pub fn connection_id(&self) -> Option<i64> {
         self.connection_id
+    }
+
+    /// True when another broker held the lock when this one first tried: it took over from a
+    /// master (or from a master's lease that had to lapse), whose deliveries may not have been
+    /// acknowledged in the store.
+    pub fn waited(&self) -> bool {
+        self.waited
     }
 
     /// Resolves when the lock is lost, with why. The fence is already revoked by then.
@@ -247,6 +255,7 @@ fn spawn_lock(
         owner,
         epoch,
         connection_id: None,
+        waited: false,
     }
 }
 
@@ -341,9 +350,11 @@ mod lease {
                         dialect: st.dialect,
                     };
                     let f = fence.clone();
-                    return Ok(spawn_lock(fence, owner, Some(epoch), move |lost, stop| {
+                    let mut lock = spawn_lock(fence, owner, Some(epoch), move |lost, stop| {
                         tokio::spawn(renew.run(f, lost, stop))
-                    }));
+                    });
+                    lock.waited = logged_wait;
+                    return Ok(lock);
                 }
                 Ok(None) => {
                     logged_wait = true;
@@ -576,6 +587,7 @@ mod row_lock {
                         })
                     });
                     lock.connection_id = connection_id;
+                    lock.waited = logged_wait;
                     return Ok(lock);
                 }
                 Err(e) => {
@@ -632,13 +644,15 @@ mod file_lock {
                     let _ = std::fs::write(&path, format!("{owner}\n"));
                     let fence = Fence::new();
                     fence.grant(None);
-                    return Ok(spawn_lock(fence, owner, None, move |_lost, mut stop| {
+                    let mut lock = spawn_lock(fence, owner, None, move |_lost, mut stop| {
                         tokio::spawn(async move {
                             // The lock lives as long as the open file.
                             let _ = stop.changed().await;
                             drop(file);
                         })
-                    }));
+                    });
+                    lock.waited = logged_wait;
+                    return Ok(lock);
                 }
                 Err(e) => {
                     if !logged_wait {
