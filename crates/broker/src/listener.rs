@@ -53,7 +53,7 @@ impl Server {
             tasks: Vec::new(),
         };
         if !t.stomp.is_empty() {
-            let l = TcpListener::bind(&t.stomp)
+            let l = bind(&t.stomp)
                 .await
                 .with_context(|| format!("cannot listen for STOMP on {}", t.stomp))?;
             let addr = l.local_addr()?;
@@ -68,7 +68,7 @@ impl Server {
                 anyhow::bail!("transports.stomp_tls needs tls_certificate and tls_key");
             };
             let acceptor = crate::tls::acceptor(cert, key)?;
-            let l = TcpListener::bind(bind)
+            let l = self::bind(bind)
                 .await
                 .with_context(|| format!("cannot listen for STOMP over TLS on {bind}"))?;
             let addr = l.local_addr()?;
@@ -88,6 +88,32 @@ impl Server {
         self.shutdown.send_replace(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+    }
+}
+
+/// How long a new master waits for its address to be free: an old master on the same host may
+/// still be shutting down (or be frozen until it finds itself deposed).
+const BIND_WAIT: Duration = Duration::from_secs(60);
+
+async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let until = tokio::time::Instant::now() + BIND_WAIT;
+    let mut logged = false;
+    loop {
+        match TcpListener::bind(addr).await {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < until =>
+            {
+                if !logged {
+                    warn!(
+                        "{addr} is in use (an old master still stopping?); retrying for up to {BIND_WAIT:?}"
+                    );
+                    logged = true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
         }
     }
 }

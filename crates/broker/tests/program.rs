@@ -98,20 +98,26 @@ async fn starts_serves_logs_and_stops_on_sigterm() {
 fn a_bad_config_is_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("broker.toml");
-    std::fs::write(
-        &config,
-        "[persistence]\nkind = \"kahadb\"\n[persistence.kahadb]\njournal_max_fil = 5\n",
-    )
-    .unwrap();
-    let out = Command::new(BIN)
-        .args(["start", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("persistence.kahadb.journal_max_fil") && err.contains("unknown field"),
-        "{err}"
-    );
+    for (text, key, reason) in [
+        (
+            "[persistence]\nkind = \"kahadb\"\n[persistence.kahadb]\njournal_max_fil = 5\n",
+            "persistence.kahadb.journal_max_fil",
+            "unknown field",
+        ),
+        (
+            "[persistence]\nkind = \"journaled-jdbc\"\n[persistence.jdbc]\nurl = \"sqlite:x.db\"\n[locker]\nkind = \"database\"\n",
+            "locker.kind",
+            "journal is local to this machine",
+        ),
+    ] {
+        std::fs::write(&config, text).unwrap();
+        let out = Command::new(BIN)
+            .args(["start", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key) && err.contains(reason), "{err}");
+    }
 }

@@ -1,0 +1,565 @@
+//! Master/slave fail-over with real `broker` processes, a real database and real kills.
+//!
+//! Two processes run the same config (one STOMP port: only the master listens). A producer
+//! sends persistent messages with receipts through a `failover:` URL while a consumer acks them;
+//! the master is killed with SIGKILL; the slave takes over; the clients reconnect and carry on.
+//! Every message that got a receipt must be consumed (again only flagged as redelivered, or
+//! as a resend of a message whose receipt the kill swallowed); none may be lost. The old master,
+//! started again, comes back as a slave. Each scenario prints a `FAILOVER` line with the
+//! take-over time and the counts.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../store-jdbc/tests/common/proxy.rs"]
+mod proxy;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use broker::client::{ConnectOptions, StompClient, connect_any};
+use broker::url::{Endpoint, parse};
+use parking_lot::Mutex;
+
+const BIN: &str = env!("CARGO_BIN_EXE_broker");
+
+/// A broker process and everything it wrote to stderr.
+struct Proc {
+    child: Child,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proc {
+    fn spawn(config: &Path) -> Proc {
+        let mut child = Command::new(BIN)
+            .args(["start", "--config"])
+            .arg(config)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info,sqlx=warn")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn broker");
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().push(line);
+            }
+        });
+        Proc { child, log }
+    }
+
+    fn has(&self, needle: &str) -> bool {
+        self.log.lock().iter().any(|l| l.contains(needle))
+    }
+
+    async fn wait_for(&self, needle: &str, timeout: Duration) {
+        let until = Instant::now() + timeout;
+        while !self.has(needle) {
+            assert!(
+                Instant::now() < until,
+                "no {needle:?} in the broker's log:\n{}",
+                self.log.lock().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn pid(&self) -> rustix::process::Pid {
+        rustix::process::Pid::from_raw(self.child.id() as i32).unwrap()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn opts() -> ConnectOptions {
+    ConnectOptions {
+        login: "admin".into(),
+        passcode: "admin".into(),
+        ..ConnectOptions::default()
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    stop: AtomicBool,
+    receipted: Mutex<Vec<String>>,
+    /// Bodies sent again after a fail-over because their receipt never came.
+    resent: Mutex<Vec<String>>,
+    /// Instant (since the test's start) of each receipt, in ms.
+    receipt_times: Mutex<Vec<u64>>,
+    consumed: Mutex<Vec<(String, bool)>>,
+    attempts: AtomicU64,
+}
+
+async fn producer(endpoints: Vec<Endpoint>, shared: Arc<Shared>, t0: Instant) {
+    let mut client = connect_any(&endpoints, &opts(), Duration::from_secs(120))
+        .await
+        .unwrap();
+    let mut i = 0u64;
+    while !shared.stop.load(Ordering::Acquire) {
+        let body = format!("m{i}");
+        shared.attempts.fetch_add(1, Ordering::Relaxed);
+        match client
+            .send("/queue/failover", body.clone(), &[("persistent", "true")])
+            .await
+        {
+            Ok(()) => {
+                shared.receipted.lock().push(body);
+                shared
+                    .receipt_times
+                    .lock()
+                    .push(t0.elapsed().as_millis() as u64);
+                i += 1;
+            }
+            Err(_) => {
+                // No receipt: reconnect (to whichever broker serves) and send it again.
+                shared.resent.lock().push(body);
+                client = connect_any(&endpoints, &opts(), Duration::from_secs(120))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    let _ = client.disconnect().await;
+}
+
+async fn consumer(endpoints: Vec<Endpoint>, shared: Arc<Shared>) {
+    let subscribe = |c: StompClient| async move {
+        let mut c = c;
+        c.subscribe(
+            "c",
+            "/queue/failover",
+            "client-individual",
+            &[("activemq.prefetchSize", "50")],
+        )
+        .await
+        .map(|()| c)
+    };
+    let mut client = subscribe(
+        connect_any(&endpoints, &opts(), Duration::from_secs(120))
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    loop {
+        match client.recv_timeout(Duration::from_millis(500)).await {
+            Ok(Some(m)) if m.command == "MESSAGE" => {
+                let body = String::from_utf8_lossy(&m.body).into_owned();
+                shared
+                    .consumed
+                    .lock()
+                    .push((body, m.get("redelivered") == Some("true")));
+                let id = m.get("ack").unwrap_or_default().to_owned();
+                let _ = client
+                    .send_frame(broker::stomp::frame::Frame::new("ACK").header("id", id))
+                    .await;
+            }
+            Ok(_) => {
+                if shared.stop.load(Ordering::Acquire) {
+                    let receipted = shared.receipted.lock().len();
+                    let got: std::collections::HashSet<String> = shared
+                        .consumed
+                        .lock()
+                        .iter()
+                        .map(|(b, _)| b.clone())
+                        .collect();
+                    if shared.receipted.lock().iter().all(|b| got.contains(b)) || receipted == 0 {
+                        break;
+                    }
+                }
+            }
+            Err(_) => loop {
+                if let Ok(c) = connect_any(&endpoints, &opts(), Duration::from_secs(120)).await
+                    && let Ok(c) = subscribe(c).await
+                {
+                    client = c;
+                    break;
+                }
+            },
+        }
+    }
+    let _ = client.disconnect().await;
+}
+
+struct Scenario {
+    name: &'static str,
+    persistence: String,
+    locker: String,
+    /// The database whose tables to drop afterwards: (url, prefix).
+    database: Option<(String, String)>,
+}
+
+fn database(var: &str, name: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            println!("SKIPPED: {name}: {var} is not set");
+            None
+        }
+    }
+}
+
+fn prefix() -> String {
+    format!("fo{}_{}_", std::process::id() % 100_000, free_port())
+}
+
+fn write_config(dir: &Path, port: u16, s: &Scenario) -> std::path::PathBuf {
+    let path = dir.join("broker.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[broker]\nname = \"fo\"\ndata_directory = \"{}\"\n{}\n{}\n[transports]\nstomp = \"127.0.0.1:{port}\"\n",
+            dir.join("data").display(),
+            s.persistence,
+            s.locker
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn drop_tables(db: &Option<(String, String)>) {
+    if let Some((url, prefix)) = db {
+        let mut c = store_jdbc::JdbcConfig::new(url.clone());
+        c.table_prefix = prefix.clone();
+        store_jdbc::JdbcStore::drop_tables(&c).await.unwrap();
+    }
+}
+
+/// Kill the master under load; the slave takes over; nothing receipted is lost; the old master
+/// comes back as a slave.
+async fn kill_the_master(s: Scenario) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port, &s);
+    let mut a = Proc::spawn(&config);
+    a.wait_for("listening for STOMP", Duration::from_secs(60))
+        .await;
+    let b = Proc::spawn(&config);
+    b.wait_for("waiting for the lock (slave)", Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!b.has("listening for STOMP"), "the slave does not serve");
+
+    let url = format!("failover:(tcp://127.0.0.1:{port},tcp://127.0.0.1:{port})");
+    let endpoints = parse(&url).unwrap();
+    let shared = Arc::new(Shared::default());
+    let t0 = Instant::now();
+    let p = tokio::spawn(producer(endpoints.clone(), Arc::clone(&shared), t0));
+    let c = tokio::spawn(consumer(endpoints.clone(), Arc::clone(&shared)));
+    while shared.receipted.lock().len() < 200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let before = shared.receipted.lock().len();
+    a.kill9();
+    let killed_at = t0.elapsed().as_millis() as u64;
+    b.wait_for("listening for STOMP", Duration::from_secs(90))
+        .await;
+    let until = Instant::now() + Duration::from_secs(90);
+    while shared.receipted.lock().len() < before + 200 {
+        assert!(
+            Instant::now() < until,
+            "the producer did not carry on after the take-over"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shared.stop.store(true, Ordering::Release);
+    p.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), c)
+        .await
+        .expect("the consumer drains")
+        .unwrap();
+
+    let takeover_ms = shared
+        .receipt_times
+        .lock()
+        .iter()
+        .find(|&&t| t > killed_at)
+        .map(|t| t - killed_at)
+        .unwrap();
+    let receipted = shared.receipted.lock().clone();
+    let resent: std::collections::HashSet<String> = shared.resent.lock().iter().cloned().collect();
+    let consumed = shared.consumed.lock().clone();
+    let mut counts: HashMap<&str, (u32, u32)> = HashMap::new();
+    for (body, redelivered) in &consumed {
+        let e = counts.entry(body.as_str()).or_default();
+        e.0 += 1;
+        e.1 += u32::from(*redelivered);
+    }
+    let lost: Vec<&String> = receipted
+        .iter()
+        .filter(|b| !counts.contains_key(b.as_str()))
+        .collect();
+    // A second copy must be explained: flagged redelivered, or a resend after a lost receipt.
+    let unexplained: Vec<(&&str, &(u32, u32))> = counts
+        .iter()
+        .filter(|(b, (n, r))| *n > 1 && *r == 0 && !resent.contains(**b))
+        .collect();
+    let redelivered = consumed.iter().filter(|(_, r)| *r).count();
+    let duplicates: u32 = counts.values().map(|(n, _)| n.saturating_sub(1)).sum();
+    println!(
+        "FAILOVER {}: take-over {takeover_ms} ms (kill to first receipt from the new master); sent {} (attempts), receipted {}, resent {}, consumed {}, redelivered {}, duplicates {}, lost {}",
+        s.name,
+        shared.attempts.load(Ordering::Relaxed),
+        receipted.len(),
+        resent.len(),
+        consumed.len(),
+        redelivered,
+        duplicates,
+        lost.len()
+    );
+    assert!(lost.is_empty(), "{}: lost {lost:?}", s.name);
+    assert!(
+        unexplained.is_empty(),
+        "{}: duplicates neither redelivered nor resent: {unexplained:?}",
+        s.name
+    );
+
+    // The old master, started again, is a slave now.
+    let again = Proc::spawn(&config);
+    again
+        .wait_for("waiting for the lock (slave)", Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        !again.has("listening for STOMP"),
+        "{}: the restarted master must wait",
+        s.name
+    );
+    drop(again);
+    drop(b);
+    drop_tables(&s.database).await;
+}
+
+fn jdbc(url: &str, prefix: &str) -> String {
+    format!(
+        "[persistence]\nkind = \"jdbc\"\n[persistence.jdbc]\nurl = \"{url}\"\ntable_prefix = \"{prefix}\"\n"
+    )
+}
+
+const FAST_LEASE: &str =
+    "[locker]\nkind = \"lease\"\nlease_ms = 3000\nkeep_alive_ms = 500\nacquire_retry_ms = 200\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_database_locker() {
+    let Some(url) = database("MYSQL_URL", "mariadb database locker") else {
+        return;
+    };
+    let prefix = prefix();
+    kill_the_master(Scenario {
+        name: "jdbc-mariadb/database",
+        persistence: jdbc(&url, &prefix),
+        locker: "[locker]\nkind = \"database\"\nacquire_retry_ms = 200\n".into(),
+        database: Some((url, prefix)),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_lease_locker() {
+    let Some(url) = database("MYSQL_URL", "mariadb lease locker") else {
+        return;
+    };
+    let prefix = prefix();
+    kill_the_master(Scenario {
+        name: "jdbc-mariadb/lease",
+        persistence: jdbc(&url, &prefix),
+        locker: FAST_LEASE.into(),
+        database: Some((url, prefix)),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_lease_locker() {
+    let Some(url) = database("POSTGRES_URL", "postgres lease locker") else {
+        return;
+    };
+    let prefix = prefix();
+    kill_the_master(Scenario {
+        name: "jdbc-postgres/lease",
+        persistence: jdbc(&url, &prefix),
+        locker: FAST_LEASE.into(),
+        database: Some((url, prefix)),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kahadb_shared_file_locker() {
+    kill_the_master(Scenario {
+        name: "kahadb/shared-file",
+        persistence:
+            "[persistence]\nkind = \"kahadb\"\n[persistence.kahadb]\npreallocate = false\n".into(),
+        locker: "[locker]\nkind = \"shared-file\"\nacquire_retry_ms = 200\n".into(),
+        database: None,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amq_shared_file_locker() {
+    kill_the_master(Scenario {
+        name: "amq/shared-file",
+        persistence: "[persistence]\nkind = \"amq\"\n[persistence.amq]\npreallocate = false\n"
+            .into(),
+        locker: "[locker]\nkind = \"shared-file\"\nacquire_retry_ms = 200\n".into(),
+        database: None,
+    })
+    .await;
+}
+
+/// The lease master is cut off from the database (a proxy the test controls sits between it
+/// and MariaDB): it stops serving before its lease can expire, and only then does the slave
+/// take over. Then a master frozen with SIGSTOP past its lease is resumed after the slave took
+/// over: the fencing epoch refuses its writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_lease_master_cut_off_or_frozen_never_writes_beside_the_new_master() {
+    let Some(url) = database("MYSQL_URL", "mariadb lease fencing") else {
+        return;
+    };
+    let prefix = prefix();
+    let proxy = proxy::Proxy::start(proxy::host_port(&url)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let lease = "[locker]\nkind = \"lease\"\nlease_ms = 3000\nkeep_alive_ms = 500\nacquire_retry_ms = 200\n";
+    let through_proxy = Scenario {
+        name: "jdbc-mariadb/lease via proxy",
+        persistence: jdbc(&proxy.url_through(&url), &prefix),
+        locker: lease.into(),
+        database: None,
+    };
+    let direct = Scenario {
+        name: "jdbc-mariadb/lease",
+        persistence: jdbc(&url, &prefix),
+        locker: lease.into(),
+        database: Some((url.clone(), prefix.clone())),
+    };
+    let a_dir = dir.path().join("a");
+    let b_dir = dir.path().join("b");
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let mut a = Proc::spawn(&write_config(&a_dir, port, &through_proxy));
+    a.wait_for("listening for STOMP", Duration::from_secs(60))
+        .await;
+    let mut b = Proc::spawn(&write_config(&b_dir, port, &direct));
+    b.wait_for("waiting for the lock (slave)", Duration::from_secs(60))
+        .await;
+
+    let endpoint = parse(&format!("tcp://127.0.0.1:{port}")).unwrap().remove(0);
+    let mut client = StompClient::connect(&endpoint, &opts()).await.unwrap();
+    client
+        .send("/queue/fence", "before the cut", &[("persistent", "true")])
+        .await
+        .unwrap();
+
+    proxy.cut();
+    // A stops on its own (exit code 3: lock lost) before B can take the lease.
+    let until = Instant::now() + Duration::from_secs(30);
+    let a_status = loop {
+        if let Some(st) = a.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < until, "the cut-off master did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(a_status.code(), Some(3), "{}", a.log.lock().join("\n"));
+    assert!(
+        !b.has("listening for STOMP"),
+        "the slave took over only after the old master stopped"
+    );
+    b.wait_for("listening for STOMP", Duration::from_secs(30))
+        .await;
+    let mut client = StompClient::connect(&endpoint, &opts()).await.unwrap();
+    client
+        .send(
+            "/queue/fence",
+            "after the take-over",
+            &[("persistent", "true")],
+        )
+        .await
+        .unwrap();
+    client.disconnect().await.unwrap();
+
+    // Round two: B frozen past its lease; A (restarted, direct now) takes over; B resumes.
+    proxy.restore();
+    let mut a = Proc::spawn(&write_config(&a_dir, port, &direct));
+    a.wait_for("waiting for the lock (slave)", Duration::from_secs(60))
+        .await;
+    let mut frozen_client = StompClient::connect(&endpoint, &opts()).await.unwrap();
+    rustix::process::kill_process(b.pid(), rustix::process::Signal::STOP).unwrap();
+    // While B is frozen, a SEND waits in its socket.
+    frozen_client
+        .send_frame(
+            broker::stomp::frame::Frame::new("SEND")
+                .header("destination", "/queue/fence")
+                .header("persistent", "true")
+                .header("receipt", "frozen")
+                .with_body("written by a deposed master"),
+        )
+        .await
+        .unwrap();
+    a.wait_for("this broker is the master", Duration::from_secs(30))
+        .await;
+    rustix::process::kill_process(b.pid(), rustix::process::Signal::CONT).unwrap();
+    // B wakes up deposed: the send gets no receipt (an ERROR, or the connection closes).
+    let reply = frozen_client.recv_timeout(Duration::from_secs(15)).await;
+    assert!(
+        !matches!(&reply, Ok(Some(f)) if f.command == "RECEIPT"),
+        "a deposed master acknowledged a write: {reply:?}"
+    );
+    let status = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(st) = b.child.try_wait().unwrap() {
+                return st;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the deposed master stops");
+    assert_eq!(status.code(), Some(3));
+    a.wait_for("listening for STOMP", Duration::from_secs(30))
+        .await;
+    let mut c = StompClient::connect(&endpoint, &opts()).await.unwrap();
+    c.subscribe("s", "/queue/fence", "auto", &[]).await.unwrap();
+    let mut bodies = Vec::new();
+    while let Some(m) = c.recv_timeout(Duration::from_secs(2)).await.unwrap() {
+        bodies.push(String::from_utf8_lossy(&m.body).into_owned());
+    }
+    assert_eq!(
+        bodies,
+        ["before the cut", "after the take-over"],
+        "nothing from the deposed master"
+    );
+    println!(
+        "FAILOVER fencing: cut-off master exited (code 3) before the slave served; frozen master's write refused"
+    );
+    drop(a);
+    b.kill9();
+    drop_tables(&direct.database).await;
+}
