@@ -908,13 +908,21 @@ impl Consumer {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        let mut rx = self.rx.lock().await;
+        self.detach(&mut rx);
+        drop(rx);
+        // The session's pipelined AUTO acks are durable when close returns.
+        let _ = self.session.inner.acks.acquire_many(MAX_PIPELINED_ACKS).await;
+    }
+
+    /// Unregisters from the dispatcher and gives back what is still buffered.
+    fn detach(&self, rx: &mut mpsc::UnboundedReceiver<Delivery>) {
         self.dispatcher.remove_consumer(self.id);
         self.session
             .inner
             .consumers
             .lock()
             .retain(|(id, _)| *id != self.id);
-        let mut rx = self.rx.lock().await;
         rx.close();
         while let Ok(d) = rx.try_recv() {
             d.dispatcher.give_back(&d.message.id);
@@ -930,19 +938,10 @@ impl Drop for Consumer {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.dispatcher.remove_consumer(self.id);
-        self.session
-            .inner
-            .consumers
-            .lock()
-            .retain(|(id, _)| *id != self.id);
-        let rx = self.rx.get_mut();
-        rx.close();
-        while let Ok(d) = rx.try_recv() {
-            d.dispatcher.give_back(&d.message.id);
-        }
-        if matches!(self.dispatcher.source, Source::Memory { .. }) {
-            self.session.inner.core.remove_subscriber(&self.dispatcher);
-        }
+        // Taken out so that `detach` can borrow `self` beside it.
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        drop(tx);
+        std::mem::swap(self.rx.get_mut(), &mut rx);
+        self.detach(&mut rx);
     }
 }

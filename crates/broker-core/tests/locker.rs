@@ -10,6 +10,21 @@ use std::time::Duration;
 use broker_core::{AckMode, Broker, BrokerError, BrokerState, Destination, Outgoing};
 use common::{Engine, Env, recv_n, texts};
 
+/// The broker goes serving → lock lost → stopped, and nothing else.
+async fn stops_with_the_lock_lost(a: &Broker) {
+    tokio::time::timeout(Duration::from_secs(10), a.stopped())
+        .await
+        .unwrap();
+    assert_eq!(
+        a.history()[3..],
+        [
+            BrokerState::Serving,
+            BrokerState::LockLost,
+            BrokerState::Stopped
+        ]
+    );
+}
+
 async fn wait_for(b: &Broker, state: BrokerState) {
     let mut w = b.watch_state();
     tokio::time::timeout(Duration::from_secs(20), w.wait_for(|s| *s == state))
@@ -126,17 +141,7 @@ async fn a_master_whose_lock_file_is_replaced_stops_serving() {
     let lock = env.dir.path().join("kahadb/lock");
     std::fs::remove_file(&lock).unwrap();
     std::fs::write(&lock, "owner=someone-else\nepoch=99\n").unwrap();
-    tokio::time::timeout(Duration::from_secs(10), a.stopped())
-        .await
-        .unwrap();
-    assert_eq!(
-        a.history()[3..],
-        [
-            BrokerState::Serving,
-            BrokerState::LockLost,
-            BrokerState::Stopped
-        ]
-    );
+    stops_with_the_lock_lost(&a).await;
     assert!(
         c.receive().await.unwrap().is_none(),
         "consumers see the end"
@@ -163,17 +168,7 @@ async fn a_lease_master_whose_lease_is_taken_stops_serving() {
         .await
         .unwrap();
     pool.close().await;
-    tokio::time::timeout(Duration::from_secs(10), a.stopped())
-        .await
-        .unwrap();
-    assert_eq!(
-        a.history()[3..],
-        [
-            BrokerState::Serving,
-            BrokerState::LockLost,
-            BrokerState::Stopped
-        ]
-    );
+    stops_with_the_lock_lost(&a).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
