@@ -912,7 +912,12 @@ impl Consumer {
         self.detach(&mut rx);
         drop(rx);
         // The session's pipelined AUTO acks are durable when close returns.
-        let _ = self.session.inner.acks.acquire_many(MAX_PIPELINED_ACKS).await;
+        let _ = self
+            .session
+            .inner
+            .acks
+            .acquire_many(MAX_PIPELINED_ACKS)
+            .await;
     }
 
     /// Unregisters from the dispatcher and gives back what is still buffered.

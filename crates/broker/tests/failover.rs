@@ -507,7 +507,7 @@ async fn mariadb_lease_master_cut_off_or_frozen_never_writes_beside_the_new_mast
 
     // Round two: B frozen past its lease; A (restarted, direct now) takes over; B resumes.
     proxy.restore();
-    let mut a = Proc::spawn(&write_config(&a_dir, port, &direct));
+    let a = Proc::spawn(&write_config(&a_dir, port, &direct));
     a.wait_for("waiting for the lock (slave)", Duration::from_secs(60))
         .await;
     let mut frozen_client = StompClient::connect(&endpoint, &opts()).await.unwrap();
