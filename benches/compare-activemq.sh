@@ -77,6 +77,7 @@ cat >"$WORK/broker.toml" <<EOF
 data_directory = "$WORK/rust-data"
 [transports]
 stomp = "127.0.0.1:$RUST_PORT"
+web = ""
 EOF
 "$BROKER" start --config "$WORK/broker.toml" 2>"$WORK/rust.log" &
 PIDS+=($!)

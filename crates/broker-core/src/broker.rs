@@ -69,6 +69,8 @@ pub(crate) struct Core {
     /// instant may have been delivered by it without the ack reaching the store, so they are
     /// delivered flagged as redelivered (counted as one attempt).
     pub takeover_ms: Option<i64>,
+    /// When this run started serving.
+    pub started_ms: i64,
 }
 
 impl Core {
@@ -146,6 +148,10 @@ impl Core {
             t.subscribers.lock().retain(|x| !Arc::ptr_eq(x, d));
         }
         d.close();
+    }
+
+    pub(crate) fn remove_queue(&self, destination: &Destination) -> Option<Arc<Dispatcher>> {
+        self.queues.lock().remove(&destination.name)
     }
 
     pub(crate) fn queues(&self) -> Vec<Arc<Dispatcher>> {
@@ -777,6 +783,7 @@ impl Broker {
             ids: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             takeover_ms: lock.took_over().then_some(start),
+            started_ms: start,
         });
         if let Err(e) = core.recover().await {
             core.shutdown().await;
@@ -816,7 +823,83 @@ impl Broker {
     /// Opens a connection. A client id, when given, must not be in use by another connection
     /// (it names the connection's durable subscriptions).
     pub async fn connect(&self, client_id: Option<&str>) -> Result<Connection> {
-        Connection::open(self.core()?, client_id)
+        Connection::open(self.core()?, client_id, None)
+    }
+
+    /// As [`Broker::connect`], naming the peer's address (shown by [`Broker::connections`]).
+    pub async fn connect_from(&self, client_id: Option<&str>, remote: &str) -> Result<Connection> {
+        Connection::open(self.core()?, client_id, Some(remote))
+    }
+
+    /// Open connections, oldest first.
+    pub fn connections(&self) -> Result<Vec<crate::session::ConnectionInfo>> {
+        let core = self.core()?;
+        let all: Vec<_> = core
+            .connections
+            .lock()
+            .iter()
+            .filter_map(|c| c.upgrade())
+            .collect();
+        Ok(all.iter().filter_map(|c| c.info()).collect())
+    }
+
+    /// The engine's counters ([`store_api::PersistenceAdapter::metrics`]).
+    pub fn store_metrics(&self) -> Result<Vec<(&'static str, u64)>> {
+        Ok(self.core()?.store.metrics())
+    }
+
+    /// When this run started serving, in milliseconds since the epoch.
+    pub fn serving_since_ms(&self) -> Result<i64> {
+        Ok(self.core()?.started_ms)
+    }
+
+    /// Sends one message from the broker itself (the console's "send a test message").
+    pub async fn send(
+        &self,
+        destination: Destination,
+        out: crate::session::Outgoing,
+    ) -> Result<MessageId> {
+        let core = self.core()?;
+        let id = MessageId::new(format!("ID:{}-console", core.incarnation), core.next_id());
+        let now = now_ms();
+        let message = Message {
+            id: id.clone(),
+            destination,
+            sequence: 0,
+            priority: out.priority.min(store_api::MAX_PRIORITY),
+            timestamp: now,
+            expiration: match out.time_to_live {
+                Some(ttl) if !ttl.is_zero() => now.saturating_add(ttl.as_millis() as i64),
+                _ => out.expiration,
+            },
+            persistent: out.persistent,
+            redelivery_count: 0,
+            correlation_id: out.correlation_id,
+            reply_to: out.reply_to,
+            message_type: out.message_type,
+            group_id: out.group_id,
+            group_seq: out.group_seq,
+            properties: out.properties,
+            body: out.body,
+        };
+        core.send(message).await?;
+        Ok(id)
+    }
+
+    /// Deletes a queue with its messages. Its consumers see the end of their stream.
+    pub async fn delete_queue(&self, name: &str) -> Result<()> {
+        let core = self.core()?;
+        let destination = Destination::queue(name);
+        if let Some(d) = core.remove_queue(&destination) {
+            d.close();
+        }
+        core.store.remove_destination(&destination).await?;
+        Ok(())
+    }
+
+    /// Deletes a durable subscription; it must have no active consumer.
+    pub async fn delete_durable_subscription(&self, key: &SubscriptionKey) -> Result<()> {
+        self.core()?.unsubscribe(key).await
     }
 
     /// The store's engine name.

@@ -87,6 +87,9 @@ pub struct TransportsSection {
     pub max_header_bytes: usize,
     /// Frames queued for one connection before the broker stops reading from it. 1000.
     pub max_pending_frames: usize,
+    /// The web console and monitoring API (HTTP); empty string to turn it off. Default
+    /// `127.0.0.1:8161`, as ActiveMQ's.
+    pub web: String,
 }
 
 impl Default for TransportsSection {
@@ -100,6 +103,7 @@ impl Default for TransportsSection {
             max_headers: 1000,
             max_header_bytes: 10 * 1024,
             max_pending_frames: 1000,
+            web: "127.0.0.1:8161".into(),
         }
     }
 }

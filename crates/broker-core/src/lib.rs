@@ -39,7 +39,9 @@ pub use broker::{Broker, DestinationStats};
 pub use config::{BrokerConfig, ConfigError, EngineKind, LockerKind};
 pub use error::{BrokerError, Result};
 pub use selector::{Selector, SelectorError};
-pub use session::{AckMode, Connection, Consumer, Outgoing, Producer, Received, Session};
+pub use session::{
+    AckMode, Connection, ConnectionInfo, Consumer, Outgoing, Producer, Received, Session,
+};
 pub use state::BrokerState;
 pub use store_api::{
     Body, Destination, DestinationKind, Message, MessageId, OrderKey, SubscriptionKey, Value, Xid,

@@ -162,11 +162,45 @@ pub(crate) struct ConnectionInner {
     core: Arc<Core>,
     id: String,
     client_id: Option<String>,
+    remote: Option<String>,
     sessions: SyncMutex<Vec<Weak<SessionInner>>>,
     closed: AtomicBool,
 }
 
+/// What the console shows of a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    pub id: String,
+    pub client_id: Option<String>,
+    /// The peer's address, when the transport gave one.
+    pub remote: Option<String>,
+    pub sessions: usize,
+    pub consumers: usize,
+}
+
 impl ConnectionInner {
+    pub(crate) fn info(&self) -> Option<ConnectionInfo> {
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        let sessions: Vec<Arc<SessionInner>> = self
+            .sessions
+            .lock()
+            .iter()
+            .filter_map(|s| s.upgrade())
+            .collect();
+        Some(ConnectionInfo {
+            id: self.id.clone(),
+            client_id: self.client_id.clone(),
+            remote: self.remote.clone(),
+            sessions: sessions
+                .iter()
+                .filter(|s| !s.closed.load(Ordering::Acquire))
+                .count(),
+            consumers: sessions.iter().map(|s| s.consumers.lock().len()).sum(),
+        })
+    }
+
     /// The broker is stopping: consumers see the end of their stream; nothing is acked.
     pub(crate) fn abort(&self) {
         self.closed.store(true, Ordering::Release);
@@ -185,7 +219,11 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub(crate) fn open(core: Arc<Core>, client_id: Option<&str>) -> Result<Connection> {
+    pub(crate) fn open(
+        core: Arc<Core>,
+        client_id: Option<&str>,
+        remote: Option<&str>,
+    ) -> Result<Connection> {
         if let Some(cid) = client_id {
             if cid.is_empty() {
                 return Err(BrokerError::Invalid("a client id must not be empty".into()));
@@ -199,10 +237,14 @@ impl Connection {
             core: Arc::clone(&core),
             id,
             client_id: client_id.map(str::to_owned),
+            remote: remote.map(str::to_owned),
             sessions: SyncMutex::new(Vec::new()),
             closed: AtomicBool::new(false),
         });
-        core.connections.lock().push(Arc::downgrade(&inner));
+        let mut all = core.connections.lock();
+        all.retain(|c| c.strong_count() > 0);
+        all.push(Arc::downgrade(&inner));
+        drop(all);
         Ok(Connection { inner })
     }
 
@@ -908,8 +950,11 @@ impl Consumer {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        // Unregistered first: that ends a `receive` waiting in another task, which holds the
+        // receiver this then locks.
+        self.unregister();
         let mut rx = self.rx.lock().await;
-        self.detach(&mut rx);
+        give_back_buffered(&mut rx);
         drop(rx);
         // The session's pipelined AUTO acks are durable when close returns.
         let _ = self
@@ -920,21 +965,24 @@ impl Consumer {
             .await;
     }
 
-    /// Unregisters from the dispatcher and gives back what is still buffered.
-    fn detach(&self, rx: &mut mpsc::UnboundedReceiver<Delivery>) {
+    fn unregister(&self) {
         self.dispatcher.remove_consumer(self.id);
         self.session
             .inner
             .consumers
             .lock()
             .retain(|(id, _)| *id != self.id);
-        rx.close();
-        while let Ok(d) = rx.try_recv() {
-            d.dispatcher.give_back(&d.message.id);
-        }
         if matches!(self.dispatcher.source, Source::Memory { .. }) {
             self.session.inner.core.remove_subscriber(&self.dispatcher);
         }
+    }
+}
+
+/// Returns what a closing consumer still had buffered.
+fn give_back_buffered(rx: &mut mpsc::UnboundedReceiver<Delivery>) {
+    rx.close();
+    while let Ok(d) = rx.try_recv() {
+        d.dispatcher.give_back(&d.message.id);
     }
 }
 
@@ -943,10 +991,7 @@ impl Drop for Consumer {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        // Taken out so that `detach` can borrow `self` beside it.
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        drop(tx);
-        std::mem::swap(self.rx.get_mut(), &mut rx);
-        self.detach(&mut rx);
+        self.unregister();
+        give_back_buffered(self.rx.get_mut());
     }
 }

@@ -53,6 +53,7 @@ on_engines!(
     client_ids_and_durable_subscriptions_are_checked,
     nack_redelivers_and_counts_toward_the_dead_letter_queue,
     an_ack_can_join_another_sessions_transaction,
+    closing_a_consumer_ends_a_receive_waiting_in_another_task,
 );
 
 fn q(name: &str) -> Destination {
@@ -784,6 +785,29 @@ async fn an_ack_can_join_another_sessions_transaction(engine: Engine) {
     assert_none(&c).await;
     assert!(broker.browse("in", 10).await.unwrap().is_empty());
     assert_eq!(broker.browse("out", 10).await.unwrap().len(), 1);
+    broker.stop().await;
+    env.cleanup().await;
+}
+
+async fn closing_a_consumer_ends_a_receive_waiting_in_another_task(engine: Engine) {
+    let env = Env::new(engine, "").unwrap();
+    let broker = env.start().await;
+    let conn = broker.connect(None).await.unwrap();
+    let s = conn.session(AckMode::Client).unwrap();
+    let c = std::sync::Arc::new(s.consumer(q("idle"), None).await.unwrap());
+    let waiting = {
+        let c = std::sync::Arc::clone(&c);
+        tokio::spawn(async move { c.receive().await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::timeout(Duration::from_secs(10), c.close())
+        .await
+        .expect("close does not wait for the blocked receive");
+    let r = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(r.unwrap().is_none(), "the waiting receive sees the end");
     broker.stop().await;
     env.cleanup().await;
 }

@@ -13,3 +13,4 @@ pub mod stomp;
 pub mod tls;
 pub mod url;
 pub mod users;
+pub mod web;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use broker::listener::Server;
+use broker::web::WebServer;
 use broker_core::{Broker, BrokerConfig};
 use clap::{Parser, Subcommand};
 use tracing::{error, info};
@@ -142,6 +143,19 @@ async fn start(config_path: Option<PathBuf>) -> Result<u8> {
             return Err(e);
         }
     };
+    let web_bind = broker.config().transports.web.clone();
+    let web = if web_bind.is_empty() {
+        None
+    } else {
+        match WebServer::start(Arc::clone(&broker), &web_bind).await {
+            Ok(w) => Some(w),
+            Err(e) => {
+                server.stop().await;
+                broker.stop().await;
+                return Err(e);
+            }
+        }
+    };
     let code = tokio::select! {
         s = &mut signal => {
             info!("{s}: stopping");
@@ -152,6 +166,9 @@ async fn start(config_path: Option<PathBuf>) -> Result<u8> {
             3
         }
     };
+    if let Some(w) = web {
+        w.stop().await;
+    }
     server.stop().await;
     broker.stop().await;
     info!("stopped");

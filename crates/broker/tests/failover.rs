@@ -112,6 +112,7 @@ struct Shared {
     receipt_times: Mutex<Vec<u64>>,
     consumed: Mutex<Vec<(String, bool)>>,
     attempts: AtomicU64,
+    reconnects: AtomicU64,
 }
 
 async fn producer(endpoints: Vec<Endpoint>, shared: Arc<Shared>, t0: Instant) {
@@ -192,7 +193,9 @@ async fn consumer(endpoints: Vec<Endpoint>, shared: Arc<Shared>) {
                     }
                 }
             }
-            Err(_) => loop {
+            Err(e) => loop {
+                eprintln!("consumer: {e}; reconnecting");
+                shared.reconnects.fetch_add(1, Ordering::Relaxed);
                 if let Ok(c) = connect_any(&endpoints, &opts(), Duration::from_secs(120)).await
                     && let Ok(c) = subscribe(c).await
                 {
@@ -232,7 +235,7 @@ fn write_config(dir: &Path, port: u16, s: &Scenario) -> std::path::PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[broker]\nname = \"fo\"\ndata_directory = \"{}\"\n{}\n{}\n[transports]\nstomp = \"127.0.0.1:{port}\"\n",
+            "[broker]\nname = \"fo\"\ndata_directory = \"{}\"\n{}\n{}\n[transports]\nstomp = \"127.0.0.1:{port}\"\nweb = \"\"\n",
             dir.join("data").display(),
             s.persistence,
             s.locker
@@ -289,10 +292,34 @@ async fn kill_the_master(s: Scenario) {
     }
     shared.stop.store(true, Ordering::Release);
     p.await.unwrap();
-    tokio::time::timeout(Duration::from_secs(60), c)
+    if tokio::time::timeout(Duration::from_secs(60), c)
         .await
-        .expect("the consumer drains")
-        .unwrap();
+        .is_err()
+    {
+        let got: std::collections::HashSet<String> = shared
+            .consumed
+            .lock()
+            .iter()
+            .map(|(b, _)| b.clone())
+            .collect();
+        let missing: Vec<String> = shared
+            .receipted
+            .lock()
+            .iter()
+            .filter(|b| !got.contains(*b))
+            .cloned()
+            .collect();
+        let consumed = shared.consumed.lock();
+        panic!(
+            "{}: the consumer did not get {} receipted message(s) within 60 s: {missing:?} (consumed {}, last {:?}, reconnects {})\nthe new master's log:\n{}",
+            s.name,
+            missing.len(),
+            consumed.len(),
+            consumed.iter().rev().take(5).collect::<Vec<_>>(),
+            shared.reconnects.load(Ordering::Relaxed),
+            b.log.lock().join("\n")
+        );
+    }
 
     let takeover_ms = shared
         .receipt_times

@@ -113,6 +113,18 @@ impl AmqStore {
 
 #[async_trait]
 impl PersistenceAdapter for AmqStore {
+    fn metrics(&self) -> Vec<(&'static str, u64)> {
+        let s = self.stats();
+        vec![
+            ("journal_fsyncs", s.journal.fsyncs),
+            ("journal_bytes", s.journal.bytes),
+            ("journal_files", s.journal_files as u64),
+            ("checkpoints", s.checkpoints),
+            ("journal_files_deleted", s.files_deleted),
+            ("records_compacted", s.records_compacted),
+        ]
+    }
+
     fn kind(&self) -> &'static str {
         "amq"
     }

@@ -61,6 +61,12 @@ pub trait PersistenceAdapter: Send + Sync + 'static {
     /// Bytes the store occupies on disk (0 for engines that keep nothing on local disk).
     async fn size_on_disk(&self) -> Result<u64>;
 
+    /// The engine's own counters for monitoring, as `(name, value)` pairs with names in
+    /// snake case (`journal_fsyncs`, `journal_files`, `database_commits`, ...). Cheap: no I/O.
+    fn metrics(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+
     /// Deletes every destination, message, subscription and transaction; the store stays open.
     async fn delete_all(&self) -> Result<()>;
 

@@ -792,6 +792,11 @@ fn not_found_tx(tx: &TransactionId) -> StoreError {
 
 #[async_trait]
 impl PersistenceAdapter for JdbcStore {
+    fn metrics(&self) -> Vec<(&'static str, u64)> {
+        let (commits, changes) = self.commit_stats();
+        vec![("database_commits", commits), ("database_changes", changes)]
+    }
+
     fn kind(&self) -> &'static str {
         "jdbc"
     }

@@ -749,6 +749,14 @@ fn not_found_tx(tx: &TransactionId) -> StoreError {
 
 #[async_trait]
 impl PersistenceAdapter for JournaledJdbcStore {
+    fn metrics(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("journal_fsyncs", self.journal_fsyncs()),
+            ("journal_bytes", self.journal_bytes()),
+            ("checkpoints", self.checkpoints()),
+        ]
+    }
+
     fn kind(&self) -> &'static str {
         "journaled-jdbc"
     }

@@ -97,6 +97,19 @@ impl KahaDbStore {
 
 #[async_trait]
 impl PersistenceAdapter for KahaDbStore {
+    fn metrics(&self) -> Vec<(&'static str, u64)> {
+        let s = self.stats();
+        vec![
+            ("journal_fsyncs", s.journal.fsyncs),
+            ("journal_bytes", s.journal.bytes),
+            ("journal_files", s.journal_files as u64),
+            ("index_pages", s.index_pages),
+            ("checkpoints", s.checkpoints),
+            ("journal_files_deleted", s.files_deleted),
+            ("records_compacted", s.records_compacted),
+        ]
+    }
+
     fn kind(&self) -> &'static str {
         match self.inner.config.layout {
             crate::config::IndexLayout::PageFile => "kahadb",
