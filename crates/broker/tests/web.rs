@@ -8,26 +8,12 @@ use std::net::SocketAddr;
 
 use broker::web::WebServer;
 use common::TestBroker;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ADMIN: &str = "Basic YWRtaW46YWRtaW4="; // admin:admin
 
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
+use common::http::{Reply, enc};
 
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// One HTTP/1.1 request on its own connection.
+/// One HTTP/1.1 request on its own connection, with an optional form body.
 async fn http(
     addr: SocketAddr,
     method: &str,
@@ -35,57 +21,21 @@ async fn http(
     headers: &[(&str, &str)],
     form: Option<&[(&str, &str)]>,
 ) -> Reply {
-    let body = form.map_or(String::new(), |f| {
+    let body = form.map(|f| {
         f.iter()
             .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
             .collect::<Vec<_>>()
             .join("&")
     });
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if form.is_some() {
-        req.push_str(&format!(
-            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-            body.len()
-        ));
-    }
-    req.push_str("\r\n");
-    req.push_str(&body);
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(": "))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    Reply {
-        status,
+    common::http::request(
+        addr,
+        method,
+        path,
         headers,
-        body: body.to_owned(),
-    }
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            b => format!("%{b:02X}"),
-        })
-        .collect()
+        body.as_deref()
+            .map(|b| ("application/x-www-form-urlencoded", b)),
+    )
+    .await
 }
 
 fn csrf_of(html: &str) -> String {

@@ -1,6 +1,8 @@
 //! A broker with its STOMP listener on an ephemeral port, in this process.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::sync::Arc;
 use std::time::Duration;
 

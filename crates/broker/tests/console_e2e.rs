@@ -1,0 +1,244 @@
+//! The web console in a real browser: headless Chromium driven through chromedriver (Debian's
+//! `chromium` and `chromium-driver`, installed by `.ci/run`). Logs in, sends a message from the
+//! queues page, sees the pending count change, browses it, purges the queue, and saves a
+//! screenshot of the queues page to `target/console-queues.png`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use broker::web::WebServer;
+use common::TestBroker;
+use common::http::request;
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Driver {
+    child: Child,
+    addr: SocketAddr,
+    session: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn call(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> Value {
+    let text = body.map(|b| b.to_string());
+    let r = request(
+        addr,
+        method,
+        path,
+        &[],
+        text.as_deref().map(|t| ("application/json", t)),
+    )
+    .await;
+    let v: Value =
+        serde_json::from_str(&r.body).unwrap_or_else(|_| panic!("{method} {path}: {}", r.body));
+    assert!(r.status < 300, "{method} {path}: {} {v}", r.status);
+    v["value"].clone()
+}
+
+impl Driver {
+    async fn start(profile: &std::path::Path) -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--window-size=1100,700", format!("--user-data-dir={}", profile.display())]
+            }
+        }}});
+        let v = call(addr, "POST", "/session", Some(caps)).await;
+        Driver {
+            child,
+            addr,
+            session: v["sessionId"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    async fn go(&self, url: &str) {
+        call(
+            self.addr,
+            "POST",
+            &format!("/session/{}/url", self.session),
+            Some(json!({"url": url})),
+        )
+        .await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let v = call(
+            self.addr,
+            "POST",
+            &format!("/session/{}/element", self.session),
+            Some(json!({"using": "css selector", "value": css})),
+        )
+        .await;
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_owned()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        call(
+            self.addr,
+            "POST",
+            &format!("/session/{}/element/{e}/value", self.session),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.find(css).await;
+        call(
+            self.addr,
+            "POST",
+            &format!("/session/{}/element/{e}/click", self.session),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn text(&self, css: &str) -> String {
+        let e = self.find(css).await;
+        call(
+            self.addr,
+            "GET",
+            &format!("/session/{}/element/{e}/text", self.session),
+            None,
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
+    }
+
+    async fn source(&self) -> String {
+        call(
+            self.addr,
+            "GET",
+            &format!("/session/{}/source", self.session),
+            None,
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
+    }
+
+    async fn screenshot(&self) -> Vec<u8> {
+        let b64 = call(
+            self.addr,
+            "GET",
+            &format!("/session/{}/screenshot", self.session),
+            None,
+        )
+        .await;
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().unwrap())
+            .unwrap()
+    }
+
+    async fn quit(&self) {
+        call(
+            self.addr,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            None,
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_in_send_browse_and_purge_in_chromium() {
+    if !std::path::Path::new(CHROMIUM).exists() || !std::path::Path::new(CHROMEDRIVER).exists() {
+        println!(
+            "SKIPPED: Chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+        );
+        return;
+    }
+    let b = TestBroker::start("").await;
+    let web = WebServer::start(b.broker.clone(), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let base = format!("http://{}", web.addr);
+    let profile = tempfile::tempdir().unwrap();
+    let d = Driver::start(profile.path()).await;
+
+    d.go(&format!("{base}/queues")).await;
+    assert!(
+        d.source().await.contains("Log in"),
+        "without a login the console asks for one"
+    );
+    d.go(&format!("{base}/login")).await;
+    d.type_into("#username", "admin").await;
+    d.type_into("#password", "admin").await;
+    d.click("#login").await;
+    assert!(
+        d.source().await.contains("Send a message"),
+        "logged in, on the queues page"
+    );
+
+    d.type_into("#send-name", "e2e").await;
+    d.type_into("#send-body", "hello from chromium").await;
+    d.click("#send").await;
+    assert_eq!(d.text("#pending-e2e").await, "1");
+
+    // A second message so the screenshot shows a queue with some depth.
+    d.type_into("#send-name", "orders").await;
+    d.type_into("#send-body", "order 1").await;
+    d.click("#send").await;
+    let png = d.screenshot().await;
+    assert!(png.starts_with(b"\x89PNG"));
+    let shot =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/console-queues.png");
+    std::fs::write(&shot, &png).unwrap();
+
+    d.click("#browse-e2e").await;
+    assert!(d.source().await.contains("hello from chromium"));
+
+    d.go(&format!("{base}/queues")).await;
+    d.click("#purge-e2e").await;
+    d.click("#confirm").await;
+    assert_eq!(d.text("#pending-e2e").await, "0");
+    assert!(b.broker.browse("e2e", 10).await.unwrap().is_empty());
+
+    d.quit().await;
+    drop(d);
+    web.stop().await;
+    b.stop().await;
+}
