@@ -861,27 +861,9 @@ impl Broker {
     ) -> Result<MessageId> {
         let core = self.core()?;
         let id = MessageId::new(format!("ID:{}-console", core.incarnation), core.next_id());
-        let now = now_ms();
-        let message = Message {
-            id: id.clone(),
-            destination,
-            sequence: 0,
-            priority: out.priority.min(store_api::MAX_PRIORITY),
-            timestamp: now,
-            expiration: match out.time_to_live {
-                Some(ttl) if !ttl.is_zero() => now.saturating_add(ttl.as_millis() as i64),
-                _ => out.expiration,
-            },
-            persistent: out.persistent,
-            redelivery_count: 0,
-            correlation_id: out.correlation_id,
-            reply_to: out.reply_to,
-            message_type: out.message_type,
-            group_id: out.group_id,
-            group_seq: out.group_seq,
-            properties: out.properties,
-            body: out.body,
-        };
+        let mut out = out;
+        out.priority = out.priority.min(store_api::MAX_PRIORITY);
+        let message = out.into_message(id.clone(), destination, now_ms());
         core.send(message).await?;
         Ok(id)
     }

@@ -108,6 +108,32 @@ impl Outgoing {
         self
     }
 
+    /// The message this becomes once the broker has given it an id, a destination and its
+    /// send time (from which a time-to-live counts).
+    pub(crate) fn into_message(self, id: MessageId, destination: Destination, now: i64) -> Message {
+        let expiration = match self.time_to_live {
+            Some(ttl) if !ttl.is_zero() => now.saturating_add(ttl.as_millis() as i64),
+            _ => self.expiration,
+        };
+        Message {
+            id,
+            destination,
+            sequence: 0,
+            priority: self.priority,
+            timestamp: now,
+            expiration,
+            persistent: self.persistent,
+            redelivery_count: 0,
+            correlation_id: self.correlation_id,
+            reply_to: self.reply_to,
+            message_type: self.message_type,
+            group_id: self.group_id,
+            group_seq: self.group_seq,
+            properties: self.properties,
+            body: self.body,
+        }
+    }
+
     pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
         self.correlation_id = Some(id.into());
         self
@@ -384,10 +410,30 @@ impl Session {
         destination: Destination,
         selector: Option<&str>,
     ) -> Result<Consumer> {
+        self.open_consumer(destination, selector, None).await
+    }
+
+    /// A consumer with an explicit prefetch (ActiveMQ's `activemq.prefetchSize`).
+    pub async fn consumer_with_prefetch(
+        &self,
+        destination: Destination,
+        selector: Option<&str>,
+        prefetch: u32,
+    ) -> Result<Consumer> {
+        self.open_consumer(destination, selector, Some(prefetch))
+            .await
+    }
+
+    async fn open_consumer(
+        &self,
+        destination: Destination,
+        selector: Option<&str>,
+        prefetch: Option<u32>,
+    ) -> Result<Consumer> {
         self.check_open()?;
         let selector = selector.map(Selector::parse).transpose()?.map(Arc::new);
         let core = &self.inner.core;
-        let (dispatcher, prefetch) = if destination.is_queue() {
+        let (dispatcher, default_prefetch) = if destination.is_queue() {
             (
                 core.queue(&destination).await?,
                 core.config.limits.queue_prefetch,
@@ -404,22 +450,9 @@ impl Session {
             t.subscribers.lock().push(Arc::clone(&d));
             (d, core.config.limits.topic_prefetch)
         };
-        Ok(self.attach(dispatcher, selector, prefetch))
-    }
-
-    /// A consumer with an explicit prefetch (ActiveMQ's `activemq.prefetchSize`).
-    pub async fn consumer_with_prefetch(
-        &self,
-        destination: Destination,
-        selector: Option<&str>,
-        prefetch: u32,
-    ) -> Result<Consumer> {
-        let c = self.consumer(destination, selector).await?;
-        c.dispatcher.remove_consumer(c.id);
-        let selector = selector.map(Selector::parse).transpose()?.map(Arc::new);
-        let rx = c.dispatcher.add_consumer(c.id, selector, prefetch);
-        *c.rx.lock().await = rx;
-        Ok(c)
+        // Registered once, with its final prefetch: a consumer re-registered after the
+        // dispatcher had already handed it messages would strand them.
+        Ok(self.attach(dispatcher, selector, prefetch.unwrap_or(default_prefetch)))
     }
 
     /// A durable subscriber: `name` with the connection's client id names a subscription that
@@ -871,32 +904,11 @@ impl Producer {
                 out.priority
             )));
         }
-        let now = now_ms();
         let id = MessageId::new(
             Arc::clone(&self.id),
             self.seq.fetch_add(1, Ordering::Relaxed) + 1,
         );
-        let expiration = match out.time_to_live {
-            Some(ttl) if !ttl.is_zero() => now.saturating_add(ttl.as_millis() as i64),
-            _ => out.expiration,
-        };
-        let message = Message {
-            id: id.clone(),
-            destination: self.destination.clone(),
-            sequence: 0,
-            priority: out.priority,
-            timestamp: now,
-            expiration,
-            persistent: out.persistent,
-            redelivery_count: 0,
-            correlation_id: out.correlation_id,
-            reply_to: out.reply_to,
-            message_type: out.message_type,
-            group_id: out.group_id,
-            group_seq: out.group_seq,
-            properties: out.properties,
-            body: out.body,
-        };
+        let message = out.into_message(id.clone(), self.destination.clone(), now_ms());
         self.session.send(message).await?;
         Ok(id)
     }

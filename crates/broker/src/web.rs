@@ -167,6 +167,23 @@ impl App {
     }
 }
 
+impl App {
+    /// A state change: logged in, and carrying the token of a page this user was given.
+    fn authorize_post(
+        &self,
+        headers: &HeaderMap,
+        csrf: &str,
+    ) -> std::result::Result<Login, Box<Response>> {
+        let l = self
+            .login(headers)
+            .ok_or_else(|| Box::new(unauthorized_page()))?;
+        if csrf != l.csrf {
+            return Err(Box::new(forbidden()));
+        }
+        Ok(l)
+    }
+}
+
 fn unauthorized_api() -> Response {
     let mut r = (StatusCode::UNAUTHORIZED, "credentials required\n").into_response();
     r.headers_mut().insert(
@@ -296,11 +313,8 @@ async fn logout(
     headers: HeaderMap,
     Form(f): Form<CsrfOnly>,
 ) -> Response {
-    let Some(l) = app.login(&headers) else {
-        return unauthorized_page();
-    };
-    if f.csrf != l.csrf {
-        return forbidden();
+    if let Err(r) = app.authorize_post(&headers, &f.csrf) {
+        return *r;
     }
     if let Some(sid) = cookie_session(&headers) {
         app.sessions.lock().remove(&sid);
@@ -510,12 +524,10 @@ async fn send(
     headers: HeaderMap,
     Form(f): Form<SendForm>,
 ) -> Response {
-    let Some(l) = app.login(&headers) else {
-        return unauthorized_page();
+    let l = match app.authorize_post(&headers, &f.csrf) {
+        Ok(l) => l,
+        Err(r) => return *r,
     };
-    if f.csrf != l.csrf {
-        return forbidden();
-    }
     if f.name.trim().is_empty() {
         return error_page(&l, "a queue name is required");
     }
@@ -576,12 +588,10 @@ async fn purge(
     headers: HeaderMap,
     Form(f): Form<NameForm>,
 ) -> Response {
-    let Some(l) = app.login(&headers) else {
-        return unauthorized_page();
+    let l = match app.authorize_post(&headers, &f.csrf) {
+        Ok(l) => l,
+        Err(r) => return *r,
     };
-    if f.csrf != l.csrf {
-        return forbidden();
-    }
     match app.broker.purge(&f.name).await {
         Ok(n) => {
             info!(user = %l.user, queue = %f.name, purged = n, "web console: purged");
@@ -596,12 +606,10 @@ async fn delete_queue(
     headers: HeaderMap,
     Form(f): Form<NameForm>,
 ) -> Response {
-    let Some(l) = app.login(&headers) else {
-        return unauthorized_page();
+    let l = match app.authorize_post(&headers, &f.csrf) {
+        Ok(l) => l,
+        Err(r) => return *r,
     };
-    if f.csrf != l.csrf {
-        return forbidden();
-    }
     match app.broker.delete_queue(&f.name).await {
         Ok(()) => {
             info!(user = %l.user, queue = %f.name, "web console: deleted");
@@ -710,12 +718,10 @@ async fn delete_subscriber(
     headers: HeaderMap,
     Form(f): Form<SubscriberForm>,
 ) -> Response {
-    let Some(l) = app.login(&headers) else {
-        return unauthorized_page();
+    let l = match app.authorize_post(&headers, &f.csrf) {
+        Ok(l) => l,
+        Err(r) => return *r,
     };
-    if f.csrf != l.csrf {
-        return forbidden();
-    }
     match app
         .broker
         .delete_durable_subscription(&SubscriptionKey::new(f.client_id, f.name))

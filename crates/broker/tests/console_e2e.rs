@@ -159,6 +159,31 @@ impl Driver {
         .to_owned()
     }
 
+    /// Waits (up to 10 s) until the page holds `needle`: a click that submits a form returns
+    /// before the next page has loaded on a busy machine.
+    async fn wait_source(&self, needle: &str) {
+        for _ in 0..200 {
+            if self.source().await.contains(needle) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the page never showed {needle:?}:\n{}", self.source().await);
+    }
+
+    /// Waits (up to 10 s) until the element's text is `expected`.
+    async fn wait_text(&self, css: &str, expected: &str) {
+        for _ in 0..200 {
+            if self.source().await.contains(&css.replace('#', "id=\""))
+                && self.text(css).await == expected
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{css} never showed {expected:?}:\n{}", self.source().await);
+    }
+
     async fn screenshot(&self) -> Vec<u8> {
         let b64 = call(
             self.addr,
@@ -208,20 +233,18 @@ async fn log_in_send_browse_and_purge_in_chromium() {
     d.type_into("#username", "admin").await;
     d.type_into("#password", "admin").await;
     d.click("#login").await;
-    assert!(
-        d.source().await.contains("Send a message"),
-        "logged in, on the queues page"
-    );
+    d.wait_source("Send a message").await; // logged in, on the queues page
 
     d.type_into("#send-name", "e2e").await;
     d.type_into("#send-body", "hello from chromium").await;
     d.click("#send").await;
-    assert_eq!(d.text("#pending-e2e").await, "1");
+    d.wait_text("#pending-e2e", "1").await;
 
     // A second message so the screenshot shows a queue with some depth.
     d.type_into("#send-name", "orders").await;
     d.type_into("#send-body", "order 1").await;
     d.click("#send").await;
+    d.wait_text("#pending-orders", "1").await;
     let png = d.screenshot().await;
     assert!(png.starts_with(b"\x89PNG"));
     let shot =
@@ -229,12 +252,13 @@ async fn log_in_send_browse_and_purge_in_chromium() {
     std::fs::write(&shot, &png).unwrap();
 
     d.click("#browse-e2e").await;
-    assert!(d.source().await.contains("hello from chromium"));
+    d.wait_source("hello from chromium").await;
 
     d.go(&format!("{base}/queues")).await;
     d.click("#purge-e2e").await;
+    d.wait_source("Really").await;
     d.click("#confirm").await;
-    assert_eq!(d.text("#pending-e2e").await, "0");
+    d.wait_text("#pending-e2e", "0").await;
     assert!(b.broker.browse("e2e", 10).await.unwrap().is_empty());
 
     d.quit().await;

@@ -114,15 +114,10 @@ impl AmqStore {
 #[async_trait]
 impl PersistenceAdapter for AmqStore {
     fn metrics(&self) -> Vec<(&'static str, u64)> {
-        let s = self.stats();
-        vec![
-            ("journal_fsyncs", s.journal.fsyncs),
-            ("journal_bytes", s.journal.bytes),
-            ("journal_files", s.journal_files as u64),
-            ("checkpoints", s.checkpoints),
-            ("journal_files_deleted", s.files_deleted),
-            ("records_compacted", s.records_compacted),
-        ]
+        // KahaDB's counters, without its page file's.
+        let mut m = PersistenceAdapter::metrics(&self.inner);
+        m.retain(|(k, _)| *k != "index_pages");
+        m
     }
 
     fn kind(&self) -> &'static str {
