@@ -94,15 +94,7 @@ impl Core {
 
     fn tx_base(&self) -> u64 {
         // Milliseconds since the epoch shifted up leave 2^20 ids per millisecond of start.
-        (self.incarnation_ms() & ((1 << 43) - 1)) << 20
-    }
-
-    fn incarnation_ms(&self) -> u64 {
-        self.incarnation
-            .rsplit('-')
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0)
+        ((self.started_ms.max(0) as u64) & ((1 << 43) - 1)) << 20
     }
 
     /// The dispatcher of a queue, creating the queue if new.
