@@ -1,35 +1,28 @@
-//! Process death for real: the test binary re-runs itself as a child that drives a workload
-//! (synced adds, acks, local transactions, durable-subscription acks) and reports on stdout each
-//! operation before it starts and after it returned Ok; the parent kills it with SIGKILL at a
-//! seeded random moment, reopens the store and checks: every acknowledged add is there unless
-//! its ack began; no acked message is back; no transaction is half applied; nothing was added
-//! that was never sent; no duplicates. `CRASH_ROUNDS=200 cargo test -p store-kahadb --release
-//! --test process_death` is the full run; the default is a short one.
+//! Process death for real, the same for every durable engine: the test binary re-runs itself as
+//! a child that drives a workload (synced adds, acks, local transactions, durable-subscription
+//! acks) and reports on stdout each operation before it starts and after it returned Ok; the
+//! parent kills it with SIGKILL at a seeded random moment, reopens the store and checks: every
+//! acknowledged add is there unless its ack began; no acked message is back; no transaction is
+//! half applied; nothing was added that was never sent; no duplicates; the counts agree with
+//! what browsing finds. `CRASH_ROUNDS=200 cargo test -p crash-tests --release --test
+//! process_death -- --nocapture` is the full run; the default is a short one (4 rounds).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::{BTreeMap, BTreeSet};
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::{Engine, Place};
 use store_api::{
     Body, Destination, Message, MessageId, PersistenceAdapter, SubscriptionInfo, SubscriptionKey,
     TransactionId, TxOp,
 };
-use store_kahadb::{IndexLayout, KahaDbConfig, KahaDbStore};
 
 const CHILD_ENV: &str = "PROCESS_DEATH_CHILD";
-
-fn config(dir: &Path, layout: IndexLayout) -> KahaDbConfig {
-    let mut c = KahaDbConfig::new(dir);
-    c.layout = layout;
-    c.journal_max_file_length = 256 * 1024;
-    c.checkpoint_interval = Duration::from_millis(50);
-    c.cleanup_interval = Duration::from_millis(150);
-    c
-}
 
 fn q() -> Destination {
     Destination::queue("work")
@@ -69,12 +62,13 @@ impl Rng {
 }
 
 /// One operation of the workload, as reported on the side channel.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Op {
     Add(u64),
     Ack(u64),
-    /// A local transaction: add `adds`, ack `acks`.
-    Tx(u64, Vec<u64>, Vec<u64>),
+    /// A local transaction: add `adds` to the queue, ack `acks` from it, ack `tacks` for the
+    /// durable subscription; committed when the flag is set, rolled back otherwise.
+    Tx(bool, u64, Vec<u64>, Vec<u64>, Vec<u64>),
     TopicAdd(u64),
     TopicAck(u64),
 }
@@ -90,7 +84,13 @@ impl Op {
         match self {
             Op::Add(n) => format!("add {n}"),
             Op::Ack(n) => format!("ack {n}"),
-            Op::Tx(t, a, k) => format!("tx {t} {} {}", list(a), list(k)),
+            Op::Tx(commit, t, a, k, tk) => format!(
+                "{} {t} {} {} {}",
+                if *commit { "tx" } else { "rb" },
+                list(a),
+                list(k),
+                list(tk)
+            ),
             Op::TopicAdd(n) => format!("tadd {n}"),
             Op::TopicAck(n) => format!("tack {n}"),
         }
@@ -107,10 +107,12 @@ impl Op {
         match parts[0] {
             "add" => Op::Add(parts[1].parse().unwrap()),
             "ack" => Op::Ack(parts[1].parse().unwrap()),
-            "tx" => Op::Tx(
+            "tx" | "rb" => Op::Tx(
+                parts[0] == "tx",
                 parts[1].parse().unwrap(),
                 list(parts.get(2).unwrap_or(&"")),
                 list(parts.get(3).unwrap_or(&"")),
+                list(parts.get(4).unwrap_or(&"")),
             ),
             "tadd" => Op::TopicAdd(parts[1].parse().unwrap()),
             "tack" => Op::TopicAck(parts[1].parse().unwrap()),
@@ -119,10 +121,15 @@ impl Op {
     }
 }
 
+/// One transaction in three is rolled back.
+fn op_is_commit(txn: u64) -> bool {
+    !txn.is_multiple_of(3)
+}
+
 /// The child: runs the workload until killed, printing `@B op` before and `@K op` after each
 /// operation that returned Ok.
-async fn child(dir: &Path, layout: IndexLayout, seed: u64) {
-    let store = KahaDbStore::open(config(dir, layout)).unwrap();
+async fn child(place: &Place, seed: u64) {
+    let store = place.open().await.unwrap();
     let queue = store.queue_store(&q()).await.unwrap();
     let topic = store.topic_store(&t()).await.unwrap();
     if topic.lookup_subscription(&sub()).await.unwrap().is_none() {
@@ -137,24 +144,28 @@ async fn child(dir: &Path, layout: IndexLayout, seed: u64) {
     let mut topic_live: Vec<u64> = Vec::new();
     // Ids are unique across rounds: each round starts from its own range.
     let mut next = seed * 1_000_000;
-    let mut txn = 0;
+    let mut txn = seed * 1_000_000;
+    let take = |rng: &mut Rng, from: &mut Vec<u64>| -> Vec<u64> {
+        if from.is_empty() {
+            vec![]
+        } else {
+            vec![from.remove((rng.next() as usize) % from.len())]
+        }
+    };
     loop {
-        let op = match rng.next() % 10 {
+        let op = match rng.next() % 12 {
             0..=3 => {
                 next += 1;
                 Op::Add(next)
             }
             4..=5 if !live.is_empty() => Op::Ack(live.remove((rng.next() as usize) % live.len())),
-            6 => {
+            6 | 10 => {
                 txn += 1;
                 let adds = vec![next + 1, next + 2];
                 next += 2;
-                let acks = if live.is_empty() {
-                    vec![]
-                } else {
-                    vec![live.remove((rng.next() as usize) % live.len())]
-                };
-                Op::Tx(txn, adds, acks)
+                let acks = take(&mut rng, &mut live);
+                let tacks = take(&mut rng, &mut topic_live);
+                Op::Tx(op_is_commit(txn), txn, adds, acks, tacks)
             }
             7..=8 => {
                 next += 1;
@@ -176,7 +187,7 @@ async fn child(dir: &Path, layout: IndexLayout, seed: u64) {
                 live.push(*n);
             }
             Op::Ack(n) => queue.remove(&id(*n)).await.unwrap(),
-            Op::Tx(n, adds, acks) => {
+            Op::Tx(commit, n, adds, acks, tacks) => {
                 let tx = TransactionId::Local(*n);
                 store.begin(&tx).await.unwrap();
                 for a in adds {
@@ -194,8 +205,28 @@ async fn child(dir: &Path, layout: IndexLayout, seed: u64) {
                         .await
                         .unwrap();
                 }
-                store.commit(&tx).await.unwrap();
-                live.extend(adds);
+                for k in tacks {
+                    store
+                        .enlist(
+                            &tx,
+                            TxOp::TopicAck {
+                                destination: t(),
+                                subscription: sub(),
+                                id: id(*k),
+                            },
+                        )
+                        .await
+                        .unwrap();
+                }
+                if *commit {
+                    store.commit(&tx).await.unwrap();
+                    live.extend(adds);
+                } else {
+                    store.rollback(&tx).await.unwrap();
+                    // Rolled back: what it would have acked is still there.
+                    live.extend(acks);
+                    topic_live.extend(tacks);
+                }
             }
             Op::TopicAdd(n) => {
                 topic.add(msg(&t(), *n)).await.unwrap();
@@ -214,16 +245,12 @@ fn child_process_entry() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let mut parts = spec.splitn(3, '|');
-    let layout = match parts.next() {
-        Some("amq") => IndexLayout::Snapshot,
-        _ => IndexLayout::PageFile,
-    };
-    let seed: u64 = parts.next().unwrap().parse().unwrap();
-    let dir = parts.next().unwrap().to_string();
+    let (seed, place) = spec.split_once('|').unwrap();
+    let seed: u64 = seed.parse().unwrap();
+    let place = Place::decode(place);
     tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(child(Path::new(&dir), layout, seed));
+        .block_on(child(&place, seed));
 }
 
 #[derive(Default)]
@@ -232,8 +259,9 @@ struct Log {
     done: Vec<Op>,
 }
 
-/// Runs one round: child with `seed` killed after `ops` reported operations; returns the log.
-fn round(dir: &Path, engine: &str, seed: u64, ops: usize) -> Log {
+/// Runs one round: child with `seed` killed `delay` after its `ops`th reported operation;
+/// returns the log.
+fn round(place: &Place, seed: u64, ops: usize, delay: Duration) -> Log {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -242,7 +270,7 @@ fn round(dir: &Path, engine: &str, seed: u64, ops: usize) -> Log {
             "--test-threads",
             "1",
         ])
-        .env(CHILD_ENV, format!("{engine}|{seed}|{}", dir.display()))
+        .env(CHILD_ENV, format!("{seed}|{}", place.encode()))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -262,6 +290,8 @@ fn round(dir: &Path, engine: &str, seed: u64, ops: usize) -> Log {
             let op = op.as_str();
             log.done.push(Op::parse(op));
             if !killed && log.done.len() >= ops {
+                // A little later, so the kill lands anywhere in the next operations.
+                std::thread::sleep(delay);
                 child.kill().unwrap(); // SIGKILL
                 killed = true;
             }
@@ -280,7 +310,7 @@ fn history(began: &[Op], done: &[Op], n: u64) -> Vec<(String, bool)> {
         .iter()
         .filter(|op| match op {
             Op::Add(m) | Op::Ack(m) | Op::TopicAdd(m) | Op::TopicAck(m) => *m == n,
-            Op::Tx(_, a, k) => a.contains(&n) || k.contains(&n),
+            Op::Tx(_, _, a, k, tk) => a.contains(&n) || k.contains(&n) || tk.contains(&n),
         })
         .map(|op| (op.line(), done.contains(op)))
         .collect()
@@ -291,13 +321,14 @@ struct Verdict {
 }
 
 /// Checks the reopened store against everything the rounds so far reported.
-async fn check(store: &KahaDbStore, began: &[Op], done: &[Op]) -> Verdict {
-    let done_set: Vec<&Op> = done.iter().collect();
-    let is_done = |op: &Op| done_set.contains(&op);
+async fn check(store: &dyn PersistenceAdapter, began: &[Op], done: &[Op]) -> Verdict {
+    let done_set: HashSet<&Op> = done.iter().collect();
+    let is_done = |op: &Op| done_set.contains(op);
     // Every id ever sent, and its fate.
     let mut queue_expect: BTreeMap<u64, Option<bool>> = BTreeMap::new(); // Some(true) must be present, Some(false) absent, None either
     let mut topic_expect: BTreeMap<u64, Option<bool>> = BTreeMap::new();
-    let mut tx_groups: Vec<(Vec<u64>, Vec<u64>)> = Vec::new();
+    // Committed transactions cut in flight: all of each or none of it.
+    let mut tx_groups: Vec<(&[u64], &[u64], &[u64])> = Vec::new();
     for op in began {
         let ok = is_done(op);
         match op {
@@ -307,15 +338,25 @@ async fn check(store: &KahaDbStore, began: &[Op], done: &[Op]) -> Verdict {
             Op::Ack(n) => {
                 queue_expect.insert(*n, if ok { Some(false) } else { None });
             }
-            Op::Tx(_, adds, acks) => {
+            Op::Tx(true, _, adds, acks, tacks) => {
                 for a in adds {
                     queue_expect.insert(*a, if ok { Some(true) } else { None });
                 }
                 for k in acks {
                     queue_expect.insert(*k, if ok { Some(false) } else { None });
                 }
+                for k in tacks {
+                    topic_expect.insert(*k, if ok { Some(false) } else { None });
+                }
                 if !ok {
-                    tx_groups.push((adds.clone(), acks.clone()));
+                    tx_groups.push((adds, acks, tacks));
+                }
+            }
+            // Rolled back (or cut before it could be): its adds never happened and its acks
+            // change nothing.
+            Op::Tx(false, _, adds, _, _) => {
+                for a in adds {
+                    queue_expect.insert(*a, Some(false));
                 }
             }
             Op::TopicAdd(n) => {
@@ -327,13 +368,16 @@ async fn check(store: &KahaDbStore, began: &[Op], done: &[Op]) -> Verdict {
         }
     }
     let queue = store.queue_store(&q()).await.unwrap();
-    let present: Vec<u64> = queue
-        .browse(None, usize::MAX)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| m.id.producer_seq)
-        .collect();
+    let browsed = queue.browse(None, usize::MAX).await.unwrap();
+    for m in &browsed {
+        assert_eq!(
+            m.body,
+            msg(&q(), m.id.producer_seq).body,
+            "message {} came back with another body",
+            m.id
+        );
+    }
+    let present: Vec<u64> = browsed.iter().map(|m| m.id.producer_seq).collect();
     let present_set: BTreeSet<u64> = present.iter().copied().collect();
     assert_eq!(present.len(), present_set.len(), "duplicates in the queue");
     assert_eq!(queue.count().await.unwrap(), present.len() as u64, "count");
@@ -358,30 +402,20 @@ async fn check(store: &KahaDbStore, began: &[Op], done: &[Op]) -> Verdict {
             None => {}
         }
     }
-    // A transaction in flight: all of it or none of it.
-    for (adds, acks) in &tx_groups {
-        let applied_adds = adds.iter().filter(|a| present_set.contains(a)).count();
-        assert!(
-            applied_adds == 0 || applied_adds == adds.len(),
-            "half a transaction: adds {adds:?}"
-        );
-        if applied_adds == adds.len() {
-            for k in acks {
-                assert!(
-                    !present_set.contains(k),
-                    "transaction applied but its ack of {k} did not"
-                );
-            }
-        }
-    }
     let topic = store.topic_store(&t()).await.unwrap();
-    let pending: BTreeSet<u64> = topic
+    let pending: Vec<u64> = topic
         .browse_subscription(&sub(), None, usize::MAX)
         .await
         .unwrap()
         .iter()
         .map(|m| m.id.producer_seq)
         .collect();
+    assert_eq!(
+        topic.pending_count(&sub()).await.unwrap(),
+        pending.len() as u64,
+        "pending count"
+    );
+    let pending: BTreeSet<u64> = pending.into_iter().collect();
     for n in &pending {
         assert!(
             topic_expect.contains_key(n),
@@ -395,50 +429,109 @@ async fn check(store: &KahaDbStore, began: &[Op], done: &[Op]) -> Verdict {
             None => {}
         }
     }
+    for (adds, acks, tacks) in &tx_groups {
+        let applied = adds.iter().filter(|a| present_set.contains(a)).count();
+        assert!(
+            applied == 0 || applied == adds.len(),
+            "half a transaction: adds {adds:?}"
+        );
+        // What it acked was live before it; so it is gone exactly when the adds arrived.
+        for k in *acks {
+            assert_eq!(
+                present_set.contains(k),
+                applied == 0,
+                "transaction adds {adds:?} applied: {}, but its ack of {k} did not follow",
+                applied > 0
+            );
+        }
+        for k in *tacks {
+            assert_eq!(
+                pending.contains(k),
+                applied == 0,
+                "transaction adds {adds:?} applied: {}, but its topic ack of {k} did not follow",
+                applied > 0
+            );
+        }
+    }
     Verdict {
         checked: queue_expect.len() + topic_expect.len(),
     }
 }
 
-fn run(engine: &str, layout: IndexLayout) {
+fn run(engine: Engine) {
     let rounds: u64 = std::env::var("CRASH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(4);
     let dir = tempfile::tempdir().unwrap();
+    let place = match Place::new(engine, dir.path()) {
+        Ok(p) => p,
+        Err(why) => {
+            eprintln!("SKIPPED {}: {why}", engine.name());
+            return;
+        }
+    };
     let mut rng = Rng(0xC0FFEE);
     let (mut began, mut done) = (Vec::new(), Vec::new());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut checked = 0;
+    let mut in_flight = 0;
     for r in 1..=rounds {
         let ops = 20 + (rng.next() % 400) as usize;
-        let log = round(dir.path(), engine, r, ops);
-        if std::env::var("PD_DEBUG").is_ok() {
-            eprintln!(
-                "round {r}: ops {ops} began {} done {} first {:?}",
-                log.began.len(),
-                log.done.len(),
-                log.began.first()
-            );
-        }
+        let delay = Duration::from_micros(rng.next() % 3_000);
+        let log = round(&place, r, ops, delay);
+        assert!(
+            log.done.len() >= ops,
+            "{}: round {r}: the child stopped after {} operations (it must run until killed)",
+            engine.name(),
+            log.done.len()
+        );
+        in_flight += log.began.len() - log.done.len();
         began.extend(log.began);
         done.extend(log.done);
-        let store = KahaDbStore::open(config(dir.path(), layout)).unwrap();
-        checked = rt.block_on(check(&store, &began, &done)).checked;
+        let store = rt.block_on(place.open()).unwrap();
+        checked = rt.block_on(check(store.as_ref(), &began, &done)).checked;
         rt.block_on(store.close()).unwrap();
     }
+    rt.block_on(place.drop_tables());
     eprintln!(
-        "{engine}: {rounds} rounds killed with SIGKILL, {} operations reported done, {checked} message fates checked, 0 lost",
+        "{}: {rounds} rounds killed with SIGKILL ({in_flight} operations cut in flight), {} operations reported done, {checked} message fates checked, 0 lost",
+        engine.name(),
         done.len()
     );
 }
 
 #[test]
 fn kahadb_survives_kill_9() {
-    run("kahadb", IndexLayout::PageFile);
+    run(Engine::Kahadb);
 }
 
 #[test]
 fn amq_survives_kill_9() {
-    run("amq", IndexLayout::Snapshot);
+    run(Engine::Amq);
+}
+
+#[test]
+fn jdbc_sqlite_survives_kill_9() {
+    run(Engine::JdbcSqlite);
+}
+
+#[test]
+fn jdbc_mariadb_survives_kill_9() {
+    run(Engine::JdbcMysql);
+}
+
+#[test]
+fn jdbc_postgres_survives_kill_9() {
+    run(Engine::JdbcPostgres);
+}
+
+#[test]
+fn journaled_jdbc_sqlite_survives_kill_9() {
+    run(Engine::JournaledSqlite);
+}
+
+#[test]
+fn journaled_jdbc_mariadb_survives_kill_9() {
+    run(Engine::JournaledMysql);
 }
