@@ -23,8 +23,10 @@ struct Current {
 }
 
 /// How long the writer may hold a group open for writers that were in the previous group and
-/// have not come back yet. Bounded well below one fsync, so a writer that stopped costs the
-/// others at most this much latency, once.
+/// have not come back yet, at most. It also waits no longer than half the last fsync took: on a
+/// fast disk a second fsync costs less than waiting for stragglers, and while it runs the CPU
+/// work of the next group overlaps it (measured here with 50–80 µs fsyncs: 16 writers ~67k →
+/// ~73k adds/s). A writer that stopped costs the others at most this much latency, once.
 const GROUP_WAIT: Duration = Duration::from_micros(100);
 
 pub(crate) fn run(shared: Arc<Shared>) {
@@ -32,6 +34,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
     let mut next: NextFile = None;
     let mut last_sync = Instant::now();
     let mut last_group = 0usize;
+    let mut last_fsync = GROUP_WAIT;
     loop {
         let (batches, sync_waiters, shutdown) = {
             let mut q = shared.queue.lock();
@@ -66,7 +69,8 @@ pub(crate) fn run(shared: Arc<Shared>) {
             // way back with their next append; waiting a moment for them turns two half-full
             // fsyncs into one full one.
             if shared.config.sync == SyncPolicy::Always && last_group > 1 {
-                let deadline = Instant::now() + GROUP_WAIT;
+                let wait = GROUP_WAIT.min(last_fsync / 2);
+                let deadline = Instant::now() + wait;
                 while q.pending_appends() < last_group
                     && q.sync_requested.is_empty()
                     && !q.shutdown
@@ -95,7 +99,9 @@ pub(crate) fn run(shared: Arc<Shared>) {
             let want = force || periodic_due || shared.config.sync == SyncPolicy::Always;
             match current.as_mut() {
                 Some(c) if want && c.dirty => {
+                    let t = Instant::now();
                     sync(&shared, c)?;
+                    last_fsync = t.elapsed();
                     last_sync = Instant::now();
                     Ok(())
                 }
