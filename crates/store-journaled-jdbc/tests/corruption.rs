@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use common::Factory;
 use proptest::prelude::*;
+use store_api::testkit::damage::{Damage, damage};
 use store_api::{Body, Destination, Message, MessageId, PersistenceAdapter};
 use store_journal::fs::{FileSystem, SimFs};
 use store_journaled_jdbc::{JournaledJdbcConfig, JournaledJdbcStore};
@@ -77,21 +78,6 @@ fn journal_files(fs: &SimFs, dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-#[derive(Debug, Clone)]
-enum Damage {
-    Flip(u8),
-    Zero(usize),
-    Truncate,
-}
-
-fn damage() -> impl Strategy<Value = Damage> {
-    prop_oneof![
-        (1u8..=255).prop_map(Damage::Flip),
-        (1usize..600).prop_map(Damage::Zero),
-        Just(Damage::Truncate),
-    ]
-}
-
 async fn attack(
     file: prop::sample::Index,
     at: prop::sample::Index,
@@ -108,15 +94,7 @@ async fn attack(
     if bytes.is_empty() {
         return Ok(());
     }
-    let i = at.index(bytes.len());
-    match d {
-        Damage::Flip(x) => bytes[i] ^= x,
-        Damage::Zero(n) => {
-            let end = (i + n).min(bytes.len());
-            bytes[i..end].iter_mut().for_each(|b| *b = 0);
-        }
-        Damage::Truncate => bytes.truncate(i),
-    }
+    d.apply(&mut bytes, at);
     fs.set_contents(path, bytes).unwrap();
     let opened = tokio::time::timeout(
         Duration::from_secs(60),

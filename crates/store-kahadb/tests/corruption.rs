@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use store_api::testkit::damage::{Damage, damage};
 use store_api::{
     Body, Destination, Message, MessageId, PersistenceAdapter, SubscriptionInfo, SubscriptionKey,
 };
@@ -91,21 +92,6 @@ fn files(fs: &SimFs) -> Vec<PathBuf> {
     out
 }
 
-#[derive(Debug, Clone)]
-enum Damage {
-    Flip(u8),
-    Zero(usize),
-    Truncate,
-}
-
-fn damage() -> impl Strategy<Value = Damage> {
-    prop_oneof![
-        (1u8..=255).prop_map(Damage::Flip),
-        (1usize..600).prop_map(Damage::Zero),
-        Just(Damage::Truncate),
-    ]
-}
-
 fn attack(
     layout: IndexLayout,
     file: prop::sample::Index,
@@ -119,15 +105,7 @@ fn attack(
     if bytes.is_empty() {
         return Ok(());
     }
-    let i = at.index(bytes.len());
-    match d {
-        Damage::Flip(x) => bytes[i] ^= x,
-        Damage::Zero(n) => {
-            let end = (i + n).min(bytes.len());
-            bytes[i..end].iter_mut().for_each(|b| *b = 0);
-        }
-        Damage::Truncate => bytes.truncate(i),
-    }
+    d.apply(&mut bytes, at);
     fs.set_contents(path, bytes).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -14,6 +14,7 @@
 //! closing and reopening the store at each of the scenario's reopen points; for an engine that
 //! is not durable those tests are generated as ignored, so the skip shows in the test output.
 
+pub mod damage;
 mod machine;
 pub mod model;
 pub mod model_store;
