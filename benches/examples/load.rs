@@ -1,6 +1,7 @@
 //! A fixed load for profiling one engine outside criterion:
 //! `cargo run --release -p benches --example load -- kahadb 16 5`
-//! (engine, concurrent writers, seconds). Prints messages/s and messages per fsync.
+//! (engine, concurrent writers, seconds). Prints messages/s, messages per fsync and the
+//! journal's average fdatasync time.
 //! `BENCH_SYNC_NEVER=1` runs KahaDB without fsyncs (the CPU ceiling of the write path) and
 //! `BENCH_NO_PREALLOCATE=1` without preallocated journal files.
 
@@ -47,6 +48,13 @@ fn main() {
             run += 1;
         }
         let fsyncs = engine.fsyncs().zip(before).map(|(a, b)| a - b);
+        let metric = |name: &str| {
+            engine
+                .store
+                .metrics()
+                .into_iter()
+                .find_map(|(k, v)| (k == name).then_some(v))
+        };
         println!(
             "{}: {writers} writers, {:.0} messages/s, {}",
             engine.name,
@@ -56,6 +64,14 @@ fn main() {
                 n as f64 / f.max(1) as f64
             ))
         );
+        if let (Some(micros), Some(count)) =
+            (metric("journal_fsync_micros"), metric("journal_fsyncs"))
+        {
+            println!(
+                "  average fdatasync {:.0} µs over {count}",
+                micros as f64 / count.max(1) as f64
+            );
+        }
         engine.store.close().await.expect("close");
     });
 }

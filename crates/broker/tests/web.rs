@@ -134,6 +134,7 @@ async fn api_metrics_actions_and_their_protection() {
         "broker_destination_consumers{destination=\"topic://t\"} 1",
         "broker_store_journal_files ",
         "broker_store_journal_fsyncs ",
+        "broker_store_journal_fsync_micros ",
     ] {
         assert!(
             metrics.body.contains(line),

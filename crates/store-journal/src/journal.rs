@@ -79,13 +79,16 @@ impl JournalConfig {
     }
 }
 
-/// Counters, for benchmarks and monitoring. `fsyncs` counts `fdatasync` calls on data files.
+/// Counters, for benchmarks and monitoring. `fsyncs` counts `fdatasync` calls on data files and
+/// `fsync_micros` the time spent in them, so that `fsync_micros / fsyncs` is the disk's latency
+/// as the writer sees it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JournalStats {
     pub appends: u64,
     pub records: u64,
     pub batches: u64,
     pub fsyncs: u64,
+    pub fsync_micros: u64,
     pub bytes: u64,
 }
 
@@ -95,6 +98,7 @@ pub(crate) struct Counters {
     pub(crate) records: AtomicU64,
     pub(crate) batches: AtomicU64,
     pub(crate) fsyncs: AtomicU64,
+    pub(crate) fsync_micros: AtomicU64,
     pub(crate) bytes: AtomicU64,
 }
 
@@ -501,6 +505,7 @@ impl Journal {
             records: c.records.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
             fsyncs: c.fsyncs.load(Ordering::Relaxed),
+            fsync_micros: c.fsync_micros.load(Ordering::Relaxed),
             bytes: c.bytes.load(Ordering::Relaxed),
         }
     }

@@ -99,9 +99,9 @@ pub(crate) fn run(shared: Arc<Shared>) {
             let want = force || periodic_due || shared.config.sync == SyncPolicy::Always;
             match current.as_mut() {
                 Some(c) if want && c.dirty => {
-                    let t = Instant::now();
+                    let started = Instant::now();
                     sync(&shared, c)?;
-                    last_fsync = t.elapsed();
+                    last_fsync = started.elapsed();
                     last_sync = Instant::now();
                     Ok(())
                 }
@@ -137,6 +137,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
 }
 
 fn sync(shared: &Shared, c: &mut Current) -> Result<()> {
+    let started = Instant::now();
     c.file.sync_data().map_err(|e| {
         JournalError::io(
             format!("syncing {}", shared.config.path_of(c.id).display()),
@@ -144,6 +145,10 @@ fn sync(shared: &Shared, c: &mut Current) -> Result<()> {
         )
     })?;
     shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+    shared
+        .counters
+        .fsync_micros
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
     c.dirty = false;
     Ok(())
 }

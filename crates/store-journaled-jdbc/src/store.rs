@@ -750,9 +750,11 @@ fn not_found_tx(tx: &TransactionId) -> StoreError {
 #[async_trait]
 impl PersistenceAdapter for JournaledJdbcStore {
     fn metrics(&self) -> Vec<(&'static str, u64)> {
+        let journal = self.inner.journal.stats();
         vec![
-            ("journal_fsyncs", self.journal_fsyncs()),
-            ("journal_bytes", self.journal_bytes()),
+            ("journal_fsyncs", journal.fsyncs),
+            ("journal_fsync_micros", journal.fsync_micros),
+            ("journal_bytes", journal.bytes),
             ("checkpoints", self.checkpoints()),
         ]
     }

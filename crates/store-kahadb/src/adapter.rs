@@ -101,6 +101,7 @@ impl PersistenceAdapter for KahaDbStore {
         let s = self.stats();
         vec![
             ("journal_fsyncs", s.journal.fsyncs),
+            ("journal_fsync_micros", s.journal.fsync_micros),
             ("journal_bytes", s.journal.bytes),
             ("journal_files", s.journal_files as u64),
             ("index_pages", s.index_pages),
