@@ -23,18 +23,12 @@ pub trait File: Send + Sync {
     fn len(&self) -> io::Result<u64>;
     fn set_len(&self, len: u64) -> io::Result<()>;
 
-    /// Reserves blocks for the first `len` bytes, reading as zeros, so later writes there do
-    /// not allocate (and `fdatasync` after them has no allocation metadata to write).
+    /// Reserves blocks for the first `len` bytes, reading as zeros and already written, so later
+    /// writes there do not allocate (and `fdatasync` after them has no allocation or extent
+    /// metadata to write).
     fn allocate(&self, len: u64) -> io::Result<()> {
-        const CHUNK: u64 = 1 << 20;
-        let zeros = vec![0u8; CHUNK as usize];
-        let mut at = self.len()?;
-        while at < len {
-            let n = CHUNK.min(len - at) as usize;
-            self.write_all_at(&zeros[..n], at)?;
-            at += n as u64;
-        }
-        Ok(())
+        let from = self.len()?;
+        write_zeros(self, from, len)
     }
 
     fn is_empty(&self) -> io::Result<bool> {
@@ -95,11 +89,31 @@ impl File for RealFile {
         self.0.set_len(len)
     }
     fn allocate(&self, len: u64) -> io::Result<()> {
-        // fallocate costs no data writes; measured on the development VM it gives the same
-        // overwrite+fdatasync rate as writing zeros, without the CPU and page-cache churn.
+        // Reserve the blocks in one call (contiguous, and a full disk fails here rather than in
+        // the middle of a batch), then write zeros over them: fallocate leaves its extents
+        // "unwritten", and every fdatasync after the first write into one must also convert it.
+        // Measured on the development VM (a Python pwrite+fdatasync probe): 96 µs per 9 KiB
+        // write+fdatasync into fallocated blocks, 79 µs into zeroed ones (16 KiB: 112 vs 84);
+        // KahaDB with 16 writers went from ~74k to ~96k adds/s. This is ActiveMQ's
+        // `preallocationStrategy=zeros`. The zeros are written by the journal's helper thread,
+        // ahead of need.
         rustix::fs::fallocate(&self.0, rustix::fs::FallocateFlags::empty(), 0, len)
-            .map_err(io::Error::from)
+            .map_err(io::Error::from)?;
+        write_zeros(self, 0, len)
     }
+}
+
+/// Writes zeros over `[from, to)` in 1 MiB pieces.
+fn write_zeros<F: File + ?Sized>(f: &F, from: u64, to: u64) -> io::Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    let zeros = vec![0u8; CHUNK.min(to.saturating_sub(from)) as usize];
+    let mut at = from;
+    while at < to {
+        let n = CHUNK.min(to - at) as usize;
+        f.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 impl FileSystem for RealFs {
