@@ -1195,6 +1195,33 @@ impl Index {
         }
     }
 
+    /// Undoes a relocation whose journal write failed: if the entry still points at the copy
+    /// (`from`), it points at the original (`to`) again.
+    pub fn undo_relocate(
+        &mut self,
+        d: &Destination,
+        id: &MessageId,
+        from: Location,
+        to: Location,
+    ) -> Result<()> {
+        if let Some((ok, mut e)) = self.lookup(d, id)?
+            && e.loc == from
+        {
+            e.loc = to;
+            if let Some(meta) = self.cat.destinations.get_mut(d) {
+                btree::insert(
+                    &mut self.pf,
+                    &mut meta.order_root,
+                    order_key(ok),
+                    &e.encode(),
+                )?;
+            }
+            self.drop_ref(from.file);
+            self.add_ref(to.file);
+        }
+        Ok(())
+    }
+
     /// Undoes an add whose journal write failed, so it never becomes visible.
     pub fn undo_add(&mut self, m: &Message, loc: Location) -> Result<()> {
         if let Some((ok, e)) = self.lookup(&m.destination, &m.id)?

@@ -334,7 +334,7 @@ impl Inner {
     /// GC can delete it (and with it every file kept only by the ack rule for it).
     fn compact(&self) -> Result<()> {
         let tail = self.journal.tail_file();
-        let pending = {
+        let (pending, moved) = {
             let mut ix = self.index.lock();
             let candidate = ix
                 .cat
@@ -346,6 +346,8 @@ impl Inner {
                 return Ok(());
             };
             let mut cmds = Vec::new();
+            // Where each relocated message was, in the order of `cmds`.
+            let mut moved = Vec::new();
             for (d, ok, e) in ix.messages_in_file(file)? {
                 if ix.pending.get(&d).is_some_and(|p| p.contains(&ok.sequence)) {
                     return Ok(());
@@ -361,6 +363,7 @@ impl Inner {
                 } else {
                     Vec::new()
                 };
+                moved.push((d, message.id.clone(), e.loc));
                 cmds.push(Command::Relocate {
                     message,
                     pending_for,
@@ -404,10 +407,26 @@ impl Inner {
                 "compacting: copying the last live records of a journal file forward"
             );
             self.counters.lock().records_compacted += n;
-            self.write(&mut ix, cmds, false)
-                .map_err(|e| KahaError::Poisoned(e.to_string()))?
+            let pending = self
+                .write(&mut ix, cmds, false)
+                .map_err(|e| KahaError::Poisoned(e.to_string()))?;
+            (pending, moved)
         };
-        pending.completion.wait()?;
+        let PendingWrite {
+            completion,
+            locations,
+            ..
+        } = pending;
+        if let Err(e) = completion.wait() {
+            // The copies never reached the disk (the journal is poisoned now, so nothing can
+            // have been written after them): point the index back at the originals, which are
+            // intact and which GC keeps, so that reads go on until the store is reopened.
+            let mut ix = self.index.lock();
+            for ((d, id, old), new) in moved.iter().zip(&locations) {
+                ix.undo_relocate(d, id, *new, *old)?;
+            }
+            return Err(e.into());
+        }
         Ok(())
     }
 
