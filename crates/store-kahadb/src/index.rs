@@ -1174,23 +1174,8 @@ impl Index {
         pending_for: &[SubscriptionKey],
         loc: Location,
     ) -> Result<()> {
-        let d = &m.destination;
-        match self.lookup(d, &m.id)? {
-            Some((ok, mut e)) => {
-                let old = e.loc.file;
-                e.loc = loc;
-                if let Some(meta) = self.cat.destinations.get_mut(d) {
-                    btree::insert(
-                        &mut self.pf,
-                        &mut meta.order_root,
-                        order_key(ok),
-                        &e.encode(),
-                    )?;
-                }
-                self.drop_ref(old);
-                self.add_ref(loc.file);
-                Ok(())
-            }
+        match self.lookup(&m.destination, &m.id)? {
+            Some((ok, e)) => self.move_entry(&m.destination, ok, e, loc),
             None => self.add(m, loc, pending_for),
         }
     }
@@ -1204,21 +1189,32 @@ impl Index {
         from: Location,
         to: Location,
     ) -> Result<()> {
-        if let Some((ok, mut e)) = self.lookup(d, id)?
-            && e.loc == from
-        {
-            e.loc = to;
-            if let Some(meta) = self.cat.destinations.get_mut(d) {
-                btree::insert(
-                    &mut self.pf,
-                    &mut meta.order_root,
-                    order_key(ok),
-                    &e.encode(),
-                )?;
-            }
-            self.drop_ref(from.file);
-            self.add_ref(to.file);
+        match self.lookup(d, id)? {
+            Some((ok, e)) if e.loc == from => self.move_entry(d, ok, e, to),
+            _ => Ok(()),
         }
+    }
+
+    /// Points a message's entry at another record of it, moving its file reference along.
+    fn move_entry(
+        &mut self,
+        d: &Destination,
+        ok: OrderKey,
+        mut e: Entry,
+        to: Location,
+    ) -> Result<()> {
+        let from = e.loc.file;
+        e.loc = to;
+        if let Some(meta) = self.cat.destinations.get_mut(d) {
+            btree::insert(
+                &mut self.pf,
+                &mut meta.order_root,
+                order_key(ok),
+                &e.encode(),
+            )?;
+        }
+        self.drop_ref(from);
+        self.add_ref(to.file);
         Ok(())
     }
 
