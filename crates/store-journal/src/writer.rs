@@ -99,9 +99,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
             let want = force || periodic_due || shared.config.sync == SyncPolicy::Always;
             match current.as_mut() {
                 Some(c) if want && c.dirty => {
-                    let started = Instant::now();
-                    sync(&shared, c)?;
-                    last_fsync = started.elapsed();
+                    last_fsync = sync(&shared, c)?;
                     last_sync = Instant::now();
                     Ok(())
                 }
@@ -136,7 +134,8 @@ pub(crate) fn run(shared: Arc<Shared>) {
     }
 }
 
-fn sync(shared: &Shared, c: &mut Current) -> Result<()> {
+/// `fdatasync`s the current file; returns how long it took.
+fn sync(shared: &Shared, c: &mut Current) -> Result<Duration> {
     let started = Instant::now();
     c.file.sync_data().map_err(|e| {
         JournalError::io(
@@ -145,12 +144,13 @@ fn sync(shared: &Shared, c: &mut Current) -> Result<()> {
         )
     })?;
     shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+    let took = started.elapsed();
     shared
         .counters
         .fsync_micros
-        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
     c.dirty = false;
-    Ok(())
+    Ok(took)
 }
 
 /// Writes the batches in order, rotating files as their locations say. Their waiters are moved
