@@ -14,7 +14,10 @@ fuzz_target!(|data: &[u8]| {
     let fs = SimFs::new();
     let path = Path::new("/j/db-1.log");
     let file = fs.open(path, true).expect("sim file");
-    let mut bytes = format::file_header(1).to_vec();
+    // The fuzzed bytes start where the first batch goes.
+    let layout = format::Layout::CURRENT;
+    let mut bytes = format::file_header(1, layout).to_vec();
+    bytes.resize(layout.data_start() as usize, 0);
     bytes.extend_from_slice(data);
     file.write_all_at(&bytes, 0).expect("sim write");
     let mut config = JournalConfig::new("/j", "db-", ".log");

@@ -56,6 +56,12 @@ pub trait File: Send + Sync {
 pub trait FileSystem: Send + Sync + 'static {
     /// Opens a file for reading and writing, creating it when `create` is true.
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn File>>;
+    /// Opens an existing file for writes that bypass the page cache (`O_DIRECT`), if the file
+    /// system takes them with offsets, lengths and memory aligned to [`DIRECT_IO_ALIGN`];
+    /// `None` where it does not (the caller then writes through [`FileSystem::open`]'s handle).
+    fn open_direct(&self, _path: &Path) -> io::Result<Option<Arc<dyn File>>> {
+        Ok(None)
+    }
     fn remove(&self, path: &Path) -> io::Result<()>;
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Names of the files directly in `dir`.
@@ -65,6 +71,10 @@ pub trait FileSystem: Send + Sync + 'static {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     fn exists(&self, path: &Path) -> bool;
 }
+
+/// The alignment of offsets and lengths that [`FileSystem::open_direct`]'s handles need (a disk
+/// sector); buffers must be page-aligned.
+pub const DIRECT_IO_ALIGN: u64 = 512;
 
 /// The operating system's file system.
 #[derive(Debug, Default, Clone, Copy)]
@@ -125,6 +135,31 @@ impl FileSystem for RealFs {
             .truncate(false)
             .open(path)?;
         Ok(Arc::new(RealFile(f)))
+    }
+    fn open_direct(&self, path: &Path) -> io::Result<Option<Arc<dyn File>>> {
+        use rustix::fs::{AtFlags, CWD, OFlags, StatxFlags, statx};
+        use std::os::unix::fs::OpenOptionsExt;
+        // Only where the kernel says which alignment direct I/O needs (Linux 6.1+) and it is
+        // at most a sector and a page: tmpfs, 4Kn disks and older kernels write buffered.
+        let Ok(st) = statx(CWD, path, AtFlags::empty(), StatxFlags::DIOALIGN) else {
+            return Ok(None);
+        };
+        let known = st.stx_mask & StatxFlags::DIOALIGN.bits() != 0;
+        let offset_align = u64::from(st.stx_dio_offset_align);
+        let mem_align = u64::from(st.stx_dio_mem_align);
+        if !known || offset_align == 0 || offset_align > DIRECT_IO_ALIGN || mem_align > 4096 {
+            return Ok(None);
+        }
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(OFlags::DIRECT.bits() as i32)
+            .open(path)
+        {
+            Ok(f) => Ok(Some(Arc::new(RealFile(f)))),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
     fn remove(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 
 use crate::Location;
 use crate::error::{JournalError, Result};
-use crate::format::{self, BATCH_HEADER_LEN, FILE_HEADER_LEN, RECORD_HEADER_LEN};
+use crate::format::{self, BATCH_HEADER_LEN, FILE_HEADER_LEN, Layout, RECORD_HEADER_LEN};
 use crate::fs::{File, FileSystem};
 
 /// What to do when recovery finds damage followed by valid data.
@@ -45,6 +45,14 @@ pub struct JournalConfig {
     /// has no allocation metadata to write.
     pub preallocate: bool,
     pub recovery: RecoveryMode,
+    /// Under [`SyncPolicy::Always`], how many group commits may be in flight at once, each
+    /// written and fsynced by its own writer thread and answered in journal order; the other
+    /// policies always use 1. The default is 1: on the 2-core development VM two in flight
+    /// measured 80.5k adds/s against 83.6k for one (KahaDB, 16 writers, criterion), although
+    /// its disk runs two flushes at ~1.5x the rate of one — the second thread's wake-ups cost
+    /// more CPU than the overlap saves. A machine with more cores and a deep-queue disk
+    /// (NVMe) is where more than one pays.
+    pub writes_in_flight: usize,
 }
 
 impl JournalConfig {
@@ -59,6 +67,7 @@ impl JournalConfig {
             sync: SyncPolicy::Always,
             preallocate: true,
             recovery: RecoveryMode::Strict,
+            writes_in_flight: 1,
         }
     }
 
@@ -106,7 +115,7 @@ pub(crate) struct Counters {
 pub(crate) struct PendingBatch {
     pub(crate) file: u32,
     pub(crate) start: u64,
-    /// 16 placeholder bytes for the batch header, then the records.
+    /// `BATCH_HEADER_LEN` placeholder bytes for the batch header, then the records.
     pub(crate) buf: Vec<u8>,
     pub(crate) waiters: Vec<oneshot::Sender<Result<()>>>,
     /// Some append in it must be fsynced whatever the policy (an XA prepare).
@@ -122,8 +131,9 @@ pub(crate) struct Queue {
     /// Set to make the writer fsync what it has written (periodic policy, explicit `sync`).
     pub(crate) sync_requested: Vec<oneshot::Sender<Result<()>>>,
     pub(crate) shutdown: bool,
-    /// The writer is asleep on `work`: only then does an append pay for a wake-up.
-    pub(crate) writer_waiting: bool,
+    /// Writer threads asleep on `work`: only then does an append pay for a wake-up.
+    pub(crate) writers_waiting: usize,
+    pub(crate) pipeline: crate::writer::Pipeline,
 }
 
 impl Queue {
@@ -142,7 +152,13 @@ pub(crate) struct Shared {
     pub(crate) fs: Arc<dyn FileSystem>,
     pub(crate) queue: Mutex<Queue>,
     pub(crate) work: Condvar,
+    /// Where writer threads wait for their turn to gather a group.
+    pub(crate) turn: Condvar,
+    /// The data file being created ahead of need.
+    pub(crate) next_file: Mutex<crate::writer::NextFile>,
     pub(crate) files: Mutex<BTreeMap<u32, Arc<dyn File>>>,
+    /// The layout of each data file, from its header.
+    pub(crate) layouts: Mutex<BTreeMap<u32, Layout>>,
     /// Everything before this location is written (maybe not yet synced).
     pub(crate) written: Mutex<Location>,
     pub(crate) written_cv: Condvar,
@@ -157,6 +173,25 @@ impl Shared {
         if p.is_none() {
             tracing::error!(journal = %self.config.directory.display(), "journal poisoned: {why}");
             *p = Some(why);
+        }
+    }
+
+    pub(crate) fn writer_threads(&self) -> usize {
+        match self.config.sync {
+            SyncPolicy::Always => self.config.writes_in_flight.max(1),
+            _ => 1,
+        }
+    }
+
+    fn stop_writers(&self, writers: &Mutex<Vec<JoinHandle<()>>>) {
+        self.queue.lock().shutdown = true;
+        self.work.notify_all();
+        self.turn.notify_all();
+        for h in writers.lock().drain(..) {
+            let _ = h.join();
+        }
+        if let Some((_, h)) = self.next_file.lock().take() {
+            let _ = h.join();
         }
     }
 
@@ -181,6 +216,26 @@ impl Shared {
             .map_err(|e| JournalError::io(format!("opening {}", path.display()), e))?;
         self.files.lock().insert(id, f.clone());
         Ok(f)
+    }
+
+    /// The layout of data file `id`: from the map, or from the file's header.
+    pub(crate) fn layout(&self, id: u32, file: &dyn File) -> Result<Layout> {
+        if let Some(l) = self.layouts.lock().get(&id) {
+            return Ok(*l);
+        }
+        let path = self.config.path_of(id);
+        let mut header = [0u8; FILE_HEADER_LEN as usize];
+        file.read_exact_at(&mut header, 0).map_err(|e| {
+            JournalError::io(format!("reading the header of {}", path.display()), e)
+        })?;
+        let layout =
+            format::check_file_header(&header, id).map_err(|reason| JournalError::Corrupt {
+                file: path,
+                offset: 0,
+                reason,
+            })?;
+        self.layouts.lock().insert(id, layout);
+        Ok(layout)
     }
 }
 
@@ -218,7 +273,7 @@ pub struct Appended {
 /// The journal. Cheap to share behind an `Arc`; every method takes `&self`.
 pub struct Journal {
     pub(crate) shared: Arc<Shared>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    writers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Journal {
@@ -240,10 +295,14 @@ impl Journal {
                 tail_offset: recovered.tail_offset,
                 sync_requested: Vec::new(),
                 shutdown: false,
-                writer_waiting: false,
+                writers_waiting: 0,
+                pipeline: crate::writer::Pipeline::new(tail),
             }),
             work: Condvar::new(),
+            turn: Condvar::new(),
+            next_file: Mutex::new(None),
             files: Mutex::new(recovered.files),
+            layouts: Mutex::new(recovered.layouts),
             written: Mutex::new(tail),
             written_cv: Condvar::new(),
             poisoned: Mutex::new(None),
@@ -252,15 +311,19 @@ impl Journal {
             config,
             fs,
         });
-        let writer_shared = shared.clone();
-        let handle = std::thread::Builder::new()
-            .name("journal-writer".into())
-            .spawn(move || crate::writer::run(writer_shared))
-            .map_err(|e| JournalError::io("starting the journal writer thread", e))?;
-        Ok(Journal {
-            shared,
-            writer: Mutex::new(Some(handle)),
-        })
+        let journal = Journal {
+            shared: shared.clone(),
+            writers: Mutex::new(Vec::new()),
+        };
+        for _ in 0..shared.writer_threads() {
+            let writer_shared = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name("journal-writer".into())
+                .spawn(move || crate::writer::run(writer_shared))
+                .map_err(|e| JournalError::io("starting a journal writer thread", e))?;
+            journal.writers.lock().push(handle);
+        }
+        Ok(journal)
     }
 
     pub fn config(&self) -> &JournalConfig {
@@ -298,10 +361,12 @@ impl Journal {
             if let Some(b) = q.open.take() {
                 q.closed_batches.push_back(b);
             }
+            let layout = Layout::CURRENT;
+            q.tail_offset = layout.next_batch(q.tail_offset);
             let needed = (BATCH_HEADER_LEN + total) as u64;
-            if q.tail_offset + needed > cfg.max_file_length && q.tail_offset > FILE_HEADER_LEN {
+            if q.tail_offset + needed > cfg.max_file_length && q.tail_offset > layout.data_start() {
                 q.tail_file += 1;
-                q.tail_offset = FILE_HEADER_LEN;
+                q.tail_offset = layout.data_start();
             }
             let mut buf = Vec::with_capacity(BATCH_HEADER_LEN + total);
             buf.resize(BATCH_HEADER_LEN, 0);
@@ -329,7 +394,7 @@ impl Journal {
         batch.force_sync |= force_sync;
         let end_offset = batch.start + batch.buf.len() as u64;
         q.tail_offset = end_offset;
-        let wake = q.writer_waiting;
+        let wake = q.writers_waiting > 0;
         drop(q);
         if wake {
             self.shared.work.notify_one();
@@ -522,11 +587,7 @@ impl Journal {
         } else {
             Ok(())
         };
-        self.shared.queue.lock().shutdown = true;
-        self.shared.work.notify_all();
-        if let Some(h) = self.writer.lock().take() {
-            let _ = h.join();
-        }
+        self.shared.stop_writers(&self.writers);
         self.shared.closed.store(true, Ordering::Release);
         self.shared.files.lock().clear();
         synced
@@ -539,11 +600,7 @@ impl Journal {
 
 impl Drop for Journal {
     fn drop(&mut self) {
-        self.shared.queue.lock().shutdown = true;
-        self.shared.work.notify_all();
-        if let Some(h) = self.writer.lock().take() {
-            let _ = h.join();
-        }
+        self.shared.stop_writers(&self.writers);
     }
 }
 
@@ -553,18 +610,22 @@ pub struct Replay {
     files: VecDeque<u32>,
     from: Location,
     current: VecDeque<(Location, Vec<u8>)>,
-    /// The file being read and the offset of its next batch.
-    pos: Option<(u32, u64, Arc<dyn File>)>,
+    /// The file being read, the offset of its next batch, and its layout.
+    pos: Option<(u32, u64, Arc<dyn File>, Layout)>,
     done: bool,
 }
 
 impl Replay {
     fn next_batch(&mut self) -> Result<bool> {
         loop {
-            let (file_id, offset, file) = match self.pos.take() {
+            let (file_id, offset, file, layout) = match self.pos.take() {
                 Some(p) => p,
                 None => match self.files.pop_front() {
-                    Some(id) => (id, FILE_HEADER_LEN, self.shared.file(id)?),
+                    Some(id) => {
+                        let file = self.shared.file(id)?;
+                        let layout = self.shared.layout(id, file.as_ref())?;
+                        (id, layout.data_start(), file, layout)
+                    }
                     None => return Ok(false),
                 },
             };
@@ -576,10 +637,11 @@ impl Replay {
                 file.len()
                     .map_err(|e| JournalError::io(format!("reading {}", path.display()), e))?
             };
-            if offset + BATCH_HEADER_LEN as u64 > limit {
+            let hlen = layout.batch_header_len();
+            if offset + hlen as u64 > limit {
                 continue;
             }
-            let mut header = [0u8; BATCH_HEADER_LEN];
+            let mut header = vec![0u8; hlen];
             file.read_exact_at(&mut header, offset)
                 .map_err(|e| JournalError::io(format!("reading {}", path.display()), e))?;
             if format::u32_at(&header, 0) == 0 {
@@ -590,26 +652,41 @@ impl Replay {
                 offset: at,
                 reason,
             };
-            let Some((len, crc)) = format::parse_batch_header(&header) else {
-                match self.skip_damage(file_id, &file, offset, limit, "invalid batch header")? {
+            let Some(h) = layout.parse_batch_header(&header) else {
+                match self.skip_damage(
+                    file_id,
+                    &file,
+                    layout,
+                    offset,
+                    limit,
+                    "invalid batch header",
+                )? {
                     Some(next) => {
-                        self.pos = Some((file_id, next, file));
+                        self.pos = Some((file_id, next, file, layout));
                         continue;
                     }
                     None => return Err(corrupt(offset, "invalid batch header".into())),
                 }
             };
-            let payload_at = offset + BATCH_HEADER_LEN as u64;
+            let payload_at = offset + hlen as u64;
+            let len = h.payload_len;
             let mut payload = vec![0u8; len as usize];
             let read = if payload_at + u64::from(len) <= limit {
                 file.read_exact_at(&mut payload, payload_at).is_ok()
             } else {
                 false
             };
-            if !read || crc32fast::hash(&payload) != crc {
-                match self.skip_damage(file_id, &file, offset, limit, "batch checksum mismatch")? {
+            if !read || crc32fast::hash(&payload) != h.payload_crc {
+                match self.skip_damage(
+                    file_id,
+                    &file,
+                    layout,
+                    offset,
+                    limit,
+                    "batch checksum mismatch",
+                )? {
                     Some(next) => {
-                        self.pos = Some((file_id, next, file));
+                        self.pos = Some((file_id, next, file, layout));
                         continue;
                     }
                     None => {
@@ -624,7 +701,12 @@ impl Replay {
                 .map_err(|(at, why)| corrupt(at, why))?;
             self.current
                 .extend(records.into_iter().filter(|(loc, _)| *loc >= self.from));
-            self.pos = Some((file_id, payload_at + u64::from(len), file));
+            self.pos = Some((
+                file_id,
+                layout.next_batch(payload_at + u64::from(len)),
+                file,
+                layout,
+            ));
             if !self.current.is_empty() {
                 return Ok(true);
             }
@@ -636,6 +718,7 @@ impl Replay {
         &self,
         file_id: u32,
         file: &Arc<dyn File>,
+        layout: Layout,
         offset: u64,
         limit: u64,
         what: &str,
@@ -644,9 +727,9 @@ impl Replay {
             return Ok(None);
         }
         let path = self.shared.config.path_of(file_id);
-        let next = crate::recovery::find_valid_batch(file.as_ref(), offset + 1, limit)
+        let next = crate::recovery::find_valid_batch(file.as_ref(), layout, offset + 1, limit)
             .map_err(|e| JournalError::io(format!("scanning {}", path.display()), e))?;
-        let resume = next.unwrap_or(limit);
+        let resume = next.map_or(limit, |(at, _)| at);
         tracing::warn!(
             file = %path.display(),
             from = offset,

@@ -7,12 +7,13 @@ use std::io;
 use std::sync::Arc;
 
 use crate::error::{JournalError, Result};
-use crate::format::{self, BATCH_HEADER_LEN, FILE_HEADER_LEN};
+use crate::format::{self, BatchHeader, FILE_HEADER_LEN, Layout};
 use crate::fs::{File, FileSystem};
 use crate::journal::{JournalConfig, RecoveryMode};
 
 pub(crate) struct Recovered {
     pub(crate) files: BTreeMap<u32, Arc<dyn File>>,
+    pub(crate) layouts: BTreeMap<u32, Layout>,
     pub(crate) tail_file: u32,
     pub(crate) tail_offset: u64,
 }
@@ -29,6 +30,7 @@ pub(crate) fn recover(config: &JournalConfig, fs: &dyn FileSystem) -> Result<Rec
     ids.sort_unstable();
 
     let mut files = BTreeMap::new();
+    let mut layouts = BTreeMap::new();
     let last = ids.last().copied();
     for &id in &ids {
         let path = config.path_of(id);
@@ -43,47 +45,77 @@ pub(crate) fn recover(config: &JournalConfig, fs: &dyn FileSystem) -> Result<Rec
         } else {
             format::check_file_header(&header, id)
         };
-        if let Err(why) = checked {
-            // A newest file whose header never made it to disk was being created when the
-            // process died: it holds nothing that was acknowledged.
-            if Some(id) == last && header.iter().all(|b| *b == 0) {
-                tracing::warn!(file = %path.display(), "removing a journal file whose creation did not complete");
-                fs.remove(&path)
-                    .map_err(|e| JournalError::io(format!("removing {}", path.display()), e))?;
+        let why = match checked {
+            Ok(layout) => {
+                layouts.insert(id, layout);
+                files.insert(id, file);
                 continue;
             }
-            if config.recovery == RecoveryMode::SkipCorrupt {
-                tracing::warn!(file = %path.display(), "skipping a journal file with a bad header: {why}");
-                continue;
-            }
-            return Err(JournalError::Corrupt {
-                file: path,
-                offset: 0,
-                reason: why,
-            });
+            Err(why) => why,
+        };
+        // A newest file whose header never made it to disk was being created when the
+        // process died: it holds nothing that was acknowledged.
+        if Some(id) == last && header.iter().all(|b| *b == 0) {
+            tracing::warn!(file = %path.display(), "removing a journal file whose creation did not complete");
+            fs.remove(&path)
+                .map_err(|e| JournalError::io(format!("removing {}", path.display()), e))?;
+            continue;
         }
-        files.insert(id, file);
+        if config.recovery == RecoveryMode::SkipCorrupt {
+            tracing::warn!(file = %path.display(), "skipping a journal file with a bad header: {why}");
+            continue;
+        }
+        return Err(JournalError::Corrupt {
+            file: path,
+            offset: 0,
+            reason: why,
+        });
     }
 
+    let new_layout = Layout::CURRENT;
     let Some((&newest, file)) = files.iter().next_back() else {
         return Ok(Recovered {
             files,
+            layouts,
             tail_file: last.map_or(1, |l| l + 1),
-            tail_offset: FILE_HEADER_LEN,
+            tail_offset: new_layout.data_start(),
         });
     };
+    let layout_of = |id: u32| layouts.get(&id).copied().unwrap_or(new_layout);
     let mut tail_file = newest;
-    let mut tail_offset = scan_tail(config, newest, file.as_ref())?;
-    if tail_offset == FILE_HEADER_LEN
+    let mut tail_offset = scan_tail(config, newest, file.as_ref(), layout_of(newest))?;
+    if tail_offset == layout_of(newest).data_start()
         && let Some((&previous, file)) = files.range(..newest).next_back()
     {
         // The newest file was created ahead of need and never written: the data ends in the
         // one before, whose tail is the one to check (and cut if torn).
-        tail_offset = scan_tail(config, previous, file.as_ref())?;
+        tail_offset = scan_tail(config, previous, file.as_ref(), layout_of(previous))?;
         tail_file = previous;
+        if layout_of(previous) != new_layout {
+            // Appends go on in the empty current-version file, not in the old one.
+            tail_file = newest;
+            tail_offset = layout_of(newest).data_start();
+        }
+    }
+    if layout_of(tail_file) != new_layout {
+        // A journal written by an earlier version (or with another alignment): it stays
+        // readable, and appends continue in a new file of the current layout.
+        tail_file += 1;
+        tail_offset = new_layout.data_start();
+    }
+    if let Some(file) = files.get(&tail_file) {
+        // What a killed process left in the page cache reads back as valid; make it durable
+        // before anything is built on it (the index, and `synced_to` in the next batch).
+        file.sync_data().map_err(|e| {
+            JournalError::io(
+                format!("syncing {}", config.path_of(tail_file).display()),
+                e,
+            )
+        })?;
     }
     Ok(Recovered {
         files,
+        layouts,
         tail_file,
         tail_offset,
     })
@@ -102,43 +134,45 @@ fn read_up_to(file: &dyn File, buf: &mut [u8], offset: u64) -> io::Result<usize>
 }
 
 /// Walks the newest file's batches and returns where the next batch goes.
-fn scan_tail(config: &JournalConfig, id: u32, file: &dyn File) -> Result<u64> {
+fn scan_tail(config: &JournalConfig, id: u32, file: &dyn File, layout: Layout) -> Result<u64> {
     let path = config.path_of(id);
     let io_err = |e| JournalError::io(format!("scanning {}", path.display()), e);
     let len = file.len().map_err(io_err)?;
-    let mut pos = FILE_HEADER_LEN;
+    let hlen = layout.batch_header_len();
+    let mut pos = layout.data_start();
     loop {
-        if pos + BATCH_HEADER_LEN as u64 > len {
+        if pos + hlen as u64 > len {
             return Ok(pos);
         }
-        let mut header = [0u8; BATCH_HEADER_LEN];
+        let mut header = vec![0u8; hlen];
         file.read_exact_at(&mut header, pos).map_err(io_err)?;
-        let damage = if header == [0u8; BATCH_HEADER_LEN] {
+        let damage = if header.iter().all(|b| *b == 0) {
             None
         } else {
-            match format::parse_batch_header(&header) {
+            match layout.parse_batch_header(&header) {
                 None => Some("invalid batch header"),
-                Some((plen, crc)) => {
-                    let payload_at = pos + BATCH_HEADER_LEN as u64;
-                    if payload_at + u64::from(plen) > len {
+                Some(h) => {
+                    let payload_at = pos + hlen as u64;
+                    if payload_at + u64::from(h.payload_len) > len {
                         Some("batch runs past the end of the file")
                     } else {
-                        let mut payload = vec![0u8; plen as usize];
+                        let mut payload = vec![0u8; h.payload_len as usize];
                         file.read_exact_at(&mut payload, payload_at)
                             .map_err(io_err)?;
-                        if crc32fast::hash(&payload) != crc {
+                        if crc32fast::hash(&payload) != h.payload_crc {
                             Some("batch checksum mismatch")
                         } else {
-                            pos = payload_at + u64::from(plen);
+                            pos = layout.next_batch(payload_at + u64::from(h.payload_len));
                             continue;
                         }
                     }
                 }
             }
         };
-        // Either zeros (the clean end) or damage. Anything valid after it means the damage is
-        // not a torn final write.
-        if let Some(next) = find_valid_batch(file, pos + 1, len).map_err(io_err)? {
+        // Either zeros (the clean end, or a batch that was in flight) or damage. A valid batch
+        // after it that was written once `pos` was durable means acknowledged data is damaged.
+        let (proof, in_flight) = valid_after(file, layout, pos, len).map_err(io_err)?;
+        if let Some(next) = proof {
             let what = damage.unwrap_or("a zeroed batch");
             if config.recovery == RecoveryMode::SkipCorrupt {
                 tracing::warn!(
@@ -165,10 +199,43 @@ fn scan_tail(config: &JournalConfig, id: u32, file: &dyn File) -> Result<u64> {
                 offset = pos,
                 "cutting a torn final batch ({what}); it was never acknowledged"
             );
+        }
+        if in_flight > 0 {
+            tracing::warn!(
+                file = %path.display(),
+                offset = pos,
+                batches = in_flight,
+                "cutting batches that reached the disk while an earlier one had not; none was acknowledged"
+            );
+        }
+        if damage.is_some() || in_flight > 0 {
             zero_tail(file, pos, len).map_err(io_err)?;
         }
         return Ok(pos);
     }
+}
+
+/// After damage or zeros at `pos`: the offset of a valid batch proving that acknowledged data is
+/// damaged, if any, and how many valid batches follow that were in flight when `pos` was (their
+/// `synced_to` is at most `pos`). Version 1 files did not record `synced_to`: any valid batch
+/// after is proof.
+fn valid_after(
+    file: &dyn File,
+    layout: Layout,
+    pos: u64,
+    len: u64,
+) -> io::Result<(Option<u64>, usize)> {
+    let mut in_flight = 0;
+    let mut from = pos + 1;
+    while let Some((at, h)) = find_valid_batch(file, layout, from, len)? {
+        match h.synced_to {
+            Some(s) if u64::from(s) <= pos => in_flight += 1,
+            _ => return Ok((Some(at), in_flight)),
+        }
+        from =
+            layout.next_batch(at + (layout.batch_header_len() as u64) + u64::from(h.payload_len));
+    }
+    Ok((None, in_flight))
 }
 
 /// Overwrites whatever a torn batch left from `from` on with zeros, so the bytes cannot be
@@ -183,32 +250,39 @@ fn zero_tail(file: &dyn File, from: u64, len: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// The offset of the first valid batch (header and payload checksums) at or after `from`.
-pub(crate) fn find_valid_batch(file: &dyn File, from: u64, limit: u64) -> io::Result<Option<u64>> {
+/// The first valid batch (header and payload checksums) starting at or after `from`, at an
+/// offset the layout allows.
+pub(crate) fn find_valid_batch(
+    file: &dyn File,
+    layout: Layout,
+    from: u64,
+    limit: u64,
+) -> io::Result<Option<(u64, BatchHeader)>> {
     const CHUNK: usize = 1 << 20;
     let mark = format::BATCH_MARK.to_le_bytes();
+    let hlen = layout.batch_header_len();
     let mut start = from;
-    while start + BATCH_HEADER_LEN as u64 <= limit {
+    while start + hlen as u64 <= limit {
         let n = (CHUNK as u64).min(limit - start) as usize;
         let mut buf = vec![0u8; n];
         file.read_exact_at(&mut buf, start)?;
         for i in 0..n.saturating_sub(3) {
-            if buf[i..i + 4] != mark {
+            let at = start + i as u64;
+            if !at.is_multiple_of(layout.align) || buf[i..i + 4] != mark {
                 continue;
             }
-            let at = start + i as u64;
-            if at + BATCH_HEADER_LEN as u64 > limit {
+            if at + hlen as u64 > limit {
                 return Ok(None);
             }
-            let mut header = [0u8; BATCH_HEADER_LEN];
+            let mut header = vec![0u8; hlen];
             file.read_exact_at(&mut header, at)?;
-            if let Some((plen, crc)) = format::parse_batch_header(&header) {
-                let payload_at = at + BATCH_HEADER_LEN as u64;
-                if plen > 0 && payload_at + u64::from(plen) <= limit {
-                    let mut payload = vec![0u8; plen as usize];
+            if let Some(h) = layout.parse_batch_header(&header) {
+                let payload_at = at + hlen as u64;
+                if h.payload_len > 0 && payload_at + u64::from(h.payload_len) <= limit {
+                    let mut payload = vec![0u8; h.payload_len as usize];
                     file.read_exact_at(&mut payload, payload_at)?;
-                    if crc32fast::hash(&payload) == crc {
-                        return Ok(Some(at));
+                    if crc32fast::hash(&payload) == h.payload_crc {
+                        return Ok(Some((at, h)));
                     }
                 }
             }

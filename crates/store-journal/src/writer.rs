@@ -1,141 +1,478 @@
-//! The writer thread: group commit. It takes every batch enqueued while it was busy, writes
-//! them with as few `write` calls as possible, issues one `fdatasync` for all of them when the
-//! policy asks, and only then completes their appends.
+//! The writer threads: group commit, pipelined. A writer takes every append enqueued since the
+//! last group (of one data file), writes them with one `write` and, when the policy asks, one
+//! `fdatasync`. Under `always` up to `writes_in_flight` writers do this at once, each with its
+//! own group: while one group is on the disk, the appenders the previous one released form the
+//! next, and a disk with a queue runs two flushes in little more time than one. Groups are
+//! answered strictly in journal order, so an append is acknowledged only when it and everything
+//! before it is durable; each batch header says how far its file was durable when it was written
+//! (`synced_to`), which is what lets recovery cut a group that reached the disk before an earlier
+//! one did (see [`crate::format`]).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use parking_lot::MutexGuard;
 use store_api::SyncPolicy;
 use tokio::sync::oneshot;
 
 use crate::Location;
 use crate::error::{JournalError, Result};
-use crate::format;
+use crate::format::{self, Layout};
 use crate::fs::File;
-use crate::journal::{PendingBatch, Shared};
+use crate::journal::{PendingBatch, Queue, Shared};
+
+type Waiter = oneshot::Sender<Result<()>>;
+
+/// How long a writer may hold a group open for appenders of its previous group that have not
+/// come back yet, at most. It also waits no longer than half the last write+fsync took: on a
+/// fast disk a second flush costs less than waiting for stragglers. A writer that stopped costs
+/// the others at most this much latency, once.
+const GROUP_WAIT: Duration = Duration::from_micros(100);
+
+/// The writers' shared progress, kept under the queue lock.
+pub(crate) struct Pipeline {
+    /// Groups taken and not yet finished.
+    in_flight: usize,
+    /// A writer is gathering a group: the others wait for their turn.
+    gathering: bool,
+    /// A writer is switching data files: it waits for every group in flight, then the others
+    /// wait for it.
+    rotating: bool,
+    /// The file the last group went to.
+    file: Option<u32>,
+    next_seq: u64,
+    /// Every group numbered below this is answered.
+    answered: u64,
+    /// Groups finished ahead of an earlier one, waiting for it.
+    finished: BTreeMap<u64, Finished>,
+    /// The end of the answered groups' writes (what `Shared::written` says), and how far the
+    /// journal is known durable.
+    written: Location,
+    synced: Location,
+    /// Set once a group failed: every later one is answered with this.
+    failed: Option<String>,
+}
+
+impl Pipeline {
+    pub(crate) fn new(tail: Location) -> Pipeline {
+        Pipeline {
+            in_flight: 0,
+            gathering: false,
+            rotating: false,
+            file: None,
+            next_seq: 0,
+            answered: 0,
+            finished: BTreeMap::new(),
+            written: tail,
+            synced: tail,
+            failed: None,
+        }
+    }
+}
+
+struct Finished {
+    waiters: Vec<Waiter>,
+    result: Result<()>,
+    /// Where the group's writes ended, if it wrote.
+    end: Option<Location>,
+    /// How far its fsync made the journal durable, if it synced.
+    synced: Option<Location>,
+}
+
+/// One group, as a writer took it.
+struct Group {
+    seq: u64,
+    file: u32,
+    batches: Vec<PendingBatch>,
+    /// `Journal::sync` callers: answered after an fsync covering everything written before.
+    sync_waiters: Vec<Waiter>,
+    /// Some batch must be fsynced whatever the policy.
+    force_sync: bool,
+    /// The file's durable offset when the group was taken: the batches' `synced_to`.
+    synced_to: u64,
+    /// What was written (in journal order) when the group was taken: what a group without
+    /// batches makes durable.
+    written_before: Location,
+    /// This group moves the journal to a new data file (or is the first since open): the other
+    /// writers wait until it is written.
+    rotate: bool,
+    /// Nothing was written since the journal was opened: a sync has nothing to do (recovery
+    /// synced the tail).
+    nothing_written: bool,
+}
 
 struct Current {
     id: u32,
+    /// This writer's own handle: an fsync error is reported to each open file description, so
+    /// one writer cannot consume the error of another's write.
     file: Arc<dyn File>,
+    /// The same file opened for direct I/O, where the file system takes it: a batch then goes
+    /// to the device without a page-cache copy and `fdatasync` has only the device cache to
+    /// flush. Measured here (a Python probe, 17.6 KiB per write + fdatasync): 105 µs direct,
+    /// 156 µs buffered.
+    direct: Option<Arc<dyn File>>,
     /// Written since the last fsync.
     dirty: bool,
 }
 
-/// How long the writer may hold a group open for writers that were in the previous group and
-/// have not come back yet, at most. It also waits no longer than half the last fsync took: on a
-/// fast disk a second fsync costs less than waiting for stragglers, and while it runs the CPU
-/// work of the next group overlaps it (measured here with 50–80 µs fsyncs: 16 writers ~67k →
-/// ~73k adds/s). A writer that stopped costs the others at most this much latency, once.
-const GROUP_WAIT: Duration = Duration::from_micros(100);
+/// A page-aligned buffer for direct writes, grown as batches need.
+#[derive(Default)]
+struct AlignedBuf(Option<memmap2::MmapMut>);
+
+impl AlignedBuf {
+    fn holding(&mut self, bytes: &[u8]) -> std::io::Result<&[u8]> {
+        if self.0.as_ref().is_none_or(|m| m.len() < bytes.len()) {
+            let capacity = bytes.len().next_power_of_two().max(64 << 10);
+            self.0 = Some(memmap2::MmapMut::map_anon(capacity)?);
+        }
+        match self.0.as_mut() {
+            Some(m) => {
+                m[..bytes.len()].copy_from_slice(bytes);
+                Ok(&m[..bytes.len()])
+            }
+            None => Err(std::io::Error::other("no aligned buffer")),
+        }
+    }
+}
+
+/// One writer thread's own state.
+struct Writer {
+    shared: Arc<Shared>,
+    current: Option<Current>,
+    aligned: AlignedBuf,
+    /// Appends in this writer's last group, and how long its write+fsync took.
+    last_group: usize,
+    last_io: Duration,
+    last_sync: Instant,
+}
 
 pub(crate) fn run(shared: Arc<Shared>) {
-    let mut current: Option<Current> = None;
-    let mut next: NextFile = None;
-    let mut last_sync = Instant::now();
-    let mut last_group = 0usize;
-    let mut last_fsync = GROUP_WAIT;
-    loop {
-        let (batches, sync_waiters, shutdown) = {
-            let mut q = shared.queue.lock();
-            loop {
-                if !q.closed_batches.is_empty()
-                    || q.open.is_some()
-                    || !q.sync_requested.is_empty()
-                    || q.shutdown
-                {
-                    break;
+    let mut w = Writer {
+        shared,
+        current: None,
+        aligned: AlignedBuf::default(),
+        last_group: 0,
+        last_io: GROUP_WAIT,
+        last_sync: Instant::now(),
+    };
+    while let Some(group) = w.take() {
+        let seq = group.seq;
+        let finished = w.execute(group);
+        w.finish(seq, finished);
+    }
+}
+
+fn has_work(q: &Queue) -> bool {
+    !q.closed_batches.is_empty() || q.open.is_some() || !q.sync_requested.is_empty()
+}
+
+impl Writer {
+    /// Waits for a group and takes it; `None` at shutdown, once nothing is left.
+    fn take(&mut self) -> Option<Group> {
+        let shared = self.shared.clone();
+        let limit = shared.writer_threads();
+        let mut q = shared.queue.lock();
+        loop {
+            let p = &q.pipeline;
+            if p.gathering || p.rotating || p.in_flight >= limit {
+                if q.shutdown && !has_work(&q) {
+                    return None;
                 }
-                let dirty = current.as_ref().is_some_and(|c| c.dirty);
-                match shared.config.sync {
-                    SyncPolicy::Periodic(interval) if dirty => {
-                        let due = last_sync + interval;
-                        let now = Instant::now();
-                        if now >= due {
-                            break;
-                        }
-                        q.writer_waiting = true;
-                        shared.work.wait_for(&mut q, due - now);
-                        q.writer_waiting = false;
-                    }
-                    _ => {
-                        q.writer_waiting = true;
-                        shared.work.wait_for(&mut q, Duration::from_secs(1));
-                        q.writer_waiting = false;
-                    }
-                }
+                shared.turn.wait_for(&mut q, Duration::from_millis(100));
+                continue;
             }
-            // Group commit under `always`: the appenders of the last group are usually on their
-            // way back with their next append; waiting a moment for them turns two half-full
-            // fsyncs into one full one.
-            if shared.config.sync == SyncPolicy::Always && last_group > 1 {
-                let wait = GROUP_WAIT.min(last_fsync / 2);
-                let deadline = Instant::now() + wait;
-                while q.pending_appends() < last_group
-                    && q.sync_requested.is_empty()
-                    && !q.shutdown
-                    && q.closed_batches.is_empty()
-                {
+            if has_work(&q) {
+                break;
+            }
+            if q.shutdown {
+                return None;
+            }
+            let dirty = self.current.as_ref().is_some_and(|c| c.dirty);
+            match shared.config.sync {
+                SyncPolicy::Periodic(interval) if dirty => {
+                    let due = self.last_sync + interval;
                     let now = Instant::now();
-                    if now >= deadline {
+                    if now >= due {
                         break;
                     }
-                    q.writer_waiting = true;
-                    shared.work.wait_for(&mut q, deadline - now);
-                    q.writer_waiting = false;
+                    self.sleep(&mut q, due - now);
                 }
-            }
-            last_group = q.pending_appends();
-            let mut batches: Vec<PendingBatch> = q.closed_batches.drain(..).collect();
-            batches.extend(q.open.take());
-            (batches, std::mem::take(&mut q.sync_requested), q.shutdown)
-        };
-
-        let force = batches.iter().any(|b| b.force_sync) || !sync_waiters.is_empty();
-        let mut waiters: Vec<oneshot::Sender<Result<()>>> = Vec::new();
-        let result = write_batches(&shared, &mut current, &mut next, batches, &mut waiters).and_then(|()| {
-            let periodic_due =
-                matches!(shared.config.sync, SyncPolicy::Periodic(i) if last_sync.elapsed() >= i);
-            let want = force || periodic_due || shared.config.sync == SyncPolicy::Always;
-            match current.as_mut() {
-                Some(c) if want && c.dirty => {
-                    last_fsync = sync(&shared, c)?;
-                    last_sync = Instant::now();
-                    Ok(())
-                }
-                _ => Ok(()),
-            }
-        });
-        waiters.extend(sync_waiters);
-        match result {
-            Ok(()) => {
-                for w in waiters {
-                    let _ = w.send(Ok(()));
-                }
-            }
-            Err(e) => {
-                shared.poison(e.to_string());
-                let why = e.to_string();
-                for w in waiters {
-                    let _ = w.send(Err(JournalError::Poisoned(why.clone())));
-                }
+                _ => self.sleep(&mut q, Duration::from_secs(1)),
             }
         }
-        if shutdown {
-            let q = shared.queue.lock();
-            if q.closed_batches.is_empty() && q.open.is_none() && q.sync_requested.is_empty() {
-                drop(q);
-                if let Some((_, handle)) = next.take() {
-                    let _ = handle.join();
+        q.pipeline.gathering = true;
+        // Group commit under `always`: the appenders of this writer's last group are usually on
+        // their way back with their next append; waiting a moment for them turns two half-full
+        // fsyncs into one full one.
+        if shared.config.sync == SyncPolicy::Always && self.last_group > 1 {
+            let deadline = Instant::now() + GROUP_WAIT.min(self.last_io / 2);
+            while q.pending_appends() < self.last_group
+                && q.sync_requested.is_empty()
+                && !q.shutdown
+                && q.closed_batches.is_empty()
+            {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
                 }
-                return;
+                self.sleep(&mut q, deadline - now);
+            }
+        }
+        q.pipeline.gathering = false;
+
+        // One group holds batches of one file: a rotation waits for the groups in flight.
+        let file = q
+            .closed_batches
+            .front()
+            .or(q.open.as_ref())
+            .map_or(q.pipeline.file.unwrap_or(q.tail_file), |b| b.file);
+        let mut batches = Vec::new();
+        while q.closed_batches.front().is_some_and(|b| b.file == file) {
+            batches.extend(q.closed_batches.pop_front());
+        }
+        if q.closed_batches.is_empty() && q.open.as_ref().is_some_and(|b| b.file == file) {
+            batches.extend(q.open.take());
+        }
+        let rotate = !batches.is_empty() && q.pipeline.file != Some(file);
+        if rotate {
+            q.pipeline.rotating = true;
+            while q.pipeline.in_flight > 0 {
+                shared.turn.wait_for(&mut q, Duration::from_millis(100));
+            }
+        }
+        let p = &mut q.pipeline;
+        let group = Group {
+            seq: p.next_seq,
+            file,
+            synced_to: if p.synced.file == file {
+                u64::from(p.synced.offset)
+            } else {
+                Layout::CURRENT.data_start()
+            },
+            written_before: p.written,
+            rotate,
+            nothing_written: p.file.is_none(),
+            force_sync: batches.iter().any(|b| b.force_sync),
+            batches,
+            sync_waiters: std::mem::take(&mut q.sync_requested),
+        };
+        let p = &mut q.pipeline;
+        p.next_seq += 1;
+        p.in_flight += 1;
+        if !group.batches.is_empty() {
+            p.file = Some(file);
+        }
+        self.last_group = group.batches.iter().map(|b| b.waiters.len()).sum();
+        drop(q);
+        if !rotate {
+            // Another writer may gather the next group while this one is on the disk.
+            shared.turn.notify_one();
+        }
+        Some(group)
+    }
+
+    fn sleep(&self, q: &mut MutexGuard<'_, Queue>, timeout: Duration) {
+        q.writers_waiting += 1;
+        self.shared.work.wait_for(q, timeout);
+        q.writers_waiting -= 1;
+    }
+
+    /// Writes a group and fsyncs it as the policy says; ends a rotation it started.
+    fn execute(&mut self, mut g: Group) -> Finished {
+        let started = Instant::now();
+        let mut waiters: Vec<Waiter> = Vec::new();
+        for b in &mut g.batches {
+            waiters.append(&mut b.waiters);
+        }
+        let had_batches = !g.batches.is_empty();
+        let mut end = None;
+        let mut synced = None;
+        let result = (|| {
+            if let Some(why) = &*self.shared.poisoned.lock() {
+                return Err(JournalError::Poisoned(why.clone()));
+            }
+            if had_batches {
+                end = Some(self.write(&g)?);
+            }
+            let periodic_due = matches!(self.shared.config.sync,
+                SyncPolicy::Periodic(i) if self.last_sync.elapsed() >= i);
+            let want = (had_batches || !g.nothing_written)
+                && (g.force_sync
+                    || !g.sync_waiters.is_empty()
+                    || periodic_due
+                    || self.shared.config.sync == SyncPolicy::Always);
+            if want {
+                self.sync_file(g.file, had_batches)?;
+                synced = Some(end.unwrap_or(g.written_before));
+                self.last_sync = Instant::now();
+            }
+            Ok(())
+        })();
+        if had_batches {
+            self.last_io = started.elapsed();
+        }
+        if g.rotate {
+            self.shared.queue.lock().pipeline.rotating = false;
+            self.shared.turn.notify_all();
+        }
+        waiters.append(&mut g.sync_waiters);
+        if let Err(e) = &result {
+            self.shared.poison(e.to_string());
+        }
+        Finished {
+            waiters,
+            result,
+            end,
+            synced,
+        }
+    }
+
+    /// Writes the group's batches (sealed, each at its aligned start, the gaps zeros) with one
+    /// write; returns where they end.
+    fn write(&mut self, g: &Group) -> Result<Location> {
+        let layout = Layout::CURRENT;
+        let mut run: Vec<u8> = Vec::new();
+        let start = g.batches.first().map_or(0, |b| b.start);
+        for b in &g.batches {
+            let at = (b.start - start) as usize;
+            if run.len() < at {
+                run.resize(at, 0);
+            }
+            let from = run.len();
+            run.extend_from_slice(&b.buf);
+            format::seal_batch(&mut run[from..], g.synced_to as u32);
+            self.shared.counters.batches.fetch_add(1, Ordering::Relaxed);
+        }
+        let padded = layout.next_batch(start + run.len() as u64) - start;
+        run.resize(padded as usize, 0);
+
+        self.switch_to(g.file)?;
+        let shared = &self.shared;
+        let Some(c) = self.current.as_mut() else {
+            return Err(JournalError::Closed);
+        };
+        let path = shared.config.path_of(g.file);
+        let write_err =
+            |e| JournalError::io(format!("writing {} at offset {start}", path.display()), e);
+        let align = crate::fs::DIRECT_IO_ALIGN;
+        match &c.direct {
+            Some(direct)
+                if start.is_multiple_of(align) && (run.len() as u64).is_multiple_of(align) =>
+            {
+                let buf = self.aligned.holding(&run).map_err(write_err)?;
+                direct.write_all_at(buf, start).map_err(write_err)?;
+            }
+            _ => c.file.write_all_at(&run, start).map_err(write_err)?,
+        }
+        c.dirty = true;
+        shared
+            .counters
+            .bytes
+            .fetch_add(run.len() as u64, Ordering::Relaxed);
+        Ok(Location {
+            file: g.file,
+            offset: (start + run.len() as u64) as u32,
+        })
+    }
+
+    /// Makes this writer's handle point at data file `id`, creating the file if this writer is
+    /// the one moving the journal to it. The previous file is synced first: the journal must
+    /// stay a durable prefix.
+    fn switch_to(&mut self, id: u32) -> Result<()> {
+        if self.current.as_ref().is_some_and(|c| c.id == id) {
+            return Ok(());
+        }
+        if let Some(c) = self.current.as_mut().filter(|c| c.dirty) {
+            sync(&self.shared, c)?;
+        }
+        self.current = Some(open_for_append(&self.shared, id)?);
+        Ok(())
+    }
+
+    fn sync_file(&mut self, id: u32, wrote: bool) -> Result<()> {
+        if !wrote && self.current.as_ref().is_none_or(|c| c.id != id) {
+            // A sync request alone: fsync the file appends go to, through the shared handle.
+            let file = self.shared.file(id)?;
+            let started = Instant::now();
+            file.sync_data().map_err(|e| {
+                JournalError::io(
+                    format!("syncing {}", self.shared.config.path_of(id).display()),
+                    e,
+                )
+            })?;
+            count_fsync(&self.shared, started);
+            return Ok(());
+        }
+        match self.current.as_mut() {
+            Some(c) => sync(&self.shared, c),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a finished group and answers every group that is now next in journal order.
+    fn finish(&self, seq: u64, done: Finished) {
+        let shared = &self.shared;
+        let mut answers: Vec<(Vec<Waiter>, Result<()>)> = Vec::new();
+        {
+            let mut q = shared.queue.lock();
+            let p = &mut q.pipeline;
+            p.in_flight -= 1;
+            p.finished.insert(seq, done);
+            while let Some(f) = p.finished.remove(&p.answered) {
+                p.answered += 1;
+                let result = match (&p.failed, f.result) {
+                    (Some(why), _) => Err(JournalError::Poisoned(why.clone())),
+                    (None, Err(e)) => {
+                        p.failed = Some(e.to_string());
+                        Err(e)
+                    }
+                    (None, Ok(())) => {
+                        if let Some(end) = f.end {
+                            p.written = p.written.max(end);
+                        }
+                        if let Some(s) = f.synced {
+                            p.synced = p.synced.max(s);
+                        }
+                        Ok(())
+                    }
+                };
+                answers.push((f.waiters, result));
+            }
+            let written = p.written;
+            drop(q);
+            let mut w = shared.written.lock();
+            if *w < written {
+                *w = written;
+                shared.written_cv.notify_all();
+            }
+        }
+        shared.turn.notify_all();
+        for (waiters, result) in answers {
+            for w in waiters {
+                let _ = w.send(match &result {
+                    Ok(()) => Ok(()),
+                    Err(JournalError::Poisoned(why)) => Err(JournalError::Poisoned(why.clone())),
+                    Err(e) => Err(JournalError::Poisoned(e.to_string())),
+                });
             }
         }
     }
 }
 
-/// `fdatasync`s the current file; returns how long it took.
-fn sync(shared: &Shared, c: &mut Current) -> Result<Duration> {
+fn count_fsync(shared: &Shared, started: Instant) -> Duration {
+    shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+    let took = started.elapsed();
+    shared
+        .counters
+        .fsync_micros
+        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    took
+}
+
+/// `fdatasync`s this writer's file.
+fn sync(shared: &Shared, c: &mut Current) -> Result<()> {
     let started = Instant::now();
     c.file.sync_data().map_err(|e| {
         JournalError::io(
@@ -143,135 +480,64 @@ fn sync(shared: &Shared, c: &mut Current) -> Result<Duration> {
             e,
         )
     })?;
-    shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-    let took = started.elapsed();
-    shared
-        .counters
-        .fsync_micros
-        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    count_fsync(shared, started);
     c.dirty = false;
-    Ok(took)
-}
-
-/// Writes the batches in order, rotating files as their locations say. Their waiters are moved
-/// to `waiters` whatever happens, so the caller can answer every one of them.
-fn write_batches(
-    shared: &Arc<Shared>,
-    current: &mut Option<Current>,
-    next: &mut NextFile,
-    batches: Vec<PendingBatch>,
-    waiters: &mut Vec<oneshot::Sender<Result<()>>>,
-) -> Result<()> {
-    if let Some(why) = &*shared.poisoned.lock() {
-        for b in batches {
-            waiters.extend(b.waiters);
-        }
-        return Err(JournalError::Poisoned(why.clone()));
-    }
-    let mut result = Ok(());
-    // Consecutive batches of one file are contiguous: gather them into one write.
-    let mut run: Vec<u8> = Vec::new();
-    let mut run_start = (0u32, 0u64);
-    for mut b in batches {
-        waiters.append(&mut b.waiters);
-        if result.is_err() {
-            continue;
-        }
-        format::seal_batch(&mut b.buf);
-        shared.counters.batches.fetch_add(1, Ordering::Relaxed);
-        let contiguous =
-            !run.is_empty() && run_start.0 == b.file && run_start.1 + run.len() as u64 == b.start;
-        if !contiguous {
-            result = flush_run(shared, current, next, run_start, &run);
-            run.clear();
-            run_start = (b.file, b.start);
-        }
-        run.extend_from_slice(&b.buf);
-    }
-    if result.is_ok() {
-        result = flush_run(shared, current, next, run_start, &run);
-    }
-    result
-}
-
-fn flush_run(
-    shared: &Arc<Shared>,
-    current: &mut Option<Current>,
-    next: &mut NextFile,
-    (file_id, start): (u32, u64),
-    bytes: &[u8],
-) -> Result<()> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    if current.as_ref().is_none_or(|c| c.id != file_id) {
-        if let Some(c) = current.as_mut().filter(|c| c.dirty) {
-            // The journal must stay a durable prefix: finish the old file before the new one.
-            sync(shared, c)?;
-        }
-        *current = Some(open_for_append(shared, file_id, next)?);
-    }
-    let Some(c) = current.as_mut() else {
-        return Err(JournalError::Closed);
-    };
-    let path = shared.config.path_of(file_id);
-    c.file.write_all_at(bytes, start).map_err(|e| {
-        JournalError::io(format!("writing {} at offset {start}", path.display()), e)
-    })?;
-    c.dirty = true;
-    shared
-        .counters
-        .bytes
-        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-    *shared.written.lock() = Location {
-        file: file_id,
-        offset: (start + bytes.len() as u64) as u32,
-    };
-    shared.written_cv.notify_all();
     Ok(())
 }
 
 /// A data file being created ahead of need by a helper thread.
-type NextFile = Option<(u32, std::thread::JoinHandle<Result<Arc<dyn File>>>)>;
+pub(crate) type NextFile = Option<(u32, std::thread::JoinHandle<Result<Arc<dyn File>>>)>;
 
-/// Opens the file appends now go to, creating it if new — or taking it from the helper thread
-/// that created it while the previous file filled, so rotation does not stall appends for the
-/// time it takes to write 32 MiB of zeros — and starts creating the one after.
-fn open_for_append(shared: &Arc<Shared>, id: u32, next: &mut NextFile) -> Result<Current> {
-    let existing = shared.files.lock().get(&id).cloned();
-    let file = match existing {
-        Some(f) => f,
-        None => {
-            let made = match next.take() {
-                Some((nid, handle)) if nid == id => handle.join().unwrap_or_else(|_| {
-                    Err(JournalError::io(
-                        "creating a journal file",
-                        std::io::Error::other("the helper thread panicked"),
-                    ))
-                }),
-                Some((_, handle)) => {
-                    let _ = handle.join();
-                    create_file(shared, id)
-                }
-                None => create_file(shared, id),
-            };
-            let f = made?;
-            shared.files.lock().insert(id, f.clone());
-            f
-        }
-    };
-    if shared.config.preallocate && next.is_none() && !shared.files.lock().contains_key(&(id + 1)) {
-        let helper = shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("journal-prealloc".into())
-            .spawn(move || create_file(&helper, id + 1));
-        if let Ok(handle) = spawned {
-            *next = Some((id + 1, handle));
+/// Opens data file `id` for this writer — creating it if new, or taking it from the helper
+/// thread that created it while the previous file filled, so rotation does not stall appends
+/// for the time it takes to write 32 MiB of zeros — and starts creating the one after.
+fn open_for_append(shared: &Arc<Shared>, id: u32) -> Result<Current> {
+    let path = shared.config.path_of(id);
+    let known = shared.files.lock().contains_key(&id);
+    if !known {
+        let made = match shared.next_file.lock().take() {
+            Some((nid, handle)) if nid == id => handle.join().unwrap_or_else(|_| {
+                Err(JournalError::io(
+                    "creating a journal file",
+                    std::io::Error::other("the helper thread panicked"),
+                ))
+            }),
+            Some((_, handle)) => {
+                let _ = handle.join();
+                create_file(shared, id)
+            }
+            None => create_file(shared, id),
+        };
+        let f = made?;
+        shared.files.lock().insert(id, f);
+        shared.layouts.lock().insert(id, Layout::CURRENT);
+    }
+    {
+        let mut next = shared.next_file.lock();
+        if shared.config.preallocate
+            && next.is_none()
+            && !shared.files.lock().contains_key(&(id + 1))
+        {
+            let helper = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name("journal-prealloc".into())
+                .spawn(move || create_file(&helper, id + 1));
+            if let Ok(handle) = spawned {
+                *next = Some((id + 1, handle));
+            }
         }
     }
+    let file = shared
+        .fs
+        .open(&path, false)
+        .map_err(|e| JournalError::io(format!("opening {}", path.display()), e))?;
+    let direct = shared.fs.open_direct(&path).map_err(|e| {
+        JournalError::io(format!("opening {} for direct writes", path.display()), e)
+    })?;
     Ok(Current {
         id,
         file,
+        direct,
         dirty: false,
     })
 }
@@ -292,7 +558,7 @@ fn create_file(shared: &Shared, id: u32) -> Result<Arc<dyn File>> {
         file.allocate(cfg.max_file_length)
             .map_err(|e| JournalError::io(ctx("preallocating"), e))?;
     }
-    file.write_all_at(&format::file_header(id), 0)
+    file.write_all_at(&format::file_header(id, Layout::CURRENT), 0)
         .map_err(|e| JournalError::io(ctx("writing the header of"), e))?;
     file.sync_data()
         .map_err(|e| JournalError::io(ctx("syncing"), e))?;
