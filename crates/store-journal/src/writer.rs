@@ -266,7 +266,7 @@ impl Writer {
         }
         self.last_group = group.batches.iter().map(|b| b.waiters.len()).sum();
         drop(q);
-        if !rotate {
+        if !rotate && limit > 1 {
             // Another writer may gather the next group while this one is on the disk.
             shared.turn.notify_one();
         }
@@ -448,7 +448,9 @@ impl Writer {
                 shared.written_cv.notify_all();
             }
         }
-        shared.turn.notify_all();
+        if shared.writer_threads() > 1 {
+            shared.turn.notify_all();
+        }
         for (waiters, result) in answers {
             for w in waiters {
                 let _ = w.send(match &result {
