@@ -1,8 +1,10 @@
 //! The append-only journal that the file engines (KahaDB, AMQ, journaled JDBC) write every
-//! change to: rolling, preallocated data files of records with CRCs, written by one thread that
-//! groups every append that arrived during the previous write and fsync into the next batch
-//! (group commit), read back by location, replayed in order, and scanned at open to cut a torn
-//! tail — or to refuse to open, naming file and offset, when valid data follows damage.
+//! change to: rolling, preallocated data files of sector-aligned batches of records with CRCs,
+//! written by a writer thread that groups every append that arrived during the previous write and
+//! fsync into the next batch (group commit; `O_DIRECT` where the file system takes it; optionally
+//! several groups in flight, answered in journal order), read back by location, replayed in
+//! order, and scanned at open to cut a torn or unacknowledged tail — or to refuse to open,
+//! naming file and offset, when data written after the damaged part was durable follows it.
 //!
 //! The byte layout is in [`format`]. All file access goes through [`fs::FileSystem`], so tests
 //! use [`fs::SimFs`] to fail writes and fsyncs and to simulate power loss.
@@ -12,8 +14,8 @@
 //!   at all after a crash;
 //! - under [`SyncPolicy::Always`] an append's completion is Ok only after an `fdatasync` covering
 //!   it; concurrent appends share that fsync;
-//! - appends are written in the order [`Journal::append`] was called and their locations
-//!   increase in that order;
+//! - appends are answered in the order [`Journal::append`] was called and their locations
+//!   increase in that order: an Ok means it and everything appended before it are durable;
 //! - after a failed write or fsync the journal is poisoned: every later append fails until it is
 //!   reopened.
 
