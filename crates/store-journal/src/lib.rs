@@ -6,7 +6,7 @@
 //! order, and scanned at open to cut a torn or unacknowledged tail — or to refuse to open,
 //! naming file and offset, when data written after the damaged part was durable follows it.
 //!
-//! The byte layout is in [`format`]. All file access goes through [`fs::FileSystem`], so tests
+//! The byte layout is in [`mod@format`]. All file access goes through [`fs::FileSystem`], so tests
 //! use [`fs::SimFs`] to fail writes and fsyncs and to simulate power loss.
 //!
 //! Guarantees:

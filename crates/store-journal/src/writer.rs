@@ -6,7 +6,7 @@
 //! answered strictly in journal order, so an append is acknowledged only when it and everything
 //! before it is durable; each batch header says how far its file was durable when it was written
 //! (`synced_to`), which is what lets recovery cut a group that reached the disk before an earlier
-//! one did (see [`crate::format`]).
+//! one did (see [`mod@crate::format`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
