@@ -652,61 +652,35 @@ impl Replay {
                 offset: at,
                 reason,
             };
-            let Some(h) = layout.parse_batch_header(&header) else {
-                match self.skip_damage(
-                    file_id,
-                    &file,
-                    layout,
-                    offset,
-                    limit,
-                    "invalid batch header",
-                )? {
-                    Some(next) => {
-                        self.pos = Some((file_id, next, file, layout));
-                        continue;
-                    }
-                    None => return Err(corrupt(offset, "invalid batch header".into())),
-                }
-            };
+            let header = layout.parse_batch_header(&header);
             let payload_at = offset + hlen as u64;
-            let len = h.payload_len;
-            let mut payload = vec![0u8; len as usize];
-            let read = if payload_at + u64::from(len) <= limit {
-                file.read_exact_at(&mut payload, payload_at).is_ok()
-            } else {
-                false
-            };
-            if !read || crc32fast::hash(&payload) != h.payload_crc {
-                match self.skip_damage(
-                    file_id,
-                    &file,
-                    layout,
-                    offset,
-                    limit,
-                    "batch checksum mismatch",
-                )? {
+            // The payload, if the header is valid and the payload is whole and matches its CRC.
+            let batch = header.and_then(|h| {
+                let len = u64::from(h.payload_len);
+                let mut payload = vec![0u8; h.payload_len as usize];
+                let read = payload_at + len <= limit
+                    && file.read_exact_at(&mut payload, payload_at).is_ok();
+                (read && crc32fast::hash(&payload) == h.payload_crc).then_some((len, payload))
+            });
+            let Some((len, payload)) = batch else {
+                let what = if header.is_none() {
+                    "invalid batch header"
+                } else {
+                    "batch checksum mismatch or batch cut short"
+                };
+                match self.skip_damage(file_id, &file, layout, offset, limit, what)? {
                     Some(next) => {
                         self.pos = Some((file_id, next, file, layout));
                         continue;
                     }
-                    None => {
-                        return Err(corrupt(
-                            offset,
-                            "batch checksum mismatch or batch cut short".into(),
-                        ));
-                    }
+                    None => return Err(corrupt(offset, what.into())),
                 }
-            }
+            };
             let records = format::split_records(&payload, file_id, payload_at)
                 .map_err(|(at, why)| corrupt(at, why))?;
             self.current
                 .extend(records.into_iter().filter(|(loc, _)| *loc >= self.from));
-            self.pos = Some((
-                file_id,
-                layout.next_batch(payload_at + u64::from(len)),
-                file,
-                layout,
-            ));
+            self.pos = Some((file_id, layout.next_batch(payload_at + len), file, layout));
             if !self.current.is_empty() {
                 return Ok(true);
             }
