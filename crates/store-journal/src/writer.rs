@@ -402,15 +402,7 @@ impl Writer {
         if !wrote && self.current.as_ref().is_none_or(|c| c.id != id) {
             // A sync request alone: fsync the file appends go to, through the shared handle.
             let file = self.shared.file(id)?;
-            let started = Instant::now();
-            file.sync_data().map_err(|e| {
-                JournalError::io(
-                    format!("syncing {}", self.shared.config.path_of(id).display()),
-                    e,
-                )
-            })?;
-            count_fsync(&self.shared, started);
-            return Ok(());
+            return fdatasync(&self.shared, id, file.as_ref());
         }
         match self.current.as_mut() {
             Some(c) => sync(&self.shared, c),
@@ -470,26 +462,26 @@ impl Writer {
     }
 }
 
-fn count_fsync(shared: &Shared, started: Instant) -> Duration {
+/// `fdatasync`s data file `id` through `file`, counting the call and its time.
+fn fdatasync(shared: &Shared, id: u32, file: &dyn File) -> Result<()> {
+    let started = Instant::now();
+    file.sync_data().map_err(|e| {
+        JournalError::io(
+            format!("syncing {}", shared.config.path_of(id).display()),
+            e,
+        )
+    })?;
     shared.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-    let took = started.elapsed();
     shared
         .counters
         .fsync_micros
-        .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
-    took
+        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    Ok(())
 }
 
 /// `fdatasync`s this writer's file.
 fn sync(shared: &Shared, c: &mut Current) -> Result<()> {
-    let started = Instant::now();
-    c.file.sync_data().map_err(|e| {
-        JournalError::io(
-            format!("syncing {}", shared.config.path_of(c.id).display()),
-            e,
-        )
-    })?;
-    count_fsync(shared, started);
+    fdatasync(shared, c.id, c.file.as_ref())?;
     c.dirty = false;
     Ok(())
 }
