@@ -1,10 +1,11 @@
 //! The append-only journal that the file engines (KahaDB, AMQ, journaled JDBC) write every
 //! change to: rolling, preallocated data files of sector-aligned batches of records with CRCs,
 //! written by a writer thread that groups every append that arrived during the previous write and
-//! fsync into the next batch (group commit; `O_DIRECT` where the file system takes it; optionally
-//! several groups in flight, answered in journal order), read back by location, replayed in
-//! order, and scanned at open to cut a torn or unacknowledged tail — or to refuse to open,
-//! naming file and offset, when data written after the damaged part was durable follows it.
+//! fsync into the next batch (group commit; under sync `always`, `O_DIRECT` where the file system
+//! takes it; optionally several groups in flight, answered in journal order), read back by
+//! location, replayed in order, and scanned at open to cut a torn or unacknowledged tail — or to
+//! refuse to open, naming file and offset, when data written after the damaged part was durable
+//! follows it.
 //!
 //! The byte layout is in [`mod@format`]. All file access goes through [`fs::FileSystem`], so tests
 //! use [`fs::SimFs`] to fail writes and fsyncs and to simulate power loss.

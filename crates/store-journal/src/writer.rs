@@ -532,9 +532,18 @@ fn open_for_append(shared: &Arc<Shared>, id: u32) -> Result<Current> {
         .fs
         .open(&path, false)
         .map_err(|e| JournalError::io(format!("opening {}", path.display()), e))?;
-    let direct = shared.fs.open_direct(&path).map_err(|e| {
-        JournalError::io(format!("opening {} for direct writes", path.display()), e)
-    })?;
+    // Direct writes only where every group is fsynced anyway: a direct write returns when the
+    // device has the data, so under `periodic` or `never`, where an append should cost a copy
+    // into the page cache, it would make every group wait for the disk. Measured (load example,
+    // sync `never`, old and new binaries alternately): 1 writer 4.5k–5.0k adds/s direct, 11.3k–
+    // 12.1k buffered; 16 writers 38k–52k direct, 93k–98k buffered.
+    let direct = if shared.config.sync == SyncPolicy::Always {
+        shared.fs.open_direct(&path).map_err(|e| {
+            JournalError::io(format!("opening {} for direct writes", path.display()), e)
+        })?
+    } else {
+        None
+    };
     Ok(Current {
         id,
         file,

@@ -473,6 +473,73 @@ fn real_files_round_trip() {
     );
 }
 
+/// A file system that offers direct-I/O handles (the simulated file behind them) and counts how
+/// many the journal opened.
+struct OffersDirect {
+    inner: SimFs,
+    direct_opens: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FileSystem for OffersDirect {
+    fn open(&self, path: &Path, create: bool) -> std::io::Result<Arc<dyn store_journal::fs::File>> {
+        self.inner.open(path, create)
+    }
+    fn open_direct(
+        &self,
+        path: &Path,
+    ) -> std::io::Result<Option<Arc<dyn store_journal::fs::File>>> {
+        self.direct_opens
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.open(path, false).map(Some)
+    }
+    fn remove(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn list(&self, dir: &Path) -> std::io::Result<Vec<String>> {
+        self.inner.list(dir)
+    }
+    fn create_dir_all(&self, dir: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(dir)
+    }
+    fn sync_dir(&self, dir: &Path) -> std::io::Result<()> {
+        self.inner.sync_dir(dir)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+}
+
+#[test]
+fn direct_writes_only_where_every_group_is_fsynced() {
+    // A direct write returns when the device has the data: under `periodic` or `never` it would
+    // make every append wait for the disk that the policy chose not to wait for.
+    for (sync, direct) in [
+        (SyncPolicy::Always, true),
+        (SyncPolicy::Periodic(Duration::from_secs(1)), false),
+        (SyncPolicy::Never, false),
+    ] {
+        let sim = SimFs::new();
+        let fs = OffersDirect {
+            inner: sim.clone(),
+            direct_opens: Arc::default(),
+        };
+        let opens = fs.direct_opens.clone();
+        let c = config(sync);
+        let j = Journal::open(c.clone(), Arc::new(fs)).expect("open");
+        append_all(&j, 0, 50);
+        j.close().expect("close");
+        let used = opens.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(used > 0, direct, "{sync:?}: {used} direct handles opened");
+        assert_eq!(
+            all(&open(&sim, &c)),
+            (0..50).map(record).collect::<Vec<_>>()
+        );
+    }
+}
+
 /// How many of the test records fit in the first data file.
 fn records_in_first_file(c: &JournalConfig) -> usize {
     let fs = SimFs::new();
