@@ -16,6 +16,9 @@ use crate::error::{JournalError, Result};
 use crate::format::{self, BATCH_HEADER_LEN, FILE_HEADER_LEN, Layout, RECORD_HEADER_LEN};
 use crate::fs::{File, FileSystem};
 
+/// What a new batch's buffer holds before it must grow: 16 one-KiB appends.
+const BATCH_INITIAL_CAPACITY: usize = 16 << 10;
+
 /// What to do when recovery finds damage followed by valid data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RecoveryMode {
@@ -133,6 +136,11 @@ pub(crate) struct Queue {
     pub(crate) shutdown: bool,
     /// Writer threads asleep on `work`: only then does an append pay for a wake-up.
     pub(crate) writers_waiting: usize,
+    /// How many appends waiting to be taken the writers asleep on `work` want before being
+    /// woken: 1 when idle, the size of the group it aims for while one gathers. A writer woken
+    /// by every append of a group it is gathering, only to go back to sleep, costs a context
+    /// switch each time on the cores the appenders need.
+    pub(crate) wake_at: usize,
     pub(crate) pipeline: crate::writer::Pipeline,
 }
 
@@ -296,6 +304,7 @@ impl Journal {
                 sync_requested: Vec::new(),
                 shutdown: false,
                 writers_waiting: 0,
+                wake_at: 1,
                 pipeline: crate::writer::Pipeline::new(tail),
             }),
             work: Condvar::new(),
@@ -357,9 +366,11 @@ impl Journal {
             b.buf.len() + total <= cfg.max_write_batch_size
                 && b.start + (b.buf.len() + total) as u64 <= cfg.max_file_length
         });
+        let mut closed = false;
         if !joins {
             if let Some(b) = q.open.take() {
                 q.closed_batches.push_back(b);
+                closed = true;
             }
             let layout = Layout::CURRENT;
             q.tail_offset = layout.next_batch(q.tail_offset);
@@ -368,7 +379,12 @@ impl Journal {
                 q.tail_file += 1;
                 q.tail_offset = layout.data_start();
             }
-            let mut buf = Vec::with_capacity(BATCH_HEADER_LEN + total);
+            // Room for the appends that usually join a batch, so that it does not grow by
+            // doubling (copying every record so far) on its way to a group's size.
+            let mut buf = Vec::with_capacity(
+                (BATCH_HEADER_LEN + total)
+                    .max(BATCH_INITIAL_CAPACITY.min(cfg.max_write_batch_size)),
+            );
             buf.resize(BATCH_HEADER_LEN, 0);
             q.open = Some(PendingBatch {
                 file: q.tail_file,
@@ -394,7 +410,7 @@ impl Journal {
         batch.force_sync |= force_sync;
         let end_offset = batch.start + batch.buf.len() as u64;
         q.tail_offset = end_offset;
-        let wake = q.writers_waiting > 0;
+        let wake = q.writers_waiting > 0 && (closed || q.pending_appends() >= q.wake_at);
         drop(q);
         if wake {
             self.shared.work.notify_one();
