@@ -15,6 +15,7 @@ use crate::Location;
 use crate::error::{JournalError, Result};
 use crate::format::{self, BATCH_HEADER_LEN, FILE_HEADER_LEN, Layout, RECORD_HEADER_LEN};
 use crate::fs::{File, FileSystem};
+use crate::recovery::{BatchAt, find_valid_batch, read_batch};
 
 /// What a new batch's buffer holds before it must grow: 16 one-KiB appends.
 const BATCH_INITIAL_CAPACITY: usize = 16 << 10;
@@ -646,59 +647,53 @@ impl Replay {
                 },
             };
             let path = self.shared.config.path_of(file_id);
+            // Only what was answered: a file past the last answered write holds nothing
+            // acknowledged yet (with several groups in flight, a later group may be on the disk
+            // ahead of an earlier one, which would read as a hole).
             let written = *self.shared.written.lock();
-            let limit = if file_id == written.file {
-                u64::from(written.offset)
-            } else {
-                file.len()
-                    .map_err(|e| JournalError::io(format!("reading {}", path.display()), e))?
+            let limit = match file_id.cmp(&written.file) {
+                std::cmp::Ordering::Equal => u64::from(written.offset),
+                std::cmp::Ordering::Less => file
+                    .len()
+                    .map_err(|e| JournalError::io(format!("reading {}", path.display()), e))?,
+                std::cmp::Ordering::Greater => continue,
             };
-            let hlen = layout.batch_header_len();
-            if offset + hlen as u64 > limit {
-                continue;
-            }
-            let mut header = vec![0u8; hlen];
-            file.read_exact_at(&mut header, offset)
-                .map_err(|e| JournalError::io(format!("reading {}", path.display()), e))?;
-            if format::u32_at(&header, 0) == 0 {
-                continue; // zeros: the end of this file's data
-            }
             let corrupt = |at: u64, reason: String| JournalError::Corrupt {
                 file: path.clone(),
                 offset: at,
                 reason,
             };
-            let header = layout.parse_batch_header(&header);
-            let payload_at = offset + hlen as u64;
-            // The payload, if the header is valid and the payload is whole and matches its CRC.
-            let batch = header.and_then(|h| {
-                let len = u64::from(h.payload_len);
-                let mut payload = vec![0u8; h.payload_len as usize];
-                let read = payload_at + len <= limit
-                    && file.read_exact_at(&mut payload, payload_at).is_ok();
-                (read && crc32fast::hash(&payload) == h.payload_crc).then_some((len, payload))
-            });
-            let Some((len, payload)) = batch else {
-                let what = if header.is_none() {
-                    "invalid batch header"
-                } else {
-                    "batch checksum mismatch or batch cut short"
-                };
-                match self.skip_damage(file_id, &file, layout, offset, limit, what)? {
-                    Some(next) => {
-                        self.pos = Some((file_id, next, file, layout));
-                        continue;
+            let read = read_batch(file.as_ref(), layout, offset, limit)
+                .map_err(|e| JournalError::io(format!("reading {}", path.display()), e))?;
+            let what = match read {
+                BatchAt::Valid { payload, next } => {
+                    let payload_at = offset + layout.batch_header_len() as u64;
+                    let records = format::split_records(&payload, file_id, payload_at)
+                        .map_err(|(at, why)| corrupt(at, why))?;
+                    self.current
+                        .extend(records.into_iter().filter(|(loc, _)| *loc >= self.from));
+                    self.pos = Some((file_id, next, file, layout));
+                    if !self.current.is_empty() {
+                        return Ok(true);
                     }
-                    None => return Err(corrupt(offset, what.into())),
+                    continue;
                 }
+                BatchAt::Zeros => {
+                    // Zeros end a file's data only if nothing valid follows them: files before
+                    // the newest were synced whole, and the newest was checked at open up to
+                    // what is written, so a valid batch after zeros means data went missing.
+                    let after = find_valid_batch(file.as_ref(), layout, offset + 1, limit)
+                        .map_err(|e| JournalError::io(format!("scanning {}", path.display()), e))?;
+                    match after {
+                        None => continue,
+                        Some(_) => "a zeroed range followed by valid batches",
+                    }
+                }
+                BatchAt::Damaged(what) => what,
             };
-            let records = format::split_records(&payload, file_id, payload_at)
-                .map_err(|(at, why)| corrupt(at, why))?;
-            self.current
-                .extend(records.into_iter().filter(|(loc, _)| *loc >= self.from));
-            self.pos = Some((file_id, layout.next_batch(payload_at + len), file, layout));
-            if !self.current.is_empty() {
-                return Ok(true);
+            match self.skip_damage(file_id, &file, layout, offset, limit, what)? {
+                Some(next) => self.pos = Some((file_id, next, file, layout)),
+                None => return Err(corrupt(offset, what.into())),
             }
         }
     }
@@ -717,7 +712,7 @@ impl Replay {
             return Ok(None);
         }
         let path = self.shared.config.path_of(file_id);
-        let next = crate::recovery::find_valid_batch(file.as_ref(), layout, offset + 1, limit)
+        let next = find_valid_batch(file.as_ref(), layout, offset + 1, limit)
             .map_err(|e| JournalError::io(format!("scanning {}", path.display()), e))?;
         let resume = next.map_or(limit, |(at, _)| at);
         tracing::warn!(

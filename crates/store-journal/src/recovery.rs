@@ -144,30 +144,13 @@ fn scan_tail(config: &JournalConfig, id: u32, file: &dyn File, layout: Layout) -
         if pos + hlen as u64 > len {
             return Ok(pos);
         }
-        let mut header = vec![0u8; hlen];
-        file.read_exact_at(&mut header, pos).map_err(io_err)?;
-        let damage = if header.iter().all(|b| *b == 0) {
-            None
-        } else {
-            match layout.parse_batch_header(&header) {
-                None => Some("invalid batch header"),
-                Some(h) => {
-                    let payload_at = pos + hlen as u64;
-                    if payload_at + u64::from(h.payload_len) > len {
-                        Some("batch runs past the end of the file")
-                    } else {
-                        let mut payload = vec![0u8; h.payload_len as usize];
-                        file.read_exact_at(&mut payload, payload_at)
-                            .map_err(io_err)?;
-                        if crc32fast::hash(&payload) != h.payload_crc {
-                            Some("batch checksum mismatch")
-                        } else {
-                            pos = layout.next_batch(payload_at + u64::from(h.payload_len));
-                            continue;
-                        }
-                    }
-                }
+        let damage = match read_batch(file, layout, pos, len).map_err(io_err)? {
+            BatchAt::Valid { next, .. } => {
+                pos = next;
+                continue;
             }
+            BatchAt::Zeros => None,
+            BatchAt::Damaged(what) => Some(what),
         };
         // Either zeros (the clean end, or a batch that was in flight) or damage. A valid batch
         // after it that was written once `pos` was durable means acknowledged data is damaged.
@@ -213,6 +196,52 @@ fn scan_tail(config: &JournalConfig, id: u32, file: &dyn File, layout: Layout) -
         }
         return Ok(pos);
     }
+}
+
+/// What a data file holds at a batch boundary.
+pub(crate) enum BatchAt {
+    /// A whole batch whose header and payload match their checksums; the next batch boundary.
+    Valid { payload: Vec<u8>, next: u64 },
+    /// An all-zero header: the end of the data, unless a valid batch follows.
+    Zeros,
+    /// Anything else: a torn or damaged batch.
+    Damaged(&'static str),
+}
+
+/// Reads the batch at `pos`, looking no further than `limit`. The one reading of a batch that
+/// the open-time scan and replay share, so both call the same bytes the same thing.
+pub(crate) fn read_batch(
+    file: &dyn File,
+    layout: Layout,
+    pos: u64,
+    limit: u64,
+) -> io::Result<BatchAt> {
+    let hlen = layout.batch_header_len();
+    if pos + hlen as u64 > limit {
+        return Ok(BatchAt::Zeros);
+    }
+    let mut header = vec![0u8; hlen];
+    file.read_exact_at(&mut header, pos)?;
+    if header.iter().all(|b| *b == 0) {
+        return Ok(BatchAt::Zeros);
+    }
+    let Some(h) = layout.parse_batch_header(&header) else {
+        return Ok(BatchAt::Damaged("invalid batch header"));
+    };
+    let payload_at = pos + hlen as u64;
+    let end = payload_at + u64::from(h.payload_len);
+    if end > limit {
+        return Ok(BatchAt::Damaged("batch runs past the end of the data"));
+    }
+    let mut payload = vec![0u8; h.payload_len as usize];
+    file.read_exact_at(&mut payload, payload_at)?;
+    if crc32fast::hash(&payload) != h.payload_crc {
+        return Ok(BatchAt::Damaged("batch checksum mismatch"));
+    }
+    Ok(BatchAt::Valid {
+        payload,
+        next: layout.next_batch(end),
+    })
 }
 
 /// After damage or zeros at `pos`: the offset of a valid batch proving that acknowledged data is

@@ -203,6 +203,59 @@ fn record_len(bytes: &[u8], loc: Location) -> usize {
 }
 
 #[test]
+fn replay_refuses_a_hole_in_an_older_file_instead_of_ending_the_file_there() {
+    // The open-time scan checks only the newest file; replay (an index rebuild reads the whole
+    // journal this way) must not take zeros in an older, fully synced file for its end, or every
+    // record after them would be dropped without a word.
+    for (what, damage) in [("zeroed batch", 0usize), ("batch mark zeroed", 4usize)] {
+        let fs = SimFs::new();
+        let c = config(SyncPolicy::Always);
+        let j = open(&fs, &c);
+        let locs = append_all(&j, 0, 200);
+        j.close().unwrap();
+        assert!(
+            locs[199].file > locs[5].file,
+            "record 5 is in an older file"
+        );
+        let path = data_file(&c, locs[5].file);
+        if damage == 0 {
+            zero_batch(&fs, &path, locs[5]);
+        } else {
+            let mut bytes = fs.contents(&path).unwrap();
+            let start = locs[5].offset as usize - format::BATCH_HEADER_LEN;
+            bytes[start..start + damage].fill(0);
+            fs.set_contents(&path, bytes).unwrap();
+        }
+        let batch_at = u64::from(locs[5].offset) - format::BATCH_HEADER_LEN as u64;
+
+        let j = open(&fs, &c);
+        let replayed: Vec<_> = j.replay(Location::default()).collect();
+        match replayed.last() {
+            Some(Err(JournalError::Corrupt { file, offset, .. })) => {
+                assert_eq!(file, &path, "{what}");
+                assert_eq!(*offset, batch_at, "{what}: names the damaged batch");
+            }
+            other => panic!("{what}: expected a Corrupt error, got {other:?}"),
+        }
+        let before: Vec<Vec<u8>> = replayed
+            .iter()
+            .filter_map(|r| r.as_ref().ok().map(|(_, b)| b.clone()))
+            .collect();
+        assert_eq!(before, (0..5).map(record).collect::<Vec<_>>(), "{what}");
+        drop(j);
+
+        let mut skip = c.clone();
+        skip.recovery = RecoveryMode::SkipCorrupt;
+        let got = all(&open(&fs, &skip));
+        let expected: Vec<Vec<u8>> = (0..200).filter(|i| *i != 5).map(record).collect();
+        assert_eq!(
+            got, expected,
+            "{what}: skip mode loses exactly the damaged batch"
+        );
+    }
+}
+
+#[test]
 fn batches_that_reached_the_disk_ahead_of_an_unsynced_one_are_cut_not_refused() {
     // Without fsyncs every batch says nothing past the file's start was durable when it was
     // written, so a hole among them is what a power loss with write-back reordering leaves.
