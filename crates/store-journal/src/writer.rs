@@ -156,8 +156,9 @@ struct Writer {
 
 pub(crate) fn run(shared: Arc<Shared>) {
     // The group wait is tens of microseconds; with the default 50 µs timer slack the kernel may
-    // end it up to 50 µs late, with the disk idle all that time. Measured (load example, 16
-    // writers): group waits meant to last at most 100 µs averaged 116–120 µs.
+    // end it up to 50 µs late, with the disk idle all that time. (Measured before this, load
+    // example, 16 writers: waits capped at 100 µs averaged 116–120 µs; the wait for a core on a
+    // busy 2-core VM, which this does not change, is part of that.)
     let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1_000));
     let mut w = Writer {
         shared,
@@ -214,7 +215,7 @@ impl Writer {
                     }
                     self.sleep(&mut q, due - now, 1);
                 }
-                _ => match self.gather_deadline().filter(|_| self.released.is_some()) {
+                _ => match self.return_deadline() {
                     // The appenders this writer just answered are on their way back: sleep
                     // until as many are here as its recent groups had, not until the first.
                     Some(deadline) => {
@@ -315,10 +316,17 @@ impl Writer {
         if self.shared.config.sync != SyncPolicy::Always || self.last_group <= 1 {
             return None;
         }
-        Some(match self.released {
-            Some(at) => at + self.last_io.min(2 * GROUP_WAIT),
-            None => Instant::now() + GROUP_WAIT.min(self.last_io / 2),
-        })
+        Some(
+            self.return_deadline()
+                .unwrap_or_else(|| Instant::now() + GROUP_WAIT.min(self.last_io / 2)),
+        )
+    }
+
+    /// Until when the appenders of the group this writer answered last may be waited for, if
+    /// it answered one of more than one under `always` and has not gathered since.
+    fn return_deadline(&self) -> Option<Instant> {
+        self.released
+            .map(|at| at + self.last_io.min(2 * GROUP_WAIT))
     }
 
     /// Sleeps until `timeout`, or until `wake_at` appends are waiting to be taken (or a batch
