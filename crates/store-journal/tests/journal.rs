@@ -189,10 +189,20 @@ fn damage_followed_by_valid_data_refuses_to_open_naming_file_and_offset() {
 
 /// Zeroes the batch holding the record at `loc` (its header starts `BATCH_HEADER_LEN` before).
 fn zero_batch(fs: &SimFs, path: &Path, loc: Location) {
+    let len = record_len(&fs.contents(path).unwrap(), loc);
+    zero_batch_bytes(
+        fs,
+        path,
+        loc,
+        format::BATCH_HEADER_LEN + RECORD_HEADER + len,
+    );
+}
+
+/// Zeroes the first `n` bytes of the batch holding the (only) record at `loc`.
+fn zero_batch_bytes(fs: &SimFs, path: &Path, loc: Location, n: usize) {
     let mut bytes = fs.contents(path).unwrap();
     let start = loc.offset as usize - format::BATCH_HEADER_LEN;
-    let end = start + format::BATCH_HEADER_LEN + RECORD_HEADER + record_len(&bytes, loc);
-    bytes[start..end].fill(0);
+    bytes[start..start + n].fill(0);
     fs.set_contents(path, bytes).unwrap();
 }
 
@@ -207,7 +217,7 @@ fn replay_refuses_a_hole_in_an_older_file_instead_of_ending_the_file_there() {
     // The open-time scan checks only the newest file; replay (an index rebuild reads the whole
     // journal this way) must not take zeros in an older, fully synced file for its end, or every
     // record after them would be dropped without a word.
-    for (what, damage) in [("zeroed batch", 0usize), ("batch mark zeroed", 4usize)] {
+    for (what, whole) in [("zeroed batch", true), ("batch mark zeroed", false)] {
         let fs = SimFs::new();
         let c = config(SyncPolicy::Always);
         let j = open(&fs, &c);
@@ -218,13 +228,10 @@ fn replay_refuses_a_hole_in_an_older_file_instead_of_ending_the_file_there() {
             "record 5 is in an older file"
         );
         let path = data_file(&c, locs[5].file);
-        if damage == 0 {
+        if whole {
             zero_batch(&fs, &path, locs[5]);
         } else {
-            let mut bytes = fs.contents(&path).unwrap();
-            let start = locs[5].offset as usize - format::BATCH_HEADER_LEN;
-            bytes[start..start + damage].fill(0);
-            fs.set_contents(&path, bytes).unwrap();
+            zero_batch_bytes(&fs, &path, locs[5], 4);
         }
         let batch_at = u64::from(locs[5].offset) - format::BATCH_HEADER_LEN as u64;
 
