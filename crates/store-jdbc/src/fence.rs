@@ -2,7 +2,8 @@
 //! lease locker, the epoch every write transaction must find in the lock row.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
 const NO_EPOCH: i64 = i64::MIN;
 
@@ -15,6 +16,8 @@ pub struct Fence(Arc<Inner>);
 struct Inner {
     held: AtomicBool,
     epoch: AtomicI64,
+    /// Milliseconds; 0 for no limit.
+    idle_transaction_limit: AtomicU64,
 }
 
 impl Default for Fence {
@@ -29,6 +32,7 @@ impl Fence {
         Fence(Arc::new(Inner {
             held: AtomicBool::new(false),
             epoch: AtomicI64::new(NO_EPOCH),
+            idle_transaction_limit: AtomicU64::new(0),
         }))
     }
 
@@ -43,6 +47,27 @@ impl Fence {
             NO_EPOCH => None,
             e => Some(e),
         }
+    }
+
+    /// How long a write transaction of a store behind this fence may sit idle before the
+    /// database ends it and its session, if the locker needs such a limit.
+    ///
+    /// The lease locker does: each write transaction share-locks the lock row to check the
+    /// epoch, so a master frozen (stopped, swapped out, cut off behind a half-open connection)
+    /// inside one would block the slave's take-over for as long as the database keeps the
+    /// idle session, which is hours by default. With the limit shorter than the lease, the
+    /// slave takes over when the lease runs out, frozen transaction or not.
+    pub fn idle_transaction_limit(&self) -> Option<Duration> {
+        match self.0.idle_transaction_limit.load(Ordering::Acquire) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
+
+    /// Sets [`Fence::idle_transaction_limit`]; at least a millisecond.
+    pub fn limit_idle_transactions(&self, limit: Duration) {
+        let ms = limit.as_millis().clamp(1, u64::MAX as u128) as u64;
+        self.0.idle_transaction_limit.store(ms, Ordering::Release);
     }
 
     /// Marks the lock held, fencing writes by `epoch` when given.

@@ -6,7 +6,10 @@
 //!   transaction of a store behind the [`Fence`] checks that epoch under a share lock, so a
 //!   master that was deposed while frozen cannot write (ActiveMQ's lease locker has no such
 //!   fence: its pain point 10). A master that cannot renew stops itself before its lease can
-//!   expire, timed by its own monotonic clock from the last renewal that succeeded.
+//!   expire, timed by its own monotonic clock from the last renewal that succeeded. The fence
+//!   also carries an idle-transaction limit of half the lease, which the store's writer sets
+//!   on its connection: a master frozen inside a write transaction holds the share lock that
+//!   the slave's take must wait for, and without the limit the server would keep it for hours.
 //! - [`LockerKind::Database`]: ActiveMQ's `DefaultDatabaseLocker`, for compatibility: `SELECT
 //!   ... FOR UPDATE` on the lock row, in a transaction held open on a dedicated connection for
 //!   the master's life, with a keep-alive `UPDATE` of `TIME` on it. Losing the connection loses
@@ -260,6 +263,22 @@ fn spawn_lock(
 }
 
 /// Marks the lock lost: revoke first, then tell whoever waits.
+/// The statement that bounds a session's lock waits to `retry` (MySQL: whole seconds, at
+/// least one), so that a slave's attempt returns, and is retried (or stopped), instead of
+/// sitting in one statement for as long as a rival holds the row.
+fn lock_wait_limit(dialect: Dialect, retry: Duration) -> Option<String> {
+    let ms = retry.as_millis().clamp(1, 1 << 40);
+    match dialect {
+        Dialect::MySql => Some(format!(
+            "SET SESSION innodb_lock_wait_timeout = {}",
+            ms.div_ceil(1000)
+        )),
+        Dialect::Postgres => Some(format!("SET lock_timeout = {ms}")),
+        // SQLite waits by its busy timeout.
+        Dialect::Sqlite => None,
+    }
+}
+
 fn lose(fence: &Fence, lost: &watch::Sender<Option<String>>, why: String) {
     fence.revoke();
     warn!(target: "locker", "lost the master lock: {why}");
@@ -285,19 +304,32 @@ mod lease {
             st.lock
         ));
         let lease_ms = config.lease.as_millis().min(i64::MAX as u128) as i64;
+        // The take waits for the row while a master's write transaction share-locks it; the
+        // wait is bounded so that the attempt is retried, not hung.
+        let wait_limit = lock_wait_limit(st.dialect, config.acquire_retry);
         let mut conn: Option<Conn> = None;
         let mut logged_wait = false;
         loop {
             let c = match conn.take() {
                 Some(c) => c,
-                None => match options.connect().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        warn!(target: "locker", "cannot reach {}: {e}; retrying", redact(&config.url));
-                        tokio::time::sleep(config.acquire_retry).await;
-                        continue;
+                None => {
+                    let opened = async {
+                        let mut c = options.connect().await?;
+                        if let Some(t) = &wait_limit {
+                            c.raw(t).await?;
+                        }
+                        Ok::<Conn, sqlx::Error>(c)
                     }
-                },
+                    .await;
+                    match opened {
+                        Ok(c) => c,
+                        Err(e) => {
+                            warn!(target: "locker", "cannot reach {}: {e}; retrying", redact(&config.url));
+                            tokio::time::sleep(config.acquire_retry).await;
+                            continue;
+                        }
+                    }
+                }
             };
             let mut c = c;
             let started = Instant::now();
@@ -329,6 +361,10 @@ mod lease {
                 Ok(Some(epoch)) => {
                     info!(target: "locker", "master: took the lease as {owner}, epoch {epoch}");
                     let fence = Fence::new();
+                    // Half the lease: a frozen master's transaction ends before its lease
+                    // does, so it never delays the take-over, and a live master's writer,
+                    // which never idles inside one, has a wide margin.
+                    fence.limit_idle_transactions(config.lease / 2);
                     fence.grant(Some(epoch));
                     let renew = LeaseRenewer {
                         renew: st.sql(&format!(
@@ -495,16 +531,7 @@ mod row_lock {
             "SELECT ID FROM {} WHERE ID = 1 FOR UPDATE",
             st.lock
         ));
-        let retry_ms = config.acquire_retry.as_millis().clamp(1, 1 << 40) as i64;
-        // Bound each wait, so that a slave retries (and can be stopped) instead of sitting in
-        // one statement for ever.
-        let timeout = match st.dialect {
-            Dialect::MySql => format!(
-                "SET SESSION innodb_lock_wait_timeout = {}",
-                (retry_ms / 1000).max(1)
-            ),
-            _ => format!("SET lock_timeout = {retry_ms}"),
-        };
+        let timeout = lock_wait_limit(st.dialect, config.acquire_retry);
         let mut logged_wait = false;
         loop {
             let mut c = match options.connect().await {
@@ -516,7 +543,9 @@ mod row_lock {
                 }
             };
             let attempt = async {
-                c.raw(&timeout).await?;
+                if let Some(t) = &timeout {
+                    c.raw(t).await?;
+                }
                 c.raw("BEGIN").await?;
                 c.fetch(&select, &[]).await
             }

@@ -295,6 +295,37 @@ impl Conn {
         }
     }
 
+    /// Asks the server to end this session when it sits idle inside a transaction for
+    /// `limit` (MariaDB: whole seconds, rounded up). False where the server has no such
+    /// setting (MySQL, SQLite).
+    pub async fn limit_idle_transactions(&mut self, limit: Duration) -> Result<bool, sqlx::Error> {
+        match self {
+            Conn::MySql(_) => {
+                let secs = limit.as_millis().div_ceil(1000).clamp(1, 1 << 31);
+                match self
+                    .raw(&format!("SET SESSION idle_transaction_timeout = {secs}"))
+                    .await
+                {
+                    Ok(()) => Ok(true),
+                    // MySQL has no such variable (MariaDB has it since 10.3).
+                    Err(sqlx::Error::Database(e))
+                        if e.message().contains("Unknown system variable") =>
+                    {
+                        Ok(false)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            Conn::Postgres(_) => {
+                let ms = limit.as_millis().clamp(1, i32::MAX as u128);
+                self.raw(&format!("SET idle_in_transaction_session_timeout = {ms}"))
+                    .await
+                    .map(|()| true)
+            }
+            Conn::Sqlite(_) => Ok(false),
+        }
+    }
+
     pub async fn close(self) -> Result<(), sqlx::Error> {
         match self {
             Conn::MySql(c) => c.close().await,

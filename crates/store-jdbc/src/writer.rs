@@ -22,6 +22,7 @@ use store_api::{
     Destination, Message, MessageId, StoreError, SubscriptionInfo, SubscriptionKey, TxOp, Xid,
 };
 use tokio::sync::{mpsc, oneshot};
+use tracing::warn;
 
 use crate::error::JdbcError;
 use crate::fence::Fence;
@@ -125,6 +126,8 @@ pub(crate) struct WriterTask {
     common: Arc<Common>,
     options: Options,
     conn: Option<Conn>,
+    /// Whether `conn` has had the fence's idle-transaction limit applied.
+    conn_limited: bool,
     next_id: i64,
     /// Sequences below this are reserved in the sequence row (committed).
     reserved: i64,
@@ -170,6 +173,7 @@ impl WriterTask {
             common,
             options,
             conn: Some(conn),
+            conn_limited: false,
             next_id,
             reserved: next_id,
             reserved_in_tx: None,
@@ -366,15 +370,43 @@ impl WriterTask {
         Ok(())
     }
 
+    /// The writer's connection, opened again if the last one was dropped. Before its first
+    /// transaction it gets the fence's idle-transaction limit, so that a master frozen inside a
+    /// transaction (which share-locks the lock row) cannot hold off the slave past its lease.
     async fn connection(&mut self) -> Result<Conn, StoreError> {
-        match self.conn.take() {
-            Some(c) => Ok(c),
-            None => self
-                .options
-                .connect()
-                .await
-                .map_err(|e| db(&self.common.st, "reconnecting the writer", e)),
+        let st = &self.common.st;
+        let mut conn = match self.conn.take() {
+            Some(c) => c,
+            None => {
+                self.conn_limited = false;
+                self.options
+                    .connect()
+                    .await
+                    .map_err(|e| db(st, "reconnecting the writer", e))?
+            }
+        };
+        if !self.conn_limited {
+            if let Some(limit) = self
+                .common
+                .fence
+                .as_ref()
+                .and_then(|f| f.idle_transaction_limit())
+            {
+                let applied = conn
+                    .limit_idle_transactions(limit)
+                    .await
+                    .map_err(|e| db(st, "limiting idle transactions", e))?;
+                if !applied {
+                    warn!(
+                        target: "store",
+                        "this {} server cannot end idle transactions: a master frozen inside one holds off the slave until the server drops its connection",
+                        st.dialect.name()
+                    );
+                }
+            }
+            self.conn_limited = true;
         }
+        Ok(conn)
     }
 
     /// The next sequence, reserving a range in the sequence row (inside the open transaction)

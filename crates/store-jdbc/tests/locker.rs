@@ -1,6 +1,7 @@
 //! Master election against real servers: two lockers on one database give exactly one master;
 //! releasing, killing the master's connection or the master freezing hands over to the other;
-//! a deposed lease master's writes are refused by the fencing epoch.
+//! a deposed lease master's writes are refused by the fencing epoch, also when it froze inside
+//! a write transaction that share-locks the lock row.
 //!
 //! MariaDB and PostgreSQL tests read `MYSQL_URL` / `POSTGRES_URL` and say SKIPPED without them;
 //! SQLite always runs. Take-over times are printed (for the notes), never asserted.
@@ -215,6 +216,120 @@ async fn frozen_lease_master_is_fenced(db: &str) {
     place.cleanup().await;
 }
 
+/// True when another session holds a lock on the lock row (asked without waiting).
+async fn lock_row_is_locked(place: &Place) -> bool {
+    use sqlx::Connection;
+    let table = format!("{}ACTIVEMQ_LOCK", place.prefix);
+    let probe = sqlx::AssertSqlSafe(format!(
+        "SELECT ID FROM {table} WHERE ID = 1 FOR UPDATE NOWAIT"
+    ));
+    if place.url.starts_with("mysql") {
+        let mut c = sqlx::MySqlConnection::connect(&place.url).await.unwrap();
+        let mut tx = c.begin().await.unwrap();
+        let locked = sqlx::raw_sql(probe).execute(&mut *tx).await.is_err();
+        tx.rollback().await.unwrap();
+        locked
+    } else {
+        let mut c = sqlx::PgConnection::connect(&place.url).await.unwrap();
+        let mut tx = c.begin().await.unwrap();
+        let locked = sqlx::raw_sql(probe).execute(&mut *tx).await.is_err();
+        drop(tx); // the failed statement aborted the transaction; dropping rolls it back
+        locked
+    }
+}
+
+/// A lease master frozen inside a write transaction, which share-locks the lock row to check
+/// its epoch, does not hold off the slave: the database ends the idle transaction (the fence's
+/// limit, half the lease), the slave takes the lease when it runs out, and the thawed master
+/// is fenced. Every add the old master had answered Ok is on the new master's side.
+async fn master_frozen_inside_a_write_transaction_is_taken_over(db: &str) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let Some(place) = Place::get(db) else { return };
+    let proxy = common::Proxy::start(common::host_port(&place.url)).await;
+    let a = locker::acquire(&place.locker(LockerKind::Lease, "a"))
+        .await
+        .unwrap();
+    let mut config = place.store(&a);
+    config.url = proxy.url_through(&place.url);
+    let store_a = JdbcStore::open(config).await.unwrap();
+    let qa = store_a.queue_store(&Destination::queue("q")).await.unwrap();
+    // Four producers keep A's writer inside transactions nearly all the time.
+    let answered_ok = Arc::new(AtomicU64::new(0));
+    let producers: Vec<_> = (0..4)
+        .map(|p| {
+            let (q, ok) = (qa.clone(), answered_ok.clone());
+            tokio::spawn(async move {
+                for n in 1.. {
+                    let m = Message::new(
+                        MessageId::new(format!("p{p}"), n),
+                        Destination::queue("q"),
+                        Body::Text("x".into()),
+                    );
+                    match q.add(m).await {
+                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => break,
+                    };
+                }
+            })
+        })
+        .collect();
+    // Freeze A until it is caught holding the lock row inside a transaction.
+    let mut attempts = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        proxy.freeze();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if lock_row_is_locked(&place).await {
+            break;
+        }
+        proxy.thaw();
+        attempts += 1;
+        assert!(
+            attempts < 500,
+            "A's writer was never caught inside a transaction"
+        );
+    }
+    let fence_a = a.fence();
+    a.abandon(); // a frozen master renews nothing either
+    let frozen = Instant::now();
+    let b = tokio::time::timeout(
+        Duration::from_secs(30),
+        locker::acquire(&place.locker(LockerKind::Lease, "b")),
+    )
+    .await
+    .expect("the slave took over from a master frozen inside a write transaction")
+    .unwrap();
+    eprintln!(
+        "{db} lease locker: take-over from a master frozen inside a write transaction in {:?} (lease 1.5 s)",
+        frozen.elapsed()
+    );
+    proxy.thaw();
+    for p in producers {
+        tokio::time::timeout(Duration::from_secs(30), p)
+            .await
+            .expect("the thawed master's producers stopped on an error")
+            .unwrap();
+    }
+    assert!(
+        qa.add(msg("q", 0)).await.is_err(),
+        "the thawed master wrote beside the new one"
+    );
+    assert!(!fence_a.is_held(), "the thawed master was fenced");
+    let store_b = JdbcStore::open(place.store(&b)).await.unwrap();
+    let qb = store_b.queue_store(&Destination::queue("q")).await.unwrap();
+    assert_eq!(
+        qb.count().await.unwrap(),
+        answered_ok.load(Ordering::Relaxed),
+        "the new master holds exactly what the old one answered Ok"
+    );
+    store_a.close().await.unwrap();
+    store_b.close().await.unwrap();
+    b.release().await;
+    place.cleanup().await;
+}
+
 /// After the lock is released, a store behind its fence refuses writes.
 async fn released_lock_refuses_writes(db: &str, kind: LockerKind) {
     let Some(place) = Place::get(db) else { return };
@@ -254,6 +369,8 @@ per_db! {
     mysql_frozen_lease_master_is_fenced: frozen_lease_master_is_fenced("mysql");
     postgres_frozen_lease_master_is_fenced: frozen_lease_master_is_fenced("postgres");
     sqlite_frozen_lease_master_is_fenced: frozen_lease_master_is_fenced("sqlite");
+    mysql_master_frozen_inside_a_write_transaction_is_taken_over: master_frozen_inside_a_write_transaction_is_taken_over("mysql");
+    postgres_master_frozen_inside_a_write_transaction_is_taken_over: master_frozen_inside_a_write_transaction_is_taken_over("postgres");
     mysql_released_lease_refuses_writes: released_lock_refuses_writes("mysql", LockerKind::Lease);
     postgres_released_database_lock_refuses_writes: released_lock_refuses_writes("postgres", LockerKind::Database);
     sqlite_released_file_lock_refuses_writes: released_lock_refuses_writes("sqlite", LockerKind::Database);
