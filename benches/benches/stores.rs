@@ -4,12 +4,14 @@
 //! each batch durably (MariaDB's default `innodb_flush_log_at_trx_commit=1`, PostgreSQL's
 //! `synchronous_commit=on`, SQLite `synchronous=FULL`). Besides criterion's timings, each group
 //! prints messages per fsync (per database commit for JDBC), so a fast result that stopped
-//! syncing shows.
+//! syncing shows. The 1-writer group also times the disk itself (`disk`: 1 KiB write +
+//! fdatasync on a preallocated file), so an engine's rate can be read as a fraction of what the
+//! disk allows in the same run.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use benches::{Engine, add_concurrently, add_then_ack};
+use benches::{DiskCeiling, Engine, add_concurrently, add_then_ack};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use store_api::Destination;
 
@@ -38,12 +40,15 @@ fn engines() -> Vec<(&'static str, MakeEngine)> {
         ("journaled-sqlite", Engine::journaled_sqlite),
         ("journaled-mariadb", Engine::journaled_mysql),
     ];
+    all.into_iter().filter(|(n, _)| picked(n)).collect()
+}
+
+/// Whether `BENCH_ENGINES` (a comma-separated list; unset means all) names `name`. `disk` is
+/// the 1-writer group's ceiling: 1 KiB write + fdatasync on a preallocated file.
+fn picked(name: &str) -> bool {
     match std::env::var("BENCH_ENGINES") {
-        Ok(pick) => all
-            .into_iter()
-            .filter(|(n, _)| pick.split(',').any(|p| p.trim() == *n))
-            .collect(),
-        Err(_) => all,
+        Ok(pick) => pick.split(',').any(|p| p.trim() == name),
+        Err(_) => true,
     }
 }
 
@@ -68,6 +73,14 @@ fn writers(c: &mut Criterion, name: &str, writers: usize) {
         .sample_size(10)
         .measurement_time(Duration::from_secs(8))
         .throughput(Throughput::Elements(1));
+    if writers == 1 && picked("disk") {
+        // The ceiling the engines are held to: what one synchronous writer gets from the disk
+        // itself, in the same run.
+        let mut disk = DiskCeiling::new().expect("a preallocated file for the disk ceiling");
+        group.bench_function("disk", |b| {
+            b.iter_custom(|iters| disk.write_sync(iters, SIZE).expect("write and fdatasync"))
+        });
+    }
     for (_, make) in engines() {
         let Some(engine) = make(&rt) else { continue };
         let queue = rt

@@ -306,3 +306,57 @@ pub async fn add_then_ack(
     }
     start.elapsed()
 }
+
+/// The disk's own ceiling for one synchronous writer: `count` writes of `size` bytes, each
+/// followed by `fdatasync`, at growing offsets of a file preallocated (zero-filled, synced)
+/// beforehand — the "fdatasync/s on a preallocated file" a journal under sync `always` is
+/// measured against. A store's rate divided by this, both measured in one run, is a figure that
+/// survives a noisy or differently fast disk.
+pub struct DiskCeiling {
+    file: std::fs::File,
+    len: u64,
+    at: u64,
+    _dir: TempDir,
+}
+
+impl DiskCeiling {
+    /// A 64 MiB preallocated file in a temp dir on the same file system the engines use.
+    pub fn new() -> std::io::Result<DiskCeiling> {
+        use std::io::Write;
+        let dir = tempfile::tempdir()?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(dir.path().join("ceiling.dat"))?;
+        let len = 64 << 20;
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..(len >> 20) {
+            file.write_all(&zeros)?;
+        }
+        file.sync_all()?;
+        Ok(DiskCeiling {
+            file,
+            len,
+            at: 0,
+            _dir: dir,
+        })
+    }
+
+    /// Writes and fdatasyncs `count` records of `size` bytes one after another; the time taken.
+    pub fn write_sync(&mut self, count: u64, size: usize) -> std::io::Result<Duration> {
+        use std::os::unix::fs::FileExt;
+        let record = vec![0x5au8; size];
+        let start = Instant::now();
+        for _ in 0..count {
+            if self.at + size as u64 > self.len {
+                self.at = 0;
+            }
+            self.file.write_all_at(&record, self.at)?;
+            self.file.sync_data()?;
+            self.at += size as u64;
+        }
+        Ok(start.elapsed())
+    }
+}
