@@ -188,16 +188,21 @@ pub struct FlushSet {
     pub file_pages: u64,
 }
 
+/// Maps keyed by page id. Every add looks up and replaces a few cached pages, and SipHash of
+/// the id was a visible share of the add path's CPU; page ids are ours, not a client's, so the
+/// much cheaper foldhash is enough.
+type PageMap<V> = HashMap<PageId, V, foldhash::fast::RandomState>;
+
 /// The page file: cache, allocation and the crash-safe flush.
 pub struct PageFile {
     fs: Arc<dyn FileSystem>,
     path: PathBuf,
     redo_path: PathBuf,
     file: Arc<dyn File>,
-    cache: HashMap<PageId, CacheEntry>,
+    cache: PageMap<CacheEntry>,
     /// Pages handed to a checkpoint that is still writing them: served from here, not from
     /// `db.data`, until it finishes.
-    flushing: HashMap<PageId, Arc<Node>>,
+    flushing: PageMap<Arc<Node>>,
     free: BTreeSet<PageId>,
     /// Pages in the file (the next never-used page id).
     pub file_pages: u64,
@@ -236,8 +241,8 @@ impl PageFile {
             path,
             redo_path,
             file,
-            cache: HashMap::new(),
-            flushing: HashMap::new(),
+            cache: PageMap::default(),
+            flushing: PageMap::default(),
             free: BTreeSet::new(),
             file_pages: len.div_ceil(PAGE_SIZE as u64).max(1),
             capacity: capacity.max(64),
