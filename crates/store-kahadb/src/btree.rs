@@ -1,6 +1,7 @@
 //! B+trees of fixed 16-byte keys and fixed-size values, in pages of the [`PageFile`].
 //!
-//! Nodes are copied on change (the cache hands out shared, immutable nodes) and written back
+//! Nodes are changed in place in the cache, copied only while a checkpoint still holds them
+//! (the cache hands out shared nodes, `Arc::make_mut` on change), and written back
 //! dirty; a checkpoint persists them. Deletes do not rebalance (as KahaDB's trees do not), but an
 //! emptied leaf is unlinked and its page freed, and a branch left with one child is replaced by
 //! that child, so a queue in steady state (adds at the tail, acks at the head) does not leave a
@@ -88,8 +89,9 @@ fn insert_into(
             None => return Ok((old, None)),
         }
     }
-    let mut node = pf.take(page)?;
-    match &mut node {
+    // Changed in place in the cache: the common add touches one leaf, and moving it out of
+    // the cache and back cost two hash probes and an allocation.
+    match pf.modify(page)? {
         Node::Leaf {
             value_size,
             keys,
@@ -101,14 +103,12 @@ fn insert_into(
                 Ok(i) => {
                     let old = values[i * vs..(i + 1) * vs].to_vec();
                     values[i * vs..(i + 1) * vs].copy_from_slice(value);
-                    pf.put(page, node);
                     Ok((Some(old), None))
                 }
                 Err(i) => {
                     keys.insert(i, key);
                     values.splice(i * vs..i * vs, value.iter().copied());
                     if keys.len() <= Node::leaf_capacity(vs) {
-                        pf.put(page, node);
                         return Ok((None, None));
                     }
                     let mid = keys.len() / 2;
@@ -124,20 +124,17 @@ fn insert_into(
                             values: right_values,
                         },
                     );
-                    pf.put(page, node);
                     Ok((None, Some((sep, right))))
                 }
             }
         }
         Node::Branch { keys, children } => {
             let Some((idx, (sep, new_child))) = split_below else {
-                pf.put(page, node);
                 return Ok((old, None));
             };
             keys.insert(idx, sep);
             children.insert(idx + 1, new_child);
             if keys.len() <= Node::BRANCH_CAPACITY {
-                pf.put(page, node);
                 return Ok((old, None));
             }
             let mid = keys.len() / 2;
@@ -152,7 +149,6 @@ fn insert_into(
                     children: right_children,
                 },
             );
-            pf.put(page, node);
             Ok((old, Some((promoted, right))))
         }
     }

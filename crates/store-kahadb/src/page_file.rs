@@ -366,6 +366,26 @@ impl PageFile {
         Ok(Arc::try_unwrap(node).unwrap_or_else(|shared| Node::clone(&shared)))
     }
 
+    /// The node of page `id`, to be changed where it lies in the cache, marked dirty: copied
+    /// only while a checkpoint still holds it. Cheaper than [`PageFile::take`] and
+    /// [`PageFile::put`], which move the entry out of the map and back (two hashes and a
+    /// fresh `Arc`), for the one-leaf change most adds make.
+    pub fn modify(&mut self, id: PageId) -> Result<&mut Node> {
+        if !self.cache.contains_key(&id) {
+            self.get(id)?;
+        }
+        self.clock += 1;
+        let Some(e) = self.cache.get_mut(&id) else {
+            return Err(corrupt_page(&self.path, id, "evicted while being changed"));
+        };
+        if !e.dirty {
+            e.dirty = true;
+            self.dirty += 1;
+        }
+        e.used = self.clock;
+        Ok(Arc::make_mut(&mut e.node))
+    }
+
     pub fn put(&mut self, id: PageId, node: Node) {
         self.clock += 1;
         self.insert_entry(
