@@ -22,7 +22,7 @@ use store_api::{
     Destination, Message, MessageId, StoreError, SubscriptionInfo, SubscriptionKey, TxOp, Xid,
 };
 use tokio::sync::{mpsc, oneshot};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::error::JdbcError;
 use crate::fence::Fence;
@@ -261,11 +261,8 @@ impl WriterTask {
         let common = self.common.clone();
         let st = &common.st;
         self.check_lock_held()?;
-        let mut conn = self.connection().await?;
+        let mut conn = self.begin().await?;
         let outcome: Result<Vec<Result<Done, StoreError>>, StoreError> = async {
-            conn.raw(st.begin)
-                .await
-                .map_err(|e| db(st, "beginning a transaction", e))?;
             self.check_epoch(&mut conn).await?;
             let mut results: Vec<Option<Result<Done, StoreError>>> =
                 works.iter().map(|_| None).collect();
@@ -406,6 +403,35 @@ impl WriterTask {
             }
             self.conn_limited = true;
         }
+        Ok(conn)
+    }
+
+    /// A connection with a transaction begun on it. A kept connection that the server closed
+    /// while it sat idle (its idle timeout — eight hours by default on MySQL and MariaDB — a
+    /// restart, a DBA's `KILL`, a network blip) fails at `BEGIN`, before anything of the batch
+    /// was sent; it is replaced once, so that the first write after such a gap does not fail
+    /// while the database is answering.
+    async fn begin(&mut self) -> Result<Conn, StoreError> {
+        let common = self.common.clone();
+        let st = &common.st;
+        let kept = self.conn.is_some();
+        let mut conn = self.connection().await?;
+        match conn.raw(st.begin).await {
+            Ok(()) => return Ok(conn),
+            Err(e) if !kept || matches!(e, sqlx::Error::Database(_)) => {
+                return Err(db(st, "beginning a transaction", e));
+            }
+            Err(e) => info!(
+                target: "store",
+                "the writer's {} connection was closed while idle ({e}); reconnecting",
+                st.dialect.name()
+            ),
+        }
+        drop(conn);
+        let mut conn = self.connection().await?;
+        conn.raw(st.begin)
+            .await
+            .map_err(|e| db(st, "beginning a transaction", e))?;
         Ok(conn)
     }
 
@@ -937,18 +963,9 @@ impl WriterTask {
 
     /// Starts a transaction of its own (with the lock checks) for bulk work.
     async fn begin_tx(&mut self) -> Result<Conn, StoreError> {
-        let common = self.common.clone();
-        let st = &common.st;
         self.check_lock_held()?;
-        let mut conn = self.connection().await?;
-        let r = async {
-            conn.raw(st.begin)
-                .await
-                .map_err(|e| db(st, "beginning a transaction", e))?;
-            self.check_epoch(&mut conn).await
-        }
-        .await;
-        match r {
+        let mut conn = self.begin().await?;
+        match self.check_epoch(&mut conn).await {
             Ok(()) => Ok(conn),
             Err(e) => {
                 if conn.raw("ROLLBACK").await.is_ok() {

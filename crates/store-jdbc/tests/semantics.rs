@@ -202,6 +202,37 @@ async fn lost_connection_is_a_clear_error(url: &str, prefix: String) {
     JdbcStore::drop_tables(&config).await.unwrap();
 }
 
+/// A write after the server closed the writer's idle connection (here a cut and restored
+/// proxy; in production the server's idle timeout, a restart, a DBA's KILL) succeeds: nothing
+/// of it had been sent, so the writer reconnects and carries on instead of failing it.
+async fn closed_idle_connection_is_replaced(url: &str, prefix: String) {
+    let proxy = common::Proxy::start(common::host_port(url)).await;
+    let mut config = JdbcConfig::new(proxy.url_through(url));
+    config.table_prefix = prefix;
+    config.pool_size = 2;
+    let store = JdbcStore::open(config.clone()).await.unwrap();
+    let d = Destination::queue("q");
+    let q = store.queue_store(&d).await.unwrap();
+    q.add(msg(&d, "p", 1)).await.unwrap();
+    proxy.cut();
+    proxy.restore();
+    q.add(msg(&d, "p", 2))
+        .await
+        .expect("the first write after the connection was closed");
+    let tx = TransactionId::Local(1);
+    store.begin(&tx).await.unwrap();
+    store.enlist(&tx, TxOp::Add(msg(&d, "p", 3))).await.unwrap();
+    proxy.cut();
+    proxy.restore();
+    store
+        .commit(&tx)
+        .await
+        .expect("the first commit after the connection was closed");
+    assert_eq!(q.count().await.unwrap(), 3);
+    store.close().await.unwrap();
+    JdbcStore::drop_tables(&config).await.unwrap();
+}
+
 /// One test per database for each scenario: `module: scenario_fn`.
 macro_rules! per_db {
     ($($module:ident: $scenario:ident),* $(,)?) => {
@@ -253,6 +284,22 @@ async fn mysql_lost_connection() {
 async fn postgres_lost_connection() {
     match std::env::var("POSTGRES_URL") {
         Ok(url) => lost_connection_is_a_clear_error(&url, common::unique_prefix()).await,
+        Err(_) => eprintln!("SKIPPED: POSTGRES_URL is not set"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_closed_idle_connection() {
+    match std::env::var("MYSQL_URL") {
+        Ok(url) => closed_idle_connection_is_replaced(&url, common::unique_prefix()).await,
+        Err(_) => eprintln!("SKIPPED: MYSQL_URL is not set"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_closed_idle_connection() {
+    match std::env::var("POSTGRES_URL") {
+        Ok(url) => closed_idle_connection_is_replaced(&url, common::unique_prefix()).await,
         Err(_) => eprintln!("SKIPPED: POSTGRES_URL is not set"),
     }
 }
