@@ -1,5 +1,8 @@
 //! A TCP proxy a test can cut or freeze, shared by the store-jdbc and broker tests.
 
+// Each test crate that includes this file uses part of it.
+#![allow(dead_code)]
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
