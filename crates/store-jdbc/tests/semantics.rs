@@ -272,34 +272,25 @@ per_db!(
     names: names_are_stored_literally,
 );
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_lost_connection() {
-    match std::env::var("MYSQL_URL") {
-        Ok(url) => lost_connection_is_a_clear_error(&url, common::unique_prefix()).await,
-        Err(_) => eprintln!("SKIPPED: MYSQL_URL is not set"),
-    }
+/// One test per database server for each scenario that takes a URL and a table prefix; each
+/// says SKIPPED when its URL variable is not set.
+macro_rules! per_server {
+    ($($name:ident: $scenario:ident($var:literal);)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                match std::env::var($var) {
+                    Ok(url) => $scenario(&url, common::unique_prefix()).await,
+                    Err(_) => eprintln!("SKIPPED: {} is not set", $var),
+                }
+            }
+        )*
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_lost_connection() {
-    match std::env::var("POSTGRES_URL") {
-        Ok(url) => lost_connection_is_a_clear_error(&url, common::unique_prefix()).await,
-        Err(_) => eprintln!("SKIPPED: POSTGRES_URL is not set"),
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_closed_idle_connection() {
-    match std::env::var("MYSQL_URL") {
-        Ok(url) => closed_idle_connection_is_replaced(&url, common::unique_prefix()).await,
-        Err(_) => eprintln!("SKIPPED: MYSQL_URL is not set"),
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_closed_idle_connection() {
-    match std::env::var("POSTGRES_URL") {
-        Ok(url) => closed_idle_connection_is_replaced(&url, common::unique_prefix()).await,
-        Err(_) => eprintln!("SKIPPED: POSTGRES_URL is not set"),
-    }
+per_server! {
+    mysql_lost_connection: lost_connection_is_a_clear_error("MYSQL_URL");
+    postgres_lost_connection: lost_connection_is_a_clear_error("POSTGRES_URL");
+    mysql_closed_idle_connection: closed_idle_connection_is_replaced("MYSQL_URL");
+    postgres_closed_idle_connection: closed_idle_connection_is_replaced("POSTGRES_URL");
 }
