@@ -262,7 +262,6 @@ fn spawn_lock(
     }
 }
 
-/// Marks the lock lost: revoke first, then tell whoever waits.
 /// The statement that bounds a session's lock waits to `retry` (MySQL: whole seconds, at
 /// least one), so that a slave's attempt returns, and is retried (or stopped), instead of
 /// sitting in one statement for as long as a rival holds the row.
@@ -279,6 +278,7 @@ fn lock_wait_limit(dialect: Dialect, retry: Duration) -> Option<String> {
     }
 }
 
+/// Marks the lock lost: revoke first, then tell whoever waits.
 fn lose(fence: &Fence, lost: &watch::Sender<Option<String>>, why: String) {
     fence.revoke();
     warn!(target: "locker", "lost the master lock: {why}");
