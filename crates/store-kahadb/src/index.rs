@@ -867,10 +867,6 @@ impl Index {
         self.cat.last_sequence = self.cat.last_sequence.max(m.sequence);
         let d = &m.destination;
         self.ensure_destination(d, loc, false);
-        if self.lookup(d, &m.id)?.is_some() {
-            self.skipped += 1;
-            return Ok(());
-        }
         let Some(meta) = self.cat.destinations.get_mut(d) else {
             return Ok(());
         };
@@ -901,9 +897,16 @@ impl Index {
         idv[0..8].copy_from_slice(&h2.to_le_bytes());
         idv[8] = ok.priority;
         idv[9..17].copy_from_slice(&ok.sequence.to_le_bytes());
+        // The id entry goes in first and doubles as the duplicate check (one descent of the id
+        // tree, not a lookup and then an insert): a key already there is put back as it was.
         if let Some(existing) = btree::insert(&mut self.pf, &mut meta.id_root, ik, &idv)? {
-            // Same 64-bit producer hash and sequence, different producer: restore and refuse.
             btree::insert(&mut self.pf, &mut meta.id_root, ik, &existing)?;
+            if existing[0..8] == idv[0..8] {
+                // This id is indexed already: a replayed add, or one id twice in a transaction.
+                self.skipped += 1;
+                return Ok(());
+            }
+            // Same 64-bit producer hash and sequence, different producer: refuse.
             return Err(KahaError::IdCollision(m.id.to_string()));
         }
         btree::insert(&mut self.pf, &mut meta.order_root, okey, &entry.encode())?;
