@@ -217,6 +217,8 @@ pub struct KahaDbSection {
     pub enable_ack_compaction: Option<bool>,
     pub compaction_threshold: Option<u64>,
     pub cleanup_on_stop: Option<bool>,
+    /// See `store_kahadb::KahaDbConfig::leader_writes`.
+    pub leader_writes: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -231,6 +233,8 @@ pub struct AmqSection {
     pub cleanup_interval_ms: Option<u64>,
     pub ignore_corrupt_logs: Option<bool>,
     pub preallocate: Option<bool>,
+    /// See `store_kahadb::KahaDbConfig::leader_writes`.
+    pub leader_writes: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

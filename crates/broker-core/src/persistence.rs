@@ -88,6 +88,9 @@ pub(crate) async fn open(
                 if let Some(v) = s.cleanup_on_stop {
                     c.cleanup_on_stop = v;
                 }
+                if let Some(v) = s.leader_writes {
+                    c.leader_writes = v;
+                }
             }
             let store = tokio::task::spawn_blocking(move || KahaDbStore::open(c))
                 .await
@@ -109,6 +112,9 @@ pub(crate) async fn open(
                 }
                 if let Some(v) = s.preallocate {
                     c.preallocate = v;
+                }
+                if let Some(v) = s.leader_writes {
+                    c.leader_writes = v;
                 }
             }
             let store = tokio::task::spawn_blocking(move || AmqStore::open(c))

@@ -50,6 +50,12 @@ pub struct AmqConfig {
     /// Skip damaged log ranges (logged) instead of refusing to open.
     pub ignore_corrupt_logs: bool,
     pub preallocate: bool,
+    /// Under sync `always`, the append that completes a group commit writes and fsyncs it on its
+    /// own thread (a runtime worker of a multi-threaded runtime, never a single-threaded one)
+    /// instead of waking the journal's writer thread: one context switch less per group. Not
+    /// while a write+fsync takes over 1 ms (a slow disk stalls the writer thread instead).
+    /// Default true.
+    pub leader_writes: bool,
 }
 
 impl AmqConfig {
@@ -62,6 +68,7 @@ impl AmqConfig {
             cleanup_interval: Duration::from_secs(30),
             ignore_corrupt_logs: false,
             preallocate: true,
+            leader_writes: true,
         }
     }
 
@@ -74,6 +81,7 @@ impl AmqConfig {
         c.cleanup_interval = self.cleanup_interval;
         c.ignore_missing_journal_files = self.ignore_corrupt_logs;
         c.preallocate = self.preallocate;
+        c.leader_writes = self.leader_writes;
         c
     }
 }

@@ -20,6 +20,11 @@ use crate::recovery::{BatchAt, find_valid_batch, read_batch};
 /// What a new batch's buffer holds before it must grow: 16 one-KiB appends.
 const BATCH_INITIAL_CAPACITY: usize = 16 << 10;
 
+/// An appender writes the group it completes itself only while a write+fsync takes at most
+/// this long: a runtime worker may then block for about that long, as a task may between two
+/// awaits; beyond it the writer thread does the I/O.
+pub(crate) const LEAD_IO_LIMIT: Duration = Duration::from_millis(1);
+
 /// What to do when recovery finds damage followed by valid data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RecoveryMode {
@@ -57,6 +62,10 @@ pub struct JournalConfig {
     /// more CPU than the overlap saves. A machine with more cores and a deep-queue disk
     /// (NVMe) is where more than one pays.
     pub writes_in_flight: usize,
+    /// Under [`SyncPolicy::Always`] with one write in flight: the append that completes a group
+    /// writes and fsyncs it on its own thread when its completion is awaited (or dropped),
+    /// instead of waking the writer thread.
+    pub leader_writes: bool,
 }
 
 impl JournalConfig {
@@ -72,6 +81,7 @@ impl JournalConfig {
             preallocate: true,
             recovery: RecoveryMode::Strict,
             writes_in_flight: 1,
+            leader_writes: true,
         }
     }
 
@@ -143,6 +153,8 @@ pub(crate) struct Queue {
     /// switch each time on the cores the appenders need.
     pub(crate) wake_at: usize,
     pub(crate) pipeline: crate::writer::Pipeline,
+    /// A group an appender took to write itself, until it (or anyone else) starts it.
+    pub(crate) lead: Option<crate::writer::Group>,
 }
 
 impl Queue {
@@ -172,6 +184,8 @@ pub(crate) struct Shared {
     pub(crate) written: Mutex<Location>,
     pub(crate) written_cv: Condvar,
     pub(crate) poisoned: Mutex<Option<String>>,
+    /// The state of the writer that appenders leading a group use.
+    pub(crate) leader: Mutex<Option<crate::writer::WriterState>>,
     pub(crate) closed: AtomicBool,
     pub(crate) counters: Counters,
 }
@@ -249,12 +263,41 @@ impl Shared {
 }
 
 /// Resolves when an append is written (and synced, per the policy).
-pub struct Completion(oneshot::Receiver<Result<()>>);
+pub struct Completion {
+    /// `None` once [`Completion::wait`] took it.
+    rx: Option<oneshot::Receiver<Result<()>>>,
+    /// Set when this append completed the group the writer thread waited for and took it, to
+    /// be written by whoever first polls, waits for or drops this.
+    lead: Option<Arc<Shared>>,
+}
 
 impl Completion {
+    fn new(rx: oneshot::Receiver<Result<()>>) -> Completion {
+        Completion {
+            rx: Some(rx),
+            lead: None,
+        }
+    }
+
     /// Waits on the calling thread. Not for use on an async runtime's worker.
-    pub fn wait(self) -> Result<()> {
-        self.0.blocking_recv().unwrap_or(Err(JournalError::Closed))
+    pub fn wait(mut self) -> Result<()> {
+        if let Some(shared) = self.lead.take() {
+            crate::writer::run_lead(&shared);
+        }
+        match self.rx.take() {
+            Some(rx) => rx.blocking_recv().unwrap_or(Err(JournalError::Closed)),
+            None => Err(JournalError::Closed),
+        }
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        // A group this append took is written even if nobody waits for it: other appends are
+        // in it.
+        if let Some(shared) = self.lead.take() {
+            crate::writer::run_lead(&shared);
+        }
     }
 }
 
@@ -265,9 +308,15 @@ impl std::future::Future for Completion {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(JournalError::Closed)))
+        if let Some(shared) = self.lead.take() {
+            crate::writer::run_lead(&shared);
+        }
+        match self.rx.as_mut() {
+            Some(rx) => std::pin::Pin::new(rx)
+                .poll(cx)
+                .map(|r| r.unwrap_or(Err(JournalError::Closed))),
+            None => std::task::Poll::Ready(Err(JournalError::Closed)),
+        }
     }
 }
 
@@ -307,6 +356,7 @@ impl Journal {
                 writers_waiting: 0,
                 wake_at: 1,
                 pipeline: crate::writer::Pipeline::new(tail),
+                lead: None,
             }),
             work: Condvar::new(),
             turn: Condvar::new(),
@@ -316,6 +366,7 @@ impl Journal {
             written: Mutex::new(tail),
             written_cv: Condvar::new(),
             poisoned: Mutex::new(None),
+            leader: Mutex::new(None),
             closed: AtomicBool::new(false),
             counters: Counters::default(),
             config,
@@ -412,8 +463,16 @@ impl Journal {
         let end_offset = batch.start + batch.buf.len() as u64;
         q.tail_offset = end_offset;
         let wake = q.writers_waiting > 0 && (closed || q.pending_appends() >= q.wake_at);
+        // The append that completes the group the writer thread is waiting for takes the group
+        // and writes it on its own thread when its completion is awaited, instead of waking
+        // the writer thread: a wake-up costs a context switch on the critical path, and the
+        // appender would only sleep through the I/O anyway.
+        let lead = wake && self.may_lead(&q);
+        if lead {
+            q.lead = Some(crate::writer::take_group(&self.shared, &mut q));
+        }
         drop(q);
-        if wake {
+        if wake && !lead {
             self.shared.work.notify_one();
         }
         self.shared.counters.appends.fetch_add(1, Ordering::Relaxed);
@@ -427,8 +486,40 @@ impl Journal {
                 file: tail_file,
                 offset: end_offset as u32,
             },
-            completion: Completion(rx),
+            completion: Completion {
+                rx: Some(rx),
+                lead: lead.then(|| self.shared.clone()),
+            },
         })
+    }
+
+    /// Whether an append that completes a group may write it itself (see [`Journal::append`]):
+    /// only under `always` with one write in flight and none in flight now; only on a thread
+    /// that may block (not a single-threaded runtime, whose every task would wait through the
+    /// I/O; a multi-threaded runtime's other workers go on); not while the disk is slow (the
+    /// last write+fsync over [`LEAD_IO_LIMIT`]), so that a struggling disk stalls the writer
+    /// thread, not a runtime worker; and not for a group that starts a data file.
+    fn may_lead(&self, q: &Queue) -> bool {
+        let cfg = &self.shared.config;
+        // A group that moves the journal to another data file may have to wait for the file
+        // to be created: the writer thread's job.
+        let same_file = || {
+            let last = q.pipeline.last_file();
+            q.closed_batches
+                .iter()
+                .chain(q.open.iter())
+                .all(|b| Some(b.file) == last)
+        };
+        cfg.leader_writes
+            && cfg.sync == SyncPolicy::Always
+            && self.shared.writer_threads() == 1
+            && q.lead.is_none()
+            && q.pipeline.idle_and_fast()
+            && same_file()
+            && match tokio::runtime::Handle::try_current() {
+                Ok(h) => h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread,
+                Err(_) => true,
+            }
     }
 
     /// Forces everything written so far to stable storage (used by the periodic policy's
@@ -437,11 +528,11 @@ impl Journal {
         let (tx, rx) = oneshot::channel();
         if let Err(e) = self.shared.check_writable() {
             let _ = tx.send(Err(e));
-            return Completion(rx);
+            return Completion::new(rx);
         }
         self.shared.queue.lock().sync_requested.push(tx);
         self.shared.work.notify_one();
-        Completion(rx)
+        Completion::new(rx)
     }
 
     /// Reads the record at `loc`, waiting for it to be written if it was only enqueued. A
@@ -453,6 +544,11 @@ impl Journal {
                 offset: loc.offset,
                 reason: format!("past the end of the journal ({})", self.tail()),
             });
+        }
+        if *self.shared.written.lock() <= loc {
+            // It may be in a group an appender took and has not started: write it here
+            // rather than wait for that appender.
+            crate::writer::run_lead(&self.shared);
         }
         {
             let mut written = self.shared.written.lock();
@@ -598,6 +694,7 @@ impl Journal {
 
     /// Writes and syncs everything enqueued, then stops the writer. Later calls fail `Closed`.
     pub fn close(&self) -> Result<()> {
+        crate::writer::run_lead(&self.shared);
         let sync = self.sync();
         let synced = if self.shared.check_writable().is_ok() {
             sync.wait()

@@ -2,7 +2,8 @@
 //! change to: rolling, preallocated data files of sector-aligned batches of records with CRCs,
 //! written by a writer thread that groups every append that arrived during the previous write and
 //! fsync into the next batch (group commit; under sync `always`, `O_DIRECT` where the file system
-//! takes it; optionally several groups in flight, answered in journal order), read back by
+//! takes it; optionally several groups in flight, answered in journal order; or, where it may
+//! block, by the appender whose append completed the group), read back by
 //! location, replayed in order, and scanned at open to cut a torn or unacknowledged tail — or to
 //! refuse to open, naming file and offset, when data written after the damaged part was durable
 //! follows it.

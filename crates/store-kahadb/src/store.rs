@@ -502,6 +502,7 @@ pub(crate) fn open(config: KahaDbConfig, fs: Arc<dyn FileSystem>) -> Result<Arc<
     jc.max_write_batch_size = config.journal_max_write_batch_size;
     jc.sync = config.sync;
     jc.preallocate = config.preallocate;
+    jc.leader_writes = config.leader_writes;
     jc.recovery = if config.ignore_missing_journal_files {
         RecoveryMode::SkipCorrupt
     } else {
