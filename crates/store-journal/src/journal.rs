@@ -20,10 +20,12 @@ use crate::recovery::{BatchAt, find_valid_batch, read_batch};
 /// What a new batch's buffer holds before it must grow: 16 one-KiB appends.
 const BATCH_INITIAL_CAPACITY: usize = 16 << 10;
 
-/// An appender writes the group it completes itself only while a write+fsync takes at most
-/// this long: a runtime worker may then block for about that long, as a task may between two
-/// awaits; beyond it the writer thread does the I/O.
+/// An appender writes the group it completes itself only while write+fsyncs take at most this
+/// long: a runtime worker then blocks for about as long as a task may run between two awaits.
+/// After a slower one, the writer thread does all the I/O for [`LEAD_COOL_DOWN`], so that a disk
+/// that stalls now and then stalls the writer thread, not a runtime worker, after the first time.
 pub(crate) const LEAD_IO_LIMIT: Duration = Duration::from_millis(1);
+pub(crate) const LEAD_COOL_DOWN: Duration = Duration::from_secs(1);
 
 /// What to do when recovery finds damage followed by valid data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -496,9 +498,8 @@ impl Journal {
     /// Whether an append that completes a group may write it itself (see [`Journal::append`]):
     /// only under `always` with one write in flight and none in flight now; only on a thread
     /// that may block (not a single-threaded runtime, whose every task would wait through the
-    /// I/O; a multi-threaded runtime's other workers go on); not while the disk is slow (the
-    /// last write+fsync over [`LEAD_IO_LIMIT`]), so that a struggling disk stalls the writer
-    /// thread, not a runtime worker; and not for a group that starts a data file.
+    /// I/O; a multi-threaded runtime's other workers go on); not within [`LEAD_COOL_DOWN`] of a
+    /// write+fsync slower than [`LEAD_IO_LIMIT`]; and not for a group that starts a data file.
     fn may_lead(&self, q: &Queue) -> bool {
         let cfg = &self.shared.config;
         // A group that moves the journal to another data file may have to wait for the file
