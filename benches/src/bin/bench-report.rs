@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use benches::Engine;
+use benches::{DiskCeiling, Engine};
 use benches::workloads::{Cell, WORKLOADS, Workload, run};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -178,6 +178,17 @@ fn chart(path: &PathBuf, names: &[&str], rows: &[(&str, Vec<Option<f64>>)]) -> R
     Ok(())
 }
 
+/// How many write+fsyncs one disk ceiling measurement takes.
+const DISK_SAMPLES: u64 = 2000;
+
+/// One synchronous writer's write+`fdatasync` rate on a preallocated file, per second.
+fn disk_rate(disk: &mut DiskCeiling) -> Result<f64> {
+    let took = disk
+        .write_sync(DISK_SAMPLES, 1024)
+        .context("measuring the disk ceiling")?;
+    Ok(DISK_SAMPLES as f64 / took.as_secs_f64())
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -190,6 +201,10 @@ fn main() -> Result<()> {
             .is_none_or(|p| p.split(',').any(|x| x.trim() == n))
     };
     let all: Vec<(&str, Make)> = engines().into_iter().filter(|(n, _)| pick(n)).collect();
+    // The disk's own rate, before and after the engines: a sync-`always` cell reads as a
+    // fraction of it, and a difference between the two shows the disk drifted during the run.
+    let mut disk = DiskCeiling::new().context("preparing the disk ceiling file")?;
+    let ceiling_before = disk_rate(&mut disk)?;
     let mut skipped = Vec::new();
     let mut names = Vec::new();
     let mut table: Vec<Vec<Option<Cell>>> = vec![Vec::new(); WORKLOADS.len()];
@@ -232,6 +247,8 @@ fn main() -> Result<()> {
         rt.block_on(engine.store.close())?;
         engine.cleanup(&rt);
     }
+    let ceiling_after = disk_rate(&mut disk)?;
+    drop(disk);
     let mut opens = Vec::new();
     for name in ["kahadb", "amq"] {
         if pick(name) && args.open_mib > 0 {
@@ -249,6 +266,10 @@ fn main() -> Result<()> {
     writeln!(
         md,
         "Command: `cargo run --release -p benches --bin bench-report`. Sync `always` unless the row says otherwise; 1 KiB bodies unless it names a size."
+    )?;
+    writeln!(
+        md,
+        "Disk ceiling for one synchronous writer (1 KiB write + `fdatasync` at growing offsets of a preallocated file, {DISK_SAMPLES} in a row): {ceiling_before:.0}/s before the engines ran, {ceiling_after:.0}/s after. A sync-`always` single-writer rate is best read as a fraction of these."
     )?;
     if !skipped.is_empty() {
         writeln!(
