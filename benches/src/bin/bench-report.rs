@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use benches::{DiskCeiling, Engine};
 use benches::workloads::{Cell, WORKLOADS, Workload, run};
+use benches::{DiskCeiling, Engine};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;

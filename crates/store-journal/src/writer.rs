@@ -16,13 +16,13 @@
 //! ([`run_lead`]), with a writer state of its own. Whoever finds such a group not started — the
 //! writer thread, a read of a record in it, `close` — writes it instead, so nothing waits on an
 //! appender that never polls. Measured (criterion, 1 KiB, sync `always`, old and new binaries
-//! back to back; see the README): one writer from 0.74 to 0.95 of the disk's own
-//! write+`fdatasync` rate, 16 writers ×1.2–1.3 (KahaDB).
+//! back to back, three pairs; see the README): KahaDB with one writer ×1.3–1.4, with 16
+//! writers ×1.2–1.3.
 //!
 //! This is a deliberate exception to "no runtime worker waits on an fsync": the worker blocks
 //! for one write+flush (~0.1 ms here), while the tasks queued on it can be taken by the other
 //! workers; it never happens on a single-threaded runtime, and not within a second of a
-//! write+fsync over 1 ms, so a disk that stalls holds up a worker at most once per stall. Handing
+//! write+fsync over 20 ms, so a disk that stalls holds up a worker at most once per stall. Handing
 //! the I/O over with `tokio::task::block_in_place` instead measured the same at one writer but
 //! ×0.83 at 16 (it moves the worker's other tasks to a new thread every time).
 
@@ -79,7 +79,7 @@ pub(crate) struct Pipeline {
     last_io: Duration,
     released: Option<Instant>,
     /// Until when appenders do not write groups themselves: set by a write+fsync slower than
-    /// [`crate::journal::LEAD_IO_LIMIT`].
+    /// [`crate::journal::LEAD_STALL`].
     slow_until: Option<Instant>,
 }
 
@@ -190,6 +190,9 @@ pub(crate) struct Writer {
     /// fault in) a fresh buffer.
     run: Vec<u8>,
     last_sync: Instant,
+    /// How long the last group's move to another data file (opening, maybe creating it) took:
+    /// not the disk's write+fsync time.
+    switching: Duration,
 }
 
 impl Writer {
@@ -200,6 +203,7 @@ impl Writer {
             aligned: AlignedBuf::default(),
             run: Vec::new(),
             last_sync: Instant::now(),
+            switching: Duration::ZERO,
         }
     }
 }
@@ -402,6 +406,7 @@ impl Writer {
             waiters.append(&mut b.waiters);
         }
         let had_batches = !g.batches.is_empty();
+        self.switching = Duration::ZERO;
         let mut end = None;
         let mut synced = None;
         let result = (|| {
@@ -425,7 +430,7 @@ impl Writer {
             }
             Ok(())
         })();
-        let io = had_batches.then(|| started.elapsed());
+        let io = had_batches.then(|| started.elapsed().saturating_sub(self.switching));
         if g.rotate {
             self.shared.queue.lock().pipeline.rotating = false;
             self.shared.turn.notify_all();
@@ -463,7 +468,9 @@ impl Writer {
         let padded = layout.next_batch(start + run.len() as u64) - start;
         run.resize(padded as usize, 0);
 
+        let switch_started = Instant::now();
         self.switch_to(g.file)?;
+        self.switching = switch_started.elapsed();
         let shared = &self.shared;
         let Some(c) = self.current.as_mut() else {
             return Err(JournalError::Closed);
@@ -531,7 +538,7 @@ impl Writer {
             p.in_flight -= 1;
             if let Some(io) = done.io {
                 p.last_io = io;
-                if io > crate::journal::LEAD_IO_LIMIT {
+                if io > crate::journal::LEAD_STALL {
                     p.slow_until = Some(Instant::now() + crate::journal::LEAD_COOL_DOWN);
                 }
             }
@@ -728,6 +735,7 @@ pub(crate) fn run_lead(shared: &Arc<Shared>) {
             aligned: s.aligned,
             run: s.run,
             last_sync: s.last_sync,
+            switching: Duration::ZERO,
         },
         None => Writer::new(shared.clone()),
     };

@@ -189,8 +189,8 @@ fn without_leader_writes_only_the_writer_thread_fsyncs() {
 #[test]
 fn a_slow_disk_keeps_the_io_on_the_writer_thread() {
     let fs = Recording::new();
-    // Longer than the lead limit (1 ms): after the first slow group, appenders stop leading.
-    *fs.sync_delay.lock() = Duration::from_millis(3);
+    // Longer than a stall (20 ms): after the first slow group, appenders stop leading.
+    *fs.sync_delay.lock() = Duration::from_millis(25);
     let j = Arc::new(open(&fs, &config(true)));
     append_from_thread(&j, "appender", 8);
     let (mine, all) = fs.syncs_on("appender");
@@ -205,7 +205,7 @@ fn a_slow_disk_keeps_the_io_on_the_writer_thread() {
 fn one_slow_fsync_keeps_the_io_on_the_writer_thread_for_a_while() {
     let fs = Recording::new();
     let j = Arc::new(open(&fs, &config(true)));
-    *fs.sync_delay.lock() = Duration::from_millis(3);
+    *fs.sync_delay.lock() = Duration::from_millis(25);
     append_from_thread(&j, "slow", 1);
     // The disk is fast again, but for a second after a stall the appenders leave it alone.
     *fs.sync_delay.lock() = Duration::ZERO;

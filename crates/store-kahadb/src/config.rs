@@ -59,8 +59,8 @@ pub struct KahaDbConfig {
     /// Under sync `always`, the add that completes a group commit writes and fsyncs it on its
     /// own thread (a runtime worker of a multi-threaded runtime, never a single-threaded one)
     /// instead of waking the journal's writer thread: one context switch less per group. Not
-    /// within a second of a write+fsync that took over 1 ms (a slow disk stalls the writer
-    /// thread instead).
+    /// within a second of a write+fsync that took over 20 ms (a disk in trouble stalls the
+    /// writer thread instead).
     /// Default true.
     pub leader_writes: bool,
 }
