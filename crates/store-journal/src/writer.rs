@@ -16,7 +16,7 @@
 //! ([`run_lead`]), with a writer state of its own. Whoever finds such a group not started — the
 //! writer thread, a read of a record in it, `close` — writes it instead, so nothing waits on an
 //! appender that never polls. Measured (criterion, 1 KiB, sync `always`, old and new binaries
-//! back to back, three pairs; see the README): KahaDB with one writer ×1.3–1.4, with 16
+//! back to back, four pairs; see the README): KahaDB with one writer ×1.3–1.4, with 16
 //! writers ×1.2–1.3.
 //!
 //! This is a deliberate exception to "no runtime worker waits on an fsync": the worker blocks
@@ -74,7 +74,7 @@ pub(crate) struct Pipeline {
     /// How many appends the next group waits for (the recent largest group, decaying), how
     /// long the last write+fsync took, and when the last group of more than one append was
     /// answered under `always`: shared, because an appender may write a group itself (see
-    /// [`Lead`]) and the writer thread's next wait depends on it.
+    /// [`run_lead`]) and the writer thread's next wait depends on it.
     last_group: usize,
     last_io: Duration,
     released: Option<Instant>,
@@ -182,7 +182,7 @@ impl AlignedBuf {
 }
 
 /// A writer's own state: the writer thread's, or the one an appender leading a group uses.
-pub(crate) struct Writer {
+struct Writer {
     shared: Arc<Shared>,
     current: Option<Current>,
     aligned: AlignedBuf,
@@ -196,7 +196,7 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn new(shared: Arc<Shared>) -> Writer {
+    fn new(shared: Arc<Shared>) -> Writer {
         Writer {
             shared,
             current: None,
@@ -222,7 +222,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
     }
 }
 
-pub(crate) fn has_work(q: &Queue) -> bool {
+fn has_work(q: &Queue) -> bool {
     !q.closed_batches.is_empty() || q.open.is_some() || !q.sync_requested.is_empty()
 }
 
