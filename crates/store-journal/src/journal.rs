@@ -283,11 +283,16 @@ impl Completion {
         }
     }
 
-    /// Waits on the calling thread. Not for use on an async runtime's worker.
-    pub fn wait(mut self) -> Result<()> {
+    /// Writes the group this append took, if it has not been yet (see [`Journal::append`]).
+    fn run_lead(&mut self) {
         if let Some(shared) = self.lead.take() {
             crate::writer::run_lead(&shared);
         }
+    }
+
+    /// Waits on the calling thread. Not for use on an async runtime's worker.
+    pub fn wait(mut self) -> Result<()> {
+        self.run_lead();
         match self.rx.take() {
             Some(rx) => rx.blocking_recv().unwrap_or(Err(JournalError::Closed)),
             None => Err(JournalError::Closed),
@@ -299,9 +304,7 @@ impl Drop for Completion {
     fn drop(&mut self) {
         // A group this append took is written even if nobody waits for it: other appends are
         // in it.
-        if let Some(shared) = self.lead.take() {
-            crate::writer::run_lead(&shared);
-        }
+        self.run_lead();
     }
 }
 
@@ -312,9 +315,7 @@ impl std::future::Future for Completion {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        if let Some(shared) = self.lead.take() {
-            crate::writer::run_lead(&shared);
-        }
+        self.run_lead();
         match self.rx.as_mut() {
             Some(rx) => std::pin::Pin::new(rx)
                 .poll(cx)
