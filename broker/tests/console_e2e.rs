@@ -248,7 +248,7 @@ async fn log_in_send_browse_and_purge_in_chromium() {
     let png = d.screenshot().await;
     assert!(png.starts_with(b"\x89PNG"));
     let shot =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/console-queues.png");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-queues.png");
     std::fs::write(&shot, &png).unwrap();
 
     d.click("#browse-e2e").await;
