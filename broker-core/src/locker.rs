@@ -46,12 +46,14 @@ impl HeldLock {
         }
     }
 
-    /// True when another broker held the lock when this one first tried: this broker takes
-    /// over from a master whose deliveries may not have been acknowledged.
+    /// True when this broker takes over from a master that did not stop cleanly, so that
+    /// deliveries it made may never have been acknowledged in the store: the shared-file lock
+    /// was not marked released; the lease was taken from a holder that did not release it; the
+    /// database row lock was held by another broker when this one first tried.
     pub(crate) fn took_over(&self) -> bool {
         match self {
             HeldLock::None => false,
-            HeldLock::File(l) => l.waited,
+            HeldLock::File(l) => l.took_over,
             HeldLock::Database(l) => l.waited(),
         }
     }
@@ -133,7 +135,8 @@ pub(crate) struct FileLock {
     path: PathBuf,
     epoch: u64,
     keep_alive: Duration,
-    waited: bool,
+    /// The previous holder did not mark the file released.
+    took_over: bool,
 }
 
 fn io_error(what: &str, path: &Path, e: impl std::fmt::Display) -> BrokerError {
@@ -179,12 +182,13 @@ impl FileLock {
                 .map_err(|e| io_error("open", &path, e))?;
             match flock(&file, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => {
-                    // A holder that stopped cleanly marked the file released: then nothing it
-                    // delivered is unaccounted for, and this is no take-over.
-                    let released = read_text(&mut file)
-                        .map_err(|e| io_error("read", &path, e))?
-                        .lines()
-                        .any(|l| l == "released");
+                    // A holder that stopped cleanly marked the file released. One that did not
+                    // (killed, crashed, lost power) may have delivered messages whose acks
+                    // never reached the store, whether this broker waited for it as a slave or
+                    // is the same broker started again after the crash: a take-over either way.
+                    let previous = read_text(&mut file).map_err(|e| io_error("read", &path, e))?;
+                    let unreleased = previous.lines().any(|l| l.starts_with("owner="))
+                        && !previous.lines().any(|l| l == "released");
                     let epoch = read_epoch(&mut file).map_err(|e| io_error("read", &path, e))? + 1;
                     let content =
                         format!("owner={owner} pid={}\nepoch={epoch}\n", std::process::id());
@@ -199,7 +203,7 @@ impl FileLock {
                         path,
                         epoch,
                         keep_alive,
-                        waited: logged && !released,
+                        took_over: unreleased,
                     });
                 }
                 Err(rustix::io::Errno::WOULDBLOCK) => {
