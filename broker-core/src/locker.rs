@@ -54,7 +54,7 @@ impl HeldLock {
         match self {
             HeldLock::None => false,
             HeldLock::File(l) => l.took_over,
-            HeldLock::Database(l) => l.waited(),
+            HeldLock::Database(l) => l.took_over(),
         }
     }
 

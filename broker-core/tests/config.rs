@@ -161,8 +161,7 @@ fn a_syntax_error_gives_the_line_and_a_file_error_names_the_file() {
 
 #[test]
 fn the_shipped_docker_config_is_valid() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker/broker-mysql.toml");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker/broker-mysql.toml");
     let c = BrokerConfig::from_file(&path).unwrap();
     assert_eq!(c.persistence.kind, EngineKind::Jdbc);
     assert_eq!(c.locker_kind(), LockerKind::Lease);

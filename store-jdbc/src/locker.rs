@@ -122,7 +122,7 @@ pub struct MasterLock {
     owner: String,
     epoch: Option<i64>,
     connection_id: Option<i64>,
-    waited: bool,
+    took_over: bool,
 }
 
 impl std::fmt::Debug for MasterLock {
@@ -161,11 +161,19 @@ impl MasterLock {
         self.connection_id
     }
 
-    /// True when another broker held the lock when this one first tried: it took over from a
-    /// master (or from a master's lease that had to lapse), whose deliveries may not have been
-    /// acknowledged in the store.
-    pub fn waited(&self) -> bool {
-        self.waited
+    /// True when this broker took the lock from a master that did not give it up cleanly, so
+    /// that deliveries it made may never have been acknowledged in the store:
+    ///
+    /// - lease: the lease row still named a holder (a clean release clears the name), whether
+    ///   this broker waited for the lease to lapse or started after its holder died;
+    /// - database row lock: another session held the row when this broker first asked, without
+    ///   waiting (`FOR UPDATE NOWAIT`). The blocking attempts that follow can succeed the moment
+    ///   the holder's connection dies, so "my first attempt succeeded" is no evidence that
+    ///   nobody held it. A holder that died before this broker first asked leaves no trace in
+    ///   the row (its updates are never committed): use the lease locker where that matters;
+    /// - SQLite file lock: the lock file names a holder that did not mark it released.
+    pub fn took_over(&self) -> bool {
+        self.took_over
     }
 
     /// Resolves when the lock is lost, with why. The fence is already revoked by then.
@@ -258,7 +266,7 @@ fn spawn_lock(
         owner,
         epoch,
         connection_id: None,
-        waited: false,
+        took_over: false,
     }
 }
 
@@ -303,6 +311,9 @@ mod lease {
             "SELECT EPOCH, BROKER_NAME, TIME - {now} FROM {} WHERE ID = 1",
             st.lock
         ));
+        // The holder before the take: a clean release clears BROKER_NAME, so a name still there
+        // when the take succeeds is a master that died or froze holding the lease.
+        let holder = st.sql(&format!("SELECT BROKER_NAME FROM {} WHERE ID = 1", st.lock));
         let lease_ms = config.lease.as_millis().min(i64::MAX as u128) as i64;
         // The take waits for the row while a master's write transaction share-locks it; the
         // wait is bounded so that the attempt is retried, not hung.
@@ -333,15 +344,19 @@ mod lease {
             };
             let mut c = c;
             let started = Instant::now();
-            let attempt: Result<Option<i64>, sqlx::Error> = async {
+            let attempt: Result<Option<(i64, bool)>, sqlx::Error> = async {
                 c.raw(st.begin).await?;
+                let previous = match c.fetch_one(&holder, &[]).await? {
+                    Some(r) => r.opt_string(0)?,
+                    None => None,
+                };
                 let n = c
                     .execute(&take, &[Arg::Str(&owner), Arg::I64(lease_ms)])
                     .await?;
                 let row = c.fetch_one(&read, &[]).await?;
                 c.raw("COMMIT").await?;
                 match row {
-                    Some(r) if n == 1 => Ok(Some(r.i64(0)?)),
+                    Some(r) if n == 1 => Ok(Some((r.i64(0)?, previous.is_some()))),
                     Some(r) => {
                         if !logged_wait {
                             info!(
@@ -358,7 +373,7 @@ mod lease {
             }
             .await;
             match attempt {
-                Ok(Some(epoch)) => {
+                Ok(Some((epoch, unreleased))) => {
                     info!(target: "locker", "master: took the lease as {owner}, epoch {epoch}");
                     let fence = Fence::new();
                     // Half the lease: a frozen master's transaction ends before its lease
@@ -389,7 +404,7 @@ mod lease {
                     let mut lock = spawn_lock(fence, owner, Some(epoch), move |lost, stop| {
                         tokio::spawn(renew.run(f, lost, stop))
                     });
-                    lock.waited = logged_wait;
+                    lock.took_over = unreleased;
                     return Ok(lock);
                 }
                 Ok(None) => {
@@ -531,8 +546,16 @@ mod row_lock {
             "SELECT ID FROM {} WHERE ID = 1 FOR UPDATE",
             st.lock
         ));
+        // The first question is asked without waiting: a blocking attempt that returns the row
+        // may have waited in the server until the holder died, which looks exactly like a free
+        // lock. (MariaDB 10.3+, MySQL 8, PostgreSQL all take NOWAIT.)
+        let probe = st.sql(&format!(
+            "SELECT ID FROM {} WHERE ID = 1 FOR UPDATE NOWAIT",
+            st.lock
+        ));
         let timeout = lock_wait_limit(st.dialect, config.acquire_retry);
         let mut logged_wait = false;
+        let mut asked = false;
         loop {
             let mut c = match options.connect().await {
                 Ok(c) => c,
@@ -547,7 +570,9 @@ mod row_lock {
                     c.raw(t).await?;
                 }
                 c.raw("BEGIN").await?;
-                c.fetch(&select, &[]).await
+                let question = if asked { &select } else { &probe };
+                asked = true;
+                c.fetch(question, &[]).await
             }
             .await;
             let id_sql = st.sql(match st.dialect {
@@ -616,7 +641,7 @@ mod row_lock {
                         })
                     });
                     lock.connection_id = connection_id;
-                    lock.waited = logged_wait;
+                    lock.took_over = logged_wait;
                     return Ok(lock);
                 }
                 Err(e) => {
@@ -635,6 +660,9 @@ mod row_lock {
 mod file_lock {
     use super::*;
     use rustix::fs::{FlockOperation, flock};
+
+    /// The line a holder that stops cleanly appends to the lock file.
+    const RELEASED: &str = "released";
 
     /// The SQLite database file of a `sqlite:` URL.
     fn database_path(url: &str) -> Result<PathBuf, JdbcError> {
@@ -670,17 +698,35 @@ mod file_lock {
             match flock(&file, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => {
                     info!(target: "locker", "master: holding {} as {owner}", path.display());
+                    // A holder that stopped cleanly appended `released`; one that did not may
+                    // have delivered messages whose acks never reached the database.
+                    let previous = std::fs::read_to_string(&path).unwrap_or_default();
+                    let unreleased = previous.lines().next().is_some_and(|l| !l.is_empty())
+                        && !previous.lines().any(|l| l == RELEASED);
                     let _ = std::fs::write(&path, format!("{owner}\n"));
+                    let released_path = path.clone();
                     let fence = Fence::new();
                     fence.grant(None);
                     let mut lock = spawn_lock(fence, owner, None, move |_lost, mut stop| {
                         tokio::spawn(async move {
                             // The lock lives as long as the open file.
                             let _ = stop.changed().await;
+                            let mark = OpenOptions::new()
+                                .append(true)
+                                .open(&released_path)
+                                .and_then(|mut f| {
+                                    std::io::Write::write_all(
+                                        &mut f,
+                                        format!("{RELEASED}\n").as_bytes(),
+                                    )
+                                });
+                            if let Err(e) = mark {
+                                warn!(target: "locker", "cannot mark {} released: {e}", released_path.display());
+                            }
                             drop(file);
                         })
                     });
-                    lock.waited = logged_wait;
+                    lock.took_over = unreleased;
                     return Ok(lock);
                 }
                 Err(e) => {
