@@ -26,7 +26,7 @@ use store_api::{
 use tokio::sync::{Notify, mpsc};
 use tracing::{debug, warn};
 
-use crate::broker::Core;
+use crate::core::Core;
 use crate::error::Result;
 use crate::selector::Selector;
 
@@ -606,7 +606,7 @@ impl Dispatcher {
         if st.window.is_empty() || !st.consumers.iter().any(|s| s.outstanding < s.prefetch) {
             return work;
         }
-        let now = crate::broker::now_ms();
+        let now = crate::core::now_ms();
         let single = !matches!(self.source, Source::Queue(_));
         let keys: Vec<WindowKey> = st.window.keys().copied().collect();
         for key in keys {

@@ -24,8 +24,10 @@
 //! - the master/slave life cycle ([`BrokerState`]): waiting for the lock → recovering →
 //!   serving → (lock lost →) stopped, each transition logged.
 
+pub mod admin;
 pub mod broker;
 pub mod config;
+pub(crate) mod core;
 pub(crate) mod dispatch;
 pub mod error;
 pub(crate) mod locker;
@@ -35,7 +37,8 @@ pub mod selector;
 pub mod session;
 pub mod state;
 
-pub use broker::{Broker, DestinationStats};
+pub use admin::DestinationStats;
+pub use broker::Broker;
 pub use config::{BrokerConfig, ConfigError, EngineKind, LockerKind};
 pub use error::{BrokerError, Result};
 pub use selector::{Selector, SelectorError};

@@ -20,7 +20,7 @@ use store_api::{
 use tokio::sync::{Mutex, Semaphore, mpsc};
 use tracing::warn;
 
-use crate::broker::{Core, Pending, now_ms};
+use crate::core::{Core, Pending, now_ms};
 use crate::dispatch::{Delivery, Dispatcher, Source};
 use crate::error::{BrokerError, Result};
 use crate::selector::Selector;

@@ -1,0 +1,225 @@
+//! The admin API of a serving broker: what the web console and the CLI tools list, browse,
+//! purge, delete and send. Every call answers `NotServing` unless the broker is the master.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use store_api::{Destination, Message, MessageId, SubscriptionInfo, SubscriptionKey, Xid};
+
+use crate::broker::Broker;
+use crate::core::now_ms;
+use crate::dispatch::{Dispatcher, Source};
+use crate::error::Result;
+
+/// Counts for one destination (one durable subscription for `subscription`), as ActiveMQ's
+/// `dstat` and web console show them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationStats {
+    pub destination: Destination,
+    pub subscription: Option<SubscriptionKey>,
+    /// Waiting to be consumed (for a topic: kept for some durable subscription).
+    pub pending: u64,
+    pub consumers: u64,
+    pub enqueued: u64,
+    pub dequeued: u64,
+    pub expired: u64,
+}
+
+impl Broker {
+    /// Open connections, oldest first.
+    pub fn connections(&self) -> Result<Vec<crate::session::ConnectionInfo>> {
+        let core = self.core()?;
+        let all: Vec<_> = core
+            .connections
+            .lock()
+            .iter()
+            .filter_map(|c| c.upgrade())
+            .collect();
+        Ok(all.iter().filter_map(|c| c.info()).collect())
+    }
+
+    /// The engine's counters ([`store_api::PersistenceAdapter::metrics`]).
+    pub fn store_metrics(&self) -> Result<Vec<(&'static str, u64)>> {
+        Ok(self.core()?.store.metrics())
+    }
+
+    /// When this run started serving, in milliseconds since the epoch.
+    pub fn serving_since_ms(&self) -> Result<i64> {
+        Ok(self.core()?.started_ms)
+    }
+
+    /// Sends one message from the broker itself (the console's "send a test message").
+    pub async fn send(
+        &self,
+        destination: Destination,
+        out: crate::session::Outgoing,
+    ) -> Result<MessageId> {
+        let core = self.core()?;
+        let id = MessageId::new(format!("ID:{}-console", core.incarnation), core.next_id());
+        let mut out = out;
+        out.priority = out.priority.min(store_api::MAX_PRIORITY);
+        let message = out.into_message(id.clone(), destination, now_ms());
+        core.send(message).await?;
+        Ok(id)
+    }
+
+    /// Deletes a queue with its messages. Its consumers see the end of their stream.
+    pub async fn delete_queue(&self, name: &str) -> Result<()> {
+        let core = self.core()?;
+        let destination = Destination::queue(name);
+        if let Some(d) = core.remove_queue(&destination) {
+            d.close();
+        }
+        core.store.remove_destination(&destination).await?;
+        Ok(())
+    }
+
+    /// Deletes a durable subscription; it must have no active consumer.
+    pub async fn delete_durable_subscription(&self, key: &SubscriptionKey) -> Result<()> {
+        self.core()?.unsubscribe(key).await
+    }
+
+    /// The store's engine name.
+    pub fn store_kind(&self) -> Result<&'static str> {
+        Ok(self.core()?.store.kind())
+    }
+
+    pub async fn store_size(&self) -> Result<u64> {
+        Ok(self.core()?.store.size_on_disk().await?)
+    }
+
+    /// Message bytes held in memory now, the peak since start, and the limit.
+    pub fn memory_usage(&self) -> Result<(u64, u64, u64)> {
+        let c = self.core()?;
+        Ok((c.memory.used(), c.memory.peak(), c.memory.limit()))
+    }
+
+    /// Counts per queue, per topic and per durable subscription, sorted.
+    pub async fn destination_stats(&self) -> Result<Vec<DestinationStats>> {
+        let core = self.core()?;
+        let mut out = Vec::new();
+        for q in core.queues() {
+            let Source::Queue(store) = &q.source else {
+                continue;
+            };
+            out.push(DestinationStats {
+                destination: q.destination.clone(),
+                subscription: None,
+                pending: store.count().await? + q.non_persistent(),
+                consumers: q.consumer_count() as u64,
+                enqueued: q.counters.enqueued.load(Ordering::Relaxed),
+                dequeued: q.counters.dequeued.load(Ordering::Relaxed),
+                expired: q.counters.expired.load(Ordering::Relaxed),
+            });
+        }
+        for t in core.topics() {
+            let durables: Vec<Arc<Dispatcher>> = t.durable.lock().values().cloned().collect();
+            let subscribers: Vec<Arc<Dispatcher>> = t.subscribers.lock().clone();
+            let consumers = durables
+                .iter()
+                .chain(&subscribers)
+                .map(|d| d.consumer_count() as u64)
+                .sum();
+            let dequeued = durables
+                .iter()
+                .chain(&subscribers)
+                .map(|d| d.counters.dequeued.load(Ordering::Relaxed))
+                .sum();
+            out.push(DestinationStats {
+                destination: t.destination.clone(),
+                subscription: None,
+                pending: t.store.count().await?,
+                consumers,
+                enqueued: t.enqueued.load(Ordering::Relaxed),
+                dequeued,
+                expired: 0,
+            });
+            for d in durables {
+                let Some(key) = d.subscription() else {
+                    continue;
+                };
+                out.push(DestinationStats {
+                    destination: t.destination.clone(),
+                    subscription: Some(key.clone()),
+                    pending: t.store.pending_count(key).await? + d.non_persistent(),
+                    consumers: d.consumer_count() as u64,
+                    enqueued: d.counters.enqueued.load(Ordering::Relaxed),
+                    dequeued: d.counters.dequeued.load(Ordering::Relaxed),
+                    expired: d.counters.expired.load(Ordering::Relaxed),
+                });
+            }
+        }
+        out.sort_by(|a, b| {
+            (&a.destination, &a.subscription).cmp(&(&b.destination, &b.subscription))
+        });
+        Ok(out)
+    }
+
+    /// Durable subscriptions of every topic, with their selectors.
+    pub async fn durable_subscriptions(&self) -> Result<Vec<(Destination, SubscriptionInfo)>> {
+        let core = self.core()?;
+        let mut out = Vec::new();
+        for t in core.topics() {
+            for info in t.store.subscriptions().await? {
+                out.push((t.destination.clone(), info));
+            }
+        }
+        out.sort_by(|a, b| (&a.0, &a.1.key).cmp(&(&b.0, &b.1.key)));
+        Ok(out)
+    }
+
+    /// Deletes every message of a queue; returns how many.
+    pub async fn purge(&self, queue: &str) -> Result<u64> {
+        let core = self.core()?;
+        let q = core.queue(&Destination::queue(queue)).await?;
+        let Source::Queue(store) = &q.source else {
+            return Ok(0);
+        };
+        let in_memory = q.clear_window();
+        let stored = store.purge().await?;
+        Ok(stored.max(in_memory))
+    }
+
+    /// Up to `max` messages of a queue in delivery order, without consuming them.
+    pub async fn browse(&self, queue: &str, max: usize) -> Result<Vec<Message>> {
+        self.browse_after(queue, None, max).await
+    }
+
+    /// The page of a queue's messages after `after` (the [`store_api::OrderKey`] of the
+    /// previous page's last message), for browsing a queue of any depth.
+    pub async fn browse_after(
+        &self,
+        queue: &str,
+        after: Option<store_api::OrderKey>,
+        max: usize,
+    ) -> Result<Vec<Message>> {
+        let core = self.core()?;
+        let q = core.queue(&Destination::queue(queue)).await?;
+        let Source::Queue(store) = &q.source else {
+            return Ok(Vec::new());
+        };
+        Ok(store.browse(after, max).await?)
+    }
+
+    /// XA transactions prepared and not yet ended (found at recovery or prepared since).
+    pub fn prepared_transactions(&self) -> Result<Vec<Xid>> {
+        let core = self.core()?;
+        let mut xids: Vec<Xid> = core.prepared.lock().keys().cloned().collect();
+        xids.sort();
+        Ok(xids)
+    }
+
+    pub async fn commit_prepared(&self, xid: &Xid) -> Result<()> {
+        self.core()?.finish_prepared(xid, true).await
+    }
+
+    pub async fn rollback_prepared(&self, xid: &Xid) -> Result<()> {
+        self.core()?.finish_prepared(xid, false).await
+    }
+
+    /// Runs the expiry sweep now instead of waiting for its interval.
+    pub async fn expire_now(&self) -> Result<()> {
+        self.core()?.sweep_expired().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,477 @@
+//! The serving broker's inside, one per run between taking the lock and stopping: the registry
+//! of destinations, routing of sends, dead-lettering, transactions and durable subscriptions.
+//! Sessions and dispatchers work through [`Core`]; the public [`crate::Broker`] only starts and
+//! stops it, and the admin API reads it.
+
+mod expiry;
+mod recovery;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use store_api::{
+    Destination, Message, MessageId, PersistenceAdapter, StoreError, SubscriptionInfo,
+    SubscriptionKey, TopicStore, TransactionId, TxOp, Value, Xid,
+};
+use tracing::{error, info, warn};
+
+use crate::config::BrokerConfig;
+use crate::dispatch::{Dispatcher, Source};
+use crate::error::{BrokerError, Result};
+use crate::memory::MemoryUsage;
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A topic: its store, its durable subscriptions and its connected non-durable subscribers.
+pub(crate) struct Topic {
+    pub destination: Destination,
+    pub store: Arc<dyn TopicStore>,
+    pub durable: Mutex<BTreeMap<SubscriptionKey, Arc<Dispatcher>>>,
+    pub subscribers: Mutex<Vec<Arc<Dispatcher>>>,
+    pub enqueued: AtomicU64,
+}
+
+/// One operation a prepared XA transaction holds, to finish when it ends.
+pub(crate) enum Pending {
+    /// An ack: the message stays out of dispatch until the transaction ends.
+    Ack {
+        dispatcher: Arc<Dispatcher>,
+        id: MessageId,
+        /// Found at recovery (held in the dispatcher) rather than delivered in this run.
+        recovered: bool,
+    },
+    /// An add, visible once committed.
+    Add(Arc<Message>),
+}
+
+/// Everything a serving broker has: one per run between lock and stop.
+pub(crate) struct Core {
+    pub config: BrokerConfig,
+    pub store: Arc<dyn PersistenceAdapter>,
+    pub memory: MemoryUsage,
+    /// Unique per run: prefixes the ids this run gives connections, producers and transactions.
+    pub incarnation: String,
+    queues: Mutex<HashMap<Arc<str>, Arc<Dispatcher>>>,
+    topics: Mutex<HashMap<Arc<str>, Arc<Topic>>>,
+    pub prepared: Mutex<HashMap<Xid, Vec<Pending>>>,
+    pub client_ids: Mutex<HashSet<String>>,
+    pub connections: Mutex<Vec<std::sync::Weak<crate::session::ConnectionInner>>>,
+    arrival: AtomicU64,
+    ids: AtomicU64,
+    closed: AtomicBool,
+    /// Set when this broker took over from another master: messages stamped before this
+    /// instant may have been delivered by it without the ack reaching the store, so they are
+    /// delivered flagged as redelivered (counted as one attempt).
+    pub takeover_ms: Option<i64>,
+    /// When this run started serving.
+    pub started_ms: i64,
+}
+
+impl Core {
+    /// A serving core over an opened store, recovered from it. `took_over` marks a run that
+    /// took over from a master that did not stop cleanly.
+    pub(crate) async fn open(
+        config: BrokerConfig,
+        store: Arc<dyn PersistenceAdapter>,
+        took_over: bool,
+    ) -> Result<Arc<Core>> {
+        let start = now_ms();
+        let core = Arc::new(Core {
+            memory: MemoryUsage::new(config.memory_limit()),
+            incarnation: format!("{}-{}-{start}", config.broker.name, std::process::id()),
+            config,
+            store,
+            queues: Mutex::new(HashMap::new()),
+            topics: Mutex::new(HashMap::new()),
+            prepared: Mutex::new(HashMap::new()),
+            client_ids: Mutex::new(HashSet::new()),
+            connections: Mutex::new(Vec::new()),
+            arrival: AtomicU64::new(0),
+            ids: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            takeover_ms: took_over.then_some(start),
+            started_ms: start,
+        });
+        if let Err(e) = core.recover().await {
+            core.shutdown().await;
+            return Err(e);
+        }
+        Ok(core)
+    }
+
+    pub(crate) fn next_arrival(&self) -> u64 {
+        self.arrival.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// A fresh local transaction id, unique across runs sharing a store (the high bits come
+    /// from the start time).
+    pub(crate) fn new_local_tx(&self) -> TransactionId {
+        TransactionId::Local(self.tx_base() + self.next_id())
+    }
+
+    fn tx_base(&self) -> u64 {
+        // Milliseconds since the epoch shifted up leave 2^20 ids per millisecond of start.
+        ((self.started_ms.max(0) as u64) & ((1 << 43) - 1)) << 20
+    }
+
+    /// The dispatcher of a queue, creating the queue if new.
+    pub(crate) async fn queue(
+        self: &Arc<Self>,
+        destination: &Destination,
+    ) -> Result<Arc<Dispatcher>> {
+        if let Some(d) = self.queues.lock().get(&destination.name) {
+            return Ok(Arc::clone(d));
+        }
+        let store = self.store.queue_store(destination).await?;
+        let mut queues = self.queues.lock();
+        if let Some(d) = queues.get(&destination.name) {
+            return Ok(Arc::clone(d));
+        }
+        let d = Dispatcher::start(self, destination.clone(), Source::Queue(store));
+        queues.insert(destination.name.clone(), Arc::clone(&d));
+        Ok(d)
+    }
+
+    pub(crate) async fn topic(self: &Arc<Self>, destination: &Destination) -> Result<Arc<Topic>> {
+        if let Some(t) = self.topics.lock().get(&destination.name) {
+            return Ok(Arc::clone(t));
+        }
+        let store = self.store.topic_store(destination).await?;
+        let mut topics = self.topics.lock();
+        let t = topics.entry(destination.name.clone()).or_insert_with(|| {
+            Arc::new(Topic {
+                destination: destination.clone(),
+                store,
+                durable: Mutex::new(BTreeMap::new()),
+                subscribers: Mutex::new(Vec::new()),
+                enqueued: AtomicU64::new(0),
+            })
+        });
+        Ok(Arc::clone(t))
+    }
+
+    /// A non-durable subscriber went away.
+    pub(crate) fn remove_subscriber(&self, d: &Arc<Dispatcher>) {
+        let topic = self.topics.lock().get(&d.destination.name).cloned();
+        if let Some(t) = topic {
+            t.subscribers.lock().retain(|x| !Arc::ptr_eq(x, d));
+        }
+        d.close();
+    }
+
+    pub(crate) fn remove_queue(&self, destination: &Destination) -> Option<Arc<Dispatcher>> {
+        self.queues.lock().remove(&destination.name)
+    }
+
+    pub(crate) fn queues(&self) -> Vec<Arc<Dispatcher>> {
+        self.queues.lock().values().cloned().collect()
+    }
+
+    pub(crate) fn topics(&self) -> Vec<Arc<Topic>> {
+        self.topics.lock().values().cloned().collect()
+    }
+
+    pub(crate) fn durable_dispatcher(
+        self: &Arc<Self>,
+        topic: &Topic,
+        key: &SubscriptionKey,
+    ) -> Arc<Dispatcher> {
+        let mut durable = topic.durable.lock();
+        Arc::clone(durable.entry(key.clone()).or_insert_with(|| {
+            Dispatcher::start(
+                self,
+                topic.destination.clone(),
+                Source::Durable {
+                    store: Arc::clone(&topic.store),
+                    key: key.clone(),
+                },
+            )
+        }))
+    }
+
+    /// Routes a message outside any transaction: into the store when persistent (returning
+    /// once it is durable), then to whoever should see it.
+    pub(crate) async fn send(self: &Arc<Self>, message: Message) -> Result<()> {
+        let message = Arc::new(message);
+        if message.destination.is_queue() {
+            let q = self.queue(&message.destination).await?;
+            if message.persistent {
+                let Source::Queue(store) = &q.source else {
+                    return Ok(());
+                };
+                store.add((*message).clone()).await?;
+                q.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+                q.stored();
+            } else {
+                self.wait_for_memory().await?;
+                q.push(message);
+            }
+            return Ok(());
+        }
+        let t = self.topic(&message.destination).await?;
+        if message.persistent && !t.durable.lock().is_empty() {
+            t.store.add((*message).clone()).await?;
+        } else if !message.persistent {
+            self.wait_for_memory().await?;
+        }
+        self.fan_out(&t, &message);
+        Ok(())
+    }
+
+    /// After a topic message is stored (or if it is non-persistent): durable subscriptions
+    /// are told, non-durable subscribers get a copy.
+    pub(crate) fn fan_out(&self, topic: &Topic, message: &Arc<Message>) {
+        topic.enqueued.fetch_add(1, Ordering::Relaxed);
+        for d in topic.durable.lock().values() {
+            if message.persistent {
+                d.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+                d.stored();
+            } else {
+                d.push(Arc::clone(message));
+            }
+        }
+        for d in topic.subscribers.lock().iter() {
+            d.push(Arc::clone(message));
+        }
+    }
+
+    /// After a transaction that added `message` committed.
+    pub(crate) async fn committed_add(self: &Arc<Self>, message: &Arc<Message>) -> Result<()> {
+        if !message.persistent {
+            return self.send((**message).clone()).await;
+        }
+        if message.destination.is_queue() {
+            let q = self.queue(&message.destination).await?;
+            q.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+            q.stored();
+        } else {
+            let t = self.topic(&message.destination).await?;
+            self.fan_out(&t, message);
+        }
+        Ok(())
+    }
+
+    async fn wait_for_memory(&self) -> Result<()> {
+        if self.memory.has_room() {
+            return Ok(());
+        }
+        let policy = &self.config.policy;
+        let full = || {
+            BrokerError::ResourceLimit(format!(
+                "memory is full ({} of {} bytes used by waiting messages)",
+                self.memory.used(),
+                self.memory.limit()
+            ))
+        };
+        if policy.send_fail_if_no_space {
+            return Err(full());
+        }
+        let timeout = std::time::Duration::from_millis(policy.send_timeout_ms);
+        if self.memory.wait_for_room(timeout).await {
+            Ok(())
+        } else {
+            Err(full())
+        }
+    }
+
+    /// Moves a message to the dead letter queue: the copy added and the original acked in one
+    /// store transaction, so a crash leaves it in exactly one place. Non-persistent messages
+    /// are dropped, as ActiveMQ does by default.
+    pub(crate) async fn dead_letter(
+        self: &Arc<Self>,
+        from: &Dispatcher,
+        message: &Message,
+        cause: &str,
+    ) {
+        if !message.persistent {
+            warn!(message = %message.id, destination = %from.destination, "dropping non-persistent message: {cause}");
+            return;
+        }
+        let dlq = Destination::queue(self.config.policy.dead_letter_queue.as_str());
+        let mut copy = message.clone();
+        copy.destination = dlq.clone();
+        copy.sequence = 0;
+        copy.expiration = 0;
+        copy.properties.insert(
+            "dlqDeliveryFailureCause".into(),
+            Value::String(cause.to_owned()),
+        );
+        copy.properties.insert(
+            "originalDestination".into(),
+            Value::String(message.destination.to_string()),
+        );
+        let dlq_dispatcher = match self.queue(&dlq).await {
+            Ok(d) => d,
+            Err(e) => {
+                error!("cannot open the dead letter queue {dlq}: {e}");
+                return;
+            }
+        };
+        let tx = self.new_local_tx();
+        let mut ops = vec![TxOp::Add(copy)];
+        ops.extend(from.ack_op(message));
+        match self.run_transaction(&tx, ops).await {
+            Ok(()) => {
+                info!(message = %message.id, from = %from.destination, to = %dlq, "dead-lettered: {cause}");
+                dlq_dispatcher
+                    .counters
+                    .enqueued
+                    .fetch_add(1, Ordering::Relaxed);
+                dlq_dispatcher.stored();
+            }
+            Err(BrokerError::Store(StoreError::Duplicate(_))) => {
+                // Another subscription already dead-lettered this topic message.
+                if let Err(e) = from.store_ack(message).await {
+                    warn!(message = %message.id, "cannot ack a dead-lettered message: {e}");
+                }
+            }
+            Err(BrokerError::Store(StoreError::NotFound(_))) => {}
+            Err(e) => error!(message = %message.id, "cannot move to the dead letter queue: {e}"),
+        }
+    }
+
+    /// Runs `ops` as one local transaction; on failure it is rolled back.
+    pub(crate) async fn run_transaction(&self, tx: &TransactionId, ops: Vec<TxOp>) -> Result<()> {
+        self.store.begin(tx).await?;
+        let mut result = Ok(());
+        for op in ops {
+            if let Err(e) = self.store.enlist(tx, op).await {
+                result = Err(e);
+                break;
+            }
+        }
+        if result.is_ok() {
+            result = self.store.commit(tx).await;
+        }
+        if let Err(e) = result {
+            let _ = self.store.rollback(tx).await;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Acks several delivered messages with one store transaction (one fsync), then forgets
+    /// them. A message already gone is skipped.
+    pub(crate) async fn ack_many(&self, items: Vec<(Arc<Dispatcher>, Arc<Message>)>) -> Result<()> {
+        let ops: Vec<TxOp> = items.iter().filter_map(|(d, m)| d.ack_op(m)).collect();
+        if ops.len() > 1 {
+            let tx = self.new_local_tx();
+            if let Err(e) = self.run_transaction(&tx, ops).await {
+                if !matches!(e, BrokerError::Store(StoreError::NotFound(_))) {
+                    return Err(e);
+                }
+                for (d, m) in &items {
+                    d.store_ack(m).await?;
+                }
+            }
+        } else if let Some((d, m)) = items.iter().find(|(d, m)| d.ack_op(m).is_some()) {
+            d.store_ack(m).await?;
+        }
+        for (d, m) in &items {
+            d.settle(&m.id);
+        }
+        Ok(())
+    }
+
+    /// Creates or reattaches a durable subscription. A changed selector replaces the
+    /// subscription, as in JMS.
+    pub(crate) async fn durable_subscription(
+        self: &Arc<Self>,
+        topic: &Destination,
+        key: &SubscriptionKey,
+        selector: Option<String>,
+    ) -> Result<Arc<Dispatcher>> {
+        let t = self.topic(topic).await?;
+        let existing = t.store.lookup_subscription(key).await?;
+        if let Some(info) = &existing {
+            if info.selector == selector {
+                return Ok(self.durable_dispatcher(&t, key));
+            }
+            let d = t.durable.lock().get(key).cloned();
+            if let Some(d) = &d
+                && d.consumer_count() > 0
+            {
+                return Err(BrokerError::Invalid(format!(
+                    "durable subscription {key} is in use"
+                )));
+            }
+            info!(topic = %topic, subscription = %key, "selector changed: replacing the durable subscription");
+            t.store.delete_subscription(key).await?;
+            if let Some(d) = t.durable.lock().remove(key) {
+                d.close();
+            }
+        }
+        match t
+            .store
+            .add_subscription(SubscriptionInfo::new(key.clone(), selector), false)
+            .await
+        {
+            Ok(()) | Err(StoreError::Duplicate(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(self.durable_dispatcher(&t, key))
+    }
+
+    /// Deletes a durable subscription wherever it is.
+    pub(crate) async fn unsubscribe(&self, key: &SubscriptionKey) -> Result<()> {
+        let mut found = false;
+        for t in self.topics() {
+            let d = t.durable.lock().get(key).cloned();
+            let Some(d) = d else { continue };
+            if d.consumer_count() > 0 {
+                return Err(BrokerError::Invalid(format!(
+                    "durable subscription {key} is in use"
+                )));
+            }
+            t.store.delete_subscription(key).await?;
+            t.durable.lock().remove(key);
+            d.close();
+            found = true;
+        }
+        if found {
+            Ok(())
+        } else {
+            Err(BrokerError::Invalid(format!(
+                "no durable subscription {key}"
+            )))
+        }
+    }
+
+    pub(crate) async fn shutdown(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let connections: Vec<_> = self.connections.lock().drain(..).collect();
+        for c in connections.into_iter().filter_map(|c| c.upgrade()) {
+            c.abort();
+        }
+        for q in self.queues() {
+            q.close();
+        }
+        for t in self.topics() {
+            for d in t.durable.lock().values() {
+                d.close();
+            }
+            for d in t.subscribers.lock().iter() {
+                d.close();
+            }
+        }
+        if let Err(e) = self.store.close().await {
+            warn!("closing the store: {e}");
+        }
+    }
+}
