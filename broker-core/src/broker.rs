@@ -9,10 +9,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{error, info};
 
-use crate::config::BrokerConfig;
+use crate::config::CoreConfig;
 use crate::core::Core;
 use crate::error::{BrokerError, Result};
-use crate::locker::{self, HeldLock};
+use crate::locker::{HeldLock, Locker, StoreOpener};
 use crate::session::Connection;
 use crate::state::BrokerState;
 
@@ -24,11 +24,14 @@ struct StateCell {
 
 /// An embeddable broker, like ActiveMQ's `BrokerService`.
 ///
-/// `Broker::new(config)` then `start()`: take the lock (waiting as a slave while another broker
-/// holds it), open and recover the store, serve. Connections come from
-/// [`Broker::connect`]. Losing the lock stops the broker; `stop()` stops it cleanly.
+/// `Broker::new(config, locker, store)` then `start()`: take the lock (waiting as a slave while
+/// another broker holds it), open and recover the store, serve. Connections come from
+/// [`Broker::connect`]. Losing the lock stops the broker; `stop()` stops it cleanly. The
+/// `engines` crate builds the locker and the store a config file names.
 pub struct Broker {
-    config: BrokerConfig,
+    config: CoreConfig,
+    locker: Arc<dyn Locker>,
+    store: Arc<dyn StoreOpener>,
     state: Arc<StateCell>,
     core: Mutex<Option<Arc<Core>>>,
     stop: watch::Sender<bool>,
@@ -36,9 +39,11 @@ pub struct Broker {
 }
 
 impl Broker {
-    pub fn new(config: BrokerConfig) -> Broker {
+    pub fn new(config: CoreConfig, locker: Arc<dyn Locker>, store: Arc<dyn StoreOpener>) -> Broker {
         Broker {
             config,
+            locker,
+            store,
             state: Arc::new(StateCell {
                 current: watch::Sender::new(BrokerState::Created),
                 history: Mutex::new(vec![BrokerState::Created]),
@@ -49,14 +54,7 @@ impl Broker {
         }
     }
 
-    /// Builds a broker from a config file and starts it.
-    pub async fn start_from_file(path: &std::path::Path) -> Result<Broker> {
-        let b = Broker::new(BrokerConfig::from_file(path)?);
-        b.start().await?;
-        Ok(b)
-    }
-
-    pub fn config(&self) -> &BrokerConfig {
+    pub fn config(&self) -> &CoreConfig {
         &self.config
     }
 
@@ -95,7 +93,7 @@ impl Broker {
         Self::set_state(&self.state, &name, BrokerState::WaitingForLock);
         let mut stop = self.stop.subscribe();
         let lock = tokio::select! {
-            lock = locker::acquire(&self.config) => lock,
+            lock = self.locker.acquire() => lock,
             _ = async { let _ = stop.wait_for(|s| *s).await; } => {
                 Self::set_state(&self.state, &name, BrokerState::Stopped);
                 return Err(BrokerError::NotServing(BrokerState::Stopped));
@@ -115,7 +113,7 @@ impl Broker {
             took_over = lock.took_over(),
             "this broker is the master"
         );
-        let core = match self.open_core(&lock).await {
+        let core = match self.open_core(lock.as_ref()).await {
             Ok(c) => c,
             Err(e) => {
                 lock.release().await;
@@ -161,8 +159,8 @@ impl Broker {
         Ok(())
     }
 
-    async fn open_core(&self, lock: &HeldLock) -> Result<Arc<Core>> {
-        let store = crate::persistence::open(&self.config, lock.fence()).await?;
+    async fn open_core(&self, lock: &dyn HeldLock) -> Result<Arc<Core>> {
+        let store = self.store.open(lock).await?;
         Core::open(self.config.clone(), store, lock.took_over()).await
     }
 

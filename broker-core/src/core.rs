@@ -17,7 +17,7 @@ use store_api::{
 };
 use tracing::{error, info, warn};
 
-use crate::config::BrokerConfig;
+use crate::config::CoreConfig;
 use crate::dispatch::{Dispatcher, Source};
 use crate::error::{BrokerError, Result};
 use crate::memory::MemoryUsage;
@@ -52,7 +52,7 @@ pub(crate) enum Pending {
 
 /// Everything a serving broker has: one per run between lock and stop.
 pub(crate) struct Core {
-    pub config: BrokerConfig,
+    pub config: CoreConfig,
     pub store: Arc<dyn PersistenceAdapter>,
     pub memory: MemoryUsage,
     /// Unique per run: prefixes the ids this run gives connections, producers and transactions.
@@ -77,7 +77,7 @@ impl Core {
     /// A serving core over an opened store, recovered from it. `took_over` marks a run that
     /// took over from a master that did not stop cleanly.
     pub(crate) async fn open(
-        config: BrokerConfig,
+        config: CoreConfig,
         store: Arc<dyn PersistenceAdapter>,
         took_over: bool,
     ) -> Result<Arc<Core>> {

@@ -1,10 +1,11 @@
 //! broker-core: JMS messaging semantics over any message-store engine.
 //!
 //! An embeddable broker ([`Broker`], like ActiveMQ's `BrokerService`) built from a
-//! [`BrokerConfig`] (TOML): it takes the master lock, opens and recovers the configured engine
-//! (`memory`, `kahadb`, `amq`, `jdbc`, `journaled-jdbc`), and serves in-process
-//! [`Connection`]s, [`Session`]s, [`Producer`]s and [`Consumer`]s. No network code lives here;
-//! the `broker` program puts STOMP in front of it.
+//! [`CoreConfig`], a [`Locker`] and a [`StoreOpener`]: it takes the master lock, opens and
+//! recovers the store (an `Arc<dyn PersistenceAdapter>`), and serves in-process
+//! [`Connection`]s, [`Session`]s, [`Producer`]s and [`Consumer`]s. It depends on `store-api`
+//! only: the `engines` crate opens the engine and the locker a config file names, and the
+//! `broker` program puts STOMP in front of it. No network code lives here.
 //!
 //! What it gives on every engine:
 //! - queues (each message to one consumer, competing consumers with prefetch) and topics
@@ -30,17 +31,17 @@ pub mod config;
 pub(crate) mod core;
 pub(crate) mod dispatch;
 pub mod error;
-pub(crate) mod locker;
+pub mod locker;
 pub mod memory;
-pub(crate) mod persistence;
 pub mod selector;
 pub mod session;
 pub mod state;
 
 pub use admin::DestinationStats;
 pub use broker::Broker;
-pub use config::{BrokerConfig, ConfigError, EngineKind, LockerKind};
+pub use config::{ConfigError, CoreConfig};
 pub use error::{BrokerError, Result};
+pub use locker::{HeldLock, Locker, NoLock, OpenedStore, StoreOpener};
 pub use selector::{Selector, SelectorError};
 pub use session::{
     AckMode, Connection, ConnectionInfo, Consumer, Outgoing, Producer, Received, Session,

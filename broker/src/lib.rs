@@ -1,5 +1,6 @@
-//! The `broker` program's library: STOMP over TCP and TLS in front of broker-core, its users,
-//! a STOMP client (for the CLI tools and the tests), and the broker URL syntax.
+//! The `broker` program's library: the config file, the broker it builds (broker-core over the
+//! engine and locker `engines` opens), STOMP over TCP and TLS in front of it, its users, the web
+//! console, a STOMP client (for the CLI tools and the tests), and the broker URL syntax.
 //!
 //! STOMP follows ActiveMQ's conventions so that clients written for ActiveMQ's STOMP connector
 //! work unchanged: `/queue/<name>` and `/topic/<name>`, `persistent:true` for persistent sends
@@ -8,9 +9,14 @@
 //! subscriptions, `activemq.prefetchSize`, and `browser:true` for queue browsers.
 
 pub mod client;
+pub mod config;
 pub mod listener;
+mod program;
 pub mod stomp;
 pub mod tls;
 pub mod url;
 pub mod users;
 pub mod web;
+
+pub use config::BrokerConfig;
+pub use program::Broker;

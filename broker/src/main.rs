@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use broker::listener::Server;
 use broker::web::WebServer;
-use broker_core::{Broker, BrokerConfig};
+use broker::{Broker, BrokerConfig};
 use clap::{Parser, Subcommand};
 use tracing::{error, info};
 

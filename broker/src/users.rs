@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use broker_core::config::UserEntry;
+use crate::config::UserEntry;
 
 /// User names and passwords. With none configured, ActiveMQ's default `admin`/`admin`.
 #[derive(Debug, Clone)]

@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
-use broker_core::{Body, Broker, Destination, DestinationStats, Outgoing, SubscriptionKey, Value};
+use broker_core::{Body, Destination, DestinationStats, Outgoing, SubscriptionKey, Value};
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::json;
@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::Broker;
 use crate::users::Users;
 
 /// Messages shown by a browse page.

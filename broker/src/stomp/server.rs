@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use broker_core::{
-    AckMode, Body, Broker, BrokerError, Connection, Consumer, Destination, DestinationKind,
-    Message, OrderKey, Outgoing, Producer, Received, Session, Value,
+    AckMode, Body, BrokerError, Connection, Consumer, Destination, DestinationKind, Message,
+    OrderKey, Outgoing, Producer, Received, Session, Value,
 };
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::frame::{Decoder, Frame, FrameError, Limits, Version};
+use crate::Broker;
 use crate::users::Users;
 
 /// What every connection shares.

@@ -10,7 +10,7 @@ use broker::client::{ConnectOptions, StompClient};
 use broker::listener::Server;
 use broker::stomp::frame::Frame;
 use broker::url::Endpoint;
-use broker_core::{Broker, BrokerConfig};
+use broker::{Broker, BrokerConfig};
 use tempfile::TempDir;
 
 pub struct TestBroker {

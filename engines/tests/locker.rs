@@ -43,7 +43,7 @@ async fn slave_takes_over(env: &Env) -> bool {
     for i in 0..20 {
         p.send(Outgoing::text(format!("m{i}"))).await.unwrap();
     }
-    let b = Arc::new(Broker::new(env.config()));
+    let b = Arc::new(env.config().broker());
     let starting = {
         let b = Arc::clone(&b);
         tokio::spawn(async move { b.start().await })
@@ -177,7 +177,7 @@ async fn a_lease_master_whose_lease_is_taken_stops_serving() {
 async fn stopping_a_waiting_slave_ends_its_wait() {
     let env = Env::new(Engine::KahaDb, "").unwrap();
     let a = env.start().await;
-    let b = Arc::new(Broker::new(env.config()));
+    let b = Arc::new(env.config().broker());
     let starting = {
         let b = Arc::clone(&b);
         tokio::spawn(async move { b.start().await })

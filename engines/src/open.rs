@@ -1,8 +1,12 @@
-//! Opening the engine a config names.
+//! Opening the engine a config names, once the lock is held: its section of `broker.toml`
+//! mapped onto the engine's own config. File engines open on a blocking thread: their recovery
+//! reads and fsyncs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
+use broker_core::{BrokerError, HeldLock, Result, StoreOpener};
 use store_amq::{AmqConfig, AmqStore};
 use store_api::PersistenceAdapter;
 use store_jdbc::{Fence, JdbcConfig, JdbcStore};
@@ -10,8 +14,8 @@ use store_journaled_jdbc::{JournaledJdbcConfig, JournaledJdbcStore};
 use store_kahadb::{KahaDbConfig, KahaDbStore};
 use store_memory::MemoryStore;
 
-use crate::config::{BrokerConfig, EngineKind};
-use crate::error::{BrokerError, Result};
+use crate::config::{EngineConfig, EngineKind};
+use crate::locker::DatabaseLock;
 
 fn ms(v: Option<u64>, default: Duration) -> Duration {
     v.map_or(default, Duration::from_millis)
@@ -24,7 +28,7 @@ fn startup(engine: EngineKind, e: impl std::fmt::Display) -> BrokerError {
     }
 }
 
-pub(crate) fn jdbc_config(config: &BrokerConfig, fence: Option<Fence>) -> Option<JdbcConfig> {
+pub(crate) fn jdbc_config(config: &EngineConfig, fence: Option<Fence>) -> Option<JdbcConfig> {
     let s = config.persistence.jdbc.as_ref()?;
     let mut c = JdbcConfig::new(s.url.clone()?);
     if let Some(v) = s.pool_size {
@@ -44,13 +48,24 @@ pub(crate) fn jdbc_config(config: &BrokerConfig, fence: Option<Fence>) -> Option
     Some(c)
 }
 
-/// Opens (and so recovers) the configured engine. File engines open on a blocking thread:
-/// their recovery reads and fsyncs. `fence` is the database locker's, given to a JDBC store so
-/// that a deposed master's writes are refused.
-pub(crate) async fn open(
-    config: &BrokerConfig,
-    fence: Option<Fence>,
-) -> Result<Arc<dyn PersistenceAdapter>> {
+/// The engine a config names, opened when the broker holds its lock.
+pub(crate) struct ConfiguredStore(pub(crate) EngineConfig);
+
+#[async_trait]
+impl StoreOpener for ConfiguredStore {
+    /// A database lock's fence goes to a JDBC store, so that a deposed master's writes are
+    /// refused.
+    async fn open(&self, lock: &dyn HeldLock) -> Result<Arc<dyn PersistenceAdapter>> {
+        let fence = lock
+            .as_any()
+            .downcast_ref::<DatabaseLock>()
+            .map(DatabaseLock::fence);
+        open(&self.0, fence).await
+    }
+}
+
+/// Opens (and so recovers) the configured engine.
+async fn open(config: &EngineConfig, fence: Option<Fence>) -> Result<Arc<dyn PersistenceAdapter>> {
     let kind = config.persistence.kind;
     let dir = config.store_directory();
     match kind {

@@ -1,12 +1,58 @@
-//! Shared by the broker-core tests: a broker on each engine, built from TOML like a user's, and
-//! helpers to receive with a deadline.
+//! Shared by the tests of the broker on every engine: a broker on each engine, built from TOML
+//! like a user's, and helpers to receive with a deadline.
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use broker_core::{Broker, BrokerConfig, Consumer, Received};
+use broker_core::config::{BrokerSection, ConfigError, CoreConfig, LimitsSection, PolicySection};
+use broker_core::{Broker, Consumer, Received};
+use engines::{EngineConfig, LockerSection, PersistenceSection};
+use serde::Deserialize;
 use tempfile::TempDir;
+
+/// The sections of `broker.toml` that the core and the engines read (the program's
+/// `[transports]` and `[[users]]` are not used here).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    broker: BrokerSection,
+    persistence: PersistenceSection,
+    locker: LockerSection,
+    limits: LimitsSection,
+    policy: PolicySection,
+}
+
+impl Config {
+    fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let c: Config = broker_core::config::from_toml(text)?;
+        c.engine().validate()?;
+        c.core().validate_limits_and_policy()?;
+        c.broker.validate()?;
+        Ok(c)
+    }
+
+    fn core(&self) -> CoreConfig {
+        CoreConfig {
+            broker: self.broker.clone(),
+            limits: self.limits.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+
+    fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            broker: self.broker.clone(),
+            persistence: self.persistence.clone(),
+            locker: self.locker.clone(),
+        }
+    }
+
+    /// A broker over the engine and locker this config names, not started.
+    pub fn broker(&self) -> Broker {
+        engines::broker(self.core(), &self.engine())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -97,12 +143,12 @@ impl Env {
         })
     }
 
-    pub fn config(&self) -> BrokerConfig {
-        BrokerConfig::from_toml(&self.toml).unwrap_or_else(|e| panic!("config {}: {e}", self.toml))
+    pub fn config(&self) -> Config {
+        Config::from_toml(&self.toml).unwrap_or_else(|e| panic!("config {}: {e}", self.toml))
     }
 
     pub async fn start(&self) -> Broker {
-        let b = Broker::new(self.config());
+        let b = self.config().broker();
         b.start().await.expect("broker starts");
         b
     }

@@ -1,17 +1,18 @@
 //! Config errors name the key at fault; good configs pick the engine and locker.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use broker_core::{BrokerConfig, EngineKind, LockerKind};
+use broker::config::BrokerConfig;
+use engines::{EngineKind, LockerKind};
 
 #[test]
 fn no_config_is_the_embedded_default() {
     let c = BrokerConfig::from_toml("").unwrap();
     assert_eq!(c.persistence.kind, EngineKind::Kahadb);
     assert_eq!(
-        c.store_directory().unwrap(),
+        c.engine().store_directory().unwrap(),
         std::path::Path::new("data/kahadb")
     );
-    assert_eq!(c.locker_kind(), LockerKind::SharedFile);
+    assert_eq!(c.engine().locker_kind(), LockerKind::SharedFile);
     assert_eq!(c, BrokerConfig::default());
     assert_eq!(c.policy.maximum_redeliveries, 6);
     assert_eq!(c.policy.dead_letter_queue, "ActiveMQ.DLQ");
@@ -44,9 +45,12 @@ fn a_full_config_parses() {
     )
     .unwrap();
     assert_eq!(c.persistence.kind, EngineKind::Jdbc);
-    assert_eq!(c.locker_kind(), LockerKind::Lease);
-    assert_eq!(c.locker_url(), Some("mysql://root@127.0.0.1:3306/test"));
-    assert_eq!(c.store_directory(), None);
+    assert_eq!(c.engine().locker_kind(), LockerKind::Lease);
+    assert_eq!(
+        c.engine().locker_url(),
+        Some("mysql://root@127.0.0.1:3306/test")
+    );
+    assert_eq!(c.engine().store_directory(), None);
 }
 
 #[test]
@@ -164,5 +168,5 @@ fn the_shipped_docker_config_is_valid() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docker/broker-mysql.toml");
     let c = BrokerConfig::from_file(&path).unwrap();
     assert_eq!(c.persistence.kind, EngineKind::Jdbc);
-    assert_eq!(c.locker_kind(), LockerKind::Lease);
+    assert_eq!(c.engine().locker_kind(), LockerKind::Lease);
 }

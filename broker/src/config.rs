@@ -1,0 +1,175 @@
+//! `broker.toml`, the one file a user writes: every section and key is optional; an empty file
+//! (or no file) is the embedded default: KahaDB under `./data/kahadb`, guarded by a shared-file
+//! lock, STOMP on `127.0.0.1:61613`.
+//!
+//! Each section is read by the crate it belongs to: `[broker]`, `[limits]` and `[policy]` by
+//! broker-core, `[persistence]` and `[locker]` by `engines`, `[transports]` and `[[users]]` here.
+//! Unknown keys, wrong types and impossible combinations are errors that name the key
+//! (`persistence.kahadb.journal_max_file_length`), so a typo is never silently ignored.
+//!
+//! ```toml
+//! [broker]
+//! name = "localhost"
+//! data_directory = "data"
+//!
+//! [persistence]
+//! kind = "jdbc"                  # memory | kahadb | amq | jdbc | journaled-jdbc
+//! [persistence.jdbc]
+//! url = "mysql://root@127.0.0.1:3306/test"
+//!
+//! [locker]
+//! kind = "lease"                 # none | shared-file | database | lease (default per engine)
+//!
+//! [limits]
+//! memory_bytes = 67108864
+//!
+//! [policy]
+//! maximum_redeliveries = 6
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use broker_core::config::{BrokerSection, ConfigError, CoreConfig, LimitsSection, PolicySection};
+use engines::{EngineConfig, LockerSection, PersistenceSection};
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    pub broker: BrokerSection,
+    pub persistence: PersistenceSection,
+    pub locker: LockerSection,
+    pub limits: LimitsSection,
+    pub policy: PolicySection,
+    pub transports: TransportsSection,
+    /// STOMP users. None configured = ActiveMQ's `admin`/`admin`, with a warning at start.
+    pub users: Vec<UserEntry>,
+}
+
+/// Where the `broker` program listens and the limits it puts on clients.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportsSection {
+    /// STOMP over TCP; empty string to turn it off. Default `127.0.0.1:61613`.
+    pub stomp: String,
+    /// STOMP over TLS, e.g. `127.0.0.1:61614`; needs `tls_certificate` and `tls_key`.
+    pub stomp_tls: Option<String>,
+    /// PEM certificate chain.
+    pub tls_certificate: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// Largest frame (headers and body) a client may send. 16 MiB.
+    pub max_frame_bytes: usize,
+    /// Most headers in one frame. 1000.
+    pub max_headers: usize,
+    /// Longest header line. 10 KiB.
+    pub max_header_bytes: usize,
+    /// Frames queued for one connection before the broker stops reading from it. 1000.
+    pub max_pending_frames: usize,
+    /// The web console and monitoring API (HTTP); empty string to turn it off. Default
+    /// `127.0.0.1:8161`, as ActiveMQ's.
+    pub web: String,
+}
+
+impl Default for TransportsSection {
+    fn default() -> Self {
+        TransportsSection {
+            stomp: "127.0.0.1:61613".into(),
+            stomp_tls: None,
+            tls_certificate: None,
+            tls_key: None,
+            max_frame_bytes: 16 * 1024 * 1024,
+            max_headers: 1000,
+            max_header_bytes: 10 * 1024,
+            max_pending_frames: 1000,
+            web: "127.0.0.1:8161".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UserEntry {
+    pub name: String,
+    pub password: String,
+}
+
+impl BrokerConfig {
+    /// Parses and validates a config.
+    pub fn from_toml(text: &str) -> Result<BrokerConfig, ConfigError> {
+        let config: BrokerConfig = broker_core::config::from_toml(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a config file; errors name the file.
+    pub fn from_file(path: &Path) -> Result<BrokerConfig, ConfigError> {
+        broker_core::config::from_file(path, BrokerConfig::from_toml)
+    }
+
+    /// What broker-core reads.
+    pub fn core(&self) -> CoreConfig {
+        CoreConfig {
+            broker: self.broker.clone(),
+            limits: self.limits.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+
+    /// What `engines` reads.
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            broker: self.broker.clone(),
+            persistence: self.persistence.clone(),
+            locker: self.locker.clone(),
+        }
+    }
+
+    /// Each section's owner checks it, in the order of the file's documentation: the engine and
+    /// its locker, limits and policies, transports, users, and the broker's name last.
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.engine().validate()?;
+        self.core().validate_limits_and_policy()?;
+        let t = &self.transports;
+        if t.stomp_tls.is_some() {
+            for (key, set) in [
+                ("transports.tls_certificate", t.tls_certificate.is_some()),
+                ("transports.tls_key", t.tls_key.is_some()),
+            ] {
+                if !set {
+                    return Err(ConfigError::new(
+                        key,
+                        "is required with transports.stomp_tls",
+                    ));
+                }
+            }
+        }
+        for (key, v) in [
+            ("transports.max_frame_bytes", t.max_frame_bytes),
+            ("transports.max_headers", t.max_headers),
+            ("transports.max_header_bytes", t.max_header_bytes),
+            ("transports.max_pending_frames", t.max_pending_frames),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::new(key, "must be above 0"));
+            }
+        }
+        let mut names = std::collections::HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            if u.name.is_empty() {
+                return Err(ConfigError::new(
+                    format!("users[{i}].name"),
+                    "must not be empty",
+                ));
+            }
+            if !names.insert(&u.name) {
+                return Err(ConfigError::new(
+                    format!("users[{i}].name"),
+                    format!("user {:?} is defined twice", u.name),
+                ));
+            }
+        }
+        self.broker.validate()
+    }
+}
