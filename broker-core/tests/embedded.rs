@@ -33,15 +33,6 @@ async fn a_broker_over_a_given_store_serves_and_stops() {
     assert_eq!(m.text(), Some("hello"));
     conn.close().await;
     b.stop().await;
-    assert_eq!(
-        b.history(),
-        [
-            BrokerState::Created,
-            BrokerState::WaitingForLock,
-            BrokerState::Recovering,
-            BrokerState::Serving,
-            BrokerState::Stopping,
-            BrokerState::Stopped
-        ]
-    );
+    assert_eq!(b.state(), BrokerState::Stopped);
+    assert!(b.history().contains(&BrokerState::Recovering));
 }
