@@ -1,6 +1,6 @@
 //! The embeddable broker's life cycle: take the lock (waiting as a slave), open and recover the
 //! store, serve, and stop (cleanly, or because the lock was lost). The admin API over a serving
-//! broker is in [`crate::admin`]; what serving means is in [`crate::core`].
+//! broker is in [`crate::admin`]; what serving means is in the crate-private `core` module.
 
 use std::sync::Arc;
 
