@@ -12,7 +12,7 @@ use tracing::{error, info};
 use crate::config::CoreConfig;
 use crate::core::Core;
 use crate::error::{BrokerError, Result};
-use crate::locker::{HeldLock, Locker, StoreOpener};
+use crate::locker::{HeldLock, Leaving, Locker, StoreOpener};
 use crate::session::Connection;
 use crate::state::BrokerState;
 
@@ -116,7 +116,13 @@ impl Broker {
         let core = match self.open_core(lock.as_ref()).await {
             Ok(c) => c,
             Err(e) => {
-                lock.release().await;
+                // Nothing was delivered here; a dead predecessor's deliveries still are.
+                let leaving = if lock.took_over() {
+                    Leaving::Unsettled
+                } else {
+                    Leaving::Settled
+                };
+                lock.release(leaving).await;
                 Self::set_state(&self.state, &name, BrokerState::Stopped);
                 return Err(e);
             }
@@ -148,8 +154,8 @@ impl Broker {
                     core.shutdown().await;
                 }
                 _ = async { let _ = stop.wait_for(|s| *s).await; } => {
-                    core.shutdown().await;
-                    lock.release().await;
+                    let leaving = core.shutdown().await;
+                    lock.release(leaving).await;
                 }
             }
             sweeper.abort();

@@ -20,6 +20,7 @@ use tracing::{error, info, warn};
 use crate::config::CoreConfig;
 use crate::dispatch::{Dispatcher, Source};
 use crate::error::{BrokerError, Result};
+use crate::locker::Leaving;
 use crate::memory::MemoryUsage;
 
 pub(crate) fn now_ms() -> i64 {
@@ -451,10 +452,20 @@ impl Core {
         }
     }
 
-    pub(crate) async fn shutdown(&self) {
+    /// Closes every connection and the store. Says whether messages delivered by this broker
+    /// were still unacknowledged (looked at before the connections close, which puts them
+    /// back): they were handed to applications, so the next master must flag them.
+    pub(crate) async fn shutdown(&self) -> Leaving {
         if self.closed.swap(true, Ordering::AcqRel) {
-            return;
+            return Leaving::Settled;
         }
+        let unsettled = self.queues().iter().any(|q| q.has_unacked_deliveries())
+            || self.topics().iter().any(|t| {
+                t.durable
+                    .lock()
+                    .values()
+                    .any(|d| d.has_unacked_deliveries())
+            });
         let connections: Vec<_> = self.connections.lock().drain(..).collect();
         for c in connections.into_iter().filter_map(|c| c.upgrade()) {
             c.abort();
@@ -472,6 +483,14 @@ impl Core {
         }
         if let Err(e) = self.store.close().await {
             warn!("closing the store: {e}");
+        }
+        if unsettled {
+            info!(
+                "stopping with deliveries not yet acknowledged: the next master flags them redelivered"
+            );
+            Leaving::Unsettled
+        } else {
+            Leaving::Settled
         }
     }
 }

@@ -461,6 +461,15 @@ impl Dispatcher {
         n
     }
 
+    /// True when a persistent message was handed to a consumer and not yet acknowledged.
+    pub(crate) fn has_unacked_deliveries(&self) -> bool {
+        self.state
+            .lock()
+            .in_flight
+            .values()
+            .any(|f| f.entry.message.persistent)
+    }
+
     /// True when the message is waiting, in flight or held here.
     pub(crate) fn is_tracked(&self, id: &MessageId) -> bool {
         let st = self.state.lock();

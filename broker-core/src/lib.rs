@@ -41,7 +41,7 @@ pub use admin::DestinationStats;
 pub use broker::Broker;
 pub use config::{ConfigError, CoreConfig};
 pub use error::{BrokerError, Result};
-pub use locker::{HeldLock, Locker, NoLock, OpenedStore, StoreOpener};
+pub use locker::{HeldLock, Leaving, Locker, NoLock, OpenedStore, StoreOpener};
 pub use selector::{Selector, SelectorError};
 pub use session::{
     AckMode, Connection, ConnectionInfo, Consumer, Outgoing, Producer, Received, Session,

@@ -36,12 +36,27 @@ pub trait HeldLock: Send + Sync {
     /// Resolves when the lock is lost, with why; never for a lock that cannot be lost.
     async fn lost(&mut self) -> String;
 
-    /// Hands the lock over (a clean stop).
-    async fn release(self: Box<Self>);
+    /// Hands the lock over (a clean stop), saying whether the next master has deliveries of
+    /// this one to account for.
+    async fn release(self: Box<Self>, leaving: Leaving);
 
     /// The concrete lock, for a [`StoreOpener`] whose store must be tied to it (a JDBC store
     /// takes the database lock's fence, so that a deposed master's writes are refused).
     fn as_any(&self) -> &dyn Any;
+}
+
+/// What a master that stops cleanly leaves for the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leaving {
+    /// Every message this master delivered was acknowledged (or never left it): the next
+    /// master has nothing to flag.
+    Settled,
+    /// Messages this master delivered were still unacknowledged when it stopped (they stay in
+    /// the store and come back): the lock is handed over as after a crash, so that the next
+    /// master flags what it recovers as possibly delivered, where the lock can carry that (the
+    /// shared-file lock, the lease, the SQLite file lock; not the database row lock, whose
+    /// holder can commit nothing while it holds the row).
+    Unsettled,
 }
 
 /// Opens the store once the lock is held.
@@ -76,7 +91,7 @@ impl HeldLock for NoLock {
         std::future::pending().await
     }
 
-    async fn release(self: Box<Self>) {}
+    async fn release(self: Box<Self>, _leaving: Leaving) {}
 
     fn as_any(&self) -> &dyn Any {
         self

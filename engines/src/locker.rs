@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use broker_core::{BrokerError, HeldLock, Locker, NoLock, Result};
+use broker_core::{BrokerError, HeldLock, Leaving, Locker, NoLock, Result};
 use store_jdbc::Fence;
 use store_jdbc::locker::{LockerConfig, LockerKind as JdbcLockerKind, MasterLock};
 
@@ -102,8 +102,11 @@ impl HeldLock for DatabaseLock {
         self.0.lost().await
     }
 
-    async fn release(self: Box<Self>) {
-        self.0.release().await;
+    async fn release(self: Box<Self>, leaving: Leaving) {
+        match leaving {
+            Leaving::Settled => self.0.release().await,
+            Leaving::Unsettled => self.0.release_unsettled().await,
+        }
     }
 
     fn as_any(&self) -> &dyn Any {

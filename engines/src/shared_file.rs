@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use broker_core::{BrokerError, HeldLock, Locker, Result};
+use broker_core::{BrokerError, HeldLock, Leaving, Locker, Result};
 use rustix::fs::{FlockOperation, flock};
 use tracing::{info, warn};
 
@@ -55,8 +55,8 @@ impl HeldLock for FileLock {
         }
     }
 
-    async fn release(self: Box<Self>) {
-        FileLock::release(*self);
+    async fn release(self: Box<Self>, leaving: Leaving) {
+        FileLock::release(*self, leaving);
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -157,9 +157,10 @@ impl FileLock {
         }
     }
 
-    /// Marks the file released (a clean stop) and unlocks it.
-    fn release(mut self) {
-        if self.check().is_ok() {
+    /// Marks the file released (a clean stop with nothing unacknowledged) and unlocks it. An
+    /// unsettled stop leaves the file as a crash would, so the next holder takes over.
+    fn release(mut self, leaving: Leaving) {
+        if leaving == Leaving::Settled && self.check().is_ok() {
             let _ = self
                 .file
                 .seek(SeekFrom::End(0))

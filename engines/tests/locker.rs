@@ -33,9 +33,10 @@ async fn wait_for(b: &Broker, state: BrokerState) {
         .unwrap();
 }
 
-/// Master A serves; slave B waits; A stops; B takes over with A's messages. Returns whether B
-/// flagged them as possibly delivered before.
-async fn slave_takes_over(env: &Env) -> bool {
+/// Master A serves; slave B waits; A stops; B takes over with A's messages. With `unacked`, a
+/// client of A holds a delivered message it has not acknowledged when A stops. Returns whether
+/// B flagged the messages as possibly delivered before.
+async fn slave_takes_over(env: &Env, unacked: bool) -> bool {
     let a = env.start().await;
     let conn = a.connect(None).await.unwrap();
     let s = conn.session(AckMode::Auto).unwrap();
@@ -43,6 +44,19 @@ async fn slave_takes_over(env: &Env) -> bool {
     for i in 0..20 {
         p.send(Outgoing::text(format!("m{i}"))).await.unwrap();
     }
+    let holder = if unacked {
+        let conn = a.connect(None).await.unwrap();
+        let s = conn.session(AckMode::Client).unwrap();
+        let c = s
+            .consumer(Destination::queue("handover"), None)
+            .await
+            .unwrap();
+        let got = recv_n(&c, 1).await;
+        assert_eq!(texts(&got), ["m0"]);
+        Some((conn, c))
+    } else {
+        None
+    };
     let b = Arc::new(env.config().broker());
     let starting = {
         let b = Arc::clone(&b);
@@ -60,7 +74,11 @@ async fn slave_takes_over(env: &Env) -> bool {
         Err(BrokerError::NotServing(_))
     ));
     conn.close().await;
+    // The holder's connection is still open: A stops with m0 delivered and unacknowledged.
     a.stop().await;
+    if let Some((conn, _)) = holder {
+        conn.close().await;
+    }
     starting.await.unwrap().unwrap();
     assert_eq!(b.state(), BrokerState::Serving);
     let conn = b.connect(None).await.unwrap();
@@ -96,7 +114,7 @@ async fn slave_takes_over(env: &Env) -> bool {
 async fn shared_file_lock_makes_the_second_broker_a_slave_until_the_master_stops() {
     let env = Env::new(Engine::KahaDb, "").unwrap();
     assert!(
-        !slave_takes_over(&env).await,
+        !slave_takes_over(&env, false).await,
         "the master stopped cleanly (it marked the lock file released): nothing is flagged"
     );
     let lock = std::fs::read_to_string(env.dir.path().join("kahadb/lock")).unwrap();
@@ -114,7 +132,7 @@ async fn lease_lock_on_sqlite_makes_the_second_broker_a_slave_until_the_master_s
     )
     .unwrap();
     assert!(
-        !slave_takes_over(&env).await,
+        !slave_takes_over(&env, false).await,
         "the master stopped cleanly (it released the lease, clearing its name): nothing is \
          flagged, as with the shared-file lock; a lease whose holder died is a take-over \
          (store-jdbc/tests/locker.rs, broker/tests/failover.rs)"
@@ -129,8 +147,27 @@ async fn lease_lock_on_mariadb_makes_the_second_broker_a_slave_until_the_master_
     ) else {
         return;
     };
-    slave_takes_over(&env).await;
+    slave_takes_over(&env, false).await;
     env.cleanup().await;
+}
+
+/// A master that stops while a client holds a delivered, unacknowledged message hands the lock
+/// over as after a crash: the next master flags what it recovers as redelivered (m0 was in an
+/// application's hands).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_file_lock_after_a_stop_with_unacked_deliveries_flags_them() {
+    let env = Env::new(Engine::KahaDb, "").unwrap();
+    assert!(slave_takes_over(&env, true).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_lock_on_sqlite_after_a_stop_with_unacked_deliveries_flags_them() {
+    let env = Env::new(
+        Engine::JdbcSqlite,
+        "[locker]\nkind = \"lease\"\nlease_ms = 1500\nkeep_alive_ms = 300\nacquire_retry_ms = 100\n",
+    )
+    .unwrap();
+    assert!(slave_takes_over(&env, true).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

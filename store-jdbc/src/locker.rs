@@ -117,7 +117,7 @@ fn db(dialect: Dialect, doing: &str, e: sqlx::Error) -> JdbcError {
 pub struct MasterLock {
     fence: Fence,
     lost: watch::Receiver<Option<String>>,
-    stop: watch::Sender<bool>,
+    stop: watch::Sender<Stop>,
     task: Option<JoinHandle<()>>,
     owner: String,
     epoch: Option<i64>,
@@ -197,14 +197,34 @@ impl MasterLock {
     }
 
     /// Gives the lock up: the fence is revoked first, then the row is released so a slave can
-    /// take over at once.
-    pub async fn release(mut self) {
+    /// take over at once, and as no take-over.
+    pub async fn release(self) {
+        self.hand_over(Stop::Release).await;
+    }
+
+    /// Gives the lock up at once as [`MasterLock::release`] does, but marked as a take-over for
+    /// the next holder (see [`MasterLock::took_over`]): this master stops with deliveries its
+    /// clients never acknowledged. The lease keeps this holder's name; the SQLite lock file is
+    /// not marked released. The database row lock can carry nothing: it is a plain release.
+    pub async fn release_unsettled(self) {
+        self.hand_over(Stop::ReleaseUnsettled).await;
+    }
+
+    async fn hand_over(mut self, how: Stop) {
         self.fence.revoke();
-        let _ = self.stop.send(true);
+        let _ = self.stop.send(how);
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
     }
+}
+
+/// What the keep-alive task of a held lock is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Hold,
+    Release,
+    ReleaseUnsettled,
 }
 
 impl Drop for MasterLock {
@@ -253,10 +273,10 @@ fn spawn_lock(
     fence: Fence,
     owner: String,
     epoch: Option<i64>,
-    run: impl FnOnce(watch::Sender<Option<String>>, watch::Receiver<bool>) -> JoinHandle<()>,
+    run: impl FnOnce(watch::Sender<Option<String>>, watch::Receiver<Stop>) -> JoinHandle<()>,
 ) -> MasterLock {
     let (lost_tx, lost_rx) = watch::channel(None);
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(Stop::Hold);
     let task = run(lost_tx, stop_rx);
     MasterLock {
         fence,
@@ -390,6 +410,10 @@ mod lease {
                             "UPDATE {} SET BROKER_NAME = NULL, TIME = 0 WHERE ID = 1 AND BROKER_NAME = ? AND EPOCH = ?",
                             st.lock
                         )),
+                        release_unsettled: st.sql(&format!(
+                            "UPDATE {} SET TIME = 0 WHERE ID = 1 AND BROKER_NAME = ? AND EPOCH = ?",
+                            st.lock
+                        )),
                         options,
                         conn: Some(c),
                         owner: owner.clone(),
@@ -423,6 +447,7 @@ mod lease {
     struct LeaseRenewer {
         renew: crate::sql::Sql,
         release: crate::sql::Sql,
+        release_unsettled: crate::sql::Sql,
         options: Options,
         conn: Option<Conn>,
         owner: String,
@@ -447,13 +472,14 @@ mod lease {
             mut self,
             fence: Fence,
             lost: watch::Sender<Option<String>>,
-            mut stop: watch::Receiver<bool>,
+            mut stop: watch::Receiver<Stop>,
         ) {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(self.keep_alive) => {}
                     _ = stop.changed() => {
-                        self.release().await;
+                        let unsettled = *stop.borrow() == Stop::ReleaseUnsettled;
+                        self.release(unsettled).await;
                         return;
                     }
                 }
@@ -511,17 +537,21 @@ mod lease {
             Ok(n == 1)
         }
 
-        async fn release(&mut self) {
+        /// Ends the lease at once. An unsettled release keeps this holder's name in the row, so
+        /// the next holder knows it takes over.
+        async fn release(&mut self, unsettled: bool) {
             let r = async {
                 let mut c = match self.conn.take() {
                     Some(c) => c,
                     None => self.options.connect().await?,
                 };
-                c.execute(
-                    &self.release,
-                    &[Arg::Str(&self.owner), Arg::I64(self.epoch)],
-                )
-                .await?;
+                let sql = if unsettled {
+                    &self.release_unsettled
+                } else {
+                    &self.release
+                };
+                c.execute(sql, &[Arg::Str(&self.owner), Arg::I64(self.epoch)])
+                    .await?;
                 let _ = c.close().await;
                 Ok::<_, sqlx::Error>(())
             };
@@ -711,6 +741,10 @@ mod file_lock {
                         tokio::spawn(async move {
                             // The lock lives as long as the open file.
                             let _ = stop.changed().await;
+                            if *stop.borrow() != Stop::Release {
+                                drop(file);
+                                return;
+                            }
                             let mark = OpenOptions::new()
                                 .append(true)
                                 .open(&released_path)

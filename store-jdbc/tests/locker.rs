@@ -434,7 +434,19 @@ async fn took_over_only_from_a_holder_that_died(db: &str, kind: LockerKind) {
         c.took_over(),
         "{db} {kind:?}: the slave took the lock from a master that died, yet says it did not take over"
     );
-    c.release().await;
+    // A master leaving with deliveries unacknowledged hands over as a take-over, where the lock
+    // can carry it (not the row lock, whose holder commits nothing).
+    c.release_unsettled().await;
+    let d = locker::acquire(&slow("d")).await.unwrap();
+    assert_eq!(
+        d.took_over(),
+        !row_lock,
+        "{db} {kind:?}: after an unsettled release"
+    );
+    d.release().await;
+    let e = locker::acquire(&slow("e")).await.unwrap();
+    assert!(!e.took_over(), "{db} {kind:?}: after a clean release");
+    e.release().await;
     place.cleanup().await;
 }
 
