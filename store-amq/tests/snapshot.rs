@@ -156,13 +156,13 @@ async fn consumed_logs_are_deleted() {
     for n in 0..400 {
         queue.add(msg(&q(), n)).await.unwrap();
     }
-    let before = store.log_files().len();
+    let before = store.journal_files().len();
     for n in 0..400 {
         queue.remove(&MessageId::new("p", n)).await.unwrap();
     }
     store.checkpoint(true).await.unwrap();
     store.checkpoint(true).await.unwrap();
-    let after = store.log_files().len();
+    let after = store.journal_files().len();
     assert!(
         before >= 3 && after <= 2,
         "{before} logs before, {after} after"

@@ -1,5 +1,6 @@
 //! The store-api traits over [`Inner`]: the adapter, and queue and topic handles.
 
+use std::marker::PhantomData;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -10,33 +11,43 @@ use store_api::{
     TopicStore, TransactionId, TxOp, Xid,
 };
 
-use crate::config::KahaDbConfig;
 use crate::error::KahaError;
 use crate::index::TxState;
+use crate::index_storage::EngineConfig;
 use crate::records::Command;
 use crate::store::{self, Inner, KahaDbStats, check_ops, visible};
 
-/// The KahaDB store. Cloning shares it.
-#[derive(Clone)]
-pub struct KahaDbStore {
+/// A store of one of the engines over the shared journal and index: `C` is the engine's config
+/// (`KahaDbStore` is `JournaledStore<KahaDbConfig>`). Cloning shares it.
+pub struct JournaledStore<C> {
     inner: Arc<Inner>,
+    engine: PhantomData<fn() -> C>,
 }
 
-impl KahaDbStore {
-    /// Opens (creating if needed) the store in `config.directory`.
-    pub fn open(config: KahaDbConfig) -> std::result::Result<KahaDbStore, KahaError> {
-        Ok(KahaDbStore {
-            inner: store::open_real(config)?,
-        })
+impl<C> Clone for JournaledStore<C> {
+    fn clone(&self) -> Self {
+        JournaledStore {
+            inner: self.inner.clone(),
+            engine: PhantomData,
+        }
+    }
+}
+
+impl<C: EngineConfig> JournaledStore<C> {
+    /// Opens (creating if needed) the store in the config's directory.
+    pub fn open(config: C) -> std::result::Result<Self, KahaError> {
+        Self::open_with_fs(config, Arc::new(store_journal::fs::RealFs))
     }
 
     /// Opens over a given file system (tests use the fault-injecting one).
     pub fn open_with_fs(
-        config: KahaDbConfig,
+        config: C,
         fs: Arc<dyn store_journal::fs::FileSystem>,
-    ) -> std::result::Result<KahaDbStore, KahaError> {
-        Ok(KahaDbStore {
-            inner: store::open(config, fs)?,
+    ) -> std::result::Result<Self, KahaError> {
+        let storage = config.index_storage(fs.clone());
+        Ok(JournaledStore {
+            inner: store::open(config.settings(), storage, fs)?,
+            engine: PhantomData,
         })
     }
 
@@ -68,7 +79,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
         })
 }
 
-impl KahaDbStore {
+impl<C> JournaledStore<C> {
     async fn handle(&self, d: &Destination) -> Result<Handle> {
         self.inner.check_open()?;
         let pending = {
@@ -96,26 +107,26 @@ impl KahaDbStore {
 }
 
 #[async_trait]
-impl PersistenceAdapter for KahaDbStore {
+impl<C: EngineConfig> PersistenceAdapter for JournaledStore<C> {
     fn metrics(&self) -> Vec<(&'static str, u64)> {
-        let s = self.stats();
-        vec![
+        let s = self.inner.stats();
+        let mut m = vec![
             ("journal_fsyncs", s.journal.fsyncs),
             ("journal_fsync_micros", s.journal.fsync_micros),
             ("journal_bytes", s.journal.bytes),
             ("journal_files", s.journal_files as u64),
-            ("index_pages", s.index_pages),
+        ];
+        m.extend(self.inner.storage.metrics(&s));
+        m.extend([
             ("checkpoints", s.checkpoints),
             ("journal_files_deleted", s.files_deleted),
             ("records_compacted", s.records_compacted),
-        ]
+        ]);
+        m
     }
 
     fn kind(&self) -> &'static str {
-        match self.inner.config.layout {
-            crate::config::IndexLayout::PageFile => "kahadb",
-            crate::config::IndexLayout::Snapshot => "amq",
-        }
+        self.inner.storage.kind()
     }
 
     async fn destinations(&self) -> Result<Vec<Destination>> {

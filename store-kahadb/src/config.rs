@@ -1,25 +1,18 @@
 //! KahaDB's settings, with ActiveMQ's names (snake_case) and defaults where they apply.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use store_api::SyncPolicy;
+use store_journal::fs::FileSystem;
 
-/// How the index is kept between checkpoints: the one thing that differs between the KahaDB
-/// and the AMQ engine, which share the journal, the index logic, GC and compaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum IndexLayout {
-    /// KahaDB: `db-N.log` journal files and the `db.data` page file (bounded page cache,
-    /// checkpoints write only dirty pages, through `db.redo`).
-    #[default]
-    PageFile,
-    /// AMQ: `journal/data-N` logs and `journal/data-control`; the whole index held in memory
-    /// and written as one snapshot (`kr-store/index-G.snapshot`) at each checkpoint. Reads
-    /// never touch the disk for the index; memory and checkpoint cost grow with the index.
-    Snapshot,
-}
+use crate::index_file::PageFileStorage;
+use crate::index_storage::{EngineConfig, IndexStorage};
 
 /// How a KahaDB store is laid out and run. `KahaDbConfig::new(dir)` gives ActiveMQ's defaults.
+/// The journal, checkpoint and GC fields are also the settings the AMQ engine maps its own onto
+/// ([`EngineConfig::settings`]); the index fields are the page file's.
 #[derive(Debug, Clone)]
 pub struct KahaDbConfig {
     /// Holds `db-N.log`, `db.data` and `db.redo`.
@@ -54,8 +47,6 @@ pub struct KahaDbConfig {
     pub compaction_threshold: u64,
     /// `cleanupOnStop`: true.
     pub cleanup_on_stop: bool,
-    /// Page file (KahaDB, the default) or in-memory index with snapshots (AMQ).
-    pub layout: IndexLayout,
     /// Under sync `always`, the add that completes a group commit writes and fsyncs it on its
     /// own thread (a runtime worker of a multi-threaded runtime, never a single-threaded one)
     /// instead of waking the journal's writer thread: one context switch less per group. Not
@@ -81,8 +72,22 @@ impl KahaDbConfig {
             enable_compaction: true,
             compaction_threshold: 100,
             cleanup_on_stop: true,
-            layout: IndexLayout::PageFile,
             leader_writes: true,
         }
+    }
+}
+
+impl EngineConfig for KahaDbConfig {
+    fn settings(&self) -> KahaDbConfig {
+        self.clone()
+    }
+
+    fn index_storage(&self, fs: Arc<dyn FileSystem>) -> Box<dyn IndexStorage> {
+        Box::new(PageFileStorage::new(
+            fs,
+            &self.directory,
+            self.index_cache_size,
+            self.index_write_batch_size,
+        ))
     }
 }

@@ -40,7 +40,8 @@ pub enum KahaError {
 }
 
 impl KahaError {
-    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+    /// An I/O failure on index files, with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         KahaError::Io {
             context: context.into(),
             source,

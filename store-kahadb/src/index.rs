@@ -21,6 +21,7 @@ use store_journal::Location;
 
 use crate::btree;
 use crate::error::{KahaError, Result};
+use crate::index_storage::Checkpointed;
 use crate::page_file::{self, FlushSet, Key, META_PAGE, Node, PageFile, PageId};
 use crate::records::Command;
 
@@ -293,102 +294,59 @@ pub struct TxState {
     pub prepared: bool,
 }
 
-/// What a checkpoint needs after the index lock is released.
+/// What a page-file checkpoint needs after the index lock is released.
 pub struct CheckpointSnapshot {
     pub flush: FlushSet,
-    pub at: Location,
-    pub file_refs: BTreeMap<u32, u64>,
-    pub outlives: BTreeMap<u32, BTreeSet<u32>>,
+    pub checkpointed: Checkpointed,
 }
 
-/// A whole in-memory index as of a journal location (the AMQ layout's checkpoint). Nodes are
-/// shared with the live index and immutable, so encoding happens without the index lock.
-pub struct FullSnapshot {
-    pub at: Location,
-    pages: Vec<(PageId, Arc<Node>)>,
-    catalog: Vec<u8>,
-    file_pages: u64,
-    pub file_refs: BTreeMap<u32, u64>,
-    pub outlives: BTreeMap<u32, BTreeSet<u32>>,
+/// A whole index as its catalog and every page: what an engine that holds its index in memory
+/// writes at a checkpoint. Pages are shared with the live index and immutable, so encoding them
+/// happens without the index lock.
+pub struct IndexImage {
+    /// The catalog, encoded (with the free-page list); see FORMAT.md.
+    pub catalog: Vec<u8>,
+    /// Every page, by id, ascending.
+    pub pages: Vec<(u64, Page)>,
+    /// Pages ever allocated (the next never-used page id).
+    pub pages_in_use: u64,
 }
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"AMQSNAP1";
+/// One B+tree page of an [`IndexImage`], encoded as in `db.data` (FORMAT.md).
+pub struct Page(Arc<Node>);
 
-impl FullSnapshot {
-    /// `AMQSNAP1` | journal location (file u32, offset u32) | catalog length u64 | catalog |
-    /// page count u64 | pages in file u64 | (page id u64, page[4096])* | CRC of all before u32.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(
-            64 + self.catalog.len() + self.pages.len() * (page_file::PAGE_SIZE + 8),
-        );
-        w.raw(SNAPSHOT_MAGIC);
-        write_loc(&mut w, self.at);
-        w.u64(self.catalog.len() as u64);
-        w.raw(&self.catalog);
-        w.u64(self.pages.len() as u64);
-        w.u64(self.file_pages);
-        for (id, node) in &self.pages {
-            w.u64(*id);
-            w.raw(&page_file::encode_node(node)[..]);
-        }
-        let mut bytes = w.into_inner();
-        let crc = crc32fast::hash(&bytes);
-        bytes.extend_from_slice(&crc.to_le_bytes());
-        bytes
+impl Page {
+    /// Bytes of an encoded page.
+    pub const SIZE: usize = page_file::PAGE_SIZE;
+
+    pub fn encode(&self) -> [u8; page_file::PAGE_SIZE] {
+        page_file::encode_node(&self.0)
+    }
+
+    /// A page as [`Page::encode`] wrote it; the error says why it is not one.
+    pub fn decode(raw: &[u8; page_file::PAGE_SIZE]) -> std::result::Result<Page, String> {
+        page_file::decode_node(raw).map(|node| Page(Arc::new(node)))
     }
 }
 
-/// The parts of a snapshot body: mark, catalog, pages, pages in file.
-struct SnapshotParts {
-    at: Location,
-    catalog: Vec<u8>,
-    pages: Vec<(PageId, Node)>,
-    file_pages: u64,
-}
-
-fn parse_snapshot(r: &mut Reader<'_>) -> std::result::Result<SnapshotParts, DecodeError> {
-    if r.take(8)? != SNAPSHOT_MAGIC {
-        return Err(DecodeError::Invalid("not an AMQ index snapshot".into()));
-    }
-    let at = read_loc(r)?;
-    let clen = r.u64()? as usize;
-    let catalog = r.take(clen)?.to_vec();
-    let n = r.u64()? as usize;
-    let file_pages = r.u64()?;
-    let mut pages = Vec::with_capacity(n.min(r.remaining() / page_file::PAGE_SIZE));
-    for _ in 0..n {
-        let id = r.u64()?;
-        let mut raw = [0u8; page_file::PAGE_SIZE];
-        raw.copy_from_slice(r.take(page_file::PAGE_SIZE)?);
-        let node = page_file::decode_node(&raw)
-            .map_err(|why| DecodeError::Invalid(format!("page {id}: {why}")))?;
-        pages.push((id, node));
-    }
-    r.finish()?;
-    Ok(SnapshotParts {
-        at,
-        catalog,
-        pages,
-        file_pages,
-    })
-}
-
+/// The index of one store, over its pages: the logic both engines share. An engine keeps it
+/// where its [`IndexStorage`](crate::index_storage::IndexStorage) says.
 pub struct Index {
-    pub pf: PageFile,
-    pub cat: Catalog,
+    pub(crate) pf: PageFile,
+    pub(crate) cat: Catalog,
     catalog_pages: Vec<PageId>,
-    pub cursors: HashMap<Destination, CursorPosition>,
-    pub sub_cursors: HashMap<(Destination, SubscriptionKey), CursorPosition>,
+    pub(crate) cursors: HashMap<Destination, CursorPosition>,
+    pub(crate) sub_cursors: HashMap<(Destination, SubscriptionKey), CursorPosition>,
     /// Sequences of adds enqueued but not yet durable, per destination: hidden from readers,
     /// and a batch cursor stops before the lowest (the ordering watermark).
-    pub pending: HashMap<Destination, BTreeSet<u64>>,
-    pub generations: HashMap<Destination, u64>,
+    pub(crate) pending: HashMap<Destination, BTreeSet<u64>>,
+    pub(crate) generations: HashMap<Destination, u64>,
     next_generation: u64,
-    pub txs: BTreeMap<TransactionId, TxState>,
+    pub(crate) txs: BTreeMap<TransactionId, TxState>,
     /// Records replay could not apply (expected only in a rebuild after journal GC).
-    pub skipped: u64,
+    pub(crate) skipped: u64,
     /// Records replayed at open.
-    pub replayed: u64,
+    pub(crate) replayed: u64,
 }
 
 /// The metadata page: where the checkpoint is in the journal, where its catalog is, and how
@@ -435,7 +393,7 @@ fn bad_catalog(pf: &PageFile, why: impl std::fmt::Display) -> KahaError {
 
 impl Index {
     /// A new, empty index over `pf`.
-    pub fn empty(pf: PageFile) -> Index {
+    pub(crate) fn empty(pf: PageFile) -> Index {
         Index {
             pf,
             cat: Catalog::default(),
@@ -453,7 +411,7 @@ impl Index {
 
     /// Loads the last checkpoint from `pf`; returns the index and the journal location to
     /// replay from.
-    pub fn load(mut pf: PageFile) -> Result<(Index, Location)> {
+    pub(crate) fn load(mut pf: PageFile) -> Result<(Index, Location)> {
         let meta = pf.read_meta()?;
         let mut r = Reader::new(&meta);
         let parsed = parse_meta(&mut r);
@@ -474,7 +432,7 @@ impl Index {
 
     /// Captures a consistent checkpoint of everything applied so far, which reflects the
     /// journal up to `at`. The caller writes it once the journal is durable up to `at`.
-    pub fn snapshot(&mut self, at: Location) -> CheckpointSnapshot {
+    pub(crate) fn snapshot(&mut self, at: Location) -> CheckpointSnapshot {
         for p in std::mem::take(&mut self.catalog_pages) {
             self.pf.release(p);
         }
@@ -498,60 +456,58 @@ impl Index {
         self.catalog_pages = pages;
         CheckpointSnapshot {
             flush: self.pf.take_flush_set(extra),
+            checkpointed: self.checkpointed(at),
+        }
+    }
+
+    /// What GC needs of a checkpoint that reflects the journal up to `at`, captured under the
+    /// same lock as the checkpoint itself.
+    pub fn checkpointed(&self, at: Location) -> Checkpointed {
+        Checkpointed {
             at,
             file_refs: self.cat.file_refs.clone(),
             outlives: self.cat.outlives.clone(),
         }
     }
 
-    /// Captures the whole in-memory index (AMQ layout) as of `at`.
-    pub fn full_snapshot(&mut self, at: Location) -> FullSnapshot {
-        let catalog = self.cat.encode(self.pf.free_pages());
-        FullSnapshot {
-            at,
-            pages: self.pf.all_pages(),
-            catalog,
-            file_pages: self.pf.file_pages,
-            file_refs: self.cat.file_refs.clone(),
-            outlives: self.cat.outlives.clone(),
+    /// A new, empty index held wholly in memory; `name` is for errors.
+    pub fn in_memory(name: &std::path::Path) -> Result<Index> {
+        Ok(Index::empty(PageFile::in_memory(name)?))
+    }
+
+    /// The whole index, for an engine that holds it in memory to write; marks every page clean.
+    pub fn image(&mut self) -> IndexImage {
+        IndexImage {
+            catalog: self.cat.encode(self.pf.free_pages()),
+            pages: self
+                .pf
+                .all_pages()
+                .into_iter()
+                .map(|(id, node)| (id, Page(node)))
+                .collect(),
+            pages_in_use: self.pf.file_pages,
         }
     }
 
-    /// Loads an index written by [`FullSnapshot::encode`]; `name` is for errors.
-    pub fn from_snapshot(bytes: &[u8], name: &std::path::Path) -> Result<(Index, Location)> {
-        let bad = |why: String| KahaError::Corrupt {
+    /// An index held in memory again from an [`IndexImage`]; `name` is for errors.
+    pub fn from_image(image: IndexImage, name: &std::path::Path) -> Result<Index> {
+        let (cat, free) = Catalog::decode(&image.catalog).map_err(|e| KahaError::Corrupt {
             file: name.to_path_buf(),
             offset: 0,
-            reason: why,
-        };
-        if bytes.len() < 12 {
-            return Err(bad("snapshot too short".into()));
-        }
-        let (body, crc) = bytes.split_at(bytes.len() - 4);
-        if crc32fast::hash(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
-            return Err(bad("snapshot checksum mismatch".into()));
-        }
-        let mut r = Reader::new(body);
-        let parsed = parse_snapshot(&mut r);
-        let SnapshotParts {
-            at,
-            catalog,
-            pages,
-            file_pages,
-        } = parsed.map_err(|e| bad(e.to_string()))?;
-        let (cat, free) = Catalog::decode(&catalog).map_err(|e| bad(format!("catalog: {e}")))?;
+            reason: format!("catalog: {e}"),
+        })?;
         let mut pf = PageFile::in_memory(name)?;
-        for (id, node) in pages {
+        for (id, Page(node)) in image.pages {
             pf.insert_clean(id, node);
         }
-        pf.file_pages = file_pages;
+        pf.file_pages = image.pages_in_use;
         pf.set_free_pages(free);
         let mut index = Index::empty(pf);
         index.cat = cat;
-        Ok((index, at))
+        Ok(index)
     }
 
-    pub fn generation(&mut self, d: &Destination) -> u64 {
+    pub(crate) fn generation(&mut self, d: &Destination) -> u64 {
         if let Some(g) = self.generations.get(d) {
             return *g;
         }
@@ -592,7 +548,11 @@ impl Index {
 
     // ---- lookups ----
 
-    pub fn lookup(&mut self, d: &Destination, id: &MessageId) -> Result<Option<(OrderKey, Entry)>> {
+    pub(crate) fn lookup(
+        &mut self,
+        d: &Destination,
+        id: &MessageId,
+    ) -> Result<Option<(OrderKey, Entry)>> {
         let Some(meta) = self.cat.destinations.get(d) else {
             return Ok(None);
         };
@@ -616,7 +576,7 @@ impl Index {
     }
 
     /// Whether `id` is pending for the subscription (and the subscription exists).
-    pub fn is_pending_for(
+    pub(crate) fn is_pending_for(
         &mut self,
         d: &Destination,
         key: &SubscriptionKey,
@@ -639,7 +599,7 @@ impl Index {
 
     /// Messages of a destination (or pending for one subscription of it) in delivery order,
     /// from `from`, at most `max`, skipping hidden sequences and stopping at `until`.
-    pub fn entries(
+    pub(crate) fn entries(
         &mut self,
         d: &Destination,
         sub: Option<&SubscriptionKey>,
@@ -699,7 +659,7 @@ impl Index {
 
     /// The next batch for a cursor: per priority, high to low, what lies after the cursor's
     /// position, never past the lowest sequence still being written.
-    pub fn cursor_batch(
+    pub(crate) fn cursor_batch(
         &mut self,
         d: &Destination,
         sub: Option<&SubscriptionKey>,
@@ -738,7 +698,7 @@ impl Index {
     // ---- changes ----
 
     /// Applies one journaled command at its location.
-    pub fn apply(&mut self, cmd: &Command, loc: Location) -> Result<()> {
+    pub(crate) fn apply(&mut self, cmd: &Command, loc: Location) -> Result<()> {
         match cmd {
             Command::Add {
                 message,
@@ -1185,7 +1145,7 @@ impl Index {
 
     /// Undoes a relocation whose journal write failed: if the entry still points at the copy
     /// (`from`), it points at the original (`to`) again.
-    pub fn undo_relocate(
+    pub(crate) fn undo_relocate(
         &mut self,
         d: &Destination,
         id: &MessageId,
@@ -1222,7 +1182,7 @@ impl Index {
     }
 
     /// Undoes an add whose journal write failed, so it never becomes visible.
-    pub fn undo_add(&mut self, m: &Message, loc: Location) -> Result<()> {
+    pub(crate) fn undo_add(&mut self, m: &Message, loc: Location) -> Result<()> {
         if let Some((ok, e)) = self.lookup(&m.destination, &m.id)?
             && e.loc == loc
         {
@@ -1251,7 +1211,7 @@ impl Index {
     }
 
     /// The subscriptions of a destination: what a topic add written now is pending for.
-    pub fn subscription_keys(&self, d: &Destination) -> Vec<SubscriptionKey> {
+    pub(crate) fn subscription_keys(&self, d: &Destination) -> Vec<SubscriptionKey> {
         self.cat
             .destinations
             .get(d)
@@ -1261,7 +1221,7 @@ impl Index {
 
     /// The durable messages of a destination: what a retroactive subscription written now
     /// starts with.
-    pub fn kept_order_keys(&mut self, d: &Destination) -> Result<Vec<OrderKey>> {
+    pub(crate) fn kept_order_keys(&mut self, d: &Destination) -> Result<Vec<OrderKey>> {
         Ok(self
             .entries(d, None, Bound::Unbounded, None, usize::MAX)?
             .into_iter()
@@ -1270,7 +1230,11 @@ impl Index {
     }
 
     /// Subscriptions a topic message is pending for (relocation records them).
-    pub fn pending_for(&mut self, d: &Destination, ok: OrderKey) -> Result<Vec<SubscriptionKey>> {
+    pub(crate) fn pending_for(
+        &mut self,
+        d: &Destination,
+        ok: OrderKey,
+    ) -> Result<Vec<SubscriptionKey>> {
         let subs: Vec<(SubscriptionKey, PageId)> = self
             .cat
             .destinations
@@ -1287,7 +1251,10 @@ impl Index {
     }
 
     /// Every message whose record is in journal file `file`, for compaction.
-    pub fn messages_in_file(&mut self, file: u32) -> Result<Vec<(Destination, OrderKey, Entry)>> {
+    pub(crate) fn messages_in_file(
+        &mut self,
+        file: u32,
+    ) -> Result<Vec<(Destination, OrderKey, Entry)>> {
         let roots: Vec<(Destination, PageId)> = self
             .cat
             .destinations

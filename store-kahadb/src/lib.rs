@@ -8,24 +8,33 @@
 //!
 //! The on-disk format, byte by byte, and the argument for why a crash at any instant loses no
 //! acknowledged write and resurrects no acked message, are in `FORMAT.md` beside this crate.
+//!
+//! The AMQ engine (`store-amq`) runs on the same journal, records, index logic, GC and
+//! compaction, keeping its index in memory instead of the page file: what the two share, and
+//! the seam between them, is the public module [`index_storage`].
 
 mod adapter;
 mod btree;
 mod config;
 mod error;
 mod index;
+mod index_file;
+pub mod index_storage;
 mod page_file;
 mod records;
-mod snapshot;
 mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
-pub use adapter::KahaDbStore;
-pub use config::{IndexLayout, KahaDbConfig};
+pub use config::KahaDbConfig;
 pub use error::KahaError;
 pub use store::KahaDbStats;
 
-/// Entry points for the fuzz targets and robustness tests: decoders of everything KahaDB and
-/// AMQ read from disk, each returning whether the input decoded. Not a stable API.
+/// The KahaDB store: the shared engine with its index in the page file. Cloning shares it.
+pub type KahaDbStore = index_storage::JournaledStore<KahaDbConfig>;
+
+/// Entry points for the fuzz targets and robustness tests: decoders of everything KahaDB reads
+/// from disk, each returning whether the input decoded. Not a stable API.
 #[doc(hidden)]
 pub mod fuzzing {
     /// A journal record (the first byte is the command type).
@@ -39,11 +48,6 @@ pub mod fuzzing {
         let n = bytes.len().min(page.len());
         page[..n].copy_from_slice(&bytes[..n]);
         crate::page_file::decode_node(&page).is_ok()
-    }
-
-    /// A whole AMQ index snapshot.
-    pub fn load_snapshot(bytes: &[u8]) -> bool {
-        crate::index::Index::from_snapshot(bytes, std::path::Path::new("fuzz.snapshot")).is_ok()
     }
 }
 
@@ -59,7 +63,6 @@ mod decoder_tests {
         fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..5000)) {
             let _ = super::fuzzing::decode_record(&bytes);
             let _ = super::fuzzing::decode_page(&bytes);
-            let _ = super::fuzzing::load_snapshot(&bytes);
         }
 
         /// Pages that pass their checksum but hold nonsense are refused, not trusted.

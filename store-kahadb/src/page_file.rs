@@ -212,7 +212,8 @@ pub struct PageFile {
     /// How many cache entries are dirty, kept as they change: the checkpoint thread asks every
     /// tick, under the index lock, and counting a 10,000-page cache each time would be paid there.
     dirty: usize,
-    /// The AMQ layout: every page lives in memory, nothing is read from or written to `path`.
+    /// Every page lives in memory (an index kept whole in memory and snapshotted): nothing is
+    /// read from or written to `path`, nothing is evicted.
     memory_only: bool,
 }
 
@@ -254,7 +255,7 @@ impl PageFile {
         Ok((pf, existed && len >= PAGE_SIZE as u64))
     }
 
-    /// An index held wholly in memory (the AMQ layout): pages are never evicted or read back.
+    /// Pages held wholly in memory: never evicted or read back. `name` is for errors.
     pub fn in_memory(name: &std::path::Path) -> Result<PageFile> {
         let fs: Arc<dyn FileSystem> = Arc::new(store_journal::fs::SimFs::new());
         let (mut pf, _) = PageFile::open(fs, std::path::Path::new("/in-memory"), usize::MAX)?;
@@ -279,11 +280,11 @@ impl PageFile {
     }
 
     /// Loads a page as clean (from a snapshot).
-    pub fn insert_clean(&mut self, id: PageId, node: Node) {
+    pub fn insert_clean(&mut self, id: PageId, node: Arc<Node>) {
         self.insert_entry(
             id,
             CacheEntry {
-                node: Arc::new(node),
+                node,
                 dirty: false,
                 used: 0,
             },

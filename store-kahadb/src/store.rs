@@ -9,15 +9,14 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use store_api::{Destination, Message, MessageId, OrderKey, StoreError, TxOp};
-use store_journal::fs::{FileSystem, RealFs};
+use store_journal::fs::FileSystem;
 use store_journal::{Completion, Journal, JournalConfig, Location, RecoveryMode};
 
-use crate::config::{IndexLayout, KahaDbConfig};
+use crate::config::KahaDbConfig;
 use crate::error::{KahaError, Result};
-use crate::index::{CheckpointSnapshot, Entry, Index};
-use crate::page_file::PageFile;
+use crate::index::{Entry, Index};
+use crate::index_storage::IndexStorage;
 use crate::records::{self, Command};
-use crate::snapshot::{self, SnapshotPaths};
 
 /// Counters for benchmarks and monitoring.
 #[derive(Debug, Clone, Copy, Default)]
@@ -44,9 +43,8 @@ pub(crate) struct Inner {
     stop_cv: Condvar,
     background: Mutex<Option<std::thread::JoinHandle<()>>>,
     counters: Mutex<KahaDbStats>,
-    fs: Arc<dyn FileSystem>,
-    /// AMQ layout: the generation of the last snapshot written.
-    snapshot_generation: Mutex<u64>,
+    /// Where the index lives between checkpoints: the one thing the engines do differently.
+    pub(crate) storage: Box<dyn IndexStorage>,
 }
 
 /// What a write left to finish once its records are durable.
@@ -224,60 +222,21 @@ impl Inner {
         if self.poisoned.lock().is_some() {
             return Ok(());
         }
-        let (at, file_refs, outlives) = match self.config.layout {
-            IndexLayout::PageFile => {
-                let snap = {
-                    let mut ix = self.index.lock();
-                    let at = self.journal.tail();
-                    ix.snapshot(at)
-                };
-                let written = self.write_snapshot(&snap);
-                self.index.lock().pf.flush_done();
-                if let Err(e) = written {
-                    self.poison(format!("checkpoint failed: {e}"));
-                    return Err(e);
-                }
-                (snap.at, snap.file_refs, snap.outlives)
-            }
-            IndexLayout::Snapshot => {
-                let snap = {
-                    let mut ix = self.index.lock();
-                    let at = self.journal.tail();
-                    ix.full_snapshot(at)
-                };
-                let mut generation = self.snapshot_generation.lock();
-                let written = self
-                    .journal
-                    .sync()
-                    .wait()
-                    .map_err(KahaError::from)
-                    .and_then(|()| {
-                        let paths = SnapshotPaths::new(&self.config.directory);
-                        snapshot::write(self.fs.as_ref(), &paths, &snap, *generation + 1)
-                    });
-                if let Err(e) = written {
-                    self.poison(format!("checkpoint failed: {e}"));
-                    return Err(e);
-                }
-                *generation += 1;
-                (snap.at, snap.file_refs, snap.outlives)
+        let done = match self.storage.checkpoint(&self.index, &self.journal) {
+            Ok(done) => done,
+            Err(e) => {
+                self.poison(format!("checkpoint failed: {e}"));
+                return Err(e);
             }
         };
         self.counters.lock().checkpoints += 1;
         if cleanup {
-            self.collect_garbage(at, &file_refs, &outlives)?;
+            self.collect_garbage(done.at, &done.file_refs, &done.outlives)?;
             if self.config.enable_compaction {
                 self.compact()?;
             }
         }
         Ok(())
-    }
-
-    fn write_snapshot(&self, snap: &CheckpointSnapshot) -> Result<()> {
-        // The index must never reflect a record that is not durable.
-        self.journal.sync().wait()?;
-        let (fs, redo, data, data_path) = self.index.lock().pf.io_handles();
-        PageFile::write_flush_set(fs.as_ref(), &redo, data.as_ref(), &data_path, &snap.flush)
     }
 
     /// Deletes journal files before the checkpoint that hold nothing the index needs and no
@@ -441,20 +400,7 @@ impl Inner {
     }
 
     pub(crate) fn size_on_disk(&self) -> u64 {
-        let dir = &self.config.directory;
-        let index: u64 = match self.config.layout {
-            IndexLayout::PageFile => file_len(self.fs.as_ref(), &dir.join("db.data")),
-            IndexLayout::Snapshot => {
-                let kr = SnapshotPaths::new(dir).kr_dir;
-                self.fs
-                    .list(&kr)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|n| file_len(self.fs.as_ref(), &kr.join(n)))
-                    .sum()
-            }
-        };
-        self.journal.disk_size() + index
+        self.journal.disk_size() + self.storage.size_on_disk()
     }
 
     pub(crate) fn stop_background(&self) {
@@ -483,7 +429,11 @@ impl Inner {
 
 /// Opens a store: loads the checkpointed index and replays the journal after it, or rebuilds the
 /// index from the whole journal when it is missing or corrupt.
-pub(crate) fn open(config: KahaDbConfig, fs: Arc<dyn FileSystem>) -> Result<Arc<Inner>> {
+pub(crate) fn open(
+    config: KahaDbConfig,
+    storage: Box<dyn IndexStorage>,
+    fs: Arc<dyn FileSystem>,
+) -> Result<Arc<Inner>> {
     if config.index_cache_size == 0 || config.journal_max_file_length < 4096 {
         return Err(KahaError::Config(
             "index_cache_size must be positive and journal_max_file_length at least 4096".into(),
@@ -492,12 +442,8 @@ pub(crate) fn open(config: KahaDbConfig, fs: Arc<dyn FileSystem>) -> Result<Arc<
     let dir = config.directory.clone();
     fs.create_dir_all(&dir)
         .map_err(|e| KahaError::io(format!("creating {}", dir.display()), e))?;
-    let mut jc = match config.layout {
-        IndexLayout::PageFile => JournalConfig::new(&dir, "db-", ".log"),
-        IndexLayout::Snapshot => {
-            JournalConfig::new(SnapshotPaths::new(&dir).journal_dir, "data-", "")
-        }
-    };
+    let (journal_dir, prefix, suffix) = storage.journal_files();
+    let mut jc = JournalConfig::new(journal_dir, prefix, suffix);
     jc.max_file_length = config.journal_max_file_length;
     jc.max_write_batch_size = config.journal_max_write_batch_size;
     jc.sync = config.sync;
@@ -510,29 +456,14 @@ pub(crate) fn open(config: KahaDbConfig, fs: Arc<dyn FileSystem>) -> Result<Arc<
     };
     let journal = Journal::open(jc, fs.clone())?;
 
-    let mut generation = 0;
-    let index = match load_and_replay(&config, fs.clone(), &journal, &mut generation) {
+    let index = match load_and_replay(storage.as_ref(), &journal) {
         Ok(ix) => ix,
-        Err(KahaError::Corrupt {
-            file,
-            offset,
-            reason,
-        }) if file.starts_with(&dir) && is_index_file(&file) => {
-            tracing::warn!(
-                file = %file.display(),
-                offset,
-                "index corrupted ({reason}); recovering the index through journal replay"
-            );
-            for name in ["db.data", "db.redo"] {
-                let p = dir.join(name);
-                if fs.exists(&p) {
-                    fs.remove(&p)
-                        .map_err(|e| KahaError::io(format!("removing {}", p.display()), e))?;
-                }
+        Err(e) => {
+            if !storage.discard_damaged(&e)? {
+                return Err(e);
             }
-            load_and_replay(&config, fs.clone(), &journal, &mut generation)?
+            load_and_replay(storage.as_ref(), &journal)?
         }
-        Err(e) => return Err(e),
     };
 
     let replayed = index.replayed;
@@ -550,80 +481,14 @@ pub(crate) fn open(config: KahaDbConfig, fs: Arc<dyn FileSystem>) -> Result<Arc<
             records_replayed_at_open: replayed,
             ..KahaDbStats::default()
         }),
-        fs,
-        snapshot_generation: Mutex::new(generation),
+        storage,
     });
     start_background(&inner)?;
     Ok(inner)
 }
 
-fn file_len(fs: &dyn FileSystem, path: &std::path::Path) -> u64 {
-    fs.open(path, false).and_then(|f| f.len()).unwrap_or(0)
-}
-
-fn is_index_file(p: &std::path::Path) -> bool {
-    p.file_name()
-        .is_some_and(|n| n == "db.data" || n == "db.redo")
-}
-
-fn load_and_replay(
-    config: &KahaDbConfig,
-    fs: Arc<dyn FileSystem>,
-    journal: &Journal,
-    generation: &mut u64,
-) -> Result<Index> {
-    let (mut ix, from) = match config.layout {
-        IndexLayout::PageFile => {
-            let (pf, has_checkpoint) =
-                PageFile::open(fs, &config.directory, config.index_cache_size)?;
-            if has_checkpoint {
-                Index::load(pf)?
-            } else {
-                if !journal.file_ids().is_empty() {
-                    tracing::info!(dir = %config.directory.display(), "no index: rebuilding it from the whole journal");
-                }
-                (Index::empty(pf), Location::default())
-            }
-        }
-        IndexLayout::Snapshot => {
-            let paths = SnapshotPaths::new(&config.directory);
-            match snapshot::load(fs.as_ref(), &paths) {
-                Some((ix, at, g)) if at <= journal.tail() => {
-                    *generation = g;
-                    (ix, at)
-                }
-                Some((_, at, g)) => {
-                    tracing::warn!(
-                        mark = %at,
-                        journal_end = %journal.tail(),
-                        "the index snapshot reflects more of the journal than the journal holds \
-                         (damaged or truncated logs): replaying the whole journal"
-                    );
-                    *generation = g;
-                    (
-                        Index::empty(PageFile::in_memory(&paths.kr_dir)?),
-                        Location::default(),
-                    )
-                }
-                None => (
-                    Index::empty(PageFile::in_memory(&paths.kr_dir)?),
-                    Location::default(),
-                ),
-            }
-        }
-    };
-    if from > journal.tail() {
-        // The index reflects records the journal no longer holds (its end was damaged or cut):
-        // it cannot be trusted, so it is rebuilt from what the journal has.
-        return Err(KahaError::Corrupt {
-            file: config.directory.join("db.data"),
-            offset: 0,
-            reason: format!(
-                "the index reflects the journal up to {from}, but the journal ends at {}",
-                journal.tail()
-            ),
-        });
-    }
+fn load_and_replay(storage: &dyn IndexStorage, journal: &Journal) -> Result<Index> {
+    let (mut ix, from) = storage.load(journal)?;
     let started = Instant::now();
     let mut n = 0u64;
     for record in journal.replay(from) {
@@ -706,14 +571,8 @@ fn start_background(inner: &Arc<Inner>) -> Result<()> {
                         return;
                     }
                 }
-                // A page file checkpoints early to bound its dirty pages; a snapshot costs the
-                // whole index, so it keeps to its interval.
-                let dirty = match inner.config.layout {
-                    IndexLayout::PageFile => inner.index.lock().pf.dirty_pages(),
-                    IndexLayout::Snapshot => 0,
-                };
                 let due = last_checkpoint.elapsed() >= interval
-                    || dirty >= inner.config.index_write_batch_size;
+                    || inner.storage.checkpoint_due_early(&inner.index);
                 if !due {
                     continue;
                 }
@@ -730,11 +589,6 @@ fn start_background(inner: &Arc<Inner>) -> Result<()> {
         .map_err(|e| KahaError::io("starting the checkpoint thread", e))?;
     *inner.background.lock() = Some(handle);
     Ok(())
-}
-
-/// Opens with the operating system's file system.
-pub(crate) fn open_real(config: KahaDbConfig) -> Result<Arc<Inner>> {
-    open(config, Arc::new(RealFs))
 }
 
 /// Checks that the ops of a transaction would all apply, in order, against the index now,

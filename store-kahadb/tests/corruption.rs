@@ -1,5 +1,5 @@
 //! Bad bytes on disk: flip, zero or cut bytes at random offsets of every file a store writes
-//! (journal, index page file, redo, AMQ snapshot and control file). Opening then either works
+//! (journal, index page file, redo). Opening then either works
 //! — returning only messages that were written, byte for byte — or fails with an error; it
 //! never panics and never hangs.
 
@@ -16,11 +16,10 @@ use store_api::{
     Body, Destination, Message, MessageId, PersistenceAdapter, SubscriptionInfo, SubscriptionKey,
 };
 use store_journal::fs::{FileSystem, SimFs};
-use store_kahadb::{IndexLayout, KahaDbConfig, KahaDbStore};
+use store_kahadb::{KahaDbConfig, KahaDbStore};
 
-fn config(layout: IndexLayout) -> KahaDbConfig {
+fn config() -> KahaDbConfig {
     let mut c = KahaDbConfig::new("/store");
-    c.layout = layout;
     c.journal_max_file_length = 16 * 1024;
     c.checkpoint_interval = Duration::ZERO;
     c.preallocate = false;
@@ -37,7 +36,7 @@ fn body(n: u64) -> Body {
 
 /// A store with some history (adds, acks, a durable subscription, checkpoints), closed; returns
 /// the file system and every message that was ever written.
-fn build(layout: IndexLayout) -> (SimFs, BTreeMap<u64, Body>) {
+fn build() -> (SimFs, BTreeMap<u64, Body>) {
     let fs = SimFs::new();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -45,7 +44,7 @@ fn build(layout: IndexLayout) -> (SimFs, BTreeMap<u64, Body>) {
         .unwrap();
     let mut written = BTreeMap::new();
     rt.block_on(async {
-        let store = KahaDbStore::open_with_fs(config(layout), Arc::new(fs.clone())).unwrap();
+        let store = KahaDbStore::open_with_fs(config(), Arc::new(fs.clone())).unwrap();
         let queue = store.queue_store(&q()).await.unwrap();
         let topic = store.topic_store(&Destination::topic("t")).await.unwrap();
         topic
@@ -93,12 +92,11 @@ fn files(fs: &SimFs) -> Vec<PathBuf> {
 }
 
 fn attack(
-    layout: IndexLayout,
     file: prop::sample::Index,
     at: prop::sample::Index,
     d: Damage,
 ) -> Result<(), TestCaseError> {
-    let (fs, written) = build(layout);
+    let (fs, written) = build();
     let all = files(&fs);
     let path = &all[file.index(all.len())];
     let mut bytes = fs.contents(path).unwrap();
@@ -111,7 +109,7 @@ fn attack(
         .enable_all()
         .build()
         .unwrap();
-    let opened = KahaDbStore::open_with_fs(config(layout), Arc::new(fs.clone()));
+    let opened = KahaDbStore::open_with_fs(config(), Arc::new(fs.clone()));
     let Ok(store) = opened else {
         // A clear refusal is a correct outcome; the error names what is wrong.
         let e = opened.err().unwrap();
@@ -143,11 +141,6 @@ proptest! {
 
     #[test]
     fn kahadb_files_damaged_anywhere(file in any::<prop::sample::Index>(), at in any::<prop::sample::Index>(), d in damage()) {
-        attack(IndexLayout::PageFile, file, at, d)?;
-    }
-
-    #[test]
-    fn amq_files_damaged_anywhere(file in any::<prop::sample::Index>(), at in any::<prop::sample::Index>(), d in damage()) {
-        attack(IndexLayout::Snapshot, file, at, d)?;
+        attack(file, at, d)?;
     }
 }
