@@ -1,5 +1,5 @@
 //! Bad bytes on disk: flip, zero or cut bytes at random offsets of every file a store writes
-//! (journal, index page file, redo). Opening then either works
+//! (journal, index page file, redo, AMQ snapshot and control file). Opening then either works
 //! — returning only messages that were written, byte for byte — or fails with an error; it
 //! never panics and never hangs.
 
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
+use store_amq::{AmqConfig, AmqStore};
 use store_api::testkit::damage::{Damage, damage};
 use store_api::{
     Body, Destination, Message, MessageId, PersistenceAdapter, SubscriptionInfo, SubscriptionKey,
@@ -18,12 +19,34 @@ use store_api::{
 use store_journal::fs::{FileSystem, SimFs};
 use store_kahadb::{KahaDbConfig, KahaDbStore};
 
-fn config() -> KahaDbConfig {
-    let mut c = KahaDbConfig::new("/store");
-    c.journal_max_file_length = 16 * 1024;
-    c.checkpoint_interval = Duration::ZERO;
-    c.preallocate = false;
-    c
+/// Which engine's files: KahaDB's page file, or AMQ's snapshots (`store-amq`).
+#[derive(Debug, Clone, Copy)]
+enum IndexLayout {
+    PageFile,
+    Snapshot,
+}
+
+fn open(
+    layout: IndexLayout,
+    fs: &SimFs,
+) -> Result<Arc<dyn PersistenceAdapter>, store_kahadb::KahaError> {
+    let fs = Arc::new(fs.clone());
+    Ok(match layout {
+        IndexLayout::PageFile => {
+            let mut c = KahaDbConfig::new("/store");
+            c.journal_max_file_length = 16 * 1024;
+            c.checkpoint_interval = Duration::ZERO;
+            c.preallocate = false;
+            Arc::new(KahaDbStore::open_with_fs(c, fs)?)
+        }
+        IndexLayout::Snapshot => {
+            let mut c = AmqConfig::new("/store");
+            c.max_file_length = 16 * 1024;
+            c.checkpoint_interval = Duration::ZERO;
+            c.preallocate = false;
+            Arc::new(AmqStore::open_with_fs(c, fs)?)
+        }
+    })
 }
 
 fn q() -> Destination {
@@ -36,7 +59,7 @@ fn body(n: u64) -> Body {
 
 /// A store with some history (adds, acks, a durable subscription, checkpoints), closed; returns
 /// the file system and every message that was ever written.
-fn build() -> (SimFs, BTreeMap<u64, Body>) {
+fn build(layout: IndexLayout) -> (SimFs, BTreeMap<u64, Body>) {
     let fs = SimFs::new();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -44,7 +67,7 @@ fn build() -> (SimFs, BTreeMap<u64, Body>) {
         .unwrap();
     let mut written = BTreeMap::new();
     rt.block_on(async {
-        let store = KahaDbStore::open_with_fs(config(), Arc::new(fs.clone())).unwrap();
+        let store = open(layout, &fs).unwrap();
         let queue = store.queue_store(&q()).await.unwrap();
         let topic = store.topic_store(&Destination::topic("t")).await.unwrap();
         topic
@@ -92,11 +115,12 @@ fn files(fs: &SimFs) -> Vec<PathBuf> {
 }
 
 fn attack(
+    layout: IndexLayout,
     file: prop::sample::Index,
     at: prop::sample::Index,
     d: Damage,
 ) -> Result<(), TestCaseError> {
-    let (fs, written) = build();
+    let (fs, written) = build(layout);
     let all = files(&fs);
     let path = &all[file.index(all.len())];
     let mut bytes = fs.contents(path).unwrap();
@@ -109,7 +133,7 @@ fn attack(
         .enable_all()
         .build()
         .unwrap();
-    let opened = KahaDbStore::open_with_fs(config(), Arc::new(fs.clone()));
+    let opened = open(layout, &fs);
     let Ok(store) = opened else {
         // A clear refusal is a correct outcome; the error names what is wrong.
         let e = opened.err().unwrap();
@@ -141,6 +165,11 @@ proptest! {
 
     #[test]
     fn kahadb_files_damaged_anywhere(file in any::<prop::sample::Index>(), at in any::<prop::sample::Index>(), d in damage()) {
-        attack(file, at, d)?;
+        attack(IndexLayout::PageFile, file, at, d)?;
+    }
+
+    #[test]
+    fn amq_files_damaged_anywhere(file in any::<prop::sample::Index>(), at in any::<prop::sample::Index>(), d in damage()) {
+        attack(IndexLayout::Snapshot, file, at, d)?;
     }
 }
