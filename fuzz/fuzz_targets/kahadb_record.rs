@@ -5,5 +5,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = store_kahadb::fuzzing::decode_record(data);
-    let _ = store_kahadb::fuzzing::load_snapshot(data);
+    let _ = store_amq::fuzzing::load_snapshot(data);
 });
