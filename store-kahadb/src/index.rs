@@ -22,13 +22,12 @@ use store_journal::Location;
 use crate::btree;
 use crate::error::{KahaError, Result};
 use crate::index_storage::Checkpointed;
-use crate::page_file::{self, FlushSet, Key, META_PAGE, Node, PageFile, PageId};
+use crate::page_file::{self, Key, Node, PageFile, PageId};
 use crate::records::Command;
 
 const ORDER_V: usize = 40;
 const ID_V: usize = 17;
 const PENDING_V: usize = 0;
-const META_MAGIC: &[u8; 8] = b"KDBMETA1";
 
 /// What the order tree holds for a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,12 +144,12 @@ pub struct Catalog {
     pub prepared: BTreeMap<Xid, Location>,
 }
 
-fn write_loc(w: &mut Writer, l: Location) {
+pub(crate) fn write_loc(w: &mut Writer, l: Location) {
     w.u32(l.file);
     w.u32(l.offset);
 }
 
-fn read_loc(r: &mut Reader<'_>) -> std::result::Result<Location, DecodeError> {
+pub(crate) fn read_loc(r: &mut Reader<'_>) -> std::result::Result<Location, DecodeError> {
     Ok(Location {
         file: r.u32()?,
         offset: r.u32()?,
@@ -158,7 +157,7 @@ fn read_loc(r: &mut Reader<'_>) -> std::result::Result<Location, DecodeError> {
 }
 
 impl Catalog {
-    fn encode(&self, free: &BTreeSet<PageId>) -> Vec<u8> {
+    pub(crate) fn encode(&self, free: &BTreeSet<PageId>) -> Vec<u8> {
         let mut w = Writer::new();
         w.varint(self.last_sequence);
         w.varint(self.destinations.len() as u64);
@@ -210,7 +209,9 @@ impl Catalog {
         w.into_inner()
     }
 
-    fn decode(bytes: &[u8]) -> std::result::Result<(Catalog, BTreeSet<PageId>), DecodeError> {
+    pub(crate) fn decode(
+        bytes: &[u8],
+    ) -> std::result::Result<(Catalog, BTreeSet<PageId>), DecodeError> {
         let mut r = Reader::new(bytes);
         let mut cat = Catalog {
             last_sequence: r.varint()?,
@@ -294,12 +295,6 @@ pub struct TxState {
     pub prepared: bool,
 }
 
-/// What a page-file checkpoint needs after the index lock is released.
-pub struct CheckpointSnapshot {
-    pub flush: FlushSet,
-    pub checkpointed: Checkpointed,
-}
-
 /// A whole index as its catalog and every page: what an engine that holds its index in memory
 /// writes at a checkpoint. Pages are shared with the live index and immutable, so encoding them
 /// happens without the index lock.
@@ -334,7 +329,8 @@ impl Page {
 pub struct Index {
     pub(crate) pf: PageFile,
     pub(crate) cat: Catalog,
-    catalog_pages: Vec<PageId>,
+    /// Pages holding the catalog as of the last page-file checkpoint (freed by the next).
+    pub(crate) catalog_pages: Vec<PageId>,
     pub(crate) cursors: HashMap<Destination, CursorPosition>,
     pub(crate) sub_cursors: HashMap<(Destination, SubscriptionKey), CursorPosition>,
     /// Sequences of adds enqueued but not yet durable, per destination: hidden from readers,
@@ -347,48 +343,6 @@ pub struct Index {
     pub(crate) skipped: u64,
     /// Records replayed at open.
     pub(crate) replayed: u64,
-}
-
-/// The metadata page: where the checkpoint is in the journal, where its catalog is, and how
-/// many pages the index file had.
-struct Meta {
-    at: Location,
-    catalog_first: PageId,
-    catalog_len: usize,
-    catalog_crc: u32,
-    catalog_pages: Vec<PageId>,
-    file_pages: u64,
-}
-
-fn parse_meta(r: &mut Reader<'_>) -> std::result::Result<Meta, DecodeError> {
-    if r.take(8)? != META_MAGIC {
-        return Err(DecodeError::Invalid("bad metadata magic".into()));
-    }
-    let at = read_loc(r)?;
-    let catalog_first = r.varint()?;
-    let catalog_len = r.varint()? as usize;
-    let catalog_crc = r.u32()?;
-    let mut catalog_pages = Vec::new();
-    for _ in 0..r.length()? {
-        catalog_pages.push(r.varint()?);
-    }
-    let file_pages = r.varint()?;
-    Ok(Meta {
-        at,
-        catalog_first,
-        catalog_len,
-        catalog_crc,
-        catalog_pages,
-        file_pages,
-    })
-}
-
-fn bad_catalog(pf: &PageFile, why: impl std::fmt::Display) -> KahaError {
-    KahaError::Corrupt {
-        file: pf.path().to_path_buf(),
-        offset: 0,
-        reason: format!("catalog: {why}"),
-    }
 }
 
 impl Index {
@@ -406,57 +360,6 @@ impl Index {
             txs: BTreeMap::new(),
             skipped: 0,
             replayed: 0,
-        }
-    }
-
-    /// Loads the last checkpoint from `pf`; returns the index and the journal location to
-    /// replay from.
-    pub(crate) fn load(mut pf: PageFile) -> Result<(Index, Location)> {
-        let meta = pf.read_meta()?;
-        let mut r = Reader::new(&meta);
-        let parsed = parse_meta(&mut r);
-        let meta = parsed.map_err(|e| bad_catalog(&pf, e))?;
-        // Pages past the checkpoint's end are leftovers of an interrupted checkpoint.
-        pf.file_pages = meta.file_pages;
-        let blob = pf.read_blob(meta.catalog_first, meta.catalog_len)?;
-        if crc32fast::hash(&blob) != meta.catalog_crc {
-            return Err(bad_catalog(&pf, "checksum mismatch"));
-        }
-        let (cat, free) = Catalog::decode(&blob).map_err(|e| bad_catalog(&pf, e))?;
-        pf.set_free_pages(free);
-        let mut index = Index::empty(pf);
-        index.cat = cat;
-        index.catalog_pages = meta.catalog_pages;
-        Ok((index, meta.at))
-    }
-
-    /// Captures a consistent checkpoint of everything applied so far, which reflects the
-    /// journal up to `at`. The caller writes it once the journal is durable up to `at`.
-    pub(crate) fn snapshot(&mut self, at: Location) -> CheckpointSnapshot {
-        for p in std::mem::take(&mut self.catalog_pages) {
-            self.pf.release(p);
-        }
-        let estimate = self.cat.encode(self.pf.free_pages());
-        let n = page_file::blob_page_count(estimate.len()) + 1;
-        let pages: Vec<PageId> = (0..n).map(|_| self.pf.allocate()).collect();
-        let blob = self.cat.encode(self.pf.free_pages());
-        let mut w = Writer::new();
-        w.raw(META_MAGIC);
-        write_loc(&mut w, at);
-        w.varint(pages[0]);
-        w.varint(blob.len() as u64);
-        w.u32(crc32fast::hash(&blob));
-        w.varint(pages.len() as u64);
-        for p in &pages {
-            w.varint(*p);
-        }
-        w.varint(self.pf.file_pages);
-        let mut extra = page_file::blob_pages(&blob, &pages);
-        extra.push((META_PAGE, page_file::meta_page(&w.into_inner())));
-        self.catalog_pages = pages;
-        CheckpointSnapshot {
-            flush: self.pf.take_flush_set(extra),
-            checkpointed: self.checkpointed(at),
         }
     }
 
