@@ -41,7 +41,7 @@ impl IndexStorage for SnapshotStorage {
         "amq"
     }
 
-    fn journal_files(&self) -> (PathBuf, &'static str, &'static str) {
+    fn journal_layout(&self) -> (PathBuf, &'static str, &'static str) {
         (self.paths.journal_dir.clone(), LOG_PREFIX, LOG_SUFFIX)
     }
 

@@ -55,7 +55,7 @@ impl IndexStorage for PageFileStorage {
         "kahadb"
     }
 
-    fn journal_files(&self) -> (PathBuf, &'static str, &'static str) {
+    fn journal_layout(&self) -> (PathBuf, &'static str, &'static str) {
         (self.dir.clone(), "db-", ".log")
     }
 

@@ -33,7 +33,7 @@ pub trait IndexStorage: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 
     /// The journal's directory and its files' name prefix and suffix.
-    fn journal_files(&self) -> (PathBuf, &'static str, &'static str);
+    fn journal_layout(&self) -> (PathBuf, &'static str, &'static str);
 
     /// Loads the last checkpoint (an empty index when there is none); returns it with the
     /// journal location to replay from, which must not lie past `journal`'s end.

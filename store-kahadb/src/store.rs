@@ -442,7 +442,7 @@ pub(crate) fn open(
     let dir = config.directory.clone();
     fs.create_dir_all(&dir)
         .map_err(|e| KahaError::io(format!("creating {}", dir.display()), e))?;
-    let (journal_dir, prefix, suffix) = storage.journal_files();
+    let (journal_dir, prefix, suffix) = storage.journal_layout();
     let mut jc = JournalConfig::new(journal_dir, prefix, suffix);
     jc.max_file_length = config.journal_max_file_length;
     jc.max_write_batch_size = config.journal_max_write_batch_size;
