@@ -48,6 +48,7 @@
 pub mod codec;
 pub mod error;
 pub mod message;
+pub mod open_transactions;
 pub mod order;
 pub mod store;
 pub mod sync_policy;
@@ -61,6 +62,7 @@ pub use error::{DecodeError, ErrorKind, Result, StoreError};
 pub use message::{
     Body, DEFAULT_PRIORITY, Destination, DestinationKind, MAX_PRIORITY, Message, MessageId, Value,
 };
+pub use open_transactions::{OpenTransaction, OpenTransactions};
 pub use order::{CursorPosition, OrderKey};
 pub use store::{PersistenceAdapter, QueueStore, TopicStore};
 pub use sync_policy::SyncPolicy;

@@ -1,7 +1,7 @@
 //! The adapter and its queue and topic handles: reads go to the pool, every change to the
 //! writer task.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use store_api::codec::{self, Reader};
 use store_api::{
-    CursorPosition, Destination, MAX_PRIORITY, Message, MessageId, OrderKey, PersistenceAdapter,
-    PreparedTransaction, QueueStore, Result, StoreError, SubscriptionInfo, SubscriptionKey,
-    TopicStore, TransactionId, TxOp, Xid,
+    CursorPosition, Destination, MAX_PRIORITY, Message, MessageId, OpenTransactions, OrderKey,
+    PersistenceAdapter, PreparedTransaction, QueueStore, Result, StoreError, SubscriptionInfo,
+    SubscriptionKey, TopicStore, TransactionId, TxOp, Xid,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -67,13 +67,6 @@ struct DestState {
     sub_cursors: tokio::sync::Mutex<HashMap<SubscriptionKey, CursorPosition>>,
 }
 
-#[derive(Debug, Default)]
-struct Tx {
-    ops: Vec<TxOp>,
-    /// The row holding the prepared transaction, once prepared.
-    prepared_row: Option<i64>,
-}
-
 #[derive(Debug)]
 struct Shared {
     common: Arc<Common>,
@@ -81,7 +74,8 @@ struct Shared {
     writer: mpsc::UnboundedSender<Job>,
     closed: AtomicBool,
     registry: Mutex<HashMap<Destination, Arc<DestState>>>,
-    transactions: Mutex<BTreeMap<TransactionId, Tx>>,
+    /// Open transactions; a prepared one records the row holding it.
+    transactions: Mutex<OpenTransactions<i64>>,
 }
 
 /// The JDBC message store.
@@ -218,7 +212,7 @@ impl JdbcStore {
                 writer: tx,
                 closed: AtomicBool::new(false),
                 registry: Mutex::new(HashMap::new()),
-                transactions: Mutex::new(BTreeMap::new()),
+                transactions: Mutex::new(OpenTransactions::new()),
             }),
         };
         store.shared.submit(Work::Recover).await?;
@@ -485,13 +479,7 @@ impl JdbcStore {
                     Ok::<_, store_api::DecodeError>((tx, ops))
                 })()
                 .map_err(|e| corrupt(format!("prepared transaction does not decode: {e}")))?;
-                s.transactions.lock().insert(
-                    tx,
-                    Tx {
-                        ops,
-                        prepared_row: Some(id),
-                    },
-                );
+                s.transactions.lock().restore_prepared(tx, ops, id);
             }
         }
     }
@@ -786,10 +774,6 @@ impl Shared {
     }
 }
 
-fn not_found_tx(tx: &TransactionId) -> StoreError {
-    StoreError::NotFound(format!("transaction {tx}"))
-}
-
 #[async_trait]
 impl PersistenceAdapter for JdbcStore {
     fn metrics(&self) -> Vec<(&'static str, u64)> {
@@ -864,26 +848,13 @@ impl PersistenceAdapter for JdbcStore {
 
     async fn begin(&self, tx: &TransactionId) -> Result<()> {
         self.shared.check_open()?;
-        let mut txs = self.shared.transactions.lock();
-        if txs.contains_key(tx) {
-            return Err(StoreError::Duplicate(format!("transaction {tx}")));
-        }
-        txs.insert(tx.clone(), Tx::default());
-        Ok(())
+        self.shared.transactions.lock().begin(tx)
     }
 
     async fn enlist(&self, tx: &TransactionId, op: TxOp) -> Result<()> {
         let s = &self.shared;
         s.check_open()?;
-        {
-            let txs = s.transactions.lock();
-            let t = txs.get(tx).ok_or_else(|| not_found_tx(tx))?;
-            if t.prepared_row.is_some() {
-                return Err(StoreError::InvalidArgument(format!(
-                    "transaction {tx} is prepared and takes no more operations"
-                )));
-            }
-        }
+        s.transactions.lock().check_enlist(tx)?;
         if store_api::tx_check::check_enlisted(&op)? {
             match &op {
                 TxOp::QueueAck { destination, id } => {
@@ -924,31 +895,14 @@ impl PersistenceAdapter for JdbcStore {
                 check_key(subscription)?;
             }
         }
-        let mut txs = s.transactions.lock();
-        let t = txs.get_mut(tx).ok_or_else(|| not_found_tx(tx))?;
-        if t.prepared_row.is_some() {
-            return Err(StoreError::InvalidArgument(format!(
-                "transaction {tx} is prepared and takes no more operations"
-            )));
-        }
-        t.ops.push(op);
-        Ok(())
+        s.transactions.lock().enlist(tx, op)
     }
 
     async fn prepare(&self, xid: &Xid) -> Result<()> {
         let s = &self.shared;
         s.check_open()?;
         let id = TransactionId::Xa(xid.clone());
-        let ops = {
-            let txs = s.transactions.lock();
-            let t = txs.get(&id).ok_or_else(|| not_found_tx(&id))?;
-            if t.prepared_row.is_some() {
-                return Err(StoreError::InvalidArgument(format!(
-                    "transaction {id} is already prepared"
-                )));
-            }
-            t.ops.clone()
-        };
+        let ops = s.transactions.lock().to_prepare(xid)?.to_vec();
         let row = match s.submit(Work::Prepare(xid.clone(), ops)).await? {
             Done::Id(row) => row,
             other => {
@@ -957,9 +911,7 @@ impl PersistenceAdapter for JdbcStore {
                 )));
             }
         };
-        if let Some(t) = s.transactions.lock().get_mut(&id) {
-            t.prepared_row = Some(row);
-        }
+        s.transactions.lock().mark_prepared(&id, row);
         Ok(())
     }
 
@@ -968,34 +920,29 @@ impl PersistenceAdapter for JdbcStore {
         s.check_open()?;
         let (ops, row) = {
             let txs = s.transactions.lock();
-            let t = txs.get(tx).ok_or_else(|| not_found_tx(tx))?;
-            (t.ops.clone(), t.prepared_row)
+            let t = txs.get(tx)?;
+            (t.ops.clone(), t.prepared)
         };
         s.submit(Work::Commit(ops, row)).await?;
-        s.transactions.lock().remove(tx);
+        // A concurrent rollback may have ended it meanwhile: nothing is left to forget then.
+        let _ = s.transactions.lock().end(tx);
         Ok(())
     }
 
     async fn rollback(&self, tx: &TransactionId) -> Result<()> {
         let s = &self.shared;
         s.check_open()?;
-        let row = {
-            let txs = s.transactions.lock();
-            txs.get(tx).ok_or_else(|| not_found_tx(tx))?.prepared_row
-        };
+        let row = s.transactions.lock().get(tx)?.prepared;
         if let Some(row) = row {
             s.submit(Work::RollbackPrepared(row)).await?;
         }
-        s.transactions.lock().remove(tx);
+        let _ = s.transactions.lock().end(tx);
         Ok(())
     }
 
     async fn prepared_transactions(&self) -> Result<Vec<PreparedTransaction>> {
         self.shared.check_open()?;
-        let txs = self.shared.transactions.lock();
-        Ok(PreparedTransaction::collect(txs.iter().map(|(id, t)| {
-            (id, t.ops.as_slice(), t.prepared_row.is_some())
-        })))
+        Ok(self.shared.transactions.lock().prepared())
     }
 
     async fn checkpoint(&self, _cleanup: bool) -> Result<()> {

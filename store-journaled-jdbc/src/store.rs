@@ -1,7 +1,7 @@
 //! The adapter: writes go to the journal and the overlay, reads merge the overlay over the
 //! database, checkpoints move the overlay into the database.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use store_api::tx_check::{StateProbe, check_enlisted, check_ops};
 use store_api::{
-    CursorPosition, Destination, MAX_PRIORITY, Message, MessageId, OrderKey, PersistenceAdapter,
-    PreparedTransaction, QueueStore, Result, StoreError, SubscriptionInfo, SubscriptionKey,
-    SyncPolicy, TopicStore, TransactionId, TxOp, Xid,
+    CursorPosition, Destination, MAX_PRIORITY, Message, MessageId, OpenTransactions, OrderKey,
+    PersistenceAdapter, PreparedTransaction, QueueStore, Result, StoreError, SubscriptionInfo,
+    SubscriptionKey, SyncPolicy, TopicStore, TransactionId, TxOp, Xid,
 };
 use store_jdbc::{JdbcConfig, JdbcStore};
 use store_journal::fs::{FileSystem, RealFs};
@@ -68,13 +68,6 @@ struct DestState {
     sub_cursors: tokio::sync::Mutex<HashMap<SubscriptionKey, CursorPosition>>,
 }
 
-#[derive(Debug, Default)]
-struct LocalTx {
-    ops: Vec<TxOp>,
-    /// Prepared: handed to the database's own XA support.
-    delegated: bool,
-}
-
 struct Inner {
     jdbc: JdbcStore,
     journal: Journal,
@@ -89,7 +82,10 @@ struct Inner {
     /// Bumped by each checkpoint: a fact read from the database before it is stale after it.
     generation: AtomicU64,
     last_seq: AtomicU64,
-    txs: Mutex<BTreeMap<TransactionId, LocalTx>>,
+    /// Transactions begun here. A prepared one was handed to the database's own XA support
+    /// (prepared transactions are the database's); one prepared before a restart is known only
+    /// to the database.
+    txs: Mutex<OpenTransactions>,
     subs: Mutex<HashMap<Destination, Vec<SubscriptionKey>>>,
     dests: Mutex<HashMap<Destination, Arc<DestState>>>,
     closed: AtomicBool,
@@ -199,7 +195,7 @@ impl JournaledJdbcStore {
             view: tokio::sync::RwLock::new(()),
             overlay: Mutex::new(Overlay::default()),
             generation: AtomicU64::new(0),
-            txs: Mutex::new(BTreeMap::new()),
+            txs: Mutex::new(OpenTransactions::new()),
             subs: Mutex::new(HashMap::new()),
             dests: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
@@ -743,10 +739,6 @@ fn apply(
     }
 }
 
-fn not_found_tx(tx: &TransactionId) -> StoreError {
-    StoreError::NotFound(format!("transaction {tx}"))
-}
-
 #[async_trait]
 impl PersistenceAdapter for JournaledJdbcStore {
     fn metrics(&self) -> Vec<(&'static str, u64)> {
@@ -810,29 +802,21 @@ impl PersistenceAdapter for JournaledJdbcStore {
         let i = &self.inner;
         i.check_open()?;
         let prepared = i.jdbc.prepared_transactions().await?;
-        let mut txs = i.txs.lock();
         let in_db = matches!(tx, TransactionId::Xa(x) if prepared.iter().any(|p| &p.xid == x));
-        if txs.contains_key(tx) || in_db {
+        if in_db {
             return Err(StoreError::Duplicate(format!("transaction {tx}")));
         }
-        txs.insert(tx.clone(), LocalTx::default());
-        Ok(())
+        i.txs.lock().begin(tx)
     }
 
     async fn enlist(&self, tx: &TransactionId, op: TxOp) -> Result<()> {
         let i = &self.inner;
         i.check_open()?;
-        let state = i.txs.lock().get(tx).map(|t| t.delegated);
-        match state {
-            None if matches!(tx, TransactionId::Xa(_)) => return i.jdbc.enlist(tx, op).await,
-            None => return Err(not_found_tx(tx)),
-            Some(true) => {
-                return Err(StoreError::InvalidArgument(format!(
-                    "transaction {tx} is prepared and takes no more operations"
-                )));
-            }
-            Some(false) => {}
+        let known = i.txs.lock().contains(tx);
+        if !known && tx.is_xa() {
+            return i.jdbc.enlist(tx, op).await;
         }
+        i.txs.lock().check_enlist(tx)?;
         match &op {
             TxOp::Add(m) => i.jdbc.validate_message(m)?,
             TxOp::QueueAck { destination, .. } => i.jdbc.validate_names(destination, None)?,
@@ -866,26 +850,18 @@ impl PersistenceAdapter for JournaledJdbcStore {
                 },
             )?;
         }
-        let mut txs = i.txs.lock();
-        let t = txs.get_mut(tx).ok_or_else(|| not_found_tx(tx))?;
-        t.ops.push(op);
-        Ok(())
+        i.txs.lock().enlist(tx, op)
     }
 
     async fn prepare(&self, xid: &Xid) -> Result<()> {
         let i = &self.inner;
         i.check_open()?;
         let id = TransactionId::Xa(xid.clone());
-        let state = i.txs.lock().get(&id).map(|t| (t.delegated, t.ops.clone()));
-        let ops = match state {
-            None => return i.jdbc.prepare(xid).await,
-            Some((true, _)) => {
-                return Err(StoreError::InvalidArgument(format!(
-                    "transaction {id} is already prepared"
-                )));
-            }
-            Some((false, ops)) => ops,
-        };
+        let known = i.txs.lock().contains(&id);
+        if !known {
+            return i.jdbc.prepare(xid).await;
+        }
+        let ops = i.txs.lock().to_prepare(xid)?.to_vec();
         // Prepared transactions are the database's: checkpoint, then hand it over whole.
         i.write_through(async {
             i.jdbc.begin(&id).await?;
@@ -902,16 +878,18 @@ impl PersistenceAdapter for JournaledJdbcStore {
             r
         })
         .await?;
-        if let Some(t) = i.txs.lock().get_mut(&id) {
-            t.delegated = true;
-        }
+        i.txs.lock().mark_prepared(&id, ());
         Ok(())
     }
 
     async fn commit(&self, tx: &TransactionId) -> Result<()> {
         let i = &self.inner;
         i.check_open()?;
-        let local = i.txs.lock().get(tx).map(|t| (t.delegated, t.ops.clone()));
+        let local = i
+            .txs
+            .lock()
+            .find(tx)
+            .map(|t| (t.is_prepared(), t.ops.clone()));
         match local {
             Some((false, ops)) => {
                 let (completion, _) = i.write(ops, false).await?;
@@ -932,19 +910,19 @@ impl PersistenceAdapter for JournaledJdbcStore {
                 i.write_through(i.jdbc.commit(tx)).await?;
             }
         }
-        i.txs.lock().remove(tx);
+        let _ = i.txs.lock().end(tx);
         Ok(())
     }
 
     async fn rollback(&self, tx: &TransactionId) -> Result<()> {
         let i = &self.inner;
         i.check_open()?;
-        let local = i.txs.lock().get(tx).map(|t| t.delegated);
+        let local = i.txs.lock().find(tx).map(|t| t.is_prepared());
         match local {
             Some(false) => {}
             Some(true) | None => i.jdbc.rollback(tx).await?,
         }
-        i.txs.lock().remove(tx);
+        let _ = i.txs.lock().end(tx);
         Ok(())
     }
 

@@ -21,8 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use async_trait::async_trait;
 use parking_lot::{Mutex, MutexGuard};
 use store_api::{
-    Destination, Message, MessageId, OrderKey, PersistenceAdapter, PreparedTransaction, QueueStore,
-    Result, StoreError, SubscriptionInfo, SubscriptionKey, TopicStore, TransactionId, TxOp, Xid,
+    Destination, Message, MessageId, OpenTransactions, OrderKey, PersistenceAdapter,
+    PreparedTransaction, QueueStore, Result, StoreError, SubscriptionInfo, SubscriptionKey,
+    TopicStore, TransactionId, TxOp, Xid,
 };
 
 use queue::QueueState;
@@ -45,17 +46,11 @@ struct Dest {
 }
 
 #[derive(Debug, Default)]
-struct Tx {
-    ops: Vec<TxOp>,
-    prepared: bool,
-}
-
-#[derive(Debug, Default)]
 struct Shared {
     closed: AtomicBool,
     last_sequence: AtomicU64,
     destinations: Mutex<BTreeMap<Destination, Arc<Dest>>>,
-    transactions: Mutex<BTreeMap<TransactionId, Tx>>,
+    transactions: Mutex<OpenTransactions>,
 }
 
 impl Shared {
@@ -144,10 +139,6 @@ impl MemoryStore {
     }
 }
 
-fn not_found_tx(tx: &TransactionId) -> StoreError {
-    StoreError::NotFound(format!("transaction {tx}"))
-}
-
 #[async_trait]
 impl PersistenceAdapter for MemoryStore {
     fn kind(&self) -> &'static str {
@@ -199,77 +190,50 @@ impl PersistenceAdapter for MemoryStore {
 
     async fn begin(&self, tx: &TransactionId) -> Result<()> {
         self.shared.check_open()?;
-        let mut txs = self.shared.transactions.lock();
-        if txs.contains_key(tx) {
-            return Err(StoreError::Duplicate(format!("transaction {tx}")));
-        }
-        txs.insert(tx.clone(), Tx::default());
-        Ok(())
+        self.shared.transactions.lock().begin(tx)
     }
 
     async fn enlist(&self, tx: &TransactionId, op: TxOp) -> Result<()> {
         self.shared.check_open()?;
         let mut txs = self.shared.transactions.lock();
-        let t = txs.get_mut(tx).ok_or_else(|| not_found_tx(tx))?;
-        if t.prepared {
-            return Err(StoreError::InvalidArgument(format!(
-                "transaction {tx} is prepared and takes no more operations"
-            )));
-        }
+        txs.check_enlist(tx)?;
         if store_api::tx_check::check_enlisted(&op)? {
             self.with_locked(std::slice::from_ref(&op), false, |l| {
                 l.check(std::slice::from_ref(&op))
             })?;
         }
-        t.ops.push(op);
-        Ok(())
+        txs.enlist(tx, op)
     }
 
     async fn prepare(&self, xid: &Xid) -> Result<()> {
         self.shared.check_open()?;
-        let id = TransactionId::Xa(xid.clone());
         let mut txs = self.shared.transactions.lock();
-        let t = txs.get_mut(&id).ok_or_else(|| not_found_tx(&id))?;
-        if t.prepared {
-            return Err(StoreError::InvalidArgument(format!(
-                "transaction {id} is already prepared"
-            )));
-        }
-        self.with_locked(&t.ops, false, |l| l.check(&t.ops))?;
-        t.prepared = true;
+        let ops = txs.to_prepare(xid)?;
+        self.with_locked(ops, false, |l| l.check(ops))?;
+        txs.mark_prepared(&TransactionId::Xa(xid.clone()), ());
         Ok(())
     }
 
     async fn commit(&self, tx: &TransactionId) -> Result<()> {
         self.shared.check_open()?;
         let mut txs = self.shared.transactions.lock();
-        let t = txs.get(tx).ok_or_else(|| not_found_tx(tx))?;
-        let ops = t.ops.clone();
+        let ops = txs.get(tx)?.ops.clone();
         self.with_locked(&ops, true, |l| {
             l.check(&ops)?;
             l.apply(ops.clone(), &self.shared.last_sequence);
             Ok(())
         })?;
-        txs.remove(tx);
-        Ok(())
+        txs.end(tx).map(|_| ())
     }
 
     async fn rollback(&self, tx: &TransactionId) -> Result<()> {
         self.shared.check_open()?;
-        self.shared
-            .transactions
-            .lock()
-            .remove(tx)
-            .map(|_| ())
-            .ok_or_else(|| not_found_tx(tx))
+        self.shared.transactions.lock().end(tx).map(|_| ())
     }
 
     async fn prepared_transactions(&self) -> Result<Vec<PreparedTransaction>> {
         self.shared.check_open()?;
-        let txs = self.shared.transactions.lock();
-        Ok(PreparedTransaction::collect(
-            txs.iter().map(|(id, t)| (id, t.ops.as_slice(), t.prepared)),
-        ))
+        Ok(self.shared.transactions.lock().prepared())
     }
 
     async fn checkpoint(&self, _cleanup: bool) -> Result<()> {

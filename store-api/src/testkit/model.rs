@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::error::{Result, StoreError};
 use crate::message::{Destination, Message, MessageId};
+use crate::open_transactions::OpenTransactions;
 use crate::order::{CursorPosition, OrderKey};
 use crate::transaction::{
     PreparedTransaction, SubscriptionInfo, SubscriptionKey, TransactionId, TxOp, Xid,
@@ -17,7 +18,7 @@ pub struct Model {
     pub last_sequence: u64,
     next_generation: u64,
     destinations: BTreeMap<Destination, DestinationModel>,
-    transactions: BTreeMap<TransactionId, TxModel>,
+    transactions: OpenTransactions,
 }
 
 #[derive(Debug, Clone)]
@@ -36,22 +37,12 @@ struct SubscriptionModel {
     cursor: CursorPosition,
 }
 
-#[derive(Debug, Clone, Default)]
-struct TxModel {
-    ops: Vec<TxOp>,
-    prepared: bool,
-}
-
 fn not_found_message(d: &Destination, id: &MessageId) -> StoreError {
     StoreError::NotFound(format!("message {id} in {d}"))
 }
 
 fn not_found_subscription(d: &Destination, key: &SubscriptionKey) -> StoreError {
     StoreError::NotFound(format!("subscription {key} on {d}"))
-}
-
-fn not_found_tx(tx: &TransactionId) -> StoreError {
-    StoreError::NotFound(format!("transaction {tx}"))
 }
 
 fn in_order(messages: impl Iterator<Item = Message>) -> Vec<Message> {
@@ -68,7 +59,7 @@ impl Model {
     /// What a persistent engine's state is after close and reopen: open local and unprepared XA
     /// transactions are gone, every cursor is rewound.
     pub fn reopen(&mut self) {
-        self.transactions.retain(|_, t| t.prepared);
+        self.transactions.retain_prepared();
         for d in self.destinations.values_mut() {
             d.cursor.reset();
             for s in d.subscriptions.values_mut() {
@@ -508,11 +499,7 @@ impl Model {
     // ---- transactions ----
 
     pub fn begin(&mut self, tx: &TransactionId) -> Result<()> {
-        if self.transactions.contains_key(tx) {
-            return Err(StoreError::Duplicate(format!("transaction {tx}")));
-        }
-        self.transactions.insert(tx.clone(), TxModel::default());
-        Ok(())
+        self.transactions.begin(tx)
     }
 
     /// Argument checks an operation must pass when enlisted, against the state now.
@@ -569,17 +556,9 @@ impl Model {
     }
 
     pub fn enlist(&mut self, tx: &TransactionId, op: TxOp) -> Result<()> {
-        let t = self.transactions.get(tx).ok_or_else(|| not_found_tx(tx))?;
-        if t.prepared {
-            return Err(StoreError::InvalidArgument(format!(
-                "transaction {tx} is prepared and takes no more operations"
-            )));
-        }
+        self.transactions.check_enlist(tx)?;
         self.check_op(&op)?;
-        if let Some(t) = self.transactions.get_mut(tx) {
-            t.ops.push(op);
-        }
-        Ok(())
+        self.transactions.enlist(tx, op)
     }
 
     /// Applies `ops` to a copy of the state; the copy if every op succeeds.
@@ -611,44 +590,25 @@ impl Model {
     }
 
     pub fn prepare(&mut self, xid: &Xid) -> Result<()> {
-        let id = TransactionId::Xa(xid.clone());
-        let t = self
-            .transactions
-            .get(&id)
-            .ok_or_else(|| not_found_tx(&id))?;
-        if t.prepared {
-            return Err(StoreError::InvalidArgument(format!(
-                "transaction {id} is already prepared"
-            )));
-        }
-        self.applied(&t.ops)?;
-        if let Some(t) = self.transactions.get_mut(&id) {
-            t.prepared = true;
-        }
+        self.applied(self.transactions.to_prepare(xid)?)?;
+        self.transactions
+            .mark_prepared(&TransactionId::Xa(xid.clone()), ());
         Ok(())
     }
 
     pub fn commit(&mut self, tx: &TransactionId) -> Result<()> {
-        let t = self.transactions.get(tx).ok_or_else(|| not_found_tx(tx))?;
-        let mut next = self.applied(&t.ops)?;
-        next.transactions.remove(tx);
+        let mut next = self.applied(&self.transactions.get(tx)?.ops)?;
+        next.transactions.end(tx)?;
         *self = next;
         Ok(())
     }
 
     pub fn rollback(&mut self, tx: &TransactionId) -> Result<()> {
-        self.transactions
-            .remove(tx)
-            .map(|_| ())
-            .ok_or_else(|| not_found_tx(tx))
+        self.transactions.end(tx).map(|_| ())
     }
 
     /// Prepared XA transactions, sorted by xid.
     pub fn prepared_transactions(&self) -> Vec<PreparedTransaction> {
-        PreparedTransaction::collect(
-            self.transactions
-                .iter()
-                .map(|(id, t)| (id, t.ops.as_slice(), t.prepared)),
-        )
+        self.transactions.prepared()
     }
 }
