@@ -39,18 +39,24 @@
 //! rows, selected by key range; no statement sweeps a whole table.
 //!
 //! Every batch read has a `LIMIT`. Reads run on a pool of connections.
+//!
+//! The journaled JDBC engine builds on this store through [`journaled`], an API nothing else
+//! uses.
 
+mod columns;
+mod config;
 mod error;
 mod fence;
+pub mod journaled;
 pub mod locker;
 mod sql;
 mod statements;
 mod store;
 mod writer;
 
+pub use config::JdbcConfig;
 pub use error::JdbcError;
 pub use fence::Fence;
 pub use sql::{Dialect, redact};
 pub use statements::validate_prefix;
-pub use store::{JdbcConfig, JdbcStore};
-pub use writer::CheckpointBatch;
+pub use store::JdbcStore;

@@ -846,7 +846,7 @@ impl WriterTask {
                 }
                 .await;
                 for c in self.end_tx(conn, r).await? {
-                    if let Some(d) = crate::store::parse_container(&c) {
+                    if let Some(d) = crate::columns::parse_container(&c) {
                         self.remove_destination(&d).await?;
                     }
                 }

@@ -6,7 +6,7 @@
 //! change is also applied to an in-memory overlay ([`overlay`]) that readers merge over the
 //! database at once. A checkpoint (every `checkpoint_interval`, 5 minutes by default; early
 //! once the journal holds `checkpoint_journal_bytes` since the last one; and at a clean close)
-//! moves the overlay into the database in one transaction ([`store_jdbc::CheckpointBatch`]),
+//! moves the overlay into the database in one transaction ([`store_jdbc::journaled::CheckpointBatch`]),
 //! recording the journal position it reflects (the mark, in `ACTIVEMQ_ACKS`), then deletes the
 //! journal files before it. An add acked within one cycle never reaches the database.
 //!

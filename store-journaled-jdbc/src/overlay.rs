@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use store_api::{Destination, Message, MessageId, OrderKey, SubscriptionKey};
-use store_jdbc::CheckpointBatch;
+use store_jdbc::journaled::CheckpointBatch;
 
 /// A queue's changes.
 #[derive(Debug, Default)]

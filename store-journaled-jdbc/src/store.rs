@@ -164,7 +164,12 @@ impl JournaledJdbcStore {
         jc.max_file_length = config.max_file_length;
         jc.sync = config.sync;
         jc.preallocate = config.preallocate;
-        let mark = jdbc.journal_mark().await?.map(unpack).unwrap_or_default();
+        let mark = jdbc
+            .journaled()
+            .journal_mark()
+            .await?
+            .map(unpack)
+            .unwrap_or_default();
         let (journal, records) = tokio::task::spawn_blocking(move || {
             let journal = Journal::open(jc, fs)?;
             let mut records = Vec::new();
@@ -187,7 +192,7 @@ impl JournaledJdbcStore {
         let known = warm_known_ids(&jdbc).await?;
         let inner = Arc::new(Inner {
             known: Mutex::new(known),
-            last_seq: AtomicU64::new(jdbc.last_sequence()),
+            last_seq: AtomicU64::new(jdbc.journaled().last_sequence()),
             jdbc,
             journal,
             config,
@@ -250,7 +255,7 @@ async fn warm_known_ids(jdbc: &JdbcStore) -> Result<KnownIds> {
         let mut known = KnownIds::with_capacity(capacity);
         let (mut after, mut n) = (0i64, 0u64);
         loop {
-            let (ids, last) = jdbc.message_ids(after, 10_000).await?;
+            let (ids, last) = jdbc.journaled().message_ids(after, 10_000).await?;
             let Some(last) = last else {
                 break 'fill Ok(known);
             };
@@ -330,7 +335,7 @@ impl Inner {
 
     fn catch_up_seq(&self) {
         self.last_seq
-            .fetch_max(self.jdbc.last_sequence(), Ordering::AcqRel);
+            .fetch_max(self.jdbc.journaled().last_sequence(), Ordering::AcqRel);
     }
 
     /// Enqueues a record; the returned completion resolves once it is durable.
@@ -422,7 +427,12 @@ impl Inner {
                     self.fact(&mut f, destination, id, true).await?;
                     let k = (destination.clone(), subscription.clone(), id.clone());
                     if let std::collections::hash_map::Entry::Vacant(e) = f.pending.entry(k) {
-                        e.insert(self.jdbc.is_pending(destination, subscription, id).await?);
+                        e.insert(
+                            self.jdbc
+                                .journaled()
+                                .is_pending(destination, subscription, id)
+                                .await?,
+                        );
                     }
                 }
             }
@@ -435,9 +445,9 @@ impl Inner {
         if f.messages.contains_key(&k) {
             return Ok(());
         }
-        let stored = self.jdbc.message_key_size(d, id).await?;
+        let stored = self.jdbc.journaled().message_key_size(d, id).await?;
         let refs = if refs && stored.is_some() {
-            self.jdbc.pending_refs(d, id).await?
+            self.jdbc.journaled().pending_refs(d, id).await?
         } else {
             0
         };
@@ -586,7 +596,7 @@ impl Inner {
             .collect();
         {
             let _v = self.view.write().await;
-            self.jdbc.apply_checkpoint(batch).await?;
+            self.jdbc.journaled().apply_checkpoint(batch).await?;
             let mut known = self.known.lock();
             for (d, id) in &added {
                 known.insert(d, id);
@@ -818,13 +828,18 @@ impl PersistenceAdapter for JournaledJdbcStore {
         }
         i.txs.lock().check_enlist(tx)?;
         match &op {
-            TxOp::Add(m) => i.jdbc.validate_message(m)?,
-            TxOp::QueueAck { destination, .. } => i.jdbc.validate_names(destination, None)?,
+            TxOp::Add(m) => i.jdbc.journaled().validate_message(m)?,
+            TxOp::QueueAck { destination, .. } => {
+                i.jdbc.journaled().validate_names(destination, None)?
+            }
             TxOp::TopicAck {
                 destination,
                 subscription,
                 ..
-            } => i.jdbc.validate_names(destination, Some(subscription))?,
+            } => i
+                .jdbc
+                .journaled()
+                .validate_names(destination, Some(subscription))?,
         }
         if check_enlisted(&op)? {
             let _v = i.view.read().await;
@@ -1022,7 +1037,7 @@ impl Handle {
     async fn add(&self, message: Message) -> Result<u64> {
         self.check()?;
         message.validate_for(&self.d)?;
-        self.inner.jdbc.validate_message(&message)?;
+        self.inner.jdbc.journaled().validate_message(&message)?;
         let (completion, seqs) = self.inner.write(vec![TxOp::Add(message)], true).await?;
         self.inner.durable(completion).await?;
         Ok(seqs.first().copied().unwrap_or(0))
@@ -1058,7 +1073,11 @@ impl Handle {
                 if need == 0 {
                     return Ok(out);
                 }
-                let rows = i.jdbc.page(&self.d, sub, p, after, need).await?;
+                let rows = i
+                    .jdbc
+                    .journaled()
+                    .page(&self.d, sub, p, after, need)
+                    .await?;
                 let n = rows.len();
                 {
                     let ov = i.overlay.lock();
@@ -1175,6 +1194,7 @@ impl Handle {
         };
         let db = i
             .jdbc
+            .journaled()
             .expired_entries(&self.d, now_ms, max.saturating_add(hidden))
             .await?;
         let ov = i.overlay.lock();
@@ -1242,11 +1262,15 @@ impl Handle {
             }
         }
         if let Some(s) = sub
-            && !i.jdbc.is_pending(&self.d, s, id).await?
+            && !i.jdbc.journaled().is_pending(&self.d, s, id).await?
         {
             return Ok(None);
         }
-        Ok(i.jdbc.message_key_size(&self.d, id).await?.map(|(k, _)| k))
+        Ok(i.jdbc
+            .journaled()
+            .message_key_size(&self.d, id)
+            .await?
+            .map(|(k, _)| k))
     }
 }
 

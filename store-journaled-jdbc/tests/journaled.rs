@@ -46,7 +46,7 @@ async fn adds_acked_within_a_cycle_write_no_rows() {
         .add_subscription(SubscriptionInfo::new(sub.clone(), None), false)
         .await
         .unwrap();
-    let before = store.jdbc().checkpoint_message_statements();
+    let before = store.jdbc().journaled().checkpoint_message_statements();
     for n in 0..100 {
         queue.add(msg(&q, n)).await.unwrap();
         topic.add(msg(&t, n)).await.unwrap();
@@ -60,7 +60,7 @@ async fn adds_acked_within_a_cycle_write_no_rows() {
     }
     store.checkpoint(false).await.unwrap();
     assert_eq!(
-        store.jdbc().checkpoint_message_statements() - before,
+        store.jdbc().journaled().checkpoint_message_statements() - before,
         0,
         "200 adds and their 200 acks in one cycle ran statements on message rows"
     );
@@ -70,13 +70,16 @@ async fn adds_acked_within_a_cycle_write_no_rows() {
 
     // The control: adds not acked in the cycle are written (in multi-row inserts: 100 message
     // rows in chunks of 64, then the 50 pending rows of the subscription).
-    let before = store.jdbc().checkpoint_message_statements();
+    let before = store.jdbc().journaled().checkpoint_message_statements();
     for n in 100..150 {
         queue.add(msg(&q, n)).await.unwrap();
         topic.add(msg(&t, n)).await.unwrap();
     }
     store.checkpoint(false).await.unwrap();
-    assert_eq!(store.jdbc().checkpoint_message_statements() - before, 3);
+    assert_eq!(
+        store.jdbc().journaled().checkpoint_message_statements() - before,
+        3
+    );
     assert_eq!(db.queue_store(&q).await.unwrap().count().await.unwrap(), 50);
     assert_eq!(
         db.topic_store(&t)

@@ -1,0 +1,260 @@
+//! The store's reads, each a bounded query on the pool: a page of a queue or subscription in
+//! delivery order, counts and bytes, a message's place, a subscription's id, expired entries.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use store_api::codec;
+use store_api::{
+    CursorPosition, Destination, MAX_PRIORITY, Message, MessageId, OrderKey, Result,
+    SubscriptionKey,
+};
+
+use super::{DestState, Shared};
+use crate::columns::check_destination;
+use crate::error::JdbcError;
+use crate::sql::{Arg, Row};
+use crate::writer::Work;
+
+impl Shared {
+    /// Decodes a `(ID, MSG)` row into the message with its sequence.
+    pub(crate) fn message(&self, row: &Row) -> Result<Message> {
+        let id = row.i64(0).map_err(|e| self.db("reading ID", e))?;
+        let bytes = row.bytes(1).map_err(|e| self.db("reading MSG", e))?;
+        let mut m = codec::decode(&bytes).map_err(|e| JdbcError::CorruptRow {
+            table: self.common.st.msgs.clone(),
+            id,
+            reason: format!("MSG does not decode: {e}"),
+        })?;
+        m.sequence = id as u64;
+        Ok(m)
+    }
+
+    pub(crate) async fn open_destination(&self, d: &Destination) -> Result<Arc<DestState>> {
+        check_destination(d)?;
+        if let Some(s) = self.registry.lock().get(d) {
+            return Ok(s.clone());
+        }
+        self.submit(Work::EnsureDestination(d.clone())).await?;
+        let state = Arc::new(DestState {
+            destination: d.clone(),
+            container: d.to_string(),
+            removed: AtomicBool::new(false),
+            cursor: tokio::sync::Mutex::new(CursorPosition::default()),
+            sub_cursors: tokio::sync::Mutex::new(HashMap::new()),
+        });
+        Ok(self
+            .registry
+            .lock()
+            .entry(d.clone())
+            .or_insert(state)
+            .clone())
+    }
+
+    /// Up to `max` messages of a queue (or of a subscription, with `sub`) in delivery order
+    /// from `from`: one bounded, index-ordered query per priority, highest first.
+    pub(crate) async fn page(
+        &self,
+        container: &str,
+        sub: Option<i64>,
+        from: impl Fn(u8) -> Option<i64>,
+        max: usize,
+    ) -> Result<Vec<Message>> {
+        let st = &self.common.st;
+        let mut out = Vec::new();
+        for p in (0..=MAX_PRIORITY).rev() {
+            if out.len() >= max {
+                break;
+            }
+            let Some(after) = from(p) else { continue };
+            let limit = (max - out.len()).min(i64::MAX as usize) as i64;
+            let rows = match sub {
+                None => {
+                    self.pool
+                        .fetch(
+                            &st.page,
+                            &[
+                                Arg::Str(container),
+                                Arg::I64(i64::from(p)),
+                                Arg::I64(after),
+                                Arg::I64(limit),
+                            ],
+                        )
+                        .await
+                }
+                Some(sub) => {
+                    self.pool
+                        .fetch(
+                            &st.sub_page,
+                            &[
+                                Arg::I64(sub),
+                                Arg::I64(i64::from(p)),
+                                Arg::I64(after),
+                                Arg::I64(limit),
+                            ],
+                        )
+                        .await
+                }
+            }
+            .map_err(|e| self.db("reading messages", e))?;
+            for row in &rows {
+                out.push(self.message(row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn count_bytes(
+        &self,
+        sql: &crate::sql::Sql,
+        args: &[Arg<'_>],
+    ) -> Result<(u64, u64)> {
+        let row = self
+            .pool
+            .fetch_one(sql, args)
+            .await
+            .map_err(|e| self.db("counting", e))?;
+        match row {
+            Some(r) => {
+                let n = r.i64(0).map_err(|e| self.db("reading a count", e))?;
+                let b = r.i64(1).map_err(|e| self.db("reading a sum", e))?;
+                Ok((n.max(0) as u64, b.max(0) as u64))
+            }
+            None => Ok((0, 0)),
+        }
+    }
+
+    pub(crate) async fn message_key(
+        &self,
+        container: &str,
+        id: &MessageId,
+    ) -> Result<Option<OrderKey>> {
+        let st = &self.common.st;
+        let row = self
+            .pool
+            .fetch_one(
+                &st.message_key,
+                &[
+                    Arg::Str(&id.producer),
+                    Arg::I64(id.producer_seq as i64),
+                    Arg::Str(container),
+                ],
+            )
+            .await
+            .map_err(|e| self.db("looking a message up", e))?;
+        match row {
+            Some(r) => {
+                let seq = r.i64(0).map_err(|e| self.db("reading ID", e))?;
+                let p = r.i64(1).map_err(|e| self.db("reading PRIORITY", e))?;
+                Ok(Some(OrderKey {
+                    priority: p.clamp(0, i64::from(MAX_PRIORITY)) as u8,
+                    sequence: seq as u64,
+                }))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) async fn sub_id(
+        &self,
+        d: &Destination,
+        key: &SubscriptionKey,
+    ) -> Result<Option<i64>> {
+        if let Some(id) = self.common.sub_ids.lock().get(&(d.clone(), key.clone())) {
+            return Ok(Some(*id));
+        }
+        let st = &self.common.st;
+        let c = d.to_string();
+        let row = self
+            .pool
+            .fetch_one(
+                &st.lookup_subscription,
+                &[Arg::Str(&c), Arg::Str(&key.client_id), Arg::Str(&key.name)],
+            )
+            .await
+            .map_err(|e| self.db("looking a subscription up", e))?;
+        match row {
+            Some(r) => Ok(Some(
+                r.i64(0).map_err(|e| self.db("reading LAST_ACKED_ID", e))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) async fn pending_for(
+        &self,
+        d: &Destination,
+        key: &SubscriptionKey,
+        id: &MessageId,
+    ) -> Result<bool> {
+        let Some(sub) = self.sub_id(d, key).await? else {
+            return Ok(false);
+        };
+        let Some(k) = self.message_key(&d.to_string(), id).await? else {
+            return Ok(false);
+        };
+        let n = self
+            .pool
+            .scalar(
+                &self.common.st.pending_exists,
+                &[
+                    Arg::I64(sub),
+                    Arg::I64(i64::from(k.priority)),
+                    Arg::I64(k.sequence as i64),
+                ],
+            )
+            .await
+            .map_err(|e| self.db("checking a pending message", e))?;
+        Ok(n.unwrap_or(0) > 0)
+    }
+
+    pub(crate) async fn expired(
+        &self,
+        container: &str,
+        now_ms: i64,
+        max: usize,
+    ) -> Result<Vec<MessageId>> {
+        Ok(self
+            .expired_entries(container, now_ms, max)
+            .await?
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect())
+    }
+
+    pub(crate) async fn expired_entries(
+        &self,
+        container: &str,
+        now_ms: i64,
+        max: usize,
+    ) -> Result<Vec<(OrderKey, MessageId)>> {
+        let rows = self
+            .pool
+            .fetch(
+                &self.common.st.expired,
+                &[
+                    Arg::Str(container),
+                    Arg::I64(now_ms),
+                    Arg::I64(max.min(i64::MAX as usize) as i64),
+                ],
+            )
+            .await
+            .map_err(|e| self.db("finding expired messages", e))?;
+        rows.iter()
+            .map(|r| {
+                let p = r.string(0).map_err(|e| self.db("reading MSGID_PROD", e))?;
+                let s = r.i64(1).map_err(|e| self.db("reading MSGID_SEQ", e))?;
+                let prio = r.i64(2).map_err(|e| self.db("reading PRIORITY", e))?;
+                let seq = r.i64(3).map_err(|e| self.db("reading ID", e))?;
+                Ok((
+                    OrderKey {
+                        priority: prio.clamp(0, i64::from(MAX_PRIORITY)) as u8,
+                        sequence: seq as u64,
+                    },
+                    MessageId::new(p, s as u64),
+                ))
+            })
+            .collect()
+    }
+}
