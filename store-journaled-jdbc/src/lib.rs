@@ -20,9 +20,11 @@
 //! The record format is in [`records`]. This engine refuses a database locker: see
 //! [`JournaledJdbcStore::open`].
 
+mod config;
 mod known;
 pub mod overlay;
 pub mod records;
 mod store;
 
-pub use store::{JournaledJdbcConfig, JournaledJdbcStore};
+pub use config::JournaledJdbcConfig;
+pub use store::JournaledJdbcStore;

@@ -1,0 +1,593 @@
+//! A queue or topic handle: reads merge the overlay over the database page by page, changes
+//! go through the journal ([`super::write`]) or, for those it does not carry, straight to the
+//! database after a checkpoint.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use store_api::{
+    CursorPosition, Destination, MAX_PRIORITY, Message, MessageId, OrderKey, QueueStore, Result,
+    StoreError, SubscriptionInfo, SubscriptionKey, TopicStore, TxOp,
+};
+
+use super::{DestState, Inner};
+
+/// A queue or topic handle.
+pub(super) struct Handle {
+    pub(super) inner: Arc<Inner>,
+    pub(super) d: Destination,
+    pub(super) state: Arc<DestState>,
+    pub(super) queue: Option<Arc<dyn QueueStore>>,
+    pub(super) topic: Option<Arc<dyn TopicStore>>,
+}
+
+impl Handle {
+    fn check(&self) -> Result<()> {
+        self.inner.check_open()?;
+        if self.state.removed.load(Ordering::Acquire) {
+            return Err(StoreError::NotFound(format!(
+                "destination {} was removed",
+                self.d
+            )));
+        }
+        Ok(())
+    }
+
+    fn q(&self) -> Result<&Arc<dyn QueueStore>> {
+        self.queue
+            .as_ref()
+            .ok_or_else(|| StoreError::InvalidArgument(format!("{} is not a queue", self.d)))
+    }
+
+    fn t(&self) -> Result<&Arc<dyn TopicStore>> {
+        self.topic
+            .as_ref()
+            .ok_or_else(|| StoreError::InvalidArgument(format!("{} is not a topic", self.d)))
+    }
+
+    fn missing(&self, id: &MessageId) -> StoreError {
+        StoreError::NotFound(format!("message {id} in {}", self.d))
+    }
+
+    async fn add(&self, message: Message) -> Result<u64> {
+        self.check()?;
+        message.validate_for(&self.d)?;
+        self.inner.jdbc.journaled().validate_message(&message)?;
+        let (completion, seqs) = self.inner.write(vec![TxOp::Add(message)], true).await?;
+        self.inner.durable(completion).await?;
+        Ok(seqs.first().copied().unwrap_or(0))
+    }
+
+    async fn sub_exists(&self, key: &SubscriptionKey) -> Result<()> {
+        if self.inner.subscriptions(&self.d).await?.contains(key) {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound(format!(
+                "subscription {key} on {}",
+                self.d
+            )))
+        }
+    }
+
+    /// Up to `max` messages in delivery order from per-priority positions `from(p)` (None:
+    /// skip the priority): the database first, then the overlay, whose sequences are all
+    /// higher. Returns the messages and, per priority, the last sequence looked at.
+    async fn merged(
+        &self,
+        sub: Option<&SubscriptionKey>,
+        from: impl Fn(u8) -> Option<u64>,
+        max: usize,
+        mut seen: impl FnMut(OrderKey),
+    ) -> Result<Vec<Message>> {
+        let i = &self.inner;
+        let mut out = Vec::new();
+        for p in (0..=MAX_PRIORITY).rev() {
+            let Some(mut after) = from(p) else { continue };
+            loop {
+                let need = max.saturating_sub(out.len());
+                if need == 0 {
+                    return Ok(out);
+                }
+                let rows = i
+                    .jdbc
+                    .journaled()
+                    .page(&self.d, sub, p, after, need)
+                    .await?;
+                let n = rows.len();
+                {
+                    let ov = i.overlay.lock();
+                    for m in rows {
+                        let key = OrderKey::of(&m);
+                        after = after.max(key.sequence);
+                        seen(key);
+                        let hidden = if self.d.is_queue() {
+                            ov.queue(&self.d)
+                                .is_some_and(|q| q.removed.contains_key(&m.id))
+                        } else {
+                            ov.db_acked(&self.d, sub, &m.id)
+                        };
+                        if !hidden {
+                            out.push(m);
+                        }
+                    }
+                }
+                if n < need {
+                    break;
+                }
+            }
+            let need = max.saturating_sub(out.len());
+            if need == 0 {
+                return Ok(out);
+            }
+            let lo = OrderKey {
+                priority: p,
+                sequence: after.saturating_add(1),
+            };
+            let hi = OrderKey {
+                priority: p,
+                sequence: u64::MAX,
+            };
+            let ov = i.overlay.lock();
+            if self.d.is_queue() {
+                if let Some(q) = ov.queue(&self.d) {
+                    for (k, m) in q.adds.range(lo..=hi).take(need) {
+                        seen(*k);
+                        out.push(Message::clone(m));
+                    }
+                }
+            } else if let Some(t) = ov.topic(&self.d) {
+                let mut taken = 0;
+                for (k, a) in t.adds.range(lo..=hi) {
+                    if taken == need {
+                        break;
+                    }
+                    if sub.is_none_or(|s| a.pending.contains(s)) {
+                        seen(*k);
+                        out.push(Message::clone(&a.message));
+                        taken += 1;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn browse_from(
+        &self,
+        sub: Option<&SubscriptionKey>,
+        after: Option<OrderKey>,
+        max: usize,
+    ) -> Result<Vec<Message>> {
+        let _v = self.inner.view.read().await;
+        self.merged(
+            sub,
+            |p| match after {
+                None => Some(0),
+                Some(k) if p > k.priority => None,
+                Some(k) if p == k.priority => Some(k.sequence),
+                Some(_) => Some(0),
+            },
+            max,
+            |_| {},
+        )
+        .await
+    }
+
+    async fn recover(
+        &self,
+        sub: Option<&SubscriptionKey>,
+        cursor: &mut CursorPosition,
+        max: usize,
+    ) -> Result<Vec<Message>> {
+        let _v = self.inner.view.read().await;
+        let pos = *cursor;
+        let mut seen = Vec::new();
+        let out = self
+            .merged(
+                sub,
+                |p| Some(pos.first_pending_at(p).sequence - 1),
+                max,
+                |k| seen.push(k),
+            )
+            .await?;
+        for k in seen {
+            cursor.advance(k);
+        }
+        Ok(out)
+    }
+
+    async fn expired_merged(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
+        let i = &self.inner;
+        let _v = i.view.read().await;
+        let hidden = {
+            let ov = i.overlay.lock();
+            match (ov.queue(&self.d), ov.topic(&self.d)) {
+                (Some(q), _) => q.removed.len(),
+                (_, Some(t)) => t.released.0 as usize,
+                _ => 0,
+            }
+        };
+        let db = i
+            .jdbc
+            .journaled()
+            .expired_entries(&self.d, now_ms, max.saturating_add(hidden))
+            .await?;
+        let ov = i.overlay.lock();
+        let mut all: Vec<(OrderKey, MessageId)> = db
+            .into_iter()
+            .filter(|(_, id)| {
+                if self.d.is_queue() {
+                    !ov.queue(&self.d)
+                        .is_some_and(|q| q.removed.contains_key(id))
+                } else {
+                    !ov.db_acked(&self.d, None, id)
+                }
+            })
+            .collect();
+        let expired = |m: &Message| m.expiration != 0 && m.expiration <= now_ms;
+        if let Some(q) = ov.queue(&self.d) {
+            all.extend(
+                q.adds
+                    .iter()
+                    .filter(|(_, m)| expired(m))
+                    .map(|(k, m)| (*k, m.id.clone())),
+            );
+        }
+        if let Some(t) = ov.topic(&self.d) {
+            all.extend(
+                t.adds
+                    .iter()
+                    .filter(|(_, a)| expired(&a.message))
+                    .map(|(k, a)| (*k, a.message.id.clone())),
+            );
+        }
+        all.sort_by_key(|(k, _)| *k);
+        all.truncate(max);
+        Ok(all.into_iter().map(|(_, id)| id).collect())
+    }
+
+    /// The message's key in the merged view, if it is there (and, with `sub`, pending for it).
+    async fn key_of(
+        &self,
+        sub: Option<&SubscriptionKey>,
+        id: &MessageId,
+    ) -> Result<Option<OrderKey>> {
+        let i = &self.inner;
+        {
+            let ov = i.overlay.lock();
+            if let Some(q) = ov.queue(&self.d) {
+                if let Some(k) = q.by_id.get(id) {
+                    return Ok(Some(*k));
+                }
+                if q.removed.contains_key(id) {
+                    return Ok(None);
+                }
+            }
+            if let Some(t) = ov.topic(&self.d) {
+                if let Some(k) = t.by_id.get(id) {
+                    let pending = t
+                        .adds
+                        .get(k)
+                        .is_some_and(|a| sub.is_none_or(|s| a.pending.contains(s)));
+                    return Ok(pending.then_some(*k));
+                }
+                if ov.db_acked(&self.d, sub, id) {
+                    return Ok(None);
+                }
+            }
+        }
+        if let Some(s) = sub
+            && !i.jdbc.journaled().is_pending(&self.d, s, id).await?
+        {
+            return Ok(None);
+        }
+        Ok(i.jdbc
+            .journaled()
+            .message_key_size(&self.d, id)
+            .await?
+            .map(|(k, _)| k))
+    }
+}
+
+#[async_trait]
+impl QueueStore for Handle {
+    fn destination(&self) -> &Destination {
+        &self.d
+    }
+
+    async fn add(&self, message: Message) -> Result<u64> {
+        Handle::add(self, message).await
+    }
+
+    async fn get(&self, id: &MessageId) -> Result<Message> {
+        self.check()?;
+        let _v = self.inner.view.read().await;
+        {
+            let ov = self.inner.overlay.lock();
+            if let Some(q) = ov.queue(&self.d) {
+                if let Some(k) = q.by_id.get(id)
+                    && let Some(m) = q.adds.get(k)
+                {
+                    return Ok(Message::clone(m));
+                }
+                if q.removed.contains_key(id) {
+                    return Err(self.missing(id));
+                }
+            }
+        }
+        self.q()?.get(id).await
+    }
+
+    async fn remove(&self, id: &MessageId) -> Result<()> {
+        self.check()?;
+        let (completion, _) = self
+            .inner
+            .write(
+                vec![TxOp::QueueAck {
+                    destination: self.d.clone(),
+                    id: id.clone(),
+                }],
+                true,
+            )
+            .await?;
+        self.inner.durable(completion).await
+    }
+
+    async fn purge(&self) -> Result<u64> {
+        self.check()?;
+        let q = self.q()?.clone();
+        self.inner.write_through(q.purge()).await
+    }
+
+    async fn browse(&self, after: Option<OrderKey>, max: usize) -> Result<Vec<Message>> {
+        self.check()?;
+        self.browse_from(None, after, max).await
+    }
+
+    async fn recover_next(&self, max: usize) -> Result<Vec<Message>> {
+        self.check()?;
+        let mut cursor = self.state.cursor.lock().await;
+        self.recover(None, &mut cursor, max).await
+    }
+
+    async fn reset_cursor(&self) -> Result<()> {
+        self.check()?;
+        self.state.cursor.lock().await.reset();
+        Ok(())
+    }
+
+    async fn set_cursor_after(&self, id: &MessageId) -> Result<()> {
+        self.check()?;
+        let _v = self.inner.view.read().await;
+        let key = self
+            .key_of(None, id)
+            .await?
+            .ok_or_else(|| self.missing(id))?;
+        let last = self.inner.last_seq.load(Ordering::Acquire);
+        self.state.cursor.lock().await.set_after(key, last);
+        Ok(())
+    }
+
+    async fn count(&self) -> Result<u64> {
+        self.check()?;
+        let _v = self.inner.view.read().await;
+        let db = self.q()?.count().await?;
+        let ov = self.inner.overlay.lock();
+        Ok(match ov.queue(&self.d) {
+            Some(q) => (db + q.adds.len() as u64).saturating_sub(q.removed.len() as u64),
+            None => db,
+        })
+    }
+
+    async fn bytes(&self) -> Result<u64> {
+        self.check()?;
+        let _v = self.inner.view.read().await;
+        let db = self.q()?.bytes().await?;
+        let ov = self.inner.overlay.lock();
+        Ok(match ov.queue(&self.d) {
+            Some(q) => (db + q.add_bytes).saturating_sub(q.removed_bytes),
+            None => db,
+        })
+    }
+
+    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
+        self.check()?;
+        self.expired_merged(now_ms, max).await
+    }
+}
+
+#[async_trait]
+impl TopicStore for Handle {
+    fn destination(&self) -> &Destination {
+        &self.d
+    }
+
+    async fn add(&self, message: Message) -> Result<u64> {
+        Handle::add(self, message).await
+    }
+
+    async fn get(&self, id: &MessageId) -> Result<Message> {
+        self.check()?;
+        let _v = self.inner.view.read().await;
+        {
+            let ov = self.inner.overlay.lock();
+            if let Some(t) = ov.topic(&self.d)
+                && let Some(k) = t.by_id.get(id)
+                && let Some(a) = t.adds.get(k)
+            {
+                return Ok(Message::clone(&a.message));
+            }
+            if ov.db_acked(&self.d, None, id) {
+                return Err(self.missing(id));
+            }
+        }
+        self.t()?.get(id).await
+    }
+
+    async fn add_subscription(&self, info: SubscriptionInfo, retroactive: bool) -> Result<()> {
+        self.check()?;
+        let t = self.t()?.clone();
+        let i = &self.inner;
+        i.write_through(t.add_subscription(info, retroactive))
+            .await?;
+        i.subs.lock().remove(&self.d);
+        Ok(())
+    }
+
+    async fn delete_subscription(&self, key: &SubscriptionKey) -> Result<()> {
+        self.check()?;
+        let t = self.t()?.clone();
+        let i = &self.inner;
+        let r = i.write_through(t.delete_subscription(key)).await;
+        i.subs.lock().remove(&self.d);
+        r?;
+        self.state.sub_cursors.lock().await.remove(key);
+        Ok(())
+    }
+
+    async fn subscriptions(&self) -> Result<Vec<SubscriptionInfo>> {
+        self.check()?;
+        self.t()?.subscriptions().await
+    }
+
+    async fn lookup_subscription(&self, key: &SubscriptionKey) -> Result<Option<SubscriptionInfo>> {
+        self.check()?;
+        self.t()?.lookup_subscription(key).await
+    }
+
+    async fn acknowledge(&self, key: &SubscriptionKey, id: &MessageId) -> Result<()> {
+        self.check()?;
+        self.sub_exists(key).await?;
+        let (completion, _) = self
+            .inner
+            .write(
+                vec![TxOp::TopicAck {
+                    destination: self.d.clone(),
+                    subscription: key.clone(),
+                    id: id.clone(),
+                }],
+                true,
+            )
+            .await?;
+        self.inner.durable(completion).await
+    }
+
+    async fn browse_subscription(
+        &self,
+        key: &SubscriptionKey,
+        after: Option<OrderKey>,
+        max: usize,
+    ) -> Result<Vec<Message>> {
+        self.check()?;
+        self.sub_exists(key).await?;
+        self.browse_from(Some(key), after, max).await
+    }
+
+    async fn recover_next(&self, key: &SubscriptionKey, max: usize) -> Result<Vec<Message>> {
+        self.check()?;
+        self.sub_exists(key).await?;
+        let mut cursors = self.state.sub_cursors.lock().await;
+        let cursor = cursors.entry(key.clone()).or_default();
+        self.recover(Some(key), cursor, max).await
+    }
+
+    async fn reset_cursor(&self, key: &SubscriptionKey) -> Result<()> {
+        self.check()?;
+        self.sub_exists(key).await?;
+        self.state.sub_cursors.lock().await.remove(key);
+        Ok(())
+    }
+
+    async fn set_cursor_after(&self, key: &SubscriptionKey, id: &MessageId) -> Result<()> {
+        self.check()?;
+        self.sub_exists(key).await?;
+        let _v = self.inner.view.read().await;
+        let order = self.key_of(Some(key), id).await?.ok_or_else(|| {
+            StoreError::NotFound(format!(
+                "message {id} is not pending for subscription {key} on {}",
+                self.d
+            ))
+        })?;
+        let last = self.inner.last_seq.load(Ordering::Acquire);
+        self.state
+            .sub_cursors
+            .lock()
+            .await
+            .entry(key.clone())
+            .or_default()
+            .set_after(order, last);
+        Ok(())
+    }
+
+    async fn pending_count(&self, key: &SubscriptionKey) -> Result<u64> {
+        self.check()?;
+        self.sub_exists(key).await?;
+        let _v = self.inner.view.read().await;
+        let db = self.t()?.pending_count(key).await?;
+        let ov = self.inner.overlay.lock();
+        Ok(match ov.topic(&self.d) {
+            Some(t) => {
+                let add = t.add_pending.get(key).map_or(0, |e| e.0);
+                let acked = t.db_acked.get(key).map_or(0, |e| e.0);
+                (db + add).saturating_sub(acked)
+            }
+            None => db,
+        })
+    }
+
+    async fn pending_bytes(&self, key: &SubscriptionKey) -> Result<u64> {
+        self.check()?;
+        self.sub_exists(key).await?;
+        let _v = self.inner.view.read().await;
+        let db = self.t()?.pending_bytes(key).await?;
+        let ov = self.inner.overlay.lock();
+        Ok(match ov.topic(&self.d) {
+            Some(t) => {
+                let add = t.add_pending.get(key).map_or(0, |e| e.1);
+                let acked = t.db_acked.get(key).map_or(0, |e| e.1);
+                (db + add).saturating_sub(acked)
+            }
+            None => db,
+        })
+    }
+
+    async fn remove(&self, id: &MessageId) -> Result<()> {
+        self.check()?;
+        let t = self.t()?.clone();
+        self.inner.write_through(t.remove(id)).await
+    }
+
+    async fn purge(&self) -> Result<u64> {
+        self.check()?;
+        let t = self.t()?.clone();
+        self.inner.write_through(t.purge()).await
+    }
+
+    async fn count(&self) -> Result<u64> {
+        self.check()?;
+        let _v = self.inner.view.read().await;
+        let db = self.t()?.count().await?;
+        let ov = self.inner.overlay.lock();
+        Ok(match ov.topic(&self.d) {
+            Some(t) => (db + t.adds.len() as u64).saturating_sub(t.released.0),
+            None => db,
+        })
+    }
+
+    async fn bytes(&self) -> Result<u64> {
+        self.check()?;
+        let _v = self.inner.view.read().await;
+        let db = self.t()?.bytes().await?;
+        let ov = self.inner.overlay.lock();
+        Ok(match ov.topic(&self.d) {
+            Some(t) => (db + t.add_bytes).saturating_sub(t.released.1),
+            None => db,
+        })
+    }
+
+    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
+        self.check()?;
+        self.expired_merged(now_ms, max).await
+    }
+}
