@@ -73,6 +73,28 @@ impl Destination {
     pub fn is_topic(&self) -> bool {
         self.kind == DestinationKind::Topic
     }
+
+    /// `InvalidArgument` unless this is a queue: what an adapter's `queue_store` answers for a
+    /// topic.
+    pub fn expect_queue(&self) -> Result<()> {
+        self.expect(DestinationKind::Queue, "queue")
+    }
+
+    /// `InvalidArgument` unless this is a topic: what an adapter's `topic_store` answers for a
+    /// queue.
+    pub fn expect_topic(&self) -> Result<()> {
+        self.expect(DestinationKind::Topic, "topic")
+    }
+
+    fn expect(&self, kind: DestinationKind, what: &str) -> Result<()> {
+        if self.kind == kind {
+            Ok(())
+        } else {
+            Err(StoreError::InvalidArgument(format!(
+                "{self} is not a {what}"
+            )))
+        }
+    }
 }
 
 impl fmt::Display for Destination {

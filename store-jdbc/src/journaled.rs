@@ -21,9 +21,7 @@
 
 use std::sync::atomic::Ordering;
 
-use store_api::{
-    Destination, MAX_PRIORITY, Message, MessageId, OrderKey, Result, StoreError, SubscriptionKey,
-};
+use store_api::{Destination, Message, MessageId, OrderKey, Result, StoreError, SubscriptionKey};
 
 use crate::columns::{check_destination, check_key, check_message, parse_container};
 use crate::sql::Arg;
@@ -144,33 +142,14 @@ impl JournaledAccess<'_> {
     ) -> Result<Option<(OrderKey, u64)>> {
         let s = &self.shared;
         s.check_open()?;
-        let row = s
-            .pool
-            .fetch_one(
-                &s.common.st.message_key_size,
-                &[
-                    Arg::Str(&id.producer),
-                    Arg::I64(id.producer_seq as i64),
-                    Arg::Str(&d.to_string()),
-                ],
-            )
-            .await
-            .map_err(|e| s.db("looking a message up", e))?;
-        match row {
-            Some(r) => {
-                let seq = r.i64(0).map_err(|e| s.db("reading ID", e))?;
-                let p = r.i64(1).map_err(|e| s.db("reading PRIORITY", e))?;
-                let len = r.opt_i64(2).map_err(|e| s.db("reading LENGTH(MSG)", e))?;
-                Ok(Some((
-                    OrderKey {
-                        priority: p.clamp(0, i64::from(MAX_PRIORITY)) as u8,
-                        sequence: seq as u64,
-                    },
-                    len.unwrap_or(0).max(0) as u64,
-                )))
-            }
-            None => Ok(None),
-        }
+        let Some(r) = s
+            .find_message(&s.common.st.message_key_size, &d.to_string(), id)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let len = r.opt_i64(2).map_err(|e| s.db("reading LENGTH(MSG)", e))?;
+        Ok(Some((s.order_key(&r)?, len.unwrap_or(0).max(0) as u64)))
     }
 
     /// How many subscriptions the stored topic message is pending for.

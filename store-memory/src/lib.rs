@@ -95,6 +95,14 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
+    /// A handle on the destination, created if new.
+    fn handle(&self, destination: &Destination) -> Arc<Handle> {
+        Arc::new(Handle {
+            shared: self.shared.clone(),
+            dest: self.shared.open_destination(destination),
+        })
+    }
+
     /// Locks the destinations `ops` touch, in destination order so that two commits can never
     /// deadlock. Adds create their destination; acks of a destination that does not exist are
     /// left for the check to reject.
@@ -152,28 +160,14 @@ impl PersistenceAdapter for MemoryStore {
 
     async fn queue_store(&self, destination: &Destination) -> Result<Arc<dyn QueueStore>> {
         self.shared.check_open()?;
-        if !destination.is_queue() {
-            return Err(StoreError::InvalidArgument(format!(
-                "{destination} is not a queue"
-            )));
-        }
-        Ok(Arc::new(Handle {
-            shared: self.shared.clone(),
-            dest: self.shared.open_destination(destination),
-        }))
+        destination.expect_queue()?;
+        Ok(self.handle(destination))
     }
 
     async fn topic_store(&self, destination: &Destination) -> Result<Arc<dyn TopicStore>> {
         self.shared.check_open()?;
-        if !destination.is_topic() {
-            return Err(StoreError::InvalidArgument(format!(
-                "{destination} is not a topic"
-            )));
-        }
-        Ok(Arc::new(Handle {
-            shared: self.shared.clone(),
-            dest: self.shared.open_destination(destination),
-        }))
+        destination.expect_topic()?;
+        Ok(self.handle(destination))
     }
 
     async fn remove_destination(&self, destination: &Destination) -> Result<()> {

@@ -15,6 +15,17 @@ use super::{DestState, JdbcStore};
 use crate::columns::{check_destination, check_key, check_message, parse_container};
 use crate::writer::{Done, Work};
 
+impl JdbcStore {
+    /// A handle on the destination, created if new.
+    async fn handle(&self, destination: &Destination) -> Result<Arc<Handle>> {
+        let state = self.shared.open_destination(destination).await?;
+        Ok(Arc::new(Handle {
+            shared: self.shared.clone(),
+            state,
+        }))
+    }
+}
+
 #[async_trait]
 impl PersistenceAdapter for JdbcStore {
     fn metrics(&self) -> Vec<(&'static str, u64)> {
@@ -48,30 +59,14 @@ impl PersistenceAdapter for JdbcStore {
 
     async fn queue_store(&self, destination: &Destination) -> Result<Arc<dyn QueueStore>> {
         self.shared.check_open()?;
-        if !destination.is_queue() {
-            return Err(StoreError::InvalidArgument(format!(
-                "{destination} is not a queue"
-            )));
-        }
-        let state = self.shared.open_destination(destination).await?;
-        Ok(Arc::new(Handle {
-            shared: self.shared.clone(),
-            state,
-        }))
+        destination.expect_queue()?;
+        Ok(self.handle(destination).await?)
     }
 
     async fn topic_store(&self, destination: &Destination) -> Result<Arc<dyn TopicStore>> {
         self.shared.check_open()?;
-        if !destination.is_topic() {
-            return Err(StoreError::InvalidArgument(format!(
-                "{destination} is not a topic"
-            )));
-        }
-        let state = self.shared.open_destination(destination).await?;
-        Ok(Arc::new(Handle {
-            shared: self.shared.clone(),
-            state,
-        }))
+        destination.expect_topic()?;
+        Ok(self.handle(destination).await?)
     }
 
     async fn remove_destination(&self, destination: &Destination) -> Result<()> {

@@ -93,6 +93,13 @@ impl Handle {
             .await
     }
 
+    async fn pending_count_bytes(&self, key: &SubscriptionKey) -> Result<(u64, u64)> {
+        let sub = self.subscription_id(key).await?;
+        let s = &self.shared;
+        s.count_bytes(&s.common.st.sub_count_bytes, &[Arg::I64(sub)])
+            .await
+    }
+
     async fn subscription_id(&self, key: &SubscriptionKey) -> Result<i64> {
         self.check()?;
         self.shared
@@ -372,23 +379,11 @@ impl TopicStore for Handle {
     }
 
     async fn pending_count(&self, key: &SubscriptionKey) -> Result<u64> {
-        let sub = self.subscription_id(key).await?;
-        let s = &self.shared;
-        Ok(
-            s.count_bytes(&s.common.st.sub_count_bytes, &[Arg::I64(sub)])
-                .await?
-                .0,
-        )
+        Ok(self.pending_count_bytes(key).await?.0)
     }
 
     async fn pending_bytes(&self, key: &SubscriptionKey) -> Result<u64> {
-        let sub = self.subscription_id(key).await?;
-        let s = &self.shared;
-        Ok(
-            s.count_bytes(&s.common.st.sub_count_bytes, &[Arg::I64(sub)])
-                .await?
-                .1,
-        )
+        Ok(self.pending_count_bytes(key).await?.1)
     }
 
     async fn remove(&self, id: &MessageId) -> Result<()> {

@@ -69,35 +69,18 @@ impl Shared {
             }
             let Some(after) = from(p) else { continue };
             let limit = (max - out.len()).min(i64::MAX as usize) as i64;
-            let rows = match sub {
-                None => {
-                    self.pool
-                        .fetch(
-                            &st.page,
-                            &[
-                                Arg::Str(container),
-                                Arg::I64(i64::from(p)),
-                                Arg::I64(after),
-                                Arg::I64(limit),
-                            ],
-                        )
-                        .await
-                }
-                Some(sub) => {
-                    self.pool
-                        .fetch(
-                            &st.sub_page,
-                            &[
-                                Arg::I64(sub),
-                                Arg::I64(i64::from(p)),
-                                Arg::I64(after),
-                                Arg::I64(limit),
-                            ],
-                        )
-                        .await
-                }
-            }
-            .map_err(|e| self.db("reading messages", e))?;
+            let (sql, of) = match sub {
+                None => (&st.page, Arg::Str(container)),
+                Some(sub) => (&st.sub_page, Arg::I64(sub)),
+            };
+            let rows = self
+                .pool
+                .fetch(
+                    sql,
+                    &[of, Arg::I64(i64::from(p)), Arg::I64(after), Arg::I64(limit)],
+                )
+                .await
+                .map_err(|e| self.db("reading messages", e))?;
             for row in &rows {
                 out.push(self.message(row)?);
             }
@@ -130,11 +113,22 @@ impl Shared {
         container: &str,
         id: &MessageId,
     ) -> Result<Option<OrderKey>> {
-        let st = &self.common.st;
-        let row = self
-            .pool
+        self.find_message(&self.common.st.message_key, container, id)
+            .await?
+            .map(|r| self.order_key(&r))
+            .transpose()
+    }
+
+    /// The row `sql` selects for a stored message by id and container.
+    pub(crate) async fn find_message(
+        &self,
+        sql: &crate::sql::Sql,
+        container: &str,
+        id: &MessageId,
+    ) -> Result<Option<Row>> {
+        self.pool
             .fetch_one(
-                &st.message_key,
+                sql,
                 &[
                     Arg::Str(&id.producer),
                     Arg::I64(id.producer_seq as i64),
@@ -142,18 +136,17 @@ impl Shared {
                 ],
             )
             .await
-            .map_err(|e| self.db("looking a message up", e))?;
-        match row {
-            Some(r) => {
-                let seq = r.i64(0).map_err(|e| self.db("reading ID", e))?;
-                let p = r.i64(1).map_err(|e| self.db("reading PRIORITY", e))?;
-                Ok(Some(OrderKey {
-                    priority: p.clamp(0, i64::from(MAX_PRIORITY)) as u8,
-                    sequence: seq as u64,
-                }))
-            }
-            None => Ok(None),
-        }
+            .map_err(|e| self.db("looking a message up", e))
+    }
+
+    /// A message's place in delivery order from a row starting `ID, PRIORITY`.
+    pub(crate) fn order_key(&self, row: &Row) -> Result<OrderKey> {
+        let seq = row.i64(0).map_err(|e| self.db("reading ID", e))?;
+        let p = row.i64(1).map_err(|e| self.db("reading PRIORITY", e))?;
+        Ok(OrderKey {
+            priority: p.clamp(0, i64::from(MAX_PRIORITY)) as u8,
+            sequence: seq as u64,
+        })
     }
 
     pub(crate) async fn sub_id(

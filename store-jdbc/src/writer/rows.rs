@@ -227,13 +227,8 @@ impl WriterTask {
                     .await?;
                 Ok(Ok(Done::Unit))
             }
-            Work::Purge(_)
-            | Work::DeleteSubscription(..)
-            | Work::RemoveDestination(_)
-            | Work::DeleteAll
-            | Work::Recover
-            | Work::Checkpoint(_)
-            | Work::Close => Ok(Err(StoreError::InvalidArgument(
+            // The loop runs bulk work alone (`Work::is_bulk`), never in a batch.
+            _ => Ok(Err(StoreError::InvalidArgument(
                 "bulk work inside a batch".into(),
             ))),
         }

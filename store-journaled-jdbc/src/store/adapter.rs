@@ -16,6 +16,24 @@ use super::JournaledJdbcStore;
 use super::handle::Handle;
 use super::write::Probe;
 
+impl JournaledJdbcStore {
+    /// A handle over the database's store of the destination.
+    fn handle(
+        &self,
+        destination: &Destination,
+        queue: Option<Arc<dyn QueueStore>>,
+        topic: Option<Arc<dyn TopicStore>>,
+    ) -> Arc<Handle> {
+        Arc::new(Handle {
+            inner: self.inner.clone(),
+            d: destination.clone(),
+            state: self.inner.dest(destination),
+            queue,
+            topic,
+        })
+    }
+}
+
 #[async_trait]
 impl PersistenceAdapter for JournaledJdbcStore {
     fn metrics(&self) -> Vec<(&'static str, u64)> {
@@ -38,29 +56,15 @@ impl PersistenceAdapter for JournaledJdbcStore {
     }
 
     async fn queue_store(&self, destination: &Destination) -> Result<Arc<dyn QueueStore>> {
-        let i = &self.inner;
-        i.check_open()?;
-        let db = i.jdbc.queue_store(destination).await?;
-        Ok(Arc::new(Handle {
-            inner: i.clone(),
-            d: destination.clone(),
-            state: i.dest(destination),
-            queue: Some(db),
-            topic: None,
-        }))
+        self.inner.check_open()?;
+        let db = self.inner.jdbc.queue_store(destination).await?;
+        Ok(self.handle(destination, Some(db), None))
     }
 
     async fn topic_store(&self, destination: &Destination) -> Result<Arc<dyn TopicStore>> {
-        let i = &self.inner;
-        i.check_open()?;
-        let db = i.jdbc.topic_store(destination).await?;
-        Ok(Arc::new(Handle {
-            inner: i.clone(),
-            d: destination.clone(),
-            state: i.dest(destination),
-            queue: None,
-            topic: Some(db),
-        }))
+        self.inner.check_open()?;
+        let db = self.inner.jdbc.topic_store(destination).await?;
+        Ok(self.handle(destination, None, Some(db)))
     }
 
     async fn remove_destination(&self, destination: &Destination) -> Result<()> {

@@ -59,6 +59,30 @@ impl Handle {
         Ok(seqs.first().copied().unwrap_or(0))
     }
 
+    /// The subscription's pending count (or, with `bytes`, its pending bytes) in the merged view:
+    /// the database's, plus the overlay's adds for it, less the overlay's acks of database rows.
+    async fn pending(&self, key: &SubscriptionKey, bytes: bool) -> Result<u64> {
+        self.check()?;
+        self.sub_exists(key).await?;
+        let _v = self.inner.view.read().await;
+        let t = self.t()?;
+        let db = if bytes {
+            t.pending_bytes(key).await?
+        } else {
+            t.pending_count(key).await?
+        };
+        let pick = |e: &(u64, u64)| if bytes { e.1 } else { e.0 };
+        let ov = self.inner.overlay.lock();
+        Ok(match ov.topic(&self.d) {
+            Some(t) => {
+                let add = t.add_pending.get(key).map_or(0, pick);
+                let acked = t.db_acked.get(key).map_or(0, pick);
+                (db + add).saturating_sub(acked)
+            }
+            None => db,
+        })
+    }
+
     async fn sub_exists(&self, key: &SubscriptionKey) -> Result<()> {
         if self.inner.subscriptions(&self.d).await?.contains(key) {
             Ok(())
@@ -521,35 +545,11 @@ impl TopicStore for Handle {
     }
 
     async fn pending_count(&self, key: &SubscriptionKey) -> Result<u64> {
-        self.check()?;
-        self.sub_exists(key).await?;
-        let _v = self.inner.view.read().await;
-        let db = self.t()?.pending_count(key).await?;
-        let ov = self.inner.overlay.lock();
-        Ok(match ov.topic(&self.d) {
-            Some(t) => {
-                let add = t.add_pending.get(key).map_or(0, |e| e.0);
-                let acked = t.db_acked.get(key).map_or(0, |e| e.0);
-                (db + add).saturating_sub(acked)
-            }
-            None => db,
-        })
+        self.pending(key, false).await
     }
 
     async fn pending_bytes(&self, key: &SubscriptionKey) -> Result<u64> {
-        self.check()?;
-        self.sub_exists(key).await?;
-        let _v = self.inner.view.read().await;
-        let db = self.t()?.pending_bytes(key).await?;
-        let ov = self.inner.overlay.lock();
-        Ok(match ov.topic(&self.d) {
-            Some(t) => {
-                let add = t.add_pending.get(key).map_or(0, |e| e.1);
-                let acked = t.db_acked.get(key).map_or(0, |e| e.1);
-                (db + add).saturating_sub(acked)
-            }
-            None => db,
-        })
+        self.pending(key, true).await
     }
 
     async fn remove(&self, id: &MessageId) -> Result<()> {
