@@ -10,6 +10,7 @@ use crate::order::{CursorPosition, OrderKey};
 use crate::transaction::{
     PreparedTransaction, SubscriptionInfo, SubscriptionKey, TransactionId, TxOp, Xid,
 };
+use crate::tx_check::check_enlisted;
 
 /// The whole observable state of a store.
 #[derive(Debug, Clone, Default)]
@@ -502,16 +503,13 @@ impl Model {
         self.transactions.begin(tx)
     }
 
-    /// Argument checks an operation must pass when enlisted, against the state now.
+    /// Checks an operation must pass when enlisted: the contract's argument checks (the same
+    /// for every engine), then, for an ack, that its message is there now.
     fn check_op(&self, op: &TxOp) -> Result<()> {
+        check_enlisted(op)?;
         match op {
-            TxOp::Add(m) => m.validate_for(&m.destination),
+            TxOp::Add(_) => Ok(()),
             TxOp::QueueAck { destination, id } => {
-                if !destination.is_queue() {
-                    return Err(StoreError::InvalidArgument(format!(
-                        "queue ack names {destination}, which is not a queue"
-                    )));
-                }
                 let dest = self
                     .destinations
                     .get(destination)
@@ -527,11 +525,6 @@ impl Model {
                 subscription,
                 id,
             } => {
-                if !destination.is_topic() {
-                    return Err(StoreError::InvalidArgument(format!(
-                        "topic ack names {destination}, which is not a topic"
-                    )));
-                }
                 let dest = self
                     .destinations
                     .get(destination)
