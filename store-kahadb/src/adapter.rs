@@ -12,7 +12,6 @@ use store_api::{
 };
 
 use crate::error::KahaError;
-use crate::index::TxState;
 use crate::index_storage::EngineConfig;
 use crate::records::Command;
 use crate::store::{self, Inner, KahaDbStats, check_ops, visible};
@@ -64,10 +63,6 @@ impl<C: EngineConfig> JournaledStore<C> {
     pub fn journal_files(&self) -> Vec<u32> {
         self.inner.journal.file_ids()
     }
-}
-
-fn not_found_tx(tx: &TransactionId) -> StoreError {
-    StoreError::NotFound(format!("transaction {tx}"))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
@@ -182,43 +177,23 @@ impl<C: EngineConfig> PersistenceAdapter for JournaledStore<C> {
 
     async fn begin(&self, tx: &TransactionId) -> Result<()> {
         self.inner.check_writable()?;
-        let mut ix = self.inner.index.lock();
-        if ix.txs.contains_key(tx) {
-            return Err(StoreError::Duplicate(format!("transaction {tx}")));
-        }
-        ix.txs.insert(tx.clone(), TxState::default());
-        Ok(())
+        self.inner.index.lock().txs.begin(tx)
     }
 
     async fn enlist(&self, tx: &TransactionId, op: TxOp) -> Result<()> {
         self.inner.check_writable()?;
         let mut ix = self.inner.index.lock();
-        let t = ix.txs.get(tx).ok_or_else(|| not_found_tx(tx))?;
-        if t.prepared {
-            return Err(StoreError::InvalidArgument(format!(
-                "transaction {tx} is prepared and takes no more operations"
-            )));
-        }
+        ix.txs.check_enlist(tx)?;
         if store_api::tx_check::check_enlisted(&op)? {
             check_ops(&mut ix, std::slice::from_ref(&op))?;
         }
-        if let Some(t) = ix.txs.get_mut(tx) {
-            t.ops.push(op);
-        }
-        Ok(())
+        ix.txs.enlist(tx, op)
     }
 
     async fn prepare(&self, xid: &Xid) -> Result<()> {
-        let id = TransactionId::Xa(xid.clone());
         self.inner
             .locked_write(|ix| {
-                let t = ix.txs.get(&id).ok_or_else(|| not_found_tx(&id))?;
-                if t.prepared {
-                    return Err(StoreError::InvalidArgument(format!(
-                        "transaction {id} is already prepared"
-                    )));
-                }
-                let ops = t.ops.clone();
+                let ops = ix.txs.to_prepare(xid)?.to_vec();
                 check_ops(ix, &ops)?;
                 // A prepare is forced to disk whatever the sync policy: the transaction manager
                 // relies on it.
@@ -238,8 +213,8 @@ impl<C: EngineConfig> PersistenceAdapter for JournaledStore<C> {
     async fn commit(&self, tx: &TransactionId) -> Result<()> {
         let w = {
             let mut ix = self.inner.index.lock();
-            let t = ix.txs.get(tx).ok_or_else(|| not_found_tx(tx))?;
-            let (ops, prepared) = (t.ops.clone(), t.prepared);
+            let t = ix.txs.get(tx)?;
+            let (ops, prepared) = (t.ops.clone(), t.is_prepared());
             check_ops(&mut ix, &ops)?;
             let mut cmds = Vec::with_capacity(ops.len() + 1);
             for op in ops {
@@ -283,7 +258,8 @@ impl<C: EngineConfig> PersistenceAdapter for JournaledStore<C> {
             } else {
                 Some(self.inner.write(&mut ix, cmds, false)?)
             };
-            ix.txs.remove(tx);
+            // A prepared one was ended by its XaEnd record already.
+            let _ = ix.txs.end(tx);
             w
         };
         match w {
@@ -295,8 +271,8 @@ impl<C: EngineConfig> PersistenceAdapter for JournaledStore<C> {
     async fn rollback(&self, tx: &TransactionId) -> Result<()> {
         let w = {
             let mut ix = self.inner.index.lock();
-            let t = ix.txs.get(tx).ok_or_else(|| not_found_tx(tx))?;
-            match (t.prepared, tx) {
+            let prepared = ix.txs.get(tx)?.is_prepared();
+            match (prepared, tx) {
                 (true, TransactionId::Xa(xid)) => {
                     let cmd = Command::XaEnd {
                         xid: xid.clone(),
@@ -305,7 +281,7 @@ impl<C: EngineConfig> PersistenceAdapter for JournaledStore<C> {
                     Some(self.inner.write(&mut ix, vec![cmd], false)?)
                 }
                 _ => {
-                    ix.txs.remove(tx);
+                    let _ = ix.txs.end(tx);
                     None
                 }
             }
@@ -318,12 +294,7 @@ impl<C: EngineConfig> PersistenceAdapter for JournaledStore<C> {
 
     async fn prepared_transactions(&self) -> Result<Vec<PreparedTransaction>> {
         self.inner.check_open()?;
-        let ix = self.inner.index.lock();
-        Ok(PreparedTransaction::collect(
-            ix.txs
-                .iter()
-                .map(|(id, t)| (id, t.ops.as_slice(), t.prepared)),
-        ))
+        Ok(self.inner.index.lock().txs.prepared())
     }
 
     async fn checkpoint(&self, cleanup: bool) -> Result<()> {

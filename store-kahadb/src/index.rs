@@ -15,7 +15,7 @@ use std::sync::Arc;
 use store_api::codec::{self, Reader, Writer};
 use store_api::{
     CursorPosition, DecodeError, Destination, MAX_PRIORITY, Message, MessageId, OrderKey,
-    SubscriptionInfo, SubscriptionKey, TransactionId, TxOp, Xid,
+    SubscriptionInfo, SubscriptionKey, TransactionId, Xid,
 };
 use store_journal::Location;
 
@@ -288,13 +288,6 @@ impl Catalog {
     }
 }
 
-/// An open or prepared transaction.
-#[derive(Debug, Clone, Default)]
-pub struct TxState {
-    pub ops: Vec<TxOp>,
-    pub prepared: bool,
-}
-
 /// A whole index as its catalog and every page: what an engine that holds its index in memory
 /// writes at a checkpoint. Pages are shared with the live index and immutable, so encoding them
 /// happens without the index lock.
@@ -338,7 +331,7 @@ pub struct Index {
     pub(crate) pending: HashMap<Destination, BTreeSet<u64>>,
     pub(crate) generations: HashMap<Destination, u64>,
     next_generation: u64,
-    pub(crate) txs: BTreeMap<TransactionId, TxState>,
+    pub(crate) txs: store_api::OpenTransactions,
     /// Records replay could not apply (expected only in a rebuild after journal GC).
     pub(crate) skipped: u64,
     /// Records replayed at open.
@@ -357,7 +350,7 @@ impl Index {
             pending: HashMap::new(),
             generations: HashMap::new(),
             next_generation: 0,
-            txs: BTreeMap::new(),
+            txs: store_api::OpenTransactions::new(),
             skipped: 0,
             replayed: 0,
         }
@@ -656,13 +649,8 @@ impl Index {
                     self.drop_ref(old.file);
                 }
                 self.add_ref(loc.file);
-                self.txs.insert(
-                    TransactionId::Xa(xid.clone()),
-                    TxState {
-                        ops: ops.clone(),
-                        prepared: true,
-                    },
-                );
+                self.txs
+                    .restore_prepared(TransactionId::Xa(xid.clone()), ops.clone(), ());
                 Ok(())
             }
             Command::XaEnd { xid, .. } => {
@@ -670,7 +658,7 @@ impl Index {
                     self.drop_ref(pl.file);
                     self.note_kill(loc, pl.file);
                 }
-                self.txs.remove(&TransactionId::Xa(xid.clone()));
+                let _ = self.txs.end(&TransactionId::Xa(xid.clone()));
                 Ok(())
             }
             Command::Relocate {

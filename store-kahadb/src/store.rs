@@ -347,7 +347,7 @@ impl Inner {
                 if loc.file == file {
                     let ops = ix
                         .txs
-                        .get(&store_api::TransactionId::Xa(xid.clone()))
+                        .find(&store_api::TransactionId::Xa(xid.clone()))
                         .map(|t| t.ops.clone())
                         .unwrap_or_default();
                     cmds.push(Command::Prepare {
@@ -523,10 +523,7 @@ fn restore_prepared(ix: &mut Index, journal: &Journal) -> Result<()> {
         .cat
         .prepared
         .iter()
-        .filter(|(x, _)| {
-            !ix.txs
-                .contains_key(&store_api::TransactionId::Xa((*x).clone()))
-        })
+        .filter(|(x, _)| !ix.txs.contains(&store_api::TransactionId::Xa((*x).clone())))
         .map(|(x, l)| (x.clone(), *l))
         .collect();
     for (xid, loc) in missing {
