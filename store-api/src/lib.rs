@@ -64,7 +64,7 @@ pub use message::{
 };
 pub use open_transactions::{OpenTransaction, OpenTransactions};
 pub use order::{CursorPosition, OrderKey};
-pub use store::{PersistenceAdapter, QueueStore, TopicStore};
+pub use store::{DestinationStore, PersistenceAdapter, QueueStore, TopicStore};
 pub use sync_policy::SyncPolicy;
 pub use transaction::{
     PreparedTransaction, SubscriptionInfo, SubscriptionKey, TransactionId, TxOp, Xid,

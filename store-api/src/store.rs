@@ -1,4 +1,5 @@
-//! The traits of the contract: the adapter, queue stores and topic stores.
+//! The traits of the contract: the adapter, and the per-destination stores (what queues and
+//! topics share, then each one's own delivery).
 
 use std::sync::Arc;
 
@@ -74,24 +75,48 @@ pub trait PersistenceAdapter: Send + Sync + 'static {
     async fn close(&self) -> Result<()>;
 }
 
-/// The messages of one queue, in delivery order (priority high to low, then sequence).
+/// What queue and topic stores share: the messages a destination keeps, each added once and
+/// read, dropped or counted by id. [`QueueStore`] and [`TopicStore`] add delivery (the queue's
+/// cursor; the topic's subscriptions and theirs). Object safe: the broker holds handles as
+/// `Arc<dyn QueueStore>` and `Arc<dyn TopicStore>`, and calls these methods through either.
+///
+/// A topic keeps a message only while some durable subscription still has it pending; "kept"
+/// below means stored in a queue, or kept for a subscription in a topic.
 #[async_trait]
-pub trait QueueStore: Send + Sync {
+pub trait DestinationStore: Send + Sync {
     fn destination(&self) -> &Destination;
 
     /// Stores a message and returns the sequence assigned to it. Returns once durable per the
-    /// engine's sync policy. `Duplicate` if a message with that id is stored in this queue.
+    /// engine's sync policy. A topic message is stored for the current subscriptions (and not
+    /// kept at all when there is none). `Duplicate` if a message with that id is kept here.
     async fn add(&self, message: Message) -> Result<u64>;
 
-    /// The stored message with that id, or `NotFound`.
+    /// The kept message with that id, or `NotFound`.
     async fn get(&self, id: &MessageId) -> Result<Message>;
 
-    /// Acknowledges (deletes) exactly that message, or `NotFound`.
+    /// Deletes exactly that message, or `NotFound` if it is not kept. On a queue this is the
+    /// ack; on a topic it drops the message for every subscription (expiry, administrative
+    /// delete).
     async fn remove(&self, id: &MessageId) -> Result<()>;
 
-    /// Deletes every message; returns how many.
+    /// Deletes every kept message (for every subscription of a topic); returns how many.
     async fn purge(&self) -> Result<u64>;
 
+    /// Exact number of kept messages (committed ones only; a topic counts each message once,
+    /// however many subscriptions have it pending).
+    async fn count(&self) -> Result<u64>;
+
+    /// Exact sum of [`Message::size`] over kept messages (each counted once).
+    async fn bytes(&self) -> Result<u64>;
+
+    /// Up to `max` ids of kept messages whose expiration is non-zero and at or before `now_ms`.
+    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>>;
+}
+
+/// The messages of one queue, in delivery order (priority high to low, then sequence).
+/// [`DestinationStore::remove`] is the ack.
+#[async_trait]
+pub trait QueueStore: DestinationStore {
     /// Up to `max` messages in delivery order strictly after `after` (from the start if `None`).
     /// Stateless: this is how to browse and how to page with a key you keep.
     async fn browse(&self, after: Option<OrderKey>, max: usize) -> Result<Vec<Message>>;
@@ -106,15 +131,6 @@ pub trait QueueStore: Send + Sync {
 
     /// Moves the batch cursor after `id`: messages before it in delivery order count as returned.
     async fn set_cursor_after(&self, id: &MessageId) -> Result<()>;
-
-    /// Exact number of stored messages (committed ones only).
-    async fn count(&self) -> Result<u64>;
-
-    /// Exact sum of [`Message::size`] over stored messages.
-    async fn bytes(&self) -> Result<u64>;
-
-    /// Up to `max` ids of stored messages whose expiration is non-zero and at or before `now_ms`.
-    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>>;
 }
 
 /// The messages of one topic that durable subscriptions still need, and the subscriptions.
@@ -123,16 +139,7 @@ pub trait QueueStore: Send + Sync {
 /// until each of them has acknowledged it (or was deleted), and then its space is released. A
 /// message added while no subscription exists is not kept.
 #[async_trait]
-pub trait TopicStore: Send + Sync {
-    fn destination(&self) -> &Destination;
-
-    /// Stores a message for the current subscriptions; returns its sequence. `Duplicate` if a
-    /// message with that id is still kept in this topic.
-    async fn add(&self, message: Message) -> Result<u64>;
-
-    /// A message still kept by some subscription, or `NotFound`.
-    async fn get(&self, id: &MessageId) -> Result<Message>;
-
+pub trait TopicStore: DestinationStore {
     /// Creates a durable subscription (`Duplicate` if it exists). A retroactive one starts with
     /// every kept message pending; otherwise it sees only messages added later.
     async fn add_subscription(&self, info: SubscriptionInfo, retroactive: bool) -> Result<()>;
@@ -169,20 +176,4 @@ pub trait TopicStore: Send + Sync {
 
     /// Exact sum of [`Message::size`] over messages pending for the subscription.
     async fn pending_bytes(&self, key: &SubscriptionKey) -> Result<u64>;
-
-    /// Drops a message for every subscription (expiry, administrative delete). `NotFound` if not
-    /// kept.
-    async fn remove(&self, id: &MessageId) -> Result<()>;
-
-    /// Drops every kept message for every subscription; returns how many messages.
-    async fn purge(&self) -> Result<u64>;
-
-    /// Exact number of messages kept (pending for at least one subscription).
-    async fn count(&self) -> Result<u64>;
-
-    /// Exact sum of [`Message::size`] over kept messages (each counted once).
-    async fn bytes(&self) -> Result<u64>;
-
-    /// Up to `max` ids of kept messages that have expired at `now_ms`.
-    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>>;
 }

@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use store_api::testkit::{self, Mode, ModelFactory, ModelTestConfig, StoreFactory};
 use store_api::{
-    Destination, Message, MessageId, OrderKey, PersistenceAdapter, PreparedTransaction, QueueStore,
-    Result, SubscriptionInfo, SubscriptionKey, TopicStore, TransactionId, TxOp, Xid,
+    Destination, DestinationStore, Message, MessageId, OrderKey, PersistenceAdapter,
+    PreparedTransaction, QueueStore, Result, SubscriptionInfo, SubscriptionKey, TopicStore,
+    TransactionId, TxOp, Xid,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,7 +188,7 @@ struct BrokenQueue {
 }
 
 #[async_trait]
-impl QueueStore for BrokenQueue {
+impl DestinationStore for BrokenQueue {
     fn destination(&self) -> &Destination {
         self.inner.destination()
     }
@@ -221,6 +222,25 @@ impl QueueStore for BrokenQueue {
     async fn purge(&self) -> Result<u64> {
         self.inner.purge().await
     }
+    async fn count(&self) -> Result<u64> {
+        self.inner.count().await
+    }
+    async fn bytes(&self) -> Result<u64> {
+        let leaked = self
+            .leaked
+            .lock()
+            .get(self.destination())
+            .copied()
+            .unwrap_or(0);
+        Ok(self.inner.bytes().await? + leaked)
+    }
+    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
+        self.inner.expired(now_ms, max).await
+    }
+}
+
+#[async_trait]
+impl QueueStore for BrokenQueue {
     async fn browse(&self, after: Option<OrderKey>, max: usize) -> Result<Vec<Message>> {
         self.inner.browse(after, max).await
     }
@@ -240,21 +260,6 @@ impl QueueStore for BrokenQueue {
     async fn set_cursor_after(&self, id: &MessageId) -> Result<()> {
         self.inner.set_cursor_after(id).await
     }
-    async fn count(&self) -> Result<u64> {
-        self.inner.count().await
-    }
-    async fn bytes(&self) -> Result<u64> {
-        let leaked = self
-            .leaked
-            .lock()
-            .get(self.destination())
-            .copied()
-            .unwrap_or(0);
-        Ok(self.inner.bytes().await? + leaked)
-    }
-    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
-        self.inner.expired(now_ms, max).await
-    }
 }
 
 struct BrokenTopic {
@@ -263,7 +268,7 @@ struct BrokenTopic {
 }
 
 #[async_trait]
-impl TopicStore for BrokenTopic {
+impl DestinationStore for BrokenTopic {
     fn destination(&self) -> &Destination {
         self.inner.destination()
     }
@@ -273,6 +278,25 @@ impl TopicStore for BrokenTopic {
     async fn get(&self, id: &MessageId) -> Result<Message> {
         self.inner.get(id).await
     }
+    async fn remove(&self, id: &MessageId) -> Result<()> {
+        self.inner.remove(id).await
+    }
+    async fn purge(&self) -> Result<u64> {
+        self.inner.purge().await
+    }
+    async fn count(&self) -> Result<u64> {
+        self.inner.count().await
+    }
+    async fn bytes(&self) -> Result<u64> {
+        self.inner.bytes().await
+    }
+    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
+        self.inner.expired(now_ms, max).await
+    }
+}
+
+#[async_trait]
+impl TopicStore for BrokenTopic {
     async fn add_subscription(&self, info: SubscriptionInfo, retroactive: bool) -> Result<()> {
         let retroactive = retroactive && self.fault != Fault::RetroactiveIgnored;
         self.inner.add_subscription(info, retroactive).await
@@ -315,21 +339,6 @@ impl TopicStore for BrokenTopic {
     }
     async fn pending_bytes(&self, key: &SubscriptionKey) -> Result<u64> {
         self.inner.pending_bytes(key).await
-    }
-    async fn remove(&self, id: &MessageId) -> Result<()> {
-        self.inner.remove(id).await
-    }
-    async fn purge(&self) -> Result<u64> {
-        self.inner.purge().await
-    }
-    async fn count(&self) -> Result<u64> {
-        self.inner.count().await
-    }
-    async fn bytes(&self) -> Result<u64> {
-        self.inner.bytes().await
-    }
-    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
-        self.inner.expired(now_ms, max).await
     }
 }
 

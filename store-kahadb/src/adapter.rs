@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use store_api::{
-    CursorPosition, Destination, Message, MessageId, OrderKey, PersistenceAdapter,
-    PreparedTransaction, QueueStore, Result, StoreError, SubscriptionInfo, SubscriptionKey,
-    TopicStore, TransactionId, TxOp, Xid,
+    CursorPosition, Destination, DestinationStore, Message, MessageId, OrderKey,
+    PersistenceAdapter, PreparedTransaction, QueueStore, Result, StoreError, SubscriptionInfo,
+    SubscriptionKey, TopicStore, TransactionId, TxOp, Xid,
 };
 
 use crate::error::KahaError;
@@ -138,20 +138,12 @@ impl<C: EngineConfig> PersistenceAdapter for JournaledStore<C> {
     }
 
     async fn queue_store(&self, destination: &Destination) -> Result<Arc<dyn QueueStore>> {
-        if !destination.is_queue() {
-            return Err(StoreError::InvalidArgument(format!(
-                "{destination} is not a queue"
-            )));
-        }
+        destination.expect_queue()?;
         Ok(Arc::new(self.handle(destination).await?))
     }
 
     async fn topic_store(&self, destination: &Destination) -> Result<Arc<dyn TopicStore>> {
-        if !destination.is_topic() {
-            return Err(StoreError::InvalidArgument(format!(
-                "{destination} is not a topic"
-            )));
-        }
+        destination.expect_topic()?;
         Ok(Arc::new(self.handle(destination).await?))
     }
 
@@ -590,7 +582,7 @@ impl Handle {
 }
 
 #[async_trait]
-impl QueueStore for Handle {
+impl DestinationStore for Handle {
     fn destination(&self) -> &Destination {
         &self.dest
     }
@@ -611,14 +603,13 @@ impl QueueStore for Handle {
                 if !visible(ix, &self.dest, id)? {
                     return Err(self.missing(id));
                 }
-                self.inner.write(
-                    ix,
-                    vec![Command::QueueAck {
-                        dest: self.dest.clone(),
-                        id: id.clone(),
-                    }],
-                    false,
-                )
+                let (dest, id) = (self.dest.clone(), id.clone());
+                let cmd = if self.dest.is_queue() {
+                    Command::QueueAck { dest, id }
+                } else {
+                    Command::TopicRemove { dest, id }
+                };
+                self.inner.write(ix, vec![cmd], false)
             })
             .await
             .map(|_| ())
@@ -626,22 +617,6 @@ impl QueueStore for Handle {
 
     async fn purge(&self) -> Result<u64> {
         Handle::purge(self).await
-    }
-
-    async fn browse(&self, after: Option<OrderKey>, max: usize) -> Result<Vec<Message>> {
-        Handle::browse(self, None, after, max).await
-    }
-
-    async fn recover_next(&self, max: usize) -> Result<Vec<Message>> {
-        Handle::recover_next(self, None, max).await
-    }
-
-    async fn reset_cursor(&self) -> Result<()> {
-        Handle::reset_cursor(self, None).await
-    }
-
-    async fn set_cursor_after(&self, id: &MessageId) -> Result<()> {
-        Handle::set_cursor_after(self, None, id).await
     }
 
     async fn count(&self) -> Result<u64> {
@@ -658,19 +633,26 @@ impl QueueStore for Handle {
 }
 
 #[async_trait]
+impl QueueStore for Handle {
+    async fn browse(&self, after: Option<OrderKey>, max: usize) -> Result<Vec<Message>> {
+        Handle::browse(self, None, after, max).await
+    }
+
+    async fn recover_next(&self, max: usize) -> Result<Vec<Message>> {
+        Handle::recover_next(self, None, max).await
+    }
+
+    async fn reset_cursor(&self) -> Result<()> {
+        Handle::reset_cursor(self, None).await
+    }
+
+    async fn set_cursor_after(&self, id: &MessageId) -> Result<()> {
+        Handle::set_cursor_after(self, None, id).await
+    }
+}
+
+#[async_trait]
 impl TopicStore for Handle {
-    fn destination(&self) -> &Destination {
-        &self.dest
-    }
-
-    async fn add(&self, message: Message) -> Result<u64> {
-        Handle::add(self, message).await
-    }
-
-    async fn get(&self, id: &MessageId) -> Result<Message> {
-        Handle::get(self, id).await
-    }
-
     async fn add_subscription(&self, info: SubscriptionInfo, retroactive: bool) -> Result<()> {
         self.inner
             .locked_write(|ix| {
@@ -801,38 +783,5 @@ impl TopicStore for Handle {
 
     async fn pending_bytes(&self, key: &SubscriptionKey) -> Result<u64> {
         self.stats(Some(key)).map(|s| s.1)
-    }
-
-    async fn remove(&self, id: &MessageId) -> Result<()> {
-        self.inner
-            .locked_write(|ix| {
-                self.check(ix)?;
-                if !visible(ix, &self.dest, id)? {
-                    return Err(self.missing(id));
-                }
-                let cmd = Command::TopicRemove {
-                    dest: self.dest.clone(),
-                    id: id.clone(),
-                };
-                self.inner.write(ix, vec![cmd], false)
-            })
-            .await
-            .map(|_| ())
-    }
-
-    async fn purge(&self) -> Result<u64> {
-        Handle::purge(self).await
-    }
-
-    async fn count(&self) -> Result<u64> {
-        self.stats(None).map(|s| s.0)
-    }
-
-    async fn bytes(&self) -> Result<u64> {
-        self.stats(None).map(|s| s.1)
-    }
-
-    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
-        Handle::expired(self, now_ms, max).await
     }
 }

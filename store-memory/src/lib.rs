@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use async_trait::async_trait;
 use parking_lot::{Mutex, MutexGuard};
 use store_api::{
-    Destination, Message, MessageId, OpenTransactions, OrderKey, PersistenceAdapter,
-    PreparedTransaction, QueueStore, Result, StoreError, SubscriptionInfo, SubscriptionKey,
-    TopicStore, TransactionId, TxOp, Xid,
+    Destination, DestinationStore, Message, MessageId, OpenTransactions, OrderKey,
+    PersistenceAdapter, PreparedTransaction, QueueStore, Result, StoreError, SubscriptionInfo,
+    SubscriptionKey, TopicStore, TransactionId, TxOp, Xid,
 };
 
 use queue::QueueState;
@@ -283,6 +283,16 @@ impl Handle {
         }
     }
 
+    /// Runs `f` on the destination's messages, queue or topic alike.
+    fn stored<T>(&self, f: impl FnOnce(&mut dyn StoredMessages) -> Result<T>) -> Result<T> {
+        self.shared.check_open()?;
+        match &mut *self.dest.state.lock() {
+            DestState::Queue(q) => f(q),
+            DestState::Topic(t) => f(t),
+            DestState::Removed => Err(self.removed()),
+        }
+    }
+
     fn missing(&self, id: &MessageId) -> StoreError {
         StoreError::NotFound(format!("message {id} in {}", self.dest.destination))
     }
@@ -309,43 +319,79 @@ impl Handle {
     }
 }
 
+/// What a queue's and a topic's state answer alike, so that the [`DestinationStore`] half of a
+/// handle is written once.
+pub(crate) trait StoredMessages {
+    fn contains(&self, id: &MessageId) -> bool;
+    /// Stores `message` with `sequence`; the caller checked the id is new.
+    fn insert(&mut self, message: Message, sequence: u64);
+    fn get(&self, id: &MessageId) -> Option<&Arc<Message>>;
+    /// Drops the message (for every subscription of a topic); false if it was not kept.
+    fn remove(&mut self, id: &MessageId) -> bool;
+    /// Drops every message; returns how many there were.
+    fn clear(&mut self) -> u64;
+    fn count(&self) -> u64;
+    fn bytes(&self) -> u64;
+    fn expired(&self, now_ms: i64, max: usize) -> Vec<MessageId>;
+}
+
 #[async_trait]
-impl QueueStore for Handle {
+impl DestinationStore for Handle {
     fn destination(&self) -> &Destination {
         &self.dest.destination
     }
 
     async fn add(&self, message: Message) -> Result<u64> {
         message.validate_for(&self.dest.destination)?;
-        self.queue(|q| {
-            if q.contains(&message.id) {
+        self.stored(|k| {
+            if k.contains(&message.id) {
                 return Err(StoreError::Duplicate(format!(
                     "message {} in {}",
                     message.id, self.dest.destination
                 )));
             }
             let seq = self.shared.next_sequence();
-            q.insert(message, seq);
+            k.insert(message, seq);
             Ok(seq)
         })
     }
 
     async fn get(&self, id: &MessageId) -> Result<Message> {
-        self.queue(|q| {
-            q.get(id)
+        self.stored(|k| {
+            k.get(id)
                 .map(|m| Message::clone(m))
                 .ok_or_else(|| self.missing(id))
         })
     }
 
     async fn remove(&self, id: &MessageId) -> Result<()> {
-        self.queue(|q| q.remove(id).map(|_| ()).ok_or_else(|| self.missing(id)))
+        self.stored(|k| {
+            if !k.remove(id) {
+                return Err(self.missing(id));
+            }
+            Ok(())
+        })
     }
 
     async fn purge(&self) -> Result<u64> {
-        self.queue(|q| Ok(q.clear()))
+        self.stored(|k| Ok(k.clear()))
     }
 
+    async fn count(&self) -> Result<u64> {
+        self.stored(|k| Ok(k.count()))
+    }
+
+    async fn bytes(&self) -> Result<u64> {
+        self.stored(|k| Ok(k.bytes()))
+    }
+
+    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
+        self.stored(|k| Ok(k.expired(now_ms, max)))
+    }
+}
+
+#[async_trait]
+impl QueueStore for Handle {
     async fn browse(&self, after: Option<OrderKey>, max: usize) -> Result<Vec<Message>> {
         self.queue(|q| Ok(q.browse(after, max)))
     }
@@ -369,49 +415,10 @@ impl QueueStore for Handle {
             Ok(())
         })
     }
-
-    async fn count(&self) -> Result<u64> {
-        self.queue(|q| Ok(q.len()))
-    }
-
-    async fn bytes(&self) -> Result<u64> {
-        self.queue(|q| Ok(q.bytes()))
-    }
-
-    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
-        self.queue(|q| Ok(q.expired(now_ms, max)))
-    }
 }
 
 #[async_trait]
 impl TopicStore for Handle {
-    fn destination(&self) -> &Destination {
-        &self.dest.destination
-    }
-
-    async fn add(&self, message: Message) -> Result<u64> {
-        message.validate_for(&self.dest.destination)?;
-        self.topic(|t| {
-            if t.contains(&message.id) {
-                return Err(StoreError::Duplicate(format!(
-                    "message {} in {}",
-                    message.id, self.dest.destination
-                )));
-            }
-            let seq = self.shared.next_sequence();
-            t.insert(message, seq);
-            Ok(seq)
-        })
-    }
-
-    async fn get(&self, id: &MessageId) -> Result<Message> {
-        self.topic(|t| {
-            t.get(id)
-                .map(|m| Message::clone(m))
-                .ok_or_else(|| self.missing(id))
-        })
-    }
-
     async fn add_subscription(&self, info: SubscriptionInfo, retroactive: bool) -> Result<()> {
         self.topic(|t| {
             if t.subscriptions.contains_key(&info.key) {
@@ -499,31 +506,5 @@ impl TopicStore for Handle {
 
     async fn pending_bytes(&self, key: &SubscriptionKey) -> Result<u64> {
         self.subscription(key, |s, _| Ok(s.pending_bytes()))
-    }
-
-    async fn remove(&self, id: &MessageId) -> Result<()> {
-        self.topic(|t| {
-            if t.remove(id) {
-                Ok(())
-            } else {
-                Err(self.missing(id))
-            }
-        })
-    }
-
-    async fn purge(&self) -> Result<u64> {
-        self.topic(|t| Ok(t.clear()))
-    }
-
-    async fn count(&self) -> Result<u64> {
-        self.topic(|t| Ok(t.len()))
-    }
-
-    async fn bytes(&self) -> Result<u64> {
-        self.topic(|t| Ok(t.bytes()))
-    }
-
-    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
-        self.topic(|t| Ok(t.expired(now_ms, max)))
     }
 }

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use store_api::{CursorPosition, MAX_PRIORITY, Message, MessageId, OrderKey};
 
+use crate::StoredMessages;
+
 /// Everything in delivery order, with the id index, the exact byte count and the cursor.
 #[derive(Debug, Default)]
 pub(crate) struct QueueState {
@@ -18,53 +20,6 @@ pub(crate) struct QueueState {
 }
 
 impl QueueState {
-    pub(crate) fn contains(&self, id: &MessageId) -> bool {
-        self.by_id.contains_key(id)
-    }
-
-    /// Stores `message` with `sequence`. The caller checked the id is new.
-    pub(crate) fn insert(&mut self, mut message: Message, sequence: u64) {
-        message.sequence = sequence;
-        let key = OrderKey::of(&message);
-        self.bytes += message.size();
-        if message.expiration != 0 {
-            self.expiring.insert((message.expiration, key));
-        }
-        self.by_id.insert(message.id.clone(), key);
-        self.by_order.insert(key, Arc::new(message));
-    }
-
-    pub(crate) fn remove(&mut self, id: &MessageId) -> Option<Arc<Message>> {
-        let key = self.by_id.remove(id)?;
-        let message = self.by_order.remove(&key)?;
-        self.bytes -= message.size();
-        if message.expiration != 0 {
-            self.expiring.remove(&(message.expiration, key));
-        }
-        Some(message)
-    }
-
-    pub(crate) fn get(&self, id: &MessageId) -> Option<&Arc<Message>> {
-        self.by_id.get(id).and_then(|k| self.by_order.get(k))
-    }
-
-    pub(crate) fn clear(&mut self) -> u64 {
-        let n = self.by_order.len() as u64;
-        self.by_order.clear();
-        self.by_id.clear();
-        self.expiring.clear();
-        self.bytes = 0;
-        n
-    }
-
-    pub(crate) fn len(&self) -> u64 {
-        self.by_order.len() as u64
-    }
-
-    pub(crate) fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
     pub(crate) fn browse(&self, after: Option<OrderKey>, max: usize) -> Vec<Message> {
         use std::ops::Bound::{Excluded, Unbounded};
         let lower = after.map_or(Unbounded, Excluded);
@@ -86,8 +41,61 @@ impl QueueState {
     pub(crate) fn key_of(&self, id: &MessageId) -> Option<OrderKey> {
         self.by_id.get(id).copied()
     }
+}
 
-    pub(crate) fn expired(&self, now_ms: i64, max: usize) -> Vec<MessageId> {
+impl StoredMessages for QueueState {
+    fn contains(&self, id: &MessageId) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// Stores `message` with `sequence`. The caller checked the id is new.
+    fn insert(&mut self, mut message: Message, sequence: u64) {
+        message.sequence = sequence;
+        let key = OrderKey::of(&message);
+        self.bytes += message.size();
+        if message.expiration != 0 {
+            self.expiring.insert((message.expiration, key));
+        }
+        self.by_id.insert(message.id.clone(), key);
+        self.by_order.insert(key, Arc::new(message));
+    }
+
+    fn get(&self, id: &MessageId) -> Option<&Arc<Message>> {
+        self.by_id.get(id).and_then(|k| self.by_order.get(k))
+    }
+
+    fn remove(&mut self, id: &MessageId) -> bool {
+        let Some(key) = self.by_id.remove(id) else {
+            return false;
+        };
+        let Some(message) = self.by_order.remove(&key) else {
+            return false;
+        };
+        self.bytes -= message.size();
+        if message.expiration != 0 {
+            self.expiring.remove(&(message.expiration, key));
+        }
+        true
+    }
+
+    fn clear(&mut self) -> u64 {
+        let n = self.by_order.len() as u64;
+        self.by_order.clear();
+        self.by_id.clear();
+        self.expiring.clear();
+        self.bytes = 0;
+        n
+    }
+
+    fn count(&self) -> u64 {
+        self.by_order.len() as u64
+    }
+
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn expired(&self, now_ms: i64, max: usize) -> Vec<MessageId> {
         expired_keys(&self.expiring, now_ms, max)
             .into_iter()
             .filter_map(|k| self.by_order.get(&k).map(|m| m.id.clone()))

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use store_api::{CursorPosition, Message, MessageId, OrderKey, SubscriptionInfo, SubscriptionKey};
 
+use crate::StoredMessages;
 use crate::queue::{expired_keys, next_batch};
 
 #[derive(Debug)]
@@ -68,48 +69,10 @@ pub(crate) struct TopicState {
 }
 
 impl TopicState {
-    pub(crate) fn contains(&self, id: &MessageId) -> bool {
-        self.by_id.contains_key(id)
-    }
-
     pub(crate) fn is_pending(&self, key: &SubscriptionKey, id: &MessageId) -> bool {
         self.subscriptions
             .get(key)
             .is_some_and(|s| s.key_of_pending(id, self).is_some())
-    }
-
-    /// Stores `message` for every current subscription; with none, it is not kept.
-    pub(crate) fn insert(&mut self, mut message: Message, sequence: u64) {
-        if self.subscriptions.is_empty() {
-            return;
-        }
-        message.sequence = sequence;
-        let key = OrderKey::of(&message);
-        let size = message.size();
-        let message = Arc::new(message);
-        for s in self.subscriptions.values_mut() {
-            s.pending.insert(key, message.clone());
-            s.bytes += size;
-        }
-        self.bytes += size;
-        if message.expiration != 0 {
-            self.expiring.insert((message.expiration, key));
-        }
-        self.by_id.insert(message.id.clone(), key);
-        self.messages.insert(
-            key,
-            Kept {
-                message,
-                refs: self.subscriptions.len(),
-            },
-        );
-    }
-
-    pub(crate) fn get(&self, id: &MessageId) -> Option<&Arc<Message>> {
-        self.by_id
-            .get(id)
-            .and_then(|k| self.messages.get(k))
-            .map(|k| &k.message)
     }
 
     /// Drops one subscription's reference; releases the message when it was the last.
@@ -179,9 +142,49 @@ impl TopicState {
             None => false,
         }
     }
+}
+
+impl StoredMessages for TopicState {
+    fn contains(&self, id: &MessageId) -> bool {
+        self.by_id.contains_key(id)
+    }
+
+    /// Stores `message` for every current subscription; with none, it is not kept.
+    fn insert(&mut self, mut message: Message, sequence: u64) {
+        if self.subscriptions.is_empty() {
+            return;
+        }
+        message.sequence = sequence;
+        let key = OrderKey::of(&message);
+        let size = message.size();
+        let message = Arc::new(message);
+        for s in self.subscriptions.values_mut() {
+            s.pending.insert(key, message.clone());
+            s.bytes += size;
+        }
+        self.bytes += size;
+        if message.expiration != 0 {
+            self.expiring.insert((message.expiration, key));
+        }
+        self.by_id.insert(message.id.clone(), key);
+        self.messages.insert(
+            key,
+            Kept {
+                message,
+                refs: self.subscriptions.len(),
+            },
+        );
+    }
+
+    fn get(&self, id: &MessageId) -> Option<&Arc<Message>> {
+        self.by_id
+            .get(id)
+            .and_then(|k| self.messages.get(k))
+            .map(|k| &k.message)
+    }
 
     /// Drops a message for every subscription.
-    pub(crate) fn remove(&mut self, id: &MessageId) -> bool {
+    fn remove(&mut self, id: &MessageId) -> bool {
         let Some(key) = self.by_id.get(id).copied() else {
             return false;
         };
@@ -196,7 +199,7 @@ impl TopicState {
         true
     }
 
-    pub(crate) fn clear(&mut self) -> u64 {
+    fn clear(&mut self) -> u64 {
         let n = self.messages.len() as u64;
         self.messages.clear();
         self.by_id.clear();
@@ -209,15 +212,15 @@ impl TopicState {
         n
     }
 
-    pub(crate) fn len(&self) -> u64 {
+    fn count(&self) -> u64 {
         self.messages.len() as u64
     }
 
-    pub(crate) fn bytes(&self) -> u64 {
+    fn bytes(&self) -> u64 {
         self.bytes
     }
 
-    pub(crate) fn expired(&self, now_ms: i64, max: usize) -> Vec<MessageId> {
+    fn expired(&self, now_ms: i64, max: usize) -> Vec<MessageId> {
         expired_keys(&self.expiring, now_ms, max)
             .into_iter()
             .filter_map(|k| self.messages.get(&k).map(|m| m.message.id.clone()))

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use store_api::{Destination, MessageId, Result, SubscriptionKey, TxOp};
 
-use crate::DestState;
+use crate::{DestState, StoredMessages};
 
 /// The locked states of every destination a transaction touches.
 pub(crate) struct Locked<'a> {

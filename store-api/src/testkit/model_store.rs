@@ -12,7 +12,7 @@ use super::model::Model;
 use crate::error::{Result, StoreError};
 use crate::message::{Destination, Message, MessageId};
 use crate::order::OrderKey;
-use crate::store::{PersistenceAdapter, QueueStore, TopicStore};
+use crate::store::{DestinationStore, PersistenceAdapter, QueueStore, TopicStore};
 use crate::transaction::{
     PreparedTransaction, SubscriptionInfo, SubscriptionKey, TransactionId, TxOp, Xid,
 };
@@ -165,7 +165,7 @@ impl ModelDestination {
 }
 
 #[async_trait]
-impl QueueStore for ModelDestination {
+impl DestinationStore for ModelDestination {
     fn destination(&self) -> &Destination {
         &self.destination
     }
@@ -186,6 +186,21 @@ impl QueueStore for ModelDestination {
         self.with(|m, d, g| m.purge(d, g))
     }
 
+    async fn count(&self) -> Result<u64> {
+        self.with(|m, d, g| m.count(d, g))
+    }
+
+    async fn bytes(&self) -> Result<u64> {
+        self.with(|m, d, g| m.bytes(d, g))
+    }
+
+    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
+        self.with(|m, d, g| m.expired(d, g, now_ms, max))
+    }
+}
+
+#[async_trait]
+impl QueueStore for ModelDestination {
     async fn browse(&self, after: Option<OrderKey>, max: usize) -> Result<Vec<Message>> {
         self.with(|m, d, g| m.browse(d, g, after, max))
     }
@@ -201,34 +216,10 @@ impl QueueStore for ModelDestination {
     async fn set_cursor_after(&self, id: &MessageId) -> Result<()> {
         self.with(|m, d, g| m.set_cursor_after(d, g, id))
     }
-
-    async fn count(&self) -> Result<u64> {
-        self.with(|m, d, g| m.count(d, g))
-    }
-
-    async fn bytes(&self) -> Result<u64> {
-        self.with(|m, d, g| m.bytes(d, g))
-    }
-
-    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
-        self.with(|m, d, g| m.expired(d, g, now_ms, max))
-    }
 }
 
 #[async_trait]
 impl TopicStore for ModelDestination {
-    fn destination(&self) -> &Destination {
-        &self.destination
-    }
-
-    async fn add(&self, message: Message) -> Result<u64> {
-        self.with(|m, d, g| m.add(d, g, message))
-    }
-
-    async fn get(&self, id: &MessageId) -> Result<Message> {
-        self.with(|m, d, g| m.get(d, g, id))
-    }
-
     async fn add_subscription(&self, info: SubscriptionInfo, retroactive: bool) -> Result<()> {
         self.with(|m, d, g| m.add_subscription(d, g, info, retroactive))
     }
@@ -276,25 +267,5 @@ impl TopicStore for ModelDestination {
 
     async fn pending_bytes(&self, key: &SubscriptionKey) -> Result<u64> {
         self.with(|m, d, g| m.pending_bytes(d, g, key))
-    }
-
-    async fn remove(&self, id: &MessageId) -> Result<()> {
-        self.with(|m, d, g| m.remove(d, g, id))
-    }
-
-    async fn purge(&self) -> Result<u64> {
-        self.with(|m, d, g| m.purge(d, g))
-    }
-
-    async fn count(&self) -> Result<u64> {
-        self.with(|m, d, g| m.count(d, g))
-    }
-
-    async fn bytes(&self) -> Result<u64> {
-        self.with(|m, d, g| m.bytes(d, g))
-    }
-
-    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
-        self.with(|m, d, g| m.expired(d, g, now_ms, max))
     }
 }

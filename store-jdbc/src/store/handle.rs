@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use store_api::{
-    CursorPosition, Destination, Message, MessageId, OrderKey, QueueStore, Result, StoreError,
-    SubscriptionInfo, SubscriptionKey, TopicStore,
+    CursorPosition, Destination, DestinationStore, Message, MessageId, OrderKey, QueueStore,
+    Result, StoreError, SubscriptionInfo, SubscriptionKey, TopicStore,
 };
 
 use super::{DestState, Shared};
@@ -39,51 +39,6 @@ impl Handle {
 
     fn no_subscription(&self, key: &SubscriptionKey) -> StoreError {
         StoreError::NotFound(format!("subscription {key} on {}", self.state.destination))
-    }
-
-    async fn add(&self, message: Message) -> Result<u64> {
-        self.check()?;
-        message.validate_for(&self.state.destination)?;
-        check_message(&message, self.shared.common.max_packet)?;
-        match self.shared.submit(Work::Add(message)).await? {
-            Done::Id(seq) => Ok(seq as u64),
-            other => Err(StoreError::InvalidArgument(format!(
-                "add answered {other:?}"
-            ))),
-        }
-    }
-
-    async fn get(&self, id: &MessageId) -> Result<Message> {
-        self.check()?;
-        let s = &self.shared;
-        let row = s
-            .pool
-            .fetch_one(
-                &s.common.st.get_message,
-                &[
-                    Arg::Str(&id.producer),
-                    Arg::I64(id.producer_seq as i64),
-                    Arg::Str(&self.state.container),
-                ],
-            )
-            .await
-            .map_err(|e| s.db("reading a message", e))?;
-        match row {
-            Some(r) => s.message(&r),
-            None => Err(self.missing(id)),
-        }
-    }
-
-    async fn purge(&self) -> Result<u64> {
-        self.check()?;
-        match self
-            .shared
-            .submit(Work::Purge(self.state.destination.clone()))
-            .await?
-        {
-            Done::Count(n) => Ok(n),
-            _ => Ok(0),
-        }
     }
 
     async fn count_bytes(&self) -> Result<(u64, u64)> {
@@ -153,34 +108,85 @@ impl Handle {
 }
 
 #[async_trait]
-impl QueueStore for Handle {
+impl DestinationStore for Handle {
     fn destination(&self) -> &Destination {
         &self.state.destination
     }
 
     async fn add(&self, message: Message) -> Result<u64> {
-        Handle::add(self, message).await
+        self.check()?;
+        message.validate_for(&self.state.destination)?;
+        check_message(&message, self.shared.common.max_packet)?;
+        match self.shared.submit(Work::Add(message)).await? {
+            Done::Id(seq) => Ok(seq as u64),
+            other => Err(StoreError::InvalidArgument(format!(
+                "add answered {other:?}"
+            ))),
+        }
     }
 
     async fn get(&self, id: &MessageId) -> Result<Message> {
-        Handle::get(self, id).await
+        self.check()?;
+        let s = &self.shared;
+        let row = s
+            .pool
+            .fetch_one(
+                &s.common.st.get_message,
+                &[
+                    Arg::Str(&id.producer),
+                    Arg::I64(id.producer_seq as i64),
+                    Arg::Str(&self.state.container),
+                ],
+            )
+            .await
+            .map_err(|e| s.db("reading a message", e))?;
+        match row {
+            Some(r) => s.message(&r),
+            None => Err(self.missing(id)),
+        }
     }
 
     async fn remove(&self, id: &MessageId) -> Result<()> {
         self.check()?;
-        self.shared
-            .submit(Work::QueueRemove(
-                self.state.destination.clone(),
-                id.clone(),
-            ))
-            .await
-            .map(|_| ())
+        let d = self.state.destination.clone();
+        let work = if d.is_queue() {
+            Work::QueueRemove(d, id.clone())
+        } else {
+            Work::TopicRemove(d, id.clone())
+        };
+        self.shared.submit(work).await.map(|_| ())
     }
 
     async fn purge(&self) -> Result<u64> {
-        Handle::purge(self).await
+        self.check()?;
+        match self
+            .shared
+            .submit(Work::Purge(self.state.destination.clone()))
+            .await?
+        {
+            Done::Count(n) => Ok(n),
+            _ => Ok(0),
+        }
     }
 
+    async fn count(&self) -> Result<u64> {
+        Ok(self.count_bytes().await?.0)
+    }
+
+    async fn bytes(&self) -> Result<u64> {
+        Ok(self.count_bytes().await?.1)
+    }
+
+    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
+        self.check()?;
+        self.shared
+            .expired(&self.state.container, now_ms, max)
+            .await
+    }
+}
+
+#[async_trait]
+impl QueueStore for Handle {
     async fn browse(&self, after: Option<OrderKey>, max: usize) -> Result<Vec<Message>> {
         self.check()?;
         self.browse_from(None, after, max).await
@@ -209,37 +215,10 @@ impl QueueStore for Handle {
         self.state.cursor.lock().await.set_after(key, last);
         Ok(())
     }
-
-    async fn count(&self) -> Result<u64> {
-        Ok(self.count_bytes().await?.0)
-    }
-
-    async fn bytes(&self) -> Result<u64> {
-        Ok(self.count_bytes().await?.1)
-    }
-
-    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
-        self.check()?;
-        self.shared
-            .expired(&self.state.container, now_ms, max)
-            .await
-    }
 }
 
 #[async_trait]
 impl TopicStore for Handle {
-    fn destination(&self) -> &Destination {
-        &self.state.destination
-    }
-
-    async fn add(&self, message: Message) -> Result<u64> {
-        Handle::add(self, message).await
-    }
-
-    async fn get(&self, id: &MessageId) -> Result<Message> {
-        Handle::get(self, id).await
-    }
-
     async fn add_subscription(&self, info: SubscriptionInfo, retroactive: bool) -> Result<()> {
         self.check()?;
         check_key(&info.key)?;
@@ -384,35 +363,5 @@ impl TopicStore for Handle {
 
     async fn pending_bytes(&self, key: &SubscriptionKey) -> Result<u64> {
         Ok(self.pending_count_bytes(key).await?.1)
-    }
-
-    async fn remove(&self, id: &MessageId) -> Result<()> {
-        self.check()?;
-        self.shared
-            .submit(Work::TopicRemove(
-                self.state.destination.clone(),
-                id.clone(),
-            ))
-            .await
-            .map(|_| ())
-    }
-
-    async fn purge(&self) -> Result<u64> {
-        Handle::purge(self).await
-    }
-
-    async fn count(&self) -> Result<u64> {
-        Ok(self.count_bytes().await?.0)
-    }
-
-    async fn bytes(&self) -> Result<u64> {
-        Ok(self.count_bytes().await?.1)
-    }
-
-    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
-        self.check()?;
-        self.shared
-            .expired(&self.state.container, now_ms, max)
-            .await
     }
 }

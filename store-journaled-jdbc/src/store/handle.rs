@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use store_api::{
-    CursorPosition, Destination, MAX_PRIORITY, Message, MessageId, OrderKey, QueueStore, Result,
-    StoreError, SubscriptionInfo, SubscriptionKey, TopicStore, TxOp,
+    CursorPosition, Destination, DestinationStore, MAX_PRIORITY, Message, MessageId, OrderKey,
+    QueueStore, Result, StoreError, SubscriptionInfo, SubscriptionKey, TopicStore, TxOp,
 };
 
 use super::{DestState, Inner};
@@ -34,10 +34,16 @@ impl Handle {
         Ok(())
     }
 
-    fn q(&self) -> Result<&Arc<dyn QueueStore>> {
-        self.queue
-            .as_ref()
-            .ok_or_else(|| StoreError::InvalidArgument(format!("{} is not a queue", self.d)))
+    /// The database's store of this destination, queue or topic.
+    fn db(&self) -> Result<Arc<dyn DestinationStore>> {
+        match (&self.queue, &self.topic) {
+            (Some(q), _) => Ok(q.clone()),
+            (_, Some(t)) => Ok(t.clone()),
+            _ => Err(StoreError::InvalidArgument(format!(
+                "{} has no store in the database",
+                self.d
+            ))),
+        }
     }
 
     fn t(&self) -> Result<&Arc<dyn TopicStore>> {
@@ -48,15 +54,6 @@ impl Handle {
 
     fn missing(&self, id: &MessageId) -> StoreError {
         StoreError::NotFound(format!("message {id} in {}", self.d))
-    }
-
-    async fn add(&self, message: Message) -> Result<u64> {
-        self.check()?;
-        message.validate_for(&self.d)?;
-        self.inner.jdbc.journaled().validate_message(&message)?;
-        let (completion, seqs) = self.inner.write(vec![TxOp::Add(message)], true).await?;
-        self.inner.durable(completion).await?;
-        Ok(seqs.first().copied().unwrap_or(0))
     }
 
     /// The subscription's pending count (or, with `bytes`, its pending bytes) in the merged view:
@@ -81,6 +78,12 @@ impl Handle {
             }
             None => db,
         })
+    }
+
+    /// Journals one ack as its own record and waits until it is durable.
+    async fn journal_one(&self, op: TxOp) -> Result<()> {
+        let (completion, _) = self.inner.write(vec![op], true).await?;
+        self.inner.durable(completion).await
     }
 
     async fn sub_exists(&self, key: &SubscriptionKey) -> Result<()> {
@@ -315,13 +318,18 @@ impl Handle {
 }
 
 #[async_trait]
-impl QueueStore for Handle {
+impl DestinationStore for Handle {
     fn destination(&self) -> &Destination {
         &self.d
     }
 
     async fn add(&self, message: Message) -> Result<u64> {
-        Handle::add(self, message).await
+        self.check()?;
+        message.validate_for(&self.d)?;
+        self.inner.jdbc.journaled().validate_message(&message)?;
+        let (completion, seqs) = self.inner.write(vec![TxOp::Add(message)], true).await?;
+        self.inner.durable(completion).await?;
+        Ok(seqs.first().copied().unwrap_or(0))
     }
 
     async fn get(&self, id: &MessageId) -> Result<Message> {
@@ -339,31 +347,72 @@ impl QueueStore for Handle {
                     return Err(self.missing(id));
                 }
             }
+            if let Some(t) = ov.topic(&self.d)
+                && let Some(k) = t.by_id.get(id)
+                && let Some(a) = t.adds.get(k)
+            {
+                return Ok(Message::clone(&a.message));
+            }
+            if self.d.is_topic() && ov.db_acked(&self.d, None, id) {
+                return Err(self.missing(id));
+            }
         }
-        self.q()?.get(id).await
+        self.db()?.get(id).await
     }
 
     async fn remove(&self, id: &MessageId) -> Result<()> {
         self.check()?;
-        let (completion, _) = self
-            .inner
-            .write(
-                vec![TxOp::QueueAck {
-                    destination: self.d.clone(),
-                    id: id.clone(),
-                }],
-                true,
-            )
-            .await?;
-        self.inner.durable(completion).await
+        if self.d.is_topic() {
+            // The journal does not carry a topic removal: the database does it after a
+            // checkpoint.
+            let db = self.db()?;
+            return self.inner.write_through(db.remove(id)).await;
+        }
+        self.journal_one(TxOp::QueueAck {
+            destination: self.d.clone(),
+            id: id.clone(),
+        })
+        .await
     }
 
     async fn purge(&self) -> Result<u64> {
         self.check()?;
-        let q = self.q()?.clone();
-        self.inner.write_through(q.purge()).await
+        let db = self.db()?;
+        self.inner.write_through(db.purge()).await
     }
 
+    async fn count(&self) -> Result<u64> {
+        self.check()?;
+        let _v = self.inner.view.read().await;
+        let db = self.db()?.count().await?;
+        let ov = self.inner.overlay.lock();
+        Ok(match (ov.queue(&self.d), ov.topic(&self.d)) {
+            (Some(q), _) => (db + q.adds.len() as u64).saturating_sub(q.removed.len() as u64),
+            (_, Some(t)) => (db + t.adds.len() as u64).saturating_sub(t.released.0),
+            _ => db,
+        })
+    }
+
+    async fn bytes(&self) -> Result<u64> {
+        self.check()?;
+        let _v = self.inner.view.read().await;
+        let db = self.db()?.bytes().await?;
+        let ov = self.inner.overlay.lock();
+        Ok(match (ov.queue(&self.d), ov.topic(&self.d)) {
+            (Some(q), _) => (db + q.add_bytes).saturating_sub(q.removed_bytes),
+            (_, Some(t)) => (db + t.add_bytes).saturating_sub(t.released.1),
+            _ => db,
+        })
+    }
+
+    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
+        self.check()?;
+        self.expired_merged(now_ms, max).await
+    }
+}
+
+#[async_trait]
+impl QueueStore for Handle {
     async fn browse(&self, after: Option<OrderKey>, max: usize) -> Result<Vec<Message>> {
         self.check()?;
         self.browse_from(None, after, max).await
@@ -392,63 +441,10 @@ impl QueueStore for Handle {
         self.state.cursor.lock().await.set_after(key, last);
         Ok(())
     }
-
-    async fn count(&self) -> Result<u64> {
-        self.check()?;
-        let _v = self.inner.view.read().await;
-        let db = self.q()?.count().await?;
-        let ov = self.inner.overlay.lock();
-        Ok(match ov.queue(&self.d) {
-            Some(q) => (db + q.adds.len() as u64).saturating_sub(q.removed.len() as u64),
-            None => db,
-        })
-    }
-
-    async fn bytes(&self) -> Result<u64> {
-        self.check()?;
-        let _v = self.inner.view.read().await;
-        let db = self.q()?.bytes().await?;
-        let ov = self.inner.overlay.lock();
-        Ok(match ov.queue(&self.d) {
-            Some(q) => (db + q.add_bytes).saturating_sub(q.removed_bytes),
-            None => db,
-        })
-    }
-
-    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
-        self.check()?;
-        self.expired_merged(now_ms, max).await
-    }
 }
 
 #[async_trait]
 impl TopicStore for Handle {
-    fn destination(&self) -> &Destination {
-        &self.d
-    }
-
-    async fn add(&self, message: Message) -> Result<u64> {
-        Handle::add(self, message).await
-    }
-
-    async fn get(&self, id: &MessageId) -> Result<Message> {
-        self.check()?;
-        let _v = self.inner.view.read().await;
-        {
-            let ov = self.inner.overlay.lock();
-            if let Some(t) = ov.topic(&self.d)
-                && let Some(k) = t.by_id.get(id)
-                && let Some(a) = t.adds.get(k)
-            {
-                return Ok(Message::clone(&a.message));
-            }
-            if ov.db_acked(&self.d, None, id) {
-                return Err(self.missing(id));
-            }
-        }
-        self.t()?.get(id).await
-    }
-
     async fn add_subscription(&self, info: SubscriptionInfo, retroactive: bool) -> Result<()> {
         self.check()?;
         let t = self.t()?.clone();
@@ -483,18 +479,12 @@ impl TopicStore for Handle {
     async fn acknowledge(&self, key: &SubscriptionKey, id: &MessageId) -> Result<()> {
         self.check()?;
         self.sub_exists(key).await?;
-        let (completion, _) = self
-            .inner
-            .write(
-                vec![TxOp::TopicAck {
-                    destination: self.d.clone(),
-                    subscription: key.clone(),
-                    id: id.clone(),
-                }],
-                true,
-            )
-            .await?;
-        self.inner.durable(completion).await
+        self.journal_one(TxOp::TopicAck {
+            destination: self.d.clone(),
+            subscription: key.clone(),
+            id: id.clone(),
+        })
+        .await
     }
 
     async fn browse_subscription(
@@ -550,44 +540,5 @@ impl TopicStore for Handle {
 
     async fn pending_bytes(&self, key: &SubscriptionKey) -> Result<u64> {
         self.pending(key, true).await
-    }
-
-    async fn remove(&self, id: &MessageId) -> Result<()> {
-        self.check()?;
-        let t = self.t()?.clone();
-        self.inner.write_through(t.remove(id)).await
-    }
-
-    async fn purge(&self) -> Result<u64> {
-        self.check()?;
-        let t = self.t()?.clone();
-        self.inner.write_through(t.purge()).await
-    }
-
-    async fn count(&self) -> Result<u64> {
-        self.check()?;
-        let _v = self.inner.view.read().await;
-        let db = self.t()?.count().await?;
-        let ov = self.inner.overlay.lock();
-        Ok(match ov.topic(&self.d) {
-            Some(t) => (db + t.adds.len() as u64).saturating_sub(t.released.0),
-            None => db,
-        })
-    }
-
-    async fn bytes(&self) -> Result<u64> {
-        self.check()?;
-        let _v = self.inner.view.read().await;
-        let db = self.t()?.bytes().await?;
-        let ov = self.inner.overlay.lock();
-        Ok(match ov.topic(&self.d) {
-            Some(t) => (db + t.add_bytes).saturating_sub(t.released.1),
-            None => db,
-        })
-    }
-
-    async fn expired(&self, now_ms: i64, max: usize) -> Result<Vec<MessageId>> {
-        self.check()?;
-        self.expired_merged(now_ms, max).await
     }
 }
