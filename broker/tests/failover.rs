@@ -9,9 +9,6 @@
 //! take-over time and the counts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../store-jdbc/tests/common/proxy.rs"]
-mod proxy;
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -23,6 +20,7 @@ use std::time::{Duration, Instant};
 use broker::client::{ConnectOptions, StompClient, connect_any};
 use broker::url::{Endpoint, parse};
 use parking_lot::Mutex;
+use test_support::proxy;
 
 const BIN: &str = env!("CARGO_BIN_EXE_broker");
 

@@ -3,6 +3,4 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-store_api::conformance_tests!(common::JdbcFactory::sqlite(), durable = true);
+store_api::conformance_tests!(test_support::JdbcFactory::sqlite(), durable = true);

@@ -9,13 +9,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use store_api::{Body, Destination, Message, MessageId, PersistenceAdapter, StoreError};
 use store_jdbc::locker::{self, LockerConfig, LockerKind, MasterLock};
 use store_jdbc::{JdbcConfig, JdbcError, JdbcStore};
+use test_support::database::{prefixed, server_url, unique_prefix};
+use test_support::{Proxy, host_port};
 
 /// A database for one test: its URL and a fresh prefix, dropped at the end.
 struct Place {
@@ -42,14 +42,14 @@ impl Place {
                 } else {
                     "POSTGRES_URL"
                 };
-                match std::env::var(var) {
-                    Ok(url) if !url.is_empty() => Some(Place {
+                match server_url(var) {
+                    Ok(url) => Some(Place {
                         url,
-                        prefix: common::unique_prefix(),
+                        prefix: unique_prefix("T"),
                         _dir: None,
                     }),
-                    _ => {
-                        eprintln!("SKIPPED: {var} is not set; `.ci/run` sets it");
+                    Err(why) => {
+                        eprintln!("SKIPPED: {why}");
                         None
                     }
                 }
@@ -77,9 +77,9 @@ impl Place {
 
     async fn cleanup(self) {
         if self._dir.is_none() {
-            let mut c = JdbcConfig::new(&self.url);
-            c.table_prefix = self.prefix.clone();
-            JdbcStore::drop_tables(&c).await.unwrap();
+            JdbcStore::drop_tables(&prefixed(&self.url, &self.prefix))
+                .await
+                .unwrap();
         }
     }
 }
@@ -248,7 +248,7 @@ async fn master_frozen_inside_a_write_transaction_is_taken_over(db: &str) {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     let Some(place) = Place::get(db) else { return };
-    let proxy = common::Proxy::start(common::host_port(&place.url)).await;
+    let proxy = Proxy::start(host_port(&place.url)).await;
     let a = locker::acquire(&place.locker(LockerKind::Lease, "a"))
         .await
         .unwrap();

@@ -5,18 +5,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::JdbcFactory;
 use store_api::{
     Body, Destination, Message, MessageId, PersistenceAdapter, SubscriptionInfo, SubscriptionKey,
     TransactionId, TxOp,
 };
 use store_jdbc::{JdbcConfig, JdbcStore};
+use test_support::database::unique_prefix;
+use test_support::{JdbcFactory, Proxy, host_port};
 
 fn msg(d: &Destination, producer: &str, n: u64) -> Message {
     Message::new(
@@ -172,7 +171,7 @@ async fn names_are_stored_literally(config: JdbcConfig) {
 /// Cutting the database connection fails the callers with a database error and leaves
 /// nothing half written; once the database is back the store carries on.
 async fn lost_connection_is_a_clear_error(url: &str, prefix: String) {
-    let proxy = common::Proxy::start(common::host_port(url)).await;
+    let proxy = Proxy::start(host_port(url)).await;
     let mut config = JdbcConfig::new(proxy.url_through(url));
     config.table_prefix = prefix;
     config.pool_size = 2;
@@ -206,7 +205,7 @@ async fn lost_connection_is_a_clear_error(url: &str, prefix: String) {
 /// proxy; in production the server's idle timeout, a restart, a DBA's KILL) succeeds: nothing
 /// of it had been sent, so the writer reconnects and carries on instead of failing it.
 async fn closed_idle_connection_is_replaced(url: &str, prefix: String) {
-    let proxy = common::Proxy::start(common::host_port(url)).await;
+    let proxy = Proxy::start(host_port(url)).await;
     let mut config = JdbcConfig::new(proxy.url_through(url));
     config.table_prefix = prefix;
     config.pool_size = 2;
@@ -280,7 +279,7 @@ macro_rules! per_server {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
                 match std::env::var($var) {
-                    Ok(url) => $scenario(&url, common::unique_prefix()).await,
+                    Ok(url) => $scenario(&url, unique_prefix("T")).await,
                     Err(_) => eprintln!("SKIPPED: {} is not set", $var),
                 }
             }

@@ -4,6 +4,4 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-store_api::conformance_tests!(common::Factory::sqlite(), durable = true);
+store_api::conformance_tests!(test_support::JournaledFactory::sqlite(), durable = true);

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
-store_api::conformance_tests!(common::Factory::sqlite_eager(), durable = true);
+store_api::conformance_tests!(
+    test_support::JournaledFactory::sqlite_eager(),
+    durable = true
+);

@@ -6,30 +6,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Factory;
 use proptest::prelude::*;
 use store_api::testkit::damage::{Damage, damage};
-use store_api::{Body, Destination, Message, MessageId, PersistenceAdapter};
-use store_journal::fs::{FileSystem, SimFs};
+use store_api::{Body, Message, MessageId, PersistenceAdapter};
+use store_journal::fs::SimFs;
 use store_journaled_jdbc::{JournaledJdbcConfig, JournaledJdbcStore};
-
-fn q() -> Destination {
-    Destination::queue("q")
-}
-
-fn body(n: u64) -> Body {
-    Body::Text(format!("{n}-{}", "z".repeat((n * 37 % 500) as usize)))
-}
+use test_support::JournaledFactory;
+use test_support::corruption::{body, check_written, damage_one, files_in, queue as q};
 
 /// Checkpoints only when asked; small journal files so the history spans several.
-fn config(f: &Factory) -> JournaledJdbcConfig {
+fn config(f: &JournaledFactory) -> JournaledJdbcConfig {
     let mut c = f.config();
     c.checkpoint_interval = Duration::from_secs(3600);
     c.checkpoint_journal_bytes = u64::MAX;
@@ -40,7 +30,7 @@ fn config(f: &Factory) -> JournaledJdbcConfig {
 /// Adds 120 messages (acking every fourth), checkpointing after the 60th, then "crashes":
 /// the store is dropped unclosed, so the journal holds everything after the checkpoint.
 /// Returns every message written and those the checkpoint put in the database.
-async fn build(f: &Factory, fs: &SimFs) -> (BTreeMap<u64, Body>, Vec<u64>) {
+async fn build(f: &JournaledFactory, fs: &SimFs) -> (BTreeMap<u64, Body>, Vec<u64>) {
     let store = JournaledJdbcStore::open_with_fs(config(f), Arc::new(fs.clone()))
         .await
         .unwrap();
@@ -67,35 +57,20 @@ async fn build(f: &Factory, fs: &SimFs) -> (BTreeMap<u64, Body>, Vec<u64>) {
     (written, checkpointed)
 }
 
-fn journal_files(fs: &SimFs, dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = fs
-        .list(dir)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|name| dir.join(name))
-        .collect();
-    out.sort();
-    out
-}
-
 async fn attack(
     file: prop::sample::Index,
     at: prop::sample::Index,
     d: Damage,
 ) -> Result<(), TestCaseError> {
-    let f = Factory::sqlite();
+    let f = JournaledFactory::sqlite();
     let fs = SimFs::new();
     let (written, checkpointed) = build(&f, &fs).await;
     let dir = config(&f).journal_directory;
-    let all = journal_files(&fs, &dir);
+    let all = files_in(&fs, &[&dir]);
     prop_assert!(!all.is_empty(), "the crash left no journal");
-    let path = &all[file.index(all.len())];
-    let mut bytes = fs.contents(path).unwrap();
-    if bytes.is_empty() {
+    if !damage_one(&fs, &all, file, at, &d) {
         return Ok(());
     }
-    d.apply(&mut bytes, at);
-    fs.set_contents(path, bytes).unwrap();
     let opened = tokio::time::timeout(
         Duration::from_secs(60),
         JournaledJdbcStore::open_with_fs(config(&f), Arc::new(fs.clone())),
@@ -120,16 +95,7 @@ async fn attack(
     let queue = store.queue_store(&q()).await.unwrap();
     let messages = queue.browse(None, usize::MAX).await.unwrap();
     let present: Vec<u64> = messages.iter().map(|m| m.id.producer_seq).collect();
-    for m in &messages {
-        let n = m.id.producer_seq;
-        prop_assert_eq!(m.id.producer.as_ref(), "p", "a message nobody wrote");
-        prop_assert_eq!(
-            Some(&m.body),
-            written.get(&n),
-            "message {} came back different",
-            n
-        );
-    }
+    check_written(&messages, &written)?;
     // The journal's damage can only cost what it alone held.
     for n in &checkpointed {
         prop_assert!(

@@ -4,18 +4,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Factory;
 use store_api::{
     Body, Destination, Message, MessageId, PersistenceAdapter, StoreError, SubscriptionInfo,
     SubscriptionKey, TransactionId, TxOp,
 };
 use store_journal::fs::{Crash, SimFs};
 use store_journaled_jdbc::{JournaledJdbcConfig, JournaledJdbcStore};
+use test_support::JournaledFactory;
 
 fn msg(d: &Destination, n: u64) -> Message {
     Message::new(
@@ -26,7 +24,7 @@ fn msg(d: &Destination, n: u64) -> Message {
 }
 
 /// Checkpoints only when asked.
-fn manual(f: &Factory) -> JournaledJdbcConfig {
+fn manual(f: &JournaledFactory) -> JournaledJdbcConfig {
     let mut c = f.config();
     c.checkpoint_interval = Duration::from_secs(3600);
     c.checkpoint_journal_bytes = u64::MAX;
@@ -35,7 +33,7 @@ fn manual(f: &Factory) -> JournaledJdbcConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adds_acked_within_a_cycle_write_no_rows() {
-    let f = Factory::sqlite();
+    let f = JournaledFactory::sqlite();
     let store = JournaledJdbcStore::open(manual(&f)).await.unwrap();
     let q = Destination::queue("orders");
     let t = Destination::topic("prices");
@@ -175,7 +173,7 @@ async fn check(store: &JournaledJdbcStore) {
 }
 
 async fn power_loss(crash: Crash) {
-    let f = Factory::sqlite();
+    let f = JournaledFactory::sqlite();
     let fs = SimFs::new();
     let store = JournaledJdbcStore::open_with_fs(manual(&f), Arc::new(fs.clone()))
         .await
@@ -215,7 +213,7 @@ async fn power_loss_with_a_torn_write_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_trim_the_journal() {
-    let f = Factory::sqlite();
+    let f = JournaledFactory::sqlite();
     let mut config = manual(&f);
     config.max_file_length = 64 * 1024;
     let store = JournaledJdbcStore::open(config).await.unwrap();
@@ -252,7 +250,7 @@ async fn checkpoints_trim_the_journal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_locker_is_refused() {
-    let f = Factory::sqlite();
+    let f = JournaledFactory::sqlite();
     let mut config = f.config();
     config.jdbc.fence = Some(store_jdbc::Fence::new());
     let err = JournaledJdbcStore::open(config).await.unwrap_err();
@@ -264,7 +262,7 @@ async fn a_database_locker_is_refused() {
 /// the database holds (checkpointed in this run, or found there at open) is still refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_of_checkpointed_ids_are_refused() {
-    let f = Factory::sqlite();
+    let f = JournaledFactory::sqlite();
     let q = Destination::queue("orders");
     let store = JournaledJdbcStore::open(manual(&f)).await.unwrap();
     let queue = store.queue_store(&q).await.unwrap();

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +16,9 @@ use store_api::testkit::damage::{Damage, damage};
 use store_api::{
     Body, Destination, Message, MessageId, PersistenceAdapter, SubscriptionInfo, SubscriptionKey,
 };
-use store_journal::fs::{FileSystem, SimFs};
+use store_journal::fs::SimFs;
 use store_kahadb::{KahaDbConfig, KahaDbStore};
+use test_support::corruption::{body, check_written, damage_one, files_in, queue as q};
 
 /// Which engine's files: KahaDB's page file, or AMQ's snapshots (`store-amq`).
 #[derive(Debug, Clone, Copy)]
@@ -47,14 +48,6 @@ fn open(
             Arc::new(AmqStore::open_with_fs(c, fs)?)
         }
     })
-}
-
-fn q() -> Destination {
-    Destination::queue("q")
-}
-
-fn body(n: u64) -> Body {
-    Body::Text(format!("{n}-{}", "y".repeat((n * 37 % 500) as usize)))
 }
 
 /// A store with some history (adds, acks, a durable subscription, checkpoints), closed; returns
@@ -103,15 +96,9 @@ fn build(layout: IndexLayout) -> (SimFs, BTreeMap<u64, Body>) {
     (fs, written)
 }
 
-fn files(fs: &SimFs) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for dir in ["/store", "/store/journal", "/store/kr-store"] {
-        for name in fs.list(std::path::Path::new(dir)).unwrap_or_default() {
-            out.push(PathBuf::from(dir).join(name));
-        }
-    }
-    out.sort();
-    out
+fn files(fs: &SimFs) -> Vec<std::path::PathBuf> {
+    let dirs = ["/store", "/store/journal", "/store/kr-store"].map(Path::new);
+    files_in(fs, &dirs)
 }
 
 fn attack(
@@ -121,14 +108,9 @@ fn attack(
     d: Damage,
 ) -> Result<(), TestCaseError> {
     let (fs, written) = build(layout);
-    let all = files(&fs);
-    let path = &all[file.index(all.len())];
-    let mut bytes = fs.contents(path).unwrap();
-    if bytes.is_empty() {
+    if !damage_one(&fs, &files(&fs), file, at, &d) {
         return Ok(());
     }
-    d.apply(&mut bytes, at);
-    fs.set_contents(path, bytes).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -144,16 +126,7 @@ fn attack(
         if let Ok(queue) = store.queue_store(&q()).await
             && let Ok(messages) = queue.browse(None, usize::MAX).await
         {
-            for m in messages {
-                let n = m.id.producer_seq;
-                prop_assert_eq!(m.id.producer.as_ref(), "p", "a message nobody wrote");
-                prop_assert_eq!(
-                    Some(&m.body),
-                    written.get(&n),
-                    "message {} came back different",
-                    n
-                );
-            }
+            check_written(&messages, &written)?;
         }
         let _ = store.close().await;
         Ok(())

@@ -15,6 +15,7 @@ use store_api::PersistenceAdapter;
 use store_jdbc::{JdbcConfig, JdbcStore};
 use store_journaled_jdbc::{JournaledJdbcConfig, JournaledJdbcStore};
 use store_kahadb::{KahaDbConfig, KahaDbStore};
+use test_support::database::{server_url, unique_prefix};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -86,21 +87,14 @@ impl Place {
     /// A place in `dir`, or the reason the test must skip (a server variable is not set).
     pub fn new(engine: Engine, dir: &Path) -> Result<Place, String> {
         let url = match engine.server_var() {
-            Some(var) => match std::env::var(var) {
-                Ok(url) if !url.is_empty() => Some(url),
-                _ => return Err(format!("{var} is not set; `.ci/run` sets it")),
-            },
+            Some(var) => Some(server_url(var)?),
             None => Some(format!("sqlite:{}", dir.join("store.db").display())),
         };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
         Ok(Place {
             engine,
             dir: dir.to_path_buf(),
             url,
-            prefix: format!("C{:x}_{:x}_", std::process::id(), nanos),
+            prefix: unique_prefix("C"),
         })
     }
 

@@ -2,7 +2,6 @@
 //! like a user's, and helpers to receive with a deadline.
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use broker_core::config::{BrokerSection, ConfigError, CoreConfig, LimitsSection, PolicySection};
@@ -10,6 +9,7 @@ use broker_core::{Broker, Consumer, Received};
 use engines::{EngineConfig, LockerSection, PersistenceSection};
 use serde::Deserialize;
 use tempfile::TempDir;
+use test_support::database::{prefixed, server_url, unique_prefix};
 
 /// The sections of `broker.toml` that the core and the engines read (the program's
 /// `[transports]` and `[[users]]` are not used here).
@@ -72,8 +72,6 @@ impl Engine {
     }
 }
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
 /// A broker's config on one engine in a temporary directory, and what to clean up.
 pub struct Env {
     pub dir: TempDir,
@@ -87,15 +85,11 @@ impl Env {
     pub fn new(engine: Engine, extra: &str) -> Option<Env> {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().display().to_string();
-        let prefix = format!(
-            "bc{}_{}_",
-            std::process::id() % 100_000,
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let db_url = |var: &str| match std::env::var(var) {
-            Ok(u) if !u.is_empty() => Some(u),
-            _ => {
-                println!("SKIPPED: {engine:?}: {var} is not set");
+        let prefix = unique_prefix("bc");
+        let db_url = |var: &str| match server_url(var) {
+            Ok(u) => Some(u),
+            Err(why) => {
+                println!("SKIPPED: {engine:?}: {why}");
                 None
             }
         };
@@ -156,9 +150,7 @@ impl Env {
     /// Drops the tables a database engine created.
     pub async fn cleanup(self) {
         if let Some((url, prefix)) = &self.jdbc {
-            let mut c = store_jdbc::JdbcConfig::new(url.clone());
-            c.table_prefix = prefix.clone();
-            store_jdbc::JdbcStore::drop_tables(&c)
+            store_jdbc::JdbcStore::drop_tables(&prefixed(url, prefix))
                 .await
                 .expect("drop tables");
         }

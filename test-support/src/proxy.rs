@@ -1,7 +1,5 @@
-//! A TCP proxy a test can cut or freeze, shared by the store-jdbc and broker tests.
-
-// Each test crate that includes this file uses part of it.
-#![allow(dead_code)]
+//! A TCP proxy a test can cut or freeze, between a client and its server (the store-jdbc
+//! lockers' tests, the broker's fail-over through a lost database connection).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -1,35 +1,20 @@
-//! Test places: a journal in a temp dir in front of a SQLite file there, or of a fresh table
-//! prefix on the MariaDB/MySQL server `MYSQL_URL` names (dropped afterwards).
-
-#![allow(dead_code)]
+//! Test places for the journaled JDBC engine: a journal in a temp dir in front of a SQLite
+//! file there, or of a fresh table prefix on the MariaDB/MySQL server `MYSQL_URL` names
+//! (dropped afterwards).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use store_api::testkit::StoreFactory;
 use store_api::{PersistenceAdapter, Result};
-use store_jdbc::{JdbcConfig, JdbcStore};
+use store_jdbc::JdbcConfig;
 use store_journaled_jdbc::{JournaledJdbcConfig, JournaledJdbcStore};
 use tempfile::TempDir;
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
+use crate::database::{drop_tables_blocking, server_url, unique_prefix};
 
-pub fn unique_prefix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "J{:x}_{:x}_{:x}_",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed),
-        nanos & 0xffff
-    )
-}
-
-pub struct Factory {
+pub struct JournaledFactory {
     /// Checkpoint after every journal record instead of every 64 KiB.
     pub eager: bool,
     pub dir: TempDir,
@@ -38,13 +23,13 @@ pub struct Factory {
     server: bool,
 }
 
-impl Factory {
+impl JournaledFactory {
     pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite:{}", dir.path().join("store.db").display());
         let mut jdbc = JdbcConfig::new(url);
         jdbc.pool_size = 4;
-        Factory {
+        JournaledFactory {
             eager: false,
             dir,
             jdbc: Some(jdbc),
@@ -56,19 +41,19 @@ impl Factory {
     /// SQLite, checkpointing after every change: reads go through the database part of the
     /// merge far more often.
     pub fn sqlite_eager() -> Self {
-        let mut f = Factory::sqlite();
+        let mut f = JournaledFactory::sqlite();
         f.eager = true;
         f
     }
 
     pub fn mysql() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        match std::env::var("MYSQL_URL") {
-            Ok(url) if !url.is_empty() => {
+        match server_url("MYSQL_URL") {
+            Ok(url) => {
                 let mut jdbc = JdbcConfig::new(url);
-                jdbc.table_prefix = unique_prefix();
+                jdbc.table_prefix = unique_prefix("J");
                 jdbc.pool_size = 4;
-                Factory {
+                JournaledFactory {
                     eager: false,
                     dir,
                     jdbc: Some(jdbc),
@@ -76,11 +61,11 @@ impl Factory {
                     server: true,
                 }
             }
-            _ => Factory {
+            Err(why) => JournaledFactory {
                 eager: false,
                 dir,
                 jdbc: None,
-                skip: Some("MYSQL_URL is not set; `.ci/run` sets it".into()),
+                skip: Some(why),
                 server: false,
             },
         }
@@ -97,28 +82,19 @@ impl Factory {
     }
 }
 
-impl Drop for Factory {
+impl Drop for JournaledFactory {
     fn drop(&mut self) {
         let Some(config) = self.jdbc.take() else {
             return;
         };
-        if !self.server {
-            return;
+        if self.server {
+            drop_tables_blocking(config);
         }
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                let _ = rt.block_on(JdbcStore::drop_tables(&config));
-            }
-        })
-        .join();
     }
 }
 
 #[async_trait]
-impl StoreFactory for Factory {
+impl StoreFactory for JournaledFactory {
     async fn open(&self) -> Result<Arc<dyn PersistenceAdapter>> {
         Ok(Arc::new(JournaledJdbcStore::open(self.config()).await?))
     }

@@ -2,10 +2,7 @@
 //! the MariaDB/MySQL or PostgreSQL server named by `MYSQL_URL` / `POSTGRES_URL`. Tables are
 //! dropped when the factory is.
 
-#![allow(dead_code)]
-
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use store_api::testkit::StoreFactory;
@@ -13,21 +10,7 @@ use store_api::{PersistenceAdapter, Result};
 use store_jdbc::{JdbcConfig, JdbcStore};
 use tempfile::TempDir;
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
-
-/// A table prefix no other test (in this process or another) uses.
-pub fn unique_prefix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "T{:x}_{:x}_{:x}_",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed),
-        nanos & 0xffff
-    )
-}
+use crate::database::{drop_tables_blocking, server_url, unique_prefix};
 
 pub struct JdbcFactory {
     pub config: Option<JdbcConfig>,
@@ -50,10 +33,10 @@ impl JdbcFactory {
 
     /// A fresh prefix on the server `var` names, or a skip when it is not set.
     pub fn from_env(var: &str) -> Self {
-        match std::env::var(var) {
-            Ok(url) if !url.is_empty() => {
+        match server_url(var) {
+            Ok(url) => {
                 let mut config = JdbcConfig::new(url);
-                config.table_prefix = unique_prefix();
+                config.table_prefix = unique_prefix("T");
                 config.pool_size = 4;
                 JdbcFactory {
                     config: Some(config),
@@ -61,9 +44,9 @@ impl JdbcFactory {
                     _dir: None,
                 }
             }
-            _ => JdbcFactory {
+            Err(why) => JdbcFactory {
                 config: None,
-                skip: Some(format!("{var} is not set; `.ci/run` sets it")),
+                skip: Some(why),
                 _dir: None,
             },
         }
@@ -90,17 +73,7 @@ impl Drop for JdbcFactory {
         if self._dir.is_some() {
             return; // the temp dir goes with its file
         }
-        // Drop may run inside a runtime, where another cannot block: use a thread.
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                && let Err(e) = rt.block_on(JdbcStore::drop_tables(&config))
-            {
-                eprintln!("could not drop test tables {}*: {e}", config.table_prefix);
-            }
-        })
-        .join();
+        drop_tables_blocking(config);
     }
 }
 
@@ -118,7 +91,3 @@ impl StoreFactory for JdbcFactory {
         self.skip.clone()
     }
 }
-
-mod proxy;
-#[allow(unused_imports)]
-pub use proxy::{Proxy, host_port};
