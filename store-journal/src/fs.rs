@@ -101,10 +101,8 @@ impl File for RealFile {
     fn allocate(&self, len: u64) -> io::Result<()> {
         // Reserve the blocks in one call (contiguous, and a full disk fails here rather than in
         // the middle of a batch), then write zeros over them: fallocate leaves its extents
-        // "unwritten", and every fdatasync after the first write into one must also convert it.
-        // Measured on the development VM (a Python pwrite+fdatasync probe): 96 µs per 9 KiB
-        // write+fdatasync into fallocated blocks, 79 µs into zeroed ones (16 KiB: 112 vs 84);
-        // KahaDB with 16 writers went from ~74k to ~96k adds/s. This is ActiveMQ's
+        // "unwritten", and every fdatasync after the first write into one must also convert it
+        // (a cost measured in the README's Benchmarks section). This is ActiveMQ's
         // `preallocationStrategy=zeros`. The zeros are written by the journal's helper thread,
         // ahead of need.
         rustix::fs::fallocate(&self.0, rustix::fs::FallocateFlags::empty(), 0, len)

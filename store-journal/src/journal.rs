@@ -1,9 +1,10 @@
-//! The journal handle: configuration, appends, reads by location, replay and file deletion.
+//! The journal handle: appends, reads by location, replay and file deletion. The writers it
+//! starts, and the state they share with it, are in [`crate::writer`].
 
-use std::collections::{BTreeMap, VecDeque};
-use std::path::{Path, PathBuf};
+use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -12,99 +13,15 @@ use store_api::SyncPolicy;
 use tokio::sync::oneshot;
 
 use crate::Location;
+use crate::config::JournalConfig;
 use crate::error::{JournalError, Result};
-use crate::format::{self, BATCH_HEADER_LEN, FILE_HEADER_LEN, Layout, RECORD_HEADER_LEN};
+use crate::format::{self, BATCH_HEADER_LEN, Layout, RECORD_HEADER_LEN};
 use crate::fs::{File, FileSystem};
 use crate::recovery::{BatchAt, find_valid_batch, read_batch};
+use crate::writer::{self, Counters, PendingBatch, Queue, Shared};
 
 /// What a new batch's buffer holds before it must grow: 16 one-KiB appends.
 const BATCH_INITIAL_CAPACITY: usize = 16 << 10;
-
-/// A write+fsync slower than this is a disk in trouble: for [`LEAD_COOL_DOWN`] after one, the
-/// writer thread does all the I/O, so that a disk that stalls holds up a runtime worker at most
-/// once per stall. Not lower: on the development VM groups of 1–11 ms come several times a second
-/// while something else writes to the disk (the zero-filling of the next journal file does; a 1 ms
-/// limit kept leader writes off most of the time and lost most of their gain: ×0.81 at one
-/// writer, ×0.88 at 16, load example).
-pub(crate) const LEAD_STALL: Duration = Duration::from_millis(20);
-pub(crate) const LEAD_COOL_DOWN: Duration = Duration::from_secs(1);
-
-/// What to do when recovery finds damage followed by valid data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RecoveryMode {
-    /// Refuse to open, naming the file and offset (the default): silently dropping data that
-    /// was acknowledged is worse than stopping.
-    #[default]
-    Strict,
-    /// Skip damaged ranges, logging each one (ActiveMQ's `ignoreMissingJournalfiles`).
-    SkipCorrupt,
-}
-
-/// How the journal is laid out and written.
-#[derive(Debug, Clone)]
-pub struct JournalConfig {
-    pub directory: PathBuf,
-    /// File names are `{prefix}{id}{suffix}`: `db-` + `.log` for KahaDB, `data-` + `` for AMQ.
-    pub file_prefix: String,
-    pub file_suffix: String,
-    /// A data file is not extended past this unless one record alone is larger.
-    pub max_file_length: u64,
-    /// A batch (one write, at most one fsync) holds at most this many bytes, unless one append
-    /// alone is larger.
-    pub max_write_batch_size: usize,
-    pub sync: SyncPolicy,
-    /// Reserve each new file's blocks for its full length when it is created (ahead of need,
-    /// on a helper thread), so later appends do not change the file's size and `fdatasync`
-    /// has no allocation metadata to write.
-    pub preallocate: bool,
-    pub recovery: RecoveryMode,
-    /// Under [`SyncPolicy::Always`], how many group commits may be in flight at once, each
-    /// written and fsynced by its own writer thread and answered in journal order; the other
-    /// policies always use 1. The default is 1: on the 2-core development VM two in flight
-    /// measured 80.5k adds/s against 83.6k for one (KahaDB, 16 writers, criterion), although
-    /// its disk runs two flushes at ~1.5x the rate of one — the second thread's wake-ups cost
-    /// more CPU than the overlap saves. A machine with more cores and a deep-queue disk
-    /// (NVMe) is where more than one pays.
-    pub writes_in_flight: usize,
-    /// Under [`SyncPolicy::Always`] with one write in flight: the append that completes a group
-    /// writes and fsyncs it on its own thread when its completion is awaited (or dropped),
-    /// instead of waking the writer thread.
-    pub leader_writes: bool,
-}
-
-impl JournalConfig {
-    /// ActiveMQ's defaults: 32 MiB files, 4 MiB batches, sync always, preallocated.
-    pub fn new(directory: impl Into<PathBuf>, file_prefix: &str, file_suffix: &str) -> Self {
-        JournalConfig {
-            directory: directory.into(),
-            file_prefix: file_prefix.into(),
-            file_suffix: file_suffix.into(),
-            max_file_length: 32 * 1024 * 1024,
-            max_write_batch_size: 4 * 1024 * 1024,
-            sync: SyncPolicy::Always,
-            preallocate: true,
-            recovery: RecoveryMode::Strict,
-            writes_in_flight: 1,
-            leader_writes: true,
-        }
-    }
-
-    pub(crate) fn file_name(&self, id: u32) -> String {
-        format!("{}{id}{}", self.file_prefix, self.file_suffix)
-    }
-
-    pub(crate) fn path_of(&self, id: u32) -> PathBuf {
-        self.directory.join(self.file_name(id))
-    }
-
-    /// The id in a data file's name, if it is one of ours.
-    pub(crate) fn parse_file_name(&self, name: &str) -> Option<u32> {
-        name.strip_prefix(&self.file_prefix)?
-            .strip_suffix(&self.file_suffix)?
-            .parse()
-            .ok()
-    }
-}
 
 /// Counters, for benchmarks and monitoring. `fsyncs` counts `fdatasync` calls on data files and
 /// `fsync_micros` the time spent in them, so that `fsync_micros / fsyncs` is the disk's latency
@@ -117,153 +34,6 @@ pub struct JournalStats {
     pub fsyncs: u64,
     pub fsync_micros: u64,
     pub bytes: u64,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) appends: AtomicU64,
-    pub(crate) records: AtomicU64,
-    pub(crate) batches: AtomicU64,
-    pub(crate) fsyncs: AtomicU64,
-    pub(crate) fsync_micros: AtomicU64,
-    pub(crate) bytes: AtomicU64,
-}
-
-/// An append waiting for its batch to be written.
-pub(crate) struct PendingBatch {
-    pub(crate) file: u32,
-    pub(crate) start: u64,
-    /// `BATCH_HEADER_LEN` placeholder bytes for the batch header, then the records.
-    pub(crate) buf: Vec<u8>,
-    pub(crate) waiters: Vec<oneshot::Sender<Result<()>>>,
-    /// Some append in it must be fsynced whatever the policy (an XA prepare).
-    pub(crate) force_sync: bool,
-}
-
-pub(crate) struct Queue {
-    pub(crate) closed_batches: VecDeque<PendingBatch>,
-    pub(crate) open: Option<PendingBatch>,
-    /// Where the next batch starts.
-    pub(crate) tail_file: u32,
-    pub(crate) tail_offset: u64,
-    /// Set to make the writer fsync what it has written (periodic policy, explicit `sync`).
-    pub(crate) sync_requested: Vec<oneshot::Sender<Result<()>>>,
-    pub(crate) shutdown: bool,
-    /// Writer threads asleep on `work`: only then does an append pay for a wake-up.
-    pub(crate) writers_waiting: usize,
-    /// How many appends waiting to be taken the writers asleep on `work` want before being
-    /// woken: 1 when idle, the size of the group it aims for while one gathers. A writer woken
-    /// by every append of a group it is gathering, only to go back to sleep, costs a context
-    /// switch each time on the cores the appenders need.
-    pub(crate) wake_at: usize,
-    pub(crate) pipeline: crate::writer::Pipeline,
-    /// A group an appender took to write itself, until it (or anyone else) starts it.
-    pub(crate) lead: Option<crate::writer::Group>,
-}
-
-impl Queue {
-    /// Appends waiting to be written.
-    pub(crate) fn pending_appends(&self) -> usize {
-        self.closed_batches
-            .iter()
-            .chain(self.open.iter())
-            .map(|b| b.waiters.len())
-            .sum()
-    }
-}
-
-pub(crate) struct Shared {
-    pub(crate) config: JournalConfig,
-    pub(crate) fs: Arc<dyn FileSystem>,
-    pub(crate) queue: Mutex<Queue>,
-    pub(crate) work: Condvar,
-    /// Where writer threads wait for their turn to gather a group.
-    pub(crate) turn: Condvar,
-    /// The data file being created ahead of need.
-    pub(crate) next_file: Mutex<crate::writer::NextFile>,
-    pub(crate) files: Mutex<BTreeMap<u32, Arc<dyn File>>>,
-    /// The layout of each data file, from its header.
-    pub(crate) layouts: Mutex<BTreeMap<u32, Layout>>,
-    /// Everything before this location is written (maybe not yet synced).
-    pub(crate) written: Mutex<Location>,
-    pub(crate) written_cv: Condvar,
-    pub(crate) poisoned: Mutex<Option<String>>,
-    /// The state of the writer that appenders leading a group use.
-    pub(crate) leader: Mutex<Option<crate::writer::WriterState>>,
-    pub(crate) closed: AtomicBool,
-    pub(crate) counters: Counters,
-}
-
-impl Shared {
-    pub(crate) fn poison(&self, why: String) {
-        let mut p = self.poisoned.lock();
-        if p.is_none() {
-            tracing::error!(journal = %self.config.directory.display(), "journal poisoned: {why}");
-            *p = Some(why);
-        }
-    }
-
-    pub(crate) fn writer_threads(&self) -> usize {
-        match self.config.sync {
-            SyncPolicy::Always => self.config.writes_in_flight.max(1),
-            _ => 1,
-        }
-    }
-
-    fn stop_writers(&self, writers: &Mutex<Vec<JoinHandle<()>>>) {
-        self.queue.lock().shutdown = true;
-        self.work.notify_all();
-        self.turn.notify_all();
-        for h in writers.lock().drain(..) {
-            let _ = h.join();
-        }
-        if let Some((_, h)) = self.next_file.lock().take() {
-            let _ = h.join();
-        }
-    }
-
-    pub(crate) fn check_writable(&self) -> Result<()> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(JournalError::Closed);
-        }
-        if let Some(why) = &*self.poisoned.lock() {
-            return Err(JournalError::Poisoned(why.clone()));
-        }
-        Ok(())
-    }
-
-    pub(crate) fn file(&self, id: u32) -> Result<Arc<dyn File>> {
-        if let Some(f) = self.files.lock().get(&id) {
-            return Ok(f.clone());
-        }
-        let path = self.config.path_of(id);
-        let f = self
-            .fs
-            .open(&path, false)
-            .map_err(|e| JournalError::io(format!("opening {}", path.display()), e))?;
-        self.files.lock().insert(id, f.clone());
-        Ok(f)
-    }
-
-    /// The layout of data file `id`: from the map, or from the file's header.
-    pub(crate) fn layout(&self, id: u32, file: &dyn File) -> Result<Layout> {
-        if let Some(l) = self.layouts.lock().get(&id) {
-            return Ok(*l);
-        }
-        let path = self.config.path_of(id);
-        let mut header = [0u8; FILE_HEADER_LEN as usize];
-        file.read_exact_at(&mut header, 0).map_err(|e| {
-            JournalError::io(format!("reading the header of {}", path.display()), e)
-        })?;
-        let layout =
-            format::check_file_header(&header, id).map_err(|reason| JournalError::Corrupt {
-                file: path,
-                offset: 0,
-                reason,
-            })?;
-        self.layouts.lock().insert(id, layout);
-        Ok(layout)
-    }
 }
 
 /// Resolves when an append is written (and synced, per the policy).
@@ -286,7 +56,7 @@ impl Completion {
     /// Writes the group this append took, if it has not been yet (see [`Journal::append`]).
     fn run_lead(&mut self) {
         if let Some(shared) = self.lead.take() {
-            crate::writer::run_lead(&shared);
+            writer::run_lead(&shared);
         }
     }
 
@@ -360,7 +130,7 @@ impl Journal {
                 shutdown: false,
                 writers_waiting: 0,
                 wake_at: 1,
-                pipeline: crate::writer::Pipeline::new(tail),
+                pipeline: writer::Pipeline::new(tail),
                 lead: None,
             }),
             work: Condvar::new(),
@@ -385,7 +155,7 @@ impl Journal {
             let writer_shared = shared.clone();
             let handle = std::thread::Builder::new()
                 .name("journal-writer".into())
-                .spawn(move || crate::writer::run(writer_shared))
+                .spawn(move || writer::run(writer_shared))
                 .map_err(|e| JournalError::io("starting a journal writer thread", e))?;
             journal.writers.lock().push(handle);
         }
@@ -474,7 +244,7 @@ impl Journal {
         // appender would only sleep through the I/O anyway.
         let lead = wake && self.may_lead(&q);
         if lead {
-            q.lead = Some(crate::writer::take_group(&self.shared, &mut q));
+            q.lead = Some(writer::take_group(&self.shared, &mut q));
         }
         drop(q);
         if wake && !lead {
@@ -501,8 +271,9 @@ impl Journal {
     /// Whether an append that completes a group may write it itself (see [`Journal::append`]):
     /// only under `always` with one write in flight and none in flight now; only on a thread
     /// that may block (not a single-threaded runtime, whose every task would wait through the
-    /// I/O; a multi-threaded runtime's other workers go on); not within [`LEAD_COOL_DOWN`] of a
-    /// write+fsync slower than [`LEAD_STALL`]; and not for a group that starts a data file.
+    /// I/O; a multi-threaded runtime's other workers go on); not within
+    /// [`writer::LEAD_COOL_DOWN`] of a write+fsync slower than [`writer::LEAD_STALL`]; and not for
+    /// a group that starts a data file.
     fn may_lead(&self, q: &Queue) -> bool {
         let cfg = &self.shared.config;
         // A group that moves the journal to another data file may have to wait for the file
@@ -552,7 +323,7 @@ impl Journal {
         if *self.shared.written.lock() <= loc {
             // It may be in a group an appender took and has not started: write it here
             // rather than wait for that appender.
-            crate::writer::run_lead(&self.shared);
+            writer::run_lead(&self.shared);
         }
         {
             let mut written = self.shared.written.lock();
@@ -698,7 +469,7 @@ impl Journal {
 
     /// Writes and syncs everything enqueued, then stops the writer. Later calls fail `Closed`.
     pub fn close(&self) -> Result<()> {
-        crate::writer::run_lead(&self.shared);
+        writer::run_lead(&self.shared);
         let sync = self.sync();
         let synced = if self.shared.check_writable().is_ok() {
             sync.wait()

@@ -21,6 +21,7 @@
 //! - after a failed write or fsync the journal is poisoned: every later append fails until it is
 //!   reopened.
 
+mod config;
 pub mod error;
 pub mod format;
 pub mod fs;
@@ -28,10 +29,9 @@ mod journal;
 mod recovery;
 mod writer;
 
+pub use config::{JournalConfig, RecoveryMode};
 pub use error::{JournalError, Result};
-pub use journal::{
-    Appended, Completion, Journal, JournalConfig, JournalStats, RecoveryMode, Replay,
-};
+pub use journal::{Appended, Completion, Journal, JournalStats, Replay};
 pub use store_api::SyncPolicy;
 
 /// Where a record starts: data file id and byte offset of its record header. Ordered as the

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
 
+use crate::config::{JournalConfig, RecoveryMode};
 use crate::error::{JournalError, Result};
 use crate::format::{self, BatchHeader, FILE_HEADER_LEN, Layout};
 use crate::fs::{File, FileSystem};
-use crate::journal::{JournalConfig, RecoveryMode};
 
 pub(crate) struct Recovered {
     pub(crate) files: BTreeMap<u32, Arc<dyn File>>,

@@ -1,53 +1,212 @@
-//! The writer threads: group commit, pipelined. A writer takes every append enqueued since the
-//! last group (of one data file), writes them with one `write` and, when the policy asks, one
-//! `fdatasync`. Under `always` up to `writes_in_flight` writers do this at once, each with its
-//! own group: while one group is on the disk, the appenders the previous one released form the
-//! next, and a disk with a queue runs two flushes in little more time than one. Groups are
-//! answered strictly in journal order, so an append is acknowledged only when it and everything
-//! before it is durable; each batch header says how far its file was durable when it was written
-//! (`synced_to`), which is what lets recovery cut a group that reached the disk before an earlier
-//! one did (see [`mod@crate::format`]).
+//! The writer threads, and the state they share with the journal handle ([`Shared`]: the queue
+//! of appends waiting to be written, the open data files, the poison, the counters).
+//!
+//! Group commit, pipelined. A writer takes every append enqueued since the last group (of one
+//! data file), writes them with one `write` and, when the policy asks, one `fdatasync`. Under
+//! `always` up to `writes_in_flight` writers do this at once, each with its own group: while one
+//! group is on the disk, the appenders the previous one released form the next, and a disk with a
+//! queue runs two flushes in little more time than one. Groups are answered strictly in journal
+//! order, so an append is acknowledged only when it and everything before it is durable; each
+//! batch header says how far its file was durable when it was written (`synced_to`), which is
+//! what lets recovery cut a group that reached the disk before an earlier one did (see
+//! [`mod@crate::format`]).
 //!
 //! **Leader writes.** With one group in flight, the writer thread sleeps until the group it
 //! waits for is complete; the append that completes it would wake it, and the thread would later
-//! wake the appender: two context switches on every group's critical path, on a VM 10–20 µs
-//! each. Instead that appender takes the group ([`take_group`], under the queue lock, exactly as
-//! the thread would have) and writes it on its own thread when its completion is polled
-//! ([`run_lead`]), with a writer state of its own. Whoever finds such a group not started — the
-//! writer thread, a read of a record in it, `close` — writes it instead, so nothing waits on an
-//! appender that never polls. Measured (criterion, 1 KiB, sync `always`, old and new binaries
-//! back to back, four pairs; see the README): KahaDB with one writer ×1.3–1.4, with 16
-//! writers ×1.2–1.3.
+//! wake the appender: two context switches on every group's critical path. Instead that appender
+//! takes the group ([`take_group`], under the queue lock, exactly as the thread would have) and
+//! writes it on its own thread when its completion is polled ([`run_lead`]), with a writer state
+//! of its own. Whoever finds such a group not started — the writer thread, a read of a record in
+//! it, `close` — writes it instead, so nothing waits on an appender that never polls. The gain,
+//! at one writer and at 16, is measured in the README's Benchmarks section.
 //!
 //! This is a deliberate exception to "no runtime worker waits on an fsync": the worker blocks
-//! for one write+flush (~0.1 ms here), while the tasks queued on it can be taken by the other
-//! workers; it never happens on a single-threaded runtime, and not within a second of a
-//! write+fsync over 20 ms, so a disk that stalls holds up a worker at most once per stall. Handing
-//! the I/O over with `tokio::task::block_in_place` instead measured the same at one writer but
-//! ×0.83 at 16 (it moves the worker's other tasks to a new thread every time).
+//! for one write+flush, while the tasks queued on it can be taken by the other workers; it never
+//! happens on a single-threaded runtime, and not within [`LEAD_COOL_DOWN`] of a write+fsync
+//! slower than [`LEAD_STALL`], so a disk that stalls holds up a worker at most once per stall.
+//! Handing the I/O over with `tokio::task::block_in_place` instead kept the gain at one writer
+//! but lost most of it at 16: it moves the worker's other tasks to a new thread every time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::MutexGuard;
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use store_api::SyncPolicy;
 use tokio::sync::oneshot;
 
 use crate::Location;
+use crate::config::JournalConfig;
 use crate::error::{JournalError, Result};
-use crate::format::{self, Layout};
-use crate::fs::File;
-use crate::journal::{PendingBatch, Queue, Shared};
+use crate::format::{self, FILE_HEADER_LEN, Layout};
+use crate::fs::{File, FileSystem};
 
 type Waiter = oneshot::Sender<Result<()>>;
+
+/// What [`crate::JournalStats`] reports, counted as it happens.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) appends: AtomicU64,
+    pub(crate) records: AtomicU64,
+    pub(crate) batches: AtomicU64,
+    pub(crate) fsyncs: AtomicU64,
+    pub(crate) fsync_micros: AtomicU64,
+    pub(crate) bytes: AtomicU64,
+}
+
+/// An append waiting for its batch to be written.
+pub(crate) struct PendingBatch {
+    pub(crate) file: u32,
+    pub(crate) start: u64,
+    /// `BATCH_HEADER_LEN` placeholder bytes for the batch header, then the records.
+    pub(crate) buf: Vec<u8>,
+    pub(crate) waiters: Vec<oneshot::Sender<Result<()>>>,
+    /// Some append in it must be fsynced whatever the policy (an XA prepare).
+    pub(crate) force_sync: bool,
+}
+
+pub(crate) struct Queue {
+    pub(crate) closed_batches: VecDeque<PendingBatch>,
+    pub(crate) open: Option<PendingBatch>,
+    /// Where the next batch starts.
+    pub(crate) tail_file: u32,
+    pub(crate) tail_offset: u64,
+    /// Set to make the writer fsync what it has written (periodic policy, explicit `sync`).
+    pub(crate) sync_requested: Vec<oneshot::Sender<Result<()>>>,
+    pub(crate) shutdown: bool,
+    /// Writer threads asleep on `work`: only then does an append pay for a wake-up.
+    pub(crate) writers_waiting: usize,
+    /// How many appends waiting to be taken the writers asleep on `work` want before being
+    /// woken: 1 when idle, the size of the group it aims for while one gathers. A writer woken
+    /// by every append of a group it is gathering, only to go back to sleep, costs a context
+    /// switch each time on the cores the appenders need.
+    pub(crate) wake_at: usize,
+    pub(crate) pipeline: Pipeline,
+    /// A group an appender took to write itself, until it (or anyone else) starts it.
+    pub(crate) lead: Option<Group>,
+}
+
+impl Queue {
+    /// Appends waiting to be written.
+    pub(crate) fn pending_appends(&self) -> usize {
+        self.closed_batches
+            .iter()
+            .chain(self.open.iter())
+            .map(|b| b.waiters.len())
+            .sum()
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: JournalConfig,
+    pub(crate) fs: Arc<dyn FileSystem>,
+    pub(crate) queue: Mutex<Queue>,
+    pub(crate) work: Condvar,
+    /// Where writer threads wait for their turn to gather a group.
+    pub(crate) turn: Condvar,
+    /// The data file being created ahead of need.
+    pub(crate) next_file: Mutex<NextFile>,
+    pub(crate) files: Mutex<BTreeMap<u32, Arc<dyn File>>>,
+    /// The layout of each data file, from its header.
+    pub(crate) layouts: Mutex<BTreeMap<u32, Layout>>,
+    /// Everything before this location is written (maybe not yet synced).
+    pub(crate) written: Mutex<Location>,
+    pub(crate) written_cv: Condvar,
+    pub(crate) poisoned: Mutex<Option<String>>,
+    /// The state of the writer that appenders leading a group use.
+    pub(crate) leader: Mutex<Option<WriterState>>,
+    pub(crate) closed: AtomicBool,
+    pub(crate) counters: Counters,
+}
+
+impl Shared {
+    pub(crate) fn poison(&self, why: String) {
+        let mut p = self.poisoned.lock();
+        if p.is_none() {
+            tracing::error!(journal = %self.config.directory.display(), "journal poisoned: {why}");
+            *p = Some(why);
+        }
+    }
+
+    pub(crate) fn writer_threads(&self) -> usize {
+        match self.config.sync {
+            SyncPolicy::Always => self.config.writes_in_flight.max(1),
+            _ => 1,
+        }
+    }
+
+    pub(crate) fn stop_writers(&self, writers: &Mutex<Vec<JoinHandle<()>>>) {
+        self.queue.lock().shutdown = true;
+        self.work.notify_all();
+        self.turn.notify_all();
+        for h in writers.lock().drain(..) {
+            let _ = h.join();
+        }
+        if let Some((_, h)) = self.next_file.lock().take() {
+            let _ = h.join();
+        }
+    }
+
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(JournalError::Closed);
+        }
+        if let Some(why) = &*self.poisoned.lock() {
+            return Err(JournalError::Poisoned(why.clone()));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn file(&self, id: u32) -> Result<Arc<dyn File>> {
+        if let Some(f) = self.files.lock().get(&id) {
+            return Ok(f.clone());
+        }
+        let path = self.config.path_of(id);
+        let f = self
+            .fs
+            .open(&path, false)
+            .map_err(|e| JournalError::io(format!("opening {}", path.display()), e))?;
+        self.files.lock().insert(id, f.clone());
+        Ok(f)
+    }
+
+    /// The layout of data file `id`: from the map, or from the file's header.
+    pub(crate) fn layout(&self, id: u32, file: &dyn File) -> Result<Layout> {
+        if let Some(l) = self.layouts.lock().get(&id) {
+            return Ok(*l);
+        }
+        let path = self.config.path_of(id);
+        let mut header = [0u8; FILE_HEADER_LEN as usize];
+        file.read_exact_at(&mut header, 0).map_err(|e| {
+            JournalError::io(format!("reading the header of {}", path.display()), e)
+        })?;
+        let layout =
+            format::check_file_header(&header, id).map_err(|reason| JournalError::Corrupt {
+                file: path,
+                offset: 0,
+                reason,
+            })?;
+        self.layouts.lock().insert(id, layout);
+        Ok(layout)
+    }
+}
 
 /// How long a writer may hold a group open for appenders of its previous group that have not
 /// come back yet, at most. It also waits no longer than half the last write+fsync took: on a
 /// fast disk a second flush costs less than waiting for stragglers. A writer that stopped costs
 /// the others at most this much latency, once.
 const GROUP_WAIT: Duration = Duration::from_micros(100);
+
+/// A write+fsync slower than this is a disk in trouble: for [`LEAD_COOL_DOWN`] after one, the
+/// writer thread does all the I/O, so that a disk that stalls holds up a runtime worker at most
+/// once per stall. Not lower: a disk that something else also writes to (the zero-filling of the
+/// next journal file, for one) has groups of a few milliseconds several times a second, and a
+/// limit that counted those as stalls kept leader writes off most of the time, losing most of
+/// their gain (measured: see the README's Benchmarks section).
+pub(crate) const LEAD_STALL: Duration = Duration::from_millis(20);
+pub(crate) const LEAD_COOL_DOWN: Duration = Duration::from_secs(1);
 
 /// The writers' shared progress, kept under the queue lock.
 pub(crate) struct Pipeline {
@@ -79,7 +238,7 @@ pub(crate) struct Pipeline {
     last_io: Duration,
     released: Option<Instant>,
     /// Until when appenders do not write groups themselves: set by a write+fsync slower than
-    /// [`crate::journal::LEAD_STALL`].
+    /// [`LEAD_STALL`].
     slow_until: Option<Instant>,
 }
 
@@ -154,8 +313,8 @@ struct Current {
     file: Arc<dyn File>,
     /// The same file opened for direct I/O, where the file system takes it: a batch then goes
     /// to the device without a page-cache copy and `fdatasync` has only the device cache to
-    /// flush. Measured here (a Python probe, 17.6 KiB per write + fdatasync): 105 µs direct,
-    /// 156 µs buffered.
+    /// flush, which makes a group's write+fsync markedly shorter (see the README's Benchmarks
+    /// section).
     direct: Option<Arc<dyn File>>,
     /// Written since the last fsync.
     dirty: bool,
@@ -210,9 +369,7 @@ impl Writer {
 
 pub(crate) fn run(shared: Arc<Shared>) {
     // The group wait is tens of microseconds; with the default 50 µs timer slack the kernel may
-    // end it up to 50 µs late, with the disk idle all that time. (Measured before this, load
-    // example, 16 writers: waits capped at 100 µs averaged 116–120 µs; the wait for a core on a
-    // busy 2-core VM, which this does not change, is part of that.)
+    // end it up to 50 µs late, with the disk idle all that time.
     let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1_000));
     let mut w = Writer::new(shared);
     while let Some(group) = w.take() {
@@ -274,9 +431,8 @@ pub(crate) fn take_group(shared: &Shared, q: &mut MutexGuard<'_, Queue>) -> Grou
     let size: usize = group.batches.iter().map(|b| b.waiters.len()).sum();
     // Remember the largest recent group, forgetting one appender per group: waiting only for
     // as many as the last group had let one short group (stragglers missed) shorten every
-    // wait after it. Measured, 16 writers: the load example's groups grew from 12–14 to
-    // 14.7–15 appends and its rate from 82–83k to 85–93k adds/s (three interleaved pairs);
-    // criterion's add_1KiB_16_writers saw no difference (74.9k/73.3k, 77.8k/77.6k).
+    // wait after it (groups grew and so did the load example's rate at 16 writers; see the
+    // README's Benchmarks section).
     p.last_group = size.max(p.last_group.saturating_sub(1));
     group
 }
@@ -538,8 +694,8 @@ impl Writer {
             p.in_flight -= 1;
             if let Some(io) = done.io {
                 p.last_io = io;
-                if io > crate::journal::LEAD_STALL {
-                    p.slow_until = Some(Instant::now() + crate::journal::LEAD_COOL_DOWN);
+                if io > LEAD_STALL {
+                    p.slow_until = Some(Instant::now() + LEAD_COOL_DOWN);
                 }
             }
             if p.last_group > 1 && shared.config.sync == SyncPolicy::Always {
@@ -665,9 +821,8 @@ fn open_for_append(shared: &Arc<Shared>, id: u32) -> Result<Current> {
         .map_err(|e| JournalError::io(format!("opening {}", path.display()), e))?;
     // Direct writes only where every group is fsynced anyway: a direct write returns when the
     // device has the data, so under `periodic` or `never`, where an append should cost a copy
-    // into the page cache, it would make every group wait for the disk. Measured (load example,
-    // sync `never`, old and new binaries alternately): 1 writer 4.5k–5.0k adds/s direct, 11.3k–
-    // 12.1k buffered; 16 writers 38k–52k direct, 93k–98k buffered.
+    // into the page cache, it would make every group wait for the disk (more than halving the
+    // rate under `never`; see the README's Benchmarks section).
     let direct = if shared.config.sync == SyncPolicy::Always {
         shared.fs.open_direct(&path).map_err(|e| {
             JournalError::io(format!("opening {} for direct writes", path.display()), e)

@@ -1,0 +1,82 @@
+//! How a journal is laid out and written: its configuration and what recovery does with
+//! damage.
+
+use std::path::PathBuf;
+
+use store_api::SyncPolicy;
+
+/// What to do when recovery finds damage followed by valid data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecoveryMode {
+    /// Refuse to open, naming the file and offset (the default): silently dropping data that
+    /// was acknowledged is worse than stopping.
+    #[default]
+    Strict,
+    /// Skip damaged ranges, logging each one (ActiveMQ's `ignoreMissingJournalfiles`).
+    SkipCorrupt,
+}
+
+/// How the journal is laid out and written.
+#[derive(Debug, Clone)]
+pub struct JournalConfig {
+    pub directory: PathBuf,
+    /// File names are `{prefix}{id}{suffix}`: `db-` + `.log` for KahaDB, `data-` + `` for AMQ.
+    pub file_prefix: String,
+    pub file_suffix: String,
+    /// A data file is not extended past this unless one record alone is larger.
+    pub max_file_length: u64,
+    /// A batch (one write, at most one fsync) holds at most this many bytes, unless one append
+    /// alone is larger.
+    pub max_write_batch_size: usize,
+    pub sync: SyncPolicy,
+    /// Reserve each new file's blocks for its full length when it is created (ahead of need,
+    /// on a helper thread), so later appends do not change the file's size and `fdatasync`
+    /// has no allocation metadata to write.
+    pub preallocate: bool,
+    pub recovery: RecoveryMode,
+    /// Under [`SyncPolicy::Always`], how many group commits may be in flight at once, each
+    /// written and fsynced by its own writer thread and answered in journal order; the other
+    /// policies always use 1. The default is 1: on a machine with few cores the second thread's
+    /// wake-ups cost more CPU than the overlap of two flushes saves (measured on the 2-core
+    /// development VM: see the README's Benchmarks section). A machine with more cores and a
+    /// deep-queue disk (NVMe) is where more than one pays.
+    pub writes_in_flight: usize,
+    /// Under [`SyncPolicy::Always`] with one write in flight: the append that completes a group
+    /// writes and fsyncs it on its own thread when its completion is awaited (or dropped),
+    /// instead of waking the writer thread.
+    pub leader_writes: bool,
+}
+
+impl JournalConfig {
+    /// ActiveMQ's defaults: 32 MiB files, 4 MiB batches, sync always, preallocated.
+    pub fn new(directory: impl Into<PathBuf>, file_prefix: &str, file_suffix: &str) -> Self {
+        JournalConfig {
+            directory: directory.into(),
+            file_prefix: file_prefix.into(),
+            file_suffix: file_suffix.into(),
+            max_file_length: 32 * 1024 * 1024,
+            max_write_batch_size: 4 * 1024 * 1024,
+            sync: SyncPolicy::Always,
+            preallocate: true,
+            recovery: RecoveryMode::Strict,
+            writes_in_flight: 1,
+            leader_writes: true,
+        }
+    }
+
+    pub(crate) fn file_name(&self, id: u32) -> String {
+        format!("{}{id}{}", self.file_prefix, self.file_suffix)
+    }
+
+    pub(crate) fn path_of(&self, id: u32) -> PathBuf {
+        self.directory.join(self.file_name(id))
+    }
+
+    /// The id in a data file's name, if it is one of ours.
+    pub(crate) fn parse_file_name(&self, name: &str) -> Option<u32> {
+        name.strip_prefix(&self.file_prefix)?
+            .strip_suffix(&self.file_suffix)?
+            .parse()
+            .ok()
+    }
+}
