@@ -9,12 +9,14 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::extract::{Form, Query, State};
+use axum::extract::{Form, FromRequest, FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -22,6 +24,7 @@ use base64::Engine as _;
 use broker_core::{Body, Destination, DestinationStats, Outgoing, SubscriptionKey, Value};
 use parking_lot::Mutex;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -168,20 +171,86 @@ impl App {
     }
 }
 
-impl App {
-    /// A state change: logged in, and carrying the token of a page this user was given.
-    fn authorize_post(
-        &self,
-        headers: &HeaderMap,
-        csrf: &str,
-    ) -> std::result::Result<Login, Box<Response>> {
-        let l = self
-            .login(headers)
-            .ok_or_else(|| Box::new(unauthorized_page()))?;
-        if csrf != l.csrf {
-            return Err(Box::new(forbidden()));
+/// The user of a request that carries valid credentials (the login form's session cookie, or
+/// HTTP Basic). As an extractor it turns a request without them away before the handler runs,
+/// with the 401 its audience `R` expects: the login form for pages ([`Page`]), a Basic challenge
+/// for the JSON API and metrics ([`Api`]). Put it after a handler's `Query`, so that a malformed
+/// query is still a 400 whoever asks.
+struct AuthenticatedUser<R = Page>(Login, PhantomData<R>);
+
+/// Who a 401 is for.
+trait Audience {
+    fn unauthorized() -> Response;
+}
+
+/// A person at a browser: a 401 shows the login form.
+struct Page;
+
+impl Audience for Page {
+    fn unauthorized() -> Response {
+        unauthorized_page()
+    }
+}
+
+/// A program (the JSON API, a metrics scraper): a 401 asks for HTTP Basic.
+struct Api;
+
+impl Audience for Api {
+    fn unauthorized() -> Response {
+        unauthorized_api()
+    }
+}
+
+impl<R: Audience> FromRequestParts<Arc<App>> for AuthenticatedUser<R> {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &Arc<App>,
+    ) -> std::result::Result<Self, Response> {
+        app.login(&parts.headers)
+            .map(|l| AuthenticatedUser(l, PhantomData))
+            .ok_or_else(R::unauthorized)
+    }
+}
+
+/// A form that changes state and so carries the CSRF token of the page it came from.
+trait CsrfToken {
+    fn csrf(&self) -> &str;
+}
+
+/// Every state-changing form keeps its token in a field `csrf`.
+macro_rules! csrf_token {
+    ($($form:ty),*) => {
+        $(impl CsrfToken for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        })*
+    };
+}
+
+/// A state change: the form, from an [`AuthenticatedUser`], carrying the token of a page this
+/// user was given. Checked in this order: the form parses (axum's form rejection), the
+/// credentials (401 with the login form), the token (403).
+struct AuthorizedForm<T>(Login, T);
+
+impl<T> FromRequest<Arc<App>> for AuthorizedForm<T>
+where
+    T: DeserializeOwned + CsrfToken + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, app: &Arc<App>) -> std::result::Result<Self, Response> {
+        let headers = req.headers().clone();
+        let Form(form) = Form::<T>::from_request(req, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let l = app.login(&headers).ok_or_else(Page::unauthorized)?;
+        if form.csrf() != l.csrf {
+            return Err(forbidden());
         }
-        Ok(l)
+        Ok(AuthorizedForm(l, form))
     }
 }
 
@@ -312,11 +381,8 @@ struct CsrfOnly {
 async fn logout(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    Form(f): Form<CsrfOnly>,
+    _: AuthorizedForm<CsrfOnly>,
 ) -> Response {
-    if let Err(r) = app.authorize_post(&headers, &f.csrf) {
-        return *r;
-    }
     if let Some(sid) = cookie_session(&headers) {
         app.sessions.lock().remove(&sid);
     }
@@ -378,10 +444,10 @@ fn stats_json(s: &DestinationStats) -> serde_json::Value {
 // ---------------------------------------------------------------------------------------------
 // Pages
 
-async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let Some(l) = app.login(&headers) else {
-        return unauthorized_page();
-    };
+async fn overview(
+    State(app): State<Arc<App>>,
+    AuthenticatedUser(l, _): AuthenticatedUser,
+) -> Response {
     let o = overview_json(&app).await;
     let mut rows = String::new();
     for (k, label) in [
@@ -410,10 +476,10 @@ async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     page("Overview", Some(&l), &format!("<table>{rows}</table>")).into_response()
 }
 
-async fn queues(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let Some(l) = app.login(&headers) else {
-        return unauthorized_page();
-    };
+async fn queues(
+    State(app): State<Arc<App>>,
+    AuthenticatedUser(l, _): AuthenticatedUser,
+) -> Response {
     let stats = match app.broker.destination_stats().await {
         Ok(s) => s,
         Err(e) => return error_page(&l, e),
@@ -451,12 +517,9 @@ struct NameQuery {
 
 async fn browse(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
     Query(q): Query<NameQuery>,
+    AuthenticatedUser(l, _): AuthenticatedUser,
 ) -> Response {
-    let Some(l) = app.login(&headers) else {
-        return unauthorized_page();
-    };
     let messages = match app.broker.browse(&q.name, BROWSE_MAX).await {
         Ok(m) => m,
         Err(e) => return error_page(&l, e),
@@ -522,13 +585,8 @@ struct SendForm {
 
 async fn send(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Form(f): Form<SendForm>,
+    AuthorizedForm(l, f): AuthorizedForm<SendForm>,
 ) -> Response {
-    let l = match app.authorize_post(&headers, &f.csrf) {
-        Ok(l) => l,
-        Err(r) => return *r,
-    };
     if f.name.trim().is_empty() {
         return error_page(&l, "a queue name is required");
     }
@@ -550,13 +608,9 @@ struct ConfirmQuery {
 }
 
 async fn confirm(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
     Query(q): Query<ConfirmQuery>,
+    AuthenticatedUser(l, _): AuthenticatedUser,
 ) -> Response {
-    let Some(l) = app.login(&headers) else {
-        return unauthorized_page();
-    };
     let action = match q.action.as_str() {
         "purge" => "purge",
         "delete" => "delete",
@@ -586,13 +640,8 @@ struct NameForm {
 
 async fn purge(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Form(f): Form<NameForm>,
+    AuthorizedForm(l, f): AuthorizedForm<NameForm>,
 ) -> Response {
-    let l = match app.authorize_post(&headers, &f.csrf) {
-        Ok(l) => l,
-        Err(r) => return *r,
-    };
     match app.broker.purge(&f.name).await {
         Ok(n) => {
             info!(user = %l.user, queue = %f.name, purged = n, "web console: purged");
@@ -604,13 +653,8 @@ async fn purge(
 
 async fn delete_queue(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Form(f): Form<NameForm>,
+    AuthorizedForm(l, f): AuthorizedForm<NameForm>,
 ) -> Response {
-    let l = match app.authorize_post(&headers, &f.csrf) {
-        Ok(l) => l,
-        Err(r) => return *r,
-    };
     match app.broker.delete_queue(&f.name).await {
         Ok(()) => {
             info!(user = %l.user, queue = %f.name, "web console: deleted");
@@ -620,10 +664,10 @@ async fn delete_queue(
     }
 }
 
-async fn topics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let Some(l) = app.login(&headers) else {
-        return unauthorized_page();
-    };
+async fn topics(
+    State(app): State<Arc<App>>,
+    AuthenticatedUser(l, _): AuthenticatedUser,
+) -> Response {
     let stats = match app.broker.destination_stats().await {
         Ok(s) => s,
         Err(e) => return error_page(&l, e),
@@ -673,10 +717,10 @@ async fn subscriber_rows(
         .collect())
 }
 
-async fn subscribers(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let Some(l) = app.login(&headers) else {
-        return unauthorized_page();
-    };
+async fn subscribers(
+    State(app): State<Arc<App>>,
+    AuthenticatedUser(l, _): AuthenticatedUser,
+) -> Response {
     let subs = match subscriber_rows(&app).await {
         Ok(s) => s,
         Err(e) => return error_page(&l, e),
@@ -714,15 +758,12 @@ struct SubscriberForm {
     name: String,
 }
 
+csrf_token!(CsrfOnly, SendForm, NameForm, SubscriberForm);
+
 async fn delete_subscriber(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Form(f): Form<SubscriberForm>,
+    AuthorizedForm(l, f): AuthorizedForm<SubscriberForm>,
 ) -> Response {
-    let l = match app.authorize_post(&headers, &f.csrf) {
-        Ok(l) => l,
-        Err(r) => return *r,
-    };
     match app
         .broker
         .delete_durable_subscription(&SubscriptionKey::new(f.client_id, f.name))
@@ -733,10 +774,10 @@ async fn delete_subscriber(
     }
 }
 
-async fn connections(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let Some(l) = app.login(&headers) else {
-        return unauthorized_page();
-    };
+async fn connections(
+    State(app): State<Arc<App>>,
+    AuthenticatedUser(l, _): AuthenticatedUser,
+) -> Response {
     let conns = match app.broker.connections() {
         Ok(c) => c,
         Err(e) => return error_page(&l, e),
@@ -772,17 +813,11 @@ fn api_error(e: impl std::fmt::Display) -> Response {
         .into_response()
 }
 
-async fn api_overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if app.login(&headers).is_none() {
-        return unauthorized_api();
-    }
+async fn api_overview(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Response {
     axum::Json(overview_json(&app).await).into_response()
 }
 
-async fn api_destinations(app: &App, headers: &HeaderMap, queues: bool) -> Response {
-    if app.login(headers).is_none() {
-        return unauthorized_api();
-    }
+async fn api_destinations(app: &App, queues: bool) -> Response {
     match app.broker.destination_stats().await {
         Ok(s) => axum::Json(
             s.iter()
@@ -795,18 +830,15 @@ async fn api_destinations(app: &App, headers: &HeaderMap, queues: bool) -> Respo
     }
 }
 
-async fn api_queues(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    api_destinations(&app, &headers, true).await
+async fn api_queues(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Response {
+    api_destinations(&app, true).await
 }
 
-async fn api_topics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    api_destinations(&app, &headers, false).await
+async fn api_topics(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Response {
+    api_destinations(&app, false).await
 }
 
-async fn api_subscribers(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if app.login(&headers).is_none() {
-        return unauthorized_api();
-    }
+async fn api_subscribers(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Response {
     match subscriber_rows(&app).await {
         Ok(rows) => axum::Json(
             rows.into_iter()
@@ -821,10 +853,7 @@ async fn api_subscribers(State(app): State<Arc<App>>, headers: HeaderMap) -> Res
     }
 }
 
-async fn api_connections(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if app.login(&headers).is_none() {
-        return unauthorized_api();
-    }
+async fn api_connections(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Response {
     match app.broker.connections() {
         Ok(c) => axum::Json(
             c.into_iter()
@@ -842,10 +871,7 @@ fn label(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    if app.login(&headers).is_none() {
-        return unauthorized_api();
-    }
+async fn metrics(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Response {
     let b = &app.broker;
     let mut out = String::new();
     let serving = u8::from(b.state() == broker_core::BrokerState::Serving);
