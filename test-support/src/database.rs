@@ -1,6 +1,7 @@
 //! Where a database test runs: the server a variable names (or why the test skips), a table
 //! prefix no other test uses, and dropping that prefix's tables afterwards.
 
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use store_jdbc::{JdbcConfig, JdbcStore};
@@ -29,6 +30,22 @@ pub fn server_url(var: &str) -> Result<String, String> {
         Ok(url) if !url.is_empty() => Ok(url),
         _ => Err(format!("{var} is not set; `.ci/run` sets it")),
     }
+}
+
+/// The engine's config for a SQLite file in `dir`, with the small pool the tests use.
+pub fn sqlite_config(dir: &Path) -> JdbcConfig {
+    let mut config = JdbcConfig::new(format!("sqlite:{}", dir.join("store.db").display()));
+    config.pool_size = 4;
+    config
+}
+
+/// The engine's config for a fresh prefix starting with `tag` on the server at `url`, with the
+/// small pool the tests use.
+pub fn server_config(url: String, tag: &str) -> JdbcConfig {
+    let mut config = JdbcConfig::new(url);
+    config.table_prefix = unique_prefix(tag);
+    config.pool_size = 4;
+    config
 }
 
 /// The engine's config for the tables under `prefix` on `url`.

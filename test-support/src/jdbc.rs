@@ -10,7 +10,7 @@ use store_api::{PersistenceAdapter, Result};
 use store_jdbc::{JdbcConfig, JdbcStore};
 use tempfile::TempDir;
 
-use crate::database::{drop_tables_blocking, server_url, unique_prefix};
+use crate::database::{drop_tables_blocking, server_config, server_url, sqlite_config};
 
 pub struct JdbcFactory {
     pub config: Option<JdbcConfig>,
@@ -21,11 +21,8 @@ pub struct JdbcFactory {
 impl JdbcFactory {
     pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite:{}", dir.path().join("store.db").display());
-        let mut config = JdbcConfig::new(url);
-        config.pool_size = 4;
         JdbcFactory {
-            config: Some(config),
+            config: Some(sqlite_config(dir.path())),
             skip: None,
             _dir: Some(dir),
         }
@@ -33,22 +30,14 @@ impl JdbcFactory {
 
     /// A fresh prefix on the server `var` names, or a skip when it is not set.
     pub fn from_env(var: &str) -> Self {
-        match server_url(var) {
-            Ok(url) => {
-                let mut config = JdbcConfig::new(url);
-                config.table_prefix = unique_prefix("T");
-                config.pool_size = 4;
-                JdbcFactory {
-                    config: Some(config),
-                    skip: None,
-                    _dir: None,
-                }
-            }
-            Err(why) => JdbcFactory {
-                config: None,
-                skip: Some(why),
-                _dir: None,
-            },
+        let (config, skip) = match server_url(var) {
+            Ok(url) => (Some(server_config(url, "T")), None),
+            Err(why) => (None, Some(why)),
+        };
+        JdbcFactory {
+            config,
+            skip,
+            _dir: None,
         }
     }
 

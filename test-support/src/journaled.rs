@@ -12,7 +12,7 @@ use store_jdbc::JdbcConfig;
 use store_journaled_jdbc::{JournaledJdbcConfig, JournaledJdbcStore};
 use tempfile::TempDir;
 
-use crate::database::{drop_tables_blocking, server_url, unique_prefix};
+use crate::database::{drop_tables_blocking, server_config, server_url, sqlite_config};
 
 pub struct JournaledFactory {
     /// Checkpoint after every journal record instead of every 64 KiB.
@@ -26,16 +26,8 @@ pub struct JournaledFactory {
 impl JournaledFactory {
     pub fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite:{}", dir.path().join("store.db").display());
-        let mut jdbc = JdbcConfig::new(url);
-        jdbc.pool_size = 4;
-        JournaledFactory {
-            eager: false,
-            dir,
-            jdbc: Some(jdbc),
-            skip: None,
-            server: false,
-        }
+        let jdbc = sqlite_config(dir.path());
+        JournaledFactory::in_dir(dir, Ok(jdbc), false)
     }
 
     /// SQLite, checkpointing after every change: reads go through the database part of the
@@ -48,26 +40,23 @@ impl JournaledFactory {
 
     pub fn mysql() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        match server_url("MYSQL_URL") {
-            Ok(url) => {
-                let mut jdbc = JdbcConfig::new(url);
-                jdbc.table_prefix = unique_prefix("J");
-                jdbc.pool_size = 4;
-                JournaledFactory {
-                    eager: false,
-                    dir,
-                    jdbc: Some(jdbc),
-                    skip: None,
-                    server: true,
-                }
-            }
-            Err(why) => JournaledFactory {
-                eager: false,
-                dir,
-                jdbc: None,
-                skip: Some(why),
-                server: false,
-            },
+        let jdbc = server_url("MYSQL_URL").map(|url| server_config(url, "J"));
+        JournaledFactory::in_dir(dir, jdbc, true)
+    }
+
+    /// The journal in `dir`, in front of `jdbc` (or skipped, saying why); `server`: the tables
+    /// are dropped at the end.
+    fn in_dir(dir: TempDir, jdbc: std::result::Result<JdbcConfig, String>, server: bool) -> Self {
+        let (jdbc, skip) = match jdbc {
+            Ok(c) => (Some(c), None),
+            Err(why) => (None, Some(why)),
+        };
+        JournaledFactory {
+            eager: false,
+            dir,
+            jdbc,
+            skip,
+            server,
         }
     }
 
