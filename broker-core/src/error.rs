@@ -10,6 +10,7 @@ pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
 
 /// What a broker operation can fail with. Each is an answer to the caller; none stops the broker.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BrokerError {
     /// The store refused or failed the operation.
     #[error(transparent)]

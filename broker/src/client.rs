@@ -13,6 +13,7 @@ use crate::stomp::frame::{Decoder, Frame, Limits, Version};
 use crate::url::Endpoint;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientError {
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),

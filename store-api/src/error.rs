@@ -8,6 +8,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// What went wrong in a store operation. Engines keep richer errors of their own and convert at the
 /// boundary; the variants here are what a caller (the broker, the conformance kit) can act on.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The message, subscription, transaction or destination named does not exist.
     #[error("not found: {0}")]
@@ -84,6 +85,7 @@ impl StoreError {
 
 /// The variant of a [`StoreError`] without its payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorKind {
     NotFound,
     Duplicate,
@@ -97,6 +99,7 @@ pub enum ErrorKind {
 
 /// Why a byte string is not a valid encoding. Decoding never panics; it returns one of these.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     #[error("input ends at byte {at} but {needed} more bytes were expected")]
     Truncated { at: usize, needed: usize },

@@ -3,6 +3,7 @@
 use store_api::StoreError;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum JdbcError {
     /// A setting that cannot work, named.
     #[error("jdbc config: {0}")]

@@ -7,6 +7,7 @@ use store_api::StoreError;
 pub type Result<T, E = JournalError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum JournalError {
     /// An I/O call failed.
     #[error("journal I/O error while {context}: {source}")]

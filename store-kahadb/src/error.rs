@@ -8,6 +8,7 @@ use store_journal::JournalError;
 pub type Result<T, E = KahaError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum KahaError {
     #[error(transparent)]
     Journal(#[from] JournalError),

@@ -63,6 +63,7 @@ impl Default for Limits {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum FrameError {
     #[error("frame larger than {limit} bytes")]
     TooLarge { limit: usize },
