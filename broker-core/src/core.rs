@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use store_api::{
-    Destination, Message, MessageId, PersistenceAdapter, StoreError, SubscriptionInfo,
+    Destination, Message, MessageId, Pending as StorePending, PersistenceAdapter, StoreError,
+    SubscriptionInfo,
     SubscriptionKey, TopicStore, TransactionId, TxOp, Value, Xid,
 };
 use tracing::{error, info, warn};
@@ -39,7 +40,7 @@ pub(crate) struct Topic {
 }
 
 /// One operation a prepared XA transaction holds, to finish when it ends.
-pub(crate) enum Pending {
+pub(crate) enum PreparedOp {
     /// An ack: the message stays out of dispatch until the transaction ends.
     Ack {
         dispatcher: Arc<Dispatcher>,
@@ -51,6 +52,32 @@ pub(crate) enum Pending {
     Add(Arc<Message>),
 }
 
+/// A message with its place taken: the store write to wait for, then what delivers it.
+pub(crate) struct Placed {
+    pub written: StorePending<u64>,
+    pub then: Then,
+}
+
+impl Placed {
+    fn done() -> Placed {
+        Placed {
+            written: StorePending::ready(Ok(0)),
+            then: Then::Nothing,
+        }
+    }
+}
+
+/// What makes a placed message deliverable once it is written.
+pub(crate) enum Then {
+    Nothing,
+    /// A persistent queue message: the queue pages it from its store.
+    Stored(Arc<Dispatcher>),
+    /// A non-persistent queue message, held in memory.
+    Push(Arc<Dispatcher>, Arc<Message>),
+    /// A topic message, to its durable and non-durable subscribers.
+    FanOut(Arc<Topic>, Arc<Message>),
+}
+
 /// Everything a serving broker has: one per run between lock and stop.
 pub(crate) struct Core {
     pub config: CoreConfig,
@@ -60,7 +87,7 @@ pub(crate) struct Core {
     pub incarnation: String,
     queues: Mutex<HashMap<Arc<str>, Arc<Dispatcher>>>,
     topics: Mutex<HashMap<Arc<str>, Arc<Topic>>>,
-    pub prepared: Mutex<HashMap<Xid, Vec<Pending>>>,
+    pub prepared: Mutex<HashMap<Xid, Vec<PreparedOp>>>,
     pub client_ids: Mutex<HashSet<String>>,
     pub connections: Mutex<Vec<std::sync::Weak<crate::session::ConnectionInner>>>,
     arrival: AtomicU64,
@@ -204,33 +231,65 @@ impl Core {
         }))
     }
 
-    /// Routes a message outside any transaction: into the store when persistent (returning
-    /// once it is durable), then to whoever should see it.
+    /// Routes a message: stores a persistent one (per the sync policy), then hands it to its
+    /// queue or to the topic's subscribers.
     pub(crate) async fn send(self: &Arc<Self>, message: Message) -> Result<()> {
+        let placed = self.place(message).await?;
+        placed.written.await?;
+        self.delivered(placed.then);
+        Ok(())
+    }
+
+    /// The first half of [`Core::send`], for a producer that pipelines: when this returns the
+    /// message has its place (a persistent one is submitted to the store, so whatever the
+    /// producer sends next sorts after it). What is left is to wait for `written` and then
+    /// call [`Core::delivered`] with `then`.
+    pub(crate) async fn place(self: &Arc<Self>, message: Message) -> Result<Placed> {
         let message = Arc::new(message);
         if message.destination.is_queue() {
             let q = self.queue(&message.destination).await?;
             if message.persistent {
                 let Source::Queue(store) = &q.source else {
-                    return Ok(());
+                    return Ok(Placed::done());
                 };
-                store.add((*message).clone()).await?;
-                q.counters.enqueued.fetch_add(1, Ordering::Relaxed);
-                q.stored();
-            } else {
-                self.wait_for_memory().await?;
-                q.push(message);
+                let written = store.submit_add((*message).clone()).await?;
+                return Ok(Placed {
+                    written,
+                    then: Then::Stored(q),
+                });
             }
-            return Ok(());
+            self.wait_for_memory().await?;
+            return Ok(Placed {
+                written: StorePending::ready(Ok(0)),
+                then: Then::Push(q, message),
+            });
         }
         let t = self.topic(&message.destination).await?;
-        if message.persistent && !t.durable.lock().is_empty() {
-            t.store.add((*message).clone()).await?;
-        } else if !message.persistent {
-            self.wait_for_memory().await?;
+        let written = if message.persistent && !t.durable.lock().is_empty() {
+            t.store.submit_add((*message).clone()).await?
+        } else {
+            if !message.persistent {
+                self.wait_for_memory().await?;
+            }
+            StorePending::ready(Ok(0))
+        };
+        Ok(Placed {
+            written,
+            then: Then::FanOut(t, message),
+        })
+    }
+
+    /// The second half of [`Core::send`]: the message is stored (or needed no storing).
+    pub(crate) fn delivered(&self, then: Then) {
+        match then {
+            Then::Nothing => {}
+            Then::Stored(q) => {
+                q.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+                q.stored();
+            }
+            Then::Push(q, message) => q.push(message),
+            Then::FanOut(t, message) => self.fan_out(&t, &message),
         }
-        self.fan_out(&t, &message);
-        Ok(())
     }
 
     /// After a topic message is stored (or if it is non-persistent): durable subscriptions

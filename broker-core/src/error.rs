@@ -36,6 +36,9 @@ pub enum BrokerError {
     /// Memory is full and the policy is to fail sends rather than wait.
     #[error("resource limit: {0}")]
     ResourceLimit(String),
+    /// A task of the broker's own failed (a bug, or the runtime stopping under it).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The store or the lock could not be opened or taken.
     #[error("{what}: {reason}")]
     Startup { what: String, reason: String },

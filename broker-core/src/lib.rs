@@ -44,7 +44,7 @@ pub use error::{BrokerError, Result};
 pub use locker::{HeldLock, Leaving, Locker, NoLock, OpenedStore, StoreOpener};
 pub use selector::{Selector, SelectorError};
 pub use session::{
-    AckMode, Connection, ConnectionInfo, Consumer, Outgoing, Producer, Received, Session,
+    AckMode, Connection, ConnectionInfo, Consumer, Outgoing, Producer, Received, Session, Submitted,
 };
 pub use state::BrokerState;
 pub use store_api::{

@@ -7,23 +7,28 @@
 //! fsyncs.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::Mutex as SyncMutex;
 use store_api::{
-    Body, Destination, MAX_PRIORITY, Message, MessageId, SubscriptionKey, TransactionId, TxOp,
+    Body, Destination, Message, MessageId, SubscriptionKey, TransactionId, TxOp,
     Value, Xid,
 };
 use tokio::sync::{Mutex, Semaphore, mpsc};
 use tracing::warn;
 
-use crate::core::{Core, Pending, now_ms};
+use crate::core::{Core, Placed, PreparedOp, now_ms};
 use crate::dispatch::{Delivery, Dispatcher, Source};
 use crate::error::{BrokerError, Result};
 use crate::selector::Selector;
+
+mod producer;
+mod submitted;
+pub use producer::Producer;
+pub use submitted::Submitted;
 
 /// How a session acknowledges what it consumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -396,12 +401,8 @@ impl Session {
 
     pub fn producer(&self, destination: Destination) -> Result<Producer> {
         self.check_open()?;
-        Ok(Producer {
-            session: self.clone(),
-            id: format!("{}:{}", self.inner.id, self.inner.core.next_id()).into(),
-            seq: AtomicU64::new(0),
-            destination,
-        })
+        let id = format!("{}:{}", self.inner.id, self.inner.core.next_id());
+        Ok(Producer::new(self.clone(), id.into(), destination))
     }
 
     /// A consumer of a queue, or a non-durable subscriber of a topic.
@@ -507,12 +508,21 @@ impl Session {
         }
     }
 
-    /// Sends within the session: at once, or at commit in a transacted session.
-    pub(crate) async fn send(&self, message: Message) -> Result<()> {
+    /// A send outside a transaction with its place taken ([`Core::place`]); `None` in a
+    /// transacted session, where the send is enlisted instead and applies at commit.
+    pub(crate) async fn place(&self, message: Message) -> Result<Option<Placed>> {
         self.check_open()?;
         if self.inner.mode != AckMode::Transacted {
-            return self.inner.core.send(message).await;
+            return self.inner.core.place(message).await.map(Some);
         }
+        self.enlist_send(message).await.map(|()| None)
+    }
+
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.inner.core
+    }
+
+    async fn enlist_send(&self, message: Message) -> Result<()> {
         let mut st = self.inner.state.lock().await;
         let tx = self.ensure_tx(&mut st).await?;
         if message.persistent {
@@ -606,6 +616,36 @@ impl Session {
         }
         let items = self.take_unacked(message, true).await?;
         self.inner.core.ack_many(items).await
+    }
+
+    /// [`Session::acknowledge`] without waiting for the store: the message (in CLIENT mode with
+    /// every earlier one) leaves the session's unacked set now, in order with the session's
+    /// other calls, and the returned [`Submitted`] resolves once the ack is durable. At most
+    /// `MAX_PIPELINED_ACKS` acks of a session are in flight (the caller waits for a slot);
+    /// close waits for all of them. If the store fails the ack, the message is redelivered.
+    pub async fn submit_acknowledge(&self, message: &Received) -> Result<Submitted<()>> {
+        self.check_open()?;
+        if !matches!(self.inner.mode, AckMode::Client | AckMode::Individual) {
+            return Ok(Submitted::done(()));
+        }
+        let items = self.take_unacked(message, true).await?;
+        let permit = Arc::clone(&self.inner.acks)
+            .acquire_owned()
+            .await
+            .map_err(|_| BrokerError::Closed("session"))?;
+        let core = Arc::clone(&self.inner.core);
+        Ok(Submitted::running(tokio::spawn(async move {
+            let redeliver: Vec<_> = items.iter().map(|(d, m)| (Arc::clone(d), m.id.clone())).collect();
+            let result = core.ack_many(items).await;
+            if let Err(e) = &result {
+                warn!("a pipelined ack failed, its messages will be redelivered: {e}");
+                for (d, id) in redeliver {
+                    d.redeliver(&id).await;
+                }
+            }
+            drop(permit);
+            result
+        })))
     }
 
     /// Takes `message` (and, in CLIENT mode, every earlier one) out of this session's unacked
@@ -797,15 +837,15 @@ impl Session {
         self.inner.core.store.prepare(&xid).await?;
         st.xa = None;
         st.tx = None;
-        let mut pending: Vec<Pending> = std::mem::take(&mut st.delivered)
+        let mut pending: Vec<PreparedOp> = std::mem::take(&mut st.delivered)
             .into_iter()
-            .map(|(dispatcher, m)| Pending::Ack {
+            .map(|(dispatcher, m)| PreparedOp::Ack {
                 dispatcher,
                 id: m.id.clone(),
                 recovered: false,
             })
             .collect();
-        pending.extend(std::mem::take(&mut st.sends).into_iter().map(Pending::Add));
+        pending.extend(std::mem::take(&mut st.sends).into_iter().map(PreparedOp::Add));
         self.inner.core.prepared.lock().insert(xid.clone(), pending);
         Ok(xid)
     }
@@ -879,38 +919,6 @@ impl Drop for SessionInner {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move { end_session(&core, mode, tx, delivered).await });
         }
-    }
-}
-
-/// Sends to one destination.
-pub struct Producer {
-    session: Session,
-    id: Arc<str>,
-    seq: AtomicU64,
-    destination: Destination,
-}
-
-impl Producer {
-    pub fn destination(&self) -> &Destination {
-        &self.destination
-    }
-
-    /// Sends a message; a persistent one is in the store (per the sync policy) when this
-    /// returns, or at commit in a transacted session. Returns the id given to it.
-    pub async fn send(&self, out: Outgoing) -> Result<MessageId> {
-        if out.priority > MAX_PRIORITY {
-            return Err(BrokerError::Invalid(format!(
-                "priority {} is above {MAX_PRIORITY}",
-                out.priority
-            )));
-        }
-        let id = MessageId::new(
-            Arc::clone(&self.id),
-            self.seq.fetch_add(1, Ordering::Relaxed) + 1,
-        );
-        let message = out.into_message(id.clone(), self.destination.clone(), now_ms());
-        self.session.send(message).await?;
-        Ok(id)
     }
 }
 

@@ -67,6 +67,11 @@ pub struct TransportsSection {
     pub max_header_bytes: usize,
     /// Frames queued for one connection before the broker stops reading from it. 1000.
     pub max_pending_frames: usize,
+    /// SENDs and ACKs without a receipt one connection may have on their way to disk at once
+    /// (they share fsyncs); a connection with a full window is not read from. 1000.
+    pub pipeline_window: usize,
+    /// The message bytes of those SENDs at most. 16 MiB.
+    pub pipeline_window_bytes: usize,
     /// The web console and monitoring API (HTTP); empty string to turn it off. Default
     /// `127.0.0.1:8161`, as ActiveMQ's.
     pub web: String,
@@ -83,6 +88,8 @@ impl Default for TransportsSection {
             max_headers: 1000,
             max_header_bytes: 10 * 1024,
             max_pending_frames: 1000,
+            pipeline_window: 1000,
+            pipeline_window_bytes: 16 * 1024 * 1024,
             web: "127.0.0.1:8161".into(),
         }
     }
@@ -150,6 +157,8 @@ impl BrokerConfig {
             ("transports.max_headers", t.max_headers),
             ("transports.max_header_bytes", t.max_header_bytes),
             ("transports.max_pending_frames", t.max_pending_frames),
+            ("transports.pipeline_window", t.pipeline_window),
+            ("transports.pipeline_window_bytes", t.pipeline_window_bytes),
         ] {
             if v == 0 {
                 return Err(ConfigError::new(key, "must be above 0"));

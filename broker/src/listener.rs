@@ -44,6 +44,8 @@ impl Server {
                 max_header_bytes: t.max_header_bytes,
             },
             max_pending_frames: t.max_pending_frames,
+            pipeline_window: t.pipeline_window,
+            pipeline_window_bytes: t.pipeline_window_bytes,
             shutdown: rx,
         });
         let mut server = Server {

@@ -247,9 +247,13 @@ async fn log_in_send_browse_and_purge_in_chromium() {
     d.wait_text("#pending-orders", "1").await;
     let png = d.screenshot().await;
     assert!(png.starts_with(b"\x89PNG"));
-    let shot =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-queues.png");
-    std::fs::write(&shot, &png).unwrap();
+    // Kept for a look after the run, beside the build (wherever CARGO_TARGET_DIR puts it).
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        std::path::PathBuf::from,
+    );
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join("console-queues.png"), &png).unwrap();
 
     d.click("#browse-e2e").await;
     d.wait_source("hello from chromium").await;

@@ -37,7 +37,9 @@
 //! store.
 //!
 //! **Durability.** Under [`SyncPolicy::Always`] an Ok from a write means it is on stable storage;
-//! concurrent writers share fsyncs. After a failed fsync the engine is `Poisoned` until reopened.
+//! concurrent writers share fsyncs. A producer may pipeline with `submit_add`: the message's place in
+//! its destination is fixed when that returns, it becomes visible to readers only once durable,
+//! and adds submitted one after another keep that order. After a failed fsync the engine is `Poisoned` until reopened.
 //! After `close`, every call is `Closed`.
 //!
 //! # Encoding
@@ -50,6 +52,7 @@ pub mod error;
 pub mod message;
 pub mod open_transactions;
 pub mod order;
+pub mod pending;
 pub mod store;
 pub mod sync_policy;
 pub mod transaction;
@@ -64,6 +67,7 @@ pub use message::{
 };
 pub use open_transactions::{OpenTransaction, OpenTransactions};
 pub use order::{CursorPosition, OrderKey};
+pub use pending::Pending;
 pub use store::{DestinationStore, PersistenceAdapter, QueueStore, TopicStore};
 pub use sync_policy::SyncPolicy;
 pub use transaction::{

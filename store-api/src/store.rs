@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::message::{Destination, Message, MessageId};
 use crate::order::OrderKey;
+use crate::pending::Pending;
 use crate::transaction::{
     PreparedTransaction, SubscriptionInfo, SubscriptionKey, TransactionId, TxOp, Xid,
 };
@@ -90,6 +91,22 @@ pub trait DestinationStore: Send + Sync {
     /// engine's sync policy. A topic message is stored for the current subscriptions (and not
     /// kept at all when there is none). `Duplicate` if a message with that id is kept here.
     async fn add(&self, message: Message) -> Result<u64>;
+
+    /// [`add`](Self::add) in two steps, for a producer that pipelines. When this returns Ok the
+    /// message has its place: an add submitted after this returned (by this caller or any
+    /// other) sorts after it at equal priority, and a `Duplicate` or invalid message has
+    /// already been refused here. The [`Pending`] resolves with the sequence once the message
+    /// is durable per the sync policy; readers (`recover_next`, `browse`, `get`, `count`) see it
+    /// only from then on, and if the write fails they never do. The caller drives the
+    /// `Pending` to completion.
+    ///
+    /// The default does the whole add before returning: correct for every engine, pipelining
+    /// for none. Engines with group commit override it so that what one connection has in
+    /// flight shares an fsync.
+    async fn submit_add(&self, message: Message) -> Result<Pending<u64>> {
+        let sequence = self.add(message).await?;
+        Ok(Pending::ready(Ok(sequence)))
+    }
 
     /// The kept message with that id, or `NotFound`.
     async fn get(&self, id: &MessageId) -> Result<Message>;

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use store_api::testkit::{self, Mode, ModelFactory, ModelTestConfig, StoreFactory};
 use store_api::{
-    Destination, DestinationStore, Message, MessageId, OrderKey, PersistenceAdapter,
+    Destination, DestinationStore, Message, MessageId, OrderKey, Pending, PersistenceAdapter,
     PreparedTransaction, QueueStore, Result, SubscriptionInfo, SubscriptionKey, TopicStore,
     TransactionId, TxOp, Xid,
 };
@@ -33,6 +33,8 @@ enum Fault {
     RetroactiveIgnored,
     /// Commit applies operations one by one and stops at the first failure.
     CommitNotAtomic,
+    /// `submit_add` only places the message when its `Pending` is awaited.
+    SubmitPlacesLate,
 }
 
 struct BrokenFactory {
@@ -194,6 +196,13 @@ impl DestinationStore for BrokenQueue {
     }
     async fn add(&self, m: Message) -> Result<u64> {
         self.inner.add(m).await
+    }
+    async fn submit_add(&self, m: Message) -> Result<Pending<u64>> {
+        if self.fault != Fault::SubmitPlacesLate {
+            return self.inner.submit_add(m).await;
+        }
+        let inner = Arc::clone(&self.inner);
+        Ok(Pending::new(async move { inner.add(m).await }))
     }
     async fn get(&self, id: &MessageId) -> Result<Message> {
         self.inner.get(id).await
@@ -433,4 +442,9 @@ fn ignored_retroactive_flag_is_caught() {
 #[test]
 fn non_atomic_commit_is_caught() {
     assert_caught(Fault::CommitNotAtomic, "failed_commit_changes_nothing");
+}
+
+#[test]
+fn submit_that_places_late_is_caught() {
+    assert_caught(Fault::SubmitPlacesLate, "submitted_adds_keep_their_order");
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use store_api::{
-    CursorPosition, Destination, DestinationStore, Message, MessageId, OrderKey,
+    CursorPosition, Destination, DestinationStore, Message, MessageId, OrderKey, Pending,
     PersistenceAdapter, PreparedTransaction, QueueStore, Result, StoreError, SubscriptionInfo,
     SubscriptionKey, TopicStore, TransactionId, TxOp, Xid,
 };
@@ -355,7 +355,14 @@ impl Handle {
         ))
     }
 
-    async fn add(&self, mut message: Message) -> Result<u64> {
+    async fn add(&self, message: Message) -> Result<u64> {
+        self.place(message)?.await
+    }
+
+    /// Checks the message, gives it its sequence and appends it to the journal (all under the
+    /// index lock, which is what orders it among other adds); the returned write resolves when
+    /// it is durable and visible.
+    fn place(&self, mut message: Message) -> Result<Pending<u64>> {
         message.validate_for(&self.dest)?;
         let (w, seq) = {
             let mut ix = self.inner.index.lock();
@@ -373,7 +380,7 @@ impl Handle {
                 let keys = ix.subscription_keys(&self.dest);
                 if keys.is_empty() {
                     // Nothing would keep it: no record at all.
-                    return Ok(seq);
+                    return Ok(Pending::ready(Ok(seq)));
                 }
                 keys
             } else {
@@ -385,8 +392,11 @@ impl Handle {
             };
             (self.inner.write(&mut ix, vec![cmd], false)?, seq)
         };
-        self.inner.finish(w).await?;
-        Ok(seq)
+        let inner = Arc::clone(&self.inner);
+        Ok(Pending::new(async move {
+            inner.finish(w).await?;
+            Ok(seq)
+        }))
     }
 
     async fn get(&self, id: &MessageId) -> Result<Message> {
@@ -589,6 +599,10 @@ impl DestinationStore for Handle {
 
     async fn add(&self, message: Message) -> Result<u64> {
         Handle::add(self, message).await
+    }
+
+    async fn submit_add(&self, message: Message) -> Result<Pending<u64>> {
+        self.place(message)
     }
 
     async fn get(&self, id: &MessageId) -> Result<Message> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use store_api::{TransactionId, TxOp, Xid};
 use tracing::info;
 
-use super::{Core, Pending};
+use super::{Core, PreparedOp};
 use crate::error::{BrokerError, Result};
 
 impl Core {
@@ -32,11 +32,11 @@ impl Core {
             let mut pending = Vec::new();
             for op in p.ops {
                 match op {
-                    TxOp::Add(m) => pending.push(Pending::Add(Arc::new(m))),
+                    TxOp::Add(m) => pending.push(PreparedOp::Add(Arc::new(m))),
                     TxOp::QueueAck { destination, id } => {
                         let d = self.queue(&destination).await?;
                         d.hold(id.clone());
-                        pending.push(Pending::Ack {
+                        pending.push(PreparedOp::Ack {
                             dispatcher: d,
                             id,
                             recovered: true,
@@ -50,7 +50,7 @@ impl Core {
                         let t = self.topic(&destination).await?;
                         let d = self.durable_dispatcher(&t, &subscription);
                         d.hold(id.clone());
-                        pending.push(Pending::Ack {
+                        pending.push(PreparedOp::Ack {
                             dispatcher: d,
                             id,
                             recovered: true,
@@ -90,12 +90,12 @@ impl Core {
         }
         for p in pending {
             match p {
-                Pending::Ack {
+                PreparedOp::Ack {
                     dispatcher,
                     id,
                     recovered: true,
                 } => dispatcher.unhold(&id, commit),
-                Pending::Ack {
+                PreparedOp::Ack {
                     dispatcher,
                     id,
                     recovered: false,
@@ -106,8 +106,8 @@ impl Core {
                         dispatcher.redeliver(&id).await;
                     }
                 }
-                Pending::Add(m) if commit => self.committed_add(&m).await?,
-                Pending::Add(_) => {}
+                PreparedOp::Add(m) if commit => self.committed_add(&m).await?,
+                PreparedOp::Add(_) => {}
             }
         }
         Ok(())

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use broker_core::{
     AckMode, Body, BrokerError, Connection, Consumer, Destination, DestinationKind, Message,
-    OrderKey, Outgoing, Producer, Received, Session, Value,
+    MessageId, OrderKey, Outgoing, Producer, Received, Session, Submitted, Value,
 };
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::frame::{Decoder, Frame, FrameError, Limits, Version};
+use super::window::{Window, Write, WriteFailed};
 use crate::Broker;
 use crate::users::Users;
 
@@ -33,6 +34,10 @@ pub struct ServerContext {
     pub users: Users,
     pub limits: Limits,
     pub max_pending_frames: usize,
+    /// Writes (SENDs and ACKs without a receipt) one connection may have in flight, and their
+    /// message bytes.
+    pub pipeline_window: usize,
+    pub pipeline_window_bytes: usize,
     /// Flips to true when the broker stops: connections close.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -241,6 +246,10 @@ struct Conn {
     unacked: Arc<Mutex<BTreeMap<u64, Unacked>>>,
     next_ack: Arc<AtomicU64>,
     out: mpsc::Sender<Bytes>,
+    /// SENDs and ACKs handed to the broker and not yet durable.
+    window: Window,
+    /// SEND frames so far, to name one in an ERROR.
+    sends: u64,
 }
 
 /// Serves one client until it disconnects, errs or the broker stops.
@@ -282,7 +291,13 @@ where
                     }
                     Err(r) => Err(r),
                 },
-                Some(c) => Box::pin(c.handle(frame)).await,
+                Some(c) if receipt.is_none() && c.pipelines(&frame) => {
+                    Box::pin(c.pipeline(frame)).await.map(|()| false)
+                }
+                Some(c) => match c.window.drain().await {
+                    Ok(()) => Box::pin(c.handle(frame)).await,
+                    Err(failed) => Err(write_refusal(failed)),
+                },
             };
             let version = decoder.version;
             match result {
@@ -327,6 +342,17 @@ where
                     break;
                 }
             },
+            Err(failed) = async {
+                match conn.as_mut() {
+                    Some(c) => c.window.complete_oldest().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let refusal = write_refusal(failed);
+                warn!(peer = %peer, "{}; closing the connection", refusal.message);
+                let _ = out.send(error_frame(decoder.version, &refusal, None)).await;
+                break;
+            }
             _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
                 let _ = out.send(error_frame(decoder.version, &Refusal::new("the broker is shutting down", ""), None)).await;
                 break;
@@ -338,6 +364,14 @@ where
     }
     drop(out);
     let _ = writer.await;
+}
+
+fn write_refusal(failed: WriteFailed) -> Refusal {
+    Refusal::new(
+        format!("{} failed: {}", failed.what, failed.error),
+        "Nothing sent or acknowledged after it on this connection was acknowledged as done; \
+         the connection is closed.",
+    )
 }
 
 fn frame_refusal(e: &FrameError) -> Refusal {
@@ -481,6 +515,8 @@ async fn connect(
             unacked: Arc::new(Mutex::new(BTreeMap::new())),
             next_ack: Arc::new(AtomicU64::new(0)),
             out: out.clone(),
+            window: Window::new(ctx.pipeline_window, ctx.pipeline_window_bytes),
+            sends: 0,
         },
         read_timeout,
     ))
@@ -498,10 +534,18 @@ impl Conn {
         match frame.command.as_str() {
             // Boxed: each command's future is large in debug builds, and nesting them all in
             // the connection's future would make its poll use a deep stack.
-            "SEND" => Box::pin(self.send(&frame)).await?,
+            "SEND" => {
+                if let Some(sent) = Box::pin(self.send(&frame)).await? {
+                    sent.await?;
+                }
+            }
             "SUBSCRIBE" => Box::pin(self.subscribe(&frame)).await?,
             "UNSUBSCRIBE" => Box::pin(self.unsubscribe(&frame)).await?,
-            "ACK" | "NACK" => Box::pin(self.ack(&frame)).await?,
+            "ACK" | "NACK" => {
+                if let Some(acked) = Box::pin(self.ack(&frame)).await? {
+                    acked.await?;
+                }
+            }
             "BEGIN" => {
                 let id = required(&frame, "transaction")?;
                 if self.txs.contains_key(id) {
@@ -535,12 +579,57 @@ impl Conn {
         Ok(false)
     }
 
-    async fn send(&mut self, frame: &Frame) -> Result<(), Refusal> {
+    /// Whether a frame without a receipt can go into the window rather than be applied and
+    /// awaited: a SEND outside a transaction, or an ACK outside a transaction.
+    fn pipelines(&self, frame: &Frame) -> bool {
+        let plain = frame.get("transaction").is_none();
+        match frame.command.as_str() {
+            "SEND" => {
+                plain
+                    && !frame
+                        .get("destination")
+                        .is_some_and(|d| d.starts_with("/queue/ActiveMQ.Admin."))
+            }
+            "ACK" => plain,
+            _ => false,
+        }
+    }
+
+    /// Applies a SEND or an ACK in order and leaves its store write in the window.
+    async fn pipeline(&mut self, frame: Frame) -> Result<(), Refusal> {
+        let bytes = frame.body.len();
+        self.window
+            .make_room(bytes)
+            .await
+            .map_err(write_refusal)?;
+        if frame.command == "SEND" {
+            if let Some(sent) = Box::pin(self.send(&frame)).await? {
+                let what = format!(
+                    "SEND #{} to {}",
+                    self.sends,
+                    frame.get("destination").unwrap_or_default()
+                );
+                self.window.push(what, bytes, Write::Send(sent));
+            }
+        } else if let Some(acked) = Box::pin(self.ack(&frame)).await? {
+            let what = match frame.get("id").or_else(|| frame.get("message-id")) {
+                Some(id) => format!("ACK of {id}"),
+                None => "ACK".to_owned(),
+            };
+            self.window.push(what, 0, Write::Ack(acked));
+        }
+        Ok(())
+    }
+
+    /// Hands a SEND to the broker; the message has its place when this returns and is stored
+    /// when the [`Submitted`] resolves.
+    async fn send(&mut self, frame: &Frame) -> Result<Option<Submitted<MessageId>>, Refusal> {
+        self.sends += 1;
         let dest_text = required(frame, "destination")?;
         if let Some(queue) = dest_text.strip_prefix("/queue/ActiveMQ.Admin.Purge.") {
             let n = self.ctx.broker.purge(queue).await?;
             info!(peer = %self.peer, queue, purged = n, "purged");
-            return Ok(());
+            return Ok(None);
         }
         let destination = parse_destination(dest_text)?;
         let out = outgoing(frame)?;
@@ -565,8 +654,7 @@ impl Conn {
             .producers
             .get(&key)
             .ok_or_else(|| Refusal::new("internal: producer vanished", ""))?;
-        producer.send(out).await?;
-        Ok(())
+        Ok(Some(producer.submit(out).await?))
     }
 
     async fn subscribe(&mut self, frame: &Frame) -> Result<(), Refusal> {
@@ -750,7 +838,9 @@ impl Conn {
         sub.session.close().await;
     }
 
-    async fn ack(&mut self, frame: &Frame) -> Result<(), Refusal> {
+    /// Applies an ACK or NACK to the subscription at once; an ACK's store write is returned
+    /// to be awaited (or left in the window).
+    async fn ack(&mut self, frame: &Frame) -> Result<Option<Submitted<()>>, Refusal> {
         let nack = frame.command == "NACK";
         // 1.2 acks by the MESSAGE's ack header; 1.0 and 1.1 by message-id (and subscription).
         let found = {
@@ -805,9 +895,9 @@ impl Conn {
                 .ok_or_else(|| Refusal::new(format!("no open transaction {tx:?}"), ""))?;
             sub.session.acknowledge_in(&received, t).await?;
         } else {
-            sub.session.acknowledge(&received).await?;
+            return Ok(Some(sub.session.submit_acknowledge(&received).await?));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// The client is gone: transactions roll back, unacked messages go back (redelivered).

@@ -35,6 +35,7 @@ macro_rules! __for_each_scenario {
             set_cursor_after_skips_earlier_messages,
             expired_messages_found_by_scan,
             concurrent_adds_never_skipped_by_cursor,
+            submitted_adds_keep_their_order,
             topic_message_without_subscription_is_not_kept,
             non_retroactive_subscription_sees_only_later_messages,
             retroactive_subscription_sees_all_kept_messages,

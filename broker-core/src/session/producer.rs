@@ -1,0 +1,97 @@
+//! Producers: a send that waits for its message to be stored, and a send that only waits for
+//! the message's place, for a connection that pipelines.
+//!
+//! Pipelined sends keep their order twice over: the store fixes each message's place when it
+//! is submitted (so the queue pages them in order), and the deliveries that follow the writes
+//! (a topic's fan-out to its subscribers) are chained so that each waits for the one before it
+//! from the same producer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use store_api::{Destination, MAX_PRIORITY, MessageId};
+use tokio::sync::oneshot;
+
+use super::{Outgoing, Session, Submitted};
+use crate::core::now_ms;
+use crate::error::{BrokerError, Result};
+
+/// Sends to one destination.
+pub struct Producer {
+    session: Session,
+    id: Arc<str>,
+    seq: AtomicU64,
+    destination: Destination,
+    /// Fires when the delivery of the previous submitted send is done: the next one's waits
+    /// for it, so subscribers see one producer's messages in the order sent.
+    previous: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+impl Producer {
+    pub(crate) fn new(session: Session, id: Arc<str>, destination: Destination) -> Producer {
+        Producer {
+            session,
+            id,
+            seq: AtomicU64::new(0),
+            destination,
+            previous: Mutex::new(None),
+        }
+    }
+
+    pub fn destination(&self) -> &Destination {
+        &self.destination
+    }
+
+    /// Sends a message; a persistent one is in the store (per the sync policy) when this
+    /// returns, or at commit in a transacted session. Returns the id given to it.
+    pub async fn send(&self, out: Outgoing) -> Result<MessageId> {
+        self.submit(out).await?.await
+    }
+
+    /// Sends a message without waiting for it to be stored: when this returns, the message
+    /// has its place behind everything this producer sent before, and a `Duplicate` or an
+    /// invalid message has been refused. The [`Submitted`] resolves when it is stored per the
+    /// sync policy and handed to its consumers, exactly when [`Producer::send`] would have
+    /// returned. The rest happens in a task of its own: dropping the `Submitted` neither
+    /// cancels nor loses the send.
+    ///
+    /// This is how a connection pipelines: its sends in flight share the journal's fsyncs.
+    pub async fn submit(&self, out: Outgoing) -> Result<Submitted<MessageId>> {
+        if out.priority > MAX_PRIORITY {
+            return Err(BrokerError::Invalid(format!(
+                "priority {} is above {MAX_PRIORITY}",
+                out.priority
+            )));
+        }
+        let id = MessageId::new(
+            Arc::clone(&self.id),
+            self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+        );
+        let message = out.into_message(id.clone(), self.destination.clone(), now_ms());
+        let Some(placed) = self.session.place(message).await? else {
+            // Enlisted in the session's transaction: nothing more until commit.
+            return Ok(Submitted::done(id));
+        };
+        let (done, next) = oneshot::channel();
+        let previous = self.previous.lock().replace(next);
+        let core = Arc::clone(self.session.core());
+        let task = tokio::spawn(async move {
+            let written = placed.written.await;
+            if let Some(p) = previous {
+                // An Err only means the previous send failed; its delivery is over either way.
+                let _ = p.await;
+            }
+            let result = match written {
+                Ok(_) => {
+                    core.delivered(placed.then);
+                    Ok(id)
+                }
+                Err(e) => Err(BrokerError::from(e)),
+            };
+            let _ = done.send(());
+            result
+        });
+        Ok(Submitted::running(task))
+    }
+}
