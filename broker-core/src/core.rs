@@ -13,8 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::Mutex;
 use store_api::{
     Destination, Message, MessageId, Pending as StorePending, PersistenceAdapter, StoreError,
-    SubscriptionInfo,
-    SubscriptionKey, TopicStore, TransactionId, TxOp, Value, Xid,
+    SubscriptionInfo, SubscriptionKey, TopicStore, TransactionId, TxOp, Value, Xid,
 };
 use tracing::{error, info, warn};
 

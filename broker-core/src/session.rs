@@ -14,8 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::Mutex as SyncMutex;
 use store_api::{
-    Body, Destination, Message, MessageId, SubscriptionKey, TransactionId, TxOp,
-    Value, Xid,
+    Body, Destination, Message, MessageId, SubscriptionKey, TransactionId, TxOp, Value, Xid,
 };
 use tokio::sync::{Mutex, Semaphore, mpsc};
 use tracing::warn;
@@ -635,7 +634,10 @@ impl Session {
             .map_err(|_| BrokerError::Closed("session"))?;
         let core = Arc::clone(&self.inner.core);
         Ok(Submitted::running(tokio::spawn(async move {
-            let redeliver: Vec<_> = items.iter().map(|(d, m)| (Arc::clone(d), m.id.clone())).collect();
+            let redeliver: Vec<_> = items
+                .iter()
+                .map(|(d, m)| (Arc::clone(d), m.id.clone()))
+                .collect();
             let result = core.ack_many(items).await;
             if let Err(e) = &result {
                 warn!("a pipelined ack failed, its messages will be redelivered: {e}");
@@ -845,7 +847,11 @@ impl Session {
                 recovered: false,
             })
             .collect();
-        pending.extend(std::mem::take(&mut st.sends).into_iter().map(PreparedOp::Add));
+        pending.extend(
+            std::mem::take(&mut st.sends)
+                .into_iter()
+                .map(PreparedOp::Add),
+        );
         self.inner.core.prepared.lock().insert(xid.clone(), pending);
         Ok(xid)
     }

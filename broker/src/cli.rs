@@ -74,6 +74,11 @@ pub struct ProducerArgs {
     /// Body text; `{n}` is replaced by the message number. Default: `size` bytes of filler.
     #[arg(long)]
     message: Option<String>,
+    /// `every`: each SEND waits for its receipt (the latency figures are per send). `last`:
+    /// only each producer's last SEND asks for one, the others are pipelined as ActiveMQ
+    /// clients do with asynchronous sends; the receipt still means all of them are stored.
+    #[arg(long, default_value = "every", value_parser = ["every", "last"])]
+    receipts: String,
 }
 
 /// Latency samples → (p50, p99) in milliseconds.
@@ -105,8 +110,20 @@ pub async fn producer(a: ProducerArgs) -> Result<()> {
         let destination = a.destination.clone();
         let message = a.message.clone();
         let (size, persistent, batch) = (a.size, a.persistent, a.transaction_batch);
+        let every = a.receipts == "every";
         tasks.push(tokio::spawn(async move {
-            produce(common, destination, p, n, size, persistent, batch, message).await
+            produce(
+                common,
+                destination,
+                p,
+                n,
+                size,
+                persistent,
+                batch,
+                every,
+                message,
+            )
+            .await
         }));
     }
     let mut latencies = Vec::new();
@@ -146,6 +163,7 @@ async fn produce(
     size: usize,
     persistent: bool,
     batch: u64,
+    every_receipt: bool,
     message: Option<String>,
 ) -> Result<(Vec<Duration>, u64)> {
     let mut client = common.connect(None).await?;
@@ -176,6 +194,16 @@ async fn produce(
                         .await?;
                 }
                 client.commit(&tx).await
+            } else if !every_receipt && i + 1 < count {
+                let body = body_of(&message, &filler, producer, i);
+                client
+                    .send_frame(
+                        Frame::new("SEND")
+                            .header("destination", destination.clone())
+                            .header("persistent", persistent)
+                            .with_body(body),
+                    )
+                    .await
             } else {
                 let body = body_of(&message, &filler, producer, i);
                 client

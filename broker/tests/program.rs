@@ -2,42 +2,14 @@
 //! `data/broker.log`, stop cleanly on SIGTERM; a bad config is refused naming the key.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::Duration;
 
 use broker::client::{ConnectOptions, StompClient};
 use broker::url::parse;
-
-const BIN: &str = env!("CARGO_BIN_EXE_broker");
-
-/// Starts `broker start --config <file>` and returns the child and the STOMP URL it printed.
-pub fn spawn(config: &std::path::Path) -> (std::process::Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["start", "--config"])
-        .arg(config)
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn broker");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(i) = line.find("listening for STOMP on ") {
-                let url = line[i + "listening for STOMP on ".len()..]
-                    .trim()
-                    .to_owned();
-                let _ = tx.send(url);
-            }
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the broker announces its STOMP address");
-    (child, url)
-}
+use common::process::{BIN, spawn};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_serves_logs_and_stops_on_sigterm() {

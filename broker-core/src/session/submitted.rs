@@ -48,7 +48,9 @@ impl<T> Future for Submitted<T> {
             ),
             State::Running(task) => Pin::new(task).poll(cx).map(|joined| {
                 joined.unwrap_or_else(|e| {
-                    Err(BrokerError::Internal(format!("a pipelined call's task failed: {e}")))
+                    Err(BrokerError::Internal(format!(
+                        "a pipelined call's task failed: {e}"
+                    )))
                 })
             }),
         }

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::frame::{Decoder, Frame, FrameError, Limits, Version};
-use super::window::{Window, Write, WriteFailed};
+use super::window::{Window, WriteFailed};
 use crate::Broker;
 use crate::users::Users;
 
@@ -598,25 +598,26 @@ impl Conn {
     /// Applies a SEND or an ACK in order and leaves its store write in the window.
     async fn pipeline(&mut self, frame: Frame) -> Result<(), Refusal> {
         let bytes = frame.body.len();
-        self.window
-            .make_room(bytes)
-            .await
-            .map_err(write_refusal)?;
+        self.window.make_room(bytes).await.map_err(write_refusal)?;
         if frame.command == "SEND" {
-            if let Some(sent) = Box::pin(self.send(&frame)).await? {
-                let what = format!(
-                    "SEND #{} to {}",
-                    self.sends,
-                    frame.get("destination").unwrap_or_default()
-                );
-                self.window.push(what, bytes, Write::Send(sent));
+            let sent = Box::pin(self.send(&frame)).await;
+            let what = format!(
+                "SEND #{} to {}",
+                self.sends,
+                frame.get("destination").unwrap_or_default()
+            );
+            let sent =
+                sent.map_err(|r| Refusal::new(format!("{what}: {}", r.message), r.detail))?;
+            if let Some(sent) = sent {
+                self.window
+                    .push(what, bytes, Box::pin(async move { sent.await.map(drop) }));
             }
         } else if let Some(acked) = Box::pin(self.ack(&frame)).await? {
             let what = match frame.get("id").or_else(|| frame.get("message-id")) {
                 Some(id) => format!("ACK of {id}"),
                 None => "ACK".to_owned(),
             };
-            self.window.push(what, 0, Write::Ack(acked));
+            self.window.push(what, 0, Box::pin(acked));
         }
         Ok(())
     }

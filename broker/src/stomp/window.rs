@@ -8,14 +8,13 @@
 //! and the first write that fails ends the connection before any later one is acknowledged.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 
-use broker_core::{BrokerError, MessageId, Submitted};
+use broker_core::BrokerError;
 
-/// One write in flight.
-pub(super) enum Write {
-    Send(Submitted<MessageId>),
-    Ack(Submitted<()>),
-}
+/// One write in flight: a `Submitted` send or ack, its value dropped.
+pub(super) type Write = Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send + Sync>>;
 
 struct InFlight {
     /// How the client would recognise it in an ERROR: `SEND #12 to /queue/orders`.
@@ -75,10 +74,7 @@ impl Window {
         let Some(front) = self.items.front_mut() else {
             return std::future::pending().await;
         };
-        let result = match &mut front.write {
-            Write::Send(s) => s.await.map(drop),
-            Write::Ack(s) => s.await,
-        };
+        let result = front.write.as_mut().await;
         let done = self.items.pop_front();
         let (what, bytes) = done.map(|d| (d.what, d.bytes)).unwrap_or_default();
         self.bytes -= bytes;
@@ -91,5 +87,85 @@ impl Window {
             self.complete_oldest().await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use tokio::sync::oneshot;
+
+    use super::*;
+
+    /// A write that completes when the returned sender fires (or fails when it is dropped).
+    fn pending_write() -> (oneshot::Sender<()>, Write) {
+        let (tx, rx) = oneshot::channel::<()>();
+        let w: Write = Box::pin(async move {
+            rx.await
+                .map_err(|_| BrokerError::Invalid("the disk said no".into()))
+        });
+        (tx, w)
+    }
+
+    /// Whether `make_room` completes without anything else happening first.
+    async fn room_now(w: &mut Window, bytes: usize) -> bool {
+        tokio::select! {
+            biased;
+            r = w.make_room(bytes) => { r.unwrap(); true }
+            () = tokio::task::yield_now() => false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_window_waits_for_its_oldest_write() {
+        let mut w = Window::new(3, 1_000_000);
+        let mut senders = Vec::new();
+        for n in 0..3 {
+            assert!(room_now(&mut w, 10).await, "write {n} fits");
+            let (tx, write) = pending_write();
+            w.push(format!("SEND #{n}"), 10, write);
+            senders.push(tx);
+        }
+        assert!(!room_now(&mut w, 10).await, "a fourth write waits");
+        // The newest completing does not make room: the window frees in order.
+        senders.pop().unwrap().send(()).unwrap();
+        assert!(!room_now(&mut w, 10).await, "still waits for the oldest");
+        senders.remove(0).send(()).unwrap();
+        assert!(room_now(&mut w, 10).await, "room once the oldest is done");
+    }
+
+    #[tokio::test]
+    async fn bytes_bound_the_window_but_one_big_write_always_fits() {
+        let mut w = Window::new(100, 1_000);
+        assert!(
+            room_now(&mut w, 5_000).await,
+            "an empty window takes anything"
+        );
+        let (big, write) = pending_write();
+        w.push("SEND #1".into(), 5_000, write);
+        assert!(!room_now(&mut w, 1).await, "over the byte limit");
+        big.send(()).unwrap();
+        assert!(room_now(&mut w, 600).await);
+        let (_a, write) = pending_write();
+        w.push("SEND #2".into(), 600, write);
+        assert!(!room_now(&mut w, 600).await, "600 + 600 > 1000");
+        assert!(room_now(&mut w, 400).await, "600 + 400 fits");
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_is_named_and_stops_the_drain() {
+        let mut w = Window::new(10, 1_000);
+        let (ok, first) = pending_write();
+        w.push("SEND #1 to /queue/a".into(), 1, first);
+        let (failing, second) = pending_write();
+        w.push("SEND #2 to /queue/a".into(), 1, second);
+        let (_third_tx, third) = pending_write();
+        w.push("SEND #3 to /queue/a".into(), 1, third);
+        ok.send(()).unwrap();
+        drop(failing);
+        let failed = w.drain().await.unwrap_err();
+        assert_eq!(failed.what, "SEND #2 to /queue/a");
+        assert!(failed.error.to_string().contains("the disk said no"));
     }
 }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod process;
 
 use std::sync::Arc;
 use std::time::Duration;

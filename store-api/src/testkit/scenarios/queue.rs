@@ -659,7 +659,11 @@ pub(crate) async fn submitted_adds_keep_their_order(ctx: &mut Ctx) -> Outcome {
     let q = ctx.queue("pipelined").await?;
     let browsed = q.browse(None, 100).await?;
     let ids: Vec<u64> = browsed.iter().map(|m| m.id.producer_seq).collect();
-    kit_eq!(ids, (0..61).collect::<Vec<u64>>(), "messages in submit order");
+    kit_eq!(
+        ids,
+        (0..61).collect::<Vec<u64>>(),
+        "messages in submit order"
+    );
     kit_eq!(q.count().await?, 61, "count after submitted adds");
 
     // A topic: submitted adds are pending for the subscription, in order.

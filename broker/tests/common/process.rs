@@ -1,0 +1,35 @@
+//! The `broker` executable in a child process, as users run it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_broker");
+
+/// Starts `broker start --config <file>` and returns the child and the STOMP URL it printed.
+pub fn spawn(config: &std::path::Path) -> (std::process::Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["start", "--config"])
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn broker");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(i) = line.find("listening for STOMP on ") {
+                let url = line[i + "listening for STOMP on ".len()..]
+                    .trim()
+                    .to_owned();
+                let _ = tx.send(url);
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the broker announces its STOMP address");
+    (child, url)
+}
