@@ -94,8 +94,8 @@ pub trait DestinationStore: Send + Sync {
 
     /// [`add`](Self::add) in two steps, for a producer that pipelines. When this returns Ok the
     /// message has its place: an add submitted after this returned (by this caller or any
-    /// other) sorts after it at equal priority, and a `Duplicate` or invalid message has
-    /// already been refused here. The [`Pending`] resolves with the sequence once the message
+    /// other) sorts after it at equal priority, and an invalid message has been refused here (a
+    /// `Duplicate` here or by the `Pending`, as the engine finds it). The [`Pending`] resolves with the sequence once the message
     /// is durable per the sync policy; readers (`recover_next`, `browse`, `get`, `count`) see it
     /// only from then on, and if the write fails they never do. The caller drives the
     /// `Pending` to completion.

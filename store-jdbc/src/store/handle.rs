@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use store_api::{
-    CursorPosition, Destination, DestinationStore, Message, MessageId, OrderKey, QueueStore,
-    Result, StoreError, SubscriptionInfo, SubscriptionKey, TopicStore,
+    CursorPosition, Destination, DestinationStore, Message, MessageId, OrderKey, Pending,
+    QueueStore, Result, StoreError, SubscriptionInfo, SubscriptionKey, TopicStore,
 };
 
 use super::{DestState, Shared};
@@ -114,15 +114,24 @@ impl DestinationStore for Handle {
     }
 
     async fn add(&self, message: Message) -> Result<u64> {
+        self.submit_add(message).await?.await
+    }
+
+    /// The writer applies jobs in queue order, so queueing is what fixes the message's place;
+    /// a duplicate id is found by the database, when the write is applied.
+    async fn submit_add(&self, message: Message) -> Result<Pending<u64>> {
         self.check()?;
         message.validate_for(&self.state.destination)?;
         check_message(&message, self.shared.common.max_packet)?;
-        match self.shared.submit(Work::Add(message)).await? {
-            Done::Id(seq) => Ok(seq as u64),
-            other => Err(StoreError::InvalidArgument(format!(
-                "add answered {other:?}"
-            ))),
-        }
+        let done = self.shared.enqueue(Work::Add(message))?;
+        Ok(Pending::new(async move {
+            match done.await? {
+                Done::Id(seq) => Ok(seq as u64),
+                other => Err(StoreError::InvalidArgument(format!(
+                    "add answered {other:?}"
+                ))),
+            }
+        }))
     }
 
     async fn get(&self, id: &MessageId) -> Result<Message> {

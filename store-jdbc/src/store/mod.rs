@@ -264,11 +264,20 @@ impl Shared {
     }
 
     pub(crate) async fn submit(&self, work: Work) -> Result<Done> {
+        self.enqueue(work)?.await
+    }
+
+    /// Queues `work` for the writer, which applies jobs in the order they were queued, and
+    /// returns what resolves once it is committed.
+    pub(crate) fn enqueue(
+        &self,
+        work: Work,
+    ) -> Result<impl std::future::Future<Output = Result<Done>> + Send + 'static> {
         let (reply, rx) = oneshot::channel();
         self.writer
             .send(Job { work, reply })
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        Ok(async move { rx.await.map_err(|_| StoreError::Closed)? })
     }
 
     pub(crate) fn db(&self, doing: &str, e: sqlx::Error) -> StoreError {
