@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
-# Side by side: Debian's ActiveMQ (5.17, KahaDB) and this broker (KahaDB), driven over STOMP by
-# the same load generator (`broker producer` / `broker consumer`) in one run, on this machine.
+# Side by side: Debian's ActiveMQ (5.17, KahaDB) and this broker (KahaDB, fsync on every
+# write), driven over STOMP by the same load generator (`broker producer` / `broker consumer`)
+# in one run, on this machine. Every message is 1 KiB and persistent.
 #
-#   bash benches/compare-activemq.sh            # counts: 5000 / 20000 / 20000
-#   COUNT1=2000 COUNT8=8000 DRAIN=20000 bash benches/compare-activemq.sh
+#   bash benches/compare-activemq.sh
+#   COUNT=20000 BIG=1000000 bash benches/compare-activemq.sh     # the defaults
+#   BIG=0 bash benches/compare-activemq.sh                        # without the memory row
 #
-# Workloads (1 KiB persistent messages, each send waits for its receipt):
-#   1 producer; 8 producers; a consumer draining 20,000 queued messages (auto ack).
-# Prints a Markdown table with the ratio and writes it to target/compare-activemq/report.md.
+# Rows: sends each waiting for its receipt (1, 8, 32 producers); sends without receipts but
+# the last of each producer (1, 8); one consumer draining COUNT queued messages with auto,
+# client and client-individual acks (an ACK frame per message); a topic with 4 durable
+# subscribers (publish rate, and the time until all four have everything); resident memory of
+# the broker process with BIG messages queued. Each row also gives the CPU seconds the client
+# and the broker used, so that a client-bound figure shows. For this broker the journal's fsync
+# count per message of the unreceipted single producer is printed too.
+# Writes the Markdown table to target/compare-activemq/report.md.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-COUNT1="${COUNT1:-5000}"
-COUNT8="${COUNT8:-20000}"
-DRAIN="${DRAIN:-20000}"
+COUNT="${COUNT:-20000}"
+BIG="${BIG:-1000000}"
+WEB_PORT="${WEB_PORT:-61634}"
 AMQ_PORT="${AMQ_PORT:-61623}"
 RUST_PORT="${RUST_PORT:-61633}"
 OUT="$ROOT/target/compare-activemq"
@@ -31,7 +38,7 @@ AMQ_VERSION="$(dpkg-query -W -f='${Version}' activemq)"
 
 echo "building the broker (release)..." >&2
 cargo build --release -q -p broker --manifest-path "$ROOT/Cargo.toml"
-BROKER="$ROOT/target/release/broker"
+BROKER="${CARGO_TARGET_DIR:-$ROOT/target}/release/broker"
 
 PIDS=()
 cleanup() {
@@ -66,10 +73,12 @@ cat >"$WORK/amq/conf/activemq.xml" <<EOF
   </broker>
 </beans>
 EOF
-java -Xms512M -Xmx512M -Dactivemq.base="$WORK/amq" -Dactivemq.home=/usr/share/activemq \
+# ActiveMQ's own default heap (bin/env: ACTIVEMQ_OPTS_MEMORY).
+java -Xms64M -Xmx1G -Dactivemq.base="$WORK/amq" -Dactivemq.home=/usr/share/activemq \
   -Dactivemq.conf="$WORK/amq/conf" -Dactivemq.data="$WORK/amq/data" \
   -jar "$AMQ_JAR" start "xbean:file:$WORK/amq/conf/activemq.xml" >"$WORK/amq.log" 2>&1 &
 PIDS+=($!)
+AMQ_PID=$!
 
 # This broker: the embedded default (KahaDB, sync always), on its own port.
 cat >"$WORK/broker.toml" <<EOF
@@ -77,10 +86,11 @@ cat >"$WORK/broker.toml" <<EOF
 data_directory = "$WORK/rust-data"
 [transports]
 stomp = "127.0.0.1:$RUST_PORT"
-web = ""
+web = "127.0.0.1:$WEB_PORT"
 EOF
 "$BROKER" start --config "$WORK/broker.toml" 2>"$WORK/rust.log" &
 PIDS+=($!)
+RUST_PID=$!
 
 wait_port "$AMQ_PORT"
 wait_port "$RUST_PORT"
@@ -92,33 +102,105 @@ run_producer() { # port destination count producers
     --size 1024 --persistent true
 }
 
+
+# CPU seconds (user + system) a process has used so far.
+cpu_of() { awk -v t="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
+rss_mib() { awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+fsyncs() {
+  curl -s -u admin:admin "http://127.0.0.1:$WEB_PORT/metrics" | awk '/^broker_store_journal_fsyncs / { print $2 }'
+}
+
 declare -A R
+# row KEY PID COMMAND...: runs COMMAND (a client), records msgs/s, client and broker CPU.
+row() {
+  local key=$1 pid=$2; shift 2
+  local b0 b1 out
+  b0=$(cpu_of "$pid")
+  out="$( { /usr/bin/time -f 'CLIENTCPU %U %S' bash -c '"$@"' _ "$@"; } 2>&1 )"
+  b1=$(cpu_of "$pid")
+  R[$key]="$(echo "$out" | grep '^RESULT' | sed -E 's/.*msgs_per_sec=([0-9.]+).*/\1/' | head -1)"
+  R[$key.ccpu]="$(echo "$out" | awk '/^CLIENTCPU/ { printf "%.2f", $2 + $3 }')"
+  R[$key.bcpu]="$(awk -v a="$b0" -v b="$b1" 'BEGIN { printf "%.2f", b - a }')"
+  echo "$key: ${R[$key]} msgs/s, client ${R[$key.ccpu]} s, broker ${R[$key.bcpu]} s CPU" >&2
+}
+
+producer() { # port destination count producers receipts
+  "$BROKER" producer --url "tcp://127.0.0.1:$1" --destination "$2" --count "$3" --producers "$4" \
+    --size 1024 --persistent true --receipts "$5"
+}
+consumer() { # port destination count ack
+  "$BROKER" consumer --url "tcp://127.0.0.1:$1" --destination "$2" --count "$3" --ack "$4" --idle-secs 30
+}
+export BROKER
+export -f producer consumer
+
 for target in activemq rust; do
-  port=$AMQ_PORT; [ "$target" = rust ] && port=$RUST_PORT
+  port=$AMQ_PORT; pid=$AMQ_PID
+  if [ "$target" = rust ]; then port=$RUST_PORT; pid=$RUST_PID; fi
   echo "== $target" >&2
-  out1="$(run_producer "$port" /queue/cmp.one "$COUNT1" 1)"; echo "$out1" | head -1 >&2
-  out8="$(run_producer "$port" /queue/cmp.eight "$COUNT8" 8)"; echo "$out8" | head -1 >&2
-  R[$target.p1]="$(echo "$out1" | result msgs_per_sec)"
-  R[$target.p1_p99]="$(echo "$out1" | result p99_ms)"
-  R[$target.p8]="$(echo "$out8" | result msgs_per_sec)"
-  R[$target.p8_p99]="$(echo "$out8" | result p99_ms)"
-  run_producer "$port" /queue/cmp.drain "$DRAIN" 8 >/dev/null
-  outc="$("$BROKER" consumer --url "tcp://127.0.0.1:$port" --destination /queue/cmp.drain \
-    --count "$DRAIN" --idle-secs 30 2>&1)"; echo "$outc" | grep received >&2 || true
-  R[$target.drain]="$(echo "$outc" | result msgs_per_sec)"
+  row "$target.r1" "$pid" producer "$port" /queue/cmp.r1 $((COUNT / 4)) 1 every
+  row "$target.r8" "$pid" producer "$port" /queue/cmp.r8 "$COUNT" 8 every
+  row "$target.r32" "$pid" producer "$port" /queue/cmp.r32 "$COUNT" 32 every
+  [ "$target" = rust ] && F0=$(fsyncs)
+  row "$target.u1" "$pid" producer "$port" /queue/cmp.auto "$COUNT" 1 last
+  [ "$target" = rust ] && F1=$(fsyncs)
+  row "$target.u8" "$pid" producer "$port" /queue/cmp.client "$COUNT" 8 last
+  producer "$port" /queue/cmp.indiv "$COUNT" 8 last >/dev/null
+  row "$target.dauto" "$pid" consumer "$port" /queue/cmp.auto "$COUNT" auto
+  row "$target.dclient" "$pid" consumer "$port" /queue/cmp.client "$COUNT" client
+  row "$target.dindiv" "$pid" consumer "$port" /queue/cmp.indiv "$COUNT" client-individual
+  # A topic with 4 durable subscribers: they subscribe, go on receiving in the background;
+  # the publisher sends COUNT/4 without receipts (the last with one).
+  TOPIC_N=$((COUNT / 4))
+  subs=()
+  for s in 1 2 3 4; do
+    "$BROKER" consumer --url "tcp://127.0.0.1:$port" --destination /topic/cmp.t --count "$TOPIC_N" \
+      --client-id "cmp-$target-$s" --durable "s$s" --idle-secs 60 >"$WORK/sub-$target-$s.out" 2>&1 &
+    subs+=($!)
+  done
+  sleep 3
+  t0=$(date +%s.%N)
+  row "$target.topic" "$pid" producer "$port" /topic/cmp.t "$TOPIC_N" 1 last
+  for p in "${subs[@]}"; do wait "$p" || true; done
+  t1=$(date +%s.%N)
+  R[$target.topic_all]="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')"
+  R[$target.topic_got]="$(cat "$WORK"/sub-"$target"-*.out | grep -c '^RESULT received='"$TOPIC_N"' ' || true)"
+  echo "$target.topic: all four had ${TOPIC_N} after ${R[$target.topic_all]} s (${R[$target.topic_got]}/4 complete)" >&2
+  if [ "$BIG" -gt 0 ]; then
+    producer "$port" /queue/cmp.big "$BIG" 8 last >/dev/null
+    sleep 5
+    R[$target.rss]="$(rss_mib "$pid")"
+    echo "$target: resident ${R[$target.rss]} MiB with $BIG queued" >&2
+  fi
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "n/a" }'; }
+line() { # label key
+  echo "| $1 | ${R[activemq.$2]} | ${R[rust.$2]} | $(ratio "${R[rust.$2]}" "${R[activemq.$2]}") | ${R[activemq.$2.ccpu]} / ${R[activemq.$2.bcpu]} | ${R[rust.$2.ccpu]} / ${R[rust.$2.bcpu]} |"
+}
 CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 {
   echo "Side by side on $(nproc) cores ($CPU), $(date -u +%Y-%m-%d); ActiveMQ $AMQ_VERSION"
-  echo "(Debian package, KahaDB defaults) vs this broker (KahaDB, sync always), both over STOMP,"
-  echo "1 KiB persistent messages, each send waiting for its receipt; one run of"
-  echo "\`benches/compare-activemq.sh\` (COUNT1=$COUNT1 COUNT8=$COUNT8 DRAIN=$DRAIN)."
+  echo "(Debian package, KahaDB defaults, -Xmx1G) vs this broker (KahaDB, fsync on every write),"
+  echo "both over STOMP, 1 KiB persistent messages; one run of \`benches/compare-activemq.sh\`"
+  echo "(COUNT=$COUNT BIG=$BIG). CPU columns: seconds used by the client / by the broker."
   echo
-  echo "| workload | ActiveMQ msgs/s | this broker msgs/s | ratio | p99 send ms (ActiveMQ / this) |"
-  echo "|---|---:|---:|---:|---:|"
-  echo "| 1 producer | ${R[activemq.p1]} | ${R[rust.p1]} | $(ratio "${R[rust.p1]}" "${R[activemq.p1]}") | ${R[activemq.p1_p99]} / ${R[rust.p1_p99]} |"
-  echo "| 8 producers | ${R[activemq.p8]} | ${R[rust.p8]} | $(ratio "${R[rust.p8]}" "${R[activemq.p8]}") | ${R[activemq.p8_p99]} / ${R[rust.p8_p99]} |"
-  echo "| consumer draining $DRAIN | ${R[activemq.drain]} | ${R[rust.drain]} | $(ratio "${R[rust.drain]}" "${R[activemq.drain]}") | |"
+  echo "| workload | ActiveMQ msgs/s | this broker msgs/s | ratio | CPU s ActiveMQ row | CPU s this row |"
+  echo "|---|---:|---:|---:|---:|---:|"
+  line "1 producer, receipt per send ($((COUNT / 4)))" r1
+  line "8 producers, receipt per send" r8
+  line "32 producers, receipt per send" r32
+  line "1 producer, no receipts but the last" u1
+  line "8 producers, no receipts but the last" u8
+  line "drain, ack auto" dauto
+  line "drain, ack client (ACK per message)" dclient
+  line "drain, ack client-individual" dindiv
+  line "topic, 4 durable subscribers: publish ($((COUNT / 4)))" topic
+  echo "| topic, 4 durable subscribers: s until all have all | ${R[activemq.topic_all]} | ${R[rust.topic_all]} | $(ratio "${R[activemq.topic_all]}" "${R[rust.topic_all]}") | | |"
+  if [ "$BIG" -gt 0 ]; then
+    echo "| resident MiB with $BIG queued (lower is better) | ${R[activemq.rss]} | ${R[rust.rss]} | $(ratio "${R[activemq.rss]}" "${R[rust.rss]}") | | |"
+  fi
+  echo
+  echo "This broker's journal fsyncs for the $COUNT unreceipted sends of 1 producer: $((F1 - F0))" \
+    "($(awk -v f=$((F1 - F0)) -v n="$COUNT" 'BEGIN { printf "%.3f", f / n }') per message)."
 } | tee "$OUT/report.md"
