@@ -67,6 +67,10 @@ pub struct TransportsSection {
     pub max_header_bytes: usize,
     /// Frames queued for one connection before the broker stops reading from it. 1000.
     pub max_pending_frames: usize,
+    /// The largest frame a client may send before it has logged in (its CONNECT). 8 KiB.
+    pub max_connect_frame_bytes: usize,
+    /// Milliseconds after the accept by which a client must have sent CONNECT. 30000.
+    pub connect_timeout_ms: u64,
     /// SENDs and ACKs without a receipt one connection may have on their way to disk at once
     /// (they share fsyncs); a connection with a full window is not read from. 1000.
     pub pipeline_window: usize,
@@ -88,6 +92,8 @@ impl Default for TransportsSection {
             max_headers: 1000,
             max_header_bytes: 10 * 1024,
             max_pending_frames: 1000,
+            max_connect_frame_bytes: 8 * 1024,
+            connect_timeout_ms: 30_000,
             pipeline_window: 1000,
             pipeline_window_bytes: 16 * 1024 * 1024,
             web: "127.0.0.1:8161".into(),
@@ -157,6 +163,14 @@ impl BrokerConfig {
             ("transports.max_headers", t.max_headers),
             ("transports.max_header_bytes", t.max_header_bytes),
             ("transports.max_pending_frames", t.max_pending_frames),
+            (
+                "transports.max_connect_frame_bytes",
+                t.max_connect_frame_bytes,
+            ),
+            (
+                "transports.connect_timeout_ms",
+                usize::try_from(t.connect_timeout_ms).unwrap_or(usize::MAX),
+            ),
             ("transports.pipeline_window", t.pipeline_window),
             ("transports.pipeline_window_bytes", t.pipeline_window_bytes),
         ] {

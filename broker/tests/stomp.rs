@@ -538,3 +538,67 @@ async fn heart_beats_are_negotiated_and_sent() {
     assert_eq!(&byte, b"\n");
     b.stop().await;
 }
+
+/// Before logging in a client gets little: a big frame is refused at the pre-CONNECT limit, and
+/// trickling bytes does not extend the CONNECT deadline, which counts from the accept. A
+/// logged-in client meanwhile keeps sending and receiving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_logs_in_gets_little() {
+    let b = TestBroker::start(
+        "[transports]\nstomp = \"127.0.0.1:0\"\nmax_connect_frame_bytes = 4096\nconnect_timeout_ms = 1000\n",
+    )
+    .await;
+    let mut good = b.client().await;
+    good.subscribe("g", "/queue/alive", "auto", &[])
+        .await
+        .unwrap();
+
+    // 16 MiB "CONNECT" without a NUL: refused after 4 KiB, not buffered.
+    let mut big = TcpStream::connect(b.server.stomp.unwrap()).await.unwrap();
+    big.write_all(b"CONNECT\nlogin:admin\npasscode:admin\n\n")
+        .await
+        .unwrap();
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut refused_after = None;
+    for i in 0..256 {
+        if big.write_all(&chunk).await.is_err() {
+            refused_after = Some(i);
+            break;
+        }
+    }
+    let reply = read_until(&mut big, "\0").await;
+    assert!(
+        reply.starts_with("ERROR") && reply.contains("4096"),
+        "{reply:?} (write failed after {refused_after:?} chunks)"
+    );
+
+    // One byte every 100 ms, for 30 s if it were let: closed at the deadline instead.
+    let mut slow = TcpStream::connect(b.server.stomp.unwrap()).await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut closed = false;
+    for byte in b"CONNECT\nlogin:admin\npasscode:admin\n"
+        .iter()
+        .cycle()
+        .take(300)
+    {
+        if slow.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut probe = [0u8; 256];
+        if let Ok(Ok(0)) =
+            tokio::time::timeout(Duration::from_millis(100), slow.read(&mut probe)).await
+        {
+            closed = true;
+            break;
+        }
+        good.send("/queue/alive", "beat", &[]).await.unwrap();
+        assert_eq!(body(&recv(&mut good).await), "beat");
+    }
+    assert!(
+        closed,
+        "the trickling client was not closed within {:?}",
+        started.elapsed()
+    );
+    b.stop().await;
+}

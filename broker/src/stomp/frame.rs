@@ -188,11 +188,37 @@ fn unescape(s: &str, version: Version) -> Result<String, FrameError> {
 }
 
 /// Frames from a byte stream.
+///
+/// The decoder remembers how far it got in the frame it is reading (the header lines found,
+/// where the search for the body's NUL stopped), so a frame arriving in many small reads is
+/// scanned once: linear in its size, not quadratic.
 #[derive(Debug, Clone)]
 pub struct Decoder {
     pub limits: Limits,
     /// Decides escaping; set once CONNECT is answered.
     pub version: Version,
+    progress: Option<Progress>,
+}
+
+/// How far the frame at the start of the buffer has been read.
+#[derive(Debug, Clone, Default)]
+struct Progress {
+    /// Header lines found so far, as (start, end) in the buffer.
+    lines: Vec<(usize, usize)>,
+    /// Where the next header line starts.
+    pos: usize,
+    head: Option<Head>,
+    /// The body holds no NUL before this offset.
+    nul_from: usize,
+}
+
+/// A parsed header block.
+#[derive(Debug, Clone)]
+struct Head {
+    command: String,
+    headers: Vec<(String, String)>,
+    content_length: Option<usize>,
+    body_start: usize,
 }
 
 const COMMANDS: &[&str] = &[
@@ -218,6 +244,7 @@ impl Decoder {
         Decoder {
             limits,
             version: Version::V1_0,
+            progress: None,
         }
     }
 
@@ -235,56 +262,123 @@ impl Decoder {
         n > 0
     }
 
-    /// The next complete frame, `None` if more bytes are needed.
-    pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
-        Self::skip_heartbeats(buf);
-        if buf.is_empty() {
-            return Ok(None);
+    /// The next complete frame, `None` if more bytes are needed. Between calls the caller only
+    /// appends to `buf`.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
+        if self.progress.is_none() {
+            Self::skip_heartbeats(buf);
+            if buf.is_empty() {
+                return Ok(None);
+            }
         }
+        let mut progress = self.progress.take().unwrap_or_default();
+        let result = self.resume(&mut progress, buf);
+        if matches!(result, Ok(None)) {
+            self.progress = Some(progress);
+        }
+        result
+    }
+
+    fn resume(&self, p: &mut Progress, buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         let limits = self.limits;
-        // Header block: lines up to an empty line.
-        let mut pos = 0;
-        let mut lines: Vec<(usize, usize)> = Vec::new();
-        let body_start = loop {
-            let Some(nl) = buf[pos..].iter().position(|&b| b == b'\n') else {
-                if buf.len() - pos > limits.max_header_bytes {
+        if p.head.is_none() {
+            // Header block: lines up to an empty line.
+            let body_start = loop {
+                let Some(nl) = buf[p.pos..].iter().position(|&b| b == b'\n') else {
+                    if buf.len() - p.pos > limits.max_header_bytes {
+                        return Err(FrameError::HeaderTooLong {
+                            limit: limits.max_header_bytes,
+                        });
+                    }
+                    if buf.len() > limits.max_frame_bytes {
+                        return Err(FrameError::TooLarge {
+                            limit: limits.max_frame_bytes,
+                        });
+                    }
+                    return Ok(None);
+                };
+                let pos = p.pos;
+                let mut end = pos + nl;
+                if end > pos && buf[end - 1] == b'\r' {
+                    end -= 1;
+                }
+                if end - pos > limits.max_header_bytes {
                     return Err(FrameError::HeaderTooLong {
                         limit: limits.max_header_bytes,
                     });
                 }
-                if buf.len() > limits.max_frame_bytes {
+                let next = pos + nl + 1;
+                p.pos = next;
+                if end == pos {
+                    break next;
+                }
+                p.lines.push((pos, end));
+                if p.lines.len() > limits.max_headers + 1 {
+                    return Err(FrameError::TooManyHeaders {
+                        limit: limits.max_headers,
+                    });
+                }
+                if next > limits.max_frame_bytes {
                     return Err(FrameError::TooLarge {
                         limit: limits.max_frame_bytes,
                     });
                 }
-                return Ok(None);
             };
-            let mut end = pos + nl;
-            if end > pos && buf[end - 1] == b'\r' {
-                end -= 1;
-            }
-            if end - pos > limits.max_header_bytes {
-                return Err(FrameError::HeaderTooLong {
-                    limit: limits.max_header_bytes,
-                });
-            }
-            let next = pos + nl + 1;
-            if end == pos {
-                break next;
-            }
-            lines.push((pos, end));
-            if lines.len() > limits.max_headers + 1 {
-                return Err(FrameError::TooManyHeaders {
-                    limit: limits.max_headers,
-                });
-            }
-            if next > limits.max_frame_bytes {
-                return Err(FrameError::TooLarge {
-                    limit: limits.max_frame_bytes,
-                });
-            }
-            pos = next;
+            p.head = Some(self.parse_head(&p.lines, buf, body_start)?);
+            p.nul_from = body_start;
+        }
+        let Some(head) = &p.head else {
+            return Ok(None);
         };
+        let body_start = head.body_start;
+        let (body_end, frame_end) = match head.content_length {
+            Some(n) => {
+                let end = body_start + n;
+                if buf.len() < end + 1 {
+                    return Ok(None);
+                }
+                if buf[end] != 0 {
+                    return Err(FrameError::Malformed(
+                        "the body is not followed by NUL where content-length says it ends".into(),
+                    ));
+                }
+                (end, end + 1)
+            }
+            None => match buf[p.nul_from..].iter().position(|&b| b == 0) {
+                Some(n) => (p.nul_from + n, p.nul_from + n + 1),
+                None => {
+                    if buf.len() - body_start > limits.max_frame_bytes {
+                        return Err(FrameError::TooLarge {
+                            limit: limits.max_frame_bytes,
+                        });
+                    }
+                    p.nul_from = buf.len();
+                    return Ok(None);
+                }
+            },
+        };
+        let Some(head) = p.head.take() else {
+            return Ok(None);
+        };
+        let mut frame_bytes = buf.split_to(frame_end);
+        let body = frame_bytes.split_off(body_start);
+        let mut body = body.freeze();
+        body.truncate(body_end - body_start);
+        Ok(Some(Frame {
+            command: head.command,
+            headers: head.headers,
+            body,
+        }))
+    }
+
+    /// The command and headers of a complete header block.
+    fn parse_head(
+        &self,
+        lines: &[(usize, usize)],
+        buf: &[u8],
+        body_start: usize,
+    ) -> Result<Head, FrameError> {
+        let limits = self.limits;
         let text = |(a, b): (usize, usize)| {
             std::str::from_utf8(&buf[a..b])
                 .map_err(|_| FrameError::Malformed("a header line is not UTF-8".into()))
@@ -319,7 +413,8 @@ impl Decoder {
                 let n: usize = v.trim().parse().map_err(|_| {
                     FrameError::Malformed(format!("bad content-length {:?}", truncate(&v)))
                 })?;
-                if n > limits.max_frame_bytes {
+                // The whole frame, headers included, must fit the limit.
+                if n > limits.max_frame_bytes.saturating_sub(body_start) {
                     return Err(FrameError::TooLarge {
                         limit: limits.max_frame_bytes,
                     });
@@ -328,45 +423,12 @@ impl Decoder {
             }
             headers.push((k, v));
         }
-        let (body_end, frame_end) = match content_length {
-            Some(n) => {
-                let end = body_start + n;
-                if buf.len() < end + 1 {
-                    if end + 1 > limits.max_frame_bytes + body_start {
-                        return Err(FrameError::TooLarge {
-                            limit: limits.max_frame_bytes,
-                        });
-                    }
-                    return Ok(None);
-                }
-                if buf[end] != 0 {
-                    return Err(FrameError::Malformed(
-                        "the body is not followed by NUL where content-length says it ends".into(),
-                    ));
-                }
-                (end, end + 1)
-            }
-            None => match buf[body_start..].iter().position(|&b| b == 0) {
-                Some(n) => (body_start + n, body_start + n + 1),
-                None => {
-                    if buf.len() - body_start > limits.max_frame_bytes {
-                        return Err(FrameError::TooLarge {
-                            limit: limits.max_frame_bytes,
-                        });
-                    }
-                    return Ok(None);
-                }
-            },
-        };
-        let mut frame_bytes = buf.split_to(frame_end);
-        let body = frame_bytes.split_off(body_start);
-        let mut body = body.freeze();
-        body.truncate(body_end - body_start);
-        Ok(Some(Frame {
+        Ok(Head {
             command,
             headers,
-            body,
-        }))
+            content_length,
+            body_start,
+        })
     }
 }
 
@@ -384,14 +446,13 @@ mod tests {
     use super::*;
 
     fn dec(v: Version) -> Decoder {
-        Decoder {
-            limits: Limits {
-                max_frame_bytes: 1024,
-                max_headers: 8,
-                max_header_bytes: 100,
-            },
-            version: v,
-        }
+        let mut d = Decoder::new(Limits {
+            max_frame_bytes: 1024,
+            max_headers: 8,
+            max_header_bytes: 100,
+        });
+        d.version = v;
+        d
     }
 
     fn one(v: Version, bytes: &[u8]) -> Result<Option<Frame>, FrameError> {
@@ -414,7 +475,7 @@ mod tests {
 
     #[test]
     fn heartbeats_and_partial_input() {
-        let d = dec(Version::V1_1);
+        let mut d = dec(Version::V1_1);
         let mut buf = BytesMut::from(&b"\n\r\n\nSEND\ndest"[..]);
         assert_eq!(d.decode(&mut buf).unwrap(), None);
         buf.extend_from_slice(b"ination:x\n\nbody");
@@ -504,10 +565,65 @@ mod tests {
         ));
     }
 
+    /// Frames fed in pieces decode exactly as when fed whole: the saved progress is right.
+    fn in_pieces(bytes: &[u8], piece: usize) -> Vec<Result<Frame, FrameError>> {
+        let mut d = dec(Version::V1_2);
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for chunk in bytes.chunks(piece.max(1)) {
+            buf.extend_from_slice(chunk);
+            loop {
+                match d.decode(&mut buf) {
+                    Ok(Some(f)) => out.push(Ok(f)),
+                    Ok(None) => break,
+                    Err(e) => {
+                        out.push(Err(e));
+                        return out;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_frame_read_in_pieces_is_scanned_once() {
+        let mut bytes = Frame::new("SEND")
+            .header("destination", "/queue/a")
+            .with_body("with length")
+            .to_bytes(Version::V1_2)
+            .to_vec();
+        bytes.extend_from_slice(b"SEND\ndestination:/queue/a\n\nno length\0\n");
+        bytes.extend_from_slice(
+            &Frame::new("SEND")
+                .header("x", "y")
+                .with_body(&b"a\0b"[..])
+                .to_bytes(Version::V1_2),
+        );
+        bytes.extend_from_slice(b"SEND\nk:v\n\n");
+        bytes.extend_from_slice(&[b'z'; 600]);
+        bytes.push(0);
+        let whole = in_pieces(&bytes, bytes.len());
+        assert_eq!(whole.len(), 4);
+        assert!(whole.iter().all(Result::is_ok), "{whole:?}");
+        for piece in [1, 2, 3, 7, 64] {
+            assert_eq!(
+                in_pieces(&bytes, piece),
+                whole,
+                "fed {piece} bytes at a time"
+            );
+        }
+    }
+
     proptest::proptest! {
         #[test]
+        fn pieces_decode_as_the_whole(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300), piece in 1usize..40) {
+            proptest::prop_assert_eq!(in_pieces(&bytes, piece), in_pieces(&bytes, bytes.len().max(1)));
+        }
+
+        #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
-            let d = dec(Version::V1_2);
+            let mut d = dec(Version::V1_2);
             let mut buf = BytesMut::from(&bytes[..]);
             for _ in 0..10 {
                 match d.decode(&mut buf) {
@@ -531,7 +647,9 @@ mod tests {
             }
             f.body = Bytes::from(body);
             let bytes = f.to_bytes(Version::V1_2);
-            let back = Decoder { limits: Limits::default(), version: Version::V1_2 }
+            let mut whole = Decoder::new(Limits::default());
+            whole.version = Version::V1_2;
+            let back = whole
                 .decode(&mut BytesMut::from(&bytes[..]))
                 .unwrap()
                 .unwrap();

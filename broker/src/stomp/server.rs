@@ -34,6 +34,10 @@ pub struct ServerContext {
     pub users: Users,
     pub limits: Limits,
     pub max_pending_frames: usize,
+    /// The largest frame read before CONNECT is answered.
+    pub max_connect_frame_bytes: usize,
+    /// A client must have sent CONNECT this long after the accept.
+    pub connect_timeout: Duration,
     /// Writes (SENDs and ACKs without a receipt) one connection may have in flight, and their
     /// message bytes.
     pub pipeline_window: usize,
@@ -46,8 +50,6 @@ pub struct ServerContext {
 const SERVER_SENDS_MS: u64 = 1_000;
 /// How often the server wants the client's heart-beats at most (ms).
 const SERVER_WANTS_MS: u64 = 10_000;
-/// A client must send CONNECT within this.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a CONNECT waits for a previous connection with its client id to close.
 const CLIENT_ID_WAIT: Duration = Duration::from_secs(5);
 /// Messages of a queue sent per browse page.
@@ -261,10 +263,16 @@ where
     let (out, out_rx) = mpsc::channel::<Bytes>(ctx.max_pending_frames);
     let (beat_tx, beat_rx) = watch::channel(None::<Duration>);
     let writer = tokio::spawn(write_loop(wr, out_rx, beat_rx));
-    let mut decoder = Decoder::new(ctx.limits);
+    // Until CONNECT is answered only a small frame is read, and the deadline is absolute:
+    // a client that never logs in holds a few KiB for `connect_timeout` at most.
+    let mut decoder = Decoder::new(Limits {
+        max_frame_bytes: ctx.limits.max_frame_bytes.min(ctx.max_connect_frame_bytes),
+        ..ctx.limits
+    });
+    let connect_deadline = tokio::time::Instant::now() + ctx.connect_timeout;
     let mut buf = BytesMut::with_capacity(8192);
     let mut conn: Option<Conn> = None;
-    let mut read_timeout = CONNECT_TIMEOUT;
+    let mut read_timeout = ctx.connect_timeout;
     let mut shutdown = ctx.shutdown.clone();
     'outer: loop {
         // Frames already buffered first.
@@ -285,6 +293,7 @@ where
                 None => match Box::pin(connect(&frame, &peer, &ctx, &out, &beat_tx)).await {
                     Ok((c, timeout)) => {
                         decoder.version = c.version;
+                        decoder.limits = ctx.limits;
                         read_timeout = timeout;
                         conn = Some(c);
                         Ok(false)
@@ -330,7 +339,10 @@ where
             }
         }
         tokio::select! {
-            r = tokio::time::timeout(read_timeout, rd.read_buf(&mut buf)) => match r {
+            r = tokio::time::timeout_at(
+                if conn.is_some() { tokio::time::Instant::now() + read_timeout } else { connect_deadline },
+                rd.read_buf(&mut buf),
+            ) => match r {
                 Ok(Ok(0)) => break,
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
@@ -338,7 +350,11 @@ where
                     break;
                 }
                 Err(_) => {
-                    info!(peer = %peer, "no frame or heart-beat within {read_timeout:?}; closing");
+                    if conn.is_some() {
+                        info!(peer = %peer, "no frame or heart-beat within {read_timeout:?}; closing");
+                    } else {
+                        info!(peer = %peer, "no CONNECT within {:?} of accepting; closing", ctx.connect_timeout);
+                    }
                     break;
                 }
             },
@@ -491,7 +507,8 @@ async fn connect(
         beat.send_replace(Some(Duration::from_millis(cy.max(SERVER_SENDS_MS))));
     }
     let read_timeout = if cx > 0 {
-        Duration::from_millis(cx.max(SERVER_WANTS_MS) * 2)
+        // Saturating: the client chose cx.
+        Duration::from_millis(cx.max(SERVER_WANTS_MS).saturating_mul(2))
     } else {
         Duration::from_secs(365 * 24 * 3600)
     };
