@@ -130,25 +130,44 @@ impl Message {
             return Ok(content.clone());
         }
         let mut stream = content.clone();
-        if self.kind == MessageKind::Bytes {
-            if stream.is_empty() {
-                return Ok(Bytes::new());
-            }
-            if stream.len() < 4 {
-                return Err(DecodeError::Truncated {
-                    what: "compressed bytes body length",
-                    needed: 4,
-                    remaining: stream.len(),
-                });
-            }
-            let declared = stream.get_i32();
-            if usize::try_from(declared).map_or(true, |len| len > max_inflated) {
+        if self.kind != MessageKind::Bytes {
+            let out = inflate_up_to(&stream, max_inflated.saturating_add(1))?;
+            if out.len() > max_inflated {
                 return Err(DecodeError::InflatedTooLarge {
                     limit: max_inflated,
                 });
             }
+            return Ok(Bytes::from(out));
         }
-        inflate(&stream, max_inflated)
+        if stream.is_empty() {
+            return Ok(Bytes::new());
+        }
+        if stream.len() < 4 {
+            return Err(DecodeError::Truncated {
+                what: "compressed bytes body length",
+                needed: 4,
+                remaining: stream.len(),
+            });
+        }
+        // ActiveMQ inflates exactly the declared length and ignores anything past it (its
+        // compressor deflates the whole backing array, so there often is something past it).
+        let declared = stream.get_i32();
+        let declared = match usize::try_from(declared) {
+            Ok(len) if len <= max_inflated => len,
+            _ => {
+                return Err(DecodeError::InflatedTooLarge {
+                    limit: max_inflated,
+                });
+            }
+        };
+        let out = inflate_up_to(&stream, declared)?;
+        if out.len() != declared {
+            return Err(DecodeError::Inflate(format!(
+                "inflated {} bytes, the body declares {declared}",
+                out.len()
+            )));
+        }
+        Ok(Bytes::from(out))
     }
 
     /// A text message's text (`None` for a null text).
@@ -222,19 +241,15 @@ impl Message {
     }
 }
 
-/// Inflates a zlib stream, refusing output past `limit` bytes: a small frame can hold a body
-/// that inflates to gigabytes.
-fn inflate(stream: &[u8], limit: usize) -> Result<Bytes, DecodeError> {
+/// Inflates at most `limit` bytes of a zlib stream: a small frame can hold a body that
+/// inflates to gigabytes, so the output is capped rather than the input trusted.
+fn inflate_up_to(stream: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
     let mut out = Vec::new();
-    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     ZlibDecoder::new(stream)
-        .take(cap)
+        .take(u64::try_from(limit).unwrap_or(u64::MAX))
         .read_to_end(&mut out)
         .map_err(|e| DecodeError::Inflate(e.to_string()))?;
-    if out.len() > limit {
-        return Err(DecodeError::InflatedTooLarge { limit });
-    }
-    Ok(Bytes::from(out))
+    Ok(out)
 }
 
 pub(crate) fn read_command_header(r: &mut Reader) -> Result<(i32, bool), DecodeError> {

@@ -132,7 +132,6 @@ public class Capture {
         factory.setCacheEnabled(false);
         factory.setHost("127.0.0.1");
         factory.setIncludePlatformDetails(true);
-        factory.setPlatformDetails("JVM: test");
         out.put("wireformat_loose",
                 ((OpenWireFormat) factory.createWireFormat()).getPreferedWireFormatInfo());
 
