@@ -1163,7 +1163,7 @@ pub enum Command {
     ProducerAck(ProducerAck),
     MessagePull(MessagePull),
     MessageDispatch(MessageDispatch),
-    MessageAck(MessageAck),
+    MessageAck(Box<MessageAck>),
     /// A message of any of the five body kinds (or none).
     Message(Box<Message>),
     Response(Response),
@@ -1279,7 +1279,7 @@ header!(
     ProducerAck,
     MessagePull,
     MessageDispatch,
-    MessageAck,
+    Box<MessageAck>,
     Box<Message>,
     Response,
     ExceptionResponse,
@@ -1320,7 +1320,7 @@ impl Marshal for Command {
             t::PRODUCER_ACK => Command::ProducerAck(ProducerAck::read_fields(r)?),
             t::MESSAGE_PULL => Command::MessagePull(MessagePull::read_fields(r)?),
             t::MESSAGE_DISPATCH => Command::MessageDispatch(MessageDispatch::read_fields(r)?),
-            t::MESSAGE_ACK => Command::MessageAck(MessageAck::read_fields(r)?),
+            t::MESSAGE_ACK => Command::MessageAck(Box::new(MessageAck::read_fields(r)?)),
             t::ACTIVEMQ_MESSAGE..=t::ACTIVEMQ_TEXT_MESSAGE => {
                 Command::Message(Box::new(Message::decode_body(data_type, r)?))
             }

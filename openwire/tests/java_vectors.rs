@@ -293,7 +293,7 @@ fn expected(name: &str, version: i32) -> Option<Command> {
             transaction_id: None,
             transaction_type: TransactionType::Recover,
         }),
-        "message_ack_poison.st" => Command::MessageAck(MessageAck {
+        "message_ack_poison.st" => Command::MessageAck(Box::new(MessageAck {
             command_id: 50,
             consumer_id: consumer_id(3),
             ack_type: AckType::Poison,
@@ -301,7 +301,7 @@ fn expected(name: &str, version: i32) -> Option<Command> {
             message_count: 1,
             poison_cause: Some(failure(true)),
             ..MessageAck::default()
-        }),
+        })),
         "message_pull" => Command::MessagePull(MessagePull {
             command_id: 51,
             response_required: false,
@@ -442,7 +442,7 @@ fn expected(name: &str, version: i32) -> Option<Command> {
         other => {
             if let Some(code) = other.strip_prefix("message_ack_") {
                 let code: i8 = code.parse().expect("an ack type");
-                return Some(Command::MessageAck(ack(code)));
+                return Some(Command::MessageAck(Box::new(ack(code))));
             }
             if let Some(rest) = other.strip_prefix("transaction_info_") {
                 let (kind, code) = rest.split_once('_').expect("kind_code");
@@ -587,10 +587,11 @@ fn messages_of_every_kind_carry_every_field() {
             let what = format!("v{version} {name}");
             let got = message(version, name);
             let mut want = filled(kind, sequence, version);
-            if name == "message_text" && version >= 10 {
-                if let Some(id) = want.message_id.as_mut() {
-                    id.text_view = Some("ID:foreign-text-view".into());
-                }
+            if let (true, Some(id)) = (
+                name == "message_text" && version >= 10,
+                want.message_id.as_mut(),
+            ) {
+                id.text_view = Some("ID:foreign-text-view".into());
             }
             assert_header(&got, &want, &what);
             assert_filled_properties(&got, &what);

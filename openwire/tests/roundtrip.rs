@@ -377,7 +377,7 @@ fn command() -> impl Strategy<Value = Command> {
         )
             .prop_map(
                 |(destination, transaction_id, consumer_id, (t, n), first, last, poison)| {
-                    Command::MessageAck(MessageAck {
+                    Command::MessageAck(Box::new(MessageAck {
                         command_id: n,
                         response_required: false,
                         destination,
@@ -388,7 +388,7 @@ fn command() -> impl Strategy<Value = Command> {
                         last_message_id: last,
                         message_count: n,
                         poison_cause: poison,
-                    })
+                    }))
                 }
             ),
         (
