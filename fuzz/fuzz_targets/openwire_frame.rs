@@ -2,8 +2,8 @@
 //! and never a frame over the limit; message bodies and properties decode or fail within the
 //! inflate limit; a decoded command that re-encodes decodes to itself again.
 //!
-//! The first input byte picks the version (9-12) and whether stack traces are on; the rest is
-//! the byte stream. Seeds: the Java client's vectors (`openwire/tests/vectors`).
+//! The first input byte picks the version (9-12), whether stack traces are on and whether the
+//! encoding is tight; the rest is the byte stream. Seeds: the Java client's vectors (`openwire/tests/vectors`).
 #![no_main]
 
 use bytes::BytesMut;
@@ -40,6 +40,7 @@ fuzz_target!(|data: &[u8]| {
     let wf = WireFormat {
         version: 9 + i32::from(selector & 3),
         stack_trace_enabled: selector & 4 != 0,
+        tight_encoding_enabled: selector & 8 != 0,
         max_frame_size: MAX_FRAME,
         ..WireFormat::default()
     };

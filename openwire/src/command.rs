@@ -122,7 +122,7 @@ impl BrokerInfo {
             fault_tolerant_configuration: r.bool("BrokerInfo.faultTolerantConfiguration")?,
             duplex_connection: r.bool("BrokerInfo.duplexConnection")?,
             network_connection: r.bool("BrokerInfo.networkConnection")?,
-            connection_id: r.i64("BrokerInfo.connectionId")?,
+            connection_id: r.long("BrokerInfo.connectionId")?,
             broker_upload_url: r.opt_string("BrokerInfo.brokerUploadUrl")?,
             network_properties: r.opt_string("BrokerInfo.networkProperties")?,
         })
@@ -143,7 +143,7 @@ impl BrokerInfo {
         w.bool(self.fault_tolerant_configuration);
         w.bool(self.duplex_connection);
         w.bool(self.network_connection);
-        w.i64(self.connection_id);
+        w.long(self.connection_id);
         w.opt_string(
             self.broker_upload_url.as_deref(),
             "BrokerInfo.brokerUploadUrl",
@@ -487,7 +487,7 @@ impl DestinationInfo {
             connection_id: read_required(r, "DestinationInfo.connectionId")?,
             destination: read_required(r, "DestinationInfo.destination")?,
             operation_type: r.i8("DestinationInfo.operationType")?,
-            timeout: r.i64("DestinationInfo.timeout")?,
+            timeout: r.long("DestinationInfo.timeout")?,
             broker_path: read_array(r, "DestinationInfo.brokerPath")?,
         })
     }
@@ -497,7 +497,7 @@ impl DestinationInfo {
         write_nested(w, Some(&self.connection_id))?;
         write_nested(w, Some(&self.destination))?;
         w.i8(self.operation_type);
-        w.i64(self.timeout);
+        w.long(self.timeout);
         write_array(w, self.broker_path.as_deref(), "DestinationInfo.brokerPath")
     }
 }
@@ -605,14 +605,14 @@ impl RemoveInfo {
             command_id,
             response_required,
             object_id: read_required(r, "RemoveInfo.objectId")?,
-            last_delivered_sequence_id: r.i64("RemoveInfo.lastDeliveredSequenceId")?,
+            last_delivered_sequence_id: r.long("RemoveInfo.lastDeliveredSequenceId")?,
         })
     }
     fn write_fields(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         w.i32(self.command_id);
         w.bool(self.response_required);
         write_nested(w, Some(&self.object_id))?;
-        w.i64(self.last_delivered_sequence_id);
+        w.long(self.last_delivered_sequence_id);
         Ok(())
     }
 }
@@ -820,7 +820,7 @@ impl MessagePull {
             response_required,
             consumer_id: read_required(r, "MessagePull.consumerId")?,
             destination: read_nested(r)?,
-            timeout: r.i64("MessagePull.timeout")?,
+            timeout: r.long("MessagePull.timeout")?,
             correlation_id: r.opt_string("MessagePull.correlationId")?,
             message_id: read_nested(r)?,
         })
@@ -830,7 +830,7 @@ impl MessagePull {
         w.bool(self.response_required);
         write_nested(w, Some(&self.consumer_id))?;
         write_nested(w, self.destination.as_ref())?;
-        w.i64(self.timeout);
+        w.long(self.timeout);
         w.opt_string(self.correlation_id.as_deref(), "MessagePull.correlationId")?;
         write_nested(w, self.message_id.as_ref())
     }

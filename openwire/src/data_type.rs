@@ -29,6 +29,8 @@ pub const ACTIVEMQ_MAP_MESSAGE: u8 = 25;
 pub const ACTIVEMQ_OBJECT_MESSAGE: u8 = 26;
 pub const ACTIVEMQ_STREAM_MESSAGE: u8 = 27;
 pub const ACTIVEMQ_TEXT_MESSAGE: u8 = 28;
+/// Not decoded (a deprecated message kind), but it counts among the marshal-aware types.
+pub const ACTIVEMQ_BLOB_MESSAGE: u8 = 29;
 pub const RESPONSE: u8 = 30;
 pub const EXCEPTION_RESPONSE: u8 = 31;
 pub const DATA_RESPONSE: u8 = 32;

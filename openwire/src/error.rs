@@ -69,9 +69,6 @@ pub enum DecodeError {
     /// A primitive map or stream value has an unknown type byte.
     #[error("unknown primitive type {0}")]
     UnknownPrimitiveType(u8),
-    /// The negotiated wire format uses tight encoding, which this codec does not implement.
-    #[error("tight encoding not supported")]
-    TightEncodingNotSupported,
     /// The negotiated wire format uses the marshal cache, which this codec does not implement.
     #[error("marshal cache not supported")]
     CacheNotSupported,
@@ -114,9 +111,6 @@ pub enum EncodeError {
         /// The negotiated limit.
         max: u64,
     },
-    /// The wire format asks for tight encoding, which this codec does not implement.
-    #[error("tight encoding not supported")]
-    TightEncodingNotSupported,
     /// The wire format asks for the marshal cache, which this codec does not implement.
     #[error("marshal cache not supported")]
     CacheNotSupported,

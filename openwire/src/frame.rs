@@ -1,5 +1,5 @@
-//! Framing: a 4-byte big-endian size (of what follows, not of itself), the type byte, the
-//! command's fields. `SizePrefixDisabled` is not supported: a size prefix is what lets the
+//! Framing: a 4-byte big-endian size (of what follows, not of itself), the type byte, then the
+//! command's fields; tight, the frame's boolean stream comes between the type and the fields. `SizePrefixDisabled` is not supported: a size prefix is what lets the
 //! decoder refuse an oversized frame before buffering it.
 
 use bytes::{Buf, BufMut, BytesMut};
@@ -8,7 +8,7 @@ use crate::command::Command;
 use crate::data_type as t;
 use crate::error::{DecodeError, EncodeError};
 use crate::marshal::Marshal;
-use crate::wire::{Reader, Writer};
+use crate::wire::{BitReader, BitWriter, Reader, Writer};
 use crate::wireformat::WireFormat;
 
 const SIZE_PREFIX: usize = 4;
@@ -49,11 +49,11 @@ pub fn decode(buf: &mut BytesMut, wf: &WireFormat) -> Result<Option<Command>, De
         }
         // WireFormatInfo is loose whatever is being negotiated.
         if data_type != t::WIREFORMAT_INFO {
-            if wf.tight_encoding_enabled {
-                return Err(DecodeError::TightEncodingNotSupported);
-            }
             if wf.cache_enabled {
                 return Err(DecodeError::CacheNotSupported);
+            }
+            if wf.tight_encoding_enabled {
+                r.bits = Some(BitReader::read(&mut r)?);
             }
         }
         let command = Command::decode_body(data_type, &mut r)?;
@@ -70,23 +70,38 @@ pub fn decode(buf: &mut BytesMut, wf: &WireFormat) -> Result<Option<Command>, De
 /// Appends `command` as one frame to `out`. On error `out` is left as it was.
 pub fn encode(command: &Command, wf: &WireFormat, out: &mut BytesMut) -> Result<(), EncodeError> {
     let data_type = command.data_type();
-    if data_type != t::WIREFORMAT_INFO {
-        if wf.tight_encoding_enabled {
-            return Err(EncodeError::TightEncodingNotSupported);
-        }
-        if wf.cache_enabled {
-            return Err(EncodeError::CacheNotSupported);
-        }
+    let tight = data_type != t::WIREFORMAT_INFO && wf.tight_encoding_enabled;
+    if data_type != t::WIREFORMAT_INFO && wf.cache_enabled {
+        return Err(EncodeError::CacheNotSupported);
     }
     let start = out.len();
     out.put_u32(0);
-    let mut w = Writer {
-        out,
-        version: wf.version,
-        stack_trace: wf.stack_trace_enabled,
+    out.put_u8(data_type);
+    let written = if tight {
+        // The booleans go before the fields but are only known once the fields are written:
+        // write the fields aside, then the bits, then the fields.
+        let mut fields = BytesMut::new();
+        let mut w = Writer {
+            out: &mut fields,
+            bits: Some(BitWriter::default()),
+            version: wf.version,
+            stack_trace: wf.stack_trace_enabled,
+        };
+        command.encode_body(&mut w).and_then(|()| {
+            let bits = w.bits.take().unwrap_or_default();
+            bits.write_to(out)?;
+            out.put_slice(&fields);
+            Ok(())
+        })
+    } else {
+        let mut w = Writer {
+            out,
+            bits: None,
+            version: wf.version,
+            stack_trace: wf.stack_trace_enabled,
+        };
+        command.encode_body(&mut w)
     };
-    w.u8(data_type);
-    let written = command.encode_body(&mut w);
     let size = out.len() - start - SIZE_PREFIX;
     let checked = written.and_then(|()| {
         if size as u64 > wf.max_frame_size {

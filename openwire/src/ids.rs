@@ -70,12 +70,12 @@ impl Marshal for SessionId {
         expect(data_type, t::SESSION_ID, Self::NAME)?;
         Ok(SessionId {
             connection_id: r.string("SessionId.connectionId")?,
-            value: r.i64("SessionId.value")?,
+            value: r.long("SessionId.value")?,
         })
     }
     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         w.string(&self.connection_id, "SessionId.connectionId")?;
-        w.i64(self.value);
+        w.long(self.value);
         Ok(())
     }
 }
@@ -96,8 +96,8 @@ impl Marshal for ProducerId {
     fn decode_body(data_type: u8, r: &mut Reader) -> Result<Self, DecodeError> {
         expect(data_type, t::PRODUCER_ID, Self::NAME)?;
         let connection_id = r.string("ProducerId.connectionId")?;
-        let value = r.i64("ProducerId.value")?;
-        let session_id = r.i64("ProducerId.sessionId")?;
+        let value = r.long("ProducerId.value")?;
+        let session_id = r.long("ProducerId.sessionId")?;
         Ok(ProducerId {
             connection_id,
             session_id,
@@ -106,8 +106,8 @@ impl Marshal for ProducerId {
     }
     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         w.string(&self.connection_id, "ProducerId.connectionId")?;
-        w.i64(self.value);
-        w.i64(self.session_id);
+        w.long(self.value);
+        w.long(self.session_id);
         Ok(())
     }
 }
@@ -129,14 +129,14 @@ impl Marshal for ConsumerId {
         expect(data_type, t::CONSUMER_ID, Self::NAME)?;
         Ok(ConsumerId {
             connection_id: r.string("ConsumerId.connectionId")?,
-            session_id: r.i64("ConsumerId.sessionId")?,
-            value: r.i64("ConsumerId.value")?,
+            session_id: r.long("ConsumerId.sessionId")?,
+            value: r.long("ConsumerId.value")?,
         })
     }
     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         w.string(&self.connection_id, "ConsumerId.connectionId")?;
-        w.i64(self.session_id);
-        w.i64(self.value);
+        w.long(self.session_id);
+        w.long(self.value);
         Ok(())
     }
 }
@@ -205,8 +205,8 @@ impl Marshal for MessageId {
         Ok(MessageId {
             text_view,
             producer_id: read_nested(r)?,
-            producer_sequence_id: r.i64("MessageId.producerSequenceId")?,
-            broker_sequence_id: r.i64("MessageId.brokerSequenceId")?,
+            producer_sequence_id: r.long("MessageId.producerSequenceId")?,
+            broker_sequence_id: r.long("MessageId.brokerSequenceId")?,
         })
     }
     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
@@ -214,8 +214,8 @@ impl Marshal for MessageId {
             w.opt_string(self.text_view.as_deref(), "MessageId.textView")?;
         }
         write_nested(w, self.producer_id.as_ref())?;
-        w.i64(self.producer_sequence_id);
-        w.i64(self.broker_sequence_id);
+        w.long(self.producer_sequence_id);
+        w.long(self.broker_sequence_id);
         Ok(())
     }
 }
@@ -253,7 +253,7 @@ impl Marshal for TransactionId {
     fn decode_body(data_type: u8, r: &mut Reader) -> Result<Self, DecodeError> {
         match data_type {
             t::LOCAL_TRANSACTION_ID => Ok(TransactionId::Local(LocalTransactionId {
-                value: r.i64("LocalTransactionId.value")?,
+                value: r.long("LocalTransactionId.value")?,
                 connection_id: read_required(r, "LocalTransactionId.connectionId")?,
             })),
             t::XA_TRANSACTION_ID => {
@@ -281,7 +281,7 @@ impl Marshal for TransactionId {
     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         match self {
             TransactionId::Local(id) => {
-                w.i64(id.value);
+                w.long(id.value);
                 write_nested(w, Some(&id.connection_id))
             }
             TransactionId::Xa(id) => {

@@ -4,9 +4,9 @@
 //!
 //! - [`decode`] takes whole frames off a `BytesMut` read buffer (`None` until one is complete,
 //!   oversized frames refused from their size prefix); [`encode`] appends one.
-//! - Versions 9 to 12, loose encoding, marshal cache off. Tight encoding and the cache are not
-//!   implemented: a broker advertises both off ([`WireFormatOptions::broker_default`]) and the
-//!   client follows; [`negotiate`] computes what both sides then use.
+//! - Versions 9 to 12, loose and tight encoding, marshal cache off. The cache is not implemented:
+//!   a broker advertises it off ([`WireFormatOptions::broker_default`], which also picks loose
+//!   encoding) and the client follows; [`negotiate`] computes what both sides then use.
 //! - [`Command`] covers what the client sends and expects; every command is a struct with
 //!   public fields in wire order. A decoded command re-encodes to the same bytes.
 //! - [`Message`] keeps its body as `Bytes` sliced from the frame; [`Message::text`],

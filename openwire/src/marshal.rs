@@ -3,7 +3,10 @@
 //!
 //! A nested object is a presence boolean, its type byte, then its fields. With the marshal cache
 //! off (the only mode this codec speaks) a "cached" field is written exactly like a nested one.
+//! Tight encoding adds one more boolean after the type of a "marshal-aware" structure (a message
+//! or a `WireFormatInfo`): whether a cached marshalled form follows, which ActiveMQ never writes.
 
+use crate::data_type as t;
 use crate::error::{DecodeError, EncodeError};
 use crate::wire::{Reader, Writer};
 
@@ -26,6 +29,12 @@ pub(crate) fn read_nested<T: Marshal>(r: &mut Reader) -> Result<Option<T>, Decod
         return Ok(None);
     }
     let data_type = r.u8(T::NAME)?;
+    if r.is_tight() && is_marshal_aware(data_type) && r.bool(T::NAME)? {
+        return Err(DecodeError::UnexpectedType {
+            expected: "a structure without a cached marshalled form",
+            found: data_type,
+        });
+    }
     r.enter()?;
     let value = T::decode_body(data_type, r)?;
     r.leave();
@@ -46,10 +55,22 @@ pub(crate) fn write_nested<T: Marshal>(
 ) -> Result<(), EncodeError> {
     w.bool(value.is_some());
     if let Some(value) = value {
-        w.u8(value.data_type());
+        let data_type = value.data_type();
+        w.u8(data_type);
+        if w.is_tight() && is_marshal_aware(data_type) {
+            w.bool(false);
+        }
         value.encode_body(w)?;
     }
     Ok(())
+}
+
+/// ActiveMQ's `isMarshallAware()`: true for messages and `WireFormatInfo` only.
+fn is_marshal_aware(data_type: u8) -> bool {
+    matches!(
+        data_type,
+        t::WIREFORMAT_INFO | t::ACTIVEMQ_MESSAGE..=t::ACTIVEMQ_BLOB_MESSAGE
+    )
 }
 
 /// A nullable array of nested structures (a short count); null elements are refused.

@@ -282,10 +282,10 @@ impl Marshal for Message {
             group_sequence: r.i32("Message.groupSequence")?,
             correlation_id: r.opt_string("Message.correlationId")?,
             persistent: r.bool("Message.persistent")?,
-            expiration: r.i64("Message.expiration")?,
+            expiration: r.long("Message.expiration")?,
             priority: r.i8("Message.priority")?,
             reply_to: read_nested(r)?,
-            timestamp: r.i64("Message.timestamp")?,
+            timestamp: r.long("Message.timestamp")?,
             jms_type: r.opt_string("Message.type")?,
             content: r.opt_byte_array("Message.content")?,
             marshalled_properties: r.opt_byte_array("Message.marshalledProperties")?,
@@ -294,13 +294,13 @@ impl Marshal for Message {
             compressed: r.bool("Message.compressed")?,
             redelivery_counter: r.i32("Message.redeliveryCounter")?,
             broker_path: read_array(r, "Message.brokerPath")?,
-            arrival: r.i64("Message.arrival")?,
+            arrival: r.long("Message.arrival")?,
             user_id: r.opt_string("Message.userID")?,
             recieved_by_df_bridge: r.bool("Message.recievedByDFBridge")?,
             droppable: r.bool("Message.droppable")?,
             cluster: read_array(r, "Message.cluster")?,
-            broker_in_time: r.i64("Message.brokerInTime")?,
-            broker_out_time: r.i64("Message.brokerOutTime")?,
+            broker_in_time: r.long("Message.brokerInTime")?,
+            broker_out_time: r.long("Message.brokerOutTime")?,
             jmsx_group_first_for_consumer: r.version >= 10
                 && r.bool("Message.jmsXGroupFirstForConsumer")?,
         })
@@ -319,10 +319,10 @@ impl Marshal for Message {
         w.i32(self.group_sequence);
         w.opt_string(self.correlation_id.as_deref(), "Message.correlationId")?;
         w.bool(self.persistent);
-        w.i64(self.expiration);
+        w.long(self.expiration);
         w.i8(self.priority);
         write_nested(w, self.reply_to.as_ref())?;
-        w.i64(self.timestamp);
+        w.long(self.timestamp);
         w.opt_string(self.jms_type.as_deref(), "Message.type")?;
         w.opt_byte_array(self.content.as_deref(), "Message.content")?;
         w.opt_byte_array(
@@ -334,13 +334,13 @@ impl Marshal for Message {
         w.bool(self.compressed);
         w.i32(self.redelivery_counter);
         write_array(w, self.broker_path.as_deref(), "Message.brokerPath")?;
-        w.i64(self.arrival);
+        w.long(self.arrival);
         w.opt_string(self.user_id.as_deref(), "Message.userID")?;
         w.bool(self.recieved_by_df_bridge);
         w.bool(self.droppable);
         write_array(w, self.cluster.as_deref(), "Message.cluster")?;
-        w.i64(self.broker_in_time);
-        w.i64(self.broker_out_time);
+        w.long(self.broker_in_time);
+        w.long(self.broker_out_time);
         if w.version >= 10 {
             w.bool(self.jmsx_group_first_for_consumer);
         }

@@ -141,6 +141,7 @@ impl PrimitiveMap {
         let mut out = BytesMut::new();
         let mut w = Writer {
             out: &mut out,
+            bits: None,
             version: 12,
             stack_trace: false,
         };
@@ -164,6 +165,7 @@ pub fn encode_stream(values: &[Value]) -> Result<Bytes, EncodeError> {
     let mut out = BytesMut::new();
     let mut w = Writer {
         out: &mut out,
+        bits: None,
         version: 12,
         stack_trace: false,
     };
@@ -192,7 +194,7 @@ fn read_map(r: &mut Reader) -> Result<Option<PrimitiveMap>, DecodeError> {
 fn read_value(r: &mut Reader) -> Result<Value, DecodeError> {
     Ok(match r.u8("primitive type")? {
         NULL => Value::Null,
-        BOOLEAN => Value::Bool(r.bool("boolean value")?),
+        BOOLEAN => Value::Bool(r.u8("boolean value")? != 0),
         BYTE => Value::Byte(r.i8("byte value")?),
         CHAR => Value::Char(r.u16("char value")?),
         SHORT => Value::Short(r.i16("short value")?),
@@ -241,7 +243,7 @@ fn write_value(w: &mut Writer<'_>, value: &Value) -> Result<(), EncodeError> {
         Value::Null => w.u8(NULL),
         Value::Bool(v) => {
             w.u8(BOOLEAN);
-            w.bool(*v);
+            w.u8(u8::from(*v));
         }
         Value::Byte(v) => {
             w.u8(BYTE);

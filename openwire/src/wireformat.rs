@@ -29,7 +29,7 @@ pub struct WireFormat {
     pub version: i32,
     /// Throwables carry stack traces and causes.
     pub stack_trace_enabled: bool,
-    /// Not implemented: decoding and encoding any command but `WireFormatInfo` fails.
+    /// Booleans as bits at the front of each frame, longs in as few bytes as they need.
     pub tight_encoding_enabled: bool,
     /// Not implemented: decoding and encoding any command but `WireFormatInfo` fails.
     pub cache_enabled: bool,
@@ -104,8 +104,9 @@ pub struct WireFormatOptions {
 }
 
 impl WireFormatOptions {
-    /// What a broker built on this codec offers: loose encoding, no cache (the two things the
-    /// codec does not implement are off, and the client then follows), stack traces on.
+    /// What a broker built on this codec offers: loose encoding (cheaper to encode and decode
+    /// than tight, at some bytes per frame), no marshal cache (not implemented; the client then
+    /// turns it off too), stack traces on.
     pub fn broker_default() -> Self {
         WireFormatOptions {
             stack_trace_enabled: true,

@@ -292,39 +292,46 @@ fn a_decompression_bomb_is_bounded() {
 }
 
 #[test]
-fn tight_encoding_and_the_cache_are_refused_clearly() {
+fn the_cache_is_refused_clearly_but_negotiation_still_works() {
     let wf = WireFormat {
-        tight_encoding_enabled: true,
+        cache_enabled: true,
         ..WireFormat::default()
     };
     let keep_alive = Command::KeepAliveInfo(KeepAliveInfo::default());
     let mut out = BytesMut::new();
     assert_eq!(
         encode(&keep_alive, &wf, &mut out),
-        Err(EncodeError::TightEncodingNotSupported)
+        Err(EncodeError::CacheNotSupported)
     );
     let mut buf = frame(&[10, 0, 0, 0, 0, 0]);
-    assert_eq!(
-        decode(&mut buf, &wf),
-        Err(DecodeError::TightEncodingNotSupported)
-    );
-    // WireFormatInfo itself is always loose, so negotiation still works.
+    assert_eq!(decode(&mut buf, &wf), Err(DecodeError::CacheNotSupported));
+    // WireFormatInfo itself is always loose and never cached.
     let info = WireFormatInfo::new(12, &WireFormatOptions::broker_default()).expect("info");
     encode(&Command::WireFormatInfo(info.clone()), &wf, &mut out).expect("loose");
     assert_eq!(
         decode(&mut out, &wf),
         Ok(Some(Command::WireFormatInfo(info)))
     );
+}
 
-    let cached = WireFormat {
-        cache_enabled: true,
+#[test]
+fn a_tight_boolean_stream_past_the_frame_is_refused() {
+    let tight = WireFormat {
+        tight_encoding_enabled: true,
         ..WireFormat::default()
     };
-    let mut buf = frame(&[10, 0, 0, 0, 0, 0]);
-    assert_eq!(
-        decode(&mut buf, &cached),
-        Err(DecodeError::CacheNotSupported)
-    );
+    // A KeepAliveInfo claiming a 200-byte boolean stream in a 7-byte frame.
+    let mut buf = frame(&[10, 0xC0, 200, 0, 0, 0, 1]);
+    assert!(matches!(
+        decode(&mut buf, &tight),
+        Err(DecodeError::Truncated { .. })
+    ));
+    // ... and one whose stream is empty though the command needs a bit.
+    let mut buf = frame(&[10, 0, 0, 0, 0, 1]);
+    assert!(matches!(
+        decode(&mut buf, &tight),
+        Err(DecodeError::Truncated { .. })
+    ));
 }
 
 #[test]

@@ -1,6 +1,7 @@
-//! Byte-exact vectors from the real Java client: every file under `tests/vectors/v<N>/` was
-//! marshalled by activemq-client 5.17's own `OpenWireFormat` (loose, cache off) from the
-//! commands `tests/java/Capture.java` builds (it says how to regenerate them). Each vector must
+//! Byte-exact vectors from the real Java client: every file under `tests/vectors/v<N>/` (loose)
+//! and `tests/vectors/v<N>-tight/` (tight) was marshalled by activemq-client 5.17's own
+//! `OpenWireFormat` (cache off) from the commands `tests/java/Capture.java` builds (it says how
+//! to regenerate them). Each vector must
 //! decode to exactly the fields Capture.java set, and re-encode to the same bytes.
 
 use std::fs;
@@ -13,19 +14,33 @@ fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
 }
 
-fn wire_format(version: i32, name: &str) -> WireFormat {
+/// Every protocol version, loose and tight.
+fn variants() -> Vec<(i32, bool)> {
+    (9..=12).flat_map(|v| [(v, false), (v, true)]).collect()
+}
+
+fn dir_name(version: i32, tight: bool) -> String {
+    if tight {
+        format!("v{version}-tight")
+    } else {
+        format!("v{version}")
+    }
+}
+
+fn wire_format(version: i32, tight: bool, name: &str) -> WireFormat {
     WireFormat {
         version,
+        tight_encoding_enabled: tight,
         stack_trace_enabled: name.ends_with(".st"),
         ..WireFormat::default()
     }
 }
 
-/// Every vector of every version: `(version, name, bytes)`.
-fn all_vectors() -> Vec<(i32, String, Vec<u8>)> {
+/// Every vector of every version and encoding: `(version, tight, name, bytes)`.
+fn all_vectors() -> Vec<(i32, bool, String, Vec<u8>)> {
     let mut out = Vec::new();
-    for version in 9..=12 {
-        let dir = vectors_dir().join(format!("v{version}"));
+    for (version, tight) in variants() {
+        let dir = vectors_dir().join(dir_name(version, tight));
         let mut entries: Vec<_> = fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
             .map(|e| e.expect("dir entry").path())
@@ -38,14 +53,19 @@ fn all_vectors() -> Vec<(i32, String, Vec<u8>)> {
                 .and_then(|n| n.strip_suffix(".bin"))
                 .expect("a .bin file")
                 .to_owned();
-            out.push((version, name, fs::read(&path).expect("readable vector")));
+            out.push((
+                version,
+                tight,
+                name,
+                fs::read(&path).expect("readable vector"),
+            ));
         }
     }
     out
 }
 
-fn decode_vector(version: i32, name: &str, bytes: &[u8]) -> Command {
-    let wf = wire_format(version, name);
+fn decode_vector(version: i32, tight: bool, name: &str, bytes: &[u8]) -> Command {
+    let wf = wire_format(version, tight, name);
     let mut buf = BytesMut::from(bytes);
     let command = decode(&mut buf, &wf)
         .unwrap_or_else(|e| panic!("v{version} {name}: {e}"))
@@ -57,11 +77,11 @@ fn decode_vector(version: i32, name: &str, bytes: &[u8]) -> Command {
 #[test]
 fn every_vector_decodes_and_re_encodes_byte_for_byte() {
     let vectors = all_vectors();
-    assert!(vectors.len() >= 4 * 60, "only {} vectors", vectors.len());
-    for (version, name, bytes) in vectors {
-        let command = decode_vector(version, &name, &bytes);
+    assert!(vectors.len() >= 8 * 60, "only {} vectors", vectors.len());
+    for (version, tight, name, bytes) in vectors {
+        let command = decode_vector(version, tight, &name, &bytes);
         let mut out = BytesMut::new();
-        encode(&command, &wire_format(version, &name), &mut out)
+        encode(&command, &wire_format(version, tight, &name), &mut out)
             .unwrap_or_else(|e| panic!("v{version} {name}: {e}"));
         assert_eq!(
             out[..],
@@ -468,25 +488,25 @@ fn expected(name: &str, version: i32) -> Option<Command> {
 #[test]
 fn commands_decode_to_the_fields_capture_java_set() {
     let mut checked = 0;
-    for (version, name, bytes) in all_vectors() {
+    for (version, tight, name, bytes) in all_vectors() {
         let Some(want) = expected(&name, version) else {
             continue;
         };
-        let got = decode_vector(version, &name, &bytes);
-        assert_eq!(got, want, "v{version} {name}");
+        let got = decode_vector(version, tight, &name, &bytes);
+        assert_eq!(got, want, "v{version} tight={tight} {name}");
         checked += 1;
     }
-    assert_eq!(checked, 4 * 54, "commands checked");
+    assert_eq!(checked, 8 * 54, "commands checked");
 }
 
-fn vector(version: i32, name: &str) -> Command {
-    let path = vectors_dir().join(format!("v{version}/{name}.bin"));
+fn vector(version: i32, tight: bool, name: &str) -> Command {
+    let path = vectors_dir().join(format!("{}/{name}.bin", dir_name(version, tight)));
     let bytes = fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    decode_vector(version, name, &bytes)
+    decode_vector(version, tight, name, &bytes)
 }
 
-fn message(version: i32, name: &str) -> Message {
-    match vector(version, name) {
+fn message(version: i32, tight: bool, name: &str) -> Message {
+    match vector(version, tight, name) {
         Command::Message(m) => *m,
         other => panic!("v{version} {name}: not a message: {other:?}"),
     }
@@ -574,7 +594,7 @@ fn assert_filled_properties(m: &Message, what: &str) {
 
 #[test]
 fn messages_of_every_kind_carry_every_field() {
-    for version in 9..=12 {
+    for (version, tight) in variants() {
         let kinds = [
             ("message_plain", MessageKind::Plain, 10),
             ("message_text", MessageKind::Text, 11),
@@ -584,8 +604,8 @@ fn messages_of_every_kind_carry_every_field() {
             ("message_object", MessageKind::Object, 18),
         ];
         for (name, kind, sequence) in kinds {
-            let what = format!("v{version} {name}");
-            let got = message(version, name);
+            let what = format!("v{version} tight={tight} {name}");
+            let got = message(version, tight, name);
             let mut want = filled(kind, sequence, version);
             if let (true, Some(id)) = (
                 name == "message_text" && version >= 10,
@@ -597,20 +617,20 @@ fn messages_of_every_kind_carry_every_field() {
             assert_filled_properties(&got, &what);
         }
 
-        let text = message(version, "message_text");
+        let text = message(version, tight, "message_text");
         assert_eq!(
             text.text(DEFAULT_MAX_INFLATED_SIZE).expect("text"),
             Some(TEXT.to_owned())
         );
 
-        let bytes = message(version, "message_bytes");
+        let bytes = message(version, tight, "message_bytes");
         let want: Vec<u8> = (0..=255u8).collect();
         assert_eq!(
             bytes.body(DEFAULT_MAX_INFLATED_SIZE).expect("body")[..],
             want[..]
         );
 
-        let map = message(version, "message_map")
+        let map = message(version, tight, "message_map")
             .map_body(DEFAULT_MAX_INFLATED_SIZE)
             .expect("map body");
         let mut nested = PrimitiveMap::new();
@@ -637,7 +657,7 @@ fn messages_of_every_kind_carry_every_field() {
             assert_eq!(map.get(name), Some(&value), "v{version} map body {name}");
         }
 
-        let stream = message(version, "message_stream")
+        let stream = message(version, tight, "message_stream")
             .stream_body(DEFAULT_MAX_INFLATED_SIZE)
             .expect("stream body");
         assert_eq!(
@@ -658,7 +678,7 @@ fn messages_of_every_kind_carry_every_field() {
         );
 
         // An object body is Java serialization, opaque here: check its magic.
-        let object = message(version, "message_object")
+        let object = message(version, tight, "message_object")
             .body(DEFAULT_MAX_INFLATED_SIZE)
             .expect("object body");
         assert_eq!(object[..2], [0xAC, 0xED]);
@@ -667,8 +687,8 @@ fn messages_of_every_kind_carry_every_field() {
 
 #[test]
 fn compressed_bodies_inflate() {
-    for version in 9..=12 {
-        let text = message(version, "message_text_compressed");
+    for (version, tight) in variants() {
+        let text = message(version, tight, "message_text_compressed");
         assert!(text.compressed);
         assert_eq!(
             text.text(DEFAULT_MAX_INFLATED_SIZE).expect("text"),
@@ -680,7 +700,7 @@ fn compressed_bodies_inflate() {
             Err(DecodeError::InflatedTooLarge { limit: 100 })
         );
 
-        let bytes = message(version, "message_bytes_compressed");
+        let bytes = message(version, tight, "message_bytes_compressed");
         assert!(bytes.compressed);
         let want: Vec<u8> = (0..2000u32).map(|i| (i % 7) as u8).collect();
         assert_eq!(
@@ -693,13 +713,13 @@ fn compressed_bodies_inflate() {
 
 #[test]
 fn null_text_dispatch_and_advisory() {
-    for version in 9..=12 {
-        let null_text = message(version, "message_text_null");
+    for (version, tight) in variants() {
+        let null_text = message(version, tight, "message_text_null");
         assert_eq!(null_text.content, None);
         assert_eq!(null_text.text(DEFAULT_MAX_INFLATED_SIZE), Ok(None));
 
-        let Command::MessageDispatch(dispatch) = vector(version, "message_dispatch") else {
-            panic!("v{version}: not a dispatch");
+        let Command::MessageDispatch(dispatch) = vector(version, tight, "message_dispatch") else {
+            panic!("v{version} tight={tight}: not a dispatch");
         };
         assert_eq!(dispatch.command_id, 52);
         assert_eq!(dispatch.consumer_id, consumer_id(3));
@@ -712,7 +732,7 @@ fn null_text_dispatch_and_advisory() {
             Ok(Some("dispatched".into()))
         );
 
-        let advisory = message(version, "message_advisory");
+        let advisory = message(version, tight, "message_advisory");
         assert_eq!(
             advisory.destination,
             Some(Destination::topic(
@@ -730,8 +750,8 @@ fn null_text_dispatch_and_advisory() {
 
 #[test]
 fn the_5_17_client_wire_format_info() {
-    for version in 9..=12 {
-        let Command::WireFormatInfo(info) = vector(version, "wireformat_default") else {
+    for (version, tight) in variants() {
+        let Command::WireFormatInfo(info) = vector(version, tight, "wireformat_default") else {
             panic!("not a WireFormatInfo");
         };
         info.validate().expect("valid");
@@ -773,7 +793,7 @@ fn the_5_17_client_wire_format_info() {
             }
         );
 
-        let Command::WireFormatInfo(loose) = vector(version, "wireformat_loose") else {
+        let Command::WireFormatInfo(loose) = vector(version, tight, "wireformat_loose") else {
             panic!("not a WireFormatInfo");
         };
         let options = loose.options().expect("options");

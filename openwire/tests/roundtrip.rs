@@ -1,5 +1,6 @@
 //! Property tests: any command or primitive map the codec can represent survives
-//! encode -> decode unchanged, at every supported version, and re-encodes to the same bytes.
+//! encode -> decode unchanged, at every supported version, loose and tight, and re-encodes to
+//! the same bytes.
 
 use bytes::{Bytes, BytesMut};
 use openwire::*;
@@ -492,8 +493,13 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn commands_round_trip(command in command(), version in 9..=12i32, stack_trace: bool) {
-        let wf = WireFormat { version, stack_trace_enabled: stack_trace, ..WireFormat::default() };
+    fn commands_round_trip(command in command(), version in 9..=12i32, stack_trace: bool, tight: bool) {
+        let wf = WireFormat {
+            version,
+            stack_trace_enabled: stack_trace,
+            tight_encoding_enabled: tight,
+            ..WireFormat::default()
+        };
         let mut buf = BytesMut::new();
         encode(&command, &wf, &mut buf).expect("encodes");
         let bytes = buf.clone();

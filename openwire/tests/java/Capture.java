@@ -1,9 +1,10 @@
 /*
  * Writes the byte-exact vectors the openwire crate's tests replay: each command built with the
- * real ActiveMQ client classes and marshalled by the client's own OpenWireFormat (loose
- * encoding, marshal cache off, size prefix on), for protocol versions 9 to 12.
+ * real ActiveMQ client classes and marshalled by the client's own OpenWireFormat (marshal cache
+ * off, size prefix on), for protocol versions 9 to 12, loose and tight.
  *
- * Files: tests/vectors/v<version>/<name>.bin; a name ending in ".st" was marshalled with
+ * Files: tests/vectors/v<version>/<name>.bin (loose) and tests/vectors/v<version>-tight/ (tight
+ * encoding; WireFormatInfo is always loose); a name ending in ".st" was marshalled with
  * StackTraceEnabled (throwables carry stack traces and causes), the others without.
  * The values here are mirrored in tests/java_vectors.rs, which checks every decoded field.
  *
@@ -477,11 +478,12 @@ public class Capture {
     public static void main(String[] args) throws Exception {
         File root = new File(args.length > 0 ? args[0] : "tests/vectors");
         for (int version = 9; version <= 12; version++) {
-            File dir = new File(root, "v" + version);
+          for (boolean tight : new boolean[] {false, true}) {
+            File dir = new File(root, "v" + version + (tight ? "-tight" : ""));
             dir.mkdirs();
             for (Map.Entry<String, Object> e : commands(version).entrySet()) {
                 OpenWireFormat format = new OpenWireFormat(version);
-                format.setTightEncodingEnabled(false);
+                format.setTightEncodingEnabled(tight && !e.getKey().startsWith("wireformat"));
                 format.setCacheEnabled(false);
                 format.setSizePrefixDisabled(false);
                 format.setStackTraceEnabled(e.getKey().endsWith(".st"));
@@ -490,6 +492,7 @@ public class Capture {
                     f.write(bytes.getData(), bytes.getOffset(), bytes.getLength());
                 }
             }
+          }
         }
     }
 }
