@@ -176,10 +176,12 @@ pub struct MessageId {
 }
 
 impl fmt::Display for MessageId {
-    /// ActiveMQ's `MessageId.toString`: `<connection>:<session>:<producer>:<sequence>`.
+    /// ActiveMQ's `MessageId.toString` (the `JMSMessageID`):
+    /// `<connection>:<session>:<producer>:<sequence>`, or the text view, prefixed `ID:`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.text_view, &self.producer_id) {
-            (Some(text), _) => f.write_str(text),
+            (Some(text), _) if text.starts_with("ID:") => f.write_str(text),
+            (Some(text), _) => write!(f, "ID:{text}"),
             (None, Some(p)) => write!(
                 f,
                 "{}:{}:{}:{}",
@@ -384,5 +386,27 @@ impl Marshal for Destination {
     }
     fn encode_body(&self, w: &mut Writer<'_>) -> Result<(), EncodeError> {
         w.string(&self.physical_name, "ActiveMQDestination.physicalName")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_print_as_jms_message_ids() {
+        let mut id = MessageId {
+            text_view: None,
+            producer_id: Some(ProducerId {
+                connection_id: "ID:host-1-2:3".into(),
+                session_id: 4,
+                value: 5,
+            }),
+            producer_sequence_id: 6,
+            broker_sequence_id: 0,
+        };
+        assert_eq!(id.to_string(), "ID:host-1-2:3:4:5:6");
+        id.text_view = Some("foreign".into());
+        assert_eq!(id.to_string(), "ID:foreign");
     }
 }
