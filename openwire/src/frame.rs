@@ -36,8 +36,9 @@ pub fn decode(buf: &mut BytesMut, wf: &WireFormat) -> Result<Option<Command>, De
                 max: wf.max_frame_size,
             });
         }
+        // No `reserve` for the rest: a peer that announces a large frame and sends it slowly
+        // would otherwise hold that much memory per connection before sending a byte of it.
         if buf.len() < SIZE_PREFIX + len {
-            buf.reserve(SIZE_PREFIX + len - buf.len());
             return Ok(None);
         }
         buf.advance(SIZE_PREFIX);

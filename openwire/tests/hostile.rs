@@ -112,6 +112,16 @@ fn an_oversized_frame_is_refused_from_its_prefix_alone() {
         buf.capacity()
     );
 
+    // A frame under the limit but not yet here is "need more", and reserves nothing for it.
+    let mut slow = BytesMut::with_capacity(16);
+    slow.put_slice(&[0x00, 0x10, 0x00, 0x00, 23, 0, 0]);
+    assert_eq!(decode(&mut slow, &WireFormat::default()), Ok(None));
+    assert!(
+        slow.capacity() < 1024,
+        "the decoder reserved {} bytes",
+        slow.capacity()
+    );
+
     let mut negative = BytesMut::from(&[0xFF, 0xFF, 0xFF, 0xFE][..]);
     assert_eq!(
         decode(&mut negative, &WireFormat::default()),
