@@ -1,0 +1,50 @@
+//! The type byte that opens every OpenWire data structure (ActiveMQ's `CommandTypes`).
+
+/// A null command (a frame holding nothing).
+pub const NULL: u8 = 0;
+pub const WIREFORMAT_INFO: u8 = 1;
+pub const BROKER_INFO: u8 = 2;
+pub const CONNECTION_INFO: u8 = 3;
+pub const SESSION_INFO: u8 = 4;
+pub const CONSUMER_INFO: u8 = 5;
+pub const PRODUCER_INFO: u8 = 6;
+pub const TRANSACTION_INFO: u8 = 7;
+pub const DESTINATION_INFO: u8 = 8;
+pub const REMOVE_SUBSCRIPTION_INFO: u8 = 9;
+pub const KEEP_ALIVE_INFO: u8 = 10;
+pub const SHUTDOWN_INFO: u8 = 11;
+pub const REMOVE_INFO: u8 = 12;
+pub const CONTROL_COMMAND: u8 = 14;
+pub const FLUSH_COMMAND: u8 = 15;
+pub const CONNECTION_ERROR: u8 = 16;
+pub const CONSUMER_CONTROL: u8 = 17;
+pub const CONNECTION_CONTROL: u8 = 18;
+pub const PRODUCER_ACK: u8 = 19;
+pub const MESSAGE_PULL: u8 = 20;
+pub const MESSAGE_DISPATCH: u8 = 21;
+pub const MESSAGE_ACK: u8 = 22;
+pub const ACTIVEMQ_MESSAGE: u8 = 23;
+pub const ACTIVEMQ_BYTES_MESSAGE: u8 = 24;
+pub const ACTIVEMQ_MAP_MESSAGE: u8 = 25;
+pub const ACTIVEMQ_OBJECT_MESSAGE: u8 = 26;
+pub const ACTIVEMQ_STREAM_MESSAGE: u8 = 27;
+pub const ACTIVEMQ_TEXT_MESSAGE: u8 = 28;
+/// Not decoded (a deprecated message kind), but it counts among the marshal-aware types.
+pub const ACTIVEMQ_BLOB_MESSAGE: u8 = 29;
+pub const RESPONSE: u8 = 30;
+pub const EXCEPTION_RESPONSE: u8 = 31;
+pub const DATA_RESPONSE: u8 = 32;
+pub const DATA_ARRAY_RESPONSE: u8 = 33;
+pub const INTEGER_RESPONSE: u8 = 34;
+pub const ACTIVEMQ_QUEUE: u8 = 100;
+pub const ACTIVEMQ_TOPIC: u8 = 101;
+pub const ACTIVEMQ_TEMP_QUEUE: u8 = 102;
+pub const ACTIVEMQ_TEMP_TOPIC: u8 = 103;
+pub const MESSAGE_ID: u8 = 110;
+pub const LOCAL_TRANSACTION_ID: u8 = 111;
+pub const XA_TRANSACTION_ID: u8 = 112;
+pub const CONNECTION_ID: u8 = 120;
+pub const SESSION_ID: u8 = 121;
+pub const CONSUMER_ID: u8 = 122;
+pub const PRODUCER_ID: u8 = 123;
+pub const BROKER_ID: u8 = 124;
