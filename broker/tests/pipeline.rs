@@ -9,10 +9,11 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use broker::client::{ConnectOptions, StompClient};
+use broker::client::StompClient;
 use broker::stomp::frame::Frame;
 use broker::url::parse;
-use common::{TestBroker, body, process::spawn, recv};
+use common::process::{admin, spawn, write_config};
+use common::{TestBroker, body, recv};
 
 fn send(destination: &str, n: u64) -> Frame {
     Frame::new("SEND")
@@ -95,20 +96,8 @@ async fn unreceipted_sends_and_acks_keep_their_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_keeps_everything_before_the_last_receipt() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("broker.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[broker]\ndata_directory = \"{}\"\n[transports]\nstomp = \"127.0.0.1:0\"\nweb = \"\"\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
-    let opts = ConnectOptions {
-        login: "admin".into(),
-        passcode: "admin".into(),
-        ..ConnectOptions::default()
-    };
+    let config = write_config(dir.path(), "");
+    let opts = admin();
     let (mut child, url) = spawn(&config);
     let endpoint = parse(&url).unwrap().remove(0);
     let mut c = StompClient::connect(&endpoint, &opts).await.unwrap();
@@ -181,6 +170,28 @@ impl Drop for Tmpfs {
     }
 }
 
+/// A broker on `data` (KahaDB, the tests' small journal files) with its STOMP listener.
+async fn serve(
+    data: &Path,
+) -> (
+    std::sync::Arc<broker::Broker>,
+    broker::listener::Server,
+    broker::url::Endpoint,
+) {
+    let broker = std::sync::Arc::new(broker::Broker::new(common::config(data, "")));
+    broker.start().await.expect("broker starts");
+    let server = broker::listener::Server::start(std::sync::Arc::clone(&broker))
+        .await
+        .unwrap();
+    let addr = server.stomp.unwrap();
+    let endpoint = broker::url::Endpoint {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        tls: false,
+    };
+    (broker, server, endpoint)
+}
+
 /// The disk fills while SENDs are in flight: the client gets an ERROR naming the SEND that
 /// failed, the connection closes, and every receipted message is there after the disk has room
 /// again and the broker restarted.
@@ -194,29 +205,8 @@ async fn a_full_disk_in_the_window_is_an_error_and_loses_nothing_receipted() {
     let ballast = fs.path().join("ballast");
     std::fs::write(&ballast, vec![1u8; 8 * 1024 * 1024]).unwrap();
     let data = fs.path().join("data");
-    let extra = "";
-    let start = |dir: &Path| {
-        let broker = std::sync::Arc::new(broker::Broker::new(common::config(dir, extra)));
-        async move {
-            broker.start().await.expect("broker starts");
-            let server = broker::listener::Server::start(std::sync::Arc::clone(&broker))
-                .await
-                .unwrap();
-            (broker, server)
-        }
-    };
-    let (broker, server) = start(&data).await;
-    let addr = server.stomp.unwrap();
-    let endpoint = broker::url::Endpoint {
-        host: addr.ip().to_string(),
-        port: addr.port(),
-        tls: false,
-    };
-    let opts = ConnectOptions {
-        login: "admin".into(),
-        passcode: "admin".into(),
-        ..ConnectOptions::default()
-    };
+    let (broker, server, endpoint) = serve(&data).await;
+    let opts = admin();
     let mut c = StompClient::connect(&endpoint, &opts).await.unwrap();
     let big = "x".repeat(16 * 1024);
     let mut receipted = 0u64;
@@ -252,13 +242,7 @@ async fn a_full_disk_in_the_window_is_an_error_and_loses_nothing_receipted() {
     server.stop().await;
     broker.stop().await;
     std::fs::remove_file(&ballast).unwrap();
-    let (broker, server) = start(&data).await;
-    let addr = server.stomp.unwrap();
-    let endpoint = broker::url::Endpoint {
-        host: addr.ip().to_string(),
-        port: addr.port(),
-        tls: false,
-    };
+    let (broker, server, endpoint) = serve(&data).await;
     let mut c = StompClient::connect(&endpoint, &opts).await.unwrap();
     c.subscribe("d", "/queue/full", "client-individual", &[])
         .await

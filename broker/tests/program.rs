@@ -7,28 +7,16 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use broker::client::{ConnectOptions, StompClient};
+use broker::client::StompClient;
 use broker::url::parse;
-use common::process::{BIN, spawn};
+use common::process::{BIN, admin, spawn, write_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_serves_logs_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("broker.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[broker]\ndata_directory = \"{}\"\n[transports]\nstomp = \"127.0.0.1:0\"\nweb = \"127.0.0.1:0\"\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
+    let config = write_config(dir.path(), "127.0.0.1:0");
     let (mut child, url) = spawn(&config);
-    let opts = ConnectOptions {
-        login: "admin".into(),
-        passcode: "admin".into(),
-        ..ConnectOptions::default()
-    };
+    let opts = admin();
     let endpoint = parse(&url).unwrap().remove(0);
     let mut c = StompClient::connect(&endpoint, &opts).await.unwrap();
     c.send("/queue/p", "kept", &[("persistent", "true")])

@@ -553,7 +553,9 @@ impl Conn {
             // the connection's future would make its poll use a deep stack.
             "SEND" => {
                 if let Some(sent) = Box::pin(self.send(&frame)).await? {
-                    sent.await?;
+                    sent.await.map_err(|e| {
+                        Refusal::new(format!("{}: {e}", self.last_send(&frame)), "")
+                    })?;
                 }
             }
             "SUBSCRIBE" => Box::pin(self.subscribe(&frame)).await?,
@@ -617,14 +619,8 @@ impl Conn {
         let bytes = frame.body.len();
         self.window.make_room(bytes).await.map_err(write_refusal)?;
         if frame.command == "SEND" {
-            let sent = Box::pin(self.send(&frame)).await;
-            let what = format!(
-                "SEND #{} to {}",
-                self.sends,
-                frame.get("destination").unwrap_or_default()
-            );
-            let sent =
-                sent.map_err(|r| Refusal::new(format!("{what}: {}", r.message), r.detail))?;
+            let sent = Box::pin(self.send(&frame)).await?;
+            let what = self.last_send(&frame);
             if let Some(sent) = sent {
                 self.window
                     .push(what, bytes, Box::pin(async move { sent.await.map(drop) }));
@@ -639,10 +635,31 @@ impl Conn {
         Ok(())
     }
 
+    /// How an ERROR names the SEND just handled: `SEND #12 to /queue/orders`.
+    fn last_send(&self, frame: &Frame) -> String {
+        format!(
+            "SEND #{} to {}",
+            self.sends,
+            frame.get("destination").unwrap_or_default()
+        )
+    }
+
     /// Hands a SEND to the broker; the message has its place when this returns and is stored
-    /// when the [`Submitted`] resolves.
+    /// when the [`Submitted`] resolves. A refusal names the SEND.
     async fn send(&mut self, frame: &Frame) -> Result<Option<Submitted<MessageId>>, Refusal> {
         self.sends += 1;
+        Box::pin(self.submit_send(frame)).await.map_err(|r| {
+            Refusal::new(
+                format!("{}: {}", self.last_send(frame), r.message),
+                r.detail,
+            )
+        })
+    }
+
+    async fn submit_send(
+        &mut self,
+        frame: &Frame,
+    ) -> Result<Option<Submitted<MessageId>>, Refusal> {
         let dest_text = required(frame, "destination")?;
         if let Some(queue) = dest_text.strip_prefix("/queue/ActiveMQ.Admin.Purge.") {
             let n = self.ctx.broker.purge(queue).await?;

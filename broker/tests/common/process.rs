@@ -33,3 +33,27 @@ pub fn spawn(config: &std::path::Path) -> (std::process::Child, String) {
         .expect("the broker announces its STOMP address");
     (child, url)
 }
+
+/// Writes `broker.toml` into `dir`: data under `dir/data`, STOMP on an ephemeral port, the web
+/// console on `web` (empty: off). Returns the file's path.
+pub fn write_config(dir: &std::path::Path, web: &str) -> std::path::PathBuf {
+    let config = dir.join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[broker]\ndata_directory = \"{}\"\n[transports]\nstomp = \"127.0.0.1:0\"\nweb = \"{web}\"\n",
+            dir.join("data").display()
+        ),
+    )
+    .expect("write broker.toml");
+    config
+}
+
+/// The admin/admin login of a default config.
+pub fn admin() -> broker::client::ConnectOptions {
+    broker::client::ConnectOptions {
+        login: "admin".into(),
+        passcode: "admin".into(),
+        ..broker::client::ConnectOptions::default()
+    }
+}
