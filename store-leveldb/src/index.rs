@@ -178,6 +178,21 @@ impl Index {
         incarnation
     }
 
+    /// Gives the destinations of an index rebuilt from the database the incarnations they had
+    /// in `old`, so that handles made before the rebuild still reach them.
+    pub(crate) fn keep_handles_of(&mut self, old: &Index) {
+        self.next_incarnation = self.next_incarnation.max(old.next_incarnation);
+        for (d, dest) in self.destinations.iter_mut() {
+            match old.destinations.get(d) {
+                Some(o) => dest.incarnation = o.incarnation,
+                None => {
+                    self.next_incarnation += 1;
+                    dest.incarnation = self.next_incarnation;
+                }
+            }
+        }
+    }
+
     pub(crate) fn contains(&self, d: &Destination, id: &MessageId) -> bool {
         match self.destinations.get(d).map(|x| &x.index) {
             Some(DestIndex::Queue(q)) => q.messages.by_id.contains_key(id),

@@ -83,10 +83,22 @@ impl Shared {
                 .map_err(|e| LevelDbError::rocks("writing a batch", e))
         });
         if let Err(e) = written {
-            // The index already holds the change; refusing every later write keeps what was
-            // acknowledged from being built on.
+            // RocksDB refused the batch (a full disk, say), but the index already holds the
+            // change: rebuild it from what the database has, so reads see only stored
+            // messages, and refuse every later write until the store is reopened.
             let why = e.to_string();
             self.barrier.poison(why.clone());
+            let transactions = std::mem::take(&mut open.index.transactions);
+            match crate::recovery::load(&db, self.config.verify_checksums) {
+                Ok(mut index) => {
+                    index.transactions = transactions;
+                    index.keep_handles_of(&open.index);
+                    open.index = index;
+                }
+                Err(e) => {
+                    tracing::error!("leveldb: rebuilding the index after a failed write: {e}")
+                }
+            }
             return Err(StoreError::Poisoned(why));
         }
         let ticket = self.barrier.note_write();
@@ -156,6 +168,11 @@ fn options(config: &LevelDbConfig) -> Result<Options, LevelDbError> {
     // default (point-in-time recovery) would do to synced writes.
     o.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
     o.set_max_total_wal_size(config.log_size);
+    // RocksDB's info log (`LOG`) lives on the same disk; once a write to it has failed (a full
+    // disk), Debian's librocksdb, built with assertions, aborts the process at the next line
+    // it logs. Only fatal lines are written; the engine's own errors carry the details.
+    o.set_log_level(rocksdb::LogLevel::Fatal);
+    o.set_keep_log_file_num(2);
     o.set_write_buffer_size(config.index_write_buffer_size);
     let cache = Cache::new_lru_cache(config.index_cache_size)
         .map_err(|e| LevelDbError::rocks("creating the block cache", e))?;
@@ -391,6 +408,12 @@ impl PersistenceAdapter for LevelDbStore {
         // Writers waiting for a sync are answered first; then one last sync covers writes made
         // without one (`sync = false`), so a clean close loses nothing.
         self.shared.barrier.stop();
+        if let Some(why) = self.shared.barrier.poisoned() {
+            // Syncing a log whose writer failed is refused by RocksDB; nothing more can be
+            // made durable.
+            drop(open);
+            return Err(StoreError::Poisoned(why));
+        }
         let synced = open
             .db
             .flush_wal(true)

@@ -123,12 +123,20 @@ fn sync_loop(inner: &Inner, db: &DB) {
             if q.waiters.is_empty() && q.stop {
                 return;
             }
-            q.written
+            (q.written, q.poisoned.is_some())
         };
-        // Every write with a ticket up to `target` was appended before this call started, so
-        // this one fsync covers them all.
-        let result = db.flush_wal(true).map_err(|e| e.into_string());
-        inner.counters.syncs.fetch_add(1, Ordering::Relaxed);
+        let (target, poisoned) = target;
+        // After a failed write RocksDB's log writer holds the error and must not be synced
+        // again (Debian's librocksdb asserts on it): the waiters are answered with the poison.
+        let result = if poisoned {
+            Ok(())
+        } else {
+            // Every write with a ticket up to `target` was appended before this call started,
+            // so this one fsync covers them all.
+            let r = db.flush_wal(true).map_err(|e| e.into_string());
+            inner.counters.syncs.fetch_add(1, Ordering::Relaxed);
+            r
+        };
         let mut q = inner.queue.lock();
         if let Err(why) = &result {
             tracing::error!("leveldb: syncing the write-ahead log failed: {why}");
