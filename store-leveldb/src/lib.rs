@@ -20,6 +20,7 @@
 
 mod batch;
 mod config;
+mod diagnose;
 mod error;
 mod handle;
 mod index;

@@ -206,8 +206,15 @@ impl LevelDbStore {
                 .map_err(|e| LevelDbError::rocks("repairing the database", e))?;
         }
         let names = Cf::ALL.iter().map(|c| c.name());
-        let db = DB::open_cf(&opts, &config.directory, names)
-            .map_err(|e| LevelDbError::rocks("opening the database", e))?;
+        let db = DB::open_cf(&opts, &config.directory, names).map_err(
+            |e| match LevelDbError::rocks("opening the database", e) {
+                LevelDbError::Corrupt { file: None, reason } => LevelDbError::Corrupt {
+                    file: crate::diagnose::damaged_log(opts.clone(), &config.directory),
+                    reason,
+                },
+                other => other,
+            },
+        )?;
         let db = Arc::new(db);
         let index = crate::recovery::load(&db, config.verify_checksums)?;
         let barrier = WriteBarrier::start(db.clone()).map_err(|source| LevelDbError::Io {
