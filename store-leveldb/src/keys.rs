@@ -91,6 +91,16 @@ fn read_order(r: &mut Reader<'_>) -> std::result::Result<OrderKey, store_api::De
     })
 }
 
+/// Bytes of the `order` suffix of message and pending keys.
+pub(crate) const ORDER_LEN: usize = 9;
+
+/// The order at the end of a message key whose destination prefix is already known.
+pub(crate) fn read_order_suffix(key: &[u8]) -> Result<OrderKey> {
+    let at = key.len().saturating_sub(ORDER_LEN);
+    let mut r = Reader::new(&key[at..]);
+    read_order(&mut r).map_err(|e| bad("message key", Cf::Messages, e))
+}
+
 pub(crate) fn message(d: &Destination, order: OrderKey) -> Vec<u8> {
     let mut key = destination(d);
     put_order(&mut key, order);
@@ -178,10 +188,20 @@ pub(crate) fn entry_value(e: &Entry) -> Vec<u8> {
     w.into_inner()
 }
 
-pub(crate) fn read_entry(value: &[u8]) -> Result<Entry> {
+/// Reads an entry; `intern` turns the producer id into a shared string, so that a million
+/// messages from a few producers hold a few strings (open builds its index from these).
+pub(crate) fn read_entry(
+    value: &[u8],
+    intern: &mut impl FnMut(&str) -> std::sync::Arc<str>,
+) -> Result<Entry> {
     let mut r = Reader::new(value);
-    let parse = |r: &mut Reader<'_>| {
-        let id = codec::read_message_id(r)?;
+    let mut parse = |r: &mut Reader<'_>| {
+        // The layout of codec::write_message_id: producer string, then varint sequence.
+        let producer = intern(r.str("producer id")?);
+        let id = MessageId {
+            producer,
+            producer_seq: r.varint()?,
+        };
         let size = r.u64()?;
         let expiration = r.i64()?;
         r.finish()?;

@@ -3,6 +3,7 @@
 //! entries, subscriptions, pending keys, prepared transactions — without reading any body.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use rocksdb::{DB, IteratorMode, ReadOptions};
 use store_api::{Destination, OrderKey, SubscriptionInfo, TransactionId};
@@ -33,6 +34,7 @@ fn scan(
     opts.set_verify_checksums(verify);
     // A full scan at open would evict what the cache holds for nothing.
     opts.fill_cache(false);
+    opts.set_readahead_size(2 * 1024 * 1024);
     for item in db.iterator_cf_opt(h, opts, IteratorMode::Start) {
         let (k, v) = item.map_err(|e| LevelDbError::rocks("scanning at open", e))?;
         each(&k, &v)?;
@@ -57,9 +59,31 @@ pub(crate) fn load(db: &DB, verify: bool) -> Result<Index> {
         Ok(())
     })?;
     let mut max_seq = 0;
+    let mut producers: HashMap<String, Arc<str>> = HashMap::new();
+    let mut intern = |p: &str| match producers.get(p) {
+        Some(a) => a.clone(),
+        None => {
+            let a: Arc<str> = Arc::from(p);
+            producers.insert(p.to_owned(), a.clone());
+            a
+        }
+    };
+    // Keys of one destination are contiguous: decode its name once, not once per message.
+    let mut last: Option<(Vec<u8>, Destination)> = None;
     scan(db, Cf::Messages, verify, |k, v| {
-        let (d, order) = keys::read_message_key(k)?;
-        let entry = keys::read_entry(v)?;
+        let (d, order) = match &last {
+            Some((prefix, d))
+                if k.len() == prefix.len() + keys::ORDER_LEN && k.starts_with(prefix) =>
+            {
+                (d.clone(), keys::read_order_suffix(k)?)
+            }
+            _ => {
+                let (d, order) = keys::read_message_key(k)?;
+                last = Some((k[..k.len() - keys::ORDER_LEN].to_vec(), d.clone()));
+                (d, order)
+            }
+        };
+        let entry = keys::read_entry(v, &mut intern)?;
         max_seq = max_seq.max(order.sequence);
         match index.destinations.get_mut(&d).map(|x| &mut x.index) {
             Some(DestIndex::Queue(q)) => q.messages.insert(order, &entry, entry.clone()),

@@ -421,10 +421,19 @@ impl PersistenceAdapter for LevelDbStore {
             drop(open);
             return Err(StoreError::Poisoned(why));
         }
+        // A clean close flushes the memtables too, so the next open replays no log.
         let synced = open
             .db
             .flush_wal(true)
-            .map_err(|e| LevelDbError::rocks("syncing the log at close", e));
+            .and_then(|()| {
+                for cf in Cf::ALL {
+                    if let Some(h) = open.db.cf_handle(cf.name()) {
+                        open.db.flush_cf(h)?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| LevelDbError::rocks("flushing at close", e));
         drop(open);
         synced?;
         Ok(())
