@@ -34,6 +34,7 @@ fn engines() -> Vec<(&'static str, MakeEngine)> {
         ("memory", |_| Some(Engine::memory())),
         ("kahadb", |_| Some(Engine::kahadb())),
         ("amq", |_| Some(Engine::amq())),
+        ("leveldb", |_| Some(Engine::leveldb())),
         ("jdbc-sqlite", Engine::jdbc_sqlite),
         ("jdbc-mariadb", Engine::jdbc_mysql),
         ("jdbc-postgres", Engine::jdbc_postgres),

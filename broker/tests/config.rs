@@ -54,6 +54,32 @@ fn a_full_config_parses() {
 }
 
 #[test]
+fn a_leveldb_config_parses_with_activemqs_names() {
+    let c = BrokerConfig::from_toml(
+        r#"
+        [broker]
+        data_directory = "/var/lib/broker"
+        [persistence]
+        kind = "leveldb"
+        [persistence.leveldb]
+        sync = false
+        log_size = 104857600
+        index_cache_size = 268435456
+        index_write_buffer_size = 6291456
+        verify_checksums = true
+        paranoid_checks = true
+        "#,
+    )
+    .unwrap();
+    assert_eq!(c.persistence.kind, EngineKind::Leveldb);
+    assert_eq!(c.engine().locker_kind(), LockerKind::SharedFile);
+    assert_eq!(
+        c.engine().store_directory(),
+        Some(std::path::PathBuf::from("/var/lib/broker/leveldb"))
+    );
+}
+
+#[test]
 fn each_bad_config_names_its_key() {
     let cases: &[(&str, &str, &str)] = &[
         ("[broker]\nnmae = \"x\"\n", "broker.nmae", "unknown field"),
@@ -133,6 +159,26 @@ fn each_bad_config_names_its_key() {
             "[policy]\ndead_letter_queue = \" \"\n",
             "policy.dead_letter_queue",
             "empty",
+        ),
+        (
+            "[persistence]\nkind = \"leveldb\"\n[persistence.leveldb]\nlog_sise = 1\n",
+            "persistence.leveldb.log_sise",
+            "unknown field",
+        ),
+        (
+            "[persistence]\nkind = \"leveldb\"\n[persistence.leveldb]\nsync = \"always\"\n",
+            "persistence.leveldb.sync",
+            "invalid type",
+        ),
+        (
+            "[persistence]\nkind = \"leveldb\"\n[persistence.leveldb]\nindex_write_buffer_size = 10\n",
+            "persistence.leveldb.index_write_buffer_size",
+            "at least",
+        ),
+        (
+            "[persistence]\nkind = \"kahadb\"\n[persistence.leveldb]\n",
+            "persistence.leveldb",
+            "persistence.kind is \"kahadb\"",
         ),
     ];
     for (text, key, reason) in cases {

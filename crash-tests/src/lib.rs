@@ -1,5 +1,5 @@
 //! The fault-injection harness shared by every durable engine (KahaDB, AMQ, JDBC on SQLite,
-//! MariaDB/MySQL and PostgreSQL, journaled JDBC on SQLite and MariaDB/MySQL). Everything lives
+//! MariaDB/MySQL and PostgreSQL, journaled JDBC on SQLite and MariaDB/MySQL, LevelDB on RocksDB). Everything lives
 //! in the tests; this library is empty on purpose, so that no engine depends on it.
 //!
 //! - `tests/process_death.rs`: the test binary re-runs itself as a child that drives a synced

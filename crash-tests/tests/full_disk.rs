@@ -193,6 +193,11 @@ async fn run(engine: Engine, place: &Place, root: &Path) {
 }
 
 #[test]
+fn leveldb_on_a_full_disk() {
+    fills_up(Engine::Leveldb);
+}
+
+#[test]
 fn kahadb_on_a_full_disk() {
     fills_up(Engine::Kahadb);
 }

@@ -502,6 +502,11 @@ fn run(engine: Engine) {
 }
 
 #[test]
+fn leveldb_survives_kill_9() {
+    run(Engine::Leveldb);
+}
+
+#[test]
 fn kahadb_survives_kill_9() {
     run(Engine::Kahadb);
 }

@@ -4,7 +4,7 @@
 //! `broker-core` depends on `store-api` alone: it takes a [`broker_core::Locker`] and a
 //! [`broker_core::StoreOpener`]. This crate reads the config's `[persistence]` and `[locker]`
 //! sections ([`EngineConfig`]) and gives both: the engine (`memory`, `kahadb`, `amq`, `jdbc`,
-//! `journaled-jdbc`) opened once the lock is held, and the locker (`none`, `shared-file`,
+//! `journaled-jdbc`, and `leveldb` behind the cargo feature of that name, on by default) opened once the lock is held, and the locker (`none`, `shared-file`,
 //! `database`, `lease`). A JDBC store opened under a database or lease lock is given that lock's
 //! fence, so that a deposed master cannot write. Adding an engine means editing this crate, not
 //! the core.
@@ -20,8 +20,8 @@ use broker_core::config::CoreConfig;
 use broker_core::{Broker, StoreOpener};
 
 pub use config::{
-    AmqSection, EngineConfig, EngineKind, JdbcSection, JournaledSection, KahaDbSection, LockerKind,
-    LockerSection, PersistenceSection, SyncKind,
+    AmqSection, EngineConfig, EngineKind, JdbcSection, JournaledSection, KahaDbSection,
+    LevelDbSection, LockerKind, LockerSection, PersistenceSection, SyncKind,
 };
 pub use locker::locker;
 

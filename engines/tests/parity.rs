@@ -26,6 +26,11 @@ async fn amq() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leveldb() {
+    parity(Engine::LevelDb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jdbc_sqlite() {
     parity(Engine::JdbcSqlite).await;
 }

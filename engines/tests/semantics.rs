@@ -1,4 +1,5 @@
-//! JMS semantics through the broker, each scenario on the memory and the KahaDB engine.
+//! JMS semantics through the broker, each scenario on the memory, the KahaDB and the LevelDB
+//! engine.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -24,6 +25,14 @@ macro_rules! on_engines {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     super::$name(super::Engine::KahaDb).await;
+                }
+            )*
+        }
+        mod leveldb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Engine::LevelDb).await;
                 }
             )*
         }

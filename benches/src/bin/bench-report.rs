@@ -41,6 +41,7 @@ fn engines() -> Vec<(&'static str, Make)> {
         ("memory", |_| Some(Engine::memory())),
         ("kahadb", |_| Some(Engine::kahadb())),
         ("amq", |_| Some(Engine::amq())),
+        ("leveldb", |_| Some(Engine::leveldb())),
         ("jdbc-sqlite", Engine::jdbc_sqlite),
         ("jdbc-mariadb", Engine::jdbc_mysql),
         ("jdbc-postgres", Engine::jdbc_postgres),
@@ -53,6 +54,7 @@ fn engines() -> Vec<(&'static str, Make)> {
 fn open_time(name: &str, mib: u64, rt: &tokio::runtime::Runtime) -> Result<(Duration, u64)> {
     let engine = match name {
         "kahadb" => Engine::kahadb_sync(SyncPolicy::Never),
+        "leveldb" => Engine::leveldb_with(|c| c.sync = false),
         _ => Engine::amq_sync(SyncPolicy::Never),
     };
     let dir = engine
@@ -74,6 +76,9 @@ fn open_time(name: &str, mib: u64, rt: &tokio::runtime::Runtime) -> Result<(Dura
     let store: Arc<dyn PersistenceAdapter> = match name {
         "kahadb" => Arc::new(store_kahadb::KahaDbStore::open(
             store_kahadb::KahaDbConfig::new(&dir),
+        )?),
+        "leveldb" => Arc::new(store_leveldb::LevelDbStore::open(
+            store_leveldb::LevelDbConfig::new(&dir),
         )?),
         _ => Arc::new(store_amq::AmqStore::open(store_amq::AmqConfig::new(&dir))?),
     };
@@ -208,7 +213,7 @@ fn main() -> Result<()> {
     let mut skipped = Vec::new();
     let mut names = Vec::new();
     let mut table: Vec<Vec<Option<Cell>>> = vec![Vec::new(); WORKLOADS.len()];
-    let bar = ProgressBar::new((all.len() * WORKLOADS.len()) as u64 + 2);
+    let bar = ProgressBar::new((all.len() * WORKLOADS.len()) as u64 + 3);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -250,7 +255,7 @@ fn main() -> Result<()> {
     let ceiling_after = disk_rate(&mut disk)?;
     drop(disk);
     let mut opens = Vec::new();
-    for name in ["kahadb", "amq"] {
+    for name in ["kahadb", "amq", "leveldb"] {
         if pick(name) && args.open_mib > 0 {
             bar.set_message(format!("{name}: open a {} MiB store", args.open_mib));
             opens.push((name, open_time(name, args.open_mib, &rt)?));

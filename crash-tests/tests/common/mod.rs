@@ -15,6 +15,7 @@ use store_api::PersistenceAdapter;
 use store_jdbc::{JdbcConfig, JdbcStore};
 use store_journaled_jdbc::{JournaledJdbcConfig, JournaledJdbcStore};
 use store_kahadb::{KahaDbConfig, KahaDbStore};
+use store_leveldb::{LevelDbConfig, LevelDbStore};
 use test_support::database::{server_url, unique_prefix};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,10 +27,11 @@ pub enum Engine {
     JdbcPostgres,
     JournaledSqlite,
     JournaledMysql,
+    Leveldb,
 }
 
 impl Engine {
-    pub const ALL: [Engine; 7] = [
+    pub const ALL: [Engine; 8] = [
         Engine::Kahadb,
         Engine::Amq,
         Engine::JdbcSqlite,
@@ -37,6 +39,7 @@ impl Engine {
         Engine::JdbcPostgres,
         Engine::JournaledSqlite,
         Engine::JournaledMysql,
+        Engine::Leveldb,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +51,7 @@ impl Engine {
             Engine::JdbcPostgres => "jdbc-postgres",
             Engine::JournaledSqlite => "journaled-sqlite",
             Engine::JournaledMysql => "journaled-mariadb",
+            Engine::Leveldb => "leveldb",
         }
     }
 
@@ -68,7 +72,11 @@ impl Engine {
     pub fn has_journal(self) -> bool {
         matches!(
             self,
-            Engine::Kahadb | Engine::Amq | Engine::JournaledSqlite | Engine::JournaledMysql
+            Engine::Kahadb
+                | Engine::Amq
+                | Engine::JournaledSqlite
+                | Engine::JournaledMysql
+                | Engine::Leveldb
         )
     }
 }
@@ -149,6 +157,13 @@ impl Place {
                 c.checkpoint_interval = Duration::from_millis(50);
                 c.cleanup_interval = Duration::from_millis(150);
                 Arc::new(AmqStore::open(c).map_err(|x| e(&x))?)
+            }
+            Engine::Leveldb => {
+                let mut c = LevelDbConfig::new(self.dir.join("leveldb"));
+                // Small memtables so that a short workload flushes to SST files and compacts.
+                c.index_write_buffer_size = 64 * 1024;
+                c.index_cache_size = 1024 * 1024;
+                Arc::new(LevelDbStore::open(c).map_err(|x| e(&x))?)
             }
             Engine::JdbcSqlite | Engine::JdbcMysql | Engine::JdbcPostgres => {
                 Arc::new(JdbcStore::open(self.jdbc()).await.map_err(|x| e(&x))?)

@@ -64,6 +64,7 @@ pub enum Engine {
     JdbcPostgres,
     JournaledSqlite,
     JournaledMysql,
+    LevelDb,
 }
 
 impl Engine {
@@ -102,6 +103,10 @@ impl Env {
             ),
             Engine::Amq => (
                 "[persistence]\nkind = \"amq\"\n[persistence.amq]\nmax_file_length = 1048576\npreallocate = false\n".to_owned(),
+                None,
+            ),
+            Engine::LevelDb => (
+                "[persistence]\nkind = \"leveldb\"\n[persistence.leveldb]\nindex_write_buffer_size = 262144\nindex_cache_size = 1048576\n".to_owned(),
                 None,
             ),
             Engine::JdbcSqlite => (

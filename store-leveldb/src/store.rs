@@ -1,0 +1,441 @@
+//! The store: opening RocksDB with the engine's column families, the one lock that orders
+//! every change, and the adapter half of the contract (destinations, transactions, checkpoint).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use rocksdb::{BlockBasedOptions, Cache, DB, DBRecoveryMode, Options, ReadOptions, WriteOptions};
+use store_api::{
+    Destination, Message, OrderKey, PersistenceAdapter, PreparedTransaction, QueueStore, Result,
+    StoreError, TopicStore, TransactionId, TxOp, Xid,
+};
+use tokio::sync::oneshot;
+
+use crate::batch::Batch;
+use crate::config::LevelDbConfig;
+use crate::error::LevelDbError;
+use crate::handle::Handle;
+use crate::index::Index;
+use crate::keys::{self, Cf};
+use crate::transaction::IndexProbe;
+use crate::write_barrier::{SyncResult, WriteBarrier};
+
+/// An open database and its index. Gone after `close`, which drops the database so that the
+/// directory can be opened again (RocksDB holds a lock file while open).
+pub(crate) struct Open {
+    pub(crate) db: Arc<DB>,
+    pub(crate) index: Index,
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: LevelDbConfig,
+    /// Every change takes this lock, applies itself to the index and appends its batch to
+    /// RocksDB before releasing it, so the index and the log agree on one order of writes
+    /// (an ack can never reach the log before the add it acknowledges).
+    pub(crate) state: Mutex<Option<Open>>,
+    barrier: WriteBarrier,
+}
+
+/// Waits for the write-ahead log sync covering a write, when the write asked for one.
+pub(crate) struct Pending(Option<oneshot::Receiver<SyncResult>>);
+
+impl Pending {
+    pub(crate) async fn durable(self) -> Result<()> {
+        match self.0 {
+            None => Ok(()),
+            Some(rx) => match rx.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(why)) => Err(StoreError::Poisoned(why)),
+                Err(_) => Err(StoreError::Closed),
+            },
+        }
+    }
+}
+
+impl Shared {
+    /// Runs a change: `f` checks, then updates the index and fills the batch; the batch is
+    /// appended to RocksDB under the lock. The returned [`Pending`] resolves once it is synced
+    /// (always under `sync = true`, and when `force_sync`, for XA prepares).
+    pub(crate) fn write<T>(
+        &self,
+        force_sync: bool,
+        f: impl FnOnce(&mut Index, &mut Batch<'_>) -> Result<T>,
+    ) -> Result<(T, Pending)> {
+        let mut guard = self.state.lock();
+        let open = guard.as_mut().ok_or(StoreError::Closed)?;
+        if let Some(why) = self.barrier.poisoned() {
+            return Err(StoreError::Poisoned(why));
+        }
+        let db = open.db.clone();
+        let mut batch = Batch::new(&db);
+        let out = f(&mut open.index, &mut batch)?;
+        if batch.is_empty() {
+            return Ok((out, Pending(None)));
+        }
+        let written = batch.finish().and_then(|b| {
+            let mut opts = WriteOptions::default();
+            // The sync thread syncs the log for every writer at once; see write_barrier.rs.
+            opts.set_sync(false);
+            db.write_opt(b, &opts)
+                .map_err(|e| LevelDbError::rocks("writing a batch", e))
+        });
+        if let Err(e) = written {
+            // RocksDB refused the batch (a full disk, say), but the index already holds the
+            // change: rebuild it from what the database has, so reads see only stored
+            // messages, and refuse every later write until the store is reopened.
+            let why = e.to_string();
+            self.barrier.poison(why.clone());
+            let transactions = std::mem::take(&mut open.index.transactions);
+            match crate::recovery::load(&db, self.config.verify_checksums) {
+                Ok(mut index) => {
+                    index.transactions = transactions;
+                    index.keep_handles_of(&open.index);
+                    open.index = index;
+                }
+                Err(e) => {
+                    tracing::error!("leveldb: rebuilding the index after a failed write: {e}")
+                }
+            }
+            return Err(StoreError::Poisoned(why));
+        }
+        let ticket = self.barrier.note_write();
+        let pending = (self.config.sync || force_sync).then(|| self.barrier.wait_for(ticket));
+        Ok((out, Pending(pending)))
+    }
+
+    /// Runs `f` on the index and the database (reads, and cursor moves, which are not stored).
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&mut Index, &Reads<'_>) -> Result<T>) -> Result<T> {
+        let mut guard = self.state.lock();
+        let open = guard.as_mut().ok_or(StoreError::Closed)?;
+        let db = open.db.clone();
+        let reads = Reads {
+            db: &db,
+            verify: self.config.verify_checksums,
+        };
+        f(&mut open.index, &reads)
+    }
+}
+
+/// Reading bodies from the `bodies` column family.
+pub(crate) struct Reads<'a> {
+    db: &'a DB,
+    verify: bool,
+}
+
+impl Reads<'_> {
+    pub(crate) fn body(&self, d: &Destination, order: OrderKey) -> Result<Message> {
+        let h = self
+            .db
+            .cf_handle(Cf::Bodies.name())
+            .ok_or(LevelDbError::MissingColumnFamily(Cf::Bodies.name()))?;
+        let mut opts = ReadOptions::default();
+        opts.set_verify_checksums(self.verify);
+        let key = keys::message(d, order);
+        match self
+            .db
+            .get_pinned_cf_opt(h, &key, &opts)
+            .map_err(|e| LevelDbError::rocks("reading a message body", e))?
+        {
+            Some(v) => Ok(keys::read_body(&v)?),
+            None => Err(LevelDbError::BadRecord {
+                what: "message body",
+                cf: Cf::Bodies.name(),
+                reason: format!("the body of sequence {} in {d} is missing", order.sequence),
+            }
+            .into()),
+        }
+    }
+
+    pub(crate) fn bodies(
+        &self,
+        d: &Destination,
+        orders: impl IntoIterator<Item = OrderKey>,
+    ) -> Result<Vec<Message>> {
+        orders.into_iter().map(|o| self.body(d, o)).collect()
+    }
+}
+
+fn options(config: &LevelDbConfig) -> Result<Options, LevelDbError> {
+    let mut o = Options::default();
+    o.create_if_missing(true);
+    o.create_missing_column_families(true);
+    o.set_paranoid_checks(config.paranoid_checks);
+    // A torn final record (a crash mid-append, before its sync) is cut; damage anywhere else
+    // in the log fails the open instead of silently dropping what follows it, which the
+    // default (point-in-time recovery) would do to synced writes.
+    o.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
+    o.set_max_total_wal_size(config.log_size);
+    // RocksDB's info log (`LOG`) lives on the same disk; once a write to it has failed (a full
+    // disk), Debian's librocksdb, built with assertions, aborts the process at the next line
+    // it logs. Only fatal lines are written; the engine's own errors carry the details.
+    o.set_log_level(rocksdb::LogLevel::Fatal);
+    o.set_keep_log_file_num(2);
+    o.set_write_buffer_size(config.index_write_buffer_size);
+    let cache = Cache::new_lru_cache(config.index_cache_size)
+        .map_err(|e| LevelDbError::rocks("creating the block cache", e))?;
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&cache);
+    o.set_block_based_table_factory(&table);
+    Ok(o)
+}
+
+/// The LevelDB engine: RocksDB in `config.directory`, layout in `FORMAT.md`.
+#[derive(Clone)]
+pub struct LevelDbStore {
+    shared: Arc<Shared>,
+}
+
+impl LevelDbStore {
+    /// Opens (creating if new) and recovers the store. Blocking: RocksDB replays its log and
+    /// the index is rebuilt from the database.
+    pub fn open(config: LevelDbConfig) -> Result<Self, LevelDbError> {
+        std::fs::create_dir_all(&config.directory).map_err(|source| LevelDbError::Io {
+            path: config.directory.clone(),
+            source,
+        })?;
+        let opts = options(&config)?;
+        if config.repair {
+            tracing::warn!(
+                "leveldb: repairing {} before opening, as configured; damaged records are dropped",
+                config.directory.display()
+            );
+            DB::repair(&opts, &config.directory)
+                .map_err(|e| LevelDbError::rocks("repairing the database", e))?;
+        }
+        let names = Cf::ALL.iter().map(|c| c.name());
+        let db = DB::open_cf(&opts, &config.directory, names).map_err(
+            |e| match LevelDbError::rocks("opening the database", e) {
+                LevelDbError::Corrupt { file: None, reason } => LevelDbError::Corrupt {
+                    file: crate::diagnose::damaged_log(opts.clone(), &config.directory),
+                    reason,
+                },
+                other => other,
+            },
+        )?;
+        let db = Arc::new(db);
+        let index = crate::recovery::load(&db, config.verify_checksums)?;
+        let barrier = WriteBarrier::start(db.clone()).map_err(|source| LevelDbError::Io {
+            path: config.directory.clone(),
+            source,
+        })?;
+        Ok(LevelDbStore {
+            shared: Arc::new(Shared {
+                config,
+                state: Mutex::new(Some(Open { db, index })),
+                barrier,
+            }),
+        })
+    }
+
+    pub fn directory(&self) -> &Path {
+        &self.shared.config.directory
+    }
+
+    fn handle(&self, d: &Destination) -> Result<Arc<Handle>> {
+        let (incarnation, pending) = self
+            .shared
+            .write(false, |index, batch| Ok(index.create(d, batch)))?;
+        // Creating a destination needs no sync of its own: a message added to it carries its
+        // destination record in the same batch.
+        drop(pending);
+        Ok(Arc::new(Handle::new(
+            self.shared.clone(),
+            d.clone(),
+            incarnation,
+        )))
+    }
+}
+
+#[async_trait]
+impl PersistenceAdapter for LevelDbStore {
+    fn kind(&self) -> &'static str {
+        "leveldb"
+    }
+
+    async fn destinations(&self) -> Result<Vec<Destination>> {
+        self.shared
+            .read(|index, _| Ok(index.destinations.keys().cloned().collect()))
+    }
+
+    async fn queue_store(&self, destination: &Destination) -> Result<Arc<dyn QueueStore>> {
+        destination.expect_queue()?;
+        Ok(self.handle(destination)?)
+    }
+
+    async fn topic_store(&self, destination: &Destination) -> Result<Arc<dyn TopicStore>> {
+        destination.expect_topic()?;
+        Ok(self.handle(destination)?)
+    }
+
+    async fn remove_destination(&self, destination: &Destination) -> Result<()> {
+        let ((), pending) = self.shared.write(false, |index, batch| {
+            if index.remove_destination(destination, batch) {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound(format!("destination {destination}")))
+            }
+        })?;
+        pending.durable().await
+    }
+
+    async fn begin(&self, tx: &TransactionId) -> Result<()> {
+        self.shared.read(|index, _| index.transactions.begin(tx))
+    }
+
+    async fn enlist(&self, tx: &TransactionId, op: TxOp) -> Result<()> {
+        self.shared.read(|index, _| {
+            index.transactions.check_enlist(tx)?;
+            if store_api::tx_check::check_enlisted(&op)? {
+                store_api::tx_check::check_ops(std::slice::from_ref(&op), &mut IndexProbe(index))?;
+            }
+            index.transactions.enlist(tx, op)
+        })
+    }
+
+    async fn prepare(&self, xid: &Xid) -> Result<()> {
+        let ((), pending) = self.shared.write(true, |index, batch| {
+            let ops = index.transactions.to_prepare(xid)?;
+            store_api::tx_check::check_ops(ops, &mut IndexProbe(index))?;
+            batch.put(
+                Cf::Transactions,
+                &keys::transaction(xid),
+                &keys::ops_value(ops),
+            );
+            index
+                .transactions
+                .mark_prepared(&TransactionId::Xa(xid.clone()), ());
+            Ok(())
+        })?;
+        pending.durable().await
+    }
+
+    async fn commit(&self, tx: &TransactionId) -> Result<()> {
+        let ((), pending) = self.shared.write(false, |index, batch| {
+            let open = index.transactions.get(tx)?;
+            let (ops, prepared) = (open.ops.clone(), open.is_prepared());
+            store_api::tx_check::check_ops(&ops, &mut IndexProbe(index))?;
+            crate::transaction::apply(index, ops, batch);
+            if let (true, TransactionId::Xa(xid)) = (prepared, tx) {
+                batch.delete(Cf::Transactions, &keys::transaction(xid));
+            }
+            index.transactions.end(tx).map(|_| ())
+        })?;
+        pending.durable().await
+    }
+
+    async fn rollback(&self, tx: &TransactionId) -> Result<()> {
+        let ((), pending) = self.shared.write(false, |index, batch| {
+            let ended = index.transactions.end(tx)?;
+            if let (true, TransactionId::Xa(xid)) = (ended.is_prepared(), tx) {
+                batch.delete(Cf::Transactions, &keys::transaction(xid));
+            }
+            Ok(())
+        })?;
+        pending.durable().await
+    }
+
+    async fn prepared_transactions(&self) -> Result<Vec<PreparedTransaction>> {
+        self.shared
+            .read(|index, _| Ok(index.transactions.prepared()))
+    }
+
+    /// Flushes every memtable to SST files, so the log to replay at the next open is short;
+    /// with `cleanup`, also compacts, dropping deleted records.
+    async fn checkpoint(&self, cleanup: bool) -> Result<()> {
+        let db = self
+            .shared
+            .state
+            .lock()
+            .as_ref()
+            .map(|o| o.db.clone())
+            .ok_or(StoreError::Closed)?;
+        // Flushes write and fsync SST files: off the async workers, and without the lock, so
+        // writers go on meanwhile.
+        let flushed = tokio::task::spawn_blocking(move || {
+            for cf in Cf::ALL {
+                let h = db
+                    .cf_handle(cf.name())
+                    .ok_or(LevelDbError::MissingColumnFamily(cf.name()))?;
+                db.flush_cf(h)
+                    .map_err(|e| LevelDbError::rocks("flushing a memtable", e))?;
+                if cleanup {
+                    db.compact_range_cf::<&[u8], &[u8]>(h, None, None);
+                }
+            }
+            Ok::<_, LevelDbError>(())
+        })
+        .await
+        .map_err(|e| StoreError::Backend {
+            backend: "leveldb",
+            source: Box::new(e),
+        })?;
+        Ok(flushed?)
+    }
+
+    async fn size_on_disk(&self) -> Result<u64> {
+        self.shared.read(|_, _| Ok(()))?;
+        let dir = &self.shared.config.directory;
+        let io = |source| LevelDbError::Io {
+            path: dir.clone(),
+            source,
+        };
+        let mut total = 0;
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let meta = entry.and_then(|e| e.metadata()).map_err(io)?;
+            if meta.is_file() {
+                total += meta.len();
+            }
+        }
+        Ok(total)
+    }
+
+    fn metrics(&self) -> Vec<(&'static str, u64)> {
+        let c = self.shared.barrier.counters();
+        vec![
+            ("leveldb_writes", c.writes.load(Ordering::Relaxed)),
+            ("leveldb_wal_syncs", c.syncs.load(Ordering::Relaxed)),
+        ]
+    }
+
+    async fn delete_all(&self) -> Result<()> {
+        let ((), pending) = self.shared.write(false, |index, batch| {
+            index.delete_all(batch);
+            Ok(())
+        })?;
+        pending.durable().await
+    }
+
+    async fn close(&self) -> Result<()> {
+        let Some(open) = self.shared.state.lock().take() else {
+            return Ok(());
+        };
+        // Writers waiting for a sync are answered first; then one last sync covers writes made
+        // without one (`sync = false`), so a clean close loses nothing.
+        self.shared.barrier.stop();
+        if let Some(why) = self.shared.barrier.poisoned() {
+            // Syncing a log whose writer failed is refused by RocksDB; nothing more can be
+            // made durable.
+            drop(open);
+            return Err(StoreError::Poisoned(why));
+        }
+        // A clean close flushes the memtables too, so the next open replays no log.
+        let synced = open
+            .db
+            .flush_wal(true)
+            .and_then(|()| {
+                for cf in Cf::ALL {
+                    if let Some(h) = open.db.cf_handle(cf.name()) {
+                        open.db.flush_cf(h)?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| LevelDbError::rocks("flushing at close", e));
+        drop(open);
+        synced?;
+        Ok(())
+    }
+}
