@@ -5,7 +5,7 @@ WORKDIR /src
 # The LevelDB engine links Debian's RocksDB; bindgen needs libclang to read its header.
 RUN apt-get update -qq && apt-get install -y -qq librocksdb-dev libclang-dev && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN cargo build --release -p broker
+RUN cargo build --release -p broker --features leveldb
 
 FROM debian:bookworm-slim
 RUN apt-get update -qq && apt-get install -y -qq librocksdb7.8 && rm -rf /var/lib/apt/lists/*
