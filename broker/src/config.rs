@@ -55,6 +55,9 @@ pub struct TransportsSection {
     pub stomp: String,
     /// STOMP over TLS, e.g. `127.0.0.1:61614`; needs `tls_certificate` and `tls_key`.
     pub stomp_tls: Option<String>,
+    /// OpenWire (the ActiveMQ Java client's protocol) over TCP; empty string to turn it off.
+    /// Default `127.0.0.1:61616`, as ActiveMQ's.
+    pub openwire: String,
     /// PEM certificate chain.
     pub tls_certificate: Option<PathBuf>,
     /// PEM private key.
@@ -86,6 +89,7 @@ impl Default for TransportsSection {
         TransportsSection {
             stomp: "127.0.0.1:61613".into(),
             stomp_tls: None,
+            openwire: "127.0.0.1:61616".into(),
             tls_certificate: None,
             tls_key: None,
             max_frame_bytes: 16 * 1024 * 1024,

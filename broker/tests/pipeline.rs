@@ -99,7 +99,7 @@ async fn sigkill_keeps_everything_before_the_last_receipt() {
     std::fs::write(
         &config,
         format!(
-            "[broker]\ndata_directory = \"{}\"\n[transports]\nstomp = \"127.0.0.1:0\"\nweb = \"\"\n",
+            "[broker]\ndata_directory = \"{}\"\n[transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"127.0.0.1:0\"\nweb = \"\"\n",
             dir.path().join("data").display()
         ),
     )

@@ -18,7 +18,7 @@ async fn starts_serves_logs_and_stops_on_sigterm() {
     std::fs::write(
         &config,
         format!(
-            "[broker]\ndata_directory = \"{}\"\n[transports]\nstomp = \"127.0.0.1:0\"\nweb = \"127.0.0.1:0\"\n",
+            "[broker]\ndata_directory = \"{}\"\n[transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"127.0.0.1:0\"\nweb = \"127.0.0.1:0\"\n",
             dir.path().join("data").display()
         ),
     )

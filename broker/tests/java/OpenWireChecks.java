@@ -1,0 +1,221 @@
+// Drives the stock ActiveMQ JMS client (activemq-client) against the broker under test.
+// Usage: java OpenWireChecks <port> <check>; exits 0 when the check passes, prints why not.
+import java.util.Arrays;
+import javax.jms.*;
+import org.apache.activemq.ActiveMQConnectionFactory;
+
+public class OpenWireChecks {
+    static String url;
+
+    static void check(boolean ok, String what) {
+        if (!ok) throw new AssertionError(what);
+    }
+
+    static Connection connect(String extra) throws JMSException {
+        ActiveMQConnectionFactory f = new ActiveMQConnectionFactory("admin", "admin", url + extra);
+        Connection c = f.createConnection();
+        c.start();
+        return c;
+    }
+
+    public static void main(String[] args) throws Exception {
+        url = "tcp://127.0.0.1:" + args[0];
+        String check = args[1];
+        switch (check) {
+            case "auto": auto(); break;
+            case "client": client(); break;
+            case "transacted": transacted(); break;
+            case "listener": listener(); break;
+            case "bad-password": badPassword(); break;
+            case "async-burst": asyncBurst(); break;
+            case "types": types(); break;
+            case "selector": selector(); break;
+            default: throw new IllegalArgumentException(check);
+        }
+        System.out.println("ok " + check);
+        System.exit(0);
+    }
+
+    static void auto() throws Exception {
+        Connection c = connect("");
+        Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        Queue q = s.createQueue("ow.auto");
+        MessageProducer p = s.createProducer(q);
+        for (int i = 0; i < 10; i++) p.send(s.createTextMessage("m" + i));
+        MessageConsumer mc = s.createConsumer(q);
+        for (int i = 0; i < 10; i++) {
+            TextMessage m = (TextMessage) mc.receive(10000);
+            check(m != null, "message " + i + " received");
+            check(m.getText().equals("m" + i), "in order: " + m.getText());
+            check(!m.getJMSRedelivered(), "not redelivered");
+        }
+        check(mc.receive(300) == null, "nothing more");
+        c.close();
+    }
+
+    static void client() throws Exception {
+        Connection c = connect("");
+        Session s = c.createSession(false, Session.CLIENT_ACKNOWLEDGE);
+        Queue q = s.createQueue("ow.client");
+        MessageProducer p = s.createProducer(q);
+        for (int i = 0; i < 4; i++) p.send(s.createTextMessage("c" + i));
+        MessageConsumer mc = s.createConsumer(q);
+        Message first = mc.receive(10000);
+        Message second = mc.receive(10000);
+        check(second != null, "two received");
+        second.acknowledge(); // acks c0 and c1
+        Message third = mc.receive(10000);
+        check(((TextMessage) third).getText().equals("c2"), "third is c2");
+        s.close(); // c2 and c3 unacked: they come back
+        Session s2 = c.createSession(false, Session.CLIENT_ACKNOWLEDGE);
+        MessageConsumer mc2 = s2.createConsumer(q);
+        TextMessage again = (TextMessage) mc2.receive(10000);
+        check(again != null && again.getText().equals("c2"), "c2 back: " + again);
+        check(again.getJMSRedelivered(), "c2 redelivered");
+        TextMessage last = (TextMessage) mc2.receive(10000);
+        check(last != null && last.getText().equals("c3"), "c3 back");
+        last.acknowledge();
+        check(mc2.receive(300) == null, "nothing more");
+        c.close();
+    }
+
+    static void transacted() throws Exception {
+        Connection c = connect("");
+        Session s = c.createSession(true, Session.SESSION_TRANSACTED);
+        Queue q = s.createQueue("ow.tx");
+        MessageProducer p = s.createProducer(q);
+        p.send(s.createTextMessage("t1"));
+        p.send(s.createTextMessage("t2"));
+        MessageConsumer mc = s.createConsumer(q);
+        check(mc.receive(300) == null, "nothing before commit");
+        s.commit();
+        TextMessage a = (TextMessage) mc.receive(10000);
+        check(a != null && a.getText().equals("t1"), "t1 after commit");
+        s.rollback();
+        TextMessage b = (TextMessage) mc.receive(10000);
+        check(b != null && b.getText().equals("t1"), "t1 again after rollback");
+        check(b.getJMSRedelivered(), "t1 redelivered");
+        TextMessage b2 = (TextMessage) mc.receive(10000);
+        check(b2 != null && b2.getText().equals("t2"), "t2");
+        s.commit();
+        c.close();
+        // Committed consumption: nothing left for a new connection.
+        Connection c2 = connect("");
+        Session s2 = c2.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        check(s2.createConsumer(s2.createQueue("ow.tx")).receive(500) == null, "queue empty");
+        c2.close();
+    }
+
+    static void listener() throws Exception {
+        Connection c = connect("");
+        Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        Topic t = s.createTopic("ow.topic");
+        final java.util.concurrent.CountDownLatch got = new java.util.concurrent.CountDownLatch(5);
+        s.createConsumer(t).setMessageListener(m -> got.countDown());
+        Session ps = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        MessageProducer p = ps.createProducer(t);
+        for (int i = 0; i < 5; i++) p.send(ps.createTextMessage("e" + i));
+        check(got.await(10, java.util.concurrent.TimeUnit.SECONDS), "listener got all five");
+        c.close();
+    }
+
+    static void badPassword() throws Exception {
+        ActiveMQConnectionFactory f = new ActiveMQConnectionFactory("admin", "wrong", url);
+        try {
+            Connection c = f.createConnection();
+            c.start();
+            throw new AssertionError("connected with a bad password");
+        } catch (JMSSecurityException e) {
+            // expected
+        }
+    }
+
+    static void asyncBurst() throws Exception {
+        Connection c = connect("?jms.useAsyncSend=true");
+        Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        Queue q = s.createQueue("ow.burst");
+        MessageProducer p = s.createProducer(q);
+        p.setDeliveryMode(DeliveryMode.PERSISTENT);
+        for (int i = 0; i < 2000; i++) p.send(s.createTextMessage("b" + i));
+        MessageConsumer mc = s.createConsumer(q);
+        for (int i = 0; i < 2000; i++) {
+            TextMessage m = (TextMessage) mc.receive(10000);
+            check(m != null && m.getText().equals("b" + i), "burst message " + i);
+        }
+        c.close();
+    }
+
+    static void types() throws Exception {
+        Connection c = connect("");
+        Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        Queue q = s.createQueue("ow.types");
+        Queue reply = s.createQueue("ow.reply");
+        MessageProducer p = s.createProducer(q);
+        TextMessage t = s.createTextMessage("héllo");
+        t.setBooleanProperty("b", true);
+        t.setByteProperty("y", (byte) -3);
+        t.setShortProperty("s", (short) 300);
+        t.setIntProperty("i", 70000);
+        t.setLongProperty("l", 1L << 40);
+        t.setFloatProperty("f", 1.5f);
+        t.setDoubleProperty("d", 2.25);
+        t.setStringProperty("str", "v");
+        t.setJMSCorrelationID("corr-1");
+        t.setJMSType("kind");
+        t.setJMSReplyTo(reply);
+        p.send(t, DeliveryMode.PERSISTENT, 7, 0);
+        BytesMessage b = s.createBytesMessage();
+        b.writeBytes(new byte[] {1, 2, 3, 0, -1});
+        p.send(b);
+        MapMessage m = s.createMapMessage();
+        m.setString("name", "x");
+        m.setInt("n", 42);
+        m.setDouble("r", 0.5);
+        m.setBytes("raw", new byte[] {9, 8});
+        p.send(m);
+        MessageConsumer mc = s.createConsumer(q);
+        TextMessage t2 = (TextMessage) mc.receive(10000);
+        check(t2.getText().equals("héllo"), "text");
+        check(t2.getBooleanProperty("b"), "bool");
+        check(t2.getByteProperty("y") == -3, "byte");
+        check(t2.getShortProperty("s") == 300, "short");
+        check(t2.getIntProperty("i") == 70000, "int");
+        check(t2.getLongProperty("l") == 1L << 40, "long");
+        check(t2.getFloatProperty("f") == 1.5f, "float");
+        check(t2.getDoubleProperty("d") == 2.25, "double");
+        check(t2.getStringProperty("str").equals("v"), "string");
+        check("corr-1".equals(t2.getJMSCorrelationID()), "correlation id");
+        check("kind".equals(t2.getJMSType()), "type");
+        check(reply.equals(t2.getJMSReplyTo()), "reply-to " + t2.getJMSReplyTo());
+        check(t2.getJMSPriority() == 7, "priority " + t2.getJMSPriority());
+        check(t2.getJMSDeliveryMode() == DeliveryMode.PERSISTENT, "persistent");
+        BytesMessage b2 = (BytesMessage) mc.receive(10000);
+        byte[] got = new byte[10];
+        int n = b2.readBytes(got);
+        check(n == 5 && got[0] == 1 && got[4] == -1, "bytes body");
+        MapMessage m2 = (MapMessage) mc.receive(10000);
+        check(m2.getString("name").equals("x") && m2.getInt("n") == 42 && m2.getDouble("r") == 0.5
+                && Arrays.equals(m2.getBytes("raw"), new byte[] {9, 8}), "map body");
+        c.close();
+    }
+
+    static void selector() throws Exception {
+        Connection c = connect("");
+        Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        Queue q = s.createQueue("ow.selector");
+        MessageProducer p = s.createProducer(q);
+        for (int i = 0; i < 6; i++) {
+            TextMessage m = s.createTextMessage("s" + i);
+            m.setStringProperty("colour", i % 2 == 0 ? "red" : "blue");
+            m.setIntProperty("n", i);
+            p.send(m);
+        }
+        MessageConsumer mc = s.createConsumer(q, "colour = 'red' AND n > 0");
+        TextMessage a = (TextMessage) mc.receive(10000);
+        check(a != null && a.getText().equals("s2"), "s2 first: " + a);
+        TextMessage b = (TextMessage) mc.receive(10000);
+        check(b != null && b.getText().equals("s4"), "s4");
+        check(mc.receive(300) == null, "nothing more matches");
+        c.close();
+    }
+}
