@@ -30,6 +30,9 @@ public class OpenWireChecks {
             case "async-burst": asyncBurst(); break;
             case "types": types(); break;
             case "selector": selector(); break;
+            case "durable": durable(); break;
+            case "from-stomp": fromStomp(); break;
+            case "to-stomp": toStomp(); break;
             default: throw new IllegalArgumentException(check);
         }
         System.out.println("ok " + check);
@@ -216,6 +219,72 @@ public class OpenWireChecks {
         TextMessage b = (TextMessage) mc.receive(10000);
         check(b != null && b.getText().equals("s4"), "s4");
         check(mc.receive(300) == null, "nothing more matches");
+        c.close();
+    }
+
+    static Connection connectAs(String clientId) throws JMSException {
+        ActiveMQConnectionFactory f = new ActiveMQConnectionFactory("admin", "admin", url);
+        Connection c = f.createConnection();
+        c.setClientID(clientId);
+        c.start();
+        return c;
+    }
+
+    // A durable subscriber keeps what is published while its client is away.
+    static void durable() throws Exception {
+        Connection c = connectAs("ow-durable");
+        Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        Topic t = s.createTopic("ow.news");
+        MessageConsumer sub = s.createDurableSubscriber(t, "reader");
+        MessageProducer p = s.createProducer(t);
+        p.send(s.createTextMessage("before"));
+        TextMessage first = (TextMessage) sub.receive(10000);
+        check(first != null && first.getText().equals("before"), "received while subscribed");
+        c.close();
+        Connection pc = connect("");
+        Session ps = pc.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        MessageProducer pp = ps.createProducer(ps.createTopic("ow.news"));
+        for (int i = 0; i < 3; i++) pp.send(ps.createTextMessage("away" + i));
+        pc.close();
+        Connection c2 = connectAs("ow-durable");
+        Session s2 = c2.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        MessageConsumer sub2 = s2.createDurableSubscriber(s2.createTopic("ow.news"), "reader");
+        for (int i = 0; i < 3; i++) {
+            TextMessage m = (TextMessage) sub2.receive(10000);
+            check(m != null && m.getText().equals("away" + i), "kept while away: " + i);
+        }
+        sub2.close();
+        s2.unsubscribe("reader");
+        c2.close();
+    }
+
+    // Sent by the Rust STOMP client first: a text frame (no content-length), then a bytes one.
+    static void fromStomp() throws Exception {
+        Connection c = connect("");
+        Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        MessageConsumer mc = s.createConsumer(s.createQueue("ow.fromstomp"));
+        Message a = mc.receive(10000);
+        check(a instanceof TextMessage, "STOMP without content-length is a TextMessage: " + a);
+        check(((TextMessage) a).getText().equals("hello java"), "text");
+        check("red".equals(a.getStringProperty("colour")), "header as property");
+        check("c-9".equals(a.getJMSCorrelationID()), "correlation-id");
+        Message b = mc.receive(10000);
+        check(b instanceof BytesMessage, "STOMP with content-length is a BytesMessage: " + b);
+        byte[] got = new byte[16];
+        check(((BytesMessage) b).readBytes(got) == 3 && got[1] == 0, "bytes with a NUL");
+        c.close();
+    }
+
+    // Received by the Rust STOMP client afterwards.
+    static void toStomp() throws Exception {
+        Connection c = connect("");
+        Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        MessageProducer p = s.createProducer(s.createQueue("ow.tostomp"));
+        TextMessage t = s.createTextMessage("hello stomp");
+        t.setStringProperty("colour", "blue");
+        t.setIntProperty("n", 5);
+        t.setJMSCorrelationID("c-7");
+        p.send(t, DeliveryMode.PERSISTENT, 6, 0);
         c.close();
     }
 }
