@@ -14,7 +14,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use broker_core::{AckMode, BrokerError, Connection, Consumer, Producer, Received, Session};
+use broker_core::{
+    AckMode, BrokerError, Connection, Consumer, Producer, Received, Session, Submitted,
+};
 use bytes::{Bytes, BytesMut};
 use openwire::{
     AckType, BrokerId, BrokerInfo, Command, ConnectionError, ConsumerId, ConsumerInfo,
@@ -30,6 +32,7 @@ use tracing::{debug, info, warn};
 
 use super::convert::{self, Unmappable};
 use crate::stomp::server::ServerContext;
+use crate::stomp::window::{Window, WriteFailed};
 
 /// The OpenWire version the broker offers; the client's 5.17 offers 12 too.
 const VERSION: i32 = 12;
@@ -122,6 +125,8 @@ struct Conn {
     txs: HashMap<i64, Tx>,
     /// Gives every dispatched message a distinct sequence (`broker_sequence_id`).
     dispatch_seq: Arc<std::sync::atomic::AtomicI64>,
+    /// Asynchronous sends handed to the broker and not yet stored.
+    window: Window,
 }
 
 struct Tx {
@@ -252,7 +257,20 @@ where
                         other.data_type()
                     ))),
                 },
-                Some(c) => Box::pin(c.handle(cmd)).await,
+                Some(c) if Conn::pipelines(&cmd) => match cmd {
+                    Command::Message(m) => Box::pin(c.pipeline(*m)).await.map(|()| false),
+                    _ => Ok(false),
+                },
+                // Anything else observes every earlier send: the window drains first.
+                Some(c) => match c.window.drain().await {
+                    Ok(()) => Box::pin(c.handle(cmd)).await,
+                    Err(failed) => {
+                        let f = write_failure(failed);
+                        warn!(peer = %peer, "{}", f.message);
+                        connection_error(&out, f.class, &f.message).await;
+                        break 'outer;
+                    }
+                },
             };
             match result {
                 Ok(done) => {
@@ -301,6 +319,17 @@ where
                     break;
                 }
             },
+            Err(failed) = async {
+                match conn.as_mut() {
+                    Some(c) => c.window.complete_oldest().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let f = write_failure(failed);
+                warn!(peer = %peer, "{}; closing the connection", f.message);
+                connection_error(&out, f.class, &f.message).await;
+                break;
+            }
             _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
                 let _ = out.send(&Command::ShutdownInfo(openwire::ShutdownInfo::default())).await;
                 break;
@@ -441,6 +470,7 @@ async fn connect(
         consumers: HashMap::new(),
         txs: HashMap::new(),
         dispatch_seq: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+        window: Window::new(ctx.pipeline_window, ctx.pipeline_window_bytes),
     })
 }
 
@@ -520,13 +550,47 @@ impl Conn {
         Ok(false)
     }
 
+    /// A synchronous send: answered once the message is stored (or enlisted in its
+    /// transaction).
     async fn send(&mut self, m: openwire::Message) -> Result<(), Failure> {
+        let submitted = Box::pin(self.submit(&m)).await?;
+        submitted
+            .await
+            .map_err(|e| Failure::jms(format!("send of message {} failed: {e}", what(&m))))?;
+        Ok(())
+    }
+
+    /// Whether a command can go into the window rather than be applied and awaited: an
+    /// asynchronous send (`useAsyncSend`, or a non-persistent message) outside a transaction.
+    fn pipelines(cmd: &Command) -> bool {
+        matches!(cmd, Command::Message(m) if !m.response_required && m.transaction_id.is_none())
+    }
+
+    /// Hands an asynchronous send to the broker in order and leaves its store write in the
+    /// window, so a burst of sends shares the journal's fsyncs.
+    async fn pipeline(&mut self, m: openwire::Message) -> Result<(), Failure> {
+        let bytes = m.content.as_ref().map_or(0, |c| c.len());
+        self.window.make_room(bytes).await.map_err(write_failure)?;
+        let submitted = Box::pin(self.submit(&m)).await?;
+        self.window.push(
+            format!("send of message {}", what(&m)),
+            bytes,
+            Box::pin(async move { submitted.await.map(drop) }),
+        );
+        Ok(())
+    }
+
+    /// Gives a message its place at its destination; stored when the result resolves.
+    async fn submit(
+        &mut self,
+        m: &openwire::Message,
+    ) -> Result<Submitted<broker_core::MessageId>, Failure> {
         let dest = m
             .destination
             .as_ref()
             .ok_or_else(|| Failure::jms("a message without a destination"))?;
         let destination = convert::destination(dest)?;
-        let out = convert::outgoing(&m)?;
+        let out = convert::outgoing(m)?;
         let tx = local_tx(&m.transaction_id)?;
         let session = match tx {
             Some(t) => self
@@ -549,17 +613,10 @@ impl Conn {
             .producers
             .get(&key)
             .ok_or_else(|| Failure::jms("internal: producer vanished"))?;
-        // Persistent sync sends are answered once stored; async ones (no response wanted)
-        // also wait here for now, so a failure is reported before anything after it.
-        producer.send(out).await.map_err(|e| {
-            let id = m
-                .message_id
-                .as_ref()
-                .map(message_id_text)
-                .unwrap_or_default();
-            Failure::jms(format!("send of message {id} failed: {e}"))
-        })?;
-        Ok(())
+        producer
+            .submit(out)
+            .await
+            .map_err(|e| Failure::jms(format!("send of message {} failed: {e}", what(m))))
     }
 
     async fn consume(&mut self, info: ConsumerInfo) -> Result<(), Failure> {
@@ -800,6 +857,22 @@ async fn close_consumer(mut c: OwConsumer) {
 
 fn same_id(a: &MessageId, b: &MessageId) -> bool {
     a.producer_id == b.producer_id && a.producer_sequence_id == b.producer_sequence_id
+}
+
+/// A message as the client knows it, for an error.
+fn what(m: &openwire::Message) -> String {
+    m.message_id
+        .as_ref()
+        .map(message_id_text)
+        .unwrap_or_default()
+}
+
+/// A pipelined write that failed: the connection ends, naming it.
+fn write_failure(failed: WriteFailed) -> Failure {
+    Failure::jms(format!(
+        "{} failed: {}; nothing sent after it on this connection was stored, the connection is closed",
+        failed.what, failed.error
+    ))
 }
 
 fn message_id_text(id: &MessageId) -> String {
