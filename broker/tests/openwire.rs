@@ -122,6 +122,9 @@ java_check!(java_async_send_burst_of_2000_persistent, "async-burst");
 java_check!(java_properties_headers_and_bodies_round_trip, "types");
 java_check!(java_selector, "selector");
 java_check!(java_durable_subscriber_across_client_restart, "durable");
+java_check!(java_stream_object_and_plain_messages, "more-types");
+java_check!(java_individual_acknowledge, "individual");
+java_check!(java_idle_connection_kept_alive, "keepalive");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stomp_to_openwire() {

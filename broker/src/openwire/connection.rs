@@ -214,6 +214,9 @@ where
         d if d > 0 => Duration::from_millis(d as u64),
         _ => Duration::from_secs(365 * 24 * 3600),
     };
+    // The client's checks start after the negotiated initial delay; so do ours.
+    let checks_from = tokio::time::Instant::now()
+        + Duration::from_millis(wf.max_inactivity_duration_initial_delay.max(0) as u64);
     let mut conn: Option<Conn> = None;
     let mut shutdown = ctx.shutdown.clone();
     'outer: loop {
@@ -233,7 +236,8 @@ where
                 }
             };
             let id = cmd.command_id();
-            let wants = cmd.response_required();
+            // A keep-alive's answer is a keep-alive (sent by `handle`), not a Response.
+            let wants = cmd.response_required() && !matches!(cmd, Command::KeepAliveInfo(_));
             // RemoveInfo(connection) ends the broker connection, ShutdownInfo the socket: the
             // client sends both, the second after the first without waiting.
             let hang_up = matches!(cmd, Command::ShutdownInfo(_));
@@ -307,7 +311,10 @@ where
             }
         }
         tokio::select! {
-            r = tokio::time::timeout(read_timeout, rd.read_buf(&mut buf)) => match r {
+            r = tokio::time::timeout_at(
+                (tokio::time::Instant::now() + read_timeout).max(checks_from + read_timeout),
+                rd.read_buf(&mut buf),
+            ) => match r {
                 Ok(Ok(0)) => break,
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {

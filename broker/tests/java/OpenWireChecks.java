@@ -18,7 +18,17 @@ public class OpenWireChecks {
         return c;
     }
 
-    public static void main(String[] args) throws Exception {
+    public static void main(String[] args) {
+        try {
+            run(args);
+        } catch (Throwable t) {
+            // The client's own threads would keep a failed JVM alive: exit explicitly.
+            t.printStackTrace();
+            System.exit(1);
+        }
+    }
+
+    static void run(String[] args) throws Exception {
         url = "tcp://127.0.0.1:" + args[0];
         String check = args[1];
         switch (check) {
@@ -31,6 +41,9 @@ public class OpenWireChecks {
             case "types": types(); break;
             case "selector": selector(); break;
             case "durable": durable(); break;
+            case "more-types": moreTypes(); break;
+            case "individual": individual(); break;
+            case "keepalive": keepalive(); break;
             case "from-stomp": fromStomp(); break;
             case "to-stomp": toStomp(); break;
             default: throw new IllegalArgumentException(check);
@@ -285,6 +298,65 @@ public class OpenWireChecks {
         t.setIntProperty("n", 5);
         t.setJMSCorrelationID("c-7");
         p.send(t, DeliveryMode.PERSISTENT, 6, 0);
+        c.close();
+    }
+
+    static void moreTypes() throws Exception {
+        Connection c = connect("");
+        Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        Queue q = s.createQueue("ow.more");
+        MessageProducer p = s.createProducer(q);
+        StreamMessage st = s.createStreamMessage();
+        st.writeString("one");
+        st.writeInt(2);
+        st.writeBoolean(true);
+        p.send(st);
+        p.send(s.createObjectMessage("an object"));
+        Message plain = s.createMessage();
+        plain.setStringProperty("only", "headers");
+        p.send(plain);
+        MessageConsumer mc = s.createConsumer(q);
+        StreamMessage st2 = (StreamMessage) mc.receive(10000);
+        check(st2.readString().equals("one") && st2.readInt() == 2 && st2.readBoolean(), "stream body");
+        ObjectMessage o = (ObjectMessage) mc.receive(10000);
+        check("an object".equals(o.getObject()), "object body");
+        Message plain2 = mc.receive(10000);
+        check(plain2 != null && !(plain2 instanceof TextMessage) && "headers".equals(plain2.getStringProperty("only")),
+                "plain message");
+        c.close();
+    }
+
+    // INDIVIDUAL_ACKNOWLEDGE: acking the second message leaves the first unacked.
+    static void individual() throws Exception {
+        Connection c = connect("");
+        Session s = c.createSession(false, org.apache.activemq.ActiveMQSession.INDIVIDUAL_ACKNOWLEDGE);
+        Queue q = s.createQueue("ow.individual");
+        MessageProducer p = s.createProducer(q);
+        p.send(s.createTextMessage("i0"));
+        p.send(s.createTextMessage("i1"));
+        MessageConsumer mc = s.createConsumer(q);
+        Message a = mc.receive(10000);
+        Message b = mc.receive(10000);
+        check(a != null && b != null, "both received");
+        b.acknowledge();
+        s.close();
+        Session s2 = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        MessageConsumer mc2 = s2.createConsumer(q);
+        TextMessage back = (TextMessage) mc2.receive(10000);
+        check(back != null && back.getText().equals("i0") && back.getJMSRedelivered(), "i0 back, redelivered");
+        check(mc2.receive(300) == null, "i1 stayed acked");
+        c.close();
+    }
+
+    // A short inactivity duration: both sides keep the idle connection alive with KeepAliveInfo.
+    static void keepalive() throws Exception {
+        Connection c = connect("?wireFormat.maxInactivityDuration=600&wireFormat.maxInactivityDurationInitalDelay=300");
+        Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        Queue q = s.createQueue("ow.idle");
+        Thread.sleep(2500); // idle for four inactivity periods
+        s.createProducer(q).send(s.createTextMessage("still here"));
+        TextMessage m = (TextMessage) s.createConsumer(q).receive(10000);
+        check(m != null && m.getText().equals("still here"), "the idle connection still works");
         c.close();
     }
 }
