@@ -62,7 +62,7 @@ pub struct TransportsSection {
     pub tls_certificate: Option<PathBuf>,
     /// PEM private key.
     pub tls_key: Option<PathBuf>,
-    /// Largest frame (headers and body) a client may send. 16 MiB.
+    /// Largest frame (headers and body) a client may send, STOMP or OpenWire. 16 MiB.
     pub max_frame_bytes: usize,
     /// Most headers in one frame. 1000.
     pub max_headers: usize,
@@ -70,7 +70,8 @@ pub struct TransportsSection {
     pub max_header_bytes: usize,
     /// Frames queued for one connection before the broker stops reading from it. 1000.
     pub max_pending_frames: usize,
-    /// The largest frame a client may send before it has logged in (its CONNECT). 8 KiB.
+    /// The largest frame a client may send before it has logged in (its CONNECT), or before
+    /// OpenWire's wire format is agreed. 8 KiB.
     pub max_connect_frame_bytes: usize,
     /// Milliseconds after the accept by which a client must have sent CONNECT. 30000.
     pub connect_timeout_ms: u64,
