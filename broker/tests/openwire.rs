@@ -2,6 +2,8 @@
 //! the programs in `tests/java/` against a broker in this process, and hostile bytes are shown
 //! to close only their own connection.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::path::PathBuf;

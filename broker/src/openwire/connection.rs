@@ -526,23 +526,19 @@ impl Conn {
                     .ok_or_else(|| Failure::jms("RemoveSubscriptionInfo without a name"))?;
                 self.connection.unsubscribe(&name).await?;
             }
-            Command::DestinationInfo(d) => {
-                if d.destination.kind.is_temporary() {
-                    return Err(Failure {
-                        class: "javax.jms.InvalidDestinationException",
-                        message: "temporary destinations are not supported yet".into(),
-                    });
-                }
+            Command::DestinationInfo(d) if d.destination.kind.is_temporary() => {
+                return Err(Failure {
+                    class: "javax.jms.InvalidDestinationException",
+                    message: "temporary destinations are not supported yet".into(),
+                });
             }
             Command::ShutdownInfo(_) => return Ok(true),
-            Command::KeepAliveInfo(k) => {
-                // A keep-alive that asks for an answer gets one of its own kind.
-                if k.response_required {
-                    let _ = self
-                        .out
-                        .send(&Command::KeepAliveInfo(KeepAliveInfo::default()))
-                        .await;
-                }
+            // A keep-alive that asks for an answer gets one of its own kind.
+            Command::KeepAliveInfo(k) if k.response_required => {
+                let _ = self
+                    .out
+                    .send(&Command::KeepAliveInfo(KeepAliveInfo::default()))
+                    .await;
             }
             Command::MessagePull(p) => {
                 // Prefetch 0: one pull lets one message through.
