@@ -127,6 +127,10 @@ java_check!(java_durable_subscriber_across_client_restart, "durable");
 java_check!(java_stream_object_and_plain_messages, "more-types");
 java_check!(java_individual_acknowledge, "individual");
 java_check!(java_idle_connection_kept_alive, "keepalive");
+java_check!(
+    java_client_id_in_use_and_temporary_queue_refused,
+    "refusals"
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stomp_to_openwire() {

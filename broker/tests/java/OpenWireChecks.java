@@ -44,6 +44,7 @@ public class OpenWireChecks {
             case "more-types": moreTypes(); break;
             case "individual": individual(); break;
             case "keepalive": keepalive(); break;
+            case "refusals": refusals(); break;
             case "from-stomp": fromStomp(); break;
             case "to-stomp": toStomp(); break;
             default: throw new IllegalArgumentException(check);
@@ -357,6 +358,30 @@ public class OpenWireChecks {
         s.createProducer(q).send(s.createTextMessage("still here"));
         TextMessage m = (TextMessage) s.createConsumer(q).receive(10000);
         check(m != null && m.getText().equals("still here"), "the idle connection still works");
+        c.close();
+    }
+
+    // What is refused is refused with the exception a Java developer expects.
+    static void refusals() throws Exception {
+        Connection c = connectAs("ow-taken");
+        try {
+            connectAs("ow-taken");
+            throw new AssertionError("a client id in use was accepted");
+        } catch (InvalidClientIDException e) {
+            // expected
+        }
+        Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        try {
+            s.createConsumer(s.createTemporaryQueue());
+            throw new AssertionError("a temporary queue was accepted");
+        } catch (JMSException e) {
+            check(String.valueOf(e.getMessage()).contains("temporary"), "says why: " + e);
+        }
+        // The connection is still usable after a refused command.
+        Queue q = s.createQueue("ow.after-refusal");
+        s.createProducer(q).send(s.createTextMessage("fine"));
+        TextMessage m = (TextMessage) s.createConsumer(q).receive(10000);
+        check(m != null && m.getText().equals("fine"), "still works");
         c.close();
     }
 }
