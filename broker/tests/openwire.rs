@@ -131,6 +131,7 @@ java_check!(
     java_client_id_in_use_and_temporary_queue_refused,
     "refusals"
 );
+java_check!(java_prefetch_0_pulls, "prefetch0");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stomp_to_openwire() {

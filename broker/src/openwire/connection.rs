@@ -111,6 +111,10 @@ struct OwConsumer {
     pump: Option<JoinHandle<()>>,
     credits: Arc<Semaphore>,
     delivered: Arc<Mutex<VecDeque<Delivered>>>,
+    /// Prefetch 0: only a MessagePull lets a message through, acks give no credit back.
+    pull: bool,
+    /// The timeouts of the pulls not yet answered, one credit each.
+    pulls: Arc<Mutex<VecDeque<i64>>>,
 }
 
 struct Conn {
@@ -541,9 +545,10 @@ impl Conn {
                     .await;
             }
             Command::MessagePull(p) => {
-                // Prefetch 0: one pull lets one message through.
-                if let Some(c) = self.consumers.get(&p.consumer_id) {
-                    c.credits.add_permits(1);
+                if let Some(c) = self.consumers.get(&p.consumer_id)
+                    && c.pull
+                {
+                    self.pull(c, &p);
                 }
             }
             Command::ConnectionInfo(_) => return Err(Failure::jms("already connected")),
@@ -622,6 +627,14 @@ impl Conn {
             .map_err(|e| Failure::jms(format!("send of message {} failed: {e}", what(m))))
     }
 
+    /// Prefetch 0: one pull lets one message through. A pull with a timeout (-1 for
+    /// `receiveNoWait`) that finds nothing is answered by an empty MessageDispatch, which is
+    /// what the client's `receive(timeout)` waits for.
+    fn pull(&self, c: &OwConsumer, p: &openwire::MessagePull) {
+        c.pulls.lock().push_back(p.timeout);
+        c.credits.add_permits(1);
+    }
+
     async fn consume(&mut self, info: ConsumerInfo) -> Result<(), Failure> {
         let dest = info
             .destination
@@ -634,6 +647,7 @@ impl Conn {
         let prefetch = info.prefetch_size.max(0) as usize;
         let credits = Arc::new(Semaphore::new(prefetch));
         let delivered = Arc::new(Mutex::new(VecDeque::new()));
+        let pulls = Arc::new(Mutex::new(VecDeque::new()));
         // The client watches advisory topics by itself at start: accepted, never fed.
         if !dest.kind.is_queue() && dest.physical_name.starts_with(ADVISORY_PREFIX) {
             self.consumers.insert(
@@ -644,6 +658,8 @@ impl Conn {
                     pump: None,
                     credits,
                     delivered,
+                    pull: prefetch == 0,
+                    pulls: Arc::clone(&pulls),
                 },
             );
             return Ok(());
@@ -672,8 +688,10 @@ impl Conn {
         let pump = tokio::spawn(pump(
             Arc::clone(&consumer),
             info.consumer_id.clone(),
+            dest.clone(),
             Arc::clone(&credits),
             Arc::clone(&delivered),
+            (prefetch == 0).then(|| Arc::clone(&pulls)),
             Arc::clone(&self.dispatch_seq),
             self.out.clone(),
         ));
@@ -685,6 +703,8 @@ impl Conn {
                 pump: Some(pump),
                 credits,
                 delivered,
+                pull: prefetch == 0,
+                pulls: Arc::clone(&pulls),
             },
         );
         Ok(())
@@ -715,7 +735,9 @@ impl Conn {
                             freed += 1;
                         }
                     }
-                    c.credits.add_permits(freed);
+                    if !c.pull {
+                        c.credits.add_permits(freed);
+                    }
                     return Ok(());
                 }
                 AckType::Individual => d.remove(pos).into_iter().collect(),
@@ -723,7 +745,9 @@ impl Conn {
             }
         };
         let freed = covered.iter().filter(|x| !x.credited).count();
-        c.credits.add_permits(freed);
+        if !c.pull {
+            c.credits.add_permits(freed);
+        }
         let tx = local_tx(&ack.transaction_id)?;
         match (ack.ack_type, tx) {
             (AckType::Poison, _) => {
@@ -889,11 +913,14 @@ fn message_id_text(id: &MessageId) -> String {
 }
 
 /// Moves messages from a consumer to the writer, one per prefetch credit.
+#[allow(clippy::too_many_arguments)]
 async fn pump(
     consumer: Arc<Consumer>,
     consumer_id: ConsumerId,
+    destination: openwire::Destination,
     credits: Arc<Semaphore>,
     delivered: Arc<Mutex<VecDeque<Delivered>>>,
+    pulls: Option<Arc<Mutex<VecDeque<i64>>>>,
     seq: Arc<std::sync::atomic::AtomicI64>,
     out: Out,
 ) {
@@ -902,8 +929,32 @@ async fn pump(
             Ok(p) => p.forget(),
             Err(_) => return,
         }
-        let received = match consumer.receive().await {
+        // Prefetch 0: this credit is a pull, and a pull with a timeout may find nothing.
+        let timeout = pulls
+            .as_ref()
+            .and_then(|p| p.lock().pop_front())
+            .filter(|t| *t != 0);
+        let next = match timeout {
+            // A no-wait pull still gives a message already in the queue a moment to arrive.
+            Some(t) => {
+                let wait = Duration::from_millis(u64::try_from(t).unwrap_or(20).max(1));
+                consumer.receive_timeout(wait).await
+            }
+            None => consumer.receive().await,
+        };
+        let received = match next {
             Ok(Some(r)) => r,
+            Ok(None) if timeout.is_some() => {
+                let empty = MessageDispatch {
+                    consumer_id: consumer_id.clone(),
+                    destination: Some(destination.clone()),
+                    ..MessageDispatch::default()
+                };
+                if !out.send(&Command::MessageDispatch(empty)).await {
+                    return;
+                }
+                continue;
+            }
             Ok(None) => return,
             Err(e) => {
                 warn!("receive failed: {e}");

@@ -45,6 +45,7 @@ public class OpenWireChecks {
             case "individual": individual(); break;
             case "keepalive": keepalive(); break;
             case "refusals": refusals(); break;
+            case "prefetch0": prefetch0(); break;
             case "from-stomp": fromStomp(); break;
             case "to-stomp": toStomp(); break;
             default: throw new IllegalArgumentException(check);
@@ -382,6 +383,27 @@ public class OpenWireChecks {
         s.createProducer(q).send(s.createTextMessage("fine"));
         TextMessage m = (TextMessage) s.createConsumer(q).receive(10000);
         check(m != null && m.getText().equals("fine"), "still works");
+        c.close();
+    }
+
+    // Prefetch 0: each receive pulls one message; an empty pull returns null in time.
+    static void prefetch0() throws Exception {
+        Connection c = connect("?jms.prefetchPolicy.all=0");
+        Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        Queue q = s.createQueue("ow.pull");
+        MessageConsumer mc = s.createConsumer(q);
+        check(mc.receive(300) == null, "empty pull answered");
+        check(mc.receiveNoWait() == null, "empty no-wait pull answered");
+        MessageProducer p = s.createProducer(q);
+        for (int i = 0; i < 3; i++) p.send(s.createTextMessage("p" + i));
+        // A second consumer gets a share: nothing was pushed to the first beyond its pulls.
+        MessageConsumer other = s.createConsumer(q);
+        TextMessage a = (TextMessage) mc.receive(10000);
+        check(a != null && a.getText().equals("p0"), "first pull: " + a);
+        TextMessage b = (TextMessage) other.receive(10000);
+        check(b != null && b.getText().equals("p1"), "the other consumer's pull: " + b);
+        TextMessage d = (TextMessage) mc.receive(10000);
+        check(d != null && d.getText().equals("p2"), "second pull: " + d);
         c.close();
     }
 }
