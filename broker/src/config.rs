@@ -55,11 +55,14 @@ pub struct TransportsSection {
     pub stomp: String,
     /// STOMP over TLS, e.g. `127.0.0.1:61614`; needs `tls_certificate` and `tls_key`.
     pub stomp_tls: Option<String>,
+    /// OpenWire (the ActiveMQ Java client's protocol) over TCP; empty string to turn it off.
+    /// Default `127.0.0.1:61616`, as ActiveMQ's.
+    pub openwire: String,
     /// PEM certificate chain.
     pub tls_certificate: Option<PathBuf>,
     /// PEM private key.
     pub tls_key: Option<PathBuf>,
-    /// Largest frame (headers and body) a client may send. 16 MiB.
+    /// Largest frame (headers and body) a client may send, STOMP or OpenWire. 16 MiB.
     pub max_frame_bytes: usize,
     /// Most headers in one frame. 1000.
     pub max_headers: usize,
@@ -67,7 +70,8 @@ pub struct TransportsSection {
     pub max_header_bytes: usize,
     /// Frames queued for one connection before the broker stops reading from it. 1000.
     pub max_pending_frames: usize,
-    /// The largest frame a client may send before it has logged in (its CONNECT). 8 KiB.
+    /// The largest frame a client may send before it has logged in (its CONNECT), or before
+    /// OpenWire's wire format is agreed. 8 KiB.
     pub max_connect_frame_bytes: usize,
     /// Milliseconds after the accept by which a client must have sent CONNECT. 30000.
     pub connect_timeout_ms: u64,
@@ -86,6 +90,7 @@ impl Default for TransportsSection {
         TransportsSection {
             stomp: "127.0.0.1:61613".into(),
             stomp_tls: None,
+            openwire: "127.0.0.1:61616".into(),
             tls_certificate: None,
             tls_key: None,
             max_frame_bytes: 16 * 1024 * 1024,

@@ -11,6 +11,7 @@
 pub mod client;
 pub mod config;
 pub mod listener;
+pub mod openwire;
 mod program;
 pub mod stomp;
 pub mod tls;

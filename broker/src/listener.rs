@@ -20,6 +20,7 @@ use crate::users::Users;
 pub struct Server {
     pub stomp: Option<SocketAddr>,
     pub stomp_tls: Option<SocketAddr>,
+    pub openwire: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -53,6 +54,7 @@ impl Server {
         let mut server = Server {
             stomp: None,
             stomp_tls: None,
+            openwire: None,
             shutdown,
             tasks: Vec::new(),
         };
@@ -83,6 +85,17 @@ impl Server {
                 Some(acceptor),
                 Arc::clone(&ctx),
             )));
+        }
+        if !t.openwire.is_empty() {
+            let l = bind(&t.openwire)
+                .await
+                .with_context(|| format!("cannot listen for OpenWire on {}", t.openwire))?;
+            let addr = l.local_addr()?;
+            info!("listening for OpenWire on tcp://{addr}");
+            server.openwire = Some(addr);
+            server
+                .tasks
+                .push(tokio::spawn(openwire_accept_loop(l, Arc::clone(&ctx))));
         }
         Ok(server)
     }
@@ -152,6 +165,37 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<S
                         }
                     }
                 });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    connections.abort_all();
+}
+
+/// Accepts OpenWire connections until the broker stops (plain TCP only so far).
+async fn openwire_accept_loop(listener: TcpListener, ctx: Arc<ServerContext>) {
+    let mut shutdown = ctx.shutdown.clone();
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!("accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let ctx = Arc::clone(&ctx);
+                connections.spawn(crate::openwire::serve(stream, peer.to_string(), ctx));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,

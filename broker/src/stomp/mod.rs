@@ -2,4 +2,4 @@
 
 pub mod frame;
 pub mod server;
-mod window;
+pub(crate) mod window;

@@ -1,5 +1,5 @@
-//! A connection's writes in flight: persistent SENDs and ACKs without a receipt, handed to the
-//! broker in order and awaited later, so that everything one client has in flight shares the
+//! A connection's writes in flight (STOMP SENDs and ACKs without a receipt, OpenWire
+//! asynchronous sends), handed to the broker in order and awaited later, so that everything one client has in flight shares the
 //! journal's fsyncs instead of paying one each.
 //!
 //! The window is bounded in entries and in message bytes: a producer faster than the disk
@@ -14,7 +14,7 @@ use std::pin::Pin;
 use broker_core::BrokerError;
 
 /// One write in flight: a `Submitted` send or ack, its value dropped.
-pub(super) type Write = Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send + Sync>>;
+pub(crate) type Write = Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send + Sync>>;
 
 struct InFlight {
     /// How the client would recognise it in an ERROR: `SEND #12 to /queue/orders`.
@@ -25,12 +25,12 @@ struct InFlight {
 
 /// A write of the window that failed.
 #[derive(Debug)]
-pub(super) struct WriteFailed {
+pub(crate) struct WriteFailed {
     pub what: String,
     pub error: BrokerError,
 }
 
-pub(super) struct Window {
+pub(crate) struct Window {
     items: VecDeque<InFlight>,
     bytes: usize,
     max_items: usize,
@@ -38,7 +38,7 @@ pub(super) struct Window {
 }
 
 impl Window {
-    pub(super) fn new(max_items: usize, max_bytes: usize) -> Window {
+    pub(crate) fn new(max_items: usize, max_bytes: usize) -> Window {
         Window {
             items: VecDeque::new(),
             bytes: 0,
@@ -55,7 +55,7 @@ impl Window {
     }
 
     /// Waits until a write of `bytes` fits: the oldest writes complete first.
-    pub(super) async fn make_room(&mut self, bytes: usize) -> Result<(), WriteFailed> {
+    pub(crate) async fn make_room(&mut self, bytes: usize) -> Result<(), WriteFailed> {
         while self.full_for(bytes) {
             self.complete_oldest().await?;
         }
@@ -63,14 +63,14 @@ impl Window {
     }
 
     /// Adds a write already submitted; call [`Window::make_room`] before submitting it.
-    pub(super) fn push(&mut self, what: String, bytes: usize, write: Write) {
+    pub(crate) fn push(&mut self, what: String, bytes: usize, write: Write) {
         self.bytes += bytes;
         self.items.push_back(InFlight { what, bytes, write });
     }
 
     /// Waits for the oldest write. Pending forever on an empty window, so that it can sit in a
     /// `select!` beside the socket read.
-    pub(super) async fn complete_oldest(&mut self) -> Result<(), WriteFailed> {
+    pub(crate) async fn complete_oldest(&mut self) -> Result<(), WriteFailed> {
         let Some(front) = self.items.front_mut() else {
             return std::future::pending().await;
         };
@@ -82,7 +82,7 @@ impl Window {
     }
 
     /// Waits for every write in flight: what a receipt, a COMMIT or a DISCONNECT needs.
-    pub(super) async fn drain(&mut self) -> Result<(), WriteFailed> {
+    pub(crate) async fn drain(&mut self) -> Result<(), WriteFailed> {
         while !self.items.is_empty() {
             self.complete_oldest().await?;
         }

@@ -1,0 +1,1000 @@
+//! One OpenWire connection: commands in, broker-core calls, commands out.
+//!
+//! Built like a STOMP connection (`crate::stomp::server`): a reader (this task), a writer task
+//! fed by a bounded channel, and one pump task per consumer that moves messages from its
+//! broker-core consumer to the writer while it has prefetch credits. Every OpenWire consumer
+//! has a broker-core session of its own in INDIVIDUAL mode: the client says which messages it
+//! consumed (a standard ack covers a range, an individual ack one), so the broker needs no
+//! notion of the JMS session's acknowledge mode. Each OpenWire local transaction is a
+//! transacted broker-core session. Any command with `response_required` is answered by a
+//! `Response` or an `ExceptionResponse`; a malformed frame ends the connection with a
+//! `ConnectionError`.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use broker_core::{
+    AckMode, BrokerError, Connection, Consumer, Producer, Received, Session, Submitted,
+};
+use bytes::{Bytes, BytesMut};
+use openwire::{
+    AckType, BrokerId, BrokerInfo, Command, ConnectionError, ConsumerId, ConsumerInfo,
+    ExceptionResponse, KeepAliveInfo, MessageAck, MessageDispatch, MessageId, ProducerId,
+    RemoveTarget, Response, Throwable, TransactionId, TransactionInfo, TransactionType, WireFormat,
+    WireFormatInfo, WireFormatOptions,
+};
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::convert::{self, Unmappable};
+use crate::stomp::server::ServerContext;
+use crate::stomp::window::{Window, WriteFailed};
+
+/// The OpenWire version the broker offers; the client's 5.17 offers 12 too.
+const VERSION: i32 = 12;
+/// How long a ConnectionInfo waits for a previous connection with its client id to close.
+const CLIENT_ID_WAIT: Duration = Duration::from_secs(5);
+/// Destinations whose name starts with this are ActiveMQ's advisory topics: accepted, never fed.
+const ADVISORY_PREFIX: &str = "ActiveMQ.Advisory.";
+
+/// Why a command failed: the Java exception class the client maps and its message.
+#[derive(Debug)]
+struct Failure {
+    class: &'static str,
+    message: String,
+}
+
+impl Failure {
+    fn jms(message: impl Into<String>) -> Failure {
+        Failure {
+            class: "javax.jms.JMSException",
+            message: message.into(),
+        }
+    }
+}
+
+impl From<BrokerError> for Failure {
+    fn from(e: BrokerError) -> Failure {
+        let class = match &e {
+            BrokerError::ClientIdInUse(_) => "javax.jms.InvalidClientIDException",
+            _ => "javax.jms.JMSException",
+        };
+        Failure {
+            class,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<Unmappable> for Failure {
+    fn from(u: Unmappable) -> Failure {
+        Failure {
+            class: u.class,
+            message: u.message,
+        }
+    }
+}
+
+/// Encodes commands with the connection's negotiated wire format.
+#[derive(Clone)]
+struct Out {
+    tx: mpsc::Sender<Bytes>,
+    wf: Arc<WireFormat>,
+}
+
+impl Out {
+    async fn send(&self, cmd: &Command) -> bool {
+        let mut buf = BytesMut::new();
+        if let Err(e) = openwire::encode(cmd, &self.wf, &mut buf) {
+            warn!("cannot encode {}: {e}", cmd.data_type());
+            return false;
+        }
+        self.tx.send(buf.freeze()).await.is_ok()
+    }
+}
+
+/// A message handed to a consumer and not yet consumed.
+struct Delivered {
+    id: MessageId,
+    received: Received,
+    /// Its prefetch credit was given back (by a delivered ack) before it was consumed.
+    credited: bool,
+}
+
+struct OwConsumer {
+    session: Session,
+    consumer: Option<Arc<Consumer>>,
+    pump: Option<JoinHandle<()>>,
+    credits: Arc<Semaphore>,
+    delivered: Arc<Mutex<VecDeque<Delivered>>>,
+    /// Prefetch 0: only a MessagePull lets a message through, acks give no credit back.
+    pull: bool,
+    /// The timeouts of the pulls not yet answered, one credit each.
+    pulls: Arc<Mutex<VecDeque<i64>>>,
+}
+
+struct Conn {
+    ctx: Arc<ServerContext>,
+    peer: String,
+    out: Out,
+    connection: Connection,
+    /// Producers per (transaction, destination) pair.
+    producers: HashMap<(Option<i64>, broker_core::Destination), Producer>,
+    consumers: HashMap<ConsumerId, OwConsumer>,
+    /// Open local transactions, by their OpenWire id, with the acks they hold until commit.
+    txs: HashMap<i64, Tx>,
+    /// Gives every dispatched message a distinct sequence (`broker_sequence_id`).
+    dispatch_seq: Arc<std::sync::atomic::AtomicI64>,
+    /// Asynchronous sends handed to the broker and not yet stored.
+    window: Window,
+}
+
+struct Tx {
+    session: Session,
+    /// Consumed in the transaction: acked in it at commit, left delivered on rollback (the
+    /// client redelivers them itself, as with ActiveMQ).
+    acks: Vec<(ConsumerId, MessageId)>,
+}
+
+/// Serves one OpenWire client until it disconnects, errs or the broker stops.
+pub async fn serve<S>(io: S, peer: String, ctx: Arc<ServerContext>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let max_frame = ctx.limits.max_frame_bytes as u64;
+    // Before the client's WireFormatInfo arrives only a small frame is read.
+    let mut wf = WireFormat {
+        max_frame_size: max_frame.min(ctx.max_connect_frame_bytes as u64),
+        ..WireFormat::default()
+    };
+    let ours = match WireFormatInfo::new(VERSION, &WireFormatOptions::broker_default()) {
+        Ok(w) => w,
+        Err(e) => {
+            warn!("cannot build the broker's WireFormatInfo: {e}");
+            return;
+        }
+    };
+    // The broker speaks first, as ActiveMQ's does.
+    let mut buf = BytesMut::new();
+    if openwire::encode(&Command::WireFormatInfo(ours.clone()), &wf, &mut buf).is_err()
+        || wr.write_all(&buf).await.is_err()
+        || wr.flush().await.is_err()
+    {
+        return;
+    }
+    let mut buf = BytesMut::with_capacity(8192);
+    let deadline = tokio::time::Instant::now() + ctx.connect_timeout;
+    // The client's WireFormatInfo.
+    let theirs = loop {
+        match openwire::decode(&mut buf, &wf) {
+            Ok(Some(Command::WireFormatInfo(w))) => break w,
+            Ok(Some(other)) => {
+                info!(peer = %peer, "expected WireFormatInfo, got type {}; closing", other.data_type());
+                let _ = refuse(&mut wr, &wf, "expected WireFormatInfo first").await;
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                info!(peer = %peer, "malformed frame before WireFormatInfo: {e}; closing");
+                let _ = refuse(&mut wr, &wf, &format!("malformed frame: {e}")).await;
+                return;
+            }
+        }
+        match tokio::time::timeout_at(deadline, rd.read_buf(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                info!(peer = %peer, "no WireFormatInfo within {:?}; closing", ctx.connect_timeout);
+                return;
+            }
+        }
+    };
+    wf = match openwire::negotiate(&theirs, &ours) {
+        Ok(w) => w,
+        Err(e) => {
+            info!(peer = %peer, "wire format refused: {e}; closing");
+            let _ = refuse(&mut wr, &wf, &format!("wire format refused: {e}")).await;
+            return;
+        }
+    };
+    wf.max_frame_size = wf.max_frame_size.min(max_frame);
+    let wf = Arc::new(wf);
+    let (tx, rx) = mpsc::channel::<Bytes>(ctx.max_pending_frames);
+    let out = Out {
+        tx,
+        wf: Arc::clone(&wf),
+    };
+    let keep_alive = wf
+        .keep_alive_interval_ms()
+        .map(|ms| Duration::from_millis(ms.max(1) as u64));
+    let writer = tokio::spawn(write_loop(wr, rx, keep_alive, Arc::clone(&wf)));
+    // ActiveMQ's read check: nothing at all from the client for the inactivity duration.
+    let read_timeout = match wf.max_inactivity_duration {
+        d if d > 0 => Duration::from_millis(d as u64),
+        _ => Duration::from_secs(365 * 24 * 3600),
+    };
+    // The client's checks start after the negotiated initial delay; so do ours.
+    let checks_from = tokio::time::Instant::now()
+        + Duration::from_millis(wf.max_inactivity_duration_initial_delay.max(0) as u64);
+    let mut conn: Option<Conn> = None;
+    let mut shutdown = ctx.shutdown.clone();
+    'outer: loop {
+        loop {
+            let cmd = match openwire::decode(&mut buf, &wf) {
+                Ok(Some(c)) => c,
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(peer = %peer, "malformed frame: {e}; closing the connection");
+                    connection_error(
+                        &out,
+                        "java.io.IOException",
+                        &format!("malformed frame: {e}"),
+                    )
+                    .await;
+                    break 'outer;
+                }
+            };
+            let id = cmd.command_id();
+            // A keep-alive's answer is a keep-alive (sent by `handle`), not a Response.
+            let wants = cmd.response_required() && !matches!(cmd, Command::KeepAliveInfo(_));
+            // RemoveInfo(connection) ends the broker connection, ShutdownInfo the socket: the
+            // client sends both, the second after the first without waiting.
+            let hang_up = matches!(cmd, Command::ShutdownInfo(_));
+            let result = match conn.as_mut() {
+                None => match cmd {
+                    Command::ConnectionInfo(info) => {
+                        match Box::pin(connect(&info, &peer, &ctx, &out)).await {
+                            Ok(c) => {
+                                conn = Some(c);
+                                Ok(false)
+                            }
+                            Err(f) => Err(f),
+                        }
+                    }
+                    Command::KeepAliveInfo(_) | Command::WireFormatInfo(_) => Ok(false),
+                    Command::ShutdownInfo(_) => Ok(true),
+                    // What a client still sends after its connection was removed.
+                    Command::RemoveInfo(_) | Command::MessageAck(_) => Ok(false),
+                    other => Err(Failure::jms(format!(
+                        "expected ConnectionInfo, got command type {}",
+                        other.data_type()
+                    ))),
+                },
+                Some(c) if Conn::pipelines(&cmd) => match cmd {
+                    Command::Message(m) => Box::pin(c.pipeline(*m)).await.map(|()| false),
+                    _ => Ok(false),
+                },
+                // Anything else observes every earlier send: the window drains first.
+                Some(c) => match c.window.drain().await {
+                    Ok(()) => Box::pin(c.handle(cmd)).await,
+                    Err(failed) => {
+                        let f = write_failure(failed);
+                        warn!(peer = %peer, "{}", f.message);
+                        connection_error(&out, f.class, &f.message).await;
+                        break 'outer;
+                    }
+                },
+            };
+            match result {
+                Ok(done) => {
+                    if done && let Some(c) = conn.take() {
+                        // Released before the response, so that a client reconnecting at
+                        // once with the same client id is not refused.
+                        c.close().await;
+                    }
+                    if wants {
+                        respond(&out, id).await;
+                    }
+                    if hang_up {
+                        break 'outer;
+                    }
+                }
+                Err(f) => {
+                    debug!(peer = %peer, "refused: {}", f.message);
+                    if wants {
+                        let r = ExceptionResponse {
+                            correlation_id: id,
+                            exception: Some(Throwable::new(f.class, f.message)),
+                            ..ExceptionResponse::default()
+                        };
+                        let _ = out.send(&Command::ExceptionResponse(r)).await;
+                    } else {
+                        connection_error(&out, f.class, &f.message).await;
+                    }
+                    // A refused login ends the connection; a refused command does not, as
+                    // with ActiveMQ (the client decides what the exception means).
+                    if conn.is_none() || !wants {
+                        break 'outer;
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            r = tokio::time::timeout_at(
+                (tokio::time::Instant::now() + read_timeout).max(checks_from + read_timeout),
+                rd.read_buf(&mut buf),
+            ) => match r {
+                Ok(Ok(0)) => break,
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    debug!(peer = %peer, "read: {e}");
+                    break;
+                }
+                Err(_) => {
+                    info!(peer = %peer, "nothing read within {read_timeout:?}; closing");
+                    break;
+                }
+            },
+            Err(failed) = async {
+                match conn.as_mut() {
+                    Some(c) => c.window.complete_oldest().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let f = write_failure(failed);
+                warn!(peer = %peer, "{}; closing the connection", f.message);
+                connection_error(&out, f.class, &f.message).await;
+                break;
+            }
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
+                let _ = out.send(&Command::ShutdownInfo(openwire::ShutdownInfo::default())).await;
+                break;
+            }
+        }
+    }
+    if let Some(c) = conn {
+        c.close().await;
+    }
+    drop(out);
+    let _ = writer.await;
+}
+
+/// A `ConnectionError` written straight to the socket, before the writer task exists.
+async fn refuse<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    wf: &WireFormat,
+    message: &str,
+) -> std::io::Result<()> {
+    let mut buf = BytesMut::new();
+    let e = ConnectionError {
+        exception: Some(Throwable::new("java.io.IOException", message)),
+        ..ConnectionError::default()
+    };
+    if openwire::encode(&Command::ConnectionError(e), wf, &mut buf).is_ok() {
+        wr.write_all(&buf).await?;
+    }
+    wr.flush().await?;
+    wr.shutdown().await
+}
+
+async fn connection_error(out: &Out, class: &str, message: &str) {
+    let e = ConnectionError {
+        exception: Some(Throwable::new(class, message)),
+        ..ConnectionError::default()
+    };
+    let _ = out.send(&Command::ConnectionError(e)).await;
+}
+
+async fn respond(out: &Out, correlation_id: i32) {
+    let r = Response {
+        correlation_id,
+        ..Response::default()
+    };
+    let _ = out.send(&Command::Response(r)).await;
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::Receiver<Bytes>,
+    keep_alive: Option<Duration>,
+    wf: Arc<WireFormat>,
+) {
+    let mut ping = BytesMut::new();
+    let _ = openwire::encode(
+        &Command::KeepAliveInfo(KeepAliveInfo::default()),
+        &wf,
+        &mut ping,
+    );
+    let ping = ping.freeze();
+    loop {
+        let next = async {
+            match keep_alive {
+                Some(d) => tokio::time::timeout(d, rx.recv()).await.ok(),
+                None => Some(rx.recv().await),
+            }
+        };
+        match next.await {
+            Some(Some(bytes)) => {
+                if wr.write_all(&bytes).await.is_err() {
+                    break;
+                }
+                // Whatever else is queued goes in the same write.
+                while let Ok(more) = rx.try_recv() {
+                    if wr.write_all(&more).await.is_err() {
+                        return;
+                    }
+                }
+                if wr.flush().await.is_err() {
+                    break;
+                }
+            }
+            Some(None) => break,
+            // Idle for a third of the inactivity duration: a KeepAliveInfo keeps the
+            // client's read check happy.
+            None => {
+                if wr.write_all(&ping).await.is_err() || wr.flush().await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// Answers a ConnectionInfo: credentials, client id, then the broker introduces itself.
+async fn connect(
+    info: &openwire::ConnectionInfo,
+    peer: &str,
+    ctx: &Arc<ServerContext>,
+    out: &Out,
+) -> Result<Conn, Failure> {
+    let user = info.user_name.as_deref().unwrap_or("");
+    let password = info.password.as_deref().unwrap_or("");
+    if !ctx.users.check(user, password) {
+        warn!(peer = %peer, login = %user, "authentication failed");
+        return Err(Failure {
+            class: "java.lang.SecurityException",
+            message: format!("User name [{user}] or password is invalid."),
+        });
+    }
+    let client_id = info.client_id.as_deref().filter(|c| !c.is_empty());
+    // A client that reconnects at once may find its previous connection not yet gone here.
+    let deadline = tokio::time::Instant::now() + CLIENT_ID_WAIT;
+    let connection = loop {
+        match ctx.broker.connect_from(client_id, peer).await {
+            Err(BrokerError::ClientIdInUse(_)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => break other?,
+        }
+    };
+    let broker_info = BrokerInfo {
+        broker_id: Some(BrokerId {
+            value: format!("rust-broker-{}", ctx.broker.config().broker.name),
+        }),
+        broker_name: Some(ctx.broker.config().broker.name.clone()),
+        ..BrokerInfo::default()
+    };
+    let _ = out.send(&Command::BrokerInfo(broker_info)).await;
+    debug!(peer = %peer, login = %user, "OpenWire connection open");
+    Ok(Conn {
+        ctx: Arc::clone(ctx),
+        peer: peer.to_owned(),
+        out: out.clone(),
+        connection,
+        producers: HashMap::new(),
+        consumers: HashMap::new(),
+        txs: HashMap::new(),
+        dispatch_seq: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+        window: Window::new(ctx.pipeline_window, ctx.pipeline_window_bytes),
+    })
+}
+
+fn local_tx(id: &Option<TransactionId>) -> Result<Option<i64>, Failure> {
+    match id {
+        None => Ok(None),
+        Some(TransactionId::Local(l)) => Ok(Some(l.value)),
+        Some(TransactionId::Xa(_)) => Err(Failure::jms("XA transactions are not supported yet")),
+    }
+}
+
+impl Conn {
+    /// Handles one command; `Ok(true)` ends the broker connection cleanly (the socket stays
+    /// open until ShutdownInfo or end of stream).
+    async fn handle(&mut self, cmd: Command) -> Result<bool, Failure> {
+        match cmd {
+            Command::Message(m) => Box::pin(self.send(*m)).await?,
+            Command::MessageAck(a) => Box::pin(self.ack(*a)).await?,
+            Command::ConsumerInfo(c) => Box::pin(self.consume(*c)).await?,
+            Command::TransactionInfo(t) => Box::pin(self.transaction(t)).await?,
+            Command::RemoveInfo(r) => match r.object_id {
+                RemoveTarget::Connection(_) => return Ok(true),
+                RemoveTarget::Session(s) => {
+                    let ids: Vec<ConsumerId> = self
+                        .consumers
+                        .keys()
+                        .filter(|c| c.session_id == s.value)
+                        .cloned()
+                        .collect();
+                    for id in ids {
+                        if let Some(c) = self.consumers.remove(&id) {
+                            close_consumer(c).await;
+                        }
+                    }
+                }
+                RemoveTarget::Consumer(id) => {
+                    if let Some(c) = self.consumers.remove(&id) {
+                        close_consumer(c).await;
+                    }
+                }
+                RemoveTarget::Producer(_) => {}
+            },
+            Command::RemoveSubscriptionInfo(r) => {
+                let name = r
+                    .subscription_name
+                    .ok_or_else(|| Failure::jms("RemoveSubscriptionInfo without a name"))?;
+                self.connection.unsubscribe(&name).await?;
+            }
+            Command::DestinationInfo(d) if d.destination.kind.is_temporary() => {
+                return Err(Failure {
+                    class: "javax.jms.InvalidDestinationException",
+                    message: "temporary destinations are not supported yet".into(),
+                });
+            }
+            Command::ShutdownInfo(_) => return Ok(true),
+            // A keep-alive that asks for an answer gets one of its own kind.
+            Command::KeepAliveInfo(k) if k.response_required => {
+                let _ = self
+                    .out
+                    .send(&Command::KeepAliveInfo(KeepAliveInfo::default()))
+                    .await;
+            }
+            Command::MessagePull(p) => {
+                if let Some(c) = self.consumers.get(&p.consumer_id)
+                    && c.pull
+                {
+                    self.pull(c, &p);
+                }
+            }
+            Command::ConnectionInfo(_) => return Err(Failure::jms("already connected")),
+            // Sessions, producers and the rest need nothing of the broker.
+            _ => {}
+        }
+        Ok(false)
+    }
+
+    /// A synchronous send: answered once the message is stored (or enlisted in its
+    /// transaction).
+    async fn send(&mut self, m: openwire::Message) -> Result<(), Failure> {
+        let submitted = Box::pin(self.submit(&m)).await?;
+        submitted
+            .await
+            .map_err(|e| Failure::jms(format!("send of message {} failed: {e}", what(&m))))?;
+        Ok(())
+    }
+
+    /// Whether a command can go into the window rather than be applied and awaited: an
+    /// asynchronous send (`useAsyncSend`, or a non-persistent message) outside a transaction.
+    fn pipelines(cmd: &Command) -> bool {
+        matches!(cmd, Command::Message(m) if !m.response_required && m.transaction_id.is_none())
+    }
+
+    /// Hands an asynchronous send to the broker in order and leaves its store write in the
+    /// window, so a burst of sends shares the journal's fsyncs.
+    async fn pipeline(&mut self, m: openwire::Message) -> Result<(), Failure> {
+        let bytes = m.content.as_ref().map_or(0, |c| c.len());
+        self.window.make_room(bytes).await.map_err(write_failure)?;
+        let submitted = Box::pin(self.submit(&m)).await?;
+        self.window.push(
+            format!("send of message {}", what(&m)),
+            bytes,
+            Box::pin(async move { submitted.await.map(drop) }),
+        );
+        Ok(())
+    }
+
+    /// Gives a message its place at its destination; stored when the result resolves.
+    async fn submit(
+        &mut self,
+        m: &openwire::Message,
+    ) -> Result<Submitted<broker_core::MessageId>, Failure> {
+        let dest = m
+            .destination
+            .as_ref()
+            .ok_or_else(|| Failure::jms("a message without a destination"))?;
+        let destination = convert::destination(dest)?;
+        let out = convert::outgoing(m)?;
+        let tx = local_tx(&m.transaction_id)?;
+        let session = match tx {
+            Some(t) => self
+                .txs
+                .get(&t)
+                .ok_or_else(|| Failure::jms(format!("no open transaction {t}")))?
+                .session
+                .clone(),
+            None => self.connection.session(AckMode::Auto)?,
+        };
+        let key = (tx, destination.clone());
+        if !self.producers.contains_key(&key) {
+            if self.producers.len() >= 10_000 {
+                self.producers.clear();
+            }
+            self.producers
+                .insert(key.clone(), session.producer(destination)?);
+        }
+        let producer = self
+            .producers
+            .get(&key)
+            .ok_or_else(|| Failure::jms("internal: producer vanished"))?;
+        producer
+            .submit(out)
+            .await
+            .map_err(|e| Failure::jms(format!("send of message {} failed: {e}", what(m))))
+    }
+
+    /// Prefetch 0: one pull lets one message through. A pull with a timeout (-1 for
+    /// `receiveNoWait`) that finds nothing is answered by an empty MessageDispatch, which is
+    /// what the client's `receive(timeout)` waits for.
+    fn pull(&self, c: &OwConsumer, p: &openwire::MessagePull) {
+        c.pulls.lock().push_back(p.timeout);
+        c.credits.add_permits(1);
+    }
+
+    async fn consume(&mut self, info: ConsumerInfo) -> Result<(), Failure> {
+        let dest = info
+            .destination
+            .as_ref()
+            .ok_or_else(|| Failure::jms("a consumer without a destination"))?;
+        if self.consumers.contains_key(&info.consumer_id) {
+            return Err(Failure::jms("consumer id in use"));
+        }
+        let session = self.connection.session(AckMode::Individual)?;
+        let prefetch = info.prefetch_size.max(0) as usize;
+        let credits = Arc::new(Semaphore::new(prefetch));
+        let delivered = Arc::new(Mutex::new(VecDeque::new()));
+        let pulls = Arc::new(Mutex::new(VecDeque::new()));
+        // The client watches advisory topics by itself at start: accepted, never fed.
+        if !dest.kind.is_queue() && dest.physical_name.starts_with(ADVISORY_PREFIX) {
+            self.consumers.insert(
+                info.consumer_id,
+                OwConsumer {
+                    session,
+                    consumer: None,
+                    pump: None,
+                    credits,
+                    delivered,
+                    pull: prefetch == 0,
+                    pulls: Arc::clone(&pulls),
+                },
+            );
+            return Ok(());
+        }
+        if info.browser {
+            return Err(Failure::jms(
+                "queue browsers are not supported over OpenWire yet",
+            ));
+        }
+        let destination = convert::destination(dest)?;
+        let selector = info.selector.as_deref().filter(|s| !s.trim().is_empty());
+        let consumer = match &info.subscription_name {
+            Some(name) if destination.is_topic() => {
+                session
+                    .durable_subscriber(destination, name, selector)
+                    .await?
+            }
+            // Broker-core's own prefetch at least 1: the credits below are the client's.
+            _ => {
+                session
+                    .consumer_with_prefetch(destination, selector, (prefetch as u32).max(1))
+                    .await?
+            }
+        };
+        let consumer = Arc::new(consumer);
+        let pump = tokio::spawn(pump(
+            Arc::clone(&consumer),
+            info.consumer_id.clone(),
+            dest.clone(),
+            Arc::clone(&credits),
+            Arc::clone(&delivered),
+            (prefetch == 0).then(|| Arc::clone(&pulls)),
+            Arc::clone(&self.dispatch_seq),
+            self.out.clone(),
+        ));
+        self.consumers.insert(
+            info.consumer_id,
+            OwConsumer {
+                session,
+                consumer: Some(consumer),
+                pump: Some(pump),
+                credits,
+                delivered,
+                pull: prefetch == 0,
+                pulls: Arc::clone(&pulls),
+            },
+        );
+        Ok(())
+    }
+
+    async fn ack(&mut self, ack: MessageAck) -> Result<(), Failure> {
+        let Some(c) = self.consumers.get(&ack.consumer_id) else {
+            // A consumer already closed: its messages went back with it.
+            return Ok(());
+        };
+        let Some(last) = ack.last_message_id.as_ref() else {
+            return Ok(());
+        };
+        // The delivered messages this ack covers: up to `last` for a range, `last` alone
+        // for an individual ack.
+        let covered: Vec<Delivered> = {
+            let mut d = c.delivered.lock();
+            let Some(pos) = d.iter().position(|x| same_id(&x.id, last)) else {
+                return Ok(());
+            };
+            match ack.ack_type {
+                AckType::Delivered | AckType::Redelivered => {
+                    // Consumed later: only the prefetch credit comes back now.
+                    let mut freed = 0;
+                    for x in d.iter_mut().take(pos + 1) {
+                        if !x.credited {
+                            x.credited = true;
+                            freed += 1;
+                        }
+                    }
+                    if !c.pull {
+                        c.credits.add_permits(freed);
+                    }
+                    return Ok(());
+                }
+                AckType::Individual => d.remove(pos).into_iter().collect(),
+                _ => d.drain(..=pos).collect(),
+            }
+        };
+        let freed = covered.iter().filter(|x| !x.credited).count();
+        if !c.pull {
+            c.credits.add_permits(freed);
+        }
+        let tx = local_tx(&ack.transaction_id)?;
+        match (ack.ack_type, tx) {
+            (AckType::Poison, _) => {
+                for x in &covered {
+                    c.session.nack(&x.received).await?;
+                }
+            }
+            (_, Some(t)) => {
+                let txn = self
+                    .txs
+                    .get_mut(&t)
+                    .ok_or_else(|| Failure::jms(format!("no open transaction {t}")))?;
+                // Put back as delivered-and-credited: the commit acks them; a rollback leaves
+                // them with the consumer, whose client redelivers them itself.
+                let mut d = c.delivered.lock();
+                for x in covered.into_iter().rev() {
+                    txn.acks.push((ack.consumer_id.clone(), x.id.clone()));
+                    d.push_front(Delivered {
+                        credited: true,
+                        ..x
+                    });
+                }
+            }
+            (_, None) => {
+                for x in &covered {
+                    c.session.acknowledge(&x.received).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn transaction(&mut self, t: TransactionInfo) -> Result<(), Failure> {
+        let Some(id) = local_tx(&t.transaction_id)? else {
+            return match t.transaction_type {
+                TransactionType::Recover => Ok(()),
+                _ => Err(Failure::jms(
+                    "a transaction command without a transaction id",
+                )),
+            };
+        };
+        match t.transaction_type {
+            TransactionType::Begin => {
+                if self.txs.contains_key(&id) {
+                    return Err(Failure::jms(format!("transaction {id} is already open")));
+                }
+                let session = self.connection.session(AckMode::Transacted)?;
+                self.txs.insert(
+                    id,
+                    Tx {
+                        session,
+                        acks: Vec::new(),
+                    },
+                );
+            }
+            TransactionType::CommitOnePhase | TransactionType::CommitTwoPhase => {
+                let tx = self
+                    .txs
+                    .remove(&id)
+                    .ok_or_else(|| Failure::jms(format!("no open transaction {id}")))?;
+                self.producers.retain(|(t, _), _| *t != Some(id));
+                let result = self.commit(&tx).await;
+                tx.session.close().await;
+                result?;
+            }
+            TransactionType::Rollback => {
+                if let Some(tx) = self.txs.remove(&id) {
+                    self.producers.retain(|(t, _), _| *t != Some(id));
+                    let _ = tx.session.rollback().await;
+                    tx.session.close().await;
+                }
+            }
+            // END and FORGET of a local transaction need nothing; PREPARE is XA only.
+            TransactionType::End | TransactionType::Forget => {}
+            other => {
+                return Err(Failure::jms(format!(
+                    "transaction command {other:?} is not supported yet"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Enlists the transaction's acks and commits it with its sends.
+    async fn commit(&self, tx: &Tx) -> Result<(), Failure> {
+        for (consumer, id) in &tx.acks {
+            let Some(c) = self.consumers.get(consumer) else {
+                continue;
+            };
+            let x = {
+                let mut d = c.delivered.lock();
+                d.iter()
+                    .position(|x| same_id(&x.id, id))
+                    .and_then(|p| d.remove(p))
+            };
+            if let Some(x) = x {
+                c.session.acknowledge_in(&x.received, &tx.session).await?;
+            }
+        }
+        tx.session.commit().await?;
+        Ok(())
+    }
+
+    /// The client is gone: transactions roll back, unconsumed messages go back.
+    async fn close(mut self) {
+        for (_, c) in self.consumers.drain() {
+            close_consumer(c).await;
+        }
+        for (_, tx) in self.txs.drain() {
+            let _ = tx.session.rollback().await;
+            tx.session.close().await;
+        }
+        self.connection.close().await;
+        debug!(peer = %self.peer, "OpenWire connection closed");
+        let _ = &self.ctx;
+    }
+}
+
+async fn close_consumer(mut c: OwConsumer) {
+    c.credits.close();
+    if let Some(consumer) = &c.consumer {
+        consumer.close().await;
+    }
+    if let Some(mut pump) = c.pump.take()
+        && tokio::time::timeout(Duration::from_secs(1), &mut pump)
+            .await
+            .is_err()
+    {
+        pump.abort();
+    }
+    c.delivered.lock().clear();
+    c.session.close().await;
+}
+
+fn same_id(a: &MessageId, b: &MessageId) -> bool {
+    a.producer_id == b.producer_id && a.producer_sequence_id == b.producer_sequence_id
+}
+
+/// A message as the client knows it, for an error.
+fn what(m: &openwire::Message) -> String {
+    m.message_id
+        .as_ref()
+        .map(message_id_text)
+        .unwrap_or_default()
+}
+
+/// A pipelined write that failed: the connection ends, naming it.
+fn write_failure(failed: WriteFailed) -> Failure {
+    Failure::jms(format!(
+        "{} failed: {}; nothing sent after it on this connection was stored, the connection is closed",
+        failed.what, failed.error
+    ))
+}
+
+fn message_id_text(id: &MessageId) -> String {
+    match &id.producer_id {
+        Some(p) => format!(
+            "ID:{}:{}:{}:{}",
+            p.connection_id, p.session_id, p.value, id.producer_sequence_id
+        ),
+        None => id.text_view.clone().unwrap_or_default(),
+    }
+}
+
+/// Moves messages from a consumer to the writer, one per prefetch credit.
+#[allow(clippy::too_many_arguments)]
+async fn pump(
+    consumer: Arc<Consumer>,
+    consumer_id: ConsumerId,
+    destination: openwire::Destination,
+    credits: Arc<Semaphore>,
+    delivered: Arc<Mutex<VecDeque<Delivered>>>,
+    pulls: Option<Arc<Mutex<VecDeque<i64>>>>,
+    seq: Arc<std::sync::atomic::AtomicI64>,
+    out: Out,
+) {
+    loop {
+        match credits.acquire().await {
+            Ok(p) => p.forget(),
+            Err(_) => return,
+        }
+        // Prefetch 0: this credit is a pull, and a pull with a timeout may find nothing.
+        let timeout = pulls
+            .as_ref()
+            .and_then(|p| p.lock().pop_front())
+            .filter(|t| *t != 0);
+        let next = match timeout {
+            // A no-wait pull still gives a message already in the queue a moment to arrive.
+            Some(t) => {
+                let wait = Duration::from_millis(u64::try_from(t).unwrap_or(20).max(1));
+                consumer.receive_timeout(wait).await
+            }
+            None => consumer.receive().await,
+        };
+        let received = match next {
+            Ok(Some(r)) => r,
+            Ok(None) if timeout.is_some() => {
+                let empty = MessageDispatch {
+                    consumer_id: consumer_id.clone(),
+                    destination: Some(destination.clone()),
+                    ..MessageDispatch::default()
+                };
+                if !out.send(&Command::MessageDispatch(empty)).await {
+                    return;
+                }
+                continue;
+            }
+            Ok(None) => return,
+            Err(e) => {
+                warn!("receive failed: {e}");
+                return;
+            }
+        };
+        let m = received.message();
+        // The broker-core id names the producer; OpenWire wants a ProducerId, so the id's
+        // producer string stands in for the connection part.
+        let id = MessageId {
+            text_view: None,
+            producer_id: Some(ProducerId {
+                connection_id: m.id.producer.to_string(),
+                session_id: 0,
+                value: 0,
+            }),
+            producer_sequence_id: i64::try_from(m.id.producer_seq).unwrap_or(i64::MAX),
+            broker_sequence_id: seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+        };
+        let message = match convert::dispatched(m, id.clone()) {
+            Ok(msg) => msg,
+            Err(e) => {
+                warn!("cannot convert message {} for OpenWire: {e}", m.id);
+                continue;
+            }
+        };
+        let dispatch = MessageDispatch {
+            consumer_id: consumer_id.clone(),
+            destination: message.destination.clone(),
+            redelivery_counter: message.redelivery_counter,
+            message: Some(Box::new(message)),
+            ..MessageDispatch::default()
+        };
+        delivered.lock().push_back(Delivered {
+            id,
+            received,
+            credited: false,
+        });
+        if !out.send(&Command::MessageDispatch(dispatch)).await {
+            return;
+        }
+    }
+}

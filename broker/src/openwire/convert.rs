@@ -1,0 +1,180 @@
+//! Messages both ways between OpenWire and broker-core, following ActiveMQ's mapping so that
+//! STOMP and OpenWire clients see the same message: a Text message is text, Bytes bytes, Map,
+//! Stream and Object keep their kind; JMS headers map to broker-core's fields.
+
+use std::collections::BTreeMap;
+
+use broker_core::{Body, Destination, DestinationKind, Message, Outgoing, Value};
+use openwire::{MessageKind, PrimitiveMap};
+
+/// The largest body a compressed OpenWire message may inflate to.
+const MAX_INFLATED: usize = openwire::DEFAULT_MAX_INFLATED_SIZE;
+
+/// Why a message or destination cannot be mapped: the text goes into the exception the client
+/// sees, the class says which JMS exception it becomes.
+#[derive(Debug)]
+pub struct Unmappable {
+    pub class: &'static str,
+    pub message: String,
+}
+
+impl Unmappable {
+    fn invalid(message: String) -> Unmappable {
+        Unmappable {
+            class: "javax.jms.JMSException",
+            message,
+        }
+    }
+}
+
+/// An OpenWire destination as a broker-core one. Temporary destinations are not supported yet,
+/// and composite destinations (`a,b`) are refused rather than read as one odd name.
+pub fn destination(d: &openwire::Destination) -> Result<Destination, Unmappable> {
+    let refuse = |why: &str| Unmappable {
+        class: "javax.jms.InvalidDestinationException",
+        message: format!("{why}: {}", d.physical_name),
+    };
+    if d.kind.is_temporary() {
+        return Err(refuse("temporary destinations are not supported yet"));
+    }
+    if d.physical_name.is_empty() {
+        return Err(refuse("a destination needs a name"));
+    }
+    if d.physical_name.contains(',') {
+        return Err(refuse("composite destinations are not supported"));
+    }
+    Ok(if d.kind.is_queue() {
+        Destination::queue(d.physical_name.as_str())
+    } else {
+        Destination::topic(d.physical_name.as_str())
+    })
+}
+
+/// A broker-core destination as OpenWire's.
+pub fn openwire_destination(d: &Destination) -> openwire::Destination {
+    match d.kind {
+        DestinationKind::Queue => openwire::Destination::queue(d.name.as_ref()),
+        DestinationKind::Topic => openwire::Destination::topic(d.name.as_ref()),
+    }
+}
+
+fn to_core_value(v: &openwire::Value) -> Option<Value> {
+    use openwire::Value as O;
+    Some(match v {
+        O::Bool(b) => Value::Bool(*b),
+        O::Byte(n) => Value::I8(*n),
+        O::Short(n) => Value::I16(*n),
+        O::Int(n) => Value::I32(*n),
+        O::Long(n) => Value::I64(*n),
+        O::Float(n) => Value::F32(*n),
+        O::Double(n) => Value::F64(*n),
+        O::String(s) => Value::String(s.clone()),
+        O::Bytes(b) => Value::Bytes(b.clone()),
+        // broker-core has no char: a one-character string is the closest a selector can see.
+        O::Char(c) => Value::String(String::from_utf16_lossy(&[*c])),
+        // JMS properties cannot hold these; the client never sends them as properties.
+        O::Null | O::Map(_) | O::List(_) => return None,
+    })
+}
+
+fn to_openwire_value(v: &Value) -> openwire::Value {
+    use openwire::Value as O;
+    match v {
+        Value::Bool(b) => O::Bool(*b),
+        Value::I8(n) => O::Byte(*n),
+        Value::I16(n) => O::Short(*n),
+        Value::I32(n) => O::Int(*n),
+        Value::I64(n) => O::Long(*n),
+        Value::F32(n) => O::Float(*n),
+        Value::F64(n) => O::Double(*n),
+        Value::String(s) => O::String(s.clone()),
+        Value::Bytes(b) => O::Bytes(b.clone()),
+    }
+}
+
+fn to_core_map(m: &PrimitiveMap) -> BTreeMap<String, Value> {
+    m.entries
+        .iter()
+        .filter_map(|(k, v)| Some((k.clone(), to_core_value(v)?)))
+        .collect()
+}
+
+fn to_openwire_map(m: &BTreeMap<String, Value>) -> PrimitiveMap {
+    let mut out = PrimitiveMap::new();
+    for (k, v) in m {
+        out.insert(k.clone(), to_openwire_value(v));
+    }
+    out
+}
+
+/// An OpenWire message as one to produce.
+pub fn outgoing(m: &openwire::Message) -> Result<Outgoing, Unmappable> {
+    let bad = |e: openwire::DecodeError| Unmappable::invalid(format!("unreadable message: {e}"));
+    let body = match m.kind {
+        MessageKind::Plain => Body::Empty,
+        MessageKind::Text => Body::Text(m.text(MAX_INFLATED).map_err(bad)?.unwrap_or_default()),
+        MessageKind::Bytes => Body::Bytes(m.body(MAX_INFLATED).map_err(bad)?),
+        MessageKind::Object => Body::Object(m.body(MAX_INFLATED).map_err(bad)?),
+        MessageKind::Map => Body::Map(to_core_map(&m.map_body(MAX_INFLATED).map_err(bad)?)),
+        MessageKind::Stream => Body::Stream(
+            m.stream_body(MAX_INFLATED)
+                .map_err(bad)?
+                .iter()
+                .filter_map(to_core_value)
+                .collect(),
+        ),
+    };
+    let mut out = Outgoing::new(body);
+    out.persistent = m.persistent;
+    out.priority = m.priority.clamp(0, 9) as u8;
+    out.expiration = m.expiration.max(0);
+    out.correlation_id = m.correlation_id.clone();
+    out.message_type = m.jms_type.clone();
+    out.group_id = m.group_id.clone();
+    out.group_seq = m.group_sequence;
+    out.reply_to = m.reply_to.as_ref().map(destination).transpose()?;
+    out.properties = to_core_map(&m.properties().map_err(bad)?);
+    Ok(out)
+}
+
+/// A broker-core message as OpenWire's, with the id the client acknowledges it by.
+pub fn dispatched(m: &Message, id: openwire::MessageId) -> Result<openwire::Message, String> {
+    let kind = match &m.body {
+        Body::Empty => MessageKind::Plain,
+        Body::Text(_) => MessageKind::Text,
+        Body::Bytes(_) => MessageKind::Bytes,
+        Body::Map(_) => MessageKind::Map,
+        Body::Stream(_) => MessageKind::Stream,
+        Body::Object(_) => MessageKind::Object,
+    };
+    let mut o = openwire::Message::new(kind);
+    let e = |e: openwire::EncodeError| e.to_string();
+    match &m.body {
+        Body::Empty => {}
+        Body::Text(t) => o.set_text(Some(t)).map_err(e)?,
+        Body::Bytes(b) | Body::Object(b) => o.content = Some(b.clone()),
+        Body::Map(map) => o.set_map_body(&to_openwire_map(map)).map_err(e)?,
+        Body::Stream(values) => {
+            let values: Vec<_> = values.iter().map(to_openwire_value).collect();
+            o.set_stream_body(&values).map_err(e)?
+        }
+    }
+    o.producer_id = id.producer_id.clone();
+    o.message_id = Some(id);
+    o.destination = Some(openwire_destination(&m.destination));
+    o.persistent = m.persistent;
+    o.priority = m.priority.min(9) as i8;
+    o.expiration = m.expiration;
+    o.timestamp = m.timestamp;
+    o.correlation_id = m.correlation_id.clone();
+    o.jms_type = m.message_type.clone();
+    o.group_id = m.group_id.clone();
+    o.group_sequence = m.group_seq;
+    o.reply_to = m.reply_to.as_ref().map(openwire_destination);
+    o.redelivery_counter = i32::try_from(m.redelivery_count).unwrap_or(i32::MAX);
+    if !m.properties.is_empty() {
+        o.set_properties(&to_openwire_map(&m.properties))
+            .map_err(e)?;
+    }
+    Ok(o)
+}

@@ -1,0 +1,259 @@
+//! OpenWire on the broker: the stock ActiveMQ Java client (Debian's `libactivemq-java`) runs
+//! the programs in `tests/java/` against a broker in this process, and hostile bytes are shown
+//! to close only their own connection.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command as StdCommand;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use common::TestBroker;
+use openwire::{Command, WireFormatInfo, WireFormatOptions};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The client jars and what they need, as Debian installs them.
+const JARS: &[&str] = &[
+    "activemq-client.jar",
+    "geronimo-jms_1.1_spec.jar",
+    "geronimo-j2ee-management-1.1-spec.jar",
+    "hawtbuf.jar",
+    "slf4j-api.jar",
+    "slf4j-nop.jar",
+];
+
+fn classpath(extra: &str) -> String {
+    let mut parts: Vec<String> = JARS
+        .iter()
+        .map(|j| format!("/usr/share/java/{j}"))
+        .collect();
+    if !extra.is_empty() {
+        parts.push(extra.to_owned());
+    }
+    parts.join(":")
+}
+
+/// The compiled test programs (once per test binary), or `None` when there is no JDK or no
+/// ActiveMQ client here; `.ci/run` installs both and sets `BROKER_REQUIRE_JAVA`, so there it is a failure.
+fn compiled() -> Option<&'static PathBuf> {
+    static DIR: OnceLock<Option<(tempfile::TempDir, PathBuf)>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let have = StdCommand::new("javac").arg("-version").output().is_ok()
+            && std::path::Path::new("/usr/share/java/activemq-client.jar").exists();
+        if !have {
+            assert!(
+                std::env::var_os("BROKER_REQUIRE_JAVA").is_none(),
+                "javac and libactivemq-java are needed (apt-get install default-jdk-headless libactivemq-java)"
+            );
+            eprintln!("SKIPPED: no javac or /usr/share/java/activemq-client.jar");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/java/OpenWireChecks.java");
+        let out = StdCommand::new("javac")
+            .arg("-d")
+            .arg(dir.path())
+            .arg("-cp")
+            .arg(classpath(""))
+            .arg(&src)
+            .output()
+            .expect("javac runs");
+        assert!(
+            out.status.success(),
+            "javac failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = dir.path().to_path_buf();
+        Some((dir, path))
+    })
+    .as_ref()
+    .map(|(_, p)| p)
+}
+
+/// Runs one check of `OpenWireChecks` against `port`; fails the test with its output.
+async fn java(port: u16, check: &str) {
+    let Some(classes) = compiled() else { return };
+    let child = tokio::process::Command::new("java")
+        .arg("-cp")
+        .arg(classpath(&classes.display().to_string()))
+        .arg("OpenWireChecks")
+        .arg(port.to_string())
+        .arg(check)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), child)
+        .await
+        .unwrap_or_else(|_| panic!("{check}: the Java client did not finish within 120 s"))
+        .expect("java runs");
+    assert!(
+        out.status.success(),
+        "{check} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn broker() -> (TestBroker, u16) {
+    let b = TestBroker::start("").await;
+    let port = b.server.openwire.expect("OpenWire listener").port();
+    (b, port)
+}
+
+macro_rules! java_check {
+    ($name:ident, $check:literal) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (b, port) = broker().await;
+            java(port, $check).await;
+            b.stop().await;
+        }
+    };
+}
+
+java_check!(java_queue_auto_acknowledge, "auto");
+java_check!(java_client_acknowledge_redelivers_unacked, "client");
+java_check!(java_transacted_commit_and_rollback, "transacted");
+java_check!(java_topic_message_listener, "listener");
+java_check!(java_bad_password_is_a_security_exception, "bad-password");
+java_check!(java_async_send_burst_of_2000_persistent, "async-burst");
+java_check!(java_properties_headers_and_bodies_round_trip, "types");
+java_check!(java_selector, "selector");
+java_check!(java_durable_subscriber_across_client_restart, "durable");
+java_check!(java_stream_object_and_plain_messages, "more-types");
+java_check!(java_individual_acknowledge, "individual");
+java_check!(java_idle_connection_kept_alive, "keepalive");
+java_check!(
+    java_client_id_in_use_and_temporary_queue_refused,
+    "refusals"
+);
+java_check!(java_prefetch_0_pulls, "prefetch0");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stomp_to_openwire() {
+    let (b, port) = broker().await;
+    let mut s = b.client().await;
+    // Raw, so that the text message has no content-length (the client adds one otherwise).
+    s.write_raw(
+        b"SEND\ndestination:/queue/ow.fromstomp\ncolour:red\ncorrelation-id:c-9\nreceipt:t\n\nhello java\0",
+    )
+    .await
+    .unwrap();
+    assert_eq!(common::recv(&mut s).await.command, "RECEIPT");
+    s.send("/queue/ow.fromstomp", &b"a\0b"[..], &[])
+        .await
+        .unwrap();
+    java(port, "from-stomp").await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openwire_to_stomp() {
+    let (b, port) = broker().await;
+    java(port, "to-stomp").await;
+    if compiled().is_none() {
+        return b.stop().await;
+    }
+    let mut s = b.client().await;
+    s.subscribe("s", "/queue/ow.tostomp", "auto", &[])
+        .await
+        .unwrap();
+    let m = common::recv(&mut s).await;
+    assert_eq!(common::body(&m), "hello stomp");
+    assert_eq!(m.get("colour"), Some("blue"));
+    assert_eq!(m.get("n"), Some("5"));
+    assert_eq!(m.get("correlation-id"), Some("c-7"));
+    assert_eq!(m.get("priority"), Some("6"));
+    assert_eq!(m.get("persistent"), Some("true"));
+    b.stop().await;
+}
+
+/// Reads until the broker closes the connection; returns the commands it sent.
+async fn until_closed(mut sock: TcpStream) -> Vec<Command> {
+    let mut buf = BytesMut::new();
+    let read = async {
+        loop {
+            match sock.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the broker closes the connection");
+    let wf = openwire::WireFormat::default();
+    let mut out = Vec::new();
+    while let Ok(Some(c)) = openwire::decode(&mut buf, &wf) {
+        out.push(c);
+    }
+    out
+}
+
+fn connection_error(cmds: &[Command]) -> String {
+    cmds.iter()
+        .find_map(|c| match c {
+            Command::ConnectionError(e) => e.exception.as_ref()?.message.clone(),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no ConnectionError in {cmds:?}"))
+}
+
+/// A client speaking proper OpenWire still works while hostile ones are refused.
+async fn still_serves(port: u16) {
+    java(port, "auto").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_before_wire_format_info_closes_only_that_connection() {
+    let (b, port) = broker().await;
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    // A plausible size, then a type byte that is no command.
+    sock.write_all(&[0, 0, 0, 5, 0xEE, 1, 2, 3, 4])
+        .await
+        .unwrap();
+    let cmds = until_closed(sock).await;
+    assert!(matches!(cmds.first(), Some(Command::WireFormatInfo(_))));
+    let why = connection_error(&cmds);
+    assert!(why.contains("malformed"), "{why}");
+    still_serves(port).await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_magic_is_refused() {
+    let (b, port) = broker().await;
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut info = WireFormatInfo::new(12, &WireFormatOptions::broker_default()).unwrap();
+    info.magic = *b"NotAMQ!!";
+    let mut buf = BytesMut::new();
+    openwire::encode(
+        &Command::WireFormatInfo(info),
+        &openwire::WireFormat::default(),
+        &mut buf,
+    )
+    .unwrap();
+    sock.write_all(&buf).await.unwrap();
+    let cmds = until_closed(sock).await;
+    let why = connection_error(&cmds);
+    assert!(why.contains("wire format refused"), "{why}");
+    still_serves(port).await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_frame_is_refused_from_its_size() {
+    let (b, port) = broker().await;
+    let mut sock = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    // 1 GiB announced: refused at once, nothing of it buffered.
+    sock.write_all(&[0x40, 0, 0, 0, 1]).await.unwrap();
+    let cmds = until_closed(sock).await;
+    let why = connection_error(&cmds);
+    assert!(why.contains("exceeds"), "{why}");
+    still_serves(port).await;
+    b.stop().await;
+}
