@@ -69,8 +69,14 @@ fn a_leveldb_config_parses_with_activemqs_names() {
         verify_checksums = true
         paranoid_checks = true
         "#,
-    )
-    .unwrap();
+    );
+    if !engines::LEVELDB_BUILT {
+        let e = c.expect_err("a build without the engine refuses it");
+        assert_eq!(e.key, "persistence.kind", "{e}");
+        assert!(e.reason.contains("--features leveldb"), "{e}");
+        return;
+    }
+    let c = c.unwrap();
     assert_eq!(c.persistence.kind, EngineKind::Leveldb);
     assert_eq!(c.engine().locker_kind(), LockerKind::SharedFile);
     assert_eq!(

@@ -336,12 +336,6 @@ impl EngineConfig {
         if let Some(j) = &p.journaled_jdbc {
             sync_policy(j.sync, j.sync_interval_ms, "persistence.journaled_jdbc")?;
         }
-        if kind == EngineKind::Leveldb && !cfg!(feature = "leveldb") {
-            return Err(ConfigError::new(
-                "persistence.kind",
-                "\"leveldb\" needs a broker built with the `leveldb` cargo feature (on by default; this build turned it off)",
-            ));
-        }
         if let Some(l) = &p.leveldb {
             if l.index_write_buffer_size.is_some_and(|n| n < 64 * 1024) {
                 return Err(ConfigError::new(
@@ -361,6 +355,14 @@ impl EngineConfig {
                     "must be above 0",
                 ));
             }
+        }
+        // After the section's own checks, so a wrong value is named even on a build without
+        // the engine.
+        if kind == EngineKind::Leveldb && !crate::LEVELDB_BUILT {
+            return Err(ConfigError::new(
+                "persistence.kind",
+                "\"leveldb\" needs a broker built with `cargo build --features leveldb` (it links Debian's librocksdb-dev)",
+            ));
         }
         if let Some(j) = &p.jdbc
             && j.pool_size == Some(0)

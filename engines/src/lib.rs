@@ -10,6 +10,9 @@
 //! the core.
 
 pub mod config;
+
+/// Whether this build has the LevelDB engine (the `leveldb` cargo feature).
+pub const LEVELDB_BUILT: bool = cfg!(feature = "leveldb");
 mod locker;
 mod open;
 mod shared_file;
