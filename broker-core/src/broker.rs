@@ -204,9 +204,15 @@ impl Broker {
         Connection::open(self.core()?, client_id, None)
     }
 
-    /// As [`Broker::connect`], naming the peer's address (shown by [`Broker::connections`]).
-    pub async fn connect_from(&self, client_id: Option<&str>, remote: &str) -> Result<Connection> {
-        Connection::open(self.core()?, client_id, Some(remote))
+    /// As [`Broker::connect`], naming the wire protocol and the peer's address (shown by
+    /// [`Broker::connections`]).
+    pub async fn connect_from(
+        &self,
+        client_id: Option<&str>,
+        protocol: &str,
+        remote: &str,
+    ) -> Result<Connection> {
+        Connection::open(self.core()?, client_id, Some((protocol, remote)))
     }
 }
 

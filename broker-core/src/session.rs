@@ -193,6 +193,7 @@ pub(crate) struct ConnectionInner {
     id: String,
     client_id: Option<String>,
     remote: Option<String>,
+    protocol: Option<String>,
     sessions: SyncMutex<Vec<Weak<SessionInner>>>,
     closed: AtomicBool,
 }
@@ -204,6 +205,8 @@ pub struct ConnectionInfo {
     pub client_id: Option<String>,
     /// The peer's address, when the transport gave one.
     pub remote: Option<String>,
+    /// The wire protocol it speaks (`stomp`, `openwire`, ...); none for one in process.
+    pub protocol: Option<String>,
     pub sessions: usize,
     pub consumers: usize,
 }
@@ -223,6 +226,7 @@ impl ConnectionInner {
             id: self.id.clone(),
             client_id: self.client_id.clone(),
             remote: self.remote.clone(),
+            protocol: self.protocol.clone(),
             sessions: sessions
                 .iter()
                 .filter(|s| !s.closed.load(Ordering::Acquire))
@@ -252,7 +256,7 @@ impl Connection {
     pub(crate) fn open(
         core: Arc<Core>,
         client_id: Option<&str>,
-        remote: Option<&str>,
+        peer: Option<(&str, &str)>,
     ) -> Result<Connection> {
         if let Some(cid) = client_id {
             if cid.is_empty() {
@@ -267,7 +271,8 @@ impl Connection {
             core: Arc::clone(&core),
             id,
             client_id: client_id.map(str::to_owned),
-            remote: remote.map(str::to_owned),
+            remote: peer.map(|(_, address)| address.to_owned()),
+            protocol: peer.map(|(protocol, _)| protocol.to_owned()),
             sessions: SyncMutex::new(Vec::new()),
             closed: AtomicBool::new(false),
         });

@@ -786,9 +786,10 @@ async fn connections(
     for c in conns {
         let _ = write!(
             rows,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
             escape(&c.id),
             escape(c.client_id.as_deref().unwrap_or("")),
+            escape(c.protocol.as_deref().unwrap_or("")),
             escape(c.remote.as_deref().unwrap_or("in process")),
             c.sessions,
             c.consumers
@@ -797,7 +798,7 @@ async fn connections(
     page(
         "Connections",
         Some(&l),
-        &format!("<table><tr><th>Id</th><th>Client id</th><th>Remote address</th><th>Sessions</th><th>Consumers</th></tr>{rows}</table>"),
+        &format!("<table><tr><th>Id</th><th>Client id</th><th>Protocol</th><th>Remote address</th><th>Sessions</th><th>Consumers</th></tr>{rows}</table>"),
     )
     .into_response()
 }
@@ -857,7 +858,7 @@ async fn api_connections(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>)
     match app.broker.connections() {
         Ok(c) => axum::Json(
             c.into_iter()
-                .map(|c| json!({"id": c.id, "client_id": c.client_id, "remote": c.remote, "sessions": c.sessions, "consumers": c.consumers}))
+                .map(|c| json!({"id": c.id, "client_id": c.client_id, "remote": c.remote, "protocol": c.protocol, "sessions": c.sessions, "consumers": c.consumers}))
                 .collect::<Vec<_>>(),
         )
         .into_response(),

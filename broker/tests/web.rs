@@ -118,6 +118,7 @@ async fn api_metrics_actions_and_their_protection() {
         c["remote"]
             .as_str()
             .is_some_and(|r| r.starts_with("127.0.0.1:"))
+            && c["protocol"] == "stomp"
     }));
 
     let metrics = http(addr, "GET", "/metrics", &[("Authorization", ADMIN)], None).await;

@@ -456,7 +456,7 @@ async fn connect(
     // A client that reconnects at once may find its previous connection not yet gone here.
     let deadline = tokio::time::Instant::now() + CLIENT_ID_WAIT;
     let connection = loop {
-        match ctx.broker.connect_from(client_id, peer).await {
+        match ctx.broker.connect_from(client_id, "openwire", peer).await {
             Err(BrokerError::ClientIdInUse(_)) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

@@ -485,7 +485,7 @@ async fn connect(
     // not yet gone on ours: wait a little for it before refusing the client id.
     let deadline = tokio::time::Instant::now() + CLIENT_ID_WAIT;
     let connection = loop {
-        match ctx.broker.connect_from(client_id, peer).await {
+        match ctx.broker.connect_from(client_id, "stomp", peer).await {
             Err(BrokerError::ClientIdInUse(_)) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
