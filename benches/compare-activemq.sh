@@ -6,6 +6,7 @@
 #   bash benches/compare-activemq.sh
 #   COUNT=20000 BIG=1000000 bash benches/compare-activemq.sh     # the defaults
 #   BIG=0 bash benches/compare-activemq.sh                        # without the memory row
+#   ROUNDS=3 bash benches/compare-activemq.sh                     # the default: medians of 3
 #
 # Rows: sends each waiting for its receipt (1, 8, 32 producers); sends without receipts but
 # the last of each producer (1, 8); one consumer draining COUNT queued messages with auto,
@@ -13,13 +14,17 @@
 # subscribers (publish rate, and the time until all four have everything); resident memory of
 # the broker process with BIG messages queued. Each row also gives the CPU seconds the client
 # and the broker used, so that a client-bound figure shows. For this broker the journal's fsync
-# count per message of the unreceipted single producer is printed too.
+# count per message of the unreceipted single producer is printed too. The rows run ROUNDS
+# times, ActiveMQ and this broker taking turns within each round so that both see the same disk
+# and machine; each cell is the median of the rounds (a single run of a fsync-bound row moves by
+# a fifth from one run to the next on this VM's disk).
 # Writes the Markdown table to target/compare-activemq/report.md.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 COUNT="${COUNT:-20000}"
 BIG="${BIG:-1000000}"
+ROUNDS="${ROUNDS:-3}"
 WEB_PORT="${WEB_PORT:-61634}"
 AMQ_PORT="${AMQ_PORT:-61623}"
 RUST_PORT="${RUST_PORT:-61633}"
@@ -120,11 +125,15 @@ row() {
   b0=$(cpu_of "$pid")
   out="$( { /usr/bin/time -f 'CLIENTCPU %U %S' bash -c '"$@"' _ "$@"; } 2>&1 )"
   b1=$(cpu_of "$pid")
-  R[$key]="$(echo "$out" | grep '^RESULT' | sed -E 's/.*msgs_per_sec=([0-9.]+).*/\1/' | head -1)"
-  R[$key.ccpu]="$(echo "$out" | awk '/^CLIENTCPU/ { printf "%.2f", $2 + $3 }')"
-  R[$key.bcpu]="$(awk -v a="$b0" -v b="$b1" 'BEGIN { printf "%.2f", b - a }')"
-  echo "$key: ${R[$key]} msgs/s, client ${R[$key.ccpu]} s, broker ${R[$key.bcpu]} s CPU" >&2
+  local rate ccpu bcpu
+  rate="$(echo "$out" | grep '^RESULT' | sed -E 's/.*msgs_per_sec=([0-9.]+).*/\1/' | head -1)"
+  ccpu="$(echo "$out" | awk '/^CLIENTCPU/ { printf "%.2f", $2 + $3 }')"
+  bcpu="$(awk -v a="$b0" -v b="$b1" 'BEGIN { printf "%.2f", b - a }')"
+  R[$key]+=" $rate"; R[$key.ccpu]+=" $ccpu"; R[$key.bcpu]+=" $bcpu"
+  echo "$key: $rate msgs/s, client $ccpu s, broker $bcpu s CPU" >&2
 }
+# The median of a space-separated list of numbers.
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 producer() { # port destination count producers receipts
   "$BROKER" producer --url "tcp://127.0.0.1:$1" --destination "$2" --count "$3" --producers "$4" \
@@ -136,10 +145,11 @@ consumer() { # port destination count ack
 export BROKER
 export -f producer consumer
 
+for round in $(seq 1 "$ROUNDS"); do
 for target in activemq rust; do
   port=$AMQ_PORT; pid=$AMQ_PID
   if [ "$target" = rust ]; then port=$RUST_PORT; pid=$RUST_PID; fi
-  echo "== $target" >&2
+  echo "== $target, round $round of $ROUNDS" >&2
   row "$target.r1" "$pid" producer "$port" /queue/cmp.r1 $((COUNT / 4)) 1 every
   row "$target.r8" "$pid" producer "$port" /queue/cmp.r8 "$COUNT" 8 every
   row "$target.r32" "$pid" producer "$port" /queue/cmp.r32 "$COUNT" 32 every
@@ -165,9 +175,15 @@ for target in activemq rust; do
   row "$target.topic" "$pid" producer "$port" /topic/cmp.t "$TOPIC_N" 1 last
   for p in "${subs[@]}"; do wait "$p" || true; done
   t1=$(date +%s.%N)
-  R[$target.topic_all]="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')"
-  R[$target.topic_got]="$(cat "$WORK"/sub-"$target"-*.out | grep -c '^RESULT received='"$TOPIC_N"' ' || true)"
-  echo "$target.topic: all four had ${TOPIC_N} after ${R[$target.topic_all]} s (${R[$target.topic_got]}/4 complete)" >&2
+  all="$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')"
+  got="$(cat "$WORK"/sub-"$target"-*.out | grep -c '^RESULT received='"$TOPIC_N"' ' || true)"
+  R[$target.topic_all]+=" $all"
+  echo "$target.topic: all four had ${TOPIC_N} after $all s ($got/4 complete)" >&2
+done
+done
+for target in activemq rust; do
+  port=$AMQ_PORT; pid=$AMQ_PID
+  if [ "$target" = rust ]; then port=$RUST_PORT; pid=$RUST_PID; fi
   if [ "$BIG" -gt 0 ]; then
     producer "$port" /queue/cmp.big "$BIG" 8 last >/dev/null
     sleep 5
@@ -177,6 +193,7 @@ for target in activemq rust; do
 done
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "n/a" }'; }
+for k in "${!R[@]}"; do R[$k]="$(median "${R[$k]}")"; done
 line() { # label key
   echo "| $1 | ${R[activemq.$2]} | ${R[rust.$2]} | $(ratio "${R[rust.$2]}" "${R[activemq.$2]}") | ${R[activemq.$2.ccpu]} / ${R[activemq.$2.bcpu]} | ${R[rust.$2.ccpu]} / ${R[rust.$2.bcpu]} |"
 }
@@ -185,7 +202,8 @@ CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
   echo "Side by side on $(nproc) cores ($CPU), $(date -u +%Y-%m-%d); ActiveMQ $AMQ_VERSION"
   echo "(Debian package, KahaDB defaults, -Xmx1G) vs this broker (KahaDB, fsync on every write),"
   echo "both over STOMP, 1 KiB persistent messages; one run of \`benches/compare-activemq.sh\`"
-  echo "(COUNT=$COUNT BIG=$BIG). CPU columns: seconds used by the client / by the broker."
+  echo "(COUNT=$COUNT BIG=$BIG ROUNDS=$ROUNDS): each cell the median of $ROUNDS rounds, the two"
+  echo "brokers taking turns. CPU columns: seconds used by the client / by the broker."
   echo
   echo "| workload | ActiveMQ msgs/s | this broker msgs/s | ratio | CPU s ActiveMQ row | CPU s this row |"
   echo "|---|---:|---:|---:|---:|---:|"
