@@ -21,3 +21,4 @@ pub mod web;
 
 pub use config::BrokerConfig;
 pub use program::Broker;
+pub use stomp::window::PipelineGauge;

@@ -3,23 +3,39 @@
 //! itself (the listeners, the users, the web console).
 
 use std::ops::Deref;
+use std::sync::Arc;
 
 use crate::config::BrokerConfig;
+use crate::stomp::window::PipelineGauge;
 
 /// broker-core's [`broker_core::Broker`] (every call of which it answers, through `Deref`)
 /// built from a `broker.toml`.
 pub struct Broker {
     inner: broker_core::Broker,
     config: BrokerConfig,
+    pipelined: Arc<PipelineGauge>,
 }
 
 impl Broker {
     /// A broker on the engine and the locker `config` names; `start()` it to serve.
     pub fn new(config: BrokerConfig) -> Broker {
+        Broker::with_core(engines::broker(config.core(), &config.engine()), config)
+    }
+
+    /// A broker-core broker built by the caller (over a store of its own: an embedding, or a
+    /// test's store on a simulated disk), with the rest of `config` for the program's part.
+    pub fn with_core(inner: broker_core::Broker, config: BrokerConfig) -> Broker {
         Broker {
-            inner: engines::broker(config.core(), &config.engine()),
+            inner,
             config,
+            pipelined: Arc::default(),
         }
+    }
+
+    /// The message bytes the connections' pipelining windows hold (see `[transports]
+    /// pipeline_window_bytes`).
+    pub fn pipelined(&self) -> &Arc<PipelineGauge> {
+        &self.pipelined
     }
 
     /// The whole config file (broker-core's own part is [`broker_core::Broker::config`]).

@@ -904,6 +904,12 @@ async fn metrics(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Resp
         "# TYPE broker_connections gauge\nbroker_connections {}",
         b.connections().map_or(0, |c| c.len())
     );
+    let _ = writeln!(
+        out,
+        "# HELP broker_pipelined_bytes Message bytes in the connections' pipelining windows (sent, not yet on disk).\n# TYPE broker_pipelined_bytes gauge\nbroker_pipelined_bytes {}\n# HELP broker_pipelined_bytes_high_water The most there were at once.\n# TYPE broker_pipelined_bytes_high_water gauge\nbroker_pipelined_bytes_high_water {}",
+        b.pipelined().bytes(),
+        b.pipelined().high_water()
+    );
     if let Ok(stats) = b.destination_stats().await {
         for (metric, kind) in [
             ("pending", "gauge"),

@@ -1,12 +1,14 @@
 //! Pipelined SENDs and ACKs over STOMP: frames without a receipt are applied in order and
 //! written behind the connection's back, and a receipt still means that everything before it
-//! is stored — checked by killing the broker process with SIGKILL, and by filling its disk.
+//! is stored — checked by killing the broker process with SIGKILL, and by filling its disk; a
+//! producer faster than a slow disk is held to the window.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use broker::client::StompClient;
@@ -267,4 +269,80 @@ async fn a_full_disk_in_the_window_is_an_error_and_loses_nothing_receipted() {
         "{receipted} receipted, {} stored",
         got.len()
     );
+}
+
+/// A producer much faster than the disk (every fsync of the simulated disk takes 5 ms): the
+/// broker holds at most the window's bytes of its messages, the producer is slowed by TCP
+/// instead, everything still shares fsyncs, and the final receipt finds all of it stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_producer_faster_than_a_slow_disk_is_held_to_the_window() {
+    const WINDOW_BYTES: usize = 64 * 1024;
+    const COUNT: u64 = 2_000;
+    let fs = store_journal::fs::SimFs::new();
+    fs.control().set_fsync_delay(Duration::from_millis(5));
+    let mut kaha = store_kahadb::KahaDbConfig::new("/slow");
+    kaha.preallocate = false;
+    let store = store_kahadb::KahaDbStore::open_with_fs(kaha, Arc::new(fs.clone())).unwrap();
+    let config = broker::BrokerConfig::from_toml(&format!(
+        "[transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"\"\nweb = \"\"\npipeline_window_bytes = {WINDOW_BYTES}\n"
+    ))
+    .unwrap();
+    let core = broker_core::Broker::new(
+        config.core(),
+        Arc::new(broker_core::NoLock),
+        Arc::new(broker_core::OpenedStore(Arc::new(store))),
+    );
+    let b = Arc::new(broker::Broker::with_core(core, config));
+    b.start().await.unwrap();
+    let server = broker::listener::Server::start(Arc::clone(&b))
+        .await
+        .unwrap();
+    let endpoint = broker::url::Endpoint {
+        host: "127.0.0.1".into(),
+        port: server.stomp.unwrap().port(),
+        tls: false,
+    };
+    let mut c = StompClient::connect(&endpoint, &admin()).await.unwrap();
+    let fsyncs_before = fs.control().fsyncs();
+    let body = "x".repeat(1024);
+    tokio::time::timeout(Duration::from_secs(120), async {
+        for n in 0..COUNT {
+            let f = Frame::new("SEND")
+                .header("destination", "/queue/slow")
+                .header("persistent", "true")
+                .header("n", n.to_string())
+                .with_body(body.clone());
+            c.send_frame(f).await.unwrap();
+        }
+        c.request(send("/queue/slow", COUNT)).await.unwrap();
+    })
+    .await
+    .expect("the producer finishes");
+    let gauge = b.pipelined();
+    assert!(
+        gauge.high_water() <= WINDOW_BYTES,
+        "the broker held {} bytes of unwritten messages, more than the window's {WINDOW_BYTES}",
+        gauge.high_water()
+    );
+    // The disk was the bottleneck: the window filled up (so the bound above was tested).
+    assert!(
+        gauge.high_water() >= WINDOW_BYTES / 2,
+        "the window never filled: {} bytes at most",
+        gauge.high_water()
+    );
+    assert_eq!(gauge.bytes(), 0, "the receipt drained the window");
+    let fsyncs = fs.control().fsyncs() - fsyncs_before;
+    assert!(
+        fsyncs < COUNT / 4,
+        "{fsyncs} fsyncs for {COUNT} messages: the window's writes did not share them"
+    );
+    let stats = b.destination_stats().await.unwrap();
+    let slow = stats
+        .iter()
+        .find(|s| &*s.destination.name == "slow")
+        .expect("the queue exists");
+    assert_eq!(slow.pending, COUNT + 1);
+    drop(c);
+    server.stop().await;
+    b.stop().await;
 }

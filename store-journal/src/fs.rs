@@ -225,6 +225,8 @@ pub struct SimControl {
     /// Fail every write once this many bytes have been written in total (0 = never): a full disk.
     disk_full_after: AtomicU64,
     bytes_written: AtomicU64,
+    /// Every fsync takes at least this long (microseconds): a slow disk.
+    fsync_delay_micros: AtomicU64,
 }
 
 impl SimControl {
@@ -253,6 +255,11 @@ impl SimControl {
         };
         self.disk_full_after.store(limit, Ordering::SeqCst);
     }
+    /// Makes every fsync from now take at least `delay` (a slow disk); zero for none.
+    pub fn set_fsync_delay(&self, delay: std::time::Duration) {
+        let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.fsync_delay_micros.store(micros, Ordering::SeqCst);
+    }
     pub fn clear_faults(&self) {
         self.fail_write_at.store(0, Ordering::SeqCst);
         self.fail_fsync_at.store(0, Ordering::SeqCst);
@@ -274,6 +281,10 @@ impl SimControl {
     }
 
     fn on_fsync(&self) -> io::Result<()> {
+        let delay = self.fsync_delay_micros.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(std::time::Duration::from_micros(delay));
+        }
         let n = self.fsyncs.fetch_add(1, Ordering::SeqCst) + 1;
         if n == self.fail_fsync_at.load(Ordering::SeqCst) {
             return Err(io::Error::other("injected fsync failure"));

@@ -481,7 +481,11 @@ async fn connect(
         consumers: HashMap::new(),
         txs: HashMap::new(),
         dispatch_seq: Arc::new(std::sync::atomic::AtomicI64::new(0)),
-        window: Window::new(ctx.pipeline_window, ctx.pipeline_window_bytes),
+        window: Window::new(
+            ctx.pipeline_window,
+            ctx.pipeline_window_bytes,
+            Arc::clone(ctx.broker.pipelined()),
+        ),
     })
 }
 

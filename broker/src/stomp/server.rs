@@ -532,7 +532,11 @@ async fn connect(
             unacked: Arc::new(Mutex::new(BTreeMap::new())),
             next_ack: Arc::new(AtomicU64::new(0)),
             out: out.clone(),
-            window: Window::new(ctx.pipeline_window, ctx.pipeline_window_bytes),
+            window: Window::new(
+                ctx.pipeline_window,
+                ctx.pipeline_window_bytes,
+                Arc::clone(ctx.broker.pipelined()),
+            ),
             sends: 0,
         },
         read_timeout,

@@ -10,6 +10,8 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use broker_core::BrokerError;
 
@@ -30,20 +32,52 @@ pub(crate) struct WriteFailed {
     pub error: BrokerError,
 }
 
+/// The message bytes in every connection's window together: now, and the most there ever
+/// were. `/metrics` shows both; they are what a producer faster than the disk can make the
+/// broker hold.
+#[derive(Debug, Default)]
+pub struct PipelineGauge {
+    now: AtomicUsize,
+    high_water: AtomicUsize,
+}
+
+impl PipelineGauge {
+    /// Message bytes in windows now.
+    pub fn bytes(&self) -> usize {
+        self.now.load(Ordering::Relaxed)
+    }
+
+    /// The most message bytes there were in windows at once since the broker started.
+    pub fn high_water(&self) -> usize {
+        self.high_water.load(Ordering::Relaxed)
+    }
+
+    fn add(&self, n: usize) {
+        let now = self.now.fetch_add(n, Ordering::Relaxed) + n;
+        self.high_water.fetch_max(now, Ordering::Relaxed);
+    }
+
+    fn sub(&self, n: usize) {
+        self.now.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
 pub(crate) struct Window {
     items: VecDeque<InFlight>,
     bytes: usize,
     max_items: usize,
     max_bytes: usize,
+    gauge: Arc<PipelineGauge>,
 }
 
 impl Window {
-    pub(crate) fn new(max_items: usize, max_bytes: usize) -> Window {
+    pub(crate) fn new(max_items: usize, max_bytes: usize, gauge: Arc<PipelineGauge>) -> Window {
         Window {
             items: VecDeque::new(),
             bytes: 0,
             max_items: max_items.max(1),
             max_bytes,
+            gauge,
         }
     }
 
@@ -65,6 +99,7 @@ impl Window {
     /// Adds a write already submitted; call [`Window::make_room`] before submitting it.
     pub(crate) fn push(&mut self, what: String, bytes: usize, write: Write) {
         self.bytes += bytes;
+        self.gauge.add(bytes);
         self.items.push_back(InFlight { what, bytes, write });
     }
 
@@ -78,6 +113,7 @@ impl Window {
         let done = self.items.pop_front();
         let (what, bytes) = done.map(|d| (d.what, d.bytes)).unwrap_or_default();
         self.bytes -= bytes;
+        self.gauge.sub(bytes);
         result.map_err(|error| WriteFailed { what, error })
     }
 
@@ -87,6 +123,14 @@ impl Window {
             self.complete_oldest().await?;
         }
         Ok(())
+    }
+}
+
+impl Drop for Window {
+    /// A connection that ends with writes in flight stops waiting for them (the store still
+    /// completes them); their bytes leave the gauge with it.
+    fn drop(&mut self) {
+        self.gauge.sub(self.bytes);
     }
 }
 
@@ -119,7 +163,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_window_waits_for_its_oldest_write() {
-        let mut w = Window::new(3, 1_000_000);
+        let mut w = Window::new(3, 1_000_000, Arc::default());
         let mut senders = Vec::new();
         for n in 0..3 {
             assert!(room_now(&mut w, 10).await, "write {n} fits");
@@ -137,7 +181,7 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_bound_the_window_but_one_big_write_always_fits() {
-        let mut w = Window::new(100, 1_000);
+        let mut w = Window::new(100, 1_000, Arc::default());
         assert!(
             room_now(&mut w, 5_000).await,
             "an empty window takes anything"
@@ -155,7 +199,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_write_is_named_and_stops_the_drain() {
-        let mut w = Window::new(10, 1_000);
+        let mut w = Window::new(10, 1_000, Arc::default());
         let (ok, first) = pending_write();
         w.push("SEND #1 to /queue/a".into(), 1, first);
         let (failing, second) = pending_write();
@@ -167,5 +211,22 @@ mod tests {
         let failed = w.drain().await.unwrap_err();
         assert_eq!(failed.what, "SEND #2 to /queue/a");
         assert!(failed.error.to_string().contains("the disk said no"));
+    }
+
+    #[tokio::test]
+    async fn the_gauge_counts_every_window_and_forgets_a_dropped_one() {
+        let gauge = Arc::new(PipelineGauge::default());
+        let mut a = Window::new(10, 1_000, Arc::clone(&gauge));
+        let mut b = Window::new(10, 1_000, Arc::clone(&gauge));
+        let (done, write) = pending_write();
+        a.push("SEND #1".into(), 300, write);
+        let (_kept, write) = pending_write();
+        b.push("SEND #1".into(), 500, write);
+        assert_eq!((gauge.bytes(), gauge.high_water()), (800, 800));
+        done.send(()).unwrap();
+        a.complete_oldest().await.unwrap();
+        assert_eq!((gauge.bytes(), gauge.high_water()), (500, 800));
+        drop(b);
+        assert_eq!((gauge.bytes(), gauge.high_water()), (0, 800));
     }
 }
