@@ -267,6 +267,7 @@ where
                 },
                 Some(c) if Conn::pipelines(&cmd) => match cmd {
                     Command::Message(m) => Box::pin(c.pipeline(*m)).await.map(|()| false),
+                    Command::MessageAck(a) => Box::pin(c.ack(*a)).await.map(|()| false),
                     _ => Ok(false),
                 },
                 // Anything else observes every earlier send: the window drains first.
@@ -575,7 +576,12 @@ impl Conn {
     /// Whether a command can go into the window rather than be applied and awaited: an
     /// asynchronous send (`useAsyncSend`, or a non-persistent message) outside a transaction.
     fn pipelines(cmd: &Command) -> bool {
-        matches!(cmd, Command::Message(m) if !m.response_required && m.transaction_id.is_none())
+        match cmd {
+            Command::Message(m) => !m.response_required && m.transaction_id.is_none(),
+            // The acks a consumer sends as it goes (no response wanted, no transaction).
+            Command::MessageAck(a) => !a.response_required && a.transaction_id.is_none(),
+            _ => false,
+        }
     }
 
     /// Hands an asynchronous send to the broker in order and leaves its store write in the
@@ -776,8 +782,19 @@ impl Conn {
                 }
             }
             (_, None) => {
+                // Into the window, as a send without a response: the acks of a consumer share
+                // fsyncs with each other and with the connection's sends.
                 for x in &covered {
-                    c.session.acknowledge(&x.received).await?;
+                    self.window.make_room(0).await.map_err(write_failure)?;
+                    let acked = c.session.submit_acknowledge(&x.received).await?;
+                    self.window.push(
+                        format!("ack of message {}", message_id_text(&x.id)),
+                        0,
+                        Box::pin(acked),
+                    );
+                }
+                if ack.response_required {
+                    self.window.drain().await.map_err(write_failure)?;
                 }
             }
         }
