@@ -1,11 +1,12 @@
 //! The STOMP listeners (TCP and TLS) of a serving broker.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
@@ -135,51 +136,41 @@ async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     }
 }
 
+/// Accepts STOMP connections (over TLS when `tls` is given) until the broker stops.
 async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<ServerContext>) {
-    let mut shutdown = ctx.shutdown.clone();
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        warn!("accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
+    accept_until_stopped(listener, ctx, move |stream, peer, ctx| {
+        let tls = tls.clone();
+        async move {
+            match tls {
+                None => serve(stream, peer, ctx).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(s)) => serve(s, peer, ctx).await,
+                        Ok(Err(e)) => debug!(peer = %peer, "TLS handshake failed: {e}"),
+                        Err(_) => debug!(peer = %peer, "TLS handshake timed out"),
                     }
-                };
-                let _ = stream.set_nodelay(true);
-                let ctx = Arc::clone(&ctx);
-                let tls = tls.clone();
-                connections.spawn(async move {
-                    let peer = peer.to_string();
-                    match tls {
-                        None => serve(stream, peer, ctx).await,
-                        Some(acceptor) => {
-                            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                                Ok(Ok(s)) => serve(s, peer, ctx).await,
-                                Ok(Err(e)) => debug!(peer = %peer, "TLS handshake failed: {e}"),
-                                Err(_) => debug!(peer = %peer, "TLS handshake timed out"),
-                            }
-                        }
-                    }
-                });
+                }
             }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,
         }
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        while connections.join_next().await.is_some() {}
     })
     .await;
-    connections.abort_all();
 }
 
 /// Accepts OpenWire connections until the broker stops (plain TCP only so far).
 async fn openwire_accept_loop(listener: TcpListener, ctx: Arc<ServerContext>) {
+    accept_until_stopped(listener, ctx, crate::openwire::serve).await;
+}
+
+/// Runs `serve` on every accepted connection until the broker stops, then gives the
+/// connections 10 s to close before aborting them. An accept error (out of file descriptors,
+/// say) is logged and retried after a pause rather than ending the listener.
+async fn accept_until_stopped<F, Fut>(listener: TcpListener, ctx: Arc<ServerContext>, serve: F)
+where
+    F: Fn(TcpStream, String, Arc<ServerContext>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let mut shutdown = ctx.shutdown.clone();
     let mut connections = JoinSet::new();
     loop {
@@ -194,8 +185,7 @@ async fn openwire_accept_loop(listener: TcpListener, ctx: Arc<ServerContext>) {
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let ctx = Arc::clone(&ctx);
-                connections.spawn(crate::openwire::serve(stream, peer.to_string(), ctx));
+                connections.spawn(serve(stream, peer.to_string(), Arc::clone(&ctx)));
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             _ = async { let _ = shutdown.wait_for(|s| *s).await; } => break,

@@ -353,6 +353,7 @@ where
     }
     drop(out);
     let _ = writer.await;
+    crate::stomp::server::linger(&mut rd, &mut buf).await;
 }
 
 /// A `ConnectionError` written straight to the socket, before the writer task exists.

@@ -380,6 +380,24 @@ where
     }
     drop(out);
     let _ = writer.await;
+    linger(&mut rd, &mut buf).await;
+}
+
+/// A lingering close: the ERROR (or receipt) just written is followed by our FIN, but closing
+/// a socket with unread bytes from the client makes the kernel send a reset, which can destroy
+/// that ERROR before the client reads it (a producer that pipelines SENDs always has more on
+/// the way). So read and discard until the client closes too, for a second at most.
+pub(crate) async fn linger<R: AsyncRead + Unpin>(rd: &mut R, buf: &mut BytesMut) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            buf.clear();
+            match rd.read_buf(buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
 }
 
 fn write_refusal(failed: WriteFailed) -> Refusal {
