@@ -353,7 +353,11 @@ where
     }
     drop(out);
     let _ = writer.await;
-    crate::stomp::server::linger(&mut rd, &mut buf).await;
+    // Not when the broker is stopping: it must be gone at once (a master that lost its lock
+    // stops before its slave may take over).
+    if !*shutdown.borrow() {
+        crate::stomp::server::linger(&mut rd, &mut buf).await;
+    }
 }
 
 /// A `ConnectionError` written straight to the socket, before the writer task exists.

@@ -380,7 +380,11 @@ where
     }
     drop(out);
     let _ = writer.await;
-    linger(&mut rd, &mut buf).await;
+    // Not when the broker is stopping: it must be gone at once (a master that lost its lock
+    // stops before its slave may take over).
+    if !*shutdown.borrow() {
+        linger(&mut rd, &mut buf).await;
+    }
 }
 
 /// A lingering close: the ERROR (or receipt) just written is followed by our FIN, but closing
