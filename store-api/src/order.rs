@@ -78,6 +78,19 @@ impl CursorPosition {
         }
     }
 
+    /// What the cursor has not returned yet, as the stores read it: for each priority from
+    /// high to low, the inclusive key range from its first pending key to the end of that
+    /// priority.
+    pub fn pending_ranges(&self) -> impl Iterator<Item = (OrderKey, OrderKey)> + '_ {
+        (0..=MAX_PRIORITY).rev().map(|priority| {
+            let end = OrderKey {
+                priority,
+                sequence: u64::MAX,
+            };
+            (self.first_pending_at(priority), end)
+        })
+    }
+
     /// The smallest key, in delivery order, the cursor could still return at `priority`.
     pub fn first_pending_at(&self, priority: u8) -> OrderKey {
         let p = priority.min(MAX_PRIORITY);

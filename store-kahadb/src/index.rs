@@ -568,17 +568,16 @@ impl Index {
             .and_then(|p| p.first().copied())
             .unwrap_or(u64::MAX);
         let mut batch = Vec::new();
-        for priority in (0..=MAX_PRIORITY).rev() {
+        for (from, end) in cursor.pending_ranges() {
             if batch.len() >= max {
                 break;
             }
-            let from = cursor.first_pending_at(priority);
             if from.sequence >= watermark {
                 continue;
             }
             let until = OrderKey {
-                priority,
                 sequence: watermark - 1,
+                ..end
             };
             batch.extend(self.entries(
                 d,

@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use store_api::{
-    CursorPosition, Destination, MAX_PRIORITY, Message, MessageId, OpenTransactions, OrderKey,
-    SubscriptionInfo, SubscriptionKey,
+    CursorPosition, Destination, Message, MessageId, OpenTransactions, OrderKey, SubscriptionInfo,
+    SubscriptionKey,
 };
 
 use crate::batch::Batch;
@@ -141,15 +141,10 @@ pub(crate) fn next_batch<'a>(
     max: usize,
 ) -> Vec<OrderKey> {
     let mut batch = Vec::new();
-    for priority in (0..=MAX_PRIORITY).rev() {
+    for (from, to) in cursor.pending_ranges() {
         if batch.len() >= max {
             break;
         }
-        let from = cursor.first_pending_at(priority);
-        let to = OrderKey {
-            priority,
-            sequence: u64::MAX,
-        };
         batch.extend(ordered(from, to).take(max - batch.len()));
     }
     batch

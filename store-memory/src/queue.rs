@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use store_api::{CursorPosition, MAX_PRIORITY, Message, MessageId, OrderKey};
+use store_api::{CursorPosition, Message, MessageId, OrderKey};
 
 use crate::StoredMessages;
 
@@ -111,15 +111,10 @@ pub(crate) fn next_batch(
     max: usize,
 ) -> Vec<Message> {
     let mut batch = Vec::new();
-    for priority in (0..=MAX_PRIORITY).rev() {
+    for (from, to) in cursor.pending_ranges() {
         if batch.len() >= max {
             break;
         }
-        let from = cursor.first_pending_at(priority);
-        let to = OrderKey {
-            priority,
-            sequence: u64::MAX,
-        };
         batch.extend(
             ordered
                 .range(from..=to)
