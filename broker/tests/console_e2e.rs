@@ -211,8 +211,8 @@ impl Driver {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_in_send_browse_and_purge_in_chromium() {
     if !std::path::Path::new(CHROMIUM).exists() || !std::path::Path::new(CHROMEDRIVER).exists() {
-        println!(
-            "SKIPPED: Chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+        test_support::skip(
+            "Chromium and chromedriver are not installed (apt-get install chromium chromium-driver)",
         );
         return;
     }

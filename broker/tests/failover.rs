@@ -218,7 +218,7 @@ fn database(var: &str, name: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
-            println!("SKIPPED: {name}: {var} is not set");
+            test_support::skip(format!("{name}: {var} is not set"));
             None
         }
     }

@@ -50,7 +50,7 @@ fn compiled() -> Option<&'static PathBuf> {
                 std::env::var_os("BROKER_REQUIRE_JAVA").is_none(),
                 "javac and libactivemq-java are needed (apt-get install default-jdk-headless libactivemq-java)"
             );
-            eprintln!("SKIPPED: no javac or /usr/share/java/activemq-client.jar");
+            test_support::skip("no javac or /usr/share/java/activemq-client.jar");
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");

@@ -200,7 +200,7 @@ async fn serve(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_in_the_window_is_an_error_and_loses_nothing_receipted() {
     let Some(fs) = Tmpfs::mount(12 * 1024 * 1024) else {
-        eprintln!("skipped: mounting a tmpfs needs root");
+        test_support::skip("mounting a tmpfs needs root");
         return;
     };
     // Room for the journal's first files; the ballast takes the rest but a little.

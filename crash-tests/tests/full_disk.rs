@@ -77,14 +77,14 @@ fn fills_up(engine: Engine) {
     let fs = match Tmpfs::mount(8 * 1024 * 1024) {
         Ok(fs) => fs,
         Err(why) => {
-            eprintln!("SKIPPED {} on a full disk: {why}", engine.name());
+            test_support::skip(format!("{} on a full disk: {why}", engine.name()));
             return;
         }
     };
     let place = match Place::new(engine, &fs.path) {
         Ok(p) => p,
         Err(why) => {
-            eprintln!("SKIPPED {} on a full disk: {why}", engine.name());
+            test_support::skip(format!("{} on a full disk: {why}", engine.name()));
             return;
         }
     };

@@ -467,7 +467,7 @@ fn run(engine: Engine) {
     let place = match Place::new(engine, dir.path()) {
         Ok(p) => p,
         Err(why) => {
-            eprintln!("SKIPPED {}: {why}", engine.name());
+            test_support::skip(format!("{}: {why}", engine.name()));
             return;
         }
     };
@@ -539,4 +539,9 @@ fn journaled_jdbc_sqlite_survives_kill_9() {
 #[test]
 fn journaled_jdbc_mariadb_survives_kill_9() {
     run(Engine::JournaledMysql);
+}
+
+#[test]
+fn journaled_jdbc_postgres_survives_kill_9() {
+    run(Engine::JournaledPostgres);
 }

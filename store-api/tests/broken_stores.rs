@@ -370,7 +370,7 @@ fn assert_model_test_catches(fault: Fault) {
         cases: 64,
         max_ops: 80,
     };
-    let result = testkit::try_model_test(|| BrokenFactory::new(fault), config);
+    let result = testkit::try_model_test(|| BrokenFactory::new(fault), config, 0x5eed);
     assert!(
         result.is_err(),
         "the model-based test did not catch {fault:?}"

@@ -242,7 +242,7 @@ macro_rules! per_db {
                 async fn run(f: JdbcFactory) {
                     match f.config.clone() {
                         Some(c) => $scenario(c).await,
-                        None => eprintln!("SKIPPED: no database URL for {}", stringify!($module)),
+                        None => test_support::skip(format!("no database URL for {}", stringify!($module))),
                     }
                 }
 
@@ -280,7 +280,7 @@ macro_rules! per_server {
             async fn $name() {
                 match std::env::var($var) {
                     Ok(url) => $scenario(&url, unique_prefix("T")).await,
-                    Err(_) => eprintln!("SKIPPED: {} is not set", $var),
+                    Err(_) => test_support::skip(format!("{} is not set", $var)),
                 }
             }
         )*

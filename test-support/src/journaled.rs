@@ -1,6 +1,6 @@
 //! Test places for the journaled JDBC engine: a journal in a temp dir in front of a SQLite
-//! file there, or of a fresh table prefix on the MariaDB/MySQL server `MYSQL_URL` names
-//! (dropped afterwards).
+//! file there, or of a fresh table prefix on the MariaDB/MySQL server `MYSQL_URL` or the
+//! PostgreSQL server `POSTGRES_URL` names (dropped afterwards).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +41,12 @@ impl JournaledFactory {
     pub fn mysql() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let jdbc = server_url("MYSQL_URL").map(|url| server_config(url, "J"));
+        JournaledFactory::in_dir(dir, jdbc, true)
+    }
+
+    pub fn postgres() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let jdbc = server_url("POSTGRES_URL").map(|url| server_config(url, "J"));
         JournaledFactory::in_dir(dir, jdbc, true)
     }
 

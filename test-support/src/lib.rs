@@ -17,3 +17,4 @@ pub mod proxy;
 pub use jdbc::JdbcFactory;
 pub use journaled::JournaledFactory;
 pub use proxy::{Proxy, host_port};
+pub use store_api::testkit::{skip, under_ci};

@@ -64,6 +64,7 @@ pub enum Engine {
     JdbcPostgres,
     JournaledSqlite,
     JournaledMysql,
+    JournaledPostgres,
     LevelDb,
 }
 
@@ -82,7 +83,7 @@ pub struct Env {
 }
 
 impl Env {
-    /// `None` (after printing `SKIPPED: ...`) when the engine's database is not configured.
+    /// `None` (after `test_support::skip`) when the engine's database is not configured.
     pub fn new(engine: Engine, extra: &str) -> Option<Env> {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().display().to_string();
@@ -90,7 +91,7 @@ impl Env {
         let db_url = |var: &str| match server_url(var) {
             Ok(u) => Some(u),
             Err(why) => {
-                println!("SKIPPED: {engine:?}: {why}");
+                test_support::skip(format!("{engine:?}: {why}"));
                 None
             }
         };
@@ -124,8 +125,8 @@ impl Env {
                 format!("[persistence]\nkind = \"journaled-jdbc\"\n[persistence.jdbc]\nurl = \"{sqlite}\"\n[persistence.journaled_jdbc]\nmax_file_length = 1048576\npreallocate = false\n"),
                 None,
             ),
-            Engine::JournaledMysql => {
-                let url = db_url("MYSQL_URL")?;
+            Engine::JournaledMysql | Engine::JournaledPostgres => {
+                let url = db_url(if engine == Engine::JournaledMysql { "MYSQL_URL" } else { "POSTGRES_URL" })?;
                 (
                     format!("[persistence]\nkind = \"journaled-jdbc\"\n[persistence.jdbc]\nurl = \"{url}\"\ntable_prefix = \"{prefix}\"\n[persistence.journaled_jdbc]\nmax_file_length = 1048576\npreallocate = false\n"),
                     Some((url, prefix.clone())),

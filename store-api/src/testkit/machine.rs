@@ -406,18 +406,29 @@ impl Runner {
                     format!("{:?}", ids(&model)),
                 ));
             }
+            // Counted against the model's messages, not the engine's own browse. The encoded
+            // size includes the sequence, which each engine assigns in its own way, so each
+            // model message is measured with the sequence the engine gave that id.
             let (count, bytes) = (qs.count().await?, qs.bytes().await?);
-            let stored_bytes: u64 = qs
+            let engine_sequence: std::collections::HashMap<MessageId, u64> = qs
                 .browse(None, usize::MAX)
                 .await?
+                .into_iter()
+                .map(|m| (m.id, m.sequence))
+                .collect();
+            let model_bytes: u64 = model
                 .iter()
-                .map(Message::size)
+                .map(|m| {
+                    let mut m = m.clone();
+                    m.sequence = engine_sequence.get(&m.id).copied().unwrap_or(0);
+                    m.size()
+                })
                 .sum();
-            if count != model.len() as u64 || bytes != stored_bytes {
+            if count != model.len() as u64 || bytes != model_bytes {
                 return Err(fail(
                     &format!("{d} count/bytes"),
                     format!("{count}/{bytes}"),
-                    format!("{}/{stored_bytes}", model.len()),
+                    format!("{}/{model_bytes}", model.len()),
                 ));
             }
         }
@@ -497,11 +508,12 @@ async fn run_ops(factory: Box<dyn StoreFactory>, ops: &[Op]) -> std::result::Res
     result.and(closed)
 }
 
-/// Runs the model-based test and returns the minimal failing sequence, if any. Deterministic:
-/// the same seed every run.
+/// Runs the model-based test from one seed and returns the minimal failing sequence, if any. The
+/// same seed runs the same sequences, so a failure found once can be replayed.
 pub fn try_model_test<M, F>(
     make_factory: M,
     config: ModelTestConfig,
+    seed: u64,
 ) -> std::result::Result<(), String>
 where
     M: Fn() -> F,
@@ -519,7 +531,7 @@ where
     };
     let mut runner = TestRunner::new_with_rng(
         proptest_config,
-        TestRng::deterministic_rng(RngAlgorithm::ChaCha),
+        TestRng::from_seed(RngAlgorithm::ChaCha, &seed_bytes(seed)),
     );
     let strategy = proptest::collection::vec(op_strategy(), 1..config.max_ops.max(2));
     runner
@@ -530,17 +542,114 @@ where
         .map_err(|e| e.to_string())
 }
 
-/// Runs the model-based test and panics with the minimal failing sequence.
+/// Where seeds that once failed are kept, relative to the package the test runs in (cargo runs
+/// tests there). Each is replayed before the run's new seed, like proptest's regression files;
+/// commit the file so everyone replays them.
+const SEEDS_FILE: &str = "model-seeds.txt";
+
+/// Runs the model-based test and panics with the minimal failing sequence. It replays the seeds
+/// in [`SEEDS_FILE`], then draws a new one (or takes `MODEL_SEED`), printed so a failure can be
+/// rerun; a failing new seed is appended to the file. Under `CI=true` it tries twice the cases,
+/// each up to half again as long (the database engines' runs take minutes already).
 pub fn model_test<M, F>(make_factory: M, config: ModelTestConfig)
 where
     M: Fn() -> F,
     F: StoreFactory + 'static,
 {
     if let Some(reason) = make_factory().skip_reason() {
-        eprintln!("SKIPPED: model-based test: {reason}");
+        super::skip(format!("model-based test: {reason}"));
         return;
     }
-    if let Err(e) = try_model_test(make_factory, config) {
-        panic!("model-based test failed: {e}");
+    let config = if super::under_ci() {
+        ModelTestConfig {
+            cases: config.cases * 2,
+            max_ops: config.max_ops * 3 / 2,
+        }
+    } else {
+        config
+    };
+    let kept = std::fs::read_to_string(SEEDS_FILE).unwrap_or_default();
+    for seed in kept.lines().filter_map(parse_seed) {
+        if let Err(e) = try_model_test(&make_factory, config, seed) {
+            panic!("model-based test failed again on kept seed {seed:#018x} ({SEEDS_FILE}): {e}");
+        }
+    }
+    let seed = match std::env::var("MODEL_SEED")
+        .ok()
+        .as_deref()
+        .and_then(parse_seed)
+    {
+        Some(seed) => seed,
+        None => fresh_seed(),
+    };
+    eprintln!(
+        "model-based test: seed {seed:#018x} ({} cases of up to {} steps; rerun with MODEL_SEED={seed:#018x})",
+        config.cases, config.max_ops
+    );
+    if let Err(e) = try_model_test(&make_factory, config, seed) {
+        let line = format!("{seed:#018x}\n");
+        let kept_now = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(SEEDS_FILE)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+        let kept_note = match kept_now {
+            Ok(()) => format!("kept in {SEEDS_FILE}"),
+            Err(err) => format!("could not be kept in {SEEDS_FILE}: {err}"),
+        };
+        panic!("model-based test failed with seed {seed:#018x} ({kept_note}): {e}");
+    }
+}
+
+/// A seed as written in the seeds file or `MODEL_SEED`: hexadecimal with `0x`, or decimal;
+/// anything after `#` is a comment.
+fn parse_seed(text: &str) -> Option<u64> {
+    let text = text.split('#').next()?.trim();
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None if !text.is_empty() => text.parse().ok(),
+        None => None,
+    }
+}
+
+/// A seed no earlier run is likely to have drawn: the standard library's per-process random
+/// hash keys mixed with the clock, so no random-number crate is needed for one number.
+fn fresh_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    h.write_u128(now);
+    h.finish()
+}
+
+/// The 32 bytes ChaCha wants, spread from one `u64` by SplitMix64 so nearby seeds differ fully.
+fn seed_bytes(seed: u64) -> [u8; 32] {
+    let mut state = seed;
+    let mut out = [0u8; 32];
+    for chunk in out.chunks_mut(8) {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        chunk.copy_from_slice(&z.to_le_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_are_read_as_written_and_comments_ignored() {
+        assert_eq!(parse_seed("0x00000000000000ff"), Some(255));
+        assert_eq!(parse_seed("42 # found on kahadb"), Some(42));
+        assert_eq!(parse_seed("# only a comment"), None);
+        assert_eq!(parse_seed("0xnot-hex"), None);
+        assert_ne!(seed_bytes(1), seed_bytes(2));
     }
 }
