@@ -2,6 +2,7 @@
 //! damage.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use store_api::SyncPolicy;
 
@@ -45,6 +46,12 @@ pub struct JournalConfig {
     /// writes and fsyncs it on its own thread when its completion is awaited (or dropped),
     /// instead of waking the writer thread.
     pub leader_writes: bool,
+    /// A write+fsync slower than this is a disk in trouble: for [`Self::lead_cool_down`] after
+    /// one, the writer thread does all the I/O. Default 20 ms (see `writer.rs` for why).
+    pub lead_stall: Duration,
+    /// How long appenders leave the I/O to the writer thread after a stall. Default 1 s. Tests
+    /// set it to pin one behaviour whatever the machine's load does to their timing.
+    pub lead_cool_down: Duration,
 }
 
 impl JournalConfig {
@@ -61,6 +68,8 @@ impl JournalConfig {
             recovery: RecoveryMode::Strict,
             writes_in_flight: 1,
             leader_writes: true,
+            lead_stall: crate::writer::LEAD_STALL,
+            lead_cool_down: crate::writer::LEAD_COOL_DOWN,
         }
     }
 

@@ -166,6 +166,17 @@ impl Journal {
         &self.shared.config
     }
 
+    /// Whether every writer thread is asleep with nothing to take: the state in which the next
+    /// append is the one that wakes it (or, under leader writes, writes its group itself).
+    /// Tests wait for it instead of sleeping for long enough.
+    pub fn writers_idle(&self) -> bool {
+        let q = self.shared.queue.lock();
+        q.writers_waiting == self.shared.writer_threads()
+            && q.pending_appends() == 0
+            && q.lead.is_none()
+            && q.pipeline.quiet()
+    }
+
     /// Enqueues records to be written together, atomically, after everything enqueued before.
     /// Returns their locations at once; `completion` resolves when they are durable per the
     /// sync policy (or, with `force_sync`, fsynced whatever the policy).

@@ -248,6 +248,11 @@ impl Pipeline {
         self.file
     }
 
+    /// No group in flight and no move to a new file.
+    pub(crate) fn quiet(&self) -> bool {
+        self.in_flight == 0 && !self.rotating
+    }
+
     /// No group in flight or moving to a new file, and no slow write+fsync lately.
     pub(crate) fn idle_and_fast(&self) -> bool {
         self.in_flight == 0 && !self.rotating && self.slow_until.is_none_or(|t| Instant::now() >= t)
@@ -694,8 +699,8 @@ impl Writer {
             p.in_flight -= 1;
             if let Some(io) = done.io {
                 p.last_io = io;
-                if io > LEAD_STALL {
-                    p.slow_until = Some(Instant::now() + LEAD_COOL_DOWN);
+                if io > shared.config.lead_stall {
+                    p.slow_until = Some(Instant::now() + shared.config.lead_cool_down);
                 }
             }
             if p.last_group > 1 && shared.config.sync == SyncPolicy::Always {

@@ -109,6 +109,18 @@ fn config(leader_writes: bool) -> JournalConfig {
     c.sync = SyncPolicy::Always;
     c.preallocate = false;
     c.leader_writes = leader_writes;
+    // No stalls but the ones a test makes: a machine busy with other work could otherwise
+    // stretch an in-memory fsync past 20 ms and turn leader writes off for the rest of a test.
+    c.lead_stall = Duration::from_secs(3600);
+    c
+}
+
+/// Leader writes, with a write+fsync over 20 ms a stall (the default), and appenders kept off
+/// the disk for `cool_down` after one.
+fn config_stalling(cool_down: Duration) -> JournalConfig {
+    let mut c = config(true);
+    c.lead_stall = Duration::from_millis(20);
+    c.lead_cool_down = cool_down;
     c
 }
 
@@ -140,10 +152,18 @@ fn this_thread() -> String {
         .to_string()
 }
 
-/// Lets the writer thread, which has just answered a group, go back to sleep: only an append
-/// the sleeping writer thread waits for is one that leads.
-fn settle() {
-    std::thread::sleep(Duration::from_millis(5));
+/// Waits for the writer thread, which has just answered a group, to go back to sleep: only an
+/// append the sleeping writer thread waits for is one that leads. A condition, not a pause, so
+/// a machine busy with other work changes how long it takes, not what the test sees.
+fn settle(j: &Journal) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !j.writers_idle() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer thread never went idle"
+        );
+        std::thread::yield_now();
+    }
 }
 
 /// Appends `n` records one at a time from a thread named `name`, waiting for each.
@@ -153,7 +173,7 @@ fn append_from_thread(j: &Arc<Journal>, name: &str, n: u32) {
         .name(name.into())
         .spawn(move || {
             for i in 0..n {
-                settle();
+                settle(&j);
                 let a = j.append(&[format!("r{i}").as_bytes()], false).unwrap();
                 a.completion.wait().unwrap();
             }
@@ -191,7 +211,7 @@ fn a_slow_disk_keeps_the_io_on_the_writer_thread() {
     let fs = Recording::new();
     // Longer than a stall (20 ms): after the first slow group, appenders stop leading.
     *fs.sync_delay.lock() = Duration::from_millis(25);
-    let j = Arc::new(open(&fs, &config(true)));
+    let j = Arc::new(open(&fs, &config_stalling(Duration::from_secs(1))));
     append_from_thread(&j, "appender", 8);
     let (mine, all) = fs.syncs_on("appender");
     assert_eq!(all, 8);
@@ -204,10 +224,11 @@ fn a_slow_disk_keeps_the_io_on_the_writer_thread() {
 #[test]
 fn one_slow_fsync_keeps_the_io_on_the_writer_thread_for_a_while() {
     let fs = Recording::new();
-    let j = Arc::new(open(&fs, &config(true)));
+    // A cool-down no run outlasts, however slowly the machine runs the eight appends.
+    let j = Arc::new(open(&fs, &config_stalling(Duration::from_secs(3600))));
     *fs.sync_delay.lock() = Duration::from_millis(25);
     append_from_thread(&j, "slow", 1);
-    // The disk is fast again, but for a second after a stall the appenders leave it alone.
+    // The disk is fast again, but for the cool-down after a stall the appenders leave it alone.
     *fs.sync_delay.lock() = Duration::ZERO;
     append_from_thread(&j, "appender", 8);
     assert_eq!(fs.syncs_on("appender"), (0, 9));
@@ -217,7 +238,7 @@ fn one_slow_fsync_keeps_the_io_on_the_writer_thread_for_a_while() {
 fn a_group_is_written_even_if_its_appender_drops_the_completion() {
     let fs = Recording::new();
     let j = open(&fs, &config(true));
-    settle();
+    settle(&j);
     let a = j.append(&[b"dropped"], false).unwrap();
     drop(a);
     // Nothing waits on it, yet a sync (which covers everything appended before it) returns.
@@ -232,7 +253,7 @@ fn a_group_is_written_even_if_its_appender_drops_the_completion() {
 fn reading_a_record_whose_group_nobody_started_writes_it() {
     let fs = Recording::new();
     let j = open(&fs, &config(true));
-    settle();
+    settle(&j);
     let a = j.append(&[b"read me"], false).unwrap();
     // The completion is held, not awaited: the read must not wait for it, and writes it.
     assert_eq!(j.read(a.locations[0]).unwrap(), b"read me".to_vec());
@@ -244,7 +265,7 @@ fn reading_a_record_whose_group_nobody_started_writes_it() {
 fn closing_writes_a_group_nobody_started() {
     let fs = Recording::new();
     let j = open(&fs, &config(true));
-    settle();
+    settle(&j);
     let a = j.append(&[b"before close"], false).unwrap();
     j.close().unwrap();
     assert_eq!(
@@ -264,7 +285,14 @@ fn closing_writes_a_group_nobody_started() {
 
 async fn append_awaiting(j: &Journal, n: u32) {
     for i in 0..n {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !j.writers_idle() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer thread never went idle"
+            );
+            tokio::task::yield_now().await;
+        }
         let a = j.append(&[format!("r{i}").as_bytes()], false).unwrap();
         a.completion.await.unwrap();
     }
