@@ -32,6 +32,35 @@ struct Args {
     /// Engines to run (comma-separated names); all available by default.
     #[arg(long)]
     engines: Option<String>,
+    /// Measure even when the engines' directory is on tmpfs (memory: every fsync is free, so
+    /// the figures say nothing of a disk); the report's header then says so.
+    #[arg(long)]
+    allow_tmpfs: bool,
+}
+
+/// The environment variables that change how an engine is set up for a measurement; the
+/// report names each one that is set, so no figure is read as the default configuration's.
+const OVERRIDES: &[(&str, &str)] = &[
+    ("BENCH_SYNC_NEVER", "engines do not fsync"),
+    ("BENCH_NO_PREALLOCATE", "journal files are not preallocated"),
+];
+
+/// The file system type (`ext4`, `tmpfs`, ...) of the mount holding `path`, from
+/// `/proc/self/mountinfo`: the longest mount point that is a prefix of the path.
+fn filesystem_of(path: &std::path::Path) -> Option<String> {
+    let path = path.canonicalize().ok()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ');
+            let mount_point = fields.nth(4)?;
+            let rest = line.split(" - ").nth(1)?;
+            let fstype = rest.split(' ').next()?;
+            path.starts_with(mount_point)
+                .then(|| (mount_point.len(), fstype.to_string()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, fstype)| fstype)
 }
 
 type Make = fn(&tokio::runtime::Runtime) -> Option<Engine>;
@@ -196,6 +225,21 @@ fn disk_rate(disk: &mut DiskCeiling) -> Result<f64> {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // The engines' directories are temporary directories: on tmpfs an fsync costs nothing and
+    // the report would compare engines on a disk that is not there.
+    let tmp = std::env::temp_dir();
+    let fstype = filesystem_of(&tmp).unwrap_or_else(|| "unknown".into());
+    if fstype == "tmpfs" && !args.allow_tmpfs {
+        anyhow::bail!(
+            "{} is on tmpfs, where an fsync is free: point TMPDIR at a real disk, or pass --allow-tmpfs to measure anyway (the report will say so)",
+            tmp.display()
+        );
+    }
+    let overrides: Vec<String> = OVERRIDES
+        .iter()
+        .filter(|(var, _)| std::env::var_os(var).is_some())
+        .map(|(var, what)| format!("`{var}` ({what})"))
+        .collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -276,6 +320,25 @@ fn main() -> Result<()> {
         md,
         "Disk ceiling for one synchronous writer (1 KiB write + `fdatasync` at growing offsets of a preallocated file, {DISK_SAMPLES} in a row): {ceiling_before:.0}/s before the engines ran, {ceiling_after:.0}/s after. A sync-`always` single-writer rate is best read as a fraction of these."
     )?;
+    writeln!(
+        md,
+        "Engines' directories: {} ({fstype}){}.",
+        tmp.display(),
+        if fstype == "tmpfs" {
+            ": tmpfs, memory, so every fsync is free and sync rates are not a disk's"
+        } else {
+            ""
+        }
+    )?;
+    if overrides.is_empty() {
+        writeln!(md, "Environment overrides: none.")?;
+    } else {
+        writeln!(
+            md,
+            "Environment overrides in effect: {}. These figures are not the default configuration's.",
+            overrides.join(", ")
+        )?;
+    }
     if !skipped.is_empty() {
         writeln!(
             md,
