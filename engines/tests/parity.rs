@@ -55,6 +55,11 @@ async fn journaled_jdbc_mariadb() {
     parity(Engine::JournaledMysql).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journaled_jdbc_postgres() {
+    parity(Engine::JournaledPostgres).await;
+}
+
 fn q(name: &str) -> Destination {
     Destination::queue(name)
 }

@@ -27,4 +27,4 @@ pub mod records;
 mod store;
 
 pub use config::JournaledJdbcConfig;
-pub use store::JournaledJdbcStore;
+pub use store::{DropProbe, JournaledJdbcStore};

@@ -172,6 +172,21 @@ async fn check(store: &JournaledJdbcStore) {
     assert_eq!(topic.count().await.unwrap(), 6);
 }
 
+/// Drops the store and waits until it is gone all the way (its checkpoint worker may be in the
+/// middle of a checkpoint), so nothing of it writes after the simulated power loss.
+async fn dropped(store: JournaledJdbcStore) {
+    let probe = store.drop_probe();
+    drop(store);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !probe.gone() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dropped store never went"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 async fn power_loss(crash: Crash) {
     let f = JournaledFactory::sqlite();
     let fs = SimFs::new();
@@ -182,8 +197,7 @@ async fn power_loss(crash: Crash) {
     assert_eq!(store.checkpoints(), 1, "only the checkpoint at open ran");
     // The power goes: the store is dropped without closing (no checkpoint), the journal keeps
     // what was synced.
-    drop(store);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    dropped(store).await;
     fs.power_loss(crash);
     let store = JournaledJdbcStore::open_with_fs(manual(&f), Arc::new(fs.clone()))
         .await
@@ -191,8 +205,7 @@ async fn power_loss(crash: Crash) {
     check(&store).await;
     // Recovery checkpointed the replay into the database; a second crash replays nothing
     // twice.
-    drop(store);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    dropped(store).await;
     fs.power_loss(crash);
     let store = JournaledJdbcStore::open_with_fs(manual(&f), Arc::new(fs.clone()))
         .await

@@ -27,11 +27,12 @@ pub enum Engine {
     JdbcPostgres,
     JournaledSqlite,
     JournaledMysql,
+    JournaledPostgres,
     Leveldb,
 }
 
 impl Engine {
-    pub const ALL: [Engine; 8] = [
+    pub const ALL: [Engine; 9] = [
         Engine::Kahadb,
         Engine::Amq,
         Engine::JdbcSqlite,
@@ -39,6 +40,7 @@ impl Engine {
         Engine::JdbcPostgres,
         Engine::JournaledSqlite,
         Engine::JournaledMysql,
+        Engine::JournaledPostgres,
         Engine::Leveldb,
     ];
 
@@ -51,6 +53,7 @@ impl Engine {
             Engine::JdbcPostgres => "jdbc-postgres",
             Engine::JournaledSqlite => "journaled-sqlite",
             Engine::JournaledMysql => "journaled-mariadb",
+            Engine::JournaledPostgres => "journaled-postgres",
             Engine::Leveldb => "leveldb",
         }
     }
@@ -63,7 +66,7 @@ impl Engine {
     fn server_var(self) -> Option<&'static str> {
         match self {
             Engine::JdbcMysql | Engine::JournaledMysql => Some("MYSQL_URL"),
-            Engine::JdbcPostgres => Some("POSTGRES_URL"),
+            Engine::JdbcPostgres | Engine::JournaledPostgres => Some("POSTGRES_URL"),
             _ => None,
         }
     }
@@ -76,6 +79,7 @@ impl Engine {
                 | Engine::Amq
                 | Engine::JournaledSqlite
                 | Engine::JournaledMysql
+                | Engine::JournaledPostgres
                 | Engine::Leveldb
         )
     }
@@ -168,7 +172,7 @@ impl Place {
             Engine::JdbcSqlite | Engine::JdbcMysql | Engine::JdbcPostgres => {
                 Arc::new(JdbcStore::open(self.jdbc()).await.map_err(|x| e(&x))?)
             }
-            Engine::JournaledSqlite | Engine::JournaledMysql => {
+            Engine::JournaledSqlite | Engine::JournaledMysql | Engine::JournaledPostgres => {
                 let mut c = JournaledJdbcConfig::new(self.dir.join("journal"), self.jdbc());
                 c.max_file_length = 256 * 1024;
                 c.checkpoint_interval = Duration::from_millis(50);

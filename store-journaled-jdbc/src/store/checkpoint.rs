@@ -62,17 +62,17 @@ pub(super) async fn checkpoint_worker(inner: Weak<Inner>) {
         None => return,
     };
     loop {
+        // Wait holding only the `Notify`: a strong reference held across the interval kept a
+        // store dropped without `close` (its journal, its writer thread, its pool) alive until
+        // the interval ended.
         let wake = {
             let Some(i) = inner.upgrade() else { return };
-            let i2 = i.clone();
-            async move {
-                tokio::select! {
-                    _ = tokio::time::sleep(interval) => {}
-                    _ = i2.wake.notified() => {}
-                }
-            }
+            i.wake.clone()
         };
-        wake.await;
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = wake.notified() => {}
+        }
         let Some(i) = inner.upgrade() else { return };
         if i.closed.load(Ordering::Acquire) {
             return;

@@ -60,10 +60,36 @@ struct Inner {
     closed: AtomicBool,
     poisoned: Mutex<Option<String>>,
     since_mark: AtomicU64,
-    wake: Notify,
+    /// Its own `Arc`: the checkpoint worker waits on it holding no strong reference to the
+    /// store, so a store dropped without `close` goes at once, not at the next interval.
+    wake: Arc<Notify>,
     checkpoints: AtomicU64,
     /// Ids the database may hold: an add whose id it rules out skips the duplicate lookup.
     known: Mutex<KnownIds>,
+    /// Last field, so dropped last: set once the journal's writer threads are joined and the
+    /// database handle is gone, which is when a dropped store can no longer write anything.
+    gone: GoneSignal,
+}
+
+/// Sets its flag when dropped.
+struct GoneSignal(Arc<AtomicBool>);
+
+impl Drop for GoneSignal {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Tells whether a store (every clone of it, and its checkpoint worker's last checkpoint) has
+/// been dropped all the way: what a test simulating a crash waits for before it pulls the
+/// power, instead of sleeping for long enough.
+#[derive(Debug, Clone)]
+pub struct DropProbe(Arc<AtomicBool>);
+
+impl DropProbe {
+    pub fn gone(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 /// The journaled JDBC store.
@@ -148,8 +174,9 @@ impl JournaledJdbcStore {
             closed: AtomicBool::new(false),
             poisoned: Mutex::new(None),
             since_mark: AtomicU64::new(0),
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
             checkpoints: AtomicU64::new(0),
+            gone: GoneSignal(Arc::new(AtomicBool::new(false))),
         });
         let replayed = records.len();
         for rec in records {
@@ -166,6 +193,11 @@ impl JournaledJdbcStore {
         }
         tokio::spawn(checkpoint_worker(Arc::downgrade(&inner)));
         Ok(JournaledJdbcStore { inner })
+    }
+
+    /// A probe that says when this store has been dropped all the way.
+    pub fn drop_probe(&self) -> DropProbe {
+        DropProbe(self.inner.gone.0.clone())
     }
 
     /// The database store underneath.
