@@ -529,7 +529,8 @@ async fn the_login_form_needs_its_own_signed_token_and_cookie() {
     let addr = web.addr;
     let (cookie, token) = login_form(addr).await;
     let (_, other_token) = login_form(addr).await;
-    let forged = "AAAAAAAAAAAAAAAAAAAAAA.BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
+    // Well-formed (a 16-byte nonce, a 32-byte tag), but not signed by the console.
+    let forged = "bm90IGEgcmVhbCBub25jZQ.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     let forged_cookie = format!("console_login={forged}");
     let cases: [(&str, Option<&str>, Option<&str>); 5] = [
         ("no cookie, no token", None, None),

@@ -108,7 +108,7 @@ mod tests {
         assert!(s.login_token_valid(&t, &t));
         let other = s.login_token().unwrap();
         assert!(!s.login_token_valid(&other, &t), "another form's cookie");
-        let forged = format!("{}.{}", "A".repeat(22), "B".repeat(43));
+        let forged = format!("{}.{}", "A".repeat(22), "A".repeat(43));
         assert!(!s.login_token_valid(&forged, &forged), "not signed");
         let foreign = Secrets::new().unwrap().login_token().unwrap();
         assert!(
