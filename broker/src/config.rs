@@ -83,6 +83,15 @@ pub struct TransportsSection {
     /// The web console and monitoring API (HTTP); empty string to turn it off. Default
     /// `127.0.0.1:8161`, as ActiveMQ's.
     pub web: String,
+    /// Serve the web console over HTTPS (with `tls_certificate` and `tls_key`) instead of HTTP;
+    /// its cookies are then `Secure`. Default false.
+    pub web_tls: bool,
+    /// Seconds a console login may go unused before the broker forgets it. 1800 (30 minutes, the
+    /// session timeout of ActiveMQ's Jetty console).
+    pub web_session_idle_secs: u64,
+    /// Console logins held at once; a new one beyond that replaces the least recently used.
+    /// 1000.
+    pub web_max_sessions: usize,
 }
 
 impl Default for TransportsSection {
@@ -102,6 +111,9 @@ impl Default for TransportsSection {
             pipeline_window: 1000,
             pipeline_window_bytes: 16 * 1024 * 1024,
             web: "127.0.0.1:8161".into(),
+            web_tls: false,
+            web_session_idle_secs: 30 * 60,
+            web_max_sessions: 1000,
         }
     }
 }
@@ -150,18 +162,24 @@ impl BrokerConfig {
         self.engine().validate()?;
         self.core().validate_limits_and_policy()?;
         let t = &self.transports;
-        if t.stomp_tls.is_some() {
+        for (tls_key, on) in [
+            ("transports.stomp_tls", t.stomp_tls.is_some()),
+            ("transports.web_tls", t.web_tls),
+        ] {
             for (key, set) in [
                 ("transports.tls_certificate", t.tls_certificate.is_some()),
                 ("transports.tls_key", t.tls_key.is_some()),
             ] {
-                if !set {
-                    return Err(ConfigError::new(
-                        key,
-                        "is required with transports.stomp_tls",
-                    ));
+                if on && !set {
+                    return Err(ConfigError::new(key, format!("is required with {tls_key}")));
                 }
             }
+        }
+        if t.web_tls && t.web.is_empty() {
+            return Err(ConfigError::new(
+                "transports.web_tls",
+                "is set but transports.web is empty (the console is off)",
+            ));
         }
         for (key, v) in [
             ("transports.max_frame_bytes", t.max_frame_bytes),
@@ -178,6 +196,11 @@ impl BrokerConfig {
             ),
             ("transports.pipeline_window", t.pipeline_window),
             ("transports.pipeline_window_bytes", t.pipeline_window_bytes),
+            (
+                "transports.web_session_idle_secs",
+                usize::try_from(t.web_session_idle_secs).unwrap_or(usize::MAX),
+            ),
+            ("transports.web_max_sessions", t.web_max_sessions),
         ] {
             if v == 0 {
                 return Err(ConfigError::new(key, "must be above 0"));

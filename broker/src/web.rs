@@ -4,25 +4,34 @@
 //! delete, browse, send a test message), topics, durable subscribers (delete) and
 //! connections. The same data as JSON under `/api/...`, and `/metrics` in Prometheus' text
 //! format. Everything needs a user of the broker's config: HTTP Basic, or the login form's
-//! session cookie. Every change of state is a POST carrying the CSRF token of the page it came
-//! from; a request without credentials gets 401, a POST without the token 403.
+//! session cookie (`session.rs`: idle expiry, logout, a bounded number). Every change of state
+//! is a POST carrying a CSRF token (`csrf.rs`) in its `csrf` field or an `X-CSRF-Token`
+//! header; a request without credentials gets 401, a POST without the right token 403, and
+//! nothing changes. Every response forbids framing and carries a Content-Security-Policy that
+//! allows no script and no inline style. With `web_tls` the console is served over HTTPS
+//! (`https.rs`) and its cookies are `Secure`.
+
+mod csrf;
+mod https;
+mod session;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Form, FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
 use broker_core::{Body, Destination, DestinationStats, Outgoing, SubscriptionKey, Value};
-use parking_lot::Mutex;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -30,55 +39,76 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use self::csrf::{Secrets, tokens_equal};
+use self::session::{Clock, SessionUser, Sessions};
 use crate::Broker;
 use crate::users::Users;
 
 /// Messages shown by a browse page.
 const BROWSE_MAX: usize = 100;
 
+/// The session cookie.
+const SESSION_COOKIE: &str = "console";
+/// The login form's double-submit cookie, sent back only to `/login`.
+const LOGIN_COOKIE: &str = "console_login";
+/// Where a client may put the CSRF token instead of the form's `csrf` field.
+const CSRF_HEADER: &str = "x-csrf-token";
+
+/// No script at all, styles only from `/console.css`, forms only to the console, never in a
+/// frame.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'none'; object-src 'none'; \
+     base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+const STYLE_SHEET: &str = include_str!("web/console.css");
+
 struct App {
     broker: Arc<Broker>,
     users: Users,
-    /// Session cookie → (user, CSRF token).
-    sessions: Mutex<HashMap<String, (String, String)>>,
-    /// The CSRF token of Basic-authenticated pages (random per process).
-    basic_csrf: String,
-}
-
-fn random_token() -> String {
-    let mut bytes = [0u8; 16];
-    if let Err(e) = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-    {
-        // Without /dev/urandom fall back to the clock and the pid: unguessable enough for a
-        // console bound to localhost, and logged.
-        warn!("no /dev/urandom ({e}); console tokens use the clock");
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        bytes = (t ^ (u128::from(std::process::id()) << 64)).to_le_bytes();
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    sessions: Sessions,
+    clock: Arc<Clock>,
+    secrets: Secrets,
+    /// Served over HTTPS: cookies get `Secure`.
+    tls: bool,
 }
 
 /// The web console's listener.
 pub struct WebServer {
     pub addr: SocketAddr,
+    /// Served over HTTPS (`web_tls`).
+    pub tls: bool,
+    clock: Arc<Clock>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl WebServer {
+    /// Serves the console on `bind`, over HTTPS when the broker's config sets `web_tls`.
     pub async fn start(broker: Arc<Broker>, bind: &str) -> Result<WebServer> {
+        let t = broker.config().transports.clone();
+        let acceptor = if t.web_tls {
+            let (Some(cert), Some(key)) = (&t.tls_certificate, &t.tls_key) else {
+                anyhow::bail!("transports.web_tls needs tls_certificate and tls_key");
+            };
+            Some(crate::tls::acceptor(cert, key)?)
+        } else {
+            None
+        };
         let users = Users::from_config(&broker.config().users);
+        let clock = Arc::new(Clock::default());
         let app = Arc::new(App {
             broker,
             users,
-            sessions: Mutex::new(HashMap::new()),
-            basic_csrf: random_token(),
+            sessions: Sessions::new(
+                Duration::from_secs(t.web_session_idle_secs),
+                t.web_max_sessions,
+            ),
+            clock: Arc::clone(&clock),
+            secrets: Secrets::new().context("web console secrets")?,
+            tls: acceptor.is_some(),
         });
         let router = Router::new()
             .route("/", get(overview))
+            .route("/console.css", get(style_sheet))
             .route("/login", get(login_page).post(login))
             .route("/logout", post(logout))
             .route("/queues", get(queues))
@@ -91,41 +121,108 @@ impl WebServer {
             .route("/subscribers", get(subscribers))
             .route("/subscribers/delete", post(delete_subscriber))
             .route("/connections", get(connections))
+            .route("/api/csrf", get(api_csrf))
             .route("/api/overview", get(api_overview))
             .route("/api/queues", get(api_queues))
             .route("/api/topics", get(api_topics))
             .route("/api/subscribers", get(api_subscribers))
             .route("/api/connections", get(api_connections))
             .route("/metrics", get(metrics))
+            .layer(axum::middleware::map_response(security_headers))
             .with_state(app);
         let listener = tokio::net::TcpListener::bind(bind)
             .await
             .with_context(|| format!("cannot listen for the web console on {bind}"))?;
         let addr = listener.local_addr()?;
-        info!("web console on http://{addr}/");
-        let (shutdown, mut rx) = watch::channel(false);
-        let task = tokio::spawn(async move {
-            let stop = async move {
-                let _ = rx.wait_for(|s| *s).await;
-            };
-            if let Err(e) = axum::serve(listener, router)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                warn!("web console: {e}");
+        let (shutdown, rx) = watch::channel(false);
+        let tls = acceptor.is_some();
+        let task = match acceptor {
+            Some(acceptor) => {
+                info!("web console on https://{addr}/");
+                let listener = https::TlsListener::new(listener, acceptor)?;
+                tokio::spawn(serve(listener, router, rx))
             }
-        });
+            None => {
+                info!("web console on http://{addr}/");
+                tokio::spawn(serve(listener, router, rx))
+            }
+        };
         Ok(WebServer {
             addr,
+            tls,
+            clock,
             shutdown,
             task,
         })
     }
 
+    /// The console's address as a URL, `http://` or `https://`.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Moves the clock sessions age by forward: lets a test see a session expire without
+    /// waiting for it.
+    #[doc(hidden)]
+    pub fn advance_session_clock(&self, by: Duration) {
+        self.clock.advance(by);
+    }
+
     pub async fn stop(self) {
         self.shutdown.send_replace(true);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.task).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
     }
+}
+
+async fn serve<L>(listener: L, router: Router, mut stop: watch::Receiver<bool>)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let stop = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    if let Err(e) = axum::serve(listener, router)
+        .with_graceful_shutdown(stop)
+        .await
+    {
+        warn!("web console: {e}");
+    }
+}
+
+/// On every response, errors and redirects included: no framing (clickjacking), the
+/// Content-Security-Policy, no content sniffing, no referrer, and no caching of pages that
+/// carry tokens or broker data.
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    r
+}
+
+async fn style_sheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        STYLE_SHEET,
+    )
+        .into_response()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -133,24 +230,33 @@ impl WebServer {
 
 struct Login {
     user: String,
+    /// The token this user's POSTs must carry.
     csrf: String,
+    /// The session id, for a login through the form.
+    session: Option<String>,
 }
 
-fn cookie_session(headers: &HeaderMap) -> Option<String> {
-    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-    cookies
-        .split(';')
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .find(|(k, _)| *k == "console")
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.to_owned())
 }
 
 impl App {
     fn login(&self, headers: &HeaderMap) -> Option<Login> {
-        if let Some(sid) = cookie_session(headers)
-            && let Some((user, csrf)) = self.sessions.lock().get(&sid).cloned()
+        if let Some(sid) = cookie(headers, SESSION_COOKIE)
+            && let Some(SessionUser { user, csrf }) = self.sessions.touch(&sid, self.clock.now())
         {
-            return Some(Login { user, csrf });
+            return Some(Login {
+                user,
+                csrf,
+                session: Some(sid),
+            });
         }
         let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
         let encoded = auth.strip_prefix("Basic ")?;
@@ -162,12 +268,27 @@ impl App {
         if self.users.check(user, password) {
             Some(Login {
                 user: user.to_owned(),
-                csrf: self.basic_csrf.clone(),
+                csrf: self.secrets.basic_token(user),
+                session: None,
             })
         } else {
             warn!(user, "web console: wrong credentials");
             None
         }
+    }
+
+    /// A cookie with the console's attributes: never readable by script, never sent on a
+    /// cross-site request, and only over HTTPS when the console is served so.
+    fn cookie(&self, name: &str, value: &str, path: &str, max_age: Option<u64>) -> HeaderValue {
+        let mut c = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Strict");
+        if self.tls {
+            c.push_str("; Secure");
+        }
+        if let Some(s) = max_age {
+            let _ = write!(c, "; Max-Age={s}");
+        }
+        // Names and paths are constants and values URL-safe base64: always a valid header.
+        HeaderValue::from_str(&c).unwrap_or(HeaderValue::from_static(""))
     }
 }
 
@@ -180,15 +301,15 @@ struct AuthenticatedUser<R = Page>(Login, PhantomData<R>);
 
 /// Who a 401 is for.
 trait Audience {
-    fn unauthorized() -> Response;
+    fn unauthorized(app: &App) -> Response;
 }
 
 /// A person at a browser: a 401 shows the login form.
 struct Page;
 
 impl Audience for Page {
-    fn unauthorized() -> Response {
-        unauthorized_page()
+    fn unauthorized(app: &App) -> Response {
+        login_response(app, StatusCode::UNAUTHORIZED, None)
     }
 }
 
@@ -196,7 +317,7 @@ impl Audience for Page {
 struct Api;
 
 impl Audience for Api {
-    fn unauthorized() -> Response {
+    fn unauthorized(_: &App) -> Response {
         unauthorized_api()
     }
 }
@@ -210,46 +331,52 @@ impl<R: Audience> FromRequestParts<Arc<App>> for AuthenticatedUser<R> {
     ) -> std::result::Result<Self, Response> {
         app.login(&parts.headers)
             .map(|l| AuthenticatedUser(l, PhantomData))
-            .ok_or_else(R::unauthorized)
+            .ok_or_else(|| R::unauthorized(app))
     }
 }
 
-/// A form that changes state and so carries the CSRF token of the page it came from.
-trait CsrfToken {
-    fn csrf(&self) -> &str;
+/// Where a POST's token may be, when it is not in the `X-CSRF-Token` header.
+#[derive(Deserialize)]
+struct CsrfField {
+    csrf: Option<String>,
 }
 
-/// Every state-changing form keeps its token in a field `csrf`.
-macro_rules! csrf_token {
-    ($($form:ty),*) => {
-        $(impl CsrfToken for $form {
-            fn csrf(&self) -> &str {
-                &self.csrf
-            }
-        })*
-    };
-}
-
-/// A state change: the form, from an [`AuthenticatedUser`], carrying the token of a page this
-/// user was given. Checked in this order: the form parses (axum's form rejection), the
-/// credentials (401 with the login form), the token (403).
+/// A state change: a form from an [`AuthenticatedUser`], carrying this user's CSRF token (in
+/// the form's `csrf` field or the `X-CSRF-Token` header). Checked in this order, before the
+/// handler can change anything: the credentials (401 with the login form), the token (403),
+/// then the form's own fields (axum's 422).
 struct AuthorizedForm<T>(Login, T);
 
 impl<T> FromRequest<Arc<App>> for AuthorizedForm<T>
 where
-    T: DeserializeOwned + CsrfToken + Send,
+    T: DeserializeOwned + Send,
 {
     type Rejection = Response;
 
     async fn from_request(req: Request, app: &Arc<App>) -> std::result::Result<Self, Response> {
-        let headers = req.headers().clone();
-        let Form(form) = Form::<T>::from_request(req, app)
+        let l = app
+            .login(req.headers())
+            .ok_or_else(|| Page::unauthorized(app))?;
+        let header_token = req
+            .headers()
+            .get(HeaderName::from_static(CSRF_HEADER))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = Bytes::from_request(req, app)
             .await
             .map_err(IntoResponse::into_response)?;
-        let l = app.login(&headers).ok_or_else(Page::unauthorized)?;
-        if form.csrf() != l.csrf {
+        let token = header_token.or_else(|| {
+            serde_urlencoded::from_bytes::<CsrfField>(&body)
+                .ok()
+                .and_then(|f| f.csrf)
+        });
+        if !token.is_some_and(|t| tokens_equal(&t, &l.csrf)) {
+            warn!(user = %l.user, "web console: a POST without the right CSRF token refused");
             return Err(forbidden());
         }
+        let form = serde_urlencoded::from_bytes::<T>(&body).map_err(|e| {
+            (StatusCode::UNPROCESSABLE_ENTITY, format!("bad form: {e}\n")).into_response()
+        })?;
         Ok(AuthorizedForm(l, form))
     }
 }
@@ -263,12 +390,13 @@ fn unauthorized_api() -> Response {
     r
 }
 
-fn unauthorized_page() -> Response {
-    (StatusCode::UNAUTHORIZED, Html(login_form(None))).into_response()
-}
-
 fn forbidden() -> Response {
     (StatusCode::FORBIDDEN, "missing or wrong CSRF token\n").into_response()
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    warn!("web console: {e}");
+    (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response()
 }
 
 fn escape(s: &str) -> String {
@@ -297,96 +425,140 @@ fn url_encode(s: &str) -> String {
         .collect()
 }
 
-const STYLE: &str = "body{font-family:sans-serif;margin:0;color:#222}header{background:#1d3557;color:#fff;padding:.6em 1em}\
-header a{color:#fff;margin-right:1.2em;text-decoration:none}main{padding:1em}table{border-collapse:collapse;margin:.5em 0}\
-th,td{border:1px solid #ccc;padding:.3em .7em;text-align:left}th{background:#eef}td.n{text-align:right}\
-form.inline{display:inline}.msg{background:#f6f6f6;border:1px solid #ddd;padding:.5em;margin:.5em 0}";
-
 fn page(title: &str, login: Option<&Login>, body: &str) -> Html<String> {
     let nav = match login {
         Some(l) => format!(
             "<a href=\"/\">Overview</a><a href=\"/queues\">Queues</a><a href=\"/topics\">Topics</a>\
              <a href=\"/subscribers\">Subscribers</a><a href=\"/connections\">Connections</a>\
              <form class=\"inline\" method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-             <button>Log out {}</button></form>",
+             <button id=\"logout\">Log out {}</button></form>",
             escape(&l.csrf),
             escape(&l.user)
         ),
         None => String::new(),
     };
     Html(format!(
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{} – broker</title><style>{STYLE}</style></head>\
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{} – broker</title>\
+         <link rel=\"stylesheet\" href=\"/console.css\"></head>\
          <body><header><strong>broker</strong> &nbsp; {nav}</header><main><h1>{}</h1>{body}</main></body></html>",
         escape(title),
         escape(title)
     ))
 }
 
-fn login_form(error: Option<&str>) -> String {
-    let err = error.map_or(String::new(), |e| {
-        format!("<p class=\"msg\">{}</p>", escape(e))
+/// The login form with a fresh token, and the cookie it must come back with.
+fn login_response(app: &App, status: StatusCode, message: Option<&str>) -> Response {
+    let token = match app.secrets.login_token() {
+        Ok(t) => t,
+        Err(e) => return unavailable(e),
+    };
+    let msg = message.map_or(String::new(), |m| {
+        format!("<p class=\"msg\">{}</p>", escape(m))
     });
-    page(
+    let body = page(
         "Log in",
         None,
         &format!(
-            "{err}<form method=\"post\" action=\"/login\"><p><label>User <input name=\"username\" id=\"username\"></label></p>\
+            "{msg}<form method=\"post\" action=\"/login\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <p><label>User <input name=\"username\" id=\"username\"></label></p>\
              <p><label>Password <input name=\"password\" id=\"password\" type=\"password\"></label></p>\
-             <p><button id=\"login\">Log in</button></p></form>"
+             <p><button id=\"login\">Log in</button></p></form>",
+            escape(&token)
         ),
-    )
-    .0
+    );
+    let mut r = (status, body).into_response();
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        app.cookie(LOGIN_COOKIE, &token, "/login", None),
+    );
+    r
 }
 
 #[derive(Deserialize)]
 struct LoginForm {
     username: String,
     password: String,
+    #[serde(default)]
+    csrf: String,
 }
 
-async fn login_page() -> Html<String> {
-    Html(login_form(None))
+async fn login_page(State(app): State<Arc<App>>) -> Response {
+    login_response(&app, StatusCode::OK, None)
 }
 
-async fn login(State(app): State<Arc<App>>, Form(f): Form<LoginForm>) -> Response {
+/// The login form's token is checked before the password, so that a cross-site page can
+/// neither log a browser in (login CSRF) nor use it to try passwords.
+async fn login(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let signed =
+        cookie(&headers, LOGIN_COOKIE).is_some_and(|c| app.secrets.login_token_valid(&c, &f.csrf));
+    if !signed {
+        warn!("web console: a login without the form's token refused");
+        return login_response(
+            &app,
+            StatusCode::FORBIDDEN,
+            Some("The login form had expired; please log in again."),
+        );
+    }
     if !app.users.check(&f.username, &f.password) {
         warn!(user = %f.username, "web console: wrong credentials");
-        return (
+        return login_response(
+            &app,
             StatusCode::UNAUTHORIZED,
-            Html(login_form(Some("Wrong user name or password."))),
-        )
-            .into_response();
+            Some("Wrong user name or password."),
+        );
     }
-    let sid = random_token();
-    let mut sessions = app.sessions.lock();
-    if sessions.len() > 10_000 {
-        sessions.clear();
-    }
-    sessions.insert(sid.clone(), (f.username, random_token()));
-    drop(sessions);
+    // A new id at every login: an id planted in the browser before it (session fixation) is
+    // never one the broker knows.
+    let (sid, csrf) = match (app.secrets.random_token(), app.secrets.random_token()) {
+        (Ok(s), Ok(c)) => (s, c),
+        (Err(e), _) | (_, Err(e)) => return unavailable(e),
+    };
+    app.sessions.insert(
+        sid.clone(),
+        SessionUser {
+            user: f.username,
+            csrf,
+        },
+        app.clock.now(),
+    );
     let mut r = Redirect::to("/queues").into_response();
-    if let Ok(v) =
-        HeaderValue::from_str(&format!("console={sid}; HttpOnly; SameSite=Strict; Path=/"))
-    {
-        r.headers_mut().insert(header::SET_COOKIE, v);
-    }
+    let h = r.headers_mut();
+    h.append(
+        header::SET_COOKIE,
+        app.cookie(SESSION_COOKIE, &sid, "/", None),
+    );
+    // The login form's token has served its purpose.
+    h.append(
+        header::SET_COOKIE,
+        app.cookie(LOGIN_COOKIE, "", "/login", Some(0)),
+    );
     r
 }
 
 #[derive(Deserialize)]
-struct CsrfOnly {
-    csrf: String,
-}
+struct NoFields {}
 
+/// Forgets the session on the broker, so its cookie is refused even if replayed, and asks the
+/// browser to drop it. (An HTTP Basic client has nothing to forget: its browser keeps sending
+/// the credentials until it is closed.)
 async fn logout(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    _: AuthorizedForm<CsrfOnly>,
+    AuthorizedForm(l, _): AuthorizedForm<NoFields>,
 ) -> Response {
-    if let Some(sid) = cookie_session(&headers) {
-        app.sessions.lock().remove(&sid);
+    let mut r = Redirect::to("/login").into_response();
+    if let Some(sid) = &l.session {
+        app.sessions.remove(sid);
+        info!(user = %l.user, "web console: logged out");
+        r.headers_mut().append(
+            header::SET_COOKIE,
+            app.cookie(SESSION_COOKIE, "", "/", Some(0)),
+        );
     }
-    Redirect::to("/login").into_response()
+    r
 }
 
 fn error_page(login: &Login, e: impl std::fmt::Display) -> Response {
@@ -577,7 +749,6 @@ fn body_text(b: &Body) -> String {
 
 #[derive(Deserialize)]
 struct SendForm {
-    csrf: String,
     name: String,
     body: String,
     persistent: Option<String>,
@@ -634,7 +805,6 @@ async fn confirm(
 
 #[derive(Deserialize)]
 struct NameForm {
-    csrf: String,
     name: String,
 }
 
@@ -753,12 +923,9 @@ async fn subscribers(
 
 #[derive(Deserialize)]
 struct SubscriberForm {
-    csrf: String,
     client_id: String,
     name: String,
 }
-
-csrf_token!(CsrfOnly, SendForm, NameForm, SubscriberForm);
 
 async fn delete_subscriber(
     State(app): State<Arc<App>>,
@@ -812,6 +979,12 @@ fn api_error(e: impl std::fmt::Display) -> Response {
         axum::Json(json!({"error": e.to_string()})),
     )
         .into_response()
+}
+
+/// The CSRF token a client's POSTs must carry: an HTTP Basic client's (the same until the
+/// broker restarts), or the session's. Only the console's own origin can read it.
+async fn api_csrf(AuthenticatedUser(l, _): AuthenticatedUser<Api>) -> Response {
+    axum::Json(json!({"token": l.csrf, "header": "X-CSRF-Token", "field": "csrf"})).into_response()
 }
 
 async fn api_overview(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Response {

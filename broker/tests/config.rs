@@ -16,6 +16,9 @@ fn no_config_is_the_embedded_default() {
     assert_eq!(c, BrokerConfig::default());
     assert_eq!(c.policy.maximum_redeliveries, 6);
     assert_eq!(c.policy.dead_letter_queue, "ActiveMQ.DLQ");
+    assert!(!c.transports.web_tls);
+    assert_eq!(c.transports.web_session_idle_secs, 1800);
+    assert_eq!(c.transports.web_max_sessions, 1000);
 }
 
 #[test]
@@ -185,6 +188,31 @@ fn each_bad_config_names_its_key() {
             "[persistence]\nkind = \"kahadb\"\n[persistence.leveldb]\n",
             "persistence.leveldb",
             "persistence.kind is \"kahadb\"",
+        ),
+        (
+            "[transports]\nweb_tls = true\ntls_key = \"k.pem\"\n",
+            "transports.tls_certificate",
+            "required with transports.web_tls",
+        ),
+        (
+            "[transports]\nweb_tls = true\ntls_certificate = \"c.pem\"\n",
+            "transports.tls_key",
+            "required with transports.web_tls",
+        ),
+        (
+            "[transports]\nweb = \"\"\nweb_tls = true\ntls_certificate = \"c.pem\"\ntls_key = \"k.pem\"\n",
+            "transports.web_tls",
+            "the console is off",
+        ),
+        (
+            "[transports]\nweb_session_idle_secs = 0\n",
+            "transports.web_session_idle_secs",
+            "above 0",
+        ),
+        (
+            "[transports]\nweb_max_sessions = 0\n",
+            "transports.web_max_sessions",
+            "above 0",
         ),
     ];
     for (text, key, reason) in cases {

@@ -1,7 +1,11 @@
 //! The web console in a real browser: headless Chromium driven through chromedriver (Debian's
-//! `chromium` and `chromium-driver`, installed by `.ci/run`). Logs in, sends a message from the
-//! queues page, sees the pending count change, browses it, purges the queue, and saves a
-//! screenshot of the queues page to `target/console-queues.png`.
+//! `chromium` and `chromium-driver`, installed by `.ci/run`). Logs in (the form's CSRF cookie and
+//! token), sends a message from the queues page, sees the pending count change, browses it,
+//! purges the queue, and logs out, every POST under the console's CSRF rules and its
+//! Content-Security-Policy (the style sheet must still apply); saves a screenshot of the queues
+//! page to `target/console-queues.png`. Run once over HTTP and once over HTTPS (`web_tls`, a
+//! self-signed certificate the browser is told to accept), where the session cookie must be
+//! `Secure`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -50,7 +54,7 @@ async fn call(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -
 }
 
 impl Driver {
-    async fn start(profile: &std::path::Path) -> Driver {
+    async fn start(profile: &std::path::Path, accept_self_signed: bool) -> Driver {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -71,6 +75,7 @@ impl Driver {
         }
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "acceptInsecureCerts": accept_self_signed,
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -184,6 +189,32 @@ impl Driver {
         panic!("{css} never showed {expected:?}:\n{}", self.source().await);
     }
 
+    /// A computed CSS property of the element.
+    async fn css(&self, css: &str, property: &str) -> String {
+        let e = self.find(css).await;
+        call(
+            self.addr,
+            "GET",
+            &format!("/session/{}/element/{e}/css/{property}", self.session),
+            None,
+        )
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned()
+    }
+
+    /// The browser's cookie `name` for the current page, as WebDriver describes it.
+    async fn cookie(&self, name: &str) -> Value {
+        call(
+            self.addr,
+            "GET",
+            &format!("/session/{}/cookie/{name}", self.session),
+            None,
+        )
+        .await
+    }
+
     async fn screenshot(&self) -> Vec<u8> {
         let b64 = call(
             self.addr,
@@ -208,21 +239,55 @@ impl Driver {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn log_in_send_browse_and_purge_in_chromium() {
-    if !std::path::Path::new(CHROMIUM).exists() || !std::path::Path::new(CHROMEDRIVER).exists() {
+fn browser_installed() -> bool {
+    let found =
+        std::path::Path::new(CHROMIUM).exists() && std::path::Path::new(CHROMEDRIVER).exists();
+    if !found {
         test_support::skip(
             "Chromium and chromedriver are not installed (apt-get install chromium chromium-driver)",
         );
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_in_send_browse_purge_and_log_out_in_chromium() {
+    if !browser_installed() {
         return;
     }
     let b = TestBroker::start("").await;
+    console_scenario(&b, true).await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_over_https_with_a_secure_cookie() {
+    if !browser_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let b = TestBroker::start(&format!(
+        "[transports]\nstomp = \"127.0.0.1:0\"\nweb_tls = true\ntls_certificate = \"{}\"\ntls_key = \"{}\"\n",
+        cert_path.display(),
+        key_path.display()
+    ))
+    .await;
+    console_scenario(&b, false).await;
+    b.stop().await;
+}
+
+/// The console as a person uses it; `screenshot` saves the queues page.
+async fn console_scenario(b: &TestBroker, screenshot: bool) {
     let web = WebServer::start(b.broker.clone(), "127.0.0.1:0")
         .await
         .unwrap();
-    let base = format!("http://{}", web.addr);
+    let base = web.url();
     let profile = tempfile::tempdir().unwrap();
-    let d = Driver::start(profile.path()).await;
+    let d = Driver::start(profile.path(), web.tls).await;
 
     d.go(&format!("{base}/queues")).await;
     assert!(
@@ -234,6 +299,15 @@ async fn log_in_send_browse_and_purge_in_chromium() {
     d.type_into("#password", "admin").await;
     d.click("#login").await;
     d.wait_source("Send a message").await; // logged in, on the queues page
+    // The style sheet, the only one the Content-Security-Policy allows, is applied.
+    assert_eq!(
+        d.css("header", "background-color").await,
+        "rgba(29, 53, 87, 1)"
+    );
+    let session = d.cookie("console").await;
+    assert_eq!(session["httpOnly"], true, "{session}");
+    assert_eq!(session["sameSite"], "Strict", "{session}");
+    assert_eq!(session["secure"], web.tls, "{session}");
 
     d.type_into("#send-name", "e2e").await;
     d.type_into("#send-body", "hello from chromium").await;
@@ -245,15 +319,17 @@ async fn log_in_send_browse_and_purge_in_chromium() {
     d.type_into("#send-body", "order 1").await;
     d.click("#send").await;
     d.wait_text("#pending-orders", "1").await;
-    let png = d.screenshot().await;
-    assert!(png.starts_with(b"\x89PNG"));
-    // Kept for a look after the run, beside the build (wherever CARGO_TARGET_DIR puts it).
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
-        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
-        std::path::PathBuf::from,
-    );
-    std::fs::create_dir_all(&target).unwrap();
-    std::fs::write(target.join("console-queues.png"), &png).unwrap();
+    if screenshot {
+        let png = d.screenshot().await;
+        assert!(png.starts_with(b"\x89PNG"));
+        // Kept for a look after the run, beside the build (wherever CARGO_TARGET_DIR puts it).
+        let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+            || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+            std::path::PathBuf::from,
+        );
+        std::fs::create_dir_all(&target).unwrap();
+        std::fs::write(target.join("console-queues.png"), &png).unwrap();
+    }
 
     d.click("#browse-e2e").await;
     d.wait_source("hello from chromium").await;
@@ -265,8 +341,15 @@ async fn log_in_send_browse_and_purge_in_chromium() {
     d.wait_text("#pending-e2e", "0").await;
     assert!(b.broker.browse("e2e", 10).await.unwrap().is_empty());
 
+    d.click("#logout").await;
+    d.wait_source("id=\"login\"").await;
+    d.go(&format!("{base}/queues")).await;
+    assert!(
+        d.source().await.contains("Log in"),
+        "logged out: the console asks for a login again"
+    );
+
     d.quit().await;
     drop(d);
     web.stop().await;
-    b.stop().await;
 }

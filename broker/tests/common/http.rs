@@ -1,8 +1,10 @@
-//! A minimal HTTP/1.1 client for the console tests: one request per connection.
+//! A minimal HTTP/1.1 client for the console tests: one request per connection, over TCP or
+//! TLS.
 
 use std::net::SocketAddr;
+use std::path::Path;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub struct Reply {
     pub status: u16,
@@ -17,10 +19,57 @@ impl Reply {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// Every value of a header that may repeat (`Set-Cookie`).
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The `Set-Cookie` for `name`, whole (value and attributes).
+    pub fn set_cookie(&self, name: &str) -> Option<&str> {
+        self.headers_named("set-cookie")
+            .into_iter()
+            .find(|c| c.starts_with(&format!("{name}=")))
+    }
 }
 
 /// Sends `method path` with `headers` and an optional `(content type, body)`.
 pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &str)>,
+) -> Reply {
+    let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    exchange(s, addr, method, path, headers, body).await
+}
+
+/// As [`request`], over TLS to a server whose certificate (for `localhost`) is `ca`.
+pub async fn request_tls(
+    addr: SocketAddr,
+    ca: &Path,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &str)>,
+) -> Reply {
+    let config = broker::tls::client_config(ca).expect("the test CA");
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls_pki_types::ServerName::try_from("localhost").expect("a server name");
+    let s = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    exchange(s, addr, method, path, headers, body).await
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -41,7 +90,6 @@ pub async fn request(
     if let Some((_, b)) = body {
         req.push_str(b);
     }
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     s.write_all(req.as_bytes()).await.expect("write");
     // Read the head, then exactly the body it announces (a server may keep the connection
     // open despite `Connection: close`).
