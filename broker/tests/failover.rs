@@ -36,7 +36,7 @@ impl Proc {
             .args(["start", "--config"])
             .arg(config)
             .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info,sqlx=warn")
+            .env("RUST_LOG", "info,sqlx=warn,locker=debug")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -263,7 +263,9 @@ async fn kill_the_master(s: Scenario) {
     let b = Proc::spawn(&config);
     b.wait_for("waiting for the lock (slave)", Duration::from_secs(60))
         .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Not a pause but three failed attempts at the lock: the slave is seen still trying.
+    b.wait_for("lock attempt 3 found it held", Duration::from_secs(60))
+        .await;
     assert!(!b.has("listening for STOMP"), "the slave does not serve");
 
     let url = format!("failover:(tcp://127.0.0.1:{port},tcp://127.0.0.1:{port})");
@@ -369,7 +371,9 @@ async fn kill_the_master(s: Scenario) {
     again
         .wait_for("waiting for the lock (slave)", Duration::from_secs(60))
         .await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    again
+        .wait_for("lock attempt 3 found it held", Duration::from_secs(60))
+        .await;
     assert!(
         !again.has("listening for STOMP"),
         "{}: the restarted master must wait",

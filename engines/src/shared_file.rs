@@ -107,6 +107,7 @@ impl FileLock {
         std::fs::create_dir_all(dir).map_err(|e| io_error("create", dir, e))?;
         let path = dir.join("lock");
         let mut logged = false;
+        let mut attempts: u64 = 0;
         loop {
             let mut file = OpenOptions::new()
                 .read(true)
@@ -149,6 +150,10 @@ impl FileLock {
                         );
                         logged = true;
                     }
+                    // Each attempt, for whoever must know the slave is still trying (the
+                    // fail-over tests wait for a few before checking that a slave never serves).
+                    attempts += 1;
+                    tracing::debug!(target: "locker", "slave: lock attempt {attempts} found it held");
                     drop(file);
                     tokio::time::sleep(retry).await;
                 }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::error::JdbcError;
 use crate::fence::Fence;
@@ -340,6 +340,7 @@ mod lease {
         let wait_limit = lock_wait_limit(st.dialect, config.acquire_retry);
         let mut conn: Option<Conn> = None;
         let mut logged_wait = false;
+        let mut attempts: u64 = 0;
         loop {
             let c = match conn.take() {
                 Some(c) => c,
@@ -433,6 +434,8 @@ mod lease {
                 }
                 Ok(None) => {
                     logged_wait = true;
+                    attempts += 1;
+                    debug!(target: "locker", "slave: lock attempt {attempts} found it held");
                     conn = Some(c);
                 }
                 Err(e) => {
@@ -586,6 +589,7 @@ mod row_lock {
         let timeout = lock_wait_limit(st.dialect, config.acquire_retry);
         let mut logged_wait = false;
         let mut asked = false;
+        let mut attempts: u64 = 0;
         loop {
             let mut c = match options.connect().await {
                 Ok(c) => c,
@@ -679,6 +683,8 @@ mod row_lock {
                         info!(target: "locker", "slave: the lock row is held by another broker; waiting ({e})");
                         logged_wait = true;
                     }
+                    attempts += 1;
+                    debug!(target: "locker", "slave: lock attempt {attempts} found it held");
                     let _ = c.raw("ROLLBACK").await;
                     let _ = c.close().await;
                 }
@@ -717,6 +723,7 @@ mod file_lock {
         path.push(".lock");
         let path = PathBuf::from(path);
         let mut logged_wait = false;
+        let mut attempts: u64 = 0;
         loop {
             let file: File = OpenOptions::new()
                 .create(true)
@@ -768,6 +775,8 @@ mod file_lock {
                         info!(target: "locker", "slave: {} is locked by another broker ({e}); waiting", path.display());
                         logged_wait = true;
                     }
+                    attempts += 1;
+                    debug!(target: "locker", "slave: lock attempt {attempts} found it held");
                 }
             }
             tokio::time::sleep(config.acquire_retry).await;
