@@ -453,6 +453,7 @@ impl Session {
                 destination.clone(),
                 Source::Memory {
                     max_pending: core.config.limits.max_pending_non_durable,
+                    dropped: Arc::clone(&t.slow_consumer_dropped),
                 },
             );
             t.subscribers.lock().push(Arc::clone(&d));
