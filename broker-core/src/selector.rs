@@ -56,6 +56,7 @@ impl Selector {
     pub fn parse_limited(text: &str, max_nodes: usize) -> Result<Selector, SelectorError> {
         parse_bounded(text, MAX_LEN, max_nodes)
     }
+
     pub fn text(&self) -> &str {
         &self.text
     }
