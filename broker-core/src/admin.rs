@@ -23,6 +23,9 @@ pub struct DestinationStats {
     pub enqueued: u64,
     pub dequeued: u64,
     pub expired: u64,
+    /// For a topic: messages dropped for slow non-durable subscribers over their pending
+    /// limit (`limits.max_pending_non_durable`) since start; 0 otherwise.
+    pub slow_consumer_dropped: u64,
 }
 
 impl Broker {
@@ -110,6 +113,7 @@ impl Broker {
                 enqueued: q.counters.enqueued.load(Ordering::Relaxed),
                 dequeued: q.counters.dequeued.load(Ordering::Relaxed),
                 expired: q.counters.expired.load(Ordering::Relaxed),
+                slow_consumer_dropped: 0,
             });
         }
         for t in core.topics() {
@@ -133,6 +137,7 @@ impl Broker {
                 enqueued: t.enqueued.load(Ordering::Relaxed),
                 dequeued,
                 expired: 0,
+                slow_consumer_dropped: t.slow_consumer_dropped.load(Ordering::Relaxed),
             });
             for d in durables {
                 let Some(key) = d.subscription() else {
@@ -146,6 +151,7 @@ impl Broker {
                     enqueued: d.counters.enqueued.load(Ordering::Relaxed),
                     dequeued: d.counters.dequeued.load(Ordering::Relaxed),
                     expired: d.counters.expired.load(Ordering::Relaxed),
+                    slow_consumer_dropped: 0,
                 });
             }
         }

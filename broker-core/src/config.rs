@@ -119,6 +119,9 @@ pub struct LimitsSection {
     /// Messages a slow non-durable topic subscriber may have waiting before the oldest are
     /// discarded (ActiveMQ's pending message limit). 10 000.
     pub max_pending_non_durable: usize,
+    /// Nodes (literals, identifiers, operators, IN-list elements) a consumer's selector may
+    /// have; a bigger one is refused at subscribe. ActiveMQ has no such limit. 10 000.
+    pub max_selector_nodes: usize,
 }
 
 impl Default for LimitsSection {
@@ -129,6 +132,7 @@ impl Default for LimitsSection {
             queue_prefetch: 1000,
             topic_prefetch: 32766,
             max_pending_non_durable: 10_000,
+            max_selector_nodes: crate::selector::DEFAULT_MAX_NODES,
         }
     }
 }
@@ -200,6 +204,10 @@ impl CoreConfig {
             (
                 "limits.max_pending_non_durable",
                 self.limits.max_pending_non_durable as u64,
+            ),
+            (
+                "limits.max_selector_nodes",
+                self.limits.max_selector_nodes as u64,
             ),
             (
                 "policy.expire_check_interval_ms",

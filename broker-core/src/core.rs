@@ -36,6 +36,8 @@ pub(crate) struct Topic {
     pub durable: Mutex<BTreeMap<SubscriptionKey, Arc<Dispatcher>>>,
     pub subscribers: Mutex<Vec<Arc<Dispatcher>>>,
     pub enqueued: AtomicU64,
+    /// Messages dropped for slow non-durable subscribers, over all of them, past and present.
+    pub slow_consumer_dropped: Arc<AtomicU64>,
 }
 
 /// One operation a prepared XA transaction holds, to finish when it ends.
@@ -186,6 +188,7 @@ impl Core {
                 durable: Mutex::new(BTreeMap::new()),
                 subscribers: Mutex::new(Vec::new()),
                 enqueued: AtomicU64::new(0),
+                slow_consumer_dropped: Arc::new(AtomicU64::new(0)),
             })
         });
         Ok(Arc::clone(t))
@@ -264,12 +267,15 @@ impl Core {
             });
         }
         let t = self.topic(&message.destination).await?;
+        // A copy for each non-durable subscriber is held in memory, persistent or not, so
+        // such a send waits for room as a non-persistent one does: persistence only spares
+        // the durable subscriptions, which page from the store within the limit.
+        if !message.persistent || !t.subscribers.lock().is_empty() {
+            self.wait_for_memory().await?;
+        }
         let written = if message.persistent && !t.durable.lock().is_empty() {
             t.store.submit_add((*message).clone()).await?
         } else {
-            if !message.persistent {
-                self.wait_for_memory().await?;
-            }
             StorePending::ready(Ok(0))
         };
         Ok(Placed {

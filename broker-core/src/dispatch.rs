@@ -11,6 +11,12 @@
 //! broker's memory is under its limit and someone is consuming: a queue deeper than memory stays
 //! in the store.
 //!
+//! A non-durable topic subscriber that falls behind has at most `max_pending_non_durable`
+//! messages waiting; past that the broker drops the oldest message of the lowest priority
+//! waiting (ActiveMQ's `pendingMessageLimitStrategy` with an
+//! `OldestMessageWithLowestPriorityEvictionStrategy`), counts it for the topic (on `/metrics`)
+//! and logs once per episode of falling behind, not once per message.
+//!
 //! All state sits behind one short synchronous lock, never held across an await; the awaits
 //! (store reads, acks, dead-lettering) run in the dispatcher's own task or in the caller's.
 
@@ -24,7 +30,7 @@ use store_api::{
     Destination, Message, MessageId, QueueStore, StoreError, SubscriptionKey, TopicStore, TxOp,
 };
 use tokio::sync::{Notify, mpsc};
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::core::Core;
 use crate::error::Result;
@@ -37,9 +43,11 @@ pub(crate) enum Source {
         store: Arc<dyn TopicStore>,
         key: SubscriptionKey,
     },
-    /// A non-durable topic subscriber: memory only, at most this many waiting.
+    /// A non-durable topic subscriber: memory only, at most `max_pending` waiting.
     Memory {
         max_pending: usize,
+        /// The topic's count of messages dropped for slow subscribers (outlives this one).
+        dropped: Arc<AtomicU64>,
     },
 }
 
@@ -89,8 +97,42 @@ struct State {
     /// Bumped when the store cursor is reset: a fetch begun before is discarded.
     generation: u64,
     reset_cursor: bool,
-    discarded: u64,
+    slow: SlowEpisode,
     closed: bool,
+}
+
+/// An episode of a slow subscriber: from its first dropped message until its window is back
+/// to half the limit. One warning starts it and one line ends it, however many are dropped.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct SlowEpisode {
+    dropping: bool,
+    dropped: u64,
+}
+
+impl SlowEpisode {
+    /// Counts a dropped message; true when it starts an episode.
+    fn dropped_one(&mut self) -> bool {
+        self.dropped += 1;
+        !std::mem::replace(&mut self.dropping, true)
+    }
+
+    /// With `waiting` messages in the window: the number dropped in the episode when this
+    /// ends it.
+    fn caught_up(&mut self, waiting: usize, max_pending: usize) -> Option<u64> {
+        if !self.dropping || waiting > max_pending / 2 {
+            return None;
+        }
+        let dropped = self.dropped;
+        *self = SlowEpisode::default();
+        Some(dropped)
+    }
+}
+
+/// The key of the message to drop from a window over its limit: the oldest of the lowest
+/// priority (the window is ordered by priority high to low, then arrival).
+fn eviction_victim(window: &BTreeMap<WindowKey, Entry>) -> Option<WindowKey> {
+    let (lowest, _) = *window.keys().next_back()?;
+    window.range((lowest, 0)..).next().map(|(k, _)| *k)
 }
 
 #[derive(Default)]
@@ -234,8 +276,9 @@ impl Dispatcher {
         self.wake.notify_one();
     }
 
-    /// A non-persistent message, straight into the window. A subscriber over its pending limit
-    /// loses its oldest waiting message.
+    /// A message held in memory only, straight into the window: non-persistent, or any
+    /// message for a non-durable topic subscriber. A subscriber over its pending limit loses
+    /// the oldest of its lowest-priority waiting messages.
     pub(crate) fn push(&self, message: Arc<Message>) {
         let size = message.size();
         let mut st = self.state.lock();
@@ -261,15 +304,20 @@ impl Dispatcher {
         );
         core.memory.add(size);
         let mut freed = 0;
-        if let Source::Memory { max_pending } = self.source {
-            while st.window.len() > max_pending {
-                let Some((_, old)) = st.window.pop_first() else {
+        if let Source::Memory {
+            max_pending,
+            dropped,
+        } = &self.source
+        {
+            while st.window.len() > *max_pending {
+                let Some(old) = eviction_victim(&st.window).and_then(|k| st.window.remove(&k))
+                else {
                     break;
                 };
                 st.index.remove(&old.message.id);
-                st.discarded += 1;
-                if st.discarded % 1000 == 1 {
-                    warn!(subscriber = %self.label(), discarded = st.discarded, "slow non-durable subscriber: discarding its oldest messages");
+                dropped.fetch_add(1, Ordering::Relaxed);
+                if st.slow.dropped_one() {
+                    warn!(subscriber = %self.label(), max_pending, "slow non-durable subscriber: over its pending limit, dropping the oldest of its lowest-priority messages until it catches up");
                 }
                 freed += old.size;
             }
@@ -677,6 +725,11 @@ impl Dispatcher {
             st.in_flight
                 .insert(e.message.id.clone(), InFlight { entry: e });
         }
+        if let Source::Memory { max_pending, .. } = &self.source
+            && let Some(dropped) = st.slow.caught_up(st.window.len(), *max_pending)
+        {
+            info!(subscriber = %self.label(), dropped, "slow non-durable subscriber caught up");
+        }
         work
     }
 
@@ -694,5 +747,59 @@ impl Dispatcher {
             warn!(destination = %self.label(), "cannot drop expired message {}: {e}", entry.message.id);
         }
         self.release(entry.size);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use store_api::Body;
+
+    /// A window of messages given as (priority, arrival).
+    fn window(messages: &[(u8, u64)]) -> BTreeMap<WindowKey, Entry> {
+        messages
+            .iter()
+            .map(|&(priority, arrival)| {
+                let message = Message::new(
+                    MessageId::new("p", arrival),
+                    Destination::topic("t"),
+                    Body::Text("x".into()),
+                )
+                .with_priority(priority);
+                let key = (std::cmp::Reverse(priority), arrival);
+                let entry = Entry {
+                    message: Arc::new(message),
+                    arrival,
+                    size: 1,
+                };
+                (key, entry)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_oldest_message_of_the_lowest_priority_is_dropped_first() {
+        let mut w = window(&[(4, 0), (9, 1), (0, 2), (4, 3), (0, 4), (9, 5), (4, 6)]);
+        let mut order = Vec::new();
+        while let Some(k) = eviction_victim(&w) {
+            order.push(w.remove(&k).unwrap().arrival);
+        }
+        assert_eq!(order, [2, 4, 0, 3, 6, 1, 5]);
+        assert!(eviction_victim(&w).is_none());
+    }
+
+    #[test]
+    fn a_slow_episode_is_announced_once_and_ends_at_half_the_limit() {
+        let mut slow = SlowEpisode::default();
+        assert_eq!(slow.caught_up(0, 10), None, "no episode yet");
+        assert!(slow.dropped_one(), "the first drop starts an episode");
+        for _ in 0..1000 {
+            assert!(!slow.dropped_one(), "later drops do not announce again");
+        }
+        assert_eq!(slow.caught_up(6, 10), None, "still over half the limit");
+        assert_eq!(slow.caught_up(5, 10), Some(1001));
+        assert_eq!(slow.caught_up(0, 10), None, "ended once");
+        assert!(slow.dropped_one(), "a new episode is announced again");
     }
 }

@@ -3,8 +3,9 @@
 //! Every message the broker holds (in a dispatch window, in flight to a consumer, waiting in a
 //! transacted session) is counted here. Store-backed destinations stop paging in when the limit
 //! is reached, so a deep queue costs at most about the limit however many messages the store
-//! holds; non-persistent sends, which have nowhere else to go, wait (or fail, per policy) for
-//! room.
+//! holds; sends held in memory only, which have nowhere else to go, wait (or fail, per policy)
+//! for room: non-persistent ones, and topic messages, persistent or not, while the topic has
+//! non-durable subscribers (each gets a copy in memory).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -3,17 +3,33 @@
 //!
 //! Evaluation uses SQL's three-valued logic: a comparison with a missing property or across
 //! types is *unknown*, and a message is selected only when the whole expression is *true*.
-//! Parsing never panics and bounds its nesting, so a hostile selector is an error for the
-//! subscriber, never a crash of the broker.
+//! Integer arithmetic is checked: an overflow (or a division by zero) is an evaluation error,
+//! and a message whose evaluation fails is not selected, as JMS treats errors.
+//!
+//! A hostile selector is an error for the subscriber, never a crash of the broker, because
+//! three bounds hold together:
+//! - the text is at most [`MAX_LEN`] bytes;
+//! - the tree has at most `max_nodes` nodes (literals, identifiers, operators, IN-list
+//!   elements; [`DEFAULT_MAX_NODES`] unless the config says otherwise), counted as the parser
+//!   goes, so a chain of 100,000 `OR` terms is refused before it is built;
+//! - chains of the same operator (`a OR b OR c`, `1 + 2 - 3`) are parsed by a loop into one
+//!   node with a list of operands, so the tree's depth, and with it every recursion over the
+//!   tree (evaluation, drop, clone), is bounded by the parser's nesting limit ([`MAX_DEPTH`]),
+//!   not by the selector's length.
 
 use std::fmt;
 
 use store_api::{Message, Value};
 
-/// Deeper nesting than this is refused rather than risk the parser's stack.
-const MAX_DEPTH: usize = 64;
+/// Deeper nesting (parentheses, `NOT`, unary minus) than this is refused rather than risk the
+/// parser's stack; the tree's depth is a small multiple of it.
+pub const MAX_DEPTH: usize = 64;
 /// Longer selectors are refused; ActiveMQ has no limit, but nothing real comes close.
-const MAX_LEN: usize = 64 * 1024;
+pub const MAX_LEN: usize = 64 * 1024;
+/// Nodes a selector may have unless `limits.max_selector_nodes` says otherwise. ActiveMQ has no
+/// such limit; evaluating a selector costs time per message in proportion to its nodes, and a
+/// selector of a few hundred message ids (four nodes each) stays far below it.
+pub const DEFAULT_MAX_NODES: usize = 10_000;
 
 /// Why a selector does not parse, with the character offset where the problem was found.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -31,41 +47,55 @@ pub struct Selector {
 }
 
 impl Selector {
+    /// Parses with the default node limit ([`DEFAULT_MAX_NODES`]).
     pub fn parse(text: &str) -> Result<Selector, SelectorError> {
-        if text.len() > MAX_LEN {
-            return Err(SelectorError {
-                position: MAX_LEN,
-                reason: format!("longer than {MAX_LEN} bytes"),
-            });
-        }
-        let tokens = lex(text)?;
-        let mut p = Parser {
-            tokens,
-            pos: 0,
-            depth: 0,
-            end: text.len(),
-        };
-        let root = p.expr()?;
-        if let Some(t) = p.tokens.get(p.pos) {
-            return Err(SelectorError {
-                position: t.at,
-                reason: format!("unexpected {}", t.tok),
-            });
-        }
-        Ok(Selector {
-            text: text.to_owned(),
-            root,
-        })
+        Self::parse_limited(text, DEFAULT_MAX_NODES)
+    }
+
+    /// Parses, refusing a selector of more than `max_nodes` nodes.
+    pub fn parse_limited(text: &str, max_nodes: usize) -> Result<Selector, SelectorError> {
+        parse_bounded(text, MAX_LEN, max_nodes)
     }
 
     pub fn text(&self) -> &str {
         &self.text
     }
 
-    /// True when the expression is true for the message (unknown counts as not selected).
+    /// True when the expression is true for the message (unknown, or an evaluation error such
+    /// as an overflow, counts as not selected).
     pub fn matches(&self, message: &Message) -> bool {
-        matches!(eval(&self.root, message), V::Bool(true))
+        matches!(eval(&self.root, message), Ok(V::Bool(true)))
     }
+}
+
+/// The parse with both size bounds given: the text's length and the tree's node count.
+fn parse_bounded(text: &str, max_len: usize, max_nodes: usize) -> Result<Selector, SelectorError> {
+    if text.len() > max_len {
+        return Err(SelectorError {
+            position: max_len,
+            reason: format!("longer than {max_len} bytes"),
+        });
+    }
+    let tokens = lex(text)?;
+    let mut p = Parser {
+        tokens,
+        pos: 0,
+        depth: 0,
+        nodes: 0,
+        max_nodes,
+        end: text.len(),
+    };
+    let root = p.expr()?;
+    if let Some(t) = p.tokens.get(p.pos) {
+        return Err(SelectorError {
+            position: t.at,
+            reason: format!("unexpected {}", t.tok),
+        });
+    }
+    Ok(Selector {
+        text: text.to_owned(),
+        root,
+    })
 }
 
 impl fmt::Display for Selector {
@@ -296,10 +326,17 @@ enum Expr {
     Ident(String),
     Neg(Box<Expr>),
     Not(Box<Expr>),
-    And(Box<Expr>, Box<Expr>),
-    Or(Box<Expr>, Box<Expr>),
+    /// `a AND b AND c`: one node for the whole chain, so its depth does not grow with it.
+    And(Vec<Expr>),
+    /// `a OR b OR c`, likewise.
+    Or(Vec<Expr>),
     Cmp(&'static str, Box<Expr>, Box<Expr>),
-    Arith(&'static str, Box<Expr>, Box<Expr>),
+    /// `first op1 e1 op2 e2 ...`, applied left to right (`+`/`-` or `*`/`/`, one level of
+    /// precedence per node).
+    Arith {
+        first: Box<Expr>,
+        rest: Vec<(&'static str, Expr)>,
+    },
     Between {
         negated: bool,
         value: Box<Expr>,
@@ -327,6 +364,10 @@ struct Parser {
     tokens: Vec<Token>,
     pos: usize,
     depth: usize,
+    /// Nodes built so far, counted before each is parsed so that an oversized selector stops
+    /// the parse as soon as it crosses `max_nodes`.
+    nodes: usize,
+    max_nodes: usize,
     /// Where the text ends, for errors at the end.
     end: usize,
 }
@@ -377,28 +418,41 @@ impl Parser {
         Ok(())
     }
 
+    /// Counts one more node, refusing the selector past the limit.
+    fn node(&mut self) -> Result<(), SelectorError> {
+        self.nodes += 1;
+        if self.nodes > self.max_nodes {
+            return self.error(format!(
+                "more than {} terms and operators (limits.max_selector_nodes)",
+                self.max_nodes
+            ));
+        }
+        Ok(())
+    }
+
     fn expr(&mut self) -> Result<Expr, SelectorError> {
         self.descend()?;
-        let mut left = self.and()?;
+        let mut terms = vec![self.and()?];
         while self.eat_kw(Kw::Or) {
-            let right = self.and()?;
-            left = Expr::Or(Box::new(left), Box::new(right));
+            self.node()?;
+            terms.push(self.and()?);
         }
         self.depth -= 1;
-        Ok(left)
+        Ok(one_or_chain(terms, Expr::Or))
     }
 
     fn and(&mut self) -> Result<Expr, SelectorError> {
-        let mut left = self.not()?;
+        let mut terms = vec![self.not()?];
         while self.eat_kw(Kw::And) {
-            let right = self.not()?;
-            left = Expr::And(Box::new(left), Box::new(right));
+            self.node()?;
+            terms.push(self.not()?);
         }
-        Ok(left)
+        Ok(one_or_chain(terms, Expr::And))
     }
 
     fn not(&mut self) -> Result<Expr, SelectorError> {
         if self.eat_kw(Kw::Not) {
+            self.node()?;
             self.descend()?;
             let inner = self.not()?;
             self.depth -= 1;
@@ -412,10 +466,12 @@ impl Parser {
         if let Some(Tok::Op(op @ ("=" | "<>" | "<" | "<=" | ">" | ">="))) = self.peek() {
             let op = *op;
             self.pos += 1;
+            self.node()?;
             let right = self.additive()?;
             return Ok(Expr::Cmp(op, Box::new(left), Box::new(right)));
         }
         if self.eat_kw(Kw::Is) {
+            self.node()?;
             let negated = self.eat_kw(Kw::Not);
             if !self.eat_kw(Kw::Null) {
                 return self.error("expected NULL after IS");
@@ -427,6 +483,7 @@ impl Parser {
         }
         let negated = self.eat_kw(Kw::Not);
         if self.eat_kw(Kw::Between) {
+            self.node()?;
             let low = self.additive()?;
             if !self.eat_kw(Kw::And) {
                 return self.error("expected AND in BETWEEN");
@@ -440,9 +497,12 @@ impl Parser {
             });
         }
         if self.eat_kw(Kw::In) {
+            self.node()?;
             self.expect(Tok::LParen)?;
             let mut set = Vec::new();
             loop {
+                // Each element costs a comparison per message: it counts as a node.
+                self.node()?;
                 match self.peek().cloned() {
                     Some(Tok::Str(s)) => set.push(V::Str(s)),
                     Some(Tok::Long(n)) => set.push(V::Long(n)),
@@ -462,6 +522,7 @@ impl Parser {
             });
         }
         if self.eat_kw(Kw::Like) {
+            self.node()?;
             let Some(Tok::Str(pattern)) = self.peek().cloned() else {
                 return self.error("expected a string pattern after LIKE");
             };
@@ -493,31 +554,36 @@ impl Parser {
     }
 
     fn additive(&mut self) -> Result<Expr, SelectorError> {
-        let mut left = self.multiplicative()?;
+        let first = self.multiplicative()?;
+        let mut rest = Vec::new();
         while let Some(Tok::Op(op @ ("+" | "-"))) = self.peek() {
             let op = *op;
             self.pos += 1;
-            let right = self.multiplicative()?;
-            left = Expr::Arith(op, Box::new(left), Box::new(right));
+            self.node()?;
+            rest.push((op, self.multiplicative()?));
         }
-        Ok(left)
+        Ok(arith_chain(first, rest))
     }
 
     fn multiplicative(&mut self) -> Result<Expr, SelectorError> {
-        let mut left = self.unary()?;
+        let first = self.unary()?;
+        let mut rest = Vec::new();
         while let Some(Tok::Op(op @ ("*" | "/"))) = self.peek() {
             let op = *op;
             self.pos += 1;
-            let right = self.unary()?;
-            left = Expr::Arith(op, Box::new(left), Box::new(right));
+            self.node()?;
+            rest.push((op, self.unary()?));
         }
-        Ok(left)
+        Ok(arith_chain(first, rest))
     }
 
     fn unary(&mut self) -> Result<Expr, SelectorError> {
         if let Some(Tok::Op(op @ ("+" | "-"))) = self.peek() {
             let negate = *op == "-";
             self.pos += 1;
+            if negate {
+                self.node()?;
+            }
             self.descend()?;
             let inner = self.unary()?;
             self.depth -= 1;
@@ -534,6 +600,9 @@ impl Parser {
         let Some(tok) = self.peek().cloned() else {
             return self.error("unexpected end of selector");
         };
+        if tok != Tok::LParen {
+            self.node()?;
+        }
         self.pos += 1;
         Ok(match tok {
             Tok::Str(s) => Expr::Lit(V::Str(s)),
@@ -556,8 +625,37 @@ impl Parser {
     }
 }
 
+/// The only term of a chain of one, else the chain.
+fn one_or_chain(mut terms: Vec<Expr>, chain: fn(Vec<Expr>) -> Expr) -> Expr {
+    match terms.pop() {
+        Some(only) if terms.is_empty() => only,
+        Some(last) => {
+            terms.push(last);
+            chain(terms)
+        }
+        None => chain(terms),
+    }
+}
+
+fn arith_chain(first: Expr, rest: Vec<(&'static str, Expr)>) -> Expr {
+    if rest.is_empty() {
+        first
+    } else {
+        Expr::Arith {
+            first: Box::new(first),
+            rest,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Evaluation
+
+/// Why evaluation stopped: integer arithmetic overflowed or divided by zero. The message is
+/// not selected (JMS: an error during evaluation means no match), rather than the value
+/// wrapping around into something that might match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ArithmeticError;
 
 /// A value during evaluation; `Null` doubles as SQL's *unknown*.
 #[derive(Debug, Clone, PartialEq)]
@@ -657,8 +755,10 @@ fn compare(op: &str, a: &V, b: &V) -> Option<bool> {
     })
 }
 
-fn arith(op: &str, a: &V, b: &V) -> V {
-    match (a, b) {
+/// Integer operations are checked; doubles follow IEEE 754 as in Java (an overflow is an
+/// infinity, which compares like one, never a wrapped value).
+fn arith(op: &str, a: &V, b: &V) -> Result<V, ArithmeticError> {
+    Ok(match (a, b) {
         (V::Long(x), V::Long(y)) => {
             let r = match op {
                 "+" => x.checked_add(*y),
@@ -666,7 +766,7 @@ fn arith(op: &str, a: &V, b: &V) -> V {
                 "*" => x.checked_mul(*y),
                 _ => x.checked_div(*y),
             };
-            r.map_or(V::Null, V::Long)
+            V::Long(r.ok_or(ArithmeticError)?)
         }
         _ => match (a.number(), b.number()) {
             (Some(x), Some(y)) => V::Double(match op {
@@ -677,7 +777,7 @@ fn arith(op: &str, a: &V, b: &V) -> V {
             }),
             _ => V::Null,
         },
-    }
+    })
 }
 
 /// SQL LIKE: `%` any run, `_` any one character, `escape` makes the next one literal. The
@@ -734,49 +834,58 @@ fn like(text: &[char], pattern: &[char], escape: Option<char>) -> bool {
     pat[p..].iter().all(|x| *x == P::Any)
 }
 
-fn eval(e: &Expr, m: &Message) -> V {
-    match e {
+/// Evaluates `e`. Recursion follows the tree, whose depth the parser bounds (chains are lists,
+/// nesting is at most [`MAX_DEPTH`]).
+fn eval(e: &Expr, m: &Message) -> Result<V, ArithmeticError> {
+    Ok(match e {
         Expr::Lit(v) => v.clone(),
         Expr::Ident(name) => field(m, name),
-        Expr::Neg(inner) => match eval(inner, m) {
-            V::Long(n) => n.checked_neg().map_or(V::Null, V::Long),
+        Expr::Neg(inner) => match eval(inner, m)? {
+            V::Long(n) => V::Long(n.checked_neg().ok_or(ArithmeticError)?),
             V::Double(n) => V::Double(-n),
             _ => V::Null,
         },
-        Expr::Not(inner) => from_truth(truth(&eval(inner, m)).map(|b| !b)),
-        Expr::And(a, b) => {
-            let x = truth(&eval(a, m));
-            if x == Some(false) {
-                return V::Bool(false);
+        Expr::Not(inner) => from_truth(truth(&eval(inner, m)?).map(|b| !b)),
+        Expr::And(terms) => {
+            // Kleene logic: false wins, then unknown; evaluation stops at the first false.
+            let mut unknown = false;
+            for t in terms {
+                match truth(&eval(t, m)?) {
+                    Some(false) => return Ok(V::Bool(false)),
+                    Some(true) => {}
+                    None => unknown = true,
+                }
             }
-            match (x, truth(&eval(b, m))) {
-                (_, Some(false)) => V::Bool(false),
-                (Some(true), Some(true)) => V::Bool(true),
-                _ => V::Null,
-            }
+            if unknown { V::Null } else { V::Bool(true) }
         }
-        Expr::Or(a, b) => {
-            let x = truth(&eval(a, m));
-            if x == Some(true) {
-                return V::Bool(true);
+        Expr::Or(terms) => {
+            let mut unknown = false;
+            for t in terms {
+                match truth(&eval(t, m)?) {
+                    Some(true) => return Ok(V::Bool(true)),
+                    Some(false) => {}
+                    None => unknown = true,
+                }
             }
-            match (x, truth(&eval(b, m))) {
-                (_, Some(true)) => V::Bool(true),
-                (Some(false), Some(false)) => V::Bool(false),
-                _ => V::Null,
-            }
+            if unknown { V::Null } else { V::Bool(false) }
         }
-        Expr::Cmp(op, a, b) => from_truth(compare(op, &eval(a, m), &eval(b, m))),
-        Expr::Arith(op, a, b) => arith(op, &eval(a, m), &eval(b, m)),
+        Expr::Cmp(op, a, b) => from_truth(compare(op, &eval(a, m)?, &eval(b, m)?)),
+        Expr::Arith { first, rest } => {
+            let mut acc = eval(first, m)?;
+            for (op, e) in rest {
+                acc = arith(op, &acc, &eval(e, m)?)?;
+            }
+            acc
+        }
         Expr::Between {
             negated,
             value,
             low,
             high,
         } => {
-            let v = eval(value, m);
-            let ge = compare(">=", &v, &eval(low, m));
-            let le = compare("<=", &v, &eval(high, m));
+            let v = eval(value, m)?;
+            let ge = compare(">=", &v, &eval(low, m)?);
+            let le = compare("<=", &v, &eval(high, m)?);
             let r = match (ge, le) {
                 (Some(false), _) | (_, Some(false)) => Some(false),
                 (Some(true), Some(true)) => Some(true),
@@ -789,9 +898,9 @@ fn eval(e: &Expr, m: &Message) -> V {
             value,
             set,
         } => {
-            let v = eval(value, m);
+            let v = eval(value, m)?;
             if v == V::Null {
-                return V::Null;
+                return Ok(V::Null);
             }
             let found = set.iter().any(|s| compare("=", &v, s) == Some(true));
             V::Bool(found != *negated)
@@ -801,15 +910,15 @@ fn eval(e: &Expr, m: &Message) -> V {
             value,
             pattern,
             escape,
-        } => match eval(value, m) {
+        } => match eval(value, m)? {
             V::Str(s) => {
                 let text: Vec<char> = s.chars().collect();
                 V::Bool(like(&text, pattern, *escape) != *negated)
             }
             _ => V::Null,
         },
-        Expr::IsNull { negated, value } => V::Bool((eval(value, m) == V::Null) != *negated),
-    }
+        Expr::IsNull { negated, value } => V::Bool((eval(value, m)? == V::Null) != *negated),
+    })
 }
 
 #[cfg(test)]
@@ -917,6 +1026,123 @@ mod tests {
         assert!(Selector::parse(&not).is_err());
         let neg = format!("{}1 = 1", "-".repeat(10_000));
         assert!(Selector::parse(&neg).is_err());
+    }
+
+    /// Runs `f` on a thread with 2 MiB of stack, the default of Rust's spawned threads and of
+    /// tokio's workers, where a selector is parsed and evaluated in the broker.
+    fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn a_chain_of_100_000_terms_is_refused_by_default_and_never_recursed() {
+        on_small_stack(|| {
+            let ors = format!("{}size = 12", "missing = 1 OR ".repeat(99_999));
+            let sums = format!("{}1 = 100000", "1 + ".repeat(99_999));
+            for text in [&ors, &sums] {
+                let e = parse_bounded(text, usize::MAX, DEFAULT_MAX_NODES).unwrap_err();
+                assert!(e.reason.contains("limits.max_selector_nodes"), "{e}");
+                // Refused at the first node past the limit, not after reading everything.
+                assert!(e.position < text.len() / 5, "{e}");
+                assert!(Selector::parse(text).is_err(), "longer than MAX_LEN");
+                // Without any limit the chain is still parsed by a loop, evaluated without
+                // recursing per term and dropped without recursing per term.
+                let unlimited = parse_bounded(text, usize::MAX, usize::MAX).unwrap();
+                assert!(unlimited.matches(&msg()), "{}", &text[text.len() - 20..]);
+                drop(unlimited);
+            }
+        });
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_and_the_deepest_allowed_evaluates_on_a_small_stack() {
+        on_small_stack(|| {
+            for (open, close) in [("(", ")"), ("NOT (", ")"), ("-(", ")"), ("- ", "")] {
+                let deep = format!("{}a{}", open.repeat(100_000), close.repeat(100_000));
+                let e = parse_bounded(&deep, usize::MAX, usize::MAX).unwrap_err();
+                assert!(e.reason.contains("nested"), "{open}: {e}");
+            }
+            // Each level holds an operator of every precedence level (OR, AND, =, +, *) on the
+            // way down, the most tree levels one parenthesis can add; evaluation goes all the
+            // way down (`1 * (boolean)` is unknown, so the whole is too).
+            let level = "FALSE OR TRUE AND 1 = 0 + 1 * (";
+            let depth = MAX_DEPTH - 1;
+            let text = format!("{}size = 12{}", level.repeat(depth), ")".repeat(depth));
+            assert!(!Selector::parse(&text).unwrap().matches(&msg()));
+            let text = format!("({text}) IS NULL");
+            assert!(Selector::parse(&text).is_err(), "one level too deep");
+            let text = format!(
+                "{}size = 12{}",
+                "FALSE OR TRUE AND (".repeat(depth),
+                ")".repeat(depth)
+            );
+            assert!(Selector::parse(&text).unwrap().matches(&msg()));
+            let arith = format!(
+                "{}size{} = 12",
+                "0 + 1 * (".repeat(depth),
+                ")".repeat(depth)
+            );
+            assert!(Selector::parse(&arith).unwrap().matches(&msg()));
+            let too_deep = format!(
+                "{}size = 12{}",
+                "(".repeat(MAX_DEPTH),
+                ")".repeat(MAX_DEPTH)
+            );
+            assert!(Selector::parse(&too_deep).is_err());
+        });
+    }
+
+    #[test]
+    fn nodes_are_counted_exactly() {
+        for (text, nodes) in [
+            ("a = 1", 3),
+            ("a = 1 OR b = 2 OR c = 3", 11),
+            ("1 + 2 * 3 - 4 = -x", 10),
+            ("a IN ('x', 'y', 'z')", 5),
+            ("NOT a IS NULL", 3),
+            ("a NOT BETWEEN 1 AND 2", 4),
+            ("a LIKE 'x%' ESCAPE '!'", 2),
+            ("((a))", 1),
+        ] {
+            assert!(Selector::parse_limited(text, nodes).is_ok(), "{text}");
+            let e = Selector::parse_limited(text, nodes - 1).unwrap_err();
+            assert!(e.reason.contains("max_selector_nodes"), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn integer_overflow_is_an_error_not_a_wrap_and_not_unknown() {
+        let m = msg()
+            .with_property("big", Value::I64(i64::MAX))
+            .with_property("small", Value::I64(i64::MIN));
+        let sel = |s: &str| Selector::parse(s).unwrap().matches(&m);
+        assert!(sel("big + 0 = big"), "no overflow, no error");
+        for overflow in [
+            "big + 1",
+            "small - 1",
+            "big * 2",
+            "-small",
+            "small / -1",
+            "size / 0",
+        ] {
+            // Wrapped, `big + 1` would be negative; as unknown it would be NULL.
+            assert!(!sel(&format!("{overflow} < 0")), "{overflow}");
+            assert!(!sel(&format!("{overflow} >= 0")), "{overflow}");
+            assert!(!sel(&format!("{overflow} IS NULL")), "{overflow}");
+            assert!(!sel(&format!("NOT ({overflow} = 0)")), "{overflow}");
+        }
+        // Evaluation stops at the first decided term, as ActiveMQ's does.
+        assert!(sel("TRUE OR big + 1 > 0"));
+        assert!(!sel("big + 1 > 0 OR TRUE"));
+        assert!(
+            sel("1.0 * big * 2 > big"),
+            "doubles do not overflow into errors"
+        );
     }
 
     proptest::proptest! {

@@ -436,7 +436,10 @@ impl Session {
         prefetch: Option<u32>,
     ) -> Result<Consumer> {
         self.check_open()?;
-        let selector = selector.map(Selector::parse).transpose()?.map(Arc::new);
+        let selector = selector
+            .map(|s| Selector::parse_limited(s, self.inner.core.config.limits.max_selector_nodes))
+            .transpose()?
+            .map(Arc::new);
         let core = &self.inner.core;
         let (dispatcher, default_prefetch) = if destination.is_queue() {
             (
@@ -450,6 +453,7 @@ impl Session {
                 destination.clone(),
                 Source::Memory {
                     max_pending: core.config.limits.max_pending_non_durable,
+                    dropped: Arc::clone(&t.slow_consumer_dropped),
                 },
             );
             t.subscribers.lock().push(Arc::clone(&d));
@@ -477,7 +481,10 @@ impl Session {
                 "a durable subscription needs a connection with a client id".into(),
             )
         })?;
-        let parsed = selector.map(Selector::parse).transpose()?.map(Arc::new);
+        let parsed = selector
+            .map(|s| Selector::parse_limited(s, self.inner.core.config.limits.max_selector_nodes))
+            .transpose()?
+            .map(Arc::new);
         let key = SubscriptionKey::new(cid, name);
         let core = &self.inner.core;
         let d = core

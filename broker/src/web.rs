@@ -1110,6 +1110,21 @@ async fn metrics(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Resp
                 );
             }
         }
+        let _ = writeln!(
+            out,
+            "# HELP broker_slow_consumer_dropped_total Messages dropped for slow non-durable topic subscribers over limits.max_pending_non_durable (the oldest of the lowest priority first).\n# TYPE broker_slow_consumer_dropped_total counter"
+        );
+        for s in stats
+            .iter()
+            .filter(|s| s.destination.is_topic() && s.subscription.is_none())
+        {
+            let _ = writeln!(
+                out,
+                "broker_slow_consumer_dropped_total{{destination=\"{}\"}} {}",
+                label(&s.destination.to_string()),
+                s.slow_consumer_dropped
+            );
+        }
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -41,6 +41,7 @@ fn a_full_config_parses() {
         [limits]
         memory_bytes = 1048576
         queue_prefetch = 10
+        max_selector_nodes = 500
         [policy]
         maximum_redeliveries = 3
         expired = "discard"
@@ -54,6 +55,7 @@ fn a_full_config_parses() {
         Some("mysql://root@127.0.0.1:3306/test")
     );
     assert_eq!(c.engine().store_directory(), None);
+    assert_eq!(c.limits.max_selector_nodes, 500);
 }
 
 #[test]
@@ -162,6 +164,11 @@ fn each_bad_config_names_its_key() {
         (
             "[limits]\nqueue_prefetch = 0\n",
             "limits.queue_prefetch",
+            "above 0",
+        ),
+        (
+            "[limits]\nmax_selector_nodes = 0\n",
+            "limits.max_selector_nodes",
             "above 0",
         ),
         (

@@ -123,6 +123,10 @@ java_check!(java_bad_password_is_a_security_exception, "bad-password");
 java_check!(java_async_send_burst_of_2000_persistent, "async-burst");
 java_check!(java_properties_headers_and_bodies_round_trip, "types");
 java_check!(java_selector, "selector");
+java_check!(
+    java_oversized_selector_is_invalid_selector_exception,
+    "big-selector"
+);
 java_check!(java_durable_subscriber_across_client_restart, "durable");
 java_check!(java_stream_object_and_plain_messages, "more-types");
 java_check!(java_individual_acknowledge, "individual");

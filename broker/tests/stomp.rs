@@ -328,6 +328,104 @@ async fn selectors_and_prefetch_headers() {
     b.stop().await;
 }
 
+/// A selector of more nodes than `limits.max_selector_nodes`, or one of 100,000 terms, is
+/// refused at SUBSCRIBE with an ERROR naming the limit; the broker serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_selectors_are_refused_at_subscribe() {
+    let b = TestBroker::start(
+        "[limits]\nmax_selector_nodes = 50\n[transports]\nstomp = \"127.0.0.1:0\"\nmax_header_bytes = 1048576\n",
+    )
+    .await;
+    let refused = |text: String| {
+        let b = &b;
+        async move {
+            let mut c = b.client().await;
+            match c
+                .subscribe("x", "/topic/big", "auto", &[("selector", text.as_str())])
+                .await
+            {
+                Err(ClientError::Broker { message, .. }) => message,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let sums = format!("{}1 = 26", "1 + ".repeat(25));
+    let message = refused(sums).await;
+    assert!(message.contains("limits.max_selector_nodes"), "{message}");
+    let ors = format!("{}color = 'red'", "a=1 OR ".repeat(99_999));
+    let message = refused(ors).await;
+    assert!(
+        message.contains("selector") && message.contains("longer than"),
+        "{message}"
+    );
+    // Within the limit (47 nodes) the chain works.
+    let mut c = b.client().await;
+    let fits = format!("{}color = 'red'", "color = 'blue' OR ".repeat(11));
+    c.subscribe("ok", "/topic/big", "auto", &[("selector", fits.as_str())])
+        .await
+        .unwrap();
+    let mut p = b.client().await;
+    p.send("/topic/big", "blue", &[("color", "green")])
+        .await
+        .unwrap();
+    p.send("/topic/big", "red", &[("color", "red")])
+        .await
+        .unwrap();
+    assert_eq!(body(&recv(&mut c).await), "red");
+    b.stop().await;
+}
+
+/// A topic subscriber that acks nothing (client acks, prefetch 1) falls behind; past
+/// `max_pending_non_durable` the broker drops for it, and `/metrics` counts the drops per topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_topic_subscriber_drops_are_counted_on_metrics() {
+    let b = TestBroker::start("[limits]\nmax_pending_non_durable = 3\n").await;
+    let web = broker::web::WebServer::start(b.broker.clone(), "127.0.0.1:0")
+        .await
+        .unwrap();
+    let mut slow = b.client().await;
+    slow.subscribe(
+        "s",
+        "/topic/ticks",
+        "client",
+        &[("activemq.prefetchSize", "1")],
+    )
+    .await
+    .unwrap();
+    let mut p = b.client().await;
+    for i in 0..10 {
+        p.send("/topic/ticks", format!("t{i}"), &[]).await.unwrap();
+    }
+    // At most one written to the client, one in its prefetch and three waiting.
+    let dropped = b
+        .broker
+        .destination_stats()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| &*s.destination.name == "ticks" && s.subscription.is_none())
+        .map_or(0, |s| s.slow_consumer_dropped);
+    assert!((5..=10).contains(&dropped), "{dropped}");
+    let metrics = common::http::request(
+        web.addr,
+        "GET",
+        "/metrics",
+        &[("Authorization", "Basic YWRtaW46YWRtaW4=")],
+        None,
+    )
+    .await;
+    assert_eq!(metrics.status, 200);
+    let line =
+        format!("broker_slow_consumer_dropped_total{{destination=\"topic://ticks\"}} {dropped}\n");
+    assert!(metrics.body.contains(&line), "{line} in {}", metrics.body);
+    assert!(
+        metrics
+            .body
+            .contains("# TYPE broker_slow_consumer_dropped_total counter\n")
+    );
+    b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browse_dstat_and_purge() {
     let b = TestBroker::start("").await;

@@ -61,6 +61,8 @@ impl From<BrokerError> for Failure {
     fn from(e: BrokerError) -> Failure {
         let class = match &e {
             BrokerError::ClientIdInUse(_) => "javax.jms.InvalidClientIDException",
+            // What ActiveMQ answers a ConsumerInfo whose selector does not parse with.
+            BrokerError::Selector(_) => "javax.jms.InvalidSelectorException",
             _ => "javax.jms.JMSException",
         };
         Failure {

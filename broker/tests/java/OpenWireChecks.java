@@ -40,6 +40,7 @@ public class OpenWireChecks {
             case "async-burst": asyncBurst(); break;
             case "types": types(); break;
             case "selector": selector(); break;
+            case "big-selector": bigSelector(); break;
             case "durable": durable(); break;
             case "more-types": moreTypes(); break;
             case "individual": individual(); break;
@@ -234,6 +235,31 @@ public class OpenWireChecks {
         TextMessage b = (TextMessage) mc.receive(10000);
         check(b != null && b.getText().equals("s4"), "s4");
         check(mc.receive(300) == null, "nothing more matches");
+        c.close();
+    }
+
+    // A selector over the broker's node limit is refused with the exception ActiveMQ uses for
+    // bad selectors; the session goes on working.
+    static void bigSelector() throws Exception {
+        Connection c = connect("");
+        Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        Topic t = s.createTopic("ow.big-selector");
+        StringBuilder big = new StringBuilder();
+        for (int i = 0; i < 5000; i++) big.append("a=1 OR ");
+        big.append("colour = 'red'");
+        try {
+            s.createConsumer(t, big.toString());
+            throw new AssertionError("a selector of 20,000 nodes was accepted");
+        } catch (InvalidSelectorException e) {
+            check(e.getMessage().contains("max_selector_nodes"), "names the limit: " + e.getMessage());
+        }
+        MessageConsumer mc = s.createConsumer(t, "a=1 OR colour = 'red'");
+        MessageProducer p = s.createProducer(t);
+        TextMessage m = s.createTextMessage("red");
+        m.setStringProperty("colour", "red");
+        p.send(m);
+        TextMessage got = (TextMessage) mc.receive(10000);
+        check(got != null && got.getText().equals("red"), "a small selector still works: " + got);
         c.close();
     }
 
