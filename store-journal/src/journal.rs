@@ -141,6 +141,7 @@ impl Journal {
             written: Mutex::new(tail),
             written_cv: Condvar::new(),
             poisoned: Mutex::new(None),
+            disk_full: AtomicBool::new(false),
             leader: Mutex::new(None),
             closed: AtomicBool::new(false),
             counters: Counters::default(),
@@ -465,6 +466,27 @@ impl Journal {
 
     pub fn is_poisoned(&self) -> bool {
         self.shared.poisoned.lock().is_some()
+    }
+
+    /// Why the journal refuses writes, if it does; `disk_full` names its directory when the
+    /// write that poisoned it failed for want of space.
+    pub fn refusal(&self) -> Option<store_api::WriteRefusal> {
+        let why = self.shared.poisoned.lock().clone()?;
+        Some(store_api::WriteRefusal {
+            disk_full: self
+                .shared
+                .disk_full
+                .load(Ordering::Acquire)
+                .then(|| self.shared.config.directory.clone()),
+            reason: why,
+        })
+    }
+
+    /// Stops the writer threads and the preallocation of the next file, for good, so that
+    /// another `Journal` can be opened on the directory (a store reopening itself after its
+    /// disk was full). Reads go on; appends are refused from now on (`Closed`).
+    pub fn stop_writing(&self) {
+        self.shared.stop_writers(&self.writers);
     }
 
     /// Writes and syncs everything enqueued, then stops the writer. Later calls fail `Closed`.
