@@ -113,7 +113,7 @@ impl Journal {
     /// Opens (creating if needed) the journal in `config.directory`, running the recovery scan
     /// over the newest data file, and starts the writer thread.
     pub fn open(config: JournalConfig, fs: Arc<dyn FileSystem>) -> Result<Journal> {
-        fs.create_dir_all(&config.directory)
+        fs.create_dir_durable(&config.directory)
             .map_err(|e| JournalError::io(format!("creating {}", config.directory.display()), e))?;
         let recovered = crate::recovery::recover(&config, fs.as_ref())?;
         let tail = Location {

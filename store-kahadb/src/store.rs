@@ -542,7 +542,7 @@ pub(crate) fn open(
         ));
     }
     let dir = config.directory.clone();
-    fs.create_dir_all(&dir)
+    fs.create_dir_durable(&dir)
         .map_err(|e| KahaError::io(format!("creating {}", dir.display()), e))?;
     let (journal_dir, prefix, suffix) = storage.journal_layout();
     let mut jc = JournalConfig::new(journal_dir, prefix, suffix);

@@ -196,6 +196,21 @@ impl LevelDbStore {
             path: config.directory.clone(),
             source,
         })?;
+        // RocksDB syncs its own directory for the files it creates, but not the directory's
+        // entry in its parent: without this a power loss can take the whole store.
+        if let Some(parent) = config.directory.parent() {
+            let parent = if parent.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                parent
+            };
+            std::fs::File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(|source| LevelDbError::Io {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+        }
         let opts = options(&config)?;
         if config.repair {
             tracing::warn!(
