@@ -128,6 +128,22 @@ async fn run(engine: Engine, place: &Place, root: &Path) {
         "{name}: the error must name the cause: {text}"
     );
     eprintln!("{name}: full after {} adds of 4 KiB: {text}", stored.len());
+    // What the broker's store watch sees: the journal engines refuse writes from now on (only
+    // KahaDB's and AMQ's refusal can pass by itself); SQLite takes the next write it has room
+    // for.
+    let refusal = store.write_refusal();
+    assert_eq!(
+        refusal.is_some(),
+        engine.has_journal(),
+        "{name}: {refusal:?}"
+    );
+    if let Some(r) = &refusal {
+        assert_eq!(
+            r.disk_full.is_some(),
+            matches!(engine, Engine::Kahadb | Engine::Amq),
+            "{name}: {r:?}"
+        );
+    }
 
     // Reads go on, and see exactly what was stored (the failed add may or may not be there:
     // like a crash, a failed call leaves its own fate open).

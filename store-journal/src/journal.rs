@@ -482,13 +482,6 @@ impl Journal {
         })
     }
 
-    /// Stops the writer threads and the preallocation of the next file, for good, so that
-    /// another `Journal` can be opened on the directory (a store reopening itself after its
-    /// disk was full). Reads go on; appends are refused from now on (`Closed`).
-    pub fn stop_writing(&self) {
-        self.shared.stop_writers(&self.writers);
-    }
-
     /// Writes and syncs everything enqueued, then stops the writer. Later calls fail `Closed`.
     pub fn close(&self) -> Result<()> {
         writer::run_lead(&self.shared);

@@ -449,10 +449,11 @@ impl Inner {
         // Checkpoints and GC, then every write and index reader, wait for the reopen.
         let _one_at_a_time = self.checkpoint_lock.lock();
         let mut ix = self.index.lock();
-        let old = self.journal();
-        // The old journal's writers are idle (it is poisoned) but must be gone before another
-        // journal cuts the torn tail they left; reads through it go on until it is replaced.
-        old.stop_writing();
+        // The old journal's writers must be gone before another journal cuts the torn tail
+        // they left. Closing syncs what it wrote when it is not poisoned itself (the refusal
+        // may have come from a checkpoint's index write); reads still going through it fail
+        // cleanly (`Closed`).
+        let _ = self.journal().close();
         let journal = match Journal::open(self.journal_config.clone(), self.fs.clone()) {
             Ok(j) => j,
             Err(e) => {
@@ -473,7 +474,6 @@ impl Inner {
         *self.journal.write() = Arc::new(journal);
         *self.poisoned.lock() = None;
         drop(ix);
-        let _ = old.close();
         tracing::info!(dir = %self.config.directory.display(), "{} store reopened after its disk was full: writes are taken again", self.storage.kind());
         Ok(true)
     }

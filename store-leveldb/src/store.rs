@@ -407,6 +407,17 @@ impl PersistenceAdapter for LevelDbStore {
         Ok(total)
     }
 
+    /// Reported, not healed: RocksDB refuses writes after a failed one (a full disk included)
+    /// until the store is reopened, so `disk_full` is left unset and the broker says a restart
+    /// is needed.
+    fn write_refusal(&self) -> Option<store_api::WriteRefusal> {
+        let reason = self.shared.barrier.poisoned()?;
+        Some(store_api::WriteRefusal {
+            disk_full: None,
+            reason,
+        })
+    }
+
     fn metrics(&self) -> Vec<(&'static str, u64)> {
         let c = self.shared.barrier.counters();
         vec![
