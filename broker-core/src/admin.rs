@@ -46,6 +46,12 @@ impl Broker {
         Ok(self.core()?.store.metrics())
     }
 
+    /// Whether the store takes writes (it refuses them while its disk is full, and takes them
+    /// again by itself once space is freed).
+    pub fn store_status(&self) -> Result<crate::core::StoreStatus> {
+        Ok(self.core()?.store_status())
+    }
+
     /// When this run started serving, in milliseconds since the epoch.
     pub fn serving_since_ms(&self) -> Result<i64> {
         Ok(self.core()?.started_ms)

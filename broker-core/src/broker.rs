@@ -147,6 +147,7 @@ impl Broker {
                     }
                 })
             };
+            let store_watch = tokio::spawn(Arc::clone(&core).watch_store());
             tokio::select! {
                 why = lock.lost() => {
                     error!(broker = %name, "lost the master lock: {why}; stopping so that another broker can take over");
@@ -159,6 +160,7 @@ impl Broker {
                 }
             }
             sweeper.abort();
+            store_watch.abort();
             Self::set_state(&state, &name, BrokerState::Stopped);
         });
         *self.monitor.lock() = Some(monitor);

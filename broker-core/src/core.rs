@@ -5,6 +5,10 @@
 
 mod expiry;
 mod recovery;
+mod store_health;
+
+pub(crate) use store_health::StoreHealth;
+pub use store_health::StoreStatus;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -84,6 +88,8 @@ pub(crate) struct Core {
     pub config: CoreConfig,
     pub store: Arc<dyn PersistenceAdapter>,
     pub memory: MemoryUsage,
+    /// Whether the store takes writes, and the acks held while it does not.
+    pub(crate) health: StoreHealth,
     /// Unique per run: prefixes the ids this run gives connections, producers and transactions.
     pub incarnation: String,
     queues: Mutex<HashMap<Arc<str>, Arc<Dispatcher>>>,
@@ -113,6 +119,7 @@ impl Core {
         let start = now_ms();
         let core = Arc::new(Core {
             memory: MemoryUsage::new(config.memory_limit()),
+            health: StoreHealth::default(),
             incarnation: format!("{}-{}-{start}", config.broker.name, std::process::id()),
             config,
             store,
@@ -436,6 +443,18 @@ impl Core {
         if ops.len() > 1 {
             let tx = self.new_local_tx();
             if let Err(e) = self.run_transaction(&tx, ops).await {
+                if let BrokerError::Store(se) = &e
+                    && se.kind() == store_api::ErrorKind::DiskFull
+                {
+                    // Held until the store takes writes again (see `store_health`).
+                    for (d, m) in &items {
+                        if d.ack_op(m).is_some() && !self.health.defer_ack(se, d, m) {
+                            return Err(e);
+                        }
+                        d.settle(&m.id);
+                    }
+                    return Ok(());
+                }
                 if !matches!(e, BrokerError::Store(StoreError::NotFound(_))) {
                     return Err(e);
                 }
@@ -444,7 +463,7 @@ impl Core {
                 }
             }
         } else if let Some((d, m)) = items.iter().find(|(d, m)| d.ack_op(m).is_some()) {
-            d.store_ack(m).await?;
+            d.ack(m).await?;
         }
         for (d, m) in &items {
             d.settle(&m.id);

@@ -33,7 +33,7 @@ use tokio::sync::{Notify, mpsc};
 use tracing::{debug, info, warn};
 
 use crate::core::Core;
-use crate::error::Result;
+use crate::error::{BrokerError, Result};
 use crate::selector::Selector;
 
 /// Where a dispatcher's persistent messages come from.
@@ -375,9 +375,18 @@ impl Dispatcher {
         }
     }
 
-    /// Acks and forgets a delivered message.
-    pub(crate) async fn ack(&self, message: &Message) -> Result<()> {
-        self.store_ack(message).await?;
+    /// Acks and forgets a delivered message. An ack a full disk refuses is held by the core
+    /// and written once the store takes writes again (see `core::store_health`).
+    pub(crate) async fn ack(self: &Arc<Self>, message: &Message) -> Result<()> {
+        if let Err(e) = self.store_ack(message).await {
+            let deferred = match (&e, self.core.upgrade()) {
+                (BrokerError::Store(se), Some(core)) => core.health.defer_ack(se, self, message),
+                _ => false,
+            };
+            if !deferred {
+                return Err(e);
+            }
+        }
         self.settle(&message.id);
         Ok(())
     }

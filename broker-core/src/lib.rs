@@ -37,6 +37,7 @@ pub mod selector;
 pub mod session;
 pub mod state;
 
+pub use crate::core::StoreStatus;
 pub use admin::DestinationStats;
 pub use broker::Broker;
 pub use config::{ConfigError, CoreConfig};

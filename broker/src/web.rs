@@ -597,9 +597,36 @@ async fn overview_json(app: &App) -> serde_json::Value {
         "uptime_seconds": uptime(app),
         "store": b.store_kind().unwrap_or("none"),
         "store_size_bytes": b.store_size().await.unwrap_or(0),
+        "store_writable": b.store_status().is_ok_and(|s| s.writable),
+        "store_status": store_status_line(b),
         "store_metrics": b.store_metrics().unwrap_or_default().into_iter().collect::<HashMap<_, _>>(),
         "memory": b.memory_usage().map(|(used, peak, limit)| json!({"used": used, "peak": peak, "limit": limit})).unwrap_or_default(),
     })
+}
+
+/// One line on whether the store takes writes, and why not.
+fn store_status_line(b: &broker_core::Broker) -> String {
+    let Ok(s) = b.store_status() else {
+        return "not serving".into();
+    };
+    let held = if s.deferred_acks > 0 {
+        format!("; {} acks held until it does", s.deferred_acks)
+    } else {
+        String::new()
+    };
+    match &s.refusal {
+        None => "writable".into(),
+        Some(r) => match &r.disk_full {
+            Some(path) => format!(
+                "DISK FULL at {}: persistent sends are refused; writes resume by themselves once space is freed{held}",
+                path.display()
+            ),
+            None => format!(
+                "WRITES REFUSED until the broker is restarted: {}{held}",
+                r.reason
+            ),
+        },
+    }
 }
 
 fn stats_json(s: &DestinationStats) -> serde_json::Value {
@@ -629,6 +656,7 @@ async fn overview(
         ("uptime_seconds", "Uptime (s)"),
         ("store", "Store"),
         ("store_size_bytes", "Store size on disk (bytes)"),
+        ("store_status", "Store status"),
     ] {
         let v = match &o[k] {
             serde_json::Value::String(s) => s.clone(),
@@ -1062,6 +1090,14 @@ async fn metrics(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Resp
         out,
         "# TYPE broker_store_size_bytes gauge\nbroker_store_size_bytes {}",
         b.store_size().await.unwrap_or(0)
+    );
+    let status = b.store_status().ok();
+    let _ = writeln!(
+        out,
+        "# HELP broker_store_writable 1 while the store takes writes, 0 while it refuses them (a full disk) or the broker is not serving.\n# TYPE broker_store_writable gauge\nbroker_store_writable {}\n# HELP broker_store_deferred_acks Acks held while the store refuses writes.\n# TYPE broker_store_deferred_acks gauge\nbroker_store_deferred_acks {}\n# HELP broker_store_writes_resumed Times the store took writes again after refusing them.\n# TYPE broker_store_writes_resumed counter\nbroker_store_writes_resumed {}",
+        u8::from(status.as_ref().is_some_and(|s| s.writable)),
+        status.as_ref().map_or(0, |s| s.deferred_acks),
+        status.as_ref().map_or(0, |s| s.resumed),
     );
     for (k, v) in b.store_metrics().unwrap_or_default() {
         let _ = writeln!(out, "# TYPE broker_store_{k} counter\nbroker_store_{k} {v}");

@@ -148,8 +148,12 @@ pub(crate) fn write(
     generation: u64,
 ) -> Result<()> {
     let io = |what: &str, p: &Path, e| AmqError::io(format!("{what} {}", p.display()), e);
-    fs.create_dir_all(&paths.kr_dir)
-        .map_err(|e| io("creating", &paths.kr_dir, e))?;
+    if !fs.is_dir(&paths.kr_dir) {
+        // The first snapshot: its directory's entry must be durable before the control file
+        // points into it.
+        fs.create_dir_durable(&paths.kr_dir)
+            .map_err(|e| io("creating", &paths.kr_dir, e))?;
+    }
     let bytes = encode(image, at);
     let final_path = paths.snapshot(generation);
     let tmp = final_path.with_extension("snapshot.tmp");

@@ -38,6 +38,11 @@ pub enum StoreError {
     /// until it is reopened (retrying an fsync can report success for data that is gone).
     #[error("the store is poisoned by an earlier failure and must be reopened: {0}")]
     Poisoned(String),
+    /// The file system holding `path` is full (ENOSPC or a quota): the engine refuses writes
+    /// until space is freed, and then takes them again by itself (see
+    /// [`PersistenceAdapter::resume_writes`](crate::PersistenceAdapter::resume_writes)).
+    #[error("disk full: no space left on the device holding {}, writes are refused until space is freed: {reason}", .path.display())]
+    DiskFull { path: PathBuf, reason: String },
     /// The caller passed something the contract does not allow (priority > 9, a message for
     /// another destination, preparing a local transaction, ...).
     #[error("invalid argument: {0}")]
@@ -62,6 +67,7 @@ impl StoreError {
             StoreError::Io { .. } => ErrorKind::Io,
             StoreError::Closed => ErrorKind::Closed,
             StoreError::Poisoned(_) => ErrorKind::Poisoned,
+            StoreError::DiskFull { .. } => ErrorKind::DiskFull,
             StoreError::InvalidArgument(_) => ErrorKind::InvalidArgument,
             StoreError::Backend { .. } => ErrorKind::Backend,
         }
@@ -93,8 +99,42 @@ pub enum ErrorKind {
     Io,
     Closed,
     Poisoned,
+    DiskFull,
     InvalidArgument,
     Backend,
+}
+
+/// Whether an I/O error says the file system is full: `ENOSPC`, or `EDQUOT` (a quota is full,
+/// which passes the same way, when something is deleted).
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
+/// Why a store refuses writes now; see
+/// [`PersistenceAdapter::write_refusal`](crate::PersistenceAdapter::write_refusal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteRefusal {
+    /// Set when the cause is a full file system, naming the store's directory on it: a refusal
+    /// that passes once space is freed.
+    pub disk_full: Option<PathBuf>,
+    /// The failure, as logged.
+    pub reason: String,
+}
+
+impl WriteRefusal {
+    /// The error a write gets while this refusal lasts.
+    pub fn to_error(&self) -> StoreError {
+        match &self.disk_full {
+            Some(path) => StoreError::DiskFull {
+                path: path.clone(),
+                reason: self.reason.clone(),
+            },
+            None => StoreError::Poisoned(self.reason.clone()),
+        }
+    }
 }
 
 /// Why a byte string is not a valid encoding. Decoding never panics; it returns one of these.

@@ -40,6 +40,10 @@
 //! concurrent writers share fsyncs. A producer may pipeline with `submit_add`: the message's place in
 //! its destination is fixed when that returns, it becomes visible to readers only once durable,
 //! and adds submitted one after another keep that order. After a failed fsync the engine is `Poisoned` until reopened.
+//! A write that fails because the file system is full is `DiskFull` (naming the directory),
+//! and so is every write after it until space is freed; an engine that can then reopens itself
+//! from its files ([`PersistenceAdapter::resume_writes`]) and takes writes again, having lost
+//! nothing that was acknowledged.
 //! After `close`, every call is `Closed`.
 //!
 //! # Encoding
@@ -61,7 +65,7 @@ pub mod tx_check;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use error::{DecodeError, ErrorKind, Result, StoreError};
+pub use error::{DecodeError, ErrorKind, Result, StoreError, WriteRefusal, is_disk_full};
 pub use message::{
     Body, DEFAULT_PRIORITY, Destination, DestinationKind, MAX_PRIORITY, Message, MessageId, Value,
 };

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::error::Result;
+use crate::error::{Result, WriteRefusal};
 use crate::message::{Destination, Message, MessageId};
 use crate::order::OrderKey;
 use crate::pending::Pending;
@@ -67,6 +67,23 @@ pub trait PersistenceAdapter: Send + Sync + 'static {
     /// snake case (`journal_fsyncs`, `journal_files`, `database_commits`, ...). Cheap: no I/O.
     fn metrics(&self) -> Vec<(&'static str, u64)> {
         Vec::new()
+    }
+
+    /// Why the store refuses writes now (an earlier write or fsync failed), or `None` while it
+    /// takes them. Cheap: no I/O. The broker polls it to report the store's state.
+    fn write_refusal(&self) -> Option<WriteRefusal> {
+        None
+    }
+
+    /// After a refusal that can pass (a full disk, [`WriteRefusal::disk_full`]): if there is
+    /// space again, reopens the engine from its files in place, as at open (so nothing stored
+    /// is lost and no half-written record survives), keeping every handle, cursor and
+    /// subscription valid, and takes writes again. Returns whether writes are taken now.
+    /// Operations in flight meanwhile fail cleanly; a local transaction not yet prepared is
+    /// lost (its commit is `NotFound`). The default (engines that never refuse, or cannot
+    /// recover in place) only reports.
+    async fn resume_writes(&self) -> Result<bool> {
+        Ok(self.write_refusal().is_none())
     }
 
     /// Deletes every destination, message, subscription and transaction; the store stays open.

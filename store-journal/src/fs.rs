@@ -70,6 +70,36 @@ pub trait FileSystem: Send + Sync + 'static {
     /// Makes creations, removals and renames in `dir` durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     fn exists(&self, path: &Path) -> bool;
+    fn is_dir(&self, path: &Path) -> bool;
+
+    /// Creates `dir` and every missing parent, and makes each entry durable by syncing the
+    /// directory that holds it: a directory is a name in its parent, which a power loss takes
+    /// with it unless the parent was synced — and with the directory everything in it, synced
+    /// or not. The parent of `dir` is synced even when `dir` exists, since an earlier run may
+    /// have created it and lost the power before syncing.
+    fn create_dir_durable(&self, dir: &Path) -> io::Result<()> {
+        let mut missing = Vec::new();
+        let mut at = Some(dir);
+        while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !self.is_dir(d)) {
+            missing.push(d.to_path_buf());
+            at = d.parent();
+        }
+        self.create_dir_all(dir)?;
+        if missing.is_empty() {
+            missing.push(dir.to_path_buf());
+        }
+        for d in missing.iter().rev() {
+            if let Some(parent) = d.parent() {
+                let parent = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
+                self.sync_dir(parent)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The alignment of offsets and lengths that [`FileSystem::open_direct`]'s handles need (a disk
@@ -184,6 +214,9 @@ impl FileSystem for RealFs {
     fn exists(&self, path: &Path) -> bool {
         path.exists()
     }
+    fn is_dir(&self, path: &Path) -> bool {
+        path.is_dir()
+    }
 }
 
 /// What survives a simulated power loss of [`SimFs`].
@@ -211,6 +244,19 @@ struct SimState {
     files: BTreeMap<PathBuf, Arc<Mutex<SimFile>>>,
     /// The namespace as it would be after a power loss: entries made durable by `sync_dir`.
     durable_names: BTreeMap<PathBuf, Arc<Mutex<SimFile>>>,
+    /// Directories the program created (by `create_dir_all`). Any other directory a path
+    /// names is taken to have been there all along, and to survive every power loss.
+    dirs: std::collections::BTreeSet<PathBuf>,
+    /// The created directories whose entry in their parent was made durable by `sync_dir`.
+    durable_dirs: std::collections::BTreeSet<PathBuf>,
+}
+
+impl SimState {
+    /// Whether `dir`'s entry, and every created directory above it, survives a power loss.
+    fn dir_survives(&self, dir: &Path) -> bool {
+        dir.ancestors()
+            .all(|d| !self.dirs.contains(d) || self.durable_dirs.contains(d))
+    }
 }
 
 /// Fault-injection plan and counters shared by a [`SimFs`] and its files.
@@ -365,12 +411,23 @@ impl SimFs {
         &self.control
     }
 
-    /// Simulates a power loss: afterwards the file system holds only what survives `crash`.
+    /// Simulates a power loss: afterwards the file system holds only what survives `crash`:
+    /// a file whose name was made durable, in a directory whose own entry was (and so on up),
+    /// with the bytes `crash` says.
     /// Handles opened before keep pointing at the old contents; reopen everything.
     pub fn power_loss(&self, crash: Crash) {
         let mut st = self.state.lock();
+        let surviving: std::collections::BTreeSet<PathBuf> = st
+            .dirs
+            .iter()
+            .filter(|d| st.dir_survives(d))
+            .cloned()
+            .collect();
         let mut files = BTreeMap::new();
         for (path, file) in &st.durable_names {
+            if !path.parent().is_none_or(|d| st.dir_survives(d)) {
+                continue;
+            }
             let old = file.lock();
             let mut contents = match crash {
                 Crash::KeepUnsynced => old.written.clone(),
@@ -393,6 +450,17 @@ impl SimFs {
         }
         st.durable_names = files.clone();
         st.files = files;
+        st.dirs = surviving.clone();
+        st.durable_dirs = surviving;
+    }
+
+    /// Whether `path` is a directory: one the program created, the root, or one some file or
+    /// created directory lies in (a directory that was there all along).
+    fn is_dir_in(&self, st: &SimState, path: &Path) -> bool {
+        path.parent().is_none()
+            || st.dirs.contains(path)
+            || st.dirs.iter().any(|d| d.starts_with(path) && d != path)
+            || st.files.keys().any(|f| f.starts_with(path) && f != path)
     }
 
     /// The current bytes of a file, for tests that corrupt files on purpose.
@@ -460,7 +528,19 @@ impl FileSystem for SimFs {
             .collect())
     }
 
-    fn create_dir_all(&self, _dir: &Path) -> io::Result<()> {
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let mut st = self.state.lock();
+        // Top down, so that a directory created here is not taken for one that was there.
+        let ancestors: Vec<&Path> = dir.ancestors().collect();
+        for d in ancestors.into_iter().rev() {
+            if d.parent().is_none() || d.as_os_str().is_empty() {
+                // The root (or the current directory) was there before.
+                continue;
+            }
+            if !self.is_dir_in(&st, d) {
+                st.dirs.insert(d.to_path_buf());
+            }
+        }
         Ok(())
     }
 
@@ -474,10 +554,21 @@ impl FileSystem for SimFs {
                 st.durable_names.insert(p.clone(), f.clone());
             }
         }
+        for d in &st.dirs {
+            if d.parent() == Some(dir) {
+                st.durable_dirs.insert(d.clone());
+            }
+        }
         Ok(())
     }
 
     fn exists(&self, path: &Path) -> bool {
-        self.state.lock().files.contains_key(path)
+        let st = self.state.lock();
+        st.files.contains_key(path) || st.dirs.contains(path)
+    }
+
+    fn is_dir(&self, path: &Path) -> bool {
+        let st = self.state.lock();
+        self.is_dir_in(&st, path)
     }
 }

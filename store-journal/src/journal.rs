@@ -113,7 +113,7 @@ impl Journal {
     /// Opens (creating if needed) the journal in `config.directory`, running the recovery scan
     /// over the newest data file, and starts the writer thread.
     pub fn open(config: JournalConfig, fs: Arc<dyn FileSystem>) -> Result<Journal> {
-        fs.create_dir_all(&config.directory)
+        fs.create_dir_durable(&config.directory)
             .map_err(|e| JournalError::io(format!("creating {}", config.directory.display()), e))?;
         let recovered = crate::recovery::recover(&config, fs.as_ref())?;
         let tail = Location {
@@ -141,6 +141,7 @@ impl Journal {
             written: Mutex::new(tail),
             written_cv: Condvar::new(),
             poisoned: Mutex::new(None),
+            disk_full: AtomicBool::new(false),
             leader: Mutex::new(None),
             closed: AtomicBool::new(false),
             counters: Counters::default(),
@@ -476,6 +477,20 @@ impl Journal {
 
     pub fn is_poisoned(&self) -> bool {
         self.shared.poisoned.lock().is_some()
+    }
+
+    /// Why the journal refuses writes, if it does; `disk_full` names its directory when the
+    /// write that poisoned it failed for want of space.
+    pub fn refusal(&self) -> Option<store_api::WriteRefusal> {
+        let why = self.shared.poisoned.lock().clone()?;
+        Some(store_api::WriteRefusal {
+            disk_full: self
+                .shared
+                .disk_full
+                .load(Ordering::Acquire)
+                .then(|| self.shared.config.directory.clone()),
+            reason: why,
+        })
     }
 
     /// Writes and syncs everything enqueued, then stops the writer. Later calls fail `Closed`.

@@ -115,6 +115,8 @@ pub(crate) struct Shared {
     pub(crate) written: Mutex<Location>,
     pub(crate) written_cv: Condvar,
     pub(crate) poisoned: Mutex<Option<String>>,
+    /// Set with the poison when its cause was a full file system: a refusal that can pass.
+    pub(crate) disk_full: AtomicBool,
     /// The state of the writer that appenders leading a group use.
     pub(crate) leader: Mutex<Option<WriterState>>,
     pub(crate) closed: AtomicBool,
@@ -598,6 +600,9 @@ impl Writer {
         }
         waiters.append(&mut g.sync_waiters);
         if let Err(e) = &result {
+            if matches!(e, JournalError::Io { source, .. } if store_api::is_disk_full(source)) {
+                self.shared.disk_full.store(true, Ordering::Release);
+            }
             self.shared.poison(e.to_string());
         }
         Finished {

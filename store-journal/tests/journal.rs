@@ -570,6 +570,9 @@ impl FileSystem for OffersDirect {
     fn exists(&self, path: &Path) -> bool {
         self.inner.exists(path)
     }
+    fn is_dir(&self, path: &Path) -> bool {
+        self.inner.is_dir(path)
+    }
 }
 
 #[test]
@@ -643,4 +646,53 @@ fn files_are_created_ahead_and_an_unused_one_does_not_hide_a_torn_tail() {
     );
     append_all(&j, 100, 101);
     assert_eq!(all(&j).len(), 20);
+}
+
+/// Issue 32 §4: a directory is a name in its parent. The simulated power loss takes a created
+/// directory whose parent was not synced, with every file in it, synced or not.
+#[test]
+fn the_simulated_file_system_loses_a_directory_whose_parent_was_not_synced() {
+    let fs = SimFs::new();
+    fs.create_dir_all(Path::new("/a/b")).unwrap();
+    assert!(fs.is_dir(Path::new("/a")) && fs.is_dir(Path::new("/a/b")));
+    let f = fs.open(Path::new("/a/b/f"), true).unwrap();
+    f.write_all_at(b"data", 0).unwrap();
+    f.sync_data().unwrap();
+    fs.sync_dir(Path::new("/a/b")).unwrap();
+    // "b" is durable in "/a", but "/a" is not in "/": all is lost.
+    fs.sync_dir(Path::new("/a")).unwrap();
+    fs.power_loss(Crash::LoseUnsynced);
+    assert!(!fs.exists(Path::new("/a/b/f")));
+    assert!(!fs.is_dir(Path::new("/a")));
+
+    // Created durably, the same survives.
+    fs.create_dir_durable(Path::new("/a/b")).unwrap();
+    let f = fs.open(Path::new("/a/b/f"), true).unwrap();
+    f.write_all_at(b"data", 0).unwrap();
+    f.sync_data().unwrap();
+    fs.sync_dir(Path::new("/a/b")).unwrap();
+    fs.power_loss(Crash::LoseUnsynced);
+    assert_eq!(fs.contents(Path::new("/a/b/f")).unwrap(), b"data");
+    // A directory that was there all along (never created by the program) stays.
+    let g = fs.open(Path::new("/old/g"), true).unwrap();
+    g.sync_data().unwrap();
+    fs.sync_dir(Path::new("/old")).unwrap();
+    fs.power_loss(Crash::LoseUnsynced);
+    assert!(fs.exists(Path::new("/old/g")));
+}
+
+/// Issue 32 §4: a journal opened in a directory that does not exist yet makes the directory's
+/// entry durable, so its synced records survive a power loss.
+#[test]
+fn a_new_journal_directory_survives_power_loss() {
+    let fs = SimFs::new();
+    let mut c = config(SyncPolicy::Always);
+    c.directory = PathBuf::from("/data/broker/journal");
+    let j = open(&fs, &c);
+    append_all(&j, 0, 20);
+    fs.power_loss(Crash::LoseUnsynced);
+    drop(j);
+    let j = open(&fs, &c);
+    let expected: Vec<Vec<u8>> = (0..20).map(record).collect();
+    assert_eq!(all(&j), expected);
 }

@@ -80,6 +80,9 @@ impl FileSystem for Recording {
     fn exists(&self, path: &Path) -> bool {
         self.inner.exists(path)
     }
+    fn is_dir(&self, path: &Path) -> bool {
+        self.inner.is_dir(path)
+    }
 }
 
 impl Recording {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use store_api::{
     CursorPosition, Destination, DestinationStore, Message, MessageId, OrderKey, Pending,
     PersistenceAdapter, PreparedTransaction, QueueStore, Result, StoreError, SubscriptionInfo,
-    SubscriptionKey, TopicStore, TransactionId, TxOp, Xid,
+    SubscriptionKey, TopicStore, TransactionId, TxOp, WriteRefusal, Xid,
 };
 
 use crate::error::KahaError;
@@ -61,7 +61,7 @@ impl<C: EngineConfig> JournaledStore<C> {
 
     /// The journal file ids present, oldest first.
     pub fn journal_files(&self) -> Vec<u32> {
-        self.inner.journal.file_ids()
+        self.inner.journal().file_ids()
     }
 }
 
@@ -300,6 +300,15 @@ impl<C: EngineConfig> PersistenceAdapter for JournaledStore<C> {
     async fn size_on_disk(&self) -> Result<u64> {
         self.inner.check_open()?;
         Ok(self.inner.size_on_disk())
+    }
+
+    fn write_refusal(&self) -> Option<WriteRefusal> {
+        self.inner.refusal()
+    }
+
+    async fn resume_writes(&self) -> Result<bool> {
+        let inner = self.inner.clone();
+        blocking(move || inner.resume_writes()).await?
     }
 
     async fn delete_all(&self) -> Result<()> {

@@ -403,6 +403,17 @@ impl Index {
         Ok(index)
     }
 
+    /// Takes over what the handles of a running store rely on from `old`, the index this one
+    /// replaces when the store reopens itself in place: the batch cursors and destination
+    /// generations. Open local transactions are not taken over (their commit is `NotFound`);
+    /// prepared ones this index has from the files.
+    pub(crate) fn keep_handles_of(&mut self, old: &mut Index) {
+        self.cursors = std::mem::take(&mut old.cursors);
+        self.sub_cursors = std::mem::take(&mut old.sub_cursors);
+        self.generations = std::mem::take(&mut old.generations);
+        self.next_generation = old.next_generation;
+    }
+
     pub(crate) fn generation(&mut self, d: &Destination) -> u64 {
         if let Some(g) = self.generations.get(d) {
             return *g;

@@ -3,12 +3,12 @@
 //! background checkpoint, journal GC and compaction.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex, MutexGuard};
-use store_api::{Destination, Message, MessageId, OrderKey, StoreError, TxOp};
+use parking_lot::{Condvar, Mutex, MutexGuard, RwLock};
+use store_api::{Destination, Message, MessageId, OrderKey, StoreError, TxOp, WriteRefusal};
 use store_journal::fs::FileSystem;
 use store_journal::{Completion, Journal, JournalConfig, Location, RecoveryMode};
 
@@ -34,10 +34,16 @@ pub struct KahaDbStats {
 
 pub(crate) struct Inner {
     pub(crate) config: KahaDbConfig,
-    pub(crate) journal: Journal,
+    /// Replaced as a whole when the store reopens itself after its disk was full.
+    journal: RwLock<Arc<Journal>>,
+    journal_config: JournalConfig,
+    fs: Arc<dyn FileSystem>,
     pub(crate) index: Mutex<Index>,
     pub(crate) closed: AtomicBool,
-    poisoned: Mutex<Option<String>>,
+    poisoned: Mutex<Option<WriteRefusal>>,
+    /// Counts the reopens in place: a write that began before one must not touch the index
+    /// loaded by it.
+    epoch: AtomicU64,
     checkpoint_lock: Mutex<()>,
     stop: Mutex<bool>,
     stop_cv: Condvar,
@@ -50,6 +56,7 @@ pub(crate) struct Inner {
 /// What a write left to finish once its records are durable.
 pub(crate) struct PendingWrite {
     completion: Completion,
+    epoch: u64,
     /// Adds made in this write: hidden until durable, undone if the write fails.
     adds: Vec<(Message, Location)>,
     pub(crate) locations: Vec<Location>,
@@ -65,17 +72,44 @@ impl Inner {
 
     pub(crate) fn check_writable(&self) -> Result<(), StoreError> {
         self.check_open()?;
-        if let Some(why) = &*self.poisoned.lock() {
-            return Err(StoreError::Poisoned(why.clone()));
+        if let Some(r) = &*self.poisoned.lock() {
+            return Err(r.to_error());
         }
         Ok(())
     }
 
-    fn poison(&self, why: String) {
+    /// The journal appends go to now.
+    pub(crate) fn journal(&self) -> Arc<Journal> {
+        self.journal.read().clone()
+    }
+
+    /// Why writes are refused, if they are.
+    pub(crate) fn refusal(&self) -> Option<WriteRefusal> {
+        self.poisoned.lock().clone()
+    }
+
+    /// Refuses writes from now on. `disk_full`: the failure was the file system being full
+    /// (here or, as the journal recorded it, in the journal's writer), which a reopen in place
+    /// can get over once space is freed; any other failure needs a reopen by the operator.
+    fn poison(&self, why: String, disk_full: bool) {
+        let journal = self.journal().refusal();
+        let disk_full = disk_full || journal.is_some_and(|r| r.disk_full.is_some());
         let mut p = self.poisoned.lock();
         if p.is_none() {
-            tracing::error!(dir = %self.config.directory.display(), "KahaDB store poisoned: {why}");
-            *p = Some(why);
+            tracing::error!(dir = %self.config.directory.display(), disk_full, "{} store refuses writes: {why}", self.storage.kind());
+            *p = Some(WriteRefusal {
+                disk_full: disk_full.then(|| self.config.directory.clone()),
+                reason: why,
+            });
+        }
+    }
+
+    /// The error a failed write returns: `DiskFull` while the store is refused for want of
+    /// space, whatever the journal called it.
+    fn failed_write(&self, e: StoreError) -> StoreError {
+        match self.refusal() {
+            Some(r) if r.disk_full.is_some() => r.to_error(),
+            _ => e,
         }
     }
 
@@ -91,16 +125,17 @@ impl Inner {
         let encoded: Vec<Vec<u8>> = cmds.iter().map(Command::encode).collect();
         let refs: Vec<&[u8]> = encoded.iter().map(|e| e.as_slice()).collect();
         let appended = self
-            .journal
+            .journal()
             .append(&refs, force_sync)
             .map_err(KahaError::from)?;
         let mut adds = Vec::new();
         for (cmd, loc) in cmds.into_iter().zip(appended.locations.iter().copied()) {
             if let Err(e) = ix.apply(&cmd, loc) {
                 // The journal holds a record the index could not take: stop writing.
-                self.poison(format!(
-                    "applying a journaled change to the index failed: {e}"
-                ));
+                self.poison(
+                    format!("applying a journaled change to the index failed: {e}"),
+                    false,
+                );
                 return Err(e.into());
             }
             if let Command::Add { message: m, .. } = cmd {
@@ -113,6 +148,7 @@ impl Inner {
         }
         Ok(PendingWrite {
             completion: appended.completion,
+            epoch: self.epoch.load(Ordering::Acquire),
             adds,
             locations: appended.locations,
         })
@@ -137,20 +173,24 @@ impl Inner {
     pub(crate) async fn finish(&self, w: PendingWrite) -> Result<Vec<Location>, StoreError> {
         let result = w.completion.await;
         let mut ix = self.index.lock();
-        for (m, loc) in &w.adds {
-            if let Some(p) = ix.pending.get_mut(&m.destination) {
-                p.remove(&m.sequence);
-            }
-            if result.is_err() {
-                let _ = ix.undo_add(m, *loc);
+        // After a reopen in place the index is what the files hold: this write's adds are in
+        // it if their records reached the disk whole, and not otherwise.
+        if self.epoch.load(Ordering::Acquire) == w.epoch {
+            for (m, loc) in &w.adds {
+                if let Some(p) = ix.pending.get_mut(&m.destination) {
+                    p.remove(&m.sequence);
+                }
+                if result.is_err() {
+                    let _ = ix.undo_add(m, *loc);
+                }
             }
         }
         drop(ix);
         match result {
             Ok(()) => Ok(w.locations),
             Err(e) => {
-                self.poison(e.to_string());
-                Err(KahaError::from(e).into())
+                self.poison(e.to_string(), false);
+                Err(self.failed_write(KahaError::from(e).into()))
             }
         }
     }
@@ -173,7 +213,7 @@ impl Inner {
         d: &Destination,
         loc: Location,
     ) -> Result<Message, StoreError> {
-        let bytes = self.journal.read(loc).map_err(KahaError::from)?;
+        let bytes = self.journal().read(loc).map_err(KahaError::from)?;
         let m = records::decode_message(&bytes).map_err(|e| KahaError::BadRecord {
             location: loc.to_string(),
             reason: e.to_string(),
@@ -222,10 +262,12 @@ impl Inner {
         if self.poisoned.lock().is_some() {
             return Ok(());
         }
-        let done = match self.storage.checkpoint(&self.index, &self.journal) {
+        let done = match self.storage.checkpoint(&self.index, &self.journal()) {
             Ok(done) => done,
             Err(e) => {
-                self.poison(format!("checkpoint failed: {e}"));
+                let disk_full =
+                    matches!(&e, KahaError::Io { source, .. } if store_api::is_disk_full(source));
+                self.poison(format!("checkpoint failed: {e}"), disk_full);
                 return Err(e);
             }
         };
@@ -247,8 +289,9 @@ impl Inner {
         file_refs: &BTreeMap<u32, u64>,
         outlives: &BTreeMap<u32, BTreeSet<u32>>,
     ) -> Result<()> {
-        let tail = self.journal.tail_file();
-        let present: BTreeSet<u32> = self.journal.file_ids().into_iter().collect();
+        let journal = self.journal();
+        let tail = journal.tail_file();
+        let present: BTreeSet<u32> = journal.file_ids().into_iter().collect();
         let mut doomed: BTreeSet<u32> = present
             .iter()
             .copied()
@@ -279,7 +322,7 @@ impl Inner {
         }
         let ids: Vec<u32> = doomed.iter().copied().collect();
         tracing::debug!(files = ?ids, "deleting journal files nothing needs");
-        self.journal.delete_files(&ids)?;
+        journal.delete_files(&ids)?;
         self.counters.lock().files_deleted += ids.len() as u64;
         let mut ix = self.index.lock();
         ix.cat.outlives.retain(|f, _| !doomed.contains(f));
@@ -292,7 +335,7 @@ impl Inner {
     /// Copies the few live records of the oldest lightly used journal file forward, so the next
     /// GC can delete it (and with it every file kept only by the ack rule for it).
     fn compact(&self) -> Result<()> {
-        let tail = self.journal.tail_file();
+        let tail = self.journal().tail_file();
         let (pending, moved) = {
             let mut ix = self.index.lock();
             let candidate = ix
@@ -389,10 +432,69 @@ impl Inner {
         Ok(())
     }
 
+    /// After a refusal for want of space: if there is room again, reopens the store in place
+    /// (see `PersistenceAdapter::resume_writes`) and returns true. False while the disk is
+    /// still full, or when the refusal was not for space (a failed fsync: what reached the
+    /// disk is unknown, so only the operator's reopen is safe).
+    pub(crate) fn resume_writes(&self) -> Result<bool, StoreError> {
+        self.check_open()?;
+        match self.refusal() {
+            None => return Ok(true),
+            Some(r) if r.disk_full.is_none() => return Ok(false),
+            Some(_) => {}
+        }
+        if !self.room_for_a_journal_file() {
+            return Ok(false);
+        }
+        // Checkpoints and GC, then every write and index reader, wait for the reopen.
+        let _one_at_a_time = self.checkpoint_lock.lock();
+        let mut ix = self.index.lock();
+        // The old journal's writers must be gone before another journal cuts the torn tail
+        // they left. Closing syncs what it wrote when it is not poisoned itself (the refusal
+        // may have come from a checkpoint's index write); reads still going through it fail
+        // cleanly (`Closed`).
+        let _ = self.journal().close();
+        let journal = match Journal::open(self.journal_config.clone(), self.fs.clone()) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(dir = %self.config.directory.display(), "reopening the journal after a full disk failed, will retry: {e}");
+                return Ok(false);
+            }
+        };
+        let mut fresh = match load_index(self.storage.as_ref(), &journal) {
+            Ok(ix) => ix,
+            Err(e) => {
+                tracing::warn!(dir = %self.config.directory.display(), "reloading the index after a full disk failed, will retry: {e}");
+                return Ok(false);
+            }
+        };
+        fresh.keep_handles_of(&mut ix);
+        *ix = fresh;
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        *self.journal.write() = Arc::new(journal);
+        *self.poisoned.lock() = None;
+        drop(ix);
+        tracing::info!(dir = %self.config.directory.display(), "{} store reopened after its disk was full: writes are taken again", self.storage.kind());
+        Ok(true)
+    }
+
+    /// Whether a whole journal file's blocks can be reserved now, by reserving and releasing
+    /// them in a scratch file (a reservation fails at once on a full disk, without writing).
+    fn room_for_a_journal_file(&self) -> bool {
+        let path = self.journal_config.directory.join(".space-probe");
+        let fits = self
+            .fs
+            .open(&path, true)
+            .and_then(|f| f.allocate(self.journal_config.max_file_length));
+        let _ = self.fs.remove(&path);
+        fits.is_ok()
+    }
+
     pub(crate) fn stats(&self) -> KahaDbStats {
         let mut s = *self.counters.lock();
-        s.journal = self.journal.stats();
-        s.journal_files = self.journal.file_ids().len();
+        let journal = self.journal();
+        s.journal = journal.stats();
+        s.journal_files = journal.file_ids().len();
         let ix = self.index.lock();
         s.index_pages = ix.pf.file_pages;
         s.index_page_reads = ix.pf.reads;
@@ -400,7 +502,7 @@ impl Inner {
     }
 
     pub(crate) fn size_on_disk(&self) -> u64 {
-        self.journal.disk_size() + self.storage.size_on_disk()
+        self.journal().disk_size() + self.storage.size_on_disk()
     }
 
     pub(crate) fn stop_background(&self) {
@@ -422,7 +524,7 @@ impl Inner {
             Ok(())
         };
         self.closed.store(true, Ordering::Release);
-        let closed = self.journal.close().map_err(KahaError::from);
+        let closed = self.journal().close().map_err(KahaError::from);
         checkpointed.and(closed)
     }
 }
@@ -440,7 +542,7 @@ pub(crate) fn open(
         ));
     }
     let dir = config.directory.clone();
-    fs.create_dir_all(&dir)
+    fs.create_dir_durable(&dir)
         .map_err(|e| KahaError::io(format!("creating {}", dir.display()), e))?;
     let (journal_dir, prefix, suffix) = storage.journal_layout();
     let mut jc = JournalConfig::new(journal_dir, prefix, suffix);
@@ -454,25 +556,19 @@ pub(crate) fn open(
     } else {
         RecoveryMode::Strict
     };
-    let journal = Journal::open(jc, fs.clone())?;
-
-    let index = match load_and_replay(storage.as_ref(), &journal) {
-        Ok(ix) => ix,
-        Err(e) => {
-            if !storage.discard_damaged(&e)? {
-                return Err(e);
-            }
-            load_and_replay(storage.as_ref(), &journal)?
-        }
-    };
+    let journal = Journal::open(jc.clone(), fs.clone())?;
+    let index = load_index(storage.as_ref(), &journal)?;
 
     let replayed = index.replayed;
     let inner = Arc::new(Inner {
         config,
-        journal,
+        journal: RwLock::new(Arc::new(journal)),
+        journal_config: jc,
+        fs,
         index: Mutex::new(index),
         closed: AtomicBool::new(false),
         poisoned: Mutex::new(None),
+        epoch: AtomicU64::new(0),
         checkpoint_lock: Mutex::new(()),
         stop: Mutex::new(false),
         stop_cv: Condvar::new(),
@@ -485,6 +581,20 @@ pub(crate) fn open(
     });
     start_background(&inner)?;
     Ok(inner)
+}
+
+/// The index as the files hold it: the checkpoint and the journal after it, or (the storage's
+/// own files being damaged) the whole journal.
+fn load_index(storage: &dyn IndexStorage, journal: &Journal) -> Result<Index> {
+    match load_and_replay(storage, journal) {
+        Ok(ix) => Ok(ix),
+        Err(e) => {
+            if !storage.discard_damaged(&e)? {
+                return Err(e);
+            }
+            load_and_replay(storage, journal)
+        }
+    }
 }
 
 fn load_and_replay(storage: &dyn IndexStorage, journal: &Journal) -> Result<Index> {

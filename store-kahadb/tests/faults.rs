@@ -102,6 +102,108 @@ async fn a_full_disk_fails_writes_clearly_and_keeps_what_is_stored() {
     assert_eq!(queue.count().await.unwrap(), 6);
 }
 
+/// Issue 32: a full disk heals without a restart. Once space is back the store reopens itself
+/// in place (journal recovery and index reload, as at open): nothing stored is lost, the
+/// half-written batch is cut, the handles and their batch cursor go on where they were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_heals_in_place_once_space_is_back() {
+    let fs = SimFs::new();
+    let store = KahaDbStore::open_with_fs(config(), Arc::new(fs.clone())).unwrap();
+    let queue = store.queue_store(&q()).await.unwrap();
+    for n in 0..5 {
+        queue.add(msg(n)).await.unwrap();
+    }
+    let first: Vec<u64> = queue
+        .recover_next(3)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id.producer_seq)
+        .collect();
+    assert_eq!(first, vec![0, 1, 2]);
+    assert!(store.write_refusal().is_none());
+    assert!(
+        store.resume_writes().await.unwrap(),
+        "writable: nothing to do"
+    );
+
+    // Half a batch fits: the write that fails leaves a torn record behind.
+    fs.control().set_disk_full_after(1);
+    let err = queue.add(msg(5)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DiskFull, "{err}");
+    assert!(err.to_string().contains("/faults"), "names the path: {err}");
+    assert!(
+        err.to_string().contains("os error 28"),
+        "names the cause: {err}"
+    );
+    let err = queue.remove(&MessageId::new("p", 0)).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::DiskFull, "{err}");
+    let refusal = store.write_refusal().expect("refused while full");
+    assert!(refusal.disk_full.is_some(), "{refusal:?}");
+    // Still full: no reopen.
+    assert!(!store.resume_writes().await.unwrap());
+    assert_eq!(
+        queue.add(msg(6)).await.unwrap_err().kind(),
+        ErrorKind::DiskFull
+    );
+
+    fs.control().clear_faults();
+    assert!(store.resume_writes().await.unwrap(), "space is back");
+    assert!(store.write_refusal().is_none());
+    queue.add(msg(7)).await.unwrap();
+    let ids: Vec<u64> = queue
+        .browse(None, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id.producer_seq)
+        .collect();
+    assert_eq!(ids, vec![0, 1, 2, 3, 4, 7]);
+    // The cursor went on from where it was, across the reopen.
+    let rest: Vec<u64> = queue
+        .recover_next(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id.producer_seq)
+        .collect();
+    assert_eq!(rest, vec![3, 4, 7]);
+    queue.remove(&MessageId::new("p", 0)).await.unwrap();
+
+    // And what it holds now is what the files hold: a power loss and a reopen agree.
+    store.close().await.unwrap();
+    fs.power_loss(Crash::LoseUnsynced);
+    let store = KahaDbStore::open_with_fs(config(), Arc::new(fs.clone())).unwrap();
+    let queue = store.queue_store(&q()).await.unwrap();
+    let ids: Vec<u64> = queue
+        .browse(None, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id.producer_seq)
+        .collect();
+    assert_eq!(ids, vec![1, 2, 3, 4, 7]);
+}
+
+/// A failed fsync is not a full disk: what reached the disk is unknown, so the store does not
+/// reopen itself; it stays refused until the operator reopens it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fsync_does_not_heal_by_itself() {
+    let fs = SimFs::new();
+    let store = KahaDbStore::open_with_fs(config(), Arc::new(fs.clone())).unwrap();
+    let queue = store.queue_store(&q()).await.unwrap();
+    queue.add(msg(0)).await.unwrap();
+    fs.control().fail_fsync_in(1);
+    assert!(queue.add(msg(1)).await.is_err());
+    let refusal = store.write_refusal().expect("refused");
+    assert!(refusal.disk_full.is_none(), "{refusal:?}");
+    assert!(!store.resume_writes().await.unwrap());
+    assert_eq!(
+        queue.add(msg(2)).await.unwrap_err().kind(),
+        ErrorKind::Poisoned
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_small_index_cache_pages_a_deep_queue() {
     let dir = tempfile::tempdir().unwrap();

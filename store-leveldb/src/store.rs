@@ -196,6 +196,21 @@ impl LevelDbStore {
             path: config.directory.clone(),
             source,
         })?;
+        // RocksDB syncs its own directory for the files it creates, but not the directory's
+        // entry in its parent: without this a power loss can take the whole store.
+        if let Some(parent) = config.directory.parent() {
+            let parent = if parent.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                parent
+            };
+            std::fs::File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(|source| LevelDbError::Io {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+        }
         let opts = options(&config)?;
         if config.repair {
             tracing::warn!(
@@ -390,6 +405,17 @@ impl PersistenceAdapter for LevelDbStore {
             }
         }
         Ok(total)
+    }
+
+    /// Reported, not healed: RocksDB refuses writes after a failed one (a full disk included)
+    /// until the store is reopened, so `disk_full` is left unset and the broker says a restart
+    /// is needed.
+    fn write_refusal(&self) -> Option<store_api::WriteRefusal> {
+        let reason = self.shared.barrier.poisoned()?;
+        Some(store_api::WriteRefusal {
+            disk_full: None,
+            reason,
+        })
     }
 
     fn metrics(&self) -> Vec<(&'static str, u64)> {

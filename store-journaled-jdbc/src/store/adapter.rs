@@ -46,6 +46,17 @@ impl PersistenceAdapter for JournaledJdbcStore {
         ]
     }
 
+    /// Reported, not healed: a journal that failed a write (a full disk included) refuses
+    /// writes until the store is reopened, so `disk_full` is left unset and the broker says a
+    /// restart is needed.
+    fn write_refusal(&self) -> Option<store_api::WriteRefusal> {
+        let reason = self.inner.poisoned.lock().clone()?;
+        Some(store_api::WriteRefusal {
+            disk_full: None,
+            reason,
+        })
+    }
+
     fn kind(&self) -> &'static str {
         "journaled-jdbc"
     }
