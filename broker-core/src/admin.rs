@@ -97,6 +97,12 @@ impl Broker {
         Ok(self.core()?.store.size_on_disk().await?)
     }
 
+    /// The broker's memory account, for what a protocol door holds on a connection's behalf
+    /// (its outgoing queue) to count against `limits.memory_bytes` too.
+    pub fn memory(&self) -> Result<Arc<crate::memory::MemoryUsage>> {
+        Ok(Arc::clone(&self.core()?.memory))
+    }
+
     /// Message bytes held in memory now, the peak since start, and the limit.
     pub fn memory_usage(&self) -> Result<(u64, u64, u64)> {
         let c = self.core()?;

@@ -122,6 +122,21 @@ pub struct LimitsSection {
     /// Nodes (literals, identifiers, operators, IN-list elements) a consumer's selector may
     /// have; a bigger one is refused at subscribe. ActiveMQ has no such limit. 10 000.
     pub max_selector_nodes: usize,
+    /// Consumers (STOMP subscriptions, OpenWire consumers) one connection may have open at
+    /// once. ActiveMQ has no such cap; 1000 is far above what a client uses (one per
+    /// destination it listens to) and keeps one connection from holding unbounded
+    /// subscription state. 1000.
+    pub max_consumers_per_connection: usize,
+    /// Transactions one connection may have open at once. 100.
+    pub max_transactions_per_connection: usize,
+    /// Messages sent in a connection's open transactions and not yet committed. 10 000.
+    pub max_transacted_sends_per_connection: usize,
+    /// The bytes of those messages (they are held in memory until commit, and count against
+    /// `memory_bytes`). 16 MiB.
+    pub max_transacted_bytes_per_connection: u64,
+    /// Destinations that do not exist yet which one connection may create (by sending to or
+    /// subscribing to them) per second. 100.
+    pub max_destinations_created_per_second: u32,
 }
 
 impl Default for LimitsSection {
@@ -133,6 +148,11 @@ impl Default for LimitsSection {
             topic_prefetch: 32766,
             max_pending_non_durable: 10_000,
             max_selector_nodes: crate::selector::DEFAULT_MAX_NODES,
+            max_consumers_per_connection: 1000,
+            max_transactions_per_connection: 100,
+            max_transacted_sends_per_connection: 10_000,
+            max_transacted_bytes_per_connection: 16 * 1024 * 1024,
+            max_destinations_created_per_second: 100,
         }
     }
 }
@@ -210,12 +230,46 @@ impl CoreConfig {
                 self.limits.max_selector_nodes as u64,
             ),
             (
+                "limits.max_consumers_per_connection",
+                self.limits.max_consumers_per_connection as u64,
+            ),
+            (
+                "limits.max_transactions_per_connection",
+                self.limits.max_transactions_per_connection as u64,
+            ),
+            (
+                "limits.max_transacted_sends_per_connection",
+                self.limits.max_transacted_sends_per_connection as u64,
+            ),
+            (
+                "limits.max_transacted_bytes_per_connection",
+                self.limits.max_transacted_bytes_per_connection,
+            ),
+            (
+                "limits.max_destinations_created_per_second",
+                u64::from(self.limits.max_destinations_created_per_second),
+            ),
+            (
                 "policy.expire_check_interval_ms",
                 self.policy.expire_check_interval_ms,
             ),
         ] {
             if v == 0 {
                 return Err(ConfigError::new(key, "must be above 0"));
+            }
+        }
+        for (key, v) in [
+            ("limits.queue_prefetch", self.limits.queue_prefetch),
+            ("limits.topic_prefetch", self.limits.topic_prefetch),
+        ] {
+            if v > crate::MAX_PREFETCH {
+                return Err(ConfigError::new(
+                    key,
+                    format!(
+                        "must be at most {} (ActiveMQ's maximum prefetch)",
+                        crate::MAX_PREFETCH
+                    ),
+                ));
             }
         }
         if self.policy.dead_letter_queue.trim().is_empty() {

@@ -87,7 +87,7 @@ pub(crate) enum Then {
 pub(crate) struct Core {
     pub config: CoreConfig,
     pub store: Arc<dyn PersistenceAdapter>,
-    pub memory: MemoryUsage,
+    pub memory: Arc<MemoryUsage>,
     /// Whether the store takes writes, and the acks held while it does not.
     pub(crate) health: StoreHealth,
     /// Unique per run: prefixes the ids this run gives connections, producers and transactions.
@@ -118,7 +118,7 @@ impl Core {
     ) -> Result<Arc<Core>> {
         let start = now_ms();
         let core = Arc::new(Core {
-            memory: MemoryUsage::new(config.memory_limit()),
+            memory: Arc::new(MemoryUsage::new(config.memory_limit())),
             health: StoreHealth::default(),
             incarnation: format!("{}-{}-{start}", config.broker.name, std::process::id()),
             config,
@@ -180,6 +180,15 @@ impl Core {
         let d = Dispatcher::start(self, destination.clone(), Source::Queue(store));
         queues.insert(destination.name.clone(), Arc::clone(&d));
         Ok(d)
+    }
+
+    /// Whether `destination` exists in this run already (using it creates nothing).
+    pub(crate) fn has_destination(&self, destination: &Destination) -> bool {
+        if destination.is_queue() {
+            self.queues.lock().contains_key(&destination.name)
+        } else {
+            self.topics.lock().contains_key(&destination.name)
+        }
     }
 
     pub(crate) async fn topic(self: &Arc<Self>, destination: &Destination) -> Result<Arc<Topic>> {
@@ -337,7 +346,7 @@ impl Core {
         Ok(())
     }
 
-    async fn wait_for_memory(&self) -> Result<()> {
+    pub(crate) async fn wait_for_memory(&self) -> Result<()> {
         if self.memory.has_room() {
             return Ok(());
         }

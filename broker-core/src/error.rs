@@ -36,6 +36,14 @@ pub enum BrokerError {
     /// Memory is full and the policy is to fail sends rather than wait.
     #[error("resource limit: {0}")]
     ResourceLimit(String),
+    /// A per-connection cap was reached; `key` is the config key that sets it. The
+    /// connection keeps what it has; only this call is refused.
+    #[error("{what}: the limit is {limit} ({key})")]
+    ConnectionLimit {
+        what: String,
+        limit: u64,
+        key: &'static str,
+    },
     /// A task of the broker's own failed (a bug, or the runtime stopping under it).
     #[error("internal error: {0}")]
     Internal(String),

@@ -22,6 +22,9 @@
 //! - bounded memory: destinations page from the store's batch cursor into a window of at most
 //!   `max_page_size` messages and only while the broker's message memory is under its limit
 //!   ([`dispatch`]);
+//! - per-connection caps (`[limits]`): consumers, open transactions, uncommitted transacted
+//!   sends in count and bytes (which also count against the memory limit), destinations
+//!   created per second, and prefetch clamped to ActiveMQ's maximum;
 //! - the master/slave life cycle ([`BrokerState`]): waiting for the lock → recovering →
 //!   serving → (lock lost →) stopped, each transition logged.
 
@@ -45,7 +48,8 @@ pub use error::{BrokerError, Result};
 pub use locker::{HeldLock, Leaving, Locker, NoLock, OpenedStore, StoreOpener};
 pub use selector::{Selector, SelectorError};
 pub use session::{
-    AckMode, Connection, ConnectionInfo, Consumer, Outgoing, Producer, Received, Session, Submitted,
+    AckMode, Connection, ConnectionInfo, Consumer, ConsumerSlot, MAX_PREFETCH, Outgoing, Producer,
+    Received, Session, Submitted, clamp_prefetch,
 };
 pub use state::BrokerState;
 pub use store_api::{

@@ -26,8 +26,21 @@ use crate::selector::Selector;
 
 mod producer;
 mod submitted;
+mod usage;
 pub use producer::Producer;
 pub use submitted::Submitted;
+use usage::{ConnectionUsage, Slot};
+
+/// The largest prefetch a consumer gets, as ActiveMQ's `ActiveMQPrefetchPolicy.MAX_PREFETCH_SIZE`
+/// (`Short.MAX_VALUE - 1`): a larger one asked for (STOMP's `activemq.prefetchSize`, OpenWire's
+/// `ConsumerInfo.prefetchSize`) is lowered to it silently, as ActiveMQ does.
+pub const MAX_PREFETCH: u32 = 32_766;
+
+/// A prefetch a client asked for, as the broker uses it: negative counts as 0, above
+/// [`MAX_PREFETCH`] as `MAX_PREFETCH`.
+pub fn clamp_prefetch(asked: i64) -> u32 {
+    asked.clamp(0, i64::from(MAX_PREFETCH)) as u32
+}
 
 /// How a session acknowledges what it consumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,6 +209,8 @@ pub(crate) struct ConnectionInner {
     protocol: Option<String>,
     sessions: SyncMutex<Vec<Weak<SessionInner>>>,
     closed: AtomicBool,
+    /// What this connection holds, against the per-connection caps.
+    usage: Arc<ConnectionUsage>,
 }
 
 /// What the console shows of a connection.
@@ -275,6 +290,7 @@ impl Connection {
             protocol: peer.map(|(protocol, _)| protocol.to_owned()),
             sessions: SyncMutex::new(Vec::new()),
             closed: AtomicBool::new(false),
+            usage: ConnectionUsage::new(),
         });
         let mut all = core.connections.lock();
         all.retain(|c| c.strong_count() > 0);
@@ -295,6 +311,17 @@ impl Connection {
         if self.inner.closed.load(Ordering::Acquire) || self.inner.core.is_closed() {
             return Err(BrokerError::Closed("connection"));
         }
+        // A transacted session is an open transaction for the cap's sake: it holds one from
+        // its first send or ack to each commit, and its session state until it is closed.
+        let tx_slot = if mode == AckMode::Transacted {
+            Some(
+                self.inner
+                    .usage
+                    .transaction(&self.inner.core.config.limits)?,
+            )
+        } else {
+            None
+        };
         let inner = Arc::new(SessionInner {
             core: Arc::clone(&self.inner.core),
             id: format!("{}:{}", self.inner.id, self.inner.core.next_id()),
@@ -304,8 +331,17 @@ impl Connection {
             consumers: SyncMutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             acks: Arc::new(Semaphore::new(MAX_PIPELINED_ACKS as usize)),
+            usage: Arc::clone(&self.inner.usage),
+            tx_slot: SyncMutex::new(tx_slot),
         });
-        self.inner.sessions.lock().push(Arc::downgrade(&inner));
+        let mut sessions = self.inner.sessions.lock();
+        // Sessions closed and dropped leave a dead entry each: a client that opens and closes
+        // sessions all day must not grow this list (pruned at each doubling, so amortized).
+        if sessions.len() >= 64 && sessions.len().is_power_of_two() {
+            sessions.retain(|s| s.strong_count() > 0);
+        }
+        sessions.push(Arc::downgrade(&inner));
+        drop(sessions);
         Ok(Session { inner })
     }
 
@@ -361,6 +397,9 @@ struct SessionState {
     xa: Option<Xid>,
     /// Messages sent in the open transaction, published when it commits.
     sends: Vec<Arc<Message>>,
+    /// Their bytes, counted against the broker's memory and the connection's cap until the
+    /// transaction ends ([`take_sends`]).
+    send_bytes: u64,
     /// Received and not yet acked (CLIENT, INDIVIDUAL, DUPS_OK) or not yet committed
     /// (transacted), in order of receipt.
     delivered: Vec<(Arc<Dispatcher>, Arc<Message>)>,
@@ -376,6 +415,22 @@ pub(crate) struct SessionInner {
     closed: AtomicBool,
     /// Outstanding pipelined AUTO acks, at most `MAX_PIPELINED_ACKS`.
     acks: Arc<Semaphore>,
+    /// The connection's counts, which this session's consumers and sends take from.
+    usage: Arc<ConnectionUsage>,
+    /// A transacted session's place under `limits.max_transactions_per_connection`, given
+    /// back at close.
+    tx_slot: SyncMutex<Option<Slot>>,
+}
+
+/// Empties a session's transacted sends, giving their bytes back to the broker's memory and
+/// their counts back to the connection: every end of a transaction (commit, rollback,
+/// prepare, close, a session dropped with its connection) goes through here.
+fn take_sends(core: &Core, usage: &ConnectionUsage, st: &mut SessionState) -> Vec<Arc<Message>> {
+    let sends = std::mem::take(&mut st.sends);
+    let bytes = std::mem::take(&mut st.send_bytes);
+    usage.release_sends(sends.len(), bytes);
+    core.memory.release(bytes);
+    sends
 }
 
 /// AUTO acks a session may have in flight to the store at once.
@@ -383,6 +438,13 @@ const MAX_PIPELINED_ACKS: u32 = 256;
 
 /// Messages a DUPS_OK session acks in one store transaction.
 const DUPS_OK_BATCH: usize = 64;
+
+/// A consumer's place under the connection's cap, held by the protocol door
+/// ([`Session::reserve_consumer`]).
+#[derive(Debug)]
+pub struct ConsumerSlot {
+    _slot: Slot,
+}
 
 /// A session: a single-threaded context for producing and consuming.
 #[derive(Clone)]
@@ -436,11 +498,13 @@ impl Session {
         prefetch: Option<u32>,
     ) -> Result<Consumer> {
         self.check_open()?;
+        let core = &self.inner.core;
+        let slot = self.inner.usage.consumer(&core.config.limits)?;
         let selector = selector
-            .map(|s| Selector::parse_limited(s, self.inner.core.config.limits.max_selector_nodes))
+            .map(|s| Selector::parse_limited(s, core.config.limits.max_selector_nodes))
             .transpose()?
             .map(Arc::new);
-        let core = &self.inner.core;
+        self.admit(&destination).await?;
         let (dispatcher, default_prefetch) = if destination.is_queue() {
             (
                 core.queue(&destination).await?,
@@ -461,7 +525,8 @@ impl Session {
         };
         // Registered once, with its final prefetch: a consumer re-registered after the
         // dispatcher had already handed it messages would strand them.
-        Ok(self.attach(dispatcher, selector, prefetch.unwrap_or(default_prefetch)))
+        let prefetch = prefetch.map_or(default_prefetch, |p| p.min(MAX_PREFETCH));
+        Ok(self.attach(dispatcher, selector, prefetch, slot))
     }
 
     /// A durable subscriber: `name` with the connection's client id names a subscription that
@@ -481,12 +546,14 @@ impl Session {
                 "a durable subscription needs a connection with a client id".into(),
             )
         })?;
+        let core = &self.inner.core;
+        let slot = self.inner.usage.consumer(&core.config.limits)?;
         let parsed = selector
-            .map(|s| Selector::parse_limited(s, self.inner.core.config.limits.max_selector_nodes))
+            .map(|s| Selector::parse_limited(s, core.config.limits.max_selector_nodes))
             .transpose()?
             .map(Arc::new);
+        self.admit(&topic).await?;
         let key = SubscriptionKey::new(cid, name);
-        let core = &self.inner.core;
         let d = core
             .durable_subscription(&topic, &key, selector.map(str::to_owned))
             .await?;
@@ -495,7 +562,32 @@ impl Session {
                 "durable subscription {key} is in use"
             )));
         }
-        Ok(self.attach(d, parsed, core.config.limits.topic_prefetch))
+        Ok(self.attach(d, parsed, core.config.limits.topic_prefetch, slot))
+    }
+
+    /// A place under `limits.max_consumers_per_connection` for something a protocol door
+    /// holds like a consumer without a broker-core consumer behind it (an OpenWire advisory
+    /// subscription); the place is given back when the returned slot is dropped.
+    pub fn reserve_consumer(&self) -> Result<ConsumerSlot> {
+        self.check_open()?;
+        let slot = self.inner.usage.consumer(&self.inner.core.config.limits)?;
+        Ok(ConsumerSlot { _slot: slot })
+    }
+
+    /// Counts `destination` against `limits.max_destinations_created_per_second` when using
+    /// it creates it, and creates it: a transacted send would otherwise create it only at
+    /// commit, and count again at each send until then.
+    async fn admit(&self, destination: &Destination) -> Result<()> {
+        let core = &self.inner.core;
+        if core.has_destination(destination) {
+            return Ok(());
+        }
+        self.inner.usage.destination_created(&core.config.limits)?;
+        if destination.is_queue() {
+            core.queue(destination).await.map(drop)
+        } else {
+            core.topic(destination).await.map(drop)
+        }
     }
 
     fn attach(
@@ -503,6 +595,7 @@ impl Session {
         dispatcher: Arc<Dispatcher>,
         selector: Option<Arc<Selector>>,
         prefetch: u32,
+        slot: Slot,
     ) -> Consumer {
         let id = self.inner.core.next_id();
         let rx = dispatcher.add_consumer(id, selector, prefetch);
@@ -516,6 +609,7 @@ impl Session {
             dispatcher,
             rx: Mutex::new(rx),
             closed: AtomicBool::new(false),
+            slot: SyncMutex::new(Some(slot)),
         }
     }
 
@@ -523,6 +617,7 @@ impl Session {
     /// transacted session, where the send is enlisted instead and applies at commit.
     pub(crate) async fn place(&self, message: Message) -> Result<Option<Placed>> {
         self.check_open()?;
+        self.admit(&message.destination).await?;
         if self.inner.mode != AckMode::Transacted {
             return self.inner.core.place(message).await.map(Some);
         }
@@ -533,17 +628,36 @@ impl Session {
         &self.inner.core
     }
 
+    /// An uncommitted send is held until its transaction ends: it counts against the
+    /// connection's caps and the broker's memory (a send waits for memory as a
+    /// non-persistent one does), and [`take_sends`] gives both back.
     async fn enlist_send(&self, message: Message) -> Result<()> {
+        let core = &self.inner.core;
+        let bytes = message.size();
+        self.inner
+            .usage
+            .transacted_send(bytes, &core.config.limits)?;
+        if let Err(e) = core.wait_for_memory().await {
+            self.inner.usage.release_sends(1, bytes);
+            return Err(e);
+        }
+        core.memory.add(bytes);
         let mut st = self.inner.state.lock().await;
-        let tx = self.ensure_tx(&mut st).await?;
-        if message.persistent {
-            self.inner
-                .core
-                .store
-                .enlist(&tx, TxOp::Add(message.clone()))
-                .await?;
+        let enlisted = async {
+            let tx = self.ensure_tx(&mut st).await?;
+            if message.persistent {
+                core.store.enlist(&tx, TxOp::Add(message.clone())).await?;
+            }
+            Ok::<_, BrokerError>(())
+        }
+        .await;
+        if let Err(e) = enlisted {
+            self.inner.usage.release_sends(1, bytes);
+            core.memory.release(bytes);
+            return Err(e);
         }
         st.sends.push(Arc::new(message));
+        st.send_bytes += bytes;
         Ok(())
     }
 
@@ -778,7 +892,7 @@ impl Session {
         {
             let _ = self.inner.core.store.rollback(&tx).await;
             let delivered = std::mem::take(&mut st.delivered);
-            st.sends.clear();
+            take_sends(&self.inner.core, &self.inner.usage, &mut st);
             drop(st);
             for (d, m) in delivered {
                 d.redeliver(&m.id).await;
@@ -786,7 +900,9 @@ impl Session {
             return Err(e.into());
         }
         let delivered = std::mem::take(&mut st.delivered);
-        let sends = std::mem::take(&mut st.sends);
+        // Given back before they are published: a non-persistent one waits for memory there,
+        // and must not wait for its own bytes.
+        let sends = take_sends(&self.inner.core, &self.inner.usage, &mut st);
         drop(st);
         for (d, m) in delivered {
             d.settle(&m.id);
@@ -806,7 +922,7 @@ impl Session {
         }
         let (tx, delivered) = {
             let mut st = self.inner.state.lock().await;
-            st.sends.clear();
+            take_sends(&self.inner.core, &self.inner.usage, &mut st);
             st.xa = None;
             (st.tx.take(), std::mem::take(&mut st.delivered))
         };
@@ -859,8 +975,10 @@ impl Session {
                 recovered: false,
             })
             .collect();
+        // Held by the broker from now on (until the prepared transaction ends), no longer
+        // by this connection.
         pending.extend(
-            std::mem::take(&mut st.sends)
+            take_sends(&self.inner.core, &self.inner.usage, &mut st)
                 .into_iter()
                 .map(PreparedOp::Add),
         );
@@ -883,9 +1001,10 @@ impl Session {
         }
         let (tx, delivered) = {
             let mut st = self.inner.state.lock().await;
-            st.sends.clear();
+            take_sends(&self.inner.core, &self.inner.usage, &mut st);
             (st.tx.take(), std::mem::take(&mut st.delivered))
         };
+        self.inner.tx_slot.lock().take();
         end_session(&self.inner.core, self.inner.mode, tx, delivered).await;
         // Outstanding AUTO acks are durable when close returns.
         let _ = self.inner.acks.acquire_many(MAX_PIPELINED_ACKS).await;
@@ -927,6 +1046,7 @@ impl Drop for SessionInner {
             }
         }
         let st = self.state.get_mut();
+        take_sends(&self.core, &self.usage, st);
         let tx = st.tx.take();
         let delivered = std::mem::take(&mut st.delivered);
         if tx.is_none() && delivered.is_empty() {
@@ -947,6 +1067,8 @@ pub struct Consumer {
     dispatcher: Arc<Dispatcher>,
     rx: Mutex<mpsc::UnboundedReceiver<Delivery>>,
     closed: AtomicBool,
+    /// Its place under `limits.max_consumers_per_connection`, given back when it is closed.
+    slot: SyncMutex<Option<Slot>>,
 }
 
 impl Consumer {
@@ -1004,6 +1126,7 @@ impl Consumer {
     }
 
     fn unregister(&self) {
+        self.slot.lock().take();
         self.dispatcher.remove_consumer(self.id);
         self.session
             .inner

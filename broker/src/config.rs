@@ -70,6 +70,10 @@ pub struct TransportsSection {
     pub max_header_bytes: usize,
     /// Frames queued for one connection before the broker stops reading from it. 1000.
     pub max_pending_frames: usize,
+    /// The bytes of the frames queued for one connection at most: a client that does not
+    /// read holds this much (counted against `limits.memory_bytes`) and is then no longer
+    /// fed. A single larger frame still passes, alone. 4 MiB.
+    pub max_pending_bytes: usize,
     /// The largest frame a client may send before it has logged in (its CONNECT), or before
     /// OpenWire's wire format is agreed. 8 KiB.
     pub max_connect_frame_bytes: usize,
@@ -106,6 +110,7 @@ impl Default for TransportsSection {
             max_headers: 1000,
             max_header_bytes: 10 * 1024,
             max_pending_frames: 1000,
+            max_pending_bytes: 4 * 1024 * 1024,
             max_connect_frame_bytes: 8 * 1024,
             connect_timeout_ms: 30_000,
             pipeline_window: 1000,
@@ -186,6 +191,7 @@ impl BrokerConfig {
             ("transports.max_headers", t.max_headers),
             ("transports.max_header_bytes", t.max_header_bytes),
             ("transports.max_pending_frames", t.max_pending_frames),
+            ("transports.max_pending_bytes", t.max_pending_bytes),
             (
                 "transports.max_connect_frame_bytes",
                 t.max_connect_frame_bytes,

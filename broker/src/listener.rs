@@ -46,6 +46,7 @@ impl Server {
                 max_header_bytes: t.max_header_bytes,
             },
             max_pending_frames: t.max_pending_frames,
+            max_pending_bytes: t.max_pending_bytes,
             max_connect_frame_bytes: t.max_connect_frame_bytes,
             connect_timeout: std::time::Duration::from_millis(t.connect_timeout_ms),
             pipeline_window: t.pipeline_window,

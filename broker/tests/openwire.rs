@@ -137,6 +137,15 @@ java_check!(
 );
 java_check!(java_prefetch_0_pulls, "prefetch0");
 
+/// The consumer cap over OpenWire: the Java client gets a `ResourceAllocationException`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_consumer_cap_is_a_resource_allocation_exception() {
+    let b = TestBroker::start("[limits]\nmax_consumers_per_connection = 5\n").await;
+    let port = b.server.openwire.expect("OpenWire listener").port();
+    java(port, "consumer-cap").await;
+    b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stomp_to_openwire() {
     let (b, port) = broker().await;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use broker_core::{
     AckMode, BrokerError, Connection, Consumer, Producer, Received, Session, Submitted,
 };
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use openwire::{
     AckType, BrokerId, BrokerInfo, Command, ConnectionError, ConsumerId, ConsumerInfo,
     ExceptionResponse, KeepAliveInfo, MessageAck, MessageDispatch, MessageId, ProducerId,
@@ -26,11 +26,12 @@ use openwire::{
 };
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::convert::{self, Unmappable};
+use crate::outbound::{self, OutReceiver, OutSender};
 use crate::stomp::server::ServerContext;
 use crate::stomp::window::{Window, WriteFailed};
 
@@ -63,6 +64,11 @@ impl From<BrokerError> for Failure {
             BrokerError::ClientIdInUse(_) => "javax.jms.InvalidClientIDException",
             // What ActiveMQ answers a ConsumerInfo whose selector does not parse with.
             BrokerError::Selector(_) => "javax.jms.InvalidSelectorException",
+            // The Java client instantiates the class named: a cap or a full memory is what
+            // ActiveMQ reports as a ResourceAllocationException.
+            BrokerError::ConnectionLimit { .. } | BrokerError::ResourceLimit(_) => {
+                "javax.jms.ResourceAllocationException"
+            }
             _ => "javax.jms.JMSException",
         };
         Failure {
@@ -84,7 +90,7 @@ impl From<Unmappable> for Failure {
 /// Encodes commands with the connection's negotiated wire format.
 #[derive(Clone)]
 struct Out {
-    tx: mpsc::Sender<Bytes>,
+    tx: OutSender,
     wf: Arc<WireFormat>,
 }
 
@@ -95,7 +101,7 @@ impl Out {
             warn!("cannot encode {}: {e}", cmd.data_type());
             return false;
         }
-        self.tx.send(buf.freeze()).await.is_ok()
+        self.tx.send(buf.freeze()).await
     }
 }
 
@@ -117,6 +123,9 @@ struct OwConsumer {
     pull: bool,
     /// The timeouts of the pulls not yet answered, one credit each.
     pulls: Arc<Mutex<VecDeque<i64>>>,
+    /// An advisory consumer's place under the connection's consumer cap (a real consumer's
+    /// is held by its broker-core consumer).
+    _slot: Option<broker_core::ConsumerSlot>,
 }
 
 struct Conn {
@@ -206,7 +215,11 @@ where
     };
     wf.max_frame_size = wf.max_frame_size.min(max_frame);
     let wf = Arc::new(wf);
-    let (tx, rx) = mpsc::channel::<Bytes>(ctx.max_pending_frames);
+    let (tx, rx) = outbound::channel(
+        ctx.max_pending_frames,
+        ctx.max_pending_bytes,
+        ctx.broker.memory().ok(),
+    );
     let out = Out {
         tx,
         wf: Arc::clone(&wf),
@@ -398,7 +411,7 @@ async fn respond(out: &Out, correlation_id: i32) {
 
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut wr: W,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: OutReceiver,
     keep_alive: Option<Duration>,
     wf: Arc<WireFormat>,
 ) {
@@ -417,13 +430,14 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
         };
         match next.await {
-            Some(Some(bytes)) => {
-                if wr.write_all(&bytes).await.is_err() {
+            Some(Some(queued)) => {
+                if wr.write_all(&queued.bytes).await.is_err() {
                     break;
                 }
+                drop(queued);
                 // Whatever else is queued goes in the same write.
                 while let Ok(more) = rx.try_recv() {
-                    if wr.write_all(&more).await.is_err() {
+                    if wr.write_all(&more.bytes).await.is_err() {
                         return;
                     }
                 }
@@ -661,12 +675,14 @@ impl Conn {
             return Err(Failure::jms("consumer id in use"));
         }
         let session = self.connection.session(AckMode::Individual)?;
-        let prefetch = info.prefetch_size.max(0) as usize;
+        // Above ActiveMQ's maximum it is lowered to it, silently, as ActiveMQ does.
+        let prefetch = broker_core::clamp_prefetch(i64::from(info.prefetch_size)) as usize;
         let credits = Arc::new(Semaphore::new(prefetch));
         let delivered = Arc::new(Mutex::new(VecDeque::new()));
         let pulls = Arc::new(Mutex::new(VecDeque::new()));
         // The client watches advisory topics by itself at start: accepted, never fed.
         if !dest.kind.is_queue() && dest.physical_name.starts_with(ADVISORY_PREFIX) {
+            let slot = session.reserve_consumer()?;
             self.consumers.insert(
                 info.consumer_id,
                 OwConsumer {
@@ -677,6 +693,7 @@ impl Conn {
                     delivered,
                     pull: prefetch == 0,
                     pulls: Arc::clone(&pulls),
+                    _slot: Some(slot),
                 },
             );
             return Ok(());
@@ -722,6 +739,7 @@ impl Conn {
                 delivered,
                 pull: prefetch == 0,
                 pulls: Arc::clone(&pulls),
+                _slot: None,
             },
         );
         Ok(())

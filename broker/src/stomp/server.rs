@@ -19,13 +19,14 @@ use broker_core::{
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::frame::{Decoder, Frame, FrameError, Limits, Version};
 use super::window::{Window, WriteFailed};
 use crate::Broker;
+use crate::outbound::{self, OutReceiver, OutSender};
 use crate::users::Users;
 
 /// What every connection shares.
@@ -34,6 +35,8 @@ pub struct ServerContext {
     pub users: Users,
     pub limits: Limits,
     pub max_pending_frames: usize,
+    /// The bytes of those frames at most (they count against the broker's memory too).
+    pub max_pending_bytes: usize,
     /// The largest frame read before CONNECT is answered.
     pub max_connect_frame_bytes: usize,
     /// A client must have sent CONNECT this long after the accept.
@@ -247,7 +250,7 @@ struct Conn {
     txs: HashMap<String, Session>,
     unacked: Arc<Mutex<BTreeMap<u64, Unacked>>>,
     next_ack: Arc<AtomicU64>,
-    out: mpsc::Sender<Bytes>,
+    out: OutSender,
     /// SENDs and ACKs handed to the broker and not yet durable.
     window: Window,
     /// SEND frames so far, to name one in an ERROR.
@@ -260,7 +263,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (mut rd, wr) = tokio::io::split(io);
-    let (out, out_rx) = mpsc::channel::<Bytes>(ctx.max_pending_frames);
+    let (out, out_rx) = outbound::channel(
+        ctx.max_pending_frames,
+        ctx.max_pending_bytes,
+        ctx.broker.memory().ok(),
+    );
     let (beat_tx, beat_rx) = watch::channel(None::<Duration>);
     let writer = tokio::spawn(write_loop(wr, out_rx, beat_rx));
     // Until CONNECT is answered only a small frame is read, and the deadline is absolute:
@@ -431,7 +438,7 @@ fn error_frame(version: Version, r: &Refusal, receipt: Option<&str>) -> Bytes {
 
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut wr: W,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: OutReceiver,
     mut beat: watch::Receiver<Option<Duration>>,
 ) {
     loop {
@@ -444,13 +451,14 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         };
         tokio::select! {
             r = next => match r {
-                Some(Some(bytes)) => {
-                    if wr.write_all(&bytes).await.is_err() {
+                Some(Some(queued)) => {
+                    if wr.write_all(&queued.bytes).await.is_err() {
                         break;
                     }
+                    drop(queued);
                     // Write whatever else is queued before flushing, so a burst is one write.
                     while let Ok(more) = rx.try_recv() {
-                        if wr.write_all(&more).await.is_err() {
+                        if wr.write_all(&more.bytes).await.is_err() {
                             return;
                         }
                     }
@@ -476,7 +484,7 @@ async fn connect(
     frame: &Frame,
     peer: &str,
     ctx: &Arc<ServerContext>,
-    out: &mpsc::Sender<Bytes>,
+    out: &OutSender,
     beat: &watch::Sender<Option<Duration>>,
 ) -> Result<(Conn, Duration), Refusal> {
     if frame.command != "CONNECT" && frame.command != "STOMP" {
@@ -749,11 +757,13 @@ impl Conn {
         let selector = frame.get("selector").filter(|s| !s.trim().is_empty());
         let limits = &self.ctx.broker.config().limits;
         let prefetch = match frame.get("activemq.prefetchSize") {
+            // Above ActiveMQ's maximum it is lowered to it, silently, as ActiveMQ does.
             Some(p) => p
                 .trim()
-                .parse::<u32>()
+                .parse::<u64>()
                 .ok()
                 .filter(|p| *p > 0)
+                .map(|p| broker_core::clamp_prefetch(i64::try_from(p).unwrap_or(i64::MAX)))
                 .ok_or_else(|| Refusal::new(format!("bad activemq.prefetchSize {p:?}"), ""))?,
             None if destination.is_queue() => limits.queue_prefetch,
             None => limits.topic_prefetch,
@@ -847,10 +857,11 @@ impl Conn {
     }
 
     async fn emit(&self, f: Frame) -> Result<(), Refusal> {
-        self.out
-            .send(f.to_bytes(self.version))
-            .await
-            .map_err(|_| Refusal::new("connection closed", ""))
+        if self.out.send(f.to_bytes(self.version)).await {
+            Ok(())
+        } else {
+            Err(Refusal::new("connection closed", ""))
+        }
     }
 
     async fn unsubscribe(&mut self, frame: &Frame) -> Result<(), Refusal> {
@@ -984,7 +995,7 @@ async fn pump(
     credits: Option<Arc<Semaphore>>,
     unacked: Arc<Mutex<BTreeMap<u64, Unacked>>>,
     next_ack: Arc<AtomicU64>,
-    out: mpsc::Sender<Bytes>,
+    out: OutSender,
 ) {
     loop {
         if let Some(c) = &credits {
@@ -1018,7 +1029,7 @@ async fn pump(
                 },
             );
         }
-        if out.send(frame.to_bytes(version)).await.is_err() {
+        if !out.send(frame.to_bytes(version)).await {
             return;
         }
     }

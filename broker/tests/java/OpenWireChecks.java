@@ -47,6 +47,7 @@ public class OpenWireChecks {
             case "keepalive": keepalive(); break;
             case "refusals": refusals(); break;
             case "prefetch0": prefetch0(); break;
+            case "consumer-cap": consumerCap(); break;
             case "from-stomp": fromStomp(); break;
             case "to-stomp": toStomp(); break;
             default: throw new IllegalArgumentException(check);
@@ -409,6 +410,40 @@ public class OpenWireChecks {
         s.createProducer(q).send(s.createTextMessage("fine"));
         TextMessage m = (TextMessage) s.createConsumer(q).receive(10000);
         check(m != null && m.getText().equals("fine"), "still works");
+        c.close();
+    }
+
+    // The broker runs with max_consumers_per_connection = 5: the consumer past it is refused
+    // with a ResourceAllocationException naming the key, the connection keeps working, and a
+    // closed consumer gives its place back. A prefetch above ActiveMQ's maximum is accepted.
+    static void consumerCap() throws Exception {
+        Connection c = connect("");
+        Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        Queue q = s.createQueue("ow.cap?consumer.prefetchSize=1000000");
+        java.util.List<MessageConsumer> open = new java.util.ArrayList<>();
+        ResourceAllocationException refused = null;
+        for (int i = 0; i < 100 && refused == null; i++) {
+            try {
+                open.add(s.createConsumer(q));
+            } catch (ResourceAllocationException e) {
+                refused = e;
+            }
+        }
+        check(refused != null, "no cap after " + open.size() + " consumers");
+        check(open.size() <= 5, "at most 5 consumers: " + open.size());
+        check(String.valueOf(refused.getMessage()).contains("limits.max_consumers_per_connection"),
+            "names the key: " + refused);
+        open.get(0).close();
+        MessageConsumer again = s.createConsumer(q);
+        s.createProducer(s.createQueue("ow.cap")).send(s.createTextMessage("fine"));
+        TextMessage m = (TextMessage) again.receive(10000);
+        if (m == null) {
+            for (MessageConsumer mc : open.subList(1, open.size())) {
+                m = (TextMessage) mc.receive(1000);
+                if (m != null) break;
+            }
+        }
+        check(m != null && m.getText().equals("fine"), "still works: " + m);
         c.close();
     }
 
