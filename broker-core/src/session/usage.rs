@@ -28,13 +28,18 @@ pub(crate) struct ConnectionUsage {
     created: Mutex<(Instant, u32)>,
 }
 
-/// Takes one unit of `counter` if it is under `max`.
-fn take(counter: &AtomicUsize, max: usize) -> bool {
+/// Takes one unit of `counter` if it is under `max`, or refuses with the cap's config key.
+fn take(counter: &AtomicUsize, max: usize, what: &str, key: &'static str) -> Result<()> {
     counter
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
             (n < max).then_some(n + 1)
         })
-        .is_ok()
+        .map(drop)
+        .map_err(|_| BrokerError::ConnectionLimit {
+            what: what.into(),
+            limit: max as u64,
+            key,
+        })
 }
 
 /// Which count a [`Slot`] holds.
@@ -42,6 +47,22 @@ fn take(counter: &AtomicUsize, max: usize) -> bool {
 enum Kind {
     Consumer,
     Transaction,
+}
+
+impl Kind {
+    /// The refusal's words and the cap's config key.
+    fn describe(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::Consumer => (
+                "too many consumers on this connection",
+                "limits.max_consumers_per_connection",
+            ),
+            Kind::Transaction => (
+                "too many open transactions on this connection",
+                "limits.max_transactions_per_connection",
+            ),
+        }
+    }
 }
 
 /// One consumer or one open transaction of a connection; gives its count back when dropped.
@@ -53,11 +74,7 @@ pub(crate) struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let counter = match self.kind {
-            Kind::Consumer => &self.usage.consumers,
-            Kind::Transaction => &self.usage.transactions,
-        };
-        counter.fetch_sub(1, Ordering::AcqRel);
+        self.usage.counter(self.kind).fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -72,50 +89,42 @@ impl ConnectionUsage {
         })
     }
 
-    /// A consumer more, or `ConnectionLimit` at `limits.max_consumers_per_connection`.
-    pub(crate) fn consumer(self: &Arc<Self>, limits: &LimitsSection) -> Result<Slot> {
-        let max = limits.max_consumers_per_connection;
-        if !take(&self.consumers, max) {
-            return Err(BrokerError::ConnectionLimit {
-                what: "too many consumers on this connection".into(),
-                limit: max as u64,
-                key: "limits.max_consumers_per_connection",
-            });
+    fn counter(&self, kind: Kind) -> &AtomicUsize {
+        match kind {
+            Kind::Consumer => &self.consumers,
+            Kind::Transaction => &self.transactions,
         }
+    }
+
+    fn slot(self: &Arc<Self>, kind: Kind, max: usize) -> Result<Slot> {
+        let (what, key) = kind.describe();
+        take(self.counter(kind), max, what, key)?;
         Ok(Slot {
             usage: Arc::clone(self),
-            kind: Kind::Consumer,
+            kind,
         })
+    }
+
+    /// A consumer more, or `ConnectionLimit` at `limits.max_consumers_per_connection`.
+    pub(crate) fn consumer(self: &Arc<Self>, limits: &LimitsSection) -> Result<Slot> {
+        self.slot(Kind::Consumer, limits.max_consumers_per_connection)
     }
 
     /// An open transaction more, or `ConnectionLimit` at
     /// `limits.max_transactions_per_connection`.
     pub(crate) fn transaction(self: &Arc<Self>, limits: &LimitsSection) -> Result<Slot> {
-        let max = limits.max_transactions_per_connection;
-        if !take(&self.transactions, max) {
-            return Err(BrokerError::ConnectionLimit {
-                what: "too many open transactions on this connection".into(),
-                limit: max as u64,
-                key: "limits.max_transactions_per_connection",
-            });
-        }
-        Ok(Slot {
-            usage: Arc::clone(self),
-            kind: Kind::Transaction,
-        })
+        self.slot(Kind::Transaction, limits.max_transactions_per_connection)
     }
 
     /// One uncommitted transacted send of `bytes` more; the caller gives it back with
     /// [`ConnectionUsage::release_sends`] when its transaction ends.
     pub(crate) fn transacted_send(&self, bytes: u64, limits: &LimitsSection) -> Result<()> {
-        let max = limits.max_transacted_sends_per_connection;
-        if !take(&self.tx_sends, max) {
-            return Err(BrokerError::ConnectionLimit {
-                what: "too many uncommitted transacted sends on this connection".into(),
-                limit: max as u64,
-                key: "limits.max_transacted_sends_per_connection",
-            });
-        }
+        take(
+            &self.tx_sends,
+            limits.max_transacted_sends_per_connection,
+            "too many uncommitted transacted sends on this connection",
+            "limits.max_transacted_sends_per_connection",
+        )?;
         let max_bytes = limits.max_transacted_bytes_per_connection;
         if self
             .tx_bytes
