@@ -84,6 +84,10 @@ pub struct TransportsSection {
     pub pipeline_window: usize,
     /// The message bytes of those SENDs at most. 16 MiB.
     pub pipeline_window_bytes: usize,
+    /// Milliseconds a client may go without reading anything while frames wait for it before
+    /// the broker closes its connection (its unacked messages go back to the queue). 60000;
+    /// 0 waits forever, which is ActiveMQ's default for its `soWriteTimeout`.
+    pub write_timeout_ms: u64,
     /// The web console and monitoring API (HTTP); empty string to turn it off. Default
     /// `127.0.0.1:8161`, as ActiveMQ's.
     pub web: String,
@@ -115,6 +119,7 @@ impl Default for TransportsSection {
             connect_timeout_ms: 30_000,
             pipeline_window: 1000,
             pipeline_window_bytes: 16 * 1024 * 1024,
+            write_timeout_ms: 60_000,
             web: "127.0.0.1:8161".into(),
             web_tls: false,
             web_session_idle_secs: 30 * 60,

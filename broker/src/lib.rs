@@ -13,6 +13,7 @@ pub mod config;
 pub mod listener;
 pub mod openwire;
 mod outbound;
+mod pipeline;
 mod program;
 pub mod stomp;
 pub mod tls;
@@ -21,5 +22,5 @@ pub mod users;
 pub mod web;
 
 pub use config::BrokerConfig;
+pub use pipeline::PipelineGauge;
 pub use program::Broker;
-pub use stomp::window::PipelineGauge;

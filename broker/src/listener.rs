@@ -51,6 +51,8 @@ impl Server {
             connect_timeout: std::time::Duration::from_millis(t.connect_timeout_ms),
             pipeline_window: t.pipeline_window,
             pipeline_window_bytes: t.pipeline_window_bytes,
+            write_timeout: (t.write_timeout_ms > 0)
+                .then(|| std::time::Duration::from_millis(t.write_timeout_ms)),
             shutdown: rx,
         });
         let mut server = Server {

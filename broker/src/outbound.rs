@@ -7,12 +7,20 @@
 //! stops dispatching to it, and it holds at most the cap. The bytes are given back when a
 //! frame is written or when the queue is dropped with the connection, since each queued frame
 //! carries its own charge.
+//!
+//! [`write_loop`] is the writer task of both protocols. A client that stops reading altogether
+//! is cut off after `[transports] write_timeout_ms` without progress (ActiveMQ's
+//! `soWriteTimeout`, which is off by default there): otherwise it would hold its queue, its
+//! prefetched messages and its subscriptions for as long as it keeps the socket open.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use broker_core::memory::MemoryUsage;
 use bytes::Bytes;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tracing::warn;
 
 /// One encoded frame and what it costs until it is written or dropped.
 pub(crate) struct Queued {
@@ -84,6 +92,105 @@ impl OutSender {
             .await
             .is_ok()
     }
+
+    /// Resolves once the writer is gone: the client hung up, or stopped reading for longer
+    /// than the write timeout. The connection's reader then ends too.
+    pub(crate) async fn closed(&self) {
+        self.tx.closed().await;
+    }
+}
+
+/// How a connection's writer behaves beyond writing what is queued.
+pub(crate) struct WriterOptions {
+    /// Written when nothing else was for the idle interval: a STOMP heart-beat or an OpenWire
+    /// `KeepAliveInfo`.
+    pub(crate) ping: Bytes,
+    /// The idle interval; `None` while the client wants no heart-beats. STOMP learns it from
+    /// CONNECT, so it can change.
+    pub(crate) idle: watch::Receiver<Option<Duration>>,
+    /// A write (of a burst, flushed) that makes no progress for this long ends the connection;
+    /// `None` waits forever.
+    pub(crate) write_timeout: Option<Duration>,
+    /// For the log line.
+    pub(crate) peer: String,
+}
+
+/// Why a write failed: the socket said so, or the client did not read for too long.
+enum Stuck {
+    Io,
+    Timeout(Duration),
+}
+
+async fn timed<F: std::future::Future<Output = std::io::Result<()>>>(
+    limit: Option<Duration>,
+    write: F,
+) -> Result<(), Stuck> {
+    match limit {
+        None => write.await.map_err(|_| Stuck::Io),
+        Some(d) => match tokio::time::timeout(d, write).await {
+            Ok(r) => r.map_err(|_| Stuck::Io),
+            Err(_) => Err(Stuck::Timeout(d)),
+        },
+    }
+}
+
+/// Writes what is queued until the queue's senders are all gone or the socket fails, flushing
+/// once per burst, and pings when idle. Dropping the queue at the end is what tells the
+/// connection's reader ([`OutSender::closed`]) to stop.
+pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: OutReceiver,
+    mut options: WriterOptions,
+) {
+    let limit = options.write_timeout;
+    // A writer whose idle interval can no longer change stops watching it (a closed watch
+    // would wake the loop at once, forever).
+    let mut watching = true;
+    let result = loop {
+        let interval = *options.idle.borrow();
+        let next = async {
+            match interval {
+                Some(d) => tokio::time::timeout(d, rx.recv()).await.ok(),
+                None => Some(rx.recv().await),
+            }
+        };
+        let step = tokio::select! {
+            r = next => match r {
+                Some(Some(queued)) => {
+                    let burst = async {
+                        wr.write_all(&queued.bytes).await?;
+                        // Whatever else is queued goes in the same flush.
+                        while let Ok(more) = rx.try_recv() {
+                            wr.write_all(&more.bytes).await?;
+                        }
+                        wr.flush().await
+                    };
+                    timed(limit, burst).await
+                }
+                Some(None) => break Ok(()),
+                None => {
+                    let ping = async {
+                        wr.write_all(&options.ping).await?;
+                        wr.flush().await
+                    };
+                    timed(limit, ping).await
+                }
+            },
+            changed = options.idle.changed(), if watching => {
+                watching = changed.is_ok();
+                Ok(())
+            }
+        };
+        if let Err(stuck) = step {
+            break Err(stuck);
+        }
+    };
+    // Gone before the shutdown below, which can block on a socket nobody reads either.
+    drop(rx);
+    if let Err(Stuck::Timeout(d)) = result {
+        warn!(peer = %options.peer, "the client has read nothing for {d:?} with frames waiting for it; closing the connection (transports.write_timeout_ms)");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
 }
 
 #[cfg(test)]

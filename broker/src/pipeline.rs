@@ -6,6 +6,13 @@
 //! finds it full, the connection stops reading, and TCP slows the producer down. Anything that
 //! must observe earlier writes (a receipt, COMMIT, DISCONNECT, SUBSCRIBE, ...) drains it first,
 //! and the first write that fails ends the connection before any later one is acknowledged.
+//!
+//! The message bytes in a window count against the broker's memory (`[limits] memory_bytes`)
+//! until they are durable; while memory is full a connection keeps at most one write in
+//! flight, so producers faster than the disk cannot together hold more than the limit plus one
+//! message each. Waiting for a write never needs memory, so this cannot deadlock.
+//!
+//! STOMP and OpenWire connections both pipeline through it.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -14,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use broker_core::BrokerError;
+use broker_core::memory::MemoryUsage;
 
 /// One write in flight: a `Submitted` send or ack, its value dropped.
 pub(crate) type Write = Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send + Sync>>;
@@ -68,24 +76,48 @@ pub(crate) struct Window {
     max_items: usize,
     max_bytes: usize,
     gauge: Arc<PipelineGauge>,
+    memory: Option<Arc<MemoryUsage>>,
 }
 
 impl Window {
-    pub(crate) fn new(max_items: usize, max_bytes: usize, gauge: Arc<PipelineGauge>) -> Window {
+    pub(crate) fn new(
+        max_items: usize,
+        max_bytes: usize,
+        gauge: Arc<PipelineGauge>,
+        memory: Option<Arc<MemoryUsage>>,
+    ) -> Window {
         Window {
             items: VecDeque::new(),
             bytes: 0,
             max_items: max_items.max(1),
             max_bytes,
             gauge,
+            memory,
         }
     }
 
-    /// Whether a write of `bytes` more would overflow the window. One write always fits into
-    /// an empty window, however large.
+    /// Whether a write of `bytes` more would overflow the window, or the broker's memory. One
+    /// write always fits into an empty window, however large.
     fn full_for(&self, bytes: usize) -> bool {
+        let memory_full = self.memory.as_ref().is_some_and(|m| !m.has_room());
         !self.items.is_empty()
-            && (self.items.len() >= self.max_items || self.bytes + bytes > self.max_bytes)
+            && (memory_full
+                || self.items.len() >= self.max_items
+                || self.bytes + bytes > self.max_bytes)
+    }
+
+    fn charge(&self, bytes: usize) {
+        self.gauge.add(bytes);
+        if let Some(m) = &self.memory {
+            m.add(bytes as u64);
+        }
+    }
+
+    fn refund(&self, bytes: usize) {
+        self.gauge.sub(bytes);
+        if let Some(m) = &self.memory {
+            m.release(bytes as u64);
+        }
     }
 
     /// Waits until a write of `bytes` fits: the oldest writes complete first.
@@ -99,7 +131,7 @@ impl Window {
     /// Adds a write already submitted; call [`Window::make_room`] before submitting it.
     pub(crate) fn push(&mut self, what: String, bytes: usize, write: Write) {
         self.bytes += bytes;
-        self.gauge.add(bytes);
+        self.charge(bytes);
         self.items.push_back(InFlight { what, bytes, write });
     }
 
@@ -113,7 +145,7 @@ impl Window {
         let done = self.items.pop_front();
         let (what, bytes) = done.map(|d| (d.what, d.bytes)).unwrap_or_default();
         self.bytes -= bytes;
-        self.gauge.sub(bytes);
+        self.refund(bytes);
         result.map_err(|error| WriteFailed { what, error })
     }
 
@@ -128,9 +160,9 @@ impl Window {
 
 impl Drop for Window {
     /// A connection that ends with writes in flight stops waiting for them (the store still
-    /// completes them); their bytes leave the gauge with it.
+    /// completes them); their bytes leave the gauge and the memory count with it.
     fn drop(&mut self) {
-        self.gauge.sub(self.bytes);
+        self.refund(self.bytes);
     }
 }
 
@@ -163,7 +195,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_window_waits_for_its_oldest_write() {
-        let mut w = Window::new(3, 1_000_000, Arc::default());
+        let mut w = Window::new(3, 1_000_000, Arc::default(), None);
         let mut senders = Vec::new();
         for n in 0..3 {
             assert!(room_now(&mut w, 10).await, "write {n} fits");
@@ -181,7 +213,7 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_bound_the_window_but_one_big_write_always_fits() {
-        let mut w = Window::new(100, 1_000, Arc::default());
+        let mut w = Window::new(100, 1_000, Arc::default(), None);
         assert!(
             room_now(&mut w, 5_000).await,
             "an empty window takes anything"
@@ -199,7 +231,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_write_is_named_and_stops_the_drain() {
-        let mut w = Window::new(10, 1_000, Arc::default());
+        let mut w = Window::new(10, 1_000, Arc::default(), None);
         let (ok, first) = pending_write();
         w.push("SEND #1 to /queue/a".into(), 1, first);
         let (failing, second) = pending_write();
@@ -216,8 +248,8 @@ mod tests {
     #[tokio::test]
     async fn the_gauge_counts_every_window_and_forgets_a_dropped_one() {
         let gauge = Arc::new(PipelineGauge::default());
-        let mut a = Window::new(10, 1_000, Arc::clone(&gauge));
-        let mut b = Window::new(10, 1_000, Arc::clone(&gauge));
+        let mut a = Window::new(10, 1_000, Arc::clone(&gauge), None);
+        let mut b = Window::new(10, 1_000, Arc::clone(&gauge), None);
         let (done, write) = pending_write();
         a.push("SEND #1".into(), 300, write);
         let (_kept, write) = pending_write();
@@ -228,5 +260,32 @@ mod tests {
         assert_eq!((gauge.bytes(), gauge.high_water()), (500, 800));
         drop(b);
         assert_eq!((gauge.bytes(), gauge.high_water()), (0, 800));
+    }
+
+    #[tokio::test]
+    async fn window_bytes_count_against_memory_and_a_full_memory_keeps_one_write() {
+        let memory = Arc::new(MemoryUsage::new(1_000));
+        let mut w = Window::new(100, 1_000_000, Arc::default(), Some(Arc::clone(&memory)));
+        let (first, write) = pending_write();
+        w.push("SEND #1".into(), 600, write);
+        assert_eq!(memory.used(), 600);
+        assert!(room_now(&mut w, 300).await, "600 + 300 is under the limit");
+        let (second, write) = pending_write();
+        w.push("SEND #2".into(), 300, write);
+        memory.add(200); // somebody else's
+        assert!(!room_now(&mut w, 10).await, "memory is full: wait");
+        first.send(()).unwrap();
+        assert!(room_now(&mut w, 10).await, "the oldest done: room again");
+        assert_eq!(memory.used(), 500, "the first write given back");
+        let (_kept, write) = pending_write();
+        w.push("SEND #3".into(), 5_000, write);
+        assert!(!memory.has_room());
+        second.send(()).unwrap();
+        assert!(
+            !room_now(&mut w, 10).await,
+            "memory still full: one write in flight at most"
+        );
+        drop(w);
+        assert_eq!(memory.used(), 200, "a dropped window gives its bytes back");
     }
 }

@@ -6,7 +6,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::config::BrokerConfig;
-use crate::stomp::window::PipelineGauge;
+use crate::pipeline::PipelineGauge;
 
 /// broker-core's [`broker_core::Broker`] (every call of which it answers, through `Deref`)
 /// built from a `broker.toml`.

@@ -463,6 +463,95 @@ async fn a_client_that_never_reads_is_starved_alone() {
     b.stop().await;
 }
 
+/// With `write_timeout_ms` a client that stops reading is not only starved but cut off: its
+/// connection closes, and the messages it was holding (unacked, client-individual) go back to
+/// the queue, so the consumer that reads gets every one of them. Without the timeout the reader
+/// would wait forever for what the idle client holds, and the test would hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_cut_off_after_the_write_timeout() {
+    let (b, web) = broker("[transports]\nstomp = \"127.0.0.1:0\"\nwrite_timeout_ms = 500\n").await;
+    const TOTAL: usize = 2000;
+    const SIZE: usize = 8 * 1024;
+    let addr = b.server.stomp.unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut idle = sock.connect(addr).await.unwrap();
+    let connect = Frame::new("CONNECT")
+        .header("accept-version", "1.2")
+        .header("login", "admin")
+        .header("passcode", "admin");
+    idle.write_all(&connect.to_bytes(Version::V1_2))
+        .await
+        .unwrap();
+    let mut rd = Reader::new();
+    assert_eq!(rd.next(&mut idle).await.unwrap().command, "CONNECTED");
+    let subscribe = Frame::new("SUBSCRIBE")
+        .header("id", "idle")
+        .header("destination", "/queue/held")
+        .header("ack", "client-individual")
+        .header("receipt", "subscribed");
+    idle.write_all(&subscribe.to_bytes(Version::V1_2))
+        .await
+        .unwrap();
+    assert_eq!(rd.next(&mut idle).await.unwrap().command, "RECEIPT");
+
+    let mut consumer = b.client().await;
+    consumer
+        .subscribe(
+            "c",
+            "/queue/held",
+            "auto",
+            &[("activemq.prefetchSize", "100")],
+        )
+        .await
+        .unwrap();
+    let producer = async {
+        let mut p = b.client().await;
+        let body = vec![b'h'; SIZE];
+        for i in 0..TOTAL {
+            let f = Frame::new("SEND")
+                .header("destination", "/queue/held")
+                .header("persistent", "true")
+                .header("content-length", SIZE.to_string())
+                .with_body(body.clone());
+            if i % 100 == 99 {
+                p.request(f).await.expect("the producer is not refused");
+            } else {
+                p.send_frame(f).await.expect("the producer is not refused");
+            }
+        }
+        p.disconnect().await.unwrap();
+    };
+    let reader = async {
+        for _ in 0..TOTAL {
+            let m = recv(&mut consumer).await;
+            assert_eq!(m.body.len(), SIZE);
+        }
+    };
+    tokio::time::timeout(HANG, async {
+        tokio::join!(producer, reader, well_behaved(&b, "good.cut", 100))
+    })
+    .await
+    .expect("the reading consumer got every message, the idle client's too");
+    // The idle client's socket ends (after what was already in its buffers).
+    let closed = tokio::time::timeout(HANG, async {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match idle.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the broker closed the idle client's connection"
+    );
+    assert_memory_within_limit(web.addr).await;
+    b.stop().await;
+}
+
 /// Connections holding uncommitted transacted sends and unread outgoing frames are killed
 /// (the socket dropped, no DISCONNECT): the memory they held is counted while they live and
 /// given back when they go, to the byte.

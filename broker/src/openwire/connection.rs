@@ -26,14 +26,14 @@ use openwire::{
 };
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::convert::{self, Unmappable};
-use crate::outbound::{self, OutReceiver, OutSender};
+use crate::outbound::{self, OutSender, WriterOptions};
+use crate::pipeline::{Window, WriteFailed};
 use crate::stomp::server::ServerContext;
-use crate::stomp::window::{Window, WriteFailed};
 
 /// The OpenWire version the broker offers; the client's 5.17 offers 12 too.
 const VERSION: i32 = 12;
@@ -227,7 +227,24 @@ where
     let keep_alive = wf
         .keep_alive_interval_ms()
         .map(|ms| Duration::from_millis(ms.max(1) as u64));
-    let writer = tokio::spawn(write_loop(wr, rx, keep_alive, Arc::clone(&wf)));
+    let mut ping = BytesMut::new();
+    let _ = openwire::encode(
+        &Command::KeepAliveInfo(KeepAliveInfo::default()),
+        &wf,
+        &mut ping,
+    );
+    // The interval is fixed once the wire format is agreed: the sender can go at once.
+    let (_, idle) = watch::channel(keep_alive);
+    let writer = tokio::spawn(outbound::write_loop(
+        wr,
+        rx,
+        WriterOptions {
+            ping: ping.freeze(),
+            idle,
+            write_timeout: ctx.write_timeout,
+            peer: peer.clone(),
+        },
+    ));
     // ActiveMQ's read check: nothing at all from the client for the inactivity duration.
     let read_timeout = match wf.max_inactivity_duration {
         d if d > 0 => Duration::from_millis(d as u64),
@@ -361,6 +378,8 @@ where
                 let _ = out.send(&Command::ShutdownInfo(openwire::ShutdownInfo::default())).await;
                 break;
             }
+            // The writer gave up on a client that does not read (it logged why).
+            () = out.tx.closed() => break,
         }
     }
     if let Some(c) = conn {
@@ -407,55 +426,6 @@ async fn respond(out: &Out, correlation_id: i32) {
         ..Response::default()
     };
     let _ = out.send(&Command::Response(r)).await;
-}
-
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut wr: W,
-    mut rx: OutReceiver,
-    keep_alive: Option<Duration>,
-    wf: Arc<WireFormat>,
-) {
-    let mut ping = BytesMut::new();
-    let _ = openwire::encode(
-        &Command::KeepAliveInfo(KeepAliveInfo::default()),
-        &wf,
-        &mut ping,
-    );
-    let ping = ping.freeze();
-    loop {
-        let next = async {
-            match keep_alive {
-                Some(d) => tokio::time::timeout(d, rx.recv()).await.ok(),
-                None => Some(rx.recv().await),
-            }
-        };
-        match next.await {
-            Some(Some(queued)) => {
-                if wr.write_all(&queued.bytes).await.is_err() {
-                    break;
-                }
-                drop(queued);
-                // Whatever else is queued goes in the same write.
-                while let Ok(more) = rx.try_recv() {
-                    if wr.write_all(&more.bytes).await.is_err() {
-                        return;
-                    }
-                }
-                if wr.flush().await.is_err() {
-                    break;
-                }
-            }
-            Some(None) => break,
-            // Idle for a third of the inactivity duration: a KeepAliveInfo keeps the
-            // client's read check happy.
-            None => {
-                if wr.write_all(&ping).await.is_err() || wr.flush().await.is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = wr.shutdown().await;
 }
 
 /// Answers a ConnectionInfo: credentials, client id, then the broker introduces itself.
@@ -507,6 +477,7 @@ async fn connect(
             ctx.pipeline_window,
             ctx.pipeline_window_bytes,
             Arc::clone(ctx.broker.pipelined()),
+            ctx.broker.memory().ok(),
         ),
     })
 }

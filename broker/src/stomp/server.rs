@@ -18,15 +18,15 @@ use broker_core::{
 };
 use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::frame::{Decoder, Frame, FrameError, Limits, Version};
-use super::window::{Window, WriteFailed};
 use crate::Broker;
-use crate::outbound::{self, OutReceiver, OutSender};
+use crate::outbound::{self, OutSender, WriterOptions};
+use crate::pipeline::{Window, WriteFailed};
 use crate::users::Users;
 
 /// What every connection shares.
@@ -45,6 +45,8 @@ pub struct ServerContext {
     /// message bytes.
     pub pipeline_window: usize,
     pub pipeline_window_bytes: usize,
+    /// A client that reads nothing for this long while frames wait for it is cut off.
+    pub write_timeout: Option<Duration>,
     /// Flips to true when the broker stops: connections close.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -269,7 +271,16 @@ where
         ctx.broker.memory().ok(),
     );
     let (beat_tx, beat_rx) = watch::channel(None::<Duration>);
-    let writer = tokio::spawn(write_loop(wr, out_rx, beat_rx));
+    let writer = tokio::spawn(outbound::write_loop(
+        wr,
+        out_rx,
+        WriterOptions {
+            ping: Bytes::from_static(b"\n"),
+            idle: beat_rx,
+            write_timeout: ctx.write_timeout,
+            peer: peer.clone(),
+        },
+    ));
     // Until CONNECT is answered only a small frame is read, and the deadline is absolute:
     // a client that never logs in holds a few KiB for `connect_timeout` at most.
     let mut decoder = Decoder::new(Limits {
@@ -380,6 +391,8 @@ where
                 let _ = out.send(error_frame(decoder.version, &Refusal::new("the broker is shutting down", ""), None)).await;
                 break;
             }
+            // The writer gave up on a client that does not read (it logged why).
+            () = out.closed() => break,
         }
     }
     if let Some(c) = conn {
@@ -434,49 +447,6 @@ fn error_frame(version: Version, r: &Refusal, receipt: Option<&str>) -> Bytes {
         f.body = Bytes::from(r.detail.clone());
     }
     f.to_bytes(version)
-}
-
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut wr: W,
-    mut rx: OutReceiver,
-    mut beat: watch::Receiver<Option<Duration>>,
-) {
-    loop {
-        let interval = *beat.borrow();
-        let next = async {
-            match interval {
-                Some(d) => tokio::time::timeout(d, rx.recv()).await.ok(),
-                None => Some(rx.recv().await),
-            }
-        };
-        tokio::select! {
-            r = next => match r {
-                Some(Some(queued)) => {
-                    if wr.write_all(&queued.bytes).await.is_err() {
-                        break;
-                    }
-                    drop(queued);
-                    // Write whatever else is queued before flushing, so a burst is one write.
-                    while let Ok(more) = rx.try_recv() {
-                        if wr.write_all(&more.bytes).await.is_err() {
-                            return;
-                        }
-                    }
-                    if wr.flush().await.is_err() {
-                        break;
-                    }
-                }
-                Some(None) => break,
-                None => {
-                    if wr.write_all(b"\n").await.is_err() || wr.flush().await.is_err() {
-                        break;
-                    }
-                }
-            },
-            _ = beat.changed() => {}
-        }
-    }
-    let _ = wr.shutdown().await;
 }
 
 /// Answers CONNECT/STOMP: version, credentials, client id, heart-beats.
@@ -566,6 +536,7 @@ async fn connect(
                 ctx.pipeline_window,
                 ctx.pipeline_window_bytes,
                 Arc::clone(ctx.broker.pipelined()),
+                ctx.broker.memory().ok(),
             ),
             sends: 0,
         },
