@@ -106,8 +106,7 @@ impl FileLock {
     ) -> Result<FileLock> {
         std::fs::create_dir_all(dir).map_err(|e| io_error("create", dir, e))?;
         let path = dir.join("lock");
-        let mut logged = false;
-        let mut attempts: u64 = 0;
+        let mut wait = store_jdbc::locker::SlaveWait::default();
         loop {
             let mut file = OpenOptions::new()
                 .read(true)
@@ -143,17 +142,12 @@ impl FileLock {
                     });
                 }
                 Err(rustix::io::Errno::WOULDBLOCK) => {
-                    if !logged {
+                    wait.held(|| {
                         info!(
                             lock = %path.display(),
                             "the store is locked by another broker; this broker is a slave waiting for the lock"
                         );
-                        logged = true;
-                    }
-                    // Each attempt, for whoever must know the slave is still trying (the
-                    // fail-over tests wait for a few before checking that a slave never serves).
-                    attempts += 1;
-                    tracing::debug!(target: "locker", "slave: lock attempt {attempts} found it held");
+                    });
                     drop(file);
                     tokio::time::sleep(retry).await;
                 }

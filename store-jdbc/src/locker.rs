@@ -290,6 +290,32 @@ fn spawn_lock(
     }
 }
 
+/// A slave's attempts at a lock someone else holds: what it logs, the same for every locker.
+/// The first refusal is one INFO line (the caller's words, which name the holder or the file);
+/// every refusal is a debug line `slave: lock attempt N found it held` on target `locker`, for
+/// whoever must know the slave is still trying (the fail-over tests wait for a few before
+/// checking that a slave never serves).
+#[derive(Debug, Default)]
+pub struct SlaveWait {
+    attempts: u64,
+}
+
+impl SlaveWait {
+    /// One more attempt found the lock held; `first` logs the INFO line on the first one.
+    pub fn held(&mut self, first: impl FnOnce()) {
+        if self.attempts == 0 {
+            first();
+        }
+        self.attempts += 1;
+        debug!(target: "locker", "slave: lock attempt {} found it held", self.attempts);
+    }
+
+    /// Whether this broker waited for the lock at all.
+    pub fn waited(&self) -> bool {
+        self.attempts > 0
+    }
+}
+
 /// The statement that bounds a session's lock waits to `retry` (MySQL: whole seconds, at
 /// least one), so that a slave's attempt returns, and is retried (or stopped), instead of
 /// sitting in one statement for as long as a rival holds the row.
@@ -339,8 +365,7 @@ mod lease {
         // wait is bounded so that the attempt is retried, not hung.
         let wait_limit = lock_wait_limit(st.dialect, config.acquire_retry);
         let mut conn: Option<Conn> = None;
-        let mut logged_wait = false;
-        let mut attempts: u64 = 0;
+        let mut wait = SlaveWait::default();
         loop {
             let c = match conn.take() {
                 Some(c) => c,
@@ -379,14 +404,13 @@ mod lease {
                 match row {
                     Some(r) if n == 1 => Ok(Some((r.i64(0)?, previous.is_some()))),
                     Some(r) => {
-                        if !logged_wait {
+                        let (holder, expires) = (r.opt_string(1)?, r.opt_i64(2)?);
+                        wait.held(|| {
                             info!(
                                 target: "locker",
-                                "slave: waiting for the lease held by {:?} (expires in {:?} ms)",
-                                r.opt_string(1)?,
-                                r.opt_i64(2)?
+                                "slave: waiting for the lease held by {holder:?} (expires in {expires:?} ms)"
                             );
-                        }
+                        });
                         Ok(None)
                     }
                     None => Ok(None),
@@ -432,12 +456,7 @@ mod lease {
                     lock.took_over = unreleased;
                     return Ok(lock);
                 }
-                Ok(None) => {
-                    logged_wait = true;
-                    attempts += 1;
-                    debug!(target: "locker", "slave: lock attempt {attempts} found it held");
-                    conn = Some(c);
-                }
+                Ok(None) => conn = Some(c),
                 Err(e) => {
                     warn!(target: "locker", "lease attempt failed: {}; retrying", db(st.dialect, "taking the lease", e));
                     let _ = c.raw("ROLLBACK").await;
@@ -587,9 +606,8 @@ mod row_lock {
             st.lock
         ));
         let timeout = lock_wait_limit(st.dialect, config.acquire_retry);
-        let mut logged_wait = false;
+        let mut wait = SlaveWait::default();
         let mut asked = false;
-        let mut attempts: u64 = 0;
         loop {
             let mut c = match options.connect().await {
                 Ok(c) => c,
@@ -675,16 +693,13 @@ mod row_lock {
                         })
                     });
                     lock.connection_id = connection_id;
-                    lock.took_over = logged_wait;
+                    lock.took_over = wait.waited();
                     return Ok(lock);
                 }
                 Err(e) => {
-                    if !logged_wait {
+                    wait.held(|| {
                         info!(target: "locker", "slave: the lock row is held by another broker; waiting ({e})");
-                        logged_wait = true;
-                    }
-                    attempts += 1;
-                    debug!(target: "locker", "slave: lock attempt {attempts} found it held");
+                    });
                     let _ = c.raw("ROLLBACK").await;
                     let _ = c.close().await;
                 }
@@ -722,8 +737,7 @@ mod file_lock {
         let mut path = database_path(&config.url)?.into_os_string();
         path.push(".lock");
         let path = PathBuf::from(path);
-        let mut logged_wait = false;
-        let mut attempts: u64 = 0;
+        let mut wait = SlaveWait::default();
         loop {
             let file: File = OpenOptions::new()
                 .create(true)
@@ -770,14 +784,9 @@ mod file_lock {
                     lock.took_over = unreleased;
                     return Ok(lock);
                 }
-                Err(e) => {
-                    if !logged_wait {
-                        info!(target: "locker", "slave: {} is locked by another broker ({e}); waiting", path.display());
-                        logged_wait = true;
-                    }
-                    attempts += 1;
-                    debug!(target: "locker", "slave: lock attempt {attempts} found it held");
-                }
+                Err(e) => wait.held(|| {
+                    info!(target: "locker", "slave: {} is locked by another broker ({e}); waiting", path.display());
+                }),
             }
             tokio::time::sleep(config.acquire_retry).await;
         }
