@@ -266,16 +266,8 @@ async fn the_same_over_https_with_a_secure_cookie() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let b = TestBroker::start(&format!(
-        "[transports]\nstomp = \"127.0.0.1:0\"\nweb_tls = true\ntls_certificate = \"{}\"\ntls_key = \"{}\"\n",
-        cert_path.display(),
-        key_path.display()
-    ))
-    .await;
+    let tls = common::TestCert::write(dir.path());
+    let b = TestBroker::start(&tls.transports("web_tls = true\n")).await;
     console_scenario(&b, false).await;
     b.stop().await;
 }

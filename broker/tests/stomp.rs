@@ -544,16 +544,9 @@ async fn malformed_input_closes_only_that_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_listener() {
     let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let b = TestBroker::start(&format!(
-        "[transports]\nstomp = \"127.0.0.1:0\"\nstomp_tls = \"127.0.0.1:0\"\ntls_certificate = \"{}\"\ntls_key = \"{}\"\n",
-        cert_path.display(),
-        key_path.display()
-    ))
-    .await;
+    let tls = common::TestCert::write(dir.path());
+    let cert_path = tls.cert.clone();
+    let b = TestBroker::start(&tls.transports("stomp_tls = \"127.0.0.1:0\"\n")).await;
     let endpoint = Endpoint {
         host: "localhost".into(),
         port: b.server.stomp_tls.unwrap().port(),

@@ -767,16 +767,9 @@ async fn every_response_forbids_framing_and_scripts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_over_tls_sets_secure_cookies() {
     let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
-    let b = TestBroker::start(&format!(
-        "[transports]\nstomp = \"127.0.0.1:0\"\nweb_tls = true\ntls_certificate = \"{}\"\ntls_key = \"{}\"\n",
-        cert_path.display(),
-        key_path.display()
-    ))
-    .await;
+    let tls = common::TestCert::write(dir.path());
+    let cert_path = tls.cert.clone();
+    let b = TestBroker::start(&tls.transports("web_tls = true\n")).await;
     let web = WebServer::start(b.broker.clone(), "127.0.0.1:0")
         .await
         .unwrap();

@@ -4,6 +4,7 @@
 pub mod http;
 pub mod process;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +42,33 @@ pub fn config(dir: &std::path::Path, extra: &str) -> BrokerConfig {
         format!("{text}\n[transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"127.0.0.1:0\"\n")
     };
     BrokerConfig::from_toml(&text).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+/// A self-signed certificate for `localhost`, written as PEM files into a directory.
+pub struct TestCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCert {
+    pub fn write(dir: &Path) -> TestCert {
+        let generated = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .expect("a certificate");
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, generated.cert.pem()).expect("cert.pem");
+        std::fs::write(&key, generated.key_pair.serialize_pem()).expect("key.pem");
+        TestCert { cert, key }
+    }
+
+    /// A `[transports]` section with STOMP on an ephemeral port, `lines` (each ending in a
+    /// newline), and this certificate.
+    pub fn transports(&self, lines: &str) -> String {
+        format!(
+            "[transports]\nstomp = \"127.0.0.1:0\"\n{lines}tls_certificate = \"{}\"\ntls_key = \"{}\"\n",
+            self.cert.display(),
+            self.key.display()
+        )
+    }
 }
 
 impl TestBroker {
