@@ -383,13 +383,9 @@ async fn a_huge_selector_is_refused() {
     b.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_never_reads_is_starved_alone() {
-    let (b, web) = broker("").await;
-    const TOTAL: usize = 3000;
-    const SIZE: usize = 8 * 1024;
-    // Subscribed to a busy queue and never reading: small socket buffers on its side, so that
-    // what it holds is what the broker holds for it.
+/// A client subscribed to `dest` with `ack` that never reads: small socket buffers on its
+/// side, so that what it holds is what the broker holds for it.
+async fn never_reading_subscriber(b: &TestBroker, dest: &str, ack: &str) -> TcpStream {
     let addr = b.server.stomp.unwrap();
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
     sock.set_recv_buffer_size(4096).unwrap();
@@ -405,13 +401,42 @@ async fn a_client_that_never_reads_is_starved_alone() {
     assert_eq!(rd.next(&mut idle).await.unwrap().command, "CONNECTED");
     let subscribe = Frame::new("SUBSCRIBE")
         .header("id", "idle")
-        .header("destination", "/queue/busy")
-        .header("ack", "auto")
+        .header("destination", dest)
+        .header("ack", ack)
         .header("receipt", "subscribed");
     idle.write_all(&subscribe.to_bytes(Version::V1_2))
         .await
         .unwrap();
     assert_eq!(rd.next(&mut idle).await.unwrap().command, "RECEIPT");
+    idle
+}
+
+/// `total` persistent messages of `size` bytes to `dest`, a receipt every hundredth, which
+/// keeps the producer honest without one per message.
+async fn produce(b: &TestBroker, dest: &str, total: usize, size: usize) {
+    let mut p = b.client().await;
+    let body = vec![b'b'; size];
+    for i in 0..total {
+        let f = Frame::new("SEND")
+            .header("destination", dest)
+            .header("persistent", "true")
+            .header("content-length", size.to_string())
+            .with_body(body.clone());
+        if i % 100 == 99 {
+            p.request(f).await.expect("the producer is not refused");
+        } else {
+            p.send_frame(f).await.expect("the producer is not refused");
+        }
+    }
+    p.disconnect().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_starved_alone() {
+    let (b, web) = broker("").await;
+    const TOTAL: usize = 3000;
+    const SIZE: usize = 8 * 1024;
+    let idle = never_reading_subscriber(&b, "/queue/busy", "auto").await;
 
     // A busy queue, and a well-behaved consumer of it beside the idle one.
     let mut consumer = b.client().await;
@@ -424,24 +449,7 @@ async fn a_client_that_never_reads_is_starved_alone() {
         )
         .await
         .unwrap();
-    let producer = async {
-        let mut p = b.client().await;
-        let body = vec![b'b'; SIZE];
-        for i in 0..TOTAL {
-            let f = Frame::new("SEND")
-                .header("destination", "/queue/busy")
-                .header("persistent", "true")
-                .header("content-length", SIZE.to_string())
-                .with_body(body.clone());
-            // A receipt now and then keeps the producer honest without one per message.
-            if i % 100 == 99 {
-                p.request(f).await.expect("the producer is not refused");
-            } else {
-                p.send_frame(f).await.expect("the producer is not refused");
-            }
-        }
-        p.disconnect().await.unwrap();
-    };
+    let producer = produce(&b, "/queue/busy", TOTAL, SIZE);
     // The idle client can hold its prefetch (1000), a full outgoing queue (4 MiB) and what
     // the sockets buffer; everything else reaches the consumer that reads.
     let idle_bound = 1000 + (4 << 20) / SIZE + (8 << 20) / SIZE;
@@ -472,28 +480,7 @@ async fn a_client_that_never_reads_is_cut_off_after_the_write_timeout() {
     let (b, web) = broker("[transports]\nstomp = \"127.0.0.1:0\"\nwrite_timeout_ms = 500\n").await;
     const TOTAL: usize = 2000;
     const SIZE: usize = 8 * 1024;
-    let addr = b.server.stomp.unwrap();
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let mut idle = sock.connect(addr).await.unwrap();
-    let connect = Frame::new("CONNECT")
-        .header("accept-version", "1.2")
-        .header("login", "admin")
-        .header("passcode", "admin");
-    idle.write_all(&connect.to_bytes(Version::V1_2))
-        .await
-        .unwrap();
-    let mut rd = Reader::new();
-    assert_eq!(rd.next(&mut idle).await.unwrap().command, "CONNECTED");
-    let subscribe = Frame::new("SUBSCRIBE")
-        .header("id", "idle")
-        .header("destination", "/queue/held")
-        .header("ack", "client-individual")
-        .header("receipt", "subscribed");
-    idle.write_all(&subscribe.to_bytes(Version::V1_2))
-        .await
-        .unwrap();
-    assert_eq!(rd.next(&mut idle).await.unwrap().command, "RECEIPT");
+    let mut idle = never_reading_subscriber(&b, "/queue/held", "client-individual").await;
 
     let mut consumer = b.client().await;
     consumer
@@ -505,23 +492,7 @@ async fn a_client_that_never_reads_is_cut_off_after_the_write_timeout() {
         )
         .await
         .unwrap();
-    let producer = async {
-        let mut p = b.client().await;
-        let body = vec![b'h'; SIZE];
-        for i in 0..TOTAL {
-            let f = Frame::new("SEND")
-                .header("destination", "/queue/held")
-                .header("persistent", "true")
-                .header("content-length", SIZE.to_string())
-                .with_body(body.clone());
-            if i % 100 == 99 {
-                p.request(f).await.expect("the producer is not refused");
-            } else {
-                p.send_frame(f).await.expect("the producer is not refused");
-            }
-        }
-        p.disconnect().await.unwrap();
-    };
+    let producer = produce(&b, "/queue/held", TOTAL, SIZE);
     let reader = async {
         for _ in 0..TOTAL {
             let m = recv(&mut consumer).await;
@@ -589,28 +560,7 @@ async fn memory_held_by_killed_connections_returns_to_baseline() {
     );
     // One more that subscribes to a queue of big messages and never reads: its outgoing
     // queue holds them.
-    let addr = b.server.stomp.unwrap();
-    let sock = tokio::net::TcpSocket::new_v4().unwrap();
-    sock.set_recv_buffer_size(4096).unwrap();
-    let mut idle = sock.connect(addr).await.unwrap();
-    let connect = Frame::new("CONNECT")
-        .header("accept-version", "1.2")
-        .header("login", "admin")
-        .header("passcode", "admin");
-    idle.write_all(&connect.to_bytes(Version::V1_2))
-        .await
-        .unwrap();
-    let mut rd = Reader::new();
-    assert_eq!(rd.next(&mut idle).await.unwrap().command, "CONNECTED");
-    let subscribe = Frame::new("SUBSCRIBE")
-        .header("id", "idle")
-        .header("destination", "/queue/killed.idle")
-        .header("ack", "auto")
-        .header("receipt", "subscribed");
-    idle.write_all(&subscribe.to_bytes(Version::V1_2))
-        .await
-        .unwrap();
-    assert_eq!(rd.next(&mut idle).await.unwrap().command, "RECEIPT");
+    let idle = never_reading_subscriber(&b, "/queue/killed.idle", "auto").await;
     let mut p = b.client().await;
     const IDLE_TOTAL: u64 = 256 * 64 * 1024;
     for _ in 0..256 {
