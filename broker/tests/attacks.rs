@@ -28,9 +28,7 @@ const HANG: Duration = Duration::from_secs(30);
 /// A broker with `extra` config and its web console (for `/metrics`).
 async fn broker(extra: &str) -> (TestBroker, WebServer) {
     let b = TestBroker::start(extra).await;
-    let web = WebServer::start(b.broker.clone(), "127.0.0.1:0")
-        .await
-        .expect("web console");
+    let web = b.console().await;
     (b, web)
 }
 

@@ -15,7 +15,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
-use broker::web::WebServer;
 use common::TestBroker;
 use common::http::request;
 use serde_json::{Value, json};
@@ -274,9 +273,7 @@ async fn the_same_over_https_with_a_secure_cookie() {
 
 /// The console as a person uses it; `screenshot` saves the queues page.
 async fn console_scenario(b: &TestBroker, screenshot: bool) {
-    let web = WebServer::start(b.broker.clone(), "127.0.0.1:0")
-        .await
-        .unwrap();
+    let web = b.console().await;
     let base = web.url();
     let profile = tempfile::tempdir().unwrap();
     let d = Driver::start(profile.path(), web.tls).await;

@@ -380,9 +380,7 @@ async fn oversized_selectors_are_refused_at_subscribe() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_topic_subscriber_drops_are_counted_on_metrics() {
     let b = TestBroker::start("[limits]\nmax_pending_non_durable = 3\n").await;
-    let web = broker::web::WebServer::start(b.broker.clone(), "127.0.0.1:0")
-        .await
-        .unwrap();
+    let web = b.console().await;
     let mut slow = b.client().await;
     slow.subscribe(
         "s",

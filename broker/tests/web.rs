@@ -10,7 +10,6 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use broker::web::WebServer;
 use common::TestBroker;
 
 const ADMIN: &str = "Basic YWRtaW46YWRtaW4="; // admin:admin
@@ -111,9 +110,7 @@ fn pending(queues: &serde_json::Value, name: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_metrics_actions_and_their_protection() {
     let b = TestBroker::start("").await;
-    let web = WebServer::start(b.broker.clone(), "127.0.0.1:0")
-        .await
-        .unwrap();
+    let web = b.console().await;
     let addr = web.addr;
 
     // Nothing without credentials.
@@ -348,9 +345,7 @@ async fn api_metrics_actions_and_their_protection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durable_subscribers_are_listed_and_deleted() {
     let b = TestBroker::start("").await;
-    let web = WebServer::start(b.broker.clone(), "127.0.0.1:0")
-        .await
-        .unwrap();
+    let web = b.console().await;
     let addr = web.addr;
     let mut c = b.client_as("admin", "admin", Some("web-client")).await;
     c.subscribe(
@@ -414,9 +409,7 @@ async fn subscriber_count(addr: SocketAddr) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_state_change_needs_the_right_token_and_changes_nothing_without_it() {
     let b = TestBroker::start("").await;
-    let web = WebServer::start(b.broker.clone(), "127.0.0.1:0")
-        .await
-        .unwrap();
+    let web = b.console().await;
     let addr = web.addr;
     let mut c = b.client_as("admin", "admin", Some("web-client")).await;
     for body in ["one", "two"] {
@@ -523,9 +516,7 @@ async fn every_state_change_needs_the_right_token_and_changes_nothing_without_it
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_login_form_needs_its_own_signed_token_and_cookie() {
     let b = TestBroker::start("").await;
-    let web = WebServer::start(b.broker.clone(), "127.0.0.1:0")
-        .await
-        .unwrap();
+    let web = b.console().await;
     let addr = web.addr;
     let (cookie, token) = login_form(addr).await;
     let (_, other_token) = login_form(addr).await;
@@ -580,9 +571,7 @@ async fn an_idle_session_expires_and_its_cookie_is_refused() {
     let b =
         TestBroker::start("[transports]\nstomp = \"127.0.0.1:0\"\nweb_session_idle_secs = 60\n")
             .await;
-    let web = WebServer::start(b.broker.clone(), "127.0.0.1:0")
-        .await
-        .unwrap();
+    let web = b.console().await;
     let addr = web.addr;
     let (session, _) = log_in(addr).await;
     assert_eq!(status_with(addr, &session).await, 200);
@@ -610,9 +599,7 @@ async fn an_idle_session_expires_and_its_cookie_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_forgets_the_session_on_the_broker() {
     let b = TestBroker::start("").await;
-    let web = WebServer::start(b.broker.clone(), "127.0.0.1:0")
-        .await
-        .unwrap();
+    let web = b.console().await;
     let addr = web.addr;
     let (session, _) = log_in(addr).await;
     let (other, _) = log_in(addr).await;
@@ -659,9 +646,7 @@ async fn logout_forgets_the_session_on_the_broker() {
 async fn sessions_are_bounded_and_the_least_recently_used_goes_first() {
     let b =
         TestBroker::start("[transports]\nstomp = \"127.0.0.1:0\"\nweb_max_sessions = 2\n").await;
-    let web = WebServer::start(b.broker.clone(), "127.0.0.1:0")
-        .await
-        .unwrap();
+    let web = b.console().await;
     let addr = web.addr;
     // The clock moves between steps so that "least recently used" has one answer.
     let (first, _) = log_in(addr).await;
@@ -681,9 +666,7 @@ async fn sessions_are_bounded_and_the_least_recently_used_goes_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_response_forbids_framing_and_scripts() {
     let b = TestBroker::start("").await;
-    let web = WebServer::start(b.broker.clone(), "127.0.0.1:0")
-        .await
-        .unwrap();
+    let web = b.console().await;
     let addr = web.addr;
     let (session, _) = log_in(addr).await;
     let basic = [("Authorization", ADMIN)];
@@ -770,9 +753,7 @@ async fn the_console_over_tls_sets_secure_cookies() {
     let tls = common::TestCert::write(dir.path());
     let cert_path = tls.cert.clone();
     let b = TestBroker::start(&tls.transports("web_tls = true\n")).await;
-    let web = WebServer::start(b.broker.clone(), "127.0.0.1:0")
-        .await
-        .unwrap();
+    let web = b.console().await;
     let addr = web.addr;
     assert!(web.url().starts_with("https://"));
     let https = |method: &'static str,

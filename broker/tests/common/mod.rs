@@ -91,6 +91,13 @@ impl TestBroker {
         }
     }
 
+    /// The console and monitoring API of this broker, on an ephemeral port.
+    pub async fn console(&self) -> broker::web::WebServer {
+        broker::web::WebServer::start(self.broker.clone(), "127.0.0.1:0")
+            .await
+            .expect("web console starts")
+    }
+
     pub fn endpoint(&self) -> Endpoint {
         let addr = self.server.stomp.expect("STOMP listener");
         Endpoint {
