@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use store_api::{Body, Destination, ErrorKind, Message, MessageId, PersistenceAdapter};
+use store_api::{Body, Destination, ErrorKind, Message, MessageId, PersistenceAdapter, QueueStore};
 use store_journal::fs::{Crash, SimFs};
 use store_kahadb::{KahaDbConfig, KahaDbStore};
 
@@ -21,6 +21,20 @@ fn config() -> KahaDbConfig {
 
 fn q() -> Destination {
     Destination::queue("q")
+}
+
+/// The store opened again on `fs`, its queue, and the sequence numbers the queue holds.
+async fn reopen(fs: &SimFs) -> (KahaDbStore, Arc<dyn QueueStore>, Vec<u64>) {
+    let store = KahaDbStore::open_with_fs(config(), Arc::new(fs.clone())).unwrap();
+    let queue = store.queue_store(&q()).await.unwrap();
+    let ids = queue
+        .browse(None, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id.producer_seq)
+        .collect();
+    (store, queue, ids)
 }
 
 fn msg(n: u64) -> Message {
@@ -64,15 +78,7 @@ async fn a_failed_fsync_poisons_the_store_until_reopened() {
     fs.power_loss(Crash::LoseUnsynced);
     fs.control().clear_faults();
     drop(store);
-    let store = KahaDbStore::open_with_fs(config(), Arc::new(fs.clone())).unwrap();
-    let queue = store.queue_store(&q()).await.unwrap();
-    let ids: Vec<u64> = queue
-        .browse(None, 100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| m.id.producer_seq)
-        .collect();
+    let (_store, queue, ids) = reopen(&fs).await;
     assert_eq!(ids, vec![0, 1, 2, 3, 4]);
     queue.add(msg(7)).await.unwrap();
 }
@@ -173,15 +179,7 @@ async fn a_full_disk_heals_in_place_once_space_is_back() {
     // And what it holds now is what the files hold: a power loss and a reopen agree.
     store.close().await.unwrap();
     fs.power_loss(Crash::LoseUnsynced);
-    let store = KahaDbStore::open_with_fs(config(), Arc::new(fs.clone())).unwrap();
-    let queue = store.queue_store(&q()).await.unwrap();
-    let ids: Vec<u64> = queue
-        .browse(None, 100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| m.id.producer_seq)
-        .collect();
+    let (_store, _queue, ids) = reopen(&fs).await;
     assert_eq!(ids, vec![1, 2, 3, 4, 7]);
 }
 
