@@ -3,7 +3,7 @@
 //! and the same bytes fed in small pieces give the same frames (the decoder's saved progress).
 #![no_main]
 
-use broker::stomp::frame::{Decoder, Limits, Version};
+use stomp_codec::{Decoder, Limits, Version};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 

@@ -1,4 +1,5 @@
-//! STOMP: the frame codec and the server side of a connection.
+//! STOMP: the server side of a connection. The frame codec is its own crate, `stomp-codec`
+//! (pure, no I/O, fuzzed without the broker); it is re-exported here as `frame`.
 
-pub mod frame;
+pub use stomp_codec as frame;
 pub mod server;

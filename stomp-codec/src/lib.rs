@@ -1,4 +1,6 @@
-//! STOMP frames and their wire format (1.0, 1.1 and 1.2), with limits for hostile input.
+//! STOMP frames and their wire format (1.0, 1.1 and 1.2), with limits for hostile input. Pure
+//! encoding, no I/O: the broker re-exports it as `broker::stomp::frame`, and the fuzz target
+//! `stomp_frame` builds it without the broker.
 //!
 //! ```text
 //! COMMAND EOL
