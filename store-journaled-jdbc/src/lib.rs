@@ -18,13 +18,22 @@
 //! transaction is the database's, so it survives the loss of this machine's disk).
 //!
 //! The record format is in [`records`]. This engine refuses a database locker: see
-//! [`JournaledJdbcStore::open`].
+//! `JournaledJdbcStore::open`.
+//!
+//! Everything but the record format is behind the default feature `engine`, so that the fuzz
+//! target `journaled_record` builds the decoder without the database drivers.
 
+#[cfg(feature = "engine")]
 mod config;
+#[cfg(feature = "engine")]
 mod known;
+#[cfg(feature = "engine")]
 pub mod overlay;
 pub mod records;
+#[cfg(feature = "engine")]
 mod store;
 
+#[cfg(feature = "engine")]
 pub use config::JournaledJdbcConfig;
+#[cfg(feature = "engine")]
 pub use store::{DropProbe, JournaledJdbcStore};
