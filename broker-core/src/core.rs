@@ -5,8 +5,10 @@
 
 mod expiry;
 mod recovery;
+mod routing;
 mod store_health;
 
+pub(crate) use routing::QueueFanIn;
 pub(crate) use store_health::StoreHealth;
 pub use store_health::StoreStatus;
 
@@ -22,6 +24,7 @@ use store_api::{
 use tracing::{error, info, warn};
 
 use crate::config::CoreConfig;
+use crate::destination_filter::{DestinationFilter, is_wildcard};
 use crate::dispatch::{Dispatcher, Source};
 use crate::error::{BrokerError, Result};
 use crate::locker::Leaving;
@@ -81,6 +84,8 @@ pub(crate) enum Then {
     Push(Arc<Dispatcher>, Arc<Message>),
     /// A topic message, to its durable and non-durable subscribers.
     FanOut(Arc<Topic>, Arc<Message>),
+    /// The copies of a composite or virtual-topic send, each to its destination.
+    Many(Vec<Then>),
 }
 
 /// Everything a serving broker has: one per run between lock and stop.
@@ -94,6 +99,12 @@ pub(crate) struct Core {
     pub incarnation: String,
     queues: Mutex<HashMap<Arc<str>, Arc<Dispatcher>>>,
     topics: Mutex<HashMap<Arc<str>, Arc<Topic>>>,
+    /// Non-durable subscribers on wildcard topics, with their filters (see `routing`).
+    wildcard_subscribers: Mutex<Vec<(DestinationFilter, Arc<Dispatcher>)>>,
+    /// Consumers on wildcard queues (see `routing`).
+    wildcard_consumers: Mutex<Vec<Arc<QueueFanIn>>>,
+    /// The topics that are virtual (`broker.virtual_topic_name`).
+    virtual_topics: DestinationFilter,
     pub prepared: Mutex<HashMap<Xid, Vec<PreparedOp>>>,
     pub client_ids: Mutex<HashSet<String>>,
     pub connections: Mutex<Vec<std::sync::Weak<crate::session::ConnectionInner>>>,
@@ -117,6 +128,12 @@ impl Core {
         took_over: bool,
     ) -> Result<Arc<Core>> {
         let start = now_ms();
+        // With virtual topics off no topic is virtual (and the name is not checked).
+        let virtual_topics = if config.broker.use_virtual_topics {
+            config.broker.virtual_topic_filter()?
+        } else {
+            DestinationFilter::parse("-")?
+        };
         let core = Arc::new(Core {
             memory: Arc::new(MemoryUsage::new(config.memory_limit())),
             health: StoreHealth::default(),
@@ -125,6 +142,9 @@ impl Core {
             store,
             queues: Mutex::new(HashMap::new()),
             topics: Mutex::new(HashMap::new()),
+            wildcard_subscribers: Mutex::new(Vec::new()),
+            wildcard_consumers: Mutex::new(Vec::new()),
+            virtual_topics,
             prepared: Mutex::new(HashMap::new()),
             client_ids: Mutex::new(HashSet::new()),
             connections: Mutex::new(Vec::new()),
@@ -179,6 +199,8 @@ impl Core {
         }
         let d = Dispatcher::start(self, destination.clone(), Source::Queue(store));
         queues.insert(destination.name.clone(), Arc::clone(&d));
+        drop(queues);
+        self.attach_wildcard_consumers(&d);
         Ok(d)
     }
 
@@ -202,7 +224,8 @@ impl Core {
                 destination: destination.clone(),
                 store,
                 durable: Mutex::new(BTreeMap::new()),
-                subscribers: Mutex::new(Vec::new()),
+                // Listed before the topic is visible, so no message sent to it is missed.
+                subscribers: Mutex::new(self.wildcard_subscribers_of(&destination.name)),
                 enqueued: AtomicU64::new(0),
                 slow_consumer_dropped: Arc::new(AtomicU64::new(0)),
             })
@@ -212,6 +235,11 @@ impl Core {
 
     /// A non-durable subscriber went away.
     pub(crate) fn remove_subscriber(&self, d: &Arc<Dispatcher>) {
+        if is_wildcard(&d.destination.name) {
+            self.remove_wildcard_subscriber(d);
+            d.close();
+            return;
+        }
         let topic = self.topics.lock().get(&d.destination.name).cloned();
         if let Some(t) = topic {
             t.subscribers.lock().retain(|x| !Arc::ptr_eq(x, d));
@@ -310,6 +338,11 @@ impl Core {
             }
             Then::Push(q, message) => q.push(message),
             Then::FanOut(t, message) => self.fan_out(&t, &message),
+            Then::Many(thens) => {
+                for then in thens {
+                    self.delivered(then);
+                }
+            }
         }
     }
 

@@ -64,6 +64,8 @@ impl From<BrokerError> for Failure {
             BrokerError::ClientIdInUse(_) => "javax.jms.InvalidClientIDException",
             // What ActiveMQ answers a ConsumerInfo whose selector does not parse with.
             BrokerError::Selector(_) => "javax.jms.InvalidSelectorException",
+            // A send to a wildcard, or a malformed wildcard or composite name.
+            BrokerError::DestinationName(_) => "javax.jms.InvalidDestinationException",
             // The Java client instantiates the class named: a cap or a full memory is what
             // ActiveMQ reports as a ResourceAllocationException.
             BrokerError::ConnectionLimit { .. } | BrokerError::ResourceLimit(_) => {
