@@ -654,10 +654,15 @@ impl Conn {
             .producers
             .get(&key)
             .ok_or_else(|| Failure::jms("internal: producer vanished"))?;
-        producer
-            .submit(out)
-            .await
-            .map_err(|e| Failure::jms(format!("send of message {} failed: {e}", what(m))))
+        producer.submit(out).await.map_err(|e| {
+            // A send to a wildcard or a malformed composite: ActiveMQ's client class for it.
+            let invalid = matches!(e, BrokerError::DestinationName(_));
+            let mut f = Failure::jms(format!("send of message {} failed: {e}", what(m)));
+            if invalid {
+                f.class = "javax.jms.InvalidDestinationException";
+            }
+            f
+        })
     }
 
     /// Prefetch 0: one pull lets one message through. A pull with a timeout (-1 for
