@@ -7,10 +7,12 @@ mod expiry;
 mod recovery;
 mod routing;
 mod store_health;
+mod wildcard_durable;
 
 pub(crate) use routing::QueueFanIn;
 pub(crate) use store_health::StoreHealth;
 pub use store_health::StoreStatus;
+pub(crate) use wildcard_durable::WildcardDurable;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -103,6 +105,8 @@ pub(crate) struct Core {
     wildcard_subscribers: Mutex<Vec<(DestinationFilter, Arc<Dispatcher>)>>,
     /// Consumers on wildcard queues (see `routing`).
     wildcard_consumers: Mutex<Vec<Arc<QueueFanIn>>>,
+    /// Durable subscriptions on wildcard topics (see `wildcard_durable`).
+    wildcard_durables: Mutex<Vec<Arc<WildcardDurable>>>,
     /// The topics that are virtual (`broker.virtual_topic_name`).
     virtual_topics: DestinationFilter,
     pub prepared: Mutex<HashMap<Xid, Vec<PreparedOp>>>,
@@ -144,6 +148,7 @@ impl Core {
             topics: Mutex::new(HashMap::new()),
             wildcard_subscribers: Mutex::new(Vec::new()),
             wildcard_consumers: Mutex::new(Vec::new()),
+            wildcard_durables: Mutex::new(Vec::new()),
             virtual_topics,
             prepared: Mutex::new(HashMap::new()),
             client_ids: Mutex::new(HashSet::new()),
@@ -218,19 +223,53 @@ impl Core {
             return Ok(Arc::clone(t));
         }
         let store = self.store.topic_store(destination).await?;
+        // A new topic carries the wildcard durable subscriptions that match it: in its store
+        // before it is visible, so its first message is kept for them.
+        let wildcard_durables = self.wildcard_durables_of(&destination.name);
+        for w in &wildcard_durables {
+            match store
+                .add_subscription(
+                    SubscriptionInfo::new(w.key.clone(), w.selector.clone()),
+                    false,
+                )
+                .await
+            {
+                Ok(()) | Err(StoreError::Duplicate(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         let mut topics = self.topics.lock();
+        let mut created = false;
         let t = topics.entry(destination.name.clone()).or_insert_with(|| {
+            created = true;
+            let durable = wildcard_durables
+                .iter()
+                .map(|w| {
+                    let source = Source::Durable {
+                        store: Arc::clone(&store),
+                        key: w.key.clone(),
+                    };
+                    let d = Dispatcher::start(self, destination.clone(), source);
+                    (w.key.clone(), d)
+                })
+                .collect();
             Arc::new(Topic {
                 destination: destination.clone(),
                 store,
-                durable: Mutex::new(BTreeMap::new()),
+                durable: Mutex::new(durable),
                 // Listed before the topic is visible, so no message sent to it is missed.
                 subscribers: Mutex::new(self.wildcard_subscribers_of(&destination.name)),
                 enqueued: AtomicU64::new(0),
                 slow_consumer_dropped: Arc::new(AtomicU64::new(0)),
             })
         });
-        Ok(Arc::clone(t))
+        let t = Arc::clone(t);
+        drop(topics);
+        if created {
+            // Their connected consumers take the new topic's messages too.
+            self.add_wildcard_durables(&t).await?;
+        }
+        Ok(t)
     }
 
     /// A non-durable subscriber went away.
@@ -554,7 +593,7 @@ impl Core {
 
     /// Deletes a durable subscription wherever it is.
     pub(crate) async fn unsubscribe(&self, key: &SubscriptionKey) -> Result<()> {
-        let mut found = false;
+        let mut found = self.delete_wildcard_durable(key).await?;
         for t in self.topics() {
             let d = t.durable.lock().get(key).cloned();
             let Some(d) = d else { continue };

@@ -19,7 +19,7 @@ use store_api::{
 use tokio::sync::{Mutex, Semaphore, mpsc};
 use tracing::warn;
 
-use crate::core::{Core, Placed, PreparedOp, QueueFanIn, now_ms};
+use crate::core::{Core, Placed, PreparedOp, QueueFanIn, WildcardDurable, now_ms};
 use crate::destination_filter::DestinationFilter;
 use crate::dispatch::{Delivery, Dispatcher, Source};
 use crate::error::{BrokerError, Result};
@@ -564,11 +564,7 @@ impl Session {
         if !topic.is_topic() {
             return Err(BrokerError::Invalid(format!("{topic} is not a topic")));
         }
-        if consumer_filter(&topic)?.is_some() {
-            return Err(BrokerError::Invalid(format!(
-                "{topic}: durable subscriptions on wildcards are not supported yet"
-            )));
-        }
+        let filter = consumer_filter(&topic)?;
         let cid = self.inner.client_id.as_deref().ok_or_else(|| {
             BrokerError::Invalid(
                 "a durable subscription needs a connection with a client id".into(),
@@ -580,8 +576,21 @@ impl Session {
             .map(|s| Selector::parse_limited(s, core.config.limits.max_selector_nodes))
             .transpose()?
             .map(Arc::new);
-        self.admit(&topic).await?;
         let key = SubscriptionKey::new(cid, name);
+        if let Some(filter) = filter {
+            let (w, id, rx) = core
+                .wildcard_durable_subscriber(
+                    &topic,
+                    filter,
+                    &key,
+                    selector.map(str::to_owned),
+                    parsed,
+                    core.config.limits.topic_prefetch,
+                )
+                .await?;
+            return Ok(self.consumer_of(id, Target::Durables(w), rx, slot));
+        }
+        self.admit(&topic).await?;
         let d = core
             .durable_subscription(&topic, &key, selector.map(str::to_owned))
             .await?;
@@ -1120,6 +1129,8 @@ pub(crate) enum Target {
     One(Arc<Dispatcher>),
     /// Every queue a wildcard matches.
     Queues(Arc<QueueFanIn>),
+    /// A durable subscription on a wildcard: its part on every matching topic.
+    Durables(Arc<WildcardDurable>),
 }
 
 impl Target {
@@ -1132,6 +1143,7 @@ impl Target {
                 }
             }
             Target::Queues(fan_in) => core.remove_queue_fan_in(fan_in),
+            Target::Durables(w) => w.deactivate(),
         }
     }
 }

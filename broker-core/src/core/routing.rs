@@ -29,7 +29,8 @@ use crate::dispatch::{Delivery, Dispatcher, Source};
 use crate::error::Result;
 use crate::selector::Selector;
 
-/// One consumer on every queue a wildcard matches, now and later.
+/// One consumer on every queue a wildcard matches, now and later (or on every part of a
+/// wildcard durable subscription, see `wildcard_durable`).
 pub(crate) struct QueueFanIn {
     pub filter: DestinationFilter,
     pub id: u64,
@@ -41,8 +42,27 @@ pub(crate) struct QueueFanIn {
 }
 
 impl QueueFanIn {
+    pub(crate) fn new(
+        filter: DestinationFilter,
+        id: u64,
+        selector: Option<Arc<Selector>>,
+        prefetch: u32,
+    ) -> (Arc<QueueFanIn>, mpsc::UnboundedReceiver<Delivery>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let fan_in = Arc::new(QueueFanIn {
+            filter,
+            id,
+            selector,
+            prefetch,
+            tx,
+            attached: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+        });
+        (fan_in, rx)
+    }
+
     /// Registers the consumer on `d` unless it is there already or closed.
-    fn attach(&self, d: &Arc<Dispatcher>) {
+    pub(crate) fn attach(&self, d: &Arc<Dispatcher>) {
         let mut attached = self.attached.lock();
         if self.closed.load(Ordering::Acquire) || attached.iter().any(|a| Arc::ptr_eq(a, d)) {
             return;
@@ -210,16 +230,7 @@ impl Core {
         selector: Option<Arc<Selector>>,
         prefetch: u32,
     ) -> (Arc<QueueFanIn>, mpsc::UnboundedReceiver<Delivery>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let fan_in = Arc::new(QueueFanIn {
-            filter,
-            id,
-            selector,
-            prefetch,
-            tx,
-            attached: Mutex::new(Vec::new()),
-            closed: AtomicBool::new(false),
-        });
+        let (fan_in, rx) = QueueFanIn::new(filter, id, selector, prefetch);
         self.wildcard_consumers.lock().push(Arc::clone(&fan_in));
         for q in self.queues() {
             if fan_in.filter.matches(&q.destination.name) {
