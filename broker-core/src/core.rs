@@ -238,33 +238,35 @@ impl Core {
                 Err(e) => return Err(e.into()),
             }
         }
-        let mut topics = self.topics.lock();
         let mut created = false;
-        let t = topics.entry(destination.name.clone()).or_insert_with(|| {
-            created = true;
-            let durable = wildcard_durables
-                .iter()
-                .map(|w| {
-                    let source = Source::Durable {
-                        store: Arc::clone(&store),
-                        key: w.key.clone(),
-                    };
-                    let d = Dispatcher::start(self, destination.clone(), source);
-                    (w.key.clone(), d)
-                })
-                .collect();
-            Arc::new(Topic {
-                destination: destination.clone(),
-                store,
-                durable: Mutex::new(durable),
-                // Listed before the topic is visible, so no message sent to it is missed.
-                subscribers: Mutex::new(self.wildcard_subscribers_of(&destination.name)),
-                enqueued: AtomicU64::new(0),
-                slow_consumer_dropped: Arc::new(AtomicU64::new(0)),
-            })
-        });
-        let t = Arc::clone(t);
-        drop(topics);
+        let t = Arc::clone(
+            self.topics
+                .lock()
+                .entry(destination.name.clone())
+                .or_insert_with(|| {
+                    created = true;
+                    let durable = wildcard_durables
+                        .iter()
+                        .map(|w| {
+                            let source = Source::Durable {
+                                store: Arc::clone(&store),
+                                key: w.key.clone(),
+                            };
+                            let d = Dispatcher::start(self, destination.clone(), source);
+                            (w.key.clone(), d)
+                        })
+                        .collect();
+                    Arc::new(Topic {
+                        destination: destination.clone(),
+                        store,
+                        durable: Mutex::new(durable),
+                        // Listed before the topic is visible, so no message sent to it is missed.
+                        subscribers: Mutex::new(self.wildcard_subscribers_of(&destination.name)),
+                        enqueued: AtomicU64::new(0),
+                        slow_consumer_dropped: Arc::new(AtomicU64::new(0)),
+                    })
+                }),
+        );
         if created {
             // Their connected consumers take the new topic's messages too.
             self.add_wildcard_durables(&t).await?;
