@@ -68,7 +68,25 @@ impl Broker {
         let mut out = out;
         out.priority = out.priority.min(store_api::MAX_PRIORITY);
         let message = out.into_message(id.clone(), destination, now_ms());
-        core.send(message).await?;
+        // Composite and virtual-topic sends copy as from a client; a wildcard is refused.
+        let routes = core.routes(&message.destination)?;
+        if let [only] = routes.as_slice()
+            && *only == message.destination
+        {
+            core.send(message).await?;
+        } else {
+            let copies = routes
+                .into_iter()
+                .map(|d| {
+                    let mut copy = message.clone();
+                    copy.destination = d;
+                    copy
+                })
+                .collect();
+            let placed = core.place_all(copies).await?;
+            placed.written.await?;
+            core.delivered(placed.then);
+        }
         Ok(id)
     }
 

@@ -11,6 +11,10 @@
 //! [broker]
 //! name = "localhost"
 //! data_directory = "data"
+//! use_virtual_topics = true
+//! virtual_topic_name = "VirtualTopic.>"
+//! virtual_topic_prefix = "Consumer.*."
+//! virtual_topic_postfix = ""
 //!
 //! [limits]
 //! memory_bytes = 67108864
@@ -24,6 +28,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+
+use crate::destination_filter::DestinationFilter;
 
 /// A config that cannot be used, naming the key at fault (empty for a syntax error, whose
 /// reason carries the line).
@@ -94,6 +100,16 @@ pub struct BrokerSection {
     pub name: String,
     /// Where the file engines keep their directories by default.
     pub data_directory: PathBuf,
+    /// `useVirtualTopics`: a send to a topic matching `virtual_topic_name` is also copied to
+    /// every existing queue matching `virtual_topic_prefix` + topic + `virtual_topic_postfix`.
+    /// true.
+    pub use_virtual_topics: bool,
+    /// The default `virtualTopic`'s `name`: which topics are virtual. `VirtualTopic.>`.
+    pub virtual_topic_name: String,
+    /// Its `prefix`, a wildcard naming the consumer queues. `Consumer.*.`.
+    pub virtual_topic_prefix: String,
+    /// Its `postfix`. Empty.
+    pub virtual_topic_postfix: String,
 }
 
 impl Default for BrokerSection {
@@ -101,6 +117,10 @@ impl Default for BrokerSection {
         BrokerSection {
             name: "localhost".into(),
             data_directory: PathBuf::from("data"),
+            use_virtual_topics: true,
+            virtual_topic_name: "VirtualTopic.>".into(),
+            virtual_topic_prefix: "Consumer.*.".into(),
+            virtual_topic_postfix: String::new(),
         }
     }
 }
@@ -288,6 +308,66 @@ impl BrokerSection {
         if self.name.trim().is_empty() {
             return Err(ConfigError::new("broker.name", "must not be empty"));
         }
+        if self.use_virtual_topics {
+            self.virtual_topic_filter()?;
+            // The consumer-queue filter for a sample topic: a prefix or postfix that makes it
+            // malformed (`Consumer.>.`) is refused now rather than at the first send.
+            self.virtual_queue_filter("VirtualTopic.x")
+                .map_err(|e| ConfigError::new("broker.virtual_topic_prefix", e.to_string()))?;
+        }
         Ok(())
+    }
+
+    /// The topics that are virtual.
+    pub(crate) fn virtual_topic_filter(&self) -> Result<DestinationFilter, ConfigError> {
+        DestinationFilter::parse(&self.virtual_topic_name)
+            .map_err(|e| ConfigError::new("broker.virtual_topic_name", e.to_string()))
+    }
+
+    /// The queues that take a copy of what is sent to virtual topic `topic`.
+    pub(crate) fn virtual_queue_filter(
+        &self,
+        topic: &str,
+    ) -> Result<DestinationFilter, crate::destination_filter::DestinationNameError> {
+        DestinationFilter::parse(&format!(
+            "{}{topic}{}",
+            self.virtual_topic_prefix, self.virtual_topic_postfix
+        ))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_topics_default_to_activemq_naming() {
+        let b = BrokerSection::default();
+        assert!(b.use_virtual_topics);
+        assert!(
+            b.virtual_topic_filter()
+                .unwrap()
+                .matches("VirtualTopic.Orders")
+        );
+        let queues = b.virtual_queue_filter("VirtualTopic.Orders").unwrap();
+        assert!(queues.matches("Consumer.A.VirtualTopic.Orders"));
+        assert!(!queues.matches("Consumer.A.B.VirtualTopic.Orders"));
+        assert!(!queues.matches("VirtualTopic.Orders"));
+    }
+
+    #[test]
+    fn bad_virtual_topic_settings_name_their_key() {
+        let b: BrokerSection = from_toml("virtual_topic_prefix = \"Consumer.>.\"").unwrap();
+        let e = b.validate().unwrap_err();
+        assert_eq!(e.key, "broker.virtual_topic_prefix", "{e}");
+        let b: BrokerSection = from_toml("virtual_topic_name = \"Virtual*\"").unwrap();
+        assert_eq!(b.validate().unwrap_err().key, "broker.virtual_topic_name");
+        let e = from_toml::<BrokerSection>("virtual_topics = true").unwrap_err();
+        assert_eq!(e.key, "virtual_topics", "{e}");
+        // Off, the settings are not used and so not checked.
+        let b: BrokerSection =
+            from_toml("use_virtual_topics = false\nvirtual_topic_name = \"a.>.b\"").unwrap();
+        assert!(b.validate().is_ok());
     }
 }

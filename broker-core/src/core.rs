@@ -5,10 +5,14 @@
 
 mod expiry;
 mod recovery;
+mod routing;
 mod store_health;
+mod wildcard_durable;
 
+pub(crate) use routing::QueueFanIn;
 pub(crate) use store_health::StoreHealth;
 pub use store_health::StoreStatus;
+pub(crate) use wildcard_durable::WildcardDurable;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -22,6 +26,7 @@ use store_api::{
 use tracing::{error, info, warn};
 
 use crate::config::CoreConfig;
+use crate::destination_filter::{DestinationFilter, is_wildcard};
 use crate::dispatch::{Dispatcher, Source};
 use crate::error::{BrokerError, Result};
 use crate::locker::Leaving;
@@ -81,6 +86,8 @@ pub(crate) enum Then {
     Push(Arc<Dispatcher>, Arc<Message>),
     /// A topic message, to its durable and non-durable subscribers.
     FanOut(Arc<Topic>, Arc<Message>),
+    /// The copies of a composite or virtual-topic send, each to its destination.
+    Many(Vec<Then>),
 }
 
 /// Everything a serving broker has: one per run between lock and stop.
@@ -94,6 +101,14 @@ pub(crate) struct Core {
     pub incarnation: String,
     queues: Mutex<HashMap<Arc<str>, Arc<Dispatcher>>>,
     topics: Mutex<HashMap<Arc<str>, Arc<Topic>>>,
+    /// Non-durable subscribers on wildcard topics, with their filters (see `routing`).
+    wildcard_subscribers: Mutex<Vec<(DestinationFilter, Arc<Dispatcher>)>>,
+    /// Consumers on wildcard queues (see `routing`).
+    wildcard_consumers: Mutex<Vec<Arc<QueueFanIn>>>,
+    /// Durable subscriptions on wildcard topics (see `wildcard_durable`).
+    wildcard_durables: Mutex<Vec<Arc<WildcardDurable>>>,
+    /// The topics that are virtual (`broker.virtual_topic_name`).
+    virtual_topics: DestinationFilter,
     pub prepared: Mutex<HashMap<Xid, Vec<PreparedOp>>>,
     pub client_ids: Mutex<HashSet<String>>,
     pub connections: Mutex<Vec<std::sync::Weak<crate::session::ConnectionInner>>>,
@@ -117,6 +132,12 @@ impl Core {
         took_over: bool,
     ) -> Result<Arc<Core>> {
         let start = now_ms();
+        // With virtual topics off no topic is virtual (and the name is not checked).
+        let virtual_topics = if config.broker.use_virtual_topics {
+            config.broker.virtual_topic_filter()?
+        } else {
+            DestinationFilter::parse("-")?
+        };
         let core = Arc::new(Core {
             memory: Arc::new(MemoryUsage::new(config.memory_limit())),
             health: StoreHealth::default(),
@@ -125,6 +146,10 @@ impl Core {
             store,
             queues: Mutex::new(HashMap::new()),
             topics: Mutex::new(HashMap::new()),
+            wildcard_subscribers: Mutex::new(Vec::new()),
+            wildcard_consumers: Mutex::new(Vec::new()),
+            wildcard_durables: Mutex::new(Vec::new()),
+            virtual_topics,
             prepared: Mutex::new(HashMap::new()),
             client_ids: Mutex::new(HashSet::new()),
             connections: Mutex::new(Vec::new()),
@@ -179,6 +204,8 @@ impl Core {
         }
         let d = Dispatcher::start(self, destination.clone(), Source::Queue(store));
         queues.insert(destination.name.clone(), Arc::clone(&d));
+        drop(queues);
+        self.attach_wildcard_consumers(&d);
         Ok(d)
     }
 
@@ -196,22 +223,64 @@ impl Core {
             return Ok(Arc::clone(t));
         }
         let store = self.store.topic_store(destination).await?;
-        let mut topics = self.topics.lock();
-        let t = topics.entry(destination.name.clone()).or_insert_with(|| {
-            Arc::new(Topic {
-                destination: destination.clone(),
-                store,
-                durable: Mutex::new(BTreeMap::new()),
-                subscribers: Mutex::new(Vec::new()),
-                enqueued: AtomicU64::new(0),
-                slow_consumer_dropped: Arc::new(AtomicU64::new(0)),
-            })
-        });
-        Ok(Arc::clone(t))
+        // A new topic carries the wildcard durable subscriptions that match it: in its store
+        // before it is visible, so its first message is kept for them.
+        let wildcard_durables = self.wildcard_durables_of(&destination.name);
+        for w in &wildcard_durables {
+            match store
+                .add_subscription(
+                    SubscriptionInfo::new(w.key.clone(), w.selector.clone()),
+                    false,
+                )
+                .await
+            {
+                Ok(()) | Err(StoreError::Duplicate(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut created = false;
+        let t = Arc::clone(
+            self.topics
+                .lock()
+                .entry(destination.name.clone())
+                .or_insert_with(|| {
+                    created = true;
+                    let durable = wildcard_durables
+                        .iter()
+                        .map(|w| {
+                            let source = Source::Durable {
+                                store: Arc::clone(&store),
+                                key: w.key.clone(),
+                            };
+                            let d = Dispatcher::start(self, destination.clone(), source);
+                            (w.key.clone(), d)
+                        })
+                        .collect();
+                    Arc::new(Topic {
+                        destination: destination.clone(),
+                        store,
+                        durable: Mutex::new(durable),
+                        // Listed before the topic is visible, so no message sent to it is missed.
+                        subscribers: Mutex::new(self.wildcard_subscribers_of(&destination.name)),
+                        enqueued: AtomicU64::new(0),
+                        slow_consumer_dropped: Arc::new(AtomicU64::new(0)),
+                    })
+                }),
+        );
+        if created {
+            // Their connected consumers take the new topic's messages too.
+            self.add_wildcard_durables(&t).await?;
+        }
+        Ok(t)
     }
 
     /// A non-durable subscriber went away.
     pub(crate) fn remove_subscriber(&self, d: &Arc<Dispatcher>) {
+        if is_wildcard(&d.destination.name) {
+            self.remove_wildcard_subscriber(d);
+            d.close();
+            return;
+        }
         let topic = self.topics.lock().get(&d.destination.name).cloned();
         if let Some(t) = topic {
             t.subscribers.lock().retain(|x| !Arc::ptr_eq(x, d));
@@ -310,6 +379,11 @@ impl Core {
             }
             Then::Push(q, message) => q.push(message),
             Then::FanOut(t, message) => self.fan_out(&t, &message),
+            Then::Many(thens) => {
+                for then in thens {
+                    self.delivered(then);
+                }
+            }
         }
     }
 
@@ -521,7 +595,7 @@ impl Core {
 
     /// Deletes a durable subscription wherever it is.
     pub(crate) async fn unsubscribe(&self, key: &SubscriptionKey) -> Result<()> {
-        let mut found = false;
+        let mut found = self.delete_wildcard_durable(key).await?;
         for t in self.topics() {
             let d = t.durable.lock().get(key).cloned();
             let Some(d) = d else { continue };

@@ -220,9 +220,22 @@ impl Dispatcher {
         prefetch: u32,
     ) -> mpsc::UnboundedReceiver<Delivery> {
         let (tx, rx) = mpsc::unbounded_channel();
+        self.add_consumer_sender(id, selector, prefetch, tx);
+        rx
+    }
+
+    /// Registers a consumer whose deliveries go to `tx`, a channel it may share with other
+    /// dispatchers (a wildcard consumer on several queues).
+    pub(crate) fn add_consumer_sender(
+        &self,
+        id: u64,
+        selector: Option<Arc<Selector>>,
+        prefetch: u32,
+        tx: mpsc::UnboundedSender<Delivery>,
+    ) {
         let mut st = self.state.lock();
         if st.closed {
-            return rx;
+            return;
         }
         st.consumers.push(Slot {
             id,
@@ -233,7 +246,6 @@ impl Dispatcher {
         });
         drop(st);
         self.wake.notify_one();
-        rx
     }
 
     pub(crate) fn remove_consumer(&self, id: u64) {

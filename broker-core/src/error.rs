@@ -17,6 +17,9 @@ pub enum BrokerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A destination name that is a malformed wildcard or composite.
+    #[error(transparent)]
+    DestinationName(#[from] crate::destination_filter::DestinationNameError),
     /// A consumer's selector does not parse.
     #[error(transparent)]
     Selector(#[from] SelectorError),

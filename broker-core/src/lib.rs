@@ -25,6 +25,10 @@
 //! - per-connection caps (`[limits]`): consumers, open transactions, uncommitted transacted
 //!   sends in count and bytes (which also count against the memory limit), destinations
 //!   created per second, and prefetch clamped to ActiveMQ's maximum;
+//! - ActiveMQ's destination features ([`destination_filter`]): wildcard consumers (`orders.>`,
+//!   `*.eu`) on topics and queues, composite sends (`a,b`, `queue://a,topic://c`) stored in one
+//!   store transaction, and virtual topics (`VirtualTopic.X` copied to `Consumer.*.VirtualTopic.X`
+//!   queues in the same transaction);
 //! - the master/slave life cycle ([`BrokerState`]): waiting for the lock → recovering →
 //!   serving → (lock lost →) stopped, each transition logged.
 
@@ -32,6 +36,7 @@ pub mod admin;
 pub mod broker;
 pub mod config;
 pub(crate) mod core;
+pub mod destination_filter;
 pub(crate) mod dispatch;
 pub mod error;
 pub mod locker;

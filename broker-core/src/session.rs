@@ -19,7 +19,8 @@ use store_api::{
 use tokio::sync::{Mutex, Semaphore, mpsc};
 use tracing::warn;
 
-use crate::core::{Core, Placed, PreparedOp, now_ms};
+use crate::core::{Core, Placed, PreparedOp, QueueFanIn, WildcardDurable, now_ms};
+use crate::destination_filter::DestinationFilter;
 use crate::dispatch::{Delivery, Dispatcher, Source};
 use crate::error::{BrokerError, Result};
 use crate::selector::Selector;
@@ -255,8 +256,8 @@ impl ConnectionInner {
         self.closed.store(true, Ordering::Release);
         for s in self.sessions.lock().drain(..).filter_map(|s| s.upgrade()) {
             s.closed.store(true, Ordering::Release);
-            for (id, d) in s.consumers.lock().drain(..) {
-                d.remove_consumer(id);
+            for (id, target) in s.consumers.lock().drain(..) {
+                target.unregister(&s.core, id);
             }
         }
     }
@@ -411,7 +412,7 @@ pub(crate) struct SessionInner {
     client_id: Option<String>,
     mode: AckMode,
     state: Mutex<SessionState>,
-    consumers: SyncMutex<Vec<(u64, Arc<Dispatcher>)>>,
+    consumers: SyncMutex<Vec<(u64, Target)>>,
     closed: AtomicBool,
     /// Outstanding pipelined AUTO acks, at most `MAX_PIPELINED_ACKS`.
     acks: Arc<Semaphore>,
@@ -499,17 +500,42 @@ impl Session {
     ) -> Result<Consumer> {
         self.check_open()?;
         let core = &self.inner.core;
+        let filter = consumer_filter(&destination)?;
         let slot = self.inner.usage.consumer(&core.config.limits)?;
         let selector = selector
             .map(|s| Selector::parse_limited(s, core.config.limits.max_selector_nodes))
             .transpose()?
             .map(Arc::new);
+        let default_prefetch = if destination.is_queue() {
+            core.config.limits.queue_prefetch
+        } else {
+            core.config.limits.topic_prefetch
+        };
+        // Registered once, with its final prefetch: a consumer re-registered after the
+        // dispatcher had already handed it messages would strand them.
+        let prefetch = prefetch.map_or(default_prefetch, |p| p.min(MAX_PREFETCH));
+        if let Some(filter) = filter {
+            // A wildcard creates no destination: it listens to those that exist or appear.
+            if destination.is_queue() {
+                let id = core.next_id();
+                let (fan_in, rx) = core.add_queue_fan_in(filter, id, selector, prefetch);
+                return Ok(self.consumer_of(id, Target::Queues(fan_in), rx, slot));
+            }
+            let d = Dispatcher::start(
+                core,
+                destination.clone(),
+                Source::Memory {
+                    max_pending: core.config.limits.max_pending_non_durable,
+                    dropped: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+                },
+            );
+            let consumer = self.attach(Arc::clone(&d), selector, prefetch, slot);
+            core.add_wildcard_subscriber(filter, &d);
+            return Ok(consumer);
+        }
         self.admit(&destination).await?;
-        let (dispatcher, default_prefetch) = if destination.is_queue() {
-            (
-                core.queue(&destination).await?,
-                core.config.limits.queue_prefetch,
-            )
+        let dispatcher = if destination.is_queue() {
+            core.queue(&destination).await?
         } else {
             let t = core.topic(&destination).await?;
             let d = Dispatcher::start(
@@ -521,11 +547,8 @@ impl Session {
                 },
             );
             t.subscribers.lock().push(Arc::clone(&d));
-            (d, core.config.limits.topic_prefetch)
+            d
         };
-        // Registered once, with its final prefetch: a consumer re-registered after the
-        // dispatcher had already handed it messages would strand them.
-        let prefetch = prefetch.map_or(default_prefetch, |p| p.min(MAX_PREFETCH));
         Ok(self.attach(dispatcher, selector, prefetch, slot))
     }
 
@@ -541,6 +564,7 @@ impl Session {
         if !topic.is_topic() {
             return Err(BrokerError::Invalid(format!("{topic} is not a topic")));
         }
+        let filter = consumer_filter(&topic)?;
         let cid = self.inner.client_id.as_deref().ok_or_else(|| {
             BrokerError::Invalid(
                 "a durable subscription needs a connection with a client id".into(),
@@ -552,8 +576,21 @@ impl Session {
             .map(|s| Selector::parse_limited(s, core.config.limits.max_selector_nodes))
             .transpose()?
             .map(Arc::new);
-        self.admit(&topic).await?;
         let key = SubscriptionKey::new(cid, name);
+        if let Some(filter) = filter {
+            let (w, id, rx) = core
+                .wildcard_durable_subscriber(
+                    &topic,
+                    filter,
+                    &key,
+                    selector.map(str::to_owned),
+                    parsed,
+                    core.config.limits.topic_prefetch,
+                )
+                .await?;
+            return Ok(self.consumer_of(id, Target::Durables(w), rx, slot));
+        }
+        self.admit(&topic).await?;
         let d = core
             .durable_subscription(&topic, &key, selector.map(str::to_owned))
             .await?;
@@ -599,14 +636,21 @@ impl Session {
     ) -> Consumer {
         let id = self.inner.core.next_id();
         let rx = dispatcher.add_consumer(id, selector, prefetch);
-        self.inner
-            .consumers
-            .lock()
-            .push((id, Arc::clone(&dispatcher)));
+        self.consumer_of(id, Target::One(dispatcher), rx, slot)
+    }
+
+    fn consumer_of(
+        &self,
+        id: u64,
+        target: Target,
+        rx: mpsc::UnboundedReceiver<Delivery>,
+        slot: Slot,
+    ) -> Consumer {
+        self.inner.consumers.lock().push((id, target.clone()));
         Consumer {
             session: self.clone(),
             id,
-            dispatcher,
+            target,
             rx: Mutex::new(rx),
             closed: AtomicBool::new(false),
             slot: SyncMutex::new(Some(slot)),
@@ -615,13 +659,37 @@ impl Session {
 
     /// A send outside a transaction with its place taken ([`Core::place`]); `None` in a
     /// transacted session, where the send is enlisted instead and applies at commit.
+    ///
+    /// A composite or virtual-topic send places one copy per destination
+    /// ([`Core::routes`]); in a transacted session each copy is enlisted in its transaction.
     pub(crate) async fn place(&self, message: Message) -> Result<Option<Placed>> {
         self.check_open()?;
-        self.admit(&message.destination).await?;
-        if self.inner.mode != AckMode::Transacted {
-            return self.inner.core.place(message).await.map(Some);
+        let core = &self.inner.core;
+        let routes = core.routes(&message.destination)?;
+        if let [only] = routes.as_slice()
+            && *only == message.destination
+        {
+            self.admit(&message.destination).await?;
+            if self.inner.mode != AckMode::Transacted {
+                return core.place(message).await.map(Some);
+            }
+            return self.enlist_send(message).await.map(|()| None);
         }
-        self.enlist_send(message).await.map(|()| None)
+        for d in &routes {
+            self.admit(d).await?;
+        }
+        let copies = routes.into_iter().map(|d| {
+            let mut copy = message.clone();
+            copy.destination = d;
+            copy
+        });
+        if self.inner.mode != AckMode::Transacted {
+            return core.place_all(copies.collect()).await.map(Some);
+        }
+        for copy in copies {
+            self.enlist_send(copy).await?;
+        }
+        Ok(None)
     }
 
     pub(crate) fn core(&self) -> &Arc<Core> {
@@ -993,11 +1061,8 @@ impl Session {
             return;
         }
         let consumers: Vec<_> = self.inner.consumers.lock().drain(..).collect();
-        for (id, d) in consumers {
-            d.remove_consumer(id);
-            if matches!(d.source, Source::Memory { .. }) {
-                self.inner.core.remove_subscriber(&d);
-            }
+        for (id, target) in consumers {
+            target.unregister(&self.inner.core, id);
         }
         let (tx, delivered) = {
             let mut st = self.inner.state.lock().await;
@@ -1039,11 +1104,8 @@ impl Drop for SessionInner {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        for (id, d) in self.consumers.get_mut().drain(..) {
-            d.remove_consumer(id);
-            if matches!(d.source, Source::Memory { .. }) {
-                self.core.remove_subscriber(&d);
-            }
+        for (id, target) in self.consumers.get_mut().drain(..) {
+            target.unregister(&self.core, id);
         }
         let st = self.state.get_mut();
         take_sends(&self.core, &self.usage, st);
@@ -1060,11 +1122,53 @@ impl Drop for SessionInner {
     }
 }
 
-/// Receives from a queue, a topic, or a durable subscription.
+/// What a consumer is registered on.
+#[derive(Clone)]
+pub(crate) enum Target {
+    /// A queue, a topic subscriber (plain or wildcard) or a durable subscription.
+    One(Arc<Dispatcher>),
+    /// Every queue a wildcard matches.
+    Queues(Arc<QueueFanIn>),
+    /// A durable subscription on a wildcard: its part on every matching topic.
+    Durables(Arc<WildcardDurable>),
+}
+
+impl Target {
+    fn unregister(&self, core: &Arc<Core>, id: u64) {
+        match self {
+            Target::One(d) => {
+                d.remove_consumer(id);
+                if matches!(d.source, Source::Memory { .. }) {
+                    core.remove_subscriber(d);
+                }
+            }
+            Target::Queues(fan_in) => core.remove_queue_fan_in(fan_in),
+            Target::Durables(w) => w.deactivate(),
+        }
+    }
+}
+
+/// The wildcard filter a consumer's destination is, or `None` for a plain destination.
+/// Consuming from a composite list is refused (ActiveMQ allows it).
+fn consumer_filter(destination: &Destination) -> Result<Option<DestinationFilter>> {
+    if crate::destination_filter::is_composite(&destination.name) {
+        return Err(BrokerError::Invalid(format!(
+            "{destination}: consuming from a composite destination is not supported; use one consumer per destination or a wildcard"
+        )));
+    }
+    if !crate::destination_filter::has_wildcard_chars(&destination.name) {
+        return Ok(None);
+    }
+    let filter = DestinationFilter::parse(&destination.name)?;
+    Ok(filter.is_wildcard().then_some(filter))
+}
+
+/// Receives from a queue, a topic, a durable subscription, or every queue or topic a wildcard
+/// matches.
 pub struct Consumer {
     session: Session,
     id: u64,
-    dispatcher: Arc<Dispatcher>,
+    target: Target,
     rx: Mutex<mpsc::UnboundedReceiver<Delivery>>,
     closed: AtomicBool,
     /// Its place under `limits.max_consumers_per_connection`, given back when it is closed.
@@ -1083,7 +1187,8 @@ impl Consumer {
             let Some(d) = rx.recv().await else {
                 return Ok(None);
             };
-            self.dispatcher.received(self.id);
+            // The dispatcher that delivered it: a wildcard queue consumer has several.
+            d.dispatcher.received(self.id);
             if d.message.is_expired(now_ms()) {
                 d.dispatcher.expire_delivered(&d.message.id).await;
                 continue;
@@ -1127,15 +1232,12 @@ impl Consumer {
 
     fn unregister(&self) {
         self.slot.lock().take();
-        self.dispatcher.remove_consumer(self.id);
+        self.target.unregister(&self.session.inner.core, self.id);
         self.session
             .inner
             .consumers
             .lock()
             .retain(|(id, _)| *id != self.id);
-        if matches!(self.dispatcher.source, Source::Memory { .. }) {
-            self.session.inner.core.remove_subscriber(&self.dispatcher);
-        }
     }
 }
 

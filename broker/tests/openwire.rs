@@ -136,6 +136,7 @@ java_check!(
     "refusals"
 );
 java_check!(java_prefetch_0_pulls, "prefetch0");
+java_check!(java_wildcards_virtual_topics_and_composites, "destinations");
 
 /// The consumer cap over OpenWire: the Java client gets a `ResourceAllocationException`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -691,3 +691,66 @@ async fn a_client_that_never_logs_in_gets_little() {
     );
     b.stop().await;
 }
+
+/// Issue 25 over STOMP: a wildcard subscription, a composite send in ActiveMQ's STOMP form
+/// (`/queue/a,/topic/b`), a virtual topic read by its consumer queue, and the refusal of a
+/// send to a wildcard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcards_composites_and_virtual_topics() {
+    let b = TestBroker::start("").await;
+    let mut c = b.client().await;
+    c.subscribe("w", "/topic/orders.>", "auto", &[])
+        .await
+        .unwrap();
+    c.subscribe("v", "/queue/Consumer.A.VirtualTopic.Prices", "auto", &[])
+        .await
+        .unwrap();
+    c.send("/queue/audit,/topic/orders.eu.paris", "both", &[])
+        .await
+        .unwrap();
+    let m = recv(&mut c).await;
+    assert_eq!(
+        (
+            m.get("subscription"),
+            m.get("destination"),
+            body(&m).as_str()
+        ),
+        (Some("w"), Some("/topic/orders.eu.paris"), "both")
+    );
+    c.send(
+        "/topic/VirtualTopic.Prices",
+        "p1",
+        &[("persistent", "true")],
+    )
+    .await
+    .unwrap();
+    let m = recv(&mut c).await;
+    assert_eq!(
+        (
+            m.get("subscription"),
+            m.get("destination"),
+            body(&m).as_str()
+        ),
+        (
+            Some("v"),
+            Some("/queue/Consumer.A.VirtualTopic.Prices"),
+            "p1"
+        )
+    );
+    none(&mut c).await;
+    // The composite's queue copy waits in its queue.
+    c.subscribe("a", "/queue/audit", "auto", &[]).await.unwrap();
+    assert_eq!(body(&recv(&mut c).await), "both");
+    // A send to a wildcard is an ERROR for that client; the broker serves on.
+    let mut bad = b.client().await;
+    let e = bad.send("/queue/orders.*", "x", &[]).await;
+    assert!(
+        matches!(&e, Err(ClientError::Broker { message, .. }) if message.contains("wildcard")),
+        "{e:?}"
+    );
+    c.send("/topic/orders.us", "still serving", &[])
+        .await
+        .unwrap();
+    assert_eq!(body(&recv(&mut c).await), "still serving");
+    b.stop().await;
+}

@@ -7,6 +7,7 @@ use store_api::{TransactionId, TxOp, Xid};
 use tracing::info;
 
 use super::{Core, PreparedOp};
+use crate::destination_filter::is_wildcard;
 use crate::error::{BrokerError, Result};
 
 impl Core {
@@ -14,7 +15,17 @@ impl Core {
     pub(crate) async fn recover(self: &Arc<Self>) -> Result<()> {
         let destinations = self.store.destinations().await?;
         let (mut queues, mut subs) = (0, 0);
+        // Wildcard durable subscriptions first: topics created from here on carry them.
+        for d in destinations
+            .iter()
+            .filter(|d| d.is_topic() && is_wildcard(&d.name))
+        {
+            subs += self.recover_wildcard_durables(d).await?;
+        }
         for d in &destinations {
+            if d.is_topic() && is_wildcard(&d.name) {
+                continue;
+            }
             if d.is_queue() {
                 self.queue(d).await?;
                 queues += 1;

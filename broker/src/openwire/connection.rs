@@ -64,6 +64,8 @@ impl From<BrokerError> for Failure {
             BrokerError::ClientIdInUse(_) => "javax.jms.InvalidClientIDException",
             // What ActiveMQ answers a ConsumerInfo whose selector does not parse with.
             BrokerError::Selector(_) => "javax.jms.InvalidSelectorException",
+            // A send to a wildcard, or a malformed wildcard or composite name.
+            BrokerError::DestinationName(_) => "javax.jms.InvalidDestinationException",
             // The Java client instantiates the class named: a cap or a full memory is what
             // ActiveMQ reports as a ResourceAllocationException.
             BrokerError::ConnectionLimit { .. } | BrokerError::ResourceLimit(_) => {
@@ -623,10 +625,15 @@ impl Conn {
             .producers
             .get(&key)
             .ok_or_else(|| Failure::jms("internal: producer vanished"))?;
-        producer
-            .submit(out)
-            .await
-            .map_err(|e| Failure::jms(format!("send of message {} failed: {e}", what(m))))
+        producer.submit(out).await.map_err(|e| {
+            // A send to a wildcard or a malformed composite: ActiveMQ's client class for it.
+            let invalid = matches!(e, BrokerError::DestinationName(_));
+            let mut f = Failure::jms(format!("send of message {} failed: {e}", what(m)));
+            if invalid {
+                f.class = "javax.jms.InvalidDestinationException";
+            }
+            f
+        })
     }
 
     /// Prefetch 0: one pull lets one message through. A pull with a timeout (-1 for

@@ -27,8 +27,9 @@ impl Unmappable {
     }
 }
 
-/// An OpenWire destination as a broker-core one. Temporary destinations are not supported yet,
-/// and composite destinations (`a,b`) are refused rather than read as one odd name.
+/// An OpenWire destination as a broker-core one. Temporary destinations are not supported yet.
+/// A composite (`a,b`, `a,topic://c`) or wildcard (`orders.>`) name already has ActiveMQ's
+/// syntax, which broker-core reads: it passes through as it is.
 pub fn destination(d: &openwire::Destination) -> Result<Destination, Unmappable> {
     let refuse = |why: &str| Unmappable {
         class: "javax.jms.InvalidDestinationException",
@@ -39,9 +40,6 @@ pub fn destination(d: &openwire::Destination) -> Result<Destination, Unmappable>
     }
     if d.physical_name.is_empty() {
         return Err(refuse("a destination needs a name"));
-    }
-    if d.physical_name.contains(',') {
-        return Err(refuse("composite destinations are not supported"));
     }
     Ok(if d.kind.is_queue() {
         Destination::queue(d.physical_name.as_str())

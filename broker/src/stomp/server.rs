@@ -81,7 +81,35 @@ impl From<BrokerError> for Refusal {
     }
 }
 
+/// A STOMP destination; a comma list (`/queue/a,b,/topic/c`, ActiveMQ's composite form) becomes
+/// broker-core's (`a,b,topic://c`): an element with its own `/queue/` or `/topic/` prefix keeps
+/// that kind, one without takes the first element's. Wildcards (`/topic/orders.>`) pass
+/// through for broker-core to interpret.
 fn parse_destination(s: &str) -> Result<Destination, Refusal> {
+    let Some((first, rest)) = s.split_once(',') else {
+        return parse_single_destination(s);
+    };
+    let head = parse_single_destination(first)?;
+    let mut name = head.name.to_string();
+    for part in rest.split(',') {
+        name.push(',');
+        if let Some(n) = part.strip_prefix("/queue/") {
+            name.push_str("queue://");
+            name.push_str(n);
+        } else if let Some(n) = part.strip_prefix("/topic/") {
+            name.push_str("topic://");
+            name.push_str(n);
+        } else {
+            name.push_str(part);
+        }
+    }
+    Ok(Destination {
+        kind: head.kind,
+        name: name.into(),
+    })
+}
+
+fn parse_single_destination(s: &str) -> Result<Destination, Refusal> {
     let (kind, name) = if let Some(n) = s.strip_prefix("/queue/") {
         (DestinationKind::Queue, n)
     } else if let Some(n) = s.strip_prefix("/topic/") {

@@ -50,6 +50,7 @@ public class OpenWireChecks {
             case "consumer-cap": consumerCap(); break;
             case "from-stomp": fromStomp(); break;
             case "to-stomp": toStomp(); break;
+            case "destinations": destinations(); break;
             default: throw new IllegalArgumentException(check);
         }
         System.out.println("ok " + check);
@@ -465,6 +466,50 @@ public class OpenWireChecks {
         check(b != null && b.getText().equals("p1"), "the other consumer's pull: " + b);
         TextMessage d = (TextMessage) mc.receive(10000);
         check(d != null && d.getText().equals("p2"), "second pull: " + d);
+        c.close();
+    }
+
+    // Issue 25: a wildcard topic consumer, a virtual topic read by two consumer queues, a
+    // composite send, and a send to a wildcard refused with InvalidDestinationException.
+    static void destinations() throws Exception {
+        Connection c = connect("");
+        Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        MessageConsumer all = s.createConsumer(s.createTopic("orders.>"));
+        for (String t : new String[] {"orders.eu", "invoices.eu", "orders.us.west"}) {
+            s.createProducer(s.createTopic(t)).send(s.createTextMessage(t));
+        }
+        for (String want : new String[] {"orders.eu", "orders.us.west"}) {
+            TextMessage m = (TextMessage) all.receive(10000);
+            check(m != null && m.getText().equals(want), "wildcard got " + want + ": " + m);
+            check(((Topic) m.getJMSDestination()).getTopicName().equals(want),
+                "JMSDestination is the topic sent to: " + m.getJMSDestination());
+        }
+        check(all.receive(300) == null, "nothing from invoices.eu");
+
+        MessageConsumer a = s.createConsumer(s.createQueue("Consumer.A.VirtualTopic.Orders"));
+        MessageConsumer b = s.createConsumer(s.createQueue("Consumer.B.VirtualTopic.Orders"));
+        MessageProducer vp = s.createProducer(s.createTopic("VirtualTopic.Orders"));
+        for (int i = 0; i < 3; i++) vp.send(s.createTextMessage("v" + i));
+        for (MessageConsumer group : new MessageConsumer[] {a, b}) {
+            for (int i = 0; i < 3; i++) {
+                TextMessage m = (TextMessage) group.receive(10000);
+                check(m != null && m.getText().equals("v" + i), "virtual topic copy v" + i + ": " + m);
+            }
+            check(group.receive(300) == null, "one copy per group");
+        }
+
+        s.createProducer(s.createQueue("ow.c1,ow.c2")).send(s.createTextMessage("both"));
+        for (String q : new String[] {"ow.c1", "ow.c2"}) {
+            TextMessage m = (TextMessage) s.createConsumer(s.createQueue(q)).receive(10000);
+            check(m != null && m.getText().equals("both"), "composite copy in " + q + ": " + m);
+        }
+
+        try {
+            s.createProducer(s.createQueue("orders.*")).send(s.createTextMessage("x"));
+            throw new AssertionError("a send to a wildcard was accepted");
+        } catch (InvalidDestinationException e) {
+            check(String.valueOf(e.getMessage()).contains("wildcard"), "says why: " + e);
+        }
         c.close();
     }
 }
