@@ -167,10 +167,48 @@ impl Broker {
                 });
             }
         }
+        // Temporary destinations are listed while they live: all their messages are in
+        // memory, none in the store.
+        for (destination, pending, consumers) in core.temporaries.stats() {
+            out.push(DestinationStats {
+                destination,
+                subscription: None,
+                pending,
+                consumers,
+                enqueued: 0,
+                dequeued: 0,
+                expired: 0,
+                slow_consumer_dropped: 0,
+            });
+        }
         out.sort_by(|a, b| {
             (&a.destination, &a.subscription).cmp(&(&b.destination, &b.subscription))
         });
         Ok(out)
+    }
+
+    /// Live temporary queues and topics with the id of the connection owning each, sorted.
+    pub fn temporary_destinations(&self) -> Result<Vec<(Destination, String)>> {
+        Ok(self.core()?.temporaries.list())
+    }
+
+    /// Whether `destination` is a live temporary destination.
+    pub fn is_temporary(&self, destination: &Destination) -> bool {
+        self.core()
+            .is_ok_and(|c| c.temporaries.contains(destination))
+    }
+
+    /// Every temporary destination created or deleted from now on, and those live now (in
+    /// that order, so that none is missed between the two; one may be in both).
+    pub fn watch_temporaries(
+        &self,
+    ) -> Result<(
+        tokio::sync::broadcast::Receiver<crate::core::temporary::TemporaryEvent>,
+        Vec<(Destination, String)>,
+    )> {
+        let core = self.core()?;
+        let rx = core.temporaries.subscribe();
+        Ok((rx, core.temporaries.list()))
     }
 
     /// Durable subscriptions of every topic, with their selectors.

@@ -6,6 +6,7 @@
 mod expiry;
 mod recovery;
 mod store_health;
+pub(crate) mod temporary;
 
 pub(crate) use store_health::StoreHealth;
 pub use store_health::StoreStatus;
@@ -81,6 +82,8 @@ pub(crate) enum Then {
     Push(Arc<Dispatcher>, Arc<Message>),
     /// A topic message, to its durable and non-durable subscribers.
     FanOut(Arc<Topic>, Arc<Message>),
+    /// A temporary topic's message, to each of its subscribers.
+    PushAll(Vec<Arc<Dispatcher>>, Arc<Message>),
 }
 
 /// Everything a serving broker has: one per run between lock and stop.
@@ -94,6 +97,8 @@ pub(crate) struct Core {
     pub incarnation: String,
     queues: Mutex<HashMap<Arc<str>, Arc<Dispatcher>>>,
     topics: Mutex<HashMap<Arc<str>, Arc<Topic>>>,
+    /// Temporary queues and topics, which live beside the others and never in the store.
+    pub(crate) temporaries: temporary::Temporaries,
     pub prepared: Mutex<HashMap<Xid, Vec<PreparedOp>>>,
     pub client_ids: Mutex<HashSet<String>>,
     pub connections: Mutex<Vec<std::sync::Weak<crate::session::ConnectionInner>>>,
@@ -125,6 +130,7 @@ impl Core {
             store,
             queues: Mutex::new(HashMap::new()),
             topics: Mutex::new(HashMap::new()),
+            temporaries: temporary::Temporaries::default(),
             prepared: Mutex::new(HashMap::new()),
             client_ids: Mutex::new(HashSet::new()),
             connections: Mutex::new(Vec::new()),
@@ -215,6 +221,8 @@ impl Core {
         let topic = self.topics.lock().get(&d.destination.name).cloned();
         if let Some(t) = topic {
             t.subscribers.lock().retain(|x| !Arc::ptr_eq(x, d));
+        } else {
+            self.temporaries.remove_subscriber(d);
         }
         d.close();
     }
@@ -264,6 +272,9 @@ impl Core {
     /// call [`Core::delivered`] with `then`.
     pub(crate) async fn place(self: &Arc<Self>, message: Message) -> Result<Placed> {
         let message = Arc::new(message);
+        if let Some(placed) = self.temporaries.place(self, &message).await? {
+            return Ok(placed);
+        }
         if message.destination.is_queue() {
             let q = self.queue(&message.destination).await?;
             if message.persistent {
@@ -310,6 +321,11 @@ impl Core {
             }
             Then::Push(q, message) => q.push(message),
             Then::FanOut(t, message) => self.fan_out(&t, &message),
+            Then::PushAll(subscribers, message) => {
+                for d in subscribers {
+                    d.push(Arc::clone(&message));
+                }
+            }
         }
     }
 
@@ -332,7 +348,7 @@ impl Core {
 
     /// After a transaction that added `message` committed.
     pub(crate) async fn committed_add(self: &Arc<Self>, message: &Arc<Message>) -> Result<()> {
-        if !message.persistent {
+        if !message.persistent || self.temporaries.contains(&message.destination) {
             return self.send((**message).clone()).await;
         }
         if message.destination.is_queue() {

@@ -25,6 +25,8 @@
 //! - per-connection caps (`[limits]`): consumers, open transactions, uncommitted transacted
 //!   sends in count and bytes (which also count against the memory limit), destinations
 //!   created per second, and prefetch clamped to ActiveMQ's maximum;
+//! - temporary queues and topics, owned by their connection and gone with it, never stored
+//!   (`core::temporary`);
 //! - the master/slave life cycle ([`BrokerState`]): waiting for the lock → recovering →
 //!   serving → (lock lost →) stopped, each transition logged.
 
@@ -41,6 +43,7 @@ pub mod session;
 pub mod state;
 
 pub use crate::core::StoreStatus;
+pub use crate::core::temporary::{TemporaryEvent, temporary_url};
 pub use admin::DestinationStats;
 pub use broker::Broker;
 pub use config::{ConfigError, CoreConfig};
