@@ -378,10 +378,13 @@ impl Connection {
         if self.inner.closed.load(Ordering::Acquire) || self.inner.core.is_closed() {
             return Err(BrokerError::Closed("connection"));
         }
-        self.inner
-            .core
-            .temporaries
-            .add(&self.inner.core, destination, &self.inner.id)
+        let core = &self.inner.core;
+        // Each counts as a destination created, against the per-connection rate cap, so a
+        // client cannot fill memory with them.
+        if !core.temporaries.contains(destination) {
+            self.inner.usage.destination_created(&core.config.limits)?;
+        }
+        core.temporaries.add(core, destination, &self.inner.id)
     }
 
     /// Deletes a temporary destination of this connection with its messages; refused while

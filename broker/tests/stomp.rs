@@ -700,3 +700,98 @@ async fn a_client_that_never_logs_in_gets_little() {
     );
     b.stop().await;
 }
+
+/// Waits (bounded) until the broker has no temporary destination left.
+async fn no_temporary_destinations(b: &TestBroker) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !b.broker.temporary_destinations().unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "temporary destinations left: {:?}",
+            b.broker.temporary_destinations().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Request/reply over ActiveMQ's STOMP temporary queues: the requester's `/temp-queue/replies`
+/// reaches the replier as `/remote-temp-queue/<name>`, which it can send to but not consume
+/// from, and which is gone with the requester's connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temp_queue_request_reply() {
+    let b = TestBroker::start("").await;
+    let mut requester = b.client().await;
+    requester
+        .subscribe("replies", "/temp-queue/replies", "auto", &[])
+        .await
+        .unwrap();
+    let mut replier = b.client().await;
+    replier
+        .subscribe("work", "/queue/stomp.requests", "auto", &[])
+        .await
+        .unwrap();
+    requester
+        .send(
+            "/queue/stomp.requests",
+            "ping",
+            &[
+                ("reply-to", "/temp-queue/replies"),
+                ("correlation-id", "r-1"),
+            ],
+        )
+        .await
+        .unwrap();
+    let request = recv(&mut replier).await;
+    let reply_to = request.get("reply-to").unwrap().to_owned();
+    assert!(
+        reply_to.starts_with("/remote-temp-queue/ID:"),
+        "rewritten for the other side: {reply_to}"
+    );
+    // Sent persistent: held in memory all the same (broker-core/tests/temporary.rs checks
+    // the store).
+    replier
+        .send(
+            &reply_to,
+            "pong",
+            &[("correlation-id", "r-1"), ("persistent", "true")],
+        )
+        .await
+        .unwrap();
+    let reply = recv(&mut requester).await;
+    assert_eq!(body(&reply), "pong");
+    assert_eq!(reply.get("correlation-id"), Some("r-1"));
+    assert_eq!(
+        reply.get("destination"),
+        Some("/temp-queue/replies"),
+        "its owner sees its own name for it"
+    );
+    let name = reply_to
+        .trim_start_matches("/remote-temp-queue/")
+        .to_owned();
+    assert_eq!(b.broker.temporary_destinations().unwrap().len(), 1);
+
+    // Another connection cannot consume from it.
+    let mut thief = b.client().await;
+    thief
+        .write_raw(format!("SUBSCRIBE\nid:x\ndestination:{reply_to}\nreceipt:s\n\n\0").as_bytes())
+        .await
+        .unwrap();
+    match thief.recv_timeout(Duration::from_secs(10)).await {
+        Err(ClientError::Broker { message, .. }) => assert!(
+            message.contains("Cannot subscribe to remote temporary destination"),
+            "{message}"
+        ),
+        other => panic!("subscribed to another connection's temporary queue: {other:?}"),
+    }
+
+    // Gone with its connection: a send to it is refused, naming it.
+    requester.disconnect().await.unwrap();
+    no_temporary_destinations(&b).await;
+    match replier.send(&reply_to, "late", &[]).await {
+        Err(ClientError::Broker { message, .. }) => {
+            assert!(message.contains(&name), "names it: {message}")
+        }
+        other => panic!("a send to a deleted temporary queue: {other:?}"),
+    }
+    b.stop().await;
+}
