@@ -28,6 +28,19 @@ pub struct DestinationStats {
     pub slow_consumer_dropped: u64,
 }
 
+/// Refuses an admin call on a live temporary queue: these only know store-backed queues, and
+/// would otherwise create an ordinary queue of the same name. (Unlike ActiveMQ, whose console
+/// browses and purges temporary queues too.)
+fn not_temporary(core: &crate::core::Core, destination: &Destination, what: &str) -> Result<()> {
+    if core.temporaries.contains(destination) {
+        return Err(crate::error::BrokerError::InvalidDestination(format!(
+            "{} cannot be {what} here",
+            crate::core::temporary::temporary_url(destination)
+        )));
+    }
+    Ok(())
+}
+
 impl Broker {
     /// Open connections, oldest first.
     pub fn connections(&self) -> Result<Vec<crate::session::ConnectionInfo>> {
@@ -76,6 +89,7 @@ impl Broker {
     pub async fn delete_queue(&self, name: &str) -> Result<()> {
         let core = self.core()?;
         let destination = Destination::queue(name);
+        not_temporary(&core, &destination, "deleted")?;
         if let Some(d) = core.remove_queue(&destination) {
             d.close();
         }
@@ -227,6 +241,7 @@ impl Broker {
     /// Deletes every message of a queue; returns how many.
     pub async fn purge(&self, queue: &str) -> Result<u64> {
         let core = self.core()?;
+        not_temporary(&core, &Destination::queue(queue), "purged")?;
         let q = core.queue(&Destination::queue(queue)).await?;
         let Source::Queue(store) = &q.source else {
             return Ok(0);
@@ -250,6 +265,7 @@ impl Broker {
         max: usize,
     ) -> Result<Vec<Message>> {
         let core = self.core()?;
+        not_temporary(&core, &Destination::queue(queue), "browsed")?;
         let q = core.queue(&Destination::queue(queue)).await?;
         let Source::Queue(store) = &q.source else {
             return Ok(Vec::new());

@@ -74,6 +74,11 @@ async fn a_temporary_queue_serves_its_owner_and_dies_with_it() {
     let stats = b.destination_stats().await.unwrap();
     let row = stats.iter().find(|r| r.destination == tmp).expect("listed");
     assert_eq!(row.pending, 1);
+    assert!(
+        b.browse(&tmp.name, 10).await.is_err() && b.purge(&tmp.name).await.is_err(),
+        "the admin calls for store-backed queues leave a temporary one alone"
+    );
+    assert!(!store.destinations().await.unwrap().contains(&tmp));
 
     // Only the owner may consume.
     let Err(refused) = s.consumer(tmp.clone(), None).await else {
