@@ -11,6 +11,10 @@ use crate::core::now_ms;
 use crate::dispatch::{Dispatcher, Source};
 use crate::error::Result;
 
+/// The creations and deletions of temporary destinations, as [`Broker::watch_temporaries`]
+/// gives them (a receiver that falls far behind is told it lagged).
+pub type TemporaryEvents = tokio::sync::broadcast::Receiver<crate::core::temporary::TemporaryEvent>;
+
 /// Counts for one destination (one durable subscription for `subscription`), as ActiveMQ's
 /// `dstat` and web console show them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,12 +218,7 @@ impl Broker {
 
     /// Every temporary destination created or deleted from now on, and those live now (in
     /// that order, so that none is missed between the two; one may be in both).
-    pub fn watch_temporaries(
-        &self,
-    ) -> Result<(
-        tokio::sync::broadcast::Receiver<crate::core::temporary::TemporaryEvent>,
-        Vec<(Destination, String)>,
-    )> {
+    pub fn watch_temporaries(&self) -> Result<(TemporaryEvents, Vec<(Destination, String)>)> {
         let core = self.core()?;
         let rx = core.temporaries.subscribe();
         Ok((rx, core.temporaries.list()))

@@ -44,7 +44,7 @@ pub mod state;
 
 pub use crate::core::StoreStatus;
 pub use crate::core::temporary::{TemporaryEvent, temporary_url};
-pub use admin::DestinationStats;
+pub use admin::{DestinationStats, TemporaryEvents};
 pub use broker::Broker;
 pub use config::{ConfigError, CoreConfig};
 pub use error::{BrokerError, Result};

@@ -1204,12 +1204,11 @@ async fn close_consumer(mut c: OwConsumer) {
     if let Some(mut pump) = c.pump.take() {
         // Without a broker-core consumer the task is a browse or the advisory feed: nothing
         // to finish, it stops here.
-        if c.consumer.is_none() {
-            pump.abort();
-        } else if tokio::time::timeout(Duration::from_secs(1), &mut pump)
-            .await
-            .is_err()
-        {
+        let finishing = c.consumer.is_some()
+            && tokio::time::timeout(Duration::from_secs(1), &mut pump)
+                .await
+                .is_ok();
+        if !finishing {
             pump.abort();
         }
     }

@@ -1077,6 +1077,7 @@ impl Conn {
 }
 
 /// Moves messages from a consumer to the connection's writer.
+#[allow(clippy::too_many_arguments)]
 async fn pump(
     consumer: Arc<Consumer>,
     sub: String,
