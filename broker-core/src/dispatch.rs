@@ -223,6 +223,21 @@ impl Dispatcher {
         (w + f) as u64
     }
 
+    /// The messages held in memory only (those [`Dispatcher::non_persistent`] counts), waiting
+    /// or delivered and not yet acked, in window order: what a queue browser adds to what the
+    /// store has. Bounded as the window and the in-flight set are, by the memory limit.
+    pub(crate) fn memory_messages(&self) -> Vec<Arc<Message>> {
+        let memory_only = matches!(self.source, Source::Memory { .. } | Source::Temporary);
+        let st = self.state.lock();
+        st.window
+            .values()
+            .map(|e| &e.message)
+            .chain(st.in_flight.values().map(|f| &f.entry.message))
+            .filter(|m| memory_only || !m.persistent)
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn add_consumer(
         &self,
         id: u64,

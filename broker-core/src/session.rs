@@ -526,6 +526,23 @@ impl Session {
         Ok(Producer::new(self.clone(), id.into(), destination, true))
     }
 
+    /// The messages of a queue held in memory only, which the store's browse
+    /// ([`crate::Broker::browse_after`]) does not see: its non-persistent ones, or every
+    /// message of a temporary queue (this connection's own only). For a queue browser: nothing
+    /// is taken, locked or acked.
+    pub fn browse_in_memory(&self, queue: &Destination) -> Result<Vec<Arc<Message>>> {
+        let core = &self.inner.core;
+        if core.temporaries.contains(queue) {
+            return core.temporaries.browse(queue, &self.inner.connection_id);
+        }
+        Ok(core
+            .queues()
+            .into_iter()
+            .find(|q| q.destination == *queue)
+            .map(|q| q.memory_messages())
+            .unwrap_or_default())
+    }
+
     /// Whether `destination` is a live temporary destination (see
     /// [`Connection::add_temporary`]).
     pub fn is_temporary(&self, destination: &Destination) -> bool {

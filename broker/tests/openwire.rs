@@ -138,7 +138,7 @@ java_check!(java_stream_object_and_plain_messages, "more-types");
 java_check!(java_individual_acknowledge, "individual");
 java_check!(java_idle_connection_kept_alive, "keepalive");
 java_check!(
-    java_client_id_in_use_and_temporary_queue_browser_refused,
+    java_client_id_in_use_and_durable_temporary_topic_refused,
     "refusals"
 );
 java_check!(java_prefetch_0_pulls, "prefetch0");

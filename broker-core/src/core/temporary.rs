@@ -269,6 +269,29 @@ impl Temporaries {
         Ok(d)
     }
 
+    /// The messages a temporary queue holds, for a browser of connection `connection` (only
+    /// the owner may browse, as only it may consume).
+    pub(crate) fn browse(
+        &self,
+        destination: &Destination,
+        connection: &str,
+    ) -> Result<Vec<Arc<Message>>> {
+        let live = self.live.lock();
+        let Some(t) = live.get(destination) else {
+            return Err(gone(destination));
+        };
+        if t.owner != connection {
+            return Err(BrokerError::InvalidDestination(format!(
+                "Cannot subscribe to remote temporary destination: {}",
+                temporary_url(destination)
+            )));
+        }
+        Ok(t.queue
+            .as_ref()
+            .map(|q| q.memory_messages())
+            .unwrap_or_default())
+    }
+
     /// A temporary topic's subscriber went away.
     pub(crate) fn remove_subscriber(&self, d: &Arc<Dispatcher>) {
         if let Some(t) = self.live.lock().get_mut(&d.destination) {

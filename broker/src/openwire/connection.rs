@@ -864,7 +864,7 @@ impl Conn {
         let destination = convert::destination(dest)?;
         let selector = info.selector.as_deref().filter(|s| !s.trim().is_empty());
         if info.browser {
-            let browse = self.browser(&info, destination, selector)?;
+            let browse = self.browser(&info, &session, destination, selector)?;
             self.consumers.insert(
                 info.consumer_id,
                 OwConsumer {
@@ -937,46 +937,67 @@ impl Conn {
     }
 
     /// A queue browser (`session.createBrowser(queue[, selector])`): the queue's messages that
-    /// match, in delivery order, read page by page from the store as the console's browse
-    /// reads them, so nothing is taken from a consumer, locked or removed and no ack is
-    /// waited for; then a MessageDispatch with no message, which is how ActiveMQ ends the
-    /// client's enumeration. Unlike ActiveMQ, non-persistent messages (held in memory, not in
-    /// the store) are not shown, and a temporary queue cannot be browsed.
+    /// match, the stored ones in delivery order read page by page from the store as the
+    /// console's browse reads them, then those held in memory only (non-persistent ones, or
+    /// all of a temporary queue's); nothing is taken from a consumer, locked or removed and
+    /// no ack is waited for. Then a MessageDispatch with no message, which is how ActiveMQ
+    /// ends the client's enumeration. Unlike ActiveMQ, the in-memory messages come after the
+    /// stored ones rather than merged into one delivery order.
     fn browser(
         &self,
         info: &ConsumerInfo,
+        session: &Session,
         destination: broker_core::Destination,
         selector: Option<&str>,
     ) -> Result<JoinHandle<()>, Failure> {
-        let invalid = |message: String| Failure {
-            class: "javax.jms.InvalidDestinationException",
-            message,
-        };
         if !destination.is_queue() {
-            return Err(invalid(format!(
-                "only a queue can be browsed, not {destination}"
-            )));
+            return Err(Failure {
+                class: "javax.jms.InvalidDestinationException",
+                message: format!("only a queue can be browsed, not {destination}"),
+            });
         }
         let broker = Arc::clone(&self.ctx.broker);
-        if broker.is_temporary(&destination) {
-            return Err(invalid(format!(
-                "browsing the temporary {} is not supported",
-                broker_core::temporary_url(&destination)
-            )));
-        }
         let core: &broker_core::Broker = &broker;
         let max_nodes = core.config().limits.max_selector_nodes;
         let selector = selector
             .map(|s| broker_core::Selector::parse_limited(s, max_nodes))
             .transpose()
             .map_err(|e| Failure::from(BrokerError::Selector(e)))?;
+        // Taken now: a temporary queue of another connection is refused here, and the
+        // snapshot is of the moment the browser was made.
+        let in_memory = session.browse_in_memory(&destination)?;
+        let stored = !broker.is_temporary(&destination);
         let consumer_id = info.consumer_id.clone();
         let end_destination = info.destination.clone();
         let seq = Arc::clone(&self.dispatch_seq);
         let out = self.out.clone();
         Ok(tokio::spawn(async move {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let send = async |m: &broker_core::Message| -> bool {
+                if m.is_expired(now) || selector.as_ref().is_some_and(|s| !s.matches(m)) {
+                    return true;
+                }
+                let id = dispatch_id(m, &seq);
+                let message = match convert::dispatched(m, id, &|d| broker.is_temporary(d)) {
+                    Ok(msg) => msg,
+                    Err(e) => {
+                        warn!("cannot convert message {} for OpenWire: {e}", m.id);
+                        return true;
+                    }
+                };
+                let dispatch = MessageDispatch {
+                    consumer_id: consumer_id.clone(),
+                    destination: message.destination.clone(),
+                    redelivery_counter: message.redelivery_counter,
+                    message: Some(Box::new(message)),
+                    ..MessageDispatch::default()
+                };
+                out.send(&Command::MessageDispatch(dispatch)).await
+            };
             let mut after: Option<broker_core::OrderKey> = None;
-            loop {
+            while stored {
                 let page = match broker
                     .browse_after(&destination.name, after, BROWSE_PAGE)
                     .await
@@ -987,29 +1008,8 @@ impl Conn {
                         break;
                     }
                 };
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64);
                 for m in &page {
-                    if m.is_expired(now) || selector.as_ref().is_some_and(|s| !s.matches(m)) {
-                        continue;
-                    }
-                    let id = dispatch_id(m, &seq);
-                    let message = match convert::dispatched(m, id, &|d| broker.is_temporary(d)) {
-                        Ok(msg) => msg,
-                        Err(e) => {
-                            warn!("cannot convert message {} for OpenWire: {e}", m.id);
-                            continue;
-                        }
-                    };
-                    let dispatch = MessageDispatch {
-                        consumer_id: consumer_id.clone(),
-                        destination: message.destination.clone(),
-                        redelivery_counter: message.redelivery_counter,
-                        message: Some(Box::new(message)),
-                        ..MessageDispatch::default()
-                    };
-                    if !out.send(&Command::MessageDispatch(dispatch)).await {
+                    if !send(m).await {
                         return;
                     }
                 }
@@ -1020,8 +1020,13 @@ impl Conn {
                     _ => break,
                 }
             }
+            for m in &in_memory {
+                if !send(m).await {
+                    return;
+                }
+            }
             let end = MessageDispatch {
-                consumer_id,
+                consumer_id: consumer_id.clone(),
                 destination: end_destination,
                 ..MessageDispatch::default()
             };

@@ -400,9 +400,9 @@ public class OpenWireChecks {
         }
         Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
         try {
-            // Browsing a temporary queue is not supported: refused by the broker.
-            s.createBrowser(s.createTemporaryQueue()).getEnumeration();
-            throw new AssertionError("a temporary queue browser was accepted");
+            // A temporary topic cannot hold a durable subscription: refused by the broker.
+            s.createDurableSubscriber(s.createTemporaryTopic(), "on-a-temporary-topic");
+            throw new AssertionError("a durable subscription on a temporary topic was accepted");
         } catch (JMSException e) {
             check(String.valueOf(e.getMessage()).contains("temporary"), "says why: " + e);
         }

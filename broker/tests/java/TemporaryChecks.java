@@ -155,18 +155,20 @@ public class TemporaryChecks {
         return n;
     }
 
-    // A browser sees the queue's messages (a selector some of them), takes none.
+    // A browser sees the queue's messages, persistent or not (a selector some of them), takes
+    // none; a temporary queue's owner can browse it too.
     static void browser() throws Exception {
         Connection c = connect();
         Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
         Queue q = s.createQueue("tmp.browse");
         MessageProducer p = s.createProducer(q);
-        for (int i = 0; i < 10; i++) {
+        for (int i = 0; i < 12; i++) {
             TextMessage m = s.createTextMessage("b" + i);
             m.setIntProperty("n", i);
-            p.send(m);
+            // The last two are held in memory only, not in the store.
+            p.send(m, i < 10 ? DeliveryMode.PERSISTENT : DeliveryMode.NON_PERSISTENT, 4, 0);
         }
-        check(count(s.createBrowser(q)) == 10, "the browser sees all ten");
+        check(count(s.createBrowser(q)) == 12, "the browser sees all twelve");
         QueueBrowser some = s.createBrowser(q, "n >= 7");
         int seen = 0;
         Enumeration<?> e = some.getEnumeration();
@@ -175,15 +177,32 @@ public class TemporaryChecks {
             check(m.getIntProperty("n") == 7 + seen, "selected in order: " + m.getText());
             seen++;
         }
-        check(seen == 3, "the selector picks three, got " + seen);
-        check(count(s.createBrowser(q)) == 10, "browsing took nothing");
+        check(seen == 5, "the selector picks five, got " + seen);
+        check(count(s.createBrowser(q)) == 12, "browsing took nothing");
         MessageConsumer mc = s.createConsumer(q);
-        for (int i = 0; i < 10; i++) {
+        java.util.Set<String> got = new java.util.HashSet<>();
+        for (int i = 0; i < 12; i++) {
             TextMessage m = (TextMessage) mc.receive(10000);
-            check(m != null && m.getText().equals("b" + i), "consumed after browsing: " + m);
+            check(m != null, "consumed after browsing: " + got);
             check(!m.getJMSRedelivered(), "not redelivered");
+            got.add(m.getText());
         }
+        check(got.size() == 12, "all twelve once: " + got);
         check(mc.receive(300) == null, "nothing more");
+
+        TemporaryQueue tmp = s.createTemporaryQueue();
+        MessageProducer tp = s.createProducer(tmp);
+        for (int i = 0; i < 3; i++) {
+            TextMessage m = s.createTextMessage("t" + i);
+            m.setIntProperty("n", i);
+            tp.send(m);
+        }
+        check(count(s.createBrowser(tmp)) == 3, "the temporary queue browsed");
+        MessageConsumer tc = s.createConsumer(tmp);
+        for (int i = 0; i < 3; i++) {
+            TextMessage m = (TextMessage) tc.receive(10000);
+            check(m != null && m.getText().equals("t" + i), "then consumed: " + m);
+        }
         c.close();
     }
 }
