@@ -752,7 +752,18 @@ impl Conn {
     async fn pipeline(&mut self, m: openwire::Message) -> Result<(), Failure> {
         let bytes = m.content.as_ref().map_or(0, |c| c.len());
         self.window.make_room(bytes).await.map_err(write_failure)?;
-        let submitted = Box::pin(self.submit(&m)).await?;
+        let submitted = match Box::pin(self.submit(&m)).await {
+            Ok(s) => s,
+            // A reply to a requester gone meanwhile (its temporary queue deleted): as ActiveMQ,
+            // the client hears of it through its exception listener and the connection stays,
+            // or every replier would lose its connection to each requester that gave up.
+            Err(f) if f.class == "javax.jms.InvalidDestinationException" => {
+                debug!(peer = %self.peer, "asynchronous send refused: {}", f.message);
+                connection_error(&self.out, f.class, &f.message).await;
+                return Ok(());
+            }
+            Err(f) => return Err(f),
+        };
         self.window.push(
             format!("send of message {}", what(&m)),
             bytes,

@@ -109,7 +109,30 @@ public class TemporaryChecks {
         } catch (InvalidDestinationException e) {
             // expected (the client refuses before the broker would)
         }
+        // A client that does not watch the advisories sends anyway: an asynchronous send is
+        // refused through the exception listener, and the connection goes on.
+        Connection blind = new ActiveMQConnectionFactory("admin", "admin",
+                url + "?jms.watchTopicAdvisories=false").createConnection();
+        final java.util.concurrent.LinkedBlockingQueue<JMSException> errors =
+                new java.util.concurrent.LinkedBlockingQueue<>();
+        blind.setExceptionListener(errors::add);
+        blind.start();
+        Session bs = blind.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        MessageProducer bp = bs.createProducer(null);
+        bp.setDeliveryMode(DeliveryMode.NON_PERSISTENT);
+
         owner.close();
+        bp.send(replyTo, bs.createTextMessage("to nobody"));
+        JMSException refused = errors.poll(10, java.util.concurrent.TimeUnit.SECONDS);
+        check(refused != null, "the asynchronous send to a deleted temporary queue is reported");
+        check(String.valueOf(refused.getMessage()).contains(((TemporaryQueue) replyTo).getQueueName()),
+                "the report names it: " + refused);
+        Queue after = bs.createQueue("tmp.after-refusal");
+        bs.createProducer(after).send(bs.createTextMessage("still here"));
+        Message still = bs.createConsumer(after).receive(10000);
+        check(still != null, "the connection goes on after the refusal");
+        blind.close();
+
         long deadline = System.currentTimeMillis() + 10000;
         while (true) {
             try {
