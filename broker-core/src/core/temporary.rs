@@ -1,16 +1,22 @@
 //! Temporary queues and topics (JMS `createTemporaryQueue` / `createTemporaryTopic`), the
 //! reply destinations of request/reply.
 //!
-//! The rules, as ActiveMQ's: a temporary destination belongs to the connection that created
-//! it; any connection may send to it, only the owner may consume from it ("Cannot subscribe
-//! to remote temporary destination"); it is gone, with its messages, when the owner deletes it
-//! or closes. Its messages never touch the store, even when sent persistent: ActiveMQ creates
-//! a temporary queue without a message store (`DestinationFactoryImpl` passes a `null` store
-//! for a temporary destination), and so does this registry, so a temporary destination leaves
-//! nothing behind after a restart. They are held in memory like non-persistent messages, and
-//! counted the same way against `limits.memory_bytes` (a send waits for room, or fails per the
-//! policy). Unlike ActiveMQ, nothing is spooled to a temporary file store when memory is full:
-//! the sender waits instead.
+//! The rules: a temporary destination belongs to the connection that created it; any
+//! connection may send to it, only the owner may consume from it ("Cannot subscribe to remote
+//! temporary destination"); it is gone, with its messages, when the owner deletes it or
+//! closes. Its messages never touch the store, even when sent persistent: ActiveMQ creates a
+//! temporary queue without a message store (`DestinationFactoryImpl` and `TempQueueRegion`
+//! pass a `null` store, and `TempQueue` pages through a `VMPendingMessageCursor`, memory
+//! only), and so does this registry, so a temporary destination leaves nothing behind after a
+//! restart. They are held in memory like non-persistent messages, and counted the same way
+//! against `limits.memory_bytes` (a send waits for room, or fails per the policy).
+//!
+//! Where this differs from ActiveMQ 5.17: its broker no longer refuses a consumer from another
+//! connection (`TempQueue.addSubscription` hands the destination over to that connection,
+//! leaving the check to the client, which refuses "a Temporary destination from another
+//! Connection" itself); this one refuses it, as ActiveMQ's older brokers did, since a client
+//! that skips the check (STOMP's `/remote-temp-queue/`) would otherwise take over another
+//! connection's replies.
 //!
 //! A temporary destination is known by its kind and name only (the store's `Destination` has
 //! no room for a flag): a send to a name registered here goes to the temporary destination
