@@ -795,3 +795,46 @@ async fn temp_queue_request_reply() {
     }
     b.stop().await;
 }
+
+/// A connection's `/temp-topic/x`: each of its subscriptions gets what another connection
+/// sends to the `/remote-temp-topic/<name>` it learnt from a reply-to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temp_topic_reaches_each_subscription_of_its_owner() {
+    let b = TestBroker::start("").await;
+    let mut owner = b.client().await;
+    owner
+        .subscribe("a", "/temp-topic/events", "auto", &[])
+        .await
+        .unwrap();
+    owner
+        .subscribe("b", "/temp-topic/events", "auto", &[])
+        .await
+        .unwrap();
+    let mut other = b.client().await;
+    other
+        .subscribe("in", "/queue/stomp.topic-requests", "auto", &[])
+        .await
+        .unwrap();
+    owner
+        .send(
+            "/queue/stomp.topic-requests",
+            "subscribe me",
+            &[("reply-to", "/temp-topic/events")],
+        )
+        .await
+        .unwrap();
+    let request = recv(&mut other).await;
+    let reply_to = request.get("reply-to").unwrap().to_owned();
+    assert!(reply_to.starts_with("/remote-temp-topic/ID:"), "{reply_to}");
+    other.send(&reply_to, "event", &[]).await.unwrap();
+    let mut subscriptions = Vec::new();
+    for _ in 0..2 {
+        let m = recv(&mut owner).await;
+        assert_eq!(body(&m), "event");
+        assert_eq!(m.get("destination"), Some("/temp-topic/events"));
+        subscriptions.push(m.get("subscription").unwrap().to_owned());
+    }
+    subscriptions.sort();
+    assert_eq!(subscriptions, ["a", "b"]);
+    b.stop().await;
+}
