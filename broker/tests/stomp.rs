@@ -838,3 +838,31 @@ async fn temp_topic_reaches_each_subscription_of_its_owner() {
     assert_eq!(subscriptions, ["a", "b"]);
     b.stop().await;
 }
+
+/// A browser sees a queue's non-persistent messages (STOMP's default) after its stored ones,
+/// and takes none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browse_shows_non_persistent_messages_too() {
+    let b = TestBroker::start("").await;
+    let mut c = b.client().await;
+    c.send("/queue/bnp", "stored", &[("persistent", "true")])
+        .await
+        .unwrap();
+    c.send("/queue/bnp", "in memory", &[]).await.unwrap();
+    for _ in 0..2 {
+        c.subscribe("br", "/queue/bnp", "auto", &[("browser", "true")])
+            .await
+            .unwrap();
+        let seen: Vec<String> = [recv(&mut c).await, recv(&mut c).await]
+            .iter()
+            .map(body)
+            .collect();
+        assert_eq!(seen, ["stored", "in memory"]);
+        assert_eq!(recv(&mut c).await.get("browser"), Some("end"));
+    }
+    c.subscribe("s", "/queue/bnp", "auto", &[]).await.unwrap();
+    let mut got = vec![body(&recv(&mut c).await), body(&recv(&mut c).await)];
+    got.sort();
+    assert_eq!(got, ["in memory", "stored"]);
+    b.stop().await;
+}

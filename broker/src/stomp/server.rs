@@ -937,6 +937,11 @@ impl Conn {
                     _ => break,
                 }
             }
+            // Then those held in memory only, which the store does not have: STOMP sends
+            // are non-persistent unless they say otherwise.
+            for m in self.auto.browse_in_memory(&destination)? {
+                self.emit(message_frame(&m, id, None, &self.naming)).await?;
+            }
         }
         let end = Frame::new("MESSAGE")
             .header("subscription", id)
