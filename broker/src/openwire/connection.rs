@@ -1008,7 +1008,8 @@ impl Conn {
                 out.send(&Command::MessageDispatch(dispatch)).await
             };
             let mut after: Option<broker_core::OrderKey> = None;
-            while stored {
+            let mut more = stored;
+            while more {
                 let page = match broker
                     .browse_after(&destination.name, after, BROWSE_PAGE)
                     .await
@@ -1028,7 +1029,7 @@ impl Conn {
                     Some(m) if page.len() == BROWSE_PAGE => {
                         after = Some(broker_core::OrderKey::of(m));
                     }
-                    _ => break,
+                    _ => more = false,
                 }
             }
             for m in &in_memory {
