@@ -11,6 +11,10 @@ use crate::core::now_ms;
 use crate::dispatch::{Dispatcher, Source};
 use crate::error::Result;
 
+/// The creations and deletions of temporary destinations, as [`Broker::watch_temporaries`]
+/// gives them (a receiver that falls far behind is told it lagged).
+pub type TemporaryEvents = tokio::sync::broadcast::Receiver<crate::core::temporary::TemporaryEvent>;
+
 /// Counts for one destination (one durable subscription for `subscription`), as ActiveMQ's
 /// `dstat` and web console show them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +30,19 @@ pub struct DestinationStats {
     /// For a topic: messages dropped for slow non-durable subscribers over their pending
     /// limit (`limits.max_pending_non_durable`) since start; 0 otherwise.
     pub slow_consumer_dropped: u64,
+}
+
+/// Refuses an admin call on a live temporary queue: these only know store-backed queues, and
+/// would otherwise create an ordinary queue of the same name. (Unlike ActiveMQ, whose console
+/// browses and purges temporary queues too.)
+fn not_temporary(core: &crate::core::Core, destination: &Destination, what: &str) -> Result<()> {
+    if core.temporaries.contains(destination) {
+        return Err(crate::error::BrokerError::InvalidDestination(format!(
+            "{} cannot be {what} here",
+            crate::core::temporary::temporary_url(destination)
+        )));
+    }
+    Ok(())
 }
 
 impl Broker {
@@ -94,6 +111,7 @@ impl Broker {
     pub async fn delete_queue(&self, name: &str) -> Result<()> {
         let core = self.core()?;
         let destination = Destination::queue(name);
+        not_temporary(&core, &destination, "deleted")?;
         if let Some(d) = core.remove_queue(&destination) {
             d.close();
         }
@@ -185,10 +203,43 @@ impl Broker {
                 });
             }
         }
+        // Temporary destinations are listed while they live: all their messages are in
+        // memory, none in the store.
+        for (destination, pending, consumers) in core.temporaries.stats() {
+            out.push(DestinationStats {
+                destination,
+                subscription: None,
+                pending,
+                consumers,
+                enqueued: 0,
+                dequeued: 0,
+                expired: 0,
+                slow_consumer_dropped: 0,
+            });
+        }
         out.sort_by(|a, b| {
             (&a.destination, &a.subscription).cmp(&(&b.destination, &b.subscription))
         });
         Ok(out)
+    }
+
+    /// Live temporary queues and topics with the id of the connection owning each, sorted.
+    pub fn temporary_destinations(&self) -> Result<Vec<(Destination, String)>> {
+        Ok(self.core()?.temporaries.list())
+    }
+
+    /// Whether `destination` is a live temporary destination.
+    pub fn is_temporary(&self, destination: &Destination) -> bool {
+        self.core()
+            .is_ok_and(|c| c.temporaries.contains(destination))
+    }
+
+    /// Every temporary destination created or deleted from now on, and those live now (in
+    /// that order, so that none is missed between the two; one may be in both).
+    pub fn watch_temporaries(&self) -> Result<(TemporaryEvents, Vec<(Destination, String)>)> {
+        let core = self.core()?;
+        let rx = core.temporaries.subscribe();
+        Ok((rx, core.temporaries.list()))
     }
 
     /// Durable subscriptions of every topic, with their selectors.
@@ -207,6 +258,7 @@ impl Broker {
     /// Deletes every message of a queue; returns how many.
     pub async fn purge(&self, queue: &str) -> Result<u64> {
         let core = self.core()?;
+        not_temporary(&core, &Destination::queue(queue), "purged")?;
         let q = core.queue(&Destination::queue(queue)).await?;
         let Source::Queue(store) = &q.source else {
             return Ok(0);
@@ -230,6 +282,7 @@ impl Broker {
         max: usize,
     ) -> Result<Vec<Message>> {
         let core = self.core()?;
+        not_temporary(&core, &Destination::queue(queue), "browsed")?;
         let q = core.queue(&Destination::queue(queue)).await?;
         let Source::Queue(store) = &q.source else {
             return Ok(Vec::new());

@@ -7,6 +7,7 @@ mod expiry;
 mod recovery;
 mod routing;
 mod store_health;
+pub(crate) mod temporary;
 mod wildcard_durable;
 
 pub(crate) use routing::QueueFanIn;
@@ -88,6 +89,8 @@ pub(crate) enum Then {
     FanOut(Arc<Topic>, Arc<Message>),
     /// The copies of a composite or virtual-topic send, each to its destination.
     Many(Vec<Then>),
+    /// A temporary topic's message, to each of its subscribers.
+    PushAll(Vec<Arc<Dispatcher>>, Arc<Message>),
 }
 
 /// Everything a serving broker has: one per run between lock and stop.
@@ -109,6 +112,8 @@ pub(crate) struct Core {
     wildcard_durables: Mutex<Vec<Arc<WildcardDurable>>>,
     /// The topics that are virtual (`broker.virtual_topic_name`).
     virtual_topics: DestinationFilter,
+    /// Temporary queues and topics, which live beside the others and never in the store.
+    pub(crate) temporaries: temporary::Temporaries,
     pub prepared: Mutex<HashMap<Xid, Vec<PreparedOp>>>,
     pub client_ids: Mutex<HashSet<String>>,
     pub connections: Mutex<Vec<std::sync::Weak<crate::session::ConnectionInner>>>,
@@ -150,6 +155,7 @@ impl Core {
             wildcard_consumers: Mutex::new(Vec::new()),
             wildcard_durables: Mutex::new(Vec::new()),
             virtual_topics,
+            temporaries: temporary::Temporaries::default(),
             prepared: Mutex::new(HashMap::new()),
             client_ids: Mutex::new(HashSet::new()),
             connections: Mutex::new(Vec::new()),
@@ -284,6 +290,8 @@ impl Core {
         let topic = self.topics.lock().get(&d.destination.name).cloned();
         if let Some(t) = topic {
             t.subscribers.lock().retain(|x| !Arc::ptr_eq(x, d));
+        } else {
+            self.temporaries.remove_subscriber(d);
         }
         d.close();
     }
@@ -333,6 +341,9 @@ impl Core {
     /// call [`Core::delivered`] with `then`.
     pub(crate) async fn place(self: &Arc<Self>, message: Message) -> Result<Placed> {
         let message = Arc::new(message);
+        if let Some(placed) = self.temporaries.place(self, &message).await? {
+            return Ok(placed);
+        }
         if message.destination.is_queue() {
             let q = self.queue(&message.destination).await?;
             if message.persistent {
@@ -384,6 +395,11 @@ impl Core {
                     self.delivered(then);
                 }
             }
+            Then::PushAll(subscribers, message) => {
+                for d in subscribers {
+                    d.push(Arc::clone(&message));
+                }
+            }
         }
     }
 
@@ -406,7 +422,7 @@ impl Core {
 
     /// After a transaction that added `message` committed.
     pub(crate) async fn committed_add(self: &Arc<Self>, message: &Arc<Message>) -> Result<()> {
-        if !message.persistent {
+        if !message.persistent || self.temporaries.contains(&message.destination) {
             return self.send((**message).clone()).await;
         }
         if message.destination.is_queue() {

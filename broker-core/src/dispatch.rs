@@ -49,6 +49,9 @@ pub(crate) enum Source {
         /// The topic's count of messages dropped for slow subscribers (outlives this one).
         dropped: Arc<AtomicU64>,
     },
+    /// A temporary queue (`core::temporary`): queue semantics, every message held in memory
+    /// only, persistent or not, as ActiveMQ keeps a temporary queue without a store.
+    Temporary,
 }
 
 /// A message handed to a consumer.
@@ -166,7 +169,7 @@ impl Dispatcher {
         destination: Destination,
         source: Source,
     ) -> Arc<Dispatcher> {
-        let store_backed = !matches!(source, Source::Memory { .. });
+        let store_backed = !matches!(source, Source::Memory { .. } | Source::Temporary);
         let d = Arc::new(Dispatcher {
             destination,
             source,
@@ -194,6 +197,7 @@ impl Dispatcher {
             Source::Durable { key, .. } => format!("{} subscription {key}", self.destination),
             Source::Memory { .. } => format!("{} subscriber", self.destination),
             Source::Queue(_) => self.destination.to_string(),
+            Source::Temporary => format!("temporary {}", self.destination),
         }
     }
 
@@ -201,16 +205,37 @@ impl Dispatcher {
         self.state.lock().consumers.len()
     }
 
-    /// Non-persistent messages in memory (they are not in the store's counts).
+    /// Messages held in memory only (they are not in the store's counts): the non-persistent
+    /// ones, or all of them for a dispatcher without a store.
     pub(crate) fn non_persistent(&self) -> u64 {
+        let memory_only = matches!(self.source, Source::Memory { .. } | Source::Temporary);
         let st = self.state.lock();
-        let w = st.window.values().filter(|e| !e.message.persistent).count();
+        let w = st
+            .window
+            .values()
+            .filter(|e| memory_only || !e.message.persistent)
+            .count();
         let f = st
             .in_flight
             .values()
-            .filter(|e| !e.entry.message.persistent)
+            .filter(|e| memory_only || !e.entry.message.persistent)
             .count();
         (w + f) as u64
+    }
+
+    /// The messages held in memory only (those [`Dispatcher::non_persistent`] counts), waiting
+    /// or delivered and not yet acked, in window order: what a queue browser adds to what the
+    /// store has. Bounded as the window and the in-flight set are, by the memory limit.
+    pub(crate) fn memory_messages(&self) -> Vec<Arc<Message>> {
+        let memory_only = matches!(self.source, Source::Memory { .. } | Source::Temporary);
+        let st = self.state.lock();
+        st.window
+            .values()
+            .map(|e| &e.message)
+            .chain(st.in_flight.values().map(|f| &f.entry.message))
+            .filter(|m| memory_only || !m.persistent)
+            .cloned()
+            .collect()
     }
 
     pub(crate) fn add_consumer(
@@ -366,7 +391,7 @@ impl Dispatcher {
                 subscription: key.clone(),
                 id: message.id.clone(),
             }),
-            Source::Memory { .. } => None,
+            Source::Memory { .. } | Source::Temporary => None,
         }
     }
 
@@ -379,7 +404,7 @@ impl Dispatcher {
         let r = match &self.source {
             Source::Queue(q) => q.remove(&message.id).await,
             Source::Durable { store, key } => store.acknowledge(key, &message.id).await,
-            Source::Memory { .. } => Ok(()),
+            Source::Memory { .. } | Source::Temporary => Ok(()),
         };
         match r {
             Err(StoreError::NotFound(_)) => Ok(()),
@@ -629,7 +654,7 @@ impl Dispatcher {
         let batch = match &self.source {
             Source::Queue(q) => q.recover_next(max).await,
             Source::Durable { store, key } => store.recover_next(key, max).await,
-            Source::Memory { .. } => Ok(Vec::new()),
+            Source::Memory { .. } | Source::Temporary => Ok(Vec::new()),
         };
         let batch = match batch {
             Ok(b) => b,
@@ -685,7 +710,7 @@ impl Dispatcher {
             return work;
         }
         let now = crate::core::now_ms();
-        let single = !matches!(self.source, Source::Queue(_));
+        let single = !matches!(self.source, Source::Queue(_) | Source::Temporary);
         let keys: Vec<WindowKey> = st.window.keys().copied().collect();
         for key in keys {
             if !st.consumers.iter().any(|s| s.outstanding < s.prefetch) {

@@ -33,6 +33,10 @@ pub enum BrokerError {
     /// subscription without a client id, a client id already connected, ...).
     #[error("{0}")]
     Invalid(String),
+    /// A destination that cannot be used: a temporary destination deleted or another
+    /// connection's to consume from (JMS's `InvalidDestinationException`).
+    #[error("{0}")]
+    InvalidDestination(String),
     /// Another connection uses this client id.
     #[error("client id {0:?} is already connected")]
     ClientIdInUse(String),

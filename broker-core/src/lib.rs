@@ -29,6 +29,8 @@
 //!   `*.eu`) on topics and queues, composite sends (`a,b`, `queue://a,topic://c`) stored in one
 //!   store transaction, and virtual topics (`VirtualTopic.X` copied to `Consumer.*.VirtualTopic.X`
 //!   queues in the same transaction);
+//! - temporary queues and topics, owned by their connection and gone with it, never stored
+//!   (`core::temporary`);
 //! - the master/slave life cycle ([`BrokerState`]): waiting for the lock → recovering →
 //!   serving → (lock lost →) stopped, each transition logged.
 
@@ -46,7 +48,8 @@ pub mod session;
 pub mod state;
 
 pub use crate::core::StoreStatus;
-pub use admin::DestinationStats;
+pub use crate::core::temporary::{TemporaryEvent, temporary_url};
+pub use admin::{DestinationStats, TemporaryEvents};
 pub use broker::Broker;
 pub use config::{ConfigError, CoreConfig};
 pub use error::{BrokerError, Result};

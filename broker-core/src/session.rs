@@ -14,12 +14,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use parking_lot::Mutex as SyncMutex;
 use store_api::{
-    Body, Destination, Message, MessageId, SubscriptionKey, TransactionId, TxOp, Value, Xid,
+    Body, Destination, DestinationKind, Message, MessageId, SubscriptionKey, TransactionId, TxOp,
+    Value, Xid,
 };
 use tokio::sync::{Mutex, Semaphore, mpsc};
 use tracing::warn;
 
-use crate::core::{Core, Placed, PreparedOp, QueueFanIn, WildcardDurable, now_ms};
+use crate::core::{Core, Placed, PreparedOp, QueueFanIn, WildcardDurable, now_ms, temporary};
 use crate::destination_filter::DestinationFilter;
 use crate::dispatch::{Delivery, Dispatcher, Source};
 use crate::error::{BrokerError, Result};
@@ -326,6 +327,7 @@ impl Connection {
         let inner = Arc::new(SessionInner {
             core: Arc::clone(&self.inner.core),
             id: format!("{}:{}", self.inner.id, self.inner.core.next_id()),
+            connection_id: self.inner.id.clone(),
             client_id: self.inner.client_id.clone(),
             mode,
             state: Mutex::new(SessionState::default()),
@@ -357,6 +359,44 @@ impl Connection {
             .await
     }
 
+    /// A new temporary queue or topic owned by this connection, named as ActiveMQ names them:
+    /// `<connection id>:<n>`. See [`Connection::add_temporary`].
+    pub fn create_temporary(&self, kind: DestinationKind) -> Result<Destination> {
+        let destination = Destination {
+            kind,
+            name: format!("{}:{}", self.inner.id, self.inner.core.next_id()).into(),
+        };
+        self.add_temporary(&destination)?;
+        Ok(destination)
+    }
+
+    /// Makes `destination` (named by the client, as the OpenWire client names its own) a
+    /// temporary destination of this connection: any connection may send to it, only this
+    /// one consume from it, and it is deleted with its messages by
+    /// [`Connection::delete_temporary`] or when this connection closes. Its messages are held
+    /// in memory only, persistent or not (see `core::temporary`).
+    pub fn add_temporary(&self, destination: &Destination) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) || self.inner.core.is_closed() {
+            return Err(BrokerError::Closed("connection"));
+        }
+        let core = &self.inner.core;
+        // Each counts as a destination created, against the per-connection rate cap, so a
+        // client cannot fill memory with them.
+        if !core.temporaries.contains(destination) {
+            self.inner.usage.destination_created(&core.config.limits)?;
+        }
+        core.temporaries.add(core, destination, &self.inner.id)
+    }
+
+    /// Deletes a temporary destination of this connection with its messages; refused while
+    /// it has consumers.
+    pub fn delete_temporary(&self, destination: &Destination) -> Result<()> {
+        self.inner
+            .core
+            .temporaries
+            .delete(destination, &self.inner.id)
+    }
+
     /// Closes every session (rolling back open transactions, redelivering unacked messages).
     pub async fn close(self) {
         self.close_ref().await;
@@ -370,6 +410,8 @@ impl Connection {
         for s in sessions.into_iter().filter_map(|s| s.upgrade()) {
             Session { inner: s }.close().await;
         }
+        // After its consumers are gone, so that none is left on a deleted destination.
+        self.inner.core.temporaries.delete_all_of(&self.inner.id);
         if let Some(cid) = &self.inner.client_id {
             self.inner.core.client_ids.lock().remove(cid);
         }
@@ -409,6 +451,8 @@ struct SessionState {
 pub(crate) struct SessionInner {
     core: Arc<Core>,
     id: String,
+    /// Its connection's id: the owner of the temporary destinations it may consume from.
+    connection_id: String,
     client_id: Option<String>,
     mode: AckMode,
     state: Mutex<SessionState>,
@@ -469,16 +513,64 @@ impl Session {
     pub fn producer(&self, destination: Destination) -> Result<Producer> {
         self.check_open()?;
         let id = format!("{}:{}", self.inner.id, self.inner.core.next_id());
-        Ok(Producer::new(self.clone(), id.into(), destination))
+        Ok(Producer::new(self.clone(), id.into(), destination, false))
     }
 
-    /// A consumer of a queue, or a non-durable subscriber of a topic.
+    /// A producer to a temporary destination: each send fails, naming it, once the
+    /// destination is deleted (rather than create an ordinary destination of that name).
+    pub fn temporary_producer(&self, destination: Destination) -> Result<Producer> {
+        self.check_open()?;
+        if !self.inner.core.temporaries.contains(&destination) {
+            return Err(temporary::gone(&destination));
+        }
+        let id = format!("{}:{}", self.inner.id, self.inner.core.next_id());
+        Ok(Producer::new(self.clone(), id.into(), destination, true))
+    }
+
+    /// The messages of a queue held in memory only, which the store's browse
+    /// ([`crate::Broker::browse_after`]) does not see: its non-persistent ones, or every
+    /// message of a temporary queue (this connection's own only). For a queue browser: nothing
+    /// is taken, locked or acked.
+    pub fn browse_in_memory(&self, queue: &Destination) -> Result<Vec<Arc<Message>>> {
+        let core = &self.inner.core;
+        if core.temporaries.contains(queue) {
+            return core.temporaries.browse(queue, &self.inner.connection_id);
+        }
+        Ok(core
+            .queues()
+            .into_iter()
+            .find(|q| q.destination == *queue)
+            .map(|q| q.memory_messages())
+            .unwrap_or_default())
+    }
+
+    /// Whether `destination` is a live temporary destination (see
+    /// [`Connection::add_temporary`]).
+    pub fn is_temporary(&self, destination: &Destination) -> bool {
+        self.inner.core.temporaries.contains(destination)
+    }
+
+    /// A consumer of a queue, or a non-durable subscriber of a topic. A live temporary
+    /// destination of that name is the one consumed (by its owner connection only).
     pub async fn consumer(
         &self,
         destination: Destination,
         selector: Option<&str>,
     ) -> Result<Consumer> {
-        self.open_consumer(destination, selector, None).await
+        self.open_consumer(destination, selector, None, false).await
+    }
+
+    /// A consumer of a temporary destination of this session's connection; refused for
+    /// another connection's ("Cannot subscribe to remote temporary destination") or a deleted
+    /// one. `None` for the broker's default prefetch.
+    pub async fn temporary_consumer(
+        &self,
+        destination: Destination,
+        selector: Option<&str>,
+        prefetch: Option<u32>,
+    ) -> Result<Consumer> {
+        self.open_consumer(destination, selector, prefetch, true)
+            .await
     }
 
     /// A consumer with an explicit prefetch (ActiveMQ's `activemq.prefetchSize`).
@@ -488,7 +580,7 @@ impl Session {
         selector: Option<&str>,
         prefetch: u32,
     ) -> Result<Consumer> {
-        self.open_consumer(destination, selector, Some(prefetch))
+        self.open_consumer(destination, selector, Some(prefetch), false)
             .await
     }
 
@@ -497,6 +589,7 @@ impl Session {
         destination: Destination,
         selector: Option<&str>,
         prefetch: Option<u32>,
+        temporary: bool,
     ) -> Result<Consumer> {
         self.check_open()?;
         let core = &self.inner.core;
@@ -533,10 +626,14 @@ impl Session {
             core.add_wildcard_subscriber(filter, &d);
             return Ok(consumer);
         }
-        self.admit(&destination).await?;
-        let dispatcher = if destination.is_queue() {
+        let dispatcher = if temporary || core.temporaries.contains(&destination) {
+            core.temporaries
+                .consumer_dispatcher(core, &destination, &self.inner.connection_id)?
+        } else if destination.is_queue() {
+            self.admit(&destination).await?;
             core.queue(&destination).await?
         } else {
+            self.admit(&destination).await?;
             let t = core.topic(&destination).await?;
             let d = Dispatcher::start(
                 core,
@@ -565,6 +662,12 @@ impl Session {
             return Err(BrokerError::Invalid(format!("{topic} is not a topic")));
         }
         let filter = consumer_filter(&topic)?;
+        if self.inner.core.temporaries.contains(&topic) {
+            return Err(BrokerError::InvalidDestination(format!(
+                "a durable subscription on the temporary {}",
+                temporary::temporary_url(&topic)
+            )));
+        }
         let cid = self.inner.client_id.as_deref().ok_or_else(|| {
             BrokerError::Invalid(
                 "a durable subscription needs a connection with a client id".into(),
@@ -665,11 +768,19 @@ impl Session {
     pub(crate) async fn place(&self, message: Message) -> Result<Option<Placed>> {
         self.check_open()?;
         let core = &self.inner.core;
-        let routes = core.routes(&message.destination)?;
+        let temporary = core.temporaries.contains(&message.destination);
+        let routes = if temporary {
+            vec![message.destination.clone()]
+        } else {
+            core.routes(&message.destination)?
+        };
         if let [only] = routes.as_slice()
             && *only == message.destination
         {
-            self.admit(&message.destination).await?;
+            // A temporary destination is never created by a send, nor counted as one created.
+            if !temporary {
+                self.admit(&message.destination).await?;
+            }
             if self.inner.mode != AckMode::Transacted {
                 return core.place(message).await.map(Some);
             }
@@ -713,7 +824,9 @@ impl Session {
         let mut st = self.inner.state.lock().await;
         let enlisted = async {
             let tx = self.ensure_tx(&mut st).await?;
-            if message.persistent {
+            // A temporary destination's messages never touch the store: held here until
+            // the commit hands them over.
+            if message.persistent && !core.temporaries.contains(&message.destination) {
                 core.store.enlist(&tx, TxOp::Add(message.clone())).await?;
             }
             Ok::<_, BrokerError>(())

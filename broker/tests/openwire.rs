@@ -54,13 +54,14 @@ fn compiled() -> Option<&'static PathBuf> {
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/java/OpenWireChecks.java");
+        let java_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/java");
+        let sources = ["OpenWireChecks.java", "TemporaryChecks.java"].map(|f| java_dir.join(f));
         let out = StdCommand::new("javac")
             .arg("-d")
             .arg(dir.path())
             .arg("-cp")
             .arg(classpath(""))
-            .arg(&src)
+            .args(&sources)
             .output()
             .expect("javac runs");
         assert!(
@@ -77,11 +78,16 @@ fn compiled() -> Option<&'static PathBuf> {
 
 /// Runs one check of `OpenWireChecks` against `port`; fails the test with its output.
 async fn java(port: u16, check: &str) {
+    java_in("OpenWireChecks", port, check).await;
+}
+
+/// Runs one check of the Java program `class` against `port`.
+async fn java_in(class: &str, port: u16, check: &str) {
     let Some(classes) = compiled() else { return };
     let child = tokio::process::Command::new("java")
         .arg("-cp")
         .arg(classpath(&classes.display().to_string()))
-        .arg("OpenWireChecks")
+        .arg(class)
         .arg(port.to_string())
         .arg(check)
         .kill_on_drop(true)
@@ -132,11 +138,32 @@ java_check!(java_stream_object_and_plain_messages, "more-types");
 java_check!(java_individual_acknowledge, "individual");
 java_check!(java_idle_connection_kept_alive, "keepalive");
 java_check!(
-    java_client_id_in_use_and_temporary_queue_refused,
+    java_client_id_in_use_and_durable_temporary_topic_refused,
     "refusals"
 );
 java_check!(java_prefetch_0_pulls, "prefetch0");
 java_check!(java_wildcards_virtual_topics_and_composites, "destinations");
+
+macro_rules! temporary_check {
+    ($name:ident, $check:literal) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (b, port) = broker().await;
+            java_in("TemporaryChecks", port, $check).await;
+            // Whatever the program made is gone with its connections.
+            assert!(b.broker.temporary_destinations().unwrap().is_empty());
+            b.stop().await;
+        }
+    };
+}
+
+temporary_check!(java_request_reply_over_a_temporary_queue, "request-reply");
+temporary_check!(
+    java_temporary_queue_gone_with_its_connection,
+    "gone-with-connection"
+);
+temporary_check!(java_temporary_topic_reaches_each_subscriber, "temp-topic");
+temporary_check!(java_queue_browser_with_and_without_selector, "browser");
 
 /// The consumer cap over OpenWire: the Java client gets a `ResourceAllocationException`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

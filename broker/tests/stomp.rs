@@ -754,3 +754,169 @@ async fn wildcards_composites_and_virtual_topics() {
     assert_eq!(body(&recv(&mut c).await), "still serving");
     b.stop().await;
 }
+
+/// Waits (bounded) until the broker has no temporary destination left.
+async fn no_temporary_destinations(b: &TestBroker) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !b.broker.temporary_destinations().unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "temporary destinations left: {:?}",
+            b.broker.temporary_destinations().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Request/reply over ActiveMQ's STOMP temporary queues: the requester's `/temp-queue/replies`
+/// reaches the replier as `/remote-temp-queue/<name>`, which it can send to but not consume
+/// from, and which is gone with the requester's connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temp_queue_request_reply() {
+    let b = TestBroker::start("").await;
+    let mut requester = b.client().await;
+    requester
+        .subscribe("replies", "/temp-queue/replies", "auto", &[])
+        .await
+        .unwrap();
+    let mut replier = b.client().await;
+    replier
+        .subscribe("work", "/queue/stomp.requests", "auto", &[])
+        .await
+        .unwrap();
+    requester
+        .send(
+            "/queue/stomp.requests",
+            "ping",
+            &[
+                ("reply-to", "/temp-queue/replies"),
+                ("correlation-id", "r-1"),
+            ],
+        )
+        .await
+        .unwrap();
+    let request = recv(&mut replier).await;
+    let reply_to = request.get("reply-to").unwrap().to_owned();
+    assert!(
+        reply_to.starts_with("/remote-temp-queue/ID:"),
+        "rewritten for the other side: {reply_to}"
+    );
+    // Sent persistent: held in memory all the same (broker-core/tests/temporary.rs checks
+    // the store).
+    replier
+        .send(
+            &reply_to,
+            "pong",
+            &[("correlation-id", "r-1"), ("persistent", "true")],
+        )
+        .await
+        .unwrap();
+    let reply = recv(&mut requester).await;
+    assert_eq!(body(&reply), "pong");
+    assert_eq!(reply.get("correlation-id"), Some("r-1"));
+    assert_eq!(
+        reply.get("destination"),
+        Some("/temp-queue/replies"),
+        "its owner sees its own name for it"
+    );
+    let name = reply_to
+        .trim_start_matches("/remote-temp-queue/")
+        .to_owned();
+    assert_eq!(b.broker.temporary_destinations().unwrap().len(), 1);
+
+    // Another connection cannot consume from it.
+    let mut thief = b.client().await;
+    thief
+        .write_raw(format!("SUBSCRIBE\nid:x\ndestination:{reply_to}\nreceipt:s\n\n\0").as_bytes())
+        .await
+        .unwrap();
+    match thief.recv_timeout(Duration::from_secs(10)).await {
+        Err(ClientError::Broker { message, .. }) => assert!(
+            message.contains("Cannot subscribe to remote temporary destination"),
+            "{message}"
+        ),
+        other => panic!("subscribed to another connection's temporary queue: {other:?}"),
+    }
+
+    // Gone with its connection: a send to it is refused, naming it.
+    requester.disconnect().await.unwrap();
+    no_temporary_destinations(&b).await;
+    match replier.send(&reply_to, "late", &[]).await {
+        Err(ClientError::Broker { message, .. }) => {
+            assert!(message.contains(&name), "names it: {message}")
+        }
+        other => panic!("a send to a deleted temporary queue: {other:?}"),
+    }
+    b.stop().await;
+}
+
+/// A connection's `/temp-topic/x`: each of its subscriptions gets what another connection
+/// sends to the `/remote-temp-topic/<name>` it learnt from a reply-to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temp_topic_reaches_each_subscription_of_its_owner() {
+    let b = TestBroker::start("").await;
+    let mut owner = b.client().await;
+    owner
+        .subscribe("a", "/temp-topic/events", "auto", &[])
+        .await
+        .unwrap();
+    owner
+        .subscribe("b", "/temp-topic/events", "auto", &[])
+        .await
+        .unwrap();
+    let mut other = b.client().await;
+    other
+        .subscribe("in", "/queue/stomp.topic-requests", "auto", &[])
+        .await
+        .unwrap();
+    owner
+        .send(
+            "/queue/stomp.topic-requests",
+            "subscribe me",
+            &[("reply-to", "/temp-topic/events")],
+        )
+        .await
+        .unwrap();
+    let request = recv(&mut other).await;
+    let reply_to = request.get("reply-to").unwrap().to_owned();
+    assert!(reply_to.starts_with("/remote-temp-topic/ID:"), "{reply_to}");
+    other.send(&reply_to, "event", &[]).await.unwrap();
+    let mut subscriptions = Vec::new();
+    for _ in 0..2 {
+        let m = recv(&mut owner).await;
+        assert_eq!(body(&m), "event");
+        assert_eq!(m.get("destination"), Some("/temp-topic/events"));
+        subscriptions.push(m.get("subscription").unwrap().to_owned());
+    }
+    subscriptions.sort();
+    assert_eq!(subscriptions, ["a", "b"]);
+    b.stop().await;
+}
+
+/// A browser sees a queue's non-persistent messages (STOMP's default) after its stored ones,
+/// and takes none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browse_shows_non_persistent_messages_too() {
+    let b = TestBroker::start("").await;
+    let mut c = b.client().await;
+    c.send("/queue/bnp", "stored", &[("persistent", "true")])
+        .await
+        .unwrap();
+    c.send("/queue/bnp", "in memory", &[]).await.unwrap();
+    for _ in 0..2 {
+        c.subscribe("br", "/queue/bnp", "auto", &[("browser", "true")])
+            .await
+            .unwrap();
+        let seen: Vec<String> = [recv(&mut c).await, recv(&mut c).await]
+            .iter()
+            .map(body)
+            .collect();
+        assert_eq!(seen, ["stored", "in memory"]);
+        assert_eq!(recv(&mut c).await.get("browser"), Some("end"));
+    }
+    c.subscribe("s", "/queue/bnp", "auto", &[]).await.unwrap();
+    let mut got = vec![body(&recv(&mut c).await), body(&recv(&mut c).await)];
+    got.sort();
+    assert_eq!(got, ["in memory", "stored"]);
+    b.stop().await;
+}

@@ -26,16 +26,24 @@ pub struct Producer {
     /// Fires when the delivery of the previous submitted send is done: the next one's waits
     /// for it, so subscribers see one producer's messages in the order sent.
     previous: Mutex<Option<oneshot::Receiver<()>>>,
+    /// Sends to a temporary destination, which must still exist at each send.
+    temporary: bool,
 }
 
 impl Producer {
-    pub(crate) fn new(session: Session, id: Arc<str>, destination: Destination) -> Producer {
+    pub(crate) fn new(
+        session: Session,
+        id: Arc<str>,
+        destination: Destination,
+        temporary: bool,
+    ) -> Producer {
         Producer {
             session,
             id,
             seq: AtomicU64::new(0),
             destination,
             previous: Mutex::new(None),
+            temporary,
         }
     }
 
@@ -63,6 +71,9 @@ impl Producer {
                 "priority {} is above {MAX_PRIORITY}",
                 out.priority
             )));
+        }
+        if self.temporary && !self.session.is_temporary(&self.destination) {
+            return Err(crate::core::temporary::gone(&self.destination));
         }
         let id = MessageId::new(
             Arc::clone(&self.id),

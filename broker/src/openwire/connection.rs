@@ -10,7 +10,7 @@
 //! `Response` or an `ExceptionResponse`; a malformed frame ends the connection with a
 //! `ConnectionError`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,10 +19,10 @@ use broker_core::{
 };
 use bytes::BytesMut;
 use openwire::{
-    AckType, BrokerId, BrokerInfo, Command, ConnectionError, ConsumerId, ConsumerInfo,
-    ExceptionResponse, KeepAliveInfo, MessageAck, MessageDispatch, MessageId, ProducerId,
-    RemoveTarget, Response, Throwable, TransactionId, TransactionInfo, TransactionType, WireFormat,
-    WireFormatInfo, WireFormatOptions,
+    AckType, BrokerId, BrokerInfo, Command, ConnectionError, ConnectionId, ConsumerId,
+    ConsumerInfo, DataStructure, DestinationInfo, ExceptionResponse, KeepAliveInfo, MessageAck,
+    MessageDispatch, MessageId, ProducerId, RemoveTarget, Response, Throwable, TransactionId,
+    TransactionInfo, TransactionType, WireFormat, WireFormatInfo, WireFormatOptions,
 };
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -39,8 +39,16 @@ use crate::stomp::server::ServerContext;
 const VERSION: i32 = 12;
 /// How long a ConnectionInfo waits for a previous connection with its client id to close.
 const CLIENT_ID_WAIT: Duration = Duration::from_secs(5);
-/// Destinations whose name starts with this are ActiveMQ's advisory topics: accepted, never fed.
+/// Destinations whose name starts with this are ActiveMQ's advisory topics: accepted, and fed
+/// only for the temporary destinations (below).
 const ADVISORY_PREFIX: &str = "ActiveMQ.Advisory.";
+/// The advisory topics of temporary queues and topics. The Java client subscribes to both (as
+/// one composite topic) at start, and refuses to send to a temporary destination these have
+/// not announced ("Cannot publish to a deleted Destination").
+const TEMP_QUEUE_ADVISORY: &str = "ActiveMQ.Advisory.TempQueue";
+const TEMP_TOPIC_ADVISORY: &str = "ActiveMQ.Advisory.TempTopic";
+/// Messages of a queue read from the store per page for a browser.
+const BROWSE_PAGE: usize = 200;
 
 /// Why a command failed: the Java exception class the client maps and its message.
 #[derive(Debug)]
@@ -71,6 +79,7 @@ impl From<BrokerError> for Failure {
             BrokerError::ConnectionLimit { .. } | BrokerError::ResourceLimit(_) => {
                 "javax.jms.ResourceAllocationException"
             }
+            BrokerError::InvalidDestination(_) => "javax.jms.InvalidDestinationException",
             _ => "javax.jms.JMSException",
         };
         Failure {
@@ -135,8 +144,8 @@ struct Conn {
     peer: String,
     out: Out,
     connection: Connection,
-    /// Producers per (transaction, destination) pair.
-    producers: HashMap<(Option<i64>, broker_core::Destination), Producer>,
+    /// Producers per (transaction, destination, temporary) triple.
+    producers: HashMap<(Option<i64>, broker_core::Destination, bool), Producer>,
     consumers: HashMap<ConsumerId, OwConsumer>,
     /// Open local transactions, by their OpenWire id, with the acks they hold until commit.
     txs: HashMap<i64, Tx>,
@@ -144,6 +153,128 @@ struct Conn {
     dispatch_seq: Arc<std::sync::atomic::AtomicI64>,
     /// Asynchronous sends handed to the broker and not yet stored.
     window: Window,
+    /// What the client's temporary-destination advisory consumer has been told.
+    advisories: Arc<Mutex<Advisories>>,
+}
+
+/// The client's consumer of the temporary-destination advisories, if it has one, and the
+/// temporary destinations announced to it (at most the live ones: a deletion takes its entry
+/// out). Shared by the task that forwards broker-core's announcements and the pumps, which
+/// announce a message's temporary reply-to first themselves, so that the client knows it
+/// before its application can reply, whichever task runs first.
+#[derive(Default)]
+struct Advisories {
+    consumer: Option<ConsumerId>,
+    announced: HashSet<broker_core::Destination>,
+    seq: i64,
+}
+
+impl Advisories {
+    /// The advisory to send for a creation or deletion, unless it needs none (no advisory
+    /// consumer, or already announced).
+    fn announce(
+        &mut self,
+        destination: &broker_core::Destination,
+        created: bool,
+    ) -> Option<Command> {
+        let consumer = self.consumer.clone()?;
+        let news = if created {
+            self.announced.insert(destination.clone())
+        } else {
+            self.announced.remove(destination)
+        };
+        if !news {
+            return None;
+        }
+        self.seq += 1;
+        let info = DestinationInfo {
+            // The owner's id is broker-core's; the client only reads the destination.
+            connection_id: ConnectionId {
+                value: String::new(),
+            },
+            destination: convert::openwire_destination(destination, true),
+            operation_type: if created {
+                DestinationInfo::ADD
+            } else {
+                DestinationInfo::REMOVE
+            },
+            ..DestinationInfo::default()
+        };
+        let topic = openwire::Destination::topic(if destination.is_queue() {
+            TEMP_QUEUE_ADVISORY
+        } else {
+            TEMP_TOPIC_ADVISORY
+        });
+        let mut m = openwire::Message::new(openwire::MessageKind::Plain);
+        let producer = ProducerId {
+            connection_id: "ID:broker-advisory".into(),
+            session_id: 0,
+            value: 0,
+        };
+        m.producer_id = Some(producer.clone());
+        m.message_id = Some(MessageId {
+            text_view: None,
+            producer_id: Some(producer),
+            producer_sequence_id: self.seq,
+            broker_sequence_id: self.seq,
+        });
+        m.destination = Some(topic.clone());
+        m.persistent = false;
+        m.data_structure = Some(Box::new(DataStructure::Command(Command::DestinationInfo(
+            info,
+        ))));
+        Some(Command::MessageDispatch(MessageDispatch {
+            consumer_id: consumer,
+            destination: Some(topic),
+            message: Some(Box::new(m)),
+            ..MessageDispatch::default()
+        }))
+    }
+}
+
+/// Whether a consumer's destination names the temporary-destination advisory topics.
+fn is_temp_advisory(d: &openwire::Destination) -> bool {
+    !d.kind.is_queue()
+        && d.physical_name
+            .split(',')
+            .any(|n| n == TEMP_QUEUE_ADVISORY || n == TEMP_TOPIC_ADVISORY)
+}
+
+/// Feeds the client's advisory consumer: the temporary destinations live now, then each
+/// creation and deletion, until the consumer or the connection goes.
+async fn forward_advisories(
+    broker: Arc<crate::Broker>,
+    advisories: Arc<Mutex<Advisories>>,
+    out: Out,
+) {
+    let Ok((mut events, live)) = broker.watch_temporaries() else {
+        return;
+    };
+    let mut pending: Vec<(broker_core::Destination, bool)> =
+        live.into_iter().map(|(d, _)| (d, true)).collect();
+    loop {
+        for (d, created) in pending.drain(..) {
+            let cmd = advisories.lock().announce(&d, created);
+            if let Some(cmd) = cmd
+                && !out.send(&cmd).await
+            {
+                return;
+            }
+        }
+        match events.recv().await {
+            Ok(e) => pending.push((e.destination, e.created)),
+            // Fell behind: what is live now stands in for what was missed (a deletion
+            // missed leaves a stale entry, which only makes the client try a send the
+            // broker then refuses).
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                let Ok(live) = broker.temporary_destinations() else {
+                    return;
+                };
+                pending.extend(live.into_iter().map(|(d, _)| (d, true)));
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
 }
 
 struct Tx {
@@ -475,6 +606,7 @@ async fn connect(
         consumers: HashMap::new(),
         txs: HashMap::new(),
         dispatch_seq: Arc::new(std::sync::atomic::AtomicI64::new(0)),
+        advisories: Arc::new(Mutex::new(Advisories::default())),
         window: Window::new(
             ctx.pipeline_window,
             ctx.pipeline_window_bytes,
@@ -517,6 +649,13 @@ impl Conn {
                     }
                 }
                 RemoveTarget::Consumer(id) => {
+                    {
+                        let mut a = self.advisories.lock();
+                        if a.consumer.as_ref() == Some(&id) {
+                            a.consumer = None;
+                            a.announced.clear();
+                        }
+                    }
                     if let Some(c) = self.consumers.remove(&id) {
                         close_consumer(c).await;
                     }
@@ -529,11 +668,14 @@ impl Conn {
                     .ok_or_else(|| Failure::jms("RemoveSubscriptionInfo without a name"))?;
                 self.connection.unsubscribe(&name).await?;
             }
+            // The client creates and deletes its temporary destinations so, naming them.
             Command::DestinationInfo(d) if d.destination.kind.is_temporary() => {
-                return Err(Failure {
-                    class: "javax.jms.InvalidDestinationException",
-                    message: "temporary destinations are not supported yet".into(),
-                });
+                let destination = convert::destination(&d.destination)?;
+                if d.operation_type == DestinationInfo::REMOVE {
+                    self.connection.delete_temporary(&destination)?;
+                } else {
+                    self.connection.add_temporary(&destination)?;
+                }
             }
             Command::ShutdownInfo(_) => return Ok(true),
             // A keep-alive that asks for an answer gets one of its own kind.
@@ -583,7 +725,18 @@ impl Conn {
     async fn pipeline(&mut self, m: openwire::Message) -> Result<(), Failure> {
         let bytes = m.content.as_ref().map_or(0, |c| c.len());
         self.window.make_room(bytes).await.map_err(write_failure)?;
-        let submitted = Box::pin(self.submit(&m)).await?;
+        let submitted = match Box::pin(self.submit(&m)).await {
+            Ok(s) => s,
+            // A reply to a requester gone meanwhile (its temporary queue deleted): as ActiveMQ,
+            // the client hears of it through its exception listener and the connection stays,
+            // or every replier would lose its connection to each requester that gave up.
+            Err(f) if f.class == "javax.jms.InvalidDestinationException" => {
+                debug!(peer = %self.peer, "asynchronous send refused: {}", f.message);
+                connection_error(&self.out, f.class, &f.message).await;
+                return Ok(());
+            }
+            Err(f) => return Err(f),
+        };
         self.window.push(
             format!("send of message {}", what(&m)),
             bytes,
@@ -613,13 +766,19 @@ impl Conn {
                 .clone(),
             None => self.connection.session(AckMode::Auto)?,
         };
-        let key = (tx, destination.clone());
+        let temporary = dest.kind.is_temporary();
+        let key = (tx, destination.clone(), temporary);
         if !self.producers.contains_key(&key) {
             if self.producers.len() >= 10_000 {
                 self.producers.clear();
             }
-            self.producers
-                .insert(key.clone(), session.producer(destination)?);
+            // A temporary one must exist, and a send fails once it is deleted, naming it.
+            let producer = if temporary {
+                session.temporary_producer(destination)?
+            } else {
+                session.producer(destination)?
+            };
+            self.producers.insert(key.clone(), producer);
         }
         let producer = self
             .producers
@@ -658,15 +817,30 @@ impl Conn {
         let credits = Arc::new(Semaphore::new(prefetch));
         let delivered = Arc::new(Mutex::new(VecDeque::new()));
         let pulls = Arc::new(Mutex::new(VecDeque::new()));
-        // The client watches advisory topics by itself at start: accepted, never fed.
+        // The client watches advisory topics by itself at start: accepted, and those of the
+        // temporary destinations fed.
         if !dest.kind.is_queue() && dest.physical_name.starts_with(ADVISORY_PREFIX) {
             let slot = session.reserve_consumer()?;
+            let forwarder = if is_temp_advisory(dest) {
+                {
+                    let mut a = self.advisories.lock();
+                    a.consumer = Some(info.consumer_id.clone());
+                    a.announced.clear();
+                }
+                Some(tokio::spawn(forward_advisories(
+                    Arc::clone(&self.ctx.broker),
+                    Arc::clone(&self.advisories),
+                    self.out.clone(),
+                )))
+            } else {
+                None
+            };
             self.consumers.insert(
                 info.consumer_id,
                 OwConsumer {
                     session,
                     consumer: None,
-                    pump: None,
+                    pump: forwarder,
                     credits,
                     delivered,
                     pull: prefetch == 0,
@@ -676,17 +850,43 @@ impl Conn {
             );
             return Ok(());
         }
-        if info.browser {
-            return Err(Failure::jms(
-                "queue browsers are not supported over OpenWire yet",
-            ));
-        }
         let destination = convert::destination(dest)?;
         let selector = info.selector.as_deref().filter(|s| !s.trim().is_empty());
+        if info.browser {
+            let browse = self.browser(&info, &session, destination, selector)?;
+            self.consumers.insert(
+                info.consumer_id,
+                OwConsumer {
+                    session,
+                    consumer: None,
+                    pump: Some(browse),
+                    credits,
+                    delivered,
+                    pull: false,
+                    pulls,
+                    _slot: None,
+                },
+            );
+            return Ok(());
+        }
         let consumer = match &info.subscription_name {
+            Some(_) if dest.kind.is_temporary() => {
+                return Err(Failure {
+                    class: "javax.jms.InvalidDestinationException",
+                    message: format!(
+                        "a durable subscription on the temporary {}",
+                        broker_core::temporary_url(&destination)
+                    ),
+                });
+            }
             Some(name) if destination.is_topic() => {
                 session
                     .durable_subscriber(destination, name, selector)
+                    .await?
+            }
+            _ if dest.kind.is_temporary() => {
+                session
+                    .temporary_consumer(destination, selector, Some((prefetch as u32).max(1)))
                     .await?
             }
             // Broker-core's own prefetch at least 1: the credits below are the client's.
@@ -706,6 +906,8 @@ impl Conn {
             (prefetch == 0).then(|| Arc::clone(&pulls)),
             Arc::clone(&self.dispatch_seq),
             self.out.clone(),
+            Arc::clone(&self.ctx.broker),
+            Arc::clone(&self.advisories),
         ));
         self.consumers.insert(
             info.consumer_id,
@@ -721,6 +923,105 @@ impl Conn {
             },
         );
         Ok(())
+    }
+
+    /// A queue browser (`session.createBrowser(queue[, selector])`): the queue's messages that
+    /// match, the stored ones in delivery order read page by page from the store as the
+    /// console's browse reads them, then those held in memory only (non-persistent ones, or
+    /// all of a temporary queue's); nothing is taken from a consumer, locked or removed and
+    /// no ack is waited for. Then a MessageDispatch with no message, which is how ActiveMQ
+    /// ends the client's enumeration. Unlike ActiveMQ, the in-memory messages come after the
+    /// stored ones rather than merged into one delivery order.
+    fn browser(
+        &self,
+        info: &ConsumerInfo,
+        session: &Session,
+        destination: broker_core::Destination,
+        selector: Option<&str>,
+    ) -> Result<JoinHandle<()>, Failure> {
+        if !destination.is_queue() {
+            return Err(Failure {
+                class: "javax.jms.InvalidDestinationException",
+                message: format!("only a queue can be browsed, not {destination}"),
+            });
+        }
+        let broker = Arc::clone(&self.ctx.broker);
+        let core: &broker_core::Broker = &broker;
+        let max_nodes = core.config().limits.max_selector_nodes;
+        let selector = selector
+            .map(|s| broker_core::Selector::parse_limited(s, max_nodes))
+            .transpose()
+            .map_err(|e| Failure::from(BrokerError::Selector(e)))?;
+        // Taken now: a temporary queue of another connection is refused here, and the
+        // snapshot is of the moment the browser was made.
+        let in_memory = session.browse_in_memory(&destination)?;
+        let stored = !broker.is_temporary(&destination);
+        let consumer_id = info.consumer_id.clone();
+        let end_destination = info.destination.clone();
+        let seq = Arc::clone(&self.dispatch_seq);
+        let out = self.out.clone();
+        Ok(tokio::spawn(async move {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let send = async |m: &broker_core::Message| -> bool {
+                if m.is_expired(now) || selector.as_ref().is_some_and(|s| !s.matches(m)) {
+                    return true;
+                }
+                let id = dispatch_id(m, &seq);
+                let message = match convert::dispatched(m, id, &|d| broker.is_temporary(d)) {
+                    Ok(msg) => msg,
+                    Err(e) => {
+                        warn!("cannot convert message {} for OpenWire: {e}", m.id);
+                        return true;
+                    }
+                };
+                let dispatch = MessageDispatch {
+                    consumer_id: consumer_id.clone(),
+                    destination: message.destination.clone(),
+                    redelivery_counter: message.redelivery_counter,
+                    message: Some(Box::new(message)),
+                    ..MessageDispatch::default()
+                };
+                out.send(&Command::MessageDispatch(dispatch)).await
+            };
+            let mut after: Option<broker_core::OrderKey> = None;
+            let mut more = stored;
+            while more {
+                let page = match broker
+                    .browse_after(&destination.name, after, BROWSE_PAGE)
+                    .await
+                {
+                    Ok(p) => p,
+                    Err(e) => {
+                        warn!(queue = %destination, "browse: {e}");
+                        break;
+                    }
+                };
+                for m in &page {
+                    if !send(m).await {
+                        return;
+                    }
+                }
+                match page.last() {
+                    Some(m) if page.len() == BROWSE_PAGE => {
+                        after = Some(broker_core::OrderKey::of(m));
+                    }
+                    _ => more = false,
+                }
+            }
+            for m in &in_memory {
+                if !send(m).await {
+                    return;
+                }
+            }
+            let end = MessageDispatch {
+                consumer_id: consumer_id.clone(),
+                destination: end_destination,
+                ..MessageDispatch::default()
+            };
+            let _ = out.send(&Command::MessageDispatch(end)).await;
+        }))
     }
 
     async fn ack(&mut self, ack: MessageAck) -> Result<(), Failure> {
@@ -832,14 +1133,14 @@ impl Conn {
                     .txs
                     .remove(&id)
                     .ok_or_else(|| Failure::jms(format!("no open transaction {id}")))?;
-                self.producers.retain(|(t, _), _| *t != Some(id));
+                self.producers.retain(|(t, _, _), _| *t != Some(id));
                 let result = self.commit(&tx).await;
                 tx.session.close().await;
                 result?;
             }
             TransactionType::Rollback => {
                 if let Some(tx) = self.txs.remove(&id) {
-                    self.producers.retain(|(t, _), _| *t != Some(id));
+                    self.producers.retain(|(t, _, _), _| *t != Some(id));
                     let _ = tx.session.rollback().await;
                     tx.session.close().await;
                 }
@@ -895,12 +1196,16 @@ async fn close_consumer(mut c: OwConsumer) {
     if let Some(consumer) = &c.consumer {
         consumer.close().await;
     }
-    if let Some(mut pump) = c.pump.take()
-        && tokio::time::timeout(Duration::from_secs(1), &mut pump)
-            .await
-            .is_err()
-    {
-        pump.abort();
+    if let Some(mut pump) = c.pump.take() {
+        // Without a broker-core consumer the task is a browse or the advisory feed: nothing
+        // to finish, it stops here.
+        let finishing = c.consumer.is_some()
+            && tokio::time::timeout(Duration::from_secs(1), &mut pump)
+                .await
+                .is_ok();
+        if !finishing {
+            pump.abort();
+        }
     }
     c.delivered.lock().clear();
     c.session.close().await;
@@ -936,6 +1241,21 @@ fn message_id_text(id: &MessageId) -> String {
     }
 }
 
+/// The id a dispatched message goes by. The broker-core id names the producer; OpenWire wants
+/// a ProducerId, so the id's producer string stands in for the connection part.
+fn dispatch_id(m: &broker_core::Message, seq: &std::sync::atomic::AtomicI64) -> MessageId {
+    MessageId {
+        text_view: None,
+        producer_id: Some(ProducerId {
+            connection_id: m.id.producer.to_string(),
+            session_id: 0,
+            value: 0,
+        }),
+        producer_sequence_id: i64::try_from(m.id.producer_seq).unwrap_or(i64::MAX),
+        broker_sequence_id: seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+    }
+}
+
 /// Moves messages from a consumer to the writer, one per prefetch credit.
 #[allow(clippy::too_many_arguments)]
 async fn pump(
@@ -947,6 +1267,8 @@ async fn pump(
     pulls: Option<Arc<Mutex<VecDeque<i64>>>>,
     seq: Arc<std::sync::atomic::AtomicI64>,
     out: Out,
+    broker: Arc<crate::Broker>,
+    advisories: Arc<Mutex<Advisories>>,
 ) {
     loop {
         match credits.acquire().await {
@@ -986,19 +1308,20 @@ async fn pump(
             }
         };
         let m = received.message();
-        // The broker-core id names the producer; OpenWire wants a ProducerId, so the id's
-        // producer string stands in for the connection part.
-        let id = MessageId {
-            text_view: None,
-            producer_id: Some(ProducerId {
-                connection_id: m.id.producer.to_string(),
-                session_id: 0,
-                value: 0,
-            }),
-            producer_sequence_id: i64::try_from(m.id.producer_seq).unwrap_or(i64::MAX),
-            broker_sequence_id: seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
-        };
-        let message = match convert::dispatched(m, id.clone()) {
+        let id = dispatch_id(m, &seq);
+        // A temporary reply-to is announced to the client first: it refuses to send to a
+        // temporary destination it has not been told about.
+        if let Some(r) = &m.reply_to
+            && broker.is_temporary(r)
+        {
+            let cmd = advisories.lock().announce(r, true);
+            if let Some(cmd) = cmd
+                && !out.send(&cmd).await
+            {
+                return;
+            }
+        }
+        let message = match convert::dispatched(m, id.clone(), &|d| broker.is_temporary(d)) {
             Ok(msg) => msg,
             Err(e) => {
                 warn!("cannot convert message {} for OpenWire: {e}", m.id);

@@ -27,17 +27,16 @@ impl Unmappable {
     }
 }
 
-/// An OpenWire destination as a broker-core one. Temporary destinations are not supported yet.
-/// A composite (`a,b`, `a,topic://c`) or wildcard (`orders.>`) name already has ActiveMQ's
-/// syntax, which broker-core reads: it passes through as it is.
+/// An OpenWire destination as a broker-core one: a temporary queue or topic keeps its name
+/// (the client's `ID:<connection id>:<n>`) and becomes a queue or topic that broker-core knows
+/// as temporary (the caller tells it so from `d.kind`). A composite (`a,b`, `a,topic://c`) or
+/// wildcard (`orders.>`) name already has ActiveMQ's syntax, which broker-core reads: it passes
+/// through as it is.
 pub fn destination(d: &openwire::Destination) -> Result<Destination, Unmappable> {
     let refuse = |why: &str| Unmappable {
         class: "javax.jms.InvalidDestinationException",
         message: format!("{why}: {}", d.physical_name),
     };
-    if d.kind.is_temporary() {
-        return Err(refuse("temporary destinations are not supported yet"));
-    }
     if d.physical_name.is_empty() {
         return Err(refuse("a destination needs a name"));
     }
@@ -48,12 +47,20 @@ pub fn destination(d: &openwire::Destination) -> Result<Destination, Unmappable>
     })
 }
 
-/// A broker-core destination as OpenWire's.
-pub fn openwire_destination(d: &Destination) -> openwire::Destination {
-    match d.kind {
+/// A broker-core destination as OpenWire's; `temporary` when broker-core has it as a live
+/// temporary destination.
+pub fn openwire_destination(d: &Destination, temporary: bool) -> openwire::Destination {
+    let mut o = match d.kind {
         DestinationKind::Queue => openwire::Destination::queue(d.name.as_ref()),
         DestinationKind::Topic => openwire::Destination::topic(d.name.as_ref()),
+    };
+    if temporary {
+        o.kind = match d.kind {
+            DestinationKind::Queue => openwire::DestinationKind::TempQueue,
+            DestinationKind::Topic => openwire::DestinationKind::TempTopic,
+        };
     }
+    o
 }
 
 fn to_core_value(v: &openwire::Value) -> Option<Value> {
@@ -135,8 +142,13 @@ pub fn outgoing(m: &openwire::Message) -> Result<Outgoing, Unmappable> {
     Ok(out)
 }
 
-/// A broker-core message as OpenWire's, with the id the client acknowledges it by.
-pub fn dispatched(m: &Message, id: openwire::MessageId) -> Result<openwire::Message, String> {
+/// A broker-core message as OpenWire's, with the id the client acknowledges it by;
+/// `temporary` says which destinations (its own, its reply-to) are live temporary ones.
+pub fn dispatched(
+    m: &Message,
+    id: openwire::MessageId,
+    temporary: &dyn Fn(&Destination) -> bool,
+) -> Result<openwire::Message, String> {
     let kind = match &m.body {
         Body::Empty => MessageKind::Plain,
         Body::Text(_) => MessageKind::Text,
@@ -159,7 +171,10 @@ pub fn dispatched(m: &Message, id: openwire::MessageId) -> Result<openwire::Mess
     }
     o.producer_id = id.producer_id.clone();
     o.message_id = Some(id);
-    o.destination = Some(openwire_destination(&m.destination));
+    o.destination = Some(openwire_destination(
+        &m.destination,
+        temporary(&m.destination),
+    ));
     o.persistent = m.persistent;
     o.priority = m.priority.min(9) as i8;
     o.expiration = m.expiration;
@@ -168,7 +183,10 @@ pub fn dispatched(m: &Message, id: openwire::MessageId) -> Result<openwire::Mess
     o.jms_type = m.message_type.clone();
     o.group_id = m.group_id.clone();
     o.group_sequence = m.group_seq;
-    o.reply_to = m.reply_to.as_ref().map(openwire_destination);
+    o.reply_to = m
+        .reply_to
+        .as_ref()
+        .map(|r| openwire_destination(r, temporary(r)));
     o.redelivery_counter = i32::try_from(m.redelivery_count).unwrap_or(i32::MAX);
     if !m.properties.is_empty() {
         o.set_properties(&to_openwire_map(&m.properties))

@@ -129,6 +129,41 @@ fn parse_single_destination(s: &str) -> Result<Destination, Refusal> {
     })
 }
 
+/// ActiveMQ's STOMP names of temporary destinations: `/temp-queue/<x>` and `/temp-topic/<x>`
+/// name one of this connection's own (created at first use, `<x>` being the client's name for
+/// it), `/remote-temp-queue/<name>` and `/remote-temp-topic/<name>` another connection's by its
+/// broker name, which is how a message's `destination` and `reply-to` show one to any
+/// connection but its creator's.
+const TEMP_PREFIXES: [(&str, DestinationKind, bool); 4] = [
+    ("/temp-queue/", DestinationKind::Queue, false),
+    ("/temp-topic/", DestinationKind::Topic, false),
+    ("/remote-temp-queue/", DestinationKind::Queue, true),
+    ("/remote-temp-topic/", DestinationKind::Topic, true),
+];
+
+/// How one connection names destinations on the way out: its own temporary destinations by
+/// the names it gave them, other live temporary ones as `/remote-temp-...`, the rest as usual.
+#[derive(Clone)]
+struct Naming {
+    broker: Arc<Broker>,
+    own: Arc<Mutex<HashMap<Destination, String>>>,
+}
+
+impl Naming {
+    fn name(&self, d: &Destination) -> String {
+        if let Some(n) = self.own.lock().get(d) {
+            return n.clone();
+        }
+        if self.broker.is_temporary(d) {
+            return match d.kind {
+                DestinationKind::Queue => format!("/remote-temp-queue/{}", d.name),
+                DestinationKind::Topic => format!("/remote-temp-topic/{}", d.name),
+            };
+        }
+        stomp_destination(d)
+    }
+}
+
 fn stomp_destination(d: &Destination) -> String {
     match d.kind {
         DestinationKind::Queue => format!("/queue/{}", d.name),
@@ -203,9 +238,6 @@ fn outgoing(frame: &Frame) -> Result<Outgoing, Refusal> {
     out.correlation_id = frame.get("correlation-id").map(str::to_owned);
     out.message_type = frame.get("type").map(str::to_owned);
     out.group_id = frame.get("JMSXGroupID").map(str::to_owned);
-    if let Some(r) = frame.get("reply-to") {
-        out.reply_to = Some(parse_destination(r)?);
-    }
     let mut props = BTreeMap::new();
     for (k, v) in &frame.headers {
         if !RESERVED.contains(&k.as_str()) && !props.contains_key(k) {
@@ -216,11 +248,11 @@ fn outgoing(frame: &Frame) -> Result<Outgoing, Refusal> {
     Ok(out)
 }
 
-fn message_frame(m: &Message, subscription: &str, ack: Option<&str>) -> Frame {
+fn message_frame(m: &Message, subscription: &str, ack: Option<&str>, naming: &Naming) -> Frame {
     let mut f = Frame::new("MESSAGE")
         .header("subscription", subscription)
         .header("message-id", m.id.to_string())
-        .header("destination", stomp_destination(&m.destination));
+        .header("destination", naming.name(&m.destination));
     if let Some(a) = ack {
         f = f.header("ack", a);
     }
@@ -236,7 +268,7 @@ fn message_frame(m: &Message, subscription: &str, ack: Option<&str>) -> Frame {
         f = f.header("correlation-id", c.clone());
     }
     if let Some(r) = &m.reply_to {
-        f = f.header("reply-to", stomp_destination(r));
+        f = f.header("reply-to", naming.name(r));
     }
     if let Some(t) = &m.message_type {
         f = f.header("type", t.clone());
@@ -285,6 +317,9 @@ struct Conn {
     window: Window,
     /// SEND frames so far, to name one in an ERROR.
     sends: u64,
+    /// This connection's temporary destinations by the names it gave them (`/temp-queue/x`).
+    temps: HashMap<String, Destination>,
+    naming: Naming,
 }
 
 /// Serves one client until it disconnects, errs or the broker stops.
@@ -567,6 +602,11 @@ async fn connect(
                 ctx.broker.memory().ok(),
             ),
             sends: 0,
+            temps: HashMap::new(),
+            naming: Naming {
+                broker: Arc::clone(&ctx.broker),
+                own: Arc::new(Mutex::new(HashMap::new())),
+            },
         },
         read_timeout,
     ))
@@ -579,6 +619,40 @@ fn required<'a>(frame: &'a Frame, name: &str) -> Result<&'a str, Refusal> {
 }
 
 impl Conn {
+    /// A destination header as a destination, and whether it is a temporary one. This
+    /// connection's `/temp-queue/x` is created at its first use, as ActiveMQ creates it.
+    fn resolve(&mut self, text: &str) -> Result<(Destination, bool), Refusal> {
+        let Some((prefix, kind, remote)) = TEMP_PREFIXES
+            .into_iter()
+            .find(|(p, _, _)| text.starts_with(p))
+        else {
+            return Ok((parse_destination(text)?, false));
+        };
+        let name = &text[prefix.len()..];
+        if name.is_empty() {
+            return Err(Refusal::new(
+                format!("destination {text:?} has no name"),
+                "",
+            ));
+        }
+        if remote {
+            return Ok((
+                Destination {
+                    kind,
+                    name: name.into(),
+                },
+                true,
+            ));
+        }
+        if let Some(d) = self.temps.get(text) {
+            return Ok((d.clone(), true));
+        }
+        let d = self.connection.create_temporary(kind)?;
+        self.temps.insert(text.to_owned(), d.clone());
+        self.naming.own.lock().insert(d.clone(), text.to_owned());
+        Ok((d, true))
+    }
+
     /// Handles one frame; `Ok(true)` ends the connection cleanly (DISCONNECT).
     async fn handle(&mut self, frame: Frame) -> Result<bool, Refusal> {
         match frame.command.as_str() {
@@ -699,8 +773,11 @@ impl Conn {
             info!(peer = %self.peer, queue, purged = n, "purged");
             return Ok(None);
         }
-        let destination = parse_destination(dest_text)?;
-        let out = outgoing(frame)?;
+        let (destination, temporary) = self.resolve(dest_text)?;
+        let mut out = outgoing(frame)?;
+        if let Some(r) = frame.get("reply-to") {
+            out.reply_to = Some(self.resolve(r)?.0);
+        }
         let session = match frame.get("transaction") {
             Some(tx) => self
                 .txs
@@ -715,8 +792,13 @@ impl Conn {
             if self.producers.len() >= 10_000 {
                 self.producers.clear();
             }
-            self.producers
-                .insert(key.clone(), session.producer(destination)?);
+            // A temporary one must exist, and a send fails once it is deleted, naming it.
+            let producer = if temporary {
+                session.temporary_producer(destination)?
+            } else {
+                session.producer(destination)?
+            };
+            self.producers.insert(key.clone(), producer);
         }
         let producer = self
             .producers
@@ -741,7 +823,7 @@ impl Conn {
         if frame.get("browser") == Some("true") {
             return self.browse(&id, &dest_text).await;
         }
-        let destination = parse_destination(&dest_text)?;
+        let (destination, temporary) = self.resolve(&dest_text)?;
         let mode = match frame.get("ack").unwrap_or("auto") {
             "auto" => AckMode::Auto,
             "client" => AckMode::Client,
@@ -777,6 +859,12 @@ impl Conn {
                     .durable_subscriber(destination, name, selector)
                     .await?
             }
+            // Only this connection's own: another's is refused by broker-core.
+            _ if temporary => {
+                session
+                    .temporary_consumer(destination, selector, Some(prefetch))
+                    .await?
+            }
             _ => {
                 session
                     .consumer_with_prefetch(destination, selector, prefetch)
@@ -793,6 +881,7 @@ impl Conn {
             Arc::clone(&self.unacked),
             Arc::clone(&self.next_ack),
             self.out.clone(),
+            self.naming.clone(),
         ));
         self.subs.insert(
             id,
@@ -840,12 +929,17 @@ impl Conn {
                     .browse_after(&destination.name, after, BROWSE_PAGE)
                     .await?;
                 for m in &page {
-                    self.emit(message_frame(m, id, None)).await?;
+                    self.emit(message_frame(m, id, None, &self.naming)).await?;
                 }
                 match page.last() {
                     Some(m) if page.len() == BROWSE_PAGE => after = Some(OrderKey::of(m)),
                     _ => break,
                 }
+            }
+            // Then those held in memory only, which the store does not have: STOMP sends
+            // are non-persistent unless they say otherwise.
+            for m in self.auto.browse_in_memory(&destination)? {
+                self.emit(message_frame(&m, id, None, &self.naming)).await?;
             }
         }
         let end = Frame::new("MESSAGE")
@@ -987,6 +1081,7 @@ impl Conn {
 }
 
 /// Moves messages from a consumer to the connection's writer.
+#[allow(clippy::too_many_arguments)]
 async fn pump(
     consumer: Arc<Consumer>,
     sub: String,
@@ -995,6 +1090,7 @@ async fn pump(
     unacked: Arc<Mutex<BTreeMap<u64, Unacked>>>,
     next_ack: Arc<AtomicU64>,
     out: OutSender,
+    naming: Naming,
 ) {
     loop {
         if let Some(c) = &credits {
@@ -1017,6 +1113,7 @@ async fn pump(
             received.message(),
             &sub,
             (version == Version::V1_2).then_some(ack.as_str()),
+            &naming,
         );
         if credits.is_some() {
             unacked.lock().insert(

@@ -401,8 +401,9 @@ public class OpenWireChecks {
         }
         Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
         try {
-            s.createConsumer(s.createTemporaryQueue());
-            throw new AssertionError("a temporary queue was accepted");
+            // A temporary topic cannot hold a durable subscription: refused by the broker.
+            s.createDurableSubscriber(s.createTemporaryTopic(), "on-a-temporary-topic");
+            throw new AssertionError("a durable subscription on a temporary topic was accepted");
         } catch (JMSException e) {
             check(String.valueOf(e.getMessage()).contains("temporary"), "says why: " + e);
         }
