@@ -85,6 +85,14 @@ impl Inner {
 
     /// Why writes are refused, if they are.
     pub(crate) fn refusal(&self) -> Option<WriteRefusal> {
+        if let Some(r) = self.poisoned.lock().clone() {
+            return Some(r);
+        }
+        // The journal's writer can fail on its own (preallocating the next file, say) and a
+        // write then fails on the poisoned journal by a path that never reached `poison`:
+        // the store refuses from then on all the same, and must say so, for why.
+        let journal = self.journal().refusal()?;
+        self.poison(journal.reason, journal.disk_full.is_some());
         self.poisoned.lock().clone()
     }
 

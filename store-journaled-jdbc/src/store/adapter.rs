@@ -37,7 +37,7 @@ impl JournaledJdbcStore {
 #[async_trait]
 impl PersistenceAdapter for JournaledJdbcStore {
     fn metrics(&self) -> Vec<(&'static str, u64)> {
-        let journal = self.inner.journal.stats();
+        let journal = self.inner.journal().stats();
         vec![
             ("journal_fsyncs", journal.fsyncs),
             ("journal_fsync_micros", journal.fsync_micros),
@@ -46,15 +46,15 @@ impl PersistenceAdapter for JournaledJdbcStore {
         ]
     }
 
-    /// Reported, not healed: a journal that failed a write (a full disk included) refuses
-    /// writes until the store is reopened, so `disk_full` is left unset and the broker says a
-    /// restart is needed.
+    /// A journal that failed a write refuses writes from then on. For want of space it heals
+    /// in place once space is back ([`PersistenceAdapter::resume_writes`]); any other failure
+    /// needs a restart.
     fn write_refusal(&self) -> Option<store_api::WriteRefusal> {
-        let reason = self.inner.poisoned.lock().clone()?;
-        Some(store_api::WriteRefusal {
-            disk_full: None,
-            reason,
-        })
+        self.inner.refusal()
+    }
+
+    async fn resume_writes(&self) -> Result<bool> {
+        self.inner.resume_writes().await
     }
 
     fn kind(&self) -> &'static str {
@@ -237,7 +237,7 @@ impl PersistenceAdapter for JournaledJdbcStore {
 
     async fn size_on_disk(&self) -> Result<u64> {
         self.inner.check_open()?;
-        Ok(self.inner.journal.disk_size())
+        Ok(self.inner.journal().disk_size())
     }
 
     async fn delete_all(&self) -> Result<()> {
@@ -260,7 +260,7 @@ impl PersistenceAdapter for JournaledJdbcStore {
         // A clean shutdown checkpoints, so the next open replays nothing.
         let r = {
             let _w = i.write.lock().await;
-            let r = if i.poisoned.lock().is_none() {
+            let r = if i.refusal().is_none() {
                 i.checkpoint_locked().await
             } else {
                 Ok(())
@@ -270,8 +270,8 @@ impl PersistenceAdapter for JournaledJdbcStore {
         };
         i.wake.notify_one();
         let journal = {
-            let j = i.clone();
-            tokio::task::spawn_blocking(move || j.journal.close())
+            let j = i.journal();
+            tokio::task::spawn_blocking(move || j.close())
         };
         let _ = journal.await;
         i.jdbc.close().await?;

@@ -5,17 +5,17 @@
 //! go to the database right after a checkpoint ([`Inner::write_through`]).
 
 use std::collections::HashMap;
-use std::sync::Weak;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 
 use store_api::tx_check::check_ops;
 use store_api::{Destination, MessageId, Result, StoreError, TxOp};
 use store_jdbc::JdbcStore;
 use store_journal::Location;
-use tracing::warn;
+use tracing::{info, warn};
 
-use super::Inner;
 use super::write::{Probe, apply};
+use super::{Inner, open_journal};
 use crate::known::KnownIds;
 use crate::overlay::Overlay;
 use crate::records::Record;
@@ -135,8 +135,9 @@ impl Inner {
         if self.overlay.lock().is_empty() && self.since_mark.load(Ordering::Acquire) == 0 {
             return Ok(());
         }
-        self.journal.sync().await.map_err(StoreError::from)?;
-        let tail = self.journal.tail();
+        let journal = self.journal();
+        journal.sync().await.map_err(StoreError::from)?;
+        let tail = journal.tail();
         let mut batch = self.overlay.lock().batch(pack(tail));
         batch.next_sequence = self.last_seq.load(Ordering::Acquire) as i64 + 1;
         let moved = batch.adds.len() + batch.queue_acks.len() + batch.topic_acks.len();
@@ -157,18 +158,91 @@ impl Inner {
             self.generation.fetch_add(1, Ordering::AcqRel);
             self.since_mark.store(0, Ordering::Release);
         }
-        let old: Vec<u32> = self
-            .journal
+        let old: Vec<u32> = journal
             .file_ids()
             .into_iter()
             .filter(|id| *id < tail.file)
             .collect();
-        if let Err(e) = self.journal.delete_files(&old) {
+        if let Err(e) = journal.delete_files(&old) {
             warn!(target: "journaled-jdbc", "could not delete checkpointed journal files: {e}");
         }
         self.checkpoints.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(target: "journaled-jdbc", "checkpoint moved {moved} changes; journal trimmed to file {}", tail.file);
         Ok(())
+    }
+
+    /// After a refusal for want of space: once a whole journal file fits again, reopens the
+    /// journal in place (which cuts the torn tail the failed write left), rebuilds the overlay
+    /// from what the journal holds past the database's mark, exactly as open does (so memory
+    /// holds what the disk holds, and nothing that never became durable), checkpoints it, and
+    /// takes writes again. Handles, cursors and subscriptions stay valid. False while the disk
+    /// is still full, or when the refusal was not for space (a failed fsync: what reached the
+    /// disk is unknown, so only a restart is safe).
+    pub(super) async fn resume_writes(&self) -> Result<bool> {
+        self.check_open()?;
+        match self.refusal() {
+            None => return Ok(true),
+            Some(r) if r.disk_full.is_none() => return Ok(false),
+            Some(_) => {}
+        }
+        if !self.room_for_a_journal_file() {
+            return Ok(false);
+        }
+        // Writers, checkpoints and (below) readers wait for the reopen.
+        let _w = self.write.lock().await;
+        let old = self.journal();
+        let _ = tokio::task::spawn_blocking(move || old.close()).await;
+        let mark = self
+            .jdbc
+            .journaled()
+            .journal_mark()
+            .await?
+            .map(unpack)
+            .unwrap_or_default();
+        let dir = self.config.journal_directory.display().to_string();
+        let (journal, records) = match open_journal(
+            self.journal_config.clone(),
+            Arc::clone(&self.fs),
+            mark,
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(target: "journaled-jdbc", dir, "reopening the journal after a full disk failed, will retry: {e}");
+                return Ok(false);
+            }
+        };
+        {
+            let _v = self.view.write().await;
+            *self.journal.write() = Arc::new(journal);
+            *self.overlay.lock() = Overlay::default();
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            for rec in records {
+                self.replay(rec).await?;
+            }
+        }
+        *self.poisoned.lock() = None;
+        // The replayed changes go into the database now, as at open; a database that cannot
+        // take them yet (on the same full disk) gets them at the next checkpoint.
+        self.since_mark.store(1, Ordering::Release);
+        if let Err(e) = self.checkpoint_locked().await {
+            warn!(target: "journaled-jdbc", "checkpoint after reopening the journal failed, will retry: {e}");
+        }
+        info!(target: "journaled-jdbc", dir, "journaled JDBC store reopened its journal after the disk was full: writes are taken again");
+        Ok(true)
+    }
+
+    /// Whether a whole journal file's blocks can be reserved now, by reserving and releasing
+    /// them in a scratch file (a reservation fails at once on a full disk, without writing).
+    fn room_for_a_journal_file(&self) -> bool {
+        let path = self.journal_config.directory.join(".space-probe");
+        let fits = self
+            .fs
+            .open(&path, true)
+            .and_then(|f| f.allocate(self.journal_config.max_file_length));
+        let _ = self.fs.remove(&path);
+        fits.is_ok()
     }
 
     /// Runs a change the journal does not carry (subscriptions, purges, removals, XA): the

@@ -12,10 +12,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use store_api::{
     CursorPosition, Destination, OpenTransactions, PersistenceAdapter, Result, StoreError,
-    SubscriptionKey,
+    SubscriptionKey, WriteRefusal,
 };
 use store_jdbc::JdbcStore;
 use store_journal::fs::{FileSystem, RealFs};
@@ -39,7 +39,11 @@ struct DestState {
 
 struct Inner {
     jdbc: JdbcStore,
-    journal: Journal,
+    /// Replaced (never otherwise changed) when the store reopens its journal in place after a
+    /// full disk ([`Inner::resume_writes`]).
+    journal: RwLock<Arc<Journal>>,
+    journal_config: JournalConfig,
+    fs: Arc<dyn FileSystem>,
     config: JournaledJdbcConfig,
     /// Held while a change is checked, journaled and applied to the overlay, and for a whole
     /// checkpoint. Never held while waiting for a journal fsync.
@@ -58,7 +62,8 @@ struct Inner {
     subs: Mutex<HashMap<Destination, Vec<SubscriptionKey>>>,
     dests: Mutex<HashMap<Destination, Arc<DestState>>>,
     closed: AtomicBool,
-    poisoned: Mutex<Option<String>>,
+    /// Why writes are refused (a journal write or fsync failed), and whether for want of space.
+    poisoned: Mutex<Option<WriteRefusal>>,
     since_mark: AtomicU64,
     /// Its own `Arc`: the checkpoint worker waits on it holding no strong reference to the
     /// store, so a store dropped without `close` goes at once, not at the next interval.
@@ -138,31 +143,15 @@ impl JournaledJdbcStore {
             .await?
             .map(unpack)
             .unwrap_or_default();
-        let (journal, records) = tokio::task::spawn_blocking(move || {
-            let journal = Journal::open(jc, fs)?;
-            let mut records = Vec::new();
-            for r in journal.replay(mark) {
-                let (loc, bytes) = r?;
-                let rec = Record::decode(&bytes).map_err(|e| StoreError::Corrupt {
-                    file: None,
-                    offset: None,
-                    reason: format!("journal record at {loc} does not decode: {e}"),
-                })?;
-                records.push(rec);
-            }
-            Ok::<_, StoreError>((journal, records))
-        })
-        .await
-        .map_err(|e| StoreError::Backend {
-            backend: "journaled-jdbc",
-            source: Box::new(e),
-        })??;
+        let (journal, records) = open_journal(jc.clone(), Arc::clone(&fs), mark).await?;
         let known = warm_known_ids(&jdbc).await?;
         let inner = Arc::new(Inner {
             known: Mutex::new(known),
             last_seq: AtomicU64::new(jdbc.journaled().last_sequence()),
             jdbc,
-            journal,
+            journal: RwLock::new(Arc::new(journal)),
+            journal_config: jc,
+            fs,
             config,
             write: tokio::sync::Mutex::new(()),
             view: tokio::sync::RwLock::new(()),
@@ -207,12 +196,12 @@ impl JournaledJdbcStore {
 
     /// fsyncs of the journal since open.
     pub fn journal_fsyncs(&self) -> u64 {
-        self.inner.journal.stats().fsyncs
+        self.inner.journal().stats().fsyncs
     }
 
     /// Bytes written to the journal since open.
     pub fn journal_bytes(&self) -> u64 {
-        self.inner.journal.stats().bytes
+        self.inner.journal().stats().bytes
     }
 
     /// Checkpoints completed since open.
@@ -221,7 +210,70 @@ impl JournaledJdbcStore {
     }
 }
 
+/// Opens the journal and reads every record past `mark`, off the async threads.
+async fn open_journal(
+    jc: JournalConfig,
+    fs: Arc<dyn FileSystem>,
+    mark: store_journal::Location,
+) -> Result<(Journal, Vec<Record>)> {
+    tokio::task::spawn_blocking(move || {
+        let journal = Journal::open(jc, fs)?;
+        let mut records = Vec::new();
+        for r in journal.replay(mark) {
+            let (loc, bytes) = r?;
+            let rec = Record::decode(&bytes).map_err(|e| StoreError::Corrupt {
+                file: None,
+                offset: None,
+                reason: format!("journal record at {loc} does not decode: {e}"),
+            })?;
+            records.push(rec);
+        }
+        Ok::<_, StoreError>((journal, records))
+    })
+    .await
+    .map_err(|e| StoreError::Backend {
+        backend: "journaled-jdbc",
+        source: Box::new(e),
+    })?
+}
+
 impl Inner {
+    fn journal(&self) -> Arc<Journal> {
+        Arc::clone(&self.journal.read())
+    }
+
+    fn refusal(&self) -> Option<WriteRefusal> {
+        if let Some(r) = self.poisoned.lock().clone() {
+            return Some(r);
+        }
+        // The journal's writer can fail on its own (preallocating the next file, say): the
+        // store refuses from then on all the same, and says why.
+        let journal = self.journal().refusal()?;
+        let e = journal.to_error();
+        self.poison(&e);
+        self.poisoned.lock().clone()
+    }
+
+    /// Refuses writes from now on; `disk_full` when the journal found its file system full,
+    /// which [`Inner::resume_writes`] can get over once space is freed.
+    fn poison(&self, e: &StoreError) -> StoreError {
+        let journal = self.journal().refusal();
+        let disk_full = matches!(e, StoreError::DiskFull { .. })
+            || journal.as_ref().is_some_and(|r| r.disk_full.is_some());
+        let mut p = self.poisoned.lock();
+        if p.is_none() {
+            tracing::error!(target: "journaled-jdbc", dir = %self.config.journal_directory.display(), disk_full, "journaled JDBC store refuses writes: {e}");
+            *p = Some(WriteRefusal {
+                disk_full: disk_full.then(|| self.config.journal_directory.clone()),
+                reason: e.to_string(),
+            });
+        }
+        match &*p {
+            Some(r) if r.disk_full.is_some() => r.to_error(),
+            _ => StoreError::Poisoned(e.to_string()),
+        }
+    }
+
     fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
@@ -231,8 +283,8 @@ impl Inner {
 
     fn check_writable(&self) -> Result<()> {
         self.check_open()?;
-        if let Some(why) = self.poisoned.lock().clone() {
-            return Err(StoreError::Poisoned(why));
+        if let Some(r) = self.refusal() {
+            return Err(r.to_error());
         }
         if self.overlay.lock().bytes > self.config.max_overlay_bytes {
             return Err(StoreError::Backend {
@@ -257,9 +309,9 @@ impl Inner {
     }
 
     /// Enqueues a record; the returned completion resolves once it is durable.
-    fn journal(&self, rec: &Record) -> Result<store_journal::Completion> {
+    fn append(&self, rec: &Record) -> Result<store_journal::Completion> {
         let bytes = rec.encode();
-        match self.journal.append(&[&bytes], false) {
+        match self.journal().append(&[&bytes], false) {
             Ok(a) => {
                 let total = self
                     .since_mark
@@ -270,21 +322,13 @@ impl Inner {
                 }
                 Ok(a.completion)
             }
-            Err(e) => {
-                let e = StoreError::from(e);
-                *self.poisoned.lock() = Some(e.to_string());
-                Err(e)
-            }
+            Err(e) => Err(self.poison(&StoreError::from(e))),
         }
     }
 
     async fn durable(&self, c: Option<store_journal::Completion>) -> Result<()> {
         let Some(c) = c else { return Ok(()) };
-        c.await.map_err(|e| {
-            let e = StoreError::from(e);
-            *self.poisoned.lock() = Some(e.to_string());
-            e
-        })
+        c.await.map_err(|e| self.poison(&StoreError::from(e)))
     }
 
     async fn subscriptions(&self, d: &Destination) -> Result<Vec<SubscriptionKey>> {

@@ -181,7 +181,7 @@ impl Inner {
                 // A topic add that no subscription needs: nothing to keep, nothing to journal.
                 return Ok((None, seqs));
             }
-            let completion = self.journal(&rec)?;
+            let completion = self.append(&rec)?;
             for op in ops {
                 apply(&mut ov, op, &facts, &subs);
             }
