@@ -17,6 +17,13 @@
 //! `OldestMessageWithLowestPriorityEvictionStrategy`), counts it for the topic (on `/metrics`)
 //! and logs once per episode of falling behind, not once per message.
 //!
+//! On a queue, messages with a `JMSXGroupID` go to the group's owner only (see [`groups`]),
+//! and an exclusive consumer, when there is one, gets every message. A group or an exclusive
+//! role moving to another consumer waits until the messages its old owner still had in flight
+//! are back (acked, or returned by the closing session): so the new owner gets them first, in
+//! order. ActiveMQ redelivers those itself on consumer close; here it is the session's close
+//! that returns them.
+//!
 //! All state sits behind one short synchronous lock, never held across an await; the awaits
 //! (store reads, acks, dead-lettering) run in the dispatcher's own task or in the caller's.
 
@@ -35,6 +42,11 @@ use tracing::{debug, info, warn};
 use crate::core::Core;
 use crate::error::{BrokerError, Result};
 use crate::selector::Selector;
+
+mod groups;
+
+/// The property the first message of a group a consumer gets carries (ActiveMQ's name).
+pub const GROUP_FIRST_FOR_CONSUMER: &str = "JMSXGroupFirstForConsumer";
 
 /// Where a dispatcher's persistent messages come from.
 pub(crate) enum Source {
@@ -71,6 +83,9 @@ struct Entry {
 
 struct InFlight {
     entry: Entry,
+    /// The consumer it was handed to: a group or exclusive role does not move on while a
+    /// departed owner's messages are still out.
+    consumer: u64,
 }
 
 struct Slot {
@@ -79,6 +94,8 @@ struct Slot {
     prefetch: u32,
     /// Handed over and not yet received by the application.
     outstanding: u32,
+    /// ActiveMQ's exclusive consumer: while one is registered it gets every message.
+    exclusive: bool,
     tx: mpsc::UnboundedSender<Delivery>,
 }
 
@@ -96,6 +113,8 @@ struct State {
     held_entries: HashMap<MessageId, Entry>,
     consumers: Vec<Slot>,
     next_consumer: usize,
+    /// Message group owners (queues only).
+    groups: groups::GroupMap,
     store_more: bool,
     /// Bumped when the store cursor is reset: a fetch begun before is discarded.
     generation: u64,
@@ -243,9 +262,10 @@ impl Dispatcher {
         id: u64,
         selector: Option<Arc<Selector>>,
         prefetch: u32,
+        exclusive: bool,
     ) -> mpsc::UnboundedReceiver<Delivery> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.add_consumer_sender(id, selector, prefetch, tx);
+        self.add_consumer_sender(id, selector, prefetch, exclusive, tx);
         rx
     }
 
@@ -256,6 +276,7 @@ impl Dispatcher {
         id: u64,
         selector: Option<Arc<Selector>>,
         prefetch: u32,
+        exclusive: bool,
         tx: mpsc::UnboundedSender<Delivery>,
     ) {
         let mut st = self.state.lock();
@@ -267,6 +288,7 @@ impl Dispatcher {
             selector,
             prefetch: prefetch.max(1),
             outstanding: 0,
+            exclusive,
             tx,
         });
         drop(st);
@@ -276,6 +298,7 @@ impl Dispatcher {
     pub(crate) fn remove_consumer(&self, id: u64) {
         let mut st = self.state.lock();
         st.consumers.retain(|s| s.id != id);
+        st.groups.remove_consumer(id);
         if st.consumers.is_empty() && matches!(self.source, Source::Durable { .. }) {
             // An inactive durable subscription keeps nothing in memory: drop the paged-in
             // window and rewind the cursor; the store still has every message pending.
@@ -434,6 +457,12 @@ impl Dispatcher {
         if let Some(f) = gone {
             self.counters.dequeued.fetch_add(1, Ordering::Relaxed);
             self.release(f.entry.size);
+            // A group or exclusive role may have been waiting for this one to be settled.
+            if f.entry.message.group_id.is_some()
+                || self.state.lock().consumers.iter().any(|s| s.exclusive)
+            {
+                self.wake.notify_one();
+            }
         }
     }
 
@@ -712,7 +741,11 @@ impl Dispatcher {
         let now = crate::core::now_ms();
         let single = !matches!(self.source, Source::Queue(_) | Source::Temporary);
         let keys: Vec<WindowKey> = st.window.keys().copied().collect();
+        // Computed at most once per pass, only when a group or exclusive role has to move.
+        let mut orphans: Option<Orphans> = None;
         for key in keys {
+            let mut first_for_consumer = false;
+            let mut round_robin = true;
             if !st.consumers.iter().any(|s| s.outstanding < s.prefetch) {
                 break;
             }
@@ -730,13 +763,31 @@ impl Dispatcher {
                 continue;
             }
             let n = st.consumers.len();
-            let chosen = (0..n).map(|i| (st.next_consumer + i) % n).find(|&i| {
-                let s = &st.consumers[i];
-                s.outstanding < s.prefetch
-                    && s.selector
-                        .as_ref()
-                        .is_none_or(|sel| sel.matches(&entry.message))
-            });
+            let chosen = if single {
+                (0..n).map(|i| (st.next_consumer + i) % n).find(|&i| {
+                    let s = &st.consumers[i];
+                    s.outstanding < s.prefetch
+                        && s.selector
+                            .as_ref()
+                            .is_none_or(|sel| sel.matches(&entry.message))
+                })
+            } else {
+                let message = Arc::clone(&entry.message);
+                match queue_choice(st, &message, &mut orphans) {
+                    Choice::To {
+                        index: i,
+                        first,
+                        rotate,
+                    } => {
+                        first_for_consumer = first;
+                        round_robin = rotate;
+                        Some(i)
+                    }
+                    // Waits for its owner, or for a departed owner's messages to come back.
+                    Choice::Wait => continue,
+                    Choice::Nobody => None,
+                }
+            };
             let Some(i) = chosen else {
                 if single && let Some(e) = st.window.remove(&key) {
                     st.index.remove(&e.message.id);
@@ -751,14 +802,27 @@ impl Dispatcher {
                 continue;
             };
             st.index.remove(&e.message.id);
+            // The first message of a group a consumer gets says so; only the copy handed
+            // over carries it, so a redelivery to another owner is told afresh.
+            let message = if first_for_consumer {
+                let mut m = Message::clone(&e.message);
+                m.properties.insert(
+                    GROUP_FIRST_FOR_CONSUMER.to_owned(),
+                    store_api::Value::Bool(true),
+                );
+                Arc::new(m)
+            } else {
+                Arc::clone(&e.message)
+            };
             let delivery = Delivery {
-                message: Arc::clone(&e.message),
+                message,
                 dispatcher: Arc::clone(self),
             };
             if st.consumers[i].tx.send(delivery).is_err() {
                 // The consumer went away without unregistering: drop it, keep the message.
                 debug!(destination = %self.label(), "dropping a vanished consumer");
-                st.consumers.remove(i);
+                let gone = st.consumers.remove(i);
+                st.groups.remove_consumer(gone.id);
                 st.index.insert(e.message.id.clone(), key);
                 st.window.insert(key, e);
                 continue;
@@ -767,9 +831,21 @@ impl Dispatcher {
                 st.paged = st.paged.saturating_sub(1);
             }
             st.consumers[i].outstanding += 1;
-            st.next_consumer = (i + 1) % n.max(1);
+            // Only a round-robin pick moves the turn on: messages going to their group's owner
+            // must not skew who gets the next ungrouped one.
+            if round_robin {
+                st.next_consumer = (i + 1) % n.max(1);
+            }
+            let consumer = st.consumers[i].id;
+            if !single && let Some(g) = &e.message.group_id {
+                if e.message.group_seq == -1 {
+                    st.groups.close(g);
+                } else if first_for_consumer {
+                    st.groups.assign(g, consumer);
+                }
+            }
             st.in_flight
-                .insert(e.message.id.clone(), InFlight { entry: e });
+                .insert(e.message.id.clone(), InFlight { entry: e, consumer });
         }
         if let Source::Memory { max_pending, .. } = &self.source
             && let Some(dropped) = st.slow.caught_up(st.window.len(), *max_pending)
@@ -793,6 +869,101 @@ impl Dispatcher {
             warn!(destination = %self.label(), "cannot drop expired message {}: {e}", entry.message.id);
         }
         self.release(entry.size);
+    }
+}
+
+/// Where a queue's dispatch pass sends one message.
+enum Choice {
+    /// To this consumer; `first` when it becomes the message's group owner with it, `rotate`
+    /// when it was picked in round robin.
+    To {
+        index: usize,
+        first: bool,
+        rotate: bool,
+    },
+    /// Not now: its owner has no room, or a departed owner's messages are still out.
+    Wait,
+    /// No consumer with room matches it.
+    Nobody,
+}
+
+/// What consumers that have gone still have in flight: their messages must come back before
+/// the roles they held move on.
+struct Orphans {
+    any: bool,
+    groups: HashSet<String>,
+}
+
+impl Orphans {
+    fn of(st: &State) -> Orphans {
+        let mut o = Orphans {
+            any: false,
+            groups: HashSet::new(),
+        };
+        for f in st.in_flight.values() {
+            if !st.consumers.iter().any(|s| s.id == f.consumer) {
+                o.any = true;
+                if let Some(g) = &f.entry.message.group_id {
+                    o.groups.insert(g.clone());
+                }
+            }
+        }
+        o
+    }
+}
+
+/// A queue's choice of consumer for `message`: the exclusive consumer when there is one (the
+/// first registered: ActiveMQ would take the highest priority first, then arrival), else the
+/// group's owner, else the next consumer with room in round robin (that then owns the group).
+fn queue_choice(st: &mut State, message: &Message, orphans: &mut Option<Orphans>) -> Choice {
+    let room = |s: &Slot| {
+        s.outstanding < s.prefetch && s.selector.as_ref().is_none_or(|sel| sel.matches(message))
+    };
+    let group = message.group_id.as_deref();
+    if let Some(i) = st.consumers.iter().position(|s| s.exclusive) {
+        if orphans.get_or_insert_with(|| Orphans::of(st)).any {
+            return Choice::Wait;
+        }
+        if !room(&st.consumers[i]) {
+            return Choice::Wait;
+        }
+        let first = group.is_some_and(|g| st.groups.owner(g) != Some(st.consumers[i].id));
+        return Choice::To {
+            index: i,
+            first,
+            rotate: false,
+        };
+    }
+    if let Some(g) = group {
+        if let Some(owner) = st.groups.owner(g) {
+            return match st.consumers.iter().position(|s| s.id == owner) {
+                Some(i) if room(&st.consumers[i]) => Choice::To {
+                    index: i,
+                    first: false,
+                    rotate: false,
+                },
+                _ => Choice::Wait,
+            };
+        }
+        if orphans
+            .get_or_insert_with(|| Orphans::of(st))
+            .groups
+            .contains(g)
+        {
+            return Choice::Wait;
+        }
+    }
+    let n = st.consumers.len();
+    match (0..n)
+        .map(|i| (st.next_consumer + i) % n)
+        .find(|&i| room(&st.consumers[i]))
+    {
+        Some(i) => Choice::To {
+            index: i,
+            first: group.is_some(),
+            rotate: true,
+        },
+        None => Choice::Nobody,
     }
 }
 

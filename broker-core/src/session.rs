@@ -557,7 +557,8 @@ impl Session {
         destination: Destination,
         selector: Option<&str>,
     ) -> Result<Consumer> {
-        self.open_consumer(destination, selector, None, false).await
+        self.open_consumer(destination, selector, None, false, false)
+            .await
     }
 
     /// A consumer of a temporary destination of this session's connection; refused for
@@ -569,7 +570,7 @@ impl Session {
         selector: Option<&str>,
         prefetch: Option<u32>,
     ) -> Result<Consumer> {
-        self.open_consumer(destination, selector, prefetch, true)
+        self.open_consumer(destination, selector, prefetch, true, false)
             .await
     }
 
@@ -580,7 +581,21 @@ impl Session {
         selector: Option<&str>,
         prefetch: u32,
     ) -> Result<Consumer> {
-        self.open_consumer(destination, selector, Some(prefetch), false)
+        self.open_consumer(destination, selector, Some(prefetch), false, false)
+            .await
+    }
+
+    /// A queue consumer that is ActiveMQ's exclusive consumer (`activemq.exclusive`,
+    /// `consumer.exclusive`): while it is registered it gets every message of the queue, and
+    /// when it goes the next exclusive consumer, in order of arrival, takes over. On a topic
+    /// the flag means nothing, as in ActiveMQ. `None` for the broker's default prefetch.
+    pub async fn exclusive_consumer(
+        &self,
+        destination: Destination,
+        selector: Option<&str>,
+        prefetch: Option<u32>,
+    ) -> Result<Consumer> {
+        self.open_consumer(destination, selector, prefetch, false, true)
             .await
     }
 
@@ -590,6 +605,7 @@ impl Session {
         selector: Option<&str>,
         prefetch: Option<u32>,
         temporary: bool,
+        exclusive: bool,
     ) -> Result<Consumer> {
         self.check_open()?;
         let core = &self.inner.core;
@@ -622,7 +638,7 @@ impl Session {
                     dropped: Arc::new(std::sync::atomic::AtomicU64::new(0)),
                 },
             );
-            let consumer = self.attach(Arc::clone(&d), selector, prefetch, slot);
+            let consumer = self.attach(Arc::clone(&d), selector, prefetch, false, slot);
             core.add_wildcard_subscriber(filter, &d);
             return Ok(consumer);
         }
@@ -646,7 +662,7 @@ impl Session {
             t.subscribers.lock().push(Arc::clone(&d));
             d
         };
-        Ok(self.attach(dispatcher, selector, prefetch, slot))
+        Ok(self.attach(dispatcher, selector, prefetch, exclusive, slot))
     }
 
     /// A durable subscriber: `name` with the connection's client id names a subscription that
@@ -702,7 +718,7 @@ impl Session {
                 "durable subscription {key} is in use"
             )));
         }
-        Ok(self.attach(d, parsed, core.config.limits.topic_prefetch, slot))
+        Ok(self.attach(d, parsed, core.config.limits.topic_prefetch, false, slot))
     }
 
     /// A place under `limits.max_consumers_per_connection` for something a protocol door
@@ -735,10 +751,11 @@ impl Session {
         dispatcher: Arc<Dispatcher>,
         selector: Option<Arc<Selector>>,
         prefetch: u32,
+        exclusive: bool,
         slot: Slot,
     ) -> Consumer {
         let id = self.inner.core.next_id();
-        let rx = dispatcher.add_consumer(id, selector, prefetch);
+        let rx = dispatcher.add_consumer(id, selector, prefetch, exclusive);
         self.consumer_of(id, Target::One(dispatcher), rx, slot)
     }
 

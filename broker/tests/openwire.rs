@@ -55,7 +55,7 @@ fn compiled() -> Option<&'static PathBuf> {
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let java_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/java");
-        let sources = ["OpenWireChecks.java", "TemporaryChecks.java"].map(|f| java_dir.join(f));
+        let sources = ["OpenWireChecks.java", "TemporaryChecks.java", "GroupChecks.java"].map(|f| java_dir.join(f));
         let out = StdCommand::new("javac")
             .arg("-d")
             .arg(dir.path())
@@ -122,6 +122,21 @@ macro_rules! java_check {
 }
 
 java_check!(java_queue_auto_acknowledge, "auto");
+
+/// Message groups and exclusive consumers with the stock JMS client (issue 25).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_message_groups_each_on_one_consumer_in_order() {
+    let (b, port) = broker().await;
+    java_in("GroupChecks", port, "groups").await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_exclusive_consumer_and_failover() {
+    let (b, port) = broker().await;
+    java_in("GroupChecks", port, "exclusive").await;
+    b.stop().await;
+}
 java_check!(java_client_acknowledge_redelivers_unacked, "client");
 java_check!(java_transacted_commit_and_rollback, "transacted");
 java_check!(java_topic_message_listener, "listener");

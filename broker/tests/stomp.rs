@@ -920,3 +920,104 @@ async fn browse_shows_non_persistent_messages_too() {
     assert_eq!(got, ["in memory", "stored"]);
     b.stop().await;
 }
+
+/// Message groups over STOMP (issue 25): `JMSXGroupID` / `JMSXGroupSeq` headers on SEND, each
+/// group whole and in order on one subscriber, `JMSXGroupFirstForConsumer:true` on the first
+/// message of a group a subscriber gets; when that subscriber's connection dies its unacked
+/// messages go, in order, to the subscriber that takes the group over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_groups_stay_on_one_subscriber_and_move_when_it_goes() {
+    let b = TestBroker::start("").await;
+    let mut c1 = b.client().await;
+    c1.subscribe("s1", "/queue/g", "client", &[]).await.unwrap();
+    let mut c2 = b.client().await;
+    c2.subscribe("s2", "/queue/g", "auto", &[]).await.unwrap();
+    let mut p = b.client().await;
+    for i in 0..3 {
+        for g in ["A", "B"] {
+            let seq = (i + 1).to_string();
+            p.send(
+                "/queue/g",
+                format!("{g}-{i}"),
+                &[("JMSXGroupID", g), ("JMSXGroupSeq", &seq)],
+            )
+            .await
+            .unwrap();
+        }
+    }
+    // The first subscriber got the first group, the second the other.
+    let mut got1 = Vec::new();
+    let mut got2 = Vec::new();
+    for _ in 0..3 {
+        got1.push(recv(&mut c1).await);
+        got2.push(recv(&mut c2).await);
+    }
+    let bodies = |fs: &[Frame]| fs.iter().map(body).collect::<Vec<_>>();
+    assert_eq!(bodies(&got1), ["A-0", "A-1", "A-2"]);
+    assert_eq!(bodies(&got2), ["B-0", "B-1", "B-2"]);
+    for fs in [&got1, &got2] {
+        assert_eq!(fs[0].get("JMSXGroupFirstForConsumer"), Some("true"));
+        assert!(
+            fs[1..]
+                .iter()
+                .all(|f| f.get("JMSXGroupFirstForConsumer").is_none())
+        );
+    }
+    assert_eq!(got1[2].get("JMSXGroupID"), Some("A"));
+    assert_eq!(got1[2].get("JMSXGroupSeq"), Some("3"));
+    none(&mut c1).await;
+    // The owner of A dies with all three unacked: A moves to c2, its messages first.
+    drop(c1);
+    p.send("/queue/g", "A-3", &[("JMSXGroupID", "A")])
+        .await
+        .unwrap();
+    let moved = [
+        recv(&mut c2).await,
+        recv(&mut c2).await,
+        recv(&mut c2).await,
+        recv(&mut c2).await,
+    ];
+    assert_eq!(bodies(&moved), ["A-0", "A-1", "A-2", "A-3"]);
+    assert_eq!(moved[0].get("JMSXGroupFirstForConsumer"), Some("true"));
+    assert_eq!(moved[0].get("redelivered"), Some("true"));
+    assert!(moved[3].get("redelivered").is_none());
+    none(&mut c2).await;
+    b.stop().await;
+}
+
+/// `activemq.exclusive:true` on SUBSCRIBE (issue 25): the exclusive subscriber gets every
+/// message; when its connection dies the next exclusive one takes over, unacked messages
+/// redelivered first; a plain subscriber gets nothing meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exclusive_subscriber_gets_everything_and_the_next_takes_over() {
+    let b = TestBroker::start("").await;
+    let exclusive = [("activemq.exclusive", "true")];
+    let mut plain = b.client().await;
+    plain.subscribe("p", "/queue/x", "auto", &[]).await.unwrap();
+    let mut e1 = b.client().await;
+    e1.subscribe("e1", "/queue/x", "client", &exclusive)
+        .await
+        .unwrap();
+    let mut e2 = b.client().await;
+    e2.subscribe("e2", "/queue/x", "auto", &exclusive)
+        .await
+        .unwrap();
+    let mut p = b.client().await;
+    for i in 0..3 {
+        p.send("/queue/x", format!("m{i}"), &[]).await.unwrap();
+    }
+    for i in 0..3 {
+        assert_eq!(body(&recv(&mut e1).await), format!("m{i}"));
+    }
+    none(&mut e2).await;
+    none(&mut plain).await;
+    drop(e1);
+    p.send("/queue/x", "m3", &[]).await.unwrap();
+    for i in 0..4 {
+        let f = recv(&mut e2).await;
+        assert_eq!(body(&f), format!("m{i}"));
+        assert_eq!(f.get("redelivered").is_some(), i < 3);
+    }
+    none(&mut plain).await;
+    b.stop().await;
+}

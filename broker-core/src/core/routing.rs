@@ -71,6 +71,8 @@ impl QueueFanIn {
             self.id,
             self.selector.clone(),
             self.prefetch,
+            // A wildcard consumer is never exclusive on the queues it matches.
+            false,
             self.tx.clone(),
         );
         attached.push(Arc::clone(d));

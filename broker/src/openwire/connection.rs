@@ -889,6 +889,11 @@ impl Conn {
                     .temporary_consumer(destination, selector, Some((prefetch as u32).max(1)))
                     .await?
             }
+            _ if info.exclusive => {
+                session
+                    .exclusive_consumer(destination, selector, Some((prefetch as u32).max(1)))
+                    .await?
+            }
             // Broker-core's own prefetch at least 1: the credits below are the client's.
             _ => {
                 session

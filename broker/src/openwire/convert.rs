@@ -183,6 +183,13 @@ pub fn dispatched(
     o.jms_type = m.message_type.clone();
     o.group_id = m.group_id.clone();
     o.group_sequence = m.group_seq;
+    // The dispatcher marks a group's first message for a consumer with a property, which goes
+    // out in the property map (where `getBooleanProperty` finds it) and, from OpenWire
+    // version 10 on, in the message's own field too.
+    o.jmsx_group_first_for_consumer = matches!(
+        m.properties.get(broker_core::GROUP_FIRST_FOR_CONSUMER),
+        Some(Value::Bool(true))
+    );
     o.reply_to = m
         .reply_to
         .as_ref()

@@ -238,6 +238,12 @@ fn outgoing(frame: &Frame) -> Result<Outgoing, Refusal> {
     out.correlation_id = frame.get("correlation-id").map(str::to_owned);
     out.message_type = frame.get("type").map(str::to_owned);
     out.group_id = frame.get("JMSXGroupID").map(str::to_owned);
+    if let Some(seq) = frame.get("JMSXGroupSeq") {
+        out.group_seq = seq
+            .trim()
+            .parse()
+            .map_err(|_| Refusal::new(format!("bad JMSXGroupSeq {seq:?}: an integer"), ""))?;
+    }
     let mut props = BTreeMap::new();
     for (k, v) in &frame.headers {
         if !RESERVED.contains(&k.as_str()) && !props.contains_key(k) {
@@ -272,6 +278,12 @@ fn message_frame(m: &Message, subscription: &str, ack: Option<&str>, naming: &Na
     }
     if let Some(t) = &m.message_type {
         f = f.header("type", t.clone());
+    }
+    if let Some(g) = &m.group_id {
+        f = f.header("JMSXGroupID", g.clone());
+        if m.group_seq != 0 {
+            f = f.header("JMSXGroupSeq", m.group_seq.to_string());
+        }
     }
     for (k, v) in &m.properties {
         f = f.header(k, value_text(v));
@@ -863,6 +875,12 @@ impl Conn {
             _ if temporary => {
                 session
                     .temporary_consumer(destination, selector, Some(prefetch))
+                    .await?
+            }
+            // ActiveMQ's exclusive consumer, as its STOMP door reads the header.
+            _ if frame.get("activemq.exclusive") == Some("true") => {
+                session
+                    .exclusive_consumer(destination, selector, Some(prefetch))
                     .await?
             }
             _ => {
