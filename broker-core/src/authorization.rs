@@ -12,8 +12,9 @@
 //! ActiveMQ, whose `AuthorizationBroker` lets a temporary destination through when the map
 //! has no temporary entry.
 //!
-//! Differs from ActiveMQ: reading advisory topics (`ActiveMQ.Advisory.>`) is always allowed,
-//! as ActiveMQ's sample configs grant it to everyone; ActiveMQ refuses it without an entry.
+//! Differs from ActiveMQ: advisory topics (`ActiveMQ.Advisory.>`) are always open (read,
+//! write, admin), as ActiveMQ's sample configs grant them to everyone; ActiveMQ refuses them
+//! without such an entry.
 //! The check is made on the connection's user and groups, known at login (a connection made
 //! in process, with no user, is the broker's own and may do everything, as ActiveMQ's broker
 //! context).
@@ -190,8 +191,10 @@ impl AuthorizationMap {
                 Some(acl) => !acl.groups(op).is_disjoint(groups),
             };
         }
-        if op == Operation::Read
-            && destination.kind == DestinationKind::Topic
+        // What ActiveMQ's sample configs grant everyone (`<authorizationEntry
+        // topic="ActiveMQ.Advisory.>" read=.. write=.. admin=..>`): the client creates and
+        // reads advisory topics to learn of temporary destinations.
+        if destination.kind == DestinationKind::Topic
             && destination.name.starts_with("ActiveMQ.Advisory.")
         {
             return true;
