@@ -303,3 +303,179 @@ async fn hashed_passwords_and_slow_failures() {
     assert!(slow.await.unwrap().is_err());
     b.stop().await;
 }
+
+/// The console and its API obey the same rules: 403 naming user, operation and destination,
+/// nothing changed; a read-only user sees the pages without action buttons.
+mod console {
+    use std::net::SocketAddr;
+
+    use base64::Engine as _;
+
+    use super::common::http::{Reply, enc, request};
+    use super::*;
+
+    fn basic(user: &str, password: &str) -> String {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
+    }
+
+    async fn get(addr: SocketAddr, auth: &str, path: &str) -> Reply {
+        request(addr, "GET", path, &[("Authorization", auth)], None).await
+    }
+
+    /// A POST of the API: HTTP Basic with the user's token from `/api/csrf`.
+    async fn post(addr: SocketAddr, auth: &str, path: &str, form: &[(&str, &str)]) -> Reply {
+        let token = get(addr, auth, "/api/csrf").await;
+        assert_eq!(token.status, 200, "{}", token.body);
+        let token: serde_json::Value = serde_json::from_str(&token.body).unwrap();
+        let token = token["token"].as_str().unwrap().to_owned();
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        request(
+            addr,
+            "POST",
+            path,
+            &[("Authorization", auth), ("X-CSRF-Token", &token)],
+            Some(("application/x-www-form-urlencoded", &body)),
+        )
+        .await
+    }
+
+    fn forbidden(r: &Reply, user: &str, op: &str, dest: &str) {
+        assert_eq!(r.status, 403, "{}", r.body);
+        let text = r.body.replace("&#39;", "'").replace("&gt;", ">");
+        assert!(
+            text.contains(&format!("User {user} is not authorized to {op}")) && text.contains(dest),
+            "{}",
+            r.body
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn actions_per_rule() {
+        let b = start().await;
+        let web = b.console().await;
+        let addr = web.addr;
+        let (admin, app, reader) = (
+            basic("admin", "adminpw"),
+            basic("app", "apppw"),
+            basic("reader", "readerpw"),
+        );
+        let mut c = b.client_as("admin", "adminpw", None).await;
+        c.send("/queue/orders.in", "o1", &[]).await.unwrap();
+        c.send("/queue/secret", "s1", &[]).await.unwrap();
+        c.send("/topic/prices.eu", "p", &[]).await.unwrap();
+        let mut r = b.client_as("reader", "readerpw", Some("reader-1")).await;
+        r.subscribe(
+            "d",
+            "/topic/prices.eu",
+            "auto",
+            &[("activemq.subscriptionName", "eu")],
+        )
+        .await
+        .unwrap();
+        r.disconnect().await.unwrap();
+
+        // Pages: everyone sees them; the action buttons only a user with admin somewhere.
+        let page = get(addr, &reader, "/queues").await;
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("orders.in"));
+        assert!(!page.body.contains("purge-") && !page.body.contains("Send a message"));
+        let subs = get(addr, &reader, "/subscribers").await;
+        assert!(subs.body.contains("eu") && !subs.body.contains("<button>Delete"));
+        let page = get(addr, &admin, "/queues").await;
+        assert!(page.body.contains("purge-orders.in") && page.body.contains("Send a message"));
+
+        // Browse.
+        assert_eq!(
+            get(addr, &reader, "/queues/browse?name=orders.in")
+                .await
+                .status,
+            200
+        );
+        forbidden(
+            &get(addr, &reader, "/queues/browse?name=secret").await,
+            "reader",
+            "read from",
+            "queue://secret",
+        );
+
+        // Send, and create by sending.
+        let sent = post(
+            addr,
+            &app,
+            "/queues/send",
+            &[("name", "orders.in"), ("body", "b")],
+        )
+        .await;
+        assert_eq!(sent.status, 303, "{}", sent.body);
+        forbidden(
+            &post(
+                addr,
+                &reader,
+                "/queues/send",
+                &[("name", "orders.in"), ("body", "b")],
+            )
+            .await,
+            "reader",
+            "write to",
+            "queue://orders.in",
+        );
+        forbidden(
+            &post(
+                addr,
+                &app,
+                "/queues/send",
+                &[("name", "orders.new"), ("body", "b")],
+            )
+            .await,
+            "app",
+            "administer",
+            "queue://orders.new",
+        );
+        assert_eq!(pending(&b, "orders.new").await, None);
+        assert_eq!(pending(&b, "orders.in").await, Some(2));
+
+        // Purge and delete: admin only.
+        forbidden(
+            &post(addr, &app, "/queues/purge", &[("name", "orders.in")]).await,
+            "app",
+            "administer",
+            "queue://orders.in",
+        );
+        forbidden(
+            &post(addr, &app, "/queues/delete", &[("name", "orders.in")]).await,
+            "app",
+            "administer",
+            "queue://orders.in",
+        );
+        assert_eq!(pending(&b, "orders.in").await, Some(2), "nothing changed");
+        let purged = post(addr, &admin, "/queues/purge", &[("name", "orders.in")]).await;
+        assert_eq!(purged.status, 303, "{}", purged.body);
+        assert_eq!(pending(&b, "orders.in").await, Some(0));
+        let deleted = post(addr, &admin, "/queues/delete", &[("name", "orders.in")]).await;
+        assert_eq!(deleted.status, 303, "{}", deleted.body);
+        assert_eq!(pending(&b, "orders.in").await, None);
+
+        // Deleting a durable subscription needs admin on its topic.
+        let form = [("client_id", "reader-1"), ("name", "eu")];
+        forbidden(
+            &post(addr, &reader, "/subscribers/delete", &form).await,
+            "reader",
+            "administer",
+            "topic://prices.eu",
+        );
+        assert_eq!(b.broker.durable_subscriptions().await.unwrap().len(), 1);
+        let deleted = post(addr, &admin, "/subscribers/delete", &form).await;
+        assert_eq!(deleted.status, 303, "{}", deleted.body);
+        assert!(b.broker.durable_subscriptions().await.unwrap().is_empty());
+
+        web.stop().await;
+        b.stop().await;
+    }
+}
