@@ -258,8 +258,10 @@ impl BrokerConfig {
                     format!("user {:?} is defined twice", u.name),
                 ));
             }
+            // A hash without its salt and output (a truncated paste) would refuse every login.
             if crate::users::is_hash(&u.password)
-                && argon2::password_hash::PasswordHash::new(&u.password).is_err()
+                && !argon2::password_hash::PasswordHash::new(&u.password)
+                    .is_ok_and(|h| h.hash.is_some() && h.salt.is_some())
             {
                 return Err(ConfigError::new(
                     format!("users[{i}].password"),
