@@ -571,15 +571,10 @@ async fn logout(
     r
 }
 
-/// Refuses `op` on `destination` unless the user's `[[authorization]]` grants it: a 403
+/// Refuses `op` on `destination` unless the user's `[[authorization]]` grants it: `Some` 403
 /// naming the user, the operation and the destination (logged at WARN by the check), and
 /// nothing done.
-fn authorize(
-    app: &App,
-    login: &Login,
-    op: Operation,
-    destination: &Destination,
-) -> std::result::Result<(), Response> {
+fn refusal(app: &App, login: &Login, op: Operation, destination: &Destination) -> Option<Response> {
     let temporary = app.broker.is_temporary(destination);
     let checked = match app.users.subject(&login.user) {
         Some(s) => s
@@ -587,7 +582,7 @@ fn authorize(
             .map_err(|e| e.to_string()),
         None => Err(format!("User {} is unknown", login.user)),
     };
-    checked.map_err(|message| {
+    checked.err().map(|message| {
         (
             StatusCode::FORBIDDEN,
             page(
@@ -780,7 +775,7 @@ async fn browse(
     Query(q): Query<NameQuery>,
     AuthenticatedUser(l, _): AuthenticatedUser,
 ) -> Response {
-    if let Err(r) = authorize(
+    if let Some(r) = refusal(
         &app,
         &l,
         Operation::Read,
@@ -858,7 +853,7 @@ async fn send(
         return error_page(&l, "a queue name is required");
     }
     let destination = Destination::queue(f.name.trim());
-    if let Err(r) = authorize(&app, &l, Operation::Write, &destination) {
+    if let Some(r) = refusal(&app, &l, Operation::Write, &destination) {
         return r;
     }
     // As a producer's send: one that creates the queue needs `admin` on it too.
@@ -866,7 +861,7 @@ async fn send(
         Ok(stats) => stats.iter().any(|s| s.destination == destination),
         Err(e) => return error_page(&l, e),
     };
-    if !exists && let Err(r) = authorize(&app, &l, Operation::Admin, &destination) {
+    if !exists && let Some(r) = refusal(&app, &l, Operation::Admin, &destination) {
         return r;
     }
     let out = Outgoing::text(f.body).persistent(f.persistent.as_deref() == Some("true"));
@@ -920,7 +915,7 @@ async fn purge(
     State(app): State<Arc<App>>,
     AuthorizedForm(l, f): AuthorizedForm<NameForm>,
 ) -> Response {
-    if let Err(r) = authorize(
+    if let Some(r) = refusal(
         &app,
         &l,
         Operation::Admin,
@@ -941,7 +936,7 @@ async fn delete_queue(
     State(app): State<Arc<App>>,
     AuthorizedForm(l, f): AuthorizedForm<NameForm>,
 ) -> Response {
-    if let Err(r) = authorize(
+    if let Some(r) = refusal(
         &app,
         &l,
         Operation::Admin,
@@ -1070,7 +1065,7 @@ async fn delete_subscriber(
         Err(e) => return error_page(&l, e),
     };
     if let Some(topic) = topic
-        && let Err(r) = authorize(&app, &l, Operation::Admin, &topic)
+        && let Some(r) = refusal(&app, &l, Operation::Admin, &topic)
     {
         return r;
     }
