@@ -26,7 +26,7 @@ use serde::Deserialize;
 use store_api::{Destination, DestinationKind};
 
 use crate::config::ConfigError;
-use crate::destination_filter::DestinationFilter;
+use crate::destination_filter::{DestinationFilter, is_composite, split_composite};
 use crate::error::BrokerError;
 
 /// The three permissions of ActiveMQ's authorization entries.
@@ -254,6 +254,15 @@ impl Subject {
         destination: &Destination,
         temporary: bool,
     ) -> Result<(), BrokerError> {
+        // A composite (`orders.a,secret`) is allowed only when each of its destinations is:
+        // as one name it would match `orders.>`. Its elements are checked as ordinary
+        // destinations (a temporary one in a composite list is not looked up).
+        if is_composite(&destination.name) {
+            for d in split_composite(&destination.name, destination.kind)? {
+                self.check(op, &d, false)?;
+            }
+            return Ok(());
+        }
         if self.map.allows(&self.groups, op, destination, temporary) {
             return Ok(());
         }
@@ -323,6 +332,13 @@ mod tests {
             app.check(Operation::Admin, &Destination::queue("ID:x:1"), true)
                 .is_ok()
         );
+        // A composite is checked element by element.
+        let composite = Destination::queue("orders.a,orders.b");
+        assert!(app.check(Operation::Write, &composite, false).is_ok());
+        let sneaky = Destination::queue("orders.a,secret");
+        assert!(app.check(Operation::Write, &sneaky, false).is_err());
+        let mixed = Destination::queue("orders.a,topic://orders.b");
+        assert!(app.check(Operation::Write, &mixed, false).is_err());
     }
 
     #[test]

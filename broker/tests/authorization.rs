@@ -117,6 +117,14 @@ async fn send_and_create_per_rule() {
         "write to",
         "topic://orders.in",
     );
+    // A composite is checked per destination: `orders.in,secret` is not an `orders.>` name.
+    let mut app = b.client_as("app", "apppw", None).await;
+    refused(
+        app.send("/queue/orders.in,secret", "x", &[]).await,
+        "app",
+        "write to",
+        "queue://secret",
+    );
     assert_eq!(pending(&b, "orders.in").await, Some(2));
     assert_eq!(pending(&b, "secret").await, Some(1));
     b.stop().await;
