@@ -40,6 +40,9 @@ pub struct Users {
     users: HashMap<String, User>,
     default: bool,
     map: Arc<AuthorizationMap>,
+    /// What an unknown login name is checked against, so that it costs what a known one
+    /// costs: a hash when some password is hashed (made once at start), else clear text.
+    dummy: Secret,
 }
 
 /// Whether a configured password is a PHC hash rather than clear text.
@@ -77,8 +80,16 @@ impl Users {
                 )]),
                 default: true,
                 map,
+                dummy: Secret::Clear("admin".to_owned()),
             };
         }
+        let any_hash = users.iter().any(|u| is_hash(&u.password));
+        // Should the system have no randomness, unknown names fall back to a clear-text
+        // compare: only their timing differs, never the answer.
+        let dummy = any_hash
+            .then(|| hash_password("unknown user").ok())
+            .flatten()
+            .map_or_else(|| Secret::Clear("unknown user".to_owned()), Secret::Hash);
         Users {
             users: users
                 .iter()
@@ -99,6 +110,7 @@ impl Users {
                 .collect(),
             default: false,
             map,
+            dummy,
         }
     }
 
@@ -119,17 +131,19 @@ impl Users {
     /// Checks in time independent of where the passwords differ. An argon2 check takes tens
     /// of milliseconds: call it off the async workers ([`Users::authenticate`]).
     pub fn check(&self, login: &str, passcode: &str) -> bool {
-        let Some(user) = self.users.get(login) else {
-            return false;
+        let (secret, known) = match self.users.get(login) {
+            Some(user) => (&user.secret, true),
+            None => (&self.dummy, false),
         };
-        match &user.secret {
+        let matches = match secret {
             Secret::Clear(expected) => expected.as_bytes().ct_eq(passcode.as_bytes()).into(),
             Secret::Hash(phc) => PasswordHash::new(phc).is_ok_and(|h| {
                 Argon2::default()
                     .verify_password(passcode.as_bytes(), &h)
                     .is_ok()
             }),
-        }
+        };
+        matches && known
     }
 
     /// The logged-in user with its groups and the authorization rules, for
@@ -190,6 +204,8 @@ mod tests {
         assert!(users.check("c", "plain"));
         assert!(!users.check("c", "plai"));
         assert!(!users.check("nobody", "plain"));
+        // The dummy an unknown name is checked against is no password.
+        assert!(!users.check("nobody", "unknown user"));
         assert!(users.has_clear_text());
     }
 }
