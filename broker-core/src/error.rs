@@ -40,6 +40,11 @@ pub enum BrokerError {
     /// Another connection uses this client id.
     #[error("client id {0:?} is already connected")]
     ClientIdInUse(String),
+    /// The connection's user may not do this to this destination (`[[authorization]]`); the
+    /// text names the user, the operation and the destination, as ActiveMQ's
+    /// `SecurityException`s do.
+    #[error("{0}")]
+    NotAuthorized(String),
     /// Memory is full and the policy is to fail sends rather than wait.
     #[error("resource limit: {0}")]
     ResourceLimit(String),

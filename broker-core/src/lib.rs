@@ -35,6 +35,7 @@
 //!   serving → (lock lost →) stopped, each transition logged.
 
 pub mod admin;
+pub mod authorization;
 pub mod broker;
 pub mod config;
 pub(crate) mod core;

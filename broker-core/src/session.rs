@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,6 +20,7 @@ use store_api::{
 use tokio::sync::{Mutex, Semaphore, mpsc};
 use tracing::warn;
 
+use crate::authorization::{Operation, Subject};
 use crate::core::{Core, Placed, PreparedOp, QueueFanIn, WildcardDurable, now_ms, temporary};
 use crate::destination_filter::DestinationFilter;
 use crate::dispatch::{Delivery, Dispatcher, Source};
@@ -213,6 +214,9 @@ pub(crate) struct ConnectionInner {
     closed: AtomicBool,
     /// What this connection holds, against the per-connection caps.
     usage: Arc<ConnectionUsage>,
+    /// Its logged-in user, set once by the protocol door after login; unset for a
+    /// connection of the broker's own, which may do everything.
+    subject: Arc<OnceLock<Arc<Subject>>>,
 }
 
 /// What the console shows of a connection.
@@ -293,6 +297,7 @@ impl Connection {
             sessions: SyncMutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             usage: ConnectionUsage::new(),
+            subject: Arc::new(OnceLock::new()),
         });
         let mut all = core.connections.lock();
         all.retain(|c| c.strong_count() > 0);
@@ -307,6 +312,13 @@ impl Connection {
 
     pub fn client_id(&self) -> Option<&str> {
         self.inner.client_id.as_deref()
+    }
+
+    /// Binds this connection to its logged-in user: every later operation of its sessions
+    /// is checked against the user's `[[authorization]]` grants. Set once; a second call is
+    /// ignored (a connection does not change user).
+    pub fn set_subject(&self, subject: Subject) {
+        let _ = self.inner.subject.set(Arc::new(subject));
     }
 
     pub fn session(&self, mode: AckMode) -> Result<Session> {
@@ -336,6 +348,7 @@ impl Connection {
             acks: Arc::new(Semaphore::new(MAX_PIPELINED_ACKS as usize)),
             usage: Arc::clone(&self.inner.usage),
             tx_slot: SyncMutex::new(tx_slot),
+            subject: Arc::clone(&self.inner.subject),
         });
         let mut sessions = self.inner.sessions.lock();
         // Sessions closed and dropped leave a dead entry each: a client that opens and closes
@@ -380,6 +393,9 @@ impl Connection {
             return Err(BrokerError::Closed("connection"));
         }
         let core = &self.inner.core;
+        if let Some(subject) = self.inner.subject.get() {
+            subject.check(Operation::Admin, destination, true)?;
+        }
         // Each counts as a destination created, against the per-connection rate cap, so a
         // client cannot fill memory with them.
         if !core.temporaries.contains(destination) {
@@ -391,6 +407,9 @@ impl Connection {
     /// Deletes a temporary destination of this connection with its messages; refused while
     /// it has consumers.
     pub fn delete_temporary(&self, destination: &Destination) -> Result<()> {
+        if let Some(subject) = self.inner.subject.get() {
+            subject.check(Operation::Admin, destination, true)?;
+        }
         self.inner
             .core
             .temporaries
@@ -465,6 +484,8 @@ pub(crate) struct SessionInner {
     /// A transacted session's place under `limits.max_transactions_per_connection`, given
     /// back at close.
     tx_slot: SyncMutex<Option<Slot>>,
+    /// The connection's user (see [`Connection::set_subject`]).
+    subject: Arc<OnceLock<Arc<Subject>>>,
 }
 
 /// Empties a session's transacted sends, giving their bytes back to the broker's memory and
@@ -510,8 +531,23 @@ impl Session {
         }
     }
 
+    /// Refuses `op` on `destination` when the connection's user lacks the grant
+    /// (`[[authorization]]`); a protocol door calls it for what broker-core does not do
+    /// itself (a browse through the store, a purge).
+    pub fn authorize(&self, op: Operation, destination: &Destination) -> Result<()> {
+        match self.inner.subject.get() {
+            None => Ok(()),
+            Some(s) => s.check(
+                op,
+                destination,
+                self.inner.core.temporaries.contains(destination),
+            ),
+        }
+    }
+
     pub fn producer(&self, destination: Destination) -> Result<Producer> {
         self.check_open()?;
+        self.authorize(Operation::Write, &destination)?;
         let id = format!("{}:{}", self.inner.id, self.inner.core.next_id());
         Ok(Producer::new(self.clone(), id.into(), destination, false))
     }
@@ -520,6 +556,7 @@ impl Session {
     /// destination is deleted (rather than create an ordinary destination of that name).
     pub fn temporary_producer(&self, destination: Destination) -> Result<Producer> {
         self.check_open()?;
+        self.authorize(Operation::Write, &destination)?;
         if !self.inner.core.temporaries.contains(&destination) {
             return Err(temporary::gone(&destination));
         }
@@ -532,6 +569,7 @@ impl Session {
     /// message of a temporary queue (this connection's own only). For a queue browser: nothing
     /// is taken, locked or acked.
     pub fn browse_in_memory(&self, queue: &Destination) -> Result<Vec<Arc<Message>>> {
+        self.authorize(Operation::Read, queue)?;
         let core = &self.inner.core;
         if core.temporaries.contains(queue) {
             return core.temporaries.browse(queue, &self.inner.connection_id);
@@ -608,6 +646,7 @@ impl Session {
         exclusive: bool,
     ) -> Result<Consumer> {
         self.check_open()?;
+        self.authorize(Operation::Read, &destination)?;
         let core = &self.inner.core;
         let filter = consumer_filter(&destination)?;
         let slot = self.inner.usage.consumer(&core.config.limits)?;
@@ -677,6 +716,7 @@ impl Session {
         if !topic.is_topic() {
             return Err(BrokerError::Invalid(format!("{topic} is not a topic")));
         }
+        self.authorize(Operation::Read, &topic)?;
         let filter = consumer_filter(&topic)?;
         if self.inner.core.temporaries.contains(&topic) {
             return Err(BrokerError::InvalidDestination(format!(
@@ -738,6 +778,8 @@ impl Session {
         if core.has_destination(destination) {
             return Ok(());
         }
+        // As ActiveMQ's AuthorizationBroker.addDestination: creating one needs `admin`.
+        self.authorize(Operation::Admin, destination)?;
         self.inner.usage.destination_created(&core.config.limits)?;
         if destination.is_queue() {
             core.queue(destination).await.map(drop)

@@ -29,6 +29,7 @@
 
 use std::path::{Path, PathBuf};
 
+use broker_core::authorization::{AuthorizationEntry, AuthorizationMap};
 use broker_core::config::{BrokerSection, ConfigError, CoreConfig, LimitsSection, PolicySection};
 use engines::{EngineConfig, LockerSection, PersistenceSection};
 use serde::Deserialize;
@@ -45,6 +46,9 @@ pub struct BrokerConfig {
     pub transports: TransportsSection,
     /// STOMP users. None configured = ActiveMQ's `admin`/`admin`, with a warning at start.
     pub users: Vec<UserEntry>,
+    /// Who may read, write and administer which destinations (ActiveMQ's
+    /// `authorizationEntries`); none = everyone may do everything, with a warning at start.
+    pub authorization: Vec<AuthorizationEntry>,
 }
 
 /// Where the `broker` program listens and the limits it puts on clients.
@@ -132,7 +136,11 @@ impl Default for TransportsSection {
 #[serde(deny_unknown_fields)]
 pub struct UserEntry {
     pub name: String,
+    /// Clear text (warned about at start), or an argon2 PHC string from `broker passwd`.
     pub password: String,
+    /// The groups `[[authorization]]` entries grant to.
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 impl BrokerConfig {
@@ -155,6 +163,25 @@ impl BrokerConfig {
             limits: self.limits.clone(),
             policy: self.policy.clone(),
         }
+    }
+
+    /// The parsed `[[authorization]]` entries.
+    pub fn authorization_map(&self) -> Result<AuthorizationMap, ConfigError> {
+        AuthorizationMap::from_entries(&self.authorization)
+    }
+
+    /// The users with their groups and the authorization rules.
+    pub fn users(&self) -> crate::users::Users {
+        // Validated when the config was read; an invalid map here would be a config built
+        // in code, and then no rule is safer than a panic only if there were none: refuse all.
+        let map = self.authorization_map().unwrap_or_else(|_| {
+            AuthorizationMap::from_entries(&[AuthorizationEntry {
+                queue: Some(">".into()),
+                ..Default::default()
+            }])
+            .unwrap_or_default()
+        });
+        crate::users::Users::with_authorization(&self.users, std::sync::Arc::new(map))
     }
 
     /// What `engines` reads.
@@ -231,7 +258,24 @@ impl BrokerConfig {
                     format!("user {:?} is defined twice", u.name),
                 ));
             }
+            // A hash without its salt and output (a truncated paste) would refuse every login.
+            if crate::users::is_hash(&u.password)
+                && !argon2::password_hash::PasswordHash::new(&u.password)
+                    .is_ok_and(|h| h.hash.is_some() && h.salt.is_some())
+            {
+                return Err(ConfigError::new(
+                    format!("users[{i}].password"),
+                    "starts as an argon2 hash but is not a valid PHC string (see `broker passwd`)",
+                ));
+            }
+            if u.groups.iter().any(String::is_empty) {
+                return Err(ConfigError::new(
+                    format!("users[{i}].groups"),
+                    "a group name must not be empty",
+                ));
+            }
         }
+        self.authorization_map()?;
         self.broker.validate()
     }
 }

@@ -15,7 +15,6 @@ use tracing::{debug, info, warn};
 use crate::Broker;
 use crate::stomp::frame::Limits;
 use crate::stomp::server::{ServerContext, serve};
-use crate::users::Users;
 
 /// Running listeners; `stop` closes them and every connection.
 pub struct Server {
@@ -30,10 +29,20 @@ impl Server {
     /// Binds the listeners the broker's config names (`transports`).
     pub async fn start(broker: Arc<Broker>) -> Result<Server> {
         let t = broker.config().transports.clone();
-        let users = Users::from_config(&broker.config().users);
+        let users = Arc::new(broker.config().users());
         if users.is_default() {
             warn!(
                 "no [[users]] configured: the default user admin/admin is in use; set users in the config before exposing this broker"
+            );
+        }
+        if users.has_clear_text() {
+            warn!(
+                "[[users]] passwords in clear text: `broker passwd` prints a hash to put there instead"
+            );
+        }
+        if !users.authorization_enabled() {
+            warn!(
+                "no [[authorization]] entries: every user may send, consume and administer every destination"
             );
         }
         let (shutdown, rx) = watch::channel(false);

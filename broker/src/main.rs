@@ -47,6 +47,25 @@ enum Command {
     Purge(cli::PurgeArgs),
     /// Per destination: pending, consumers, enqueued, dequeued.
     Dstat(cli::DstatArgs),
+    /// Reads a password from stdin (its first line) and prints its argon2 hash, for a
+    /// `[[users]] password` in broker.toml.
+    Passwd,
+}
+
+/// `broker passwd`: the password is read from stdin rather than taken as an argument, so that
+/// it stays out of the shell's history and the process list.
+fn passwd() -> Result<()> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
+    let password = line.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        anyhow::bail!("empty password on stdin");
+    }
+    let hash = broker::users::hash_password(password).map_err(anyhow::Error::msg)?;
+    println!("{hash}");
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {
@@ -69,6 +88,7 @@ fn main() -> std::process::ExitCode {
             Command::Browse(a) => cli::browse(a).await.map(|()| 0),
             Command::Purge(a) => cli::purge(a).await.map(|()| 0),
             Command::Dstat(a) => cli::dstat(a).await.map(|()| 0),
+            Command::Passwd => passwd().map(|()| 0),
         }
     });
     match result {

@@ -31,6 +31,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
+use broker_core::authorization::Operation;
 use broker_core::{Body, Destination, DestinationStats, Outgoing, SubscriptionKey, Value};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -63,7 +64,7 @@ const STYLE_SHEET: &str = include_str!("web/console.css");
 
 struct App {
     broker: Arc<Broker>,
-    users: Users,
+    users: Arc<Users>,
     sessions: Sessions,
     clock: Arc<Clock>,
     secrets: Secrets,
@@ -93,7 +94,7 @@ impl WebServer {
         } else {
             None
         };
-        let users = Users::from_config(&broker.config().users);
+        let users = Arc::new(broker.config().users());
         let clock = Arc::new(Clock::default());
         let app = Arc::new(App {
             broker,
@@ -248,7 +249,9 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 impl App {
-    fn login(&self, headers: &HeaderMap) -> Option<Login> {
+    /// Basic credentials are checked as a protocol login is ([`Users::authenticate`]): off
+    /// the async workers, and a wrong password answered late.
+    async fn login(&self, headers: &HeaderMap) -> Option<Login> {
         if let Some(sid) = cookie(headers, SESSION_COOKIE)
             && let Some(SessionUser { user, csrf }) = self.sessions.touch(&sid, self.clock.now())
         {
@@ -265,7 +268,7 @@ impl App {
             .ok()?;
         let text = String::from_utf8(decoded).ok()?;
         let (user, password) = text.split_once(':')?;
-        if self.users.check(user, password) {
+        if self.users.authenticate(user, password).await.is_some() {
             Some(Login {
                 user: user.to_owned(),
                 csrf: self.secrets.basic_token(user),
@@ -330,6 +333,7 @@ impl<R: Audience> FromRequestParts<Arc<App>> for AuthenticatedUser<R> {
         app: &Arc<App>,
     ) -> std::result::Result<Self, Response> {
         app.login(&parts.headers)
+            .await
             .map(|l| AuthenticatedUser(l, PhantomData))
             .ok_or_else(|| R::unauthorized(app))
     }
@@ -356,6 +360,7 @@ where
     async fn from_request(req: Request, app: &Arc<App>) -> std::result::Result<Self, Response> {
         let l = app
             .login(req.headers())
+            .await
             .ok_or_else(|| Page::unauthorized(app))?;
         let header_token = req
             .headers()
@@ -503,7 +508,12 @@ async fn login(
             Some("The login form had expired; please log in again."),
         );
     }
-    if !app.users.check(&f.username, &f.password) {
+    if app
+        .users
+        .authenticate(&f.username, &f.password)
+        .await
+        .is_none()
+    {
         warn!(user = %f.username, "web console: wrong credentials");
         return login_response(
             &app,
@@ -559,6 +569,39 @@ async fn logout(
         );
     }
     r
+}
+
+/// Refuses `op` on `destination` unless the user's `[[authorization]]` grants it: `Some` 403
+/// naming the user, the operation and the destination (logged at WARN by the check), and
+/// nothing done.
+fn refusal(app: &App, login: &Login, op: Operation, destination: &Destination) -> Option<Response> {
+    let temporary = app.broker.is_temporary(destination);
+    let checked = match app.users.subject(&login.user) {
+        Some(s) => s
+            .check(op, destination, temporary)
+            .map_err(|e| e.to_string()),
+        None => Err(format!("User {} is unknown", login.user)),
+    };
+    checked.err().map(|message| {
+        (
+            StatusCode::FORBIDDEN,
+            page(
+                "Not authorized",
+                Some(login),
+                &format!("<p class=\"msg\">{}</p>", escape(&message)),
+            ),
+        )
+            .into_response()
+    })
+}
+
+/// Whether the console shows this user its action buttons: only to a user with `admin` on
+/// some destination (a read-only user sees the pages only; the actions are refused
+/// server-side anyway).
+fn shows_actions(app: &App, login: &Login) -> bool {
+    app.users
+        .subject(&login.user)
+        .is_some_and(|s| s.is_admin_anywhere())
 }
 
 fn error_page(login: &Login, e: impl std::fmt::Display) -> Response {
@@ -685,22 +728,34 @@ async fn queues(
         Err(e) => return error_page(&l, e),
     };
     let csrf = escape(&l.csrf);
+    let actions = shows_actions(&app, &l);
     let mut rows = String::new();
     for s in stats.iter().filter(|s| s.destination.is_queue()) {
         let name = escape(&s.destination.name);
         let q = url_encode(&s.destination.name);
+        let buttons = if actions {
+            format!(
+                " <a href=\"/queues/confirm?action=purge&amp;name={q}\" id=\"purge-{name}\">Purge</a> \
+                 <a href=\"/queues/confirm?action=delete&amp;name={q}\" id=\"delete-{name}\">Delete</a>"
+            )
+        } else {
+            String::new()
+        };
         let _ = write!(
             rows,
             "<tr><td>{name}</td><td class=\"n\" id=\"pending-{name}\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-             <td><a href=\"/queues/browse?name={q}\" id=\"browse-{name}\">Browse</a> \
-             <a href=\"/queues/confirm?action=purge&amp;name={q}\" id=\"purge-{name}\">Purge</a> \
-             <a href=\"/queues/confirm?action=delete&amp;name={q}\" id=\"delete-{name}\">Delete</a></td></tr>",
+             <td><a href=\"/queues/browse?name={q}\" id=\"browse-{name}\">Browse</a>{buttons}</td></tr>",
             s.pending, s.consumers, s.enqueued, s.dequeued
         );
     }
+    let table = format!(
+        "<table><tr><th>Name</th><th>Pending</th><th>Consumers</th><th>Enqueued</th><th>Dequeued</th><th></th></tr>{rows}</table>"
+    );
+    if !actions {
+        return page("Queues", Some(&l), &table).into_response();
+    }
     let body = format!(
-        "<table><tr><th>Name</th><th>Pending</th><th>Consumers</th><th>Enqueued</th><th>Dequeued</th><th></th></tr>{rows}</table>\
-         <h2>Send a message</h2><form method=\"post\" action=\"/queues/send\">\
+        "{table}<h2>Send a message</h2><form method=\"post\" action=\"/queues/send\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <p><label>Queue <input name=\"name\" id=\"send-name\"></label></p>\
          <p><label>Body <textarea name=\"body\" id=\"send-body\" rows=\"3\" cols=\"40\"></textarea></label></p>\
@@ -720,6 +775,14 @@ async fn browse(
     Query(q): Query<NameQuery>,
     AuthenticatedUser(l, _): AuthenticatedUser,
 ) -> Response {
+    if let Some(r) = refusal(
+        &app,
+        &l,
+        Operation::Read,
+        &Destination::queue(q.name.as_str()),
+    ) {
+        return r;
+    }
     let messages = match app.broker.browse(&q.name, BROWSE_MAX).await {
         Ok(m) => m,
         Err(e) => return error_page(&l, e),
@@ -789,6 +852,18 @@ async fn send(
     if f.name.trim().is_empty() {
         return error_page(&l, "a queue name is required");
     }
+    let destination = Destination::queue(f.name.trim());
+    if let Some(r) = refusal(&app, &l, Operation::Write, &destination) {
+        return r;
+    }
+    // As a producer's send: one that creates the queue needs `admin` on it too.
+    let exists = match app.broker.destination_stats().await {
+        Ok(stats) => stats.iter().any(|s| s.destination == destination),
+        Err(e) => return error_page(&l, e),
+    };
+    if !exists && let Some(r) = refusal(&app, &l, Operation::Admin, &destination) {
+        return r;
+    }
     let out = Outgoing::text(f.body).persistent(f.persistent.as_deref() == Some("true"));
     match app
         .broker
@@ -840,6 +915,14 @@ async fn purge(
     State(app): State<Arc<App>>,
     AuthorizedForm(l, f): AuthorizedForm<NameForm>,
 ) -> Response {
+    if let Some(r) = refusal(
+        &app,
+        &l,
+        Operation::Admin,
+        &Destination::queue(f.name.as_str()),
+    ) {
+        return r;
+    }
     match app.broker.purge(&f.name).await {
         Ok(n) => {
             info!(user = %l.user, queue = %f.name, purged = n, "web console: purged");
@@ -853,6 +936,14 @@ async fn delete_queue(
     State(app): State<Arc<App>>,
     AuthorizedForm(l, f): AuthorizedForm<NameForm>,
 ) -> Response {
+    if let Some(r) = refusal(
+        &app,
+        &l,
+        Operation::Admin,
+        &Destination::queue(f.name.as_str()),
+    ) {
+        return r;
+    }
     match app.broker.delete_queue(&f.name).await {
         Ok(()) => {
             info!(user = %l.user, queue = %f.name, "web console: deleted");
@@ -923,22 +1014,29 @@ async fn subscribers(
         Ok(s) => s,
         Err(e) => return error_page(&l, e),
     };
+    let actions = shows_actions(&app, &l);
     let mut rows = String::new();
     for (d, key, selector, pending, active) in subs {
+        let button = if actions {
+            format!(
+                "<form class=\"inline\" method=\"post\" action=\"/subscribers/delete\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                 <input type=\"hidden\" name=\"client_id\" value=\"{}\"><input type=\"hidden\" name=\"name\" value=\"{}\">\
+                 <button>Delete</button></form>",
+                escape(&l.csrf),
+                escape(&key.client_id),
+                escape(&key.name)
+            )
+        } else {
+            String::new()
+        };
         let _ = write!(
             rows,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{pending}</td><td>{}</td><td>\
-             <form class=\"inline\" method=\"post\" action=\"/subscribers/delete\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-             <input type=\"hidden\" name=\"client_id\" value=\"{}\"><input type=\"hidden\" name=\"name\" value=\"{}\">\
-             <button>Delete</button></form></td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{pending}</td><td>{}</td><td>{button}</td></tr>",
             escape(&key.client_id),
             escape(&key.name),
             escape(&d.name),
             escape(selector.as_deref().unwrap_or("")),
             if active { "active" } else { "offline" },
-            escape(&l.csrf),
-            escape(&key.client_id),
-            escape(&key.name)
         );
     }
     page(
@@ -959,11 +1057,19 @@ async fn delete_subscriber(
     State(app): State<Arc<App>>,
     AuthorizedForm(l, f): AuthorizedForm<SubscriberForm>,
 ) -> Response {
-    match app
-        .broker
-        .delete_durable_subscription(&SubscriptionKey::new(f.client_id, f.name))
-        .await
+    let key = SubscriptionKey::new(f.client_id, f.name);
+    // Deleting a subscription needs `admin` on its topic; an unknown one is left to the
+    // delete's own answer.
+    let topic = match app.broker.durable_subscriptions().await {
+        Ok(subs) => subs.into_iter().find(|(_, i)| i.key == key).map(|(d, _)| d),
+        Err(e) => return error_page(&l, e),
+    };
+    if let Some(topic) = topic
+        && let Some(r) = refusal(&app, &l, Operation::Admin, &topic)
     {
+        return r;
+    }
+    match app.broker.delete_durable_subscription(&key).await {
         Ok(()) => Redirect::to("/subscribers").into_response(),
         Err(e) => error_page(&l, e),
     }

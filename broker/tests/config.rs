@@ -90,6 +90,53 @@ fn a_leveldb_config_parses_with_activemqs_names() {
     );
 }
 
+/// The README's Security example: users with groups (one password hashed) and
+/// `[[authorization]]` entries for queues, topics and temporary destinations.
+#[test]
+fn a_security_config_parses() {
+    let hash = broker::users::hash_password("pw").unwrap();
+    let text = format!(
+        r#"
+[[users]]
+name = "admin"
+password = "{hash}"
+groups = ["admins"]
+[[users]]
+name = "app"
+password = "secret"
+groups = ["apps"]
+[[authorization]]
+queue = "orders.>"
+read = ["apps"]
+write = ["apps"]
+admin = ["admins"]
+[[authorization]]
+topic = "prices.*"
+read = ["apps"]
+[[authorization]]
+temporary = true
+read = ["apps"]
+write = ["apps"]
+admin = ["apps"]
+"#
+    );
+    let c = BrokerConfig::from_toml(&text).unwrap();
+    assert_eq!(c.users[0].groups, ["admins"]);
+    assert_eq!(c.authorization.len(), 3);
+    assert_eq!(c.authorization[1].topic.as_deref(), Some("prices.*"));
+    assert!(c.authorization[2].temporary);
+    let users = c.users();
+    assert!(users.authorization_enabled() && users.has_clear_text());
+    assert!(users.check("admin", "pw") && !users.check("admin", "pW"));
+    // Without entries: open, as before.
+    assert!(
+        !BrokerConfig::from_toml("")
+            .unwrap()
+            .users()
+            .authorization_enabled()
+    );
+}
+
 #[test]
 fn each_bad_config_names_its_key() {
     let cases: &[(&str, &str, &str)] = &[
@@ -220,6 +267,71 @@ fn each_bad_config_names_its_key() {
             "[transports]\nweb_max_sessions = 0\n",
             "transports.web_max_sessions",
             "above 0",
+        ),
+        (
+            "[[users]]\nname = \"a\"\npassword = \"p\"\ngroups = \"admins\"\n",
+            "users[0].groups",
+            "invalid type",
+        ),
+        (
+            "[[users]]\nname = \"a\"\npassword = \"p\"\ngroups = [\"\"]\n",
+            "users[0].groups",
+            "empty",
+        ),
+        (
+            "[[users]]\nname = \"a\"\npassword = \"$argon2id$nonsense\"\n",
+            "users[0].password",
+            "PHC",
+        ),
+        (
+            "[[authorization]]\nqueue = \"a\"\ntopic = \"b\"\n",
+            "authorization[0]",
+            "exactly one of queue, topic or temporary",
+        ),
+        (
+            "[[authorization]]\nread = [\"g\"]\n",
+            "authorization[0]",
+            "exactly one of queue, topic or temporary",
+        ),
+        (
+            "[[authorization]]\nqueue = \"a.>.b\"\n",
+            "authorization[0].queue",
+            "'>' may only be the last element",
+        ),
+        (
+            "[[authorization]]\ntopic = \"\"\n",
+            "authorization[0].topic",
+            "empty",
+        ),
+        (
+            "[[authorization]]\nqueue = \"a\"\nread = [\"\"]\n",
+            "authorization[0].read",
+            "empty",
+        ),
+        (
+            "[[authorization]]\nqueue = \"a\"\nwrite = [\"\"]\n",
+            "authorization[0].write",
+            "empty",
+        ),
+        (
+            "[[authorization]]\nqueue = \"a\"\nadmin = [\"\"]\n",
+            "authorization[0].admin",
+            "empty",
+        ),
+        (
+            "[[authorization]]\nqueue = \"a\"\nwrtie = []\n",
+            "authorization[0].wrtie",
+            "unknown field",
+        ),
+        (
+            "[[authorization]]\ntemporary = true\n[[authorization]]\ntemporary = true\n",
+            "authorization[1].temporary",
+            "only one",
+        ),
+        (
+            "[[authorization]]\ntemporary = \"yes\"\n",
+            "authorization[0].temporary",
+            "invalid type",
         ),
     ];
     for (text, key, reason) in cases {

@@ -189,6 +189,53 @@ async fn java_consumer_cap_is_a_resource_allocation_exception() {
     b.stop().await;
 }
 
+/// `[[authorization]]` over OpenWire: a refused send is the Java client's
+/// `JMSSecurityException` (ActiveMQ's `java.lang.SecurityException`), and nothing arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_refused_send_is_a_jms_security_exception() {
+    let b = TestBroker::start(
+        r#"
+[[users]]
+name = "admin"
+password = "adminpw"
+groups = ["admins"]
+[[users]]
+name = "app"
+password = "apppw"
+groups = ["apps"]
+[[authorization]]
+queue = ">"
+read = ["admins"]
+write = ["admins"]
+admin = ["admins"]
+[[authorization]]
+queue = "orders.>"
+read = ["apps"]
+write = ["apps"]
+"#,
+    )
+    .await;
+    let mut admin = b.client_as("admin", "adminpw", None).await;
+    admin.send("/queue/orders.in", "first", &[]).await.unwrap();
+    admin.send("/queue/secret", "first", &[]).await.unwrap();
+    let port = b.server.openwire.expect("OpenWire listener").port();
+    java(port, "not-authorized").await;
+    let stats = b.broker.destination_stats().await.unwrap();
+    let pending = |name: &str| {
+        stats
+            .iter()
+            .find(|s| s.destination.is_queue() && &*s.destination.name == name)
+            .map(|s| s.pending)
+    };
+    assert_eq!(pending("orders.in"), Some(2));
+    assert_eq!(
+        pending("secret"),
+        Some(1),
+        "the refused send changed nothing"
+    );
+    b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stomp_to_openwire() {
     let (b, port) = broker().await;

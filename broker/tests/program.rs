@@ -81,3 +81,44 @@ fn a_bad_config_is_refused_naming_the_key() {
         assert!(err.contains(key) && err.contains(reason), "{err}");
     }
 }
+
+/// `broker passwd` reads the password from stdin and prints an argon2id PHC string that the
+/// broker accepts as a `[[users]] password`; empty input is refused.
+#[test]
+fn passwd_prints_a_hash_of_stdin() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let run = |input: &str| {
+        let mut child = Command::new(BIN)
+            .arg("passwd")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run("s3cret\n");
+    assert!(out.status.success(), "{out:?}");
+    let hash = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let config = broker::BrokerConfig::from_toml(&format!(
+        "[[users]]\nname = \"u\"\npassword = \"{hash}\"\n"
+    ))
+    .unwrap();
+    let users = config.users();
+    assert!(users.check("u", "s3cret"));
+    assert!(!users.check("u", "s3cret\n") && !users.check("u", "other"));
+    assert!(!users.has_clear_text());
+    assert_eq!(
+        run("\n").status.code(),
+        Some(2),
+        "an empty password is refused"
+    );
+}

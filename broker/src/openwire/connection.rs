@@ -80,6 +80,9 @@ impl From<BrokerError> for Failure {
                 "javax.jms.ResourceAllocationException"
             }
             BrokerError::InvalidDestination(_) => "javax.jms.InvalidDestinationException",
+            // As ActiveMQ's AuthorizationBroker: the Java client turns it into a
+            // JMSSecurityException.
+            BrokerError::NotAuthorized(_) => "java.lang.SecurityException",
             _ => "javax.jms.JMSException",
         };
         Failure {
@@ -570,13 +573,13 @@ async fn connect(
 ) -> Result<Conn, Failure> {
     let user = info.user_name.as_deref().unwrap_or("");
     let password = info.password.as_deref().unwrap_or("");
-    if !ctx.users.check(user, password) {
+    let Some(subject) = ctx.users.authenticate(user, password).await else {
         warn!(peer = %peer, login = %user, "authentication failed");
         return Err(Failure {
             class: "java.lang.SecurityException",
             message: format!("User name [{user}] or password is invalid."),
         });
-    }
+    };
     let client_id = info.client_id.as_deref().filter(|c| !c.is_empty());
     // A client that reconnects at once may find its previous connection not yet gone here.
     let deadline = tokio::time::Instant::now() + CLIENT_ID_WAIT;
@@ -588,6 +591,7 @@ async fn connect(
             other => break other?,
         }
     };
+    connection.set_subject(subject);
     let broker_info = BrokerInfo {
         broker_id: Some(BrokerId {
             value: format!("rust-broker-{}", ctx.broker.config().broker.name),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use broker_core::authorization::Operation;
 use broker_core::{
     AckMode, Body, BrokerError, Connection, Consumer, Destination, DestinationKind, Message,
     MessageId, OrderKey, Outgoing, Producer, Received, Session, Submitted, Value,
@@ -32,7 +33,7 @@ use crate::users::Users;
 /// What every connection shares.
 pub struct ServerContext {
     pub broker: Arc<Broker>,
-    pub users: Users,
+    pub users: Arc<Users>,
     pub limits: Limits,
     pub max_pending_frames: usize,
     /// The bytes of those frames at most (they count against the broker's memory too).
@@ -548,13 +549,13 @@ async fn connect(
     };
     let login = frame.get("login").unwrap_or("");
     let passcode = frame.get("passcode").unwrap_or("");
-    if !ctx.users.check(login, passcode) {
+    let Some(subject) = ctx.users.authenticate(login, passcode).await else {
         warn!(peer = %peer, login = %login, "authentication failed");
         return Err(Refusal::new(
             "Authentication failed",
             format!("wrong user name or password for {login:?}"),
         ));
-    }
+    };
     let client_id = frame.get("client-id").filter(|c| !c.is_empty());
     // A client that reconnects at once may find its previous connection, closed on its side,
     // not yet gone on ours: wait a little for it before refusing the client id.
@@ -567,6 +568,7 @@ async fn connect(
             other => break other?,
         }
     };
+    connection.set_subject(subject);
     let auto = connection.session(AckMode::Auto)?;
     let (cx, cy) = frame
         .get("heart-beat")
@@ -781,6 +783,8 @@ impl Conn {
     ) -> Result<Option<Submitted<MessageId>>, Refusal> {
         let dest_text = required(frame, "destination")?;
         if let Some(queue) = dest_text.strip_prefix("/queue/ActiveMQ.Admin.Purge.") {
+            self.auto
+                .authorize(Operation::Admin, &Destination::queue(queue))?;
             let n = self.ctx.broker.purge(queue).await?;
             info!(peer = %self.peer, queue, purged = n, "purged");
             return Ok(None);
@@ -939,6 +943,8 @@ impl Conn {
             if !destination.is_queue() {
                 return Err(Refusal::new("only queues can be browsed", ""));
             }
+            // Checked before the first page: a refused browse sends nothing.
+            self.auto.authorize(Operation::Read, &destination)?;
             let mut after: Option<OrderKey> = None;
             loop {
                 let page = self

@@ -51,6 +51,7 @@ public class OpenWireChecks {
             case "from-stomp": fromStomp(); break;
             case "to-stomp": toStomp(); break;
             case "destinations": destinations(); break;
+            case "not-authorized": notAuthorized(); break;
             default: throw new IllegalArgumentException(check);
         }
         System.out.println("ok " + check);
@@ -149,6 +150,35 @@ public class OpenWireChecks {
         } catch (JMSSecurityException e) {
             // expected
         }
+    }
+
+    // [[authorization]]: user app may write to orders.in but not to secret; the refusal is
+    // ActiveMQ's java.lang.SecurityException, which the client raises as a
+    // JMSSecurityException naming the user, the operation and the destination.
+    static void notAuthorized() throws Exception {
+        ActiveMQConnectionFactory f = new ActiveMQConnectionFactory("app", "apppw", url);
+        Connection c = f.createConnection();
+        c.start();
+        Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        s.createProducer(s.createQueue("orders.in")).send(s.createTextMessage("allowed"));
+        JMSSecurityException refused = null;
+        try {
+            MessageProducer p = s.createProducer(s.createQueue("secret"));
+            p.send(s.createTextMessage("refused"));
+        } catch (JMSSecurityException e) {
+            refused = e;
+        }
+        check(refused != null, "a send to secret raises JMSSecurityException");
+        check(String.valueOf(refused.getMessage()).contains("User app is not authorized to write to: queue://secret"),
+            "names user, operation and destination: " + refused.getMessage());
+        refused = null;
+        try {
+            s.createConsumer(s.createQueue("secret"));
+        } catch (JMSSecurityException e) {
+            refused = e;
+        }
+        check(refused != null, "a consumer of secret raises JMSSecurityException");
+        c.close();
     }
 
     static void asyncBurst() throws Exception {
