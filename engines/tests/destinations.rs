@@ -3,33 +3,13 @@
 //! them is stored surviving restarts on every durable engine.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeSet;
 
 use broker_core::{AckMode, BrokerError, Destination, Outgoing};
 use common::{Engine, Env, assert_none, recv, recv_n, texts};
-
-macro_rules! on_engines {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Engine::Memory).await;
-                }
-            )*
-        }
-        mod kahadb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Engine::KahaDb).await;
-                }
-            )*
-        }
-    };
-}
 
 /// A restart scenario on every durable engine (the database ones when `MYSQL_URL` /
 /// `POSTGRES_URL` are set).
@@ -67,13 +47,16 @@ on_durable_engines!(
 );
 
 on_engines!(
-    a_wildcard_topic_subscriber_hears_every_matching_topic_even_new_ones,
-    a_wildcard_queue_consumer_drains_every_matching_queue_even_new_ones,
-    wildcard_sends_and_malformed_names_are_refused_and_create_nothing,
-    a_composite_send_delivers_one_copy_to_each_destination,
-    a_transacted_composite_send_commits_or_rolls_back_every_copy,
-    a_virtual_topic_copies_to_each_consumer_queue,
-    a_durable_wildcard_subscription_keeps_every_matching_topic_even_new_ones,
+    [memory => Memory, kahadb => KahaDb]
+    (
+        a_wildcard_topic_subscriber_hears_every_matching_topic_even_new_ones,
+        a_wildcard_queue_consumer_drains_every_matching_queue_even_new_ones,
+        wildcard_sends_and_malformed_names_are_refused_and_create_nothing,
+        a_composite_send_delivers_one_copy_to_each_destination,
+        a_transacted_composite_send_commits_or_rolls_back_every_copy,
+        a_virtual_topic_copies_to_each_consumer_queue,
+        a_durable_wildcard_subscription_keeps_every_matching_topic_even_new_ones,
+    )
 );
 
 fn q(name: &str) -> Destination {

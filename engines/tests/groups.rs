@@ -4,6 +4,7 @@
 //! closes it; an exclusive consumer gets everything and the next one takes over when it goes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use broker_core::{
@@ -11,32 +12,14 @@ use broker_core::{
 };
 use common::{Engine, Env, assert_none, recv, recv_n, texts};
 
-macro_rules! on_engines {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Engine::Memory).await;
-                }
-            )*
-        }
-        mod kahadb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Engine::KahaDb).await;
-                }
-            )*
-        }
-    };
-}
-
 on_engines!(
-    each_group_stays_on_one_consumer_in_order_and_ungrouped_messages_round_robin,
-    a_group_moves_when_its_consumer_closes_with_its_unacked_messages_first,
-    group_seq_minus_one_closes_the_group,
-    an_exclusive_consumer_gets_everything_and_the_next_takes_over,
+    [memory => Memory, kahadb => KahaDb]
+    (
+        each_group_stays_on_one_consumer_in_order_and_ungrouped_messages_round_robin,
+        a_group_moves_when_its_consumer_closes_with_its_unacked_messages_first,
+        group_seq_minus_one_closes_the_group,
+        an_exclusive_consumer_gets_everything_and_the_next_takes_over,
+    )
 );
 
 fn q(name: &str) -> Destination {

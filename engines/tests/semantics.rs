@@ -2,6 +2,7 @@
 //! engine.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeSet;
@@ -10,59 +11,33 @@ use std::time::Duration;
 use broker_core::{AckMode, BrokerError, Destination, Outgoing, Value, Xid};
 use common::{Engine, Env, assert_none, recv, recv_n, texts};
 
-macro_rules! on_engines {
-    ($($name:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Engine::Memory).await;
-                }
-            )*
-        }
-        mod kahadb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Engine::KahaDb).await;
-                }
-            )*
-        }
-        mod leveldb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Engine::LevelDb).await;
-                }
-            )*
-        }
-    };
-}
-
 on_engines!(
-    queue_gives_each_message_to_one_competing_consumer,
-    topic_gives_every_subscriber_a_copy_while_connected,
-    durable_subscription_keeps_messages_while_away_until_unsubscribed,
-    auto_ack_consumes_on_receive,
-    client_ack_is_cumulative_and_the_rest_is_redelivered,
-    individual_ack_acks_exactly_one,
-    dups_ok_acks_what_was_received_when_the_session_closes,
-    recover_redelivers_unacked_messages,
-    transaction_commit_and_rollback_cover_sends_and_acks,
-    redelivery_past_the_maximum_goes_to_the_dead_letter_queue,
-    consumer_loss_redelivers_its_unacked_messages,
-    closing_a_consumer_gives_back_its_prefetched_messages_undelivered,
-    selectors_filter_queues_and_durable_subscriptions,
-    a_bad_selector_is_an_error_for_the_subscriber,
-    higher_priority_is_delivered_first,
-    expired_messages_are_never_delivered,
-    non_persistent_messages_never_touch_the_store,
-    a_deep_queue_pages_within_the_memory_limit,
-    xa_prepare_then_commit_or_rollback,
-    client_ids_and_durable_subscriptions_are_checked,
-    nack_redelivers_and_counts_toward_the_dead_letter_queue,
-    an_ack_can_join_another_sessions_transaction,
-    closing_a_consumer_ends_a_receive_waiting_in_another_task,
+    [memory => Memory, kahadb => KahaDb, leveldb => LevelDb]
+    (
+        queue_gives_each_message_to_one_competing_consumer,
+        topic_gives_every_subscriber_a_copy_while_connected,
+        durable_subscription_keeps_messages_while_away_until_unsubscribed,
+        auto_ack_consumes_on_receive,
+        client_ack_is_cumulative_and_the_rest_is_redelivered,
+        individual_ack_acks_exactly_one,
+        dups_ok_acks_what_was_received_when_the_session_closes,
+        recover_redelivers_unacked_messages,
+        transaction_commit_and_rollback_cover_sends_and_acks,
+        redelivery_past_the_maximum_goes_to_the_dead_letter_queue,
+        consumer_loss_redelivers_its_unacked_messages,
+        closing_a_consumer_gives_back_its_prefetched_messages_undelivered,
+        selectors_filter_queues_and_durable_subscriptions,
+        a_bad_selector_is_an_error_for_the_subscriber,
+        higher_priority_is_delivered_first,
+        expired_messages_are_never_delivered,
+        non_persistent_messages_never_touch_the_store,
+        a_deep_queue_pages_within_the_memory_limit,
+        xa_prepare_then_commit_or_rollback,
+        client_ids_and_durable_subscriptions_are_checked,
+        nack_redelivers_and_counts_toward_the_dead_letter_queue,
+        an_ack_can_join_another_sessions_transaction,
+        closing_a_consumer_ends_a_receive_waiting_in_another_task,
+    )
 );
 
 fn q(name: &str) -> Destination {

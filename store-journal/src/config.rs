@@ -55,6 +55,19 @@ pub struct JournalConfig {
 }
 
 impl JournalConfig {
+    /// Whether a whole journal file's blocks can be reserved on `fs` now, by reserving and
+    /// releasing them in a scratch file in the journal's directory (a reservation fails at once
+    /// on a full disk, without writing): what a store refused for want of space asks before it
+    /// reopens its journal.
+    pub fn room_for_a_file(&self, fs: &dyn crate::fs::FileSystem) -> bool {
+        let path = self.directory.join(".space-probe");
+        let fits = fs
+            .open(&path, true)
+            .and_then(|f| f.allocate(self.max_file_length));
+        let _ = fs.remove(&path);
+        fits.is_ok()
+    }
+
     /// ActiveMQ's defaults: 32 MiB files, 4 MiB batches, sync always, preallocated.
     pub fn new(directory: impl Into<PathBuf>, file_prefix: &str, file_suffix: &str) -> Self {
         JournalConfig {

@@ -451,7 +451,7 @@ impl Inner {
             Some(r) if r.disk_full.is_none() => return Ok(false),
             Some(_) => {}
         }
-        if !self.room_for_a_journal_file() {
+        if !self.journal_config.room_for_a_file(self.fs.as_ref()) {
             return Ok(false);
         }
         // Checkpoints and GC, then every write and index reader, wait for the reopen.
@@ -484,18 +484,6 @@ impl Inner {
         drop(ix);
         tracing::info!(dir = %self.config.directory.display(), "{} store reopened after its disk was full: writes are taken again", self.storage.kind());
         Ok(true)
-    }
-
-    /// Whether a whole journal file's blocks can be reserved now, by reserving and releasing
-    /// them in a scratch file (a reservation fails at once on a full disk, without writing).
-    fn room_for_a_journal_file(&self) -> bool {
-        let path = self.journal_config.directory.join(".space-probe");
-        let fits = self
-            .fs
-            .open(&path, true)
-            .and_then(|f| f.allocate(self.journal_config.max_file_length));
-        let _ = self.fs.remove(&path);
-        fits.is_ok()
     }
 
     pub(crate) fn stats(&self) -> KahaDbStats {

@@ -2,6 +2,26 @@
 //! like a user's, and helpers to receive with a deadline.
 #![allow(dead_code)]
 
+/// Each scenario `async fn name(Engine)` as a test per listed engine, in a module per engine:
+/// `on_engines!([memory => Memory, kahadb => KahaDb] (scenario_a, scenario_b));` gives
+/// `memory::scenario_a`, `kahadb::scenario_a`, ... (so `cargo test kahadb` runs one engine).
+#[allow(unused_macros)]
+macro_rules! on_engines {
+    ([$($module:ident => $engine:ident),* $(,)?] $names:tt) => {
+        $( on_engines!(@one $module $engine $names); )*
+    };
+    (@one $module:ident $engine:ident ($($name:ident),* $(,)?)) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Engine::$engine).await;
+                }
+            )*
+        }
+    };
+}
+
 use std::time::Duration;
 
 use broker_core::config::{BrokerSection, ConfigError, CoreConfig, LimitsSection, PolicySection};

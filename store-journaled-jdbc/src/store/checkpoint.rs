@@ -185,7 +185,7 @@ impl Inner {
             Some(r) if r.disk_full.is_none() => return Ok(false),
             Some(_) => {}
         }
-        if !self.room_for_a_journal_file() {
+        if !self.journal_config.room_for_a_file(self.fs.as_ref()) {
             return Ok(false);
         }
         // Writers, checkpoints and (below) readers wait for the reopen.
@@ -231,18 +231,6 @@ impl Inner {
         }
         info!(target: "journaled-jdbc", dir, "journaled JDBC store reopened its journal after the disk was full: writes are taken again");
         Ok(true)
-    }
-
-    /// Whether a whole journal file's blocks can be reserved now, by reserving and releasing
-    /// them in a scratch file (a reservation fails at once on a full disk, without writing).
-    fn room_for_a_journal_file(&self) -> bool {
-        let path = self.journal_config.directory.join(".space-probe");
-        let fits = self
-            .fs
-            .open(&path, true)
-            .and_then(|f| f.allocate(self.journal_config.max_file_length));
-        let _ = self.fs.remove(&path);
-        fits.is_ok()
     }
 
     /// Runs a change the journal does not carry (subscriptions, purges, removals, XA): the
