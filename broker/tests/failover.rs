@@ -462,6 +462,32 @@ async fn amq_shared_file_locker() {
     .await;
 }
 
+/// Waits (bounded) until every thread of `pid` is stopped (state `T` in /proc).
+async fn wait_stopped(pid: rustix::process::Pid) {
+    let tasks = format!("/proc/{}/task", pid.as_raw_nonzero());
+    let stopped = || -> bool {
+        let Ok(entries) = std::fs::read_dir(&tasks) else {
+            return false;
+        };
+        entries.flatten().all(|t| {
+            std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+                // `pid (comm) S ...`: the state follows the last parenthesis.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    .is_some_and(|state| state == "T" || state == "t")
+            })
+        })
+    };
+    let until = Instant::now() + Duration::from_secs(10);
+    while !stopped() {
+        assert!(
+            Instant::now() < until,
+            "the process did not stop within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// The lease master is cut off from the database (a proxy the test controls sits between it
 /// and MariaDB): it stops serving before its lease can expire, and only then does the slave
 /// take over. Then a master frozen with SIGSTOP past its lease is resumed after the slave took
@@ -541,6 +567,9 @@ async fn mariadb_lease_master_cut_off_or_frozen_never_writes_beside_the_new_mast
         .await;
     let mut frozen_client = StompClient::connect(&endpoint, &opts()).await.unwrap();
     rustix::process::kill_process(b.pid(), rustix::process::Signal::STOP).unwrap();
+    // kill() returns before every thread has stopped: on a busy machine B could still take
+    // the SEND below, legitimately, as the master it still is, and acknowledge it.
+    wait_stopped(b.pid()).await;
     // While B is frozen, a SEND waits in its socket.
     frozen_client
         .send_frame(
