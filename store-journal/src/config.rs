@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use store_api::SyncPolicy;
+use store_api::{SyncPolicy, WriteRefusal};
 
 /// What to do when recovery finds damage followed by valid data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,12 +54,34 @@ pub struct JournalConfig {
     pub lead_cool_down: Duration,
 }
 
+/// What a journal store asked to take writes again (`PersistenceAdapter::resume_writes`)
+/// should do: answer at once, or reopen its journal in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// Writes are taken (`true`: there was no refusal), or cannot be yet (`false`: the
+    /// refusal was not for space, and what reached the disk is unknown, so only a restart is
+    /// safe; or the disk is still full).
+    Answer(bool),
+    /// Refused for want of space, and a whole journal file fits again.
+    Reopen,
+}
+
 impl JournalConfig {
+    /// The first step of a store's `resume_writes`, from its refusal and the space left on
+    /// `fs` (KahaDB, AMQ and journaled JDBC share it).
+    pub fn resume(&self, refusal: Option<&WriteRefusal>, fs: &dyn crate::fs::FileSystem) -> Resume {
+        match refusal {
+            None => Resume::Answer(true),
+            Some(r) if r.disk_full.is_none() => Resume::Answer(false),
+            Some(_) if !self.room_for_a_file(fs) => Resume::Answer(false),
+            Some(_) => Resume::Reopen,
+        }
+    }
+
     /// Whether a whole journal file's blocks can be reserved on `fs` now, by reserving and
     /// releasing them in a scratch file in the journal's directory (a reservation fails at once
-    /// on a full disk, without writing): what a store refused for want of space asks before it
-    /// reopens its journal.
-    pub fn room_for_a_file(&self, fs: &dyn crate::fs::FileSystem) -> bool {
+    /// on a full disk, without writing).
+    fn room_for_a_file(&self, fs: &dyn crate::fs::FileSystem) -> bool {
         let path = self.directory.join(".space-probe");
         let fits = fs
             .open(&path, true)

@@ -29,7 +29,7 @@ mod journal;
 mod recovery;
 mod writer;
 
-pub use config::{JournalConfig, RecoveryMode};
+pub use config::{JournalConfig, RecoveryMode, Resume};
 pub use error::{JournalError, Result};
 pub use journal::{Appended, Completion, Journal, JournalStats, Replay};
 pub use store_api::SyncPolicy;

@@ -446,13 +446,12 @@ impl Inner {
     /// disk is unknown, so only the operator's reopen is safe).
     pub(crate) fn resume_writes(&self) -> Result<bool, StoreError> {
         self.check_open()?;
-        match self.refusal() {
-            None => return Ok(true),
-            Some(r) if r.disk_full.is_none() => return Ok(false),
-            Some(_) => {}
-        }
-        if !self.journal_config.room_for_a_file(self.fs.as_ref()) {
-            return Ok(false);
+        let refusal = self.refusal();
+        if let store_journal::Resume::Answer(writable) = self
+            .journal_config
+            .resume(refusal.as_ref(), self.fs.as_ref())
+        {
+            return Ok(writable);
         }
         // Checkpoints and GC, then every write and index reader, wait for the reopen.
         let _one_at_a_time = self.checkpoint_lock.lock();

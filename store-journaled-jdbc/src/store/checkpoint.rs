@@ -180,13 +180,12 @@ impl Inner {
     /// disk is unknown, so only a restart is safe).
     pub(super) async fn resume_writes(&self) -> Result<bool> {
         self.check_open()?;
-        match self.refusal() {
-            None => return Ok(true),
-            Some(r) if r.disk_full.is_none() => return Ok(false),
-            Some(_) => {}
-        }
-        if !self.journal_config.room_for_a_file(self.fs.as_ref()) {
-            return Ok(false);
+        let refusal = self.refusal();
+        if let store_journal::Resume::Answer(writable) = self
+            .journal_config
+            .resume(refusal.as_ref(), self.fs.as_ref())
+        {
+            return Ok(writable);
         }
         // Writers, checkpoints and (below) readers wait for the reopen.
         let _w = self.write.lock().await;
