@@ -28,7 +28,7 @@
 //! (store reads, acks, dead-lettering) run in the dispatcher's own task or in the caller's.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -88,15 +88,111 @@ struct InFlight {
     consumer: u64,
 }
 
+/// How many messages a consumer may be handed before it takes them.
+#[derive(Clone)]
+pub(crate) enum Flow {
+    /// Up to this many handed over and not yet received: a buffer in front of the application
+    /// (an in-process consumer, or a door whose client acks each message as it is sent).
+    Prefetch(u32),
+    /// Only what its protocol door has granted (prefetch 0): the door grants one credit per
+    /// message its client has room for, so nothing waits for it in a hidden buffer while
+    /// another consumer could take it (ActiveMQ's prefetch counts messages dispatched to the
+    /// client and not yet acked; OpenWire's pull is one credit at a time).
+    Credit(Arc<Credit>),
+}
+
+impl Flow {
+    /// `Prefetch(prefetch)`, or fresh credit for prefetch 0.
+    pub(crate) fn for_prefetch(prefetch: u32) -> Flow {
+        if prefetch == 0 {
+            Flow::Credit(Arc::new(Credit::default()))
+        } else {
+            Flow::Prefetch(prefetch)
+        }
+    }
+
+    pub(crate) fn credit(&self) -> Option<&Arc<Credit>> {
+        match self {
+            Flow::Credit(c) => Some(c),
+            Flow::Prefetch(_) => None,
+        }
+    }
+}
+
+/// A consumer's credit, shared by every dispatcher it is registered on (a wildcard consumer
+/// spends one credit for a message from whichever queue hands it over first).
+#[derive(Debug, Default)]
+pub(crate) struct Credit(AtomicU32);
+
+impl Credit {
+    fn available(&self) -> bool {
+        self.0.load(Ordering::Acquire) > 0
+    }
+
+    /// Spends one credit; false when none is left (another dispatcher took the last one).
+    fn take(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_sub(1))
+            .is_ok()
+    }
+
+    pub(crate) fn grant(&self, n: u32) {
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                Some(c.saturating_add(n))
+            });
+    }
+
+    /// Takes back up to `n` unspent credits; returns how many it took back.
+    pub(crate) fn revoke(&self, n: u32) -> u32 {
+        match self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                Some(c.saturating_sub(n))
+            }) {
+            Ok(before) | Err(before) => before.min(n),
+        }
+    }
+}
+
 struct Slot {
     id: u64,
     selector: Option<Arc<Selector>>,
-    prefetch: u32,
+    flow: Flow,
     /// Handed over and not yet received by the application.
     outstanding: u32,
     /// ActiveMQ's exclusive consumer: while one is registered it gets every message.
     exclusive: bool,
     tx: mpsc::UnboundedSender<Delivery>,
+}
+
+impl Slot {
+    fn has_room(&self) -> bool {
+        match &self.flow {
+            Flow::Prefetch(p) => self.outstanding < *p,
+            Flow::Credit(c) => c.available(),
+        }
+    }
+
+    /// Counts a message handed over; false (and nothing counted) when its credit ran out.
+    fn take(&mut self) -> bool {
+        if let Flow::Credit(c) = &self.flow
+            && !c.take()
+        {
+            return false;
+        }
+        self.outstanding += 1;
+        true
+    }
+
+    /// Undoes `take` for a message that was not handed over after all.
+    fn untake(&mut self) {
+        self.outstanding = self.outstanding.saturating_sub(1);
+        if let Flow::Credit(c) = &self.flow {
+            c.grant(1);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -261,11 +357,11 @@ impl Dispatcher {
         &self,
         id: u64,
         selector: Option<Arc<Selector>>,
-        prefetch: u32,
+        flow: Flow,
         exclusive: bool,
     ) -> mpsc::UnboundedReceiver<Delivery> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.add_consumer_sender(id, selector, prefetch, exclusive, tx);
+        self.add_consumer_sender(id, selector, flow, exclusive, tx);
         rx
     }
 
@@ -275,7 +371,7 @@ impl Dispatcher {
         &self,
         id: u64,
         selector: Option<Arc<Selector>>,
-        prefetch: u32,
+        flow: Flow,
         exclusive: bool,
         tx: mpsc::UnboundedSender<Delivery>,
     ) {
@@ -286,7 +382,11 @@ impl Dispatcher {
         st.consumers.push(Slot {
             id,
             selector,
-            prefetch: prefetch.max(1),
+            // A prefetch of 0 is credit, never a consumer that can take nothing.
+            flow: match flow {
+                Flow::Prefetch(p) => Flow::Prefetch(p.max(1)),
+                credit => credit,
+            },
             outstanding: 0,
             exclusive,
             tx,
@@ -385,6 +485,11 @@ impl Dispatcher {
         drop(st);
         self.release(freed);
         self.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    /// A consumer's credit grew: look for messages for it.
+    pub(crate) fn wake(&self) {
         self.wake.notify_one();
     }
 
@@ -735,7 +840,7 @@ impl Dispatcher {
     /// Hands waiting messages to consumers with room, in window order. Runs under the lock.
     fn dispatch(self: &Arc<Self>, st: &mut State) -> Work {
         let mut work = Work::default();
-        if st.window.is_empty() || !st.consumers.iter().any(|s| s.outstanding < s.prefetch) {
+        if st.window.is_empty() || !st.consumers.iter().any(Slot::has_room) {
             return work;
         }
         let now = crate::core::now_ms();
@@ -746,7 +851,7 @@ impl Dispatcher {
         for key in keys {
             let mut first_for_consumer = false;
             let mut round_robin = true;
-            if !st.consumers.iter().any(|s| s.outstanding < s.prefetch) {
+            if !st.consumers.iter().any(Slot::has_room) {
                 break;
             }
             let Some(entry) = st.window.get(&key) else {
@@ -766,7 +871,7 @@ impl Dispatcher {
             let chosen = if single {
                 (0..n).map(|i| (st.next_consumer + i) % n).find(|&i| {
                     let s = &st.consumers[i];
-                    s.outstanding < s.prefetch
+                    s.has_room()
                         && s.selector
                             .as_ref()
                             .is_none_or(|sel| sel.matches(&entry.message))
@@ -798,7 +903,13 @@ impl Dispatcher {
                 }
                 continue;
             };
+            // Spent before the message leaves the window: a wildcard consumer's last credit
+            // may have gone to another queue's dispatcher since `has_room`.
+            if !st.consumers[i].take() {
+                continue;
+            }
             let Some(e) = st.window.remove(&key) else {
+                st.consumers[i].untake();
                 continue;
             };
             st.index.remove(&e.message.id);
@@ -830,7 +941,6 @@ impl Dispatcher {
             if e.message.persistent && !matches!(self.source, Source::Memory { .. }) {
                 st.paged = st.paged.saturating_sub(1);
             }
-            st.consumers[i].outstanding += 1;
             // Only a round-robin pick moves the turn on: messages going to their group's owner
             // must not skew who gets the next ungrouped one.
             if round_robin {
@@ -916,9 +1026,8 @@ impl Orphans {
 /// first registered: ActiveMQ would take the highest priority first, then arrival), else the
 /// group's owner, else the next consumer with room in round robin (that then owns the group).
 fn queue_choice(st: &mut State, message: &Message, orphans: &mut Option<Orphans>) -> Choice {
-    let room = |s: &Slot| {
-        s.outstanding < s.prefetch && s.selector.as_ref().is_none_or(|sel| sel.matches(message))
-    };
+    let room =
+        |s: &Slot| s.has_room() && s.selector.as_ref().is_none_or(|sel| sel.matches(message));
     let group = message.group_id.as_deref();
     if let Some(i) = st.consumers.iter().position(|s| s.exclusive) {
         if orphans.get_or_insert_with(|| Orphans::of(st)).any {

@@ -23,7 +23,7 @@ use tracing::warn;
 use crate::authorization::{Operation, Subject};
 use crate::core::{Core, Placed, PreparedOp, QueueFanIn, WildcardDurable, now_ms, temporary};
 use crate::destination_filter::DestinationFilter;
-use crate::dispatch::{Delivery, Dispatcher, Source};
+use crate::dispatch::{Credit, Delivery, Dispatcher, Flow, Source};
 use crate::error::{BrokerError, Result};
 use crate::selector::Selector;
 
@@ -422,18 +422,22 @@ impl Connection {
     }
 
     async fn close_ref(&self) {
-        if self.inner.closed.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let sessions: Vec<_> = self.inner.sessions.lock().drain(..).collect();
-        for s in sessions.into_iter().filter_map(|s| s.upgrade()) {
-            Session { inner: s }.close().await;
-        }
-        // After its consumers are gone, so that none is left on a deleted destination.
-        self.inner.core.temporaries.delete_all_of(&self.inner.id);
-        if let Some(cid) = &self.inner.client_id {
-            self.inner.core.client_ids.lock().remove(cid);
-        }
+        close_connection(&self.inner).await;
+    }
+}
+
+async fn close_connection(inner: &ConnectionInner) {
+    if inner.closed.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let sessions: Vec<_> = inner.sessions.lock().drain(..).collect();
+    for s in sessions.into_iter().filter_map(|s| s.upgrade()) {
+        Session { inner: s }.close().await;
+    }
+    // After its consumers are gone, so that none is left on a deleted destination.
+    inner.core.temporaries.delete_all_of(&inner.id);
+    if let Some(cid) = &inner.client_id {
+        inner.core.client_ids.lock().remove(cid);
     }
 }
 
@@ -441,12 +445,12 @@ impl Drop for Connection {
     fn drop(&mut self) {
         // Consumer loss: a connection dropped without close still gives its messages back.
         if !self.inner.closed.load(Ordering::Acquire) {
+            // The task holds the inner state, not a `Connection`: a runtime shutting down
+            // drops a task it is handed at once, and a `Connection` in it would spawn again
+            // from this very drop, recursing until the stack overflows.
             let inner = Arc::clone(&self.inner);
-            let conn = Connection { inner };
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move { conn.close_ref().await });
-            } else {
-                std::mem::forget(conn);
+                rt.spawn(async move { close_connection(&inner).await });
             }
         }
     }
@@ -661,13 +665,13 @@ impl Session {
         };
         // Registered once, with its final prefetch: a consumer re-registered after the
         // dispatcher had already handed it messages would strand them.
-        let prefetch = prefetch.map_or(default_prefetch, |p| p.min(MAX_PREFETCH));
+        let flow = Flow::for_prefetch(prefetch.map_or(default_prefetch, |p| p.min(MAX_PREFETCH)));
         if let Some(filter) = filter {
             // A wildcard creates no destination: it listens to those that exist or appear.
             if destination.is_queue() {
                 let id = core.next_id();
-                let (fan_in, rx) = core.add_queue_fan_in(filter, id, selector, prefetch);
-                return Ok(self.consumer_of(id, Target::Queues(fan_in), rx, slot));
+                let (fan_in, rx) = core.add_queue_fan_in(filter, id, selector, flow.clone());
+                return Ok(self.consumer_of(id, Target::Queues(fan_in), rx, slot, &flow));
             }
             let d = Dispatcher::start(
                 core,
@@ -677,7 +681,7 @@ impl Session {
                     dropped: Arc::new(std::sync::atomic::AtomicU64::new(0)),
                 },
             );
-            let consumer = self.attach(Arc::clone(&d), selector, prefetch, false, slot);
+            let consumer = self.attach(Arc::clone(&d), selector, flow, false, slot);
             core.add_wildcard_subscriber(filter, &d);
             return Ok(consumer);
         }
@@ -701,7 +705,7 @@ impl Session {
             t.subscribers.lock().push(Arc::clone(&d));
             d
         };
-        Ok(self.attach(dispatcher, selector, prefetch, exclusive, slot))
+        Ok(self.attach(dispatcher, selector, flow, exclusive, slot))
     }
 
     /// A durable subscriber: `name` with the connection's client id names a subscription that
@@ -711,6 +715,19 @@ impl Session {
         topic: Destination,
         name: &str,
         selector: Option<&str>,
+    ) -> Result<Consumer> {
+        self.durable_subscriber_with_prefetch(topic, name, selector, None)
+            .await
+    }
+
+    /// As [`Session::durable_subscriber`], with an explicit prefetch (0: credit the caller
+    /// grants, see [`Consumer::grant`]); `None` for the broker's topic prefetch.
+    pub async fn durable_subscriber_with_prefetch(
+        &self,
+        topic: Destination,
+        name: &str,
+        selector: Option<&str>,
+        prefetch: Option<u32>,
     ) -> Result<Consumer> {
         self.check_open()?;
         if !topic.is_topic() {
@@ -736,6 +753,9 @@ impl Session {
             .transpose()?
             .map(Arc::new);
         let key = SubscriptionKey::new(cid, name);
+        let flow = Flow::for_prefetch(
+            prefetch.map_or(core.config.limits.topic_prefetch, |p| p.min(MAX_PREFETCH)),
+        );
         if let Some(filter) = filter {
             let (w, id, rx) = core
                 .wildcard_durable_subscriber(
@@ -744,10 +764,10 @@ impl Session {
                     &key,
                     selector.map(str::to_owned),
                     parsed,
-                    core.config.limits.topic_prefetch,
+                    flow.clone(),
                 )
                 .await?;
-            return Ok(self.consumer_of(id, Target::Durables(w), rx, slot));
+            return Ok(self.consumer_of(id, Target::Durables(w), rx, slot, &flow));
         }
         self.admit(&topic).await?;
         let d = core
@@ -758,7 +778,7 @@ impl Session {
                 "durable subscription {key} is in use"
             )));
         }
-        Ok(self.attach(d, parsed, core.config.limits.topic_prefetch, false, slot))
+        Ok(self.attach(d, parsed, flow, false, slot))
     }
 
     /// A place under `limits.max_consumers_per_connection` for something a protocol door
@@ -792,13 +812,13 @@ impl Session {
         &self,
         dispatcher: Arc<Dispatcher>,
         selector: Option<Arc<Selector>>,
-        prefetch: u32,
+        flow: Flow,
         exclusive: bool,
         slot: Slot,
     ) -> Consumer {
         let id = self.inner.core.next_id();
-        let rx = dispatcher.add_consumer(id, selector, prefetch, exclusive);
-        self.consumer_of(id, Target::One(dispatcher), rx, slot)
+        let rx = dispatcher.add_consumer(id, selector, flow.clone(), exclusive);
+        self.consumer_of(id, Target::One(dispatcher), rx, slot, &flow)
     }
 
     fn consumer_of(
@@ -807,12 +827,14 @@ impl Session {
         target: Target,
         rx: mpsc::UnboundedReceiver<Delivery>,
         slot: Slot,
+        flow: &Flow,
     ) -> Consumer {
         self.inner.consumers.lock().push((id, target.clone()));
         Consumer {
             session: self.clone(),
             id,
             target,
+            credit: flow.credit().cloned(),
             rx: Mutex::new(rx),
             closed: AtomicBool::new(false),
             slot: SyncMutex::new(Some(slot)),
@@ -1318,6 +1340,15 @@ impl Target {
             Target::Durables(w) => w.deactivate(),
         }
     }
+
+    /// A consumer's credit grew: its dispatchers look for messages for it.
+    fn wake(&self) {
+        match self {
+            Target::One(d) => d.wake(),
+            Target::Queues(fan_in) => fan_in.wake(),
+            Target::Durables(w) => w.wake(),
+        }
+    }
 }
 
 /// The wildcard filter a consumer's destination is, or `None` for a plain destination.
@@ -1341,6 +1372,8 @@ pub struct Consumer {
     session: Session,
     id: u64,
     target: Target,
+    /// Opened with prefetch 0: handed only what [`Consumer::grant`] allows.
+    credit: Option<Arc<Credit>>,
     rx: Mutex<mpsc::UnboundedReceiver<Delivery>>,
     closed: AtomicBool,
     /// Its place under `limits.max_consumers_per_connection`, given back when it is closed.
@@ -1363,6 +1396,8 @@ impl Consumer {
             d.dispatcher.received(self.id);
             if d.message.is_expired(now_ms()) {
                 d.dispatcher.expire_delivered(&d.message.id).await;
+                // The credit it spent was for a message the application gets.
+                self.grant(1);
                 continue;
             }
             self.session.on_receive(&d.dispatcher, &d.message).await?;
@@ -1371,6 +1406,38 @@ impl Consumer {
                 dispatcher: d.dispatcher,
             }));
         }
+    }
+
+    /// Lets a consumer opened with prefetch 0 be handed `n` more messages: a protocol door
+    /// grants one per message its client has room for. No effect on a consumer with a
+    /// prefetch.
+    pub fn grant(&self, n: u32) {
+        if let Some(c) = &self.credit
+            && n > 0
+        {
+            c.grant(n);
+            self.target.wake();
+        }
+    }
+
+    /// JMS's receive on a consumer with prefetch 0 (OpenWire's `MessagePull`): one credit,
+    /// then the message it brings, or `None` after `timeout` with the credit taken back, so
+    /// no message is left waiting for a consumer that stopped asking. On a consumer with a
+    /// prefetch, as [`Consumer::receive_timeout`].
+    pub async fn pull(&self, timeout: Duration) -> Result<Option<Received>> {
+        let Some(credit) = &self.credit else {
+            return self.receive_timeout(timeout).await;
+        };
+        self.grant(1);
+        if let Some(r) = self.receive_timeout(timeout).await? {
+            return Ok(Some(r));
+        }
+        if credit.revoke(1) == 1 {
+            return Ok(None);
+        }
+        // Spent just as the time ran out: the message was handed over under the dispatcher's
+        // lock and is in the channel or about to be.
+        self.receive_timeout(Duration::from_secs(5)).await
     }
 
     /// As [`Consumer::receive`], giving up after `timeout` with `None`.

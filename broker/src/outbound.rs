@@ -224,3 +224,17 @@ mod tests {
         assert_eq!(memory.used(), 0);
     }
 }
+
+/// Waits for the client's room for at least one message and takes all it has now: one grant
+/// to broker-core per batch, not per message. `None` once the subscription is closed.
+pub(crate) async fn take_credits(credits: &Semaphore) -> Option<u32> {
+    credits.acquire().await.ok()?.forget();
+    let more = u32::try_from(credits.available_permits()).unwrap_or(u32::MAX);
+    match credits.try_acquire_many(more) {
+        Ok(p) if more > 0 => {
+            p.forget();
+            Some(more.saturating_add(1))
+        }
+        _ => Some(1),
+    }
+}

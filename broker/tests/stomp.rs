@@ -1021,3 +1021,49 @@ async fn an_exclusive_subscriber_gets_everything_and_the_next_takes_over() {
     none(&mut plain).await;
     b.stop().await;
 }
+
+/// Prefetch is a hard limit, as in ActiveMQ: a client-acked subscriber with
+/// `activemq.prefetchSize:1` holds one unacked message and no message waits for it while
+/// another subscriber has room. (Before, one more sat in a buffer for it: the other subscriber
+/// got m3 and m4 while m2 waited.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetch_is_a_hard_limit_and_nothing_waits_for_a_full_subscriber() {
+    let b = TestBroker::start("").await;
+    let mut slow = b.client().await;
+    slow.subscribe(
+        "s",
+        "/queue/hard",
+        "client-individual",
+        &[("activemq.prefetchSize", "1")],
+    )
+    .await
+    .unwrap();
+    let mut p = b.client().await;
+    p.send("/queue/hard", "m1", &[]).await.unwrap();
+    let m1 = recv(&mut slow).await;
+    assert_eq!(body(&m1), "m1");
+    let mut fast = b.client().await;
+    fast.subscribe(
+        "f",
+        "/queue/hard",
+        "client-individual",
+        &[("activemq.prefetchSize", "2")],
+    )
+    .await
+    .unwrap();
+    for m in ["m2", "m3", "m4"] {
+        p.send("/queue/hard", m, &[]).await.unwrap();
+    }
+    // The slow one is full: m2 and m3 go to the other, in order; m4 waits for room.
+    let got: Vec<String> = [recv(&mut fast).await, recv(&mut fast).await]
+        .iter()
+        .map(body)
+        .collect();
+    assert_eq!(got, ["m2", "m3"]);
+    none(&mut fast).await;
+    none(&mut slow).await;
+    // An ack makes room for exactly one more.
+    slow.ack(&m1, None).await.unwrap();
+    assert_eq!(body(&recv(&mut slow).await), "m4");
+    b.stop().await;
+}

@@ -25,7 +25,7 @@ use super::{Core, Placed, Then};
 use crate::destination_filter::{
     self, DestinationFilter, DestinationNameError, has_wildcard_chars, is_composite,
 };
-use crate::dispatch::{Delivery, Dispatcher, Source};
+use crate::dispatch::{Delivery, Dispatcher, Flow, Source};
 use crate::error::Result;
 use crate::selector::Selector;
 
@@ -35,7 +35,7 @@ pub(crate) struct QueueFanIn {
     pub filter: DestinationFilter,
     pub id: u64,
     selector: Option<Arc<Selector>>,
-    prefetch: u32,
+    flow: Flow,
     tx: mpsc::UnboundedSender<Delivery>,
     attached: Mutex<Vec<Arc<Dispatcher>>>,
     closed: AtomicBool,
@@ -46,14 +46,14 @@ impl QueueFanIn {
         filter: DestinationFilter,
         id: u64,
         selector: Option<Arc<Selector>>,
-        prefetch: u32,
+        flow: Flow,
     ) -> (Arc<QueueFanIn>, mpsc::UnboundedReceiver<Delivery>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let fan_in = Arc::new(QueueFanIn {
             filter,
             id,
             selector,
-            prefetch,
+            flow,
             tx,
             attached: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
@@ -70,12 +70,19 @@ impl QueueFanIn {
         d.add_consumer_sender(
             self.id,
             self.selector.clone(),
-            self.prefetch,
+            self.flow.clone(),
             // A wildcard consumer is never exclusive on the queues it matches.
             false,
             self.tx.clone(),
         );
         attached.push(Arc::clone(d));
+    }
+
+    /// Its credit grew: every dispatcher it is on looks for messages for it.
+    pub(crate) fn wake(&self) {
+        for d in self.attached.lock().iter() {
+            d.wake();
+        }
     }
 
     /// Unregisters from every queue; nothing attaches it again.
@@ -230,9 +237,9 @@ impl Core {
         filter: DestinationFilter,
         id: u64,
         selector: Option<Arc<Selector>>,
-        prefetch: u32,
+        flow: Flow,
     ) -> (Arc<QueueFanIn>, mpsc::UnboundedReceiver<Delivery>) {
-        let (fan_in, rx) = QueueFanIn::new(filter, id, selector, prefetch);
+        let (fan_in, rx) = QueueFanIn::new(filter, id, selector, flow);
         self.wildcard_consumers.lock().push(Arc::clone(&fan_in));
         for q in self.queues() {
             if fan_in.filter.matches(&q.destination.name) {

@@ -21,7 +21,7 @@ use tracing::info;
 
 use super::{Core, QueueFanIn};
 use crate::destination_filter::DestinationFilter;
-use crate::dispatch::Delivery;
+use crate::dispatch::{Delivery, Flow};
 use crate::error::{BrokerError, Result};
 use crate::selector::Selector;
 
@@ -37,6 +37,13 @@ pub(crate) struct WildcardDurable {
 }
 
 impl WildcardDurable {
+    /// The connected consumer's credit grew.
+    pub(crate) fn wake(&self) {
+        if let Some(fan_in) = self.active.lock().as_ref() {
+            fan_in.wake();
+        }
+    }
+
     /// Ends the connected consumer: it leaves every topic's dispatcher.
     pub(crate) fn deactivate(&self) {
         if let Some(fan_in) = self.active.lock().take() {
@@ -114,7 +121,7 @@ impl Core {
         key: &SubscriptionKey,
         selector: Option<String>,
         parsed: Option<Arc<Selector>>,
-        prefetch: u32,
+        flow: Flow,
     ) -> Result<(Arc<WildcardDurable>, u64, mpsc::UnboundedReceiver<Delivery>)> {
         let existing = self
             .wildcard_durables
@@ -136,7 +143,7 @@ impl Core {
             }
         };
         let id = self.next_id();
-        let (fan_in, rx) = QueueFanIn::new(w.filter.clone(), id, parsed, prefetch);
+        let (fan_in, rx) = QueueFanIn::new(w.filter.clone(), id, parsed, flow);
         {
             let mut active = w.active.lock();
             if active.is_some() {

@@ -885,23 +885,24 @@ impl Conn {
             }
             Some(name) if destination.is_topic() => {
                 session
-                    .durable_subscriber(destination, name, selector)
+                    .durable_subscriber_with_prefetch(destination, name, selector, Some(0))
                     .await?
             }
             _ if dest.kind.is_temporary() => {
                 session
-                    .temporary_consumer(destination, selector, Some((prefetch as u32).max(1)))
+                    .temporary_consumer(destination, selector, Some(0))
                     .await?
             }
             _ if info.exclusive => {
                 session
-                    .exclusive_consumer(destination, selector, Some((prefetch as u32).max(1)))
+                    .exclusive_consumer(destination, selector, Some(0))
                     .await?
             }
-            // Broker-core's own prefetch at least 1: the credits below are the client's.
+            // Broker-core's prefetch 0: the pump grants it the client's credits, so nothing
+            // waits in a buffer of ours for a client with no room (or no pull).
             _ => {
                 session
-                    .consumer_with_prefetch(destination, selector, (prefetch as u32).max(1))
+                    .consumer_with_prefetch(destination, selector, 0)
                     .await?
             }
         };
@@ -1280,77 +1281,91 @@ async fn pump(
     advisories: Arc<Mutex<Advisories>>,
 ) {
     loop {
-        match credits.acquire().await {
-            Ok(p) => p.forget(),
-            Err(_) => return,
-        }
-        // Prefetch 0: this credit is a pull, and a pull with a timeout may find nothing.
-        let timeout = pulls
-            .as_ref()
-            .and_then(|p| p.lock().pop_front())
-            .filter(|t| *t != 0);
-        let next = match timeout {
-            // A no-wait pull still gives a message already in the queue a moment to arrive.
-            Some(t) => {
-                let wait = Duration::from_millis(u64::try_from(t).unwrap_or(20).max(1));
-                consumer.receive_timeout(wait).await
+        let (batch, timeout) = match &pulls {
+            // Prefetch 0: each credit is a pull, and a pull with a timeout may find nothing.
+            Some(pulls) => {
+                match credits.acquire().await {
+                    Ok(p) => p.forget(),
+                    Err(_) => return,
+                }
+                let timeout = pulls.lock().pop_front().filter(|t| *t != 0);
+                if timeout.is_none() {
+                    consumer.grant(1);
+                }
+                (1, timeout)
             }
-            None => consumer.receive().await,
+            None => match crate::outbound::take_credits(&credits).await {
+                Some(n) => {
+                    consumer.grant(n);
+                    (n, None)
+                }
+                None => return,
+            },
         };
-        let received = match next {
-            Ok(Some(r)) => r,
-            Ok(None) if timeout.is_some() => {
-                let empty = MessageDispatch {
-                    consumer_id: consumer_id.clone(),
-                    destination: Some(destination.clone()),
-                    ..MessageDispatch::default()
-                };
-                if !out.send(&Command::MessageDispatch(empty)).await {
+        for _ in 0..batch {
+            let next = match timeout {
+                // A no-wait pull still gives a message already in the queue a moment to arrive.
+                Some(t) => {
+                    let wait = Duration::from_millis(u64::try_from(t).unwrap_or(20).max(1));
+                    consumer.pull(wait).await
+                }
+                None => consumer.receive().await,
+            };
+            let received = match next {
+                Ok(Some(r)) => r,
+                Ok(None) if timeout.is_some() => {
+                    let empty = MessageDispatch {
+                        consumer_id: consumer_id.clone(),
+                        destination: Some(destination.clone()),
+                        ..MessageDispatch::default()
+                    };
+                    if !out.send(&Command::MessageDispatch(empty)).await {
+                        return;
+                    }
+                    continue;
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    warn!("receive failed: {e}");
                     return;
                 }
-                continue;
-            }
-            Ok(None) => return,
-            Err(e) => {
-                warn!("receive failed: {e}");
-                return;
-            }
-        };
-        let m = received.message();
-        let id = dispatch_id(m, &seq);
-        // A temporary reply-to is announced to the client first: it refuses to send to a
-        // temporary destination it has not been told about.
-        if let Some(r) = &m.reply_to
-            && broker.is_temporary(r)
-        {
-            let cmd = advisories.lock().announce(r, true);
-            if let Some(cmd) = cmd
-                && !out.send(&cmd).await
+            };
+            let m = received.message();
+            let id = dispatch_id(m, &seq);
+            // A temporary reply-to is announced to the client first: it refuses to send to a
+            // temporary destination it has not been told about.
+            if let Some(r) = &m.reply_to
+                && broker.is_temporary(r)
             {
+                let cmd = advisories.lock().announce(r, true);
+                if let Some(cmd) = cmd
+                    && !out.send(&cmd).await
+                {
+                    return;
+                }
+            }
+            let message = match convert::dispatched(m, id.clone(), &|d| broker.is_temporary(d)) {
+                Ok(msg) => msg,
+                Err(e) => {
+                    warn!("cannot convert message {} for OpenWire: {e}", m.id);
+                    continue;
+                }
+            };
+            let dispatch = MessageDispatch {
+                consumer_id: consumer_id.clone(),
+                destination: message.destination.clone(),
+                redelivery_counter: message.redelivery_counter,
+                message: Some(Box::new(message)),
+                ..MessageDispatch::default()
+            };
+            delivered.lock().push_back(Delivered {
+                id,
+                received,
+                credited: false,
+            });
+            if !out.send(&Command::MessageDispatch(dispatch)).await {
                 return;
             }
-        }
-        let message = match convert::dispatched(m, id.clone(), &|d| broker.is_temporary(d)) {
-            Ok(msg) => msg,
-            Err(e) => {
-                warn!("cannot convert message {} for OpenWire: {e}", m.id);
-                continue;
-            }
-        };
-        let dispatch = MessageDispatch {
-            consumer_id: consumer_id.clone(),
-            destination: message.destination.clone(),
-            redelivery_counter: message.redelivery_counter,
-            message: Some(Box::new(message)),
-            ..MessageDispatch::default()
-        };
-        delivered.lock().push_back(Delivered {
-            id,
-            received,
-            credited: false,
-        });
-        if !out.send(&Command::MessageDispatch(dispatch)).await {
-            return;
         }
     }
 }

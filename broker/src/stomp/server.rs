@@ -866,30 +866,39 @@ impl Conn {
             None => limits.topic_prefetch,
         };
         let session = self.connection.session(mode)?;
+        // A client-acked subscription's prefetch is the client's credit (below): broker-core
+        // hands it a message only when the client has room for one, so a message never waits
+        // for a consumer with no room while another has (ActiveMQ's hard prefetch limit).
+        let core_prefetch = if mode == AckMode::Auto { prefetch } else { 0 };
         let durable = frame
             .get("activemq.subscriptionName")
             .or_else(|| frame.get("durable-subscription-name"));
         let consumer = match durable {
             Some(name) if destination.is_topic() => {
                 session
-                    .durable_subscriber(destination, name, selector)
+                    .durable_subscriber_with_prefetch(
+                        destination,
+                        name,
+                        selector,
+                        Some(core_prefetch),
+                    )
                     .await?
             }
             // Only this connection's own: another's is refused by broker-core.
             _ if temporary => {
                 session
-                    .temporary_consumer(destination, selector, Some(prefetch))
+                    .temporary_consumer(destination, selector, Some(core_prefetch))
                     .await?
             }
             // ActiveMQ's exclusive consumer, as its STOMP door reads the header.
             _ if frame.get("activemq.exclusive") == Some("true") => {
                 session
-                    .exclusive_consumer(destination, selector, Some(prefetch))
+                    .exclusive_consumer(destination, selector, Some(core_prefetch))
                     .await?
             }
             _ => {
                 session
-                    .consumer_with_prefetch(destination, selector, prefetch)
+                    .consumer_with_prefetch(destination, selector, core_prefetch)
                     .await?
             }
         };
@@ -1117,40 +1126,72 @@ async fn pump(
     naming: Naming,
 ) {
     loop {
-        if let Some(c) = &credits {
-            match c.acquire().await {
-                Ok(p) => p.forget(),
-                Err(_) => return,
-            }
-        }
-        let received = match consumer.receive().await {
-            Ok(Some(r)) => r,
-            Ok(None) => return,
-            Err(e) => {
-                warn!(subscription = %sub, "receive failed: {e}");
+        let batch = match &credits {
+            Some(c) => match crate::outbound::take_credits(c).await {
+                Some(n) => {
+                    consumer.grant(n);
+                    n
+                }
+                None => return,
+            },
+            None => 1,
+        };
+        for _ in 0..batch {
+            if !forward_one(
+                &consumer,
+                &sub,
+                version,
+                credits.is_some(),
+                &unacked,
+                &next_ack,
+                &out,
+                &naming,
+            )
+            .await
+            {
                 return;
             }
-        };
-        let seq = next_ack.fetch_add(1, Ordering::Relaxed);
-        let ack = seq.to_string();
-        let frame = message_frame(
-            received.message(),
-            &sub,
-            (version == Version::V1_2).then_some(ack.as_str()),
-            &naming,
-        );
-        if credits.is_some() {
-            unacked.lock().insert(
-                seq,
-                Unacked {
-                    sub: sub.clone(),
-                    ack,
-                    received,
-                },
-            );
-        }
-        if !out.send(frame.to_bytes(version)).await {
-            return;
         }
     }
+}
+
+/// Receives one message and queues it for the client; false when the pump should stop.
+#[allow(clippy::too_many_arguments)]
+async fn forward_one(
+    consumer: &Consumer,
+    sub: &str,
+    version: Version,
+    client_acked: bool,
+    unacked: &Mutex<BTreeMap<u64, Unacked>>,
+    next_ack: &AtomicU64,
+    out: &OutSender,
+    naming: &Naming,
+) -> bool {
+    let received = match consumer.receive().await {
+        Ok(Some(r)) => r,
+        Ok(None) => return false,
+        Err(e) => {
+            warn!(subscription = %sub, "receive failed: {e}");
+            return false;
+        }
+    };
+    let seq = next_ack.fetch_add(1, Ordering::Relaxed);
+    let ack = seq.to_string();
+    let frame = message_frame(
+        received.message(),
+        sub,
+        (version == Version::V1_2).then_some(ack.as_str()),
+        naming,
+    );
+    if client_acked {
+        unacked.lock().insert(
+            seq,
+            Unacked {
+                sub: sub.to_owned(),
+                ack,
+                received,
+            },
+        );
+    }
+    out.send(frame.to_bytes(version)).await
 }
