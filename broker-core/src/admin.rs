@@ -8,6 +8,7 @@ use store_api::{Destination, Message, MessageId, SubscriptionInfo, SubscriptionK
 
 use crate::broker::Broker;
 use crate::core::now_ms;
+use crate::core::scheduler::ScheduledJob;
 use crate::dispatch::{Dispatcher, Source};
 use crate::error::Result;
 
@@ -240,6 +241,16 @@ impl Broker {
         let core = self.core()?;
         let rx = core.temporaries.subscribe();
         Ok((rx, core.temporaries.list()))
+    }
+
+    /// The scheduled jobs (`AMQ_SCHEDULED_DELAY` and the others), soonest first.
+    pub async fn scheduled_jobs(&self) -> Result<Vec<ScheduledJob>> {
+        self.core()?.scheduled_jobs().await
+    }
+
+    /// Cancels scheduled job `id` and its repeats; false when there is no such job.
+    pub async fn cancel_scheduled(&self, id: &str) -> Result<bool> {
+        self.core()?.cancel_scheduled(id).await
     }
 
     /// Durable subscriptions of every topic, with their selectors.

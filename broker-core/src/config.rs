@@ -15,6 +15,7 @@
 //! virtual_topic_name = "VirtualTopic.>"
 //! virtual_topic_prefix = "Consumer.*."
 //! virtual_topic_postfix = ""
+//! scheduler_support = true
 //!
 //! [limits]
 //! memory_bytes = 67108864
@@ -110,6 +111,9 @@ pub struct BrokerSection {
     pub virtual_topic_prefix: String,
     /// Its `postfix`. Empty.
     pub virtual_topic_postfix: String,
+    /// `schedulerSupport`: a send with `AMQ_SCHEDULED_DELAY`, `AMQ_SCHEDULED_PERIOD` or
+    /// `AMQ_SCHEDULED_REPEAT` is delivered when due. true (ActiveMQ's default is false).
+    pub scheduler_support: bool,
 }
 
 impl Default for BrokerSection {
@@ -121,6 +125,7 @@ impl Default for BrokerSection {
             virtual_topic_name: "VirtualTopic.>".into(),
             virtual_topic_prefix: "Consumer.*.".into(),
             virtual_topic_postfix: String::new(),
+            scheduler_support: true,
         }
     }
 }

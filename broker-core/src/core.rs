@@ -6,6 +6,7 @@
 mod expiry;
 mod recovery;
 mod routing;
+pub(crate) mod scheduler;
 mod store_health;
 pub(crate) mod temporary;
 mod wildcard_durable;
@@ -91,6 +92,8 @@ pub(crate) enum Then {
     Many(Vec<Then>),
     /// A temporary topic's message, to each of its subscribers.
     PushAll(Vec<Arc<Dispatcher>>, Arc<Message>),
+    /// A scheduled job (`scheduler`), due at the time given.
+    Scheduled(i64, store_api::MessageId),
 }
 
 /// Everything a serving broker has: one per run between lock and stop.
@@ -126,6 +129,8 @@ pub(crate) struct Core {
     pub takeover_ms: Option<i64>,
     /// When this run started serving.
     pub started_ms: i64,
+    /// Scheduled and delayed delivery (`scheduler`).
+    pub(crate) scheduler: scheduler::Scheduler,
 }
 
 impl Core {
@@ -164,11 +169,15 @@ impl Core {
             closed: AtomicBool::new(false),
             takeover_ms: took_over.then_some(start),
             started_ms: start,
+            scheduler: scheduler::Scheduler::default(),
         });
         if let Err(e) = core.recover().await {
             core.shutdown().await;
             return Err(e);
         }
+        // Jobs stored by an earlier run are delivered even with `scheduler_support` off now:
+        // the setting decides what is scheduled, never what is lost.
+        tokio::spawn(Core::run_scheduler(Arc::downgrade(&core)));
         Ok(core)
     }
 
@@ -202,6 +211,11 @@ impl Core {
     ) -> Result<Arc<Dispatcher>> {
         if let Some(d) = self.queues.lock().get(&destination.name) {
             return Ok(Arc::clone(d));
+        }
+        if scheduler::is_jobs(destination) {
+            return Err(BrokerError::InvalidDestination(format!(
+                "{destination} is the scheduler's own store, not a queue to use"
+            )));
         }
         let store = self.store.queue_store(destination).await?;
         let mut queues = self.queues.lock();
@@ -400,6 +414,7 @@ impl Core {
                     d.push(Arc::clone(&message));
                 }
             }
+            Then::Scheduled(due, id) => self.scheduled(due, id),
         }
     }
 
@@ -422,6 +437,10 @@ impl Core {
 
     /// After a transaction that added `message` committed.
     pub(crate) async fn committed_add(self: &Arc<Self>, message: &Arc<Message>) -> Result<()> {
+        if scheduler::is_jobs(&message.destination) {
+            self.committed_job(message);
+            return Ok(());
+        }
         if !message.persistent || self.temporaries.contains(&message.destination) {
             return self.send((**message).clone()).await;
         }

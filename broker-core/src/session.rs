@@ -21,7 +21,9 @@ use tokio::sync::{Mutex, Semaphore, mpsc};
 use tracing::warn;
 
 use crate::authorization::{Operation, Subject};
-use crate::core::{Core, Placed, PreparedOp, QueueFanIn, WildcardDurable, now_ms, temporary};
+use crate::core::{
+    Core, Placed, PreparedOp, QueueFanIn, WildcardDurable, now_ms, scheduler, temporary,
+};
 use crate::destination_filter::DestinationFilter;
 use crate::dispatch::{Credit, Delivery, Dispatcher, Flow, Source};
 use crate::error::{BrokerError, Result};
@@ -850,6 +852,21 @@ impl Session {
         self.check_open()?;
         let core = &self.inner.core;
         let temporary = core.temporaries.contains(&message.destination);
+        // A scheduled send becomes a job; the destination must be one a send can reach now.
+        // A temporary destination's send is delivered at once: it has no store to wait in.
+        if !temporary
+            && core.config.broker.scheduler_support
+            && let Some(schedule) = scheduler::schedule_of(&message)?
+        {
+            for d in core.routes(&message.destination)? {
+                self.admit(&d).await?;
+            }
+            let job = scheduler::job_of(&message, schedule, now_ms());
+            if self.inner.mode != AckMode::Transacted {
+                return core.schedule(job).await.map(Some);
+            }
+            return self.enlist_send(job).await.map(|()| None);
+        }
         let routes = if temporary {
             vec![message.destination.clone()]
         } else {

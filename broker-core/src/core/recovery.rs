@@ -22,8 +22,13 @@ impl Core {
         {
             subs += self.recover_wildcard_durables(d).await?;
         }
+        let mut jobs = 0;
         for d in &destinations {
             if d.is_topic() && is_wildcard(&d.name) {
+                continue;
+            }
+            if super::scheduler::is_jobs(d) {
+                jobs = self.recover_jobs().await?;
                 continue;
             }
             if d.is_queue() {
@@ -79,6 +84,7 @@ impl Core {
             "recovered from the {} store",
             self.store.kind()
         );
+        super::scheduler::log_recovered(jobs);
         Ok(())
     }
 

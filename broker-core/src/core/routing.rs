@@ -155,6 +155,27 @@ impl Core {
     /// destination). Every copy that is stored is stored in one store transaction, written
     /// before this returns; what remains is delivery.
     pub(crate) async fn place_all(self: &Arc<Self>, copies: Vec<Message>) -> Result<Placed> {
+        let (ops, then, in_memory) = self.route_ops(copies).await?;
+        if in_memory {
+            self.wait_for_memory().await?;
+        }
+        if !ops.is_empty() {
+            let tx = self.new_local_tx();
+            self.run_transaction(&tx, ops).await?;
+        }
+        Ok(Placed {
+            written: StorePending::ready(Ok(0)),
+            then,
+        })
+    }
+
+    /// The store operations that add `copies` (the persistent ones a store keeps), what
+    /// delivers them once those are written, and whether any copy is held in memory (so the
+    /// caller waits for room first).
+    pub(crate) async fn route_ops(
+        self: &Arc<Self>,
+        copies: Vec<Message>,
+    ) -> Result<(Vec<TxOp>, Then, bool)> {
         let mut ops = Vec::with_capacity(copies.len());
         let mut thens = Vec::with_capacity(copies.len());
         let mut in_memory = false;
@@ -181,17 +202,7 @@ impl Core {
                 thens.push(Then::FanOut(t, message));
             }
         }
-        if in_memory {
-            self.wait_for_memory().await?;
-        }
-        if !ops.is_empty() {
-            let tx = self.new_local_tx();
-            self.run_transaction(&tx, ops).await?;
-        }
-        Ok(Placed {
-            written: StorePending::ready(Ok(0)),
-            then: Then::Many(thens),
-        })
+        Ok((ops, Then::Many(thens), in_memory))
     }
 
     /// A non-durable subscriber on a wildcard topic: listed on every matching topic, and on
