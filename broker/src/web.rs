@@ -121,6 +121,8 @@ impl WebServer {
             .route("/topics", get(topics))
             .route("/subscribers", get(subscribers))
             .route("/subscribers/delete", post(delete_subscriber))
+            .route("/scheduled", get(scheduled))
+            .route("/scheduled/cancel", post(cancel_scheduled))
             .route("/connections", get(connections))
             .route("/api/csrf", get(api_csrf))
             .route("/api/overview", get(api_overview))
@@ -128,6 +130,7 @@ impl WebServer {
             .route("/api/topics", get(api_topics))
             .route("/api/subscribers", get(api_subscribers))
             .route("/api/connections", get(api_connections))
+            .route("/api/scheduled", get(api_scheduled))
             .route("/metrics", get(metrics))
             .layer(axum::middleware::map_response(security_headers))
             .with_state(app);
@@ -434,7 +437,7 @@ fn page(title: &str, login: Option<&Login>, body: &str) -> Html<String> {
     let nav = match login {
         Some(l) => format!(
             "<a href=\"/\">Overview</a><a href=\"/queues\">Queues</a><a href=\"/topics\">Topics</a>\
-             <a href=\"/subscribers\">Subscribers</a><a href=\"/connections\">Connections</a>\
+             <a href=\"/subscribers\">Subscribers</a><a href=\"/scheduled\">Scheduled</a><a href=\"/connections\">Connections</a>\
              <form class=\"inline\" method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
              <button id=\"logout\">Log out {}</button></form>",
             escape(&l.csrf),
@@ -1072,6 +1075,86 @@ async fn delete_subscriber(
     match app.broker.delete_durable_subscription(&key).await {
         Ok(()) => Redirect::to("/subscribers").into_response(),
         Err(e) => error_page(&l, e),
+    }
+}
+
+/// The scheduled jobs (`AMQ_SCHEDULED_DELAY` and the others), soonest first, each with a
+/// Cancel button for users with `admin` on its destination.
+async fn scheduled(
+    State(app): State<Arc<App>>,
+    AuthenticatedUser(l, _): AuthenticatedUser,
+) -> Response {
+    let jobs = match app.broker.scheduled_jobs().await {
+        Ok(j) => j,
+        Err(e) => return error_page(&l, e),
+    };
+    let actions = shows_actions(&app, &l);
+    let mut rows = String::new();
+    for j in jobs {
+        let button = if actions {
+            format!(
+                "<form class=\"inline\" method=\"post\" action=\"/scheduled/cancel\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                 <input type=\"hidden\" name=\"id\" value=\"{}\"><button>Cancel</button></form>",
+                escape(&l.csrf),
+                escape(&j.id)
+            )
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            rows,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{button}</td></tr>",
+            escape(&j.id),
+            escape(&j.destination.to_string()),
+            j.due_ms,
+            j.period_ms,
+            j.repeats_left,
+            escape(&j.message_id),
+        );
+    }
+    page(
+        "Scheduled messages",
+        Some(&l),
+        &format!("<table><tr><th>Job</th><th>Destination</th><th>Next due (ms since epoch)</th><th>Period (ms)</th><th>Repeats left</th><th>Message</th><th></th></tr>{rows}</table>"),
+    )
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct JobForm {
+    id: String,
+}
+
+/// Cancels a scheduled job: `admin` on its destination, as deleting its messages would need.
+async fn cancel_scheduled(
+    State(app): State<Arc<App>>,
+    AuthorizedForm(l, f): AuthorizedForm<JobForm>,
+) -> Response {
+    let job = match app.broker.scheduled_jobs().await {
+        Ok(jobs) => jobs.into_iter().find(|j| j.id == f.id),
+        Err(e) => return error_page(&l, e),
+    };
+    if let Some(job) = &job
+        && let Some(r) = refusal(&app, &l, Operation::Admin, &job.destination)
+    {
+        return r;
+    }
+    match app.broker.cancel_scheduled(&f.id).await {
+        Ok(_) => Redirect::to("/scheduled").into_response(),
+        Err(e) => error_page(&l, e),
+    }
+}
+
+async fn api_scheduled(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Response {
+    match app.broker.scheduled_jobs().await {
+        Ok(jobs) => axum::Json(
+            jobs.into_iter()
+                .map(|j| json!({"id": j.id, "destination": j.destination.to_string(), "due_ms": j.due_ms,
+                                "period_ms": j.period_ms, "repeats_left": j.repeats_left, "message_id": j.message_id}))
+                .collect::<Vec<_>>(),
+        )
+        .into_response(),
+        Err(e) => api_error(e),
     }
 }
 

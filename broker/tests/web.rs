@@ -398,6 +398,59 @@ async fn durable_subscribers_are_listed_and_deleted() {
     b.stop().await;
 }
 
+/// A message sent over STOMP with `AMQ_SCHEDULED_DELAY` is listed on the console and its JSON
+/// API, and cancelled there; a bad delay gets an ERROR naming the header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_messages_are_listed_and_cancelled() {
+    let b = TestBroker::start("").await;
+    let web = b.console().await;
+    let addr = web.addr;
+    let mut c = b.client().await;
+    c.send(
+        "/queue/web.later",
+        "in ten minutes",
+        &[("AMQ_SCHEDULED_DELAY", "600000"), ("persistent", "true")],
+    )
+    .await
+    .unwrap();
+    let jobs = json(addr, "/api/scheduled").await;
+    assert_eq!(jobs.as_array().unwrap().len(), 1, "{jobs}");
+    assert_eq!(jobs[0]["destination"], "queue://web.later");
+    let id = jobs[0]["id"].as_str().unwrap().to_owned();
+    let page = http(addr, "GET", "/scheduled", &[("Authorization", ADMIN)], None).await;
+    assert!(page.body.contains(&id), "{}", page.body);
+    let csrf = csrf_of(&page.body);
+    let r = http(
+        addr,
+        "POST",
+        "/scheduled/cancel",
+        &[("Authorization", ADMIN)],
+        Some(&[("csrf", &csrf), ("id", &id)]),
+    )
+    .await;
+    assert_eq!(r.status, 303);
+    assert!(
+        json(addr, "/api/scheduled")
+            .await
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let e = c
+        .send(
+            "/queue/web.later",
+            "never",
+            &[("AMQ_SCHEDULED_DELAY", "-1")],
+        )
+        .await;
+    assert!(
+        matches!(&e, Err(broker::client::ClientError::Broker { message, .. }) if message.contains("AMQ_SCHEDULED_DELAY")),
+        "{e:?}"
+    );
+    web.stop().await;
+    b.stop().await;
+}
+
 async fn subscriber_count(addr: SocketAddr) -> usize {
     json(addr, "/api/subscribers")
         .await
