@@ -50,8 +50,8 @@ pub mod state;
 
 pub use crate::core::StoreStatus;
 pub use crate::core::scheduler::{
-    AMQ_SCHEDULED_DELAY, AMQ_SCHEDULED_ID, AMQ_SCHEDULED_PERIOD, AMQ_SCHEDULED_REPEAT,
-    JOBS as SCHEDULER_JOBS_QUEUE, ScheduledJob,
+    AMQ_SCHEDULED_CRON, AMQ_SCHEDULED_DELAY, AMQ_SCHEDULED_ID, AMQ_SCHEDULED_PERIOD,
+    AMQ_SCHEDULED_REPEAT, JOBS as SCHEDULER_JOBS_QUEUE, ScheduledJob,
 };
 pub use crate::core::temporary::{TemporaryEvent, temporary_url};
 pub use admin::{DestinationStats, TemporaryEvents};

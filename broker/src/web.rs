@@ -1109,13 +1109,13 @@ async fn scheduled(
             j.due_ms,
             j.period_ms,
             j.repeats_left,
-            escape(&j.message_id),
+            escape(j.cron.as_deref().unwrap_or("")),
         );
     }
     page(
         "Scheduled messages",
         Some(&l),
-        &format!("<table><tr><th>Job</th><th>Destination</th><th>Next due (ms since epoch)</th><th>Period (ms)</th><th>Repeats left</th><th>Message</th><th></th></tr>{rows}</table>"),
+        &format!("<table><tr><th>Job</th><th>Destination</th><th>Next due (ms since epoch)</th><th>Period (ms)</th><th>Repeats left</th><th>Cron</th><th></th></tr>{rows}</table>"),
     )
     .into_response()
 }
@@ -1150,7 +1150,7 @@ async fn api_scheduled(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -
         Ok(jobs) => axum::Json(
             jobs.into_iter()
                 .map(|j| json!({"id": j.id, "destination": j.destination.to_string(), "due_ms": j.due_ms,
-                                "period_ms": j.period_ms, "repeats_left": j.repeats_left, "message_id": j.message_id}))
+                                "period_ms": j.period_ms, "repeats_left": j.repeats_left, "cron": j.cron}))
                 .collect::<Vec<_>>(),
         )
         .into_response(),

@@ -10,8 +10,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use broker_core::{
-    AMQ_SCHEDULED_DELAY, AMQ_SCHEDULED_ID, AMQ_SCHEDULED_PERIOD, AMQ_SCHEDULED_REPEAT, AckMode,
-    BrokerError, Destination, Outgoing, Value,
+    AMQ_SCHEDULED_CRON, AMQ_SCHEDULED_DELAY, AMQ_SCHEDULED_ID, AMQ_SCHEDULED_PERIOD,
+    AMQ_SCHEDULED_REPEAT, AckMode, BrokerError, Destination, Outgoing, Value,
 };
 use common::{Engine, Env, assert_none, recv, texts};
 
@@ -33,6 +33,7 @@ on_engines!(
         a_scheduled_send_in_a_transaction_is_scheduled_only_at_commit,
         a_scheduled_topic_message_reaches_durable_and_live_subscribers,
         the_jobs_store_is_not_a_queue_clients_can_use,
+        a_cron_job_fires_at_each_match_until_cancelled,
     )
 );
 
@@ -159,8 +160,8 @@ async fn jobs_are_listed_and_a_cancelled_job_never_arrives(engine: Engine) {
     let jobs = broker.scheduled_jobs().await.unwrap();
     assert_eq!(jobs.len(), 2, "{jobs:?}");
     // Soonest first.
-    assert_eq!(jobs[0].message_id, drop.to_string());
-    assert_eq!(jobs[1].message_id, keep.to_string());
+    assert_eq!(jobs[0].id, drop.to_string());
+    assert_eq!(jobs[1].id, keep.to_string());
     assert_eq!(jobs[0].destination, q("jobs.listed"));
     assert!(broker.cancel_scheduled(&jobs[0].id).await.unwrap());
     assert!(!broker.cancel_scheduled(&jobs[0].id).await.unwrap());
@@ -173,7 +174,7 @@ async fn jobs_are_listed_and_a_cancelled_job_never_arrives(engine: Engine) {
     assert_none(&c).await;
     let left = broker.scheduled_jobs().await.unwrap();
     assert_eq!(left.len(), 1);
-    assert_eq!(left[0].message_id, keep.to_string());
+    assert_eq!(left[0].id, keep.to_string());
     conn.close().await;
     broker.stop().await;
     env.cleanup().await;
@@ -354,6 +355,59 @@ async fn a_scheduled_message_survives_a_restart_and_arrives_once(engine: Engine)
     let c = s.consumer(q("restart.later"), None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_none(&c).await;
+    conn.close().await;
+    broker.stop().await;
+    env.cleanup().await;
+}
+
+async fn a_cron_job_fires_at_each_match_until_cancelled(engine: Engine) {
+    let Some(env) = Env::new(engine, "") else {
+        return;
+    };
+    let broker = env.start().await;
+    let conn = broker.connect(None).await.unwrap();
+    let s = conn.session(AckMode::Auto).unwrap();
+    let p = s.producer(q("cron")).unwrap();
+    for bad in ["61 * * * *", "every minute", "* * *"] {
+        match p
+            .send(Outgoing::text("bad").property(AMQ_SCHEDULED_CRON, Value::String(bad.into())))
+            .await
+        {
+            Err(BrokerError::Invalid(m)) => assert!(m.contains(AMQ_SCHEDULED_CRON), "{m}"),
+            other => panic!("{bad:?} accepted: {other:?}"),
+        }
+    }
+    let c = s.consumer(q("cron"), None).await.unwrap();
+    // Every second (six fields: seconds first).
+    p.send(
+        Outgoing::text("tick").property(AMQ_SCHEDULED_CRON, Value::String("* * * * * *".into())),
+    )
+    .await
+    .unwrap();
+    let first = recv(&c).await;
+    let second = recv(&c).await;
+    assert_ne!(first.message().id, second.message().id);
+    assert!(
+        second.message().timestamp >= first.message().timestamp + 500,
+        "two firings of a once-a-second pattern {} ms apart",
+        second.message().timestamp - first.message().timestamp
+    );
+    let jobs = broker.scheduled_jobs().await.unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].cron.as_deref(), Some("* * * * * *"));
+    assert_eq!(jobs[0].repeats_left, -1);
+    assert!(broker.cancel_scheduled(&jobs[0].id).await.unwrap());
+    // A firing may have been on its way as it was cancelled; after that, none.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    while c
+        .receive_timeout(Duration::from_millis(100))
+        .await
+        .unwrap()
+        .is_some()
+    {}
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_none(&c).await;
+    assert!(broker.scheduled_jobs().await.unwrap().is_empty());
     conn.close().await;
     broker.stop().await;
     env.cleanup().await;

@@ -1,6 +1,7 @@
 //! Scheduled and delayed delivery, as ActiveMQ's `schedulerSupport`: a message sent with
 //! `AMQ_SCHEDULED_DELAY` (ms), `AMQ_SCHEDULED_PERIOD` (ms) and `AMQ_SCHEDULED_REPEAT` is
-//! delivered to its destination once its time comes, and again `repeat` times every `period`.
+//! delivered to its destination once its time comes, and again `repeat` times every `period`;
+//! with `AMQ_SCHEDULED_CRON` at every time a cron pattern matches.
 //!
 //! The jobs live in the store as messages of one hidden queue ([`JOBS`]), each carrying its
 //! target and its next due time in reserved properties. So every engine keeps them with the
@@ -33,6 +34,9 @@ pub const AMQ_SCHEDULED_DELAY: &str = "AMQ_SCHEDULED_DELAY";
 pub const AMQ_SCHEDULED_PERIOD: &str = "AMQ_SCHEDULED_PERIOD";
 /// How many times the message is delivered again after the first.
 pub const AMQ_SCHEDULED_REPEAT: &str = "AMQ_SCHEDULED_REPEAT";
+/// A cron pattern (5 fields, or 6 with seconds first): delivered at each time it matches, in
+/// the broker's local time, until cancelled.
+pub const AMQ_SCHEDULED_CRON: &str = "AMQ_SCHEDULED_CRON";
 /// Set on each delivered copy: the job it came from. A message carrying it is never scheduled
 /// again (ActiveMQ's `scheduledJobId`), so forwarding a delivered message sends it at once.
 pub const AMQ_SCHEDULED_ID: &str = "scheduledJobId";
@@ -54,11 +58,12 @@ const BATCH: usize = 512;
 const RETRY: Duration = Duration::from_secs(1);
 
 /// What a message asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Schedule {
     pub delay: i64,
     pub period: i64,
     pub repeat: i64,
+    pub cron: Option<String>,
 }
 
 /// The schedule a message asks for, `None` for an ordinary send. A value that is not a
@@ -70,14 +75,35 @@ pub(crate) fn schedule_of(m: &Message) -> Result<Option<Schedule>> {
     let delay = number(m, AMQ_SCHEDULED_DELAY)?;
     let period = number(m, AMQ_SCHEDULED_PERIOD)?;
     let repeat = number(m, AMQ_SCHEDULED_REPEAT)?;
-    if delay.is_none() && period.is_none() && repeat.is_none() {
+    let cron = match m.properties.get(AMQ_SCHEDULED_CRON) {
+        None => None,
+        Some(Value::String(c)) if !c.trim().is_empty() => {
+            parse_cron(c)?;
+            Some(c.trim().to_owned())
+        }
+        Some(v) => {
+            return Err(BrokerError::Invalid(format!(
+                "{AMQ_SCHEDULED_CRON} must be a cron pattern, not {v:?}"
+            )));
+        }
+    };
+    if delay.is_none() && period.is_none() && repeat.is_none() && cron.is_none() {
         return Ok(None);
     }
     let s = Schedule {
         delay: delay.unwrap_or(0),
         period: period.unwrap_or(0),
         repeat: repeat.unwrap_or(0),
+        cron,
     };
+    if s.cron.is_some() && (s.repeat > 0 || s.period > 0) {
+        return Err(BrokerError::Invalid(format!(
+            "{AMQ_SCHEDULED_CRON} with {AMQ_SCHEDULED_REPEAT} or {AMQ_SCHEDULED_PERIOD} is not supported here; use the cron pattern alone"
+        )));
+    }
+    if s.cron.is_some() {
+        return Ok(Some(s));
+    }
     if s.repeat > 0 && s.period == 0 {
         return Err(BrokerError::Invalid(format!(
             "{AMQ_SCHEDULED_REPEAT} {} needs an {AMQ_SCHEDULED_PERIOD} greater than 0",
@@ -89,6 +115,22 @@ pub(crate) fn schedule_of(m: &Message) -> Result<Option<Schedule>> {
         return Ok(None);
     }
     Ok(Some(s))
+}
+
+fn parse_cron(pattern: &str) -> Result<croner::Cron> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .build()
+        .parse(pattern.trim())
+        .map_err(|e| BrokerError::Invalid(format!("{AMQ_SCHEDULED_CRON} {pattern:?}: {e}")))
+}
+
+/// The first time after `after_ms` that `pattern` matches, in local time, in ms.
+fn next_cron(pattern: &str, after_ms: i64) -> Option<i64> {
+    let cron = parse_cron(pattern).ok()?;
+    let start = chrono::DateTime::from_timestamp_millis(after_ms)?.with_timezone(&chrono::Local);
+    let next = cron.find_next_occurrence(&start, false).ok()?;
+    Some(next.timestamp_millis())
 }
 
 fn number(m: &Message, key: &str) -> Result<Option<i64>> {
@@ -115,7 +157,7 @@ fn number(m: &Message, key: &str) -> Result<Option<i64>> {
 /// One scheduled job, as listed by [`Core::scheduled_jobs`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduledJob {
-    /// The job's id (cancel with it).
+    /// The job's id, which is the id of the message as sent (cancel with it).
     pub id: String,
     /// Where it is delivered.
     pub destination: Destination,
@@ -123,10 +165,10 @@ pub struct ScheduledJob {
     pub due_ms: i64,
     /// The ms between repeated deliveries.
     pub period_ms: i64,
-    /// Deliveries still to come after the next one.
+    /// Deliveries still to come after the next one; -1 for a cron job (until cancelled).
     pub repeats_left: i64,
-    /// The id of the message as sent.
-    pub message_id: String,
+    /// The cron pattern of a cron job.
+    pub cron: Option<String>,
 }
 
 /// The jobs' due times, and the task that delivers them.
@@ -135,6 +177,10 @@ pub(crate) struct Scheduler {
     wake: Notify,
     /// Ids of the next occurrences of repeating jobs: fresh per run (the incarnation).
     next_seq: AtomicU64,
+    /// Held while a batch is delivered and while a job is cancelled, so that a cancel never
+    /// misses the next occurrence a delivery in flight adds. Only the scheduler task and
+    /// cancels take it; no other writer waits on it.
+    firing: tokio::sync::Mutex<()>,
 }
 
 impl Default for Scheduler {
@@ -143,6 +189,7 @@ impl Default for Scheduler {
             heap: Mutex::new(BinaryHeap::new()),
             wake: Notify::new(),
             next_seq: AtomicU64::new(1),
+            firing: tokio::sync::Mutex::new(()),
         }
     }
 }
@@ -191,6 +238,11 @@ pub(crate) fn is_jobs(d: &Destination) -> bool {
 /// The job message for `message`: the message itself, moved to [`JOBS`], persistent, with
 /// its target and its first due time in reserved properties.
 pub(crate) fn job_of(message: &Message, s: Schedule, now: i64) -> Message {
+    let start = now.saturating_add(s.delay);
+    let due = match &s.cron {
+        Some(c) => next_cron(c, start).unwrap_or(start),
+        None => start,
+    };
     let mut job = message.clone();
     let p = &mut job.properties;
     p.insert(
@@ -209,8 +261,11 @@ pub(crate) fn job_of(message: &Message, s: Schedule, now: i64) -> Message {
         Value::String(message.destination.name.to_string()),
     );
     p.insert(PERSISTENT.into(), Value::Bool(message.persistent));
-    p.insert(DUE.into(), Value::I64(now.saturating_add(s.delay)));
-    p.insert(LEFT.into(), Value::I64(s.repeat));
+    p.insert(DUE.into(), Value::I64(due));
+    p.insert(
+        LEFT.into(),
+        Value::I64(if s.cron.is_some() { -1 } else { s.repeat }),
+    );
     p.insert(JOB.into(), Value::String(message.id.to_string()));
     job.destination = jobs();
     // The job outlives a restart whatever the message is; the copy delivered is persistent
@@ -244,7 +299,7 @@ fn target_of(job: &Message) -> Option<Destination> {
 
 fn listed(job: &Message) -> Option<ScheduledJob> {
     Some(ScheduledJob {
-        id: job.id.to_string(),
+        id: prop_str(job, JOB)?.to_owned(),
         destination: target_of(job)?,
         due_ms: prop_i64(job, DUE),
         period_ms: number(job, AMQ_SCHEDULED_PERIOD)
@@ -252,7 +307,7 @@ fn listed(job: &Message) -> Option<ScheduledJob> {
             .flatten()
             .unwrap_or(0),
         repeats_left: prop_i64(job, LEFT),
-        message_id: prop_str(job, JOB).unwrap_or_default().to_owned(),
+        cron: prop_str(job, AMQ_SCHEDULED_CRON).map(str::to_owned),
     })
 }
 
@@ -318,14 +373,29 @@ impl Core {
 
     /// Cancels job `id` (every later repeat with it). False when there is no such job.
     pub async fn cancel_scheduled(&self, id: &str) -> Result<bool> {
+        parse_id(id)?;
+        // Not while a batch is being delivered: its next occurrence of this job would be
+        // added after the scan below and live on.
+        let _firing = self.scheduler.firing.lock().await;
         let store = self.store.queue_store(&jobs()).await?;
-        let id = parse_id(id)?;
-        // The heap entry stays; the job is gone from the store when it comes due.
-        match store.remove(&id).await {
-            Ok(()) => Ok(true),
-            Err(store_api::StoreError::NotFound(_)) => Ok(false),
-            Err(e) => Err(e.into()),
+        let mut after: Option<OrderKey> = None;
+        let mut found = false;
+        loop {
+            let page = store.browse(after, 1000).await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = Some(OrderKey::of(last));
+            for job in page.iter().filter(|j| prop_str(j, JOB) == Some(id)) {
+                // The heap entry stays; the job is gone from the store when it comes due.
+                match store.remove(&job.id).await {
+                    Ok(()) => found = true,
+                    Err(store_api::StoreError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
+        Ok(found)
     }
 
     /// The scheduler task: sleeps until the earliest job is due, delivers every due job in
@@ -361,6 +431,7 @@ impl Core {
     /// Delivers due jobs in one store transaction: each copy added to its destination(s),
     /// each job removed, each next occurrence added.
     async fn deliver_due(self: &Arc<Self>, ids: Vec<MessageId>, now: i64) {
+        let _firing = self.scheduler.firing.lock().await;
         let store = match self.store.queue_store(&jobs()).await {
             Ok(s) => s,
             Err(e) => {
@@ -394,7 +465,10 @@ impl Core {
                 continue;
             };
             let left = prop_i64(&job, LEFT);
-            let repeating = left > 0 || number(&job, AMQ_SCHEDULED_REPEAT).ok().flatten() > Some(0);
+            let cron = prop_str(&job, AMQ_SCHEDULED_CRON).map(str::to_owned);
+            let repeating = cron.is_some()
+                || left > 0
+                || number(&job, AMQ_SCHEDULED_REPEAT).ok().flatten() > Some(0);
             let mut m = job.clone();
             for k in [TARGET_KIND, TARGET_NAME, PERSISTENT, DUE, LEFT, JOB] {
                 m.properties.remove(k);
@@ -442,17 +516,26 @@ impl Core {
                 destination: jobs(),
                 id: id.clone(),
             });
-            if left > 0 {
+            // The next occurrence: a cron job's next match after now (missed ones while the
+            // broker was down are not made up), a repeat's one period on.
+            let again = match &cron {
+                Some(c) => next_cron(c, now.max(prop_i64(&job, DUE))).map(|d| (d, -1)),
+                None if left > 0 => {
+                    let period = number(&job, AMQ_SCHEDULED_PERIOD)
+                        .ok()
+                        .flatten()
+                        .unwrap_or(0);
+                    let due = prop_i64(&job, DUE).max(now - period).saturating_add(period);
+                    Some((due, left - 1))
+                }
+                None => None,
+            };
+            if let Some((due, left)) = again {
                 let mut again = job.clone();
                 again.id = self.scheduler_message_id();
                 again.sequence = 0;
-                let period = number(&job, AMQ_SCHEDULED_PERIOD)
-                    .ok()
-                    .flatten()
-                    .unwrap_or(0);
-                let due = prop_i64(&job, DUE).max(now - period).saturating_add(period);
                 again.properties.insert(DUE.into(), Value::I64(due));
-                again.properties.insert(LEFT.into(), Value::I64(left - 1));
+                again.properties.insert(LEFT.into(), Value::I64(left));
                 next.push((due, again.id.clone()));
                 ops.push(TxOp::Add(again));
             }
