@@ -193,6 +193,20 @@ pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
 }
 
+/// Waits for the client's room for at least one message and takes all it has now: one grant
+/// to broker-core per batch, not per message. `None` once the subscription is closed.
+pub(crate) async fn take_credits(credits: &Semaphore) -> Option<u32> {
+    credits.acquire().await.ok()?.forget();
+    let more = u32::try_from(credits.available_permits()).unwrap_or(u32::MAX);
+    match credits.try_acquire_many(more) {
+        Ok(p) if more > 0 => {
+            p.forget();
+            Some(more.saturating_add(1))
+        }
+        _ => Some(1),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,19 +236,5 @@ mod tests {
         // Dropped with the queue: given back all the same.
         drop(rx);
         assert_eq!(memory.used(), 0);
-    }
-}
-
-/// Waits for the client's room for at least one message and takes all it has now: one grant
-/// to broker-core per batch, not per message. `None` once the subscription is closed.
-pub(crate) async fn take_credits(credits: &Semaphore) -> Option<u32> {
-    credits.acquire().await.ok()?.forget();
-    let more = u32::try_from(credits.available_permits()).unwrap_or(u32::MAX);
-    match credits.try_acquire_many(more) {
-        Ok(p) if more > 0 => {
-            p.forget();
-            Some(more.saturating_add(1))
-        }
-        _ => Some(1),
     }
 }
