@@ -148,6 +148,22 @@ impl Broker {
                 })
             };
             let store_watch = tokio::spawn(Arc::clone(&core).watch_store());
+            let gc = core.policies.any_gc().then(|| {
+                let core = Arc::clone(&core);
+                let every =
+                    std::time::Duration::from_millis(core.config.policy.gc_check_interval_ms);
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(every);
+                    tick.tick().await;
+                    loop {
+                        tick.tick().await;
+                        if core.is_closed() {
+                            return;
+                        }
+                        core.sweep_inactive().await;
+                    }
+                })
+            });
             tokio::select! {
                 why = lock.lost() => {
                     error!(broker = %name, "lost the master lock: {why}; stopping so that another broker can take over");
@@ -161,6 +177,9 @@ impl Broker {
             }
             sweeper.abort();
             store_watch.abort();
+            if let Some(gc) = gc {
+                gc.abort();
+            }
             Self::set_state(&state, &name, BrokerState::Stopped);
         });
         *self.monitor.lock() = Some(monitor);

@@ -204,6 +204,28 @@ pub struct PolicySection {
     pub send_fail_if_no_space: bool,
     /// How long a non-persistent send waits for memory before it fails. 30 000.
     pub send_timeout_ms: u64,
+    /// Wait before a message is delivered again after a failed delivery (a rollback, a NACK,
+    /// a consumer gone with it unacked), as ActiveMQ's `redeliveryDelay`. 0.
+    pub redelivery_delay_ms: u64,
+    /// Multiply the wait by `backoff_multiplier` at each further redelivery. false.
+    pub use_exponential_backoff: bool,
+    /// 5, ActiveMQ's `backOffMultiplier`.
+    pub backoff_multiplier: f64,
+    /// A cap on the wait; 0 for none.
+    pub maximum_redelivery_delay_ms: u64,
+    /// `shared` (every dead letter to `dead_letter_queue`) or `individual` (one per
+    /// destination). shared.
+    pub dead_letter_strategy: crate::policy::DeadLetterStrategy,
+    /// Remove a destination with no consumer and no message for
+    /// `inactive_timeout_before_gc_ms` (ActiveMQ's `gcInactiveDestinations`). false.
+    pub gc_inactive_destinations: bool,
+    /// 60 000, as ActiveMQ's `inactiveTimoutBeforeGC`.
+    pub inactive_timeout_before_gc_ms: u64,
+    /// How often inactive destinations are looked for (ActiveMQ's
+    /// `schedulePeriodForDestinationPurge`). 5000.
+    pub gc_check_interval_ms: u64,
+    /// Per-destination overrides (`[[policy.entries]]`, see `policy`).
+    pub entries: Vec<crate::policy::PolicyEntry>,
 }
 
 impl Default for PolicySection {
@@ -215,6 +237,15 @@ impl Default for PolicySection {
             expire_check_interval_ms: 30_000,
             send_fail_if_no_space: false,
             send_timeout_ms: 30_000,
+            redelivery_delay_ms: 0,
+            use_exponential_backoff: false,
+            backoff_multiplier: 5.0,
+            maximum_redelivery_delay_ms: 0,
+            dead_letter_strategy: crate::policy::DeadLetterStrategy::Shared,
+            gc_inactive_destinations: false,
+            inactive_timeout_before_gc_ms: 60_000,
+            gc_check_interval_ms: 5_000,
+            entries: Vec::new(),
         }
     }
 }
@@ -303,6 +334,19 @@ impl CoreConfig {
                 "must not be empty",
             ));
         }
+        if !(self.policy.backoff_multiplier.is_finite() && self.policy.backoff_multiplier >= 1.0) {
+            return Err(ConfigError::new(
+                "policy.backoff_multiplier",
+                "must be a number of 1 or more",
+            ));
+        }
+        if self.policy.gc_check_interval_ms == 0 {
+            return Err(ConfigError::new(
+                "policy.gc_check_interval_ms",
+                "must be greater than 0",
+            ));
+        }
+        crate::policy::Policies::new(&self.policy)?;
         Ok(())
     }
 }

@@ -131,6 +131,8 @@ pub(crate) struct Core {
     pub started_ms: i64,
     /// Scheduled and delayed delivery (`scheduler`).
     pub(crate) scheduler: scheduler::Scheduler,
+    /// `[policy]` and its `[[policy.entries]]`, resolved per destination.
+    pub(crate) policies: crate::policy::Policies,
 }
 
 impl Core {
@@ -148,7 +150,9 @@ impl Core {
         } else {
             DestinationFilter::parse("-")?
         };
+        let policies = crate::policy::Policies::new(&config.policy)?;
         let core = Arc::new(Core {
+            policies,
             memory: Arc::new(MemoryUsage::new(config.memory_limit())),
             health: StoreHealth::default(),
             incarnation: format!("{}-{}-{start}", config.broker.name, std::process::id()),
@@ -312,6 +316,18 @@ impl Core {
 
     pub(crate) fn remove_queue(&self, destination: &Destination) -> Option<Arc<Dispatcher>> {
         self.queues.lock().remove(&destination.name)
+    }
+
+    /// Removes `d` from the queues if it is still the one registered under its name.
+    pub(crate) fn remove_queue_if(&self, d: &Arc<Dispatcher>) -> bool {
+        let mut queues = self.queues.lock();
+        match queues.get(&d.destination.name) {
+            Some(x) if Arc::ptr_eq(x, d) => {
+                queues.remove(&d.destination.name);
+                true
+            }
+            _ => false,
+        }
     }
 
     pub(crate) fn queues(&self) -> Vec<Arc<Dispatcher>> {
@@ -491,7 +507,7 @@ impl Core {
             warn!(message = %message.id, destination = %from.destination, "dropping non-persistent message: {cause}");
             return;
         }
-        let dlq = Destination::queue(self.config.policy.dead_letter_queue.as_str());
+        let dlq = from.policy.dead_letter_queue.clone();
         let mut copy = message.clone();
         copy.destination = dlq.clone();
         copy.sequence = 0;

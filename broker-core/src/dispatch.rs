@@ -28,7 +28,7 @@
 //! (store reads, acks, dead-lettering) run in the dispatcher's own task or in the caller's.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -41,6 +41,7 @@ use tracing::{debug, info, warn};
 
 use crate::core::Core;
 use crate::error::{BrokerError, Result};
+use crate::policy::DestinationPolicy;
 use crate::selector::Selector;
 
 mod groups;
@@ -268,6 +269,10 @@ pub(crate) struct Dispatcher {
     state: Mutex<State>,
     wake: Notify,
     pub counters: Counters,
+    /// Its `[policy]` with its `[[policy.entries]]` applied.
+    pub(crate) policy: DestinationPolicy,
+    /// When a message or a consumer last came or went (ms), for `gc_inactive_destinations`.
+    last_active: AtomicI64,
 }
 
 /// Work found under the lock, done after it is released.
@@ -285,6 +290,7 @@ impl Dispatcher {
         source: Source,
     ) -> Arc<Dispatcher> {
         let store_backed = !matches!(source, Source::Memory { .. } | Source::Temporary);
+        let destination_of_policy = destination.clone();
         let d = Arc::new(Dispatcher {
             destination,
             source,
@@ -295,6 +301,8 @@ impl Dispatcher {
             }),
             wake: Notify::new(),
             counters: Counters::default(),
+            policy: core.policies.resolve(&destination_of_policy),
+            last_active: AtomicI64::new(crate::core::now_ms()),
         });
         tokio::spawn(Arc::clone(&d).run());
         d
@@ -392,10 +400,12 @@ impl Dispatcher {
             tx,
         });
         drop(st);
+        self.touch();
         self.wake.notify_one();
     }
 
     pub(crate) fn remove_consumer(&self, id: u64) {
+        self.touch();
         let mut st = self.state.lock();
         st.consumers.retain(|s| s.id != id);
         st.groups.remove_consumer(id);
@@ -433,6 +443,7 @@ impl Dispatcher {
     /// The store has new messages for this dispatcher.
     pub(crate) fn stored(&self) {
         self.state.lock().store_more = true;
+        self.touch();
         self.wake.notify_one();
     }
 
@@ -485,6 +496,7 @@ impl Dispatcher {
         drop(st);
         self.release(freed);
         self.counters.enqueued.fetch_add(1, Ordering::Relaxed);
+        self.touch();
         self.wake.notify_one();
     }
 
@@ -573,11 +585,11 @@ impl Dispatcher {
 
     /// Puts a delivered, unacked message back for another delivery, counting the attempt; past
     /// the maximum it goes to the dead letter queue instead.
-    pub(crate) async fn redeliver(&self, id: &MessageId) {
+    pub(crate) async fn redeliver(self: &Arc<Self>, id: &MessageId) {
         let Some(core) = self.core.upgrade() else {
             return;
         };
-        let max = core.config.policy.maximum_redeliveries;
+        let max = self.policy.maximum_redeliveries;
         let entry = {
             let mut st = self.state.lock();
             let Some(mut f) = st.in_flight.remove(id) else {
@@ -586,6 +598,20 @@ impl Dispatcher {
             Arc::make_mut(&mut f.entry.message).redelivery_count += 1;
             let over = f.entry.message.redelivery_count > max && !self.is_dead_letter_queue(&core);
             if !over && !st.closed {
+                let delay = self
+                    .policy
+                    .redelivery_delay(f.entry.message.redelivery_count);
+                if !delay.is_zero() {
+                    // Out of the window until its delay has passed (its memory stays
+                    // counted), while the messages behind it go on.
+                    drop(st);
+                    let me = Arc::clone(self);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        me.requeue(f.entry);
+                    });
+                    return;
+                }
                 let key = (std::cmp::Reverse(f.entry.message.priority), f.entry.arrival);
                 st.index.insert(f.entry.message.id.clone(), key);
                 st.window.insert(key, f.entry);
@@ -610,8 +636,44 @@ impl Dispatcher {
     }
 
     fn is_dead_letter_queue(&self, core: &Core) -> bool {
-        self.destination.is_queue()
-            && *self.destination.name == *core.config.policy.dead_letter_queue
+        core.policies.is_dead_letter_queue(&self.destination)
+    }
+
+    /// A redelivery whose delay has passed goes back into the window, unless the dispatcher
+    /// closed, or (a durable subscription left alone) rewound to the store, which has it, or
+    /// the message came back by another way meanwhile.
+    fn requeue(&self, entry: Entry) {
+        let mut st = self.state.lock();
+        let rewound = matches!(self.source, Source::Durable { .. }) && st.consumers.is_empty();
+        let id = &entry.message.id;
+        if st.closed || rewound || st.index.contains_key(id) || st.in_flight.contains_key(id) {
+            drop(st);
+            self.release(entry.size);
+            return;
+        }
+        let key = (std::cmp::Reverse(entry.message.priority), entry.arrival);
+        st.index.insert(id.clone(), key);
+        st.window.insert(key, entry);
+        drop(st);
+        self.touch();
+        self.wake.notify_one();
+    }
+
+    fn touch(&self) {
+        self.last_active
+            .store(crate::core::now_ms(), Ordering::Relaxed);
+    }
+
+    /// With no consumer, nothing waiting or out and nothing new for `idle_ms`: a candidate
+    /// for `gc_inactive_destinations` (its store is checked by the caller).
+    pub(crate) fn is_inactive(&self, now: i64, idle: Duration) -> bool {
+        let st = self.state.lock();
+        st.consumers.is_empty()
+            && st.window.is_empty()
+            && st.in_flight.is_empty()
+            && st.held.is_empty()
+            && now.saturating_sub(self.last_active.load(Ordering::Relaxed))
+                >= i64::try_from(idle.as_millis()).unwrap_or(i64::MAX)
     }
 
     /// Returns a message a consumer never handed to the application (it closed with it
@@ -971,7 +1033,7 @@ impl Dispatcher {
             return;
         };
         let to_dlq = entry.message.persistent
-            && core.config.policy.expired == crate::config::ExpiredPolicy::DeadLetter
+            && self.policy.expired == crate::config::ExpiredPolicy::DeadLetter
             && !self.is_dead_letter_queue(&core);
         if to_dlq {
             core.dead_letter(self, &entry.message, "expired").await;

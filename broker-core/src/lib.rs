@@ -44,6 +44,7 @@ pub(crate) mod dispatch;
 pub mod error;
 pub mod locker;
 pub mod memory;
+pub mod policy;
 pub mod selector;
 pub mod session;
 pub mod state;
