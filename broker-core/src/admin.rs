@@ -117,6 +117,10 @@ impl Broker {
             d.close();
         }
         core.store.remove_destination(&destination).await?;
+        core.advise(crate::core::advisory::Advisory::Destination {
+            destination: &destination,
+            created: false,
+        });
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 //! Sessions and dispatchers work through [`Core`]; the public [`crate::Broker`] only starts and
 //! stops it, and the admin API reads it.
 
+pub(crate) mod advisory;
 mod expiry;
 mod recovery;
 mod routing;
@@ -131,6 +132,10 @@ pub(crate) struct Core {
     pub started_ms: i64,
     /// Scheduled and delayed delivery (`scheduler`).
     pub(crate) scheduler: scheduler::Scheduler,
+    /// Producers per destination, for producer advisories.
+    pub(crate) producer_counts: advisory::ProducerCounts,
+    /// Advisories on their way to their topics, in order.
+    pub(crate) advisories: advisory::Advisories,
     /// `[policy]` and its `[[policy.entries]]`, resolved per destination.
     pub(crate) policies: crate::policy::Policies,
 }
@@ -174,6 +179,8 @@ impl Core {
             takeover_ms: took_over.then_some(start),
             started_ms: start,
             scheduler: scheduler::Scheduler::default(),
+            producer_counts: advisory::ProducerCounts::default(),
+            advisories: advisory::Advisories::default(),
         });
         if let Err(e) = core.recover().await {
             core.shutdown().await;
@@ -182,6 +189,7 @@ impl Core {
         // Jobs stored by an earlier run are delivered even with `scheduler_support` off now:
         // the setting decides what is scheduled, never what is lost.
         tokio::spawn(Core::run_scheduler(Arc::downgrade(&core)));
+        tokio::spawn(Core::run_advisories(Arc::downgrade(&core)));
         Ok(core)
     }
 
@@ -230,6 +238,10 @@ impl Core {
         queues.insert(destination.name.clone(), Arc::clone(&d));
         drop(queues);
         self.attach_wildcard_consumers(&d);
+        self.advise(advisory::Advisory::Destination {
+            destination,
+            created: true,
+        });
         Ok(d)
     }
 
@@ -294,6 +306,10 @@ impl Core {
         if created {
             // Their connected consumers take the new topic's messages too.
             self.add_wildcard_durables(&t).await?;
+            self.advise(advisory::Advisory::Destination {
+                destination,
+                created: true,
+            });
         }
         Ok(t)
     }
@@ -533,6 +549,11 @@ impl Core {
         match self.run_transaction(&tx, ops).await {
             Ok(()) => {
                 info!(message = %message.id, from = %from.destination, to = %dlq, "dead-lettered: {cause}");
+                self.advise(advisory::Advisory::DeadLettered {
+                    destination: &from.destination,
+                    message: &message.id,
+                    dead_letter_queue: &dlq,
+                });
                 dlq_dispatcher
                     .counters
                     .enqueued

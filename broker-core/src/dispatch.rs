@@ -475,6 +475,7 @@ impl Dispatcher {
         );
         core.memory.add(size);
         let mut freed = 0;
+        let mut slow_started = false;
         if let Source::Memory {
             max_pending,
             dropped,
@@ -488,12 +489,20 @@ impl Dispatcher {
                 st.index.remove(&old.message.id);
                 dropped.fetch_add(1, Ordering::Relaxed);
                 if st.slow.dropped_one() {
+                    slow_started = true;
                     warn!(subscriber = %self.label(), max_pending, "slow non-durable subscriber: over its pending limit, dropping the oldest of its lowest-priority messages until it catches up");
                 }
                 freed += old.size;
             }
         }
         drop(st);
+        // Outside the lock: the advisory's topic may have this very subscriber (`>`), whose
+        // fan-out takes the topic's lock and then this one.
+        if slow_started {
+            core.advise(crate::core::advisory::Advisory::SlowConsumer {
+                destination: &self.destination,
+            });
+        }
         self.release(freed);
         self.counters.enqueued.fetch_add(1, Ordering::Relaxed);
         self.touch();
@@ -1032,6 +1041,10 @@ impl Dispatcher {
         let Some(core) = self.core.upgrade() else {
             return;
         };
+        core.advise(crate::core::advisory::Advisory::Expired {
+            destination: &self.destination,
+            message: &entry.message.id,
+        });
         let to_dlq = entry.message.persistent
             && self.policy.expired == crate::config::ExpiredPolicy::DeadLetter
             && !self.is_dead_letter_queue(&core);

@@ -21,6 +21,7 @@ use tokio::sync::{Mutex, Semaphore, mpsc};
 use tracing::warn;
 
 use crate::authorization::{Operation, Subject};
+use crate::core::advisory::Advisory;
 use crate::core::{
     Core, Placed, PreparedOp, QueueFanIn, WildcardDurable, now_ms, scheduler, temporary,
 };
@@ -305,6 +306,11 @@ impl Connection {
         all.retain(|c| c.strong_count() > 0);
         all.push(Arc::downgrade(&inner));
         drop(all);
+        core.advise(Advisory::Connection {
+            connection_id: &inner.id,
+            client_id: inner.client_id.as_deref(),
+            started: true,
+        });
         Ok(Connection { inner })
     }
 
@@ -441,6 +447,11 @@ async fn close_connection(inner: &ConnectionInner) {
     if let Some(cid) = &inner.client_id {
         inner.core.client_ids.lock().remove(cid);
     }
+    inner.core.advise(Advisory::Connection {
+        connection_id: &inner.id,
+        client_id: inner.client_id.as_deref(),
+        started: false,
+    });
 }
 
 impl Drop for Connection {
@@ -673,7 +684,14 @@ impl Session {
             if destination.is_queue() {
                 let id = core.next_id();
                 let (fan_in, rx) = core.add_queue_fan_in(filter, id, selector, flow.clone());
-                return Ok(self.consumer_of(id, Target::Queues(fan_in), rx, slot, &flow));
+                return Ok(self.consumer_of(
+                    id,
+                    Target::Queues(fan_in),
+                    rx,
+                    slot,
+                    &flow,
+                    &destination,
+                ));
             }
             let d = Dispatcher::start(
                 core,
@@ -769,7 +787,7 @@ impl Session {
                     flow.clone(),
                 )
                 .await?;
-            return Ok(self.consumer_of(id, Target::Durables(w), rx, slot, &flow));
+            return Ok(self.consumer_of(id, Target::Durables(w), rx, slot, &flow, &topic));
         }
         self.admit(&topic).await?;
         let d = core
@@ -820,7 +838,8 @@ impl Session {
     ) -> Consumer {
         let id = self.inner.core.next_id();
         let rx = dispatcher.add_consumer(id, selector, flow.clone(), exclusive);
-        self.consumer_of(id, Target::One(dispatcher), rx, slot, &flow)
+        let destination = dispatcher.destination.clone();
+        self.consumer_of(id, Target::One(dispatcher), rx, slot, &flow, &destination)
     }
 
     fn consumer_of(
@@ -830,11 +849,21 @@ impl Session {
         rx: mpsc::UnboundedReceiver<Delivery>,
         slot: Slot,
         flow: &Flow,
+        destination: &Destination,
     ) -> Consumer {
         self.inner.consumers.lock().push((id, target.clone()));
+        let core = &self.inner.core;
+        core.advise(Advisory::Consumer {
+            destination,
+            consumer_id: format!("{}:{id}", self.inner.connection_id),
+            connection_id: &self.inner.connection_id,
+            started: true,
+            count: core.consumer_count(destination),
+        });
         Consumer {
             session: self.clone(),
             id,
+            destination: destination.clone(),
             target,
             credit: flow.credit().cloned(),
             rx: Mutex::new(rx),
@@ -1389,6 +1418,8 @@ pub struct Consumer {
     session: Session,
     id: u64,
     target: Target,
+    /// What it consumes (a wildcard's pattern for a wildcard consumer), for advisories.
+    destination: Destination,
     /// Opened with prefetch 0: handed only what [`Consumer::grant`] allows.
     credit: Option<Arc<Credit>>,
     rx: Mutex<mpsc::UnboundedReceiver<Delivery>>,
@@ -1488,7 +1519,15 @@ impl Consumer {
 
     fn unregister(&self) {
         self.slot.lock().take();
-        self.target.unregister(&self.session.inner.core, self.id);
+        let core = &self.session.inner.core;
+        self.target.unregister(core, self.id);
+        core.advise(Advisory::Consumer {
+            destination: &self.destination,
+            consumer_id: format!("{}:{}", self.session.inner.connection_id, self.id),
+            connection_id: &self.session.inner.connection_id,
+            started: false,
+            count: core.consumer_count(&self.destination),
+        });
         self.session
             .inner
             .consumers

@@ -1067,3 +1067,30 @@ async fn prefetch_is_a_hard_limit_and_nothing_waits_for_a_full_subscriber() {
     assert_eq!(body(&recv(&mut slow).await), "m4");
     b.stop().await;
 }
+
+/// Advisory topics over STOMP: a subscriber to ActiveMQ's consumer advisory topic of a queue
+/// hears a consumer arrive, with `consumerCount` as a header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advisories_reach_stomp_subscribers() {
+    let b = TestBroker::start("").await;
+    let mut watcher = b.client().await;
+    watcher
+        .subscribe(
+            "adv",
+            "/topic/ActiveMQ.Advisory.Consumer.Queue.watched",
+            "auto",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut worker = b.client().await;
+    worker
+        .subscribe("w", "/queue/watched", "auto", &[])
+        .await
+        .unwrap();
+    let m = recv(&mut watcher).await;
+    assert_eq!(m.get("consumerCount"), Some("1"), "{m:?}");
+    assert_eq!(m.get("event"), Some("started"));
+    assert_eq!(m.get("type"), Some("Advisory"));
+    b.stop().await;
+}

@@ -31,6 +31,10 @@ impl Core {
                     continue;
                 };
                 q.counters.expired.fetch_add(1, Ordering::Relaxed);
+                self.advise(super::advisory::Advisory::Expired {
+                    destination: &q.destination,
+                    message: &id,
+                });
                 if q.policy.expired == crate::config::ExpiredPolicy::DeadLetter
                     && !self.policies.is_dead_letter_queue(&q.destination)
                 {
@@ -84,6 +88,10 @@ impl Core {
             if !removed {
                 continue;
             }
+            self.advise(super::advisory::Advisory::Destination {
+                destination: &q.destination,
+                created: false,
+            });
             q.close();
             if !matches!(store.count().await, Ok(0)) {
                 continue;

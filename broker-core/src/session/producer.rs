@@ -14,6 +14,7 @@ use store_api::{Destination, MAX_PRIORITY, MessageId};
 use tokio::sync::oneshot;
 
 use super::{Outgoing, Session, Submitted};
+use crate::core::advisory::Advisory;
 use crate::core::now_ms;
 use crate::error::{BrokerError, Result};
 
@@ -37,6 +38,15 @@ impl Producer {
         destination: Destination,
         temporary: bool,
     ) -> Producer {
+        let core = &session.inner.core;
+        let count = core.producer_counts.add(&destination);
+        core.advise(Advisory::Producer {
+            destination: &destination,
+            producer_id: &id,
+            connection_id: &session.inner.connection_id,
+            started: true,
+            count,
+        });
         Producer {
             session,
             id,
@@ -104,5 +114,19 @@ impl Producer {
             result
         });
         Ok(Submitted::running(task))
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        let core = &self.session.inner.core;
+        let count = core.producer_counts.remove(&self.destination);
+        core.advise(Advisory::Producer {
+            destination: &self.destination,
+            producer_id: &self.id,
+            connection_id: &self.session.inner.connection_id,
+            started: false,
+            count,
+        });
     }
 }
