@@ -247,6 +247,12 @@ impl Broker {
         Ok((rx, core.temporaries.list()))
     }
 
+    /// The store's use: (bytes of stored messages at the last measure, `limits.store_bytes`).
+    pub fn store_usage(&self) -> Result<(u64, u64)> {
+        let core = self.core()?;
+        Ok((core.store_usage.used(), core.config.limits.store_bytes))
+    }
+
     /// The scheduled jobs (`AMQ_SCHEDULED_DELAY` and the others), soonest first.
     pub async fn scheduled_jobs(&self) -> Result<Vec<ScheduledJob>> {
         self.core()?.scheduled_jobs().await

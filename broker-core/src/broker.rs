@@ -148,6 +148,7 @@ impl Broker {
                 })
             };
             let store_watch = tokio::spawn(Arc::clone(&core).watch_store());
+            let usage_watch = tokio::spawn(Arc::clone(&core).watch_usage());
             let gc = core.policies.any_gc().then(|| {
                 let core = Arc::clone(&core);
                 let every =
@@ -177,6 +178,7 @@ impl Broker {
             }
             sweeper.abort();
             store_watch.abort();
+            usage_watch.abort();
             if let Some(gc) = gc {
                 gc.abort();
             }

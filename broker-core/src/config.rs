@@ -162,6 +162,18 @@ pub struct LimitsSection {
     /// Destinations that do not exist yet which one connection may create (by sending to or
     /// subscribing to them) per second. 100.
     pub max_destinations_created_per_second: u32,
+    /// `storeUsage`: bytes of the messages the store keeps, over every destination; a
+    /// persistent send past it is held (or refused, per `[policy]`) until consumers drain it.
+    /// 100 GiB, ActiveMQ's default.
+    pub store_bytes: u64,
+    /// How often the store's use is measured. 1000.
+    pub store_usage_check_interval_ms: u64,
+    /// Connections open at once over every protocol (ActiveMQ's transport
+    /// `maximumConnections`, 1000 in its shipped config). 1000.
+    pub max_connections: usize,
+    /// Producers one connection may have open at once (a STOMP connection has one per
+    /// destination and transaction it sends to). ActiveMQ has no such cap. 1000.
+    pub max_producers_per_connection: usize,
 }
 
 impl Default for LimitsSection {
@@ -178,6 +190,10 @@ impl Default for LimitsSection {
             max_transacted_sends_per_connection: 10_000,
             max_transacted_bytes_per_connection: 16 * 1024 * 1024,
             max_destinations_created_per_second: 100,
+            store_bytes: 100 * 1024 * 1024 * 1024,
+            store_usage_check_interval_ms: 1000,
+            max_connections: 1000,
+            max_producers_per_connection: 1000,
         }
     }
 }
@@ -284,6 +300,16 @@ impl CoreConfig {
             (
                 "limits.max_selector_nodes",
                 self.limits.max_selector_nodes as u64,
+            ),
+            ("limits.store_bytes", self.limits.store_bytes),
+            (
+                "limits.store_usage_check_interval_ms",
+                self.limits.store_usage_check_interval_ms,
+            ),
+            ("limits.max_connections", self.limits.max_connections as u64),
+            (
+                "limits.max_producers_per_connection",
+                self.limits.max_producers_per_connection as u64,
             ),
             (
                 "limits.max_consumers_per_connection",

@@ -9,6 +9,7 @@ mod recovery;
 mod routing;
 pub(crate) mod scheduler;
 mod store_health;
+pub(crate) mod store_usage;
 pub(crate) mod temporary;
 mod wildcard_durable;
 
@@ -136,6 +137,8 @@ pub(crate) struct Core {
     pub(crate) producer_counts: advisory::ProducerCounts,
     /// Advisories on their way to their topics, in order.
     pub(crate) advisories: advisory::Advisories,
+    /// The store's use against `limits.store_bytes`.
+    pub(crate) store_usage: store_usage::StoreUsage,
     /// `[policy]` and its `[[policy.entries]]`, resolved per destination.
     pub(crate) policies: crate::policy::Policies,
 }
@@ -181,6 +184,7 @@ impl Core {
             scheduler: scheduler::Scheduler::default(),
             producer_counts: advisory::ProducerCounts::default(),
             advisories: advisory::Advisories::default(),
+            store_usage: store_usage::StoreUsage::default(),
         });
         if let Err(e) = core.recover().await {
             core.shutdown().await;
@@ -396,6 +400,7 @@ impl Core {
                 let Source::Queue(store) = &q.source else {
                     return Ok(Placed::done());
                 };
+                self.wait_for_store(message.size()).await?;
                 let written = store.submit_add((*message).clone()).await?;
                 return Ok(Placed {
                     written,
@@ -416,6 +421,7 @@ impl Core {
             self.wait_for_memory().await?;
         }
         let written = if message.persistent && !t.durable.lock().is_empty() {
+            self.wait_for_store(message.size()).await?;
             t.store.submit_add((*message).clone()).await?
         } else {
             StorePending::ready(Ok(0))

@@ -290,6 +290,24 @@ impl Connection {
                 return Err(BrokerError::ClientIdInUse(cid.to_owned()));
             }
         }
+        let max = core.config.limits.max_connections;
+        let open = core
+            .connections
+            .lock()
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .filter(|c| !c.closed.load(Ordering::Acquire))
+            .count();
+        if open >= max {
+            if let Some(cid) = client_id {
+                core.client_ids.lock().remove(cid);
+            }
+            return Err(BrokerError::ConnectionLimit {
+                what: "too many connections to this broker".into(),
+                limit: max as u64,
+                key: "limits.max_connections",
+            });
+        }
         let id = format!("ID:{}-{}", core.incarnation, core.next_id());
         let inner = Arc::new(ConnectionInner {
             core: Arc::clone(&core),
@@ -565,8 +583,15 @@ impl Session {
     pub fn producer(&self, destination: Destination) -> Result<Producer> {
         self.check_open()?;
         self.authorize(Operation::Write, &destination)?;
+        let slot = self.inner.usage.producer(&self.inner.core.config.limits)?;
         let id = format!("{}:{}", self.inner.id, self.inner.core.next_id());
-        Ok(Producer::new(self.clone(), id.into(), destination, false))
+        Ok(Producer::new(
+            self.clone(),
+            id.into(),
+            destination,
+            false,
+            slot,
+        ))
     }
 
     /// A producer to a temporary destination: each send fails, naming it, once the
@@ -577,8 +602,15 @@ impl Session {
         if !self.inner.core.temporaries.contains(&destination) {
             return Err(temporary::gone(&destination));
         }
+        let slot = self.inner.usage.producer(&self.inner.core.config.limits)?;
         let id = format!("{}:{}", self.inner.id, self.inner.core.next_id());
-        Ok(Producer::new(self.clone(), id.into(), destination, true))
+        Ok(Producer::new(
+            self.clone(),
+            id.into(),
+            destination,
+            true,
+            slot,
+        ))
     }
 
     /// The messages of a queue held in memory only, which the store's browse
@@ -954,6 +986,7 @@ impl Session {
             // A temporary destination's messages never touch the store: held here until
             // the commit hands them over.
             if message.persistent && !core.temporaries.contains(&message.destination) {
+                core.wait_for_store(bytes).await?;
                 core.store.enlist(&tx, TxOp::Add(message.clone())).await?;
             }
             Ok::<_, BrokerError>(())

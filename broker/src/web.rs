@@ -647,7 +647,15 @@ async fn overview_json(app: &App) -> serde_json::Value {
         "store_status": store_status_line(b),
         "store_metrics": b.store_metrics().unwrap_or_default().into_iter().collect::<HashMap<_, _>>(),
         "memory": b.memory_usage().map(|(used, peak, limit)| json!({"used": used, "peak": peak, "limit": limit})).unwrap_or_default(),
+        "store_usage": b.store_usage().map(|(used, limit)| json!({"used": used, "limit": limit})).unwrap_or_default(),
+        "memory_percent": b.memory_usage().map(|(used, _, limit)| percent(used, limit)).unwrap_or(0),
+        "store_percent": b.store_usage().map(|(used, limit)| percent(used, limit)).unwrap_or(0),
     })
+}
+
+/// `used` as a whole percentage of `limit`.
+fn percent(used: u64, limit: u64) -> u64 {
+    used.saturating_mul(100).checked_div(limit).unwrap_or(0)
 }
 
 /// One line on whether the store takes writes, and why not.
@@ -703,6 +711,8 @@ async fn overview(
         ("store", "Store"),
         ("store_size_bytes", "Store size on disk (bytes)"),
         ("store_status", "Store status"),
+        ("memory_percent", "Memory used (% of limits.memory_bytes)"),
+        ("store_percent", "Store used (% of limits.store_bytes)"),
     ] {
         let v = match &o[k] {
             serde_json::Value::String(s) => s.clone(),
@@ -1294,7 +1304,15 @@ async fn metrics(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Resp
     if let Ok((used, peak, limit)) = b.memory_usage() {
         let _ = writeln!(
             out,
-            "# TYPE broker_memory_used_bytes gauge\nbroker_memory_used_bytes {used}\n# TYPE broker_memory_peak_bytes gauge\nbroker_memory_peak_bytes {peak}\n# TYPE broker_memory_limit_bytes gauge\nbroker_memory_limit_bytes {limit}"
+            "# TYPE broker_memory_used_bytes gauge\nbroker_memory_used_bytes {used}\n# TYPE broker_memory_peak_bytes gauge\nbroker_memory_peak_bytes {peak}\n# TYPE broker_memory_limit_bytes gauge\nbroker_memory_limit_bytes {limit}\n# TYPE broker_memory_percent gauge\nbroker_memory_percent {}",
+            percent(used, limit)
+        );
+    }
+    if let Ok((used, limit)) = b.store_usage() {
+        let _ = writeln!(
+            out,
+            "# HELP broker_store_usage_bytes Bytes of the messages the store keeps (limits.store_bytes).\n# TYPE broker_store_usage_bytes gauge\nbroker_store_usage_bytes {used}\n# TYPE broker_store_limit_bytes gauge\nbroker_store_limit_bytes {limit}\n# TYPE broker_store_percent gauge\nbroker_store_percent {}",
+            percent(used, limit)
         );
     }
     let _ = writeln!(

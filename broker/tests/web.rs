@@ -180,6 +180,10 @@ async fn api_metrics_actions_and_their_protection() {
         "broker_store_journal_files ",
         "broker_store_journal_fsyncs ",
         "broker_store_journal_fsync_micros ",
+        "broker_store_usage_bytes ",
+        "broker_store_limit_bytes 107374182400",
+        "broker_store_percent 0",
+        "broker_memory_percent ",
     ] {
         assert!(
             metrics.body.contains(line),

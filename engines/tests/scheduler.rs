@@ -37,36 +37,6 @@ on_engines!(
     )
 );
 
-/// A restart scenario on every durable engine (the database ones when `MYSQL_URL` /
-/// `POSTGRES_URL` are set).
-macro_rules! on_durable_engines {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                use super::Engine::*;
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn kahadb() { super::$name(KahaDb).await; }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn amq() { super::$name(Amq).await; }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn leveldb() { super::$name(LevelDb).await; }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn jdbc_sqlite() { super::$name(JdbcSqlite).await; }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn jdbc_mariadb() { super::$name(JdbcMysql).await; }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn jdbc_postgres() { super::$name(JdbcPostgres).await; }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn journaled_jdbc_sqlite() { super::$name(JournaledSqlite).await; }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn journaled_jdbc_mariadb() { super::$name(JournaledMysql).await; }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn journaled_jdbc_postgres() { super::$name(JournaledPostgres).await; }
-            }
-        )*
-    };
-}
-
 on_durable_engines!(a_scheduled_message_survives_a_restart_and_arrives_once);
 
 async fn a_delayed_message_never_arrives_before_its_delay(engine: Engine) {

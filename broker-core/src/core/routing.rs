@@ -160,6 +160,14 @@ impl Core {
             self.wait_for_memory().await?;
         }
         if !ops.is_empty() {
+            let bytes = ops
+                .iter()
+                .map(|op| match op {
+                    TxOp::Add(m) => m.size(),
+                    _ => 0,
+                })
+                .sum();
+            self.wait_for_store(bytes).await?;
             let tx = self.new_local_tx();
             self.run_transaction(&tx, ops).await?;
         }

@@ -316,6 +316,7 @@ impl Core {
     /// now, and tracked once written.
     pub(crate) async fn schedule(self: &Arc<Self>, job: Message) -> Result<Placed> {
         let store = self.store.queue_store(&jobs()).await?;
+        self.wait_for_store(job.size()).await?;
         let due = prop_i64(&job, DUE);
         let id = job.id.clone();
         let written = store.submit_add(job).await?;

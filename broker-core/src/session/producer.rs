@@ -29,6 +29,8 @@ pub struct Producer {
     previous: Mutex<Option<oneshot::Receiver<()>>>,
     /// Sends to a temporary destination, which must still exist at each send.
     temporary: bool,
+    /// Its place under `limits.max_producers_per_connection`.
+    _slot: super::usage::Slot,
 }
 
 impl Producer {
@@ -37,6 +39,7 @@ impl Producer {
         id: Arc<str>,
         destination: Destination,
         temporary: bool,
+        slot: super::usage::Slot,
     ) -> Producer {
         let core = &session.inner.core;
         let count = core.producer_counts.add(&destination);
@@ -54,6 +57,7 @@ impl Producer {
             destination,
             previous: Mutex::new(None),
             temporary,
+            _slot: slot,
         }
     }
 

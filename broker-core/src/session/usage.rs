@@ -21,6 +21,7 @@ use crate::error::{BrokerError, Result};
 #[derive(Debug)]
 pub(crate) struct ConnectionUsage {
     consumers: AtomicUsize,
+    producers: AtomicUsize,
     transactions: AtomicUsize,
     tx_sends: AtomicUsize,
     tx_bytes: AtomicU64,
@@ -46,6 +47,7 @@ fn take(counter: &AtomicUsize, max: usize, what: &str, key: &'static str) -> Res
 #[derive(Debug, Clone, Copy)]
 enum Kind {
     Consumer,
+    Producer,
     Transaction,
 }
 
@@ -56,6 +58,10 @@ impl Kind {
             Kind::Consumer => (
                 "too many consumers on this connection",
                 "limits.max_consumers_per_connection",
+            ),
+            Kind::Producer => (
+                "too many producers on this connection",
+                "limits.max_producers_per_connection",
             ),
             Kind::Transaction => (
                 "too many open transactions on this connection",
@@ -82,6 +88,7 @@ impl ConnectionUsage {
     pub(crate) fn new() -> Arc<ConnectionUsage> {
         Arc::new(ConnectionUsage {
             consumers: AtomicUsize::new(0),
+            producers: AtomicUsize::new(0),
             transactions: AtomicUsize::new(0),
             tx_sends: AtomicUsize::new(0),
             tx_bytes: AtomicU64::new(0),
@@ -92,6 +99,7 @@ impl ConnectionUsage {
     fn counter(&self, kind: Kind) -> &AtomicUsize {
         match kind {
             Kind::Consumer => &self.consumers,
+            Kind::Producer => &self.producers,
             Kind::Transaction => &self.transactions,
         }
     }
@@ -103,6 +111,11 @@ impl ConnectionUsage {
             usage: Arc::clone(self),
             kind,
         })
+    }
+
+    /// A producer more, or `ConnectionLimit` at `limits.max_producers_per_connection`.
+    pub(crate) fn producer(self: &Arc<Self>, limits: &LimitsSection) -> Result<Slot> {
+        self.slot(Kind::Producer, limits.max_producers_per_connection)
     }
 
     /// A consumer more, or `ConnectionLimit` at `limits.max_consumers_per_connection`.
