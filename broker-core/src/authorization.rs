@@ -247,6 +247,12 @@ impl Subject {
                 .is_some_and(|t| !t.admin.is_disjoint(&self.groups))
     }
 
+    /// Whether `op` on `destination` is allowed, without logging (for listing what a user
+    /// may see).
+    pub fn allows(&self, op: Operation, destination: &Destination, temporary: bool) -> bool {
+        self.map.allows(&self.groups, op, destination, temporary)
+    }
+
     /// `Ok` when allowed; otherwise a [`BrokerError::NotAuthorized`], logged at WARN.
     pub fn check(
         &self,

@@ -672,6 +672,24 @@ impl Core {
     }
 
     /// Deletes a durable subscription wherever it is.
+    /// The topics durable subscription `key` is on (a wildcard one's pattern included).
+    pub(crate) fn subscription_topics(&self, key: &SubscriptionKey) -> Vec<Destination> {
+        let mut out: Vec<Destination> = self
+            .wildcard_durables
+            .lock()
+            .iter()
+            .filter(|w| w.key == *key)
+            .map(|w| w.destination.clone())
+            .collect();
+        out.extend(
+            self.topics()
+                .into_iter()
+                .filter(|t| t.durable.lock().contains_key(key))
+                .map(|t| t.destination.clone()),
+        );
+        out
+    }
+
     pub(crate) async fn unsubscribe(&self, key: &SubscriptionKey) -> Result<()> {
         let mut found = self.delete_wildcard_durable(key).await?;
         for t in self.topics() {

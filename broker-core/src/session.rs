@@ -392,10 +392,15 @@ impl Connection {
         let cid = self.inner.client_id.as_deref().ok_or_else(|| {
             BrokerError::Invalid("unsubscribe needs a connection with a client id".into())
         })?;
-        self.inner
-            .core
-            .unsubscribe(&SubscriptionKey::new(cid, name))
-            .await
+        let key = SubscriptionKey::new(cid, name);
+        // Deleting a subscription drops its messages: the user must be one who may read
+        // every topic it is on (ActiveMQ does not check this; a client id alone was enough).
+        if let Some(subject) = self.inner.subject.get() {
+            for topic in self.inner.core.subscription_topics(&key) {
+                subject.check(Operation::Read, &topic, false)?;
+            }
+        }
+        self.inner.core.unsubscribe(&key).await
     }
 
     /// A new temporary queue or topic owned by this connection, named as ActiveMQ names them:

@@ -601,6 +601,32 @@ fn refusal(app: &App, login: &Login, op: Operation, destination: &Destination) -
 /// Whether the console shows this user its action buttons: only to a user with `admin` on
 /// some destination (a read-only user sees the pages only; the actions are refused
 /// server-side anyway).
+/// A test of whether `user` may read a destination (consume or browse it): the read pages and
+/// the JSON API list only those destinations, as a user cannot learn of queues they could not
+/// use.
+fn reader(app: &App, user: &str) -> impl Fn(&Destination) -> bool {
+    let subject = app.users.subject(user);
+    let broker = Arc::clone(&app.broker);
+    move |d| {
+        subject
+            .as_ref()
+            .is_some_and(|s| s.allows(Operation::Read, d, broker.is_temporary(d)))
+    }
+}
+
+/// `stats` without the destinations `user` may not read.
+fn readable(
+    app: &App,
+    user: &str,
+    stats: Vec<broker_core::DestinationStats>,
+) -> Vec<broker_core::DestinationStats> {
+    let may_read = reader(app, user);
+    stats
+        .into_iter()
+        .filter(|s| may_read(&s.destination))
+        .collect()
+}
+
 fn shows_actions(app: &App, login: &Login) -> bool {
     app.users
         .subject(&login.user)
@@ -737,7 +763,7 @@ async fn queues(
     AuthenticatedUser(l, _): AuthenticatedUser,
 ) -> Response {
     let stats = match app.broker.destination_stats().await {
-        Ok(s) => s,
+        Ok(s) => readable(&app, &l.user, s),
         Err(e) => return error_page(&l, e),
     };
     let csrf = escape(&l.csrf);
@@ -971,7 +997,7 @@ async fn topics(
     AuthenticatedUser(l, _): AuthenticatedUser,
 ) -> Response {
     let stats = match app.broker.destination_stats().await {
-        Ok(s) => s,
+        Ok(s) => readable(&app, &l.user, s),
         Err(e) => return error_page(&l, e),
     };
     let mut rows = String::new();
@@ -999,11 +1025,14 @@ async fn topics(
 
 async fn subscriber_rows(
     app: &App,
+    user: &str,
 ) -> broker_core::Result<Vec<(Destination, SubscriptionKey, Option<String>, u64, bool)>> {
     let stats = app.broker.destination_stats().await?;
     let subs = app.broker.durable_subscriptions().await?;
+    let may_read = reader(app, user);
     Ok(subs
         .into_iter()
+        .filter(|(d, _)| may_read(d))
         .map(|(d, info)| {
             let s = stats
                 .iter()
@@ -1023,7 +1052,7 @@ async fn subscribers(
     State(app): State<Arc<App>>,
     AuthenticatedUser(l, _): AuthenticatedUser,
 ) -> Response {
-    let subs = match subscriber_rows(&app).await {
+    let subs = match subscriber_rows(&app, &l.user).await {
         Ok(s) => s,
         Err(e) => return error_page(&l, e),
     };
@@ -1218,10 +1247,11 @@ async fn api_overview(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) ->
     axum::Json(overview_json(&app).await).into_response()
 }
 
-async fn api_destinations(app: &App, queues: bool) -> Response {
+async fn api_destinations(app: &App, user: &str, queues: bool) -> Response {
     match app.broker.destination_stats().await {
         Ok(s) => axum::Json(
-            s.iter()
+            readable(app, user, s)
+                .iter()
                 .filter(|s| s.subscription.is_none() && s.destination.is_queue() == queues)
                 .map(stats_json)
                 .collect::<Vec<_>>(),
@@ -1231,16 +1261,25 @@ async fn api_destinations(app: &App, queues: bool) -> Response {
     }
 }
 
-async fn api_queues(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Response {
-    api_destinations(&app, true).await
+async fn api_queues(
+    State(app): State<Arc<App>>,
+    AuthenticatedUser(l, _): AuthenticatedUser<Api>,
+) -> Response {
+    api_destinations(&app, &l.user, true).await
 }
 
-async fn api_topics(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Response {
-    api_destinations(&app, false).await
+async fn api_topics(
+    State(app): State<Arc<App>>,
+    AuthenticatedUser(l, _): AuthenticatedUser<Api>,
+) -> Response {
+    api_destinations(&app, &l.user, false).await
 }
 
-async fn api_subscribers(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Response {
-    match subscriber_rows(&app).await {
+async fn api_subscribers(
+    State(app): State<Arc<App>>,
+    AuthenticatedUser(l, _): AuthenticatedUser<Api>,
+) -> Response {
+    match subscriber_rows(&app, &l.user).await {
         Ok(rows) => axum::Json(
             rows.into_iter()
                 .map(|(d, k, selector, pending, active)| {

@@ -214,6 +214,46 @@ async fn consume_browse_and_durable_per_rule() {
         "only the allowed subscription exists: {subs:?}"
     );
 
+    // Unsubscribing drops the subscription's messages: refused to a user who may not read
+    // its topic, even with the subscription's client id.
+    let mut admin_d = b.client_as("admin", "adminpw", Some("shared-id")).await;
+    admin_d
+        .subscribe(
+            "m",
+            "/topic/metrics",
+            "auto",
+            &[("activemq.subscriptionName", "audit")],
+        )
+        .await
+        .unwrap();
+    admin_d.disconnect().await.unwrap();
+    let mut reader = b.client_as("reader", "readerpw", Some("shared-id")).await;
+    refused(
+        reader
+            .request(
+                broker::stomp::frame::Frame::new("UNSUBSCRIBE")
+                    .header("id", "m")
+                    .header("activemq.subscriptionName", "audit"),
+            )
+            .await,
+        "reader",
+        "read from",
+        "topic://metrics",
+    );
+    assert_eq!(b.broker.durable_subscriptions().await.unwrap().len(), 2);
+    // The ERROR closed that connection (STOMP); its client id is free once the broker sees it.
+    drop(reader);
+    let mut admin_d = b.client_as("admin", "adminpw", Some("shared-id")).await;
+    admin_d
+        .request(
+            broker::stomp::frame::Frame::new("UNSUBSCRIBE")
+                .header("id", "m")
+                .header("activemq.subscriptionName", "audit"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(b.broker.durable_subscriptions().await.unwrap().len(), 1);
+
     // Advisory topics are readable by everyone; temporary destinations open without a
     // temporary entry.
     let mut app = b.client_as("app", "apppw", None).await;
@@ -393,6 +433,20 @@ mod console {
         let page = get(addr, &reader, "/queues").await;
         assert_eq!(page.status, 200);
         assert!(page.body.contains("orders.in"));
+        // Only what the user may read is listed, on the pages and in the JSON API.
+        assert!(!page.body.contains("secret"), "{}", page.body);
+        let api = get(addr, &reader, "/api/queues").await;
+        assert!(
+            api.body.contains("orders.in") && !api.body.contains("secret"),
+            "{}",
+            api.body
+        );
+        assert!(
+            get(addr, &admin, "/api/queues")
+                .await
+                .body
+                .contains("secret")
+        );
         assert!(!page.body.contains("purge-") && !page.body.contains("Send a message"));
         let subs = get(addr, &reader, "/subscribers").await;
         assert!(subs.body.contains("eu") && !subs.body.contains("<button>Delete"));
