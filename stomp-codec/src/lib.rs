@@ -490,6 +490,36 @@ mod tests {
         dec(v).decode(&mut BytesMut::from(bytes))
     }
 
+    /// The ERROR for a malformed frame can name its receipt when the header lines were read.
+    #[test]
+    fn a_failed_frame_names_its_receipt_when_its_headers_were_read() {
+        let failed = |bytes: &[u8]| {
+            let mut d = dec(Version::V1_2);
+            assert!(d.decode(&mut BytesMut::from(bytes)).is_err(), "{bytes:?}");
+            d.failed_receipt().map(str::to_owned)
+        };
+        // Parsed headers, the body wrong.
+        assert_eq!(
+            failed(b"SEND\nreceipt:a\\cb\ncontent-length:1\n\nxy\0").as_deref(),
+            Some("a:b")
+        );
+        // The header block itself refused: read raw.
+        assert_eq!(
+            failed(b"SEND\nreceipt:r1\ncontent-length:x\n\n\0").as_deref(),
+            Some("r1")
+        );
+        assert_eq!(
+            failed(b"SEND\nreceipt:r2\ncontent-length:99999\n\n").as_deref(),
+            Some("r2")
+        );
+        // An unknown command: its header lines were read all the same.
+        assert_eq!(failed(b"BOGUS\nreceipt:r3\n\n\0").as_deref(), Some("r3"));
+        // No receipt, or none read before the failure.
+        assert_eq!(failed(b"SEND\ncontent-length:x\n\n\0"), None);
+        let long = format!("SEND\n{}", "x".repeat(200));
+        assert_eq!(failed(long.as_bytes()), None);
+    }
+
     #[test]
     fn decodes_frames_with_and_without_content_length() {
         let f = one(Version::V1_2, b"SEND\ndestination:/queue/a\n\nhello\0")
