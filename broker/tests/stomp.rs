@@ -1179,6 +1179,17 @@ async fn heart_beats_are_honoured_as_negotiated() {
     .await;
     let connected = read_until(&mut s, "\0").await;
     assert!(connected.contains("heart-beat:0,2000"), "{connected}");
+    // Absurd intervals are bounded, not a panic: the connection serves on.
+    let mut s = raw_session(
+        &b2,
+        "CONNECT\naccept-version:1.2\nhost:x\nlogin:admin\npasscode:admin\nheart-beat:18446744073709551615,18446744073709551615\n\n\0",
+    )
+    .await;
+    assert!(read_until(&mut s, "\0").await.starts_with("CONNECTED"));
+    s.write_all(b"SEND\ndestination:/queue/hb\nreceipt:1\n\nx\0")
+        .await
+        .unwrap();
+    assert!(read_until(&mut s, "receipt-id:1").await.contains("RECEIPT"));
     b2.stop().await;
     b.stop().await;
 }

@@ -55,6 +55,9 @@ pub struct ServerContext {
     pub shutdown: watch::Receiver<bool>,
 }
 
+/// Longer heart-beat intervals are taken as this (a year): as good as none.
+const LONGEST_HEARTBEAT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// How CONNECT's `heart-beat:cx,cy` is honoured (`[transports] stomp_heartbeat_*`).
 #[derive(Debug, Clone, Copy)]
 pub struct HeartbeatPolicy {
@@ -70,13 +73,22 @@ impl HeartbeatPolicy {
     /// ActiveMQ does: beats every `cy` ms to the client, and the client is expected every `cx`
     /// ms; each raised to the floor.
     fn negotiate(&self, cx: u64, cy: u64) -> (Option<Duration>, Option<Duration>) {
-        let raise = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms).max(self.min_interval));
+        let raise = |ms: u64| {
+            (ms > 0).then(|| {
+                Duration::from_millis(ms)
+                    .max(self.min_interval)
+                    .min(LONGEST_HEARTBEAT)
+            })
+        };
         (raise(cy), raise(cx))
     }
 
-    /// How long a client expected every `every` may stay silent.
+    /// How long a client expected every `every` may stay silent (bounded: the client chose
+    /// `every`, and a deadline past the clock's range would panic).
     fn read_timeout(&self, every: Duration) -> Duration {
-        every.mul_f64(self.grace.max(1.0))
+        Duration::try_from_secs_f64(every.as_secs_f64() * self.grace.max(1.0))
+            .unwrap_or(LONGEST_HEARTBEAT)
+            .min(LONGEST_HEARTBEAT)
     }
 }
 /// How long a CONNECT waits for a previous connection with its client id to close.
@@ -618,7 +630,7 @@ async fn connect(
     }
     let read_timeout = match expect_every {
         Some(every) => ctx.heartbeats.read_timeout(every),
-        None => Duration::from_secs(365 * 24 * 3600),
+        None => LONGEST_HEARTBEAT,
     };
     let ms = |d: Option<Duration>| d.map_or(0, |d| d.as_millis());
     let connected = Frame::new("CONNECTED")
