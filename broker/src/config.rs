@@ -72,7 +72,7 @@ pub struct TransportsSection {
     /// this often. 100.
     pub stomp_heartbeat_min_ms: u64,
     /// A STOMP client that promised a heart-beat every N ms is closed after N × this of
-    /// silence (ActiveMQ's `transport.hbGracePeriodMultiplier`). At least 1.0; 1.5.
+    /// silence (ActiveMQ's `transport.hbGracePeriodMultiplier`). At least 1.0; 2.0.
     pub stomp_heartbeat_grace: f64,
     /// OpenWire (the ActiveMQ Java client's protocol) over TCP; empty string to turn it off.
     /// Default `127.0.0.1:61616`, as ActiveMQ's.
@@ -132,7 +132,7 @@ impl Default for TransportsSection {
             websocket: None,
             websocket_tls: None,
             stomp_heartbeat_min_ms: 100,
-            stomp_heartbeat_grace: 1.5,
+            stomp_heartbeat_grace: 2.0,
             openwire: "127.0.0.1:61616".into(),
             tls_certificate: None,
             tls_key: None,
