@@ -1300,3 +1300,50 @@ async fn an_empty_bytes_message_keeps_content_length_zero() {
     assert_eq!(kinds, ["bytes", "bytes", "text"]);
     b.stop().await;
 }
+
+/// A durable subscription made before STOMP selectors got ActiveMQ's
+/// `convert_string_expressions:` prefix (its selector stored as the client wrote it) is kept,
+/// with its messages, when the client subscribes again with the same selector: not replaced
+/// for a prefix the client never wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_subscription_from_before_the_selector_prefix_keeps_its_messages() {
+    let b = TestBroker::start("").await;
+    {
+        // As an earlier build made it: the selector text as given.
+        let c = b.broker.connect(Some("legacy")).await.unwrap();
+        let s = c.session(broker_core::AckMode::Auto).unwrap();
+        let consumer = s
+            .durable_subscriber(
+                broker_core::Destination::topic("legacy-news"),
+                "d",
+                Some("color = 'red'"),
+            )
+            .await
+            .unwrap();
+        consumer.close().await;
+        s.close().await;
+        c.close().await;
+    }
+    let mut p = b.client().await;
+    p.send(
+        "/topic/legacy-news",
+        "kept",
+        &[("color", "red"), ("persistent", "true")],
+    )
+    .await
+    .unwrap();
+    let mut c = b.client_as("admin", "admin", Some("legacy")).await;
+    c.subscribe(
+        "s",
+        "/topic/legacy-news",
+        "auto",
+        &[
+            ("activemq.subscriptionName", "d"),
+            ("selector", "color = 'red'"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(body(&recv(&mut c).await), "kept");
+    b.stop().await;
+}

@@ -933,6 +933,12 @@ impl Conn {
             .or_else(|| frame.get("durable-subscription-name"));
         let consumer = match durable {
             Some(name) if destination.is_topic() => {
+                let selector = match frame.get("selector") {
+                    Some(raw) if self.legacy_durable_selector(&destination, name, raw).await => {
+                        Some(raw)
+                    }
+                    _ => selector,
+                };
                 session
                     .durable_subscriber(destination, name, selector)
                     .await?
@@ -978,6 +984,26 @@ impl Conn {
             },
         );
         Ok(())
+    }
+
+    /// Whether the durable subscription `name` on `topic` exists with exactly `raw` as its
+    /// selector, without the `convert_string_expressions:` prefix: made by a build before
+    /// STOMP selectors got it. Re-subscribing with the same text keeps that subscription and
+    /// its messages as they are (with JMS's comparisons), rather than replacing it, and
+    /// dropping its messages, for a prefix the client never wrote.
+    async fn legacy_durable_selector(&self, topic: &Destination, name: &str, raw: &str) -> bool {
+        let Some(client_id) = self.connection.client_id() else {
+            return false;
+        };
+        let Ok(all) = self.ctx.broker.durable_subscriptions().await else {
+            return false;
+        };
+        all.iter().any(|(d, info)| {
+            d == topic
+                && info.key.client_id == client_id
+                && info.key.name == name
+                && info.selector.as_deref() == Some(raw)
+        })
     }
 
     /// A queue browser (ActiveMQ's `browser:true`): the queue's messages without consuming
