@@ -140,9 +140,18 @@ impl Server {
                     .with_context(|| format!("cannot listen for STOMP over WebSocket on {b}"))?,
             ),
             // ActiveMQ's port, unasked for: another program holding it (an ActiveMQ on the
-            // same host) should not stop this broker from starting.
+            // same host) should not stop this broker from starting. It is tried again in the
+            // background, since the holder may be an old master still stopping.
             None => match TcpListener::bind(DEFAULT_WEBSOCKET).await {
                 Ok(l) => Some(l),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    warn!(
+                        "{DEFAULT_WEBSOCKET} is in use: STOMP over WebSocket starts when it is free (set transports.websocket to another address, or to \"\" to turn it off)"
+                    );
+                    self.tasks
+                        .push(tokio::spawn(websocket_when_free(Arc::clone(ctx))));
+                    None
+                }
                 Err(e) => {
                     warn!(
                         "not listening for STOMP over WebSocket on {DEFAULT_WEBSOCKET}: {e}; set transports.websocket to another address, or to \"\" to turn it off"
@@ -255,6 +264,23 @@ async fn websocket_accept_loop(
         }
     })
     .await;
+}
+
+/// Binds the default WebSocket address once another program lets go of it (retrying every
+/// second until the broker stops), then serves it.
+async fn websocket_when_free(ctx: Arc<ServerContext>) {
+    let mut shutdown = ctx.shutdown.clone();
+    let listener = loop {
+        if let Ok(l) = TcpListener::bind(DEFAULT_WEBSOCKET).await {
+            break l;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    };
+    info!("listening for STOMP over WebSocket on ws://{DEFAULT_WEBSOCKET}");
+    websocket_accept_loop(listener, None, ctx).await;
 }
 
 /// The server side of a TLS handshake, within 10 s; `None` (logged) when it fails.
