@@ -61,7 +61,7 @@ pub use config::{ConfigError, CoreConfig};
 pub use dispatch::GROUP_FIRST_FOR_CONSUMER;
 pub use error::{BrokerError, Result};
 pub use locker::{HeldLock, Leaving, Locker, NoLock, OpenedStore, StoreOpener};
-pub use selector::{Selector, SelectorError};
+pub use selector::{CONVERT_STRING_EXPRESSIONS, Selector, SelectorError};
 pub use session::{
     AckMode, Connection, ConnectionInfo, Consumer, ConsumerSlot, MAX_PREFETCH, Outgoing, Producer,
     Received, Session, Submitted, clamp_prefetch,

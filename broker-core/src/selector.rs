@@ -16,6 +16,15 @@
 //!   node with a list of operands, so the tree's depth, and with it every recursion over the
 //!   tree (evaluation, drop, clone), is bounded by the parser's nesting limit ([`MAX_DEPTH`]),
 //!   not by the selector's length.
+//!
+//! A selector that starts with `convert_string_expressions:` (ActiveMQ's prefix, which its
+//! STOMP door puts before every SUBSCRIBE's selector) compares a string with a number or a
+//! boolean by converting the string to the other side's type: `price > 10` selects a message
+//! whose `price` is the string `"15"`, as STOMP headers always are. A string that does not
+//! convert (`"15.5"` against the integer `10`, as Java's `Long.valueOf` refuses it) makes the
+//! comparison unknown. Only comparisons convert (`=`, `<>`, `<`, `<=`, `>`, `>=`,
+//! `BETWEEN`); arithmetic on a string stays unknown. Without the prefix (OpenWire consumers)
+//! JMS's rule holds: a string never equals or orders with a number.
 
 use std::fmt;
 
@@ -44,7 +53,12 @@ pub struct SelectorError {
 pub struct Selector {
     text: String,
     root: Expr,
+    /// `convert_string_expressions:` was given: strings convert in comparisons.
+    convert_strings: bool,
 }
+
+/// ActiveMQ's selector prefix that turns on string conversion in comparisons.
+pub const CONVERT_STRING_EXPRESSIONS: &str = "convert_string_expressions:";
 
 impl Selector {
     /// Parses with the default node limit ([`DEFAULT_MAX_NODES`]).
@@ -64,7 +78,11 @@ impl Selector {
     /// True when the expression is true for the message (unknown, or an evaluation error such
     /// as an overflow, counts as not selected).
     pub fn matches(&self, message: &Message) -> bool {
-        matches!(eval(&self.root, message), Ok(V::Bool(true)))
+        let cx = Eval {
+            message,
+            convert_strings: self.convert_strings,
+        };
+        matches!(cx.eval(&self.root), Ok(V::Bool(true)))
     }
 }
 
@@ -76,14 +94,20 @@ fn parse_bounded(text: &str, max_len: usize, max_nodes: usize) -> Result<Selecto
             reason: format!("longer than {max_len} bytes"),
         });
     }
-    let tokens = lex(text)?;
+    let (convert_strings, expression) = match text.strip_prefix(CONVERT_STRING_EXPRESSIONS) {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    // Positions in errors count from after the prefix: a STOMP client, whose selector gets
+    // the prefix from the broker, is shown a position in the text it wrote.
+    let tokens = lex(expression)?;
     let mut p = Parser {
         tokens,
         pos: 0,
         depth: 0,
         nodes: 0,
         max_nodes,
-        end: text.len(),
+        end: expression.len(),
     };
     let root = p.expr()?;
     if let Some(t) = p.tokens.get(p.pos) {
@@ -95,6 +119,7 @@ fn parse_bounded(text: &str, max_len: usize, max_nodes: usize) -> Result<Selecto
     Ok(Selector {
         text: text.to_owned(),
         root,
+        convert_strings,
     })
 }
 
@@ -723,6 +748,39 @@ fn from_truth(t: Option<bool>) -> V {
     t.map_or(V::Null, V::Bool)
 }
 
+/// A string converted to the type of the value it is compared with, as ActiveMQ's
+/// `ComparisonExpression` does under `convert_string_expressions:` (Java's `Long.valueOf`,
+/// `Double.valueOf`, `Boolean.valueOf`); `None` when it does not convert.
+fn convert_string(s: &str, like: &V) -> Option<V> {
+    match like {
+        V::Long(_) => s.parse::<i64>().ok().map(V::Long),
+        V::Double(_) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|d| !d.is_nan())
+            .map(V::Double),
+        V::Bool(_) => Some(V::Bool(s.eq_ignore_ascii_case("true"))),
+        V::Null | V::Str(_) => None,
+    }
+}
+
+/// `compare`, converting a string compared with a number or boolean first when asked to.
+fn compare_converting(op: &str, a: &V, b: &V, convert_strings: bool) -> Option<bool> {
+    if convert_strings {
+        match (a, b) {
+            (V::Str(s), other @ (V::Long(_) | V::Double(_) | V::Bool(_))) => {
+                return compare(op, &convert_string(s, other)?, other);
+            }
+            (other @ (V::Long(_) | V::Double(_) | V::Bool(_)), V::Str(s)) => {
+                return compare(op, other, &convert_string(s, other)?);
+            }
+            _ => {}
+        }
+    }
+    compare(op, a, b)
+}
+
 fn compare(op: &str, a: &V, b: &V) -> Option<bool> {
     use std::cmp::Ordering::*;
     let ord = match (a, b) {
@@ -836,89 +894,102 @@ fn like(text: &[char], pattern: &[char], escape: Option<char>) -> bool {
 
 /// Evaluates `e`. Recursion follows the tree, whose depth the parser bounds (chains are lists,
 /// nesting is at most [`MAX_DEPTH`]).
-fn eval(e: &Expr, m: &Message) -> Result<V, ArithmeticError> {
-    Ok(match e {
-        Expr::Lit(v) => v.clone(),
-        Expr::Ident(name) => field(m, name),
-        Expr::Neg(inner) => match eval(inner, m)? {
-            V::Long(n) => V::Long(n.checked_neg().ok_or(ArithmeticError)?),
-            V::Double(n) => V::Double(-n),
-            _ => V::Null,
-        },
-        Expr::Not(inner) => from_truth(truth(&eval(inner, m)?).map(|b| !b)),
-        Expr::And(terms) => {
-            // Kleene logic: false wins, then unknown; evaluation stops at the first false.
-            let mut unknown = false;
-            for t in terms {
-                match truth(&eval(t, m)?) {
-                    Some(false) => return Ok(V::Bool(false)),
-                    Some(true) => {}
-                    None => unknown = true,
+/// What a selector is evaluated against.
+struct Eval<'a> {
+    message: &'a Message,
+    convert_strings: bool,
+}
+
+impl Eval<'_> {
+    fn compare(&self, op: &str, a: &V, b: &V) -> Option<bool> {
+        compare_converting(op, a, b, self.convert_strings)
+    }
+
+    fn eval(&self, e: &Expr) -> Result<V, ArithmeticError> {
+        let m = self.message;
+        Ok(match e {
+            Expr::Lit(v) => v.clone(),
+            Expr::Ident(name) => field(m, name),
+            Expr::Neg(inner) => match self.eval(inner)? {
+                V::Long(n) => V::Long(n.checked_neg().ok_or(ArithmeticError)?),
+                V::Double(n) => V::Double(-n),
+                _ => V::Null,
+            },
+            Expr::Not(inner) => from_truth(truth(&self.eval(inner)?).map(|b| !b)),
+            Expr::And(terms) => {
+                // Kleene logic: false wins, then unknown; evaluation stops at the first false.
+                let mut unknown = false;
+                for t in terms {
+                    match truth(&self.eval(t)?) {
+                        Some(false) => return Ok(V::Bool(false)),
+                        Some(true) => {}
+                        None => unknown = true,
+                    }
                 }
+                if unknown { V::Null } else { V::Bool(true) }
             }
-            if unknown { V::Null } else { V::Bool(true) }
-        }
-        Expr::Or(terms) => {
-            let mut unknown = false;
-            for t in terms {
-                match truth(&eval(t, m)?) {
-                    Some(true) => return Ok(V::Bool(true)),
-                    Some(false) => {}
-                    None => unknown = true,
+            Expr::Or(terms) => {
+                let mut unknown = false;
+                for t in terms {
+                    match truth(&self.eval(t)?) {
+                        Some(true) => return Ok(V::Bool(true)),
+                        Some(false) => {}
+                        None => unknown = true,
+                    }
                 }
+                if unknown { V::Null } else { V::Bool(false) }
             }
-            if unknown { V::Null } else { V::Bool(false) }
-        }
-        Expr::Cmp(op, a, b) => from_truth(compare(op, &eval(a, m)?, &eval(b, m)?)),
-        Expr::Arith { first, rest } => {
-            let mut acc = eval(first, m)?;
-            for (op, e) in rest {
-                acc = arith(op, &acc, &eval(e, m)?)?;
+            Expr::Cmp(op, a, b) => from_truth(self.compare(op, &self.eval(a)?, &self.eval(b)?)),
+            Expr::Arith { first, rest } => {
+                let mut acc = self.eval(first)?;
+                for (op, e) in rest {
+                    acc = arith(op, &acc, &self.eval(e)?)?;
+                }
+                acc
             }
-            acc
-        }
-        Expr::Between {
-            negated,
-            value,
-            low,
-            high,
-        } => {
-            let v = eval(value, m)?;
-            let ge = compare(">=", &v, &eval(low, m)?);
-            let le = compare("<=", &v, &eval(high, m)?);
-            let r = match (ge, le) {
-                (Some(false), _) | (_, Some(false)) => Some(false),
-                (Some(true), Some(true)) => Some(true),
-                _ => None,
-            };
-            from_truth(r.map(|b| b != *negated))
-        }
-        Expr::In {
-            negated,
-            value,
-            set,
-        } => {
-            let v = eval(value, m)?;
-            if v == V::Null {
-                return Ok(V::Null);
+            Expr::Between {
+                negated,
+                value,
+                low,
+                high,
+            } => {
+                let v = self.eval(value)?;
+                let ge = self.compare(">=", &v, &self.eval(low)?);
+                let le = self.compare("<=", &v, &self.eval(high)?);
+                let r = match (ge, le) {
+                    (Some(false), _) | (_, Some(false)) => Some(false),
+                    (Some(true), Some(true)) => Some(true),
+                    _ => None,
+                };
+                from_truth(r.map(|b| b != *negated))
             }
-            let found = set.iter().any(|s| compare("=", &v, s) == Some(true));
-            V::Bool(found != *negated)
-        }
-        Expr::Like {
-            negated,
-            value,
-            pattern,
-            escape,
-        } => match eval(value, m)? {
-            V::Str(s) => {
-                let text: Vec<char> = s.chars().collect();
-                V::Bool(like(&text, pattern, *escape) != *negated)
+            Expr::In {
+                negated,
+                value,
+                set,
+            } => {
+                let v = self.eval(value)?;
+                if v == V::Null {
+                    return Ok(V::Null);
+                }
+                let found = set.iter().any(|s| self.compare("=", &v, s) == Some(true));
+                V::Bool(found != *negated)
             }
-            _ => V::Null,
-        },
-        Expr::IsNull { negated, value } => V::Bool((eval(value, m)? == V::Null) != *negated),
-    })
+            Expr::Like {
+                negated,
+                value,
+                pattern,
+                escape,
+            } => match self.eval(value)? {
+                V::Str(s) => {
+                    let text: Vec<char> = s.chars().collect();
+                    V::Bool(like(&text, pattern, *escape) != *negated)
+                }
+                _ => V::Null,
+            },
+            Expr::IsNull { negated, value } => V::Bool((self.eval(value)? == V::Null) != *negated),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -980,6 +1051,67 @@ mod tests {
         assert!(!sel("missing NOT IN ('a')"));
         assert!(!sel("color > 'a'"), "strings compare only for equality");
         assert!(!sel("color = 12"), "types do not convert");
+    }
+
+    /// STOMP's string headers against numbers: converted only under ActiveMQ's prefix.
+    #[test]
+    fn strings_convert_in_comparisons_only_under_the_activemq_prefix() {
+        let mut m = msg();
+        m.properties
+            .insert("price".into(), Value::String("15".into()));
+        m.properties
+            .insert("ratio".into(), Value::String("2.5".into()));
+        m.properties
+            .insert("flag".into(), Value::String("TRUE".into()));
+        let conv = |s: &str| {
+            Selector::parse(&format!("{CONVERT_STRING_EXPRESSIONS}{s}"))
+                .unwrap()
+                .matches(&m)
+        };
+        let plain = |s: &str| Selector::parse(s).unwrap().matches(&m);
+        for s in [
+            "price > 10",
+            "price <= 15",
+            "price = 15",
+            "15 = price",
+            "price <> 16",
+            "price BETWEEN 10 AND 30",
+            "price NOT BETWEEN 16 AND 30",
+            "price = 15.0",
+            "ratio > 2.0",
+            "ratio < 2.6",
+            "flag = TRUE",
+            "price = '15'",
+        ] {
+            assert!(conv(s), "{s} converts");
+        }
+        for s in [
+            "price > 15",
+            "price = 14",
+            "price BETWEEN 16 AND 30",
+            // Arithmetic does not convert.
+            "price + 1 = 16",
+            "price * 1 = 15",
+            // "2.5" is not an integer (Java's Long.valueOf refuses it): unknown, not false.
+            "ratio > 2 OR NOT ratio > 2",
+            "color = 1",
+        ] {
+            assert!(!conv(s), "{s} does not match");
+        }
+        // JMS semantics without the prefix: a string never compares with a number.
+        for s in [
+            "price > 10",
+            "price = 15",
+            "price BETWEEN 10 AND 30",
+            "flag = TRUE",
+        ] {
+            assert!(!plain(s), "{s} without the prefix");
+        }
+        assert!(plain("price = '15'"));
+        // The prefix alone is no selector; errors point into the text after the prefix.
+        assert!(Selector::parse(CONVERT_STRING_EXPRESSIONS).is_err());
+        let e = Selector::parse(&format!("{CONVERT_STRING_EXPRESSIONS}a = = 1")).unwrap_err();
+        assert_eq!(e.position, 4, "{e}");
     }
 
     #[test]

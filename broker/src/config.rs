@@ -57,8 +57,23 @@ pub struct BrokerConfig {
 pub struct TransportsSection {
     /// STOMP over TCP; empty string to turn it off. Default `127.0.0.1:61613`.
     pub stomp: String,
-    /// STOMP over TLS, e.g. `127.0.0.1:61614`; needs `tls_certificate` and `tls_key`.
+    /// STOMP over TLS, e.g. `127.0.0.1:61612`; needs `tls_certificate` and `tls_key`.
     pub stomp_tls: Option<String>,
+    /// STOMP over WebSocket (`ws://`, subprotocols `v10.stomp`, `v11.stomp`, `v12.stomp`);
+    /// empty string to turn it off. Unset means ActiveMQ's `127.0.0.1:61614`, skipped with a
+    /// warning when another program holds that port; a port given here that is taken fails
+    /// the start, like the other listeners.
+    pub websocket: Option<String>,
+    /// STOMP over secure WebSocket (`wss://`), e.g. `127.0.0.1:61615`; needs `tls_certificate`
+    /// and `tls_key`.
+    pub websocket_tls: Option<String>,
+    /// The shortest STOMP heart-beat interval (ms) honoured either way: a client asking for
+    /// beats every 1 ms gets them every this, and one promising them that often is expected
+    /// this often. 100.
+    pub stomp_heartbeat_min_ms: u64,
+    /// A STOMP client that promised a heart-beat every N ms is closed after N × this of
+    /// silence (ActiveMQ's `transport.hbGracePeriodMultiplier`). At least 1.0; 2.0.
+    pub stomp_heartbeat_grace: f64,
     /// OpenWire (the ActiveMQ Java client's protocol) over TCP; empty string to turn it off.
     /// Default `127.0.0.1:61616`, as ActiveMQ's.
     pub openwire: String,
@@ -106,11 +121,18 @@ pub struct TransportsSection {
     pub web_max_sessions: usize,
 }
 
+/// Where STOMP over WebSocket listens when `transports.websocket` is not set: ActiveMQ's port.
+pub const DEFAULT_WEBSOCKET: &str = "127.0.0.1:61614";
+
 impl Default for TransportsSection {
     fn default() -> Self {
         TransportsSection {
             stomp: "127.0.0.1:61613".into(),
             stomp_tls: None,
+            websocket: None,
+            websocket_tls: None,
+            stomp_heartbeat_min_ms: 100,
+            stomp_heartbeat_grace: 2.0,
             openwire: "127.0.0.1:61616".into(),
             tls_certificate: None,
             tls_key: None,
@@ -201,6 +223,7 @@ impl BrokerConfig {
         let t = &self.transports;
         for (tls_key, on) in [
             ("transports.stomp_tls", t.stomp_tls.is_some()),
+            ("transports.websocket_tls", t.websocket_tls.is_some()),
             ("transports.web_tls", t.web_tls),
         ] {
             for (key, set) in [
@@ -211,6 +234,12 @@ impl BrokerConfig {
                     return Err(ConfigError::new(key, format!("is required with {tls_key}")));
                 }
             }
+        }
+        if !(t.stomp_heartbeat_grace >= 1.0 && t.stomp_heartbeat_grace <= 1000.0) {
+            return Err(ConfigError::new(
+                "transports.stomp_heartbeat_grace",
+                "must be between 1.0 and 1000",
+            ));
         }
         if t.web_tls && t.web.is_empty() {
             return Err(ConfigError::new(

@@ -1,4 +1,5 @@
-//! The STOMP listeners (TCP and TLS) of a serving broker.
+//! The listeners of a serving broker: STOMP (TCP, TLS, WebSocket, secure WebSocket) and
+//! OpenWire.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,14 +14,19 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::Broker;
+use crate::config::DEFAULT_WEBSOCKET;
 use crate::stomp::frame::Limits;
-use crate::stomp::server::{ServerContext, serve};
+use crate::stomp::server::{HeartbeatPolicy, ServerContext, serve};
+use crate::stomp::websocket::serve_websocket;
 
 /// Running listeners; `stop` closes them and every connection.
 pub struct Server {
     pub stomp: Option<SocketAddr>,
     pub stomp_tls: Option<SocketAddr>,
     pub openwire: Option<SocketAddr>,
+    /// STOMP over WebSocket (`ws://`) and over secure WebSocket (`wss://`).
+    pub websocket: Option<SocketAddr>,
+    pub websocket_tls: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -62,12 +68,18 @@ impl Server {
             pipeline_window_bytes: t.pipeline_window_bytes,
             write_timeout: (t.write_timeout_ms > 0)
                 .then(|| std::time::Duration::from_millis(t.write_timeout_ms)),
+            heartbeats: HeartbeatPolicy {
+                min_interval: Duration::from_millis(t.stomp_heartbeat_min_ms),
+                grace: t.stomp_heartbeat_grace,
+            },
             shutdown: rx,
         });
         let mut server = Server {
             stomp: None,
             stomp_tls: None,
             openwire: None,
+            websocket: None,
+            websocket_tls: None,
             shutdown,
             tasks: Vec::new(),
         };
@@ -110,7 +122,72 @@ impl Server {
                 .tasks
                 .push(tokio::spawn(openwire_accept_loop(l, Arc::clone(&ctx))));
         }
+        server.start_websockets(&t, &ctx).await?;
         Ok(server)
+    }
+
+    /// STOMP over WebSocket, and over secure WebSocket with the TLS settings of `stomp_tls`.
+    async fn start_websockets(
+        &mut self,
+        t: &crate::config::TransportsSection,
+        ctx: &Arc<ServerContext>,
+    ) -> Result<()> {
+        let listener = match &t.websocket {
+            Some(b) if b.is_empty() => None,
+            Some(b) => Some(
+                bind(b)
+                    .await
+                    .with_context(|| format!("cannot listen for STOMP over WebSocket on {b}"))?,
+            ),
+            // ActiveMQ's port, unasked for: another program holding it (an ActiveMQ on the
+            // same host) should not stop this broker from starting. It is tried again in the
+            // background, since the holder may be an old master still stopping.
+            None => match TcpListener::bind(DEFAULT_WEBSOCKET).await {
+                Ok(l) => Some(l),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    warn!(
+                        "{DEFAULT_WEBSOCKET} is in use: STOMP over WebSocket starts when it is free (set transports.websocket to another address, or to \"\" to turn it off)"
+                    );
+                    self.tasks
+                        .push(tokio::spawn(websocket_when_free(Arc::clone(ctx))));
+                    None
+                }
+                Err(e) => {
+                    warn!(
+                        "not listening for STOMP over WebSocket on {DEFAULT_WEBSOCKET}: {e}; set transports.websocket to another address, or to \"\" to turn it off"
+                    );
+                    None
+                }
+            },
+        };
+        if let Some(l) = listener {
+            let addr = l.local_addr()?;
+            info!("listening for STOMP over WebSocket on ws://{addr}");
+            self.websocket = Some(addr);
+            self.tasks.push(tokio::spawn(websocket_accept_loop(
+                l,
+                None,
+                Arc::clone(ctx),
+            )));
+        }
+        if let Some(b) = &t.websocket_tls {
+            let (Some(cert), Some(key)) = (&t.tls_certificate, &t.tls_key) else {
+                anyhow::bail!("transports.websocket_tls needs tls_certificate and tls_key");
+            };
+            let acceptor = crate::tls::acceptor(cert, key)?;
+            let l = bind(b)
+                .await
+                .with_context(|| format!("cannot listen for STOMP over secure WebSocket on {b}"))?;
+            let addr = l.local_addr()?;
+            info!("listening for STOMP over secure WebSocket on wss://{addr}");
+            self.websocket_tls = Some(addr);
+            self.tasks.push(tokio::spawn(websocket_accept_loop(
+                l,
+                Some(acceptor),
+                Arc::clone(ctx),
+            )));
+        }
+        Ok(())
     }
 
     /// Stops accepting, closes every connection (their unacked messages go back) and waits.
@@ -156,18 +233,73 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<S
             match tls {
                 None => serve(stream, peer, ctx).await,
                 Some(acceptor) => {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(s)) => serve(s, peer, ctx).await,
-                        Ok(Err(e)) => debug!(peer = %peer, "TLS handshake failed: {e}"),
-                        Err(_) => debug!(peer = %peer, "TLS handshake timed out"),
+                    if let Some(s) = tls_handshake(&acceptor, stream, &peer).await {
+                        serve(s, peer, ctx).await;
                     }
                 }
             }
         }
     })
     .await;
+}
+
+/// Accepts STOMP-over-WebSocket connections (`wss://` when `tls` is given) until the broker
+/// stops.
+async fn websocket_accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    ctx: Arc<ServerContext>,
+) {
+    accept_until_stopped(listener, ctx, move |stream, peer, ctx| {
+        let tls = tls.clone();
+        async move {
+            match tls {
+                None => serve_websocket(stream, peer, ctx).await,
+                Some(acceptor) => {
+                    if let Some(s) = tls_handshake(&acceptor, stream, &peer).await {
+                        serve_websocket(s, peer, ctx).await;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// Binds the default WebSocket address once another program lets go of it (retrying every
+/// second until the broker stops), then serves it.
+async fn websocket_when_free(ctx: Arc<ServerContext>) {
+    let mut shutdown = ctx.shutdown.clone();
+    let listener = loop {
+        if let Ok(l) = TcpListener::bind(DEFAULT_WEBSOCKET).await {
+            break l;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    };
+    info!("listening for STOMP over WebSocket on ws://{DEFAULT_WEBSOCKET}");
+    websocket_accept_loop(listener, None, ctx).await;
+}
+
+/// The server side of a TLS handshake, within 10 s; `None` (logged) when it fails.
+async fn tls_handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    peer: &str,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            debug!(peer = %peer, "TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            debug!(peer = %peer, "TLS handshake timed out");
+            None
+        }
+    }
 }
 
 /// Accepts OpenWire connections until the broker stops (plain TCP only so far).

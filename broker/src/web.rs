@@ -1040,7 +1040,12 @@ async fn subscriber_rows(
             (
                 d,
                 info.key,
-                info.selector,
+                // As the client wrote it: the STOMP door's `convert_string_expressions:`
+                // prefix (see broker_core::selector) is how it is stored, not what was asked.
+                info.selector.map(|s| {
+                    s.strip_prefix(broker_core::CONVERT_STRING_EXPRESSIONS)
+                        .map_or(s.clone(), str::to_owned)
+                }),
                 s.map_or(0, |s| s.pending),
                 s.is_some_and(|s| s.consumers > 0),
             )

@@ -259,6 +259,16 @@ fn each_bad_config_names_its_key() {
             "the console is off",
         ),
         (
+            "[transports]\nwebsocket_tls = \"127.0.0.1:0\"\ntls_key = \"k.pem\"\n",
+            "transports.tls_certificate",
+            "required with transports.websocket_tls",
+        ),
+        (
+            "[transports]\nstomp_heartbeat_grace = 0.5\n",
+            "transports.stomp_heartbeat_grace",
+            "between 1.0 and 1000",
+        ),
+        (
             "[transports]\nweb_session_idle_secs = 0\n",
             "transports.web_session_idle_secs",
             "above 0",

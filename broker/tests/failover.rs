@@ -233,7 +233,7 @@ fn write_config(dir: &Path, port: u16, s: &Scenario) -> std::path::PathBuf {
     std::fs::write(
         &path,
         format!(
-            "[broker]\nname = \"fo\"\ndata_directory = \"{}\"\n{}\n{}\n[transports]\nstomp = \"127.0.0.1:{port}\"\nopenwire = \"\"\nweb = \"\"\n",
+            "[broker]\nname = \"fo\"\ndata_directory = \"{}\"\n{}\n{}\n[transports]\nstomp = \"127.0.0.1:{port}\"\nopenwire = \"\"\nwebsocket = \"\"\nweb = \"\"\n",
             dir.join("data").display(),
             s.persistence,
             s.locker

@@ -35,6 +35,8 @@ async fn stomp_py_send_receive_acks_transactions_and_durable_subscriptions() {
         "client_ack",
         "transactions",
         "durable_subscription_across_client_restart",
+        "numeric_selectors_on_string_headers",
+        "heart_beats_keep_a_quiet_connection",
     ] {
         assert!(
             stdout.contains(&format!("OK {s}")),

@@ -285,7 +285,7 @@ async fn a_producer_faster_than_a_slow_disk_is_held_to_the_window() {
     kaha.preallocate = false;
     let store = store_kahadb::KahaDbStore::open_with_fs(kaha, Arc::new(fs.clone())).unwrap();
     let config = broker::BrokerConfig::from_toml(&format!(
-        "[transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"\"\nweb = \"\"\npipeline_window_bytes = {WINDOW_BYTES}\n"
+        "[transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"\"\nwebsocket = \"\"\nweb = \"\"\npipeline_window_bytes = {WINDOW_BYTES}\n"
     ))
     .unwrap();
     let core = broker_core::Broker::new(

@@ -330,7 +330,7 @@ async fn broker_run(kind: &str, root: &Path) {
     let text = format!(
         "[broker]\nname = \"full-disk\"\ndata_directory = \"{}\"\n[persistence]\nkind = \"{kind}\"\n\
          [persistence.{kind}]\n{length_key} = 262144\ncheckpoint_interval_ms = 200\ncleanup_interval_ms = 400\n\
-         [transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"127.0.0.1:0\"\n",
+         [transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"127.0.0.1:0\"\nwebsocket = \"\"\n",
         root.display()
     );
     let config = broker::BrokerConfig::from_toml(&text).unwrap_or_else(|e| panic!("{text}: {e}"));

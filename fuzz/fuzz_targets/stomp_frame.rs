@@ -1,6 +1,7 @@
 //! The STOMP frame decoder: any bytes give frames, "need more" or an error, never a panic and
 //! never a frame over the limits; a decoded frame re-encodes to bytes that decode to it again;
-//! and the same bytes fed in small pieces give the same frames (the decoder's saved progress).
+//! and the same bytes fed in small pieces give the same frames (the decoder's saved progress);
+//! after an error, the failed frame's receipt (for the ERROR) is within the header limit.
 #![no_main]
 
 use stomp_codec::{Decoder, Limits, Version};
@@ -18,7 +19,16 @@ fuzz_target!(|data: &[u8]| {
         decoder.version = version;
         let mut buf = BytesMut::from(data);
         let mut frames = Vec::new();
-        while let Ok(Some(frame)) = decoder.decode(&mut buf) {
+        loop {
+            let frame = match decoder.decode(&mut buf) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(_) => {
+                    let receipt = decoder.failed_receipt().map_or(0, str::len);
+                    assert!(receipt <= limits.max_header_bytes);
+                    break;
+                }
+            };
             frames.push(frame.clone());
             assert!(frame.body.len() <= limits.max_frame_bytes);
             assert!(frame.headers.len() <= limits.max_headers);

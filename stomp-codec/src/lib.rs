@@ -200,6 +200,9 @@ pub struct Decoder {
     /// Decides escaping; set once CONNECT is answered.
     pub version: Version,
     progress: Option<Progress>,
+    /// The `receipt` header of the frame the last error was about, when its header lines
+    /// had been read: the ERROR then names it (`receipt-id`).
+    failed_receipt: Option<String>,
 }
 
 /// How far the frame at the start of the buffer has been read.
@@ -247,6 +250,7 @@ impl Decoder {
             limits,
             version: Version::V1_0,
             progress: None,
+            failed_receipt: None,
         }
     }
 
@@ -275,10 +279,35 @@ impl Decoder {
         }
         let mut progress = self.progress.take().unwrap_or_default();
         let result = self.resume(&mut progress, buf);
-        if matches!(result, Ok(None)) {
-            self.progress = Some(progress);
+        match &result {
+            Ok(None) => self.progress = Some(progress),
+            Ok(Some(_)) => {}
+            Err(_) => self.failed_receipt = self.receipt_in(&progress, buf),
         }
         result
+    }
+
+    /// After `decode` failed: the `receipt` header of the malformed frame, if its header
+    /// lines had arrived.
+    pub fn failed_receipt(&self) -> Option<&str> {
+        self.failed_receipt.as_deref()
+    }
+
+    /// The receipt among the header lines read so far (parsed, or raw when the block did not
+    /// parse: then an escaped value is unescaped if it can be, and taken as is if not).
+    fn receipt_in(&self, p: &Progress, buf: &[u8]) -> Option<String> {
+        if let Some(head) = &p.head {
+            return head
+                .headers
+                .iter()
+                .find(|(k, _)| k == "receipt")
+                .map(|(_, v)| v.clone());
+        }
+        p.lines.iter().skip(1).find_map(|&(a, b)| {
+            let line = std::str::from_utf8(buf.get(a..b)?).ok()?;
+            let v = line.strip_prefix("receipt:")?;
+            Some(unescape(v, self.version).unwrap_or_else(|_| v.to_owned()))
+        })
     }
 
     fn resume(&self, p: &mut Progress, buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
@@ -459,6 +488,36 @@ mod tests {
 
     fn one(v: Version, bytes: &[u8]) -> Result<Option<Frame>, FrameError> {
         dec(v).decode(&mut BytesMut::from(bytes))
+    }
+
+    /// The ERROR for a malformed frame can name its receipt when the header lines were read.
+    #[test]
+    fn a_failed_frame_names_its_receipt_when_its_headers_were_read() {
+        let failed = |bytes: &[u8]| {
+            let mut d = dec(Version::V1_2);
+            assert!(d.decode(&mut BytesMut::from(bytes)).is_err(), "{bytes:?}");
+            d.failed_receipt().map(str::to_owned)
+        };
+        // Parsed headers, the body wrong.
+        assert_eq!(
+            failed(b"SEND\nreceipt:a\\cb\ncontent-length:1\n\nxy\0").as_deref(),
+            Some("a:b")
+        );
+        // The header block itself refused: read raw.
+        assert_eq!(
+            failed(b"SEND\nreceipt:r1\ncontent-length:x\n\n\0").as_deref(),
+            Some("r1")
+        );
+        assert_eq!(
+            failed(b"SEND\nreceipt:r2\ncontent-length:99999\n\n").as_deref(),
+            Some("r2")
+        );
+        // An unknown command: its header lines were read all the same.
+        assert_eq!(failed(b"BOGUS\nreceipt:r3\n\n\0").as_deref(), Some("r3"));
+        // No receipt, or none read before the failure.
+        assert_eq!(failed(b"SEND\ncontent-length:x\n\n\0"), None);
+        let long = format!("SEND\n{}", "x".repeat(200));
+        assert_eq!(failed(long.as_bytes()), None);
     }
 
     #[test]

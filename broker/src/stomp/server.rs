@@ -48,14 +48,49 @@ pub struct ServerContext {
     pub pipeline_window_bytes: usize,
     /// A client that reads nothing for this long while frames wait for it is cut off.
     pub write_timeout: Option<Duration>,
+    /// Heart-beats as negotiated: the shortest interval either way (a client asking for less
+    /// gets this), and how many of its promised intervals a silent client is given.
+    pub heartbeats: HeartbeatPolicy,
     /// Flips to true when the broker stops: connections close.
     pub shutdown: watch::Receiver<bool>,
 }
 
-/// The shortest heart-beat interval the server sends at (ms): a client asking for 1 s gets 1 s.
-const SERVER_SENDS_MS: u64 = 1_000;
-/// How often the server wants the client's heart-beats at most (ms).
-const SERVER_WANTS_MS: u64 = 10_000;
+/// Longer heart-beat intervals are taken as this (a year): as good as none.
+const LONGEST_HEARTBEAT: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// How CONNECT's `heart-beat:cx,cy` is honoured (`[transports] stomp_heartbeat_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct HeartbeatPolicy {
+    /// The floor under both intervals, against a client asking for a beat every millisecond.
+    pub min_interval: Duration,
+    /// A client that promised a beat every `cx` ms is closed after `cx` × this of silence
+    /// (ActiveMQ's `transport.hbGracePeriodMultiplier`).
+    pub grace: f64,
+}
+
+impl HeartbeatPolicy {
+    /// What the server sends at and what it expects, for a client's `cx,cy` (0 = none), as
+    /// ActiveMQ does: beats every `cy` ms to the client, and the client is expected every `cx`
+    /// ms; each raised to the floor.
+    fn negotiate(&self, cx: u64, cy: u64) -> (Option<Duration>, Option<Duration>) {
+        let raise = |ms: u64| {
+            (ms > 0).then(|| {
+                Duration::from_millis(ms)
+                    .max(self.min_interval)
+                    .min(LONGEST_HEARTBEAT)
+            })
+        };
+        (raise(cy), raise(cx))
+    }
+
+    /// How long a client expected every `every` may stay silent (bounded: the client chose
+    /// `every`, and a deadline past the clock's range would panic).
+    fn read_timeout(&self, every: Duration) -> Duration {
+        Duration::try_from_secs_f64(every.as_secs_f64() * self.grace.max(1.0))
+            .unwrap_or(LONGEST_HEARTBEAT)
+            .min(LONGEST_HEARTBEAT)
+    }
+}
 /// How long a CONNECT waits for a previous connection with its client id to close.
 const CLIENT_ID_WAIT: Duration = Duration::from_secs(5);
 /// Messages of a queue sent per browse page.
@@ -291,7 +326,14 @@ fn message_frame(m: &Message, subscription: &str, ack: Option<&str>, naming: &Na
     }
     match &m.body {
         Body::Text(t) => f.body = Bytes::copy_from_slice(t.as_bytes()),
-        Body::Bytes(b) | Body::Object(b) => f.body = b.clone(),
+        Body::Bytes(b) | Body::Object(b) => {
+            // A bytes message is told from a text one by its content-length, which the
+            // encoder adds only for a non-empty body: an empty one says it explicitly.
+            if b.is_empty() {
+                f = f.header("content-length", "0");
+            }
+            f.body = b.clone();
+        }
         Body::Empty => {}
         other => f.body = Bytes::from(format!("{other:?}")),
     }
@@ -377,7 +419,11 @@ where
                 Err(e) => {
                     warn!(peer = %peer, "malformed frame: {e}; closing the connection");
                     let _ = out
-                        .send(error_frame(decoder.version, &frame_refusal(&e), None))
+                        .send(error_frame(
+                            decoder.version,
+                            &frame_refusal(&e),
+                            decoder.failed_receipt(),
+                        ))
                         .await;
                     break 'outer;
                 }
@@ -578,22 +624,23 @@ async fn connect(
             Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?))
         })
         .unwrap_or((0, 0));
-    // We send every max(our offer, what they want) when they want beats; they must send
-    // every max(what they offer, our wish), and we allow twice that.
-    if cy > 0 {
-        beat.send_replace(Some(Duration::from_millis(cy.max(SERVER_SENDS_MS))));
+    let (send_every, expect_every) = ctx.heartbeats.negotiate(cx, cy);
+    if send_every.is_some() {
+        beat.send_replace(send_every);
     }
-    let read_timeout = if cx > 0 {
-        // Saturating: the client chose cx.
-        Duration::from_millis(cx.max(SERVER_WANTS_MS).saturating_mul(2))
-    } else {
-        Duration::from_secs(365 * 24 * 3600)
+    let read_timeout = match expect_every {
+        Some(every) => ctx.heartbeats.read_timeout(every),
+        None => LONGEST_HEARTBEAT,
     };
+    let ms = |d: Option<Duration>| d.map_or(0, |d| d.as_millis());
     let connected = Frame::new("CONNECTED")
         .header("version", version.as_str())
         .header("server", concat!("rust-broker/", env!("CARGO_PKG_VERSION")))
         .header("session", connection.id())
-        .header("heart-beat", format!("{SERVER_SENDS_MS},{SERVER_WANTS_MS}"));
+        .header(
+            "heart-beat",
+            format!("{},{}", ms(send_every), ms(expect_every)),
+        );
     let _ = out.send(connected.to_bytes(version)).await;
     debug!(peer = %peer, version = version.as_str(), login = %login, "connected");
     Ok((
@@ -624,6 +671,18 @@ async fn connect(
         },
         read_timeout,
     ))
+}
+
+/// A SUBSCRIBE's selector as broker-core gets it: with ActiveMQ's
+/// `convert_string_expressions:` prefix, as ActiveMQ's STOMP door adds it, since STOMP headers
+/// are strings and `price > 10` should select `price:15`.
+fn stomp_selector(frame: &Frame) -> Option<String> {
+    let s = frame.get("selector").filter(|s| !s.trim().is_empty())?;
+    Some(if s.starts_with(broker_core::CONVERT_STRING_EXPRESSIONS) {
+        s.to_owned()
+    } else {
+        format!("{}{s}", broker_core::CONVERT_STRING_EXPRESSIONS)
+    })
 }
 
 fn required<'a>(frame: &'a Frame, name: &str) -> Result<&'a str, Refusal> {
@@ -837,7 +896,9 @@ impl Conn {
             ));
         }
         if frame.get("browser") == Some("true") {
-            return self.browse(&id, &dest_text).await;
+            return self
+                .browse(&id, &dest_text, stomp_selector(frame).as_deref())
+                .await;
         }
         let (destination, temporary) = self.resolve(&dest_text)?;
         let mode = match frame.get("ack").unwrap_or("auto") {
@@ -851,7 +912,8 @@ impl Conn {
                 ));
             }
         };
-        let selector = frame.get("selector").filter(|s| !s.trim().is_empty());
+        let selector = stomp_selector(frame);
+        let selector = selector.as_deref();
         let limits = &self.ctx.broker.config().limits;
         let prefetch = match frame.get("activemq.prefetchSize") {
             // Above ActiveMQ's maximum it is lowered to it, silently, as ActiveMQ does.
@@ -875,6 +937,12 @@ impl Conn {
             .or_else(|| frame.get("durable-subscription-name"));
         let consumer = match durable {
             Some(name) if destination.is_topic() => {
+                let selector = match frame.get("selector") {
+                    Some(raw) if self.legacy_durable_selector(&destination, name, raw).await => {
+                        Some(raw)
+                    }
+                    _ => selector,
+                };
                 session
                     .durable_subscriber_with_prefetch(
                         destination,
@@ -927,10 +995,42 @@ impl Conn {
         Ok(())
     }
 
+    /// Whether the durable subscription `name` on `topic` exists with exactly `raw` as its
+    /// selector, without the `convert_string_expressions:` prefix: made by a build before
+    /// STOMP selectors got it. Re-subscribing with the same text keeps that subscription and
+    /// its messages as they are (with JMS's comparisons), rather than replacing it, and
+    /// dropping its messages, for a prefix the client never wrote.
+    async fn legacy_durable_selector(&self, topic: &Destination, name: &str, raw: &str) -> bool {
+        let Some(client_id) = self.connection.client_id() else {
+            return false;
+        };
+        let Ok(all) = self.ctx.broker.durable_subscriptions().await else {
+            return false;
+        };
+        all.iter().any(|(d, info)| {
+            d == topic
+                && info.key.client_id == client_id
+                && info.key.name == name
+                && info.selector.as_deref() == Some(raw)
+        })
+    }
+
     /// A queue browser (ActiveMQ's `browser:true`): the queue's messages without consuming
     /// them, then a MESSAGE with `browser:end`. `/queue/ActiveMQ.Statistics.Destination`
     /// browses the broker's per-destination counts instead (as ActiveMQ's statistics plugin).
-    async fn browse(&mut self, id: &str, dest_text: &str) -> Result<(), Refusal> {
+    async fn browse(
+        &mut self,
+        id: &str,
+        dest_text: &str,
+        selector: Option<&str>,
+    ) -> Result<(), Refusal> {
+        // Parsed first: an invalid selector is refused before anything is sent.
+        let max_nodes = self.ctx.broker.config().limits.max_selector_nodes;
+        let selector = selector
+            .map(|s| broker_core::Selector::parse_limited(s, max_nodes))
+            .transpose()
+            .map_err(BrokerError::from)?;
+        let selected = |m: &Message| selector.as_ref().is_none_or(|s| s.matches(m));
         if dest_text.starts_with("/queue/ActiveMQ.Statistics.Destination") {
             for s in self.ctx.broker.destination_stats().await? {
                 let mut f = Frame::new("MESSAGE")
@@ -961,7 +1061,7 @@ impl Conn {
                     .broker
                     .browse_after(&destination.name, after, BROWSE_PAGE)
                     .await?;
-                for m in &page {
+                for m in page.iter().filter(|m| selected(m)) {
                     self.emit(message_frame(m, id, None, &self.naming)).await?;
                 }
                 match page.last() {
@@ -972,6 +1072,9 @@ impl Conn {
             // Then those held in memory only, which the store does not have: STOMP sends
             // are non-persistent unless they say otherwise.
             for m in self.auto.browse_in_memory(&destination)? {
+                if !selected(&m) {
+                    continue;
+                }
                 self.emit(message_frame(&m, id, None, &self.naming)).await?;
             }
         }

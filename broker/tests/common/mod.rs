@@ -1,6 +1,7 @@
 //! A broker with its STOMP listener on an ephemeral port, in this process.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod http;
 pub mod process;
 
@@ -27,19 +28,20 @@ pub fn config(dir: &std::path::Path, extra: &str) -> BrokerConfig {
         "[broker]\nname = \"stomp-test\"\ndata_directory = \"{}\"\n[persistence.kahadb]\njournal_max_file_length = 1048576\npreallocate = false\n{extra}",
         dir.display()
     );
-    // Never the default 61616: tests run in parallel.
+    // Never the default 61616 (nor 61614): tests run in parallel.
     let text = if extra.contains("[transports]") {
-        if extra.contains("openwire") {
-            text
-        } else {
-            text.replacen(
-                "[transports]\n",
-                "[transports]\nopenwire = \"127.0.0.1:0\"\n",
-                1,
-            )
+        let mut defaults = String::new();
+        if !extra.contains("openwire") {
+            defaults.push_str("openwire = \"127.0.0.1:0\"\n");
         }
+        if !extra.contains("websocket") {
+            defaults.push_str("websocket = \"\"\n");
+        }
+        text.replacen("[transports]\n", &format!("[transports]\n{defaults}"), 1)
     } else {
-        format!("{text}\n[transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"127.0.0.1:0\"\n")
+        format!(
+            "{text}\n[transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"127.0.0.1:0\"\nwebsocket = \"\"\n"
+        )
     };
     BrokerConfig::from_toml(&text).unwrap_or_else(|e| panic!("{text}: {e}"))
 }

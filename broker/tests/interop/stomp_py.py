@@ -44,8 +44,8 @@ class Inbox(stomp.ConnectionListener):
         raise AssertionError(f"unexpected message {frame.body!r}")
 
 
-def connect(client_id=None):
-    conn = stomp.Connection12([("127.0.0.1", PORT)], heartbeats=(0, 0))
+def connect(client_id=None, heartbeats=(0, 0)):
+    conn = stomp.Connection12([("127.0.0.1", PORT)], heartbeats=heartbeats)
     inbox = Inbox()
     conn.set_listener("inbox", inbox)
     headers = {"client-id": client_id} if client_id else {}
@@ -149,6 +149,30 @@ def selector_filters():
     conn.disconnect()
 
 
+def numeric_selectors_on_string_headers():
+    """Headers are strings; ActiveMQ compares a numeric one with a number as a number."""
+    conn, inbox = connect()
+    subscribe_sync(conn, inbox, "/queue/py.num", id="1", ack="auto",
+                   headers={"selector": "price > 10 AND price BETWEEN 10 AND 30"})
+    for price in ["5", "15", "40", "25"]:
+        conn.send("/queue/py.num", price, headers={"price": price})
+    got = [inbox.get().body for _ in range(2)]
+    assert got == ["15", "25"], got
+    inbox.empty_for()
+    conn.disconnect()
+
+
+def heart_beats_keep_a_quiet_connection():
+    """Heart-beats every 500 ms both ways: a client idle for 3 s stays connected."""
+    conn, inbox = connect(heartbeats=(500, 500))
+    subscribe_sync(conn, inbox, "/queue/py.hb", id="1", ack="auto")
+    time.sleep(3)
+    assert conn.is_connected()
+    conn.send("/queue/py.hb", "still here", headers={"receipt": "hb"})
+    assert inbox.get().body == "still here"
+    conn.disconnect()
+
+
 def expired_not_delivered():
     conn, inbox = connect()
     past = int(time.time() * 1000) - 1000
@@ -179,6 +203,8 @@ for scenario in [
     durable_subscription_across_client_restart,
     nack_redelivers,
     selector_filters,
+    numeric_selectors_on_string_headers,
+    heart_beats_keep_a_quiet_connection,
     expired_not_delivered,
     priority_order,
 ]:
