@@ -24,6 +24,7 @@ import java.util.concurrent.atomic.AtomicReference;
 import javax.jms.BytesMessage;
 import javax.jms.Connection;
 import javax.jms.DeliveryMode;
+import javax.jms.JMSException;
 import javax.jms.Message;
 import javax.jms.MessageConsumer;
 import javax.jms.MessageProducer;
@@ -36,6 +37,20 @@ import org.apache.activemq.ActiveMQSession;
 public final class JmsLoad {
     /** The longest any one row may take: a stuck broker ends the run instead of hanging it. */
     private static final long DEADLINE_MS = 300_000;
+
+    /** A JMS 1.1 connection (not AutoCloseable) closed by try-with-resources. */
+    private static final class Closing implements AutoCloseable {
+        final Connection connection;
+
+        Closing(Connection connection) {
+            this.connection = connection;
+        }
+
+        @Override
+        public void close() throws JMSException {
+            connection.close();
+        }
+    }
 
     public static void main(String[] args) throws Exception {
         if (args.length < 4) {
@@ -94,7 +109,8 @@ public final class JmsLoad {
         for (int p = 0; p < producers; p++) {
             int mine = count / producers + (p < count % producers ? 1 : 0);
             Thread t = new Thread(() -> {
-                try (Connection c = factory.createConnection()) {
+                try (Closing closing = new Closing(factory.createConnection())) {
+                    Connection c = closing.connection;
                     c.start();
                     boolean tx = txBatch > 0;
                     Session s = c.createSession(tx, tx ? Session.SESSION_TRANSACTED : Session.AUTO_ACKNOWLEDGE);
@@ -141,7 +157,8 @@ public final class JmsLoad {
             case "individual": mode = ActiveMQSession.INDIVIDUAL_ACKNOWLEDGE; break;
             default: throw new IllegalArgumentException("ack must be auto|client|dups|individual");
         }
-        try (Connection c = factory.createConnection()) {
+        try (Closing closing = new Closing(factory.createConnection())) {
+                    Connection c = closing.connection;
             c.start();
             Session s = c.createSession(false, mode);
             MessageConsumer consumer = s.createConsumer(s.createQueue(dest));
@@ -180,7 +197,8 @@ public final class JmsLoad {
         for (int i = 0; i < subscribers; i++) {
             String id = "load-" + run + "-" + i;
             Thread t = new Thread(() -> {
-                try (Connection c = factory.createConnection()) {
+                try (Closing closing = new Closing(factory.createConnection())) {
+                    Connection c = closing.connection;
                     c.setClientID(id);
                     c.start();
                     Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
@@ -213,7 +231,8 @@ public final class JmsLoad {
         subscribed.await();
         double pubSecs;
         long t0 = System.nanoTime();
-        try (Connection c = factory.createConnection()) {
+        try (Closing closing = new Closing(factory.createConnection())) {
+                    Connection c = closing.connection;
             c.start();
             Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
             MessageProducer prod = s.createProducer(s.createTopic(dest));

@@ -174,6 +174,13 @@ pub struct LimitsSection {
     /// Producers one connection may have open at once (a STOMP connection has one per
     /// destination and transaction it sends to). ActiveMQ has no such cap. 1000.
     pub max_producers_per_connection: usize,
+    /// Connections one user may have open at once, over every protocol (ActiveMQ has no
+    /// such cap). 1000, the overall cap: lower it so one user's runaway clients cannot take
+    /// every connection.
+    pub max_connections_per_user: usize,
+    /// Queues and topics that may exist at once; a client's send or subscription that would
+    /// create one more is refused (ActiveMQ has no such cap). 100000.
+    pub max_destinations: usize,
 }
 
 impl Default for LimitsSection {
@@ -194,6 +201,8 @@ impl Default for LimitsSection {
             store_usage_check_interval_ms: 1000,
             max_connections: 1000,
             max_producers_per_connection: 1000,
+            max_connections_per_user: 1000,
+            max_destinations: 100_000,
         }
     }
 }
@@ -307,6 +316,14 @@ impl CoreConfig {
                 self.limits.store_usage_check_interval_ms,
             ),
             ("limits.max_connections", self.limits.max_connections as u64),
+            (
+                "limits.max_connections_per_user",
+                self.limits.max_connections_per_user as u64,
+            ),
+            (
+                "limits.max_destinations",
+                self.limits.max_destinations as u64,
+            ),
             (
                 "limits.max_producers_per_connection",
                 self.limits.max_producers_per_connection as u64,

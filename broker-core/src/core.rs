@@ -250,6 +250,11 @@ impl Core {
     }
 
     /// Whether `destination` exists in this run already (using it creates nothing).
+    /// Queues and topics that exist now (for `limits.max_destinations`).
+    pub(crate) fn destination_count(&self) -> usize {
+        self.queues.lock().len() + self.topics.lock().len()
+    }
+
     pub(crate) fn has_destination(&self, destination: &Destination) -> bool {
         if destination.is_queue() {
             self.queues.lock().contains_key(&destination.name)

@@ -343,8 +343,30 @@ impl Connection {
     /// Binds this connection to its logged-in user: every later operation of its sessions
     /// is checked against the user's `[[authorization]]` grants. Set once; a second call is
     /// ignored (a connection does not change user).
-    pub fn set_subject(&self, subject: Subject) {
+    /// Who this connection is, once logged in; refused, and to be closed by the caller, when
+    /// the user already has `limits.max_connections_per_user` open.
+    pub fn set_subject(&self, subject: Subject) -> Result<()> {
+        let core = &self.inner.core;
+        let max = core.config.limits.max_connections_per_user;
+        // Counted and set under the connections' lock, so that two logins of one user at
+        // the same moment cannot both take the last place.
+        let all = core.connections.lock();
+        let open = all
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .filter(|c| !c.closed.load(Ordering::Acquire))
+            .filter(|c| c.subject.get().is_some_and(|s| s.user() == subject.user()))
+            .count();
+        if open >= max {
+            return Err(BrokerError::ConnectionLimit {
+                what: format!("too many connections for user {:?}", subject.user()),
+                limit: max as u64,
+                key: "limits.max_connections_per_user",
+            });
+        }
         let _ = self.inner.subject.set(Arc::new(subject));
+        drop(all);
+        Ok(())
     }
 
     pub fn session(&self, mode: AckMode) -> Result<Session> {
@@ -889,6 +911,14 @@ impl Session {
         }
         // As ActiveMQ's AuthorizationBroker.addDestination: creating one needs `admin`.
         self.authorize(Operation::Admin, destination)?;
+        let max = core.config.limits.max_destinations;
+        if core.destination_count() >= max {
+            return Err(BrokerError::ConnectionLimit {
+                what: format!("too many destinations to create {destination}"),
+                limit: max as u64,
+                key: "limits.max_destinations",
+            });
+        }
         self.inner.usage.destination_created(&core.config.limits)?;
         if destination.is_queue() {
             core.queue(destination).await.map(drop)

@@ -594,7 +594,7 @@ async fn connect(
             other => break other?,
         }
     };
-    connection.set_subject(subject);
+    connection.set_subject(subject)?;
     let broker_info = BrokerInfo {
         broker_id: Some(BrokerId {
             value: format!("rust-broker-{}", ctx.broker.config().broker.name),

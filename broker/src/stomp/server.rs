@@ -614,7 +614,7 @@ async fn connect(
             other => break other?,
         }
     };
-    connection.set_subject(subject);
+    connection.set_subject(subject)?;
     let auto = connection.session(AckMode::Auto)?;
     let (cx, cy) = frame
         .get("heart-beat")
