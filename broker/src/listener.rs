@@ -121,9 +121,11 @@ impl Server {
             let addr = l.local_addr()?;
             info!("listening for OpenWire on tcp://{addr}");
             server.openwire = Some(addr);
-            server
-                .tasks
-                .push(tokio::spawn(openwire_accept_loop(l, None, Arc::clone(&ctx))));
+            server.tasks.push(tokio::spawn(openwire_accept_loop(
+                l,
+                None,
+                Arc::clone(&ctx),
+            )));
         }
         if let Some(bind) = &t.openwire_tls {
             let (Some(cert), Some(key)) = (&t.tls_certificate, &t.tls_key) else {

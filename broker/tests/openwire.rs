@@ -167,7 +167,14 @@ async fn java_over_tls_with_a_truststore() {
     std::fs::write(&key, generated.key_pair.serialize_pem()).unwrap();
     let truststore = certs.path().join("trust.p12");
     let made = StdCommand::new("keytool")
-        .args(["-importcert", "-noprompt", "-alias", "broker", "-storetype", "PKCS12"])
+        .args([
+            "-importcert",
+            "-noprompt",
+            "-alias",
+            "broker",
+            "-storetype",
+            "PKCS12",
+        ])
         .args(["-storepass", "changeit", "-file"])
         .arg(&cert)
         .arg("-keystore")
@@ -223,9 +230,15 @@ macro_rules! xa_check {
 
 // XA (issue 22): `ActiveMQXAConnectionFactory`, `XASession.getXAResource()`.
 xa_check!(java_xa_two_phase_commit_delivers_after_commit, "two-phase");
-xa_check!(java_xa_rollback_after_prepare_delivers_nothing, "rollback-prepared");
+xa_check!(
+    java_xa_rollback_after_prepare_delivers_nothing,
+    "rollback-prepared"
+);
 xa_check!(java_xa_one_phase_commit, "one-phase");
-xa_check!(java_xa_rolled_back_receive_is_redelivered_once, "receive-rollback");
+xa_check!(
+    java_xa_rolled_back_receive_is_redelivered_once,
+    "receive-rollback"
+);
 
 /// The `broker` program in a child process, killed (SIGKILL) when dropped.
 struct BrokerProcess(std::process::Child);
@@ -270,15 +283,19 @@ fn spawn_broker(config: &std::path::Path) -> (BrokerProcess, u16) {
 }
 
 /// XA recovery (issue 22): a branch prepared by a client that then went away survives a
-/// SIGKILL of the broker; after the restart on the same KahaDB directory the client's
+/// SIGKILL of the broker; after the restart on the same store the client's
 /// `recover(TMSTARTRSCAN)` lists it, and its commit delivers the message exactly once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn java_xa_prepared_branch_survives_kill_9_and_is_recovered() {
-    if compiled().is_none() {
-        return;
-    }
+async fn xa_prepared_branch_survives_kill_9(persistence: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let config = common::process::write_config(dir.path(), "");
+    let config = dir.path().join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[broker]\ndata_directory = \"{}\"\n{persistence}\n[transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"127.0.0.1:0\"\nwebsocket = \"\"\nweb = \"\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
     let (mut broker, port) = spawn_broker(&config);
     java_in("XaChecks", port, "prepare-and-leave").await;
     broker.0.kill().unwrap();
@@ -287,6 +304,35 @@ async fn java_xa_prepared_branch_survives_kill_9_and_is_recovered() {
     let (broker, port) = spawn_broker(&config);
     java_in("XaChecks", port, "recover-and-commit").await;
     drop(broker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_xa_prepared_branch_survives_kill_9_on_kahadb() {
+    if compiled().is_none() {
+        return;
+    }
+    xa_prepared_branch_survives_kill_9("[persistence]\nkind = \"kahadb\"\n").await;
+}
+
+/// The same on JDBC over MariaDB (`MYSQL_URL`), in tables of its own, dropped afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_xa_prepared_branch_survives_kill_9_on_mariadb() {
+    if compiled().is_none() {
+        return;
+    }
+    let url = match std::env::var("MYSQL_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => return test_support::skip("XA recovery on MariaDB: MYSQL_URL is not set"),
+    };
+    let prefix = format!("owxa{}_", std::process::id());
+    // The database locker: a killed broker's lock goes with its connection.
+    xa_prepared_branch_survives_kill_9(&format!(
+        "[persistence]\nkind = \"jdbc\"\n[persistence.jdbc]\nurl = \"{url}\"\ntable_prefix = \"{prefix}\"\n[locker]\nkind = \"database\"\n"
+    ))
+    .await;
+    let mut c = store_jdbc::JdbcConfig::new(url);
+    c.table_prefix = prefix;
+    store_jdbc::JdbcStore::drop_tables(&c).await.unwrap();
 }
 
 /// Message groups and exclusive consumers with the stock JMS client (issue 25).

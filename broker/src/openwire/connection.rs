@@ -703,7 +703,10 @@ fn unknown_tx(id: &TransactionId) -> Failure {
         TransactionId::Local(l) => Failure::jms(format!("no open transaction {}", l.value)),
         TransactionId::Xa(x) => Failure::xa(
             xa::XAER_NOTA,
-            format!("Transaction '{}' has not been started.", xid_text(&core_xid(x))),
+            format!(
+                "Transaction '{}' has not been started.",
+                xid_text(&core_xid(x))
+            ),
         ),
     }
 }
@@ -730,6 +733,7 @@ impl Conn {
                         if let Some(c) = self.consumers.remove(&id) {
                             close_consumer(c).await;
                         }
+                        self.forget_prepared_acks(&id);
                     }
                 }
                 RemoveTarget::Consumer(id) => {
@@ -743,6 +747,7 @@ impl Conn {
                     if let Some(c) = self.consumers.remove(&id) {
                         close_consumer(c).await;
                     }
+                    self.forget_prepared_acks(&id);
                 }
                 RemoveTarget::Producer(_) => {}
             },
@@ -1443,6 +1448,15 @@ impl Conn {
                 });
             }
         }
+    }
+
+    /// A closed consumer's acks in prepared branches: nothing to give back to any more (a
+    /// rollback redelivers them from their destination).
+    fn forget_prepared_acks(&mut self, consumer: &ConsumerId) {
+        self.prepared_acks.retain(|_, held| {
+            held.retain(|(c, _)| c != consumer);
+            !held.is_empty()
+        });
     }
 
     /// Commits or rolls back a prepared branch.

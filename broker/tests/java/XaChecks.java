@@ -219,10 +219,16 @@ public class XaChecks {
     static final Xid SURVIVOR = new TestXid("restart", "b1");
 
     // (e), before the restart: a prepared branch left behind by a client that goes away.
+    // The branch consumes "input" and sends "survivor".
     static void prepareAndLeave() throws Exception {
+        Connection c = plain();
+        Session ps = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        ps.createProducer(ps.createQueue("xa.restart.in")).send(ps.createTextMessage("input"));
         Xa xa = new Xa();
         MessageProducer p = xa.session.createProducer(xa.session.createQueue("xa.restart"));
+        MessageConsumer mc = xa.session.createConsumer(xa.session.createQueue("xa.restart.in"));
         xa.resource.start(SURVIVOR, XAResource.TMNOFLAGS);
+        check("input".equals(text(mc.receive(10000))), "input received in the branch");
         p.send(xa.session.createTextMessage("survivor"));
         xa.resource.end(SURVIVOR, XAResource.TMSUCCESS);
         check(xa.resource.prepare(SURVIVOR) == XAResource.XA_OK, "prepare votes XA_OK");
@@ -233,7 +239,9 @@ public class XaChecks {
     static void recoverAndCommit() throws Exception {
         Connection c = plain();
         MessageConsumer seen = watch(c, "xa.restart");
+        MessageConsumer input = watch(c, "xa.restart.in");
         check(seen.receive(500) == null, "the prepared message is not delivered before commit");
+        check(input.receive(500) == null, "the message the branch consumed is held");
         Xa xa = new Xa();
         Xid found = null;
         for (Xid x : xa.resource.recover(XAResource.TMSTARTRSCAN)) {
@@ -243,6 +251,7 @@ public class XaChecks {
         xa.resource.commit(found, false);
         check("survivor".equals(text(seen.receive(10000))), "delivered after the commit");
         check(seen.receive(500) == null, "delivered once");
+        check(input.receive(500) == null, "the message the branch consumed is gone");
         for (Xid x : xa.resource.recover(XAResource.TMSTARTRSCAN | XAResource.TMENDRSCAN)) {
             check(!TestXid.same(x, SURVIVOR), "no longer prepared");
         }
