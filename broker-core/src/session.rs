@@ -33,7 +33,7 @@ use crate::selector::Selector;
 mod producer;
 mod submitted;
 mod usage;
-pub use producer::Producer;
+pub use producer::{DeclaredProducer, Producer};
 pub use submitted::Submitted;
 use usage::{ConnectionUsage, Slot};
 
@@ -634,34 +634,66 @@ impl Session {
     }
 
     pub fn producer(&self, destination: Destination) -> Result<Producer> {
-        self.check_open()?;
-        self.authorize(Operation::Write, &destination)?;
-        let slot = self.inner.usage.producer(&self.inner.core.config.limits)?;
-        let id = format!("{}:{}", self.inner.id, self.inner.core.next_id());
-        Ok(Producer::new(
-            self.clone(),
-            id.into(),
-            destination,
-            false,
-            slot,
-        ))
+        self.make_producer(destination, false, true)
     }
 
     /// A producer to a temporary destination: each send fails, naming it, once the
     /// destination is deleted (rather than create an ordinary destination of that name).
     pub fn temporary_producer(&self, destination: Destination) -> Result<Producer> {
+        self.make_producer(destination, true, true)
+    }
+
+    /// A producer that a [`DeclaredProducer`] stands for: it sends as any other (`temporary`
+    /// as [`Session::temporary_producer`]) but takes no place under the producer cap and is
+    /// neither counted nor advised itself.
+    pub fn undeclared_producer(
+        &self,
+        destination: Destination,
+        temporary: bool,
+    ) -> Result<Producer> {
+        self.make_producer(destination, temporary, false)
+    }
+
+    /// Declares a producer ahead of its sends (`None`: an anonymous one, which names its
+    /// destination per send): it takes its place under `limits.max_producers_per_connection`
+    /// and is advised until dropped.
+    pub fn declare_producer(&self, destination: Option<Destination>) -> Result<DeclaredProducer> {
         self.check_open()?;
-        self.authorize(Operation::Write, &destination)?;
-        if !self.inner.core.temporaries.contains(&destination) {
-            return Err(temporary::gone(&destination));
+        if let Some(d) = &destination {
+            self.authorize(Operation::Write, d)?;
         }
         let slot = self.inner.usage.producer(&self.inner.core.config.limits)?;
+        let id = format!("{}:{}", self.inner.id, self.inner.core.next_id());
+        Ok(DeclaredProducer::new(
+            self.clone(),
+            id.into(),
+            destination,
+            slot,
+        ))
+    }
+
+    fn make_producer(
+        &self,
+        destination: Destination,
+        temporary: bool,
+        announced: bool,
+    ) -> Result<Producer> {
+        self.check_open()?;
+        self.authorize(Operation::Write, &destination)?;
+        if temporary && !self.inner.core.temporaries.contains(&destination) {
+            return Err(temporary::gone(&destination));
+        }
+        let slot = if announced {
+            Some(self.inner.usage.producer(&self.inner.core.config.limits)?)
+        } else {
+            None
+        };
         let id = format!("{}:{}", self.inner.id, self.inner.core.next_id());
         Ok(Producer::new(
             self.clone(),
             id.into(),
             destination,
-            true,
+            temporary,
             slot,
         ))
     }

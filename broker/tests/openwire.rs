@@ -370,6 +370,7 @@ java_check!(
 );
 java_check!(java_prefetch_0_pulls, "prefetch0");
 java_check!(java_wildcards_virtual_topics_and_composites, "destinations");
+java_check!(java_advisories_carry_their_commands, "advisories");
 
 macro_rules! temporary_check {
     ($name:ident, $check:literal) => {

@@ -29,8 +29,68 @@ pub struct Producer {
     previous: Mutex<Option<oneshot::Receiver<()>>>,
     /// Sends to a temporary destination, which must still exist at each send.
     temporary: bool,
-    /// Its place under `limits.max_producers_per_connection`.
+    /// Its place under `limits.max_producers_per_connection`, unless a
+    /// [`DeclaredProducer`] holds it.
+    _slot: Option<super::usage::Slot>,
+    /// Counted in `producerCount` and advised, start and stop; not when a
+    /// [`DeclaredProducer`] stands for it.
+    announced: bool,
+}
+
+/// A producer a protocol declares before it sends (OpenWire's `ProducerInfo`): it holds a
+/// place under `limits.max_producers_per_connection`, counts in `producerCount` and is advised
+/// from now until dropped, while the sends themselves go through
+/// [`Session::undeclared_producer`]s of whichever session (transaction) they belong to, so that
+/// one JMS producer is one producer whatever sessions its sends use.
+pub struct DeclaredProducer {
+    session: Session,
+    id: Arc<str>,
+    destination: Option<Destination>,
     _slot: super::usage::Slot,
+}
+
+impl DeclaredProducer {
+    pub(crate) fn new(
+        session: Session,
+        id: Arc<str>,
+        destination: Option<Destination>,
+        slot: super::usage::Slot,
+    ) -> DeclaredProducer {
+        if let Some(d) = &destination {
+            advise(&session, d, &id, true);
+        }
+        DeclaredProducer {
+            session,
+            id,
+            destination,
+            _slot: slot,
+        }
+    }
+}
+
+impl Drop for DeclaredProducer {
+    fn drop(&mut self) {
+        if let Some(d) = &self.destination {
+            advise(&self.session, d, &self.id, false);
+        }
+    }
+}
+
+/// Counts a producer of `destination` in or out and advises it.
+fn advise(session: &Session, destination: &Destination, id: &str, started: bool) {
+    let core = &session.inner.core;
+    let count = if started {
+        core.producer_counts.add(destination)
+    } else {
+        core.producer_counts.remove(destination)
+    };
+    core.advise(Advisory::Producer {
+        destination,
+        producer_id: id,
+        connection_id: &session.inner.connection_id,
+        started,
+        count,
+    });
 }
 
 impl Producer {
@@ -39,17 +99,12 @@ impl Producer {
         id: Arc<str>,
         destination: Destination,
         temporary: bool,
-        slot: super::usage::Slot,
+        slot: Option<super::usage::Slot>,
     ) -> Producer {
-        let core = &session.inner.core;
-        let count = core.producer_counts.add(&destination);
-        core.advise(Advisory::Producer {
-            destination: &destination,
-            producer_id: &id,
-            connection_id: &session.inner.connection_id,
-            started: true,
-            count,
-        });
+        let announced = slot.is_some();
+        if announced {
+            advise(&session, &destination, &id, true);
+        }
         Producer {
             session,
             id,
@@ -58,6 +113,7 @@ impl Producer {
             previous: Mutex::new(None),
             temporary,
             _slot: slot,
+            announced,
         }
     }
 
@@ -123,14 +179,8 @@ impl Producer {
 
 impl Drop for Producer {
     fn drop(&mut self) {
-        let core = &self.session.inner.core;
-        let count = core.producer_counts.remove(&self.destination);
-        core.advise(Advisory::Producer {
-            destination: &self.destination,
-            producer_id: &self.id,
-            connection_id: &self.session.inner.connection_id,
-            started: false,
-            count,
-        });
+        if self.announced {
+            advise(&self.session, &self.destination, &self.id, false);
+        }
     }
 }

@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use broker_core::{
-    AckMode, BrokerError, Connection, Consumer, Producer, Received, Session, Submitted,
+    AckMode, BrokerError, Connection, Consumer, DeclaredProducer, Producer, Received, Session,
+    Submitted,
 };
 use bytes::BytesMut;
 use openwire::{
@@ -42,9 +43,6 @@ use crate::stomp::server::ServerContext;
 const VERSION: i32 = 12;
 /// How long a ConnectionInfo waits for a previous connection with its client id to close.
 const CLIENT_ID_WAIT: Duration = Duration::from_secs(5);
-/// Destinations whose name starts with this are ActiveMQ's advisory topics: accepted, and fed
-/// only for the temporary destinations (below).
-const ADVISORY_PREFIX: &str = "ActiveMQ.Advisory.";
 /// The advisory topics of temporary queues and topics. The Java client subscribes to both (as
 /// one composite topic) at start, and refuses to send to a temporary destination these have
 /// not announced ("Cannot publish to a deleted Destination").
@@ -179,8 +177,12 @@ struct Conn {
     peer: String,
     out: Out,
     connection: Connection,
-    /// Producers per (transaction, destination, temporary) triple.
-    producers: HashMap<(Option<TransactionId>, broker_core::Destination, bool), Producer>,
+    /// Producers per (transaction, destination, temporary, declared): those of declared
+    /// producers take no place of their own under the producer cap and are not advised.
+    producers: HashMap<(Option<TransactionId>, broker_core::Destination, bool, bool), Producer>,
+    /// The producers the client declared (ProducerInfo), until their RemoveInfo: what
+    /// `producerCount`, the producer advisories and the producer cap see.
+    declared: HashMap<ProducerId, DeclaredProducer>,
     consumers: HashMap<ConsumerId, OwConsumer>,
     /// Open local transactions and XA branches not yet prepared, by their OpenWire id, with
     /// the acks they hold until commit (or prepare).
@@ -274,12 +276,13 @@ impl Advisories {
     }
 }
 
-/// Whether a consumer's destination names the temporary-destination advisory topics.
+/// Whether a consumer's destination names only the temporary-destination advisory topics
+/// (the client's own watch at start: `ActiveMQ.Advisory.TempQueue,ActiveMQ.Advisory.TempTopic`).
 fn is_temp_advisory(d: &openwire::Destination) -> bool {
     !d.kind.is_queue()
         && d.physical_name
             .split(',')
-            .any(|n| n == TEMP_QUEUE_ADVISORY || n == TEMP_TOPIC_ADVISORY)
+            .all(|n| n == TEMP_QUEUE_ADVISORY || n == TEMP_TOPIC_ADVISORY)
 }
 
 /// Feeds the client's advisory consumer: the temporary destinations live now, then each
@@ -654,6 +657,7 @@ async fn connect(
         out: out.clone(),
         connection,
         producers: HashMap::new(),
+        declared: HashMap::new(),
         consumers: HashMap::new(),
         txs: HashMap::new(),
         prepared_acks: HashMap::new(),
@@ -720,9 +724,11 @@ impl Conn {
             Command::MessageAck(a) => Box::pin(self.ack(*a)).await?,
             Command::ConsumerInfo(c) => Box::pin(self.consume(*c)).await?,
             Command::TransactionInfo(t) => Box::pin(self.transaction(t)).await?,
+            Command::ProducerInfo(p) => self.declare(&p)?,
             Command::RemoveInfo(r) => match r.object_id {
                 RemoveTarget::Connection(_) => return Ok(true),
                 RemoveTarget::Session(s) => {
+                    self.declared.retain(|p, _| p.session_id != s.value);
                     let ids: Vec<ConsumerId> = self
                         .consumers
                         .keys()
@@ -749,7 +755,9 @@ impl Conn {
                     }
                     self.forget_prepared_acks(&id);
                 }
-                RemoveTarget::Producer(_) => {}
+                RemoveTarget::Producer(p) => {
+                    self.declared.remove(&p);
+                }
             },
             Command::RemoveSubscriptionInfo(r) => {
                 let name = r
@@ -855,13 +863,19 @@ impl Conn {
             None => self.connection.session(AckMode::Auto)?,
         };
         let temporary = dest.kind.is_temporary();
-        let key = (tx, destination.clone(), temporary);
+        let declared = m
+            .producer_id
+            .as_ref()
+            .is_some_and(|p| self.declared.contains_key(p));
+        let key = (tx, destination.clone(), temporary, declared);
         if !self.producers.contains_key(&key) {
             if self.producers.len() >= 10_000 {
                 self.producers.clear();
             }
             // A temporary one must exist, and a send fails once it is deleted, naming it.
-            let producer = if temporary {
+            let producer = if declared {
+                session.undeclared_producer(destination, temporary)?
+            } else if temporary {
                 session.temporary_producer(destination)?
             } else {
                 session.producer(destination)?
@@ -881,6 +895,37 @@ impl Conn {
             }
             f
         })
+    }
+
+    /// A ProducerInfo: the producer counts, and is advised, from now until its RemoveInfo.
+    /// The client sends it without waiting for an answer, and a refused command that wanted
+    /// none closes the connection; so a producer that cannot be declared (write refused, the
+    /// producer cap) is only left undeclared then, and its first send is refused instead,
+    /// which the client reports on that send.
+    fn declare(&mut self, p: &openwire::ProducerInfo) -> Result<(), Failure> {
+        let declared = p
+            .destination
+            .as_ref()
+            .map(convert::destination)
+            .transpose()
+            .map_err(Failure::from)
+            .and_then(|d| {
+                Ok(self
+                    .connection
+                    .session(AckMode::Auto)?
+                    .declare_producer(d)?)
+            });
+        match declared {
+            Ok(d) => {
+                self.declared.insert(p.producer_id.clone(), d);
+                Ok(())
+            }
+            Err(f) if p.response_required => Err(f),
+            Err(f) => {
+                debug!(peer = %self.peer, "producer not declared: {}", f.message);
+                Ok(())
+            }
+        }
     }
 
     /// Prefetch 0: one pull lets one message through. A pull with a timeout (-1 for
@@ -905,24 +950,21 @@ impl Conn {
         let credits = Arc::new(Semaphore::new(prefetch));
         let delivered = Arc::new(Mutex::new(VecDeque::new()));
         let pulls = Arc::new(Mutex::new(VecDeque::new()));
-        // The client watches advisory topics by itself at start: accepted, and those of the
-        // temporary destinations fed.
-        if !dest.kind.is_queue() && dest.physical_name.starts_with(ADVISORY_PREFIX) {
+        // The client watches the temporary destinations' advisories by itself at start: fed
+        // from broker-core's temporary-destination events, as DestinationInfo commands. Every
+        // other advisory topic is an ordinary topic of broker-core's advisories (below).
+        if is_temp_advisory(dest) {
             let slot = session.reserve_consumer()?;
-            let forwarder = if is_temp_advisory(dest) {
-                {
-                    let mut a = self.advisories.lock();
-                    a.consumer = Some(info.consumer_id.clone());
-                    a.announced.clear();
-                }
-                Some(tokio::spawn(forward_advisories(
-                    Arc::clone(&self.ctx.broker),
-                    Arc::clone(&self.advisories),
-                    self.out.clone(),
-                )))
-            } else {
-                None
-            };
+            {
+                let mut a = self.advisories.lock();
+                a.consumer = Some(info.consumer_id.clone());
+                a.announced.clear();
+            }
+            let forwarder = Some(tokio::spawn(forward_advisories(
+                Arc::clone(&self.ctx.broker),
+                Arc::clone(&self.advisories),
+                self.out.clone(),
+            )));
             self.consumers.insert(
                 info.consumer_id,
                 OwConsumer {
@@ -1351,8 +1393,7 @@ impl Conn {
     /// Takes an open transaction out, with the producers that sent in it.
     fn take_tx(&mut self, key: &TransactionId) -> Option<Tx> {
         let tx = self.txs.remove(key)?;
-        self.producers
-            .retain(|(t, _, _), _| t.as_ref() != Some(key));
+        self.producers.retain(|(t, ..), _| t.as_ref() != Some(key));
         Some(tx)
     }
 

@@ -195,6 +195,7 @@ pub fn dispatched(
         .as_ref()
         .map(|r| openwire_destination(r, temporary(r)));
     o.redelivery_counter = i32::try_from(m.redelivery_count).unwrap_or(i32::MAX);
+    o.data_structure = super::advisory::data_structure(m).map(Box::new);
     if !m.properties.is_empty() {
         o.set_properties(&to_openwire_map(&m.properties))
             .map_err(e)?;

@@ -5,6 +5,7 @@
 //! The codec is the `openwire` crate; [`convert`] maps messages both ways and
 //! [`connection`] serves one client.
 
+mod advisory;
 mod connection;
 pub mod convert;
 

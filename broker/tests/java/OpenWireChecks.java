@@ -52,6 +52,7 @@ public class OpenWireChecks {
             case "to-stomp": toStomp(); break;
             case "destinations": destinations(); break;
             case "not-authorized": notAuthorized(); break;
+            case "advisories": advisories(); break;
             default: throw new IllegalArgumentException(check);
         }
         System.out.println("ok " + check);
@@ -155,6 +156,63 @@ public class OpenWireChecks {
     // [[authorization]]: user app may write to orders.in but not to secret; the refusal is
     // ActiveMQ's java.lang.SecurityException, which the client raises as a
     // JMSSecurityException naming the user, the operation and the destination.
+    /** The next advisory on `watch` whose data structure is a `type`, within ten seconds. */
+    static org.apache.activemq.command.ActiveMQMessage advisory(MessageConsumer watch, Class<?> type,
+            String about) throws Exception {
+        long deadline = System.currentTimeMillis() + 10000;
+        while (System.currentTimeMillis() < deadline) {
+            Message m = watch.receive(1000);
+            if (m == null) continue;
+            org.apache.activemq.command.ActiveMQMessage a = (org.apache.activemq.command.ActiveMQMessage) m;
+            check("Advisory".equals(a.getJMSType()), "JMSType Advisory: " + a.getJMSType());
+            if (type.isInstance(a.getDataStructure())) return a;
+        }
+        throw new AssertionError("no " + type.getSimpleName() + " advisory " + about);
+    }
+
+    /** ActiveMQ's advisory topics, as AdvisorySupport users read them: commands and counts. */
+    static void advisories() throws Exception {
+        Connection c = connect("");
+        Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        Queue q = s.createQueue("ow.advised");
+        MessageConsumer consumers = s.createConsumer(
+                org.apache.activemq.advisory.AdvisorySupport.getConsumerAdvisoryTopic(q));
+        MessageConsumer producers = s.createConsumer(
+                org.apache.activemq.advisory.AdvisorySupport.getProducerAdvisoryTopic(q));
+        MessageConsumer queues = s.createConsumer(
+                org.apache.activemq.advisory.AdvisorySupport.QUEUE_ADVISORY_TOPIC);
+
+        Connection other = connect("");
+        Session os = other.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        MessageConsumer mc = os.createConsumer(q);
+        org.apache.activemq.command.ActiveMQMessage a =
+                advisory(consumers, org.apache.activemq.command.ConsumerInfo.class, "for a new consumer");
+        org.apache.activemq.command.ConsumerInfo ci = (org.apache.activemq.command.ConsumerInfo) a.getDataStructure();
+        check(ci.getDestination().getPhysicalName().equals("ow.advised"), "consumer's destination " + ci.getDestination());
+        check(a.getIntProperty("consumerCount") == 1, "consumerCount 1: " + a.getIntProperty("consumerCount"));
+        mc.close();
+        a = advisory(consumers, org.apache.activemq.command.RemoveInfo.class, "for a closed consumer");
+        check(a.getIntProperty("consumerCount") == 0, "consumerCount 0: " + a.getIntProperty("consumerCount"));
+
+        MessageProducer p = os.createProducer(q);
+        a = advisory(producers, org.apache.activemq.command.ProducerInfo.class, "for a new producer");
+        check(a.getIntProperty("producerCount") == 1, "producerCount 1: " + a.getIntProperty("producerCount"));
+        p.close();
+        advisory(producers, org.apache.activemq.command.RemoveInfo.class, "for a closed producer");
+
+        os.createProducer(os.createQueue("ow.advised.created")).send(os.createTextMessage("x"));
+        long deadline = System.currentTimeMillis() + 10000;
+        boolean seen = false;
+        while (!seen && System.currentTimeMillis() < deadline) {
+            a = advisory(queues, org.apache.activemq.command.DestinationInfo.class, "for a new queue");
+            org.apache.activemq.command.DestinationInfo di = (org.apache.activemq.command.DestinationInfo) a.getDataStructure();
+            seen = di.getDestination().getPhysicalName().equals("ow.advised.created") && di.isAddOperation();
+        }
+        check(seen, "a DestinationInfo ADD for ow.advised.created");
+        other.close();
+        c.close();
+    }
+
     static void notAuthorized() throws Exception {
         ActiveMQConnectionFactory f = new ActiveMQConnectionFactory("app", "apppw", url);
         Connection c = f.createConnection();
