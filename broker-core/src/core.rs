@@ -61,6 +61,9 @@ pub(crate) enum PreparedOp {
         id: MessageId,
         /// Found at recovery (held in the dispatcher) rather than delivered in this run.
         recovered: bool,
+        /// The consumer's session to give it back to on rollback, if still open (see
+        /// [`crate::Session::acknowledge_in_returning`]), with the message itself.
+        back_to: Option<crate::session::ReturnTo>,
     },
     /// An add, visible once committed.
     Add(Arc<Message>),

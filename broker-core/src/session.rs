@@ -527,6 +527,54 @@ struct SessionState {
     /// Received and not yet acked (CLIENT, INDIVIDUAL, DUPS_OK) or not yet committed
     /// (transacted), in order of receipt.
     delivered: Vec<(Arc<Dispatcher>, Arc<Message>)>,
+    /// Of `delivered` (transacted), the acks enlisted by
+    /// [`Session::acknowledge_in_returning`]: the consumer session each goes back to if the
+    /// transaction rolls back.
+    returns: Vec<(Arc<Dispatcher>, MessageId, Weak<SessionInner>)>,
+}
+
+/// Where a message acked in a transaction goes back to if the transaction rolls back: the
+/// session that received it, while that session is open.
+pub(crate) struct ReturnTo {
+    session: Weak<SessionInner>,
+    message: Arc<Message>,
+}
+
+/// Takes the return address of `(dispatcher, id)` out of `returns`, if it has one.
+fn take_return(
+    returns: &mut Vec<(Arc<Dispatcher>, MessageId, Weak<SessionInner>)>,
+    dispatcher: &Arc<Dispatcher>,
+    message: &Arc<Message>,
+) -> Option<ReturnTo> {
+    let pos = returns
+        .iter()
+        .position(|(d, id, _)| Arc::ptr_eq(d, dispatcher) && *id == message.id)?;
+    let (_, _, session) = returns.swap_remove(pos);
+    Some(ReturnTo {
+        session,
+        message: Arc::clone(message),
+    })
+}
+
+/// A message acked in a transaction that rolled back: back to the session that received it
+/// (delivered, unacked) while that session is open, else redelivered from its destination.
+pub(crate) async fn return_or_redeliver(
+    dispatcher: Arc<Dispatcher>,
+    id: &MessageId,
+    back_to: Option<ReturnTo>,
+) {
+    if let Some(r) = back_to
+        && let Some(session) = r.session.upgrade()
+    {
+        let mut st = session.state.lock().await;
+        // Checked under the state lock: a close marks itself closed before it takes the
+        // delivered messages under this lock, so one put back here is never left behind.
+        if !session.closed.load(Ordering::Acquire) {
+            st.delivered.push((dispatcher, r.message));
+            return;
+        }
+    }
+    dispatcher.redeliver(id).await;
 }
 
 pub(crate) struct SessionInner {
@@ -1265,6 +1313,22 @@ impl Session {
         Ok(())
     }
 
+    /// [`Session::acknowledge_in`], except that if `tx` rolls back (before or after an XA
+    /// prepare) while this session is open, the message comes back to this session,
+    /// delivered and unacked, rather than to its destination. That is what the OpenWire
+    /// client expects: it redelivers a rolled-back message itself from its own buffer, as
+    /// ActiveMQ keeps such a message dispatched to its subscription; a redelivery from the
+    /// destination as well would hand it to the application twice.
+    pub async fn acknowledge_in_returning(&self, message: &Received, tx: &Session) -> Result<()> {
+        self.acknowledge_in(message, tx).await?;
+        tx.inner.state.lock().await.returns.push((
+            Arc::clone(&message.dispatcher),
+            message.message.id.clone(),
+            Arc::downgrade(&self.inner),
+        ));
+        Ok(())
+    }
+
     /// Unacked received messages are delivered again (JMS `Session.recover`).
     pub async fn recover(&self) -> Result<()> {
         if self.inner.mode == AckMode::Transacted {
@@ -1300,6 +1364,7 @@ impl Session {
         {
             let _ = self.inner.core.store.rollback(&tx).await;
             let delivered = std::mem::take(&mut st.delivered);
+            st.returns.clear();
             take_sends(&self.inner.core, &self.inner.usage, &mut st);
             drop(st);
             for (d, m) in delivered {
@@ -1308,6 +1373,7 @@ impl Session {
             return Err(e.into());
         }
         let delivered = std::mem::take(&mut st.delivered);
+        st.returns.clear();
         // Given back before they are published: a non-persistent one waits for memory there,
         // and must not wait for its own bytes.
         let sends = take_sends(&self.inner.core, &self.inner.usage, &mut st);
@@ -1328,11 +1394,15 @@ impl Session {
                 "rollback in a session that is not transacted".into(),
             ));
         }
-        let (tx, delivered) = {
+        let (tx, delivered, mut returns) = {
             let mut st = self.inner.state.lock().await;
             take_sends(&self.inner.core, &self.inner.usage, &mut st);
             st.xa = None;
-            (st.tx.take(), std::mem::take(&mut st.delivered))
+            (
+                st.tx.take(),
+                std::mem::take(&mut st.delivered),
+                std::mem::take(&mut st.returns),
+            )
         };
         if let Some(tx) = tx
             && let Err(e) = self.inner.core.store.rollback(&tx).await
@@ -1340,7 +1410,8 @@ impl Session {
             warn!(session = %self.inner.id, "rollback of {tx}: {e}");
         }
         for (d, m) in delivered {
-            d.redeliver(&m.id).await;
+            let back_to = take_return(&mut returns, &d, &m);
+            return_or_redeliver(d, &m.id, back_to).await;
         }
         Ok(())
     }
@@ -1375,9 +1446,11 @@ impl Session {
         self.inner.core.store.prepare(&xid).await?;
         st.xa = None;
         st.tx = None;
+        let mut returns = std::mem::take(&mut st.returns);
         let mut pending: Vec<PreparedOp> = std::mem::take(&mut st.delivered)
             .into_iter()
             .map(|(dispatcher, m)| PreparedOp::Ack {
+                back_to: take_return(&mut returns, &dispatcher, &m),
                 dispatcher,
                 id: m.id.clone(),
                 recovered: false,

@@ -77,6 +77,9 @@ pub struct TransportsSection {
     /// OpenWire (the ActiveMQ Java client's protocol) over TCP; empty string to turn it off.
     /// Default `127.0.0.1:61616`, as ActiveMQ's.
     pub openwire: String,
+    /// OpenWire over TLS (the Java client's `ssl://`), e.g. `127.0.0.1:61617` as ActiveMQ's;
+    /// needs `tls_certificate` and `tls_key`.
+    pub openwire_tls: Option<String>,
     /// PEM certificate chain.
     pub tls_certificate: Option<PathBuf>,
     /// PEM private key.
@@ -134,6 +137,7 @@ impl Default for TransportsSection {
             stomp_heartbeat_min_ms: 100,
             stomp_heartbeat_grace: 2.0,
             openwire: "127.0.0.1:61616".into(),
+            openwire_tls: None,
             tls_certificate: None,
             tls_key: None,
             max_frame_bytes: 16 * 1024 * 1024,
@@ -224,6 +228,7 @@ impl BrokerConfig {
         for (tls_key, on) in [
             ("transports.stomp_tls", t.stomp_tls.is_some()),
             ("transports.websocket_tls", t.websocket_tls.is_some()),
+            ("transports.openwire_tls", t.openwire_tls.is_some()),
             ("transports.web_tls", t.web_tls),
         ] {
             for (key, set) in [

@@ -1,5 +1,5 @@
 //! The listeners of a serving broker: STOMP (TCP, TLS, WebSocket, secure WebSocket) and
-//! OpenWire.
+//! OpenWire (TCP, TLS).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,6 +24,8 @@ pub struct Server {
     pub stomp: Option<SocketAddr>,
     pub stomp_tls: Option<SocketAddr>,
     pub openwire: Option<SocketAddr>,
+    /// OpenWire over TLS (`ssl://`).
+    pub openwire_tls: Option<SocketAddr>,
     /// STOMP over WebSocket (`ws://`) and over secure WebSocket (`wss://`).
     pub websocket: Option<SocketAddr>,
     pub websocket_tls: Option<SocketAddr>,
@@ -78,6 +80,7 @@ impl Server {
             stomp: None,
             stomp_tls: None,
             openwire: None,
+            openwire_tls: None,
             websocket: None,
             websocket_tls: None,
             shutdown,
@@ -118,9 +121,28 @@ impl Server {
             let addr = l.local_addr()?;
             info!("listening for OpenWire on tcp://{addr}");
             server.openwire = Some(addr);
-            server
-                .tasks
-                .push(tokio::spawn(openwire_accept_loop(l, Arc::clone(&ctx))));
+            server.tasks.push(tokio::spawn(openwire_accept_loop(
+                l,
+                None,
+                Arc::clone(&ctx),
+            )));
+        }
+        if let Some(bind) = &t.openwire_tls {
+            let (Some(cert), Some(key)) = (&t.tls_certificate, &t.tls_key) else {
+                anyhow::bail!("transports.openwire_tls needs tls_certificate and tls_key");
+            };
+            let acceptor = crate::tls::acceptor(cert, key)?;
+            let l = self::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen for OpenWire over TLS on {bind}"))?;
+            let addr = l.local_addr()?;
+            info!("listening for OpenWire over TLS on ssl://{addr}");
+            server.openwire_tls = Some(addr);
+            server.tasks.push(tokio::spawn(openwire_accept_loop(
+                l,
+                Some(acceptor),
+                Arc::clone(&ctx),
+            )));
         }
         server.start_websockets(&t, &ctx).await?;
         Ok(server)
@@ -302,9 +324,26 @@ async fn tls_handshake(
     }
 }
 
-/// Accepts OpenWire connections until the broker stops (plain TCP only so far).
-async fn openwire_accept_loop(listener: TcpListener, ctx: Arc<ServerContext>) {
-    accept_until_stopped(listener, ctx, crate::openwire::serve).await;
+/// Accepts OpenWire connections (over TLS when `tls` is given) until the broker stops.
+async fn openwire_accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    ctx: Arc<ServerContext>,
+) {
+    accept_until_stopped(listener, ctx, move |stream, peer, ctx| {
+        let tls = tls.clone();
+        async move {
+            match tls {
+                None => crate::openwire::serve(stream, peer, ctx).await,
+                Some(acceptor) => {
+                    if let Some(s) = tls_handshake(&acceptor, stream, &peer).await {
+                        crate::openwire::serve(s, peer, ctx).await;
+                    }
+                }
+            }
+        }
+    })
+    .await;
 }
 
 /// Runs `serve` on every accepted connection until the broker stops, then gives the

@@ -1,4 +1,5 @@
-//! TLS for the STOMP listener (rustls), from PEM files named in the config.
+//! TLS for the STOMP, WebSocket, OpenWire and console listeners (rustls), from PEM files named
+//! in the config.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -264,6 +264,11 @@ fn each_bad_config_names_its_key() {
             "required with transports.websocket_tls",
         ),
         (
+            "[transports]\nopenwire_tls = \"127.0.0.1:0\"\ntls_certificate = \"c.pem\"\n",
+            "transports.tls_key",
+            "required with transports.openwire_tls",
+        ),
+        (
             "[transports]\nstomp_heartbeat_grace = 0.5\n",
             "transports.stomp_heartbeat_grace",
             "between 1.0 and 1000",

@@ -55,7 +55,13 @@ fn compiled() -> Option<&'static PathBuf> {
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let java_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/java");
-        let sources = ["OpenWireChecks.java", "TemporaryChecks.java", "GroupChecks.java"].map(|f| java_dir.join(f));
+        let sources = [
+            "OpenWireChecks.java",
+            "TemporaryChecks.java",
+            "GroupChecks.java",
+            "XaChecks.java",
+        ]
+        .map(|f| java_dir.join(f));
         let out = StdCommand::new("javac")
             .arg("-d")
             .arg(dir.path())
@@ -83,12 +89,37 @@ async fn java(port: u16, check: &str) {
 
 /// Runs one check of the Java program `class` against `port`.
 async fn java_in(class: &str, port: u16, check: &str) {
-    let Some(classes) = compiled() else { return };
+    java_at(class, &port.to_string(), &[], check).await;
+}
+
+/// Runs one check of `class` against `target` (a port, or a broker URL such as
+/// `ssl://127.0.0.1:PORT`) with `jvm` options; fails the test with its output.
+async fn java_at(class: &str, target: &str, jvm: &[String], check: &str) {
+    let Some(out) = java_output(class, target, jvm, check).await else {
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{check} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// What the Java program said and how it ended; `None` when Java is not here.
+async fn java_output(
+    class: &str,
+    target: &str,
+    jvm: &[String],
+    check: &str,
+) -> Option<std::process::Output> {
+    let classes = compiled()?;
     let child = tokio::process::Command::new("java")
+        .args(jvm)
         .arg("-cp")
         .arg(classpath(&classes.display().to_string()))
         .arg(class)
-        .arg(port.to_string())
+        .arg(target)
         .arg(check)
         .kill_on_drop(true)
         .output();
@@ -96,12 +127,7 @@ async fn java_in(class: &str, port: u16, check: &str) {
         .await
         .unwrap_or_else(|_| panic!("{check}: the Java client did not finish within 120 s"))
         .expect("java runs");
-    assert!(
-        out.status.success(),
-        "{check} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    Some(out)
 }
 
 async fn broker() -> (TestBroker, u16) {
@@ -122,6 +148,192 @@ macro_rules! java_check {
 }
 
 java_check!(java_queue_auto_acknowledge, "auto");
+
+/// `ssl://` (issue 22): the stock client over TLS, trusting the broker's certificate through
+/// a truststore made with the JDK's `keytool`, sends and receives persistent messages; without
+/// that truststore it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_over_tls_with_a_truststore() {
+    if compiled().is_none() {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    // The client checks the host name: the certificate names the address it dials.
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.key_pair.serialize_pem()).unwrap();
+    let truststore = certs.path().join("trust.p12");
+    let made = StdCommand::new("keytool")
+        .args([
+            "-importcert",
+            "-noprompt",
+            "-alias",
+            "broker",
+            "-storetype",
+            "PKCS12",
+        ])
+        .args(["-storepass", "changeit", "-file"])
+        .arg(&cert)
+        .arg("-keystore")
+        .arg(&truststore)
+        .output()
+        .expect("keytool runs");
+    assert!(
+        made.status.success(),
+        "keytool: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let b = TestBroker::start(&format!(
+        "[transports]\nstomp = \"127.0.0.1:0\"\nopenwire_tls = \"127.0.0.1:0\"\ntls_certificate = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ))
+    .await;
+    let url = format!(
+        "ssl://127.0.0.1:{}",
+        b.server.openwire_tls.expect("OpenWire TLS listener").port()
+    );
+    let trust = [
+        format!("-Djavax.net.ssl.trustStore={}", truststore.display()),
+        "-Djavax.net.ssl.trustStorePassword=changeit".to_owned(),
+    ];
+    java_at("OpenWireChecks", &url, &trust, "auto").await;
+    let untrusting = java_output("OpenWireChecks", &url, &[], "auto")
+        .await
+        .expect("java");
+    assert!(
+        !untrusting.status.success(),
+        "a client without the truststore must not connect"
+    );
+    let why = String::from_utf8_lossy(&untrusting.stderr);
+    assert!(why.contains("SSL") || why.contains("certificat"), "{why}");
+    b.stop().await;
+}
+
+macro_rules! xa_check {
+    ($name:ident, $check:literal) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let (b, port) = broker().await;
+            java_in("XaChecks", port, $check).await;
+            assert!(
+                b.broker.prepared_transactions().unwrap().is_empty(),
+                "no branch left prepared"
+            );
+            b.stop().await;
+        }
+    };
+}
+
+// XA (issue 22): `ActiveMQXAConnectionFactory`, `XASession.getXAResource()`.
+xa_check!(java_xa_two_phase_commit_delivers_after_commit, "two-phase");
+xa_check!(
+    java_xa_rollback_after_prepare_delivers_nothing,
+    "rollback-prepared"
+);
+xa_check!(java_xa_one_phase_commit, "one-phase");
+xa_check!(
+    java_xa_rolled_back_receive_is_redelivered_once,
+    "receive-rollback"
+);
+
+/// The `broker` program in a child process, killed (SIGKILL) when dropped.
+struct BrokerProcess(std::process::Child);
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `broker start --config <file>`; returns it and the OpenWire port it announced.
+fn spawn_broker(config: &std::path::Path) -> (BrokerProcess, u16) {
+    use std::io::{BufRead, BufReader};
+    let mut child = StdCommand::new(common::process::BIN)
+        .args(["start", "--config"])
+        .arg(config)
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn broker");
+    let stderr = child.stderr.take().unwrap();
+    let child = BrokerProcess(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Drains stderr for the broker's whole life, so that it never blocks on a full pipe.
+    std::thread::spawn(move || {
+        const MARK: &str = "listening for OpenWire on tcp://";
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(i) = line.find(MARK) {
+                let addr = line[i + MARK.len()..].trim().to_owned();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr: std::net::SocketAddr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the broker announces its OpenWire address")
+        .parse()
+        .expect("an address");
+    (child, addr.port())
+}
+
+/// XA recovery (issue 22): a branch prepared by a client that then went away survives a
+/// SIGKILL of the broker; after the restart on the same store the client's
+/// `recover(TMSTARTRSCAN)` lists it, and its commit delivers the message exactly once.
+async fn xa_prepared_branch_survives_kill_9(persistence: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[broker]\ndata_directory = \"{}\"\n{persistence}\n[transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"127.0.0.1:0\"\nwebsocket = \"\"\nweb = \"\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let (mut broker, port) = spawn_broker(&config);
+    java_in("XaChecks", port, "prepare-and-leave").await;
+    broker.0.kill().unwrap();
+    broker.0.wait().unwrap();
+    drop(broker);
+    let (broker, port) = spawn_broker(&config);
+    java_in("XaChecks", port, "recover-and-commit").await;
+    drop(broker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_xa_prepared_branch_survives_kill_9_on_kahadb() {
+    if compiled().is_none() {
+        return;
+    }
+    xa_prepared_branch_survives_kill_9("[persistence]\nkind = \"kahadb\"\n").await;
+}
+
+/// The same on JDBC over MariaDB (`MYSQL_URL`), in tables of its own, dropped afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_xa_prepared_branch_survives_kill_9_on_mariadb() {
+    if compiled().is_none() {
+        return;
+    }
+    let url = match std::env::var("MYSQL_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => return test_support::skip("XA recovery on MariaDB: MYSQL_URL is not set"),
+    };
+    let prefix = format!("owxa{}_", std::process::id());
+    // The database locker: a killed broker's lock goes with its connection.
+    xa_prepared_branch_survives_kill_9(&format!(
+        "[persistence]\nkind = \"jdbc\"\n[persistence.jdbc]\nurl = \"{url}\"\ntable_prefix = \"{prefix}\"\n[locker]\nkind = \"database\"\n"
+    ))
+    .await;
+    let mut c = store_jdbc::JdbcConfig::new(url);
+    c.table_prefix = prefix;
+    store_jdbc::JdbcStore::drop_tables(&c).await.unwrap();
+}
 
 /// Message groups and exclusive consumers with the stock JMS client (issue 25).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,6 +36,7 @@ on_engines!(
         client_ids_and_durable_subscriptions_are_checked,
         nack_redelivers_and_counts_toward_the_dead_letter_queue,
         an_ack_can_join_another_sessions_transaction,
+        an_ack_returning_to_its_consumer_is_kept_there_by_an_xa_rollback,
         closing_a_consumer_ends_a_receive_waiting_in_another_task,
     )
 );
@@ -769,6 +770,63 @@ async fn an_ack_can_join_another_sessions_transaction(engine: Engine) {
     assert_none(&c).await;
     assert!(broker.browse("in", 10).await.unwrap().is_empty());
     assert_eq!(broker.browse("out", 10).await.unwrap().len(), 1);
+    broker.stop().await;
+    env.cleanup().await;
+}
+
+/// `acknowledge_in_returning` (the OpenWire door's XA acks): a rolled-back branch, prepared
+/// or not, gives the message back to the session that received it, unacked, instead of to the
+/// queue, where it would reach a second consumer while the first client redelivers it from
+/// its own buffer; with that session closed it is redelivered from the queue.
+async fn an_ack_returning_to_its_consumer_is_kept_there_by_an_xa_rollback(engine: Engine) {
+    let env = Env::new(engine, "").unwrap();
+    let broker = env.start().await;
+    let conn = broker.connect(None).await.unwrap();
+    let auto = conn.session(AckMode::Auto).unwrap();
+    let p = auto.producer(q("xa-back")).unwrap();
+    p.send(Outgoing::text("job")).await.unwrap();
+    let ind = conn.session(AckMode::Individual).unwrap();
+    let c = ind.consumer(q("xa-back"), None).await.unwrap();
+    let m = recv(&c).await;
+    let other = auto.consumer(q("xa-back"), None).await.unwrap();
+    let xid = |n: u8| Xid {
+        format_id: 7,
+        global_id: vec![n],
+        branch_qualifier: vec![1],
+    };
+    let xs = conn.session(AckMode::Transacted).unwrap();
+    // Prepared, then rolled back: back with `ind`.
+    xs.xa_start(xid(1)).await.unwrap();
+    ind.acknowledge_in_returning(&m, &xs).await.unwrap();
+    xs.xa_prepare().await.unwrap();
+    broker.rollback_prepared(&xid(1)).await.unwrap();
+    assert_none(&other).await;
+    // Rolled back before prepare: the same.
+    xs.xa_start(xid(2)).await.unwrap();
+    ind.acknowledge_in_returning(&m, &xs).await.unwrap();
+    xs.rollback().await.unwrap();
+    assert_none(&other).await;
+    // Still awaiting its ack in `ind`, which can ack it in a branch that commits.
+    xs.xa_start(xid(3)).await.unwrap();
+    ind.acknowledge_in_returning(&m, &xs).await.unwrap();
+    xs.xa_prepare().await.unwrap();
+    broker.commit_prepared(&xid(3)).await.unwrap();
+    assert_none(&other).await;
+    assert!(broker.browse("xa-back", 10).await.unwrap().is_empty());
+    // With `ind` closed while the branch is prepared, a rollback redelivers from the queue.
+    p.send(Outgoing::text("job2")).await.unwrap();
+    other.close().await;
+    let m = recv(&c).await;
+    let other = auto.consumer(q("xa-back"), None).await.unwrap();
+    xs.xa_start(xid(4)).await.unwrap();
+    ind.acknowledge_in_returning(&m, &xs).await.unwrap();
+    xs.xa_prepare().await.unwrap();
+    ind.close().await;
+    assert_none(&other).await;
+    broker.rollback_prepared(&xid(4)).await.unwrap();
+    let again = recv(&other).await;
+    assert_eq!(again.text(), Some("job2"));
+    assert!(again.redelivered());
     broker.stop().await;
     env.cleanup().await;
 }

@@ -56,6 +56,7 @@ impl Core {
                             dispatcher: d,
                             id,
                             recovered: true,
+                            back_to: None,
                         });
                     }
                     TxOp::TopicAck {
@@ -70,6 +71,7 @@ impl Core {
                             dispatcher: d,
                             id,
                             recovered: true,
+                            back_to: None,
                         });
                     }
                 }
@@ -111,16 +113,18 @@ impl Core {
                     dispatcher,
                     id,
                     recovered: true,
+                    ..
                 } => dispatcher.unhold(&id, commit),
                 PreparedOp::Ack {
                     dispatcher,
                     id,
                     recovered: false,
+                    back_to,
                 } => {
                     if commit {
                         dispatcher.settle(&id);
                     } else {
-                        dispatcher.redeliver(&id).await;
+                        crate::session::return_or_redeliver(dispatcher, &id, back_to).await;
                     }
                 }
                 PreparedOp::Add(m) if commit => self.committed_add(&m).await?,

@@ -5,10 +5,12 @@
 //! broker-core consumer to the writer while it has prefetch credits. Every OpenWire consumer
 //! has a broker-core session of its own in INDIVIDUAL mode: the client says which messages it
 //! consumed (a standard ack covers a range, an individual ack one), so the broker needs no
-//! notion of the JMS session's acknowledge mode. Each OpenWire local transaction is a
-//! transacted broker-core session. Any command with `response_required` is answered by a
-//! `Response` or an `ExceptionResponse`; a malformed frame ends the connection with a
-//! `ConnectionError`.
+//! notion of the JMS session's acknowledge mode. Each OpenWire local transaction, and each XA
+//! branch until it is prepared, is a transacted broker-core session; a prepared branch is the
+//! broker's (`Broker::commit_prepared`), so any connection may end it, as with ActiveMQ's
+//! `TransactionBroker`. Any command with `response_required` is answered by a `Response` (an
+//! `IntegerResponse` for an XA prepare, a `DataArrayResponse` for a recover) or an
+//! `ExceptionResponse`; a malformed frame ends the connection with a `ConnectionError`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use openwire::{
     ConsumerInfo, DataStructure, DestinationInfo, ExceptionResponse, KeepAliveInfo, MessageAck,
     MessageDispatch, MessageId, ProducerId, RemoveTarget, Response, Throwable, TransactionId,
     TransactionInfo, TransactionType, WireFormat, WireFormatInfo, WireFormatOptions,
+    XaTransactionId,
 };
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -62,6 +65,35 @@ impl Failure {
             message: message.into(),
         }
     }
+
+    /// An `XAException` with its error code. The Java client builds the exception from its
+    /// class name and message only, so the code travels at the end of the message, where the
+    /// client's `TransactionContext` reads it back (`xaErrorCode:-4`), as ActiveMQ's
+    /// `XATransaction.newXAException` writes it.
+    fn xa(code: i32, message: impl std::fmt::Display) -> Failure {
+        Failure {
+            class: "javax.transaction.xa.XAException",
+            message: format!("{message} xaErrorCode:{code}"),
+        }
+    }
+}
+
+/// `javax.transaction.xa.XAResource` and `XAException` codes.
+mod xa {
+    /// Prepared: commit or roll back later.
+    pub const XA_OK: i32 = 0;
+    /// The branch did nothing: nothing to commit, and it is over.
+    pub const XA_RDONLY: i32 = 3;
+    /// The resource manager failed; the branch may or may not be intact.
+    pub const XAER_RMERR: i32 = -3;
+    /// No such branch.
+    pub const XAER_NOTA: i32 = -4;
+    /// Called in the wrong state (a two-phase commit of a branch never prepared).
+    pub const XAER_PROTO: i32 = -6;
+    /// The branch id is taken.
+    pub const XAER_DUPID: i32 = -8;
+    /// A one-phase commit that failed and rolled back.
+    pub const XA_RBROLLBACK: i32 = 100;
 }
 
 impl From<BrokerError> for Failure {
@@ -147,13 +179,20 @@ struct Conn {
     connection: Connection,
     /// Producers per (transaction, destination, temporary, declared): those of declared
     /// producers take no place of their own under the producer cap and are not advised.
-    producers: HashMap<(Option<i64>, broker_core::Destination, bool, bool), Producer>,
+    producers: HashMap<(Option<TransactionId>, broker_core::Destination, bool, bool), Producer>,
     /// The producers the client declared (ProducerInfo), until their RemoveInfo: what
     /// `producerCount`, the producer advisories and the producer cap see.
     declared: HashMap<ProducerId, DeclaredProducer>,
     consumers: HashMap<ConsumerId, OwConsumer>,
-    /// Open local transactions, by their OpenWire id, with the acks they hold until commit.
-    txs: HashMap<i64, Tx>,
+    /// Open local transactions and XA branches not yet prepared, by their OpenWire id, with
+    /// the acks they hold until commit (or prepare).
+    txs: HashMap<TransactionId, Tx>,
+    /// The acks of the XA branches this connection prepared: if a branch rolls back, they are
+    /// the consumer's again (the client redelivers them itself), as broker-core gives them
+    /// back to the consumer's session.
+    prepared_acks: HashMap<XaTransactionId, Vec<(ConsumerId, Delivered)>>,
+    /// The answer of the command being handled when it is not a plain `Response`.
+    answer: Option<Command>,
     /// Gives every dispatched message a distinct sequence (`broker_sequence_id`).
     dispatch_seq: Arc<std::sync::atomic::AtomicI64>,
     /// Asynchronous sends handed to the broker and not yet stored.
@@ -288,6 +327,9 @@ struct Tx {
     /// Consumed in the transaction: acked in it at commit, left delivered on rollback (the
     /// client redelivers them itself, as with ActiveMQ).
     acks: Vec<(ConsumerId, MessageId)>,
+    /// Something was sent or acked in it: an XA prepare of a branch without work answers
+    /// `XA_RDONLY`, as ActiveMQ's `XATransaction` does.
+    work: bool,
 }
 
 /// Serves one OpenWire client until it disconnects, errs or the broker stops.
@@ -460,7 +502,12 @@ where
                         c.close().await;
                     }
                     if wants {
-                        respond(&out, id).await;
+                        match conn.as_mut().and_then(|c| c.answer.take()) {
+                            Some(answer) => {
+                                let _ = out.send(&answer).await;
+                            }
+                            None => respond(&out, id).await,
+                        }
                     }
                     if hang_up {
                         break 'outer;
@@ -613,6 +660,8 @@ async fn connect(
         declared: HashMap::new(),
         consumers: HashMap::new(),
         txs: HashMap::new(),
+        prepared_acks: HashMap::new(),
+        answer: None,
         dispatch_seq: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         advisories: Arc::new(Mutex::new(Advisories::default())),
         window: Window::new(
@@ -624,11 +673,45 @@ async fn connect(
     })
 }
 
-fn local_tx(id: &Option<TransactionId>) -> Result<Option<i64>, Failure> {
+/// An OpenWire XA branch id as broker-core's.
+fn core_xid(x: &XaTransactionId) -> broker_core::Xid {
+    broker_core::Xid {
+        format_id: x.format_id,
+        global_id: x.global_transaction_id.to_vec(),
+        branch_qualifier: x.branch_qualifier.to_vec(),
+    }
+}
+
+fn openwire_xid(x: &broker_core::Xid) -> XaTransactionId {
+    XaTransactionId {
+        format_id: x.format_id,
+        global_transaction_id: bytes::Bytes::copy_from_slice(&x.global_id),
+        branch_qualifier: bytes::Bytes::copy_from_slice(&x.branch_qualifier),
+    }
+}
+
+/// A branch id as ActiveMQ's `XATransactionId` prints it.
+fn xid_text(x: &broker_core::Xid) -> String {
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    format!(
+        "XID:[{},globalId={},branchId={}]",
+        x.format_id,
+        hex(&x.global_id),
+        hex(&x.branch_qualifier)
+    )
+}
+
+/// A transaction the client names that this connection does not have open.
+fn unknown_tx(id: &TransactionId) -> Failure {
     match id {
-        None => Ok(None),
-        Some(TransactionId::Local(l)) => Ok(Some(l.value)),
-        Some(TransactionId::Xa(_)) => Err(Failure::jms("XA transactions are not supported yet")),
+        TransactionId::Local(l) => Failure::jms(format!("no open transaction {}", l.value)),
+        TransactionId::Xa(x) => Failure::xa(
+            xa::XAER_NOTA,
+            format!(
+                "Transaction '{}' has not been started.",
+                xid_text(&core_xid(x))
+            ),
+        ),
     }
 }
 
@@ -656,6 +739,7 @@ impl Conn {
                         if let Some(c) = self.consumers.remove(&id) {
                             close_consumer(c).await;
                         }
+                        self.forget_prepared_acks(&id);
                     }
                 }
                 RemoveTarget::Consumer(id) => {
@@ -669,6 +753,7 @@ impl Conn {
                     if let Some(c) = self.consumers.remove(&id) {
                         close_consumer(c).await;
                     }
+                    self.forget_prepared_acks(&id);
                 }
                 RemoveTarget::Producer(p) => {
                     self.declared.remove(&p);
@@ -768,14 +853,13 @@ impl Conn {
             .ok_or_else(|| Failure::jms("a message without a destination"))?;
         let destination = convert::destination(dest)?;
         let out = convert::outgoing(m)?;
-        let tx = local_tx(&m.transaction_id)?;
-        let session = match tx {
-            Some(t) => self
-                .txs
-                .get(&t)
-                .ok_or_else(|| Failure::jms(format!("no open transaction {t}")))?
-                .session
-                .clone(),
+        let tx = m.transaction_id.clone();
+        let session = match &tx {
+            Some(t) => {
+                let txn = self.txs.get_mut(t).ok_or_else(|| unknown_tx(t))?;
+                txn.work = true;
+                txn.session.clone()
+            }
             None => self.connection.session(AckMode::Auto)?,
         };
         let temporary = dest.kind.is_temporary();
@@ -1114,18 +1198,15 @@ impl Conn {
         if !c.pull {
             c.credits.add_permits(freed);
         }
-        let tx = local_tx(&ack.transaction_id)?;
-        match (ack.ack_type, tx) {
+        match (ack.ack_type, &ack.transaction_id) {
             (AckType::Poison, _) => {
                 for x in &covered {
                     c.session.nack(&x.received).await?;
                 }
             }
             (_, Some(t)) => {
-                let txn = self
-                    .txs
-                    .get_mut(&t)
-                    .ok_or_else(|| Failure::jms(format!("no open transaction {t}")))?;
+                let txn = self.txs.get_mut(t).ok_or_else(|| unknown_tx(t))?;
+                txn.work = true;
                 // Put back as delivered-and-credited: the commit acks them; a rollback leaves
                 // them with the consumer, whose client redelivers them itself.
                 let mut d = c.delivered.lock();
@@ -1158,41 +1239,42 @@ impl Conn {
     }
 
     async fn transaction(&mut self, t: TransactionInfo) -> Result<(), Failure> {
-        let Some(id) = local_tx(&t.transaction_id)? else {
-            return match t.transaction_type {
-                TransactionType::Recover => Ok(()),
-                _ => Err(Failure::jms(
-                    "a transaction command without a transaction id",
-                )),
-            };
+        let id = match t.transaction_id.clone() {
+            Some(TransactionId::Local(l)) => l,
+            Some(TransactionId::Xa(x)) => return Box::pin(self.xa_transaction(&t, x)).await,
+            None => {
+                return match t.transaction_type {
+                    TransactionType::Recover => self.recover(t.command_id),
+                    _ => Err(Failure::jms(
+                        "a transaction command without a transaction id",
+                    )),
+                };
+            }
         };
+        let key = TransactionId::Local(id);
         match t.transaction_type {
             TransactionType::Begin => {
-                if self.txs.contains_key(&id) {
-                    return Err(Failure::jms(format!("transaction {id} is already open")));
+                if self.txs.contains_key(&key) {
+                    return Err(Failure::jms("the transaction is already open"));
                 }
                 let session = self.connection.session(AckMode::Transacted)?;
                 self.txs.insert(
-                    id,
+                    key,
                     Tx {
                         session,
                         acks: Vec::new(),
+                        work: false,
                     },
                 );
             }
             TransactionType::CommitOnePhase | TransactionType::CommitTwoPhase => {
-                let tx = self
-                    .txs
-                    .remove(&id)
-                    .ok_or_else(|| Failure::jms(format!("no open transaction {id}")))?;
-                self.producers.retain(|(t, ..), _| *t != Some(id));
+                let tx = self.take_tx(&key).ok_or_else(|| unknown_tx(&key))?;
                 let result = self.commit(&tx).await;
                 tx.session.close().await;
                 result?;
             }
             TransactionType::Rollback => {
-                if let Some(tx) = self.txs.remove(&id) {
-                    self.producers.retain(|(t, ..), _| *t != Some(id));
+                if let Some(tx) = self.take_tx(&key) {
                     let _ = tx.session.rollback().await;
                     tx.session.close().await;
                 }
@@ -1201,9 +1283,238 @@ impl Conn {
             TransactionType::End | TransactionType::Forget => {}
             other => {
                 return Err(Failure::jms(format!(
-                    "transaction command {other:?} is not supported yet"
+                    "transaction command {other:?} is not supported for a local transaction"
                 )));
             }
+        }
+        Ok(())
+    }
+
+    /// An XA command, as ActiveMQ's `TransactionBroker` and `XATransaction` answer it. A
+    /// branch is this connection's until it is prepared (BEGIN of a branch open here is a
+    /// join or resume, END needs nothing), then the broker's: COMMIT and ROLLBACK of a
+    /// prepared branch may come from any connection, after a restart too.
+    async fn xa_transaction(
+        &mut self,
+        t: &TransactionInfo,
+        x: XaTransactionId,
+    ) -> Result<(), Failure> {
+        let key = TransactionId::Xa(x.clone());
+        let xid = core_xid(&x);
+        match t.transaction_type {
+            TransactionType::Begin => {
+                if self.txs.contains_key(&key) {
+                    return Ok(());
+                }
+                if self.is_prepared(&xid)? {
+                    return Err(Failure::xa(
+                        xa::XAER_DUPID,
+                        format!("Transaction '{}' is already prepared.", xid_text(&xid)),
+                    ));
+                }
+                let session = self.connection.session(AckMode::Transacted)?;
+                if let Err(e) = session.xa_start(xid).await {
+                    session.close().await;
+                    return Err(Failure::xa(xa::XAER_RMERR, e));
+                }
+                self.txs.insert(
+                    key,
+                    Tx {
+                        session,
+                        acks: Vec::new(),
+                        work: false,
+                    },
+                );
+            }
+            TransactionType::End => {}
+            TransactionType::Prepare => {
+                let Some(tx) = self.take_tx(&key) else {
+                    return Err(self.not_open(&xid, "prepare")?);
+                };
+                let vote = if tx.work {
+                    self.prepare(&tx, &x).await?;
+                    xa::XA_OK
+                } else {
+                    let _ = tx.session.rollback().await;
+                    xa::XA_RDONLY
+                };
+                tx.session.close().await;
+                self.answer = Some(Command::IntegerResponse(openwire::IntegerResponse {
+                    correlation_id: t.command_id,
+                    result: vote,
+                    ..openwire::IntegerResponse::default()
+                }));
+            }
+            TransactionType::CommitOnePhase => match self.take_tx(&key) {
+                Some(tx) => {
+                    // Prepared, then committed: broker-core's XA branch ends only so.
+                    let prepared = if tx.work {
+                        self.prepare(&tx, &x).await
+                    } else {
+                        let _ = tx.session.rollback().await;
+                        tx.session.close().await;
+                        return Ok(());
+                    };
+                    tx.session.close().await;
+                    prepared.map_err(|f| Failure::xa(xa::XA_RBROLLBACK, f.message))?;
+                    self.end_prepared(&x, true).await?;
+                }
+                None if self.is_prepared(&xid)? => self.end_prepared(&x, true).await?,
+                None => return Err(unknown_tx(&key)),
+            },
+            TransactionType::CommitTwoPhase => {
+                if self.txs.contains_key(&key) {
+                    return Err(Failure::xa(
+                        xa::XAER_PROTO,
+                        "Cannot do 2 phase commit if the transaction has not been prepared",
+                    ));
+                }
+                self.end_prepared(&x, true).await?;
+            }
+            // FORGET of a branch the broker never ended by itself: ActiveMQ rolls it back.
+            TransactionType::Rollback | TransactionType::Forget => match self.take_tx(&key) {
+                Some(tx) => {
+                    let _ = tx.session.rollback().await;
+                    tx.session.close().await;
+                }
+                None => self.end_prepared(&x, false).await?,
+            },
+            TransactionType::Recover => self.recover(t.command_id)?,
+            TransactionType::Other(code) => {
+                return Err(Failure::xa(
+                    xa::XAER_PROTO,
+                    format!("unknown transaction command {code}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes an open transaction out, with the producers that sent in it.
+    fn take_tx(&mut self, key: &TransactionId) -> Option<Tx> {
+        let tx = self.txs.remove(key)?;
+        self.producers.retain(|(t, ..), _| t.as_ref() != Some(key));
+        Some(tx)
+    }
+
+    fn is_prepared(&self, xid: &broker_core::Xid) -> Result<bool, Failure> {
+        Ok(self.ctx.broker.prepared_transactions()?.contains(xid))
+    }
+
+    /// The failure for `what` on a branch not open on this connection: out of order if it is
+    /// prepared, unknown otherwise.
+    fn not_open(&self, xid: &broker_core::Xid, what: &str) -> Result<Failure, Failure> {
+        Ok(if self.is_prepared(xid)? {
+            Failure::xa(
+                xa::XAER_PROTO,
+                format!(
+                    "Cannot call {what} now: transaction '{}' is prepared.",
+                    xid_text(xid)
+                ),
+            )
+        } else {
+            Failure::xa(
+                xa::XAER_NOTA,
+                format!("Transaction '{}' has not been started.", xid_text(xid)),
+            )
+        })
+    }
+
+    /// RECOVER: the prepared branches, whichever connection prepared them, found at start or
+    /// prepared since.
+    fn recover(&mut self, command_id: i32) -> Result<(), Failure> {
+        let prepared = self.ctx.broker.prepared_transactions()?;
+        let data = prepared
+            .iter()
+            .map(|x| DataStructure::TransactionId(TransactionId::Xa(openwire_xid(x))))
+            .collect();
+        self.answer = Some(Command::DataArrayResponse(openwire::DataArrayResponse {
+            correlation_id: command_id,
+            data: Some(data),
+            ..openwire::DataArrayResponse::default()
+        }));
+        Ok(())
+    }
+
+    /// Enlists the branch's acks and prepares it: durable from here on. On failure the branch
+    /// is rolled back and its acks are the consumers' again.
+    async fn prepare(&mut self, tx: &Tx, x: &XaTransactionId) -> Result<(), Failure> {
+        let mut held: Vec<(ConsumerId, Delivered)> = Vec::new();
+        let mut failed = None;
+        for (consumer, id) in &tx.acks {
+            let Some(c) = self.consumers.get(consumer) else {
+                continue;
+            };
+            let taken = {
+                let mut d = c.delivered.lock();
+                d.iter()
+                    .position(|x| same_id(&x.id, id))
+                    .and_then(|p| d.remove(p))
+            };
+            let Some(delivered) = taken else { continue };
+            let enlisted = c
+                .session
+                .acknowledge_in_returning(&delivered.received, &tx.session)
+                .await;
+            held.push((consumer.clone(), delivered));
+            if let Err(e) = enlisted {
+                failed = Some(e);
+                break;
+            }
+        }
+        let prepared = match failed {
+            Some(e) => Err(e),
+            None => tx.session.xa_prepare().await.map(drop),
+        };
+        match prepared {
+            Ok(()) => {
+                self.prepared_acks.insert(x.clone(), held);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = tx.session.rollback().await;
+                self.give_back(held);
+                Err(Failure::xa(xa::XAER_RMERR, format!("prepare failed: {e}")))
+            }
+        }
+    }
+
+    /// Acks of a branch that rolled back: the consumers' again, first in line, in order.
+    fn give_back(&self, held: Vec<(ConsumerId, Delivered)>) {
+        for (consumer, delivered) in held.into_iter().rev() {
+            if let Some(c) = self.consumers.get(&consumer) {
+                c.delivered.lock().push_front(Delivered {
+                    credited: true,
+                    ..delivered
+                });
+            }
+        }
+    }
+
+    /// A closed consumer's acks in prepared branches: nothing to give back to any more (a
+    /// rollback redelivers them from their destination).
+    fn forget_prepared_acks(&mut self, consumer: &ConsumerId) {
+        self.prepared_acks.retain(|_, held| {
+            held.retain(|(c, _)| c != consumer);
+            !held.is_empty()
+        });
+    }
+
+    /// Commits or rolls back a prepared branch.
+    async fn end_prepared(&mut self, x: &XaTransactionId, commit: bool) -> Result<(), Failure> {
+        let xid = core_xid(x);
+        if !self.is_prepared(&xid)? {
+            return Err(unknown_tx(&TransactionId::Xa(x.clone())));
+        }
+        let ended = if commit {
+            self.ctx.broker.commit_prepared(&xid).await
+        } else {
+            self.ctx.broker.rollback_prepared(&xid).await
+        };
+        ended.map_err(|e| Failure::xa(xa::XAER_RMERR, e))?;
+        let held = self.prepared_acks.remove(x).unwrap_or_default();
+        if !commit {
+            self.give_back(held);
         }
         Ok(())
     }

@@ -29,7 +29,7 @@ public class OpenWireChecks {
     }
 
     static void run(String[] args) throws Exception {
-        url = "tcp://127.0.0.1:" + args[0];
+        url = args[0].contains("://") ? args[0] : "tcp://127.0.0.1:" + args[0];
         String check = args[1];
         switch (check) {
             case "auto": auto(); break;
