@@ -114,10 +114,7 @@ pub fn parse_sets(sets: &[String]) -> Result<BTreeMap<String, String>, ImportErr
 }
 
 /// Reads and imports `file`.
-pub fn import_file(
-    file: &Path,
-    vars: &BTreeMap<String, String>,
-) -> Result<Imported, ImportError> {
+pub fn import_file(file: &Path, vars: &BTreeMap<String, String>) -> Result<Imported, ImportError> {
     let shown = file.display().to_string();
     let read_err = |source| ImportError::Read {
         path: shown.clone(),
@@ -314,7 +311,9 @@ fn system_usage(ctx: &mut Ctx, b: Node, doc: &mut Doc) -> Result<(), ImportError
                 if bytes < min {
                     ctx.unmapped_at(
                         xml::attr_path(u, "limit"),
-                        format!("{bytes} bytes is below this broker's minimum for limits.{key} ({min})"),
+                        format!(
+                            "{bytes} bytes is below this broker's minimum for limits.{key} ({min})"
+                        ),
                     );
                 } else {
                     doc.table("limits").set(key, int(bytes));
@@ -340,7 +339,10 @@ fn destination_interceptors(ctx: &mut Ctx, b: Node, doc: &mut Doc) -> Result<(),
             ctx.visit(vds);
             for vt in children(vds, "virtualTopic") {
                 if mapped {
-                    ctx.unmapped(vt, "a second virtual topic; this broker has one ([broker] virtual_topic_*)");
+                    ctx.unmapped(
+                        vt,
+                        "a second virtual topic; this broker has one ([broker] virtual_topic_*)",
+                    );
                     continue;
                 }
                 mapped = true;

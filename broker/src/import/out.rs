@@ -56,7 +56,13 @@ impl Table {
         self.put(key, value.into(), Some(why.to_owned()), true)
     }
 
-    fn put(&mut self, key: &str, value: Value, comment: Option<String>, disabled: bool) -> &mut Self {
+    fn put(
+        &mut self,
+        key: &str,
+        value: Value,
+        comment: Option<String>,
+        disabled: bool,
+    ) -> &mut Self {
         self.lines.retain(|l| l.key != key);
         self.lines.push(Line {
             key: key.to_owned(),
@@ -115,7 +121,12 @@ impl Doc {
         for h in header {
             out.push_str(&format!("# {h}\n"));
         }
-        let rank = |t: &Table| ORDER.iter().position(|n| *n == t.name).unwrap_or(ORDER.len());
+        let rank = |t: &Table| {
+            ORDER
+                .iter()
+                .position(|n| *n == t.name)
+                .unwrap_or(ORDER.len())
+        };
         let mut tables: Vec<&Table> = self.tables.iter().collect();
         tables.sort_by_key(|t| rank(t)); // stable: entries keep their order
         for t in tables {
@@ -130,7 +141,12 @@ impl Doc {
                 out.push_str(&format!("[{}]\n", t.name));
             }
             for l in &t.lines {
-                let mut line = format!("{}{} = {}", if l.disabled { "# " } else { "" }, l.key, l.value);
+                let mut line = format!(
+                    "{}{} = {}",
+                    if l.disabled { "# " } else { "" },
+                    l.key,
+                    l.value
+                );
                 if let Some(c) = &l.comment {
                     line.push_str(&format!("  # {c}"));
                 }
@@ -160,9 +176,12 @@ mod tests {
     fn renders_parseable_toml_in_the_documented_order() {
         let mut d = Doc::default();
         d.table("transports").set("stomp", "0.0.0.0:61613");
-        d.push("users").set("name", "a\"b").set("groups", strings(&["x".into()]));
+        d.push("users")
+            .set("name", "a\"b")
+            .set("groups", strings(&["x".into()]));
         d.table("broker").set_c("name", "b1", "brokerName");
-        d.table("transports").set_disabled("mqtt", "0.0.0.0:1883", "not in this build");
+        d.table("transports")
+            .set_disabled("mqtt", "0.0.0.0:1883", "not in this build");
         d.table("limits");
         let text = d.render(&["imported".into()]);
         let parsed: toml::Table = toml::from_str(&text).unwrap();

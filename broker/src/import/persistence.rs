@@ -14,10 +14,13 @@ use super::xml::{Ctx, attr_path, child, children, elements, name, path};
 
 pub(super) fn map(ctx: &mut Ctx, b: Node, doc: &mut Doc) -> Result<(), ImportError> {
     let persistent = ctx.bool_attr(b, "persistent")?;
-    let holders: Vec<Node> = [child(b, "persistenceAdapter"), child(b, "persistenceFactory")]
-        .into_iter()
-        .flatten()
-        .collect();
+    let holders: Vec<Node> = [
+        child(b, "persistenceAdapter"),
+        child(b, "persistenceFactory"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     if persistent == Some(false) {
         doc.table("persistence")
             .set_c("kind", "memory", "persistent=\"false\"");
@@ -147,17 +150,69 @@ fn kahadb(ctx: &mut Ctx, a: Node, doc: &mut Doc) -> Result<(), ImportError> {
     doc.table("persistence").set("kind", "kahadb");
     put_str(ctx, doc, a, "directory", T, "directory")?;
     directory_note(ctx, a, "KahaDB");
-    put_bytes(ctx, doc, a, "journalMaxFileLength", T, "journal_max_file_length", 64 * 1024)?;
-    put_bytes(ctx, doc, a, "journalMaxWriteBatchSize", T, "journal_max_write_batch_size", 1)?;
-    put_u64(ctx, doc, a, "checkpointInterval", T, "checkpoint_interval_ms")?;
+    put_bytes(
+        ctx,
+        doc,
+        a,
+        "journalMaxFileLength",
+        T,
+        "journal_max_file_length",
+        64 * 1024,
+    )?;
+    put_bytes(
+        ctx,
+        doc,
+        a,
+        "journalMaxWriteBatchSize",
+        T,
+        "journal_max_write_batch_size",
+        1,
+    )?;
+    put_u64(
+        ctx,
+        doc,
+        a,
+        "checkpointInterval",
+        T,
+        "checkpoint_interval_ms",
+    )?;
     put_u64(ctx, doc, a, "cleanupInterval", T, "cleanup_interval_ms")?;
     put_u64(ctx, doc, a, "indexCacheSize", T, "index_cache_size")?;
-    put_u64(ctx, doc, a, "indexWriteBatchSize", T, "index_write_batch_size")?;
+    put_u64(
+        ctx,
+        doc,
+        a,
+        "indexWriteBatchSize",
+        T,
+        "index_write_batch_size",
+    )?;
     // ActiveMQ spells it with a lower-case f.
-    put_bool(ctx, doc, a, "ignoreMissingJournalfiles", T, "ignore_missing_journal_files")?;
-    put_bool(ctx, doc, a, "enableAckCompaction", T, "enable_ack_compaction")?;
+    put_bool(
+        ctx,
+        doc,
+        a,
+        "ignoreMissingJournalfiles",
+        T,
+        "ignore_missing_journal_files",
+    )?;
+    put_bool(
+        ctx,
+        doc,
+        a,
+        "enableAckCompaction",
+        T,
+        "enable_ack_compaction",
+    )?;
     put_bool(ctx, doc, a, "cleanupOnStop", T, "cleanup_on_stop")?;
-    sync(ctx, doc, a, T, "journalDiskSyncStrategy", "journalDiskSyncInterval", "enableJournalDiskSyncs")?;
+    sync(
+        ctx,
+        doc,
+        a,
+        T,
+        "journalDiskSyncStrategy",
+        "journalDiskSyncInterval",
+        "enableJournalDiskSyncs",
+    )?;
     if let Some(l) = child(a, "locker") {
         locker(ctx, l, doc, None)?;
     }
@@ -212,8 +267,23 @@ fn amq(ctx: &mut Ctx, a: Node, doc: &mut Doc) -> Result<(), ImportError> {
     doc.table("persistence").set("kind", "amq");
     put_str(ctx, doc, a, "directory", T, "directory")?;
     directory_note(ctx, a, "AMQ");
-    put_bytes(ctx, doc, a, "maxFileLength", T, "max_file_length", 64 * 1024)?;
-    put_u64(ctx, doc, a, "checkpointInterval", T, "checkpoint_interval_ms")?;
+    put_bytes(
+        ctx,
+        doc,
+        a,
+        "maxFileLength",
+        T,
+        "max_file_length",
+        64 * 1024,
+    )?;
+    put_u64(
+        ctx,
+        doc,
+        a,
+        "checkpointInterval",
+        T,
+        "checkpoint_interval_ms",
+    )?;
     put_u64(ctx, doc, a, "cleanupInterval", T, "cleanup_interval_ms")?;
     Ok(())
 }
@@ -226,7 +296,15 @@ fn leveldb(ctx: &mut Ctx, a: Node, doc: &mut Doc, replicated: bool) -> Result<()
     directory_note(ctx, a, "LevelDB");
     put_bytes(ctx, doc, a, "logSize", T, "log_size", 1024 * 1024)?;
     put_bytes(ctx, doc, a, "indexCacheSize", T, "index_cache_size", 1)?;
-    put_bytes(ctx, doc, a, "indexWriteBufferSize", T, "index_write_buffer_size", 64 * 1024)?;
+    put_bytes(
+        ctx,
+        doc,
+        a,
+        "indexWriteBufferSize",
+        T,
+        "index_write_buffer_size",
+        64 * 1024,
+    )?;
     put_bool(ctx, doc, a, "verifyChecksums", T, "verify_checksums")?;
     put_bool(ctx, doc, a, "paranoidChecks", T, "paranoid_checks")?;
     if !replicated {
@@ -310,7 +388,14 @@ fn jdbc(ctx: &mut Ctx, a: Node, doc: &mut Doc, journaled: bool) -> Result<(), Im
     if let Some(p) = url.pool {
         doc.table(T).set("pool_size", int(u64::from(p)));
     }
-    put_bool(ctx, doc, a, "createTablesOnStartup", T, "create_tables_on_startup")?;
+    put_bool(
+        ctx,
+        doc,
+        a,
+        "createTablesOnStartup",
+        T,
+        "create_tables_on_startup",
+    )?;
     if let Some(st) = child(a, "statements") {
         ctx.visit(st);
         for s in children(st, "statements") {
@@ -349,7 +434,14 @@ fn jdbc(ctx: &mut Ctx, a: Node, doc: &mut Doc, journaled: bool) -> Result<(), Im
     if let Some(ms) = ctx.u64_attr(a, "lockKeepAlivePeriod")? {
         doc.table("locker").set("keep_alive_ms", int(ms));
     }
-    put_u64(ctx, doc, a, "lockAcquireSleepInterval", "locker", "acquire_retry_ms")?;
+    put_u64(
+        ctx,
+        doc,
+        a,
+        "lockAcquireSleepInterval",
+        "locker",
+        "acquire_retry_ms",
+    )?;
     if use_lock == Some(false) {
         doc.table("locker").set("kind", "none");
     } else if let Some(l) = child(a, "locker") {
@@ -406,13 +498,23 @@ fn locker(
             "lease-database-locker" => "lease",
             "database-locker" | "transact-database-locker" => "database",
             other => {
-                ctx.unmapped(l, format!("no {other} here (shared-file, database and lease are)"));
+                ctx.unmapped(
+                    l,
+                    format!("no {other} here (shared-file, database and lease are)"),
+                );
                 continue;
             }
         };
         ctx.visit(l);
         doc.table("locker").set("kind", kind);
-        put_u64(ctx, doc, l, "lockAcquireSleepInterval", "locker", "acquire_retry_ms")?;
+        put_u64(
+            ctx,
+            doc,
+            l,
+            "lockAcquireSleepInterval",
+            "locker",
+            "acquire_retry_ms",
+        )?;
         if ctx.bool_attr(l, "failIfLocked")? == Some(true) {
             ctx.unmapped_at(
                 attr_path(l, "failIfLocked"),
@@ -454,7 +556,10 @@ fn find_data_source<'a, 'i>(
     holder: Node<'a, 'i>,
 ) -> Result<Option<Node<'a, 'i>>, ImportError> {
     let id = if let Some(r) = ctx.attr(holder, "dataSource")? {
-        Some((r.trim_start_matches('#').to_owned(), attr_path(holder, "dataSource")))
+        Some((
+            r.trim_start_matches('#').to_owned(),
+            attr_path(holder, "dataSource"),
+        ))
     } else if let Some(d) = child(holder, "dataSource") {
         ctx.visit(d);
         if let Some(inline) = child(d, "bean") {
@@ -533,7 +638,13 @@ fn data_source_url(
         }
     }
     let result = if let Some(jdbc) = url {
-        jdbc_url(ctx, &path(bean), &jdbc, user.as_deref(), password.as_deref())
+        jdbc_url(
+            ctx,
+            &path(bean),
+            &jdbc,
+            user.as_deref(),
+            password.as_deref(),
+        )
     } else {
         // Drivers' own data sources name the parts.
         let scheme = if class.contains("postgresql") {
@@ -693,18 +804,39 @@ mod tests {
         );
         assert_eq!(ctx.notes.len(), 1, "relaxAutoCommit is noted");
         assert_eq!(
-            jdbc_url(&mut ctx, "/x", "jdbc:postgresql://db:5432/amq", Some("u"), None).unwrap(),
+            jdbc_url(
+                &mut ctx,
+                "/x",
+                "jdbc:postgresql://db:5432/amq",
+                Some("u"),
+                None
+            )
+            .unwrap(),
             "postgres://u@db:5432/amq"
         );
         assert_eq!(
-            jdbc_url(&mut ctx, "/x", "jdbc:mysql://h:3306/d?user=a&password=b&useSSL=false", None, None)
-                .unwrap(),
+            jdbc_url(
+                &mut ctx,
+                "/x",
+                "jdbc:mysql://h:3306/d?user=a&password=b&useSSL=false",
+                None,
+                None
+            )
+            .unwrap(),
             "mysql://a:b@h:3306/d"
         );
         assert_eq!(ctx.unmapped.len(), 1, "useSSL is reported");
-        assert!(jdbc_url(&mut ctx, "/x", "jdbc:oracle:thin:@localhost:1521:AMQDB", None, None)
+        assert!(
+            jdbc_url(
+                &mut ctx,
+                "/x",
+                "jdbc:oracle:thin:@localhost:1521:AMQDB",
+                None,
+                None
+            )
             .unwrap_err()
-            .contains("oracle"));
+            .contains("oracle")
+        );
         assert!(jdbc_url(&mut ctx, "/x", "jdbc:derby:db", None, None).is_err());
     }
 }

@@ -101,7 +101,10 @@ fn destination(ctx: &mut Ctx, pe: Node) -> Result<Option<(&'static str, String)>
     ctx.visit(pe);
     for temp in ["tempQueue", "tempTopic"] {
         if ctx.bool_attr(pe, temp)? == Some(true) {
-            ctx.unmapped(pe, format!("{temp}=\"true\": no policies for temporary destinations here"));
+            ctx.unmapped(
+                pe,
+                format!("{temp}=\"true\": no policies for temporary destinations here"),
+            );
             return Ok(None);
         }
     }
@@ -118,7 +121,12 @@ fn destination(ctx: &mut Ctx, pe: Node) -> Result<Option<(&'static str, String)>
 }
 
 /// A `policyEntry`'s settings into `e` (`is_default`: the map's default entry, i.e. `[policy]`).
-fn policy_entry(ctx: &mut Ctx, pe: Node, e: &mut Entry, is_default: bool) -> Result<(), ImportError> {
+fn policy_entry(
+    ctx: &mut Ctx,
+    pe: Node,
+    e: &mut Entry,
+    is_default: bool,
+) -> Result<(), ImportError> {
     ctx.visit(pe);
     if is_default {
         // A pattern on the default entry means nothing to ActiveMQ either.
@@ -128,7 +136,10 @@ fn policy_entry(ctx: &mut Ctx, pe: Node, e: &mut Entry, is_default: bool) -> Res
     if let Some(gc) = ctx.bool_attr(pe, "gcInactiveDestinations")? {
         e.set("gc_inactive_destinations", gc);
         if gc && e.kind == "topic" {
-            ctx.note(path(pe), "only queues are removed when inactive here, not topics");
+            ctx.note(
+                path(pe),
+                "only queues are removed when inactive here, not topics",
+            );
         }
     }
     // ActiveMQ's own misspelling, and the corrected name newer versions also accept.
@@ -137,20 +148,18 @@ fn policy_entry(ctx: &mut Ctx, pe: Node, e: &mut Entry, is_default: bool) -> Res
             e.set("inactive_timeout_before_gc_ms", int(ms));
         }
     }
-    match ctx.bool_attr(pe, "producerFlowControl")? {
-        Some(false) => ctx.unmapped_at(
+    // true is ActiveMQ's default and this broker's behaviour; false cannot be had.
+    if ctx.bool_attr(pe, "producerFlowControl")? == Some(false) {
+        ctx.unmapped_at(
             attr_path(pe, "producerFlowControl"),
             "producerFlowControl=\"false\": flow control is always on here (limits.memory_bytes, limits.store_bytes)",
-        ),
-        // true is ActiveMQ's default and this broker's behaviour.
-        _ => {}
+        );
     }
-    match ctx.bool_attr(pe, "prioritizedMessages")? {
-        Some(false) => ctx.unmapped_at(
+    if ctx.bool_attr(pe, "prioritizedMessages")? == Some(false) {
+        ctx.unmapped_at(
             attr_path(pe, "prioritizedMessages"),
             "prioritizedMessages=\"false\": messages are always delivered by priority here",
-        ),
-        _ => {}
+        );
     }
     if let Some(m) = ctx.attr(pe, "memoryLimit")? {
         ctx.unmapped_at(
@@ -167,11 +176,17 @@ fn policy_entry(ctx: &mut Ctx, pe: Node, e: &mut Entry, is_default: bool) -> Res
             if let Some(v) = ctx.u64_attr(pe, attr)? {
                 // The default entry covers every destination: this broker's global limit.
                 if v == 0 {
-                    ctx.unmapped_at(attr_path(pe, attr), format!("0: limits.{key} must be above 0"));
+                    ctx.unmapped_at(
+                        attr_path(pe, attr),
+                        format!("0: limits.{key} must be above 0"),
+                    );
                 } else if key != "max_page_size" && v > u64::from(broker_core::MAX_PREFETCH) {
                     ctx.unmapped_at(
                         attr_path(pe, attr),
-                        format!("{v}: limits.{key} is at most {} (ActiveMQ's own maximum prefetch)", broker_core::MAX_PREFETCH),
+                        format!(
+                            "{v}: limits.{key} is at most {} (ActiveMQ's own maximum prefetch)",
+                            broker_core::MAX_PREFETCH
+                        ),
                     );
                 } else {
                     e.set(key, int(v));
@@ -234,8 +249,16 @@ fn dead_letter_strategy(
         "individualDeadLetterStrategy" => {
             ctx.visit(s);
             e.set("dead_letter_strategy", "individual");
-            let prefix_attr = if e.kind == "topic" { "topicPrefix" } else { "queuePrefix" };
-            let other_attr = if e.kind == "topic" { "queuePrefix" } else { "topicPrefix" };
+            let prefix_attr = if e.kind == "topic" {
+                "topicPrefix"
+            } else {
+                "queuePrefix"
+            };
+            let other_attr = if e.kind == "topic" {
+                "queuePrefix"
+            } else {
+                "topicPrefix"
+            };
             if let Some(p) = ctx.attr(s, prefix_attr)? {
                 if is_default {
                     ctx.unmapped_at(
@@ -252,10 +275,7 @@ fn dead_letter_strategy(
             }
             for attr in ["useQueueForQueueMessages", "useQueueForTopicMessages"] {
                 if ctx.bool_attr(s, attr)? == Some(false) {
-                    ctx.unmapped_at(
-                        attr_path(s, attr),
-                        "dead letters always go to a queue here",
-                    );
+                    ctx.unmapped_at(attr_path(s, attr), "dead letters always go to a queue here");
                 }
             }
         }

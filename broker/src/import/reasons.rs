@@ -98,7 +98,9 @@ pub(crate) fn attribute(element: &str, attr: &str) -> &'static str {
         (_, "deleteAllMessagesOnStartup") => {
             "not supported: delete the store's directory (or tables) before the start instead"
         }
-        (_, "enableIndexWriteAsync") => "the index is written by the checkpoint; there is no choice",
+        (_, "enableIndexWriteAsync") => {
+            "the index is written by the checkpoint; there is no choice"
+        }
         (_, "dataDirectory") => "not used by this engine",
         (_, "cleanupPeriod") => "the JDBC engine deletes acknowledged rows as it goes",
         _ => "this broker has no equivalent setting",

@@ -53,7 +53,10 @@ fn authentication(ctx: &mut Ctx, sa: Node, doc: &mut Doc) -> Result<(), ImportEr
                 continue;
             }
             let password = ctx.attr(u, "password")?.unwrap_or_default();
-            let g = ctx.attr(u, "groups")?.map(|g| groups(&g)).unwrap_or_default();
+            let g = ctx
+                .attr(u, "groups")?
+                .map(|g| groups(&g))
+                .unwrap_or_default();
             names.push(user.clone());
             doc.push("users")
                 .set("name", user)
@@ -80,7 +83,10 @@ fn authorization(ctx: &mut Ctx, az: Node, doc: &mut Doc) -> Result<(), ImportErr
         if name(map) != "authorizationMap" {
             ctx.unmapped(
                 map,
-                format!("{}: only a static authorizationMap is read (no LDAP)", name(map)),
+                format!(
+                    "{}: only a static authorizationMap is read (no LDAP)",
+                    name(map)
+                ),
             );
             continue;
         }

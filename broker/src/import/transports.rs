@@ -40,8 +40,11 @@ const TLS_KEYS: [&str; 3] = ["openwire_tls", "stomp_tls", "websocket_tls"];
 /// know them.
 const PENDING: [&str; 2] = ["mqtt", "openwire_tls"];
 
+/// A connector URI's scheme (lower case), `host:port`, and options in order.
+type SplitUri = (String, String, Vec<(String, String)>);
+
 /// `scheme://host:port/path?query` split up; `None` when it has no `://` or no port.
-fn split_uri(uri: &str) -> Option<(String, String, Vec<(String, String)>)> {
+fn split_uri(uri: &str) -> Option<SplitUri> {
     let (scheme, rest) = uri.split_once("://")?;
     let (authority, query) = match rest.split_once('?') {
         Some((a, q)) => (a, q),
@@ -126,7 +129,7 @@ pub(super) fn map(ctx: &mut Ctx, root: Node, b: Node, doc: &mut Doc) -> Result<(
                 doc.table("transports").set_disabled(
                     key,
                     value,
-                    "needs tls_certificate and tls_key (PEM); see the sslContext line on stderr",
+                    "needs transports.tls_certificate and tls_key (PEM files)",
                 );
                 ctx.note(
                     path(tc),
@@ -165,10 +168,9 @@ pub(super) fn map(ctx: &mut Ctx, root: Node, b: Node, doc: &mut Doc) -> Result<(
                     "wireFormat.maxFrameSize" | "maxFrameSize" => {
                         match super::xml::parse_bytes(&v) {
                             Some(n) if n > 0 => max_frame = Some(max_frame.unwrap_or(0).max(n)),
-                            _ => ctx.unmapped_at(
-                                at.clone(),
-                                format!("option {k}={v:?}: not a size"),
-                            ),
+                            _ => {
+                                ctx.unmapped_at(at.clone(), format!("option {k}={v:?}: not a size"))
+                            }
                         }
                     }
                     "hbGracePeriodMultiplier" if key == "stomp" || key == "stomp_tls" => {
@@ -249,14 +251,18 @@ mod tests {
 
     #[test]
     fn uris_split_as_activemq_writes_them() {
-        let (s, a, o) =
-            split_uri("tcp://0.0.0.0:61616?maximumConnections=1000&wireFormat.maxFrameSize=104857600")
-                .unwrap();
+        let (s, a, o) = split_uri(
+            "tcp://0.0.0.0:61616?maximumConnections=1000&wireFormat.maxFrameSize=104857600",
+        )
+        .unwrap();
         assert_eq!((s.as_str(), a.as_str()), ("tcp", "0.0.0.0:61616"));
         assert_eq!(o[0], ("maximumConnections".into(), "1000".into()));
         assert_eq!(o.len(), 2);
         let (s, a, o) = split_uri("ws://localhost:61614/").unwrap();
-        assert_eq!((s.as_str(), a.as_str(), o.len()), ("ws", "localhost:61614", 0));
+        assert_eq!(
+            (s.as_str(), a.as_str(), o.len()),
+            ("ws", "localhost:61614", 0)
+        );
         assert_eq!(split_uri("[::]:61616").map(|x| x.1), None);
         assert_eq!(split_uri("tcp://[::]:61616").unwrap().1, "[::]:61616");
         assert!(split_uri("tcp://host").is_none());
