@@ -190,6 +190,9 @@ pub fn import(
     }
 
     ctx.report_leftovers(root);
+    // By path, so that what concerns one element reads together whatever mapper found it.
+    ctx.unmapped.sort_by(|a, b| a.path.cmp(&b.path));
+    ctx.notes.sort_by(|a, b| a.path.cmp(&b.path));
 
     let header = vec![
         format!("Imported from {source} by `broker import-config`."),
