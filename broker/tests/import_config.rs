@@ -267,6 +267,27 @@ fn unreadable_or_invalid_xml_is_an_error() {
     let run = run_xml("<beans><bean class=\"x\"/></beans>", &[]);
     assert_ne!(run.code, Some(0));
     assert!(run.stderr.contains("no <broker> element"), "{}", run.stderr);
+    // Entity expansion is bounded by the parser: a "billion laughs" file is refused.
+    let mut entities = String::from("<!ENTITY l0 \"lollollollollollollollollollol\">");
+    for n in 1..10 {
+        entities.push_str(&format!(
+            "<!ENTITY l{n} \"{}\">",
+            format!("&l{};", n - 1).repeat(10)
+        ));
+    }
+    let run = run_xml(
+        &format!("<!DOCTYPE beans [{entities}]><beans><broker brokerName=\"&l9;\"/></beans>"),
+        &[],
+    );
+    assert_ne!(run.code, Some(0));
+    assert!(run.stderr.contains("entity"), "{}", run.stderr);
+    // A DOCTYPE as such (Spring 1.x files have one) is fine.
+    let run = run_xml(
+        "<!DOCTYPE beans PUBLIC \"-//SPRING//DTD BEAN//EN\" \"http://www.springframework.org/dtd/spring-beans.dtd\">\n<beans><broker brokerName=\"b\" useJmx=\"false\"/></beans>",
+        &[],
+    );
+    run.assert_good();
+    assert_eq!(s(&run.toml(), "broker.name"), "b");
     let run = run_file(Path::new("/nonexistent/activemq.xml"), &[]);
     assert_ne!(run.code, Some(0));
     assert!(run.stderr.contains("cannot read /nonexistent/activemq.xml"));
