@@ -908,3 +908,46 @@ fn journaled_jdbc_on_postgres_amq_and_memory_adapters() {
     );
     assert!(get(&t, "limits.memory_bytes").is_none());
 }
+
+#[test]
+fn a_kahadb_under_a_database_lock() {
+    let xml = r##"<beans xmlns="http://www.springframework.org/schema/beans">
+      <broker xmlns="http://activemq.apache.org/schema/core" useJmx="false">
+        <persistenceAdapter>
+          <kahaDB directory="/x/kahadb" lockKeepAlivePeriod="2000">
+            <locker>
+              <lease-database-locker lockAcquireSleepInterval="3000" dataSource="#pg">
+                <statements><statements tablePrefix="LOCK_"/></statements>
+              </lease-database-locker>
+            </locker>
+          </kahaDB>
+        </persistenceAdapter>
+      </broker>
+      <bean id="pg" class="org.postgresql.ds.PGSimpleDataSource">
+        <property name="url" value="jdbc:postgresql://db:5432/locks"/>
+        <property name="user" value="amq"/>
+      </bean>
+    </beans>"##;
+    let run = run_xml(xml, &[]);
+    run.assert_good();
+    let t = run.toml();
+    assert_eq!(s(&t, "persistence.kind"), "kahadb");
+    assert_eq!(s(&t, "locker.kind"), "lease");
+    assert_eq!(s(&t, "locker.url"), "postgres://amq@db:5432/locks");
+    assert_eq!(s(&t, "locker.table_prefix"), "LOCK_");
+    assert_eq!(i(&t, "locker.acquire_retry_ms"), 3000);
+    assert_eq!(i(&t, "locker.keep_alive_ms"), 2000);
+    assert!(
+        get(&t, "locker.lease_ms").is_none(),
+        "2000 fits the default lease"
+    );
+
+    // Without a data source there is no database to lock: reported, the file lock stays.
+    let run = run_xml(&xml.replace(" dataSource=\"#pg\"", ""), &[]);
+    run.assert_good();
+    assert!(get(&run.toml(), "locker.kind").is_none());
+    assert!(
+        run.unmapped_at("/beans/broker/persistenceAdapter/kahaDB/locker/lease-database-locker")
+            .contains("needs a database")
+    );
+}

@@ -213,9 +213,18 @@ fn kahadb(ctx: &mut Ctx, a: Node, doc: &mut Doc) -> Result<(), ImportError> {
         "journalDiskSyncInterval",
         "enableJournalDiskSyncs",
     )?;
+    put_u64(
+        ctx,
+        doc,
+        a,
+        "lockKeepAlivePeriod",
+        "locker",
+        "keep_alive_ms",
+    )?;
     if let Some(l) = child(a, "locker") {
         locker(ctx, l, doc, None)?;
     }
+    fit_lease(ctx, doc, a);
     Ok(())
 }
 
@@ -505,8 +514,32 @@ fn locker(
                 continue;
             }
         };
+        // A database lock needs a database: its own data source, or the JDBC engine's.
+        let mut url = None;
+        if kind != "shared-file" {
+            let mut why = None;
+            if let Some(ds) = find_data_source(ctx, l)? {
+                match data_source_url(ctx, ds)? {
+                    Ok(u) => url = Some(u.url),
+                    Err(w) => why = Some(w),
+                }
+            }
+            if url.is_none() && engine_url.is_none() {
+                ctx.unmapped(
+                    l,
+                    format!(
+                        "a {kind} locker needs a database this broker can use{}; [locker] keeps the engine's default lock",
+                        why.map(|w| format!(" ({w})")).unwrap_or_default()
+                    ),
+                );
+                continue;
+            }
+        }
         ctx.visit(l);
         doc.table("locker").set("kind", kind);
+        if let Some(u) = url.filter(|u| Some(u.as_str()) != engine_url) {
+            doc.table("locker").set("url", u);
+        }
         put_u64(
             ctx,
             doc,
@@ -521,28 +554,11 @@ fn locker(
                 "a slave always waits for the lock here",
             );
         }
-        if kind != "shared-file" {
-            if let Some(ds) = find_data_source(ctx, l)? {
-                match data_source_url(ctx, ds)? {
-                    Ok(u) if Some(u.url.as_str()) != engine_url => {
-                        doc.table("locker").set("url", u.url);
-                    }
-                    Ok(_) => {}
-                    Err(why) => ctx.unmapped_at(attr_path(l, "dataSource"), why),
-                }
-            }
-            if let Some(st) = child(l, "statements") {
-                ctx.visit(st);
-                for s in children(st, "statements") {
-                    ctx.visit(s);
-                    put_str(ctx, doc, s, "tablePrefix", "locker", "table_prefix")?;
-                }
-            }
-            if engine_url.is_none() && doc.table("locker").get("url").is_none() {
-                ctx.unmapped(
-                    l,
-                    "a database locker without a usable dataSource; locker.kind is printed but needs locker.url",
-                );
+        if let Some(st) = child(l, "statements").filter(|_| kind != "shared-file") {
+            ctx.visit(st);
+            for s in children(st, "statements") {
+                ctx.visit(s);
+                put_str(ctx, doc, s, "tablePrefix", "locker", "table_prefix")?;
             }
         }
     }
