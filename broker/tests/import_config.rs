@@ -235,6 +235,12 @@ async fn debians_main_instance() {
     for off in ["stomp", "websocket", "web"] {
         assert_eq!(s(&t, &format!("transports.{off}")), "", "{off}");
     }
+    // A build that has MQTT would listen on 1883 by default: turned off, as in ActiveMQ.
+    if BrokerConfig::from_toml("[transports]\nmqtt = \"\"\n").is_ok() {
+        assert_eq!(s(&t, "transports.mqtt"), "");
+    } else {
+        assert!(get(&t, "transports.mqtt").is_none());
+    }
     assert!(
         run.unmapped_at("/beans/bean")
             .contains("PropertyPlaceholderConfigurer")

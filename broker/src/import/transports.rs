@@ -229,6 +229,16 @@ pub(super) fn map(ctx: &mut Ctx, root: Node, b: Node, doc: &mut Doc) -> Result<(
             );
         }
     }
+    // A build with MQTT listens on 1883 unless told not to; ActiveMQ did only with a connector.
+    if !taken.contains_key("mqtt")
+        && super::key_known("transports", "mqtt", &Value::String(String::new()))
+    {
+        doc.table("transports").set_c(
+            "mqtt",
+            "",
+            "off: activemq.xml has no such transportConnector",
+        );
+    }
     // The console comes from jetty.xml, imported by the shipped activemq.xml.
     let jetty = children(root, "import")
         .find(|i| i.attribute("resource").is_some_and(|r| r.contains("jetty")));
