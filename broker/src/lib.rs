@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod config;
+pub mod import;
 pub mod listener;
 pub mod openwire;
 mod outbound;

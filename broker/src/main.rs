@@ -47,6 +47,15 @@ enum Command {
     Purge(cli::PurgeArgs),
     /// Per destination: pending, consumers, enqueued, dequeued.
     Dstat(cli::DstatArgs),
+    /// Prints the broker.toml that does what an ActiveMQ activemq.xml did; what cannot be
+    /// mapped is listed on stderr, one line per item with its XML path.
+    ImportConfig {
+        /// ActiveMQ's XML configuration (activemq.xml).
+        file: PathBuf,
+        /// A value for a `${name}` placeholder, e.g. `--set activemq.data=/var/lib/activemq/data`.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+    },
     /// Reads a password from stdin (its first line) and prints its argon2 hash, for a
     /// `[[users]] password` in broker.toml.
     Passwd,
@@ -65,6 +74,33 @@ fn passwd() -> Result<()> {
     }
     let hash = broker::users::hash_password(password).map_err(anyhow::Error::msg)?;
     println!("{hash}");
+    Ok(())
+}
+
+/// `broker import-config`: the config on stdout, then every unmapped item and every note on
+/// stderr (`unmapped: <path>: <why>`, `note: <path>: <what>`), so that `> broker.toml` keeps
+/// the terminal showing what needs a look.
+fn import_config(file: &std::path::Path, set: &[String]) -> Result<()> {
+    use std::io::Write;
+    let vars = broker::import::parse_sets(set)?;
+    let imported = broker::import::import_file(file, &vars)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(imported.toml.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing the config to stdout")?;
+    let mut err = std::io::stderr().lock();
+    for item in &imported.unmapped {
+        let _ = writeln!(err, "unmapped: {item}");
+    }
+    for item in &imported.notes {
+        let _ = writeln!(err, "note: {item}");
+    }
+    if let Some(e) = &imported.load_error {
+        let _ = writeln!(
+            err,
+            "warning: this build of the broker does not accept the printed config: {e}"
+        );
+    }
     Ok(())
 }
 
@@ -89,6 +125,7 @@ fn main() -> std::process::ExitCode {
             Command::Purge(a) => cli::purge(a).await.map(|()| 0),
             Command::Dstat(a) => cli::dstat(a).await.map(|()| 0),
             Command::Passwd => passwd().map(|()| 0),
+            Command::ImportConfig { file, set } => import_config(&file, &set).map(|()| 0),
         }
     });
     match result {
