@@ -12,6 +12,7 @@
 pub mod client;
 pub mod config;
 pub mod listener;
+pub mod mqtt;
 pub mod openwire;
 mod outbound;
 mod pipeline;
