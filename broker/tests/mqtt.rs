@@ -30,11 +30,16 @@ struct BrokerProcess {
 
 impl BrokerProcess {
     fn start(dir: &std::path::Path) -> BrokerProcess {
+        BrokerProcess::start_with(dir, "")
+    }
+
+    /// With `transports` (lines ending in a newline) added to the `[transports]` section.
+    fn start_with(dir: &std::path::Path, transports: &str) -> BrokerProcess {
         let config = dir.join("broker.toml");
         std::fs::write(
             &config,
             format!(
-                "[broker]\ndata_directory = \"{}\"\n[persistence.kahadb]\njournal_max_file_length = 1048576\npreallocate = false\n[transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"127.0.0.1:0\"\nwebsocket = \"\"\nweb = \"\"\nmqtt = \"127.0.0.1:0\"\n",
+                "[broker]\ndata_directory = \"{}\"\n[persistence.kahadb]\njournal_max_file_length = 1048576\npreallocate = false\n[transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"127.0.0.1:0\"\nwebsocket = \"\"\nweb = \"\"\nmqtt = \"127.0.0.1:0\"\n{transports}",
                 dir.join("data").display()
             ),
         )
@@ -139,20 +144,21 @@ fn has_paho() -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        test_support::skip("paho-mqtt is not installed (python3 -m pip install 'paho-mqtt>=1.6,<2')");
+        test_support::skip(
+            "paho-mqtt is not installed (python3 -m pip install 'paho-mqtt>=1.6,<2')",
+        );
     }
     ok
 }
 
 fn has_mosquitto_clients() -> bool {
-    let ok = ["mosquitto_pub", "mosquitto_sub"].iter().all(|c| {
-        Command::new(c)
-            .arg("--help")
-            .output()
-            .is_ok()
-    });
+    let ok = ["mosquitto_pub", "mosquitto_sub"]
+        .iter()
+        .all(|c| Command::new(c).arg("--help").output().is_ok());
     if !ok {
-        test_support::skip("mosquitto_pub/mosquitto_sub are not installed (apt-get install mosquitto-clients)");
+        test_support::skip(
+            "mosquitto_pub/mosquitto_sub are not installed (apt-get install mosquitto-clients)",
+        );
     }
     ok
 }
@@ -214,6 +220,34 @@ impl Raw {
 
     fn send(&mut self, p: &Packet) {
         self.s.write_all(&p.to_bytes().unwrap()).unwrap();
+    }
+
+    /// The next packet within `wait`, for a check that nothing more comes; `None` if none.
+    fn recv_within(&mut self, wait: Duration) -> Option<Packet> {
+        self.s.set_read_timeout(Some(wait)).unwrap();
+        let got = loop {
+            if let Some(p) = mqtt_codec::decode(&mut self.buf, 1 << 24).unwrap() {
+                break Some(p);
+            }
+            let mut chunk = [0u8; 4096];
+            match self.s.read(&mut chunk) {
+                Ok(0) => panic!("connection closed"),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break None;
+                }
+                Err(e) => panic!("read: {e}"),
+            }
+        };
+        self.s
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        got
     }
 
     /// The next packet; `None` once the server closed the connection.
@@ -323,13 +357,18 @@ fn mosquitto_clients_persistent_session_and_qos_2() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     // -E: subscribe and exit, leaving a persistent session (-c) for client id mos-sub.
-    run("mosquitto_sub", &["-c", "-i", "mos-sub", "-q", "2", "-t", "mos/#", "-E"]);
+    run(
+        "mosquitto_sub",
+        &["-c", "-i", "mos-sub", "-q", "2", "-t", "mos/#", "-E"],
+    );
     for (q, m) in [("1", "one"), ("2", "two")] {
         run("mosquitto_pub", &["-q", q, "-t", "mos/t", "-m", m]);
     }
     let got = run(
         "mosquitto_sub",
-        &["-c", "-i", "mos-sub", "-q", "2", "-t", "mos/#", "-C", "2", "-W", "30", "-v"],
+        &[
+            "-c", "-i", "mos-sub", "-q", "2", "-t", "mos/#", "-C", "2", "-W", "30", "-v",
+        ],
     );
     assert_eq!(got.lines().collect::<Vec<_>>(), ["mos/t one", "mos/t two"]);
     // Bad credentials: refused.
@@ -357,7 +396,11 @@ async fn mqtt_and_stomp_reach_each_other() {
     })
     .await
     .unwrap();
-    let f = stomp.recv_timeout(Duration::from_secs(30)).await.unwrap().unwrap();
+    let f = stomp
+        .recv_timeout(Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(f.get("destination"), Some("/topic/from.mqtt"));
     assert_eq!(&f.body[..], b"\x00binary\xff");
 
@@ -422,7 +465,11 @@ fn malformed_packets_close_only_their_connection() {
     // (bytes after a valid CONNECT or not, the bytes, what the WARN names)
     let cases: Vec<(bool, Vec<u8>, &str)> = vec![
         (false, vec![0x00, 0x00], "reserved packet type 0"),
-        (false, vec![0x30, 0x03, 0, 1, b'a'], "expected CONNECT, got PUBLISH"),
+        (
+            false,
+            vec![0x30, 0x03, 0, 1, b'a'],
+            "expected CONNECT, got PUBLISH",
+        ),
         (
             false,
             {
@@ -432,15 +479,35 @@ fn malformed_packets_close_only_their_connection() {
             },
             "protocol level 3",
         ),
-        (false, vec![0x10, 0xff, 0xff, 0xff, 0xff, 0x01], "remaining length longer than 4 bytes"),
+        (
+            false,
+            vec![0x10, 0xff, 0xff, 0xff, 0xff, 0x01],
+            "remaining length longer than 4 bytes",
+        ),
         (true, vec![0xc1, 0x00], "PINGREQ with reserved flag bits"),
         (true, vec![0x36, 0x05, 0, 1, b'a', 0, 1], "QoS 3 in PUBLISH"),
-        (true, vec![0x32, 0x05, 0, 1, b'a', 0, 0], "packet id 0 in PUBLISH"),
-        (true, vec![0x30, 0x05, 0, 3, b'a', b'/', b'#'], "wildcard in topic name"),
+        (
+            true,
+            vec![0x32, 0x05, 0, 1, b'a', 0, 0],
+            "packet id 0 in PUBLISH",
+        ),
+        (
+            true,
+            vec![0x30, 0x05, 0, 3, b'a', b'/', b'#'],
+            "wildcard in topic name",
+        ),
         (true, vec![0x30, 0x04, 0, 2, 0xc3, 0x28], "not valid UTF-8"),
-        (true, vec![0x82, 0x02, 0, 1], "SUBSCRIBE without a topic filter"),
+        (
+            true,
+            vec![0x82, 0x02, 0, 1],
+            "SUBSCRIBE without a topic filter",
+        ),
         (true, vec![0x30, 0xff, 0xff, 0xff, 0x7f], "over the limit"),
-        (true, connect_bytes("again"), "CONNECT is not a packet a client sends after CONNECT"),
+        (
+            true,
+            connect_bytes("again"),
+            "CONNECT is not a packet a client sends after CONNECT",
+        ),
     ];
     for (i, (after_connect, bytes, why)) in cases.iter().enumerate() {
         let mut r = if *after_connect {
@@ -464,4 +531,80 @@ fn malformed_packets_close_only_their_connection() {
         Raw::connect(b.mqtt, "ok-pub").publish("ok/x", format!("after {i}").as_bytes(), 1);
         assert_eq!(healthy.message().payload, format!("after {i}").into_bytes());
     }
+}
+
+#[test]
+fn keep_alive_expiry_closes_the_connection_and_publishes_the_will() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = BrokerProcess::start(dir.path());
+    let mut watcher = Raw::connect(b.mqtt, "ka-watcher");
+    watcher.subscribe("ka/#", QoS::AtLeastOnce);
+    let mut silent = Raw::open(b.mqtt);
+    silent.send(&Packet::Connect(Connect {
+        client_id: "ka-silent".into(),
+        clean_session: true,
+        keep_alive: 1,
+        will: Some(Will {
+            topic: "ka/will".into(),
+            payload: Bytes::from_static(b"timed out"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+        }),
+        username: Some("admin".into()),
+        password: Some(Bytes::from_static(b"admin")),
+    }));
+    assert!(matches!(silent.recv(), Some(Packet::ConnAck(_))));
+    // Silent past 1.5 s: closed by the broker (the read bound is 30 s).
+    assert_eq!(silent.recv(), None);
+    assert!(b.logged(&["keep-alive", "closing the connection"]));
+    let will = watcher.message();
+    assert_eq!(
+        (will.topic.as_str(), &will.payload[..]),
+        ("ka/will", &b"timed out"[..])
+    );
+}
+
+#[test]
+fn qos_1_deliveries_in_flight_are_bounded_by_mqtt_max_inflight() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = BrokerProcess::start_with(dir.path(), "mqtt_max_inflight = 3\n");
+    let mut slow = Raw::connect(b.mqtt, "slow");
+    slow.subscribe("flow/x", QoS::AtLeastOnce);
+    let mut publisher = Raw::connect(b.mqtt, "flow-pub");
+    for i in 1..=6u16 {
+        publisher.publish("flow/x", format!("m{i}").as_bytes(), i);
+    }
+    let mut ids = Vec::new();
+    for i in 1..=3 {
+        match slow.recv() {
+            Some(Packet::Publish(p)) => {
+                assert_eq!(p.payload, format!("m{i}").into_bytes());
+                ids.push(p.packet_id.unwrap());
+            }
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+    // Three unacknowledged: the fourth waits in the store...
+    assert_eq!(slow.recv_within(Duration::from_millis(500)), None);
+    // ...until one PUBACK makes room for exactly one more.
+    slow.send(&Packet::PubAck(ids[0]));
+    match slow.recv() {
+        Some(Packet::Publish(p)) => assert_eq!(&p.payload[..], b"m4"),
+        other => panic!("expected PUBLISH, got {other:?}"),
+    }
+    assert_eq!(slow.recv_within(Duration::from_millis(500)), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_default_mqtt_port_is_skipped_not_fatal() {
+    // Port 1883 held, by a Mosquitto on this machine or else by this test.
+    let _held = std::net::TcpListener::bind("127.0.0.1:1883");
+    // `mqtt` unset (the section only names mqtt_max_inflight): the default is tried.
+    let b = common::TestBroker::start(
+        "[transports]\nstomp = \"127.0.0.1:0\"\nmqtt_max_inflight = 100\n",
+    )
+    .await;
+    assert_eq!(b.server.mqtt, None);
+    let mut c = b.client().await;
+    c.send("/queue/still.up", "yes", &[]).await.unwrap();
 }

@@ -3,7 +3,6 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 
-
 use crate::error::{PacketError, Result};
 use crate::packet::{
     ConnAck, Connect, ConnectReturnCode, Packet, Publish, QoS, SubAck, SubAckCode, Subscribe,
@@ -101,8 +100,8 @@ fn parse(kind: u8, flags: u8, body: Bytes) -> Result<Packet> {
             if ack & !1 != 0 {
                 return Err(PacketError::BadConnAck("acknowledge flags"));
             }
-            let code = ConnectReturnCode::from_byte(code)
-                .ok_or(PacketError::BadConnAck("return code"))?;
+            let code =
+                ConnectReturnCode::from_byte(code).ok_or(PacketError::BadConnAck("return code"))?;
             Packet::ConnAck(ConnAck {
                 session_present: ack == 1,
                 code,

@@ -116,7 +116,10 @@ fn every_packet_round_trips() {
         Packet::PubComp(4),
         Packet::Subscribe(Subscribe {
             packet_id: 5,
-            filters: vec![("a/+".into(), QoS::AtLeastOnce), ("#".into(), QoS::ExactlyOnce)],
+            filters: vec![
+                ("a/+".into(), QoS::AtLeastOnce),
+                ("#".into(), QoS::ExactlyOnce),
+            ],
         }),
         Packet::SubAck(SubAck {
             packet_id: 5,
@@ -266,7 +269,10 @@ fn each_rule_has_its_error() {
         ),
         (connect_bytes(b"MQTT", 3, 2, &[]), E::ProtocolLevel(3)),
         (connect_bytes(b"MQTT", 4, 3, &[]), E::ConnectReservedFlag),
-        (connect_bytes(b"MQTT", 4, 0x22, &[]), E::WillFlagsWithoutWill),
+        (
+            connect_bytes(b"MQTT", 4, 0x22, &[]),
+            E::WillFlagsWithoutWill,
+        ),
         (
             connect_bytes(b"MQTT", 4, 0x42, &[0, 1, b'p']),
             E::PasswordWithoutUsername,
@@ -379,19 +385,25 @@ fn packet() -> impl Strategy<Value = Packet> {
         id.clone().prop_map(Packet::PubRec),
         id.clone().prop_map(Packet::PubRel),
         id.clone().prop_map(Packet::PubComp),
-        (id.clone(), proptest::collection::vec((filter(), qos()), 1..5))
+        (
+            id.clone(),
+            proptest::collection::vec((filter(), qos()), 1..5)
+        )
             .prop_map(|(packet_id, filters)| Packet::Subscribe(Subscribe { packet_id, filters })),
         (
             id.clone(),
             proptest::collection::vec(
-                prop_oneof![qos().prop_map(SubAckCode::Granted), Just(SubAckCode::Failure)],
+                prop_oneof![
+                    qos().prop_map(SubAckCode::Granted),
+                    Just(SubAckCode::Failure)
+                ],
                 0..5
             )
         )
             .prop_map(|(packet_id, codes)| Packet::SubAck(SubAck { packet_id, codes })),
-        (id.clone(), proptest::collection::vec(filter(), 1..5)).prop_map(
-            |(packet_id, filters)| Packet::Unsubscribe(Unsubscribe { packet_id, filters })
-        ),
+        (id.clone(), proptest::collection::vec(filter(), 1..5)).prop_map(|(packet_id, filters)| {
+            Packet::Unsubscribe(Unsubscribe { packet_id, filters })
+        }),
         id.prop_map(Packet::UnsubAck),
         Just(Packet::PingReq),
         Just(Packet::PingResp),

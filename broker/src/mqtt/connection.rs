@@ -118,13 +118,21 @@ where
             let limit = if conn.is_some() {
                 server.limits.max_frame_bytes
             } else {
-                server.limits.max_frame_bytes.min(server.max_connect_frame_bytes)
+                server
+                    .limits
+                    .max_frame_bytes
+                    .min(server.max_connect_frame_bytes)
             };
             let packet = match decode(&mut buf, limit) {
                 Ok(Some(p)) => p,
                 Ok(None) => break,
                 Err(PacketError::ProtocolLevel(level)) if conn.is_none() => {
-                    let _ = out.send(connack(false, ConnectReturnCode::UnacceptableProtocolVersion)).await;
+                    let _ = out
+                        .send(connack(
+                            false,
+                            ConnectReturnCode::UnacceptableProtocolVersion,
+                        ))
+                        .await;
                     break 'outer Some(Close::Violation(format!(
                         "CONNECT with protocol level {level}, not 4 (MQTT 3.1.1); answered CONNACK 1"
                     )));
@@ -259,8 +267,7 @@ async fn connect(
         if !c.clean_session {
             return refuse(
                 ConnectReturnCode::IdentifierRejected,
-                "CONNECT with an empty client id and cleanSession=false; answered CONNACK 2"
-                    .into(),
+                "CONNECT with an empty client id and cleanSession=false; answered CONNACK 2".into(),
             )
             .await;
         }
@@ -284,11 +291,7 @@ async fn connect(
     // Takeover: the connection holding this client id is told to close; broker-core refuses
     // the id until it has.
     let (kick_tx, kick_rx) = watch::channel(false);
-    if let Some((_, old)) = ctx
-        .clients
-        .lock()
-        .insert(client_id.clone(), (seq, kick_tx))
-    {
+    if let Some((_, old)) = ctx.clients.lock().insert(client_id.clone(), (seq, kick_tx)) {
         old.send_replace(true);
     }
     let deadline = tokio::time::Instant::now() + TAKEOVER_WAIT;
@@ -339,17 +342,15 @@ async fn connect(
         pending: VecDeque::new(),
     };
     // Refused before CONNACK: a will to a topic the user may not write to.
-    if let Some(w) = &conn.will
-        && let Err(e) = conn
-            .auto
+    let will_refused = conn.will.as_ref().and_then(|w| {
+        conn.auto
             .authorize(Operation::Write, &mapping::topic_to_jms(&w.topic))
-    {
+            .err()
+            .map(|e| format!("will to {:?}: {e}; answered CONNACK 5", w.topic))
+    });
+    if let Some(why) = will_refused {
         conn.close(true).await;
-        return refuse(
-            ConnectReturnCode::NotAuthorized,
-            format!("will topic {:?}: {e}; answered CONNACK 5", "will"),
-        )
-        .await;
+        return refuse(ConnectReturnCode::NotAuthorized, why).await;
     }
     let session_present = match conn.resume_session().await {
         Ok(p) => p,
@@ -408,18 +409,16 @@ impl Conn {
         Ok(!mine.is_empty())
     }
 
-    async fn open_subscription(
-        &self,
-        filter: &str,
-        qos: QoS,
-    ) -> Result<Subscription, BrokerError> {
+    async fn open_subscription(&self, filter: &str, qos: QoS) -> Result<Subscription, BrokerError> {
         Subscription::open(
             &self.connection,
             filter,
             qos,
             !self.clean_session,
-            self.ctx.max_inflight,
-            self.ctx.server.broker.config().limits.topic_prefetch,
+            super::session::Flow {
+                max_inflight: self.ctx.max_inflight,
+                topic_prefetch: self.ctx.server.broker.config().limits.topic_prefetch,
+            },
             &self.outbox,
             &self.out,
         )
@@ -544,7 +543,11 @@ impl Conn {
         }
     }
 
-    async fn subscribe(&mut self, packet_id: u16, filters: Vec<(String, QoS)>) -> Result<(), Close> {
+    async fn subscribe(
+        &mut self,
+        packet_id: u16,
+        filters: Vec<(String, QoS)>,
+    ) -> Result<(), Close> {
         let mut codes = Vec::with_capacity(filters.len());
         let mut granted = Vec::new();
         for (filter, qos) in filters {
@@ -570,7 +573,8 @@ impl Conn {
                 }
             }
         }
-        self.send(&Packet::SubAck(SubAck { packet_id, codes })).await?;
+        self.send(&Packet::SubAck(SubAck { packet_id, codes }))
+            .await?;
         for (filter, qos) in granted {
             for (topic, entry) in self.ctx.retained.matching(&filter) {
                 let qos = qos.min(entry.qos);
@@ -630,10 +634,8 @@ impl Conn {
             }
             _ => None,
         };
-        self.pending.push_back((
-            Box::pin(async move { submitted.await.map(drop) }),
-            answer,
-        ));
+        self.pending
+            .push_back((Box::pin(async move { submitted.await.map(drop) }), answer));
         Ok(())
     }
 

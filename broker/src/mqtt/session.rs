@@ -111,6 +111,14 @@ impl Outbox {
     }
 }
 
+/// How much a subscription may have delivered and not yet acknowledged: `max_inflight` for QoS
+/// 1/2 (credit), `topic_prefetch` for QoS 0 (broker-core's own prefetch).
+#[derive(Debug, Clone, Copy)]
+pub struct Flow {
+    pub max_inflight: usize,
+    pub topic_prefetch: u32,
+}
+
 /// One MQTT subscription (one topic filter).
 pub struct Subscription {
     pub qos: QoS,
@@ -127,8 +135,7 @@ impl Subscription {
         filter: &str,
         qos: QoS,
         durable: bool,
-        max_inflight: usize,
-        topic_prefetch: u32,
+        flow: Flow,
         outbox: &Arc<Outbox>,
         out: &OutSender,
     ) -> Result<Subscription, BrokerError> {
@@ -139,8 +146,12 @@ impl Subscription {
             AckMode::Individual
         };
         let session = connection.session(mode)?;
-        let credits = (qos != QoS::AtMostOnce).then(|| Arc::new(Semaphore::new(max_inflight)));
-        let prefetch = if credits.is_some() { 0 } else { topic_prefetch };
+        let credits = (qos != QoS::AtMostOnce).then(|| Arc::new(Semaphore::new(flow.max_inflight)));
+        let prefetch = if credits.is_some() {
+            0
+        } else {
+            flow.topic_prefetch
+        };
         let names = durable_names(qos, filter);
         let mut sub = Subscription {
             qos,
@@ -256,13 +267,26 @@ async fn pump(
                 };
                 publish.packet_id = Some(id);
             }
+            let id = publish.packet_id;
             match Packet::Publish(publish).to_bytes() {
                 Ok(bytes) => {
                     if !out.send(bytes).await {
                         return;
                     }
                 }
-                Err(e) => warn!("a message cannot be sent over MQTT: {e}"),
+                Err(e) => {
+                    // A topic name over 65535 bytes: MQTT cannot carry it. Consumed rather
+                    // than redelivered forever.
+                    warn!("a message cannot be sent over MQTT: {e}; dropped");
+                    if let Some((received, session, credits)) =
+                        id.and_then(|id| outbox.complete(id)).and_then(|e| e.ack)
+                    {
+                        if let Err(e) = session.acknowledge(&received).await {
+                            warn!("ack of an undeliverable message failed: {e}");
+                        }
+                        credits.add_permits(1);
+                    }
+                }
             }
         }
     }
