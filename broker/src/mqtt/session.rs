@@ -291,3 +291,27 @@ async fn pump(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durable_names_carry_qos_and_filter() {
+        let [main, parent] = durable_names(QoS::ExactlyOnce, "a/+/#");
+        assert_eq!(main, "mqtt:2:a/+/#");
+        assert_eq!(
+            parse_durable_name(&main),
+            Some((QoS::ExactlyOnce, "a/+/#".to_owned()))
+        );
+        // A filter may itself hold ':'.
+        assert_eq!(
+            parse_durable_name("mqtt:1:x:y"),
+            Some((QoS::AtLeastOnce, "x:y".to_owned()))
+        );
+        assert_eq!(parse_durable_name(&parent), None);
+        assert!(is_mqtt_durable(&parent));
+        assert!(!is_mqtt_durable("orders"));
+        assert_eq!(parse_durable_name("mqtt:3:x"), None);
+    }
+}
