@@ -7,8 +7,11 @@
 #   COUNT=20000 BIG=1000000 bash benches/compare-activemq.sh     # the defaults
 #   BIG=0 bash benches/compare-activemq.sh                        # without the memory row
 #   ROUNDS=3 bash benches/compare-activemq.sh                     # the default: medians of 3
+#   MQTT_ONLY=1 BIG=0 bash benches/compare-activemq.sh            # only the MQTT rows
 #
-# Rows: sends each waiting for its receipt (1, 8, 32 producers); sends without receipts but
+# Rows: sends each waiting for its receipt (1, 8, 32 producers); MQTT QoS 1 publishes each
+# waiting for its PUBACK (1 and 8 clients, `benches/examples/mqtt_load.rs`, with a durable
+# QoS 1 subscriber registered so that the messages are stored); sends without receipts but
 # the last of each producer (1, 8); one consumer draining COUNT queued messages with auto,
 # client and client-individual acks (an ACK frame per message); a topic with 4 durable
 # subscribers (publish rate, and the time until all four have everything); resident memory of
@@ -28,6 +31,8 @@ ROUNDS="${ROUNDS:-3}"
 WEB_PORT="${WEB_PORT:-61634}"
 AMQ_PORT="${AMQ_PORT:-61623}"
 RUST_PORT="${RUST_PORT:-61633}"
+AMQ_MQTT_PORT="${AMQ_MQTT_PORT:-61625}"
+RUST_MQTT_PORT="${RUST_MQTT_PORT:-61635}"
 OUT="$ROOT/target/compare-activemq"
 WORK="$(mktemp -d /tmp/compare-activemq.XXXXXX)"
 mkdir -p "$OUT"
@@ -44,6 +49,8 @@ AMQ_VERSION="$(dpkg-query -W -f='${Version}' activemq)"
 echo "building the broker (release)..." >&2
 cargo build --release -q -p broker --manifest-path "$ROOT/Cargo.toml"
 BROKER="${CARGO_TARGET_DIR:-$ROOT/target}/release/broker"
+cargo build --release -q -p benches --example mqtt_load --manifest-path "$ROOT/Cargo.toml"
+MQTT_LOAD="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/mqtt_load"
 
 PIDS=()
 cleanup() {
@@ -62,7 +69,7 @@ wait_port() {
   return 1
 }
 
-# ActiveMQ: its KahaDB defaults, a STOMP connector, no JMX.
+# ActiveMQ: its KahaDB defaults, a STOMP and an MQTT connector, no JMX.
 mkdir -p "$WORK/amq/conf" "$WORK/amq/data"
 cat >"$WORK/amq/conf/activemq.xml" <<EOF
 <beans xmlns="http://www.springframework.org/schema/beans"
@@ -74,6 +81,7 @@ cat >"$WORK/amq/conf/activemq.xml" <<EOF
     <persistenceAdapter><kahaDB directory="$WORK/amq/data/kahadb"/></persistenceAdapter>
     <transportConnectors>
       <transportConnector name="stomp" uri="stomp://127.0.0.1:$AMQ_PORT"/>
+      <transportConnector name="mqtt" uri="mqtt://127.0.0.1:$AMQ_MQTT_PORT"/>
     </transportConnectors>
   </broker>
 </beans>
@@ -91,7 +99,8 @@ cat >"$WORK/broker.toml" <<EOF
 data_directory = "$WORK/rust-data"
 [transports]
 stomp = "127.0.0.1:$RUST_PORT"
-# Only STOMP is compared: the other doors stay closed.
+# Only STOMP and MQTT are compared: the other doors stay closed.
+mqtt = "127.0.0.1:$RUST_MQTT_PORT"
 openwire = ""
 websocket = ""
 web = "127.0.0.1:$WEB_PORT"
@@ -102,6 +111,8 @@ RUST_PID=$!
 
 wait_port "$AMQ_PORT"
 wait_port "$RUST_PORT"
+wait_port "$AMQ_MQTT_PORT"
+wait_port "$RUST_MQTT_PORT"
 
 result() { grep '^RESULT' | sed -E "s/.*$1=([0-9.]+).*/\1/"; }
 
@@ -143,17 +154,28 @@ producer() { # port destination count producers receipts
 consumer() { # port destination count ack
   "$BROKER" consumer --url "tcp://127.0.0.1:$1" --destination "$2" --count "$3" --ack "$4" --idle-secs 30
 }
-export BROKER
-export -f producer consumer
+mqtt_load() { # port count clients
+  "$MQTT_LOAD" "127.0.0.1:$1" "$2" "$3"
+}
+export BROKER MQTT_LOAD
+export -f producer consumer mqtt_load
 
+F0=0; F1=0
 for round in $(seq 1 "$ROUNDS"); do
 for target in activemq rust; do
-  port=$AMQ_PORT; pid=$AMQ_PID
-  if [ "$target" = rust ]; then port=$RUST_PORT; pid=$RUST_PID; fi
+  port=$AMQ_PORT; pid=$AMQ_PID; mport=$AMQ_MQTT_PORT
+  if [ "$target" = rust ]; then port=$RUST_PORT; pid=$RUST_PID; mport=$RUST_MQTT_PORT; fi
   echo "== $target, round $round of $ROUNDS" >&2
+  if [ "${MQTT_ONLY:-0}" = 1 ]; then
+    row "$target.m1" "$pid" mqtt_load "$mport" $((COUNT / 4)) 1
+    row "$target.m8" "$pid" mqtt_load "$mport" "$COUNT" 8
+    continue
+  fi
   row "$target.r1" "$pid" producer "$port" /queue/cmp.r1 $((COUNT / 4)) 1 every
   row "$target.r8" "$pid" producer "$port" /queue/cmp.r8 "$COUNT" 8 every
   row "$target.r32" "$pid" producer "$port" /queue/cmp.r32 "$COUNT" 32 every
+  row "$target.m1" "$pid" mqtt_load "$mport" $((COUNT / 4)) 1
+  row "$target.m8" "$pid" mqtt_load "$mport" "$COUNT" 8
   [ "$target" = rust ] && F0=$(fsyncs)
   row "$target.u1" "$pid" producer "$port" /queue/cmp.auto "$COUNT" 1 last
   [ "$target" = rust ] && F1=$(fsyncs)
@@ -202,7 +224,7 @@ CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 {
   echo "Side by side on $(nproc) cores ($CPU), $(date -u +%Y-%m-%d); ActiveMQ $AMQ_VERSION"
   echo "(Debian package, KahaDB defaults, -Xmx1G) vs this broker (KahaDB, fsync on every write),"
-  echo "both over STOMP, 1 KiB persistent messages; one run of \`benches/compare-activemq.sh\`"
+  echo "over STOMP (MQTT QoS 1 rows: MQTT), 1 KiB persistent messages; one run of \`benches/compare-activemq.sh\`"
   echo "(COUNT=$COUNT BIG=$BIG ROUNDS=$ROUNDS): each cell the median of $ROUNDS rounds, the two"
   echo "brokers taking turns. CPU columns: seconds used by the client / by the broker."
   echo
@@ -211,6 +233,8 @@ CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
   line "1 producer, receipt per send ($((COUNT / 4)))" r1
   line "8 producers, receipt per send" r8
   line "32 producers, receipt per send" r32
+  line "MQTT QoS 1, 1 client, PUBACK per publish ($((COUNT / 4)))" m1
+  line "MQTT QoS 1, 8 clients, PUBACK per publish" m8
   line "1 producer, no receipts but the last" u1
   line "8 producers, no receipts but the last" u8
   line "drain, ack auto" dauto

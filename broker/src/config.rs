@@ -80,6 +80,13 @@ pub struct TransportsSection {
     /// OpenWire over TLS (the Java client's `ssl://`), e.g. `127.0.0.1:61617` as ActiveMQ's;
     /// needs `tls_certificate` and `tls_key`.
     pub openwire_tls: Option<String>,
+    /// MQTT 3.1.1 over TCP (ActiveMQ's MQTT transport); empty string to turn it off. Unset
+    /// means ActiveMQ's `127.0.0.1:1883`, skipped with a warning when another program (a
+    /// Mosquitto, say) holds that port; a port given here that is taken fails the start.
+    pub mqtt: Option<String>,
+    /// QoS 1/2 messages one MQTT subscription may have delivered and not yet acknowledged
+    /// (PUBACK/PUBCOMP); more wait in the store. 100.
+    pub mqtt_max_inflight: usize,
     /// PEM certificate chain.
     pub tls_certificate: Option<PathBuf>,
     /// PEM private key.
@@ -127,6 +134,9 @@ pub struct TransportsSection {
 /// Where STOMP over WebSocket listens when `transports.websocket` is not set: ActiveMQ's port.
 pub const DEFAULT_WEBSOCKET: &str = "127.0.0.1:61614";
 
+/// Where MQTT listens when `transports.mqtt` is not set: ActiveMQ's (and MQTT's) port.
+pub const DEFAULT_MQTT: &str = "127.0.0.1:1883";
+
 impl Default for TransportsSection {
     fn default() -> Self {
         TransportsSection {
@@ -138,6 +148,8 @@ impl Default for TransportsSection {
             stomp_heartbeat_grace: 2.0,
             openwire: "127.0.0.1:61616".into(),
             openwire_tls: None,
+            mqtt: None,
+            mqtt_max_inflight: 100,
             tls_certificate: None,
             tls_key: None,
             max_frame_bytes: 16 * 1024 * 1024,
@@ -257,6 +269,7 @@ impl BrokerConfig {
             ("transports.max_headers", t.max_headers),
             ("transports.max_header_bytes", t.max_header_bytes),
             ("transports.max_pending_frames", t.max_pending_frames),
+            ("transports.mqtt_max_inflight", t.mqtt_max_inflight),
             ("transports.max_pending_bytes", t.max_pending_bytes),
             (
                 "transports.max_connect_frame_bytes",

@@ -13,6 +13,7 @@ pub mod client;
 pub mod config;
 pub mod import;
 pub mod listener;
+pub mod mqtt;
 pub mod openwire;
 mod outbound;
 mod pipeline;

@@ -1,5 +1,5 @@
-//! The listeners of a serving broker: STOMP (TCP, TLS, WebSocket, secure WebSocket) and
-//! OpenWire (TCP, TLS).
+//! The listeners of a serving broker: STOMP (TCP, TLS, WebSocket, secure WebSocket),
+//! OpenWire (TCP, TLS) and MQTT.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,7 +14,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::Broker;
-use crate::config::DEFAULT_WEBSOCKET;
+use crate::config::{DEFAULT_MQTT, DEFAULT_WEBSOCKET};
 use crate::stomp::frame::Limits;
 use crate::stomp::server::{HeartbeatPolicy, ServerContext, serve};
 use crate::stomp::websocket::serve_websocket;
@@ -29,6 +29,7 @@ pub struct Server {
     /// STOMP over WebSocket (`ws://`) and over secure WebSocket (`wss://`).
     pub websocket: Option<SocketAddr>,
     pub websocket_tls: Option<SocketAddr>,
+    pub mqtt: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -83,6 +84,7 @@ impl Server {
             openwire_tls: None,
             websocket: None,
             websocket_tls: None,
+            mqtt: None,
             shutdown,
             tasks: Vec::new(),
         };
@@ -145,7 +147,50 @@ impl Server {
             )));
         }
         server.start_websockets(&t, &ctx).await?;
+        server.start_mqtt(&t, &ctx).await?;
         Ok(server)
+    }
+
+    /// MQTT. Unlike the WebSocket default, a taken default port is skipped for good, not bound
+    /// later: port 1883 is usually held by a long-running Mosquitto, not by an old master.
+    async fn start_mqtt(
+        &mut self,
+        t: &crate::config::TransportsSection,
+        ctx: &Arc<ServerContext>,
+    ) -> Result<()> {
+        let listener = match &t.mqtt {
+            Some(b) if b.is_empty() => return Ok(()),
+            Some(b) => bind(b)
+                .await
+                .with_context(|| format!("cannot listen for MQTT on {b}"))?,
+            None => match TcpListener::bind(DEFAULT_MQTT).await {
+                Ok(l) => l,
+                Err(e) => {
+                    warn!(
+                        "not listening for MQTT on {DEFAULT_MQTT}: {e} (another MQTT broker?); set transports.mqtt to another address, or to \"\" to turn it off"
+                    );
+                    return Ok(());
+                }
+            },
+        };
+        let retained = crate::mqtt::retained::Retained::open(Arc::clone(&ctx.broker))
+            .await
+            .context("cannot read the retained MQTT messages")?;
+        let mqtt = Arc::new(crate::mqtt::MqttContext {
+            server: Arc::clone(ctx),
+            retained,
+            max_inflight: t.mqtt_max_inflight,
+            clients: parking_lot::Mutex::new(std::collections::HashMap::new()),
+        });
+        let addr = listener.local_addr()?;
+        info!("listening for MQTT on mqtt://{addr}");
+        self.mqtt = Some(addr);
+        self.tasks.push(tokio::spawn(accept_until_stopped(
+            listener,
+            Arc::clone(ctx),
+            move |stream, peer, _| crate::mqtt::connection::serve(stream, peer, Arc::clone(&mqtt)),
+        )));
+        Ok(())
     }
 
     /// STOMP over WebSocket, and over secure WebSocket with the TLS settings of `stomp_tls`.

@@ -37,10 +37,13 @@ pub fn config(dir: &std::path::Path, extra: &str) -> BrokerConfig {
         if !extra.contains("websocket") {
             defaults.push_str("websocket = \"\"\n");
         }
+        if !extra.contains("mqtt") {
+            defaults.push_str("mqtt = \"\"\n");
+        }
         text.replacen("[transports]\n", &format!("[transports]\n{defaults}"), 1)
     } else {
         format!(
-            "{text}\n[transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"127.0.0.1:0\"\nwebsocket = \"\"\n"
+            "{text}\n[transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"127.0.0.1:0\"\nwebsocket = \"\"\nmqtt = \"\"\n"
         )
     };
     BrokerConfig::from_toml(&text).unwrap_or_else(|e| panic!("{text}: {e}"))

@@ -41,7 +41,7 @@ pub fn write_config(dir: &std::path::Path, web: &str) -> std::path::PathBuf {
     std::fs::write(
         &config,
         format!(
-            "[broker]\ndata_directory = \"{}\"\n[transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"127.0.0.1:0\"\nwebsocket = \"\"\nweb = \"{web}\"\n",
+            "[broker]\ndata_directory = \"{}\"\n[transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"127.0.0.1:0\"\nwebsocket = \"\"\nmqtt = \"\"\nweb = \"{web}\"\n",
             dir.join("data").display()
         ),
     )
