@@ -20,6 +20,7 @@ on_engines!(
         a_full_store_holds_the_producer_until_consumers_drain_it,
         a_full_store_refuses_at_once_when_the_policy_says_so,
         connections_and_producers_are_capped,
+        connections_per_user_and_destinations_are_capped,
     )
 );
 on_durable_engines!(a_full_store_holds_the_producer_until_consumers_drain_it);
@@ -150,6 +151,68 @@ async fn connections_and_producers_are_capped(engine: Engine) {
     s.producer(Destination::queue("p3")).unwrap();
     c.close().await;
     a.close().await;
+    broker.stop().await;
+    env.cleanup().await;
+}
+
+async fn connections_per_user_and_destinations_are_capped(engine: Engine) {
+    let extra = "[limits]\nmax_connections_per_user = 2\nmax_destinations = 3\n";
+    let Some(env) = Env::new(engine, extra) else {
+        return;
+    };
+    let broker = env.start().await;
+    let map = Arc::new(broker_core::authorization::AuthorizationMap::default());
+    let user =
+        |name: &str| broker_core::authorization::Subject::new(name, Vec::new(), Arc::clone(&map));
+    let a = broker.connect(None).await.unwrap();
+    a.set_subject(user("app")).unwrap();
+    let b = broker.connect(None).await.unwrap();
+    b.set_subject(user("app")).unwrap();
+    let c = broker.connect(None).await.unwrap();
+    match c.set_subject(user("app")) {
+        Err(BrokerError::ConnectionLimit { key, .. }) => {
+            assert_eq!(key, "limits.max_connections_per_user")
+        }
+        other => panic!("a third connection of one user: {other:?}"),
+    }
+    // Another user is not held back by the first one's connections.
+    c.set_subject(user("other")).unwrap();
+    // A closed connection frees its user's place.
+    b.close().await;
+    let d = broker.connect(None).await.unwrap();
+    d.set_subject(user("app")).unwrap();
+
+    let s = a.session(AckMode::Auto).unwrap();
+    let mut made = 0;
+    let mut refused = None;
+    for i in 0..10 {
+        match s
+            .consumer(Destination::queue(format!("capped.{i}")), None)
+            .await
+        {
+            Ok(_) => made += 1,
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    match refused {
+        Some(BrokerError::ConnectionLimit { key, .. }) => {
+            assert_eq!(key, "limits.max_destinations")
+        }
+        other => panic!("destinations past the cap: {other:?} after {made}"),
+    }
+    assert!(made <= 3, "{made} destinations made under a cap of 3");
+    // An existing destination can still be used.
+    if made > 0 {
+        s.consumer(Destination::queue("capped.0"), None)
+            .await
+            .unwrap();
+    }
+    for conn in [a, c, d] {
+        conn.close().await;
+    }
     broker.stop().await;
     env.cleanup().await;
 }
