@@ -556,7 +556,15 @@ impl Conn {
         let mut codes = Vec::with_capacity(filters.len());
         let mut granted = Vec::new();
         for (filter, qos) in filters {
-            // [MQTT-3.8.4-3]: a subscription to the same filter replaces the old one.
+            // [MQTT-3.8.4-3]: a subscription to the same filter replaces the old one, but "the
+            // flow of publications MUST NOT be interrupted": at the same QoS the old one goes
+            // on as it is. Closing it would send what is in flight (unacked) a second time, as
+            // a client resuming its persistent session and subscribing again would see.
+            if self.subs.get(&filter).is_some_and(|old| old.qos == qos) {
+                codes.push(SubAckCode::Granted(qos));
+                granted.push((filter, qos));
+                continue;
+            }
             if let Some(old) = self.subs.remove(&filter) {
                 let stale = (old.durable && old.qos != qos).then_some(old.qos);
                 old.close().await;
