@@ -100,10 +100,7 @@ impl Server {
                 .push(tokio::spawn(accept_loop(l, None, Arc::clone(&ctx))));
         }
         if let Some(bind) = &t.stomp_tls {
-            let (Some(cert), Some(key)) = (&t.tls_certificate, &t.tls_key) else {
-                anyhow::bail!("transports.stomp_tls needs tls_certificate and tls_key");
-            };
-            let acceptor = crate::tls::acceptor(cert, key)?;
+            let acceptor = tls_acceptor(&t, "stomp_tls")?;
             let l = self::bind(bind)
                 .await
                 .with_context(|| format!("cannot listen for STOMP over TLS on {bind}"))?;
@@ -130,10 +127,7 @@ impl Server {
             )));
         }
         if let Some(bind) = &t.openwire_tls {
-            let (Some(cert), Some(key)) = (&t.tls_certificate, &t.tls_key) else {
-                anyhow::bail!("transports.openwire_tls needs tls_certificate and tls_key");
-            };
-            let acceptor = crate::tls::acceptor(cert, key)?;
+            let acceptor = tls_acceptor(&t, "openwire_tls")?;
             let l = self::bind(bind)
                 .await
                 .with_context(|| format!("cannot listen for OpenWire over TLS on {bind}"))?;
@@ -238,10 +232,7 @@ impl Server {
             )));
         }
         if let Some(b) = &t.websocket_tls {
-            let (Some(cert), Some(key)) = (&t.tls_certificate, &t.tls_key) else {
-                anyhow::bail!("transports.websocket_tls needs tls_certificate and tls_key");
-            };
-            let acceptor = crate::tls::acceptor(cert, key)?;
+            let acceptor = tls_acceptor(t, "websocket_tls")?;
             let l = bind(b)
                 .await
                 .with_context(|| format!("cannot listen for STOMP over secure WebSocket on {b}"))?;
@@ -269,6 +260,16 @@ impl Server {
 /// How long a new master waits for its address to be free: an old master on the same host may
 /// still be shutting down (or be frozen until it finds itself deposed).
 const BIND_WAIT: Duration = Duration::from_secs(60);
+
+/// The TLS acceptor of the listener `key` (e.g. `stomp_tls`), from the certificate and key
+/// every TLS listener shares. The config's check already refuses a TLS listener without them;
+/// this names the listener should a config reach here unchecked.
+fn tls_acceptor(t: &crate::config::TransportsSection, key: &str) -> Result<TlsAcceptor> {
+    let (Some(cert), Some(key_file)) = (&t.tls_certificate, &t.tls_key) else {
+        anyhow::bail!("transports.{key} needs tls_certificate and tls_key");
+    };
+    crate::tls::acceptor(cert, key_file)
+}
 
 async fn bind(addr: &str) -> std::io::Result<TcpListener> {
     let until = tokio::time::Instant::now() + BIND_WAIT;

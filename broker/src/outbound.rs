@@ -207,6 +207,21 @@ pub(crate) async fn take_credits(credits: &Semaphore) -> Option<u32> {
     }
 }
 
+/// How many messages a subscription's pump may take next: with credits (prefetch given as
+/// the client's room), what [`take_credits`] takes, granted to the broker-core consumer in one
+/// go; without, one at a time. `None` once the subscription is closed.
+pub(crate) async fn next_batch(
+    consumer: &broker_core::Consumer,
+    credits: Option<&Semaphore>,
+) -> Option<u32> {
+    let Some(credits) = credits else {
+        return Some(1);
+    };
+    let n = take_credits(credits).await?;
+    consumer.grant(n);
+    Some(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -217,15 +217,8 @@ async fn pump(
     out: OutSender,
 ) {
     loop {
-        let batch = match &credits {
-            Some(c) => match crate::outbound::take_credits(c).await {
-                Some(n) => {
-                    consumer.grant(n);
-                    n
-                }
-                None => return,
-            },
-            None => 1,
+        let Some(batch) = crate::outbound::next_batch(&consumer, credits.as_deref()).await else {
+            return;
         };
         for _ in 0..batch {
             let received = match consumer.receive().await {

@@ -172,6 +172,16 @@ struct OwConsumer {
     _slot: Option<broker_core::ConsumerSlot>,
 }
 
+impl OwConsumer {
+    /// Takes the delivered, not yet consumed message `id` out of its list (a transaction
+    /// enlisting its ack), if it is still there.
+    fn take_delivered(&self, id: &MessageId) -> Option<Delivered> {
+        let mut d = self.delivered.lock();
+        let p = d.iter().position(|x| same_id(&x.id, id))?;
+        d.remove(p)
+    }
+}
+
 struct Conn {
     ctx: Arc<ServerContext>,
     peer: String,
@@ -1445,13 +1455,9 @@ impl Conn {
             let Some(c) = self.consumers.get(consumer) else {
                 continue;
             };
-            let taken = {
-                let mut d = c.delivered.lock();
-                d.iter()
-                    .position(|x| same_id(&x.id, id))
-                    .and_then(|p| d.remove(p))
+            let Some(delivered) = c.take_delivered(id) else {
+                continue;
             };
-            let Some(delivered) = taken else { continue };
             let enlisted = c
                 .session
                 .acknowledge_in_returning(&delivered.received, &tx.session)
@@ -1525,13 +1531,7 @@ impl Conn {
             let Some(c) = self.consumers.get(consumer) else {
                 continue;
             };
-            let x = {
-                let mut d = c.delivered.lock();
-                d.iter()
-                    .position(|x| same_id(&x.id, id))
-                    .and_then(|p| d.remove(p))
-            };
-            if let Some(x) = x {
+            if let Some(x) = c.take_delivered(id) {
                 c.session.acknowledge_in(&x.received, &tx.session).await?;
             }
         }
@@ -1647,11 +1647,8 @@ async fn pump(
                 }
                 (1, timeout)
             }
-            None => match crate::outbound::take_credits(&credits).await {
-                Some(n) => {
-                    consumer.grant(n);
-                    (n, None)
-                }
+            None => match crate::outbound::next_batch(&consumer, Some(&credits)).await {
+                Some(n) => (n, None),
                 None => return,
             },
         };

@@ -1229,15 +1229,8 @@ async fn pump(
     naming: Naming,
 ) {
     loop {
-        let batch = match &credits {
-            Some(c) => match crate::outbound::take_credits(c).await {
-                Some(n) => {
-                    consumer.grant(n);
-                    n
-                }
-                None => return,
-            },
-            None => 1,
+        let Some(batch) = crate::outbound::next_batch(&consumer, credits.as_deref()).await else {
+            return;
         };
         for _ in 0..batch {
             if !forward_one(
