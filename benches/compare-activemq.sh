@@ -7,6 +7,7 @@
 #   COUNT=20000 BIG=1000000 bash benches/compare-activemq.sh     # the defaults
 #   BIG=0 bash benches/compare-activemq.sh                        # without the memory row
 #   ROUNDS=3 bash benches/compare-activemq.sh                     # the default: medians of 3
+#   MQTT=1 bash benches/compare-activemq.sh                       # with the MQTT rows
 #   MQTT_ONLY=1 BIG=0 bash benches/compare-activemq.sh            # only the MQTT rows
 #
 # Rows: sends each waiting for its receipt (1, 8, 32 producers); MQTT QoS 1 publishes each
@@ -174,8 +175,11 @@ for target in activemq rust; do
   row "$target.r1" "$pid" producer "$port" /queue/cmp.r1 $((COUNT / 4)) 1 every
   row "$target.r8" "$pid" producer "$port" /queue/cmp.r8 "$COUNT" 8 every
   row "$target.r32" "$pid" producer "$port" /queue/cmp.r32 "$COUNT" 32 every
-  row "$target.m1" "$pid" mqtt_load "$mport" $((COUNT / 4)) 1
-  row "$target.m8" "$pid" mqtt_load "$mport" "$COUNT" 8
+  # Opt-in until the run that stalled at ActiveMQ's first MQTT row is understood.
+  if [ "${MQTT:-0}" = 1 ]; then
+    row "$target.m1" "$pid" mqtt_load "$mport" $((COUNT / 4)) 1
+    row "$target.m8" "$pid" mqtt_load "$mport" "$COUNT" 8
+  fi
   [ "$target" = rust ] && F0=$(fsyncs)
   row "$target.u1" "$pid" producer "$port" /queue/cmp.auto "$COUNT" 1 last
   [ "$target" = rust ] && F1=$(fsyncs)
@@ -233,8 +237,10 @@ CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
   line "1 producer, receipt per send ($((COUNT / 4)))" r1
   line "8 producers, receipt per send" r8
   line "32 producers, receipt per send" r32
-  line "MQTT QoS 1, 1 client, PUBACK per publish ($((COUNT / 4)))" m1
-  line "MQTT QoS 1, 8 clients, PUBACK per publish" m8
+  if [ -n "${R[activemq.m1]:-}" ]; then
+    line "MQTT QoS 1, 1 client, PUBACK per publish ($((COUNT / 4)))" m1
+    line "MQTT QoS 1, 8 clients, PUBACK per publish" m8
+  fi
   line "1 producer, no receipts but the last" u1
   line "8 producers, no receipts but the last" u8
   line "drain, ack auto" dauto
