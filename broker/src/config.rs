@@ -85,7 +85,8 @@ pub struct TransportsSection {
     /// Mosquitto, say) holds that port; a port given here that is taken fails the start.
     pub mqtt: Option<String>,
     /// QoS 1/2 messages one MQTT subscription may have delivered and not yet acknowledged
-    /// (PUBACK/PUBCOMP); more wait in the store. 100.
+    /// (PUBACK/PUBCOMP); more wait in the store. 100. A filter ending in `#` (`a/#`) is two
+    /// JMS subscriptions (`a` and `a.>`), each with this many.
     pub mqtt_max_inflight: usize,
     /// PEM certificate chain.
     pub tls_certificate: Option<PathBuf>,

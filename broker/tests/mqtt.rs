@@ -48,6 +48,7 @@ impl BrokerProcess {
             .args(["start", "--config"])
             .arg(&config)
             .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info,broker::mqtt=debug")
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -135,6 +136,13 @@ impl Drop for BrokerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // A failing test shows what the broker said: most failures here are timeouts, and
+        // the broker's side of the story is the only way to tell why.
+        if std::thread::panicking() {
+            for line in self.log.lock().unwrap().iter() {
+                eprintln!("broker: {line}");
+            }
+        }
     }
 }
 
@@ -198,18 +206,22 @@ impl Raw {
 
     fn connect_with(port: u16, client_id: &str, will: Option<Will>) -> (Raw, ConnectReturnCode) {
         let mut r = Raw::open(port);
-        r.send(&Packet::Connect(Connect {
+        r.send_connect(client_id, true, will);
+        match r.recv() {
+            Some(Packet::ConnAck(a)) => (r, a.code),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    fn send_connect(&mut self, client_id: &str, clean_session: bool, will: Option<Will>) {
+        self.send(&Packet::Connect(Connect {
             client_id: client_id.into(),
-            clean_session: true,
+            clean_session,
             keep_alive: 60,
             will,
             username: Some("admin".into()),
             password: Some(Bytes::from_static(b"admin")),
         }));
-        match r.recv() {
-            Some(Packet::ConnAck(a)) => (r, a.code),
-            other => panic!("expected CONNACK, got {other:?}"),
-        }
     }
 
     fn connect(port: u16, client_id: &str) -> Raw {
@@ -439,6 +451,43 @@ fn a_second_connect_with_the_same_client_id_takes_over() {
     // An empty client id with cleanSession=true gets one; a will to a wildcard is malformed.
     let (_anon, code) = Raw::connect_with(b.mqtt, "", None);
     assert_eq!(code, ConnectReturnCode::Accepted);
+}
+
+#[test]
+fn a_resumed_session_answers_connack_before_its_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = BrokerProcess::start(dir.path());
+    let mut sub = Raw::open(b.mqtt);
+    sub.send_connect("resume-order", false, None);
+    assert!(matches!(sub.recv(), Some(Packet::ConnAck(_))));
+    sub.subscribe("order/#", QoS::AtLeastOnce);
+    sub.send(&Packet::Disconnect);
+    assert_eq!(sub.recv(), None);
+    let mut publisher = Raw::connect(b.mqtt, "resume-pub");
+    for i in 1..=20u16 {
+        publisher.publish("order/t", format!("m{i}").as_bytes(), i);
+    }
+    // Never acked, so each resume finds the whole backlog waiting. `order/#` is two JMS
+    // subscriptions (`order` and `order.>`), each with its own credit: with one shared, the
+    // pump of `order` could take it all and `order.>`'s backlog never came. The CONNACK comes
+    // first every time ([MQTT-3.2.0-1]: the pumps wait for it).
+    // Five rounds: each counts a redelivery, and the seventh would send them to the DLQ
+    // (maximum_redeliveries 6).
+    for round in 0..5 {
+        let mut r = Raw::open(b.mqtt);
+        r.send_connect("resume-order", false, None);
+        match r.recv() {
+            Some(Packet::ConnAck(a)) => {
+                assert_eq!(a.code, ConnectReturnCode::Accepted);
+                assert!(a.session_present, "round {round}");
+            }
+            other => panic!("round {round}: expected CONNACK first, got {other:?}"),
+        }
+        match r.recv() {
+            Some(Packet::Publish(p)) => assert_eq!(&p.payload[..], b"m1", "round {round}"),
+            other => panic!("round {round}: expected the backlog, got {other:?}"),
+        }
+    }
 }
 
 /// A CONNECT packet for the raw cases, as bytes.

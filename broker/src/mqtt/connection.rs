@@ -79,6 +79,10 @@ struct Conn {
     /// resent PUBLISH with one of them is not published again.
     awaiting_rel: HashSet<u16>,
     pending: VecDeque<Pending>,
+    /// Set once CONNACK is queued. The subscriptions a resumed session opens before it wait
+    /// for it: a PUBLISH ahead of CONNACK is a protocol error to the client ([MQTT-3.2.0-1]),
+    /// and paho and mosquitto_sub drop it, so the message sat unacked in flight.
+    connacked: watch::Sender<bool>,
 }
 
 /// Serves one client until it disconnects, errs or the broker stops.
@@ -345,6 +349,7 @@ async fn connect(
         will: c.will,
         awaiting_rel: HashSet::new(),
         pending: VecDeque::new(),
+        connacked: watch::channel(false).0,
     };
     // Refused before CONNACK: a will to a topic the user may not write to.
     let will_refused = conn.will.as_ref().and_then(|w| {
@@ -371,6 +376,7 @@ async fn connect(
     let _ = out
         .send(connack(session_present, ConnectReturnCode::Accepted))
         .await;
+    conn.connacked.send_replace(true);
     debug!(peer = %peer, client_id = %client_id, login = %login, "MQTT connected");
     let keep_alive =
         (c.keep_alive > 0).then(|| Duration::from_millis(u64::from(c.keep_alive) * 1500));
@@ -426,6 +432,7 @@ impl Conn {
             },
             &self.outbox,
             &self.out,
+            self.connacked.subscribe(),
         )
         .await
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use broker_core::{AckMode, BrokerError, Connection, Consumer, Received, Session};
 use mqtt_codec::{Packet, Publish, QoS};
 use parking_lot::Mutex;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
@@ -124,8 +124,10 @@ pub struct Subscription {
     pub qos: QoS,
     pub durable: bool,
     session: Session,
-    consumers: Vec<(Arc<Consumer>, JoinHandle<()>)>,
-    credits: Option<Arc<Semaphore>>,
+    /// Each consumer with its pump and, for QoS 1/2, its own credit: a filter with `#` has
+    /// two consumers (`a.>` and `a`), and one budget shared by two pumps starved one of them,
+    /// since a pump takes all the credit there is while it waits for its next message.
+    consumers: Vec<(Arc<Consumer>, JoinHandle<()>, Option<Arc<Semaphore>>)>,
 }
 
 impl Subscription {
@@ -138,6 +140,7 @@ impl Subscription {
         flow: Flow,
         outbox: &Arc<Outbox>,
         out: &OutSender,
+        connacked: watch::Receiver<bool>,
     ) -> Result<Subscription, BrokerError> {
         let durable = durable && qos != QoS::AtMostOnce;
         let mode = if qos == QoS::AtMostOnce {
@@ -146,11 +149,10 @@ impl Subscription {
             AckMode::Individual
         };
         let session = connection.session(mode)?;
-        let credits = (qos != QoS::AtMostOnce).then(|| Arc::new(Semaphore::new(flow.max_inflight)));
-        let prefetch = if credits.is_some() {
-            0
-        } else {
+        let prefetch = if qos == QoS::AtMostOnce {
             flow.topic_prefetch
+        } else {
+            0
         };
         let names = durable_names(qos, filter);
         let mut sub = Subscription {
@@ -158,7 +160,6 @@ impl Subscription {
             durable,
             session: session.clone(),
             consumers: Vec::new(),
-            credits: credits.clone(),
         };
         for (topic, name) in mapping::filter_to_jms(filter).into_iter().zip(names) {
             let opened = if durable {
@@ -175,7 +176,10 @@ impl Subscription {
                     return Err(e);
                 }
             };
+            let credits =
+                (qos != QoS::AtMostOnce).then(|| Arc::new(Semaphore::new(flow.max_inflight)));
             let pump = tokio::spawn(pump(
+                connacked.clone(),
                 Arc::clone(&consumer),
                 qos,
                 session.clone(),
@@ -183,7 +187,7 @@ impl Subscription {
                 Arc::clone(outbox),
                 out.clone(),
             ));
-            sub.consumers.push((consumer, pump));
+            sub.consumers.push((consumer, pump, credits));
         }
         Ok(sub)
     }
@@ -191,10 +195,12 @@ impl Subscription {
     /// Stops delivering; messages delivered and not acked go back (redelivered with DUP to
     /// the next subscriber of a durable subscription).
     pub async fn close(self) {
-        if let Some(c) = &self.credits {
-            c.close();
+        for (_, _, credits) in &self.consumers {
+            if let Some(c) = credits {
+                c.close();
+            }
         }
-        for (consumer, mut pump) in self.consumers {
+        for (consumer, mut pump, _) in self.consumers {
             consumer.close().await;
             if tokio::time::timeout(Duration::from_secs(1), &mut pump)
                 .await
@@ -209,6 +215,7 @@ impl Subscription {
 
 /// Moves one consumer's messages to the client at min(subscription QoS, message QoS).
 async fn pump(
+    mut connacked: watch::Receiver<bool>,
     consumer: Arc<Consumer>,
     sub_qos: QoS,
     session: Session,
@@ -216,6 +223,10 @@ async fn pump(
     outbox: Arc<Outbox>,
     out: OutSender,
 ) {
+    // Nothing before CONNACK; an error means the connection ended before it.
+    if connacked.wait_for(|sent| *sent).await.is_err() {
+        return;
+    }
     loop {
         let Some(batch) = crate::outbound::next_batch(&consumer, credits.as_deref()).await else {
             return;
