@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 
 const TOPIC: &str = "cmp/mqtt";
 const SUBSCRIBER: &str = "mqtt-load-durable";
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 struct Client {
     s: TcpStream,
@@ -58,7 +59,15 @@ impl Client {
             {
                 return Ok(p);
             }
-            if self.s.read_buf(&mut self.buf).await? == 0 {
+            // Bounded: a broker that stops answering fails the row instead of hanging the run.
+            let read = tokio::time::timeout(READ_TIMEOUT, self.s.read_buf(&mut self.buf))
+                .await
+                .map_err(|_| {
+                    std::io::Error::other(format!(
+                        "no answer from the broker within {READ_TIMEOUT:?}"
+                    ))
+                })??;
+            if read == 0 {
                 return Err(std::io::Error::other("the broker closed the connection"));
             }
         }
