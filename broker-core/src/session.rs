@@ -79,6 +79,12 @@ pub struct Outgoing {
     pub group_id: Option<String>,
     pub group_seq: i32,
     pub properties: BTreeMap<String, Value>,
+    /// The id the client gave the message (OpenWire's JMSMessageID), kept instead of one the
+    /// producer makes up: the id a Java producer saw after `send` is the one its consumers
+    /// see (request/reply correlates on it), and a resend of a message already stored (the
+    /// failover transport resends what was in flight when the connection broke) is
+    /// recognised as the store's `Duplicate` and answered as sent, not stored twice.
+    pub id: Option<MessageId>,
 }
 
 impl Outgoing {
@@ -95,6 +101,7 @@ impl Outgoing {
             group_id: None,
             group_seq: 0,
             properties: BTreeMap::new(),
+            id: None,
         }
     }
 

@@ -60,6 +60,7 @@ fn compiled() -> Option<&'static PathBuf> {
             "TemporaryChecks.java",
             "GroupChecks.java",
             "XaChecks.java",
+            "FailoverChecks.java",
         ]
         .map(|f| java_dir.join(f));
         let out = StdCommand::new("javac")
@@ -335,6 +336,77 @@ async fn java_xa_prepared_branch_survives_kill_9_on_mariadb() {
     store_jdbc::JdbcStore::drop_tables(&c).await.unwrap();
 }
 
+/// The failover transport (issue 22): a Java producer on `failover:(tcp://...)` sends 400
+/// persistent messages synchronously; after its 150th returned, the broker is killed with
+/// SIGKILL and started again on the same port and store. The client reconnects by itself and
+/// resends what was in flight, with the same JMSMessageID, so a message the dead broker had
+/// already stored is recognised and not stored twice: every message whose send returned is
+/// consumed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_failover_transport_survives_kill_9_of_the_broker() {
+    use tokio::io::AsyncBufReadExt;
+    let Some(classes) = compiled() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A fixed port: the restarted broker must be where the client reconnects to.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.path().join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[broker]\ndata_directory = \"{}\"\n[transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"127.0.0.1:{port}\"\nwebsocket = \"\"\nweb = \"\"\nmqtt = \"\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let (mut broker, _) = spawn_broker(&config);
+    let mut producer = tokio::process::Command::new("java")
+        .arg("-cp")
+        .arg(classpath(&classes.display().to_string()))
+        .args(["FailoverChecks", &port.to_string(), "produce", "400"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("java runs");
+    let mut lines = tokio::io::BufReader::new(producer.stdout.take().unwrap()).lines();
+    let mut killed = false;
+    let mut restarted = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("the producer finishes within 120 s")
+            .unwrap();
+        let Some(line) = line else {
+            let out = producer.wait_with_output().await.unwrap();
+            panic!(
+                "the producer ended before DONE: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        if line == "DONE" {
+            break;
+        }
+        if line == "SENT 150" && !killed {
+            broker.0.kill().unwrap(); // SIGKILL
+            broker.0.wait().unwrap();
+            killed = true;
+            restarted = Some(spawn_broker(&config).0);
+        }
+    }
+    assert!(killed, "the broker was killed mid-stream");
+    assert!(producer.wait().await.unwrap().success());
+    java_in("FailoverChecks", port, "consume").await;
+    drop(restarted);
+    drop(broker);
+}
+
 /// Message groups and exclusive consumers with the stock JMS client (issue 25).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn java_message_groups_each_on_one_consumer_in_order() {
@@ -371,6 +443,10 @@ java_check!(
 java_check!(java_prefetch_0_pulls, "prefetch0");
 java_check!(java_wildcards_virtual_topics_and_composites, "destinations");
 java_check!(java_advisories_carry_their_commands, "advisories");
+java_check!(
+    java_message_id_is_the_producers_and_correlates,
+    "message-id"
+);
 
 macro_rules! temporary_check {
     ($name:ident, $check:literal) => {

@@ -38,6 +38,7 @@ on_engines!(
         an_ack_can_join_another_sessions_transaction,
         an_ack_returning_to_its_consumer_is_kept_there_by_an_xa_rollback,
         closing_a_consumer_ends_a_receive_waiting_in_another_task,
+        a_resend_with_the_same_client_id_is_stored_once,
     )
 );
 
@@ -850,6 +851,62 @@ async fn closing_a_consumer_ends_a_receive_waiting_in_another_task(engine: Engin
         .unwrap()
         .unwrap();
     assert!(r.unwrap().is_none(), "the waiting receive sees the end");
+    broker.stop().await;
+    env.cleanup().await;
+}
+
+/// A client that gives its own message ids (OpenWire's JMSMessageID) keeps them, and a resend
+/// of one still stored (the failover transport resends what was in flight when its
+/// connection broke) is answered as sent and not stored twice, on a queue and on a topic with
+/// a durable subscription, including across a broker restart.
+async fn a_resend_with_the_same_client_id_is_stored_once(engine: Engine) {
+    let env = Env::new(engine, "").unwrap();
+    let broker = env.start().await;
+    let conn = broker.connect(Some("resender")).await.unwrap();
+    let s = conn.session(AckMode::Auto).unwrap();
+    let sub = s
+        .durable_subscriber(t("resent.t"), "keep", None)
+        .await
+        .unwrap();
+    sub.close().await;
+    let given = |seq: u64, text: &str| {
+        let mut out = Outgoing::text(text);
+        out.id = Some(broker_core::MessageId::new("ID:client-1:1:1:1", seq));
+        out
+    };
+    for d in [q("resent.q"), t("resent.t")] {
+        let p = s.producer(d).unwrap();
+        let first = p.send(given(1, "one")).await.unwrap();
+        assert_eq!(first, broker_core::MessageId::new("ID:client-1:1:1:1", 1));
+        // The same id again: answered as sent, the first copy stands.
+        assert_eq!(p.send(given(1, "one again")).await.unwrap(), first);
+        p.send(given(2, "two")).await.unwrap();
+    }
+    conn.close().await;
+    let broker = if engine.durable() {
+        broker.stop().await;
+        env.start().await
+    } else {
+        broker
+    };
+    let conn = broker.connect(Some("resender")).await.unwrap();
+    let s = conn.session(AckMode::Auto).unwrap();
+    // After a restart the store still knows the ids.
+    for d in [q("resent.q"), t("resent.t")] {
+        let p = s.producer(d).unwrap();
+        p.send(given(2, "two again")).await.unwrap();
+    }
+    let c = s.consumer(q("resent.q"), None).await.unwrap();
+    let got = recv_n(&c, 2).await;
+    assert_eq!(texts(&got), ["one", "two"]);
+    assert_eq!(got[0].message().id.to_string(), "ID:client-1:1:1:1:1");
+    assert_none(&c).await;
+    let sub = s
+        .durable_subscriber(t("resent.t"), "keep", None)
+        .await
+        .unwrap();
+    assert_eq!(texts(&recv_n(&sub, 2).await), ["one", "two"]);
+    assert_none(&sub).await;
     broker.stop().await;
     env.cleanup().await;
 }

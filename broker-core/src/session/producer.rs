@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
-use store_api::{Destination, MAX_PRIORITY, MessageId};
+use store_api::{Destination, MAX_PRIORITY, MessageId, StoreError};
 use tokio::sync::oneshot;
+use tracing::debug;
 
 use super::{Outgoing, Session, Submitted};
 use crate::core::advisory::Advisory;
@@ -135,7 +136,7 @@ impl Producer {
     /// cancels nor loses the send.
     ///
     /// This is how a connection pipelines: its sends in flight share the journal's fsyncs.
-    pub async fn submit(&self, out: Outgoing) -> Result<Submitted<MessageId>> {
+    pub async fn submit(&self, mut out: Outgoing) -> Result<Submitted<MessageId>> {
         if out.priority > MAX_PRIORITY {
             return Err(BrokerError::Invalid(format!(
                 "priority {} is above {MAX_PRIORITY}",
@@ -145,14 +146,24 @@ impl Producer {
         if self.temporary && !self.session.is_temporary(&self.destination) {
             return Err(crate::core::temporary::gone(&self.destination));
         }
-        let id = MessageId::new(
-            Arc::clone(&self.id),
-            self.seq.fetch_add(1, Ordering::Relaxed) + 1,
-        );
+        let given = out.id.is_some();
+        let id = match out.id.take() {
+            Some(id) => id,
+            None => MessageId::new(
+                Arc::clone(&self.id),
+                self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+            ),
+        };
         let message = out.into_message(id.clone(), self.destination.clone(), now_ms());
-        let Some(placed) = self.session.place(message).await? else {
+        let placed = match self.session.place(message).await {
+            Ok(Some(placed)) => placed,
             // Enlisted in the session's transaction: nothing more until commit.
-            return Ok(Submitted::done(id));
+            Ok(None) => return Ok(Submitted::done(id)),
+            Err(BrokerError::Store(StoreError::Duplicate(_))) if given => {
+                log_resent(&id);
+                return Ok(Submitted::done(id));
+            }
+            Err(e) => return Err(e),
         };
         let (done, next) = oneshot::channel();
         let previous = self.previous.lock().replace(next);
@@ -168,6 +179,10 @@ impl Producer {
                     core.delivered(placed.then);
                     Ok(id)
                 }
+                Err(StoreError::Duplicate(_)) if given => {
+                    log_resent(&id);
+                    Ok(id)
+                }
                 Err(e) => Err(BrokerError::from(e)),
             };
             let _ = done.send(());
@@ -175,6 +190,12 @@ impl Producer {
         });
         Ok(Submitted::running(task))
     }
+}
+
+/// A resend of a message the store already has (the same client-given id) is answered as
+/// sent: the first send's write stands.
+fn log_resent(id: &MessageId) {
+    debug!(message = %id, "a resend of a message already stored: answered as sent");
 }
 
 impl Drop for Producer {

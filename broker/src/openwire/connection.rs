@@ -209,6 +209,9 @@ struct Conn {
     window: Window,
     /// What the client's temporary-destination advisory consumer has been told.
     advisories: Arc<Mutex<Advisories>>,
+    /// The broker-core producer names of the client's ProducerIds (`conn:session:value`), made
+    /// once per producer rather than per message.
+    producer_names: HashMap<ProducerId, Arc<str>>,
 }
 
 /// The client's consumer of the temporary-destination advisories, if it has one, and the
@@ -480,6 +483,9 @@ where
                         }
                     }
                     Command::KeepAliveInfo(_) | Command::WireFormatInfo(_) => Ok(false),
+                    // The failover transport's first word on a reconnect (faultTolerant), before
+                    // it replays its ConnectionInfo, sessions, producers and consumers.
+                    Command::ConnectionControl(_) => Ok(false),
                     Command::ShutdownInfo(_) => Ok(true),
                     // What a client still sends after its connection was removed.
                     Command::RemoveInfo(_) | Command::MessageAck(_) => Ok(false),
@@ -668,6 +674,7 @@ async fn connect(
         connection,
         producers: HashMap::new(),
         declared: HashMap::new(),
+        producer_names: HashMap::new(),
         consumers: HashMap::new(),
         txs: HashMap::new(),
         prepared_acks: HashMap::new(),
@@ -862,7 +869,8 @@ impl Conn {
             .as_ref()
             .ok_or_else(|| Failure::jms("a message without a destination"))?;
         let destination = convert::destination(dest)?;
-        let out = convert::outgoing(m)?;
+        let mut out = convert::outgoing(m)?;
+        out.id = self.client_message_id(m);
         let tx = m.transaction_id.clone();
         let session = match &tx {
             Some(t) => {
@@ -905,6 +913,23 @@ impl Conn {
             }
             f
         })
+    }
+
+    /// The client's own id for `m` (its JMSMessageID) as broker-core's: `conn:session:value`
+    /// and the producer sequence. `None` for an id that is not ActiveMQ's (a text view only).
+    fn client_message_id(&mut self, m: &openwire::Message) -> Option<broker_core::MessageId> {
+        let id = m.message_id.as_ref()?;
+        let p = id.producer_id.as_ref()?;
+        let seq = u64::try_from(id.producer_sequence_id).ok()?;
+        if !self.producer_names.contains_key(p) {
+            if self.producer_names.len() >= 10_000 {
+                self.producer_names.clear();
+            }
+            let name: Arc<str> = format!("{}:{}:{}", p.connection_id, p.session_id, p.value).into();
+            self.producer_names.insert(p.clone(), name);
+        }
+        let name = self.producer_names.get(p)?;
+        Some(broker_core::MessageId::new(Arc::clone(name), seq))
     }
 
     /// A ProducerInfo: the producer counts, and is advised, from now until its RemoveInfo.
@@ -1609,13 +1634,31 @@ fn message_id_text(id: &MessageId) -> String {
 fn dispatch_id(m: &broker_core::Message, seq: &std::sync::atomic::AtomicI64) -> MessageId {
     MessageId {
         text_view: None,
-        producer_id: Some(ProducerId {
-            connection_id: m.id.producer.to_string(),
-            session_id: 0,
-            value: 0,
-        }),
+        producer_id: Some(producer_id_of(&m.id.producer)),
         producer_sequence_id: i64::try_from(m.id.producer_seq).unwrap_or(i64::MAX),
         broker_sequence_id: seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+    }
+}
+
+/// The ProducerId a broker-core producer name stands for: an OpenWire client's own
+/// (`conn:session:value`, see `Conn::client_message_id`) comes back as it was sent, so the
+/// consumer sees the JMSMessageID the producer saw; any other name is the connection part.
+fn producer_id_of(name: &str) -> ProducerId {
+    let mut parts = name.rsplitn(3, ':');
+    if let (Some(value), Some(session), Some(connection)) =
+        (parts.next(), parts.next(), parts.next())
+        && let (Ok(value), Ok(session_id)) = (value.parse(), session.parse())
+    {
+        return ProducerId {
+            connection_id: connection.to_owned(),
+            session_id,
+            value,
+        };
+    }
+    ProducerId {
+        connection_id: name.to_owned(),
+        session_id: 0,
+        value: 0,
     }
 }
 

@@ -18,6 +18,37 @@ public class OpenWireChecks {
         return c;
     }
 
+    /// The JMSMessageID a producer saw after send is the one its consumer gets, so the
+    /// request/reply idiom that correlates on it (the replier sets JMSCorrelationID to the
+    /// request's JMSMessageID, the requester selects on it) works as on ActiveMQ.
+    static void messageId() throws Exception {
+        Connection c = connect("");
+        Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        Queue requests = s.createQueue("ow.msgid.requests");
+        Queue replies = s.createQueue("ow.msgid.replies");
+        MessageProducer p = s.createProducer(requests);
+        TextMessage sent = s.createTextMessage("question");
+        p.send(sent);
+        String id = sent.getJMSMessageID();
+        check(id != null && id.startsWith("ID:"), "an id after send: " + id);
+        Message got = s.createConsumer(requests).receive(5000);
+        check(got != null, "the request arrives");
+        check(id.equals(got.getJMSMessageID()), "sent as " + id + ", received as " + got.getJMSMessageID());
+        // The replier answers another request first: the selector must pick the right one.
+        MessageProducer replier = s.createProducer(replies);
+        TextMessage other = s.createTextMessage("not yours");
+        other.setJMSCorrelationID("ID:someone-else:1:1:1:1");
+        replier.send(other);
+        TextMessage answer = s.createTextMessage("answer");
+        answer.setJMSCorrelationID(got.getJMSMessageID());
+        replier.send(answer);
+        MessageConsumer mine = s.createConsumer(replies, "JMSCorrelationID = '" + id + "'");
+        Message reply = mine.receive(5000);
+        check(reply instanceof TextMessage && "answer".equals(((TextMessage) reply).getText()),
+              "the reply correlated on the request's id: " + reply);
+        c.close();
+    }
+
     public static void main(String[] args) {
         try {
             run(args);
@@ -53,6 +84,7 @@ public class OpenWireChecks {
             case "destinations": destinations(); break;
             case "not-authorized": notAuthorized(); break;
             case "advisories": advisories(); break;
+            case "message-id": messageId(); break;
             default: throw new IllegalArgumentException(check);
         }
         System.out.println("ok " + check);
