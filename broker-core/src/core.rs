@@ -5,6 +5,7 @@
 
 pub(crate) mod advisory;
 mod expiry;
+pub(crate) mod producer_audit;
 mod recovery;
 mod routing;
 pub(crate) mod scheduler;
@@ -118,6 +119,8 @@ pub(crate) struct Core {
     wildcard_consumers: Mutex<Vec<Arc<QueueFanIn>>>,
     /// Durable subscriptions on wildcard topics (see `wildcard_durable`).
     wildcard_durables: Mutex<Vec<Arc<WildcardDurable>>>,
+    /// What client-given message ids were stored (see `producer_audit`).
+    pub(crate) producer_audit: producer_audit::ProducerAudit,
     /// The topics that are virtual (`broker.virtual_topic_name`).
     virtual_topics: DestinationFilter,
     /// Temporary queues and topics, which live beside the others and never in the store.
@@ -174,6 +177,7 @@ impl Core {
             wildcard_subscribers: Mutex::new(Vec::new()),
             wildcard_consumers: Mutex::new(Vec::new()),
             wildcard_durables: Mutex::new(Vec::new()),
+            producer_audit: producer_audit::ProducerAudit::default(),
             virtual_topics,
             temporaries: temporary::Temporaries::default(),
             prepared: Mutex::new(HashMap::new()),

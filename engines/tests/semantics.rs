@@ -856,9 +856,10 @@ async fn closing_a_consumer_ends_a_receive_waiting_in_another_task(engine: Engin
 }
 
 /// A client that gives its own message ids (OpenWire's JMSMessageID) keeps them, and a resend
-/// of one still stored (the failover transport resends what was in flight when its
-/// connection broke) is answered as sent and not stored twice, on a queue and on a topic with
-/// a durable subscription, including across a broker restart.
+/// of one already stored (the failover transport resends what was in flight when its
+/// connection broke) is answered as sent and not stored twice: on a queue and on a topic with
+/// a durable subscription, across a broker restart while it is still stored (the store's
+/// `Duplicate`), and after it was consumed (the producer audit).
 async fn a_resend_with_the_same_client_id_is_stored_once(engine: Engine) {
     let env = Env::new(engine, "").unwrap();
     let broker = env.start().await;
@@ -869,15 +870,20 @@ async fn a_resend_with_the_same_client_id_is_stored_once(engine: Engine) {
         .await
         .unwrap();
     sub.close().await;
-    let given = |seq: u64, text: &str| {
+    // One client producer per destination, as a real client's ids are.
+    let given_to = |d: &Destination, seq: u64, text: &str| {
         let mut out = Outgoing::text(text);
-        out.id = Some(broker_core::MessageId::new("ID:client-1:1:1:1", seq));
+        out.id = Some(broker_core::MessageId::new(
+            format!("ID:client-1:1:1:{}", d.name),
+            seq,
+        ));
         out
     };
     for d in [q("resent.q"), t("resent.t")] {
-        let p = s.producer(d).unwrap();
+        let given = |seq, text| given_to(&d, seq, text);
+        let p = s.producer(d.clone()).unwrap();
         let first = p.send(given(1, "one")).await.unwrap();
-        assert_eq!(first, broker_core::MessageId::new("ID:client-1:1:1:1", 1));
+        assert_eq!(first.producer_seq, 1);
         // The same id again: answered as sent, the first copy stands.
         assert_eq!(p.send(given(1, "one again")).await.unwrap(), first);
         p.send(given(2, "two")).await.unwrap();
@@ -893,13 +899,16 @@ async fn a_resend_with_the_same_client_id_is_stored_once(engine: Engine) {
     let s = conn.session(AckMode::Auto).unwrap();
     // After a restart the store still knows the ids.
     for d in [q("resent.q"), t("resent.t")] {
-        let p = s.producer(d).unwrap();
-        p.send(given(2, "two again")).await.unwrap();
+        let p = s.producer(d.clone()).unwrap();
+        p.send(given_to(&d, 2, "two again")).await.unwrap();
     }
     let c = s.consumer(q("resent.q"), None).await.unwrap();
     let got = recv_n(&c, 2).await;
     assert_eq!(texts(&got), ["one", "two"]);
-    assert_eq!(got[0].message().id.to_string(), "ID:client-1:1:1:1:1");
+    assert_eq!(
+        got[0].message().id.to_string(),
+        "ID:client-1:1:1:resent.q:1"
+    );
     assert_none(&c).await;
     let sub = s
         .durable_subscriber(t("resent.t"), "keep", None)
@@ -907,6 +916,18 @@ async fn a_resend_with_the_same_client_id_is_stored_once(engine: Engine) {
         .unwrap();
     assert_eq!(texts(&recv_n(&sub, 2).await), ["one", "two"]);
     assert_none(&sub).await;
+    // Stored, consumed (gone from the store), then resent: the producer audit knows it.
+    let given = |seq, text| given_to(&q("resent.q"), seq, text);
+    let p = s.producer(q("resent.q")).unwrap();
+    p.send(given(3, "three")).await.unwrap();
+    assert_eq!(texts(&recv_n(&c, 1).await), ["three"]);
+    p.send(given(3, "three again")).await.unwrap();
+    assert_none(&c).await;
+    // A later sequence that comes before an earlier one is no duplicate (a bridge forwards
+    // out of order): both are delivered.
+    p.send(given(5, "five")).await.unwrap();
+    p.send(given(4, "four")).await.unwrap();
+    assert_eq!(texts(&recv_n(&c, 2).await), ["five", "four"]);
     broker.stop().await;
     env.cleanup().await;
 }

@@ -154,6 +154,12 @@ impl Producer {
                 self.seq.fetch_add(1, Ordering::Relaxed) + 1,
             ),
         };
+        // Outside a transaction: a transacted send is stored at commit, under its own rules.
+        let audited = given && self.session.mode() != crate::AckMode::Transacted;
+        if audited && self.session.core().producer_audit.seen(&id) {
+            log_resent(&id);
+            return Ok(Submitted::done(id));
+        }
         let message = out.into_message(id.clone(), self.destination.clone(), now_ms());
         let placed = match self.session.place(message).await {
             Ok(Some(placed)) => placed,
@@ -176,6 +182,9 @@ impl Producer {
             }
             let result = match written {
                 Ok(_) => {
+                    if audited {
+                        core.producer_audit.record(&id);
+                    }
                     core.delivered(placed.then);
                     Ok(id)
                 }

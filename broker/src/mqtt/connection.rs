@@ -430,9 +430,11 @@ impl Conn {
                 max_inflight: self.ctx.max_inflight,
                 topic_prefetch: self.ctx.server.broker.config().limits.topic_prefetch,
             },
-            &self.outbox,
-            &self.out,
-            self.connacked.subscribe(),
+            &super::session::Wiring {
+                outbox: Arc::clone(&self.outbox),
+                out: self.out.clone(),
+                connacked: self.connacked.subscribe(),
+            },
         )
         .await
     }

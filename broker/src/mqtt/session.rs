@@ -127,7 +127,23 @@ pub struct Subscription {
     /// Each consumer with its pump and, for QoS 1/2, its own credit: a filter with `#` has
     /// two consumers (`a.>` and `a`), and one budget shared by two pumps starved one of them,
     /// since a pump takes all the credit there is while it waits for its next message.
-    consumers: Vec<(Arc<Consumer>, JoinHandle<()>, Option<Arc<Semaphore>>)>,
+    consumers: Vec<Part>,
+}
+
+/// One broker-core consumer of a subscription, the task moving its messages to the client,
+/// and its credit (QoS 1/2).
+struct Part {
+    consumer: Arc<Consumer>,
+    pump: JoinHandle<()>,
+    credits: Option<Arc<Semaphore>>,
+}
+
+/// Where a subscription's messages go: the connection's outbound packet ids and queue, and
+/// whether CONNACK went out (nothing may precede it).
+pub(crate) struct Wiring {
+    pub outbox: Arc<Outbox>,
+    pub out: OutSender,
+    pub connacked: watch::Receiver<bool>,
 }
 
 impl Subscription {
@@ -138,9 +154,7 @@ impl Subscription {
         qos: QoS,
         durable: bool,
         flow: Flow,
-        outbox: &Arc<Outbox>,
-        out: &OutSender,
-        connacked: watch::Receiver<bool>,
+        wiring: &Wiring,
     ) -> Result<Subscription, BrokerError> {
         let durable = durable && qos != QoS::AtMostOnce;
         let mode = if qos == QoS::AtMostOnce {
@@ -179,15 +193,19 @@ impl Subscription {
             let credits =
                 (qos != QoS::AtMostOnce).then(|| Arc::new(Semaphore::new(flow.max_inflight)));
             let pump = tokio::spawn(pump(
-                connacked.clone(),
+                wiring.connacked.clone(),
                 Arc::clone(&consumer),
                 qos,
                 session.clone(),
                 credits.clone(),
-                Arc::clone(outbox),
-                out.clone(),
+                Arc::clone(&wiring.outbox),
+                wiring.out.clone(),
             ));
-            sub.consumers.push((consumer, pump, credits));
+            sub.consumers.push(Part {
+                consumer,
+                pump,
+                credits,
+            });
         }
         Ok(sub)
     }
@@ -195,12 +213,15 @@ impl Subscription {
     /// Stops delivering; messages delivered and not acked go back (redelivered with DUP to
     /// the next subscriber of a durable subscription).
     pub async fn close(self) {
-        for (_, _, credits) in &self.consumers {
-            if let Some(c) = credits {
+        for part in &self.consumers {
+            if let Some(c) = &part.credits {
                 c.close();
             }
         }
-        for (consumer, mut pump, _) in self.consumers {
+        for Part {
+            consumer, mut pump, ..
+        } in self.consumers
+        {
             consumer.close().await;
             if tokio::time::timeout(Duration::from_secs(1), &mut pump)
                 .await
