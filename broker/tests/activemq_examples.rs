@@ -50,7 +50,7 @@ fn compile(into: &Path) -> Option<()> {
             std::env::var_os("BROKER_REQUIRE_JAVA").is_none(),
             "ActiveMQ's examples need Debian's activemq and libactivemq-java and a JDK"
         );
-        test_support::skip(&format!(
+        test_support::skip(format!(
             "no {EXAMPLES}, javac or /usr/share/java/activemq-client.jar"
         ));
         return None;
