@@ -137,13 +137,55 @@ async fn broker() -> (TestBroker, u16) {
     (b, port)
 }
 
+/// A broker on JDBC over MariaDB (`MYSQL_URL`) in tables of its own, and their config for
+/// dropping them afterwards; `None` (skipped) without `MYSQL_URL`.
+async fn mariadb_broker() -> Option<(TestBroker, u16, store_jdbc::JdbcConfig)> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let url = match std::env::var("MYSQL_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => {
+            test_support::skip("the Java checks on MariaDB: MYSQL_URL is not set");
+            return None;
+        }
+    };
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let prefix = format!("ow{}_{n}_", std::process::id());
+    let b = TestBroker::start(&format!(
+        "[persistence]\nkind = \"jdbc\"\n[persistence.jdbc]\nurl = \"{url}\"\ntable_prefix = \"{prefix}\"\n"
+    ))
+    .await;
+    let port = b.server.openwire.expect("OpenWire listener").port();
+    let mut config = store_jdbc::JdbcConfig::new(url);
+    config.table_prefix = prefix;
+    Some((b, port, config))
+}
+
+/// One check of `OpenWireChecks` as two tests: on KahaDB and on JDBC over MariaDB (issue 22:
+/// the Java suite on both).
 macro_rules! java_check {
     ($name:ident, $check:literal) => {
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $name() {
-            let (b, port) = broker().await;
-            java(port, $check).await;
-            b.stop().await;
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn kahadb() {
+                let (b, port) = broker().await;
+                java(port, $check).await;
+                b.stop().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mariadb() {
+                if compiled().is_none() {
+                    return;
+                }
+                let Some((b, port, tables)) = mariadb_broker().await else {
+                    return;
+                };
+                java(port, $check).await;
+                b.stop().await;
+                store_jdbc::JdbcStore::drop_tables(&tables).await.unwrap();
+            }
         }
     };
 }

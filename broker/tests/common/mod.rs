@@ -24,8 +24,14 @@ pub struct TestBroker {
 }
 
 pub fn config(dir: &std::path::Path, extra: &str) -> BrokerConfig {
+    // Small KahaDB files, unless the test picks another engine.
+    let kahadb = if extra.contains("[persistence]") {
+        ""
+    } else {
+        "[persistence.kahadb]\njournal_max_file_length = 1048576\npreallocate = false\n"
+    };
     let text = format!(
-        "[broker]\nname = \"stomp-test\"\ndata_directory = \"{}\"\n[persistence.kahadb]\njournal_max_file_length = 1048576\npreallocate = false\n{extra}",
+        "[broker]\nname = \"stomp-test\"\ndata_directory = \"{}\"\n{kahadb}{extra}",
         dir.display()
     );
     // Never the default 61616 (nor 61614): tests run in parallel.
