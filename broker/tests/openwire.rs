@@ -449,6 +449,21 @@ async fn java_failover_transport_survives_kill_9_of_the_broker() {
     drop(broker);
 }
 
+/// A durable subscriber across a broker restart (issue 22): what was published while it was
+/// away, before the restart, is delivered after it, with its selector still applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn java_durable_subscriber_across_a_broker_restart() {
+    if compiled().is_none() {
+        return;
+    }
+    let (b, port) = broker().await;
+    java(port, "durable-before-restart").await;
+    let b = b.restart().await;
+    let port = b.server.openwire.expect("OpenWire listener").port();
+    java(port, "durable-after-restart").await;
+    b.stop().await;
+}
+
 /// Message groups and exclusive consumers with the stock JMS client (issue 25).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn java_message_groups_each_on_one_consumer_in_order() {

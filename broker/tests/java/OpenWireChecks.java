@@ -85,6 +85,8 @@ public class OpenWireChecks {
             case "not-authorized": notAuthorized(); break;
             case "advisories": advisories(); break;
             case "message-id": messageId(); break;
+            case "durable-before-restart": durableBeforeRestart(); break;
+            case "durable-after-restart": durableAfterRestart(); break;
             default: throw new IllegalArgumentException(check);
         }
         System.out.println("ok " + check);
@@ -419,6 +421,44 @@ public class OpenWireChecks {
         sub2.close();
         s2.unsubscribe("reader");
         c2.close();
+    }
+
+    /// Across a broker restart (the test restarts it between the two): a durable subscriber
+    /// that went away, then persistent messages published while it was away (one with a
+    /// selector-relevant property, priority and a property of every kind it keeps)...
+    static void durableBeforeRestart() throws Exception {
+        Connection c = connectAs("ow-restart");
+        Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        s.createDurableSubscriber(s.createTopic("ow.restart"), "reader", "kind <> 'skip'", false).close();
+        c.close();
+        Connection pc = connect("");
+        Session ps = pc.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        MessageProducer pp = ps.createProducer(ps.createTopic("ow.restart"));
+        pp.setDeliveryMode(DeliveryMode.PERSISTENT);
+        for (int i = 0; i < 5; i++) {
+            TextMessage m = ps.createTextMessage("away" + i);
+            m.setStringProperty("kind", i == 2 ? "skip" : "keep");
+            m.setLongProperty("n", i);
+            pp.send(m);
+        }
+        pc.close();
+    }
+
+    /// ...are all there after it, in order, with their properties, and only once.
+    static void durableAfterRestart() throws Exception {
+        Connection c = connectAs("ow-restart");
+        Session s = c.createSession(false, Session.CLIENT_ACKNOWLEDGE);
+        MessageConsumer sub = s.createDurableSubscriber(s.createTopic("ow.restart"), "reader", "kind <> 'skip'", false);
+        for (int i : new int[] {0, 1, 3, 4}) {
+            TextMessage m = (TextMessage) sub.receive(10000);
+            check(m != null && m.getText().equals("away" + i) && m.getLongProperty("n") == i,
+                  "kept across the restart: " + i + ", got " + m);
+            m.acknowledge();
+        }
+        check(sub.receive(1000) == null, "nothing more");
+        sub.close();
+        s.unsubscribe("reader");
+        c.close();
     }
 
     // Sent by the Rust STOMP client first: a text frame (no content-length), then a bytes one.
