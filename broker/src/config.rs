@@ -92,6 +92,14 @@ pub struct TransportsSection {
     pub tls_certificate: Option<PathBuf>,
     /// PEM private key.
     pub tls_key: Option<PathBuf>,
+    /// PEM certificates of the authorities whose client certificates the TLS listeners accept
+    /// (ActiveMQ's `needClientAuth`/`wantClientAuth` with a truststore). A client presenting
+    /// one is the user whose `certificate_subject` is the certificate's subject, whatever
+    /// login it gives (ActiveMQ's certificate authentication plugin).
+    pub tls_client_ca: Option<PathBuf>,
+    /// With `tls_client_ca`: `"required"` (the default; a TLS client without a certificate is
+    /// refused in the handshake) or `"optional"` (one without logs in with its password).
+    pub tls_client_auth: Option<String>,
     /// Largest frame (headers and body) a client may send, STOMP or OpenWire. 16 MiB.
     pub max_frame_bytes: usize,
     /// Most headers in one frame. 1000.
@@ -153,6 +161,8 @@ impl Default for TransportsSection {
             mqtt_max_inflight: 100,
             tls_certificate: None,
             tls_key: None,
+            tls_client_ca: None,
+            tls_client_auth: None,
             max_frame_bytes: 16 * 1024 * 1024,
             max_headers: 1000,
             max_header_bytes: 10 * 1024,
@@ -176,10 +186,18 @@ impl Default for TransportsSection {
 pub struct UserEntry {
     pub name: String,
     /// Clear text (warned about at start), or an argon2 PHC string from `broker passwd`.
+    /// Left out for a user who logs in only with a TLS client certificate
+    /// (`certificate_subject`): an empty password matches nothing.
+    #[serde(default)]
     pub password: String,
     /// The groups `[[authorization]]` entries grant to.
     #[serde(default)]
     pub groups: Vec<String>,
+    /// The subject of the TLS client certificate that logs in as this user (with
+    /// `transports.tls_client_ca`), e.g. `"CN=app,O=Example"`: the same attributes and values
+    /// as the certificate's, in any order.
+    #[serde(default)]
+    pub certificate_subject: Option<String>,
 }
 
 impl BrokerConfig {
@@ -253,6 +271,21 @@ impl BrokerConfig {
                 }
             }
         }
+        match (&t.tls_client_auth, &t.tls_client_ca) {
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "transports.tls_client_auth",
+                    "needs transports.tls_client_ca",
+                ));
+            }
+            (Some(mode), Some(_)) if mode != "required" && mode != "optional" => {
+                return Err(ConfigError::new(
+                    "transports.tls_client_auth",
+                    format!("is {mode:?}; it must be \"required\" or \"optional\""),
+                ));
+            }
+            _ => {}
+        }
         if !(t.stomp_heartbeat_grace >= 1.0 && t.stomp_heartbeat_grace <= 1000.0) {
             return Err(ConfigError::new(
                 "transports.stomp_heartbeat_grace",
@@ -304,6 +337,12 @@ impl BrokerConfig {
                 return Err(ConfigError::new(
                     format!("users[{i}].name"),
                     format!("user {:?} is defined twice", u.name),
+                ));
+            }
+            if u.password.is_empty() && u.certificate_subject.is_none() {
+                return Err(ConfigError::new(
+                    format!("users[{i}].password"),
+                    "is required (or certificate_subject, for a user who logs in only with a TLS client certificate)",
                 ));
             }
             // A hash without its salt and output (a truncated paste) would refuse every login.

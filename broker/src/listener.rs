@@ -268,7 +268,18 @@ fn tls_acceptor(t: &crate::config::TransportsSection, key: &str) -> Result<TlsAc
     let (Some(cert), Some(key_file)) = (&t.tls_certificate, &t.tls_key) else {
         anyhow::bail!("transports.{key} needs tls_certificate and tls_key");
     };
-    crate::tls::acceptor(cert, key_file)
+    let client = t.tls_client_ca.as_deref().map(|ca| crate::tls::ClientAuth {
+        ca,
+        required: t.tls_client_auth.as_deref() != Some("optional"),
+    });
+    crate::tls::acceptor_with(cert, key_file, client).with_context(|| format!("transports.{key}"))
+}
+
+/// The subject of the verified client certificate a TLS client presented, if any: its
+/// protocol then runs with it where `Users::authenticate` finds it (see `tls`).
+fn client_subject_of(stream: &tokio_rustls::server::TlsStream<TcpStream>) -> Option<String> {
+    let cert = stream.get_ref().1.peer_certificates()?.first()?;
+    crate::tls::subject_of(cert)
 }
 
 async fn bind(addr: &str) -> std::io::Result<TcpListener> {
@@ -302,7 +313,10 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<S
                 None => serve(stream, peer, ctx).await,
                 Some(acceptor) => {
                     if let Some(s) = tls_handshake(&acceptor, stream, &peer).await {
-                        serve(s, peer, ctx).await;
+                        let subject = client_subject_of(&s);
+                        crate::tls::CLIENT_SUBJECT
+                            .scope(subject, serve(s, peer, ctx))
+                            .await;
                     }
                 }
             }
@@ -325,7 +339,10 @@ async fn websocket_accept_loop(
                 None => serve_websocket(stream, peer, ctx).await,
                 Some(acceptor) => {
                     if let Some(s) = tls_handshake(&acceptor, stream, &peer).await {
-                        serve_websocket(s, peer, ctx).await;
+                        let subject = client_subject_of(&s);
+                        crate::tls::CLIENT_SUBJECT
+                            .scope(subject, serve_websocket(s, peer, ctx))
+                            .await;
                     }
                 }
             }
@@ -383,7 +400,10 @@ async fn openwire_accept_loop(
                 None => crate::openwire::serve(stream, peer, ctx).await,
                 Some(acceptor) => {
                     if let Some(s) = tls_handshake(&acceptor, stream, &peer).await {
-                        crate::openwire::serve(s, peer, ctx).await;
+                        let subject = client_subject_of(&s);
+                        crate::tls::CLIENT_SUBJECT
+                            .scope(subject, crate::openwire::serve(s, peer, ctx))
+                            .await;
                     }
                 }
             }

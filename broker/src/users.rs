@@ -38,6 +38,8 @@ struct User {
 #[derive(Debug, Clone)]
 pub struct Users {
     users: HashMap<String, User>,
+    /// Users by their `certificate_subject`, normalized (`tls::normalize_subject`).
+    by_certificate: HashMap<String, String>,
     default: bool,
     map: Arc<AuthorizationMap>,
     /// What an unknown login name is checked against, so that it costs what a known one
@@ -78,6 +80,7 @@ impl Users {
                         groups: vec!["admins".to_owned()],
                     },
                 )]),
+                by_certificate: HashMap::new(),
                 default: true,
                 map,
                 dummy: Secret::Clear("admin".to_owned()),
@@ -108,6 +111,13 @@ impl Users {
                     )
                 })
                 .collect(),
+            by_certificate: users
+                .iter()
+                .filter_map(|u| {
+                    let subject = u.certificate_subject.as_deref()?;
+                    Some((crate::tls::normalize_subject(subject), u.name.clone()))
+                })
+                .collect(),
             default: false,
             map,
             dummy,
@@ -125,7 +135,7 @@ impl Users {
             && self
                 .users
                 .values()
-                .any(|u| matches!(u.secret, Secret::Clear(_)))
+                .any(|u| matches!(&u.secret, Secret::Clear(p) if !p.is_empty()))
     }
 
     /// Checks in time independent of where the passwords differ. An argon2 check takes tens
@@ -136,6 +146,8 @@ impl Users {
             None => (&self.dummy, false),
         };
         let matches = match secret {
+            // No password (a certificate-only user): nothing matches.
+            Secret::Clear(expected) if expected.is_empty() => false,
             Secret::Clear(expected) => expected.as_bytes().ct_eq(passcode.as_bytes()).into(),
             Secret::Hash(phc) => PasswordHash::new(phc).is_ok_and(|h| {
                 Argon2::default()
@@ -150,7 +162,22 @@ impl Users {
     /// [`broker_core::session::Connection::set_subject`]; `None` on wrong credentials,
     /// answered after [`FAILED_LOGIN_DELAY`] so that guessing is slow. The argon2 work runs
     /// on a blocking thread, so that other connections are not held.
+    /// Who logs in: with a verified TLS client certificate on the connection, the user whose
+    /// `certificate_subject` it carries (login and passcode are not looked at, as with
+    /// ActiveMQ's certificate authentication plugin; no such user: refused); otherwise the
+    /// user `login` if `passcode` is theirs.
     pub async fn authenticate(self: &Arc<Self>, login: &str, passcode: &str) -> Option<Subject> {
+        if let Some(subject) = crate::tls::client_subject() {
+            let user = self
+                .by_certificate
+                .get(&crate::tls::normalize_subject(&subject));
+            if user.is_none() {
+                tracing::warn!(
+                    "TLS client certificate {subject:?} is no user's certificate_subject"
+                );
+            }
+            return self.subject(user?);
+        }
         let (users, l, p) = (Arc::clone(self), login.to_owned(), passcode.to_owned());
         let ok = tokio::task::spawn_blocking(move || users.check(&l, &p))
             .await
@@ -191,11 +218,13 @@ mod tests {
                 name: "h".into(),
                 password: hash,
                 groups: vec![],
+                certificate_subject: None,
             },
             UserEntry {
                 name: "c".into(),
                 password: "plain".into(),
                 groups: vec![],
+                certificate_subject: None,
             },
         ];
         let users = Users::from_config(&entries);
