@@ -397,6 +397,7 @@ impl Connection {
             usage: Arc::clone(&self.inner.usage),
             tx_slot: SyncMutex::new(tx_slot),
             subject: Arc::clone(&self.inner.subject),
+            network_path: OnceLock::new(),
         });
         let mut sessions = self.inner.sessions.lock();
         // Sessions closed and dropped leave a dead entry each: a client that opens and closes
@@ -596,6 +597,9 @@ pub(crate) struct SessionInner {
     tx_slot: SyncMutex<Option<Slot>>,
     /// The connection's user (see [`Connection::set_subject`]).
     subject: Arc<OnceLock<Arc<Subject>>>,
+    /// Set when the session's consumers serve a network bridge: the brokers the demand came
+    /// through, which their advisories carry so that other bridges do not forward in a loop.
+    network_path: OnceLock<Vec<String>>,
 }
 
 /// Empties a session's transacted sends, giving their bytes back to the broker's memory and
@@ -653,6 +657,14 @@ impl Session {
                 self.inner.core.temporaries.contains(destination),
             ),
         }
+    }
+
+    /// Marks this session's consumers as a network bridge's (ActiveMQ's
+    /// `ConsumerInfo.networkSubscription`), on behalf of the brokers in `broker_path`: their
+    /// advisories carry `networkSubscription` and `brokerPath` (the ids joined by commas).
+    /// Set once, before its first consumer; a second call changes nothing.
+    pub fn set_network_path(&self, broker_path: Vec<String>) {
+        let _ = self.inner.network_path.set(broker_path);
     }
 
     pub fn producer(&self, destination: Destination) -> Result<Producer> {
@@ -1004,6 +1016,7 @@ impl Session {
             destination,
             consumer_id: format!("{}:{id}", self.inner.connection_id),
             connection_id: &self.inner.connection_id,
+            network_path: self.inner.network_path.get().map(Vec::as_slice),
             started: true,
             count: core.consumer_count(destination),
         });
@@ -1698,6 +1711,7 @@ impl Consumer {
             destination: &self.destination,
             consumer_id: format!("{}:{}", self.session.inner.connection_id, self.id),
             connection_id: &self.session.inner.connection_id,
+            network_path: self.session.inner.network_path.get().map(Vec::as_slice),
             started: false,
             count: core.consumer_count(&self.destination),
         });

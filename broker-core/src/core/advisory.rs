@@ -38,6 +38,8 @@ pub(crate) enum Advisory<'a> {
         destination: &'a Destination,
         consumer_id: String,
         connection_id: &'a str,
+        /// A network bridge's consumer: the brokers its demand came through.
+        network_path: Option<&'a [String]>,
         started: bool,
         count: usize,
     },
@@ -148,12 +150,17 @@ impl Advisory<'_> {
             Advisory::Consumer {
                 consumer_id,
                 connection_id,
+                network_path,
                 started,
                 count: n,
                 ..
             } => {
                 p.insert("event".into(), event(*started, "started", "stopped"));
                 p.insert("consumerId".into(), s(consumer_id));
+                if let Some(path) = network_path {
+                    p.insert("networkSubscription".into(), Value::Bool(true));
+                    p.insert("brokerPath".into(), s(&path.join(",")));
+                }
                 p.insert("connectionId".into(), s(connection_id));
                 p.insert("consumerCount".into(), count(*n));
             }
