@@ -1012,6 +1012,15 @@ impl Session {
     ) -> Consumer {
         self.inner.consumers.lock().push((id, target.clone()));
         let core = &self.inner.core;
+        core.live_consumers.add(
+            id,
+            crate::core::advisory::LiveConsumer {
+                destination: destination.clone(),
+                consumer_id: format!("{}:{id}", self.inner.connection_id),
+                connection_id: self.inner.connection_id.clone(),
+                network_path: self.inner.network_path.get().cloned(),
+            },
+        );
         core.advise(Advisory::Consumer {
             destination,
             consumer_id: format!("{}:{id}", self.inner.connection_id),
@@ -1561,6 +1570,7 @@ pub(crate) enum Target {
 
 impl Target {
     fn unregister(&self, core: &Arc<Core>, id: u64) {
+        core.live_consumers.remove(id);
         match self {
             Target::One(d) => {
                 d.remove_consumer(id);

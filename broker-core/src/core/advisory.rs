@@ -226,6 +226,40 @@ impl Default for Advisories {
     }
 }
 
+/// A consumer as its "started" advisory described it, while it lives: what a new watcher of
+/// the consumer advisories is told about the consumers that started before it (ActiveMQ's
+/// `AdvisoryBroker` replays them too; a network bridge needs them to see existing demand).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveConsumer {
+    pub destination: Destination,
+    /// As in its advisories' `consumerId`.
+    pub consumer_id: String,
+    pub connection_id: String,
+    /// A network bridge's consumer: the brokers its demand came through.
+    pub network_path: Option<Vec<String>>,
+}
+
+/// The live consumers by broker-core id.
+#[derive(Default)]
+pub(crate) struct LiveConsumers(Mutex<HashMap<u64, LiveConsumer>>);
+
+impl LiveConsumers {
+    pub fn add(&self, id: u64, c: LiveConsumer) {
+        self.0.lock().insert(id, c);
+    }
+
+    pub fn remove(&self, id: u64) {
+        self.0.lock().remove(&id);
+    }
+
+    pub fn all(&self) -> Vec<LiveConsumer> {
+        let mut v: Vec<(u64, LiveConsumer)> =
+            self.0.lock().iter().map(|(k, c)| (*k, c.clone())).collect();
+        v.sort_by_key(|(k, _)| *k);
+        v.into_iter().map(|(_, c)| c).collect()
+    }
+}
+
 /// Producers per destination, for `producerCount`.
 #[derive(Default)]
 pub(crate) struct ProducerCounts(Mutex<HashMap<Destination, usize>>);
