@@ -14,6 +14,8 @@ pub struct Broker {
     inner: broker_core::Broker,
     config: BrokerConfig,
     pipelined: Arc<PipelineGauge>,
+    /// See [`Broker::broker_id`].
+    broker_id: std::sync::OnceLock<String>,
 }
 
 impl Broker {
@@ -29,6 +31,7 @@ impl Broker {
             inner,
             config,
             pipelined: Arc::default(),
+            broker_id: std::sync::OnceLock::new(),
         }
     }
 
@@ -36,6 +39,14 @@ impl Broker {
     /// pipeline_window_bytes`).
     pub fn pipelined(&self) -> &Arc<PipelineGauge> {
         &self.pipelined
+    }
+
+    /// The id this broker goes by in OpenWire's `BrokerInfo` and in the broker paths of a
+    /// network of brokers: kept in `broker.id` under the data directory, so it stays the
+    /// same across restarts (a message forwarded before a restart still names it).
+    pub fn broker_id(&self) -> &str {
+        self.broker_id
+            .get_or_init(|| crate::network::broker_id::load_or_create(&self.config))
     }
 
     /// The whole config file (broker-core's own part is [`broker_core::Broker::config`]).

@@ -8,6 +8,12 @@
 //! stored it. Loops are stopped by broker paths: every forwarded message and every consumer
 //! opened for a bridge carries the ids of the brokers it came through.
 
+pub mod broker_id;
 pub mod config;
 
 pub use config::NetworkConnector;
+
+/// The property a message's broker path is kept in while it is in this broker (OpenWire
+/// carries it in `Message.brokerPath`; other protocols see it as a header/property): the
+/// ids of the brokers it was forwarded from, comma-separated, oldest first.
+pub const BROKER_PATH_PROPERTY: &str = "JMSXBrokerPath";

@@ -654,7 +654,7 @@ async fn connect(
     connection.set_subject(subject)?;
     let broker_info = BrokerInfo {
         broker_id: Some(BrokerId {
-            value: format!("rust-broker-{}", ctx.broker.config().broker.name),
+            value: ctx.broker.broker_id().to_owned(),
         }),
         broker_name: Some(ctx.broker.config().broker.name.clone()),
         ..BrokerInfo::default()
@@ -955,6 +955,17 @@ impl Conn {
             return Err(Failure::jms("consumer id in use"));
         }
         let session = self.connection.session(AckMode::Individual)?;
+        // Another broker's bridge: its consumer's advisories say so, with the brokers the
+        // demand came through, so that no bridge forwards back along that path.
+        if info.network_subscription {
+            session.set_network_path(
+                info.broker_path
+                    .iter()
+                    .flatten()
+                    .map(|b| b.value.clone())
+                    .collect(),
+            );
+        }
         // Above ActiveMQ's maximum it is lowered to it, silently, as ActiveMQ does.
         let prefetch = broker_core::clamp_prefetch(i64::from(info.prefetch_size)) as usize;
         let credits = Arc::new(Semaphore::new(prefetch));
@@ -1043,6 +1054,22 @@ impl Conn {
             }
         };
         let consumer = Arc::new(consumer);
+        // Subscribed first, listed second: a consumer that stops in between is in the list
+        // and its "stopped" advisory follows the replay.
+        if super::advisory::watches_consumers(dest) {
+            let live = self.ctx.broker.live_consumers()?;
+            for m in super::advisory::replay(&dest.physical_name, &live) {
+                let dispatch = MessageDispatch {
+                    consumer_id: info.consumer_id.clone(),
+                    destination: m.destination.clone(),
+                    message: Some(Box::new(m)),
+                    ..MessageDispatch::default()
+                };
+                if !self.out.send(&Command::MessageDispatch(dispatch)).await {
+                    break;
+                }
+            }
+        }
         let pump = tokio::spawn(pump(
             Arc::clone(&consumer),
             info.consumer_id.clone(),
