@@ -8,8 +8,17 @@
 //! stored it. Loops are stopped by broker paths: every forwarded message and every consumer
 //! opened for a bridge carries the ids of the brokers it came through.
 
+mod bridge;
 pub mod broker_id;
 pub mod config;
+mod forward;
+mod link;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::warn;
 
 pub use config::NetworkConnector;
 
@@ -17,3 +26,40 @@ pub use config::NetworkConnector;
 /// carries it in `Message.brokerPath`; other protocols see it as a header/property): the
 /// ids of the brokers it was forwarded from, comma-separated, oldest first.
 pub const BROKER_PATH_PROPERTY: &str = "JMSXBrokerPath";
+
+/// Starts a bridge per remote broker of each `[[network_connectors]]` entry; they run until
+/// `shutdown` turns true.
+pub fn start(broker: &Arc<crate::Broker>, shutdown: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
+    for (i, c) in broker.config().network_connectors.iter().enumerate() {
+        let key = format!("network_connectors[{i}]");
+        // Validated with the config; a config built in code that is not is skipped, loudly.
+        let (remotes, filters) = match (c.remotes(), c.filters(&key)) {
+            (Ok(r), Ok(f)) => (r, f),
+            (Err(e), _) => {
+                warn!("{key}.uri: {e}; connector not started");
+                continue;
+            }
+            (_, Err(e)) => {
+                warn!("{e}; connector not started");
+                continue;
+            }
+        };
+        let connector = Arc::new(c.clone());
+        let filters = Arc::new(filters);
+        for remote in remotes {
+            let spec = bridge::Spec {
+                connector: Arc::clone(&connector),
+                filters: Arc::clone(&filters),
+                remote,
+                forwarded: Arc::default(),
+            };
+            tasks.push(tokio::spawn(bridge::run(
+                spec,
+                Arc::clone(broker),
+                shutdown.clone(),
+            )));
+        }
+    }
+    tasks
+}

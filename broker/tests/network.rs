@@ -1,0 +1,277 @@
+//! A network of brokers (issue 28), with real `broker` processes on loopback ports: one
+//! broker's `[[network_connectors]]` bridge forwards to another what that other has consumers
+//! for, nothing when it has none, within `network_ttl` hops, without loops or loss.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use broker::client::{ConnectOptions, StompClient};
+use broker::stomp::frame::Frame;
+use broker::url::Endpoint;
+
+/// A `broker` process, killed (SIGKILL) when dropped.
+struct Node {
+    child: Child,
+    name: String,
+    stomp: Endpoint,
+    openwire: u16,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port free now, for a broker that must come back on the same one after a restart.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A connector to the brokers listening for OpenWire on `ports`, with fast reconnects.
+fn connector(ports: &[u16], extra: &str) -> String {
+    let uris: Vec<String> = ports
+        .iter()
+        .map(|p| format!("tcp://127.0.0.1:{p}"))
+        .collect();
+    format!(
+        "[[network_connectors]]\nuri = \"static:({})\"\nuser_name = \"admin\"\npassword = \"admin\"\ninitial_reconnect_delay_ms = 100\nmax_reconnect_delay_ms = 500\n{extra}",
+        uris.join(",")
+    )
+}
+
+/// Starts broker `name` on KahaDB under `dir`, OpenWire on `openwire`, with `extra` config.
+fn start(dir: &Path, name: &str, openwire: u16, extra: &str) -> Node {
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "[broker]\nname = \"{name}\"\ndata_directory = \"{}\"\n[persistence.kahadb]\njournal_max_file_length = 1048576\npreallocate = false\n[transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"127.0.0.1:{openwire}\"\nwebsocket = \"\"\nmqtt = \"\"\nweb = \"\"\n{extra}",
+            dir.join(format!("data-{name}")).display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(common::process::BIN)
+        .args(["start", "--config"])
+        .arg(&config)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info,broker::network=debug")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn broker");
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let log = Arc::clone(&log);
+        // Drains stderr for the broker's whole life, so that it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            const MARK: &str = "listening for STOMP on ";
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(i) = line.find(MARK) {
+                    let _ = tx.send(line[i + MARK.len()..].trim().to_owned());
+                }
+                log.lock().unwrap().push(line);
+            }
+        });
+    }
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the broker announces its STOMP address");
+    let addr: std::net::SocketAddr = url.trim_start_matches("tcp://").parse().unwrap();
+    Node {
+        child,
+        name: name.to_owned(),
+        stomp: Endpoint {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            tls: false,
+        },
+        openwire,
+        log,
+    }
+}
+
+impl Node {
+    /// Waits (bounded) until `count` log lines contain `text`.
+    fn wait_log(&self, text: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let n = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains(text))
+                .count();
+            if n >= count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{}: no {count} lines with {text:?} in:\n{}",
+                self.name,
+                self.log.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    async fn client(&self) -> StompClient {
+        StompClient::connect(
+            &self.stomp,
+            &ConnectOptions {
+                login: "admin".into(),
+                passcode: "admin".into(),
+                ..ConnectOptions::default()
+            },
+        )
+        .await
+        .expect("connect")
+    }
+
+    #[allow(dead_code)]
+    async fn client_id(&self, id: &str) -> StompClient {
+        StompClient::connect(
+            &self.stomp,
+            &ConnectOptions {
+                login: "admin".into(),
+                passcode: "admin".into(),
+                client_id: Some(id.into()),
+                ..ConnectOptions::default()
+            },
+        )
+        .await
+        .expect("connect")
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn send_all(c: &mut StompClient, destination: &str, range: std::ops::Range<usize>) {
+    for i in range {
+        c.send(destination, format!("m{i}"), &[("persistent", "true")])
+            .await
+            .unwrap();
+    }
+}
+
+/// The next MESSAGE within `wait`, acked.
+async fn next(c: &mut StompClient, wait: Duration) -> Option<Frame> {
+    let f = c.recv_timeout(wait).await.unwrap()?;
+    assert_eq!(f.command, "MESSAGE", "{f:?}");
+    c.ack(&f, None).await.unwrap();
+    Some(f)
+}
+
+fn body(f: &Frame) -> String {
+    String::from_utf8_lossy(&f.body).into_owned()
+}
+
+/// Receives `n` messages, each within 30 s.
+async fn receive(c: &mut StompClient, n: usize, who: &Node) -> Vec<String> {
+    let mut got = Vec::new();
+    for _ in 0..n {
+        match next(c, Duration::from_secs(30)).await {
+            Some(f) => got.push(body(&f)),
+            None => panic!(
+                "only {} of {n} messages arrived; log of {}:\n{}",
+                got.len(),
+                who.name,
+                who.log_text()
+            ),
+        }
+    }
+    got
+}
+
+fn expected(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("m{i}")).collect()
+}
+
+/// Nothing more arrives for a while.
+async fn nothing(c: &mut StompClient) {
+    if let Some(f) = c.recv_timeout(Duration::from_millis(700)).await.unwrap() {
+        panic!("unexpected {:?}: {}", f.command, body(&f));
+    }
+}
+
+/// A consumer on `destination` at `node` finds nothing there (the queue is empty).
+async fn empty(node: &Node, destination: &str) {
+    let mut c = node.client().await;
+    c.subscribe("empty", destination, "client-individual", &[])
+        .await
+        .unwrap();
+    nothing(&mut c).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_is_forwarded_to_the_broker_that_has_its_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path(), "b", free_port(), "");
+    let a = start(dir.path(), "a", free_port(), &connector(&[b.openwire], ""));
+    a.wait_log("network bridge connected", 1);
+    let mut consumer = b.client().await;
+    consumer
+        .subscribe("s", "/queue/q", "client-individual", &[])
+        .await
+        .unwrap();
+    a.wait_log("demand for queue://q", 1);
+    let mut producer = a.client().await;
+    send_all(&mut producer, "/queue/q", 0..200).await;
+    assert_eq!(receive(&mut consumer, 200, &a).await, expected(0..200));
+    nothing(&mut consumer).await;
+    // Every one was acked on A: with B gone, A's queue has nothing left.
+    b.kill();
+    a.wait_log("network bridge disconnected", 1);
+    empty(&a, "/queue/q").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_demand_nothing_is_forwarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path(), "b", free_port(), "");
+    let a = start(dir.path(), "a", free_port(), &connector(&[b.openwire], ""));
+    a.wait_log("network bridge connected", 1);
+    let mut producer = a.client().await;
+    send_all(&mut producer, "/queue/q", 0..20).await;
+    // A consumer of another queue on B is no demand for this one.
+    let mut other = b.client().await;
+    other
+        .subscribe("o", "/queue/other", "client-individual", &[])
+        .await
+        .unwrap();
+    a.wait_log("demand for queue://other", 1);
+    nothing(&mut other).await;
+    let mut local = a.client().await;
+    local
+        .subscribe("l", "/queue/q", "client-individual", &[])
+        .await
+        .unwrap();
+    assert_eq!(receive(&mut local, 20, &a).await, expected(0..20));
+    assert!(
+        !a.log_text().contains("demand for queue://q "),
+        "{}",
+        a.log_text()
+    );
+}
