@@ -79,6 +79,10 @@ pub struct Outgoing {
     pub group_id: Option<String>,
     pub group_seq: i32,
     pub properties: BTreeMap<String, Value>,
+    /// Deliveries it already had elsewhere: 0 for a new message; a network bridge passes on
+    /// the count of a message it sends again after a lost answer, so that the copy a
+    /// consumer may see twice comes flagged as redelivered.
+    pub redelivery_count: u32,
 }
 
 impl Outgoing {
@@ -95,6 +99,7 @@ impl Outgoing {
             group_id: None,
             group_seq: 0,
             properties: BTreeMap::new(),
+            redelivery_count: 0,
         }
     }
 
@@ -146,7 +151,7 @@ impl Outgoing {
             timestamp: now,
             expiration,
             persistent: self.persistent,
-            redelivery_count: 0,
+            redelivery_count: self.redelivery_count,
             correlation_id: self.correlation_id,
             reply_to: self.reply_to,
             message_type: self.message_type,

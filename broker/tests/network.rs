@@ -147,7 +147,6 @@ impl Node {
         .expect("connect")
     }
 
-    #[allow(dead_code)]
     async fn client_id(&self, id: &str) -> StompClient {
         StompClient::connect(
             &self.stomp,
@@ -274,4 +273,147 @@ async fn without_demand_nothing_is_forwarded() {
         "{}",
         a.log_text()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_is_forwarded_to_a_subscriber_and_a_durable_subscription() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path(), "b", free_port(), "");
+    let a = start(dir.path(), "a", free_port(), &connector(&[b.openwire], ""));
+    a.wait_log("network bridge connected", 1);
+    let mut plain = b.client().await;
+    plain
+        .subscribe("s", "/topic/t", "client-individual", &[])
+        .await
+        .unwrap();
+    let mut durable = b.client_id("durable-1").await;
+    durable
+        .subscribe(
+            "d",
+            "/topic/t",
+            "client-individual",
+            &[("activemq.subscriptionName", "sub")],
+        )
+        .await
+        .unwrap();
+    a.wait_log("demand for topic://t", 1);
+    let mut producer = a.client().await;
+    send_all(&mut producer, "/topic/t", 0..200).await;
+    assert_eq!(receive(&mut plain, 200, &a).await, expected(0..200));
+    assert_eq!(receive(&mut durable, 200, &a).await, expected(0..200));
+    nothing(&mut plain).await;
+    nothing(&mut durable).await;
+
+    // Only the durable subscription left: still demand, still forwarded.
+    drop(plain);
+    send_all(&mut producer, "/topic/t", 200..210).await;
+    assert_eq!(receive(&mut durable, 10, &a).await, expected(200..210));
+}
+
+/// A line A -> B -> C with the consumer on C: demand crosses one bridge per hop of
+/// `network_ttl`.
+async fn line_of_three(ttl: u32) -> (tempfile::TempDir, Node, Node, Node, StompClient) {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("network_ttl = {ttl}\n");
+    let c = start(dir.path(), "c", free_port(), "");
+    let b = start(
+        dir.path(),
+        "b",
+        free_port(),
+        &connector(&[c.openwire], &extra),
+    );
+    let a = start(
+        dir.path(),
+        "a",
+        free_port(),
+        &connector(&[b.openwire], &extra),
+    );
+    a.wait_log("network bridge connected", 1);
+    b.wait_log("network bridge connected", 1);
+    let mut consumer = c.client().await;
+    consumer
+        .subscribe("s", "/queue/q", "client-individual", &[])
+        .await
+        .unwrap();
+    b.wait_log("demand for queue://q", 1);
+    (dir, a, b, c, consumer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_of_three_with_network_ttl_1_stops_after_one_hop() {
+    let (_dir, a, _b, _c, mut consumer) = line_of_three(1).await;
+    a.wait_log("beyond network_ttl", 1);
+    let mut producer = a.client().await;
+    send_all(&mut producer, "/queue/q", 0..20).await;
+    nothing(&mut consumer).await;
+    let mut local = a.client().await;
+    local
+        .subscribe("l", "/queue/q", "client-individual", &[])
+        .await
+        .unwrap();
+    assert_eq!(receive(&mut local, 20, &a).await, expected(0..20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_of_three_with_network_ttl_2_reaches_the_end() {
+    let (_dir, a, _b, _c, mut consumer) = line_of_three(2).await;
+    a.wait_log("demand for queue://q", 1);
+    let mut producer = a.client().await;
+    send_all(&mut producer, "/queue/q", 0..50).await;
+    assert_eq!(receive(&mut consumer, 50, &a).await, expected(0..50));
+    nothing(&mut consumer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_brokers_bridged_both_ways_neither_duplicate_nor_ping_pong() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pa, pb) = (free_port(), free_port());
+    let a = start(dir.path(), "a", pa, &connector(&[pb], ""));
+    let b = start(dir.path(), "b", pb, &connector(&[pa], ""));
+    a.wait_log("network bridge connected", 1);
+    b.wait_log("network bridge connected", 1);
+
+    // Topics: one subscriber on each side; each gets every message once.
+    let mut ta = a.client().await;
+    ta.subscribe("t", "/topic/t", "client-individual", &[])
+        .await
+        .unwrap();
+    let mut tb = b.client().await;
+    tb.subscribe("t", "/topic/t", "client-individual", &[])
+        .await
+        .unwrap();
+    a.wait_log("demand for topic://t", 1);
+    b.wait_log("demand for topic://t", 1);
+    let mut producer = a.client().await;
+    send_all(&mut producer, "/topic/t", 0..50).await;
+    assert_eq!(receive(&mut ta, 50, &a).await, expected(0..50));
+    assert_eq!(receive(&mut tb, 50, &b).await, expected(0..50));
+    nothing(&mut ta).await;
+    nothing(&mut tb).await;
+
+    // Queues: one consumer on each side; together they get every message once.
+    let mut qa = a.client().await;
+    qa.subscribe("q", "/queue/q", "client-individual", &[])
+        .await
+        .unwrap();
+    let mut qb = b.client().await;
+    qb.subscribe("q", "/queue/q", "client-individual", &[])
+        .await
+        .unwrap();
+    a.wait_log("demand for queue://q", 1);
+    b.wait_log("demand for queue://q", 1);
+    send_all(&mut producer, "/queue/q", 0..100).await;
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.len() < 100 && Instant::now() < deadline {
+        for c in [&mut qa, &mut qb] {
+            while let Some(f) = next(c, Duration::from_millis(100)).await {
+                got.push(body(&f));
+            }
+        }
+    }
+    got.sort_by_key(|m| m[1..].parse::<usize>().unwrap());
+    assert_eq!(got, expected(0..100));
+    nothing(&mut qa).await;
+    nothing(&mut qb).await;
 }

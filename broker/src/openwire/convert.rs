@@ -147,6 +147,8 @@ pub fn outgoing(m: &openwire::Message) -> Result<Outgoing, Unmappable> {
             crate::network::BROKER_PATH_PROPERTY.into(),
             Value::String(ids.join(",")),
         );
+        // Another broker sending again what it may have sent before: the copy says so.
+        out.redelivery_count = u32::try_from(m.redelivery_counter).unwrap_or(0);
     }
     Ok(out)
 }
