@@ -417,3 +417,93 @@ async fn two_brokers_bridged_both_ways_neither_duplicate_nor_ping_pong() {
     nothing(&mut qa).await;
     nothing(&mut qb).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_receiving_broker_mid_stream_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pb = free_port();
+    let b = start(dir.path(), "b", pb, "");
+    let a = start(dir.path(), "a", free_port(), &connector(&[pb], ""));
+    a.wait_log("network bridge connected", 1);
+    let mut consumer = b.client().await;
+    consumer
+        .subscribe("s", "/queue/q", "client-individual", &[])
+        .await
+        .unwrap();
+    a.wait_log("demand for queue://q", 1);
+    const N: usize = 500;
+    let mut producer = a.client().await;
+    let sending = tokio::spawn(async move {
+        send_all(&mut producer, "/queue/q", 0..N).await;
+        producer
+    });
+
+    // Per message: copies received, and whether a copy was acked (its receipt came back).
+    let mut seen = vec![0usize; N];
+    let mut acked = vec![false; N];
+    let mut unflagged_duplicates = Vec::new();
+    let mut b = Some(b);
+    let mut killed = false;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked.iter().any(|a| !a) {
+        assert!(
+            Instant::now() < deadline,
+            "not all acked: missing {:?}\nlog of a:\n{}",
+            (0..N).filter(|i| !acked[*i]).collect::<Vec<_>>(),
+            a.log_text()
+        );
+        let f = match consumer.recv_timeout(Duration::from_secs(1)).await {
+            Ok(Some(f)) => f,
+            Ok(None) => continue,
+            Err(_) => {
+                // B is gone: wait for it, then consume again.
+                if let Ok(c) = StompClient::connect(
+                    &b.as_ref().unwrap().stomp,
+                    &ConnectOptions {
+                        login: "admin".into(),
+                        passcode: "admin".into(),
+                        ..ConnectOptions::default()
+                    },
+                )
+                .await
+                {
+                    consumer = c;
+                    consumer
+                        .subscribe("s", "/queue/q", "client-individual", &[])
+                        .await
+                        .unwrap();
+                } else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                continue;
+            }
+        };
+        assert_eq!(f.command, "MESSAGE", "{f:?}");
+        let i: usize = body(&f)[1..].parse().unwrap();
+        seen[i] += 1;
+        if acked[i] && f.get("redelivered") != Some("true") {
+            unflagged_duplicates.push(i);
+        }
+        if consumer.ack(&f, None).await.is_ok() {
+            acked[i] = true;
+        }
+        if !killed && acked.iter().filter(|a| **a).count() == 150 {
+            killed = true;
+            b.take().unwrap().kill();
+            b = Some(start(dir.path(), "b", pb, ""));
+        }
+    }
+    assert!(killed);
+    let producer = sending.await.unwrap();
+    drop(producer);
+    assert!(
+        unflagged_duplicates.is_empty(),
+        "consumed twice without the redelivered flag: {unflagged_duplicates:?}"
+    );
+    let twice = seen.iter().filter(|n| **n > 1).count();
+    eprintln!(
+        "{N} messages across a kill -9 of the receiving broker: {twice} received more than once (flagged or never acked)"
+    );
+    let mut consumer = consumer;
+    nothing(&mut consumer).await;
+}
