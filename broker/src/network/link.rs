@@ -308,7 +308,8 @@ async fn read_loop(
                     }
                 }
                 Command::MessageDispatch(d) => {
-                    if inbound.send(Inbound::Dispatch(Box::new(d))).await.is_err() {
+                    let handed = inbound.send(Inbound::Dispatch(Box::new(d))).await;
+                    if handed.is_err() {
                         break 'outer "the bridge stopped".into();
                     }
                 }
