@@ -16,6 +16,7 @@ pub struct Broker {
     pipelined: Arc<PipelineGauge>,
     /// See [`Broker::broker_id`].
     broker_id: std::sync::OnceLock<String>,
+    network: crate::network::status::Network,
 }
 
 impl Broker {
@@ -32,6 +33,7 @@ impl Broker {
             config,
             pipelined: Arc::default(),
             broker_id: std::sync::OnceLock::new(),
+            network: crate::network::status::Network::default(),
         }
     }
 
@@ -47,6 +49,11 @@ impl Broker {
     pub fn broker_id(&self) -> &str {
         self.broker_id
             .get_or_init(|| crate::network::broker_id::load_or_create(&self.config))
+    }
+
+    /// The network bridges' state, and the messages other brokers' bridges sent here.
+    pub fn network(&self) -> &crate::network::status::Network {
+        &self.network
     }
 
     /// The whole config file (broker-core's own part is [`broker_core::Broker::config`]).

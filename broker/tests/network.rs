@@ -54,11 +54,16 @@ fn connector(ports: &[u16], extra: &str) -> String {
 
 /// Starts broker `name` on KahaDB under `dir`, OpenWire on `openwire`, with `extra` config.
 fn start(dir: &Path, name: &str, openwire: u16, extra: &str) -> Node {
+    start_with(dir, name, openwire, extra, "")
+}
+
+/// As [`start`], with the web console on `web` (empty: off).
+fn start_with(dir: &Path, name: &str, openwire: u16, extra: &str, web: &str) -> Node {
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,
         format!(
-            "[broker]\nname = \"{name}\"\ndata_directory = \"{}\"\n[persistence.kahadb]\njournal_max_file_length = 1048576\npreallocate = false\n[transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"127.0.0.1:{openwire}\"\nwebsocket = \"\"\nmqtt = \"\"\nweb = \"\"\n{extra}",
+            "[broker]\nname = \"{name}\"\ndata_directory = \"{}\"\n[persistence.kahadb]\njournal_max_file_length = 1048576\npreallocate = false\n[transports]\nstomp = \"127.0.0.1:0\"\nopenwire = \"127.0.0.1:{openwire}\"\nwebsocket = \"\"\nmqtt = \"\"\nweb = \"{web}\"\n{extra}",
             dir.join(format!("data-{name}")).display()
         ),
     )
@@ -106,6 +111,18 @@ fn start(dir: &Path, name: &str, openwire: u16, extra: &str) -> Node {
 }
 
 impl Node {
+    /// The web console's address, as the log announced it.
+    fn web(&self) -> std::net::SocketAddr {
+        self.wait_log("web console on http://", 1);
+        let log = self.log.lock().unwrap();
+        let line = log
+            .iter()
+            .find(|l| l.contains("web console on http://"))
+            .unwrap();
+        let at = line.find("http://").unwrap() + "http://".len();
+        line[at..].trim().trim_end_matches('/').parse().unwrap()
+    }
+
     /// Waits (bounded) until `count` log lines contain `text`.
     fn wait_log(&self, text: &str, count: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -227,8 +244,14 @@ async fn empty(node: &Node, destination: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_is_forwarded_to_the_broker_that_has_its_consumer() {
     let dir = tempfile::tempdir().unwrap();
-    let b = start(dir.path(), "b", free_port(), "");
-    let a = start(dir.path(), "a", free_port(), &connector(&[b.openwire], ""));
+    let b = start_with(dir.path(), "b", free_port(), "", "127.0.0.1:0");
+    let a = start_with(
+        dir.path(),
+        "a",
+        free_port(),
+        &connector(&[b.openwire], ""),
+        "127.0.0.1:0",
+    );
     a.wait_log("network bridge connected", 1);
     let mut consumer = b.client().await;
     consumer
@@ -240,6 +263,41 @@ async fn a_queue_is_forwarded_to_the_broker_that_has_its_consumer() {
     send_all(&mut producer, "/queue/q", 0..200).await;
     assert_eq!(receive(&mut consumer, 200, &a).await, expected(0..200));
     nothing(&mut consumer).await;
+
+    // The counts each side shows: forwarded by A's bridge, received by B.
+    const ADMIN: (&str, &str) = ("Authorization", "Basic YWRtaW46YWRtaW4=");
+    let line = format!(
+        "broker_network_bridge_forwarded{{bridge=\"bridge\",remote=\"127.0.0.1:{}\"}} 200",
+        b.openwire
+    );
+    // A acks each message once B's answer is in: the count may trail the consumer a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let m = common::http::request(a.web(), "GET", "/metrics", &[ADMIN], None).await;
+        if m.body.contains(&line) || Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(metrics.body.contains(&line), "{}", metrics.body);
+    assert!(
+        metrics
+            .body
+            .contains("broker_network_bridge_connected{bridge=\"bridge\"")
+    );
+    let overview = common::http::request(a.web(), "GET", "/api/overview", &[ADMIN], None).await;
+    let overview: serde_json::Value = serde_json::from_str(&overview.body).unwrap();
+    let bridge = &overview["network_bridges"][0];
+    assert_eq!(bridge["remote_broker"], "b", "{overview}");
+    assert_eq!(bridge["connected"], true);
+    assert_eq!(bridge["forwarded"], 200);
+    assert_eq!(bridge["destinations"], 1);
+    let metrics = common::http::request(b.web(), "GET", "/metrics", &[ADMIN], None).await;
+    assert!(
+        metrics.body.contains("broker_network_received 200"),
+        "{}",
+        metrics.body
+    );
     // Every one was acked on A: with B gone, A's queue has nothing left.
     b.kill();
     a.wait_log("network bridge disconnected", 1);

@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use broker_core::{Connection, Destination};
@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 use super::config::{Filters, NetworkConnector, Remote};
 use super::forward::{Forwarder, Shared};
 use super::link::{Inbound, Link};
+use super::status::BridgeStatus;
 
 /// The consumer advisory topics a bridge watches on the remote broker.
 const ADVISORY_TOPICS: [&str; 2] = [
@@ -40,8 +41,8 @@ pub struct Spec {
     pub connector: Arc<NetworkConnector>,
     pub filters: Arc<Filters>,
     pub remote: Remote,
-    /// Messages forwarded over this bridge, over all its connections.
-    pub forwarded: Arc<AtomicU64>,
+    /// What the console shows of it.
+    pub status: Arc<BridgeStatus>,
 }
 
 /// Connects, forwards until the connection ends, waits, again; until the broker stops.
@@ -68,7 +69,9 @@ pub async fn run(spec: Spec, broker: Arc<crate::Broker>, mut shutdown: watch::Re
                     link.remote_broker_name,
                     link.remote_broker_id
                 );
+                spec.status.connected(&link.remote_broker_name);
                 let why = serve(&spec, &broker, link, inbound, tasks, &mut shutdown).await;
+                spec.status.disconnected();
                 info!(bridge = %name, remote = %addr, "network bridge disconnected: {why}");
             }
             Err(e) => {
@@ -129,7 +132,7 @@ async fn serve(
         local_id: Arc::clone(&local_id),
         prefetch: spec.connector.prefetch,
         failures,
-        forwarded: Arc::clone(&spec.forwarded),
+        status: Arc::clone(&spec.status),
     };
     let mut demand = Demand {
         spec,
@@ -277,6 +280,7 @@ impl Demand<'_> {
                 );
             }
         }
+        self.count();
     }
 
     async fn start_forwarder(&self, d: Destination, path: Vec<String>) -> Option<Forwarder> {
@@ -381,6 +385,15 @@ impl Demand<'_> {
             },
         );
         self.consumers.insert(info.consumer_id, key);
+        self.count();
+    }
+
+    /// The destinations forwarded now, for the console.
+    fn count(&self) {
+        self.spec
+            .status
+            .destinations
+            .store(self.entries.len(), Ordering::Relaxed);
     }
 
     async fn remove_consumer(&mut self, id: &ConsumerId) {
@@ -405,6 +418,7 @@ impl Demand<'_> {
             // must keep serving meanwhile.
             self.stopping.spawn(e.forwarder.stop());
         }
+        self.count();
     }
 
     /// Stops every forwarder and waits for them.

@@ -5,7 +5,7 @@
 //! redelivered the second time, since it went back to the destination here first).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use broker_core::{AckMode, BrokerError, Connection, Consumer, Destination, Received, Session};
 use openwire::{BrokerId, Command, MessageId, ProducerId};
@@ -32,8 +32,8 @@ pub struct Shared {
     pub prefetch: u32,
     /// A forwarder that cannot go on says why here; the bridge then reconnects.
     pub failures: mpsc::Sender<String>,
-    /// Messages stored by the remote broker and acked here.
-    pub forwarded: Arc<AtomicU64>,
+    /// Counts the messages stored by the remote broker and acked here.
+    pub status: Arc<super::status::BridgeStatus>,
 }
 
 /// The selector that keeps from a bridge the messages that came from its remote broker (their
@@ -111,7 +111,7 @@ async fn run(session: Session, consumer: Arc<Consumer>, shared: Shared) {
                                 .try_send(format!("local ack of a forwarded message: {e}"));
                             break;
                         }
-                        shared.forwarded.fetch_add(1, Ordering::Relaxed);
+                        shared.status.forwarded.fetch_add(1, Ordering::Relaxed);
                     }
                     Ok(Err(e)) => {
                         let _ = shared.failures.try_send(format!(

@@ -13,6 +13,7 @@ pub mod broker_id;
 pub mod config;
 mod forward;
 mod link;
+pub mod status;
 
 use std::sync::Arc;
 
@@ -48,11 +49,12 @@ pub fn start(broker: &Arc<crate::Broker>, shutdown: &watch::Receiver<bool>) -> V
         let connector = Arc::new(c.clone());
         let filters = Arc::new(filters);
         for remote in remotes {
+            let status = broker.network().register(&c.name, &remote.address);
             let spec = bridge::Spec {
                 connector: Arc::clone(&connector),
                 filters: Arc::clone(&filters),
                 remote,
-                forwarded: Arc::default(),
+                status,
             };
             tasks.push(tokio::spawn(bridge::run(
                 spec,

@@ -863,6 +863,13 @@ impl Conn {
             .ok_or_else(|| Failure::jms("a message without a destination"))?;
         let destination = convert::destination(dest)?;
         let out = convert::outgoing(m)?;
+        if m.broker_path.as_ref().is_some_and(|p| !p.is_empty()) {
+            self.ctx
+                .broker
+                .network()
+                .received
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let tx = m.transaction_id.clone();
         let session = match &tx {
             Some(t) => {

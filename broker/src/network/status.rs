@@ -1,0 +1,86 @@
+//! What the console and `/metrics` show of the network: each bridge (its remote broker, whether
+//! it is connected, the messages it forwarded, the destinations it forwards now), and the
+//! messages that arrived here from other brokers' bridges.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+
+/// One bridge's live state, updated by its task.
+#[derive(Debug, Default)]
+pub struct BridgeStatus {
+    pub name: String,
+    /// `host:port` of the remote broker's OpenWire listener.
+    pub remote: String,
+    remote_broker: Mutex<Option<String>>,
+    connected: AtomicBool,
+    /// Messages the remote broker stored and this one then acked.
+    pub forwarded: AtomicU64,
+    /// Destinations forwarded now (one per demand with conduit subscriptions).
+    pub destinations: AtomicUsize,
+}
+
+impl BridgeStatus {
+    pub fn connected(&self, remote_broker: &str) {
+        *self.remote_broker.lock() = Some(remote_broker.to_owned());
+        self.connected.store(true, Ordering::Relaxed);
+    }
+
+    pub fn disconnected(&self) {
+        self.connected.store(false, Ordering::Relaxed);
+        self.destinations.store(0, Ordering::Relaxed);
+    }
+}
+
+/// A bridge as shown.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BridgeView {
+    pub name: String,
+    pub remote: String,
+    /// The remote broker's name, once it was connected.
+    pub remote_broker: Option<String>,
+    pub connected: bool,
+    pub forwarded: u64,
+    pub destinations: usize,
+}
+
+/// Every bridge of this broker, and what came in from others.
+#[derive(Debug, Default)]
+pub struct Network {
+    bridges: Mutex<Vec<Arc<BridgeStatus>>>,
+    /// Messages received from other brokers' bridges (sent with a broker path).
+    pub received: AtomicU64,
+}
+
+impl Network {
+    /// A new bridge's status, listed from now on.
+    pub fn register(&self, name: &str, remote: &str) -> Arc<BridgeStatus> {
+        let s = Arc::new(BridgeStatus {
+            name: name.to_owned(),
+            remote: remote.to_owned(),
+            ..BridgeStatus::default()
+        });
+        self.bridges.lock().push(Arc::clone(&s));
+        s
+    }
+
+    pub fn bridges(&self) -> Vec<BridgeView> {
+        self.bridges
+            .lock()
+            .iter()
+            .map(|b| BridgeView {
+                name: b.name.clone(),
+                remote: b.remote.clone(),
+                remote_broker: b.remote_broker.lock().clone(),
+                connected: b.connected.load(Ordering::Relaxed),
+                forwarded: b.forwarded.load(Ordering::Relaxed),
+                destinations: b.destinations.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+}
