@@ -444,6 +444,16 @@ where
     // The client's checks start after the negotiated initial delay; so do ours.
     let checks_from = tokio::time::Instant::now()
         + Duration::from_millis(wf.max_inactivity_duration_initial_delay.max(0) as u64);
+    // The broker introduces itself once the wire format is agreed, as ActiveMQ's does: another
+    // broker's network bridge waits for it before it logs in.
+    let broker_info = BrokerInfo {
+        broker_id: Some(BrokerId {
+            value: ctx.broker.broker_id().to_owned(),
+        }),
+        broker_name: Some(ctx.broker.config().broker.name.clone()),
+        ..BrokerInfo::default()
+    };
+    let _ = out.send(&Command::BrokerInfo(broker_info)).await;
     let mut conn: Option<Conn> = None;
     let mut shutdown = ctx.shutdown.clone();
     'outer: loop {
@@ -479,7 +489,10 @@ where
                             Err(f) => Err(f),
                         }
                     }
-                    Command::KeepAliveInfo(_) | Command::WireFormatInfo(_) => Ok(false),
+                    // Another broker's bridge introduces itself before it logs in.
+                    Command::KeepAliveInfo(_)
+                    | Command::WireFormatInfo(_)
+                    | Command::BrokerInfo(_) => Ok(false),
                     Command::ShutdownInfo(_) => Ok(true),
                     // What a client still sends after its connection was removed.
                     Command::RemoveInfo(_) | Command::MessageAck(_) => Ok(false),
@@ -624,7 +637,7 @@ async fn respond(out: &Out, correlation_id: i32) {
     let _ = out.send(&Command::Response(r)).await;
 }
 
-/// Answers a ConnectionInfo: credentials, client id, then the broker introduces itself.
+/// Answers a ConnectionInfo: credentials, then the client id.
 async fn connect(
     info: &openwire::ConnectionInfo,
     peer: &str,
@@ -652,14 +665,6 @@ async fn connect(
         }
     };
     connection.set_subject(subject)?;
-    let broker_info = BrokerInfo {
-        broker_id: Some(BrokerId {
-            value: ctx.broker.broker_id().to_owned(),
-        }),
-        broker_name: Some(ctx.broker.config().broker.name.clone()),
-        ..BrokerInfo::default()
-    };
-    let _ = out.send(&Command::BrokerInfo(broker_info)).await;
     debug!(peer = %peer, login = %user, "OpenWire connection open");
     Ok(Conn {
         ctx: Arc::clone(ctx),
