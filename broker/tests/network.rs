@@ -72,7 +72,10 @@ fn start_with(dir: &Path, name: &str, openwire: u16, extra: &str, web: &str) -> 
         .args(["start", "--config"])
         .arg(&config)
         .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info,broker::network=debug")
+        .env(
+            "RUST_LOG",
+            "info,broker::network=debug,broker::openwire=debug",
+        )
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -564,4 +567,190 @@ async fn kill_9_of_the_receiving_broker_mid_stream_loses_nothing() {
     );
     let mut consumer = consumer;
     nothing(&mut consumer).await;
+}
+
+/// Debian's ActiveMQ 5.17, with an OpenWire and a STOMP connector and a network connector to
+/// `rust_openwire`; killed when dropped.
+struct ActiveMq {
+    child: Child,
+    log: std::path::PathBuf,
+    openwire: u16,
+    stomp: Endpoint,
+}
+
+impl Drop for ActiveMq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn activemq(dir: &Path, rust_openwire: u16) -> Option<ActiveMq> {
+    const JAR: &str = "/usr/share/activemq/bin/activemq.jar";
+    if !Path::new(JAR).exists() || Command::new("java").arg("-version").output().is_err() {
+        test_support::skip("no Debian activemq package (/usr/share/activemq) or no java");
+        return None;
+    }
+    let (openwire, stomp) = (free_port(), free_port());
+    let base = dir.join("amq");
+    std::fs::create_dir_all(base.join("conf")).unwrap();
+    std::fs::create_dir_all(base.join("data")).unwrap();
+    std::fs::write(
+        base.join("conf/activemq.xml"),
+        format!(
+            r#"<beans xmlns="http://www.springframework.org/schema/beans"
+  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+  xsi:schemaLocation="http://www.springframework.org/schema/beans http://www.springframework.org/schema/beans/spring-beans-2.0.xsd
+  http://activemq.apache.org/schema/core http://activemq.apache.org/schema/core/activemq-core.xsd">
+  <broker xmlns="http://activemq.apache.org/schema/core" useJmx="false" brokerName="amq"
+          dataDirectory="{data}">
+    <persistenceAdapter><kahaDB directory="{data}/kahadb"/></persistenceAdapter>
+    <networkConnectors>
+      <networkConnector name="to-rust" uri="static:(tcp://127.0.0.1:{rust_openwire})"
+                        userName="admin" password="admin"/>
+    </networkConnectors>
+    <transportConnectors>
+      <transportConnector name="openwire" uri="tcp://127.0.0.1:{openwire}"/>
+      <transportConnector name="stomp" uri="stomp://127.0.0.1:{stomp}"/>
+    </transportConnectors>
+  </broker>
+</beans>
+"#,
+            data = base.join("data").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        base.join("conf/log4j.properties"),
+        "log4j.rootLogger=INFO, out\nlog4j.appender.out=org.apache.log4j.ConsoleAppender\nlog4j.appender.out.layout=org.apache.log4j.PatternLayout\nlog4j.appender.out.layout.ConversionPattern=%d %-5p %c{1} - %m%n\n",
+    )
+    .unwrap();
+    let log = base.join("amq.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new("java")
+        .args(["-Xms64M", "-Xmx512M"])
+        .arg(format!("-Dactivemq.base={}", base.display()))
+        .arg("-Dactivemq.home=/usr/share/activemq")
+        .arg(format!(
+            "-Dlog4j.configuration=file:{}",
+            base.join("conf/log4j.properties").display()
+        ))
+        .arg(format!("-Dactivemq.conf={}", base.join("conf").display()))
+        .arg(format!("-Dactivemq.data={}", base.join("data").display()))
+        .args(["-jar", JAR, "start"])
+        .arg(format!(
+            "xbean:file:{}",
+            base.join("conf/activemq.xml").display()
+        ))
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .expect("start ActiveMQ");
+    let amq = ActiveMq {
+        child,
+        log,
+        openwire,
+        stomp: Endpoint {
+            host: "127.0.0.1".into(),
+            port: stomp,
+            tls: false,
+        },
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::net::TcpStream::connect(("127.0.0.1", stomp)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "ActiveMQ did not start:\n{}",
+            amq.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Some(amq)
+}
+
+impl ActiveMq {
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn client(&self) -> StompClient {
+        StompClient::connect(
+            &self.stomp,
+            &ConnectOptions {
+                login: "admin".into(),
+                passcode: "admin".into(),
+                ..ConnectOptions::default()
+            },
+        )
+        .await
+        .expect("connect to ActiveMQ")
+    }
+}
+
+/// This broker and Apache ActiveMQ 5.17 bridged both ways: each one's connector to the other
+/// (ActiveMQ's `networkConnector`, this one's `[[network_connectors]]`), messages flowing each
+/// way to a consumer on the other side, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridged_with_activemq_5_17_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let rust_port = free_port();
+    let Some(amq) = activemq(dir.path(), rust_port) else {
+        return;
+    };
+    let rust = start(
+        dir.path(),
+        "rust",
+        rust_port,
+        &connector(&[amq.openwire], ""),
+    );
+    rust.wait_log("network bridge connected to amq", 1);
+
+    // Consumers first, on each side; the demand crosses each bridge.
+    let mut on_amq = amq.client().await;
+    on_amq
+        .subscribe("a", "/queue/to.amq", "client-individual", &[])
+        .await
+        .unwrap();
+    let mut on_rust = rust.client().await;
+    on_rust
+        .subscribe("r", "/queue/to.rust", "client-individual", &[])
+        .await
+        .unwrap();
+    rust.wait_log("demand for queue://to.amq", 1);
+
+    // This broker to ActiveMQ.
+    let mut producer = rust.client().await;
+    send_all(&mut producer, "/queue/to.amq", 0..100).await;
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        match next(&mut on_amq, Duration::from_secs(30)).await {
+            Some(f) => got.push(body(&f)),
+            None => panic!(
+                "{} of 100 reached ActiveMQ; this broker's log:\n{}",
+                got.len(),
+                rust.log_text()
+            ),
+        }
+    }
+    assert_eq!(got, expected(0..100));
+
+    // ActiveMQ to this broker: its bridge may learn of the consumer here a moment after it
+    // connects, so the messages are sent once and waited for.
+    let mut producer = amq.client().await;
+    send_all(&mut producer, "/queue/to.rust", 0..100).await;
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        match next(&mut on_rust, Duration::from_secs(60)).await {
+            Some(f) => got.push(body(&f)),
+            None => panic!(
+                "{} of 100 came from ActiveMQ; ActiveMQ's log:\n{}\nthis broker's log:\n{}",
+                got.len(),
+                amq.log_text(),
+                rust.log_text()
+            ),
+        }
+    }
+    assert_eq!(got, expected(0..100));
+    nothing(&mut on_rust).await;
+    nothing(&mut on_amq).await;
 }

@@ -58,7 +58,9 @@ pub async fn run(spec: Spec, broker: Arc<crate::Broker>, mut shutdown: watch::Re
         }
         n += 1;
         let connection_id = format!("{}-{name}-{n}", broker.broker_id());
-        match Link::open(&spec.remote, connection_id).await {
+        // As ActiveMQ names its bridges' connections: one per connector and broker.
+        let client_id = format!("{name}_{}_outbound", broker.broker_id());
+        match Link::open(&spec.remote, connection_id, client_id).await {
             Ok((link, inbound, tasks)) => {
                 attempt = 0;
                 info!(

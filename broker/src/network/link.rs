@@ -99,13 +99,20 @@ impl Tasks {
 }
 
 impl Link {
-    /// Connects and logs in; `connection_id` names this side (unique per connection).
+    /// Connects and logs in; `connection_id` names this side (unique per connection), and
+    /// `client_id` the bridge (ActiveMQ refuses a connection without one).
     pub async fn open(
         remote: &Remote,
         connection_id: String,
+        client_id: String,
     ) -> Result<(Link, mpsc::Receiver<Inbound>, Tasks), LinkError> {
         let addr = remote.address.clone();
-        match tokio::time::timeout(CONNECT_TIMEOUT, Self::handshake(remote, connection_id)).await {
+        match tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Self::handshake(remote, connection_id, client_id),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(_) => Err(LinkError::Timeout(addr)),
         }
@@ -114,6 +121,7 @@ impl Link {
     async fn handshake(
         remote: &Remote,
         connection_id: String,
+        client_id: String,
     ) -> Result<(Link, mpsc::Receiver<Inbound>, Tasks), LinkError> {
         let addr = remote.address.clone();
         let proto = |e: String| LinkError::Protocol(addr.clone(), e);
@@ -151,6 +159,7 @@ impl Link {
             connection_id: ConnectionId {
                 value: connection_id.clone(),
             },
+            client_id: Some(client_id),
             user_name: remote.user.clone(),
             password: remote.password.clone(),
             ..ConnectionInfo::default()

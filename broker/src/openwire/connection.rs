@@ -295,6 +295,24 @@ fn is_temp_advisory(d: &openwire::Destination) -> bool {
             .all(|n| n == TEMP_QUEUE_ADVISORY || n == TEMP_TOPIC_ADVISORY)
 }
 
+/// An ActiveMQ network bridge watches `ActiveMQ.Advisory.Consumer.>` together with the
+/// temporary-destination advisories, as one composite topic: its consumer advisories are the
+/// part that matters (temporary destinations are not bridged here), so it consumes those alone.
+fn bridge_advisory_destination(d: &openwire::Destination) -> Option<openwire::Destination> {
+    if d.kind.is_queue() || !d.physical_name.contains(',') {
+        return None;
+    }
+    let rest: Vec<&str> = d
+        .physical_name
+        .split(',')
+        .filter(|n| *n != TEMP_QUEUE_ADVISORY && *n != TEMP_TOPIC_ADVISORY)
+        .collect();
+    match rest.as_slice() {
+        [one] if one.starts_with("ActiveMQ.Advisory.") => Some(openwire::Destination::topic(*one)),
+        _ => None,
+    }
+}
+
 /// Feeds the client's advisory consumer: the temporary destinations live now, then each
 /// creation and deletion, until the consumer or the connection goes.
 async fn forward_advisories(
@@ -963,6 +981,8 @@ impl Conn {
             .destination
             .as_ref()
             .ok_or_else(|| Failure::jms("a consumer without a destination"))?;
+        let bridged = bridge_advisory_destination(dest);
+        let dest = bridged.as_ref().unwrap_or(dest);
         if self.consumers.contains_key(&info.consumer_id) {
             return Err(Failure::jms("consumer id in use"));
         }
