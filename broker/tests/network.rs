@@ -754,3 +754,72 @@ async fn bridged_with_activemq_5_17_both_ways() {
     nothing(&mut on_rust).await;
     nothing(&mut on_amq).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_the_sending_broker_mid_stream_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path(), "b", free_port(), "");
+    let pa = free_port();
+    let config = connector(&[b.openwire], "");
+    let mut a = start(dir.path(), "a", pa, &config);
+    a.wait_log("network bridge connected", 1);
+    let mut consumer = b.client().await;
+    consumer
+        .subscribe("s", "/queue/q", "client-individual", &[])
+        .await
+        .unwrap();
+    a.wait_log("demand for queue://q", 1);
+    const N: usize = 500;
+    let mut seen = vec![0usize; N];
+    let mut acked = vec![false; N];
+    let mut unflagged_duplicates = Vec::new();
+    let mut producer = a.client().await;
+    let mut sent = 0;
+    let mut killed = false;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Sends interleaved with receives; A is killed after 200 receipts and started again.
+    while acked.iter().any(|x| !x) {
+        assert!(
+            Instant::now() < deadline,
+            "not all acked: missing {:?}",
+            (0..N).filter(|i| !acked[*i]).collect::<Vec<_>>()
+        );
+        if sent < N {
+            let end = (sent + 20).min(N);
+            for i in sent..end {
+                if producer
+                    .send("/queue/q", format!("m{i}"), &[("persistent", "true")])
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                sent = i + 1;
+            }
+        }
+        if !killed && sent >= 200 {
+            killed = true;
+            a.kill();
+            a = start(dir.path(), "a", pa, &config);
+            producer = a.client().await;
+        }
+        while let Ok(Some(f)) = consumer.recv_timeout(Duration::from_millis(50)).await {
+            let i: usize = body(&f)[1..].parse().unwrap();
+            seen[i] += 1;
+            if acked[i] && f.get("redelivered") != Some("true") {
+                unflagged_duplicates.push(i);
+            }
+            consumer.ack(&f, None).await.unwrap();
+            acked[i] = true;
+        }
+    }
+    assert!(
+        unflagged_duplicates.is_empty(),
+        "consumed twice without the redelivered flag: {unflagged_duplicates:?}"
+    );
+    let twice = seen.iter().filter(|n| **n > 1).count();
+    eprintln!(
+        "{N} messages across a kill -9 of the sending broker: {twice} received twice (flagged)"
+    );
+    nothing(&mut consumer).await;
+}
