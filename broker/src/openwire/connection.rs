@@ -491,8 +491,11 @@ where
                 }
             };
             let id = cmd.command_id();
-            // A keep-alive's answer is a keep-alive (sent by `handle`), not a Response.
-            let wants = cmd.response_required() && !matches!(cmd, Command::KeepAliveInfo(_));
+            // A keep-alive's answer is a keep-alive (sent by `handle`), not a Response; a
+            // bridged send's is sent by its write in the window.
+            let wants = cmd.response_required()
+                && !matches!(cmd, Command::KeepAliveInfo(_))
+                && !Conn::answered_by_window(&cmd);
             // RemoveInfo(connection) ends the broker connection, ShutdownInfo the socket: the
             // client sends both, the second after the first without waiting.
             let hang_up = matches!(cmd, Command::ShutdownInfo(_));
@@ -590,9 +593,15 @@ where
                     break;
                 }
             },
-            Err(failed) = async {
+            // Every write that completes, not only the first: a bridge's sends wait for their
+            // answers, which go out as the writes complete, without anything more to read.
+            failed = async {
                 match conn.as_mut() {
-                    Some(c) => c.window.complete_oldest().await,
+                    Some(c) => loop {
+                        if let Err(failed) = c.window.complete_oldest().await {
+                            break failed;
+                        }
+                    },
                     None => std::future::pending().await,
                 }
             } => {
@@ -619,6 +628,11 @@ where
     if !*shutdown.borrow() {
         crate::stomp::server::linger(&mut rd, &mut buf).await;
     }
+}
+
+/// A message another broker's network bridge forwarded (it names the brokers it came through).
+fn is_bridged(m: &openwire::Message) -> bool {
+    m.broker_path.as_ref().is_some_and(|p| !p.is_empty())
 }
 
 /// A `ConnectionError` written straight to the socket, before the writer task exists.
@@ -843,11 +857,21 @@ impl Conn {
     /// asynchronous send (`useAsyncSend`, or a non-persistent message) outside a transaction.
     fn pipelines(cmd: &Command) -> bool {
         match cmd {
-            Command::Message(m) => !m.response_required && m.transaction_id.is_none(),
+            Command::Message(m) => {
+                (!m.response_required || is_bridged(m)) && m.transaction_id.is_none()
+            }
             // The acks a consumer sends as it goes (no response wanted, no transaction).
             Command::MessageAck(a) => !a.response_required && a.transaction_id.is_none(),
             _ => false,
         }
+    }
+
+    /// Whether `cmd` is a send another broker's bridge waits on: pipelined like an
+    /// asynchronous send, and answered when its write completes, in order, so that a bridge's
+    /// stream of sends shares fsyncs instead of taking one each.
+    fn answered_by_window(cmd: &Command) -> bool {
+        matches!(cmd, Command::Message(m)
+            if m.response_required && is_bridged(m) && m.transaction_id.is_none())
     }
 
     /// Hands an asynchronous send to the broker in order and leaves its store write in the
@@ -860,6 +884,16 @@ impl Conn {
             // A reply to a requester gone meanwhile (its temporary queue deleted): as ActiveMQ,
             // the client hears of it through its exception listener and the connection stays,
             // or every replier would lose its connection to each requester that gave up.
+            // A bridged send waits for its answer.
+            Err(f) if m.response_required => {
+                let r = ExceptionResponse {
+                    correlation_id: m.command_id,
+                    exception: Some(Throwable::new(f.class, f.message)),
+                    ..ExceptionResponse::default()
+                };
+                let _ = self.out.send(&Command::ExceptionResponse(r)).await;
+                return Ok(());
+            }
             Err(f) if f.class == "javax.jms.InvalidDestinationException" => {
                 debug!(peer = %self.peer, "asynchronous send refused: {}", f.message);
                 connection_error(&self.out, f.class, &f.message).await;
@@ -867,10 +901,19 @@ impl Conn {
             }
             Err(f) => return Err(f),
         };
+        let answer = m
+            .response_required
+            .then(|| (self.out.clone(), m.command_id));
         self.window.push(
             format!("send of message {}", what(&m)),
             bytes,
-            Box::pin(async move { submitted.await.map(drop) }),
+            Box::pin(async move {
+                submitted.await?;
+                if let Some((out, correlation_id)) = answer {
+                    respond(&out, correlation_id).await;
+                }
+                Ok(())
+            }),
         );
         Ok(())
     }
