@@ -33,11 +33,15 @@ impl Drop for Node {
 
 /// A port free now, for a broker that must come back on the same one after a restart.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct ports free now (held together while chosen, so never the same one twice).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 /// A connector to the brokers listening for OpenWire on `ports`, with fast reconnects.
@@ -100,7 +104,7 @@ fn start_with(dir: &Path, name: &str, openwire: u16, extra: &str, web: &str) -> 
         .recv_timeout(Duration::from_secs(60))
         .expect("the broker announces its STOMP address");
     let addr: std::net::SocketAddr = url.trim_start_matches("tcp://").parse().unwrap();
-    Node {
+    let node = Node {
         child,
         name: name.to_owned(),
         stomp: Endpoint {
@@ -110,7 +114,10 @@ fn start_with(dir: &Path, name: &str, openwire: u16, extra: &str, web: &str) -> 
         },
         openwire,
         log,
-    }
+    };
+    // Its OpenWire port is taken before another is chosen.
+    node.wait_log("listening for OpenWire on", 1);
+    node
 }
 
 impl Node {
@@ -140,12 +147,10 @@ impl Node {
             if n >= count {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{}: no {count} lines with {text:?} in:\n{}",
-                self.name,
-                self.log.lock().unwrap().join("\n")
-            );
+            if Instant::now() > deadline {
+                let log = self.log_text();
+                panic!("{}: no {count} lines with {text:?} in:\n{log}", self.name);
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -428,7 +433,7 @@ async fn a_line_of_three_with_network_ttl_2_reaches_the_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_brokers_bridged_both_ways_neither_duplicate_nor_ping_pong() {
     let dir = tempfile::tempdir().unwrap();
-    let (pa, pb) = (free_port(), free_port());
+    let [pa, pb] = free_ports::<2>();
     let a = start(dir.path(), "a", pa, &connector(&[pb], ""));
     let b = start(dir.path(), "b", pb, &connector(&[pa], ""));
     a.wait_log("network bridge connected", 1);
@@ -591,7 +596,7 @@ fn activemq(dir: &Path, rust_openwire: u16) -> Option<ActiveMq> {
         test_support::skip("no Debian activemq package (/usr/share/activemq) or no java");
         return None;
     }
-    let (openwire, stomp) = (free_port(), free_port());
+    let [openwire, stomp] = free_ports::<2>();
     let base = dir.join("amq");
     std::fs::create_dir_all(base.join("conf")).unwrap();
     std::fs::create_dir_all(base.join("data")).unwrap();
@@ -822,4 +827,65 @@ async fn kill_9_of_the_sending_broker_mid_stream_loses_nothing() {
         "{N} messages across a kill -9 of the sending broker: {twice} received twice (flagged)"
     );
     nothing(&mut consumer).await;
+}
+
+/// A ring of three (A -> B -> C -> A) with `network_ttl` 3: demand travels all the way round,
+/// yet each subscriber gets each message once and a queue's messages are consumed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_of_three_delivers_each_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let [pa, pb, pc] = free_ports::<3>();
+    let ttl = "network_ttl = 3\n";
+    let a = start(dir.path(), "a", pa, &connector(&[pb], ttl));
+    let b = start(dir.path(), "b", pb, &connector(&[pc], ttl));
+    let c = start(dir.path(), "c", pc, &connector(&[pa], ttl));
+    for n in [&a, &b, &c] {
+        n.wait_log("network bridge connected", 1);
+    }
+    let mut subscribers = Vec::new();
+    for n in [&a, &b, &c] {
+        let mut s = n.client().await;
+        s.subscribe("t", "/topic/t", "client-individual", &[])
+            .await
+            .unwrap();
+        subscribers.push(s);
+    }
+    for n in [&a, &b, &c] {
+        n.wait_log("demand for topic://t", 1);
+    }
+    let mut producer = a.client().await;
+    send_all(&mut producer, "/topic/t", 0..30).await;
+    for (s, n) in subscribers.iter_mut().zip([&a, &b, &c]) {
+        assert_eq!(receive(s, 30, n).await, expected(0..30), "{}", n.name);
+    }
+    for s in &mut subscribers {
+        nothing(s).await;
+    }
+
+    let mut consumers = Vec::new();
+    for n in [&a, &b, &c] {
+        let mut q = n.client().await;
+        q.subscribe("q", "/queue/q", "client-individual", &[])
+            .await
+            .unwrap();
+        consumers.push(q);
+    }
+    for n in [&a, &b, &c] {
+        n.wait_log("demand for queue://q", 1);
+    }
+    send_all(&mut producer, "/queue/q", 0..60).await;
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while got.len() < 60 && Instant::now() < deadline {
+        for q in &mut consumers {
+            while let Some(f) = next(q, Duration::from_millis(100)).await {
+                got.push(body(&f));
+            }
+        }
+    }
+    got.sort_by_key(|m| m[1..].parse::<usize>().unwrap());
+    assert_eq!(got, expected(0..60));
+    for q in &mut consumers {
+        nothing(q).await;
+    }
 }
