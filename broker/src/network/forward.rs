@@ -104,8 +104,11 @@ async fn run(session: Session, consumer: Arc<Consumer>, shared: Shared) {
         async move {
             while let Some((received, answer)) = rx.recv().await {
                 match answer.await {
+                    // Acked without waiting for this store's fsync: the acks of a stream share
+                    // them (broker-core redelivers a message whose ack the store then fails;
+                    // the session's close waits for those in flight).
                     Ok(Ok(())) => {
-                        if let Err(e) = session.acknowledge(&received).await {
+                        if let Err(e) = session.submit_acknowledge(&received).await {
                             let _ = shared
                                 .failures
                                 .try_send(format!("local ack of a forwarded message: {e}"));
