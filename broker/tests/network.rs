@@ -791,15 +791,13 @@ async fn kill_9_of_the_sending_broker_mid_stream_loses_nothing() {
         );
         if sent < N {
             let end = (sent + 20).min(N);
-            for i in sent..end {
-                if producer
-                    .send("/queue/q", format!("m{i}"), &[("persistent", "true")])
+            while sent < end
+                && producer
+                    .send("/queue/q", format!("m{sent}"), &[("persistent", "true")])
                     .await
-                    .is_err()
-                {
-                    break;
-                }
-                sent = i + 1;
+                    .is_ok()
+            {
+                sent += 1;
             }
         }
         if !killed && sent >= 200 {
