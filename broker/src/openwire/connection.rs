@@ -1821,3 +1821,29 @@ async fn pump(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_activemq_bridge_s_composite_advisory_watch_is_its_consumer_advisories() {
+        let watched = openwire::Destination::topic(
+            "ActiveMQ.Advisory.Consumer.>,ActiveMQ.Advisory.TempQueue,ActiveMQ.Advisory.TempTopic",
+        );
+        assert_eq!(
+            bridge_advisory_destination(&watched),
+            Some(openwire::Destination::topic("ActiveMQ.Advisory.Consumer.>"))
+        );
+        for other in [
+            openwire::Destination::topic("ActiveMQ.Advisory.TempQueue,ActiveMQ.Advisory.TempTopic"),
+            openwire::Destination::topic("a,b"),
+            openwire::Destination::topic("ActiveMQ.Advisory.Consumer.>"),
+            openwire::Destination::queue(
+                "ActiveMQ.Advisory.Consumer.>,ActiveMQ.Advisory.TempQueue",
+            ),
+        ] {
+            assert_eq!(bridge_advisory_destination(&other), None, "{other:?}");
+        }
+    }
+}
