@@ -1407,8 +1407,9 @@ async fn metrics(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Resp
     }
     let _ = writeln!(
         out,
-        "# HELP broker_network_received Messages received from other brokers' bridges.\n# TYPE broker_network_received counter\nbroker_network_received {}",
-        b.network().received()
+        "# HELP broker_network_received Messages received from other brokers' bridges.\n# TYPE broker_network_received counter\nbroker_network_received {}\n# HELP broker_network_duplicates Of those, sent again after a lost answer and not stored twice.\n# TYPE broker_network_duplicates counter\nbroker_network_duplicates {}",
+        b.network().received(),
+        b.network().duplicates()
     );
     let _ = writeln!(
         out,

@@ -887,3 +887,117 @@ async fn a_ring_of_three_delivers_each_message_once() {
         nothing(q).await;
     }
 }
+
+/// Reads commands from a raw OpenWire connection until `want` matches one (bounded).
+async fn read_until(
+    sock: &mut tokio::net::TcpStream,
+    buf: &mut bytes::BytesMut,
+    wf: &openwire::WireFormat,
+    want: impl Fn(&openwire::Command) -> bool,
+) -> openwire::Command {
+    use tokio::io::AsyncReadExt;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        while let Some(cmd) = openwire::decode(buf, wf).unwrap() {
+            if want(&cmd) {
+                return cmd;
+            }
+        }
+        assert!(Instant::now() < deadline, "no such command within 10 s");
+        let n = tokio::time::timeout(Duration::from_secs(10), sock.read_buf(buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "connection closed");
+    }
+}
+
+/// A bridge that sends a message again (its first answer lost) gets an answer, and the
+/// message is not stored twice: the receiving broker's message audit knows its id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridged_message_sent_twice_is_stored_once() {
+    use openwire::{Command, WireFormatInfo, WireFormatOptions};
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path(), "b", free_port(), "");
+    let mut sock = tokio::net::TcpStream::connect(("127.0.0.1", b.openwire))
+        .await
+        .unwrap();
+    let ours = WireFormatInfo::new(12, &WireFormatOptions::broker_default()).unwrap();
+    let mut wf = openwire::WireFormat::default();
+    let mut out = bytes::BytesMut::new();
+    openwire::encode(&Command::WireFormatInfo(ours.clone()), &wf, &mut out).unwrap();
+    sock.write_all(&out).await.unwrap();
+    let mut buf = bytes::BytesMut::new();
+    let Command::WireFormatInfo(theirs) = read_until(&mut sock, &mut buf, &wf, |c| {
+        matches!(c, Command::WireFormatInfo(_))
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    wf = openwire::negotiate(&theirs, &ours).unwrap();
+    let producer = openwire::ProducerId {
+        connection_id: "ID:test-bridge".into(),
+        session_id: 1,
+        value: 1,
+    };
+    let message = |command_id: i32| {
+        let mut m = openwire::Message::new(openwire::MessageKind::Text);
+        m.set_text(Some("once")).unwrap();
+        m.command_id = command_id;
+        m.response_required = true;
+        m.persistent = true;
+        m.destination = Some(openwire::Destination::queue("q"));
+        m.producer_id = Some(producer.clone());
+        m.message_id = Some(openwire::MessageId {
+            text_view: None,
+            producer_id: Some(openwire::ProducerId {
+                connection_id: "ID:elsewhere-1".into(),
+                session_id: 0,
+                value: 0,
+            }),
+            producer_sequence_id: 7,
+            broker_sequence_id: 0,
+        });
+        m.broker_path = Some(vec![openwire::BrokerId {
+            value: "ID:elsewhere".into(),
+        }]);
+        Command::Message(Box::new(m))
+    };
+    let mut out = bytes::BytesMut::new();
+    for cmd in [
+        Command::ConnectionInfo(openwire::ConnectionInfo {
+            command_id: 1,
+            response_required: true,
+            connection_id: openwire::ConnectionId {
+                value: "ID:test-bridge".into(),
+            },
+            client_id: Some("test-bridge".into()),
+            user_name: Some("admin".into()),
+            password: Some("admin".into()),
+            ..openwire::ConnectionInfo::default()
+        }),
+        message(2),
+        message(3),
+    ] {
+        openwire::encode(&cmd, &wf, &mut out).unwrap();
+    }
+    sock.write_all(&out).await.unwrap();
+    for id in [2, 3] {
+        read_until(
+            &mut sock,
+            &mut buf,
+            &wf,
+            |c| matches!(c, Command::Response(r) if r.correlation_id == id),
+        )
+        .await;
+    }
+    let mut consumer = b.client().await;
+    consumer
+        .subscribe("s", "/queue/q", "client-individual", &[])
+        .await
+        .unwrap();
+    assert_eq!(receive(&mut consumer, 1, &b).await, ["once"]);
+    nothing(&mut consumer).await;
+}

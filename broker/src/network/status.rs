@@ -51,6 +51,36 @@ pub struct Network {
     bridges: Mutex<Vec<Arc<BridgeStatus>>>,
     /// Messages received from other brokers' bridges (sent with a broker path).
     pub received: AtomicU64,
+    /// Of those, the ones dropped as already stored (a bridge sending again after a lost
+    /// answer).
+    pub duplicates: AtomicU64,
+    audit: Mutex<Audit>,
+}
+
+/// The ids of the messages bridges sent here lately (ActiveMQ's message audit): a message a
+/// bridge sends again, because the answer to its first send was lost, is answered without
+/// being stored twice. In memory only: after a restart of this broker such a second copy is
+/// stored, and comes flagged redelivered.
+#[derive(Debug, Default)]
+struct Audit {
+    seen: std::collections::HashSet<(String, i64)>,
+    order: std::collections::VecDeque<(String, i64)>,
+}
+
+/// Message ids the audit remembers.
+const AUDIT_DEPTH: usize = 65_536;
+
+impl Audit {
+    fn insert(&mut self, id: (String, i64)) {
+        if self.seen.insert(id.clone()) {
+            self.order.push_back(id);
+            if self.order.len() > AUDIT_DEPTH
+                && let Some(old) = self.order.pop_front()
+            {
+                self.seen.remove(&old);
+            }
+        }
+    }
 }
 
 impl Network {
@@ -82,5 +112,40 @@ impl Network {
 
     pub fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
+    }
+
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates.load(Ordering::Relaxed)
+    }
+
+    /// Whether the message `id` (its producer and sequence, as the sending broker named it)
+    /// was stored here already.
+    pub fn seen(&self, id: &(String, i64)) -> bool {
+        self.audit.lock().seen.contains(id)
+    }
+
+    /// Remembers that `id` is stored here.
+    pub fn stored(&self, id: (String, i64)) {
+        self.audit.lock().insert(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audit_remembers_the_latest_ids() {
+        let n = Network::default();
+        let id = |i: i64| ("ID:a".to_owned(), i);
+        assert!(!n.seen(&id(1)));
+        n.stored(id(1));
+        n.stored(id(1));
+        assert!(n.seen(&id(1)));
+        for i in 2..=(AUDIT_DEPTH as i64 + 1) {
+            n.stored(id(i));
+        }
+        assert!(!n.seen(&id(1)), "the oldest is forgotten");
+        assert!(n.seen(&id(2)) && n.seen(&id(AUDIT_DEPTH as i64 + 1)));
     }
 }

@@ -209,6 +209,9 @@ struct Conn {
     window: Window,
     /// What the client's temporary-destination advisory consumer has been told.
     advisories: Arc<Mutex<Advisories>>,
+    /// The audit ids of the bridged sends in this connection's window, not yet stored: a copy
+    /// of one of these waits for it before the audit is asked.
+    bridged_in_flight: Arc<Mutex<HashSet<(String, i64)>>>,
 }
 
 /// The client's consumer of the temporary-destination advisories, if it has one, and the
@@ -630,6 +633,22 @@ where
     }
 }
 
+/// The id a bridged message is audited by: its id as the sending broker gave it.
+fn audit_id(m: &openwire::Message) -> Option<(String, i64)> {
+    if !is_bridged(m) {
+        return None;
+    }
+    let id = m.message_id.as_ref()?;
+    let producer = id.producer_id.as_ref()?;
+    Some((
+        format!(
+            "{}:{}:{}",
+            producer.connection_id, producer.session_id, producer.value
+        ),
+        id.producer_sequence_id,
+    ))
+}
+
 /// A message another broker's network bridge forwarded (it names the brokers it came through).
 fn is_bridged(m: &openwire::Message) -> bool {
     m.broker_path.as_ref().is_some_and(|p| !p.is_empty())
@@ -711,6 +730,7 @@ async fn connect(
         answer: None,
         dispatch_seq: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         advisories: Arc::new(Mutex::new(Advisories::default())),
+        bridged_in_flight: Arc::default(),
         window: Window::new(
             ctx.pipeline_window,
             ctx.pipeline_window_bytes,
@@ -877,6 +897,28 @@ impl Conn {
     /// Hands an asynchronous send to the broker in order and leaves its store write in the
     /// window, so a burst of sends shares the journal's fsyncs.
     async fn pipeline(&mut self, m: openwire::Message) -> Result<(), Failure> {
+        let audit_id = audit_id(&m);
+        if let Some(id) = &audit_id
+            && self.bridged_in_flight.lock().contains(id)
+        {
+            self.window.drain().await.map_err(write_failure)?;
+        }
+        if let Some(id) = &audit_id
+            && self.ctx.broker.network().seen(id)
+        {
+            // Sent again by a bridge whose answer was lost: stored already.
+            debug!(peer = %self.peer, "bridged message {} is a duplicate: not stored again", what(&m));
+            self.ctx
+                .broker
+                .network()
+                .duplicates
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.window.drain().await.map_err(write_failure)?;
+            if m.response_required {
+                respond(&self.out, m.command_id).await;
+            }
+            return Ok(());
+        }
         let bytes = m.content.as_ref().map_or(0, |c| c.len());
         self.window.make_room(bytes).await.map_err(write_failure)?;
         let submitted = match Box::pin(self.submit(&m)).await {
@@ -904,11 +946,28 @@ impl Conn {
         let answer = m
             .response_required
             .then(|| (self.out.clone(), m.command_id));
+        if let Some(id) = &audit_id {
+            self.bridged_in_flight.lock().insert(id.clone());
+        }
+        let audit = audit_id.map(|id| {
+            (
+                Arc::clone(&self.ctx.broker),
+                Arc::clone(&self.bridged_in_flight),
+                id,
+            )
+        });
         self.window.push(
             format!("send of message {}", what(&m)),
             bytes,
             Box::pin(async move {
-                submitted.await?;
+                let stored = submitted.await;
+                if let Some((broker, in_flight, id)) = audit {
+                    in_flight.lock().remove(&id);
+                    if stored.is_ok() {
+                        broker.network().stored(id);
+                    }
+                }
+                stored?;
                 if let Some((out, correlation_id)) = answer {
                     respond(&out, correlation_id).await;
                 }
