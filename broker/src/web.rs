@@ -759,11 +759,12 @@ async fn overview(
         };
         let _ = write!(
             rows,
-            "<tr><th>Network bridge {} to {}</th><td>{}; {} messages forwarded; {} destinations forwarded now</td></tr>",
+            "<tr><th>Network bridge {} to {}</th><td>{}; {} messages forwarded, {} taken back (duplex); {} destinations forwarded now</td></tr>",
             escape(&n.name),
             escape(&n.remote),
             escape(&state),
             n.forwarded,
+            n.pulled,
             n.destinations
         );
     }
@@ -1402,6 +1403,19 @@ async fn metrics(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Resp
                 label(&n.name),
                 label(&n.remote),
                 n.forwarded
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP broker_network_bridge_pulled Messages a duplex bridge took from its remote broker and stored here.\n# TYPE broker_network_bridge_pulled counter"
+        );
+        for n in &bridges {
+            let _ = writeln!(
+                out,
+                "broker_network_bridge_pulled{{bridge=\"{}\",remote=\"{}\"}} {}",
+                label(&n.name),
+                label(&n.remote),
+                n.pulled
             );
         }
     }

@@ -1001,3 +1001,42 @@ async fn a_bridged_message_sent_twice_is_stored_once() {
     assert_eq!(receive(&mut consumer, 1, &b).await, ["once"]);
     nothing(&mut consumer).await;
 }
+
+/// A duplex bridge: A's one connector to B carries both directions; B has none of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplex_bridge_carries_both_directions() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = start(dir.path(), "b", free_port(), "");
+    let a = start(
+        dir.path(),
+        "a",
+        free_port(),
+        &connector(&[b.openwire], "duplex = true\n"),
+    );
+    a.wait_log("network bridge connected", 1);
+    let mut on_a = a.client().await;
+    on_a.subscribe("a", "/queue/back", "client-individual", &[])
+        .await
+        .unwrap();
+    let mut on_b = b.client().await;
+    on_b.subscribe("b", "/queue/fwd", "client-individual", &[])
+        .await
+        .unwrap();
+    a.wait_log("demand for queue://back here: pulling", 1);
+    a.wait_log("demand for queue://fwd on b: forwarding", 1);
+
+    let mut to_a = a.client().await;
+    send_all(&mut to_a, "/queue/fwd", 0..100).await;
+    assert_eq!(receive(&mut on_b, 100, &a).await, expected(0..100));
+    let mut to_b = b.client().await;
+    send_all(&mut to_b, "/queue/back", 0..100).await;
+    assert_eq!(receive(&mut on_a, 100, &a).await, expected(0..100));
+    nothing(&mut on_a).await;
+    nothing(&mut on_b).await;
+
+    // Everything pulled was acked on B; nothing came back the other way.
+    drop(on_a);
+    a.wait_log("no more demand for queue://back here", 1);
+    empty(&b, "/queue/back").await;
+    empty(&a, "/queue/fwd").await;
+}

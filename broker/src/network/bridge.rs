@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use super::config::{Filters, NetworkConnector, Remote};
+use super::duplex::{self, Pull};
 use super::forward::{Forwarder, Shared};
 use super::link::{Inbound, Link};
 use super::status::BridgeStatus;
@@ -144,16 +145,53 @@ async fn serve(
         entries: HashMap::new(),
         stopping: JoinSet::new(),
     };
+    // Duplex: this broker's own demand pulls over the same connection.
+    let mut pull = spec.connector.duplex.then(|| {
+        Pull::new(
+            Arc::clone(&spec.connector),
+            Arc::clone(&spec.filters),
+            link.clone(),
+            Arc::clone(&local_id),
+            Arc::clone(broker),
+            Arc::clone(&spec.status),
+        )
+    });
+    let mut watcher = None;
     let why = match demand.open_remote().await {
         Err(why) => why,
-        Ok(()) => {
+        Ok(()) => 'serving: {
             demand.start_static().await;
+            let mut local_events = None;
+            if pull.is_some() {
+                match duplex::watch_local(broker, &local).await {
+                    Ok((rx, task)) => {
+                        local_events = Some(rx);
+                        watcher = Some(task);
+                    }
+                    Err(e) => break 'serving format!("cannot watch the local consumers: {e}"),
+                }
+            }
             loop {
                 tokio::select! {
                     d = inbound.recv() => match d {
-                        Some(Inbound::Dispatch(d)) => demand.on_advisory(*d).await,
+                        Some(Inbound::Dispatch(d)) => match pull.as_mut() {
+                            Some(p) if d.consumer_id.session_id == duplex::SESSION => {
+                                p.on_dispatch(*d).await;
+                            }
+                            _ => demand.on_advisory(*d).await,
+                        },
                         None => break tasks.ended().await,
                     },
+                    Some(e) = async {
+                        match local_events.as_mut() {
+                            Some(rx) => rx.recv().await,
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        if let Some(p) = pull.as_mut() {
+                            p.on_local(e, &local).await;
+                        }
+                    }
                     Some(why) = failed.recv() => break why,
                     _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
                         break "the broker is stopping".to_owned()
@@ -166,6 +204,13 @@ async fn serve(
     if link_alive {
         // A clean stop: no new messages, the answers in flight still acked.
         let _ = tokio::time::timeout(DRAIN, demand.stop_all()).await;
+    }
+    if let Some(w) = watcher {
+        w.abort();
+        let _ = w.await;
+    }
+    if let Some(p) = pull.as_mut() {
+        p.stop().await;
     }
     tasks.stop(&link).await;
     demand.stop_all().await;

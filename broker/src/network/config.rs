@@ -24,7 +24,8 @@ pub struct NetworkConnector {
     pub uri: String,
     /// Names the bridge in the log, the console and its connections. `bridge`.
     pub name: String,
-    /// One connection carrying both directions. Not supported yet: refused.
+    /// One connection carrying both directions: this broker's own consumers also pull from
+    /// the remote broker over it (the remote needs no connector of its own). false.
     pub duplex: bool,
     /// How many brokers a consumer's demand (and so a message) may cross. 1.
     pub network_ttl: u32,
@@ -210,12 +211,6 @@ impl NetworkConnector {
             .map_err(|e| ConfigError::new(format!("{key}.uri"), e))?;
         if self.name.is_empty() {
             return Err(ConfigError::new(format!("{key}.name"), "must not be empty"));
-        }
-        if self.duplex {
-            return Err(ConfigError::new(
-                format!("{key}.duplex"),
-                "duplex bridges are not supported yet: configure a connector on each broker",
-            ));
         }
         if self.decrease_network_consumer_priority {
             return Err(ConfigError::new(

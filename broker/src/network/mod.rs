@@ -11,6 +11,7 @@
 mod bridge;
 pub mod broker_id;
 pub mod config;
+mod duplex;
 mod forward;
 mod link;
 pub mod status;

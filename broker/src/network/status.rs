@@ -19,6 +19,8 @@ pub struct BridgeStatus {
     pub forwarded: AtomicU64,
     /// Destinations forwarded now (one per demand with conduit subscriptions).
     pub destinations: AtomicUsize,
+    /// Messages a duplex bridge took from the remote broker and stored here.
+    pub pulled: AtomicU64,
 }
 
 impl BridgeStatus {
@@ -42,6 +44,8 @@ pub struct BridgeView {
     pub remote_broker: Option<String>,
     pub connected: bool,
     pub forwarded: u64,
+    /// The other way, over a duplex bridge.
+    pub pulled: u64,
     pub destinations: usize,
 }
 
@@ -105,6 +109,7 @@ impl Network {
                 remote_broker: b.remote_broker.lock().clone(),
                 connected: b.connected.load(Ordering::Relaxed),
                 forwarded: b.forwarded.load(Ordering::Relaxed),
+                pulled: b.pulled.load(Ordering::Relaxed),
                 destinations: b.destinations.load(Ordering::Relaxed),
             })
             .collect()
