@@ -59,6 +59,12 @@ impl Broker {
         Ok(all.iter().filter_map(|c| c.info()).collect())
     }
 
+    /// The consumers alive now, ordered by id, as their "started" advisories described them
+    /// (a new watcher of the consumer advisories is told of these first).
+    pub fn live_consumers(&self) -> Result<Vec<crate::core::advisory::LiveConsumer>> {
+        Ok(self.core()?.live_consumers.all())
+    }
+
     /// The engine's counters ([`store_api::PersistenceAdapter::metrics`]).
     pub fn store_metrics(&self) -> Result<Vec<(&'static str, u64)>> {
         Ok(self.core()?.store.metrics())

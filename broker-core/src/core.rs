@@ -141,6 +141,8 @@ pub(crate) struct Core {
     pub(crate) scheduler: scheduler::Scheduler,
     /// Producers per destination, for producer advisories.
     pub(crate) producer_counts: advisory::ProducerCounts,
+    /// The consumers alive now, as their advisories described them.
+    pub(crate) live_consumers: advisory::LiveConsumers,
     /// Advisories on their way to their topics, in order.
     pub(crate) advisories: advisory::Advisories,
     /// The store's use against `limits.store_bytes`.
@@ -190,6 +192,7 @@ impl Core {
             started_ms: start,
             scheduler: scheduler::Scheduler::default(),
             producer_counts: advisory::ProducerCounts::default(),
+            live_consumers: advisory::LiveConsumers::default(),
             advisories: advisory::Advisories::default(),
             store_usage: store_usage::StoreUsage::default(),
         });

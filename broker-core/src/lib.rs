@@ -50,6 +50,7 @@ pub mod session;
 pub mod state;
 
 pub use crate::core::StoreStatus;
+pub use crate::core::advisory::LiveConsumer;
 pub use crate::core::scheduler::{
     AMQ_SCHEDULED_CRON, AMQ_SCHEDULED_DELAY, AMQ_SCHEDULED_ID, AMQ_SCHEDULED_PERIOD,
     AMQ_SCHEDULED_REPEAT, JOBS as SCHEDULER_JOBS_QUEUE, ScheduledJob,

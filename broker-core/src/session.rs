@@ -85,6 +85,10 @@ pub struct Outgoing {
     /// failover transport resends what was in flight when the connection broke) is
     /// recognised as the store's `Duplicate` and answered as sent, not stored twice.
     pub id: Option<MessageId>,
+    /// Deliveries it already had elsewhere: 0 for a new message; a network bridge passes on
+    /// the count of a message it sends again after a lost answer, so that the copy a
+    /// consumer may see twice comes flagged as redelivered.
+    pub redelivery_count: u32,
 }
 
 impl Outgoing {
@@ -102,6 +106,7 @@ impl Outgoing {
             group_seq: 0,
             properties: BTreeMap::new(),
             id: None,
+            redelivery_count: 0,
         }
     }
 
@@ -153,7 +158,7 @@ impl Outgoing {
             timestamp: now,
             expiration,
             persistent: self.persistent,
-            redelivery_count: 0,
+            redelivery_count: self.redelivery_count,
             correlation_id: self.correlation_id,
             reply_to: self.reply_to,
             message_type: self.message_type,
@@ -404,6 +409,7 @@ impl Connection {
             usage: Arc::clone(&self.inner.usage),
             tx_slot: SyncMutex::new(tx_slot),
             subject: Arc::clone(&self.inner.subject),
+            network_path: OnceLock::new(),
         });
         let mut sessions = self.inner.sessions.lock();
         // Sessions closed and dropped leave a dead entry each: a client that opens and closes
@@ -603,6 +609,9 @@ pub(crate) struct SessionInner {
     tx_slot: SyncMutex<Option<Slot>>,
     /// The connection's user (see [`Connection::set_subject`]).
     subject: Arc<OnceLock<Arc<Subject>>>,
+    /// Set when the session's consumers serve a network bridge: the brokers the demand came
+    /// through, which their advisories carry so that other bridges do not forward in a loop.
+    network_path: OnceLock<Vec<String>>,
 }
 
 /// Empties a session's transacted sends, giving their bytes back to the broker's memory and
@@ -660,6 +669,14 @@ impl Session {
                 self.inner.core.temporaries.contains(destination),
             ),
         }
+    }
+
+    /// Marks this session's consumers as a network bridge's (ActiveMQ's
+    /// `ConsumerInfo.networkSubscription`), on behalf of the brokers in `broker_path`: their
+    /// advisories carry `networkSubscription` and `brokerPath` (the ids joined by commas).
+    /// Set once, before its first consumer; a second call changes nothing.
+    pub fn set_network_path(&self, broker_path: Vec<String>) {
+        let _ = self.inner.network_path.set(broker_path);
     }
 
     pub fn producer(&self, destination: Destination) -> Result<Producer> {
@@ -1007,10 +1024,20 @@ impl Session {
     ) -> Consumer {
         self.inner.consumers.lock().push((id, target.clone()));
         let core = &self.inner.core;
+        core.live_consumers.add(
+            id,
+            crate::core::advisory::LiveConsumer {
+                destination: destination.clone(),
+                consumer_id: format!("{}:{id}", self.inner.connection_id),
+                connection_id: self.inner.connection_id.clone(),
+                network_path: self.inner.network_path.get().cloned(),
+            },
+        );
         core.advise(Advisory::Consumer {
             destination,
             consumer_id: format!("{}:{id}", self.inner.connection_id),
             connection_id: &self.inner.connection_id,
+            network_path: self.inner.network_path.get().map(Vec::as_slice),
             started: true,
             count: core.consumer_count(destination),
         });
@@ -1555,6 +1582,7 @@ pub(crate) enum Target {
 
 impl Target {
     fn unregister(&self, core: &Arc<Core>, id: u64) {
+        core.live_consumers.remove(id);
         match self {
             Target::One(d) => {
                 d.remove_consumer(id);
@@ -1705,6 +1733,7 @@ impl Consumer {
             destination: &self.destination,
             consumer_id: format!("{}:{}", self.session.inner.connection_id, self.id),
             connection_id: &self.session.inner.connection_id,
+            network_path: self.session.inner.network_path.get().map(Vec::as_slice),
             started: false,
             count: core.consumer_count(&self.destination),
         });

@@ -25,6 +25,9 @@
 //!
 //! [policy]
 //! maximum_redeliveries = 6
+//!
+//! [[network_connectors]]
+//! uri = "static:(tcp://127.0.0.1:61626)"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -49,6 +52,8 @@ pub struct BrokerConfig {
     /// Who may read, write and administer which destinations (ActiveMQ's
     /// `authorizationEntries`); none = everyone may do everything, with a warning at start.
     pub authorization: Vec<AuthorizationEntry>,
+    /// Bridges to other brokers (ActiveMQ's `networkConnectors`), see [`crate::network`].
+    pub network_connectors: Vec<crate::network::NetworkConnector>,
 }
 
 /// Where the `broker` program listens and the limits it puts on clients.
@@ -363,6 +368,7 @@ impl BrokerConfig {
             }
         }
         self.authorization_map()?;
+        crate::network::config::validate_all(&self.network_connectors)?;
         self.broker.validate()
     }
 }

@@ -14,6 +14,7 @@ pub mod config;
 pub mod import;
 pub mod listener;
 pub mod mqtt;
+pub mod network;
 pub mod openwire;
 mod outbound;
 mod pipeline;

@@ -142,6 +142,10 @@ impl Server {
         }
         server.start_websockets(&t, &ctx).await?;
         server.start_mqtt(&t, &ctx).await?;
+        // Bridges to other brokers last: this broker serves its own clients by then.
+        server
+            .tasks
+            .extend(crate::network::start(&ctx.broker, &ctx.shutdown));
         Ok(server)
     }
 

@@ -14,6 +14,9 @@ pub struct Broker {
     inner: broker_core::Broker,
     config: BrokerConfig,
     pipelined: Arc<PipelineGauge>,
+    /// See [`Broker::broker_id`].
+    broker_id: std::sync::OnceLock<String>,
+    network: crate::network::status::Network,
 }
 
 impl Broker {
@@ -29,6 +32,8 @@ impl Broker {
             inner,
             config,
             pipelined: Arc::default(),
+            broker_id: std::sync::OnceLock::new(),
+            network: crate::network::status::Network::default(),
         }
     }
 
@@ -36,6 +41,19 @@ impl Broker {
     /// pipeline_window_bytes`).
     pub fn pipelined(&self) -> &Arc<PipelineGauge> {
         &self.pipelined
+    }
+
+    /// The id this broker goes by in OpenWire's `BrokerInfo` and in the broker paths of a
+    /// network of brokers: kept in `broker.id` under the data directory, so it stays the
+    /// same across restarts (a message forwarded before a restart still names it).
+    pub fn broker_id(&self) -> &str {
+        self.broker_id
+            .get_or_init(|| crate::network::broker_id::load_or_create(&self.config))
+    }
+
+    /// The network bridges' state, and the messages other brokers' bridges sent here.
+    pub fn network(&self) -> &crate::network::status::Network {
+        &self.network
     }
 
     /// The whole config file (broker-core's own part is [`broker_core::Broker::config`]).

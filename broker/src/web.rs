@@ -676,6 +676,8 @@ async fn overview_json(app: &App) -> serde_json::Value {
         "store_usage": b.store_usage().map(|(used, limit)| json!({"used": used, "limit": limit})).unwrap_or_default(),
         "memory_percent": b.memory_usage().map(|(used, _, limit)| percent(used, limit)).unwrap_or(0),
         "store_percent": b.store_usage().map(|(used, limit)| percent(used, limit)).unwrap_or(0),
+        "network_bridges": b.network().bridges(),
+        "network_messages_received": b.network().received(),
     })
 }
 
@@ -748,6 +750,22 @@ async fn overview(
             rows,
             "<tr><th>{label}</th><td id=\"{k}\">{}</td></tr>",
             escape(&v)
+        );
+    }
+    for n in app.broker.network().bridges() {
+        let state = match (&n.remote_broker, n.connected) {
+            (Some(r), true) => format!("connected to {r}"),
+            _ => "connecting".to_owned(),
+        };
+        let _ = write!(
+            rows,
+            "<tr><th>Network bridge {} to {}</th><td>{}; {} messages forwarded, {} taken back (duplex); {} destinations forwarded now</td></tr>",
+            escape(&n.name),
+            escape(&n.remote),
+            escape(&state),
+            n.forwarded,
+            n.pulled,
+            n.destinations
         );
     }
     if let Some(m) = o["store_metrics"].as_object() {
@@ -1359,6 +1377,54 @@ async fn metrics(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Resp
             percent(used, limit)
         );
     }
+    let bridges = b.network().bridges();
+    if !bridges.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP broker_network_bridge_connected 1 while the bridge is connected to its remote broker.\n# TYPE broker_network_bridge_connected gauge"
+        );
+        for n in &bridges {
+            let _ = writeln!(
+                out,
+                "broker_network_bridge_connected{{bridge=\"{}\",remote=\"{}\"}} {}",
+                label(&n.name),
+                label(&n.remote),
+                u8::from(n.connected)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP broker_network_bridge_forwarded Messages the bridge forwarded (stored by the remote broker).\n# TYPE broker_network_bridge_forwarded counter"
+        );
+        for n in &bridges {
+            let _ = writeln!(
+                out,
+                "broker_network_bridge_forwarded{{bridge=\"{}\",remote=\"{}\"}} {}",
+                label(&n.name),
+                label(&n.remote),
+                n.forwarded
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP broker_network_bridge_pulled Messages a duplex bridge took from its remote broker and stored here.\n# TYPE broker_network_bridge_pulled counter"
+        );
+        for n in &bridges {
+            let _ = writeln!(
+                out,
+                "broker_network_bridge_pulled{{bridge=\"{}\",remote=\"{}\"}} {}",
+                label(&n.name),
+                label(&n.remote),
+                n.pulled
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP broker_network_received Messages received from other brokers' bridges.\n# TYPE broker_network_received counter\nbroker_network_received {}\n# HELP broker_network_duplicates Of those, sent again after a lost answer and not stored twice.\n# TYPE broker_network_duplicates counter\nbroker_network_duplicates {}",
+        b.network().received(),
+        b.network().duplicates()
+    );
     let _ = writeln!(
         out,
         "# TYPE broker_connections gauge\nbroker_connections {}",

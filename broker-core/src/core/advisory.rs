@@ -38,6 +38,8 @@ pub(crate) enum Advisory<'a> {
         destination: &'a Destination,
         consumer_id: String,
         connection_id: &'a str,
+        /// A network bridge's consumer: the brokers its demand came through.
+        network_path: Option<&'a [String]>,
         started: bool,
         count: usize,
     },
@@ -148,12 +150,17 @@ impl Advisory<'_> {
             Advisory::Consumer {
                 consumer_id,
                 connection_id,
+                network_path,
                 started,
                 count: n,
                 ..
             } => {
                 p.insert("event".into(), event(*started, "started", "stopped"));
                 p.insert("consumerId".into(), s(consumer_id));
+                if let Some(path) = network_path {
+                    p.insert("networkSubscription".into(), Value::Bool(true));
+                    p.insert("brokerPath".into(), s(&path.join(",")));
+                }
                 p.insert("connectionId".into(), s(connection_id));
                 p.insert("consumerCount".into(), count(*n));
             }
@@ -216,6 +223,40 @@ impl Default for Advisories {
             tx,
             rx: Mutex::new(Some(rx)),
         }
+    }
+}
+
+/// A consumer as its "started" advisory described it, while it lives: what a new watcher of
+/// the consumer advisories is told about the consumers that started before it (ActiveMQ's
+/// `AdvisoryBroker` replays them too; a network bridge needs them to see existing demand).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveConsumer {
+    pub destination: Destination,
+    /// As in its advisories' `consumerId`.
+    pub consumer_id: String,
+    pub connection_id: String,
+    /// A network bridge's consumer: the brokers its demand came through.
+    pub network_path: Option<Vec<String>>,
+}
+
+/// The live consumers by broker-core id.
+#[derive(Default)]
+pub(crate) struct LiveConsumers(Mutex<HashMap<u64, LiveConsumer>>);
+
+impl LiveConsumers {
+    pub fn add(&self, id: u64, c: LiveConsumer) {
+        self.0.lock().insert(id, c);
+    }
+
+    pub fn remove(&self, id: u64) {
+        self.0.lock().remove(&id);
+    }
+
+    pub fn all(&self) -> Vec<LiveConsumer> {
+        let mut v: Vec<(u64, LiveConsumer)> =
+            self.0.lock().iter().map(|(k, c)| (*k, c.clone())).collect();
+        v.sort_by_key(|(k, _)| *k);
+        v.into_iter().map(|(_, c)| c).collect()
     }
 }
 

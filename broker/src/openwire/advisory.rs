@@ -9,7 +9,7 @@
 
 use broker_core::{Message, Value};
 use openwire::{
-    Command, ConnectionId, ConnectionInfo, ConsumerId, ConsumerInfo, DataStructure,
+    BrokerId, Command, ConnectionId, ConnectionInfo, ConsumerId, ConsumerInfo, DataStructure,
     DestinationInfo, ProducerId, ProducerInfo, RemoveInfo, RemoveTarget,
 };
 
@@ -30,11 +30,15 @@ pub fn data_structure(m: &Message) -> Option<DataStructure> {
     let command = if let Some(subject) = rest.strip_prefix("Consumer.") {
         let id = consumer_id(text("consumerId")?);
         if started {
-            Command::ConsumerInfo(Box::new(ConsumerInfo {
-                consumer_id: id,
-                destination: Some(subject_destination(subject)?),
-                ..ConsumerInfo::default()
-            }))
+            let network = matches!(
+                m.properties.get("networkSubscription"),
+                Some(Value::Bool(true))
+            );
+            Command::ConsumerInfo(Box::new(consumer_info(
+                id,
+                subject_destination(subject)?,
+                network.then(|| text("brokerPath").unwrap_or("")),
+            )))
         } else {
             remove(RemoveTarget::Consumer(id))
         }
@@ -82,6 +86,91 @@ pub fn data_structure(m: &Message) -> Option<DataStructure> {
         return None;
     };
     Some(DataStructure::Command(command))
+}
+
+/// A started consumer's ConsumerInfo; a network bridge's carries its broker path.
+fn consumer_info(
+    id: ConsumerId,
+    destination: openwire::Destination,
+    network_path: Option<&str>,
+) -> ConsumerInfo {
+    ConsumerInfo {
+        consumer_id: id,
+        destination: Some(destination),
+        network_subscription: network_path.is_some(),
+        broker_path: network_path.map(|p| {
+            p.split(',')
+                .filter(|b| !b.is_empty())
+                .map(|b| BrokerId {
+                    value: b.to_owned(),
+                })
+                .collect()
+        }),
+        ..ConsumerInfo::default()
+    }
+}
+
+/// Whether `d` names consumer advisory topics (`ActiveMQ.Advisory.Consumer.Queue.>`, ...):
+/// a new consumer of those is told of the consumers already there, as ActiveMQ's
+/// `AdvisoryBroker` does, which is how a network bridge learns of existing demand.
+pub fn watches_consumers(d: &openwire::Destination) -> bool {
+    !d.kind.is_queue()
+        && d.physical_name
+            .split(',')
+            .any(|n| n.starts_with("ActiveMQ.Advisory.Consumer."))
+}
+
+/// The "started" advisories of the live consumers whose advisory topic `watched` (a topic
+/// name, wildcards and commas allowed) covers, as messages for its consumer.
+pub fn replay(watched: &str, live: &[broker_core::LiveConsumer]) -> Vec<openwire::Message> {
+    let filters: Vec<broker_core::destination_filter::DestinationFilter> = watched
+        .split(',')
+        .filter_map(|n| broker_core::destination_filter::DestinationFilter::parse(n).ok())
+        .collect();
+    let producer = ProducerId {
+        connection_id: "ID:broker-advisory-replay".into(),
+        session_id: 0,
+        value: 0,
+    };
+    let mut out = Vec::new();
+    for (seq, c) in live.iter().enumerate() {
+        let kind = if c.destination.is_queue() {
+            "Queue"
+        } else {
+            "Topic"
+        };
+        let topic = format!("{PREFIX}Consumer.{kind}.{}", c.destination.name);
+        if c.destination.name.starts_with(PREFIX) || !filters.iter().any(|f| f.matches(&topic)) {
+            continue;
+        }
+        let Some(subject) = topic
+            .strip_prefix(PREFIX)
+            .and_then(|r| r.strip_prefix("Consumer."))
+        else {
+            continue;
+        };
+        let Some(destination) = subject_destination(subject) else {
+            continue;
+        };
+        let path = c.network_path.as_ref().map(|p| p.join(","));
+        let info = consumer_info(consumer_id(&c.consumer_id), destination, path.as_deref());
+        let mut m = openwire::Message::new(openwire::MessageKind::Plain);
+        m.producer_id = Some(producer.clone());
+        m.message_id = Some(openwire::MessageId {
+            text_view: None,
+            producer_id: Some(producer.clone()),
+            producer_sequence_id: seq as i64 + 1,
+            broker_sequence_id: 0,
+        });
+        m.destination = Some(openwire::Destination::topic(&topic));
+        m.persistent = false;
+        m.jms_type = Some("Advisory".into());
+        m.data_structure = Some(Box::new(DataStructure::Command(Command::ConsumerInfo(
+            Box::new(info),
+        ))));
+        out.push(m);
+    }
+    out
 }
 
 fn remove(target: RemoveTarget) -> Command {
@@ -171,6 +260,61 @@ mod tests {
             c.destination,
             Some(openwire::Destination::queue("orders.eu"))
         );
+    }
+
+    #[test]
+    fn a_bridge_consumer_carries_its_broker_path_and_live_ones_are_replayed() {
+        let m = advisory(
+            "ActiveMQ.Advisory.Consumer.Queue.q",
+            &[
+                ("event", "started"),
+                ("consumerId", "c:1"),
+                ("brokerPath", "ID:a,ID:b"),
+            ],
+        );
+        let mut m = m;
+        m.properties
+            .insert("networkSubscription".into(), Value::Bool(true));
+        let Some(DataStructure::Command(Command::ConsumerInfo(c))) = data_structure(&m) else {
+            panic!("not a ConsumerInfo");
+        };
+        assert!(c.network_subscription);
+        let path: Vec<_> = c
+            .broker_path
+            .unwrap()
+            .into_iter()
+            .map(|b| b.value)
+            .collect();
+        assert_eq!(path, ["ID:a", "ID:b"]);
+
+        let live = vec![
+            broker_core::LiveConsumer {
+                destination: Destination::queue("orders"),
+                consumer_id: "ID:x:1:2".into(),
+                connection_id: "ID:x".into(),
+                network_path: None,
+            },
+            broker_core::LiveConsumer {
+                destination: Destination::topic("prices"),
+                consumer_id: "stomp-3".into(),
+                connection_id: "stomp".into(),
+                network_path: Some(vec!["ID:z".into()]),
+            },
+        ];
+        let queues = replay("ActiveMQ.Advisory.Consumer.Queue.>", &live);
+        assert_eq!(queues.len(), 1);
+        let both = replay(
+            "ActiveMQ.Advisory.Consumer.Queue.>,ActiveMQ.Advisory.Consumer.Topic.>",
+            &live,
+        );
+        assert_eq!(both.len(), 2);
+        let Some(DataStructure::Command(Command::ConsumerInfo(c))) =
+            both[1].data_structure.as_deref()
+        else {
+            panic!("not a ConsumerInfo");
+        };
+        assert_eq!(c.destination, Some(openwire::Destination::topic("prices")));
+        assert!(c.network_subscription);
     }
 
     #[test]

@@ -212,6 +212,9 @@ struct Conn {
     /// The broker-core producer names of the client's ProducerIds (`conn:session:value`), made
     /// once per producer rather than per message.
     producer_names: HashMap<ProducerId, Arc<str>>,
+    /// The audit ids of the bridged sends in this connection's window, not yet stored: a copy
+    /// of one of these waits for it before the audit is asked.
+    bridged_in_flight: Arc<Mutex<HashSet<(String, i64)>>>,
 }
 
 /// The client's consumer of the temporary-destination advisories, if it has one, and the
@@ -296,6 +299,24 @@ fn is_temp_advisory(d: &openwire::Destination) -> bool {
         && d.physical_name
             .split(',')
             .all(|n| n == TEMP_QUEUE_ADVISORY || n == TEMP_TOPIC_ADVISORY)
+}
+
+/// An ActiveMQ network bridge watches `ActiveMQ.Advisory.Consumer.>` together with the
+/// temporary-destination advisories, as one composite topic: its consumer advisories are the
+/// part that matters (temporary destinations are not bridged here), so it consumes those alone.
+fn bridge_advisory_destination(d: &openwire::Destination) -> Option<openwire::Destination> {
+    if d.kind.is_queue() || !d.physical_name.contains(',') {
+        return None;
+    }
+    let rest: Vec<&str> = d
+        .physical_name
+        .split(',')
+        .filter(|n| *n != TEMP_QUEUE_ADVISORY && *n != TEMP_TOPIC_ADVISORY)
+        .collect();
+    match rest.as_slice() {
+        [one] if one.starts_with("ActiveMQ.Advisory.") => Some(openwire::Destination::topic(*one)),
+        _ => None,
+    }
 }
 
 /// Feeds the client's advisory consumer: the temporary destinations live now, then each
@@ -447,6 +468,16 @@ where
     // The client's checks start after the negotiated initial delay; so do ours.
     let checks_from = tokio::time::Instant::now()
         + Duration::from_millis(wf.max_inactivity_duration_initial_delay.max(0) as u64);
+    // The broker introduces itself once the wire format is agreed, as ActiveMQ's does: another
+    // broker's network bridge waits for it before it logs in.
+    let broker_info = BrokerInfo {
+        broker_id: Some(BrokerId {
+            value: ctx.broker.broker_id().to_owned(),
+        }),
+        broker_name: Some(ctx.broker.config().broker.name.clone()),
+        ..BrokerInfo::default()
+    };
+    let _ = out.send(&Command::BrokerInfo(broker_info)).await;
     let mut conn: Option<Conn> = None;
     let mut shutdown = ctx.shutdown.clone();
     'outer: loop {
@@ -466,8 +497,11 @@ where
                 }
             };
             let id = cmd.command_id();
-            // A keep-alive's answer is a keep-alive (sent by `handle`), not a Response.
-            let wants = cmd.response_required() && !matches!(cmd, Command::KeepAliveInfo(_));
+            // A keep-alive's answer is a keep-alive (sent by `handle`), not a Response; a
+            // bridged send's is sent by its write in the window.
+            let wants = cmd.response_required()
+                && !matches!(cmd, Command::KeepAliveInfo(_))
+                && !Conn::answered_by_window(&cmd);
             // RemoveInfo(connection) ends the broker connection, ShutdownInfo the socket: the
             // client sends both, the second after the first without waiting.
             let hang_up = matches!(cmd, Command::ShutdownInfo(_));
@@ -482,7 +516,10 @@ where
                             Err(f) => Err(f),
                         }
                     }
-                    Command::KeepAliveInfo(_) | Command::WireFormatInfo(_) => Ok(false),
+                    // Another broker's bridge introduces itself before it logs in.
+                    Command::KeepAliveInfo(_)
+                    | Command::WireFormatInfo(_)
+                    | Command::BrokerInfo(_) => Ok(false),
                     // The failover transport's first word on a reconnect (faultTolerant), before
                     // it replays its ConnectionInfo, sessions, producers and consumers.
                     Command::ConnectionControl(_) => Ok(false),
@@ -565,9 +602,15 @@ where
                     break;
                 }
             },
-            Err(failed) = async {
+            // Every write that completes, not only the first: a bridge's sends wait for their
+            // answers, which go out as the writes complete, without anything more to read.
+            failed = async {
                 match conn.as_mut() {
-                    Some(c) => c.window.complete_oldest().await,
+                    Some(c) => loop {
+                        if let Err(failed) = c.window.complete_oldest().await {
+                            break failed;
+                        }
+                    },
                     None => std::future::pending().await,
                 }
             } => {
@@ -594,6 +637,27 @@ where
     if !*shutdown.borrow() {
         crate::stomp::server::linger(&mut rd, &mut buf).await;
     }
+}
+
+/// The id a bridged message is audited by: its id as the sending broker gave it.
+fn audit_id(m: &openwire::Message) -> Option<(String, i64)> {
+    if !is_bridged(m) {
+        return None;
+    }
+    let id = m.message_id.as_ref()?;
+    let producer = id.producer_id.as_ref()?;
+    Some((
+        format!(
+            "{}:{}:{}",
+            producer.connection_id, producer.session_id, producer.value
+        ),
+        id.producer_sequence_id,
+    ))
+}
+
+/// A message another broker's network bridge forwarded (it names the brokers it came through).
+fn is_bridged(m: &openwire::Message) -> bool {
+    m.broker_path.as_ref().is_some_and(|p| !p.is_empty())
 }
 
 /// A `ConnectionError` written straight to the socket, before the writer task exists.
@@ -630,7 +694,7 @@ async fn respond(out: &Out, correlation_id: i32) {
     let _ = out.send(&Command::Response(r)).await;
 }
 
-/// Answers a ConnectionInfo: credentials, client id, then the broker introduces itself.
+/// Answers a ConnectionInfo: credentials, then the client id.
 async fn connect(
     info: &openwire::ConnectionInfo,
     peer: &str,
@@ -658,14 +722,6 @@ async fn connect(
         }
     };
     connection.set_subject(subject)?;
-    let broker_info = BrokerInfo {
-        broker_id: Some(BrokerId {
-            value: format!("rust-broker-{}", ctx.broker.config().broker.name),
-        }),
-        broker_name: Some(ctx.broker.config().broker.name.clone()),
-        ..BrokerInfo::default()
-    };
-    let _ = out.send(&Command::BrokerInfo(broker_info)).await;
     debug!(peer = %peer, login = %user, "OpenWire connection open");
     Ok(Conn {
         ctx: Arc::clone(ctx),
@@ -681,6 +737,7 @@ async fn connect(
         answer: None,
         dispatch_seq: Arc::new(std::sync::atomic::AtomicI64::new(0)),
         advisories: Arc::new(Mutex::new(Advisories::default())),
+        bridged_in_flight: Arc::default(),
         window: Window::new(
             ctx.pipeline_window,
             ctx.pipeline_window_bytes,
@@ -827,16 +884,48 @@ impl Conn {
     /// asynchronous send (`useAsyncSend`, or a non-persistent message) outside a transaction.
     fn pipelines(cmd: &Command) -> bool {
         match cmd {
-            Command::Message(m) => !m.response_required && m.transaction_id.is_none(),
+            Command::Message(m) => {
+                (!m.response_required || is_bridged(m)) && m.transaction_id.is_none()
+            }
             // The acks a consumer sends as it goes (no response wanted, no transaction).
             Command::MessageAck(a) => !a.response_required && a.transaction_id.is_none(),
             _ => false,
         }
     }
 
+    /// Whether `cmd` is a send another broker's bridge waits on: pipelined like an
+    /// asynchronous send, and answered when its write completes, in order, so that a bridge's
+    /// stream of sends shares fsyncs instead of taking one each.
+    fn answered_by_window(cmd: &Command) -> bool {
+        matches!(cmd, Command::Message(m)
+            if m.response_required && is_bridged(m) && m.transaction_id.is_none())
+    }
+
     /// Hands an asynchronous send to the broker in order and leaves its store write in the
     /// window, so a burst of sends shares the journal's fsyncs.
     async fn pipeline(&mut self, m: openwire::Message) -> Result<(), Failure> {
+        let audit_id = audit_id(&m);
+        if let Some(id) = &audit_id
+            && self.bridged_in_flight.lock().contains(id)
+        {
+            self.window.drain().await.map_err(write_failure)?;
+        }
+        if let Some(id) = &audit_id
+            && self.ctx.broker.network().seen(id)
+        {
+            // Sent again by a bridge whose answer was lost: stored already.
+            debug!(peer = %self.peer, "bridged message {} is a duplicate: not stored again", what(&m));
+            self.ctx
+                .broker
+                .network()
+                .duplicates
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.window.drain().await.map_err(write_failure)?;
+            if m.response_required {
+                respond(&self.out, m.command_id).await;
+            }
+            return Ok(());
+        }
         let bytes = m.content.as_ref().map_or(0, |c| c.len());
         self.window.make_room(bytes).await.map_err(write_failure)?;
         let submitted = match Box::pin(self.submit(&m)).await {
@@ -844,6 +933,16 @@ impl Conn {
             // A reply to a requester gone meanwhile (its temporary queue deleted): as ActiveMQ,
             // the client hears of it through its exception listener and the connection stays,
             // or every replier would lose its connection to each requester that gave up.
+            // A bridged send waits for its answer.
+            Err(f) if m.response_required => {
+                let r = ExceptionResponse {
+                    correlation_id: m.command_id,
+                    exception: Some(Throwable::new(f.class, f.message)),
+                    ..ExceptionResponse::default()
+                };
+                let _ = self.out.send(&Command::ExceptionResponse(r)).await;
+                return Ok(());
+            }
             Err(f) if f.class == "javax.jms.InvalidDestinationException" => {
                 debug!(peer = %self.peer, "asynchronous send refused: {}", f.message);
                 connection_error(&self.out, f.class, &f.message).await;
@@ -851,10 +950,36 @@ impl Conn {
             }
             Err(f) => return Err(f),
         };
+        let answer = m
+            .response_required
+            .then(|| (self.out.clone(), m.command_id));
+        if let Some(id) = &audit_id {
+            self.bridged_in_flight.lock().insert(id.clone());
+        }
+        let audit = audit_id.map(|id| {
+            (
+                Arc::clone(&self.ctx.broker),
+                Arc::clone(&self.bridged_in_flight),
+                id,
+            )
+        });
         self.window.push(
             format!("send of message {}", what(&m)),
             bytes,
-            Box::pin(async move { submitted.await.map(drop) }),
+            Box::pin(async move {
+                let stored = submitted.await;
+                if let Some((broker, in_flight, id)) = audit {
+                    in_flight.lock().remove(&id);
+                    if stored.is_ok() {
+                        broker.network().stored(id);
+                    }
+                }
+                stored?;
+                if let Some((out, correlation_id)) = answer {
+                    respond(&out, correlation_id).await;
+                }
+                Ok(())
+            }),
         );
         Ok(())
     }
@@ -871,6 +996,13 @@ impl Conn {
         let destination = convert::destination(dest)?;
         let mut out = convert::outgoing(m)?;
         out.id = self.client_message_id(m);
+        if m.broker_path.as_ref().is_some_and(|p| !p.is_empty()) {
+            self.ctx
+                .broker
+                .network()
+                .received
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let tx = m.transaction_id.clone();
         let session = match &tx {
             Some(t) => {
@@ -976,10 +1108,23 @@ impl Conn {
             .destination
             .as_ref()
             .ok_or_else(|| Failure::jms("a consumer without a destination"))?;
+        let bridged = bridge_advisory_destination(dest);
+        let dest = bridged.as_ref().unwrap_or(dest);
         if self.consumers.contains_key(&info.consumer_id) {
             return Err(Failure::jms("consumer id in use"));
         }
         let session = self.connection.session(AckMode::Individual)?;
+        // Another broker's bridge: its consumer's advisories say so, with the brokers the
+        // demand came through, so that no bridge forwards back along that path.
+        if info.network_subscription {
+            session.set_network_path(
+                info.broker_path
+                    .iter()
+                    .flatten()
+                    .map(|b| b.value.clone())
+                    .collect(),
+            );
+        }
         // Above ActiveMQ's maximum it is lowered to it, silently, as ActiveMQ does.
         let prefetch = broker_core::clamp_prefetch(i64::from(info.prefetch_size)) as usize;
         let credits = Arc::new(Semaphore::new(prefetch));
@@ -1068,6 +1213,22 @@ impl Conn {
             }
         };
         let consumer = Arc::new(consumer);
+        // Subscribed first, listed second: a consumer that stops in between is in the list
+        // and its "stopped" advisory follows the replay.
+        if super::advisory::watches_consumers(dest) {
+            let live = self.ctx.broker.live_consumers()?;
+            for m in super::advisory::replay(&dest.physical_name, &live) {
+                let dispatch = MessageDispatch {
+                    consumer_id: info.consumer_id.clone(),
+                    destination: m.destination.clone(),
+                    message: Some(Box::new(m)),
+                    ..MessageDispatch::default()
+                };
+                if !self.out.send(&Command::MessageDispatch(dispatch)).await {
+                    break;
+                }
+            }
+        }
         let pump = tokio::spawn(pump(
             Arc::clone(&consumer),
             info.consumer_id.clone(),
@@ -1759,6 +1920,32 @@ async fn pump(
             if !out.send(&Command::MessageDispatch(dispatch)).await {
                 return;
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_activemq_bridge_s_composite_advisory_watch_is_its_consumer_advisories() {
+        let watched = openwire::Destination::topic(
+            "ActiveMQ.Advisory.Consumer.>,ActiveMQ.Advisory.TempQueue,ActiveMQ.Advisory.TempTopic",
+        );
+        assert_eq!(
+            bridge_advisory_destination(&watched),
+            Some(openwire::Destination::topic("ActiveMQ.Advisory.Consumer.>"))
+        );
+        for other in [
+            openwire::Destination::topic("ActiveMQ.Advisory.TempQueue,ActiveMQ.Advisory.TempTopic"),
+            openwire::Destination::topic("a,b"),
+            openwire::Destination::topic("ActiveMQ.Advisory.Consumer.>"),
+            openwire::Destination::queue(
+                "ActiveMQ.Advisory.Consumer.>,ActiveMQ.Advisory.TempQueue",
+            ),
+        ] {
+            assert_eq!(bridge_advisory_destination(&other), None, "{other:?}");
         }
     }
 }

@@ -139,6 +139,17 @@ pub fn outgoing(m: &openwire::Message) -> Result<Outgoing, Unmappable> {
     out.group_seq = m.group_sequence;
     out.reply_to = m.reply_to.as_ref().map(destination).transpose()?;
     out.properties = to_core_map(&m.properties().map_err(bad)?);
+    // The brokers a bridged message came through: kept with it, for the bridges' loop check
+    // (a selector on this property) and for the next hop.
+    if let Some(path) = m.broker_path.as_ref().filter(|p| !p.is_empty()) {
+        let ids: Vec<&str> = path.iter().map(|b| b.value.as_str()).collect();
+        out.properties.insert(
+            crate::network::BROKER_PATH_PROPERTY.into(),
+            Value::String(ids.join(",")),
+        );
+        // Another broker sending again what it may have sent before: the copy says so.
+        out.redelivery_count = u32::try_from(m.redelivery_counter).unwrap_or(0);
+    }
     Ok(out)
 }
 
@@ -197,8 +208,24 @@ pub fn dispatched(
     o.redelivery_counter = i32::try_from(m.redelivery_count).unwrap_or(i32::MAX);
     o.data_structure = super::advisory::data_structure(m).map(Box::new);
     if !m.properties.is_empty() {
-        o.set_properties(&to_openwire_map(&m.properties))
-            .map_err(e)?;
+        let mut props = PrimitiveMap::new();
+        for (k, v) in &m.properties {
+            if k != crate::network::BROKER_PATH_PROPERTY {
+                props.insert(k.clone(), to_openwire_value(v));
+            }
+        }
+        // Back where OpenWire keeps it.
+        if let Some(Value::String(path)) = m.properties.get(crate::network::BROKER_PATH_PROPERTY) {
+            o.broker_path = Some(
+                path.split(',')
+                    .filter(|b| !b.is_empty())
+                    .map(|b| openwire::BrokerId {
+                        value: b.to_owned(),
+                    })
+                    .collect(),
+            );
+        }
+        o.set_properties(&props).map_err(e)?;
     }
     Ok(o)
 }
