@@ -22,22 +22,8 @@ use common::TestBroker;
 
 const EXAMPLES: &str = "/usr/share/doc/activemq/examples/openwire/advanced-scenarios";
 
-const JARS: &[&str] = &[
-    "activemq-client.jar",
-    "geronimo-jms_1.1_spec.jar",
-    "geronimo-j2ee-management-1.1-spec.jar",
-    "hawtbuf.jar",
-    "slf4j-api.jar",
-    "slf4j-nop.jar",
-];
-
 fn classpath(classes: &Path) -> String {
-    let mut parts: Vec<String> = JARS
-        .iter()
-        .map(|j| format!("/usr/share/java/{j}"))
-        .collect();
-    parts.push(classes.display().to_string());
-    parts.join(":")
+    common::java::classpath(&classes.display().to_string())
 }
 
 /// Compiles every example as shipped; `None` (skipped) when something is missing here.

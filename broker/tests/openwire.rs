@@ -13,30 +13,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::TestBroker;
+use common::java::classpath;
 use openwire::{Command, WireFormatInfo, WireFormatOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// The client jars and what they need, as Debian installs them.
-const JARS: &[&str] = &[
-    "activemq-client.jar",
-    "geronimo-jms_1.1_spec.jar",
-    "geronimo-j2ee-management-1.1-spec.jar",
-    "hawtbuf.jar",
-    "slf4j-api.jar",
-    "slf4j-nop.jar",
-];
-
-fn classpath(extra: &str) -> String {
-    let mut parts: Vec<String> = JARS
-        .iter()
-        .map(|j| format!("/usr/share/java/{j}"))
-        .collect();
-    if !extra.is_empty() {
-        parts.push(extra.to_owned());
-    }
-    parts.join(":")
-}
 
 /// The compiled test programs (once per test binary), or `None` when there is no JDK or no
 /// ActiveMQ client here; `.ci/run` installs both and sets `BROKER_REQUIRE_JAVA`, so there it is a failure.
