@@ -9,6 +9,7 @@ pub(crate) mod producer_audit;
 mod recovery;
 mod routing;
 pub(crate) mod scheduler;
+pub(crate) mod scheduler_management;
 mod store_health;
 pub(crate) mod store_usage;
 pub(crate) mod temporary;
@@ -77,7 +78,7 @@ pub(crate) struct Placed {
 }
 
 impl Placed {
-    fn done() -> Placed {
+    pub(crate) fn done() -> Placed {
         Placed {
             written: StorePending::ready(Ok(0)),
             then: Then::Nothing,

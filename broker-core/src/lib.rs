@@ -55,6 +55,10 @@ pub use crate::core::scheduler::{
     AMQ_SCHEDULED_CRON, AMQ_SCHEDULED_DELAY, AMQ_SCHEDULED_ID, AMQ_SCHEDULED_PERIOD,
     AMQ_SCHEDULED_REPEAT, JOBS as SCHEDULER_JOBS_QUEUE, ScheduledJob,
 };
+pub use crate::core::scheduler_management::{
+    AMQ_SCHEDULER_ACTION, AMQ_SCHEDULER_ACTION_END_TIME, AMQ_SCHEDULER_ACTION_START_TIME,
+    AMQ_SCHEDULER_MANAGEMENT_DESTINATION,
+};
 pub use crate::core::temporary::{TemporaryEvent, temporary_url};
 pub use admin::{DestinationStats, TemporaryEvents};
 pub use broker::Broker;

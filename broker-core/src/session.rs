@@ -1061,6 +1061,14 @@ impl Session {
     pub(crate) async fn place(&self, message: Message) -> Result<Option<Placed>> {
         self.check_open()?;
         let core = &self.inner.core;
+        // An order to the scheduler, carried out now (in a transaction too, as ActiveMQ does);
+        // nothing is stored.
+        if core.config.broker.scheduler_support
+            && crate::core::scheduler_management::is_management(&message)
+        {
+            core.scheduler_management(&message).await?;
+            return Ok(Some(Placed::done()));
+        }
         let temporary = core.temporaries.contains(&message.destination);
         // A scheduled send becomes a job; the destination must be one a send can reach now.
         // A temporary destination's send is delivered at once: it has no store to wait in.

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use broker_core::{
     AMQ_SCHEDULED_CRON, AMQ_SCHEDULED_DELAY, AMQ_SCHEDULED_ID, AMQ_SCHEDULED_PERIOD,
-    AMQ_SCHEDULED_REPEAT, AckMode, BrokerError, Destination, Outgoing, Value,
+    AMQ_SCHEDULED_REPEAT, AMQ_SCHEDULER_ACTION, AMQ_SCHEDULER_ACTION_END_TIME,
+    AMQ_SCHEDULER_ACTION_START_TIME, AMQ_SCHEDULER_MANAGEMENT_DESTINATION, AckMode, BrokerError,
+    Destination, DestinationKind, Outgoing, Value,
 };
 use common::{Engine, Env, assert_none, recv, texts};
 
@@ -34,6 +36,7 @@ on_engines!(
         a_scheduled_topic_message_reaches_durable_and_live_subscribers,
         the_jobs_store_is_not_a_queue_clients_can_use,
         a_cron_job_fires_at_each_match_until_cancelled,
+        the_management_destination_browses_and_removes_jobs,
     )
 );
 
@@ -378,6 +381,84 @@ async fn a_cron_job_fires_at_each_match_until_cancelled(engine: Engine) {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_none(&c).await;
     assert!(broker.scheduled_jobs().await.unwrap().is_empty());
+    conn.close().await;
+    broker.stop().await;
+    env.cleanup().await;
+}
+
+/// ActiveMQ's `ActiveMQ.Scheduler.Management` (issue 25): BROWSE sends a copy of each job to the
+/// reply-to with its `scheduledJobId` (within a time range when given), REMOVE cancels one by
+/// id, REMOVEALL cancels all; an unknown action is refused.
+async fn the_management_destination_browses_and_removes_jobs(engine: Engine) {
+    let Some(env) = Env::new(engine, "") else {
+        return;
+    };
+    let broker = env.start().await;
+    let conn = broker.connect(None).await.unwrap();
+    let s = conn.session(AckMode::Auto).unwrap();
+    let p = s.producer(q("managed")).unwrap();
+    for (text, minutes) in [("first", 10), ("second", 20), ("third", 30)] {
+        p.send(delayed(text, minutes * 60_000)).await.unwrap();
+    }
+    let replies = conn.create_temporary(DestinationKind::Queue).unwrap();
+    let c = s.consumer(replies.clone(), None).await.unwrap();
+    let manage = s
+        .producer(Destination::topic(AMQ_SCHEDULER_MANAGEMENT_DESTINATION))
+        .unwrap();
+    let order = |action: &str| {
+        let mut m = Outgoing::text("").property(AMQ_SCHEDULER_ACTION, Value::String(action.into()));
+        m.reply_to = Some(replies.clone());
+        m
+    };
+    let browse = async |o: Outgoing, n: usize| {
+        manage.send(o).await.unwrap();
+        let got = common::recv_n(&c, n).await;
+        assert_none(&c).await;
+        got.iter()
+            .map(|r| {
+                let m = r.message();
+                let id = match m.properties.get(AMQ_SCHEDULED_ID) {
+                    Some(Value::String(id)) => id.clone(),
+                    other => panic!("no job id: {other:?}"),
+                };
+                (r.text().unwrap().to_owned(), id)
+            })
+            .collect::<Vec<_>>()
+    };
+    let all = browse(order("BROWSE"), 3).await;
+    assert_eq!(
+        all.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+        ["first", "second", "third"]
+    );
+    // Only what is due within the range (the second, 20 minutes from now).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let ranged = order("BROWSE")
+        .property(
+            AMQ_SCHEDULER_ACTION_START_TIME,
+            Value::I64(now + 15 * 60_000),
+        )
+        .property(
+            AMQ_SCHEDULER_ACTION_END_TIME,
+            Value::String((now + 25 * 60_000).to_string()),
+        );
+    assert_eq!(browse(ranged, 1).await[0].0, "second");
+    // REMOVE by the id BROWSE gave.
+    let remove = order("REMOVE").property(AMQ_SCHEDULED_ID, Value::String(all[1].1.clone()));
+    manage.send(remove).await.unwrap();
+    let left = broker.scheduled_jobs().await.unwrap();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.iter().all(|j| j.id != all[1].1));
+    // An unknown action is refused, and changes nothing.
+    assert!(matches!(
+        manage.send(order("PURGE")).await,
+        Err(BrokerError::Invalid(_))
+    ));
+    manage.send(order("REMOVEALL")).await.unwrap();
+    assert!(broker.scheduled_jobs().await.unwrap().is_empty());
+    browse(order("BROWSE"), 0).await;
     conn.close().await;
     broker.stop().await;
     env.cleanup().await;

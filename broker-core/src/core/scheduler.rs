@@ -297,7 +297,23 @@ fn target_of(job: &Message) -> Option<Destination> {
     }
 }
 
-fn listed(job: &Message) -> Option<ScheduledJob> {
+/// The message a job delivers to `to`: as it was sent, without the scheduler's own
+/// properties, with its job id in `scheduledJobId` (ActiveMQ's `AMQ_SCHEDULED_ID`).
+pub(crate) fn as_delivered(job: &Message, to: Destination) -> Message {
+    let mut m = job.clone();
+    for k in [TARGET_KIND, TARGET_NAME, PERSISTENT, DUE, LEFT, JOB] {
+        m.properties.remove(k);
+    }
+    m.properties.insert(
+        AMQ_SCHEDULED_ID.into(),
+        Value::String(prop_str(job, JOB).unwrap_or_default().to_owned()),
+    );
+    m.persistent = matches!(job.properties.get(PERSISTENT), Some(Value::Bool(true)));
+    m.destination = to;
+    m
+}
+
+pub(crate) fn listed(job: &Message) -> Option<ScheduledJob> {
     Some(ScheduledJob {
         id: prop_str(job, JOB)?.to_owned(),
         destination: target_of(job)?,
@@ -470,16 +486,7 @@ impl Core {
             let repeating = cron.is_some()
                 || left > 0
                 || number(&job, AMQ_SCHEDULED_REPEAT).ok().flatten() > Some(0);
-            let mut m = job.clone();
-            for k in [TARGET_KIND, TARGET_NAME, PERSISTENT, DUE, LEFT, JOB] {
-                m.properties.remove(k);
-            }
-            m.properties.insert(
-                AMQ_SCHEDULED_ID.into(),
-                Value::String(prop_str(&job, JOB).unwrap_or_default().to_owned()),
-            );
-            m.persistent = matches!(job.properties.get(PERSISTENT), Some(Value::Bool(true)));
-            m.destination = target.clone();
+            let mut m = as_delivered(&job, target.clone());
             m.sequence = 0;
             m.timestamp = now;
             if repeating {
