@@ -1299,6 +1299,18 @@ impl Session {
         })
     }
 
+    /// Returns a message this session received whose client never showed it to its
+    /// application (a protocol door's prefetch, e.g. what an OpenWire consumer closed with
+    /// after its `lastDeliveredSequenceId`): it goes back to its destination as it was, not
+    /// counted as a redelivery. Only in CLIENT and INDIVIDUAL sessions (AUTO acked it already).
+    pub async fn give_back(&self, message: &Received) -> Result<()> {
+        let items = self.take_unacked(message, false).await?;
+        for (d, m) in items {
+            d.give_back(&m.id);
+        }
+        Ok(())
+    }
+
     /// Refuses a message received in a CLIENT or INDIVIDUAL session: it is redelivered (to
     /// the dead letter queue past the maximum), as STOMP's NACK asks. In CLIENT mode earlier
     /// unacked messages are refused with it.

@@ -484,6 +484,10 @@ java_check!(
     java_message_id_is_the_producers_and_correlates,
     "message-id"
 );
+java_check!(
+    java_unseen_prefetch_comes_back_not_redelivered,
+    "unseen-prefetch"
+);
 
 macro_rules! temporary_check {
     ($name:ident, $check:literal) => {

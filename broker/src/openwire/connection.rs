@@ -799,40 +799,44 @@ impl Conn {
             Command::ConsumerInfo(c) => Box::pin(self.consume(*c)).await?,
             Command::TransactionInfo(t) => Box::pin(self.transaction(t)).await?,
             Command::ProducerInfo(p) => self.declare(&p)?,
-            Command::RemoveInfo(r) => match r.object_id {
-                RemoveTarget::Connection(_) => return Ok(true),
-                RemoveTarget::Session(s) => {
-                    self.declared.retain(|p, _| p.session_id != s.value);
-                    let ids: Vec<ConsumerId> = self
-                        .consumers
-                        .keys()
-                        .filter(|c| c.session_id == s.value)
-                        .cloned()
-                        .collect();
-                    for id in ids {
+            Command::RemoveInfo(r) => {
+                let last_delivered = r.last_delivered_sequence_id;
+                match r.object_id {
+                    RemoveTarget::Connection(_) => return Ok(true),
+                    RemoveTarget::Session(s) => {
+                        self.declared.retain(|p, _| p.session_id != s.value);
+                        let ids: Vec<ConsumerId> = self
+                            .consumers
+                            .keys()
+                            .filter(|c| c.session_id == s.value)
+                            .cloned()
+                            .collect();
+                        for id in ids {
+                            if let Some(c) = self.consumers.remove(&id) {
+                                close_consumer(c).await;
+                            }
+                            self.forget_prepared_acks(&id);
+                        }
+                    }
+                    RemoveTarget::Consumer(id) => {
+                        {
+                            let mut a = self.advisories.lock();
+                            if a.consumer.as_ref() == Some(&id) {
+                                a.consumer = None;
+                                a.announced.clear();
+                            }
+                        }
                         if let Some(c) = self.consumers.remove(&id) {
+                            give_back_unseen(&c, last_delivered).await;
                             close_consumer(c).await;
                         }
                         self.forget_prepared_acks(&id);
                     }
-                }
-                RemoveTarget::Consumer(id) => {
-                    {
-                        let mut a = self.advisories.lock();
-                        if a.consumer.as_ref() == Some(&id) {
-                            a.consumer = None;
-                            a.announced.clear();
-                        }
+                    RemoveTarget::Producer(p) => {
+                        self.declared.remove(&p);
                     }
-                    if let Some(c) = self.consumers.remove(&id) {
-                        close_consumer(c).await;
-                    }
-                    self.forget_prepared_acks(&id);
                 }
-                RemoveTarget::Producer(p) => {
-                    self.declared.remove(&p);
-                }
-            },
+            }
             Command::RemoveSubscriptionInfo(r) => {
                 let name = r
                     .subscription_name
@@ -1737,6 +1741,26 @@ impl Conn {
         self.connection.close().await;
         debug!(peer = %self.peer, "OpenWire connection closed");
         let _ = &self.ctx;
+    }
+}
+
+/// A closing consumer's messages that its client had prefetched but never handed to its
+/// application (dispatched after `last_delivered`, the RemoveInfo's `lastDeliveredSequenceId`;
+/// a negative one: none was handed over) go back as they were, not as redeliveries, as
+/// ActiveMQ does: a consumer opened and closed per message (Spring's listener container
+/// without caching) would otherwise push its whole prefetch toward the dead letter queue.
+async fn give_back_unseen(c: &OwConsumer, last_delivered: i64) {
+    let unseen: Vec<Received> = c
+        .delivered
+        .lock()
+        .iter()
+        .filter(|d| d.id.broker_sequence_id > last_delivered)
+        .map(|d| d.received.clone())
+        .collect();
+    for r in unseen {
+        if let Err(e) = c.session.give_back(&r).await {
+            debug!("giving back an unseen message: {e}");
+        }
     }
 }
 

@@ -18,6 +18,33 @@ public class OpenWireChecks {
         return c;
     }
 
+    /// A consumer closed with prefetched messages its application never saw: those come back
+    /// as they were (not redelivered), the ones it saw and did not ack come back redelivered.
+    static void unseenPrefetch() throws Exception {
+        Connection c = connect("");
+        Session s = c.createSession(false, Session.CLIENT_ACKNOWLEDGE);
+        Queue q = s.createQueue("ow.unseen");
+        MessageProducer p = s.createProducer(q);
+        for (int i = 0; i < 10; i++) p.send(s.createTextMessage("m" + i));
+        MessageConsumer first = s.createConsumer(q);
+        for (int i = 0; i < 2; i++) {
+            Message m = first.receive(5000);
+            check(m != null && !m.getJMSRedelivered(), "first sight of m" + i);
+        }
+        // Give the prefetch time to fill: the other eight are at the client, unseen.
+        Thread.sleep(500);
+        first.close();
+        MessageConsumer second = s.createConsumer(q);
+        for (int i = 0; i < 10; i++) {
+            TextMessage m = (TextMessage) second.receive(5000);
+            check(m != null && m.getText().equals("m" + i), "m" + i + " again, got " + m);
+            check(m.getJMSRedelivered() == (i < 2),
+                  "m" + i + " redelivered " + m.getJMSRedelivered() + ", count " + m.getIntProperty("JMSXDeliveryCount"));
+            m.acknowledge();
+        }
+        c.close();
+    }
+
     /// The JMSMessageID a producer saw after send is the one its consumer gets, so the
     /// request/reply idiom that correlates on it (the replier sets JMSCorrelationID to the
     /// request's JMSMessageID, the requester selects on it) works as on ActiveMQ.
@@ -85,6 +112,7 @@ public class OpenWireChecks {
             case "not-authorized": notAuthorized(); break;
             case "advisories": advisories(); break;
             case "message-id": messageId(); break;
+            case "unseen-prefetch": unseenPrefetch(); break;
             case "durable-before-restart": durableBeforeRestart(); break;
             case "durable-after-restart": durableAfterRestart(); break;
             default: throw new IllegalArgumentException(check);
