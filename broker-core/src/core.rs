@@ -424,6 +424,7 @@ impl Core {
                 });
             }
             self.wait_for_memory().await?;
+            q.wait_for_room(self).await?;
             return Ok(Placed {
                 written: StorePending::ready(Ok(0)),
                 then: Then::Push(q, message),

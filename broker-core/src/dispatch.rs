@@ -271,6 +271,9 @@ pub(crate) struct Dispatcher {
     pub counters: Counters,
     /// Its `[policy]` with its `[[policy.entries]]` applied.
     pub(crate) policy: DestinationPolicy,
+    /// The queue's own memory limit (policy `memory_limit_bytes`), charged beside the
+    /// broker's for every byte this dispatcher holds.
+    pub(crate) memory: Option<Arc<crate::memory::MemoryUsage>>,
     /// When a message or a consumer last came or went (ms), for `gc_inactive_destinations`.
     last_active: AtomicI64,
 }
@@ -291,6 +294,10 @@ impl Dispatcher {
     ) -> Arc<Dispatcher> {
         let store_backed = !matches!(source, Source::Memory { .. } | Source::Temporary);
         let destination_of_policy = destination.clone();
+        let policy = core.policies.resolve(&destination_of_policy);
+        let memory = policy
+            .memory_limit
+            .map(|limit| Arc::new(crate::memory::MemoryUsage::new(limit)));
         let d = Arc::new(Dispatcher {
             destination,
             source,
@@ -301,7 +308,8 @@ impl Dispatcher {
             }),
             wake: Notify::new(),
             counters: Counters::default(),
-            policy: core.policies.resolve(&destination_of_policy),
+            policy,
+            memory,
             last_active: AtomicI64::new(crate::core::now_ms()),
         });
         tokio::spawn(Arc::clone(&d).run());
@@ -473,7 +481,7 @@ impl Dispatcher {
                 size,
             },
         );
-        core.memory.add(size);
+        self.charge(&core, size);
         let mut freed = 0;
         let mut slow_started = false;
         if let Source::Memory {
@@ -797,6 +805,54 @@ impl Dispatcher {
         {
             core.memory.release(bytes);
         }
+        if bytes > 0
+            && let Some(m) = &self.memory
+        {
+            m.release(bytes);
+        }
+    }
+
+    /// Counts `bytes` held here against the broker's memory and the queue's own limit.
+    fn charge(&self, core: &Core, bytes: u64) {
+        core.memory.add(bytes);
+        if let Some(m) = &self.memory {
+            m.add(bytes);
+        }
+    }
+
+    /// Whether this queue's own limit (if any) has room.
+    fn has_room(&self) -> bool {
+        self.memory.as_ref().is_none_or(|m| m.has_room())
+    }
+
+    /// Waits until this queue's own limit has room, per the broker's flow-control settings
+    /// (`[policy] send_fail_if_no_space`, `send_timeout_ms`), as a send at the broker's
+    /// limit does.
+    pub(crate) async fn wait_for_room(&self, core: &Core) -> crate::error::Result<()> {
+        let Some(m) = &self.memory else {
+            return Ok(());
+        };
+        if m.has_room() {
+            return Ok(());
+        }
+        let full = || {
+            crate::error::BrokerError::ResourceLimit(format!(
+                "{} is full ({} of its memory_limit_bytes {} used by waiting messages)",
+                self.destination,
+                m.used(),
+                m.limit()
+            ))
+        };
+        let policy = &core.config.policy;
+        if policy.send_fail_if_no_space {
+            return Err(full());
+        }
+        let timeout = std::time::Duration::from_millis(policy.send_timeout_ms);
+        if m.wait_for_room(timeout).await {
+            Ok(())
+        } else {
+            Err(full())
+        }
     }
 
     async fn run(self: Arc<Self>) {
@@ -811,7 +867,7 @@ impl Dispatcher {
                 }
                 let work = self.dispatch(&mut st);
                 let page = core.config.limits.max_page_size;
-                let memory_ok = core.memory.has_room();
+                let memory_ok = core.memory.has_room() && self.has_room();
                 let wants = st.store_more && !st.consumers.is_empty() && st.paged < page;
                 let fetch = if wants && memory_ok {
                     st.store_more = false;
@@ -905,7 +961,7 @@ impl Dispatcher {
             st.paged += 1;
         }
         drop(st);
-        core.memory.add(added);
+        self.charge(core, added);
     }
 
     /// Hands waiting messages to consumers with room, in window order. Runs under the lock.

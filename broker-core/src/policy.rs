@@ -55,6 +55,12 @@ pub struct PolicyEntry {
     pub expired: Option<ExpiredPolicy>,
     pub gc_inactive_destinations: Option<bool>,
     pub inactive_timeout_before_gc_ms: Option<u64>,
+    /// ActiveMQ's per-destination `memoryLimit`, for queues: the bytes of messages the queue
+    /// may hold in memory (its paged-in window and its non-persistent messages), within
+    /// `limits.memory_bytes`. A non-persistent send to a queue at its limit waits (or fails,
+    /// per `[policy] send_fail_if_no_space`) as at the broker's limit; persistent messages
+    /// wait in the store and are paged in under it.
+    pub memory_limit_bytes: Option<u64>,
 }
 
 /// The policy one destination runs under: `[policy]` with its best entry applied.
@@ -71,6 +77,8 @@ pub(crate) struct DestinationPolicy {
     pub expired: ExpiredPolicy,
     /// Removed after this long with no consumer and no message; `None`: kept.
     pub gc_after: Option<Duration>,
+    /// The queue's own memory limit (`memory_limit_bytes`); `None`: only the broker's.
+    pub memory_limit: Option<u64>,
 }
 
 impl DestinationPolicy {
@@ -146,6 +154,21 @@ impl Policies {
                     "must be a number of 1 or more",
                 ));
             }
+            match e.memory_limit_bytes {
+                Some(0) => {
+                    return Err(ConfigError::new(
+                        key("memory_limit_bytes"),
+                        "must be above 0 (leave it out for no limit of its own)",
+                    ));
+                }
+                Some(_) if kind == DestinationKind::Topic => {
+                    return Err(ConfigError::new(
+                        key("memory_limit_bytes"),
+                        "applies to queues only here (a topic's subscribers are bounded by limits.max_pending_non_durable)",
+                    ));
+                }
+                _ => {}
+            }
             if let Some(p) = &e.dead_letter_queue_prefix
                 && p.trim().is_empty()
             {
@@ -217,6 +240,7 @@ impl Policies {
                         .unwrap_or(g.inactive_timeout_before_gc_ms),
                 )
             }),
+            memory_limit: e.memory_limit_bytes.filter(|_| d.is_queue()),
         }
     }
 
@@ -346,6 +370,14 @@ mod tests {
             (
                 "[[entries]]\nqueue = \"a\"\nbackoff_multiplier = 0.5\n",
                 "policy.entries[0].backoff_multiplier",
+            ),
+            (
+                "[[entries]]\nqueue = \"a\"\nmemory_limit_bytes = 0\n",
+                "policy.entries[0].memory_limit_bytes",
+            ),
+            (
+                "[[entries]]\ntopic = \"a\"\nmemory_limit_bytes = 1024\n",
+                "policy.entries[0].memory_limit_bytes",
             ),
         ] {
             let p: PolicySection = crate::config::from_toml(toml).unwrap();

@@ -768,11 +768,12 @@ async fn users_authorization_policies_and_system_usage() {
         Some(1000),
         "RedeliveryPolicy's default, written out"
     );
-    let entry = "/beans/broker/destinationPolicy/policyMap/policyEntries/policyEntry";
-    assert!(
-        run.unmapped_at(&format!("{entry}[@queue='orders.>']/@memoryLimit"))
-            .contains("no memory limit per destination")
+    assert_eq!(
+        orders["memory_limit_bytes"].as_integer(),
+        Some(1 << 20),
+        "memoryLimit=\"1mb\""
     );
+    let entry = "/beans/broker/destinationPolicy/policyMap/policyEntries/policyEntry";
     run.unmapped_at(&format!("{entry}[@topic='prices.>']/@optimizedDispatch"));
 
     // Plugins and broker attributes without an equivalent.

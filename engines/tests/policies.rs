@@ -22,6 +22,7 @@ on_engines!(
         a_redelivery_waits_its_delay_and_does_not_hold_back_the_rest,
         expired_messages_follow_their_destination_policy,
         inactive_queues_are_removed_when_their_entry_says_so,
+        a_queue_memory_limit_holds_back_its_own_producers_only,
     )
 );
 
@@ -202,6 +203,82 @@ async fn inactive_queues_are_removed_when_their_entry_says_so(engine: Engine) {
     let s = conn.session(AckMode::Auto).unwrap();
     let c = s.consumer(q("temp.full"), None).await.unwrap();
     assert_eq!(texts(&[recv(&c).await]), ["waiting"]);
+    conn.close().await;
+    broker.stop().await;
+    env.cleanup().await;
+}
+
+/// ActiveMQ's per-queue `memoryLimit` (`memory_limit_bytes`): non-persistent sends to a queue
+/// at its own limit are refused (here: `send_fail_if_no_space`) while other queues take more,
+/// draining makes room again, and persistent messages beyond it wait in the store and all
+/// arrive, paged in under the limit.
+async fn a_queue_memory_limit_holds_back_its_own_producers_only(engine: Engine) {
+    let Some(env) = Env::new(
+        engine,
+        "[policy]\nsend_fail_if_no_space = true\n[[policy.entries]]\nqueue = \"small.>\"\nmemory_limit_bytes = 8192\n",
+    ) else {
+        return;
+    };
+    let broker = env.start().await;
+    let conn = broker.connect(None).await.unwrap();
+    let s = conn.session(AckMode::Auto).unwrap();
+    let small = s.producer(q("small.q")).unwrap();
+    let other = s.producer(q("other.q")).unwrap();
+    let kib = |i: usize| {
+        Outgoing::bytes(vec![b'x'; 1024])
+            .persistent(false)
+            .property("n", broker_core::Value::I64(i as i64))
+    };
+    let mut sent = 0;
+    let refusal = loop {
+        match small.send(kib(sent)).await {
+            Ok(_) => sent += 1,
+            Err(e) => break e,
+        }
+        assert!(sent < 100, "the queue's limit never held");
+    };
+    assert!((6..=9).contains(&sent), "{sent} KiB messages fit in 8 KiB");
+    assert!(
+        refusal.to_string().contains("small.q")
+            && refusal.to_string().contains("memory_limit_bytes"),
+        "{refusal}"
+    );
+    // Another queue is not held back by it.
+    for i in 0..20 {
+        other.send(kib(i)).await.unwrap();
+    }
+    // Draining makes room.
+    let c = s.consumer(q("small.q"), None).await.unwrap();
+    for _ in 0..sent {
+        recv(&c).await;
+    }
+    // (The acks free the memory as they are applied, a moment after the receives.)
+    let mut tries = 0;
+    while let Err(e) = small.send(kib(0)).await {
+        tries += 1;
+        assert!(tries < 250, "no room after draining: {e}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    recv(&c).await;
+    c.close().await;
+    // Persistent messages wait in the store: 40 KiB into an 8 KiB queue, all delivered.
+    if engine.durable() {
+        for i in 0..40 {
+            small
+                .send(
+                    Outgoing::bytes(vec![b'y'; 1024])
+                        .persistent(true)
+                        .property("n", broker_core::Value::I64(i)),
+                )
+                .await
+                .unwrap();
+        }
+        let c = s.consumer(q("small.q"), None).await.unwrap();
+        for _ in 0..40 {
+            recv(&c).await;
+        }
+        assert_none(&c).await;
+    }
     conn.close().await;
     broker.stop().await;
     env.cleanup().await;

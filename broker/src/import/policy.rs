@@ -162,10 +162,25 @@ fn policy_entry(
         );
     }
     if let Some(m) = ctx.attr(pe, "memoryLimit")? {
-        ctx.unmapped_at(
-            attr_path(pe, "memoryLimit"),
-            format!("memoryLimit={m:?}: no memory limit per destination; limits.memory_bytes is shared by all"),
-        );
+        match super::xml::parse_bytes(&m) {
+            Some(bytes) if e.kind == "queue" && !is_default && bytes > 0 => {
+                e.set("memory_limit_bytes", int(bytes));
+            }
+            Some(_) if e.kind == "queue" && !is_default => ctx.unmapped_at(
+                attr_path(pe, "memoryLimit"),
+                format!("memoryLimit={m:?}: a limit of 0 bytes; leave it out for none"),
+            ),
+            Some(_) => ctx.unmapped_at(
+                attr_path(pe, "memoryLimit"),
+                format!(
+                    "memoryLimit={m:?}: a memory limit of its own is for queue entries only here; topics and the default share limits.memory_bytes"
+                ),
+            ),
+            None => ctx.unmapped_at(
+                attr_path(pe, "memoryLimit"),
+                format!("memoryLimit={m:?}: not a size"),
+            ),
+        }
     }
     if is_default {
         for (attr, key) in [
