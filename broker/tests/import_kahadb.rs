@@ -133,14 +133,19 @@ fn run_java(classes: &Path, port: u16, mode: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("java runs");
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(_status) = child.try_wait().unwrap() {
             break;
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("KahaDbImport {mode} did not finish within 120 s");
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "KahaDbImport {mode} did not finish within 120 s:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }

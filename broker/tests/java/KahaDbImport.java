@@ -11,9 +11,21 @@ import org.apache.activemq.ActiveMQConnectionFactory;
 public class KahaDbImport {
     static final String CLIENT_ID = "importer";
 
-    public static void main(String[] args) throws Exception {
+    public static void main(String[] args) {
+        try {
+            run(args);
+        } catch (Throwable e) {
+            // Exit rather than leave the client's non-daemon threads running.
+            e.printStackTrace();
+            System.exit(1);
+        }
+        System.exit(0);
+    }
+
+    static void run(String[] args) throws Exception {
+        // admin/admin: this broker's default user; ActiveMQ here has no authentication.
         ActiveMQConnectionFactory f =
-            new ActiveMQConnectionFactory("tcp://127.0.0.1:" + args[0]);
+            new ActiveMQConnectionFactory("admin", "admin", "tcp://127.0.0.1:" + args[0]);
         Connection c = f.createConnection();
         c.setClientID(CLIENT_ID);
         c.start();
@@ -142,12 +154,14 @@ public class KahaDbImport {
     }
 
     static List<Message> drain(MessageConsumer consumer) throws JMSException {
+        System.out.println("draining " + consumer);
         List<Message> out = new ArrayList<>();
         for (int i = 0; i < 100; i++) {
             Message m = consumer.receive(out.isEmpty() ? 5000 : 1500);
             if (m == null) break;
             out.add(m);
         }
+        System.out.println("drained " + out.size());
         consumer.close();
         return out;
     }
