@@ -122,13 +122,14 @@ fn java_and_activemq() -> bool {
     have
 }
 
-fn run_java(classes: &Path, port: u16, mode: &str) {
+fn run_java(classes: &Path, port: u16, mode: &str, ids: &Path) {
     let mut child = Command::new("java")
         .arg("-cp")
         .arg(classpath(classes))
         .arg("KahaDbImport")
         .arg(port.to_string())
         .arg(mode)
+        .arg(ids)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -159,16 +160,56 @@ fn run_java(classes: &Path, port: u16, mode: &str) {
 }
 
 fn import(kahadb: &Path, config: &Path) -> String {
+    let (ok, stderr) = try_import(kahadb, config, &[]);
+    assert!(ok, "import failed:\n{stderr}");
+    stderr
+}
+
+fn try_import(kahadb: &Path, config: &Path, flags: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_broker"))
         .arg("import-kahadb")
         .arg(kahadb)
         .arg("--config")
         .arg(config)
+        .args(flags)
         .output()
         .expect("broker runs");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "import failed:\n{stderr}");
-    stderr
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A copy of the journal with one byte flipped in its first batch: the import stops naming
+/// the file and offset; with `--skip-damaged` it goes on and says what it skipped.
+fn damaged_journal_is_refused_or_skipped(kahadb: &Path) {
+    let copy = tempfile::tempdir().unwrap();
+    let mut journal = std::fs::read(kahadb.join("db-1.log")).unwrap();
+    // Past the first batch control record (28 bytes) and record head: inside its payload.
+    journal[40] ^= 0xff;
+    std::fs::write(copy.path().join("db-1.log"), &journal).unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let config = target.path().join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[broker]\ndata_directory = \"{}\"\n[persistence]\nkind = \"memory\"\n",
+            target.path().display()
+        ),
+    )
+    .unwrap();
+    let (ok, stderr) = try_import(copy.path(), &config, &[]);
+    assert!(!ok, "a damaged journal was imported:\n{stderr}");
+    assert!(
+        stderr.contains("db-1.log at offset 0: batch checksum mismatch"),
+        "{stderr}"
+    );
+    let (ok, stderr) = try_import(copy.path(), &config, &["--skip-damaged"]);
+    assert!(ok, "--skip-damaged failed:\n{stderr}");
+    assert!(
+        stderr.contains("damaged, skipped:") && stderr.contains("db-1.log@0"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,11 +238,13 @@ async fn activemq_kahadb_pending_messages_are_imported_once() {
     let amq_base = work.path().join("amq");
     let port = free_port();
     let amq = start_activemq(&amq_base, port);
-    run_java(&classes, port, "fill");
+    let ids = work.path().join("ids.txt");
+    run_java(&classes, port, "fill", &ids);
     // Acks are journalled by KahaDB's writer thread shortly after the client's call returns.
     std::thread::sleep(Duration::from_secs(2));
     drop(amq);
     let kahadb = amq_base.join("data/kahadb");
+    damaged_journal_is_refused_or_skipped(&kahadb);
 
     let target = tempfile::tempdir().unwrap();
     let config = target.path().join("broker.toml");
@@ -230,7 +273,7 @@ async fn activemq_kahadb_pending_messages_are_imported_once() {
     let b = TestBroker::start_in(target, "").await;
     let port = b.server.openwire.expect("OpenWire listener").port();
     let classes2 = classes.clone();
-    tokio::task::spawn_blocking(move || run_java(&classes2, port, "check"))
+    tokio::task::spawn_blocking(move || run_java(&classes2, port, "check", &ids))
         .await
         .unwrap();
 }

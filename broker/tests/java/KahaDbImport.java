@@ -30,10 +30,11 @@ public class KahaDbImport {
         c.setClientID(CLIENT_ID);
         c.start();
         try {
+            java.nio.file.Path ids = java.nio.file.Paths.get(args[2]);
             if (args[1].equals("fill")) {
-                fill(c);
+                java.nio.file.Files.write(ids, fill(c));
             } else {
-                check(c);
+                check(c, java.nio.file.Files.readAllLines(ids));
             }
         } finally {
             c.close();
@@ -41,7 +42,8 @@ public class KahaDbImport {
         System.out.println(args[1] + " ok");
     }
 
-    static void fill(Connection c) throws Exception {
+    static List<String> fill(Connection c) throws Exception {
+        List<String> ids = new ArrayList<>();
         Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
         Queue q1 = s.createQueue("imp.q1");
         Queue q2 = s.createQueue("imp.q2");
@@ -75,6 +77,7 @@ public class KahaDbImport {
             TextMessage m = s.createTextMessage("q2-" + i);
             m.setIntProperty("n", i);
             p.send(q2, m);
+            ids.add(m.getJMSMessageID());
         }
         for (int i = 0; i < 4; i++) {
             TextMessage m = s.createTextMessage("t-" + i);
@@ -111,9 +114,10 @@ public class KahaDbImport {
         tc.close();
         one.close();
         s.close();
+        return ids;
     }
 
-    static void check(Connection c) throws Exception {
+    static void check(Connection c, List<String> ids) throws Exception {
         Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
         List<Message> q1 = drain(s.createConsumer(s.createQueue("imp.q1")));
         expect(q1.size() == 3, "imp.q1 has " + q1.size() + " messages, expected 3: " + q1);
@@ -138,6 +142,11 @@ public class KahaDbImport {
         List<String> texts = new ArrayList<>();
         for (Message x : q2) texts.add(((TextMessage) x).getText());
         expect(texts.equals(List.of("q2-0", "q2-1", "q2-2", "q2-committed")), "imp.q2: " + texts);
+        for (int i = 0; i < ids.size(); i++) {
+            // The JMSMessageID the producer saw in ActiveMQ is the one this broker gives.
+            expect(q2.get(i).getJMSMessageID().equals(ids.get(i)),
+                "message id " + q2.get(i).getJMSMessageID() + " != " + ids.get(i));
+        }
 
         Topic t = s.createTopic("imp.t");
         List<String> s1 = texts(drain(s.createDurableSubscriber(t, "s1")));
