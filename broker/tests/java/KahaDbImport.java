@@ -6,7 +6,10 @@
 import java.util.ArrayList;
 import java.util.List;
 import javax.jms.*;
+import javax.transaction.xa.XAResource;
+import javax.transaction.xa.Xid;
 import org.apache.activemq.ActiveMQConnectionFactory;
+import org.apache.activemq.ActiveMQXAConnectionFactory;
 
 public class KahaDbImport {
     static final String CLIENT_ID = "importer";
@@ -22,7 +25,10 @@ public class KahaDbImport {
         System.exit(0);
     }
 
+    static String port;
+
     static void run(String[] args) throws Exception {
+        port = args[0];
         // admin/admin: this broker's default user; ActiveMQ here has no authentication.
         ActiveMQConnectionFactory f =
             new ActiveMQConnectionFactory("admin", "admin", "tcp://127.0.0.1:" + args[0]);
@@ -40,6 +46,26 @@ public class KahaDbImport {
             c.close();
         }
         System.out.println(args[1] + " ok");
+    }
+
+    /// The XA branch `fill` prepares and leaves.
+    static final class LeftXid implements Xid {
+        public int getFormatId() { return 0x1ee7; }
+        public byte[] getGlobalTransactionId() { return "imported".getBytes(); }
+        public byte[] getBranchQualifier() { return "b1".getBytes(); }
+
+        static boolean same(Xid x) {
+            return x.getFormatId() == 0x1ee7
+                && java.util.Arrays.equals(x.getGlobalTransactionId(), "imported".getBytes())
+                && java.util.Arrays.equals(x.getBranchQualifier(), "b1".getBytes());
+        }
+    }
+
+    static XAConnection xaConnection(String port) throws JMSException {
+        XAConnection xc = new ActiveMQXAConnectionFactory(
+            "admin", "admin", "tcp://127.0.0.1:" + port).createXAConnection();
+        xc.start();
+        return xc;
     }
 
     static List<String> fill(Connection c) throws Exception {
@@ -114,6 +140,18 @@ public class KahaDbImport {
         tc.close();
         one.close();
         s.close();
+
+        // An XA branch prepared and never finished.
+        XAConnection xc = xaConnection(port);
+        XASession xs = xc.createXASession();
+        XAResource r = xs.getXAResource();
+        Xid xid = new LeftXid();
+        r.start(xid, XAResource.TMNOFLAGS);
+        xs.getSession().createProducer(xs.getSession().createQueue("imp.xa"))
+            .send(xs.getSession().createTextMessage("xa-prepared"));
+        r.end(xid, XAResource.TMSUCCESS);
+        expect(r.prepare(xid) == XAResource.XA_OK, "prepare votes XA_OK");
+        xc.close();
         return ids;
     }
 
@@ -153,6 +191,20 @@ public class KahaDbImport {
         expect(s1.equals(List.of("t-2", "t-3")), "s1: " + s1);
         List<String> s2 = texts(drain(s.createDurableSubscriber(t, "s2", "n >= 0", false)));
         expect(s2.equals(List.of("t-0", "t-1", "t-2", "t-3")), "s2: " + s2);
+
+        MessageConsumer xaSeen = s.createConsumer(s.createQueue("imp.xa"));
+        expect(xaSeen.receive(500) == null, "the prepared message is not delivered before commit");
+        XAConnection xc = xaConnection(port);
+        XAResource r = xc.createXASession().getXAResource();
+        Xid found = null;
+        for (Xid x : r.recover(XAResource.TMSTARTRSCAN | XAResource.TMENDRSCAN)) {
+            if (LeftXid.same(x)) found = x;
+        }
+        expect(found != null, "recover lists the imported prepared branch");
+        r.commit(found, false);
+        xc.close();
+        List<String> xa = texts(drain(xaSeen));
+        expect(xa.equals(List.of("xa-prepared")), "imp.xa after the commit: " + xa);
         s.close();
     }
 
