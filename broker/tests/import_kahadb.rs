@@ -180,6 +180,41 @@ fn try_import(kahadb: &Path, config: &Path, flags: &[&str]) -> (bool, String) {
     )
 }
 
+/// The reader on ActiveMQ's real journal with bytes overwritten or cut at pseudo-random places
+/// (a fixed-seed generator, so a failure repeats): it decodes or fails, never panics.
+fn mutated_journals_never_panic(kahadb: &Path) {
+    let journal = std::fs::read(kahadb.join("db-1.log")).unwrap();
+    // What the test wrote is a few kilobytes at the front; the rest is preallocated zeros.
+    let used = journal.len().min(64 * 1024);
+    let original = &journal[..used];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: usize| {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) as usize % n.max(1)
+    };
+    let live = broker::import::kahadb::fuzz_journal(original);
+    assert!(
+        live >= 3,
+        "the intact journal replays to {live} destinations"
+    );
+    let end = original
+        .windows(5)
+        .position(|w| w == b"-qMa4")
+        .unwrap_or(used)
+        .max(1);
+    for _ in 0..2000 {
+        let mut data = original.to_vec();
+        for _ in 0..=next(3) {
+            let at = next(end);
+            data[at] = next(256) as u8;
+        }
+        let cut = if next(4) == 0 { next(end) } else { used };
+        broker::import::kahadb::fuzz_journal(&data[..cut]);
+    }
+}
+
 /// A copy of the journal with one byte flipped in its first batch: the import stops naming
 /// the file and offset; with `--skip-damaged` it goes on and says what it skipped.
 fn damaged_journal_is_refused_or_skipped(kahadb: &Path) {
@@ -245,6 +280,7 @@ async fn activemq_kahadb_pending_messages_are_imported_once() {
     drop(amq);
     let kahadb = amq_base.join("data/kahadb");
     damaged_journal_is_refused_or_skipped(&kahadb);
+    mutated_journals_never_panic(&kahadb);
 
     let target = tempfile::tempdir().unwrap();
     let config = target.path().join("broker.toml");
