@@ -1,8 +1,8 @@
 //! ActiveMQ KahaDB journal files (`db-N.log`), read-only: batches of user records, each batch
 //! behind a "WRITE BATCH" control record that carries its length and (since 5.9) an Adler32
 //! checksum, the batch followed by an end-of-file marker (`-qMa4`, or zeros in old journals).
-//! Big-endian throughout (Java `DataOutput`). Format: docs/reference `activemq-persistence.md`
-//! §2.2.
+//! Big-endian throughout (Java `DataOutput`), as ActiveMQ's `Journal` and `DataFileAppender`
+//! write it.
 
 use std::path::{Path, PathBuf};
 
@@ -19,11 +19,11 @@ const EOF_BYTE: u8 = b'4';
 /// Why a journal cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// Not `#[source]`: the message carries it already, and `{:#}` would print it twice.
+        error: std::io::Error,
     },
     #[error("{path} holds no db-N.log journal files")]
     Empty { path: PathBuf },
@@ -40,7 +40,7 @@ pub enum JournalError {
 pub fn journal_files(dir: &Path) -> Result<Vec<(u32, PathBuf)>, JournalError> {
     let io = |source| JournalError::Io {
         path: dir.to_path_buf(),
-        source,
+        error: source,
     };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {

@@ -149,7 +149,10 @@ fn key_of(key: &str, info: &[u8]) -> (SubscriptionKey, Option<String>) {
 }
 
 fn store_err(what: String) -> impl FnOnce(StoreError) -> ImportKahaError {
-    move |source| ImportKahaError::Store { what, source }
+    move |source| ImportKahaError::Store {
+        what,
+        error: source,
+    }
 }
 
 /// Writes `replay` into `store`; counts in `summary`.

@@ -38,17 +38,12 @@ pub enum ImportKahaError {
         offset: usize,
         reason: proto::ProtoError,
     },
-    #[error("{what}: {source}")]
-    Store {
-        what: String,
-        #[source]
-        source: StoreError,
-    },
-    #[error("{what}: {source}")]
+    #[error("{what}: {error}")]
+    Store { what: String, error: StoreError },
+    #[error("{what}: {error}")]
     Engine {
         what: String,
-        #[source]
-        source: broker_core::BrokerError,
+        error: broker_core::BrokerError,
     },
     #[error("the engine's lock is held (is a broker running on this config?)")]
     Locked,
@@ -124,7 +119,7 @@ fn replay_dir(
         let name = path.display().to_string();
         let data = std::fs::read(&path).map_err(|source| JournalError::Io {
             path: path.clone(),
-            source,
+            error: source,
         })?;
         eprintln!("reading {name} ({} bytes)", data.len());
         summary.files += 1;
@@ -179,7 +174,7 @@ pub async fn import(
         .map_err(|_| ImportKahaError::Locked)?
         .map_err(|source| ImportKahaError::Engine {
             what: "taking the engine's lock".into(),
-            source,
+            error: source,
         })?;
     let store = match engines::store(&engine).open(&*lock).await {
         Ok(s) => s,
@@ -187,7 +182,7 @@ pub async fn import(
             lock.release(Leaving::Settled).await;
             return Err(ImportKahaError::Engine {
                 what: "opening the engine".into(),
-                source,
+                error: source,
             });
         }
     };
@@ -198,7 +193,7 @@ pub async fn import(
     loaded?;
     closed.map_err(|source| ImportKahaError::Store {
         what: "closing the engine".into(),
-        source,
+        error: source,
     })?;
     Ok(summary)
 }
