@@ -56,6 +56,18 @@ enum Command {
         #[arg(long = "set", value_name = "NAME=VALUE")]
         set: Vec<String>,
     },
+    /// Loads the messages an ActiveMQ KahaDB directory still holds (queued, pending for a
+    /// durable subscription, prepared XA) into the engine the config names; the directory is
+    /// only read. Importing twice adds nothing the second time.
+    ImportKahadb {
+        /// ActiveMQ's KahaDB directory (holding db-N.log), or the data directory above it.
+        dir: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Go on past damaged journal records, counting what was skipped.
+        #[arg(long)]
+        skip_damaged: bool,
+    },
     /// Reads a password from stdin (its first line) and prints its argon2 hash, for a
     /// `[[users]] password` in broker.toml.
     Passwd,
@@ -104,6 +116,22 @@ fn import_config(file: &std::path::Path, set: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// `broker import-kahadb`: progress and the summary on stderr.
+async fn import_kahadb(
+    dir: &std::path::Path,
+    config: Option<&std::path::Path>,
+    skip_damaged: bool,
+) -> Result<()> {
+    let config = match config {
+        Some(p) => BrokerConfig::from_file(p)?,
+        None => BrokerConfig::default(),
+    };
+    let dir = broker::import::kahadb::kahadb_dir(dir);
+    let summary = broker::import::kahadb::import(&dir, &config, skip_damaged).await?;
+    eprint!("{summary}");
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -126,6 +154,13 @@ fn main() -> std::process::ExitCode {
             Command::Dstat(a) => cli::dstat(a).await.map(|()| 0),
             Command::Passwd => passwd().map(|()| 0),
             Command::ImportConfig { file, set } => import_config(&file, &set).map(|()| 0),
+            Command::ImportKahadb {
+                dir,
+                config,
+                skip_damaged,
+            } => import_kahadb(&dir, config.as_deref(), skip_damaged)
+                .await
+                .map(|()| 0),
         }
     });
     match result {

@@ -14,6 +14,7 @@
 //! redelivery plugin), `security` (authentication and authorization plugins); `xml` holds the
 //! bookkeeping that makes the import exhaustive, `out` the TOML writer.
 
+pub mod kahadb;
 mod out;
 mod persistence;
 mod policy;

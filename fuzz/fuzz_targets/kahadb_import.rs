@@ -1,0 +1,30 @@
+//! `broker import-kahadb`'s reader of ActiveMQ's KahaDB journal: any bytes, framed as a journal
+//! file, decoded as commands and replayed, fail or decode, never panic.
+//!
+//! The reader's three modules are pure (no I/O beyond the bytes given) and are compiled here
+//! from the broker's sources, so the fuzz build does not pull in the whole broker program. The
+//! OpenWire messages inside the commands are the `openwire_frame` target's business.
+#![no_main]
+
+#[allow(dead_code)]
+#[path = "../../broker/src/import/kahadb/journal.rs"]
+mod journal;
+#[allow(dead_code)]
+#[path = "../../broker/src/import/kahadb/proto.rs"]
+mod proto;
+#[allow(dead_code)]
+#[path = "../../broker/src/import/kahadb/replay.rs"]
+mod replay;
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut skipped = journal::Skipped::default();
+    let mut state = replay::Replay::default();
+    let _ = journal::read_records(data, "fuzz", true, &mut skipped, |_, payload| {
+        if let Ok(c) = proto::decode_command(payload) {
+            state.apply(c);
+        }
+    });
+    let _ = state.finish();
+});
