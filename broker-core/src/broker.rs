@@ -127,6 +127,10 @@ impl Broker {
                 return Err(e);
             }
         };
+        // Measured before anyone can send: until the first measurement nothing is held, and
+        // the monitor's first run is a task that a busy machine may start late (a burst right
+        // after the start overshot limits.store_bytes then).
+        core.refresh_store_usage().await;
         *self.core.lock() = Some(Arc::clone(&core));
         Self::set_state(&self.state, &name, BrokerState::Serving);
 
