@@ -279,11 +279,26 @@ fn tls_acceptor(t: &crate::config::TransportsSection, key: &str) -> Result<TlsAc
     crate::tls::acceptor_with(cert, key_file, client).with_context(|| format!("transports.{key}"))
 }
 
-/// The subject of the verified client certificate a TLS client presented, if any: its
-/// protocol then runs with it where `Users::authenticate` finds it (see `tls`).
-fn client_subject_of(stream: &tokio_rustls::server::TlsStream<TcpStream>) -> Option<String> {
-    let cert = stream.get_ref().1.peer_certificates()?.first()?;
-    crate::tls::subject_of(cert)
+/// The server side of TLS for every TLS listener: the handshake, then the protocol's `serve`
+/// run with the subject of the client's verified certificate, if it presented one, where
+/// `Users::authenticate` finds it (see `tls`).
+async fn serve_tls<F, Fut>(acceptor: &TlsAcceptor, stream: TcpStream, peer: String, serve: F)
+where
+    F: FnOnce(tokio_rustls::server::TlsStream<TcpStream>, String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let Some(s) = tls_handshake(acceptor, stream, &peer).await else {
+        return;
+    };
+    let subject = s
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|cert| crate::tls::subject_of(cert));
+    crate::tls::CLIENT_SUBJECT
+        .scope(subject, serve(s, peer))
+        .await;
 }
 
 async fn bind(addr: &str) -> std::io::Result<TcpListener> {
@@ -316,12 +331,7 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: Arc<S
             match tls {
                 None => serve(stream, peer, ctx).await,
                 Some(acceptor) => {
-                    if let Some(s) = tls_handshake(&acceptor, stream, &peer).await {
-                        let subject = client_subject_of(&s);
-                        crate::tls::CLIENT_SUBJECT
-                            .scope(subject, serve(s, peer, ctx))
-                            .await;
-                    }
+                    serve_tls(&acceptor, stream, peer, |s, peer| serve(s, peer, ctx)).await;
                 }
             }
         }
@@ -342,12 +352,10 @@ async fn websocket_accept_loop(
             match tls {
                 None => serve_websocket(stream, peer, ctx).await,
                 Some(acceptor) => {
-                    if let Some(s) = tls_handshake(&acceptor, stream, &peer).await {
-                        let subject = client_subject_of(&s);
-                        crate::tls::CLIENT_SUBJECT
-                            .scope(subject, serve_websocket(s, peer, ctx))
-                            .await;
-                    }
+                    serve_tls(&acceptor, stream, peer, |s, peer| {
+                        serve_websocket(s, peer, ctx)
+                    })
+                    .await;
                 }
             }
         }
@@ -403,12 +411,10 @@ async fn openwire_accept_loop(
             match tls {
                 None => crate::openwire::serve(stream, peer, ctx).await,
                 Some(acceptor) => {
-                    if let Some(s) = tls_handshake(&acceptor, stream, &peer).await {
-                        let subject = client_subject_of(&s);
-                        crate::tls::CLIENT_SUBJECT
-                            .scope(subject, crate::openwire::serve(s, peer, ctx))
-                            .await;
-                    }
+                    serve_tls(&acceptor, stream, peer, |s, peer| {
+                        crate::openwire::serve(s, peer, ctx)
+                    })
+                    .await;
                 }
             }
         }
