@@ -511,22 +511,33 @@ impl Core {
     }
 
     pub(crate) async fn wait_for_memory(&self) -> Result<()> {
-        if self.memory.has_room() {
-            return Ok(());
-        }
-        let policy = &self.config.policy;
-        let full = || {
+        self.wait_for_room(&self.memory, || {
             BrokerError::ResourceLimit(format!(
                 "memory is full ({} of {} bytes used by waiting messages)",
                 self.memory.used(),
                 self.memory.limit()
             ))
-        };
+        })
+        .await
+    }
+
+    /// Producer flow control on `usage` (the broker's memory, or a queue's own limit): goes on
+    /// while it has room; otherwise fails at once with `full` under `send_fail_if_no_space`,
+    /// or waits for room up to `send_timeout_ms`.
+    pub(crate) async fn wait_for_room(
+        &self,
+        usage: &MemoryUsage,
+        full: impl Fn() -> BrokerError,
+    ) -> Result<()> {
+        if usage.has_room() {
+            return Ok(());
+        }
+        let policy = &self.config.policy;
         if policy.send_fail_if_no_space {
             return Err(full());
         }
         let timeout = std::time::Duration::from_millis(policy.send_timeout_ms);
-        if self.memory.wait_for_room(timeout).await {
+        if usage.wait_for_room(timeout).await {
             Ok(())
         } else {
             Err(full())

@@ -825,34 +825,20 @@ impl Dispatcher {
         self.memory.as_ref().is_none_or(|m| m.has_room())
     }
 
-    /// Waits until this queue's own limit has room, per the broker's flow-control settings
-    /// (`[policy] send_fail_if_no_space`, `send_timeout_ms`), as a send at the broker's
-    /// limit does.
+    /// Waits until this queue's own limit has room, as a send at the broker's limit does.
     pub(crate) async fn wait_for_room(&self, core: &Core) -> crate::error::Result<()> {
         let Some(m) = &self.memory else {
             return Ok(());
         };
-        if m.has_room() {
-            return Ok(());
-        }
-        let full = || {
+        core.wait_for_room(m, || {
             crate::error::BrokerError::ResourceLimit(format!(
                 "{} is full ({} of its memory_limit_bytes {} used by waiting messages)",
                 self.destination,
                 m.used(),
                 m.limit()
             ))
-        };
-        let policy = &core.config.policy;
-        if policy.send_fail_if_no_space {
-            return Err(full());
-        }
-        let timeout = std::time::Duration::from_millis(policy.send_timeout_ms);
-        if m.wait_for_room(timeout).await {
-            Ok(())
-        } else {
-            Err(full())
-        }
+        })
+        .await
     }
 
     async fn run(self: Arc<Self>) {
