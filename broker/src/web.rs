@@ -1379,44 +1379,39 @@ async fn metrics(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Resp
     }
     let bridges = b.network().bridges();
     if !bridges.is_empty() {
-        let _ = writeln!(
-            out,
-            "# HELP broker_network_bridge_connected 1 while the bridge is connected to its remote broker.\n# TYPE broker_network_bridge_connected gauge"
-        );
-        for n in &bridges {
-            let _ = writeln!(
-                out,
-                "broker_network_bridge_connected{{bridge=\"{}\",remote=\"{}\"}} {}",
-                label(&n.name),
-                label(&n.remote),
-                u8::from(n.connected)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP broker_network_bridge_forwarded Messages the bridge forwarded (stored by the remote broker).\n# TYPE broker_network_bridge_forwarded counter"
-        );
-        for n in &bridges {
-            let _ = writeln!(
-                out,
-                "broker_network_bridge_forwarded{{bridge=\"{}\",remote=\"{}\"}} {}",
-                label(&n.name),
-                label(&n.remote),
-                n.forwarded
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP broker_network_bridge_pulled Messages a duplex bridge took from its remote broker and stored here.\n# TYPE broker_network_bridge_pulled counter"
-        );
-        for n in &bridges {
-            let _ = writeln!(
-                out,
-                "broker_network_bridge_pulled{{bridge=\"{}\",remote=\"{}\"}} {}",
-                label(&n.name),
-                label(&n.remote),
-                n.pulled
-            );
+        // One family per counter, one sample per bridge.
+        type Sample = fn(&crate::network::status::BridgeView) -> u64;
+        let families: [(&str, &str, &str, Sample); 3] = [
+            (
+                "broker_network_bridge_connected",
+                "1 while the bridge is connected to its remote broker.",
+                "gauge",
+                |n| u64::from(n.connected),
+            ),
+            (
+                "broker_network_bridge_forwarded",
+                "Messages the bridge forwarded (stored by the remote broker).",
+                "counter",
+                |n| n.forwarded,
+            ),
+            (
+                "broker_network_bridge_pulled",
+                "Messages a duplex bridge took from its remote broker and stored here.",
+                "counter",
+                |n| n.pulled,
+            ),
+        ];
+        for (name, help, kind, sample) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for n in &bridges {
+                let _ = writeln!(
+                    out,
+                    "{name}{{bridge=\"{}\",remote=\"{}\"}} {}",
+                    label(&n.name),
+                    label(&n.remote),
+                    sample(n)
+                );
+            }
         }
     }
     let _ = writeln!(
