@@ -290,6 +290,37 @@ async fn kill_the_master(s: Scenario) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    finish(s.name, &shared, p, c, &[killed_at], &b).await;
+
+    // The old master, started again, is a slave now.
+    let again = Proc::spawn(&config);
+    again
+        .wait_for("waiting for the lock (slave)", Duration::from_secs(60))
+        .await;
+    again
+        .wait_for("lock attempt 3 found it held", Duration::from_secs(60))
+        .await;
+    assert!(
+        !again.has("listening for STOMP"),
+        "{}: the restarted master must wait",
+        s.name
+    );
+    drop(again);
+    drop(b);
+    drop_tables(&s.database).await;
+}
+
+/// Stops the clients and checks the run: every receipted message consumed, every second copy
+/// explained (flagged redelivered, or resent after a lost receipt); prints the take-over time
+/// after each kill (kill to the first receipt after it) and the counts.
+async fn finish(
+    name: &str,
+    shared: &Arc<Shared>,
+    p: tokio::task::JoinHandle<()>,
+    c: tokio::task::JoinHandle<()>,
+    kills: &[u64],
+    master: &Proc,
+) {
     shared.stop.store(true, Ordering::Release);
     p.await.unwrap();
     if tokio::time::timeout(Duration::from_secs(60), c)
@@ -312,22 +343,21 @@ async fn kill_the_master(s: Scenario) {
         let consumed = shared.consumed.lock();
         panic!(
             "{}: the consumer did not get {} receipted message(s) within 60 s: {missing:?} (consumed {}, last {:?}, reconnects {})\nthe new master's log:\n{}",
-            s.name,
+            name,
             missing.len(),
             consumed.len(),
             consumed.iter().rev().take(5).collect::<Vec<_>>(),
             shared.reconnects.load(Ordering::Relaxed),
-            b.log.lock().join("\n")
+            master.log.lock().join("\n")
         );
     }
 
-    let takeover_ms = shared
-        .receipt_times
-        .lock()
+    let times = shared.receipt_times.lock().clone();
+    let takeovers: Vec<u64> = kills
         .iter()
-        .find(|&&t| t > killed_at)
-        .map(|t| t - killed_at)
-        .unwrap();
+        .map(|&k| times.iter().find(|&&t| t > k).map(|t| t - k).unwrap())
+        .collect();
+    let takeover_ms = format!("{takeovers:?}");
     let receipted = shared.receipted.lock().clone();
     let resent: std::collections::HashSet<String> = shared.resent.lock().iter().cloned().collect();
     let consumed = shared.consumed.lock().clone();
@@ -350,7 +380,7 @@ async fn kill_the_master(s: Scenario) {
     let duplicates: u32 = counts.values().map(|(n, _)| n.saturating_sub(1)).sum();
     println!(
         "FAILOVER {}: take-over {takeover_ms} ms (kill to first receipt from the new master); sent {} (attempts), receipted {}, resent {}, consumed {}, redelivered {}, duplicates {}, lost {}",
-        s.name,
+        name,
         shared.attempts.load(Ordering::Relaxed),
         receipted.len(),
         resent.len(),
@@ -359,29 +389,12 @@ async fn kill_the_master(s: Scenario) {
         duplicates,
         lost.len()
     );
-    assert!(lost.is_empty(), "{}: lost {lost:?}", s.name);
+    assert!(lost.is_empty(), "{}: lost {lost:?}", name);
     assert!(
         unexplained.is_empty(),
         "{}: duplicates neither redelivered nor resent: {unexplained:?}",
-        s.name
+        name
     );
-
-    // The old master, started again, is a slave now.
-    let again = Proc::spawn(&config);
-    again
-        .wait_for("waiting for the lock (slave)", Duration::from_secs(60))
-        .await;
-    again
-        .wait_for("lock attempt 3 found it held", Duration::from_secs(60))
-        .await;
-    assert!(
-        !again.has("listening for STOMP"),
-        "{}: the restarted master must wait",
-        s.name
-    );
-    drop(again);
-    drop(b);
-    drop_tables(&s.database).await;
 }
 
 fn jdbc(url: &str, prefix: &str) -> String {
@@ -620,4 +633,125 @@ async fn mariadb_lease_master_cut_off_or_frozen_never_writes_beside_the_new_mast
     drop(a);
     b.kill9();
     drop_tables(&direct.database).await;
+}
+
+/// A group of three brokers replicating KahaDB, elected through a real ZooKeeper (session
+/// timeout 1 s): under a steady load of receipted sends and a consumer acking as it goes,
+/// whoever is master is killed with SIGKILL three times; each time a slave takes over, and
+/// the old master, started again, comes back as a slave and catches up (a full copy: it may
+/// hold writes no slave has). Nothing receipted is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_kahadb_three_brokers_elected_through_zookeeper() {
+    let Some(zk) = test_support::zookeeper::ZooKeeper::start() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let stomp: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let configs: Vec<std::path::PathBuf> = (0..3)
+        .map(|i| {
+            let dir = root.path().join(format!("b{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("broker.toml");
+            std::fs::write(
+                &path,
+                format!(
+                    "[broker]\nname = \"b{i}\"\ndata_directory = \"{}\"\n\
+                     [persistence]\nkind = \"replicated\"\n\
+                     [persistence.replicated]\nlocal = \"kahadb\"\nreplicas = 3\nbind = \"tcp://127.0.0.1:{}\"\n\
+                     zk_address = \"{}\"\nzk_path = \"/test/replicated\"\nsync = \"quorum_disk\"\nzk_session_timeout_ms = 1000\n\
+                     [persistence.kahadb]\njournal_max_file_length = 1048576\npreallocate = false\n\
+                     [transports]\nstomp = \"127.0.0.1:{}\"\nopenwire = \"\"\nwebsocket = \"\"\nmqtt = \"\"\nweb = \"\"\n",
+                    dir.join("data").display(),
+                    free_port(),
+                    zk.address(),
+                    stomp[i]
+                ),
+            )
+            .unwrap();
+            path
+        })
+        .collect();
+    let mut procs: Vec<Proc> = configs.iter().map(|c| Proc::spawn(c)).collect();
+    let master = wait_for_master(&procs, None).await;
+    for (i, p) in procs.iter().enumerate().filter(|(i, _)| *i != master) {
+        p.wait_for("replication: following the master", Duration::from_secs(60))
+            .await;
+        assert!(!p.has("listening for STOMP"), "slave b{i} does not serve");
+    }
+
+    let url = format!(
+        "failover:({})",
+        stomp
+            .iter()
+            .map(|p| format!("tcp://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let endpoints = parse(&url).unwrap();
+    let shared = Arc::new(Shared::default());
+    let t0 = Instant::now();
+    let p = tokio::spawn(producer(endpoints.clone(), Arc::clone(&shared), t0));
+    let c = tokio::spawn(consumer(endpoints.clone(), Arc::clone(&shared)));
+    let mut kills = Vec::new();
+    let mut master = master;
+    for round in 0..3 {
+        let before = shared.receipted.lock().len();
+        let until = Instant::now() + Duration::from_secs(90);
+        while shared.receipted.lock().len() < before + 300 {
+            assert!(
+                Instant::now() < until,
+                "round {round}: the producer did not carry on; the master's log:\n{}",
+                procs[master].log.lock().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        procs[master].kill9();
+        kills.push(t0.elapsed().as_millis() as u64);
+        let old = master;
+        master = wait_for_master(&procs, Some(old)).await;
+        // The old master comes back as a slave of the new one, with a full copy.
+        procs[old] = Proc::spawn(&configs[old]);
+        procs[old]
+            .wait_for("replication: full copy done", Duration::from_secs(90))
+            .await;
+        assert!(!procs[old].has("listening for STOMP"));
+    }
+    let before = shared.receipted.lock().len();
+    while shared.receipted.lock().len() < before + 200 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    finish(
+        "replicated-kahadb/zookeeper",
+        &shared,
+        p,
+        c,
+        &kills,
+        &procs[master],
+    )
+    .await;
+    drop(procs);
+    drop(zk);
+}
+
+/// The index of the process that serves (its STOMP listener is up), other than `not`.
+async fn wait_for_master(procs: &[Proc], not: Option<usize>) -> usize {
+    let until = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(i) = (0..procs.len())
+            .filter(|i| Some(*i) != not)
+            .find(|&i| procs[i].has("listening for STOMP"))
+        {
+            return i;
+        }
+        assert!(
+            Instant::now() < until,
+            "no broker became master within 90 s; logs:\n{}",
+            procs
+                .iter()
+                .map(|p| p.log.lock().join("\n"))
+                .collect::<Vec<_>>()
+                .join("\n-----\n")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -42,6 +42,9 @@ pub enum EngineKind {
     /// RocksDB; accepted in every build so that a broker built without the `leveldb` feature
     /// says so by name instead of calling the kind unknown.
     Leveldb,
+    /// A local engine (`[persistence.replicated] local`) replicated to the other brokers of a
+    /// group elected through ZooKeeper (the `replication` crate).
+    Replicated,
 }
 
 impl EngineKind {
@@ -53,6 +56,7 @@ impl EngineKind {
             EngineKind::Jdbc => "jdbc",
             EngineKind::JournaledJdbc => "journaled-jdbc",
             EngineKind::Leveldb => "leveldb",
+            EngineKind::Replicated => "replicated",
         }
     }
 }
@@ -68,6 +72,49 @@ pub struct PersistenceSection {
     pub jdbc: Option<JdbcSection>,
     pub journaled_jdbc: Option<JournaledSection>,
     pub leveldb: Option<LevelDbSection>,
+    pub replicated: Option<ReplicatedSection>,
+}
+
+/// `[persistence.replicated]`: ActiveMQ's `replicatedLevelDB` attributes in snake case, over
+/// any local engine (whose own section configures it).
+///
+/// ```toml
+/// [persistence]
+/// kind = "replicated"
+/// [persistence.replicated]
+/// local = "kahadb"
+/// replicas = 3
+/// bind = "tcp://0.0.0.0:61615"
+/// zk_address = "zk1:2181,zk2:2181,zk3:2181"
+/// zk_path = "/activemq/leveldb-stores"
+/// hostname = "broker1.example.com"
+/// sync = "quorum_mem"
+/// ```
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicatedSection {
+    /// The engine each broker keeps its copy in: kahadb (default), amq, leveldb or memory.
+    pub local: Option<EngineKind>,
+    /// Brokers in the group; a write needs `replicas / 2 + 1`. Default 3.
+    pub replicas: Option<usize>,
+    /// The replication listener of this broker when it is master. Default
+    /// `tcp://0.0.0.0:61615`.
+    pub bind: Option<String>,
+    /// ZooKeeper's `host:port[,host:port...]`. Required.
+    pub zk_address: Option<String>,
+    /// Default `/activemq/leveldb-stores`.
+    pub zk_path: Option<String>,
+    /// The host slaves connect to (with the bind port). Default: the bind address if it is
+    /// not a wildcard, else this machine's host name.
+    pub hostname: Option<String>,
+    /// `quorum_mem` (ActiveMQ's default), `quorum_disk` or `local_disk`.
+    pub sync: Option<String>,
+    /// Default 2 000 (ActiveMQ's `zkSessionTimeout`).
+    pub zk_session_timeout_ms: Option<u64>,
+    /// How long a write waits for a quorum before it fails. Default 10 000.
+    pub quorum_timeout_ms: Option<u64>,
+    /// Recent records the master keeps for slaves that reconnect. Default 64 MiB.
+    pub backlog_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -218,7 +265,8 @@ impl EngineConfig {
     /// The locker this config asks for, default filled in.
     pub fn locker_kind(&self) -> LockerKind {
         self.locker.kind.unwrap_or(match self.persistence.kind {
-            EngineKind::Memory => LockerKind::None,
+            // The ZooKeeper election is the lock.
+            EngineKind::Memory | EngineKind::Replicated => LockerKind::None,
             EngineKind::Jdbc => LockerKind::Lease,
             EngineKind::Kahadb
             | EngineKind::Amq
@@ -233,6 +281,13 @@ impl EngineConfig {
         let p = &self.persistence;
         match p.kind {
             EngineKind::Memory | EngineKind::Jdbc => None,
+            // The local engine's directory (the replication position file lives there), or
+            // `<data_directory>/replicated` for a memory one.
+            EngineKind::Replicated => Some(
+                self.replicated_local()
+                    .store_directory()
+                    .unwrap_or_else(|| data.join("replicated")),
+            ),
             EngineKind::Kahadb => Some(
                 p.kahadb
                     .as_ref()
@@ -274,7 +329,37 @@ impl EngineConfig {
     }
 
     /// Checks `[persistence]` and `[locker]`, and that they go together.
+    /// The local engine of a replicated store, as a config of its own (the kind `local` names,
+    /// with its section from this config).
+    pub fn replicated_local(&self) -> EngineConfig {
+        let mut local = self.clone();
+        local.persistence.kind = self
+            .persistence
+            .replicated
+            .as_ref()
+            .and_then(|r| r.local)
+            .unwrap_or(EngineKind::Kahadb);
+        local.persistence.replicated = None;
+        local.locker = LockerSection {
+            kind: Some(LockerKind::None),
+            ..LockerSection::default()
+        };
+        local
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.persistence.kind == EngineKind::Replicated {
+            return self.validate_replicated();
+        }
+        if self.persistence.replicated.is_some() {
+            return Err(ConfigError::new(
+                "persistence.replicated",
+                format!(
+                    "is set, but persistence.kind is \"{}\"",
+                    self.persistence.kind.name()
+                ),
+            ));
+        }
         let p = &self.persistence;
         let kind = p.kind;
         let stray = [
@@ -459,5 +544,80 @@ impl EngineConfig {
             .as_ref()
             .and_then(|k| sync_policy(k.sync, k.sync_interval_ms, "").ok())
             .unwrap_or_default()
+    }
+}
+
+impl EngineConfig {
+    fn validate_replicated(&self) -> Result<(), ConfigError> {
+        let key = |k: &str| format!("persistence.replicated.{k}");
+        let Some(r) = &self.persistence.replicated else {
+            return Err(ConfigError::new(
+                "persistence.replicated",
+                "is required with persistence.kind = \"replicated\" (zk_address at least)",
+            ));
+        };
+        if self.locker.kind.is_some_and(|k| k != LockerKind::None) {
+            return Err(ConfigError::new(
+                "locker.kind",
+                "must be none (or absent) with a replicated store: the ZooKeeper election is the lock",
+            ));
+        }
+        match r.local.unwrap_or(EngineKind::Kahadb) {
+            EngineKind::Kahadb | EngineKind::Amq | EngineKind::Leveldb | EngineKind::Memory => {}
+            other => {
+                return Err(ConfigError::new(
+                    key("local"),
+                    format!(
+                        "\"{}\" cannot be replicated: use kahadb, amq, leveldb or memory (a database is shared storage already)",
+                        other.name()
+                    ),
+                ));
+            }
+        }
+        if r.replicas == Some(0) {
+            return Err(ConfigError::new(key("replicas"), "must be at least 1"));
+        }
+        if r.zk_address.as_deref().is_none_or(str::is_empty) {
+            return Err(ConfigError::new(key("zk_address"), "is required"));
+        }
+        if let Some(p) = &r.zk_path
+            && (!p.starts_with('/') || p.len() < 2 || p.ends_with('/'))
+        {
+            return Err(ConfigError::new(
+                key("zk_path"),
+                format!("{p:?} is not a ZooKeeper path like \"/activemq/leveldb-stores\""),
+            ));
+        }
+        if let Some(s) = &r.sync
+            && !matches!(s.as_str(), "quorum_mem" | "quorum_disk" | "local_disk")
+        {
+            return Err(ConfigError::new(
+                key("sync"),
+                format!("{s:?} is not one of quorum_mem, quorum_disk, local_disk"),
+            ));
+        }
+        if r.zk_session_timeout_ms == Some(0) {
+            return Err(ConfigError::new(
+                key("zk_session_timeout_ms"),
+                "must be above 0",
+            ));
+        }
+        if let Err(why) = self.replication_bind() {
+            return Err(ConfigError::new(key("bind"), why));
+        }
+        self.replicated_local().validate()
+    }
+
+    /// The replication listener's address, from `bind` (`tcp://host:port`).
+    pub fn replication_bind(&self) -> Result<std::net::SocketAddr, String> {
+        let bind = self
+            .persistence
+            .replicated
+            .as_ref()
+            .and_then(|r| r.bind.as_deref())
+            .unwrap_or("tcp://0.0.0.0:61615");
+        let addr = bind.strip_prefix("tcp://").unwrap_or(bind);
+        addr.parse()
+            .map_err(|_| format!("{bind:?} is not tcp://address:port (an IP address and a port)"))
     }
 }

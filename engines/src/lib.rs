@@ -15,6 +15,7 @@ pub mod config;
 pub const LEVELDB_BUILT: bool = cfg!(feature = "leveldb");
 mod locker;
 mod open;
+mod replicated;
 mod shared_file;
 
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use broker_core::{Broker, StoreOpener};
 
 pub use config::{
     AmqSection, EngineConfig, EngineKind, JdbcSection, JournaledSection, KahaDbSection,
-    LevelDbSection, LockerKind, LockerSection, PersistenceSection, SyncKind,
+    LevelDbSection, LockerKind, LockerSection, PersistenceSection, ReplicatedSection, SyncKind,
 };
 pub use locker::locker;
 

@@ -16,6 +16,9 @@ use crate::shared_file::SharedFileLocker;
 
 /// The locker `config` asks for, its settings filled in.
 pub fn locker(config: &EngineConfig) -> Arc<dyn Locker> {
+    if config.persistence.kind == crate::config::EngineKind::Replicated {
+        return Arc::new(crate::replicated::ReplicatedLocker(config.clone()));
+    }
     let retry = Duration::from_millis(config.locker.acquire_retry_ms.unwrap_or(1000));
     match config.locker_kind() {
         LockerKind::None => Arc::new(NoLock),

@@ -56,12 +56,24 @@ impl StoreOpener for ConfiguredStore {
     /// A database lock's fence goes to a JDBC store, so that a deposed master's writes are
     /// refused.
     async fn open(&self, lock: &dyn HeldLock) -> Result<Arc<dyn PersistenceAdapter>> {
+        if let Some(store) = lock
+            .as_any()
+            .downcast_ref::<crate::replicated::ReplicatedLock>()
+            .and_then(crate::replicated::ReplicatedLock::store)
+        {
+            return Ok(store);
+        }
         let fence = lock
             .as_any()
             .downcast_ref::<DatabaseLock>()
             .map(DatabaseLock::fence);
         open(&self.0, fence).await
     }
+}
+
+/// Opens a replicated store's local engine (no lock: the election guards it).
+pub(crate) async fn open_local(config: &EngineConfig) -> Result<Arc<dyn PersistenceAdapter>> {
+    open(config, None).await
 }
 
 /// Opens (and so recovers) the configured engine.
@@ -168,6 +180,10 @@ async fn open(config: &EngineConfig, fence: Option<Fence>) -> Result<Arc<dyn Per
             Ok(Arc::new(store))
         }
         EngineKind::Leveldb => open_leveldb(config, dir.unwrap_or_default()).await,
+        EngineKind::Replicated => Err(startup(
+            kind,
+            "a replicated store is opened by its election (the broker's locker), not directly",
+        )),
     }
 }
 

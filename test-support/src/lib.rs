@@ -13,6 +13,7 @@ pub mod database;
 pub mod jdbc;
 pub mod journaled;
 pub mod proxy;
+pub mod zookeeper;
 
 pub use jdbc::JdbcFactory;
 pub use journaled::JournaledFactory;
