@@ -578,31 +578,29 @@ const REPLICATED: &str = r##"<beans xmlns="http://www.springframework.org/schema
 </beans>"##;
 
 #[test]
-fn replicated_leveldb_becomes_leveldb_with_its_replication_reported() {
+fn replicated_leveldb_becomes_a_replicated_store_over_leveldb() {
     let run = run_xml(REPLICATED, &["activemq.data=/data"]);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     let t = run.toml();
-    assert_eq!(s(&t, "persistence.kind"), "leveldb");
+    assert_eq!(s(&t, "persistence.kind"), "replicated");
+    assert_eq!(s(&t, "persistence.replicated.local"), "leveldb");
     assert_eq!(s(&t, "persistence.leveldb.directory"), "/data/leveldb");
-    assert!(
-        !b(&t, "persistence.leveldb.sync"),
-        "quorum_mem is not local_disk"
+    assert_eq!(
+        s(&t, "persistence.replicated.zk_address"),
+        "zoo1.example.org:2181,zoo2.example.org:2181,zoo3.example.org:2181"
     );
-    assert!(
-        run.notes()
-            .iter()
-            .any(|n| n.contains("no replicated persistence kind"))
+    assert_eq!(
+        s(&t, "persistence.replicated.zk_path"),
+        "/activemq/leveldb-stores"
     );
-    let zk = run.unmapped_at("/beans/broker/persistenceAdapter/replicatedLevelDB/@zkAddress");
-    assert!(
-        zk.contains("zoo1.example.org:2181") && zk.contains("ZooKeeper"),
-        "{zk}"
+    assert_eq!(
+        s(&t, "persistence.replicated.hostname"),
+        "broker1.example.org"
     );
-    for attr in ["replicas", "bind", "zkPath", "hostname"] {
-        run.unmapped_at(&format!(
-            "/beans/broker/persistenceAdapter/replicatedLevelDB/@{attr}"
-        ));
-    }
+    assert_eq!(s(&t, "persistence.replicated.bind"), "tcp://0.0.0.0:0");
+    assert_eq!(s(&t, "persistence.replicated.sync"), "quorum_mem");
+    let pw = run.unmapped_at("/beans/broker/persistenceAdapter/replicatedLevelDB/@zkPassword");
+    assert!(pw.contains("no password"), "{pw}");
     assert!(
         !run.stderr.contains("zkPassword=password"),
         "the ZooKeeper password is not echoed"

@@ -42,7 +42,8 @@ pub struct NodeConfig {
     pub replicas: usize,
     /// Where this node's replication listener binds when it is master.
     pub bind: SocketAddr,
-    /// The address slaves connect to (`hostname` and the bind port).
+    /// The address slaves connect to (`hostname` and the bind port; a port of 0 is replaced by
+    /// the one the listener took).
     pub advertise: String,
     /// ZooKeeper's `host:port[,host:port...]`.
     pub zk_address: String,
@@ -376,6 +377,13 @@ impl Node {
                 e,
             )
         })?;
+        // `bind = "tcp://0.0.0.0:0"` (ActiveMQ's example) takes any free port: slaves learn the
+        // one taken from the member data.
+        if let Some(host) = self.config.advertise.strip_suffix(":0")
+            && let Ok(a) = listener.local_addr()
+        {
+            self.config.advertise = format!("{host}:{}", a.port());
+        }
         let local = Arc::clone(state.applier.store());
         let log = Arc::new(Log::new(
             epoch,

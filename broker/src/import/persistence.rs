@@ -320,43 +320,64 @@ fn leveldb(ctx: &mut Ctx, a: Node, doc: &mut Doc, replicated: bool) -> Result<()
         put_bool(ctx, doc, a, "sync", T, "sync")?;
         return Ok(());
     }
-    ctx.note(
-        path(a),
-        "replicatedLevelDB: this broker's config has no replicated persistence kind, so it is imported as one local leveldb store; its replication settings are listed as unmapped",
-    );
-    // The replicated store's sync names where a write must be before it is acknowledged.
-    if let Some(s) = ctx.attr(a, "sync")? {
-        let local_disk = s.split(',').any(|p| p.trim() == "local_disk");
-        doc.table(T).set("sync", local_disk);
-        ctx.note(
-            attr_path(a, "sync"),
-            format!(
-                "sync={s:?}: the replicas' part does not apply to one local store; persistence.leveldb.sync = {local_disk} (true only with local_disk)"
+    // A replicated store over a local leveldb: the LevelDB settings above stay in
+    // [persistence.leveldb], the replication ones go to [persistence.replicated].
+    const R: &str = "persistence.replicated";
+    doc.table("persistence").set("kind", "replicated");
+    doc.table(R).set("local", "leveldb");
+    put_u64(ctx, doc, a, "replicas", R, "replicas")?;
+    put_str(ctx, doc, a, "bind", R, "bind")?;
+    put_str(ctx, doc, a, "zkAddress", R, "zk_address")?;
+    put_str(ctx, doc, a, "zkPath", R, "zk_path")?;
+    put_str(ctx, doc, a, "hostname", R, "hostname")?;
+    if let Some(v) = ctx.attr(a, "zkSessionTimeout")? {
+        let ms = v
+            .strip_suffix("ms")
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .or_else(|| {
+                v.strip_suffix('s')
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .map(|s| s * 1000)
+            });
+        match ms {
+            Some(ms) if ms > 0 => {
+                doc.table(R).set("zk_session_timeout_ms", int(ms));
+            }
+            _ => ctx.unmapped_at(
+                attr_path(a, "zkSessionTimeout"),
+                format!("zkSessionTimeout={v:?} is not a duration like \"2s\" or \"1500ms\""),
             ),
-        );
+        }
     }
-    for attr in [
-        "replicas",
-        "bind",
-        "zkAddress",
-        "zkPassword",
-        "zkPath",
-        "zkSessionTimeout",
-        "hostname",
-        "securityToken",
-    ] {
-        if let Some(v) = a.attribute(attr) {
+    if let Some(v) = ctx.attr(a, "sync")? {
+        let parts: Vec<&str> = v.split(',').map(str::trim).collect();
+        let mode = if parts.contains(&"quorum_disk") {
+            Some("quorum_disk")
+        } else if parts.contains(&"quorum_mem") {
+            Some("quorum_mem")
+        } else if parts == ["local_disk"] {
+            Some("local_disk")
+        } else {
+            None
+        };
+        match mode {
+            Some(m) => {
+                doc.table(R).set("sync", m);
+                // The local store syncs what the master acknowledges.
+                doc.table(T).set("sync", true);
+            }
+            None => ctx.unmapped_at(
+                attr_path(a, "sync"),
+                format!("sync={v:?}: this broker has quorum_disk, quorum_mem and local_disk"),
+            ),
+        }
+    }
+    for attr in ["zkPassword", "securityToken"] {
+        if a.attribute(attr).is_some() {
             ctx.skip_attr(a, attr);
-            let shown = if attr == "zkPassword" || attr == "securityToken" {
-                "(hidden)"
-            } else {
-                v
-            };
             ctx.unmapped_at(
                 attr_path(a, attr),
-                format!(
-                    "{attr}={shown}: no ZooKeeper-elected replication in this broker's config; use master/slave on a shared directory or database ([locker])"
-                ),
+                format!("{attr}=(hidden): this broker's ZooKeeper client and replication connection take no password"),
             );
         }
     }
