@@ -755,3 +755,284 @@ async fn wait_for_master(procs: &[Proc], not: Option<usize>) -> usize {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// One broker of a replicated group for the tests below: its config, STOMP port and the
+/// proxies it reaches ZooKeeper through and slaves reach its replication listener through.
+struct Member {
+    config: std::path::PathBuf,
+    stomp: u16,
+    zk: Vec<test_support::Proxy>,
+    replication: test_support::Proxy,
+}
+
+/// Three brokers replicating KahaDB over `zk_servers`, each behind proxies of its own.
+async fn group(root: &Path, zk_servers: &[String], zk_path: &str, session_ms: u64) -> Vec<Member> {
+    let mut members = Vec::new();
+    for i in 0..3 {
+        let dir = root.join(format!("b{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut zk = Vec::new();
+        for s in zk_servers {
+            zk.push(test_support::Proxy::start(s.clone()).await);
+        }
+        let zk_address = zk
+            .iter()
+            .map(|p| test_support::host_port(&p.url_through("tcp://x:1")))
+            .collect::<Vec<_>>()
+            .join(",");
+        let bind = free_port();
+        let replication = test_support::Proxy::start(format!("127.0.0.1:{bind}")).await;
+        let advertised = test_support::host_port(&replication.url_through("tcp://x:1"));
+        let stomp = free_port();
+        let config = dir.join("broker.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[broker]\nname = \"b{i}\"\ndata_directory = \"{}\"\n\
+                 [persistence]\nkind = \"replicated\"\n\
+                 [persistence.replicated]\nlocal = \"kahadb\"\nreplicas = 3\nbind = \"tcp://127.0.0.1:{bind}\"\nhostname = \"{advertised}\"\n\
+                 zk_address = \"{zk_address}\"\nzk_path = \"{zk_path}\"\nsync = \"quorum_disk\"\nzk_session_timeout_ms = {session_ms}\n\
+                 [persistence.kahadb]\njournal_max_file_length = 1048576\npreallocate = false\n\
+                 [transports]\nstomp = \"127.0.0.1:{stomp}\"\nopenwire = \"\"\nwebsocket = \"\"\nmqtt = \"\"\nweb = \"\"\n",
+                dir.join("data").display(),
+            ),
+        )
+        .unwrap();
+        members.push(Member {
+            config,
+            stomp,
+            zk,
+            replication,
+        });
+    }
+    members
+}
+
+fn endpoint(port: u16) -> Vec<Endpoint> {
+    parse(&format!("tcp://127.0.0.1:{port}")).unwrap()
+}
+
+/// Every body on `queue` of the broker at `port`, acked as read, until 2 s pass without one.
+async fn drain(port: u16, queue: &str) -> Vec<String> {
+    let mut c = connect_any(&endpoint(port), &opts(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    c.subscribe("d", queue, "auto", &[("activemq.prefetchSize", "500")])
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while let Ok(Some(m)) = c.recv_timeout(Duration::from_secs(2)).await {
+        if m.command == "MESSAGE" {
+            got.push(String::from_utf8_lossy(&m.body).into_owned());
+        }
+    }
+    let _ = c.disconnect().await;
+    got
+}
+
+/// A master cut from ZooKeeper (a three-server ensemble) and from its slaves by proxies the
+/// test controls stops serving before the new master serves, and nothing it was sent after the
+/// cut survives: the sends after the cut get no receipt, and the new master (and the old one,
+/// back as a slave with a full copy) have none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_cut_from_zookeeper_and_its_slaves_stops_before_the_next_one_serves() {
+    let Some(zk) = test_support::zookeeper::ZooKeeper::ensemble() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let members = group(root.path(), &zk.servers(), "/test/partition", 1000).await;
+    let mut procs: Vec<Proc> = members.iter().map(|m| Proc::spawn(&m.config)).collect();
+    let old = wait_for_master(&procs, None).await;
+    for (i, p) in procs.iter().enumerate().filter(|(i, _)| *i != old) {
+        p.wait_for("replication: following the master", Duration::from_secs(60))
+            .await;
+        assert!(!p.has("listening for STOMP"), "slave b{i} does not serve");
+    }
+    let mut client = connect_any(&endpoint(members[old].stomp), &opts(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut before = Vec::new();
+    for n in 0..100 {
+        let body = format!("before-{n}");
+        client
+            .send("/queue/partition", body.clone(), &[("persistent", "true")])
+            .await
+            .unwrap();
+        before.push(body);
+    }
+
+    for p in &members[old].zk {
+        p.cut();
+    }
+    members[old].replication.cut();
+    let cut = Instant::now();
+    // Sends after the cut: the old master cannot reach a quorum, so none is receipted.
+    let sender = tokio::spawn(async move {
+        let mut receipted = Vec::new();
+        for n in 0..1000 {
+            let body = format!("after-{n}");
+            match tokio::time::timeout(
+                Duration::from_secs(5),
+                client.send("/queue/partition", body.clone(), &[("persistent", "true")]),
+            )
+            .await
+            {
+                Ok(Ok(())) => receipted.push(body),
+                _ => break,
+            }
+        }
+        receipted
+    });
+    let (mut old_stopped, mut new_serving) = (None, None);
+    let mut new = None;
+    while old_stopped.is_none() || new_serving.is_none() {
+        assert!(
+            cut.elapsed() < Duration::from_secs(60),
+            "after 60 s: old master stopped {old_stopped:?}, new master {new_serving:?}; logs:\n{}",
+            procs.iter().map(|p| p.log.lock().join("\n")).collect::<Vec<_>>().join("\n-----\n")
+        );
+        if old_stopped.is_none() && procs[old].child.try_wait().unwrap().is_some() {
+            old_stopped = Some(cut.elapsed());
+        }
+        if new_serving.is_none()
+            && let Some(i) = (0..3)
+                .filter(|i| *i != old)
+                .find(|&i| procs[i].has("listening for STOMP"))
+        {
+            new_serving = Some(cut.elapsed());
+            new = Some(i);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (old_stopped, new_serving, new) = (old_stopped.unwrap(), new_serving.unwrap(), new.unwrap());
+    println!(
+        "PARTITION: the cut master stopped {} ms after the cut, the new master served after {} ms",
+        old_stopped.as_millis(),
+        new_serving.as_millis()
+    );
+    assert!(
+        procs[old].has("lost the master lock"),
+        "the old master says why it stopped:\n{}",
+        procs[old].log.lock().join("\n")
+    );
+    assert!(
+        old_stopped < new_serving,
+        "the cut master stopped at {old_stopped:?}, after the new one served at {new_serving:?}"
+    );
+    let receipted_after = sender.await.unwrap();
+    assert!(receipted_after.is_empty(), "receipted after the cut: {receipted_after:?}");
+
+    // The old master comes back as a slave, the network healed: a full copy of the new
+    // master's store.
+    for p in &members[old].zk {
+        p.restore();
+    }
+    members[old].replication.restore();
+    procs[old] = Proc::spawn(&members[old].config);
+    procs[old]
+        .wait_for("replication: full copy done", Duration::from_secs(60))
+        .await;
+    let got = drain(members[new].stomp, "/queue/partition").await;
+    let after: Vec<&String> = got.iter().filter(|b| b.starts_with("after-")).collect();
+    assert!(after.is_empty(), "sent after the cut and kept: {after:?}");
+    for b in &before {
+        assert!(got.contains(b), "{b} was receipted before the cut and is gone");
+    }
+    drop(procs);
+    drop(zk);
+}
+
+/// A slave killed and started again 100,000 messages behind catches up while the load goes
+/// on; once it reports caught up, the other slave is killed and receipted sends go on: the
+/// restarted slave is in the quorum, with everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slave_restarted_100000_messages_behind_catches_up_under_load() {
+    let Some(zk) = test_support::zookeeper::ZooKeeper::start() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    // No take-over is timed here: a longer session keeps a busy machine from expiring one.
+    let members = group(root.path(), &zk.servers(), "/test/catch-up", 4000).await;
+    let mut procs: Vec<Proc> = members.iter().map(|m| Proc::spawn(&m.config)).collect();
+    let master = wait_for_master(&procs, None).await;
+    let slaves: Vec<usize> = (0..3).filter(|i| *i != master).collect();
+    for &i in &slaves {
+        procs[i]
+            .wait_for("replication: following the master", Duration::from_secs(60))
+            .await;
+    }
+    let (behind, other) = (slaves[0], slaves[1]);
+    procs[behind].kill9();
+
+    // 100,000 small messages, pipelined (each producer's last send receipted).
+    let t0 = Instant::now();
+    let out = Command::new(BIN)
+        .args(["producer", "--url"])
+        .arg(format!("tcp://127.0.0.1:{}", members[master].stomp))
+        .args([
+            "--destination",
+            "/queue/backlog",
+            "--count",
+            "100000",
+            "--producers",
+            "4",
+            "--size",
+            "100",
+            "--receipts",
+            "last",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\nthe master's log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        procs[master].log.lock().join("\n")
+    );
+
+    println!("CATCH-UP: 100000 sent in {} ms", t0.elapsed().as_millis());
+
+    // The load goes on while the slave catches up.
+    let endpoints = endpoint(members[master].stomp);
+    let shared = Arc::new(Shared::default());
+    let p = tokio::spawn(producer(endpoints.clone(), Arc::clone(&shared), t0));
+    let c = tokio::spawn(consumer(endpoints.clone(), Arc::clone(&shared)));
+    let seen = procs[master].log.lock().len();
+    procs[behind] = Proc::spawn(&members[behind].config);
+    let caught_up = format!("replication: slave b{behind} caught up");
+    let until = Instant::now() + Duration::from_secs(120);
+    let line = loop {
+        if let Some(l) = procs[master].log.lock()[seen..]
+            .iter()
+            .find(|l| l.contains(&caught_up))
+        {
+            break l.clone();
+        }
+        assert!(
+            Instant::now() < until,
+            "b{behind} did not catch up in 120 s; the master's log:\n{}",
+            procs[master].log.lock().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!("CATCH-UP: {line}");
+
+    // Without the other slave, only the restarted one can complete the quorum.
+    procs[other].kill9();
+    let n = shared.receipted.lock().len();
+    let until = Instant::now() + Duration::from_secs(60);
+    while shared.receipted.lock().len() < n + 200 {
+        assert!(
+            Instant::now() < until,
+            "no receipts with the restarted slave as the only one; the master's log:\n{}",
+            procs[master].log.lock().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    finish("replicated/catch-up", &shared, p, c, &[], &procs[master]).await;
+    println!("CATCH-UP: load checked at {} ms", t0.elapsed().as_millis());
+    assert_eq!(drain(members[master].stomp, "/queue/backlog").await.len(), 100_000);
+    println!("CATCH-UP: drained at {} ms", t0.elapsed().as_millis());
+    drop(procs);
+    drop(zk);
+}

@@ -104,8 +104,9 @@ pub struct ReplicatedSection {
     pub zk_address: Option<String>,
     /// Default `/activemq/leveldb-stores`.
     pub zk_path: Option<String>,
-    /// The host slaves connect to (with the bind port). Default: the bind address if it is
-    /// not a wildcard, else this machine's host name.
+    /// The host slaves connect to (with the bind port, or `host:port` when they reach this
+    /// broker through a NAT or a proxy). Default: the bind address if it is not a wildcard,
+    /// else this machine's host name.
     pub hostname: Option<String>,
     /// `quorum_mem` (ActiveMQ's default), `quorum_disk` or `local_disk`.
     pub sync: Option<String>,

@@ -47,7 +47,13 @@ impl ReplicatedLocker {
             id: c.broker.name.clone(),
             replicas: r.replicas.unwrap_or(3),
             bind,
-            advertise: format!("{host}:{}", bind.port()),
+            // `hostname` may carry a port of its own, for slaves that reach this broker through
+            // a NAT or a proxy (the bind port otherwise).
+            advertise: if host.contains(':') {
+                host
+            } else {
+                format!("{host}:{}", bind.port())
+            },
             zk_address: r.zk_address.clone().unwrap_or_default(),
             zk_path: r
                 .zk_path

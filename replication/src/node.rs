@@ -116,6 +116,24 @@ impl Zk {
         })
     }
 
+    /// [`Zk::connect`] until it succeeds: a broker started before ZooKeeper (or while the
+    /// ensemble has no quorum) waits for it, as a slave waits for a lock.
+    async fn connect_retrying(config: &NodeConfig, first: &MemberData) -> Zk {
+        let mut attempt = 0u64;
+        loop {
+            match Zk::connect(config, first).await {
+                Ok(zk) => return zk,
+                Err(e) => {
+                    attempt += 1;
+                    if attempt <= 3 || attempt % 30 == 0 {
+                        tracing::warn!("replication: {e} (attempt {attempt}); retrying");
+                    }
+                    tokio::time::sleep(POLL * 10).await;
+                }
+            }
+        }
+    }
+
     async fn publish(&self, data: &MemberData) -> Result<()> {
         let path = format!("{}/{}", self.members, self.me);
         self.client
@@ -223,7 +241,7 @@ impl Node {
             position: at.position,
             last_epoch: at.epoch,
         };
-        let zk = Zk::connect(&config, &first).await?;
+        let zk = Zk::connect_retrying(&config, &first).await;
         Ok(Node {
             follower: Some(FollowerState {
                 node: config.id.clone(),
@@ -256,54 +274,77 @@ impl Node {
 
     /// Follows masters until this node is elected; then returns the master's store.
     pub async fn run_until_master(mut self) -> Result<Master> {
-        let quorum = self.config.quorum();
         let mut published: Option<MemberData> = None;
         loop {
-            let (epoch, version) = self.zk.epoch().await?;
-            self.epoch_seen = self.epoch_seen.max(epoch);
-            let members = self.zk.members().await?;
-            let master = members
-                .iter()
-                .find(|m| {
-                    m.data.role == Role::Master && m.data.epoch == epoch && m.name != self.zk.me
-                })
-                .cloned();
-            if let Some(master) = master {
-                self.zk.publish(&self.data(Role::Slave, epoch)).await?;
-                self.follow(&master, epoch).await?;
-                published = None;
-                continue;
-            }
-            let me = self.data(Role::Candidate, self.epoch_seen);
-            if published.as_ref() != Some(&me) {
-                self.zk.publish(&me).await?;
-                tracing::info!(
-                    "replication: no master; candidate at position {} (epoch {})",
-                    me.position,
-                    me.last_epoch
-                );
-                published = Some(me.clone());
-                tokio::time::sleep(POLL).await;
-                continue;
-            }
-            let candidates: Vec<&Member> = members
-                .iter()
-                .filter(|m| m.data.role == Role::Candidate)
-                .collect();
-            let best = candidates.iter().max_by(|a, b| {
-                a.data
-                    .newness()
-                    .cmp(&b.data.newness())
-                    .then(b.name.cmp(&a.name))
-            });
-            if candidates.len() >= quorum && best.is_some_and(|b| b.name == self.zk.me) {
-                let next = epoch + 1;
-                if self.zk.claim(next, version).await? {
-                    return self.become_master(next).await;
+            match self.step(&mut published).await {
+                Ok(Some(epoch)) => return self.become_master(epoch).await,
+                Ok(None) => {}
+                // ZooKeeper unreachable for a while: keep trying (a slave waits, as for a
+                // lock); a session that ended is replaced by a new registration.
+                Err(ReplicationError::ZooKeeper { what, source }) => {
+                    tracing::warn!("replication: ZooKeeper {what}: {source}; retrying");
+                    published = None;
+                    tokio::time::sleep(POLL * 10).await;
+                    if matches!(
+                        self.zk.client.state(),
+                        zk::SessionState::Expired | zk::SessionState::Closed | zk::SessionState::AuthFailed
+                    ) {
+                        let first = self.data(Role::Slave, self.epoch_seen);
+                        self.zk = Zk::connect_retrying(&self.config, &first).await;
+                    }
                 }
+                Err(e) => return Err(e),
             }
-            tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// One look at the group: follow its master, or stand as a candidate; `Some(epoch)` when
+    /// this node claimed that epoch.
+    async fn step(&mut self, published: &mut Option<MemberData>) -> Result<Option<u64>> {
+        let quorum = self.config.quorum();
+        let (epoch, version) = self.zk.epoch().await?;
+        self.epoch_seen = self.epoch_seen.max(epoch);
+        let members = self.zk.members().await?;
+        let master = members
+            .iter()
+            .find(|m| m.data.role == Role::Master && m.data.epoch == epoch && m.name != self.zk.me)
+            .cloned();
+        if let Some(master) = master {
+            self.zk.publish(&self.data(Role::Slave, epoch)).await?;
+            *published = None;
+            self.follow(&master, epoch).await?;
+            return Ok(None);
+        }
+        let me = self.data(Role::Candidate, self.epoch_seen);
+        if published.as_ref() != Some(&me) {
+            self.zk.publish(&me).await?;
+            tracing::info!(
+                "replication: no master; candidate at position {} (epoch {})",
+                me.position,
+                me.last_epoch
+            );
+            *published = Some(me);
+            tokio::time::sleep(POLL).await;
+            return Ok(None);
+        }
+        let candidates: Vec<&Member> = members
+            .iter()
+            .filter(|m| m.data.role == Role::Candidate)
+            .collect();
+        let best = candidates.iter().max_by(|a, b| {
+            a.data
+                .newness()
+                .cmp(&b.data.newness())
+                .then(b.name.cmp(&a.name))
+        });
+        if candidates.len() >= quorum
+            && best.is_some_and(|b| b.name == self.zk.me)
+            && self.zk.claim(epoch + 1, version).await?
+        {
+            return Ok(Some(epoch + 1));
+        }
+        tokio::time::sleep(POLL).await;
+        Ok(None)
     }
 
     /// Follows `master` until its member node goes, a newer epoch is claimed, or the
