@@ -45,6 +45,10 @@ struct State {
 pub struct SlaveState {
     pub node: String,
     pub acked: u64,
+    /// The master's head when the slave connected: once it acknowledges that, it has caught up.
+    target: u64,
+    connected: std::time::Instant,
+    caught_up: bool,
 }
 
 /// The master's log, shared by the store wrappers (which append) and the slave senders (which
@@ -288,16 +292,20 @@ impl Log {
         }
     }
 
-    /// Registers a connected slave; returns its connection id.
-    pub fn add_slave(&self, node: &str) -> u64 {
+    /// Registers a slave that connected at `from`; returns its connection id.
+    pub fn add_slave(&self, node: &str, from: u64) -> u64 {
         let mut s = self.state.lock();
         s.next_slave += 1;
         let id = s.next_slave;
+        let target = s.last;
         s.slaves.insert(
             id,
             SlaveState {
                 node: node.to_owned(),
                 acked: 0,
+                target,
+                connected: std::time::Instant::now(),
+                caught_up: target <= from,
             },
         );
         id
@@ -312,6 +320,15 @@ impl Log {
     pub fn ack(&self, id: u64, position: u64) {
         if let Some(s) = self.state.lock().slaves.get_mut(&id) {
             s.acked = s.acked.max(position);
+            if !s.caught_up && s.acked >= s.target {
+                s.caught_up = true;
+                tracing::info!(
+                    "replication: slave {} caught up: it has applied position {} ({} ms after it connected)",
+                    s.node,
+                    s.acked,
+                    s.connected.elapsed().as_millis()
+                );
+            }
         }
         self.recompute();
     }

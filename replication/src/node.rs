@@ -287,7 +287,9 @@ impl Node {
                     tokio::time::sleep(POLL * 10).await;
                     if matches!(
                         self.zk.client.state(),
-                        zk::SessionState::Expired | zk::SessionState::Closed | zk::SessionState::AuthFailed
+                        zk::SessionState::Expired
+                            | zk::SessionState::Closed
+                            | zk::SessionState::AuthFailed
                     ) {
                         let first = self.data(Role::Slave, self.epoch_seen);
                         self.zk = Zk::connect_retrying(&self.config, &first).await;

@@ -89,7 +89,7 @@ async fn serve_slave(
         },
     )
     .await?;
-    let id = log.add_slave(&node);
+    let id = log.add_slave(&node, position);
     let result = async {
         let mut sent = if incremental {
             position
@@ -100,7 +100,7 @@ async fn serve_slave(
             .await
             .map_err(|e| ReplicationError::io("sending to a slave", e))?;
         let acks = tokio::spawn(read_acks(rd, Arc::clone(log), id));
-        let fed = feed(&mut wr, log, &mut sent, &node).await;
+        let fed = feed(&mut wr, log, &mut sent).await;
         acks.abort();
         fed
     }
@@ -155,15 +155,7 @@ async fn full_copy_to(
     ended.map(|()| at)
 }
 
-async fn feed(
-    wr: &mut BufWriter<OwnedWriteHalf>,
-    log: &SharedLog,
-    sent: &mut u64,
-    node: &str,
-) -> Result<()> {
-    let started = std::time::Instant::now();
-    let from = *sent;
-    let mut caught_up = false;
+async fn feed(wr: &mut BufWriter<OwnedWriteHalf>, log: &SharedLog, sent: &mut u64) -> Result<()> {
     loop {
         if log.is_deposed() {
             return Err(ReplicationError::Fenced("this master is deposed".into()));
@@ -194,14 +186,6 @@ async fn feed(
                 continue_or_flush(wr).await?;
             }
             Some(_) => {
-                if !caught_up {
-                    caught_up = true;
-                    tracing::info!(
-                        "replication: slave {node} caught up at position {sent} ({} records in {} ms)",
-                        *sent - from,
-                        started.elapsed().as_millis()
-                    );
-                }
                 wr.flush()
                     .await
                     .map_err(|e| ReplicationError::io("sending to a slave", e))?;

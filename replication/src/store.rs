@@ -220,6 +220,22 @@ async fn replicate(log: &SharedLog, op: Op) -> Result<()> {
     log.wait_quorum(position).await
 }
 
+/// An ack (a queue remove or a topic acknowledgement), shipped at once and applied locally
+/// meanwhile, so that the master's fsync and the slaves' overlap instead of adding up. A remove
+/// the local engine refuses (`NotFound`: acked already) is refused on the slaves the same way,
+/// and they take it as done; one that fails for I/O poisons the master, which then stops
+/// serving, and the message counts as acknowledged, which the consumer did.
+async fn overlapped(
+    log: &SharedLog,
+    op: Op,
+    local: impl std::future::Future<Output = Result<()>>,
+) -> Result<()> {
+    let position = log.append(&op)?;
+    let (local, quorum) = tokio::join!(local, log.wait_quorum(position));
+    local?;
+    quorum
+}
+
 /// The pipelined add: the record is shipped as soon as the local engine fixed the message's
 /// place, so the slaves' fsyncs overlap the master's; the write completes when both the
 /// local fsync and the quorum are done.
@@ -262,15 +278,11 @@ macro_rules! destination_store {
             }
 
             async fn remove(&self, id: &MessageId) -> Result<()> {
-                self.inner.remove(id).await?;
-                replicate(
-                    &self.log,
-                    Op::Remove {
-                        destination: self.inner.destination().clone(),
-                        id: id.clone(),
-                    },
-                )
-                .await
+                let op = Op::Remove {
+                    destination: self.inner.destination().clone(),
+                    id: id.clone(),
+                };
+                overlapped(&self.log, op, self.inner.remove(id)).await
             }
 
             async fn purge(&self) -> Result<u64> {
@@ -354,16 +366,12 @@ impl TopicStore for Topic {
     }
 
     async fn acknowledge(&self, key: &SubscriptionKey, id: &MessageId) -> Result<()> {
-        self.inner.acknowledge(key, id).await?;
-        replicate(
-            &self.log,
-            Op::Acknowledge {
-                destination: self.inner.destination().clone(),
-                key: key.clone(),
-                id: id.clone(),
-            },
-        )
-        .await
+        let op = Op::Acknowledge {
+            destination: self.inner.destination().clone(),
+            key: key.clone(),
+            id: id.clone(),
+        };
+        overlapped(&self.log, op, self.inner.acknowledge(key, id)).await
     }
 
     async fn browse_subscription(
