@@ -125,7 +125,7 @@ impl Zk {
                 Ok(zk) => return zk,
                 Err(e) => {
                     attempt += 1;
-                    if attempt <= 3 || attempt % 30 == 0 {
+                    if attempt <= 3 || attempt.is_multiple_of(30) {
                         tracing::warn!("replication: {e} (attempt {attempt}); retrying");
                     }
                     tokio::time::sleep(POLL * 10).await;

@@ -100,7 +100,10 @@ impl ZooKeeper {
                 ),
             )
             .unwrap();
-            children.push(spawn(&cfg, "org.apache.zookeeper.server.quorum.QuorumPeerMain"));
+            children.push(spawn(
+                &cfg,
+                "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+            ));
         }
         let zk = ZooKeeper {
             children,
@@ -115,7 +118,10 @@ impl ZooKeeper {
         let until = Instant::now() + Duration::from_secs(60);
         for port in &self.ports {
             while TcpStream::connect(("127.0.0.1", *port)).is_err() {
-                assert!(Instant::now() < until, "ZooKeeper did not listen on {port} within 60 s");
+                assert!(
+                    Instant::now() < until,
+                    "ZooKeeper did not listen on {port} within 60 s"
+                );
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
@@ -123,7 +129,10 @@ impl ZooKeeper {
 
     /// Each server's `127.0.0.1:<port>`.
     pub fn servers(&self) -> Vec<String> {
-        self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect()
+        self.ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect()
     }
 
     /// The connect string: every server, comma-separated.
