@@ -1361,7 +1361,13 @@ async fn metrics(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Resp
         status.as_ref().map_or(0, |s| s.resumed),
     );
     for (k, v) in b.store_metrics().unwrap_or_default() {
-        let _ = writeln!(out, "# TYPE broker_store_{k} counter\nbroker_store_{k} {v}");
+        // The replicated store's figures (epoch, positions, slaves, lag) go up and down.
+        let kind = if k.starts_with("replication_") {
+            "gauge"
+        } else {
+            "counter"
+        };
+        let _ = writeln!(out, "# TYPE broker_store_{k} {kind}\nbroker_store_{k} {v}");
     }
     if let Ok((used, peak, limit)) = b.memory_usage() {
         let _ = writeln!(

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use crate::SyncMode;
 use crate::apply::Applier;
 use crate::error::{ReplicationError, Result};
-use crate::frame::{Frame, read_frame, write_frame};
+use crate::frame::{Frame, Record, read_frame, write_frame};
 use crate::op::Op;
 use crate::position::{Position, PositionFile};
 use crate::server::HEARTBEAT;
@@ -133,68 +133,121 @@ pub async fn follow(
             }
         }
     }
-    let ack_now = sync == SyncMode::QuorumMem;
-    loop {
-        let frame = tokio::select! {
-            biased;
-            _ = stop.changed() => return Ok(()),
-            f = next(&mut rd, quiet) => f?,
-        };
-        match frame {
-            Frame::Records {
-                epoch: e,
-                first,
-                records,
-            } => {
-                if e != epoch {
-                    let why = format!("records of epoch {e} from the master of epoch {epoch}");
-                    let _ = write_frame(&mut wr, &Frame::Refuse(why.clone())).await;
-                    return Err(ReplicationError::Fenced(why));
+    // A reader takes the master's frames (and under quorum_mem acknowledges each on
+    // receipt) while this task applies: whatever arrived during one apply is applied together
+    // by the next, so the slave's engine syncs once per batch however small the master's frames.
+    let ack_on_receipt = sync == SyncMode::QuorumMem;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, Vec<Record>)>(1024);
+    let start_at = state.position_file.get().position;
+    let (mut reader_wr, mut ack_wr) = if ack_on_receipt {
+        (Some(wr), None)
+    } else {
+        (None, Some(wr))
+    };
+    let mut reader = tokio::spawn(async move {
+        let mut expected = start_at + 1;
+        loop {
+            match next(&mut rd, quiet).await? {
+                Frame::Records {
+                    epoch: e,
+                    first,
+                    records,
+                } => {
+                    if e != epoch {
+                        let why = format!("records of epoch {e} from the master of epoch {epoch}");
+                        if let Some(wr) = reader_wr.as_mut() {
+                            let _ = write_frame(wr, &Frame::Refuse(why.clone())).await;
+                        }
+                        return Err(ReplicationError::Fenced(why));
+                    }
+                    if first != expected {
+                        return Err(ReplicationError::Protocol(format!(
+                            "records from position {first}, this slave expected {expected}"
+                        )));
+                    }
+                    if records.is_empty() {
+                        continue;
+                    }
+                    expected += records.len() as u64;
+                    if let Some(wr) = reader_wr.as_mut() {
+                        write_frame(wr, &Frame::Ack(expected - 1)).await?;
+                        flush(wr).await?;
+                    }
+                    if tx.send((first, records)).await.is_err() {
+                        return Ok(());
+                    }
                 }
-                let at = state.position_file.get();
-                if first != at.position + 1 {
+                Frame::Heartbeat(e) if e == epoch => {}
+                Frame::Refuse(why) => return Err(ReplicationError::Fenced(why)),
+                other => {
                     return Err(ReplicationError::Protocol(format!(
-                        "records from position {first}, this slave is at {}",
-                        at.position
+                        "unexpected frame: {other:?}"
                     )));
                 }
-                let Some(last_epoch) = records.last().map(|r| r.epoch) else {
-                    continue;
-                };
-                let last = at.position + records.len() as u64;
-                if ack_now {
-                    write_frame(&mut wr, &Frame::Ack(last)).await?;
-                    flush(&mut wr).await?;
-                }
-                let ops = records
-                    .iter()
-                    .map(|r| Op::decode(&r.op))
-                    .collect::<Result<Vec<_>, _>>()?;
-                state.applier.apply(ops).await?;
-                state.position_file.set(
-                    Position {
-                        position: last,
-                        epoch: last_epoch,
-                        was_master: false,
-                        copying: false,
-                    },
-                    false,
-                )?;
-                state.applied.store(last, Ordering::Release);
-                if !ack_now {
-                    write_frame(&mut wr, &Frame::Ack(last)).await?;
-                    flush(&mut wr).await?;
-                }
-            }
-            Frame::Heartbeat(e) if e == epoch => {}
-            Frame::Refuse(why) => return Err(ReplicationError::Fenced(why)),
-            other => {
-                return Err(ReplicationError::Protocol(format!(
-                    "unexpected frame: {other:?}"
-                )));
             }
         }
+    });
+    // Under quorum_disk this task acknowledges (`ack_wr`), once a batch is durable.
+    let mut stopping = false;
+    let mut reader_result: Option<Result<()>> = None;
+    loop {
+        // Wait for records (or a stop, or the reader's end); then take all that are queued.
+        let mut batch = if stopping || reader_result.is_some() {
+            match rx.try_recv() {
+                Ok(b) => vec![b],
+                Err(_) => break,
+            }
+        } else {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => {
+                    // Apply what was received (and perhaps acknowledged) before stopping.
+                    stopping = true;
+                    reader.abort();
+                    continue;
+                }
+                r = &mut reader => {
+                    reader_result = Some(match r {
+                        Ok(r) => r,
+                        Err(e) => Err(ReplicationError::Protocol(format!("the replication reader failed: {e}"))),
+                    });
+                    continue;
+                }
+                b = rx.recv() => match b {
+                    Some(b) => vec![b],
+                    None => continue,
+                },
+            }
+        };
+        while let Ok(more) = rx.try_recv() {
+            batch.push(more);
+        }
+        let mut ops = Vec::new();
+        let mut last = (0, 0);
+        for (first, records) in &batch {
+            for (i, r) in records.iter().enumerate() {
+                ops.push(Op::decode(&r.op)?);
+                last = (first + i as u64, r.epoch);
+            }
+        }
+        state.applier.apply(ops).await?;
+        state.position_file.set(
+            Position {
+                position: last.0,
+                epoch: last.1,
+                was_master: false,
+                copying: false,
+            },
+            false,
+        )?;
+        state.applied.store(last.0, Ordering::Release);
+        if let Some(wr) = ack_wr.as_mut() {
+            write_frame(wr, &Frame::Ack(last.0)).await?;
+            flush(wr).await?;
+        }
     }
+    reader.abort();
+    reader_result.unwrap_or(Ok(()))
 }
 
 /// The master's next frame; silence longer than `quiet`, or the end of the stream, is an error.
