@@ -322,7 +322,7 @@ impl Statements {
                 "DELETE FROM {acks} WHERE CONTAINER = ? AND CLIENT_ID = ? AND SUB_NAME = ? AND PRIORITY < 10"
             )),
             ow_destinations: sql(format!(
-                "SELECT DISTINCT CONTAINER FROM {msgs} UNION SELECT DISTINCT CONTAINER FROM {acks}"
+                "SELECT DISTINCT CONTAINER FROM {msgs} WHERE CONTAINER IS NOT NULL UNION SELECT DISTINCT CONTAINER FROM {acks}"
             )),
 
             msgs,

@@ -307,6 +307,31 @@ impl WriterTask {
         self.ow_release(d).await
     }
 
+    /// At open: every topic's messages that no subscription needs are deleted.
+    pub(super) async fn ow_recover(&mut self) -> Result<(), StoreError> {
+        let common = self.common.clone();
+        let mut conn = self.begin_tx().await?;
+        let r = async {
+            let rows = conn.fetch(&common.st.ow_destinations, &[]).await?;
+            rows.iter()
+                .map(|r| r.opt_string(0))
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+        }
+        .await;
+        let topics: Vec<Destination> = self
+            .end_tx(conn, r)
+            .await?
+            .into_iter()
+            .flatten()
+            .filter_map(|c| crate::columns::parse_container(&c))
+            .filter(Destination::is_topic)
+            .collect();
+        for d in topics {
+            self.ow_release(&d).await?;
+        }
+        Ok(())
+    }
+
     /// Deletes a topic's messages that no subscription needs, in bounded transactions.
     pub(super) async fn ow_release(&mut self, d: &Destination) -> Result<(), StoreError> {
         let common = self.common.clone();

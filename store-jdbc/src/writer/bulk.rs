@@ -14,8 +14,13 @@ impl WriterTask {
         let st = &common.st;
         match work {
             Work::Close => Ok(Done::Unit),
-            // The openwire format deletes a subscription in one transaction: nothing to finish.
-            Work::Recover if common.openwire() => Ok(Done::Unit),
+            // The openwire format deletes a subscription in one transaction, so there is nothing
+            // to finish; what it does at open is drop the topic messages no subscription needs
+            // (ActiveMQ leaves those for a periodic clean-up).
+            Work::Recover if common.openwire() => {
+                self.ow_recover().await?;
+                Ok(Done::Unit)
+            }
             Work::Recover => {
                 // Finish subscription deletions a crash interrupted.
                 let mut conn = self.begin_tx().await?;

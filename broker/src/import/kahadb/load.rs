@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use broker_core::{Destination, Message, MessageId, SubscriptionKey};
+use broker_core::{Destination, Message, SubscriptionKey};
 use store_api::{PersistenceAdapter, StoreError, SubscriptionInfo, TransactionId, TxOp, Xid};
 
 use super::proto::{Command, DestinationType, KahaDestination, TxId};
