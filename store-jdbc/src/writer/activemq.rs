@@ -301,6 +301,7 @@ impl WriterTask {
             .await;
         let n = self.end_tx(conn, r).await?;
         common.ow.forget(&c, key);
+        common.sub_ids.lock().remove(&(d.clone(), key.clone()));
         if n == 0 {
             return Err(StoreError::NotFound(format!("subscription {key} on {d}")));
         }
