@@ -13,7 +13,6 @@
 //! when every subscription has acknowledged it either way.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use openwire::store::{StoredDecoder, encode_stored, to_store};
 use parking_lot::Mutex;
@@ -64,11 +63,6 @@ impl SubState {
         self.marks[usize::from(priority.min(MAX_PRIORITY))]
     }
 
-    /// The lowest mark: no message at or below it is pending at any priority.
-    pub fn low_mark(&self) -> i64 {
-        self.marks.iter().copied().min().unwrap_or(0)
-    }
-
     pub fn is_pending(&self, id: i64, priority: u8) -> bool {
         id > self.mark(priority) && !self.acked.contains_key(&id)
     }
@@ -90,30 +84,92 @@ impl SubState {
     }
 }
 
+/// A container's messages as the writer measured them once and keeps up to date since:
+/// id to priority and size (in the store's unit, the `store-api` encoding's length, which
+/// `MSG` is not, so each row was decoded once).
+#[derive(Debug, Default)]
+pub(crate) struct Measured {
+    pub rows: HashMap<i64, (u8, u64)>,
+    pub bytes: u64,
+}
+
 /// What the store keeps in memory for the openwire format.
 #[derive(Debug, Default)]
 pub(crate) struct OwState {
     /// Subscriptions by `(CONTAINER, key)`, loaded on first use. The writer is the only one
     /// that changes an entry; readers load missing ones from committed rows.
     pub subs: Mutex<HashMap<(String, SubscriptionKey), SubState>>,
-    /// Counts and bytes measured by a scan, by container (or container and subscription),
-    /// with the write generation they were measured at.
-    pub totals: Mutex<HashMap<String, (u64, u64, u64)>>,
-    /// Bumped by every commit of the writer: a measured total of an older generation is stale.
-    pub generation: AtomicU64,
+    /// Containers the writer measured, kept up to date by its every add and delete.
+    pub measured: Mutex<HashMap<String, Measured>>,
 }
 
 impl OwState {
-    pub fn committed(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-    }
-
     /// After a rolled-back transaction the in-memory changes it made are not known to be
     /// undone: the states are dropped and reloaded from the committed marks (held acks are
-    /// lost, so those messages are delivered again: at least once).
+    /// lost, so those messages are delivered again: at least once), and measurements are
+    /// taken again when next asked for.
     pub fn rolled_back(&self) {
         self.subs.lock().clear();
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.measured.lock().clear();
+    }
+
+    /// The subscription states of `containers`, to put back with [`OwState::restore`] when a
+    /// savepoint rolls back what changed them.
+    pub fn snapshot(&self, containers: &[String]) -> Vec<((String, SubscriptionKey), SubState)> {
+        self.subs
+            .lock()
+            .iter()
+            .filter(|((c, _), _)| containers.contains(c))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Puts back the subscription states of `containers` as [`OwState::snapshot`] took them;
+    /// their measurements are dropped, to be taken again from the rows.
+    pub fn restore(
+        &self,
+        containers: &[String],
+        snapshot: Vec<((String, SubscriptionKey), SubState)>,
+    ) {
+        {
+            let mut subs = self.subs.lock();
+            subs.retain(|(c, _), _| !containers.contains(c));
+            subs.extend(snapshot);
+        }
+        let mut measured = self.measured.lock();
+        for c in containers {
+            measured.remove(c);
+        }
+    }
+
+    pub fn row_added(&self, container: &str, id: i64, priority: u8, size: u64) {
+        if let Some(m) = self.measured.lock().get_mut(container)
+            && m.rows.insert(id, (priority, size)).is_none()
+        {
+            m.bytes += size;
+        }
+    }
+
+    pub fn set_measured(&self, container: &str, measured: Measured) {
+        self.measured.lock().insert(container.to_owned(), measured);
+    }
+
+    pub fn is_measured(&self, container: &str) -> bool {
+        self.measured.lock().contains_key(container)
+    }
+
+    /// Count and bytes of a measured container, or of what is pending in it for `sub`.
+    pub fn totals(&self, container: &str, sub: Option<&SubState>) -> Option<(u64, u64)> {
+        let measured = self.measured.lock();
+        let m = measured.get(container)?;
+        Some(match sub {
+            None => (m.rows.len() as u64, m.bytes),
+            Some(s) => m
+                .rows
+                .iter()
+                .filter(|(id, (p, _))| s.is_pending(**id, *p))
+                .fold((0, 0), |(n, b), (_, (_, size))| (n + 1, b + size)),
+        })
     }
 
     pub fn sub(&self, container: &str, key: &SubscriptionKey) -> Option<SubState> {
@@ -144,8 +200,24 @@ impl OwState {
             .remove(&(container.to_owned(), key.clone()));
     }
 
-    /// Forgets held acks of a container's messages that are gone (`None`: all of them).
+    /// A container's message is gone (`None`: all of them): forgets held acks of it and
+    /// takes it off the measurement.
     pub fn message_gone(&self, container: &str, id: Option<i64>) {
+        {
+            let mut measured = self.measured.lock();
+            match id {
+                Some(id) => {
+                    if let Some(m) = measured.get_mut(container)
+                        && let Some((_, size)) = m.rows.remove(&id)
+                    {
+                        m.bytes -= size;
+                    }
+                }
+                None => {
+                    measured.remove(container);
+                }
+            }
+        }
         for ((c, _), s) in self.subs.lock().iter_mut() {
             if c == container {
                 match id {
@@ -160,25 +232,7 @@ impl OwState {
 
     pub fn forget_container(&self, container: &str) {
         self.subs.lock().retain(|(c, _), _| c != container);
-    }
-
-    /// A total measured at the current generation.
-    pub fn total(&self, what: &str) -> Option<(u64, u64)> {
-        let now = self.generation.load(Ordering::Acquire);
-        match self.totals.lock().get(what) {
-            Some((g, n, b)) if *g == now => Some((*n, *b)),
-            _ => None,
-        }
-    }
-
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    pub fn set_total(&self, what: String, generation: u64, total: (u64, u64)) {
-        self.totals
-            .lock()
-            .insert(what, (generation, total.0, total.1));
+        self.measured.lock().remove(container);
     }
 }
 
@@ -214,7 +268,7 @@ mod tests {
         assert!(!s.is_pending(8, 4));
         s.set_mark(4, 7);
         s.prune();
-        assert_eq!(s.low_mark(), 7);
+        assert_eq!(s.mark(0), 7);
         assert!(s.acked.contains_key(&8));
         s.set_mark(0, 8);
         s.prune();
@@ -232,7 +286,7 @@ mod tests {
         assert_eq!(s.mark(1), 20);
         assert_eq!(s.mark(2), 20);
         assert_eq!(s.mark(3), 30);
-        assert_eq!(s.low_mark(), 0);
+        assert_eq!(s.mark(0), 0);
         assert_eq!(SubState::from_rows(&[]), None);
     }
 }

@@ -54,8 +54,10 @@
 //!   A topic message is deleted once every subscription has acknowledged it.
 //! - XA prepare is refused (ActiveMQ's encoding of a prepared transaction is not written);
 //!   local transactions and one-phase XA commits work.
-//! - Counts and bytes decode each row (bytes are in this store's unit, the `store-api`
-//!   encoding's length); a result is kept until the next write.
+//! - Counts and bytes are in this store's unit (the `store-api` encoding's length), which
+//!   `MSG` is not: the first count of a destination decodes each of its rows once, in the
+//!   writer, which then keeps the sizes with every add and delete (memory: one entry per
+//!   stored message of a destination that was counted).
 //!
 //! The conformance kit's profile for this mode is in `tests/conformance_mysql_openwire.rs`.
 //!

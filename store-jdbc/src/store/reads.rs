@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 
 use store_api::codec;
 use store_api::{
-    CursorPosition, Destination, MAX_PRIORITY, Message, MessageId, OrderKey, Result,
+    CursorPosition, Destination, MAX_PRIORITY, Message, MessageId, OrderKey, Result, StoreError,
     SubscriptionKey,
 };
 
@@ -349,48 +349,28 @@ impl Shared {
     }
 
     /// The openwire format: count and bytes of a container's messages (or of those pending
-    /// for a subscription). `MSG` is not this store's encoding, whose length is the unit of
-    /// bytes, so each row is decoded; the result is kept until the next commit.
+    /// for a subscription), from the writer's measurement of the container: `MSG` is not this
+    /// store's encoding, whose length is the unit of bytes, so the writer decodes each row
+    /// once and keeps the sizes up to date with its adds and deletes.
     pub(crate) async fn ow_totals(
         &self,
         container: &str,
         sub: Option<(&SubscriptionKey, &SubState)>,
     ) -> Result<(u64, u64)> {
-        let what = match sub {
-            None => container.to_owned(),
-            Some((k, _)) => format!("{container}\0{}\0{}", k.client_id, k.name),
-        };
-        if let Some(t) = self.common.ow.total(&what) {
-            return Ok(t);
-        }
-        let generation = self.common.ow.generation();
-        let st = &self.common.st;
-        let (mut n, mut bytes) = (0u64, 0u64);
-        let mut after = sub.map_or(i64::MIN, |(_, s)| s.low_mark());
-        loop {
-            let rows = self
-                .pool
-                .fetch(
-                    &st.ow_rows_after,
-                    &[Arg::Str(container), Arg::I64(after), Arg::I64(500)],
-                )
-                .await
-                .map_err(|e| self.db("measuring messages", e))?;
-            let Some(last) = rows.last() else { break };
-            after = last.i64(0).map_err(|e| self.db("reading ID", e))?;
-            for row in &rows {
-                if let Some((_, s)) = sub {
-                    let id = row.i64(0).map_err(|e| self.db("reading ID", e))?;
-                    let p = row.i64(2).map_err(|e| self.db("reading PRIORITY", e))?;
-                    if !s.is_pending(id, p.clamp(0, i64::from(MAX_PRIORITY)) as u8) {
-                        continue;
-                    }
-                }
-                n += 1;
-                bytes += self.message(row, container)?.size();
+        let sub = sub.map(|(_, s)| s);
+        // A rolled-back write drops the measurements; a second ask measures again.
+        for _ in 0..3 {
+            if let Some(t) = self.common.ow.totals(container, sub) {
+                return Ok(t);
             }
+            self.submit(Work::Measure(container.to_owned())).await?;
         }
-        self.common.ow.set_total(what, generation, (n, bytes));
-        Ok((n, bytes))
+        self.common
+            .ow
+            .totals(container, sub)
+            .ok_or_else(|| StoreError::Backend {
+                backend: "jdbc",
+                source: format!("the messages of {container} could not be measured").into(),
+            })
     }
 }

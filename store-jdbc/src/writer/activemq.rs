@@ -98,6 +98,7 @@ impl WriterTask {
             return Ok(Ok(Done::Id(id)));
         }
         self.insert_rows(conn, &[&m]).await?;
+        common.ow.row_added(&c, id, m.priority, m.size());
         Ok(Ok(Done::Id(id)))
     }
 
@@ -308,6 +309,53 @@ impl WriterTask {
         self.ow_release(d).await
     }
 
+    /// Measures a container once: each row decoded for its size. From then on the writer's
+    /// adds and deletes keep the measurement.
+    pub(super) async fn ow_measure(&mut self, container: &str) -> Result<(), StoreError> {
+        if self.common.ow.is_measured(container) {
+            return Ok(());
+        }
+        let common = self.common.clone();
+        let st = &common.st;
+        let Some(d) = crate::columns::parse_container(container) else {
+            return Err(StoreError::InvalidArgument(format!(
+                "`{container}` is no destination"
+            )));
+        };
+        let mut measured = crate::activemq::Measured::default();
+        let mut after = i64::MIN;
+        loop {
+            let mut conn = self.begin_tx().await?;
+            let r = conn
+                .fetch(
+                    &st.ow_rows_after,
+                    &[Arg::Str(container), Arg::I64(after), Arg::I64(BULK_ROWS)],
+                )
+                .await;
+            let rows = self.end_tx(conn, r).await?;
+            let Some(last) = rows.last() else { break };
+            after = last.i64(0).map_err(|e| super::db(st, "reading ID", e))?;
+            for row in &rows {
+                let read = || -> Result<(i64, Vec<u8>, i64), sqlx::Error> {
+                    Ok((row.i64(0)?, row.bytes(1)?, row.i64(2)?))
+                };
+                let (id, bytes, p) = read().map_err(|e| super::db(st, "reading a message", e))?;
+                let m = crate::activemq::decode(&bytes, d.clone()).map_err(|reason| {
+                    crate::error::JdbcError::CorruptRow {
+                        table: st.msgs.clone(),
+                        id,
+                        reason,
+                    }
+                })?;
+                let size = m.size();
+                measured.rows.insert(id, (priority(p), size));
+                measured.bytes += size;
+            }
+        }
+        common.ow.set_measured(container, measured);
+        Ok(())
+    }
+
     /// At open: every topic's messages that no subscription needs are deleted.
     pub(super) async fn ow_recover(&mut self) -> Result<(), StoreError> {
         let common = self.common.clone();
@@ -362,6 +410,7 @@ impl WriterTask {
                     if states.iter().all(|s| !s.is_pending(id, p)) {
                         conn.execute(&st.delete_message_by_id, &[Arg::I64(id)])
                             .await?;
+                        common.ow.message_gone(&c, Some(id));
                     }
                 }
                 Ok(last)

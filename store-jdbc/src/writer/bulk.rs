@@ -37,6 +37,10 @@ impl WriterTask {
                 Ok(Done::Unit)
             }
             Work::Purge(d) => self.purge(d).await.map(Done::Count),
+            Work::Measure(c) => {
+                self.ow_measure(c).await?;
+                Ok(Done::Unit)
+            }
             Work::Checkpoint(batch) => self.checkpoint(batch).await.map(Done::Count),
             Work::DeleteSubscription(d, key) if common.openwire() => {
                 self.ow_delete_subscription(d, key).await?;

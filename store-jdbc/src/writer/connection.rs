@@ -178,7 +178,6 @@ impl WriterTask {
         match r {
             Ok(v) => {
                 self.conn = Some(conn);
-                common.ow.committed();
                 Ok(v)
             }
             Err(e) => {

@@ -117,6 +117,8 @@ pub(crate) enum Work {
     DeleteAll,
     Recover,
     Checkpoint(Box<CheckpointBatch>),
+    /// The openwire format: measure a container's messages (count and bytes).
+    Measure(String),
     Close,
 }
 
@@ -130,6 +132,7 @@ impl Work {
                 | Work::DeleteAll
                 | Work::Recover
                 | Work::Checkpoint(_)
+                | Work::Measure(_)
                 | Work::Close
         )
     }
@@ -348,7 +351,6 @@ impl WriterTask {
         match outcome {
             Ok(results) => {
                 self.conn = Some(conn);
-                self.common.ow.committed();
                 self.common.commits.fetch_add(1, Ordering::Relaxed);
                 self.common
                     .changes

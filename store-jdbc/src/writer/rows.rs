@@ -190,10 +190,20 @@ impl WriterTask {
                 Ok(Ok(Done::Unit))
             }
             Work::Commit(ops, prepared_row) => {
+                // The openwire format's memory of what the operations touch, put back if the
+                // savepoint is.
+                let saved = common.openwire().then(|| {
+                    let touched = touched_containers(ops);
+                    let snapshot = common.ow.snapshot(&touched);
+                    (touched, snapshot)
+                });
                 conn.raw("SAVEPOINT tx").await?;
                 let r = self.apply_ops(conn, ops).await?;
                 if r.is_err() {
                     conn.raw("ROLLBACK TO SAVEPOINT tx").await?;
+                    if let Some((touched, snapshot)) = saved {
+                        common.ow.restore(&touched, snapshot);
+                    }
                 } else if let Some(row) = prepared_row {
                     conn.execute(&st.delete_message_by_id, &[Arg::I64(*row)])
                         .await?;
@@ -380,6 +390,23 @@ pub(super) async fn queue_remove(
 ) -> Step {
     let c = d.to_string();
     let producer = common.producer_column(id);
+    if common.openwire() {
+        // By ID, so that the measurement of the queue loses exactly this row.
+        let Some(row) = conn
+            .fetch_one(
+                &common.st.message_key,
+                &[Arg::Str(&producer), seq_arg(id), Arg::Str(&c)],
+            )
+            .await?
+        else {
+            return Ok(Err(missing(d, id)));
+        };
+        let mid = row.i64(0)?;
+        conn.execute(&common.st.delete_message_by_id, &[Arg::I64(mid)])
+            .await?;
+        common.ow.message_gone(&c, Some(mid));
+        return Ok(Ok(Done::Unit));
+    }
     let n = conn
         .execute(
             &common.st.delete_message,
@@ -415,6 +442,22 @@ pub(super) async fn sub_id(
     let id = row.i64(0)?;
     common.sub_ids.lock().insert(cache_key, id);
     Ok(Some(id))
+}
+
+/// The containers a transaction's operations change.
+fn touched_containers(ops: &[TxOp]) -> Vec<String> {
+    let mut out: Vec<String> = ops
+        .iter()
+        .map(|op| match op {
+            TxOp::Add(m) => m.destination.to_string(),
+            TxOp::QueueAck { destination, .. } | TxOp::TopicAck { destination, .. } => {
+                destination.to_string()
+            }
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 pub(super) fn missing(d: &Destination, id: &MessageId) -> StoreError {
