@@ -43,7 +43,8 @@
 //!   `PRIORITY` 11 markers, sequences continue from the highest `ID` and `LAST_ACKED_ID` at
 //!   open (as ActiveMQ's do; a sequence freed by deleting the highest rows may be used again
 //!   after a reopen), and the schema created at open is ActiveMQ's own, plus the `CPIDX`
-//!   index. The lease locker needs `EPOCH` and is refused; the database locker takes the row
+//!   index (and, on MySQL/MariaDB, the binary no-pad collation, so names compare exactly;
+//!   tables ActiveMQ created keep the server's default). The lease locker needs `EPOCH` and is refused; the database locker takes the row
 //!   lock ActiveMQ's `DefaultDatabaseLocker` takes (`SELECT ... FOR UPDATE` on the lock row).
 //! - A durable subscription is ActiveMQ's: one `ACTIVEMQ_ACKS` row (`PRIORITY` 0) whose
 //!   `LAST_ACKED_ID` covers every priority, or, when ActiveMQ created it with
