@@ -54,6 +54,15 @@ impl JdbcFactory {
         f
     }
 
+    /// A fresh prefix on `POSTGRES_URL` in the openwire message format.
+    pub fn postgres_openwire() -> Self {
+        let mut f = JdbcFactory::postgres();
+        if let Some(c) = f.config.as_mut() {
+            c.message_format = store_jdbc::MessageFormat::OpenWire;
+        }
+        f
+    }
+
     pub fn postgres() -> Self {
         JdbcFactory::from_env("POSTGRES_URL")
     }
