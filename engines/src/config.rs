@@ -6,6 +6,7 @@
 //! kind = "jdbc"                  # memory | kahadb | amq | jdbc | journaled-jdbc | leveldb
 //! [persistence.jdbc]
 //! url = "mysql://root@127.0.0.1:3306/test"
+//! message_format = "native"      # native | openwire (ActiveMQ's MSG and schema, shared with ActiveMQ)
 //!
 //! [locker]
 //! kind = "lease"                 # none | shared-file | database | lease (default per engine)
@@ -20,6 +21,7 @@ use std::time::Duration;
 use broker_core::config::{BrokerSection, ConfigError};
 use serde::Deserialize;
 use store_api::SyncPolicy;
+use store_jdbc::MessageFormat;
 
 /// What this crate reads: `[persistence]` and `[locker]`, with `[broker]` for the broker's name
 /// (the lock's owner) and its data directory (where the file engines live by default).
@@ -197,6 +199,11 @@ pub struct JdbcSection {
     pub create_tables_on_startup: Option<bool>,
     pub max_batch: Option<usize>,
     pub acquire_timeout_ms: Option<u64>,
+    /// What `ACTIVEMQ_MSGS.MSG` holds: `native` (the default: this engine's encoding and its
+    /// additions to ActiveMQ's schema) or `openwire` (ActiveMQ's marshalling in ActiveMQ's
+    /// schema exactly, so that an ActiveMQ 5.x broker can be master or slave of the same
+    /// database; the locker is then `database`).
+    pub message_format: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -268,6 +275,10 @@ impl EngineConfig {
         self.locker.kind.unwrap_or(match self.persistence.kind {
             // The ZooKeeper election is the lock.
             EngineKind::Memory | EngineKind::Replicated => LockerKind::None,
+            // ActiveMQ's schema has no fencing epoch for the lease locker.
+            EngineKind::Jdbc if self.message_format() == MessageFormat::OpenWire => {
+                LockerKind::Database
+            }
             EngineKind::Jdbc => LockerKind::Lease,
             EngineKind::Kahadb
             | EngineKind::Amq
@@ -314,6 +325,16 @@ impl EngineConfig {
                     .unwrap_or_else(|| data.join("leveldb")),
             ),
         }
+    }
+
+    /// The JDBC message format (checked by [`EngineConfig::validate`]; native when invalid).
+    pub fn message_format(&self) -> MessageFormat {
+        self.persistence
+            .jdbc
+            .as_ref()
+            .and_then(|j| j.message_format.as_deref())
+            .and_then(|f| MessageFormat::parse(f).ok())
+            .unwrap_or_default()
     }
 
     /// The database url the engine uses, if any.
@@ -457,6 +478,29 @@ impl EngineConfig {
                 "persistence.jdbc.pool_size",
                 "must be at least 1",
             ));
+        }
+
+        if let Some(f) = p.jdbc.as_ref().and_then(|j| j.message_format.as_deref()) {
+            let format = MessageFormat::parse(f).map_err(|_| {
+                ConfigError::new(
+                    "persistence.jdbc.message_format",
+                    format!("`{f}`: use \"native\" or \"openwire\""),
+                )
+            })?;
+            if format == MessageFormat::OpenWire {
+                if kind == EngineKind::JournaledJdbc {
+                    return Err(ConfigError::new(
+                        "persistence.jdbc.message_format",
+                        "\"openwire\" is for sharing the database with ActiveMQ, which journaled-jdbc's local journal rules out; use kind = \"jdbc\"",
+                    ));
+                }
+                if self.locker_kind() == LockerKind::Lease {
+                    return Err(ConfigError::new(
+                        "locker.kind",
+                        "\"lease\" needs the lock row's EPOCH column, which ActiveMQ's schema (persistence.jdbc.message_format = \"openwire\") does not have; use \"database\" (ActiveMQ's own locker, the default in this mode)",
+                    ));
+                }
+            }
         }
 
         let locker = self.locker_kind();

@@ -53,6 +53,7 @@ pub fn locker(config: &EngineConfig) -> Arc<dyn Locker> {
             }
             c.keep_alive = config.locker.keep_alive_ms.map(Duration::from_millis);
             c.acquire_retry = retry;
+            c.message_format = config.message_format();
             Arc::new(DatabaseLocker(c))
         }
     }

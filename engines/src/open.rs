@@ -44,6 +44,7 @@ pub(crate) fn jdbc_config(config: &EngineConfig, fence: Option<Fence>) -> Option
         c.max_batch = v;
     }
     c.acquire_timeout = ms(s.acquire_timeout_ms, c.acquire_timeout);
+    c.message_format = config.message_format();
     c.fence = fence;
     Some(c)
 }

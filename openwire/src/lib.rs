@@ -16,6 +16,9 @@
 //!   against the bytes left, nesting is bounded ([`wire::MAX_NESTING`]), and inflation is
 //!   capped. The `openwire_frame` fuzz target holds the codec to that.
 //!
+//! - With the `store-api` feature, [`store`] converts messages to and from the store's model
+//!   as ActiveMQ's KahaDB and JDBC stores hold them.
+//!
 //! Facts about the format come from ActiveMQ's generated marshallers (`openwire/v9` to `v12`);
 //! the byte-exact tests replay vectors produced by the real client's `OpenWireFormat`
 //! (`tests/java/Capture.java`).
@@ -29,6 +32,8 @@ mod marshal;
 pub mod message;
 pub mod mutf8;
 pub mod primitive;
+#[cfg(feature = "store-api")]
+pub mod store;
 pub mod throwable;
 pub mod wire;
 pub mod wireformat;

@@ -369,6 +369,7 @@ fn assert_model_test_catches(fault: Fault) {
     let config = ModelTestConfig {
         cases: 64,
         max_ops: 80,
+        ..ModelTestConfig::default()
     };
     let result = testkit::try_model_test(|| BrokenFactory::new(fault), config, 0x5eed);
     assert!(

@@ -29,6 +29,39 @@
 //!   the last ack. `PRIMARY KEY (SUB_ID, PRIORITY, MSG_ID)` serves the subscription's cursor in
 //!   delivery order; an index on `MSG_ID` finds a message's last reference.
 //!
+//! # The openwire message format
+//!
+//! With [`MessageFormat::OpenWire`] (`message_format = "openwire"`) the tables are ActiveMQ's
+//! and nothing else, so that this engine and an Apache ActiveMQ 5.x `jdbcPersistenceAdapter`
+//! can be master and slave of one database (a rolling migration: swap the slave, fail over):
+//!
+//! - `MSG` holds the message as ActiveMQ marshals it (OpenWire version 11, loose encoding,
+//!   size prefix; older versions and tight encoding are read too), `MSGID_PROD` is ActiveMQ's
+//!   `ProducerId.toString()` (`openwire::store` maps this store's producers both ways), and
+//!   rows whose `XID` is set (ActiveMQ's prepared XA adds) are invisible, as to ActiveMQ.
+//! - No `ACTIVEMQ_SUB_PENDING`, no `EPOCH`, no bookkeeping rows: destinations are ActiveMQ's
+//!   `PRIORITY` 11 markers, sequences continue from the highest `ID` and `LAST_ACKED_ID` at
+//!   open (as ActiveMQ's do; a sequence freed by deleting the highest rows may be used again
+//!   after a reopen), and the schema created at open is ActiveMQ's own, plus the `CPIDX`
+//!   index (and, on MySQL/MariaDB, the binary no-pad collation, so names compare exactly;
+//!   tables ActiveMQ created keep the server's default). The lease locker needs `EPOCH` and is refused; the database locker takes the row
+//!   lock ActiveMQ's `DefaultDatabaseLocker` takes (`SELECT ... FOR UPDATE` on the lock row).
+//! - A durable subscription is ActiveMQ's: one `ACTIVEMQ_ACKS` row (`PRIORITY` 0) whose
+//!   `LAST_ACKED_ID` covers every priority, or, when ActiveMQ created it with
+//!   `prioritizedMessages`, one row per priority. An ack moves the mark when it is the oldest
+//!   pending message; an ack out of that order is held in memory until the mark reaches it,
+//!   and is lost (the message delivered again) if the broker stops first. At least once,
+//!   never lost; the contract's exact out-of-order acks hold only while the store is open.
+//!   A topic message is deleted once every subscription has acknowledged it.
+//! - XA prepare is refused (ActiveMQ's encoding of a prepared transaction is not written);
+//!   local transactions and one-phase XA commits work.
+//! - Counts and bytes are in this store's unit (the `store-api` encoding's length), which
+//!   `MSG` is not: the first count of a destination decodes each of its rows once, in the
+//!   writer, which then keeps the sizes with every add and delete (memory: one entry per
+//!   stored message of a destination that was counted).
+//!
+//! The conformance kit's profile for this mode is in `tests/conformance_mysql_openwire.rs`.
+//!
 //! # Writes and ordering
 //!
 //! Every change goes through one writer task on a dedicated connection ([`writer`]), which
@@ -43,6 +76,7 @@
 //! The journaled JDBC engine builds on this store through [`journaled`], an API nothing else
 //! uses.
 
+mod activemq;
 mod columns;
 mod config;
 mod error;
@@ -54,7 +88,7 @@ mod statements;
 mod store;
 mod writer;
 
-pub use config::JdbcConfig;
+pub use config::{JdbcConfig, MessageFormat};
 pub use error::JdbcError;
 pub use fence::Fence;
 pub use sql::{Dialect, redact};

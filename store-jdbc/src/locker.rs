@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::config::MessageFormat;
 use crate::error::JdbcError;
 use crate::fence::Fence;
 use crate::sql::{Arg, Conn, Dialect, Options, redact};
@@ -60,6 +61,9 @@ pub struct LockerConfig {
     pub acquire_retry: Duration,
     /// Create the tables when missing. Default true.
     pub create_tables_on_startup: bool,
+    /// The store's message format: with `OpenWire` the tables are ActiveMQ's exactly, so the
+    /// lock row has no `EPOCH` and only the database locker can run.
+    pub message_format: MessageFormat,
 }
 
 impl LockerConfig {
@@ -73,6 +77,7 @@ impl LockerConfig {
             keep_alive: None,
             acquire_retry: Duration::from_secs(1),
             create_tables_on_startup: true,
+            message_format: MessageFormat::Native,
         }
     }
 
@@ -81,6 +86,11 @@ impl LockerConfig {
     }
 
     fn validate(&self) -> Result<(), JdbcError> {
+        if self.kind == LockerKind::Lease && self.message_format == MessageFormat::OpenWire {
+            return Err(JdbcError::Config(
+                "the lease locker needs the lock row's EPOCH column, which ActiveMQ's schema (message_format = \"openwire\") does not have; use the database locker".into(),
+            ));
+        }
         if self.kind == LockerKind::Lease && self.keep_alive() > self.lease / 3 {
             return Err(JdbcError::Config(format!(
                 "locker keep_alive {:?} is more than a third of the lease {:?}: a missed renewal would let the lease lapse",
@@ -240,7 +250,11 @@ impl Drop for MasterLock {
 pub async fn acquire(config: &LockerConfig) -> Result<MasterLock, JdbcError> {
     config.validate()?;
     let options = Options::parse(&config.url)?;
-    let st = Statements::new(options.dialect(), &config.table_prefix)?;
+    let st = Statements::new(
+        options.dialect(),
+        &config.table_prefix,
+        config.message_format,
+    )?;
     if config.create_tables_on_startup {
         // The store's open creates the same schema; doing it here lets a slave wait on a
         // database nobody has used yet.

@@ -5,6 +5,7 @@
 //! text spliced into SQL is the table prefix, which [`validate_prefix`] restricts to identifier
 //! characters; every value is a bind parameter.
 
+use crate::config::MessageFormat;
 use crate::error::JdbcError;
 use crate::sql::{Dialect, Sql};
 
@@ -54,6 +55,7 @@ pub fn validate_prefix(prefix: &str) -> Result<(), JdbcError> {
 #[derive(Debug)]
 pub struct Statements {
     pub dialect: Dialect,
+    pub format: MessageFormat,
     pub msgs: String,
     pub acks: String,
     pub lock: String,
@@ -107,10 +109,32 @@ pub struct Statements {
     pub mark_subscription_deleting: Sql,
     pub deleting_subscriptions: Sql,
     pub delete_subscription_row: Sql,
+
+    // The openwire format's, on ActiveMQ's schema alone.
+    /// A subscription's `(PRIORITY, LAST_ACKED_ID)` rows.
+    pub ow_sub_marks: Sql,
+    /// Moves a single-row subscription's mark.
+    pub ow_set_mark: Sql,
+    /// Moves one priority's mark of a subscription with a row per priority.
+    pub ow_set_priority_mark: Sql,
+    /// `(ID, PRIORITY)` of a container's messages after an id, in id order.
+    pub ow_ids_after: Sql,
+    /// The same, of one priority.
+    pub ow_ids_after_priority: Sql,
+    /// `(ID, MSG, PRIORITY)` of a container's messages after an id, in id order.
+    pub ow_rows_after: Sql,
+    /// Deletes a subscription's rows.
+    pub ow_delete_subscription: Sql,
+    /// ActiveMQ's destination list: every container of either table.
+    pub ow_destinations: Sql,
 }
 
 impl Statements {
-    pub fn new(dialect: Dialect, prefix: &str) -> Result<Statements, JdbcError> {
+    pub fn new(
+        dialect: Dialect,
+        prefix: &str,
+        format: MessageFormat,
+    ) -> Result<Statements, JdbcError> {
         validate_prefix(prefix)?;
         let msgs = format!("{prefix}ACTIVEMQ_MSGS");
         let acks = format!("{prefix}ACTIVEMQ_ACKS");
@@ -137,8 +161,15 @@ impl Statements {
             // A SQLite write transaction (BEGIN IMMEDIATE) already excludes every other writer.
             Dialect::Sqlite => "",
         };
+        // ActiveMQ's rows of a prepared XA add carry the XID until the outcome: no read sees them.
+        let visible = if format == MessageFormat::OpenWire {
+            " AND XID IS NULL"
+        } else {
+            ""
+        };
         Ok(Statements {
             dialect,
+            format,
             begin: match dialect {
                 Dialect::Sqlite => "BEGIN IMMEDIATE",
                 _ => "BEGIN",
@@ -168,7 +199,7 @@ impl Statements {
             )),
             pending_refs: sql(format!("SELECT COUNT(*) FROM {pending} WHERE MSG_ID = ?")),
             ensure_destination: sql(format!(
-                "INSERT {ignore}INTO {acks}(CONTAINER, CLIENT_ID, SUB_NAME, LAST_ACKED_ID, PRIORITY) VALUES (?, ?, ?, 0, {MARKER_PRIORITY}){on_conflict}"
+                "INSERT {ignore}INTO {acks}(CONTAINER, CLIENT_ID, SUB_NAME, SUB_DEST, LAST_ACKED_ID, PRIORITY) VALUES (?, ?, ?, ?, 0, {MARKER_PRIORITY}){on_conflict}"
             )),
             destinations: sql(format!(
                 "SELECT CONTAINER FROM {acks} WHERE PRIORITY = {MARKER_PRIORITY}"
@@ -186,17 +217,17 @@ impl Statements {
                 "SELECT ID, PRIORITY FROM {msgs} WHERE MSGID_PROD = ? AND MSGID_SEQ = ? AND CONTAINER = ?"
             )),
             get_message: sql(format!(
-                "SELECT ID, MSG FROM {msgs} WHERE MSGID_PROD = ? AND MSGID_SEQ = ? AND CONTAINER = ?"
+                "SELECT ID, MSG FROM {msgs} WHERE MSGID_PROD = ? AND MSGID_SEQ = ? AND CONTAINER = ?{visible}"
             )),
             page: sql(format!(
-                "SELECT ID, MSG FROM {msgs} WHERE CONTAINER = ? AND PRIORITY = ? AND ID > ? ORDER BY ID LIMIT ?"
+                "SELECT ID, MSG FROM {msgs} WHERE CONTAINER = ? AND PRIORITY = ? AND ID > ?{visible} ORDER BY ID LIMIT ?"
             )),
             count_bytes: sql(format!(
-                "SELECT COUNT(*), {} FROM {msgs} WHERE CONTAINER = ?",
+                "SELECT COUNT(*), {} FROM {msgs} WHERE CONTAINER = ?{visible}",
                 sum_len("MSG")
             )),
             expired: sql(format!(
-                "SELECT MSGID_PROD, MSGID_SEQ, PRIORITY, ID FROM {msgs} WHERE CONTAINER = ? AND EXPIRATION > 0 AND EXPIRATION <= ? ORDER BY PRIORITY DESC, ID LIMIT ?"
+                "SELECT MSGID_PROD, MSGID_SEQ, PRIORITY, ID FROM {msgs} WHERE CONTAINER = ? AND EXPIRATION > 0 AND EXPIRATION <= ?{visible} ORDER BY PRIORITY DESC, ID LIMIT ?"
             )),
             all_ids: sql(format!(
                 "SELECT ID, CONTAINER, MSGID_PROD, MSGID_SEQ FROM {msgs} WHERE ID > ? ORDER BY ID LIMIT ?"
@@ -269,6 +300,31 @@ impl Statements {
                 "DELETE FROM {acks} WHERE LAST_ACKED_ID = ? AND PRIORITY = {DELETING_PRIORITY}"
             )),
 
+            ow_sub_marks: sql(format!(
+                "SELECT PRIORITY, LAST_ACKED_ID FROM {acks} WHERE CONTAINER = ? AND CLIENT_ID = ? AND SUB_NAME = ? AND PRIORITY < 10"
+            )),
+            ow_set_mark: sql(format!(
+                "UPDATE {acks} SET LAST_ACKED_ID = ?, XID = NULL WHERE CONTAINER = ? AND CLIENT_ID = ? AND SUB_NAME = ? AND PRIORITY < 10"
+            )),
+            ow_set_priority_mark: sql(format!(
+                "UPDATE {acks} SET LAST_ACKED_ID = ?, XID = NULL WHERE CONTAINER = ? AND CLIENT_ID = ? AND SUB_NAME = ? AND PRIORITY = ?"
+            )),
+            ow_ids_after: sql(format!(
+                "SELECT ID, PRIORITY FROM {msgs} WHERE CONTAINER = ? AND ID > ? AND XID IS NULL ORDER BY ID LIMIT ?"
+            )),
+            ow_ids_after_priority: sql(format!(
+                "SELECT ID, PRIORITY FROM {msgs} WHERE CONTAINER = ? AND PRIORITY = ? AND ID > ? AND XID IS NULL ORDER BY ID LIMIT ?"
+            )),
+            ow_rows_after: sql(format!(
+                "SELECT ID, MSG, PRIORITY FROM {msgs} WHERE CONTAINER = ? AND ID > ? AND XID IS NULL ORDER BY ID LIMIT ?"
+            )),
+            ow_delete_subscription: sql(format!(
+                "DELETE FROM {acks} WHERE CONTAINER = ? AND CLIENT_ID = ? AND SUB_NAME = ? AND PRIORITY < 10"
+            )),
+            ow_destinations: sql(format!(
+                "SELECT DISTINCT CONTAINER FROM {msgs} WHERE CONTAINER IS NOT NULL UNION SELECT DISTINCT CONTAINER FROM {acks}"
+            )),
+
             msgs,
             acks,
             lock,
@@ -279,6 +335,9 @@ impl Statements {
     /// The DDL that creates the final schema (not ActiveMQ's historical ALTER chain), each
     /// statement safe to run again on an existing schema.
     pub fn create_schema(&self, mysql_collation: &str) -> Vec<String> {
+        if self.format == MessageFormat::OpenWire {
+            return self.create_activemq_schema(mysql_collation);
+        }
         let (m, a, l, p) = (&self.msgs, &self.acks, &self.lock, &self.pending);
         match self.dialect {
             Dialect::MySql => {
@@ -336,6 +395,66 @@ impl Statements {
         }
     }
 
+    /// ActiveMQ's own schema (its `Statements` after the ALTER chain, with the MySQL adapter's
+    /// `LONGBLOB` and InnoDB), nothing added but one index: `CPIDX (CONTAINER, PRIORITY, ID)`,
+    /// which every bounded page of this engine reads along. An index is invisible to ActiveMQ's
+    /// statements; a table or a column ActiveMQ does not know would not be (a missing default,
+    /// a schema check), so there is none.
+    fn create_activemq_schema(&self, mysql_collation: &str) -> Vec<String> {
+        let (m, a, l) = (&self.msgs, &self.acks, &self.lock);
+        let blob = match self.dialect {
+            Dialect::MySql => "LONGBLOB",
+            Dialect::Postgres => "BYTEA",
+            Dialect::Sqlite => "BLOB",
+        };
+        let msgs = format!(
+            "CREATE TABLE IF NOT EXISTS {m}(ID BIGINT NOT NULL, CONTAINER VARCHAR(250), MSGID_PROD VARCHAR(250), MSGID_SEQ BIGINT, EXPIRATION BIGINT, MSG {blob}, PRIORITY BIGINT, XID VARCHAR(250), PRIMARY KEY (ID))"
+        );
+        let acks = format!(
+            "CREATE TABLE IF NOT EXISTS {a}(CONTAINER VARCHAR(250) NOT NULL, SUB_DEST VARCHAR(250), CLIENT_ID VARCHAR(250) NOT NULL, SUB_NAME VARCHAR(250) NOT NULL, SELECTOR VARCHAR(250), LAST_ACKED_ID BIGINT, PRIORITY BIGINT DEFAULT 5 NOT NULL, XID VARCHAR(250), PRIMARY KEY (CONTAINER, CLIENT_ID, SUB_NAME, PRIORITY))"
+        );
+        let lock = format!(
+            "CREATE TABLE IF NOT EXISTS {l}(ID BIGINT NOT NULL, TIME BIGINT, BROKER_NAME VARCHAR(250), PRIMARY KEY (ID))"
+        );
+        let indexes = [
+            (m, "MIDX", "MSGID_PROD, MSGID_SEQ"),
+            (m, "CIDX", "CONTAINER"),
+            (m, "EIDX", "EXPIRATION"),
+            (m, "PIDX", "PRIORITY"),
+            (m, "XIDX", "XID"),
+            (m, "CPIDX", "CONTAINER, PRIORITY, ID"),
+            (a, "XIDX", "XID"),
+        ];
+        match self.dialect {
+            Dialect::MySql => {
+                // MySQL has no CREATE INDEX IF NOT EXISTS: the indexes go inside the CREATE
+                // TABLE, which does nothing when the table (ActiveMQ's, say) exists. The
+                // binary no-pad collation keeps names exact, as in the native format.
+                let table =
+                    format!(" ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={mysql_collation}");
+                let with = |ddl: String, t: &str| {
+                    let idx: Vec<String> = indexes
+                        .iter()
+                        .filter(|(on, _, _)| on.as_str() == t)
+                        .map(|(on, n, cols)| format!(", INDEX {on}_{n} ({cols})"))
+                        .collect();
+                    let body = ddl.trim_end_matches(')');
+                    format!("{body}){}){table}", idx.concat())
+                };
+                vec![with(msgs, m), with(acks, a), format!("{lock}{table}")]
+            }
+            Dialect::Postgres | Dialect::Sqlite => {
+                let mut out = vec![msgs, acks, lock];
+                for (on, n, cols) in indexes {
+                    out.push(format!(
+                        "CREATE INDEX IF NOT EXISTS {on}_{n} ON {on} ({cols})"
+                    ));
+                }
+                out
+            }
+        }
+    }
+
     /// How an insert skips rows whose key exists: the words after `INSERT` and after the
     /// values.
     fn skip_duplicates(&self) -> (&'static str, &'static str) {
@@ -374,6 +493,9 @@ impl Statements {
 
     /// Inserts the single lock row.
     pub fn insert_lock_row(&self) -> Sql {
+        if self.format == MessageFormat::OpenWire {
+            return self.sql(&format!("INSERT INTO {}(ID) VALUES (1)", self.lock));
+        }
         self.sql(&format!(
             "INSERT INTO {}(ID, EPOCH) VALUES (1, 0)",
             self.lock

@@ -45,6 +45,24 @@ impl JdbcFactory {
         JdbcFactory::from_env("MYSQL_URL")
     }
 
+    /// A fresh prefix on `MYSQL_URL` in the openwire message format (ActiveMQ's schema).
+    pub fn mysql_openwire() -> Self {
+        let mut f = JdbcFactory::mysql();
+        if let Some(c) = f.config.as_mut() {
+            c.message_format = store_jdbc::MessageFormat::OpenWire;
+        }
+        f
+    }
+
+    /// A fresh prefix on `POSTGRES_URL` in the openwire message format.
+    pub fn postgres_openwire() -> Self {
+        let mut f = JdbcFactory::postgres();
+        if let Some(c) = f.config.as_mut() {
+            c.message_format = store_jdbc::MessageFormat::OpenWire;
+        }
+        f
+    }
+
     pub fn postgres() -> Self {
         JdbcFactory::from_env("POSTGRES_URL")
     }

@@ -1,6 +1,9 @@
 //! `<persistenceAdapter>` (and `<persistenceFactory>`) → `[persistence]` and `[locker]`:
 //! the engine of the same name with its settings, a JDBC adapter's Spring data source turned
-//! into this broker's database URL, and the adapter's locker.
+//! into this broker's database URL, and the adapter's locker. A `jdbcPersistenceAdapter`
+//! under ActiveMQ's database locker becomes `message_format = "openwire"`: the tables are
+//! ActiveMQ's, and this broker then reads what ActiveMQ left there and can be its master or
+//! slave (under a lease locker, which that format cannot fence, a note says so instead).
 //!
 //! An adapter this broker cannot run (mKahaDB, a Derby or Oracle database) is reported and
 //! `[persistence]` is left out, so the broker's default engine applies: the line on stderr
@@ -481,6 +484,23 @@ fn jdbc(ctx: &mut Ctx, a: Node, doc: &mut Doc, journaled: bool) -> Result<(), Im
             "kind",
             "database",
             "ActiveMQ's default for JDBC (DefaultDatabaseLocker)",
+        );
+    }
+    // The tables are ActiveMQ's and hold what ActiveMQ marshalled: read and write them as
+    // ActiveMQ does, so this broker takes over what is there and can run beside ActiveMQ as
+    // its master or slave. That needs the database locker (ActiveMQ's schema has no fencing
+    // epoch for the lease).
+    let lease = doc.table("locker").get("kind").and_then(|k| k.as_str()) == Some("lease");
+    if lease {
+        ctx.note(
+            path(a),
+            "persistence.jdbc.message_format stays \"native\" (tables of this broker's own) because the locker is a lease; to take over ActiveMQ's messages in these tables, or to run beside ActiveMQ on them, use message_format = \"openwire\" with locker.kind = \"database\"",
+        );
+    } else {
+        doc.table(T).set_c(
+            "message_format",
+            "openwire",
+            "ActiveMQ's own MSG encoding and schema: takes over what ActiveMQ left in these tables, and can be ActiveMQ's master or slave on them",
         );
     }
     fit_lease(ctx, doc, a);

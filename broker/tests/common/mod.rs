@@ -1,6 +1,7 @@
 //! A broker with its STOMP listener on an ephemeral port, in this process.
 #![allow(dead_code)]
 
+pub mod activemq;
 pub mod browser;
 pub mod http;
 pub mod java;

@@ -40,9 +40,14 @@ impl PersistenceAdapter for JdbcStore {
     async fn destinations(&self) -> Result<Vec<Destination>> {
         let s = &self.shared;
         s.check_open()?;
+        let list = if s.common.openwire() {
+            &s.common.st.ow_destinations
+        } else {
+            &s.common.st.destinations
+        };
         let rows = s
             .pool
-            .fetch(&s.common.st.destinations, &[])
+            .fetch(list, &[])
             .await
             .map_err(|e| s.db("listing destinations", e))?;
         let mut out = Vec::with_capacity(rows.len());

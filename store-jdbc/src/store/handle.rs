@@ -11,6 +11,7 @@ use store_api::{
 };
 
 use super::{DestState, Shared};
+use crate::activemq::SubState;
 use crate::columns::{check_key, check_message, check_text};
 use crate::sql::Arg;
 use crate::writer::{Done, Work};
@@ -44,15 +45,51 @@ impl Handle {
     async fn count_bytes(&self) -> Result<(u64, u64)> {
         self.check()?;
         let s = &self.shared;
+        if s.common.openwire() {
+            return s.ow_totals(&self.state.container, None).await;
+        }
         s.count_bytes(&s.common.st.count_bytes, &[Arg::Str(&self.state.container)])
             .await
     }
 
     async fn pending_count_bytes(&self, key: &SubscriptionKey) -> Result<(u64, u64)> {
+        if self.shared.common.openwire() {
+            let state = self.ow_state(key).await?;
+            return self
+                .shared
+                .ow_totals(&self.state.container, Some((key, &state)))
+                .await;
+        }
         let sub = self.subscription_id(key).await?;
         let s = &self.shared;
         s.count_bytes(&s.common.st.sub_count_bytes, &[Arg::I64(sub)])
             .await
+    }
+
+    /// The openwire format: the subscription's acknowledgement state.
+    async fn ow_state(&self, key: &SubscriptionKey) -> Result<SubState> {
+        self.check()?;
+        self.shared
+            .ow_sub(&self.state.container, key)
+            .await?
+            .ok_or_else(|| self.no_subscription(key))
+    }
+
+    /// A subscription's messages from `from` in the openwire format, else `None`.
+    async fn ow_page(
+        &self,
+        key: &SubscriptionKey,
+        from: impl Fn(u8) -> Option<i64>,
+        max: usize,
+    ) -> Result<Option<Vec<Message>>> {
+        if !self.shared.common.openwire() {
+            return Ok(None);
+        }
+        let state = self.ow_state(key).await?;
+        self.shared
+            .ow_sub_page(&self.state.container, &state, from, max)
+            .await
+            .map(Some)
     }
 
     async fn subscription_id(&self, key: &SubscriptionKey) -> Result<i64> {
@@ -138,19 +175,10 @@ impl DestinationStore for Handle {
         self.check()?;
         let s = &self.shared;
         let row = s
-            .pool
-            .fetch_one(
-                &s.common.st.get_message,
-                &[
-                    Arg::Str(&id.producer),
-                    Arg::I64(id.producer_seq as i64),
-                    Arg::Str(&self.state.container),
-                ],
-            )
-            .await
-            .map_err(|e| s.db("reading a message", e))?;
+            .find_message(&s.common.st.get_message, &self.state.container, id)
+            .await?;
         match row {
-            Some(r) => s.message(&r),
+            Some(r) => s.message(&r, &self.state.container),
             None => Err(self.missing(id)),
         }
     }
@@ -325,11 +353,32 @@ impl TopicStore for Handle {
         after: Option<OrderKey>,
         max: usize,
     ) -> Result<Vec<Message>> {
+        let from = |p: u8| match after {
+            None => Some(0),
+            Some(k) if p > k.priority => None,
+            Some(k) if p == k.priority => Some(k.sequence as i64),
+            Some(_) => Some(0),
+        };
+        if let Some(page) = self.ow_page(key, from, max).await? {
+            return Ok(page);
+        }
         let sub = self.subscription_id(key).await?;
         self.browse_from(Some(sub), after, max).await
     }
 
     async fn recover_next(&self, key: &SubscriptionKey, max: usize) -> Result<Vec<Message>> {
+        if self.shared.common.openwire() {
+            self.ow_state(key).await?;
+            let mut cursors = self.state.sub_cursors.lock().await;
+            let cursor = cursors.entry(key.clone()).or_default();
+            let pos = *cursor;
+            let from = |p: u8| Some(pos.first_pending_at(p).sequence as i64 - 1);
+            let batch = self.ow_page(key, from, max).await?.unwrap_or_default();
+            for m in &batch {
+                cursor.advance(OrderKey::of(m));
+            }
+            return Ok(batch);
+        }
         let sub = self.subscription_id(key).await?;
         let mut cursors = self.state.sub_cursors.lock().await;
         let cursor = cursors.entry(key.clone()).or_default();

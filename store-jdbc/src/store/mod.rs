@@ -17,7 +17,8 @@ use store_api::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::JdbcConfig;
+use crate::activemq::OwState;
+use crate::config::{JdbcConfig, MessageFormat};
 use crate::error::JdbcError;
 use crate::sql::{Arg, Dialect, Options, Pool, redact};
 use crate::statements::Statements;
@@ -66,7 +67,7 @@ impl JdbcStore {
     pub async fn open(config: JdbcConfig) -> Result<JdbcStore> {
         let options = Options::parse(&config.url)?;
         let dialect = options.dialect();
-        let st = Statements::new(dialect, &config.table_prefix)?;
+        let st = Statements::new(dialect, &config.table_prefix, config.message_format)?;
         if config.pool_size == 0 {
             return Err(JdbcError::Config("pool_size must be at least 1".into()).into());
         }
@@ -80,9 +81,11 @@ impl JdbcStore {
         if config.create_tables_on_startup {
             create_schema(&mut conn, &st).await?;
         }
-        conn.execute(&st.ensure_sequence_row, &[])
-            .await
-            .map_err(|e| db(dialect, "creating the sequence row", e))?;
+        if config.message_format == MessageFormat::Native {
+            conn.execute(&st.ensure_sequence_row, &[])
+                .await
+                .map_err(|e| db(dialect, "creating the sequence row", e))?;
+        }
         let row = conn.fetch_one(&st.max_ids, &[]).await.map_err(|e| {
             db(
                 dialect,
@@ -117,6 +120,7 @@ impl JdbcStore {
             last_sequence: AtomicU64::new(last as u64),
             sub_ids: Mutex::new(HashMap::new()),
             fence: config.fence.clone(),
+            ow: OwState::default(),
         });
         let pool = options.pool(config.pool_size, config.acquire_timeout);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -133,7 +137,9 @@ impl JdbcStore {
             }),
         };
         store.shared.submit(Work::Recover).await?;
-        store.load_prepared().await?;
+        if config.message_format == MessageFormat::Native {
+            store.load_prepared().await?;
+        }
         Ok(store)
     }
 
@@ -156,7 +162,11 @@ impl JdbcStore {
     /// Drops this store's tables. For tests and throwaway schemas; the store is closed first.
     pub async fn drop_tables(config: &JdbcConfig) -> Result<()> {
         let options = Options::parse(&config.url)?;
-        let st = Statements::new(options.dialect(), &config.table_prefix)?;
+        let st = Statements::new(
+            options.dialect(),
+            &config.table_prefix,
+            config.message_format,
+        )?;
         let mut conn = options
             .connect()
             .await
@@ -243,6 +253,10 @@ pub(crate) async fn create_schema(conn: &mut crate::sql::Conn, st: &Statements) 
         {
             return Err(db(st.dialect, "inserting the lock row", e));
         }
+    }
+    if st.format == MessageFormat::OpenWire {
+        // ActiveMQ's schema exactly: no fencing column (the lease locker is refused).
+        return Ok(());
     }
     // A lock table that ActiveMQ created has no EPOCH column: add it.
     let probe = st.sql(&format!("SELECT EPOCH FROM {} WHERE ID = 1", st.lock));

@@ -7,26 +7,34 @@ use std::sync::atomic::AtomicBool;
 
 use store_api::codec;
 use store_api::{
-    CursorPosition, Destination, MAX_PRIORITY, Message, MessageId, OrderKey, Result,
+    CursorPosition, Destination, MAX_PRIORITY, Message, MessageId, OrderKey, Result, StoreError,
     SubscriptionKey,
 };
 
 use super::{DestState, Shared};
-use crate::columns::check_destination;
+use crate::activemq::SubState;
+use crate::columns::{check_destination, parse_container};
 use crate::error::JdbcError;
 use crate::sql::{Arg, Row};
 use crate::writer::Work;
 
 impl Shared {
-    /// Decodes a `(ID, MSG)` row into the message with its sequence.
-    pub(crate) fn message(&self, row: &Row) -> Result<Message> {
+    /// Decodes a `(ID, MSG)` row of `container` into the message with its sequence.
+    pub(crate) fn message(&self, row: &Row, container: &str) -> Result<Message> {
         let id = row.i64(0).map_err(|e| self.db("reading ID", e))?;
         let bytes = row.bytes(1).map_err(|e| self.db("reading MSG", e))?;
-        let mut m = codec::decode(&bytes).map_err(|e| JdbcError::CorruptRow {
+        let corrupt = |reason: String| JdbcError::CorruptRow {
             table: self.common.st.msgs.clone(),
             id,
-            reason: format!("MSG does not decode: {e}"),
-        })?;
+            reason,
+        };
+        let mut m = if self.common.openwire() {
+            let d = parse_container(container)
+                .ok_or_else(|| corrupt(format!("CONTAINER `{container}` is no destination")))?;
+            crate::activemq::decode(&bytes, d).map_err(corrupt)?
+        } else {
+            codec::decode(&bytes).map_err(|e| corrupt(format!("MSG does not decode: {e}")))?
+        };
         m.sequence = id as u64;
         Ok(m)
     }
@@ -82,7 +90,7 @@ impl Shared {
                 .await
                 .map_err(|e| self.db("reading messages", e))?;
             for row in &rows {
-                out.push(self.message(row)?);
+                out.push(self.message(row, container)?);
             }
         }
         Ok(out)
@@ -126,11 +134,12 @@ impl Shared {
         container: &str,
         id: &MessageId,
     ) -> Result<Option<Row>> {
+        let producer = self.common.producer_column(id);
         self.pool
             .fetch_one(
                 sql,
                 &[
-                    Arg::Str(&id.producer),
+                    Arg::Str(&producer),
                     Arg::I64(id.producer_seq as i64),
                     Arg::Str(container),
                 ],
@@ -181,6 +190,16 @@ impl Shared {
         key: &SubscriptionKey,
         id: &MessageId,
     ) -> Result<bool> {
+        if self.common.openwire() {
+            let c = d.to_string();
+            let Some(state) = self.ow_sub(&c, key).await? else {
+                return Ok(false);
+            };
+            return Ok(match self.message_key(&c, id).await? {
+                Some(k) => state.is_pending(k.sequence as i64, k.priority),
+                None => false,
+            });
+        }
         let Some(sub) = self.sub_id(d, key).await? else {
             return Ok(false);
         };
@@ -237,6 +256,7 @@ impl Shared {
         rows.iter()
             .map(|r| {
                 let p = r.string(0).map_err(|e| self.db("reading MSGID_PROD", e))?;
+                let p = self.common.producer_of_column(p);
                 let s = r.i64(1).map_err(|e| self.db("reading MSGID_SEQ", e))?;
                 let prio = r.i64(2).map_err(|e| self.db("reading PRIORITY", e))?;
                 let seq = r.i64(3).map_err(|e| self.db("reading ID", e))?;
@@ -249,5 +269,108 @@ impl Shared {
                 ))
             })
             .collect()
+    }
+
+    /// The openwire format: a subscription's state, cached or loaded from committed rows.
+    pub(crate) async fn ow_sub(
+        &self,
+        container: &str,
+        key: &SubscriptionKey,
+    ) -> Result<Option<SubState>> {
+        if let Some(s) = self.common.ow.sub(container, key) {
+            return Ok(Some(s));
+        }
+        let rows = self
+            .pool
+            .fetch(
+                &self.common.st.ow_sub_marks,
+                &[
+                    Arg::Str(container),
+                    Arg::Str(&key.client_id),
+                    Arg::Str(&key.name),
+                ],
+            )
+            .await
+            .map_err(|e| self.db("reading a subscription's marks", e))?;
+        let marks = rows
+            .iter()
+            .map(|r| Ok((r.i64(0)?, r.opt_i64(1)?.unwrap_or(-1))))
+            .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+            .map_err(|e| self.db("reading LAST_ACKED_ID", e))?;
+        Ok(SubState::from_rows(&marks).map(|s| self.common.ow.loaded(container, key, s)))
+    }
+
+    /// The openwire format: up to `max` of a subscription's pending messages in delivery order
+    /// from `from`, one bounded query per priority and page, skipping held acks.
+    pub(crate) async fn ow_sub_page(
+        &self,
+        container: &str,
+        state: &SubState,
+        from: impl Fn(u8) -> Option<i64>,
+        max: usize,
+    ) -> Result<Vec<Message>> {
+        let st = &self.common.st;
+        let mut out = Vec::new();
+        for p in (0..=MAX_PRIORITY).rev() {
+            let Some(from) = from(p) else { continue };
+            let mut after = from.max(state.mark(p));
+            // A page that fills without filling `out` skipped a held ack: at most that many.
+            for _ in 0..=state.acked.len() {
+                if out.len() >= max {
+                    return Ok(out);
+                }
+                let limit = (max - out.len()).min(i64::MAX as usize) as i64;
+                let rows = self
+                    .pool
+                    .fetch(
+                        &st.page,
+                        &[
+                            Arg::Str(container),
+                            Arg::I64(i64::from(p)),
+                            Arg::I64(after),
+                            Arg::I64(limit),
+                        ],
+                    )
+                    .await
+                    .map_err(|e| self.db("reading messages", e))?;
+                for row in &rows {
+                    let id = row.i64(0).map_err(|e| self.db("reading ID", e))?;
+                    after = id;
+                    if !state.acked.contains_key(&id) {
+                        out.push(self.message(row, container)?);
+                    }
+                }
+                if (rows.len() as i64) < limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The openwire format: count and bytes of a container's messages (or of those pending
+    /// for a subscription), from the writer's measurement of the container: `MSG` is not this
+    /// store's encoding, whose length is the unit of bytes, so the writer decodes each row
+    /// once and keeps the sizes up to date with its adds and deletes.
+    pub(crate) async fn ow_totals(
+        &self,
+        container: &str,
+        sub: Option<(&SubscriptionKey, &SubState)>,
+    ) -> Result<(u64, u64)> {
+        let sub = sub.map(|(_, s)| s);
+        // A rolled-back write drops the measurements; a second ask measures again.
+        for _ in 0..3 {
+            if let Some(t) = self.common.ow.totals(container, sub) {
+                return Ok(t);
+            }
+            self.submit(Work::Measure(container.to_owned())).await?;
+        }
+        self.common
+            .ow
+            .totals(container, sub)
+            .ok_or_else(|| StoreError::Backend {
+                backend: "jdbc",
+                source: format!("the messages of {container} could not be measured").into(),
+            })
     }
 }

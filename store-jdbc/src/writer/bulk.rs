@@ -14,6 +14,13 @@ impl WriterTask {
         let st = &common.st;
         match work {
             Work::Close => Ok(Done::Unit),
+            // The openwire format deletes a subscription in one transaction, so there is nothing
+            // to finish; what it does at open is drop the topic messages no subscription needs
+            // (ActiveMQ leaves those for a periodic clean-up).
+            Work::Recover if common.openwire() => {
+                self.ow_recover().await?;
+                Ok(Done::Unit)
+            }
             Work::Recover => {
                 // Finish subscription deletions a crash interrupted.
                 let mut conn = self.begin_tx().await?;
@@ -30,7 +37,15 @@ impl WriterTask {
                 Ok(Done::Unit)
             }
             Work::Purge(d) => self.purge(d).await.map(Done::Count),
+            Work::Measure(c) => {
+                self.ow_measure(c).await?;
+                Ok(Done::Unit)
+            }
             Work::Checkpoint(batch) => self.checkpoint(batch).await.map(Done::Count),
+            Work::DeleteSubscription(d, key) if common.openwire() => {
+                self.ow_delete_subscription(d, key).await?;
+                Ok(Done::Unit)
+            }
             Work::DeleteSubscription(d, key) => {
                 self.delete_subscription(d, key).await?;
                 Ok(Done::Unit)
@@ -52,8 +67,13 @@ impl WriterTask {
             }
             Work::DeleteAll => {
                 let mut conn = self.begin_tx().await?;
+                let list = if common.openwire() {
+                    &st.ow_destinations
+                } else {
+                    &st.destinations
+                };
                 let r = async {
-                    let rows = conn.fetch(&st.destinations, &[]).await?;
+                    let rows = conn.fetch(list, &[]).await?;
                     rows.iter()
                         .map(|r| r.string(0))
                         .collect::<Result<Vec<_>, _>>()
@@ -83,6 +103,7 @@ impl WriterTask {
                     }
                 }
                 common.sub_ids.lock().clear();
+                common.ow.subs.lock().clear();
                 Ok(Done::Unit)
             }
             _ => Err(StoreError::InvalidArgument("not bulk work".into())),
@@ -105,7 +126,7 @@ impl WriterTask {
                     return Ok(0);
                 };
                 let (lo, hi) = (first.i64(0)?, last.i64(0)?);
-                if d.is_topic() {
+                if d.is_topic() && !common.openwire() {
                     conn.execute(
                         &st.delete_pending_of_topic_range,
                         &[Arg::I64(lo), Arg::I64(hi), Arg::Str(&c)],
@@ -121,6 +142,7 @@ impl WriterTask {
             .await;
             let n = self.end_tx(conn, r).await?;
             if n == 0 {
+                common.ow.message_gone(&c, None);
                 return Ok(total);
             }
             total += n;
@@ -218,7 +240,8 @@ impl WriterTask {
         let st = &common.st;
         self.purge(d).await?;
         let c = d.to_string();
-        if d.is_topic() {
+        // In the openwire format a subscription is only its rows, which go with the markers.
+        if d.is_topic() && !common.openwire() {
             let mut conn = self.begin_tx().await?;
             let r = async {
                 let rows = conn.fetch(&st.subscriptions, &[Arg::Str(&c)]).await?;
@@ -238,6 +261,7 @@ impl WriterTask {
         let r = conn.execute(&st.delete_markers, &[Arg::Str(&c)]).await;
         self.end_tx(conn, r).await?;
         common.sub_ids.lock().retain(|(dest, _), _| dest != d);
+        common.ow.forget_container(&c);
         Ok(())
     }
 }

@@ -39,7 +39,7 @@ impl WriterTask {
             let mut ensured: Vec<&Destination> = Vec::new();
             // Acks first: an id acked and added again within the cycle is a new message.
             for (d, id) in &b.queue_acks {
-                queue_remove(&mut conn, st, d, id).await?.ok();
+                queue_remove(&mut conn, &common, d, id).await?.ok();
                 stmts += 1;
             }
             for (d, key, id) in &b.topic_acks {

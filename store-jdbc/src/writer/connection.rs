@@ -114,6 +114,11 @@ impl WriterTask {
     /// when the reserved one runs out.
     pub(super) async fn reserve(&mut self, conn: &mut Conn) -> Result<i64, sqlx::Error> {
         let id = self.next_id;
+        // ActiveMQ's schema has no row to reserve in: like ActiveMQ, the openwire format
+        // continues from the highest ID and LAST_ACKED_ID found at open.
+        if self.common.openwire() {
+            return Ok(id);
+        }
         if id >= self.reserved_in_tx.unwrap_or(self.reserved) {
             let upto = id + RESERVE;
             conn.execute(&self.common.st.reserve_sequences, &[Arg::I64(upto)])
@@ -176,6 +181,7 @@ impl WriterTask {
                 Ok(v)
             }
             Err(e) => {
+                common.ow.rolled_back();
                 if conn.raw("ROLLBACK").await.is_ok() {
                     self.conn = Some(conn);
                 }

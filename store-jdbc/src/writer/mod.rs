@@ -15,6 +15,7 @@
 //! sequence reservation in [`connection`]; what each change does to the rows in [`rows`]; the
 //! work that runs alone in [`bulk`]; the journaled engine's checkpoint in [`checkpoint`].
 
+mod activemq;
 mod bulk;
 mod checkpoint;
 mod connection;
@@ -25,11 +26,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
+use store_api::codec;
 use store_api::{
     Destination, Message, MessageId, StoreError, SubscriptionInfo, SubscriptionKey, TxOp, Xid,
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::activemq::OwState;
+use crate::config::MessageFormat;
 use crate::error::JdbcError;
 use crate::fence::Fence;
 use crate::sql::{Arg, Conn, Options};
@@ -56,6 +60,42 @@ pub(crate) struct Common {
     pub changes: AtomicU64,
     /// The largest statement the server takes (MySQL's `max_allowed_packet`), if limited.
     pub max_packet: Option<u64>,
+    /// The openwire format's subscription states and measured totals.
+    pub ow: OwState,
+}
+
+impl Common {
+    pub fn openwire(&self) -> bool {
+        self.st.format == MessageFormat::OpenWire
+    }
+
+    /// `MSGID_PROD` for a message id: the producer itself, or in the openwire format the
+    /// `ProducerId.toString()` ActiveMQ writes for it.
+    pub fn producer_column<'a>(&self, id: &'a MessageId) -> std::borrow::Cow<'a, str> {
+        if self.openwire() {
+            openwire::store::producer_column(&id.producer).into()
+        } else {
+            std::borrow::Cow::Borrowed(&id.producer)
+        }
+    }
+
+    /// The store producer of a `MSGID_PROD` value.
+    pub fn producer_of_column(&self, column: String) -> String {
+        if self.openwire() {
+            openwire::store::producer_of_column(&column)
+        } else {
+            column
+        }
+    }
+
+    /// `MSG` for a message.
+    pub fn encode(&self, m: &Message) -> Result<Vec<u8>, StoreError> {
+        if self.openwire() {
+            crate::activemq::encode(m)
+        } else {
+            Ok(codec::encode(m))
+        }
+    }
 }
 
 /// A change to make.
@@ -77,6 +117,8 @@ pub(crate) enum Work {
     DeleteAll,
     Recover,
     Checkpoint(Box<CheckpointBatch>),
+    /// The openwire format: measure a container's messages (count and bytes).
+    Measure(String),
     Close,
 }
 
@@ -90,6 +132,7 @@ impl Work {
                 | Work::DeleteAll
                 | Work::Recover
                 | Work::Checkpoint(_)
+                | Work::Measure(_)
                 | Work::Close
         )
     }
@@ -265,7 +308,9 @@ impl WriterTask {
                 .filter(|(_, w)| matches!(w, Work::Add(m) if m.destination.is_queue()))
                 .map(|(i, _)| i)
                 .collect();
-            if adds.len() >= 2 {
+            // The openwire format has no unique index to find a duplicate with, so its adds
+            // check one by one.
+            if adds.len() >= 2 && !common.openwire() {
                 let msgs: Vec<&Message> = adds
                     .iter()
                     .filter_map(|i| match works[*i] {
@@ -316,6 +361,7 @@ impl WriterTask {
                 Ok(results)
             }
             Err(e) => {
+                self.common.ow.rolled_back();
                 // Roll back; a connection that cannot even do that is dropped and reopened
                 // for the next batch.
                 if conn.raw("ROLLBACK").await.is_ok() && is_statement_error(&e) {

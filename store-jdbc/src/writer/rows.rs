@@ -62,7 +62,10 @@ impl WriterTask {
                 && end - start < MULTI_ROWS
                 && (bytes < MULTI_BYTES || end == start)
             {
-                let e = codec::encode(rows[end]);
+                let e = self
+                    .common
+                    .encode(rows[end])
+                    .map_err(|e| sqlx::Error::Encode(e.to_string().into()))?;
                 bytes += e.len();
                 encoded.push((rows[end].destination.to_string(), e));
                 end += 1;
@@ -73,11 +76,15 @@ impl WriterTask {
                 .entry((false, chunk.len()))
                 .or_insert_with(|| self.common.st.insert_messages(chunk.len()))
                 .clone();
+            let producers: Vec<_> = chunk
+                .iter()
+                .map(|m| self.common.producer_column(&m.id))
+                .collect();
             let mut args = Vec::with_capacity(chunk.len() * 7);
-            for (m, (c, e)) in chunk.iter().zip(&encoded) {
+            for ((m, (c, e)), p) in chunk.iter().zip(&encoded).zip(&producers) {
                 args.extend([
                     Arg::I64(m.sequence as i64),
-                    Arg::Str(&m.id.producer),
+                    Arg::Str(p),
                     seq_arg(&m.id),
                     Arg::Str(c),
                     Arg::I64(m.expiration),
@@ -124,8 +131,15 @@ impl WriterTask {
                 Ok(Ok(Done::Unit))
             }
             Work::Add(m) => self.add(conn, m.clone()).await,
-            Work::QueueRemove(d, id) => queue_remove(conn, st, d, id).await,
+            Work::QueueRemove(d, id) => queue_remove(conn, &common, d, id).await,
             Work::TopicAck(d, key, id) => self.topic_ack(conn, d, key, id).await,
+            Work::TopicRemove(d, id) if common.openwire() => self.ow_topic_remove(conn, d, id).await,
+            Work::AddSubscription(d, info, retroactive) if common.openwire() => {
+                self.ow_add_subscription(conn, d, info, *retroactive).await
+            }
+            Work::Prepare(..) if common.openwire() => Ok(Err(StoreError::InvalidArgument(
+                "XA prepare is not available with message_format = \"openwire\": ActiveMQ's schema keeps a prepared transaction in its own encoding, which this engine does not write; use the native format for XA".into(),
+            ))),
             Work::TopicRemove(d, id) => {
                 let c = d.to_string();
                 let Some(row) = conn
@@ -176,10 +190,20 @@ impl WriterTask {
                 Ok(Ok(Done::Unit))
             }
             Work::Commit(ops, prepared_row) => {
+                // The openwire format's memory of what the operations touch, put back if the
+                // savepoint is.
+                let saved = common.openwire().then(|| {
+                    let touched = touched_containers(ops);
+                    let snapshot = common.ow.snapshot(&touched);
+                    (touched, snapshot)
+                });
                 conn.raw("SAVEPOINT tx").await?;
                 let r = self.apply_ops(conn, ops).await?;
                 if r.is_err() {
                     conn.raw("ROLLBACK TO SAVEPOINT tx").await?;
+                    if let Some((touched, snapshot)) = saved {
+                        common.ow.restore(&touched, snapshot);
+                    }
                 } else if let Some(row) = prepared_row {
                     conn.execute(&st.delete_message_by_id, &[Arg::I64(*row)])
                         .await?;
@@ -248,7 +272,7 @@ impl WriterTask {
                     self.add(conn, m.clone()).await?
                 }
                 TxOp::QueueAck { destination, id } => {
-                    queue_remove(conn, st, destination, id).await?
+                    queue_remove(conn, &common, destination, id).await?
                 }
                 TxOp::TopicAck {
                     destination,
@@ -268,6 +292,9 @@ impl WriterTask {
         let st = &common.st;
         let id = self.reserve(conn).await?;
         m.sequence = id as u64;
+        if common.openwire() {
+            return self.ow_add(conn, m).await;
+        }
         let (n, _) = self.insert_rows(conn, &[&m]).await?;
         let c = m.destination.to_string();
         if n == 0 {
@@ -302,6 +329,9 @@ impl WriterTask {
     ) -> Step {
         let common = self.common.clone();
         let st = &common.st;
+        if common.openwire() {
+            return self.ow_topic_ack(conn, d, key, id).await;
+        }
         let Some(sub_id) = sub_id(conn, &common, d, key).await? else {
             return Ok(Err(StoreError::NotFound(format!(
                 "subscription {key} on {d}"
@@ -346,7 +376,7 @@ pub(super) async fn ensure_destination(
     let c = d.to_string();
     conn.execute(
         &st.ensure_destination,
-        &[Arg::Str(&c), Arg::Str(&c), Arg::Str(&c)],
+        &[Arg::Str(&c), Arg::Str(&c), Arg::Str(&c), Arg::Str(&c)],
     )
     .await
     .map(|_| ())
@@ -354,15 +384,33 @@ pub(super) async fn ensure_destination(
 
 pub(super) async fn queue_remove(
     conn: &mut Conn,
-    st: &Statements,
+    common: &Common,
     d: &Destination,
     id: &MessageId,
 ) -> Step {
     let c = d.to_string();
+    let producer = common.producer_column(id);
+    if common.openwire() {
+        // By ID, so that the measurement of the queue loses exactly this row.
+        let Some(row) = conn
+            .fetch_one(
+                &common.st.message_key,
+                &[Arg::Str(&producer), seq_arg(id), Arg::Str(&c)],
+            )
+            .await?
+        else {
+            return Ok(Err(missing(d, id)));
+        };
+        let mid = row.i64(0)?;
+        conn.execute(&common.st.delete_message_by_id, &[Arg::I64(mid)])
+            .await?;
+        common.ow.message_gone(&c, Some(mid));
+        return Ok(Ok(Done::Unit));
+    }
     let n = conn
         .execute(
-            &st.delete_message,
-            &[Arg::Str(&id.producer), seq_arg(id), Arg::Str(&c)],
+            &common.st.delete_message,
+            &[Arg::Str(&producer), seq_arg(id), Arg::Str(&c)],
         )
         .await?;
     Ok(if n == 0 {
@@ -394,6 +442,22 @@ pub(super) async fn sub_id(
     let id = row.i64(0)?;
     common.sub_ids.lock().insert(cache_key, id);
     Ok(Some(id))
+}
+
+/// The containers a transaction's operations change.
+fn touched_containers(ops: &[TxOp]) -> Vec<String> {
+    let mut out: Vec<String> = ops
+        .iter()
+        .map(|op| match op {
+            TxOp::Add(m) => m.destination.to_string(),
+            TxOp::QueueAck { destination, .. } | TxOp::TopicAck { destination, .. } => {
+                destination.to_string()
+            }
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 pub(super) fn missing(d: &Destination, id: &MessageId) -> StoreError {

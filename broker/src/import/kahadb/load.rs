@@ -8,80 +8,31 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use broker_core::{Destination, Message, MessageId, SubscriptionKey};
-use bytes::BytesMut;
+use broker_core::{Destination, Message, SubscriptionKey};
 use store_api::{PersistenceAdapter, StoreError, SubscriptionInfo, TransactionId, TxOp, Xid};
 
 use super::proto::{Command, DestinationType, KahaDestination, TxId};
 use super::replay::Replay;
 use super::{ImportKahaError, Summary};
-use crate::openwire::convert;
 
-/// The encodings an OpenWire message in a KahaDB journal may be in, most likely first:
-/// KahaDB marshals with a default `OpenWireFormat` (loose, size prefix) at the store's
-/// version, 11 for 5.x stores made since 5.12, older for older stores.
-const ENCODINGS: [(i32, bool); 10] = [
-    (11, false),
-    (12, false),
-    (10, false),
-    (9, false),
-    (6, false),
-    (11, true),
-    (12, true),
-    (10, true),
-    (9, true),
-    (6, true),
-];
-
-/// Decodes OpenWire messages, keeping the encoding that worked last.
+/// Decodes OpenWire messages as KahaDB marshals them (a default `OpenWireFormat`: loose, size
+/// prefix, the store's version), keeping the encoding that worked last: the same decoding as
+/// the JDBC engine's openwire format, from `openwire::store`.
 #[derive(Default)]
-pub struct MessageDecoder {
-    last: Option<(i32, bool)>,
-}
+pub struct MessageDecoder(openwire::store::StoredDecoder);
 
 impl MessageDecoder {
     pub fn decode(&mut self, bytes: &[u8]) -> Option<openwire::Message> {
-        let order = self.last.into_iter().chain(ENCODINGS);
-        for (version, tight) in order {
-            let wf = openwire::WireFormat {
-                version,
-                tight_encoding_enabled: tight,
-                ..Default::default()
-            };
-            let mut buf = BytesMut::from(bytes);
-            if let Ok(Some(openwire::Command::Message(m))) = openwire::decode(&mut buf, &wf)
-                && buf.is_empty()
-            {
-                self.last = Some((version, tight));
-                return Some(*m);
-            }
-        }
-        None
+        self.0.decode(bytes).ok()
     }
 }
 
-/// broker-core's message for an OpenWire one, under the id the OpenWire door gives it.
+/// broker-core's message for an OpenWire one, under the id the OpenWire door gives it
+/// (`<connection>:<session>:<producer>`, ActiveMQ's `MSGID_PROD`).
 pub fn core_message(m: &openwire::Message, destination: Destination) -> Result<Message, String> {
-    let id = m.message_id.as_ref().ok_or("no message id")?;
-    let p = id.producer_id.as_ref().ok_or("no producer id")?;
-    let seq = u64::try_from(id.producer_sequence_id).map_err(|_| "negative producer sequence")?;
-    let id = MessageId::new(
-        format!("{}:{}:{}", p.connection_id, p.session_id, p.value),
-        seq,
-    );
-    let out = convert::outgoing(m).map_err(|u| u.message)?;
-    let mut msg = Message::new(id, destination, out.body);
-    msg.priority = out.priority;
-    msg.persistent = out.persistent;
-    msg.timestamp = m.timestamp;
-    msg.expiration = out.expiration;
-    msg.redelivery_count = u32::try_from(m.redelivery_counter).unwrap_or(0);
-    msg.correlation_id = out.correlation_id;
-    msg.reply_to = out.reply_to;
-    msg.message_type = out.message_type;
-    msg.group_id = out.group_id;
-    msg.group_seq = out.group_seq;
-    msg.properties = out.properties;
+    let mut msg = openwire::store::to_store(m, destination)?;
+    // The engine the import writes to assigns its own sequence.
+    msg.sequence = 0;
     Ok(msg)
 }
 
