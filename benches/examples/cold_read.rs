@@ -2,7 +2,7 @@
 //! rebuild (or an AMQ full replay) and a drain of old message bodies, each timed after dropping
 //! the page cache:
 //! `cargo run --release -p benches --example cold_read -- kahadb 1024 3` (engine: kahadb or amq;
-//! MiB stored; rounds).
+//! MiB stored; rounds; a fourth argument `warm` keeps the page cache throughout).
 //!
 //! The store is filled once with 1 KiB messages from 16 writers (sync `always`, as the broker
 //! runs) and closed. Each round then, for each read mode in turn (their order alternating
@@ -216,14 +216,18 @@ fn main() {
     let engine = args.get(1).cloned().unwrap_or_else(|| "kahadb".into());
     let mib: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1024);
     let rounds: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(3);
+    // `warm` as a fourth argument keeps the page cache: the CPU side of each phase alone.
+    let keep_cache = args.get(4).is_some_and(|a| a == "warm");
     let dir = tempfile::tempdir().expect("temp dir");
     let fill_time = fill(&engine, dir.path(), mib);
-    let cold = drop_caches();
+    let cold = !keep_cache && drop_caches();
     println!(
         "{engine}: {mib} MiB of 1 KiB messages filled in {:.1} s; page cache {}",
         fill_time.as_secs_f64(),
         if cold {
             "dropped before each cold phase"
+        } else if keep_cache {
+            "kept (warm): every figure is warm"
         } else {
             "NOT dropped (not allowed here): every figure is warm"
         }
@@ -233,6 +237,7 @@ fn main() {
         if round % 2 == 1 {
             order.reverse();
         }
+        let t = if cold { "cold" } else { "warm" };
         for mode in order {
             if cold {
                 drop_caches();
@@ -242,8 +247,8 @@ fn main() {
             let (rebuild, drained, drain, rss) = rebuild_and_drain(&engine, dir.path(), mode, cold);
             let mib_s = |d: Duration| bytes as f64 / (1 << 20) as f64 / d.as_secs_f64();
             println!(
-                "round {round} {:<4}: scan {records} records ({:.0} MiB) cold {:.3} s ({:.0} MiB/s), warm {:.3} s; \
-                 rebuild cold {:.3} s; drain {drained} messages cold {:.3} s ({:.0} msg/s), then resident {rss}",
+                "round {round} {:<4}: scan {records} records ({:.0} MiB) {t} {:.3} s ({:.0} MiB/s), warm {:.3} s; \
+                 rebuild {t} {:.3} s; drain {drained} messages {t} {:.3} s ({:.0} msg/s), then resident {rss}",
                 mode.name(),
                 bytes as f64 / (1 << 20) as f64,
                 scan_cold.as_secs_f64(),
