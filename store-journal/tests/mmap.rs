@@ -316,3 +316,99 @@ fn truncating_a_mapped_file_behind_the_journal_kills_the_process_with_sigbus() {
         out.status
     );
 }
+
+/// Writes a journal whose data file 1 holds a valid header and then `data`, and whose data file
+/// 2 holds one valid batch, so that file 1 is sealed (what replay and reads map).
+fn sealed_file_with(dir: &Path, data: &[u8]) {
+    use store_journal::format;
+    let layout = format::Layout::CURRENT;
+    let start = layout.data_start() as usize;
+    let mut sealed = format::file_header(1, layout).to_vec();
+    sealed.resize(start, 0);
+    sealed.extend_from_slice(data);
+    let mut tail = format::file_header(2, layout).to_vec();
+    tail.resize(start, 0);
+    let mut batch = vec![0u8; format::BATCH_HEADER_LEN];
+    format::push_record(&mut batch, b"the tail");
+    format::seal_batch(&mut batch, start as u32);
+    tail.extend_from_slice(&batch);
+    std::fs::write(data_file(dir, 1), &sealed).unwrap();
+    std::fs::write(data_file(dir, 2), &tail).unwrap();
+}
+
+/// Valid batches of records, some of them then damaged: what a sealed file may hold.
+fn batches(records: &[Vec<u8>], damage: &[(usize, u8)]) -> Vec<u8> {
+    use store_journal::format;
+    let start = format::Layout::CURRENT.data_start();
+    let mut out = Vec::new();
+    for chunk in records.chunks(3) {
+        let mut batch = vec![0u8; format::BATCH_HEADER_LEN];
+        for r in chunk {
+            format::push_record(&mut batch, r);
+        }
+        format::seal_batch(&mut batch, start as u32 + out.len() as u32);
+        out.extend_from_slice(&batch);
+        out.resize(
+            format::Layout::CURRENT.next_batch(start + out.len() as u64) as usize - start as usize,
+            0,
+        );
+    }
+    for (at, x) in damage {
+        if !out.is_empty() {
+            let i = at % out.len();
+            out[i] ^= x;
+        }
+    }
+    out
+}
+
+/// Replay and reads by location of everything replay returns, as comparable text.
+fn outcome(dir: &Path, map: bool) -> Vec<String> {
+    let mut c = config(dir, map);
+    c.recovery = store_journal::RecoveryMode::Strict;
+    let j = match Journal::open(c, Arc::new(RealFs)) {
+        Ok(j) => j,
+        Err(e) => return vec![format!("open: {e}")],
+    };
+    let mut out = Vec::new();
+    for r in j.replay(Location::default()).take(10_000) {
+        match r {
+            Ok((loc, bytes)) => {
+                let again = j.read(loc).map_err(|e| e.to_string());
+                out.push(format!("{loc} {bytes:?} read {again:?}"));
+            }
+            Err(e) => {
+                out.push(format!("replay: {e}"));
+                break;
+            }
+        }
+    }
+    j.close().unwrap();
+    out
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 64,
+        failure_persistence: None,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Whatever a sealed file holds — valid batches, damaged ones, garbage — reading it through
+    /// a map returns exactly what reading it with `pread` does: the same records, the same
+    /// errors at the same offsets.
+    #[test]
+    fn a_sealed_file_reads_the_same_through_a_map_whatever_it_holds(
+        records in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), 0..12),
+        damage in proptest::collection::vec((proptest::prelude::any::<usize>(), 1..=255u8), 0..3),
+        garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut data = batches(&records, &damage);
+        data.extend_from_slice(&garbage);
+        sealed_file_with(dir.path(), &data);
+        let plain = outcome(dir.path(), false);
+        let mapped = outcome(dir.path(), true);
+        proptest::prop_assert_eq!(plain, mapped);
+    }
+}
