@@ -1,7 +1,8 @@
 //! How long a file engine takes to open a store holding a given amount of messages, after a
 //! clean stop and after `kill -9`:
 //! `cargo run --release -p benches --example open_time -- kahadb 1024` (engine: kahadb, amq or
-//! leveldb; MiB).
+//! leveldb; MiB). `BENCH_MMAP=off` turns off KahaDB's and AMQ's maps of sealed journal files
+//! (`mmap_replay`, `mmap_reads`), to compare.
 //!
 //! A child process fills the store with 1 KiB messages from 16 writers; for the clean case it
 //! closes the store; for the crash case it waits for a checkpoint, writes 64 MiB more, and the
@@ -19,6 +20,12 @@ use store_api::{Destination, PersistenceAdapter};
 use store_kahadb::{KahaDbConfig, KahaDbStore};
 use store_leveldb::{LevelDbConfig, LevelDbStore};
 
+/// Whether KahaDB and AMQ read sealed journal files through maps (their default);
+/// `BENCH_MMAP=off` compares with plain reads.
+fn maps() -> bool {
+    std::env::var("BENCH_MMAP").map_or(true, |v| v != "off")
+}
+
 fn open(engine: &str, dir: &Path) -> (Arc<dyn PersistenceAdapter>, u64) {
     match engine {
         "leveldb" => {
@@ -30,12 +37,18 @@ fn open(engine: &str, dir: &Path) -> (Arc<dyn PersistenceAdapter>, u64) {
             (Arc::new(s), 0)
         }
         "amq" => {
-            let s = AmqStore::open(AmqConfig::new(dir)).expect("open amq");
+            let mut c = AmqConfig::new(dir);
+            c.mmap_replay = maps();
+            c.mmap_reads = maps();
+            let s = AmqStore::open(c).expect("open amq");
             let replayed = s.stats().records_replayed_at_open;
             (Arc::new(s), replayed)
         }
         _ => {
-            let s = KahaDbStore::open(KahaDbConfig::new(dir)).expect("open kahadb");
+            let mut c = KahaDbConfig::new(dir);
+            c.mmap_replay = maps();
+            c.mmap_reads = maps();
+            let s = KahaDbStore::open(c).expect("open kahadb");
             let replayed = s.stats().records_replayed_at_open;
             (Arc::new(s), replayed)
         }
@@ -145,10 +158,17 @@ fn main() {
             c
         });
         println!(
-            "{engine}: {mib} MiB ({count} messages) filled in {:.1} s; open after {}: {:.3} s, {replayed} records replayed",
+            "{engine}: {mib} MiB ({count} messages) filled in {:.1} s; open after {}: {:.3} s, {replayed} records replayed{}",
             fill_time.as_secs_f64(),
             if clean { "a clean stop" } else { "kill -9" },
-            open_time.as_secs_f64()
+            open_time.as_secs_f64(),
+            if engine == "leveldb" {
+                ""
+            } else if maps() {
+                " (maps)"
+            } else {
+                " (plain reads)"
+            }
         );
     }
 }

@@ -52,6 +52,15 @@ pub struct JournalConfig {
     /// How long appenders leave the I/O to the writer thread after a stall. Default 1 s. Tests
     /// set it to pin one behaviour whatever the machine's load does to their timing.
     pub lead_cool_down: Duration,
+    /// Replay reads sealed data files (those no write will ever reach again) through a
+    /// read-only map (see [`crate::mmap`]), one file at a time, instead of two `pread`s and a
+    /// buffer per batch. Default false here; KahaDB and AMQ turn it on (measured there).
+    pub map_replay: bool,
+    /// Reads by location ([`crate::Journal::read`]) of records in sealed data files go through
+    /// a read-only map of the file, kept (up to 128 MiB of maps, least recently used dropped
+    /// first) until the journal closes or deletes the file. Default false here; KahaDB and AMQ
+    /// turn it on.
+    pub map_reads: bool,
 }
 
 /// What a journal store asked to take writes again (`PersistenceAdapter::resume_writes`)
@@ -105,6 +114,8 @@ impl JournalConfig {
             leader_writes: true,
             lead_stall: crate::writer::LEAD_STALL,
             lead_cool_down: crate::writer::LEAD_COOL_DOWN,
+            map_replay: false,
+            map_reads: false,
         }
     }
 

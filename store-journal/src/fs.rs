@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
+use crate::mmap::{SealedMap, SealedProof};
+
 /// An open file: positioned reads and writes, and `fdatasync`.
 pub trait File: Send + Sync {
     /// Reads up to `buf.len()` bytes at `offset`; fewer only at the end of the file.
@@ -33,6 +35,13 @@ pub trait File: Send + Sync {
 
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
+    }
+
+    /// Maps the whole file read-only, where the file system can: the real one can; [`SimFs`]
+    /// cannot, so tests on it read through [`File::read_at`]. Only for sealed data files, which
+    /// the proof says this is (see [`crate::mmap`]).
+    fn map_sealed(&self, _sealed: SealedProof) -> io::Result<Option<SealedMap>> {
+        Ok(None)
     }
 
     /// Reads exactly `buf.len()` bytes at `offset`.
@@ -127,6 +136,9 @@ impl File for RealFile {
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
+    }
+    fn map_sealed(&self, sealed: SealedProof) -> io::Result<Option<SealedMap>> {
+        SealedMap::new(&self.0, sealed)
     }
     fn allocate(&self, len: u64) -> io::Result<()> {
         // Reserve the blocks in one call (contiguous, and a full disk fails here rather than in

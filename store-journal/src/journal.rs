@@ -17,7 +17,8 @@ use crate::config::JournalConfig;
 use crate::error::{JournalError, Result};
 use crate::format::{self, BATCH_HEADER_LEN, Layout, RECORD_HEADER_LEN};
 use crate::fs::{File, FileSystem};
-use crate::recovery::{BatchAt, find_valid_batch, read_batch};
+use crate::mmap::SealedMap;
+use crate::recovery::{BatchAt, Source, find_valid_batch, read_batch};
 use crate::writer::{self, Counters, PendingBatch, Queue, Shared};
 
 /// What a new batch's buffer holds before it must grow: 16 one-KiB appends.
@@ -137,6 +138,7 @@ impl Journal {
             turn: Condvar::new(),
             next_file: Mutex::new(None),
             files: Mutex::new(recovered.files),
+            maps: Mutex::new(crate::map_cache::MapCache::default()),
             layouts: Mutex::new(recovered.layouts),
             written: Mutex::new(tail),
             written_cv: Condvar::new(),
@@ -350,8 +352,17 @@ impl Journal {
         }
         let path = || self.shared.config.path_of(loc.file);
         let f = self.shared.file(loc.file)?;
-        let mut header = [0u8; RECORD_HEADER_LEN];
-        f.read_exact_at(&mut header, u64::from(loc.offset))
+        let map = if self.shared.config.map_reads {
+            self.shared.sealed_map(loc.file, f.as_ref(), true)?
+        } else {
+            None
+        };
+        let src = match &map {
+            Some(m) => Source::Map(m.bytes()),
+            None => Source::File(f.as_ref()),
+        };
+        let header = src
+            .bytes(u64::from(loc.offset), RECORD_HEADER_LEN)
             .map_err(|e| JournalError::Corrupt {
                 file: path(),
                 offset: u64::from(loc.offset),
@@ -366,8 +377,11 @@ impl Journal {
                 reason: format!("record length {len} is impossible"),
             });
         }
-        let mut data = vec![0u8; len as usize];
-        f.read_exact_at(&mut data, u64::from(loc.offset) + RECORD_HEADER_LEN as u64)
+        let data = src
+            .bytes(
+                u64::from(loc.offset) + RECORD_HEADER_LEN as u64,
+                len as usize,
+            )
             .map_err(|e| JournalError::Corrupt {
                 file: path(),
                 offset: u64::from(loc.offset),
@@ -380,7 +394,7 @@ impl Journal {
                 reason: "record checksum mismatch".into(),
             });
         }
-        Ok(data)
+        Ok(data.into_owned())
     }
 
     /// Every record at or after `from`, in journal order, up to what was written when the
@@ -440,7 +454,14 @@ impl Journal {
                     reason: format!("file {id} is the file being appended to, or after it"),
                 });
             }
-            self.shared.files.lock().remove(&id);
+            {
+                // A reader that maps the file after this finds it gone from `files` and keeps
+                // no map of it (see `Shared::sealed_map`); readers holding one keep the
+                // unlinked file's bytes until they drop it.
+                let mut files = self.shared.files.lock();
+                files.remove(&id);
+                self.shared.maps.lock().remove(id);
+            }
             let path = self.shared.config.path_of(id);
             match self.shared.fs.remove(&path) {
                 Ok(()) => tracing::debug!(file = %path.display(), "deleted journal file"),
@@ -504,7 +525,11 @@ impl Journal {
         };
         self.shared.stop_writers(&self.writers);
         self.shared.closed.store(true, Ordering::Release);
-        self.shared.files.lock().clear();
+        {
+            let mut files = self.shared.files.lock();
+            files.clear();
+            self.shared.maps.lock().clear();
+        }
         synced
     }
 
@@ -526,23 +551,62 @@ pub struct Replay {
     from: Location,
     current: VecDeque<(Location, Vec<u8>)>,
     /// The file being read, the offset of its next batch, and its layout.
-    pos: Option<(u32, u64, Arc<dyn File>, Layout)>,
+    pos: Option<Position>,
     done: bool,
+}
+
+/// Where a replay is: the file being read (and its map, when it is sealed and replay maps),
+/// and the offset of its next batch.
+struct Position {
+    id: u32,
+    offset: u64,
+    file: Arc<dyn File>,
+    /// Dropped when replay moves to the next file, so a replay holds at most one file mapped.
+    map: Option<Arc<SealedMap>>,
+    layout: Layout,
 }
 
 impl Replay {
     fn next_batch(&mut self) -> Result<bool> {
         loop {
-            let (file_id, offset, file, layout) = match self.pos.take() {
+            let Position {
+                id: file_id,
+                offset,
+                file,
+                map,
+                layout,
+            } = match self.pos.take() {
                 Some(p) => p,
                 None => match self.files.pop_front() {
                     Some(id) => {
                         let file = self.shared.file(id)?;
                         let layout = self.shared.layout(id, file.as_ref())?;
-                        (id, layout.data_start(), file, layout)
+                        let map = if self.shared.config.map_replay {
+                            self.shared.sealed_map(id, file.as_ref(), false)?
+                        } else {
+                            None
+                        };
+                        if let Some(m) = &map {
+                            // A hint: replay reads the same bytes without it, only slower.
+                            let _ = m.advise_sequential();
+                        }
+                        Position {
+                            id,
+                            offset: layout.data_start(),
+                            file,
+                            map,
+                            layout,
+                        }
                     }
                     None => return Ok(false),
                 },
+            };
+            let at = |offset| Position {
+                id: file_id,
+                offset,
+                file: file.clone(),
+                map: map.clone(),
+                layout,
             };
             let path = self.shared.config.path_of(file_id);
             // Only what was answered: a file past the last answered write holds nothing
@@ -551,9 +615,12 @@ impl Replay {
             let written = *self.shared.written.lock();
             let limit = match file_id.cmp(&written.file) {
                 std::cmp::Ordering::Equal => u64::from(written.offset),
-                std::cmp::Ordering::Less => file
-                    .len()
-                    .map_err(|e| JournalError::io(format!("reading {}", path.display()), e))?,
+                std::cmp::Ordering::Less => match &map {
+                    Some(m) => m.bytes().len() as u64,
+                    None => file
+                        .len()
+                        .map_err(|e| JournalError::io(format!("reading {}", path.display()), e))?,
+                },
                 std::cmp::Ordering::Greater => continue,
             };
             let corrupt = |at: u64, reason: String| JournalError::Corrupt {
@@ -561,7 +628,11 @@ impl Replay {
                 offset: at,
                 reason,
             };
-            let read = read_batch(file.as_ref(), layout, offset, limit)
+            let src = match &map {
+                Some(m) => Source::Map(m.bytes()),
+                None => Source::File(file.as_ref()),
+            };
+            let read = read_batch(src, layout, offset, limit)
                 .map_err(|e| JournalError::io(format!("reading {}", path.display()), e))?;
             let what = match read {
                 BatchAt::Valid { payload, next } => {
@@ -570,7 +641,7 @@ impl Replay {
                         .map_err(|(at, why)| corrupt(at, why))?;
                     self.current
                         .extend(records.into_iter().filter(|(loc, _)| *loc >= self.from));
-                    self.pos = Some((file_id, next, file, layout));
+                    self.pos = Some(at(next));
                     if !self.current.is_empty() {
                         return Ok(true);
                     }
@@ -590,7 +661,7 @@ impl Replay {
                 BatchAt::Damaged(what) => what,
             };
             match self.skip_damage(file_id, &file, layout, offset, limit, what)? {
-                Some(next) => self.pos = Some((file_id, next, file, layout)),
+                Some(next) => self.pos = Some(at(next)),
                 None => return Err(corrupt(offset, what.into())),
             }
         }

@@ -9,7 +9,9 @@
 //! follows it.
 //!
 //! The byte layout is in [`mod@format`]. All file access goes through [`fs::FileSystem`], so tests
-//! use [`fs::SimFs`] to fail writes and fsyncs and to simulate power loss.
+//! use [`fs::SimFs`] to fail writes and fsyncs and to simulate power loss. Sealed data files
+//! (no write will reach them again) may be read through read-only maps, when the config asks
+//! for it: [`mmap`] holds the argument for why that is sound, and the crate's only `unsafe`.
 //!
 //! Guarantees:
 //! - the records of one [`Journal::append`] land in one batch, which is valid as a whole or not
@@ -26,6 +28,8 @@ pub mod error;
 pub mod format;
 pub mod fs;
 mod journal;
+mod map_cache;
+pub mod mmap;
 mod recovery;
 mod writer;
 

@@ -2,6 +2,7 @@
 //! batches to find where appending resumes — cutting a torn final batch, refusing to open when
 //! valid data follows damage (unless configured to skip, loudly).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::Arc;
@@ -144,7 +145,7 @@ fn scan_tail(config: &JournalConfig, id: u32, file: &dyn File, layout: Layout) -
         if pos + hlen as u64 > len {
             return Ok(pos);
         }
-        let damage = match read_batch(file, layout, pos, len).map_err(io_err)? {
+        let damage = match read_batch(Source::File(file), layout, pos, len).map_err(io_err)? {
             BatchAt::Valid { next, .. } => {
                 pos = next;
                 continue;
@@ -198,10 +199,41 @@ fn scan_tail(config: &JournalConfig, id: u32, file: &dyn File, layout: Layout) -
     }
 }
 
+/// Where a data file's bytes are read from: the file itself (`pread` into a buffer), or a map
+/// of it once it is sealed (see [`crate::mmap`]), which lends them without a copy.
+#[derive(Clone, Copy)]
+pub(crate) enum Source<'a> {
+    File(&'a dyn File),
+    Map(&'a [u8]),
+}
+
+impl<'a> Source<'a> {
+    /// `len` bytes at `at`; past the end, the error `read_exact_at` gives.
+    pub(crate) fn bytes(self, at: u64, len: usize) -> io::Result<Cow<'a, [u8]>> {
+        match self {
+            Source::File(f) => {
+                let mut buf = vec![0u8; len];
+                f.read_exact_at(&mut buf, at)?;
+                Ok(Cow::Owned(buf))
+            }
+            Source::Map(m) => usize::try_from(at)
+                .ok()
+                .and_then(|a| m.get(a..a.checked_add(len)?))
+                .map(Cow::Borrowed)
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "read past the end of the mapped file",
+                    )
+                }),
+        }
+    }
+}
+
 /// What a data file holds at a batch boundary.
-pub(crate) enum BatchAt {
+pub(crate) enum BatchAt<'a> {
     /// A whole batch whose header and payload match their checksums; the next batch boundary.
-    Valid { payload: Vec<u8>, next: u64 },
+    Valid { payload: Cow<'a, [u8]>, next: u64 },
     /// An all-zero header: the end of the data, unless a valid batch follows.
     Zeros,
     /// Anything else: a torn or damaged batch.
@@ -210,18 +242,17 @@ pub(crate) enum BatchAt {
 
 /// Reads the batch at `pos`, looking no further than `limit`. The one reading of a batch that
 /// the open-time scan and replay share, so both call the same bytes the same thing.
-pub(crate) fn read_batch(
-    file: &dyn File,
+pub(crate) fn read_batch<'a>(
+    src: Source<'a>,
     layout: Layout,
     pos: u64,
     limit: u64,
-) -> io::Result<BatchAt> {
+) -> io::Result<BatchAt<'a>> {
     let hlen = layout.batch_header_len();
     if pos + hlen as u64 > limit {
         return Ok(BatchAt::Zeros);
     }
-    let mut header = vec![0u8; hlen];
-    file.read_exact_at(&mut header, pos)?;
+    let header = src.bytes(pos, hlen)?;
     if header.iter().all(|b| *b == 0) {
         return Ok(BatchAt::Zeros);
     }
@@ -233,8 +264,7 @@ pub(crate) fn read_batch(
     if end > limit {
         return Ok(BatchAt::Damaged("batch runs past the end of the data"));
     }
-    let mut payload = vec![0u8; h.payload_len as usize];
-    file.read_exact_at(&mut payload, payload_at)?;
+    let payload = src.bytes(payload_at, h.payload_len as usize)?;
     if crc32fast::hash(&payload) != h.payload_crc {
         return Ok(BatchAt::Damaged("batch checksum mismatch"));
     }

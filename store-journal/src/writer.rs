@@ -42,6 +42,8 @@ use crate::config::JournalConfig;
 use crate::error::{JournalError, Result};
 use crate::format::{self, FILE_HEADER_LEN, Layout};
 use crate::fs::{File, FileSystem};
+use crate::map_cache::MapCache;
+use crate::mmap::{SealedMap, SealedProof};
 
 type Waiter = oneshot::Sender<Result<()>>;
 
@@ -109,6 +111,10 @@ pub(crate) struct Shared {
     /// The data file being created ahead of need.
     pub(crate) next_file: Mutex<NextFile>,
     pub(crate) files: Mutex<BTreeMap<u32, Arc<dyn File>>>,
+    /// Maps of sealed data files that reads by location use (`JournalConfig::map_reads`). A
+    /// map is added only while its file is in `files` and removed with it, both under the
+    /// `files` lock (taken first), so a file GC deletes keeps no map in here.
+    pub(crate) maps: Mutex<MapCache>,
     /// The layout of each data file, from its header.
     pub(crate) layouts: Mutex<BTreeMap<u32, Layout>>,
     /// Everything before this location is written (maybe not yet synced).
@@ -172,6 +178,40 @@ impl Shared {
             .map_err(|e| JournalError::io(format!("opening {}", path.display()), e))?;
         self.files.lock().insert(id, f.clone());
         Ok(f)
+    }
+
+    /// A read-only map of data file `id` if it is sealed: before the file of the last answered
+    /// write, so every write it will ever get is done (see [`crate::mmap`]). `None` when it is
+    /// not sealed or the file system cannot map. With `keep`, the map is kept for later reads
+    /// (until the file is deleted, the journal closes, or [`MapCache`] makes room for others);
+    /// otherwise it goes with the caller's last reference.
+    pub(crate) fn sealed_map(
+        &self,
+        id: u32,
+        file: &dyn File,
+        keep: bool,
+    ) -> Result<Option<Arc<SealedMap>>> {
+        if keep && let Some(m) = self.maps.lock().get(id) {
+            return Ok(Some(m));
+        }
+        if id >= self.written.lock().file {
+            return Ok(None);
+        }
+        let path = self.config.path_of(id);
+        let Some(map) = file
+            .map_sealed(SealedProof::file_is_sealed())
+            .map_err(|e| JournalError::io(format!("mapping {}", path.display()), e))?
+        else {
+            return Ok(None);
+        };
+        let map = Arc::new(map);
+        if keep {
+            let files = self.files.lock();
+            if files.contains_key(&id) {
+                self.maps.lock().insert(id, map.clone());
+            }
+        }
+        Ok(Some(map))
     }
 
     /// The layout of data file `id`: from the map, or from the file's header.

@@ -546,6 +546,8 @@ pub(crate) fn open(
     jc.sync = config.sync;
     jc.preallocate = config.preallocate;
     jc.leader_writes = config.leader_writes;
+    jc.map_replay = config.mmap_replay;
+    jc.map_reads = config.mmap_reads;
     jc.recovery = if config.ignore_missing_journal_files {
         RecoveryMode::SkipCorrupt
     } else {
