@@ -171,6 +171,12 @@ pub struct KahaDbSection {
     pub cleanup_on_stop: Option<bool>,
     /// See `store_kahadb::KahaDbConfig::leader_writes`.
     pub leader_writes: Option<bool>,
+    /// Replay (open, index rebuild) reads sealed journal files through read-only maps.
+    /// Default true.
+    pub mmap_replay: Option<bool>,
+    /// Old message bodies are read through maps of sealed files (a cache of at most 128 MiB
+    /// of maps, which counts in the resident memory). Default true.
+    pub mmap_reads: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -187,6 +193,10 @@ pub struct AmqSection {
     pub preallocate: Option<bool>,
     /// See `store_kahadb::KahaDbConfig::leader_writes`.
     pub leader_writes: Option<bool>,
+    /// As in `[persistence.kahadb]`. Default true.
+    pub mmap_replay: Option<bool>,
+    /// As in `[persistence.kahadb]`. Default true.
+    pub mmap_reads: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

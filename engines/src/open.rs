@@ -119,6 +119,12 @@ async fn open(config: &EngineConfig, fence: Option<Fence>) -> Result<Arc<dyn Per
                 if let Some(v) = s.leader_writes {
                     c.leader_writes = v;
                 }
+                if let Some(v) = s.mmap_replay {
+                    c.mmap_replay = v;
+                }
+                if let Some(v) = s.mmap_reads {
+                    c.mmap_reads = v;
+                }
             }
             let store = tokio::task::spawn_blocking(move || KahaDbStore::open(c))
                 .await
@@ -143,6 +149,12 @@ async fn open(config: &EngineConfig, fence: Option<Fence>) -> Result<Arc<dyn Per
                 }
                 if let Some(v) = s.leader_writes {
                     c.leader_writes = v;
+                }
+                if let Some(v) = s.mmap_replay {
+                    c.mmap_replay = v;
+                }
+                if let Some(v) = s.mmap_reads {
+                    c.mmap_reads = v;
                 }
             }
             let store = tokio::task::spawn_blocking(move || AmqStore::open(c))
