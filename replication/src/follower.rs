@@ -137,7 +137,10 @@ pub async fn follow(
     // receipt) while this task applies: whatever arrived during one apply is applied together
     // by the next, so the slave's engine syncs once per batch however small the master's frames.
     let ack_on_receipt = sync == SyncMode::QuorumMem;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, Vec<Record>)>(1024);
+    // At most 16 frames (of at most 4 MiB of records each) wait here: what a slower slave has
+    // not taken waits in TCP and in the master's bounded backlog (past which the slave takes a
+    // full copy), and the quorum's writes wait for it only if no faster slave completes them.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, Vec<Record>)>(16);
     let start_at = state.position_file.get().position;
     let (mut reader_wr, mut ack_wr) = if ack_on_receipt {
         (Some(wr), None)
