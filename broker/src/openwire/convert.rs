@@ -2,9 +2,11 @@
 //! STOMP and OpenWire clients see the same message: a Text message is text, Bytes bytes, Map,
 //! Stream and Object keep their kind; JMS headers map to broker-core's fields.
 
-use std::collections::BTreeMap;
-
 use broker_core::{Body, Destination, DestinationKind, Message, Outgoing, Value};
+use openwire::store::{
+    to_openwire_map, to_openwire_value, to_store_map as to_core_map,
+    to_store_value as to_core_value,
+};
 use openwire::{MessageKind, PrimitiveMap};
 
 /// The largest body a compressed OpenWire message may inflate to.
@@ -61,55 +63,6 @@ pub fn openwire_destination(d: &Destination, temporary: bool) -> openwire::Desti
         };
     }
     o
-}
-
-fn to_core_value(v: &openwire::Value) -> Option<Value> {
-    use openwire::Value as O;
-    Some(match v {
-        O::Bool(b) => Value::Bool(*b),
-        O::Byte(n) => Value::I8(*n),
-        O::Short(n) => Value::I16(*n),
-        O::Int(n) => Value::I32(*n),
-        O::Long(n) => Value::I64(*n),
-        O::Float(n) => Value::F32(*n),
-        O::Double(n) => Value::F64(*n),
-        O::String(s) => Value::String(s.clone()),
-        O::Bytes(b) => Value::Bytes(b.clone()),
-        // broker-core has no char: a one-character string is the closest a selector can see.
-        O::Char(c) => Value::String(String::from_utf16_lossy(&[*c])),
-        // JMS properties cannot hold these; the client never sends them as properties.
-        O::Null | O::Map(_) | O::List(_) => return None,
-    })
-}
-
-fn to_openwire_value(v: &Value) -> openwire::Value {
-    use openwire::Value as O;
-    match v {
-        Value::Bool(b) => O::Bool(*b),
-        Value::I8(n) => O::Byte(*n),
-        Value::I16(n) => O::Short(*n),
-        Value::I32(n) => O::Int(*n),
-        Value::I64(n) => O::Long(*n),
-        Value::F32(n) => O::Float(*n),
-        Value::F64(n) => O::Double(*n),
-        Value::String(s) => O::String(s.clone()),
-        Value::Bytes(b) => O::Bytes(b.clone()),
-    }
-}
-
-fn to_core_map(m: &PrimitiveMap) -> BTreeMap<String, Value> {
-    m.entries
-        .iter()
-        .filter_map(|(k, v)| Some((k.clone(), to_core_value(v)?)))
-        .collect()
-}
-
-fn to_openwire_map(m: &BTreeMap<String, Value>) -> PrimitiveMap {
-    let mut out = PrimitiveMap::new();
-    for (k, v) in m {
-        out.insert(k.clone(), to_openwire_value(v));
-    }
-    out
 }
 
 /// An OpenWire message as one to produce.
