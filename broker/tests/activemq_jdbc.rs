@@ -14,15 +14,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::activemq::{self, ActiveMq};
-use parking_lot::Mutex;
+use common::process::BrokerProcess;
 use store_jdbc::{JdbcConfig, MessageFormat};
+use test_support::free_port;
 
 const MARIADB_JAR: &str = "/usr/share/java/mariadb-java-client.jar";
 
@@ -54,14 +53,6 @@ fn jdbc_url(url: &str) -> String {
     out
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// ActiveMQ on the database's tables under `prefix`, with ActiveMQ's default database locker.
 fn start_activemq(base: &Path, port: u16, url: &str, prefix: &str) -> ActiveMq {
     let beans = format!(
@@ -81,76 +72,23 @@ fn start_activemq(base: &Path, port: u16, url: &str, prefix: &str) -> ActiveMq {
     ActiveMq::spawn(base, port, &beans, &broker, &[MARIADB_JAR])
 }
 
-/// This broker as a process, with everything it logs kept.
-struct Broker {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Broker {
-    fn spawn(dir: &Path, url: &str, prefix: &str, port: u16) -> Broker {
-        let config = dir.join("broker.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "[broker]\nname = \"jdbc-share\"\ndata_directory = \"{}\"\n\
-                 [persistence]\nkind = \"jdbc\"\n\
-                 [persistence.jdbc]\nurl = \"{url}\"\ntable_prefix = \"{prefix}\"\nmessage_format = \"openwire\"\n\
-                 [locker]\nkind = \"database\"\nacquire_retry_ms = 500\n\
-                 [transports]\nstomp = \"\"\nopenwire = \"127.0.0.1:{port}\"\nwebsocket = \"\"\nmqtt = \"\"\nweb = \"\"\n",
-                dir.join("data").display()
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_broker"))
-            .args(["start", "--config"])
-            .arg(&config)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info,sqlx=warn")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn broker");
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let stderr = child.stderr.take().unwrap();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().push(line);
-            }
-        });
-        Broker { child, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().join("\n")
-    }
-
-    /// Waits for a line containing `needle`, at most `timeout`.
-    fn wait_for(&mut self, needle: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        while !self.log.lock().iter().any(|l| l.contains(needle)) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "the broker exited ({status}) before `{needle}`:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no `{needle}` within {timeout:?}:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+/// This broker as a process on the tables under `prefix` (ActiveMQ's format, its database
+/// locker), OpenWire on `port`.
+fn start_broker(dir: &Path, url: &str, prefix: &str, port: u16) -> BrokerProcess {
+    let config = dir.join("broker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[broker]\nname = \"jdbc-share\"\ndata_directory = \"{}\"\n\
+             [persistence]\nkind = \"jdbc\"\n\
+             [persistence.jdbc]\nurl = \"{url}\"\ntable_prefix = \"{prefix}\"\nmessage_format = \"openwire\"\n\
+             [locker]\nkind = \"database\"\nacquire_retry_ms = 500\n\
+             [transports]\nstomp = \"\"\nopenwire = \"127.0.0.1:{port}\"\nwebsocket = \"\"\nmqtt = \"\"\nweb = \"\"\n",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    BrokerProcess::start(&config, "info,sqlx=warn")
 }
 
 /// Compiles `JdbcShare.java` into `dir`.
@@ -238,13 +176,13 @@ fn activemq_master_killed_this_broker_takes_over() {
     run_java(&classes, amq_port, "produce", &|| amq.log());
 
     let ours = free_port();
-    let mut broker = Broker::spawn(work.path(), &url, &prefix, ours);
-    broker.wait_for("slave: the lock row is held", Duration::from_secs(60));
+    let broker = start_broker(work.path(), &url, &prefix, ours);
+    broker.wait_for_blocking("slave: the lock row is held", Duration::from_secs(60));
     // ActiveMQ's acks reach the database from its store's batches shortly after the client's
     // calls return.
     std::thread::sleep(Duration::from_secs(2));
     amq.kill();
-    broker.wait_for("listening for OpenWire", Duration::from_secs(60));
+    broker.wait_for_blocking("listening for OpenWire", Duration::from_secs(60));
     run_java(&classes, ours, "consume", &|| broker.log());
 }
 
@@ -258,8 +196,8 @@ fn this_broker_killed_activemq_takes_over() {
     let work = tempfile::tempdir().unwrap();
     let classes = compile(work.path());
     let ours = free_port();
-    let mut broker = Broker::spawn(work.path(), &url, &prefix, ours);
-    broker.wait_for("listening for OpenWire", Duration::from_secs(60));
+    let broker = start_broker(work.path(), &url, &prefix, ours);
+    broker.wait_for_blocking("listening for OpenWire", Duration::from_secs(60));
     run_java(&classes, ours, "produce", &|| broker.log());
 
     let amq_port = free_port();

@@ -9,10 +9,11 @@
 //! take-over time and the counts.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,76 +21,14 @@ use std::time::{Duration, Instant};
 use broker::client::{ConnectOptions, StompClient, connect_any};
 use broker::url::{Endpoint, parse};
 use parking_lot::Mutex;
-use test_support::proxy;
+use common::process::{BIN, BrokerProcess};
+use test_support::{free_port, proxy};
 
-const BIN: &str = env!("CARGO_BIN_EXE_broker");
+/// Every broker here logs its locker at debug.
+const LOG: &str = "info,sqlx=warn,locker=debug";
 
-/// A broker process and everything it wrote to stderr.
-struct Proc {
-    child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    fn spawn(config: &Path) -> Proc {
-        let mut child = Command::new(BIN)
-            .args(["start", "--config"])
-            .arg(config)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info,sqlx=warn,locker=debug")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn broker");
-        let log: Arc<Mutex<Vec<String>>> = Arc::default();
-        let stderr = child.stderr.take().unwrap();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().push(line);
-            }
-        });
-        Proc { child, log }
-    }
-
-    fn has(&self, needle: &str) -> bool {
-        self.log.lock().iter().any(|l| l.contains(needle))
-    }
-
-    async fn wait_for(&self, needle: &str, timeout: Duration) {
-        let until = Instant::now() + timeout;
-        while !self.has(needle) {
-            assert!(
-                Instant::now() < until,
-                "no {needle:?} in the broker's log:\n{}",
-                self.log.lock().join("\n")
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn pid(&self) -> rustix::process::Pid {
-        rustix::process::Pid::from_raw(self.child.id() as i32).unwrap()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+fn spawn(config: &Path) -> BrokerProcess {
+    BrokerProcess::start(config, LOG)
 }
 
 fn opts() -> ConnectOptions {
@@ -257,10 +196,10 @@ async fn kill_the_master(s: Scenario) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let config = write_config(dir.path(), port, &s);
-    let mut a = Proc::spawn(&config);
+    let a = spawn(&config);
     a.wait_for("listening for STOMP", Duration::from_secs(60))
         .await;
-    let b = Proc::spawn(&config);
+    let b = spawn(&config);
     b.wait_for("waiting for the lock (slave)", Duration::from_secs(60))
         .await;
     // Not a pause but three failed attempts at the lock: the slave is seen still trying.
@@ -293,7 +232,7 @@ async fn kill_the_master(s: Scenario) {
     finish(s.name, &shared, p, c, &[killed_at], &b).await;
 
     // The old master, started again, is a slave now.
-    let again = Proc::spawn(&config);
+    let again = spawn(&config);
     again
         .wait_for("waiting for the lock (slave)", Duration::from_secs(60))
         .await;
@@ -319,7 +258,7 @@ async fn finish(
     p: tokio::task::JoinHandle<()>,
     c: tokio::task::JoinHandle<()>,
     kills: &[u64],
-    master: &Proc,
+    master: &BrokerProcess,
 ) {
     shared.stop.store(true, Ordering::Release);
     p.await.unwrap();
@@ -348,7 +287,7 @@ async fn finish(
             consumed.len(),
             consumed.iter().rev().take(5).collect::<Vec<_>>(),
             shared.reconnects.load(Ordering::Relaxed),
-            master.log.lock().join("\n")
+            master.log()
         );
     }
 
@@ -531,10 +470,10 @@ async fn mariadb_lease_master_cut_off_or_frozen_never_writes_beside_the_new_mast
     let b_dir = dir.path().join("b");
     std::fs::create_dir_all(&a_dir).unwrap();
     std::fs::create_dir_all(&b_dir).unwrap();
-    let mut a = Proc::spawn(&write_config(&a_dir, port, &through_proxy));
+    let a = spawn(&write_config(&a_dir, port, &through_proxy));
     a.wait_for("listening for STOMP", Duration::from_secs(60))
         .await;
-    let mut b = Proc::spawn(&write_config(&b_dir, port, &direct));
+    let b = spawn(&write_config(&b_dir, port, &direct));
     b.wait_for("waiting for the lock (slave)", Duration::from_secs(60))
         .await;
 
@@ -549,13 +488,13 @@ async fn mariadb_lease_master_cut_off_or_frozen_never_writes_beside_the_new_mast
     // A stops on its own (exit code 3: lock lost) before B can take the lease.
     let until = Instant::now() + Duration::from_secs(30);
     let a_status = loop {
-        if let Some(st) = a.child.try_wait().unwrap() {
+        if let Some(st) = a.exited() {
             break st;
         }
         assert!(Instant::now() < until, "the cut-off master did not stop");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(a_status.code(), Some(3), "{}", a.log.lock().join("\n"));
+    assert_eq!(a_status.code(), Some(3), "{}", a.log());
     assert!(
         !b.has("listening for STOMP"),
         "the slave took over only after the old master stopped"
@@ -575,7 +514,7 @@ async fn mariadb_lease_master_cut_off_or_frozen_never_writes_beside_the_new_mast
 
     // Round two: B frozen past its lease; A (restarted, direct now) takes over; B resumes.
     proxy.restore();
-    let a = Proc::spawn(&write_config(&a_dir, port, &direct));
+    let a = spawn(&write_config(&a_dir, port, &direct));
     a.wait_for("waiting for the lock (slave)", Duration::from_secs(60))
         .await;
     let mut frozen_client = StompClient::connect(&endpoint, &opts()).await.unwrap();
@@ -605,7 +544,7 @@ async fn mariadb_lease_master_cut_off_or_frozen_never_writes_beside_the_new_mast
     );
     let status = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            if let Some(st) = b.child.try_wait().unwrap() {
+            if let Some(st) = b.exited() {
                 return st;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -671,7 +610,7 @@ async fn replicated_kahadb_three_brokers_elected_through_zookeeper() {
             path
         })
         .collect();
-    let mut procs: Vec<Proc> = configs.iter().map(|c| Proc::spawn(c)).collect();
+    let mut procs: Vec<BrokerProcess> = configs.iter().map(|c| spawn(c)).collect();
     let master = wait_for_master(&procs, None).await;
     for (i, p) in procs.iter().enumerate().filter(|(i, _)| *i != master) {
         p.wait_for("replication: following the master", Duration::from_secs(60))
@@ -701,7 +640,7 @@ async fn replicated_kahadb_three_brokers_elected_through_zookeeper() {
             assert!(
                 Instant::now() < until,
                 "round {round}: the producer did not carry on; the master's log:\n{}",
-                procs[master].log.lock().join("\n")
+                procs[master].log()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -710,7 +649,7 @@ async fn replicated_kahadb_three_brokers_elected_through_zookeeper() {
         let old = master;
         master = wait_for_master(&procs, Some(old)).await;
         // The old master comes back as a slave of the new one, with a full copy.
-        procs[old] = Proc::spawn(&configs[old]);
+        procs[old] = spawn(&configs[old]);
         procs[old]
             .wait_for("replication: full copy done", Duration::from_secs(90))
             .await;
@@ -734,7 +673,7 @@ async fn replicated_kahadb_three_brokers_elected_through_zookeeper() {
 }
 
 /// The index of the process that serves (its STOMP listener is up), other than `not`.
-async fn wait_for_master(procs: &[Proc], not: Option<usize>) -> usize {
+async fn wait_for_master(procs: &[BrokerProcess], not: Option<usize>) -> usize {
     let until = Instant::now() + Duration::from_secs(90);
     loop {
         if let Some(i) = (0..procs.len())
@@ -748,7 +687,7 @@ async fn wait_for_master(procs: &[Proc], not: Option<usize>) -> usize {
             "no broker became master within 90 s; logs:\n{}",
             procs
                 .iter()
-                .map(|p| p.log.lock().join("\n"))
+                .map(|p| p.log())
                 .collect::<Vec<_>>()
                 .join("\n-----\n")
         );
@@ -872,7 +811,7 @@ async fn a_master_cut_from_zookeeper_and_its_slaves_stops_before_the_next_one_se
     };
     let root = tempfile::tempdir().unwrap();
     let members = group(root.path(), &zk.servers(), "/test/partition", 1000).await;
-    let mut procs: Vec<Proc> = members.iter().map(|m| Proc::spawn(&m.config)).collect();
+    let mut procs: Vec<BrokerProcess> = members.iter().map(|m| spawn(&m.config)).collect();
     let old = wait_for_master(&procs, None).await;
     for (i, p) in procs.iter().enumerate().filter(|(i, _)| *i != old) {
         p.wait_for("replication: following the master", Duration::from_secs(60))
@@ -926,11 +865,11 @@ async fn a_master_cut_from_zookeeper_and_its_slaves_stops_before_the_next_one_se
             "after 60 s: old master stopped {old_stopped:?}, new master {new_serving:?}; logs:\n{}",
             procs
                 .iter()
-                .map(|p| p.log.lock().join("\n"))
+                .map(|p| p.log())
                 .collect::<Vec<_>>()
                 .join("\n-----\n")
         );
-        if old_stopped.is_none() && procs[old].child.try_wait().unwrap().is_some() {
+        if old_stopped.is_none() && procs[old].exited().is_some() {
             old_stopped = Some(cut.elapsed());
         }
         if new_serving.is_none()
@@ -953,7 +892,7 @@ async fn a_master_cut_from_zookeeper_and_its_slaves_stops_before_the_next_one_se
     assert!(
         procs[old].has("lost the master lock"),
         "the old master says why it stopped:\n{}",
-        procs[old].log.lock().join("\n")
+        procs[old].log()
     );
     assert!(
         old_stopped < new_serving,
@@ -971,7 +910,7 @@ async fn a_master_cut_from_zookeeper_and_its_slaves_stops_before_the_next_one_se
         p.restore();
     }
     members[old].replication.restore();
-    procs[old] = Proc::spawn(&members[old].config);
+    procs[old] = spawn(&members[old].config);
     procs[old]
         .wait_for("replication: full copy done", Duration::from_secs(60))
         .await;
@@ -999,7 +938,7 @@ async fn a_slave_restarted_100000_messages_behind_catches_up_under_load() {
     let root = tempfile::tempdir().unwrap();
     // No take-over is timed here: a longer session keeps a busy machine from expiring one.
     let members = group(root.path(), &zk.servers(), "/test/catch-up", 4000).await;
-    let mut procs: Vec<Proc> = members.iter().map(|m| Proc::spawn(&m.config)).collect();
+    let mut procs: Vec<BrokerProcess> = members.iter().map(|m| spawn(&m.config)).collect();
     let master = wait_for_master(&procs, None).await;
     let slaves: Vec<usize> = (0..3).filter(|i| *i != master).collect();
     for &i in &slaves {
@@ -1033,7 +972,7 @@ async fn a_slave_restarted_100000_messages_behind_catches_up_under_load() {
         out.status.success(),
         "{}\nthe master's log:\n{}",
         String::from_utf8_lossy(&out.stderr),
-        procs[master].log.lock().join("\n")
+        procs[master].log()
     );
 
     println!("CATCH-UP: 100000 sent in {} ms", t0.elapsed().as_millis());
@@ -1043,21 +982,18 @@ async fn a_slave_restarted_100000_messages_behind_catches_up_under_load() {
     let shared = Arc::new(Shared::default());
     let p = tokio::spawn(producer(endpoints.clone(), Arc::clone(&shared), t0));
     let c = tokio::spawn(consumer(endpoints.clone(), Arc::clone(&shared)));
-    let seen = procs[master].log.lock().len();
-    procs[behind] = Proc::spawn(&members[behind].config);
+    let seen = procs[master].line_count();
+    procs[behind] = spawn(&members[behind].config);
     let caught_up = format!("replication: slave b{behind} caught up");
     let until = Instant::now() + Duration::from_secs(120);
     let line = loop {
-        if let Some(l) = procs[master].log.lock()[seen..]
-            .iter()
-            .find(|l| l.contains(&caught_up))
-        {
-            break l.clone();
+        if let Some(l) = procs[master].find_after(seen, &caught_up) {
+            break l;
         }
         assert!(
             Instant::now() < until,
             "b{behind} did not catch up in 120 s; the master's log:\n{}",
-            procs[master].log.lock().join("\n")
+            procs[master].log()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
@@ -1071,7 +1007,7 @@ async fn a_slave_restarted_100000_messages_behind_catches_up_under_load() {
         assert!(
             Instant::now() < until,
             "no receipts with the restarted slave as the only one; the master's log:\n{}",
-            procs[master].log.lock().join("\n")
+            procs[master].log()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -1080,7 +1016,7 @@ async fn a_slave_restarted_100000_messages_behind_catches_up_under_load() {
     // The restarted slave has everything: with the master gone and the other slave back
     // (behind it), it is the newest and is elected, and holds the 100,000.
     procs[master].kill9();
-    procs[other] = Proc::spawn(&members[other].config);
+    procs[other] = spawn(&members[other].config);
     let elected = wait_for_master(&procs, Some(master)).await;
     assert_eq!(elected, behind, "the newest broker is elected");
     assert_eq!(pending(members[behind].web, "backlog").await, 100_000);

@@ -9,117 +9,32 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TestBroker;
+use common::activemq::{self, ActiveMq};
+use test_support::free_port;
 
-const AMQ_JAR: &str = "/usr/share/activemq/bin/activemq.jar";
-const JARS: &[&str] = &[
-    "activemq-client.jar",
-    "geronimo-jms_1.1_spec.jar",
-    "geronimo-j2ee-management-1.1-spec.jar",
-    "hawtbuf.jar",
-    "slf4j-api.jar",
-    "slf4j-nop.jar",
-];
-
-fn classpath(extra: &Path) -> String {
-    let mut parts: Vec<String> = JARS
-        .iter()
-        .map(|j| format!("/usr/share/java/{j}"))
-        .collect();
-    parts.push(extra.display().to_string());
-    parts.join(":")
-}
-
-/// ActiveMQ, killed (SIGKILL) when dropped, whatever the test did.
-struct ActiveMq(Child);
-
-impl Drop for ActiveMq {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
+/// Debian's ActiveMQ on KahaDB (in `<base>/data/kahadb`), listening on `port`.
 fn start_activemq(base: &Path, port: u16) -> ActiveMq {
-    let conf = base.join("conf");
-    let data = base.join("data");
-    std::fs::create_dir_all(&conf).unwrap();
-    std::fs::create_dir_all(&data).unwrap();
-    std::fs::write(
-        conf.join("activemq.xml"),
-        format!(
-            r#"<beans xmlns="http://www.springframework.org/schema/beans"
-  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
-  xsi:schemaLocation="http://www.springframework.org/schema/beans http://www.springframework.org/schema/beans/spring-beans-2.0.xsd
-  http://activemq.apache.org/schema/core http://activemq.apache.org/schema/core/activemq-core.xsd">
-  <broker xmlns="http://activemq.apache.org/schema/core" useJmx="false" brokerName="import"
-          dataDirectory="{data}">
-    <persistenceAdapter><kahaDB directory="{data}/kahadb"/></persistenceAdapter>
-    <transportConnectors>
-      <transportConnector name="openwire" uri="tcp://127.0.0.1:{port}"/>
-    </transportConnectors>
-  </broker>
-</beans>
-"#,
-            data = data.display()
+    let kahadb = base.join("data/kahadb");
+    let amq = ActiveMq::spawn(
+        base,
+        port,
+        "",
+        &format!(
+            r#"<persistenceAdapter><kahaDB directory="{}"/></persistenceAdapter>"#,
+            kahadb.display()
         ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(base.join("activemq.log")).unwrap();
-    let child = Command::new("java")
-        .arg("-Xmx256M")
-        .arg(format!("-Dactivemq.base={}", base.display()))
-        .arg("-Dactivemq.home=/usr/share/activemq")
-        .arg(format!("-Dactivemq.conf={}", conf.display()))
-        .arg(format!("-Dactivemq.data={}", data.display()))
-        .arg("-jar")
-        .arg(AMQ_JAR)
-        .arg("start")
-        .arg(format!(
-            "xbean:file:{}",
-            conf.join("activemq.xml").display()
-        ))
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("java starts");
-    let amq = ActiveMq(child);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "ActiveMQ did not listen within 90 s:\n{}",
-            std::fs::read_to_string(base.join("activemq.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        &[],
+    );
+    amq.wait_listening(Duration::from_secs(90));
     amq
 }
 
-/// Java and ActiveMQ here, or a skip (a failure under `BROKER_REQUIRE_JAVA`).
-fn java_and_activemq() -> bool {
-    let have = Command::new("javac").arg("-version").output().is_ok()
-        && Path::new("/usr/share/java/activemq-client.jar").exists()
-        && Path::new(AMQ_JAR).exists();
-    if !have {
-        assert!(
-            std::env::var_os("BROKER_REQUIRE_JAVA").is_none(),
-            "javac, libactivemq-java and activemq are needed (apt-get install default-jdk-headless libactivemq-java activemq)"
-        );
-        test_support::skip("no javac, activemq-client.jar or /usr/share/activemq");
-    }
-    have
+fn classpath(classes: &Path) -> String {
+    common::java::classpath(&classes.display().to_string())
 }
 
 fn run_java(classes: &Path, port: u16, mode: &str, ids: &Path) {
@@ -249,7 +164,7 @@ fn damaged_journal_is_refused_or_skipped(kahadb: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn activemq_kahadb_pending_messages_are_imported_once() {
-    if !java_and_activemq() {
+    if !activemq::available(&[]) {
         return;
     }
     let work = tempfile::tempdir().unwrap();

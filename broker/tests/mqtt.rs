@@ -9,32 +9,31 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::Duration;
 
 use broker::client::{ConnectOptions, StompClient};
 use broker::url::Endpoint;
+use common::process::BrokerProcess;
 use bytes::{Bytes, BytesMut};
 use mqtt_codec::{Connect, ConnectReturnCode, Packet, Publish, QoS, Subscribe, Will};
 
 /// A `broker start` child with STOMP and MQTT on ephemeral ports; killed when dropped.
-struct BrokerProcess {
-    child: Child,
+struct MqttBroker {
+    process: BrokerProcess,
     stomp: u16,
     mqtt: u16,
-    log: Arc<Mutex<Vec<String>>>,
 }
 
-impl BrokerProcess {
-    fn start(dir: &std::path::Path) -> BrokerProcess {
-        BrokerProcess::start_with(dir, "")
+impl MqttBroker {
+    fn start(dir: &std::path::Path) -> MqttBroker {
+        MqttBroker::start_with(dir, "")
     }
 
     /// With `transports` (lines ending in a newline) added to the `[transports]` section.
-    fn start_with(dir: &std::path::Path, transports: &str) -> BrokerProcess {
+    fn start_with(dir: &std::path::Path, transports: &str) -> MqttBroker {
         let config = dir.join("broker.toml");
         std::fs::write(
             &config,
@@ -44,68 +43,28 @@ impl BrokerProcess {
             ),
         )
         .unwrap();
-        let mut child = Command::new(common::process::BIN)
-            .args(["start", "--config"])
-            .arg(&config)
-            .env("NO_COLOR", "1")
-            .env("RUST_LOG", "info,broker::mqtt=debug")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn broker");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let lines = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                for (what, marker) in [
-                    ("stomp", "listening for STOMP on tcp://"),
-                    ("mqtt", "listening for MQTT on mqtt://"),
-                ] {
-                    if let Some(i) = line.find(marker) {
-                        let addr = line[i + marker.len()..].trim();
-                        let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
-                        let _ = tx.send((what, port));
-                    }
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let (mut stomp, mut mqtt) = (0, 0);
-        while stomp == 0 || mqtt == 0 {
-            let (what, port) = rx
-                .recv_timeout(Duration::from_secs(60))
-                .expect("the broker announces its STOMP and MQTT addresses");
-            if what == "stomp" {
-                stomp = port;
-            } else {
-                mqtt = port;
-            }
-        }
-        BrokerProcess {
-            child,
+        let process = BrokerProcess::start(&config, "info,broker::mqtt=debug");
+        let port = |marker: &str| -> u16 {
+            let addr = process.announced(marker, Duration::from_secs(60));
+            addr.rsplit(':').next().unwrap().parse().unwrap()
+        };
+        let stomp = port("listening for STOMP on tcp://");
+        let mqtt = port("listening for MQTT on mqtt://");
+        MqttBroker {
+            process,
             stomp,
             mqtt,
-            log,
         }
     }
 
-    fn kill9(mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
+    fn kill9(self) {
+        self.process.kill9();
     }
 
     /// Whether a logged line holds all of `parts` (waits for the log to catch up).
     fn logged(&self, parts: &[&str]) -> bool {
         for _ in 0..200 {
-            if self
-                .log
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|l| parts.iter().all(|p| l.contains(p)))
-            {
+            if self.process.log().lines().any(|l| parts.iter().all(|p| l.contains(p))) {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -129,20 +88,6 @@ impl BrokerProcess {
         )
         .await
         .expect("STOMP connect")
-    }
-}
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // A failing test shows what the broker said: most failures here are timeouts, and
-        // the broker's side of the story is the only way to tell why.
-        if std::thread::panicking() {
-            for line in self.log.lock().unwrap().iter() {
-                eprintln!("broker: {line}");
-            }
-        }
     }
 }
 
@@ -328,7 +273,7 @@ fn paho_qos_0_1_2_round_trips_bad_credentials_and_will() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let b = BrokerProcess::start(dir.path());
+    let b = MqttBroker::start(dir.path());
     paho(b.mqtt, "qos_round_trips");
     paho(b.mqtt, "bad_credentials");
     assert!(b.logged(&["WARN", "authentication failed", "CONNACK 4"]));
@@ -341,12 +286,12 @@ fn paho_persistent_session_and_retained_messages_survive_kill_9() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let b = BrokerProcess::start(dir.path());
+    let b = MqttBroker::start(dir.path());
     paho(b.mqtt, "session_setup");
     // Published while the subscriber is away, every one PUBACKed, then the broker dies.
     paho(b.mqtt, "session_publish");
     b.kill9();
-    let b = BrokerProcess::start(dir.path());
+    let b = MqttBroker::start(dir.path());
     paho(b.mqtt, "session_resume");
 }
 
@@ -356,7 +301,7 @@ fn mosquitto_clients_persistent_session_and_qos_2() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let b = BrokerProcess::start(dir.path());
+    let b = MqttBroker::start(dir.path());
     let port = b.mqtt.to_string();
     let auth = ["-u", "admin", "-P", "admin", "-h", "127.0.0.1", "-p", &port];
     let run = |tool: &str, args: &[&str]| {
@@ -395,7 +340,7 @@ fn mosquitto_clients_persistent_session_and_qos_2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_and_stomp_reach_each_other() {
     let dir = tempfile::tempdir().unwrap();
-    let b = BrokerProcess::start(dir.path());
+    let b = MqttBroker::start(dir.path());
     let mut stomp = b.stomp().await;
     stomp
         .subscribe("s", "/topic/from.mqtt", "auto", &[])
@@ -441,7 +386,7 @@ async fn mqtt_and_stomp_reach_each_other() {
 #[test]
 fn a_second_connect_with_the_same_client_id_takes_over() {
     let dir = tempfile::tempdir().unwrap();
-    let b = BrokerProcess::start(dir.path());
+    let b = MqttBroker::start(dir.path());
     let mut first = Raw::connect(b.mqtt, "twin");
     let mut second = Raw::connect(b.mqtt, "twin");
     assert_eq!(first.recv(), None, "the first connection is closed");
@@ -456,7 +401,7 @@ fn a_second_connect_with_the_same_client_id_takes_over() {
 #[test]
 fn a_resumed_session_answers_connack_before_its_backlog() {
     let dir = tempfile::tempdir().unwrap();
-    let b = BrokerProcess::start(dir.path());
+    let b = MqttBroker::start(dir.path());
     let mut sub = Raw::open(b.mqtt);
     sub.send_connect("resume-order", false, None);
     assert!(matches!(sub.recv(), Some(Packet::ConnAck(_))));
@@ -508,7 +453,7 @@ fn connect_bytes(id: &str) -> Vec<u8> {
 #[test]
 fn malformed_packets_close_only_their_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let b = BrokerProcess::start(dir.path());
+    let b = MqttBroker::start(dir.path());
     let mut healthy = Raw::connect(b.mqtt, "healthy");
     healthy.subscribe("ok/#", QoS::AtLeastOnce);
     // (bytes after a valid CONNECT or not, the bytes, what the WARN names)
@@ -585,7 +530,7 @@ fn malformed_packets_close_only_their_connection() {
 #[test]
 fn keep_alive_expiry_closes_the_connection_and_publishes_the_will() {
     let dir = tempfile::tempdir().unwrap();
-    let b = BrokerProcess::start(dir.path());
+    let b = MqttBroker::start(dir.path());
     let mut watcher = Raw::connect(b.mqtt, "ka-watcher");
     watcher.subscribe("ka/#", QoS::AtLeastOnce);
     let mut silent = Raw::open(b.mqtt);
@@ -616,7 +561,7 @@ fn keep_alive_expiry_closes_the_connection_and_publishes_the_will() {
 #[test]
 fn qos_1_deliveries_in_flight_are_bounded_by_mqtt_max_inflight() {
     let dir = tempfile::tempdir().unwrap();
-    let b = BrokerProcess::start_with(dir.path(), "mqtt_max_inflight = 3\n");
+    let b = MqttBroker::start_with(dir.path(), "mqtt_max_inflight = 3\n");
     let mut slow = Raw::connect(b.mqtt, "slow");
     slow.subscribe("flow/x", QoS::AtLeastOnce);
     let mut publisher = Raw::connect(b.mqtt, "flow-pub");

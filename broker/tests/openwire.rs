@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::TestBroker;
+use common::process::BrokerProcess;
 use common::java::classpath;
 use openwire::{Command, WireFormatInfo, WireFormatOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -263,46 +264,14 @@ xa_check!(
     "receive-rollback"
 );
 
-/// The `broker` program in a child process, killed (SIGKILL) when dropped.
-struct BrokerProcess(std::process::Child);
-
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `broker start --config <file>`; returns it and the OpenWire port it announced.
 fn spawn_broker(config: &std::path::Path) -> (BrokerProcess, u16) {
-    use std::io::{BufRead, BufReader};
-    let mut child = StdCommand::new(common::process::BIN)
-        .args(["start", "--config"])
-        .arg(config)
-        .env("NO_COLOR", "1")
-        .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn broker");
-    let stderr = child.stderr.take().unwrap();
-    let child = BrokerProcess(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Drains stderr for the broker's whole life, so that it never blocks on a full pipe.
-    std::thread::spawn(move || {
-        const MARK: &str = "listening for OpenWire on tcp://";
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(i) = line.find(MARK) {
-                let addr = line[i + MARK.len()..].trim().to_owned();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let addr: std::net::SocketAddr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the broker announces its OpenWire address")
+    let broker = BrokerProcess::start(config, "info");
+    let addr: std::net::SocketAddr = broker
+        .announced("listening for OpenWire on tcp://", Duration::from_secs(60))
         .parse()
         .expect("an address");
-    (child, addr.port())
+    (broker, addr.port())
 }
 
 /// XA recovery (issue 22): a branch prepared by a client that then went away survives a
@@ -319,10 +288,9 @@ async fn xa_prepared_branch_survives_kill_9(persistence: &str) {
         ),
     )
     .unwrap();
-    let (mut broker, port) = spawn_broker(&config);
+    let (broker, port) = spawn_broker(&config);
     java_in("XaChecks", port, "prepare-and-leave").await;
-    broker.0.kill().unwrap();
-    broker.0.wait().unwrap();
+    broker.kill9();
     drop(broker);
     let (broker, port) = spawn_broker(&config);
     java_in("XaChecks", port, "recover-and-commit").await;
@@ -386,7 +354,7 @@ async fn java_failover_transport_survives_kill_9_of_the_broker() {
         ),
     )
     .unwrap();
-    let (mut broker, _) = spawn_broker(&config);
+    let (broker, _) = spawn_broker(&config);
     let mut producer = tokio::process::Command::new("java")
         .arg("-cp")
         .arg(classpath(&classes.display().to_string()))
@@ -416,8 +384,7 @@ async fn java_failover_transport_survives_kill_9_of_the_broker() {
             break;
         }
         if line == "SENT 150" && !killed {
-            broker.0.kill().unwrap(); // SIGKILL
-            broker.0.wait().unwrap();
+            broker.kill9();
             killed = true;
             restarted = Some(spawn_broker(&config).0);
         }
@@ -688,5 +655,198 @@ async fn oversized_frame_is_refused_from_its_size() {
     let why = connection_error(&cmds);
     assert!(why.contains("exceeds"), "{why}");
     still_serves(port).await;
+    b.stop().await;
+}
+
+/// An OpenWire client written by hand, for what the Java client does only after a network
+/// failure: the wire format agreed, commands sent as given, answers read.
+struct RawClient {
+    sock: TcpStream,
+    buf: BytesMut,
+    wf: openwire::WireFormat,
+}
+
+impl RawClient {
+    async fn connect(port: u16) -> RawClient {
+        let mut sock = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let ours = WireFormatInfo::new(12, &WireFormatOptions::broker_default()).unwrap();
+        let mut out = BytesMut::new();
+        openwire::encode(
+            &Command::WireFormatInfo(ours.clone()),
+            &openwire::WireFormat::default(),
+            &mut out,
+        )
+        .unwrap();
+        sock.write_all(&out).await.unwrap();
+        let mut c = RawClient {
+            sock,
+            buf: BytesMut::new(),
+            wf: openwire::WireFormat::default(),
+        };
+        let Command::WireFormatInfo(theirs) = c
+            .read_until(|c| matches!(c, Command::WireFormatInfo(_)))
+            .await
+        else {
+            unreachable!()
+        };
+        c.wf = openwire::negotiate(&theirs, &ours).unwrap();
+        c
+    }
+
+    async fn send(&mut self, cmd: Command) {
+        let mut out = BytesMut::new();
+        openwire::encode(&cmd, &self.wf, &mut out).unwrap();
+        self.sock.write_all(&out).await.unwrap();
+    }
+
+    /// The first command `wanted` accepts (others are skipped), at most 20 s away.
+    async fn read_until(&mut self, wanted: impl Fn(&Command) -> bool) -> Command {
+        let read = async {
+            loop {
+                while let Some(c) = openwire::decode(&mut self.buf, &self.wf).unwrap() {
+                    if wanted(&c) {
+                        return c;
+                    }
+                }
+                let n = self.sock.read_buf(&mut self.buf).await.unwrap();
+                assert!(n > 0, "the broker closed the connection");
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(20), read)
+            .await
+            .expect("an answer from the broker")
+    }
+
+    /// The answer to command `id`: Ok for a Response, Err(the exception's class and message)
+    /// for an ExceptionResponse.
+    async fn answer(&mut self, id: i32) -> Result<(), String> {
+        match self
+            .read_until(|c| match c {
+                Command::Response(r) => r.correlation_id == id,
+                Command::ExceptionResponse(r) => r.correlation_id == id,
+                _ => false,
+            })
+            .await
+        {
+            Command::ExceptionResponse(r) => Err(r
+                .exception
+                .map(|t| {
+                    format!(
+                        "{}: {}",
+                        t.class_name.unwrap_or_default(),
+                        t.message.unwrap_or_default()
+                    )
+                })
+                .unwrap_or_default()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Logs in as `user` with connection id `id`, then creates temporary queue `temp`.
+    async fn login_with_temp_queue(&mut self, id: &str, user: &str, temp: &str) -> Result<(), String> {
+        self.send(Command::ConnectionInfo(openwire::ConnectionInfo {
+            command_id: 1,
+            response_required: true,
+            connection_id: openwire::ConnectionId { value: id.into() },
+            client_id: Some(format!("{id}-client")),
+            user_name: Some(user.into()),
+            password: Some(user.into()),
+            fault_tolerant: true,
+            ..openwire::ConnectionInfo::default()
+        }))
+        .await;
+        self.answer(1).await?;
+        self.send(Command::DestinationInfo(openwire::DestinationInfo {
+            command_id: 2,
+            response_required: true,
+            connection_id: openwire::ConnectionId { value: id.into() },
+            destination: openwire::Destination {
+                kind: openwire::DestinationKind::TempQueue,
+                physical_name: temp.into(),
+            },
+            operation_type: openwire::DestinationInfo::ADD,
+            ..openwire::DestinationInfo::default()
+        }))
+        .await;
+        self.answer(2).await
+    }
+}
+
+/// The failover transport reconnecting before the broker has noticed its old connection die
+/// (no FIN: a cable pulled) replays its ConnectionInfo with the same connection id and client
+/// id, and re-creates its temporary queue: the stale connection is closed and the replay is
+/// accepted, as ActiveMQ's "Killing previous stale connection". Another user sending the same
+/// connection id is refused and closes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_reconnecting_with_its_connection_id_replaces_the_stale_connection() {
+    let (b, port) = {
+        let b = TestBroker::start(
+            "[[users]]\nname = \"admin\"\npassword = \"admin\"\n\
+             [[users]]\nname = \"other\"\npassword = \"other\"\n",
+        )
+        .await;
+        let port = b.server.openwire.expect("OpenWire listener").port();
+        (b, port)
+    };
+    let (id, temp) = ("ID:client-host-1-1-1:1", "ID:client-host-1-1-1:1:1");
+    let mut stale = RawClient::connect(port).await;
+    stale.login_with_temp_queue(id, "admin", temp).await.unwrap();
+
+    // Another user cannot take the id over; the stale connection stays.
+    let mut intruder = RawClient::connect(port).await;
+    let refused = intruder
+        .login_with_temp_queue(id, "other", temp)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.contains("InvalidClientIDException") && refused.contains("another user"),
+        "{refused}"
+    );
+
+    // The same client again: accepted, temporary queue and all.
+    let mut again = RawClient::connect(port).await;
+    again
+        .login_with_temp_queue(id, "admin", temp)
+        .await
+        .expect("the reconnect replaces the stale connection");
+    // The stale connection was closed by the broker.
+    let closed = until_closed(stale.sock).await;
+    assert!(
+        !closed
+            .iter()
+            .any(|c| matches!(c, Command::Response(r) if r.correlation_id > 2)),
+        "{closed:?}"
+    );
+    // The replacement is the connection in use: a new consumer on its temporary queue is its.
+    again
+        .send(Command::SessionInfo(openwire::SessionInfo {
+            command_id: 3,
+            response_required: true,
+            session_id: openwire::SessionId {
+                connection_id: id.into(),
+                value: 1,
+            },
+        }))
+        .await;
+    again.answer(3).await.unwrap();
+    again
+        .send(Command::ConsumerInfo(Box::new(openwire::ConsumerInfo {
+            command_id: 4,
+            response_required: true,
+            consumer_id: openwire::ConsumerId {
+                connection_id: id.into(),
+                session_id: 1,
+                value: 1,
+            },
+            destination: Some(openwire::Destination {
+                kind: openwire::DestinationKind::TempQueue,
+                physical_name: temp.into(),
+            }),
+            prefetch_size: 10,
+            ..openwire::ConsumerInfo::default()
+        })))
+        .await;
+    again.answer(4).await.expect("its own temporary queue");
+    drop(intruder);
     b.stop().await;
 }

@@ -12,10 +12,12 @@ pub mod corruption;
 pub mod database;
 pub mod jdbc;
 pub mod journaled;
+pub mod ports;
 pub mod proxy;
 pub mod zookeeper;
 
 pub use jdbc::JdbcFactory;
 pub use journaled::JournaledFactory;
+pub use ports::{free_port, free_ports};
 pub use proxy::{Proxy, host_port};
 pub use store_api::testkit::{skip, under_ci};

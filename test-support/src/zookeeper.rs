@@ -7,6 +7,8 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::ports::{free_port, free_ports};
+
 /// Where Debian's package puts ZooKeeper's jar (its manifest names the jars it needs).
 const JAR: &str = "/usr/share/java/zookeeper.jar";
 
@@ -15,14 +17,6 @@ pub struct ZooKeeper {
     children: Vec<Child>,
     ports: Vec<u16>,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn spawn(cfg: &std::path::Path, main: &str) -> Child {
@@ -79,8 +73,10 @@ impl ZooKeeper {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let peers: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+        // Nine ports chosen together, so no two servers are told the same one.
+        let p = free_ports::<9>();
+        let ports: Vec<u16> = p[..3].to_vec();
+        let peers: Vec<(u16, u16)> = (0..3).map(|i| (p[3 + 2 * i], p[4 + 2 * i])).collect();
         let servers: String = peers
             .iter()
             .enumerate()
