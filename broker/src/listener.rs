@@ -76,6 +76,7 @@ impl Server {
                 grace: t.stomp_heartbeat_grace,
             },
             shutdown: rx,
+            openwire_connections: Arc::default(),
         });
         let mut server = Server {
             stomp: None,

@@ -35,6 +35,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::convert::{self, Unmappable};
+use super::takeover;
 use crate::outbound::{self, OutSender, WriterOptions};
 use crate::pipeline::{Window, WriteFailed};
 use crate::stomp::server::ServerContext;
@@ -43,6 +44,9 @@ use crate::stomp::server::ServerContext;
 const VERSION: i32 = 12;
 /// How long a ConnectionInfo waits for a previous connection with its client id to close.
 const CLIENT_ID_WAIT: Duration = Duration::from_secs(5);
+/// How long a reconnecting client waits for the stale connection it replaces to close (as
+/// ActiveMQ's older brokers did, 15 s).
+const TAKEOVER_WAIT: Duration = Duration::from_secs(15);
 /// The advisory topics of temporary queues and topics. The Java client subscribes to both (as
 /// one composite topic) at start, and refuses to send to a temporary destination these have
 /// not announced ("Cannot publish to a deleted Destination").
@@ -207,6 +211,12 @@ struct Conn {
     dispatch_seq: Arc<std::sync::atomic::AtomicI64>,
     /// Asynchronous sends handed to the broker and not yet stored.
     window: Window,
+    /// Where a reconnect of this client (the same ConnectionId) tells this connection to
+    /// close; `None` for a connection without an id.
+    evicted: Option<takeover::Evicted>,
+    /// This connection's hold on its ConnectionId: declared last, so that it is released only
+    /// after everything else of the connection has closed.
+    _registration: Option<takeover::Registration>,
     /// What the client's temporary-destination advisory consumer has been told.
     advisories: Arc<Mutex<Advisories>>,
     /// The broker-core producer names of the client's ProducerIds (`conn:session:value`), made
@@ -479,6 +489,7 @@ where
     };
     let _ = out.send(&Command::BrokerInfo(broker_info)).await;
     let mut conn: Option<Conn> = None;
+    let mut evicted: Option<takeover::Evicted> = None;
     let mut shutdown = ctx.shutdown.clone();
     'outer: loop {
         loop {
@@ -510,6 +521,7 @@ where
                     Command::ConnectionInfo(info) => {
                         match Box::pin(connect(&info, &peer, &ctx, &out)).await {
                             Ok(c) => {
+                                evicted = c.evicted.clone();
                                 conn = Some(c);
                                 Ok(false)
                             }
@@ -550,6 +562,7 @@ where
             match result {
                 Ok(done) => {
                     if done && let Some(c) = conn.take() {
+                        evicted = None;
                         // Released before the response, so that a client reconnecting at
                         // once with the same client id is not refused.
                         c.close().await;
@@ -625,6 +638,19 @@ where
             }
             // The writer gave up on a client that does not read (it logged why).
             () = out.tx.closed() => break,
+            // The client reconnected with this connection's id: this one is stale.
+            () = async {
+                let told = match evicted.as_mut() {
+                    Some(e) => e.wait_for(|v| *v).await.is_ok(),
+                    None => false,
+                };
+                if !told {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                info!(peer = %peer, "closing: its client reconnected with this connection's id");
+                break;
+            }
         }
     }
     if let Some(c) = conn {
@@ -710,6 +736,25 @@ async fn connect(
             message: format!("User name [{user}] or password is invalid."),
         });
     };
+    // The same ConnectionId again is the client reconnecting (its failover transport): the
+    // stale connection goes first, with the client id and temporary destinations it holds.
+    let id = info.connection_id.value.as_str();
+    let (registration, evicted) = if id.is_empty() {
+        (None, None)
+    } else {
+        let (r, e) = ctx
+            .openwire_connections
+            .take_over(id, user, peer, TAKEOVER_WAIT)
+            .await
+            .map_err(|e| {
+                warn!(peer = %peer, login = %user, "{e}");
+                Failure {
+                    class: "javax.jms.InvalidClientIDException",
+                    message: e.to_string(),
+                }
+            })?;
+        (Some(r), Some(e))
+    };
     let client_id = info.client_id.as_deref().filter(|c| !c.is_empty());
     // A client that reconnects at once may find its previous connection not yet gone here.
     let deadline = tokio::time::Instant::now() + CLIENT_ID_WAIT;
@@ -744,6 +789,8 @@ async fn connect(
             Arc::clone(ctx.broker.pipelined()),
             ctx.broker.memory().ok(),
         ),
+        evicted,
+        _registration: registration,
     })
 }
 

@@ -8,5 +8,6 @@
 mod advisory;
 mod connection;
 pub mod convert;
+pub(crate) mod takeover;
 
 pub use connection::serve;

@@ -53,6 +53,9 @@ pub struct ServerContext {
     pub heartbeats: HeartbeatPolicy,
     /// Flips to true when the broker stops: connections close.
     pub shutdown: watch::Receiver<bool>,
+    /// The live OpenWire connections by ConnectionId: a client reconnecting with one replaces
+    /// the stale connection.
+    pub(crate) openwire_connections: Arc<crate::openwire::takeover::Registry>,
 }
 
 /// Longer heart-beat intervals are taken as this (a year): as good as none.
