@@ -15,7 +15,7 @@
 //! a heap of (due time, job id); bodies stay in the store until due.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -392,27 +392,65 @@ impl Core {
     pub async fn cancel_scheduled(&self, id: &str) -> Result<bool> {
         parse_id(id)?;
         // Not while a batch is being delivered: its next occurrence of this job would be
-        // added after the scan below and live on.
+        // added after the scan and live on.
+        let _firing = self.scheduler.firing.lock().await;
+        let removed = self.remove_jobs(&HashSet::from([id.to_owned()])).await?;
+        Ok(removed > 0)
+    }
+
+    /// Cancels every job with an occurrence due at a time `due` accepts (with its other
+    /// occurrences): one pass to choose, one to remove, however many jobs there are (a
+    /// cancel per job, each a scan, made `REMOVEALL` quadratic). Returns how many stored
+    /// occurrences were removed.
+    pub(crate) async fn cancel_scheduled_due(&self, due: impl Fn(i64) -> bool) -> Result<usize> {
         let _firing = self.scheduler.firing.lock().await;
         let store = self.store.queue_store(&jobs()).await?;
+        let mut ids = HashSet::new();
         let mut after: Option<OrderKey> = None;
-        let mut found = false;
         loop {
             let page = store.browse(after, 1000).await?;
             let Some(last) = page.last() else {
                 break;
             };
             after = Some(OrderKey::of(last));
-            for job in page.iter().filter(|j| prop_str(j, JOB) == Some(id)) {
+            ids.extend(
+                page.iter()
+                    .filter_map(listed)
+                    .filter(|j| due(j.due_ms))
+                    .map(|j| j.id),
+            );
+        }
+        self.remove_jobs(&ids).await
+    }
+
+    /// Removes every stored occurrence of the jobs `ids`, in one pass; the caller holds
+    /// `scheduler.firing`.
+    async fn remove_jobs(&self, ids: &HashSet<String>) -> Result<usize> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let store = self.store.queue_store(&jobs()).await?;
+        let mut removed = 0;
+        let mut after: Option<OrderKey> = None;
+        loop {
+            let page = store.browse(after, 1000).await?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = Some(OrderKey::of(last));
+            for job in page
+                .iter()
+                .filter(|j| prop_str(j, JOB).is_some_and(|id| ids.contains(id)))
+            {
                 // The heap entry stays; the job is gone from the store when it comes due.
                 match store.remove(&job.id).await {
-                    Ok(()) => found = true,
+                    Ok(()) => removed += 1,
                     Err(store_api::StoreError::NotFound(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
         }
-        Ok(found)
+        Ok(removed)
     }
 
     /// The scheduler task: sleeps until the earliest job is due, delivers every due job in

@@ -105,14 +105,7 @@ impl Core {
                 })?;
                 self.cancel_scheduled(id).await.map(drop)
             }
-            "REMOVEALL" => {
-                for job in self.scheduled_jobs().await? {
-                    if in_range(job.due_ms) {
-                        self.cancel_scheduled(&job.id).await?;
-                    }
-                }
-                Ok(())
-            }
+            "REMOVEALL" => self.cancel_scheduled_due(in_range).await.map(drop),
             other => Err(BrokerError::Invalid(format!(
                 "{AMQ_SCHEDULER_MANAGEMENT_DESTINATION}: {AMQ_SCHEDULER_ACTION} {other:?} is not BROWSE, REMOVE or REMOVEALL"
             ))),
