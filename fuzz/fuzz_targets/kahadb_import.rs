@@ -19,12 +19,7 @@ mod replay;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut skipped = journal::Skipped::default();
     let mut state = replay::Replay::default();
-    let _ = journal::read_records(data, "fuzz", true, &mut skipped, |_, payload| {
-        if let Ok(c) = proto::decode_command(payload) {
-            state.apply(c);
-        }
-    });
+    state.apply_file_lossy(data, |_| {});
     let _ = state.finish();
 });

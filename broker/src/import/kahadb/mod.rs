@@ -213,22 +213,18 @@ pub fn kahadb_dir(dir: &Path) -> PathBuf {
 /// damage. Must never panic. Not a stable API.
 #[doc(hidden)]
 pub fn fuzz_journal(data: &[u8]) -> usize {
-    let mut skipped = journal::Skipped::default();
     let mut state = replay::Replay::default();
     let mut decoder = load::MessageDecoder::default();
-    let _ = journal::read_records(data, "fuzz", true, &mut skipped, |_, payload| {
-        if let Ok(c) = proto::decode_command(payload) {
-            if let proto::Command::Add(a) = &c
-                && let Some(m) = decoder.decode(&a.message)
-            {
-                let _ = load::core_message(&m, broker_core::Destination::queue("q"));
-            }
-            if let proto::Command::Subscription(s) = &c
-                && let Some(info) = &s.info
-            {
-                let _ = load::subscription_info(info);
-            }
-            state.apply(c);
+    state.apply_file_lossy(data, |c| {
+        if let proto::Command::Add(a) = c
+            && let Some(m) = decoder.decode(&a.message)
+        {
+            let _ = load::core_message(&m, broker_core::Destination::queue("q"));
+        }
+        if let proto::Command::Subscription(s) = c
+            && let Some(info) = &s.info
+        {
+            let _ = load::subscription_info(info);
         }
     });
     state.finish().destinations.len()

@@ -51,6 +51,20 @@ pub struct Replay {
 }
 
 impl Replay {
+    /// Applies every command of one journal file's bytes, skipping what is damaged or does not
+    /// decode; `inspect` sees each command first. What the fuzz targets run (the broker's own
+    /// `fuzz_journal` and `fuzz/fuzz_targets/kahadb_import.rs`, which compiles this module
+    /// from here): it must never panic, whatever `data` holds.
+    pub fn apply_file_lossy(&mut self, data: &[u8], mut inspect: impl FnMut(&Command)) {
+        let mut skipped = super::journal::Skipped::default();
+        let _ = super::journal::read_records(data, "fuzz", true, &mut skipped, |_, payload| {
+            if let Ok(c) = super::proto::decode_command(payload) {
+                inspect(&c);
+                self.apply(c);
+            }
+        });
+    }
+
     /// Applies one command, in journal order.
     pub fn apply(&mut self, command: Command) {
         let tx = match &command {
