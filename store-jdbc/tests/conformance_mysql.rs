@@ -3,4 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-store_api::conformance_tests!(test_support::JdbcFactory::mysql(), durable = true);
+store_api::conformance_tests!(
+    test_support::JdbcFactory::mysql(),
+    durable = true,
+    model = store_api::testkit::ModelTestConfig::database_server()
+);

@@ -360,16 +360,26 @@ where
 /// `conformance::reopen::<scenario>` tests, plus `conformance::model_based`.
 ///
 /// `$factory` is an expression evaluated afresh for every test, giving a [`StoreFactory`] over a
-/// new, empty place. With `durable = false` the reopen tests are generated as ignored.
+/// new, empty place. With `durable = false` the reopen tests are generated as ignored. An
+/// optional `model = <ModelTestConfig>` sets the model-based test's size (the default:
+/// [`ModelTestConfig::default`]; engines on a database server take
+/// [`ModelTestConfig::database_server`]).
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:expr, durable = true) => {
-        $crate::__for_each_scenario!(__conformance_module { $factory, [allow(unused)] });
+        $crate::conformance_tests!($factory, durable = true, model = $crate::testkit::ModelTestConfig::default());
     };
     ($factory:expr, durable = false) => {
+        $crate::conformance_tests!($factory, durable = false, model = $crate::testkit::ModelTestConfig::default());
+    };
+    ($factory:expr, durable = true, model = $model:expr) => {
+        $crate::__for_each_scenario!(__conformance_module { $factory, [allow(unused)], $model });
+    };
+    ($factory:expr, durable = false, model = $model:expr) => {
         $crate::__for_each_scenario!(__conformance_module {
             $factory,
-            [ignore = "the store is not durable: reopen variants do not apply"]
+            [ignore = "the store is not durable: reopen variants do not apply"],
+            $model
         });
     };
 }
@@ -377,7 +387,7 @@ macro_rules! conformance_tests {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_module {
-    ($factory:expr, $reopen_attr:tt; $($name:ident),* $(,)?) => {
+    ($factory:expr, $reopen_attr:tt, $model:expr; $($name:ident),* $(,)?) => {
         mod conformance {
             #[allow(unused_imports)]
             use super::*;
@@ -407,7 +417,7 @@ macro_rules! __conformance_module {
 
             #[test]
             fn model_based() {
-                $crate::testkit::model_test(|| $factory, $crate::testkit::ModelTestConfig::default());
+                $crate::testkit::model_test(|| $factory, $model);
             }
         }
     };

@@ -161,14 +161,12 @@ fn held_acks_are_redelivered_after_reopen() {
 fn model_based_without_prepare_or_reopen() {
     testkit::model_test(
         factory,
-        // A quarter of the default cases: every case is a fresh set of ActiveMQ tables on the
-        // server, and the native format's model test (the same machine, 48 cases) runs too; this
-        // one checks what the openwire rows add, within the CI's time.
+        // Every case is a fresh set of ActiveMQ tables on the server; this checks what the
+        // openwire rows add to the native format's model test.
         ModelTestConfig {
-            cases: 12,
             xa_prepare: false,
             reopen: false,
-            ..ModelTestConfig::default()
+            ..ModelTestConfig::database_server()
         },
     );
 }
