@@ -652,6 +652,34 @@ impl Dispatcher {
         self.release(entry.size);
     }
 
+    /// A delivered message its consumer's client gave up on (OpenWire's poison ack: the
+    /// client's own redelivery policy is exhausted) goes to the dead letter queue at once,
+    /// whatever its count here, with the client's `cause`, as ActiveMQ does. A message of a
+    /// dead letter queue itself is redelivered instead, so that it is never lost.
+    pub(crate) async fn poison(self: &Arc<Self>, id: &MessageId, cause: &str) {
+        let Some(core) = self.core.upgrade() else {
+            return;
+        };
+        if self.is_dead_letter_queue(&core) {
+            return self.redeliver(id).await;
+        }
+        let entry = {
+            let mut st = self.state.lock();
+            let Some(f) = st.in_flight.remove(id) else {
+                return;
+            };
+            if st.closed {
+                drop(st);
+                self.release(f.entry.size);
+                return;
+            }
+            f.entry
+        };
+        core.dead_letter(self, &entry.message, cause).await;
+        self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        self.release(entry.size);
+    }
+
     fn is_dead_letter_queue(&self, core: &Core) -> bool {
         core.policies.is_dead_letter_queue(&self.destination)
     }

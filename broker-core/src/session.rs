@@ -1327,6 +1327,23 @@ impl Session {
         Ok(())
     }
 
+    /// Rejects a message received in a CLIENT or INDIVIDUAL session for good: its client gave
+    /// up on it (OpenWire's poison ack, sent once the client's own redelivery policy is
+    /// exhausted), so it goes to the dead letter queue now with `cause`, not back for another
+    /// delivery as with [`Session::nack`]. Only that message, in either mode.
+    pub async fn reject(&self, message: &Received, cause: &str) -> Result<()> {
+        self.check_open()?;
+        if !matches!(self.inner.mode, AckMode::Client | AckMode::Individual) {
+            return Err(BrokerError::Invalid(
+                "reject needs a CLIENT or INDIVIDUAL session".into(),
+            ));
+        }
+        for (d, m) in self.take_unacked(message, false).await? {
+            d.poison(&m.id, cause).await;
+        }
+        Ok(())
+    }
+
     /// Acknowledges `message`, received in this CLIENT or INDIVIDUAL session, as part of the
     /// open transaction of the transacted session `tx`: the ack applies when `tx` commits,
     /// atomically with its sends, and a rollback redelivers the message (STOMP's ACK with a

@@ -427,6 +427,7 @@ async fn java_exclusive_consumer_and_failover() {
 }
 java_check!(java_client_acknowledge_redelivers_unacked, "client");
 java_check!(java_transacted_commit_and_rollback, "transacted");
+java_check!(java_poison_ack_dead_letters_at_once, "poison");
 java_check!(java_topic_message_listener, "listener");
 java_check!(java_bad_password_is_a_security_exception, "bad-password");
 java_check!(java_async_send_burst_of_2000_persistent, "async-burst");

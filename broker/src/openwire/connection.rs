@@ -1446,9 +1446,19 @@ impl Conn {
             c.credits.add_permits(freed);
         }
         match (ack.ack_type, &ack.transaction_id) {
+            // The client's redelivery policy gave up on these: to the dead letter queue now,
+            // with the cause it gives (ActiveMQ's `dlqDeliveryFailureCause`).
             (AckType::Poison, _) => {
+                let cause = match &ack.poison_cause {
+                    Some(t) => format!(
+                        "{}: {}",
+                        t.class_name.as_deref().unwrap_or("java.lang.Throwable"),
+                        t.message.as_deref().unwrap_or_default()
+                    ),
+                    None => "the client's redelivery policy gave up (poison ack)".to_owned(),
+                };
                 for x in &covered {
-                    c.session.nack(&x.received).await?;
+                    c.session.reject(&x.received, &cause).await?;
                 }
             }
             (_, Some(t)) => {

@@ -93,6 +93,7 @@ public class OpenWireChecks {
             case "auto": auto(); break;
             case "client": client(); break;
             case "transacted": transacted(); break;
+            case "poison": poison(); break;
             case "listener": listener(); break;
             case "bad-password": badPassword(); break;
             case "async-burst": asyncBurst(); break;
@@ -188,6 +189,39 @@ public class OpenWireChecks {
         Connection c2 = connect("");
         Session s2 = c2.createSession(false, Session.AUTO_ACKNOWLEDGE);
         check(s2.createConsumer(s2.createQueue("ow.tx")).receive(500) == null, "queue empty");
+        c2.close();
+    }
+
+    /// The client's redelivery policy gives up (maximumRedeliveries=1: the second rollback) and
+    /// sends a poison ack: the message is in ActiveMQ.DLQ at once, with the client's cause, not
+    /// redelivered again until the broker's own maximum (6) is reached.
+    static void poison() throws Exception {
+        Connection c = connect("?jms.redeliveryPolicy.maximumRedeliveries=1"
+            + "&jms.redeliveryPolicy.initialRedeliveryDelay=0");
+        Session s = c.createSession(true, Session.SESSION_TRANSACTED);
+        Queue q = s.createQueue("ow.poison");
+        MessageProducer p = s.createProducer(q);
+        p.send(s.createTextMessage("bad"));
+        p.send(s.createTextMessage("good"));
+        s.commit();
+        MessageConsumer mc = s.createConsumer(q);
+        for (int attempt = 0; attempt < 2; attempt++) {
+            TextMessage m = (TextMessage) mc.receive(10000);
+            check(m != null && m.getText().equals("bad"), "attempt " + attempt + ": " + m);
+            s.rollback();
+        }
+        // The client gave up on "bad": the next message is "good".
+        TextMessage next = (TextMessage) mc.receive(10000);
+        check(next != null && next.getText().equals("good"), "good next: " + next);
+        s.commit();
+        c.close();
+        Connection c2 = connect("");
+        Session s2 = c2.createSession(false, Session.AUTO_ACKNOWLEDGE);
+        TextMessage dead = (TextMessage) s2.createConsumer(s2.createQueue("ActiveMQ.DLQ")).receive(10000);
+        check(dead != null && dead.getText().equals("bad"), "bad in the DLQ: " + dead);
+        String cause = dead.getStringProperty("dlqDeliveryFailureCause");
+        check(cause != null && cause.contains("redelivery policy"), "the client's cause: " + cause);
+        check(s2.createConsumer(q).receive(500) == null, "nothing left in ow.poison");
         c2.close();
     }
 
