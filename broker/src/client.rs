@@ -21,6 +21,9 @@ pub enum ClientError {
     Broker { message: String, body: String },
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The port speaks another protocol (OpenWire): retrying will not help.
+    #[error("{0}")]
+    NotStomp(String),
     #[error("the connection closed")]
     Closed,
     #[error("timed out")]
@@ -94,6 +97,20 @@ impl StompClient {
             f = f.header("client-id", id.clone());
         }
         c.write(&f).await?;
+        // An OpenWire listener (ActiveMQ's 61616) speaks first, with its WireFormatInfo: say
+        // so, rather than a frame decoding error.
+        while c.buf.len() < OPENWIRE_HELLO && !c.buf.contains(&0) {
+            if c.io.read_buf(&mut c.buf).await? == 0 {
+                break;
+            }
+        }
+        if looks_like_openwire(&c.buf) {
+            return Err(ClientError::NotStomp(format!(
+                "{}:{} speaks OpenWire (ActiveMQ's Java client protocol, port 61616 by default); \
+                 these tools speak STOMP: use the broker's STOMP port (61613 by default)",
+                endpoint.host, endpoint.port
+            )));
+        }
         let reply = c.read_frame().await?;
         match reply.command.as_str() {
             "CONNECTED" => {
@@ -265,6 +282,14 @@ fn error_of(f: &Frame) -> ClientError {
     }
 }
 
+/// The bytes that tell an OpenWire listener's first frame: a 4-byte size, the
+/// WireFormatInfo type (1), the magic `ActiveMQ`.
+const OPENWIRE_HELLO: usize = 13;
+
+fn looks_like_openwire(buf: &[u8]) -> bool {
+    buf.len() >= OPENWIRE_HELLO && buf[4] == 1 && &buf[5..OPENWIRE_HELLO] == b"ActiveMQ"
+}
+
 /// Connects to the first endpoint that answers, trying them in turn until `deadline` passes
 /// (a `failover:` URL's behaviour).
 pub async fn connect_any(
@@ -279,7 +304,9 @@ pub async fn connect_any(
             match StompClient::connect(e, opts).await {
                 Ok(c) => return Ok(c),
                 // A refused login will not get better by retrying.
-                Err(err @ ClientError::Broker { .. }) => return Err(err),
+                Err(err @ (ClientError::Broker { .. } | ClientError::NotStomp(_))) => {
+                    return Err(err);
+                }
                 Err(err) => last = err,
             }
         }

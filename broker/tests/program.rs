@@ -122,3 +122,26 @@ fn passwd_prints_a_hash_of_stdin() {
         "an empty password is refused"
     );
 }
+
+/// The client tools speak STOMP; pointed at an OpenWire port (ActiveMQ's 61616) they say so at
+/// once instead of a decoding error or a retry loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_tools_pointed_at_the_openwire_port_say_they_speak_stomp() {
+    let b = common::TestBroker::start("").await;
+    let openwire = b.server.openwire.expect("OpenWire listener");
+    let out = tokio::process::Command::new(BIN)
+        .args(["producer", "--url"])
+        .arg(format!("failover:(tcp://{openwire})"))
+        .args(["--destination", "/queue/x", "--count", "1"])
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("the tool gives up at once")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("speaks OpenWire") && stderr.contains("STOMP port"),
+        "{stderr}"
+    );
+}
