@@ -1152,3 +1152,100 @@ fn multicast_scenario() {
         );
     });
 }
+
+/// A line of `/metrics` of `node` containing `text`, waited for (bounded).
+async fn wait_metric(node: &Node, text: &str) {
+    const ADMIN: (&str, &str) = ("Authorization", "Basic YWRtaW46YWRtaW4=");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = common::http::request(node.web(), "GET", "/metrics", &[ADMIN], None).await;
+        if m.body.contains(text) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: no {text:?} in /metrics:\n{}",
+            node.name,
+            m.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Brokers a and b bridged both ways, b with `policy` (config text) for queue r. 20 messages
+/// sent on a reach b's consumer, which takes 5 and leaves; then a consumer comes to a.
+/// Returns the brokers and the consumer on a.
+async fn consumer_moves_from_b_to_a(dir: &Path, policy: &str) -> (Node, Node, StompClient) {
+    let [pa, pb] = free_ports::<2>();
+    let b = start_with(
+        dir,
+        "b",
+        pb,
+        &format!("{}{policy}", connector(&[pa], "")),
+        "127.0.0.1:0",
+    );
+    let a = start(dir, "a", pa, &connector(&[pb], ""));
+    a.wait_log("network bridge connected", 1);
+    b.wait_log("network bridge connected", 1);
+    let mut on_b = b.client().await;
+    on_b.subscribe(
+        "s",
+        "/queue/r",
+        "client-individual",
+        &[("activemq.prefetchSize", "1")],
+    )
+    .await
+    .unwrap();
+    a.wait_log("demand for queue://r", 1);
+    let mut producer = a.client().await;
+    send_all(&mut producer, "/queue/r", 0..20).await;
+    // Every one stored on b (and so acked on a) before its consumer leaves.
+    wait_metric(&b, "broker_network_received 20").await;
+    assert_eq!(receive(&mut on_b, 5, &b).await, expected(0..5));
+    on_b.disconnect().await.unwrap();
+    a.wait_log("no more demand for queue://r on b", 1);
+    let mut on_a = a.client().await;
+    on_a.subscribe("s", "/queue/r", "client-individual", &[])
+        .await
+        .unwrap();
+    b.wait_log("demand for queue://r on a: forwarding", 1);
+    (a, b, on_a)
+}
+
+/// `replay_when_no_consumers` on b's queue: the messages b was sent for a consumer that then
+/// left go back to a, where a consumer now is, each exactly once, despite a being in their
+/// broker path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_when_no_consumers_sends_them_back_to_the_broker_with_a_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = "[[policy.entries]]\nqueue = \"r\"\nreplay_when_no_consumers = true\nreplay_delay_ms = 1000\n";
+    let (a, b, mut on_a) = consumer_moves_from_b_to_a(dir.path(), policy).await;
+    let mut got = receive(&mut on_a, 15, &b).await;
+    got.sort_by_key(|m| m[1..].parse::<u32>().unwrap());
+    assert_eq!(got, expected(5..20));
+    nothing(&mut on_a).await;
+    drop(on_a);
+    // Nothing was left behind on b, nor stored twice on a.
+    empty(&b, "/queue/r").await;
+    empty(&a, "/queue/r").await;
+}
+
+/// Without the policy (ActiveMQ's default) they stay on b until a consumer comes back there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_replay_forwarded_messages_stay_where_their_consumer_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, b, mut on_a) = consumer_moves_from_b_to_a(dir.path(), "").await;
+    // Longer than the other test's replay delay.
+    if let Some(f) = on_a.recv_timeout(Duration::from_secs(3)).await.unwrap() {
+        panic!("replayed without the policy: {}", body(&f));
+    }
+    drop(on_a);
+    let mut on_b = b.client().await;
+    on_b.subscribe("s", "/queue/r", "client-individual", &[])
+        .await
+        .unwrap();
+    let mut got = receive(&mut on_b, 15, &b).await;
+    got.sort_by_key(|m| m[1..].parse::<u32>().unwrap());
+    assert_eq!(got, expected(5..20));
+    nothing(&mut on_b).await;
+}

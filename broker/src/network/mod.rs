@@ -31,7 +31,7 @@ pub use config::NetworkConnector;
 /// The property a message's broker path is kept in while it is in this broker (OpenWire
 /// carries it in `Message.brokerPath`; other protocols see it as a header/property): the
 /// ids of the brokers it was forwarded from, comma-separated, oldest first.
-pub const BROKER_PATH_PROPERTY: &str = "JMSXBrokerPath";
+pub use broker_core::BROKER_PATH_PROPERTY;
 
 /// Starts a bridge per remote broker of each static `[[network_connectors]]` entry, and a
 /// listener for each multicast one (which bridges to each broker it discovers, except those
