@@ -591,6 +591,19 @@ impl Drop for ActiveMq {
 }
 
 fn activemq(dir: &Path, rust_openwire: u16) -> Option<ActiveMq> {
+    activemq_with(
+        dir,
+        &format!(
+            r#"<networkConnector name="to-rust" uri="static:(tcp://127.0.0.1:{rust_openwire})"
+                        userName="admin" password="admin"/>"#
+        ),
+        "",
+    )
+}
+
+/// ActiveMQ with `network_connector` (a `<networkConnector>` element) and `openwire_attrs` on
+/// its OpenWire `<transportConnector>`.
+fn activemq_with(dir: &Path, network_connector: &str, openwire_attrs: &str) -> Option<ActiveMq> {
     const JAR: &str = "/usr/share/activemq/bin/activemq.jar";
     if !Path::new(JAR).exists() || Command::new("java").arg("-version").output().is_err() {
         test_support::skip("no Debian activemq package (/usr/share/activemq) or no java");
@@ -611,11 +624,10 @@ fn activemq(dir: &Path, rust_openwire: u16) -> Option<ActiveMq> {
           dataDirectory="{data}">
     <persistenceAdapter><kahaDB directory="{data}/kahadb"/></persistenceAdapter>
     <networkConnectors>
-      <networkConnector name="to-rust" uri="static:(tcp://127.0.0.1:{rust_openwire})"
-                        userName="admin" password="admin"/>
+      {network_connector}
     </networkConnectors>
     <transportConnectors>
-      <transportConnector name="openwire" uri="tcp://127.0.0.1:{openwire}"/>
+      <transportConnector name="openwire" uri="tcp://127.0.0.1:{openwire}" {openwire_attrs}/>
       <transportConnector name="stomp" uri="stomp://127.0.0.1:{stomp}"/>
     </transportConnectors>
   </broker>
@@ -1052,15 +1064,34 @@ const IN_NETNS: &str = "BROKER_NETWORK_TEST_IN_NETNS";
 /// set.
 #[test]
 fn multicast_discovery_bridges_the_brokers_it_hears() {
-    const NAME: &str = "multicast_discovery_bridges_the_brokers_it_hears";
+    in_network_namespace(
+        "multicast_discovery_bridges_the_brokers_it_hears",
+        multicast_scenario,
+    );
+}
+
+/// As above, with Apache ActiveMQ 5.17 (Debian's `activemq`) on the same group: each
+/// discovers the other, and messages flow both ways.
+#[test]
+fn multicast_discovery_with_activemq_5_17() {
+    in_network_namespace(
+        "multicast_discovery_with_activemq_5_17",
+        multicast_activemq_scenario,
+    );
+}
+
+/// Runs `scenario` when this process is the child inside the namespace; otherwise runs test
+/// `name` of this binary again under `unshare --net` and checks that it passed.
+fn in_network_namespace(name: &str, scenario: fn()) {
     if std::env::var_os(IN_NETNS).is_some() {
-        return multicast_scenario();
+        multicast_loopback();
+        return scenario();
     }
     let exe = std::env::current_exe().unwrap();
     let out = Command::new("unshare")
         .arg("--net")
         .arg(&exe)
-        .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
         .env(IN_NETNS, "1")
         .output();
     let out = match out {
@@ -1077,6 +1108,18 @@ fn multicast_discovery_bridges_the_brokers_it_hears() {
     assert!(stdout.contains("1 passed"), "{stdout}\n{stderr}");
 }
 
+/// Inside the namespace: a loopback that carries multicast, the group's only route.
+fn multicast_loopback() {
+    for args in [
+        &["link", "set", "lo", "up"][..],
+        &["link", "set", "lo", "multicast", "on"],
+        &["route", "add", "224.0.0.0/4", "dev", "lo"],
+    ] {
+        let s = Command::new("ip").args(args).status().unwrap();
+        assert!(s.success(), "ip {args:?}");
+    }
+}
+
 fn skip_or_fail(why: &str) {
     if std::env::var_os("CI").is_some() {
         panic!("no network namespace for the multicast test under CI: {why}");
@@ -1088,14 +1131,6 @@ fn skip_or_fail(why: &str) {
 /// and discover each other there; a's messages reach b's consumer over a bridge nobody
 /// listed; c's clean stop (`dead`) and b's `kill -9` (silence) stop a's bridges to them.
 fn multicast_scenario() {
-    for args in [
-        &["link", "set", "lo", "up"][..],
-        &["link", "set", "lo", "multicast", "on"],
-        &["route", "add", "224.0.0.0/4", "dev", "lo"],
-    ] {
-        let s = Command::new("ip").args(args).status().unwrap();
-        assert!(s.success(), "ip {args:?}");
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -1248,4 +1283,85 @@ async fn without_replay_forwarded_messages_stay_where_their_consumer_left() {
     got.sort_by_key(|m| m[1..].parse::<u32>().unwrap());
     assert_eq!(got, expected(5..20));
     nothing(&mut on_b).await;
+}
+
+/// Inside the namespace: this broker and ActiveMQ advertise themselves on
+/// `multicast://default` and each bridges to the other it discovers there. ActiveMQ is told to
+/// join the group on `lo` (`joinNetworkInterface`): left to itself it picks the last
+/// non-loopback interface, and the namespace has none.
+fn multicast_activemq_scenario() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        const GROUP: &str = "multicast://default?joinNetworkInterface=lo";
+        let Some(amq) = activemq_with(
+            dir.path(),
+            &format!(r#"<networkConnector name="mc" uri="{GROUP}" userName="admin" password="admin"/>"#),
+            &format!(r#"discoveryUri="{GROUP}""#),
+        ) else {
+            return;
+        };
+        let rust = start(
+            dir.path(),
+            "rust",
+            free_port(),
+            "openwire_discovery = \"multicast://default\"\n[[network_connectors]]\nuri = \"multicast://default\"\nuser_name = \"admin\"\npassword = \"admin\"\ninitial_reconnect_delay_ms = 100\nmax_reconnect_delay_ms = 500\n",
+        );
+        rust.wait_log(
+            // ActiveMQ advertises its listener under the name of the address (`localhost`).
+            &format!(":{}: bridging", amq.openwire),
+            1,
+        );
+        rust.wait_log("network bridge connected to amq", 1);
+
+        let mut on_amq = amq.client().await;
+        on_amq
+            .subscribe("a", "/queue/to.amq", "client-individual", &[])
+            .await
+            .unwrap();
+        let mut on_rust = rust.client().await;
+        on_rust
+            .subscribe("r", "/queue/to.rust", "client-individual", &[])
+            .await
+            .unwrap();
+        rust.wait_log("demand for queue://to.amq", 1);
+        let mut producer = rust.client().await;
+        send_all(&mut producer, "/queue/to.amq", 0..20).await;
+        let mut got = Vec::new();
+        for _ in 0..20 {
+            match next(&mut on_amq, Duration::from_secs(30)).await {
+                Some(f) => got.push(body(&f)),
+                None => panic!("{} of 20 reached ActiveMQ; this broker's log:\n{}", got.len(), rust.log_text()),
+            }
+        }
+        assert_eq!(got, expected(0..20));
+        // ActiveMQ's bridge, from its own discovery of this broker.
+        let mut producer = amq.client().await;
+        send_all(&mut producer, "/queue/to.rust", 0..20).await;
+        let mut got = Vec::new();
+        for _ in 0..20 {
+            match next(&mut on_rust, Duration::from_secs(60)).await {
+                Some(f) => got.push(body(&f)),
+                None => panic!(
+                    "{} of 20 came from ActiveMQ; its log:\n{}\nthis broker's log:\n{}",
+                    got.len(),
+                    amq.log_text(),
+                    rust.log_text()
+                ),
+            }
+        }
+        assert_eq!(got, expected(0..20));
+        nothing(&mut on_rust).await;
+        nothing(&mut on_amq).await;
+        // ActiveMQ's bridge came from its multicast discovery of this broker.
+        let found = format!(
+            "DiscoveryNetworkConnector - Establishing network connection from vm://amq to tcp://127.0.0.1:{}",
+            rust.openwire
+        );
+        assert!(amq.log_text().contains(&found), "{}", amq.log_text());
+    });
 }
