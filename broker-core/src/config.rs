@@ -249,6 +249,13 @@ pub struct PolicySection {
     /// How often inactive destinations are looked for (ActiveMQ's
     /// `schedulePeriodForDestinationPurge`). 5000.
     pub gc_check_interval_ms: u64,
+    /// A network bridge may forward a queue's message back to the broker it came from when
+    /// this broker has no consumer of the queue left (ActiveMQ's
+    /// `conditionalNetworkBridgeFilterFactory` `replayWhenNoConsumers`). Queues only. false.
+    pub replay_when_no_consumers: bool,
+    /// With `replay_when_no_consumers`, a message goes back only this long after it arrived
+    /// here (ActiveMQ's `replayDelay`). 5000.
+    pub replay_delay_ms: u64,
     /// Per-destination overrides (`[[policy.entries]]`, see `policy`).
     pub entries: Vec<crate::policy::PolicyEntry>,
 }
@@ -270,6 +277,8 @@ impl Default for PolicySection {
             gc_inactive_destinations: false,
             inactive_timeout_before_gc_ms: 60_000,
             gc_check_interval_ms: 5_000,
+            replay_when_no_consumers: false,
+            replay_delay_ms: 5_000,
             entries: Vec::new(),
         }
     }

@@ -24,6 +24,13 @@
 //! order. ActiveMQ redelivers those itself on consumer close; here it is the session's close
 //! that returns them.
 //!
+//! A network bridge's consumer on a queue is not given the messages that came from the broker
+//! it forwards to (their broker path holds it): that stops loops. Under the queue's
+//! `replay_when_no_consumers` policy it is, once the queue has no consumer here other than
+//! bridges' and `replay_delay` after the message came into this dispatcher's window (ActiveMQ's
+//! `ConditionalNetworkBridgeFilter`, which counts from the message's arrival at the broker;
+//! the two differ only for a message paged in later, or again after a restart).
+//!
 //! All state sits behind one short synchronous lock, never held across an await; the awaits
 //! (store reads, acks, dead-lettering) run in the dispatcher's own task or in the caller's.
 
@@ -45,6 +52,58 @@ use crate::policy::DestinationPolicy;
 use crate::selector::Selector;
 
 mod groups;
+
+/// The property a message's broker path is kept in while it is in this broker (OpenWire carries
+/// it in `Message.brokerPath`): the ids of the brokers network bridges forwarded it from,
+/// comma-separated, oldest first.
+pub const BROKER_PATH_PROPERTY: &str = "JMSXBrokerPath";
+
+/// What a consumer is to a network of brokers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NetworkRole {
+    /// A network bridge's consumer, not one of this broker's own clients.
+    pub network: bool,
+    /// The broker a bridge's consumer forwards to (see the module docs).
+    pub forwards_to: Option<Arc<str>>,
+}
+
+/// Whether `message` came through broker `id` (its broker path holds it).
+fn came_through(message: &Message, id: &str) -> bool {
+    matches!(message.properties.get(BROKER_PATH_PROPERTY),
+        Some(store_api::Value::String(path)) if path.split(',').any(|b| b == id))
+}
+
+/// One dispatch pass's view of the replay rule.
+struct Replay {
+    /// The queue's `replay_when_no_consumers`, and no consumer here but bridges'.
+    open: bool,
+    delay_ms: i64,
+    now: i64,
+    /// The earliest time a message held back only by `replay_delay` may go (ms).
+    next_due: std::cell::Cell<Option<i64>>,
+}
+
+impl Replay {
+    /// Whether consumer `s` may take `message`, in the window since `paged_ms`.
+    fn permits(&self, s: &Slot, message: &Message, paged_ms: i64) -> bool {
+        let Some(remote) = &s.role.forwards_to else {
+            return true;
+        };
+        if !came_through(message, remote) {
+            return true;
+        }
+        if !self.open {
+            return false;
+        }
+        let due = paged_ms.saturating_add(self.delay_ms);
+        if due <= self.now {
+            return true;
+        }
+        let next = self.next_due.get().map_or(due, |n| n.min(due));
+        self.next_due.set(Some(next));
+        false
+    }
+}
 
 /// The property the first message of a group a consumer gets carries (ActiveMQ's name).
 pub const GROUP_FIRST_FOR_CONSUMER: &str = "JMSXGroupFirstForConsumer";
@@ -80,6 +139,8 @@ struct Entry {
     message: Arc<Message>,
     arrival: u64,
     size: u64,
+    /// When it came into the window (ms), for `replay_delay`.
+    paged_ms: i64,
 }
 
 struct InFlight {
@@ -165,6 +226,7 @@ struct Slot {
     outstanding: u32,
     /// ActiveMQ's exclusive consumer: while one is registered it gets every message.
     exclusive: bool,
+    role: NetworkRole,
     tx: mpsc::UnboundedSender<Delivery>,
 }
 
@@ -284,6 +346,8 @@ struct Work {
     expired: Vec<Entry>,
     /// Messages a subscription's selector does not match: acked for it at once.
     unmatched: Vec<Entry>,
+    /// A message held back by `replay_delay` may go then (ms): the pass is run again.
+    retry_at_ms: Option<i64>,
 }
 
 impl Dispatcher {
@@ -375,9 +439,10 @@ impl Dispatcher {
         selector: Option<Arc<Selector>>,
         flow: Flow,
         exclusive: bool,
+        role: NetworkRole,
     ) -> mpsc::UnboundedReceiver<Delivery> {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.add_consumer_sender(id, selector, flow, exclusive, tx);
+        self.add_consumer_sender(id, selector, flow, exclusive, role, tx);
         rx
     }
 
@@ -389,6 +454,7 @@ impl Dispatcher {
         selector: Option<Arc<Selector>>,
         flow: Flow,
         exclusive: bool,
+        role: NetworkRole,
         tx: mpsc::UnboundedSender<Delivery>,
     ) {
         let mut st = self.state.lock();
@@ -405,6 +471,7 @@ impl Dispatcher {
             },
             outstanding: 0,
             exclusive,
+            role,
             tx,
         });
         drop(st);
@@ -445,7 +512,11 @@ impl Dispatcher {
             st.store_more = true;
             drop(st);
             self.release(freed);
+            return;
         }
+        drop(st);
+        // The last consumer of its own gone, a bridge may now replay (replay_when_no_consumers).
+        self.wake.notify_one();
     }
 
     /// The store has new messages for this dispatcher.
@@ -479,6 +550,7 @@ impl Dispatcher {
                 message,
                 arrival,
                 size,
+                paged_ms: crate::core::now_ms(),
             },
         );
         self.charge(&core, size);
@@ -893,6 +965,7 @@ impl Dispatcher {
                 (work, fetch, reset, wants && !memory_ok)
             };
             let busy = !work.expired.is_empty() || !work.unmatched.is_empty();
+            let retry_at = work.retry_at_ms;
             for e in work.expired {
                 self.expire(e).await;
             }
@@ -919,6 +992,12 @@ impl Dispatcher {
             drop(core);
             if memory_blocked {
                 let _ = tokio::time::timeout(Duration::from_millis(50), self.wake.notified()).await;
+            } else if let Some(at) = retry_at {
+                let wait = u64::try_from(at - crate::core::now_ms())
+                    .unwrap_or(0)
+                    .max(1);
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(wait), self.wake.notified()).await;
             } else {
                 self.wake.notified().await;
             }
@@ -964,6 +1043,7 @@ impl Dispatcher {
                 message: Arc::new(m),
                 arrival: core.next_arrival(),
                 size,
+                paged_ms: crate::core::now_ms(),
             };
             if st.held.contains(&entry.message.id) {
                 st.held_entries.insert(entry.message.id.clone(), entry);
@@ -986,6 +1066,13 @@ impl Dispatcher {
         }
         let now = crate::core::now_ms();
         let single = !matches!(self.source, Source::Queue(_) | Source::Temporary);
+        let replay = Replay {
+            open: self.policy.replay_when_no_consumers
+                && st.consumers.iter().all(|s| s.role.network),
+            delay_ms: i64::try_from(self.policy.replay_delay.as_millis()).unwrap_or(i64::MAX),
+            now,
+            next_due: std::cell::Cell::new(None),
+        };
         let keys: Vec<WindowKey> = st.window.keys().copied().collect();
         // Computed at most once per pass, only when a group or exclusive role has to move.
         let mut orphans: Option<Orphans> = None;
@@ -1019,7 +1106,8 @@ impl Dispatcher {
                 })
             } else {
                 let message = Arc::clone(&entry.message);
-                match queue_choice(st, &message, &mut orphans) {
+                let paged_ms = entry.paged_ms;
+                match queue_choice(st, &message, paged_ms, &replay, &mut orphans) {
                     Choice::To {
                         index: i,
                         first,
@@ -1103,6 +1191,7 @@ impl Dispatcher {
         {
             info!(subscriber = %self.label(), dropped, "slow non-durable subscriber caught up");
         }
+        work.retry_at_ms = replay.next_due.get();
         work
     }
 
@@ -1170,9 +1259,18 @@ impl Orphans {
 /// A queue's choice of consumer for `message`: the exclusive consumer when there is one (the
 /// first registered: ActiveMQ would take the highest priority first, then arrival), else the
 /// group's owner, else the next consumer with room in round robin (that then owns the group).
-fn queue_choice(st: &mut State, message: &Message, orphans: &mut Option<Orphans>) -> Choice {
-    let room =
-        |s: &Slot| s.has_room() && s.selector.as_ref().is_none_or(|sel| sel.matches(message));
+fn queue_choice(
+    st: &mut State,
+    message: &Message,
+    paged_ms: i64,
+    replay: &Replay,
+    orphans: &mut Option<Orphans>,
+) -> Choice {
+    let room = |s: &Slot| {
+        s.has_room()
+            && s.selector.as_ref().is_none_or(|sel| sel.matches(message))
+            && replay.permits(s, message, paged_ms)
+    };
     let group = message.group_id.as_deref();
     if let Some(i) = st.consumers.iter().position(|s| s.exclusive) {
         if orphans.get_or_insert_with(|| Orphans::of(st)).any {
@@ -1243,10 +1341,70 @@ mod tests {
                     message: Arc::new(message),
                     arrival,
                     size: 1,
+                    paged_ms: 0,
                 };
                 (key, entry)
             })
             .collect()
+    }
+
+    fn bridge_slot(remote: Option<&str>) -> Slot {
+        Slot {
+            id: 1,
+            selector: None,
+            flow: Flow::Prefetch(10),
+            outstanding: 0,
+            exclusive: false,
+            role: NetworkRole {
+                network: true,
+                forwards_to: remote.map(Arc::from),
+            },
+            tx: mpsc::unbounded_channel().0,
+        }
+    }
+
+    #[test]
+    fn a_bridge_gets_back_what_came_from_its_broker_only_under_replay_and_after_the_delay() {
+        let mut from_a = Message::new(
+            MessageId::new("p", 1),
+            Destination::queue("q"),
+            Body::Text("x".into()),
+        );
+        from_a.properties.insert(
+            BROKER_PATH_PROPERTY.into(),
+            store_api::Value::String("ID:c,ID:a".into()),
+        );
+        let local = Message::new(
+            MessageId::new("p", 2),
+            Destination::queue("q"),
+            Body::Text("x".into()),
+        );
+        let rule = |open| Replay {
+            open,
+            delay_ms: 5000,
+            now: 10_000,
+            next_due: std::cell::Cell::new(None),
+        };
+        let to_a = bridge_slot(Some("ID:a"));
+        let to_b = bridge_slot(Some("ID:b"));
+        let closed = rule(false);
+        assert!(!closed.permits(&to_a, &from_a, 0), "a loop");
+        assert!(closed.permits(&to_b, &from_a, 0));
+        assert!(closed.permits(&to_a, &local, 0));
+        assert!(closed.permits(&bridge_slot(None), &from_a, 0));
+        let open = rule(true);
+        assert!(open.permits(&to_a, &from_a, 5000), "arrived 5 s ago");
+        assert_eq!(open.next_due.get(), None);
+        assert!(!open.permits(&to_a, &from_a, 6000), "just arrived");
+        assert!(!open.permits(&to_a, &from_a, 7000));
+        assert_eq!(open.next_due.get(), Some(11_000), "the earliest due");
+        // "ID:a" is not "ID:ab".
+        let mut from_ab = from_a.clone();
+        from_ab.properties.insert(
+            BROKER_PATH_PROPERTY.into(),
+            store_api::Value::String("ID:ab".into()),
+        );
+        assert!(closed.permits(&to_a, &from_ab, 0));
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub use crate::core::temporary::{TemporaryEvent, temporary_url};
 pub use admin::{DestinationStats, TemporaryEvents};
 pub use broker::Broker;
 pub use config::{ConfigError, CoreConfig};
-pub use dispatch::GROUP_FIRST_FOR_CONSUMER;
+pub use dispatch::{BROKER_PATH_PROPERTY, GROUP_FIRST_FOR_CONSUMER};
 pub use error::{BrokerError, Result};
 pub use locker::{HeldLock, Leaving, Locker, NoLock, OpenedStore, StoreOpener};
 pub use selector::{CONVERT_STRING_EXPRESSIONS, Selector, SelectorError};

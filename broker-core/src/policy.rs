@@ -61,6 +61,12 @@ pub struct PolicyEntry {
     /// per `[policy] send_fail_if_no_space`) as at the broker's limit; persistent messages
     /// wait in the store and are paged in under it.
     pub memory_limit_bytes: Option<u64>,
+    /// Queues only: a message a network bridge brought here may be forwarded back to the
+    /// broker it came from once no consumer of the queue is left here (ActiveMQ's
+    /// `conditionalNetworkBridgeFilterFactory` `replayWhenNoConsumers`).
+    pub replay_when_no_consumers: Option<bool>,
+    /// ... and only this long after it arrived here (ActiveMQ's `replayDelay`).
+    pub replay_delay_ms: Option<u64>,
 }
 
 /// The policy one destination runs under: `[policy]` with its best entry applied.
@@ -79,6 +85,11 @@ pub(crate) struct DestinationPolicy {
     pub gc_after: Option<Duration>,
     /// The queue's own memory limit (`memory_limit_bytes`); `None`: only the broker's.
     pub memory_limit: Option<u64>,
+    /// A network consumer may take back to its broker a message that came from there, once
+    /// this queue has no other consumer, `replay_delay` after it arrived (see `dispatch`).
+    /// Always false for a topic.
+    pub replay_when_no_consumers: bool,
+    pub replay_delay: Duration,
 }
 
 impl DestinationPolicy {
@@ -161,6 +172,12 @@ impl Policies {
                         "must be above 0 (leave it out for no limit of its own)",
                     ));
                 }
+                _ if kind == DestinationKind::Topic && e.replay_when_no_consumers.is_some() => {
+                    return Err(ConfigError::new(
+                        key("replay_when_no_consumers"),
+                        "applies to queues only (a topic's messages are forwarded to every broker with subscribers as they arrive)",
+                    ));
+                }
                 Some(_) if kind == DestinationKind::Topic => {
                     return Err(ConfigError::new(
                         key("memory_limit_bytes"),
@@ -241,6 +258,10 @@ impl Policies {
                 )
             }),
             memory_limit: e.memory_limit_bytes.filter(|_| d.is_queue()),
+            replay_when_no_consumers: d.is_queue()
+                && e.replay_when_no_consumers
+                    .unwrap_or(g.replay_when_no_consumers),
+            replay_delay: Duration::from_millis(e.replay_delay_ms.unwrap_or(g.replay_delay_ms)),
         }
     }
 
@@ -379,10 +400,48 @@ mod tests {
                 "[[entries]]\ntopic = \"a\"\nmemory_limit_bytes = 1024\n",
                 "policy.entries[0].memory_limit_bytes",
             ),
+            (
+                "[[entries]]\ntopic = \"a\"\nreplay_when_no_consumers = true\n",
+                "policy.entries[0].replay_when_no_consumers",
+            ),
         ] {
             let p: PolicySection = crate::config::from_toml(toml).unwrap();
             let e = Policies::new(&p).unwrap_err();
             assert_eq!(e.key, key, "{toml}: {e}");
         }
+    }
+
+    #[test]
+    fn replay_is_for_queues_with_activemqs_delay() {
+        let p = policies(
+            r#"
+            [[entries]]
+            queue = "orders.>"
+            replay_when_no_consumers = true
+            [[entries]]
+            queue = "orders.slow"
+            replay_delay_ms = 100
+            "#,
+        );
+        let orders = p.resolve(&Destination::queue("orders.x"));
+        assert!(orders.replay_when_no_consumers);
+        assert_eq!(orders.replay_delay, Duration::from_secs(5));
+        // The more specific entry sets only the delay: the rest comes from [policy].
+        let slow = p.resolve(&Destination::queue("orders.slow"));
+        assert!(!slow.replay_when_no_consumers);
+        assert_eq!(slow.replay_delay, Duration::from_millis(100));
+        assert!(
+            !p.resolve(&Destination::queue("other"))
+                .replay_when_no_consumers
+        );
+        let all = policies("replay_when_no_consumers = true\n");
+        assert!(
+            all.resolve(&Destination::queue("q"))
+                .replay_when_no_consumers
+        );
+        assert!(
+            !all.resolve(&Destination::topic("t"))
+                .replay_when_no_consumers
+        );
     }
 }

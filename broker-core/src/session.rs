@@ -410,6 +410,7 @@ impl Connection {
             tx_slot: SyncMutex::new(tx_slot),
             subject: Arc::clone(&self.inner.subject),
             network_path: OnceLock::new(),
+            forwards_to: OnceLock::new(),
         });
         let mut sessions = self.inner.sessions.lock();
         // Sessions closed and dropped leave a dead entry each: a client that opens and closes
@@ -612,6 +613,9 @@ pub(crate) struct SessionInner {
     /// Set when the session's consumers serve a network bridge: the brokers the demand came
     /// through, which their advisories carry so that other bridges do not forward in a loop.
     network_path: OnceLock<Vec<String>>,
+    /// Set when the session's queue consumers forward to another broker (see
+    /// [`Session::set_forwards_to`]).
+    forwards_to: OnceLock<Arc<str>>,
 }
 
 /// Empties a session's transacted sends, giving their bytes back to the broker's memory and
@@ -677,6 +681,23 @@ impl Session {
     /// Set once, before its first consumer; a second call changes nothing.
     pub fn set_network_path(&self, broker_path: Vec<String>) {
         let _ = self.inner.network_path.set(broker_path);
+    }
+
+    /// Marks this session's queue consumers as a network bridge's forwarding to broker
+    /// `remote_broker_id`: a message whose broker path holds it (it came from there) is kept
+    /// from them, unless the queue's `replay_when_no_consumers` lets it go back (see
+    /// `dispatch`). Set once, before its first consumer; a second call changes nothing.
+    pub fn set_forwards_to(&self, remote_broker_id: &str) {
+        let _ = self.inner.forwards_to.set(Arc::from(remote_broker_id));
+    }
+
+    /// Whether `destination`'s policy has `replay_when_no_consumers` (queues only).
+    pub fn replays_when_no_consumers(&self, destination: &Destination) -> bool {
+        self.inner
+            .core
+            .policies
+            .resolve(destination)
+            .replay_when_no_consumers
     }
 
     pub fn producer(&self, destination: Destination) -> Result<Producer> {
@@ -1008,7 +1029,12 @@ impl Session {
         slot: Slot,
     ) -> Consumer {
         let id = self.inner.core.next_id();
-        let rx = dispatcher.add_consumer(id, selector, flow.clone(), exclusive);
+        let role = crate::dispatch::NetworkRole {
+            network: self.inner.network_path.get().is_some()
+                || self.inner.forwards_to.get().is_some(),
+            forwards_to: self.inner.forwards_to.get().cloned(),
+        };
+        let rx = dispatcher.add_consumer(id, selector, flow.clone(), exclusive, role);
         let destination = dispatcher.destination.clone();
         self.consumer_of(id, Target::One(dispatcher), rx, slot, &flow, &destination)
     }

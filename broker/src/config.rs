@@ -85,6 +85,10 @@ pub struct TransportsSection {
     /// OpenWire over TLS (the Java client's `ssl://`), e.g. `127.0.0.1:61617` as ActiveMQ's;
     /// needs `tls_certificate` and `tls_key`.
     pub openwire_tls: Option<String>,
+    /// Advertise the `openwire` listener on a multicast group, e.g. `"multicast://default"`
+    /// (ActiveMQ's `discoveryUri` of a `transportConnector`), for the brokers whose
+    /// `[[network_connectors]]` discover theirs there. Unset: not advertised.
+    pub openwire_discovery: Option<String>,
     /// MQTT 3.1.1 over TCP (ActiveMQ's MQTT transport); empty string to turn it off. Unset
     /// means ActiveMQ's `127.0.0.1:1883`, skipped with a warning when another program (a
     /// Mosquitto, say) holds that port; a port given here that is taken fails the start.
@@ -162,6 +166,7 @@ impl Default for TransportsSection {
             stomp_heartbeat_grace: 2.0,
             openwire: "127.0.0.1:61616".into(),
             openwire_tls: None,
+            openwire_discovery: None,
             mqtt: None,
             mqtt_max_inflight: 100,
             tls_certificate: None,
@@ -290,6 +295,16 @@ impl BrokerConfig {
                 ));
             }
             _ => {}
+        }
+        if let Some(uri) = &t.openwire_discovery {
+            if t.openwire.is_empty() {
+                return Err(ConfigError::new(
+                    "transports.openwire_discovery",
+                    "needs transports.openwire (the listener it advertises)",
+                ));
+            }
+            crate::network::discovery::MulticastUri::parse(uri)
+                .map_err(|e| ConfigError::new("transports.openwire_discovery", e))?;
         }
         if !(t.stomp_heartbeat_grace >= 1.0 && t.stomp_heartbeat_grace <= 1000.0) {
             return Err(ConfigError::new(

@@ -143,10 +143,28 @@ impl Server {
         }
         server.start_websockets(&t, &ctx).await?;
         server.start_mqtt(&t, &ctx).await?;
+        // Advertised once it listens (ActiveMQ's `discoveryUri` of a transport connector).
+        let mut own_services = Vec::new();
+        if let (Some(uri), Some(addr)) = (&t.openwire_discovery, server.openwire) {
+            let uri = crate::network::discovery::MulticastUri::parse(uri)
+                .map_err(|e| anyhow::anyhow!("transports.openwire_discovery: {e}"))?;
+            let service = crate::network::discovery::service_url(addr);
+            own_services.push(service.clone());
+            server
+                .tasks
+                .push(tokio::spawn(crate::network::discovery::advertise(
+                    uri,
+                    service,
+                    ctx.broker.config().broker.name.clone(),
+                    ctx.shutdown.clone(),
+                )));
+        }
         // Bridges to other brokers last: this broker serves its own clients by then.
-        server
-            .tasks
-            .extend(crate::network::start(&ctx.broker, &ctx.shutdown));
+        server.tasks.extend(crate::network::start(
+            &ctx.broker,
+            &ctx.shutdown,
+            &own_services,
+        ));
         Ok(server)
     }
 

@@ -269,6 +269,21 @@ fn each_bad_config_names_its_key() {
             "required with transports.openwire_tls",
         ),
         (
+            "[transports]\nopenwire_discovery = \"multicast://10.0.0.1\"\n",
+            "transports.openwire_discovery",
+            "not a multicast address",
+        ),
+        (
+            "[transports]\nopenwire = \"\"\nopenwire_discovery = \"multicast://default\"\n",
+            "transports.openwire_discovery",
+            "needs transports.openwire",
+        ),
+        (
+            "[[network_connectors]]\nuri = \"multicast://default:x\"\n",
+            "network_connectors[0].uri",
+            "is not a port",
+        ),
+        (
             "[transports]\nstomp_heartbeat_grace = 0.5\n",
             "transports.stomp_heartbeat_grace",
             "between 1.0 and 1000",

@@ -166,6 +166,8 @@ fn localised(config: &toml::Table, dir: &Path) -> PathBuf {
     t.insert("openwire".into(), "127.0.0.1:0".into());
     t.insert("websocket".into(), "".into());
     t.insert("web".into(), "".into());
+    // Tests multicast only inside a network namespace of their own, never on the host's.
+    t.remove("openwire_discovery");
     let path = dir.join("broker.toml");
     std::fs::write(&path, toml::to_string(&c).unwrap()).unwrap();
     path
@@ -537,6 +539,48 @@ const NETWORK: &str = r##"<beans xmlns="http://www.springframework.org/schema/be
   </broker>
 </beans>"##;
 
+const REPLAY: &str = r##"<beans xmlns="http://www.springframework.org/schema/beans">
+  <broker xmlns="http://activemq.apache.org/schema/core" brokerName="b" persistent="false" useJmx="false">
+    <destinationPolicy>
+      <policyMap>
+        <policyEntries>
+          <policyEntry queue="orders.>">
+            <networkBridgeFilterFactory>
+              <conditionalNetworkBridgeFilterFactory replayWhenNoConsumers="true" replayDelay="1000"/>
+            </networkBridgeFilterFactory>
+          </policyEntry>
+          <policyEntry topic="news.>">
+            <networkBridgeFilterFactory>
+              <conditionalNetworkBridgeFilterFactory replayWhenNoConsumers="true"/>
+            </networkBridgeFilterFactory>
+          </policyEntry>
+        </policyEntries>
+      </policyMap>
+    </destinationPolicy>
+  </broker>
+</beans>"##;
+
+#[test]
+fn a_conditional_network_bridge_filter_becomes_replay_when_no_consumers() {
+    let run = run_xml(REPLAY, &[]);
+    let t = run.toml();
+    let entries = get(&t, "policy.entries").unwrap().as_array().unwrap();
+    let e = entries[0].as_table().unwrap();
+    assert_eq!(e["queue"].as_str(), Some("orders.>"));
+    assert_eq!(e["replay_when_no_consumers"].as_bool(), Some(true));
+    assert_eq!(e["replay_delay_ms"].as_integer(), Some(1000));
+    assert_eq!(entries.len(), 1, "{t:?}");
+    assert!(
+        run.unmapped_at(
+            "/beans/broker/destinationPolicy/policyMap/policyEntries/policyEntry[@topic='news.>']/networkBridgeFilterFactory/conditionalNetworkBridgeFilterFactory"
+        )
+        .contains("queues only"),
+        "{}",
+        run.stderr
+    );
+    run.assert_good();
+}
+
 #[test]
 fn network_connectors_static_and_multicast_are_reported() {
     let run = run_xml(NETWORK, &[]);
@@ -558,12 +602,12 @@ fn network_connectors_static_and_multicast_are_reported() {
         run.unmapped_at("/beans/broker/transportConnectors/transportConnector[@name='amqp']")
             .contains("no AMQP")
     );
-    assert!(
-        run.unmapped_at(
-            "/beans/broker/transportConnectors/transportConnector[@name='openwire']/@discoveryUri"
-        )
-        .contains("discovery")
+    // The OpenWire connector's advertisement carries over.
+    assert_eq!(
+        s(&t, "transports.openwire_discovery"),
+        "multicast://default"
     );
+    assert!(!run.stderr.contains("@discoveryUri"), "{}", run.stderr);
 }
 
 const REPLICATED: &str = r##"<beans xmlns="http://www.springframework.org/schema/beans">

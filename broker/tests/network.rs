@@ -591,6 +591,19 @@ impl Drop for ActiveMq {
 }
 
 fn activemq(dir: &Path, rust_openwire: u16) -> Option<ActiveMq> {
+    activemq_with(
+        dir,
+        &format!(
+            r#"<networkConnector name="to-rust" uri="static:(tcp://127.0.0.1:{rust_openwire})"
+                        userName="admin" password="admin"/>"#
+        ),
+        "",
+    )
+}
+
+/// ActiveMQ with `network_connector` (a `<networkConnector>` element) and `openwire_attrs` on
+/// its OpenWire `<transportConnector>`.
+fn activemq_with(dir: &Path, network_connector: &str, openwire_attrs: &str) -> Option<ActiveMq> {
     const JAR: &str = "/usr/share/activemq/bin/activemq.jar";
     if !Path::new(JAR).exists() || Command::new("java").arg("-version").output().is_err() {
         test_support::skip("no Debian activemq package (/usr/share/activemq) or no java");
@@ -611,11 +624,10 @@ fn activemq(dir: &Path, rust_openwire: u16) -> Option<ActiveMq> {
           dataDirectory="{data}">
     <persistenceAdapter><kahaDB directory="{data}/kahadb"/></persistenceAdapter>
     <networkConnectors>
-      <networkConnector name="to-rust" uri="static:(tcp://127.0.0.1:{rust_openwire})"
-                        userName="admin" password="admin"/>
+      {network_connector}
     </networkConnectors>
     <transportConnectors>
-      <transportConnector name="openwire" uri="tcp://127.0.0.1:{openwire}"/>
+      <transportConnector name="openwire" uri="tcp://127.0.0.1:{openwire}" {openwire_attrs}/>
       <transportConnector name="stomp" uri="stomp://127.0.0.1:{stomp}"/>
     </transportConnectors>
   </broker>
@@ -1039,4 +1051,317 @@ async fn a_duplex_bridge_carries_both_directions() {
     a.wait_log("no more demand for queue://back here", 1);
     empty(&b, "/queue/back").await;
     empty(&a, "/queue/fwd").await;
+}
+
+/// Set in the child run of [`multicast_discovery_bridges_the_brokers_it_hears`] that runs
+/// inside its own network namespace.
+const IN_NETNS: &str = "BROKER_NETWORK_TEST_IN_NETNS";
+
+/// Multicast discovery, only ever inside a network namespace this test creates: the test
+/// binary runs itself again under `unshare --net`, where the scenario below brings up a
+/// loopback that carries multicast and starts three brokers on it. Nothing reaches the host's
+/// network. Without the right to create a namespace (not root) it is skipped, unless CI is
+/// set.
+#[test]
+fn multicast_discovery_bridges_the_brokers_it_hears() {
+    in_network_namespace(
+        "multicast_discovery_bridges_the_brokers_it_hears",
+        multicast_scenario,
+    );
+}
+
+/// As above, with Apache ActiveMQ 5.17 (Debian's `activemq`) on the same group: each
+/// discovers the other, and messages flow both ways.
+#[test]
+fn multicast_discovery_with_activemq_5_17() {
+    in_network_namespace(
+        "multicast_discovery_with_activemq_5_17",
+        multicast_activemq_scenario,
+    );
+}
+
+/// Runs `scenario` when this process is the child inside the namespace; otherwise runs test
+/// `name` of this binary again under `unshare --net` and checks that it passed.
+fn in_network_namespace(name: &str, scenario: fn()) {
+    if std::env::var_os(IN_NETNS).is_some() {
+        multicast_loopback();
+        return scenario();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("unshare")
+        .arg("--net")
+        .arg(&exe)
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(IN_NETNS, "1")
+        .output();
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => return skip_or_fail(&format!("cannot run unshare: {e}")),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && stderr.contains("unshare failed") {
+        return skip_or_fail(stderr.trim());
+    }
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // The child ran this very test (a filter matching nothing would pass too).
+    assert!(stdout.contains("1 passed"), "{stdout}\n{stderr}");
+}
+
+/// Inside the namespace: a loopback that carries multicast, the group's only route.
+fn multicast_loopback() {
+    for args in [
+        &["link", "set", "lo", "up"][..],
+        &["link", "set", "lo", "multicast", "on"],
+        &["route", "add", "224.0.0.0/4", "dev", "lo"],
+    ] {
+        let s = Command::new("ip").args(args).status().unwrap();
+        assert!(s.success(), "ip {args:?}");
+    }
+}
+
+/// No namespace to run in: a skip, or a failure under CI.
+fn skip_or_fail(why: &str) {
+    test_support::skip(format!(
+        "multicast discovery needs a network namespace of its own (run as root): {why}"
+    ));
+}
+
+/// Inside the namespace: brokers a, b and c advertise themselves on `multicast://default`
+/// and discover each other there; a's messages reach b's consumer over a bridge nobody
+/// listed; c's clean stop (`dead`) and b's `kill -9` (silence) stop a's bridges to them.
+fn multicast_scenario() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        let discovery = "openwire_discovery = \"multicast://default\"\n[[network_connectors]]\nuri = \"multicast://default\"\nuser_name = \"admin\"\npassword = \"admin\"\ninitial_reconnect_delay_ms = 100\nmax_reconnect_delay_ms = 500\n";
+        let [pa, pb, pc] = free_ports::<3>();
+        let a = start(dir.path(), "a", pa, discovery);
+        let b = start(dir.path(), "b", pb, discovery);
+        let c = start(dir.path(), "c", pc, discovery);
+        for (n, others) in [(&a, [&b, &c]), (&b, [&a, &c]), (&c, [&a, &b])] {
+            for o in others {
+                n.wait_log(
+                    &format!(
+                        "discovered broker {} at tcp://127.0.0.1:{}: bridging",
+                        o.name, o.openwire
+                    ),
+                    1,
+                );
+            }
+            n.wait_log("network bridge connected", 2);
+            // Never itself.
+            let own = format!("discovered broker {} ", n.name);
+            assert!(!n.log_text().contains(&own), "{}", n.log_text());
+        }
+
+        let mut consumer = b.client().await;
+        consumer
+            .subscribe("s", "/queue/mc", "client-individual", &[])
+            .await
+            .unwrap();
+        a.wait_log("demand for queue://mc", 1);
+        let mut producer = a.client().await;
+        send_all(&mut producer, "/queue/mc", 0..50).await;
+        assert_eq!(receive(&mut consumer, 50, &a).await, expected(0..50));
+        nothing(&mut consumer).await;
+
+        // A clean stop says `dead`.
+        let pid = rustix::process::Pid::from_raw(c.child.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        a.wait_log(
+            &format!("broker c at tcp://127.0.0.1:{pc} left the group: its bridge stops"),
+            1,
+        );
+        drop(c);
+        // A killed broker falls silent.
+        drop(consumer);
+        b.kill();
+        a.wait_log(
+            &format!("broker at tcp://127.0.0.1:{pb} not heard for 5000 ms: its bridge stops"),
+            1,
+        );
+    });
+}
+
+/// A line of `/metrics` of `node` containing `text`, waited for (bounded).
+async fn wait_metric(node: &Node, text: &str) {
+    const ADMIN: (&str, &str) = ("Authorization", "Basic YWRtaW46YWRtaW4=");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = common::http::request(node.web(), "GET", "/metrics", &[ADMIN], None).await;
+        if m.body.contains(text) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}: no {text:?} in /metrics:\n{}",
+            node.name,
+            m.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Brokers a and b bridged both ways, b with `policy` (config text) for queue r. 20 messages
+/// sent on a reach b's consumer, which takes 5 and leaves; then a consumer comes to a.
+/// Returns the brokers and the consumer on a.
+async fn consumer_moves_from_b_to_a(dir: &Path, policy: &str) -> (Node, Node, StompClient) {
+    let [pa, pb] = free_ports::<2>();
+    let b = start_with(
+        dir,
+        "b",
+        pb,
+        &format!("{}{policy}", connector(&[pa], "")),
+        "127.0.0.1:0",
+    );
+    let a = start(dir, "a", pa, &connector(&[pb], ""));
+    a.wait_log("network bridge connected", 1);
+    b.wait_log("network bridge connected", 1);
+    let mut on_b = b.client().await;
+    on_b.subscribe(
+        "s",
+        "/queue/r",
+        "client-individual",
+        &[("activemq.prefetchSize", "1")],
+    )
+    .await
+    .unwrap();
+    a.wait_log("demand for queue://r", 1);
+    let mut producer = a.client().await;
+    send_all(&mut producer, "/queue/r", 0..20).await;
+    // Every one stored on b (and so acked on a) before its consumer leaves.
+    wait_metric(&b, "broker_network_received 20").await;
+    assert_eq!(receive(&mut on_b, 5, &b).await, expected(0..5));
+    on_b.disconnect().await.unwrap();
+    a.wait_log("no more demand for queue://r on b", 1);
+    let mut on_a = a.client().await;
+    on_a.subscribe("s", "/queue/r", "client-individual", &[])
+        .await
+        .unwrap();
+    b.wait_log("demand for queue://r on a: forwarding", 1);
+    (a, b, on_a)
+}
+
+/// `replay_when_no_consumers` on b's queue: the messages b was sent for a consumer that then
+/// left go back to a, where a consumer now is, each exactly once, despite a being in their
+/// broker path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_when_no_consumers_sends_them_back_to_the_broker_with_a_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = "[[policy.entries]]\nqueue = \"r\"\nreplay_when_no_consumers = true\nreplay_delay_ms = 1000\n";
+    let (a, b, mut on_a) = consumer_moves_from_b_to_a(dir.path(), policy).await;
+    let mut got = receive(&mut on_a, 15, &b).await;
+    got.sort_by_key(|m| m[1..].parse::<u32>().unwrap());
+    assert_eq!(got, expected(5..20));
+    nothing(&mut on_a).await;
+    drop(on_a);
+    // Nothing was left behind on b, nor stored twice on a.
+    empty(&b, "/queue/r").await;
+    empty(&a, "/queue/r").await;
+}
+
+/// Without the policy (ActiveMQ's default) they stay on b until a consumer comes back there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_replay_forwarded_messages_stay_where_their_consumer_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_a, b, mut on_a) = consumer_moves_from_b_to_a(dir.path(), "").await;
+    // Longer than the other test's replay delay.
+    if let Some(f) = on_a.recv_timeout(Duration::from_secs(3)).await.unwrap() {
+        panic!("replayed without the policy: {}", body(&f));
+    }
+    drop(on_a);
+    let mut on_b = b.client().await;
+    on_b.subscribe("s", "/queue/r", "client-individual", &[])
+        .await
+        .unwrap();
+    let mut got = receive(&mut on_b, 15, &b).await;
+    got.sort_by_key(|m| m[1..].parse::<u32>().unwrap());
+    assert_eq!(got, expected(5..20));
+    nothing(&mut on_b).await;
+}
+
+/// Inside the namespace: this broker and ActiveMQ advertise themselves on
+/// `multicast://default` and each bridges to the other it discovers there. ActiveMQ is told to
+/// join the group on `lo` (`joinNetworkInterface`): left to itself it picks the last
+/// non-loopback interface, and the namespace has none.
+fn multicast_activemq_scenario() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        const GROUP: &str = "multicast://default?joinNetworkInterface=lo";
+        let Some(amq) = activemq_with(
+            dir.path(),
+            &format!(r#"<networkConnector name="mc" uri="{GROUP}" userName="admin" password="admin"/>"#),
+            &format!(r#"discoveryUri="{GROUP}""#),
+        ) else {
+            return;
+        };
+        let rust = start(
+            dir.path(),
+            "rust",
+            free_port(),
+            "openwire_discovery = \"multicast://default\"\n[[network_connectors]]\nuri = \"multicast://default\"\nuser_name = \"admin\"\npassword = \"admin\"\ninitial_reconnect_delay_ms = 100\nmax_reconnect_delay_ms = 500\n",
+        );
+        rust.wait_log(
+            // ActiveMQ advertises its listener under the name of the address (`localhost`).
+            &format!(":{}: bridging", amq.openwire),
+            1,
+        );
+        rust.wait_log("network bridge connected to amq", 1);
+
+        let mut on_amq = amq.client().await;
+        on_amq
+            .subscribe("a", "/queue/to.amq", "client-individual", &[])
+            .await
+            .unwrap();
+        let mut on_rust = rust.client().await;
+        on_rust
+            .subscribe("r", "/queue/to.rust", "client-individual", &[])
+            .await
+            .unwrap();
+        rust.wait_log("demand for queue://to.amq", 1);
+        let mut producer = rust.client().await;
+        send_all(&mut producer, "/queue/to.amq", 0..20).await;
+        let mut got = Vec::new();
+        for _ in 0..20 {
+            match next(&mut on_amq, Duration::from_secs(30)).await {
+                Some(f) => got.push(body(&f)),
+                None => panic!("{} of 20 reached ActiveMQ; this broker's log:\n{}", got.len(), rust.log_text()),
+            }
+        }
+        assert_eq!(got, expected(0..20));
+        // ActiveMQ's bridge, from its own discovery of this broker.
+        let mut producer = amq.client().await;
+        send_all(&mut producer, "/queue/to.rust", 0..20).await;
+        let mut got = Vec::new();
+        for _ in 0..20 {
+            match next(&mut on_rust, Duration::from_secs(60)).await {
+                Some(f) => got.push(body(&f)),
+                None => panic!(
+                    "{} of 20 came from ActiveMQ; its log:\n{}\nthis broker's log:\n{}",
+                    got.len(),
+                    amq.log_text(),
+                    rust.log_text()
+                ),
+            }
+        }
+        assert_eq!(got, expected(0..20));
+        nothing(&mut on_rust).await;
+        nothing(&mut on_amq).await;
+        // ActiveMQ's bridge came from its multicast discovery of this broker.
+        let found = format!(
+            "DiscoveryNetworkConnector - Establishing network connection from vm://amq to tcp://127.0.0.1:{}",
+            rust.openwire
+        );
+        assert!(amq.log_text().contains(&found), "{}", amq.log_text());
+    });
 }

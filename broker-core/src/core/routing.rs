@@ -73,6 +73,10 @@ impl QueueFanIn {
             self.flow.clone(),
             // A wildcard consumer is never exclusive on the queues it matches.
             false,
+            // Counted as one of this broker's own consumers: a bridge forwarding a wildcard
+            // (rare: demand is per destination) keeps its queues from replaying, never loops
+            // (its loop selector stays).
+            crate::dispatch::NetworkRole::default(),
             self.tx.clone(),
         );
         attached.push(Arc::clone(d));

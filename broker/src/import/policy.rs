@@ -231,6 +231,27 @@ fn policy_entry(
             dead_letter_strategy(ctx, s, e, is_default)?;
         }
     }
+    if let Some(f) = child(pe, "networkBridgeFilterFactory") {
+        ctx.visit(f);
+        // Its other attributes (rateLimit, selectorAware, ...) are reported by the leftover
+        // walk.
+        if let Some(c) = child(f, "conditionalNetworkBridgeFilterFactory") {
+            ctx.visit(c);
+            if e.kind == "topic" {
+                ctx.unmapped(
+                    c,
+                    "replay applies to queues only here (ActiveMQ ignores it for topics)",
+                );
+            } else {
+                if let Some(r) = ctx.bool_attr(c, "replayWhenNoConsumers")? {
+                    e.set("replay_when_no_consumers", r);
+                }
+                if let Some(ms) = ctx.u64_attr(c, "replayDelay")? {
+                    e.set("replay_delay_ms", int(ms));
+                }
+            }
+        }
+    }
     Ok(())
 }
 

@@ -79,7 +79,9 @@ pub(crate) fn attribute(element: &str, attr: &str) -> &'static str {
             "no JMX here; the web console (transports.web) and its /metrics and JSON API instead"
         }
         (_, "enableStatistics") => "statistics are always kept (console, /metrics)",
-        (_, "discoveryUri") => "no discovery (multicast or otherwise) in this broker",
+        (_, "discoveryUri") => {
+            "only the OpenWire connector is advertised (transports.openwire_discovery)"
+        }
         (_, "updateClusterClients" | "rebalanceClusterClients" | "updateClusterFilter") => {
             "no broker clusters to tell clients about (no network connectors yet)"
         }

@@ -152,6 +152,22 @@ pub(super) fn map(ctx: &mut Ctx, root: Node, b: Node, doc: &mut Doc) -> Result<(
             } else {
                 doc.table("transports").set(key, value);
             }
+            // The multicast advertisement of the OpenWire listener; the other protocols are
+            // not advertised here (the leftover walk reports theirs).
+            if key == "openwire"
+                && let Some(d) = ctx.attr(tc, "discoveryUri")?
+            {
+                match crate::network::discovery::MulticastUri::parse(&d) {
+                    Ok(_) => {
+                        doc.table("transports")
+                            .set("openwire_discovery", Value::String(d));
+                    }
+                    Err(e) => ctx.unmapped_at(
+                        attr_path(tc, "discoveryUri"),
+                        format!("only multicast:// discovery here: {e}"),
+                    ),
+                }
+            }
             for (k, v) in options {
                 let bare = k.strip_prefix("transport.").unwrap_or(&k);
                 match bare {

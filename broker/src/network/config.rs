@@ -20,7 +20,8 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields, default)]
 pub struct NetworkConnector {
     /// `static:(tcp://h:p,tcp://h:p)` or a bare `tcp://h:p`; each URI may carry
-    /// `?user=..&password=..`. Required.
+    /// `?user=..&password=..`. Or `multicast://default` (`multicast://239.255.2.3:6155?group=NAME`):
+    /// a bridge to every broker advertising itself on that group. Required.
     pub uri: String,
     /// Names the bridge in the log, the console and its connections. `bridge`.
     pub name: String,
@@ -120,8 +121,26 @@ impl Filters {
     }
 }
 
+/// How a connector finds its remote brokers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discovery {
+    /// The brokers the URI lists.
+    Static(Vec<Remote>),
+    /// Those advertising on a multicast group.
+    Multicast(super::discovery::MulticastUri),
+}
+
 impl NetworkConnector {
-    /// The remote brokers of `uri`.
+    /// How `uri` finds the remote brokers.
+    pub fn discovery(&self) -> Result<Discovery, String> {
+        if self.uri.trim().starts_with("multicast:") {
+            super::discovery::MulticastUri::parse(&self.uri).map(Discovery::Multicast)
+        } else {
+            self.remotes().map(Discovery::Static)
+        }
+    }
+
+    /// The remote brokers of a static `uri`.
     pub fn remotes(&self) -> Result<Vec<Remote>, String> {
         let uri = self.uri.trim();
         let list = if let Some(rest) = uri.strip_prefix("static:") {
@@ -144,7 +163,8 @@ impl NetworkConnector {
         Ok(out)
     }
 
-    fn remote(&self, one: &str) -> Result<Remote, String> {
+    /// One `tcp://host:port?options` remote broker, with this connector's login.
+    pub(crate) fn remote(&self, one: &str) -> Result<Remote, String> {
         let rest = one
             .strip_prefix("tcp://")
             .ok_or_else(|| format!("{one:?}: only tcp:// remote brokers are supported"))?;
@@ -207,7 +227,7 @@ impl NetworkConnector {
         if self.uri.trim().is_empty() {
             return Err(ConfigError::new(format!("{key}.uri"), "is required"));
         }
-        self.remotes()
+        self.discovery()
             .map_err(|e| ConfigError::new(format!("{key}.uri"), e))?;
         if self.name.is_empty() {
             return Err(ConfigError::new(format!("{key}.name"), "must not be empty"));
@@ -309,6 +329,15 @@ mod tests {
         assert!(connector("static:(udp://h:2)").remotes().is_err());
         assert!(connector("static:()").remotes().is_err());
         assert!(connector("tcp://nohost").remotes().is_err());
+        let Ok(Discovery::Multicast(m)) = connector("multicast://default?group=g").discovery()
+        else {
+            panic!("a multicast connector");
+        };
+        assert_eq!(m.group, "g");
+        let e = connector("multicast://10.1.1.1")
+            .validate("network_connectors[0]")
+            .unwrap_err();
+        assert!(e.to_string().contains("network_connectors[0].uri"), "{e}");
     }
 
     #[test]

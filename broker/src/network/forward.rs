@@ -58,10 +58,20 @@ impl Forwarder {
     ) -> Result<Forwarder, BrokerError> {
         let session = connection.session(AckMode::Individual)?;
         session.set_network_path(network_path);
-        let selector = loop_selector(&shared.link.remote_broker_id);
+        let remote = &shared.link.remote_broker_id;
+        // A queue's dispatcher keeps back what came from `remote` by itself, and lets it go
+        // back under `replay_when_no_consumers`; the selector does it everywhere else
+        // (topics, wildcards), and for the queues without replay too.
+        let replay = destination.is_queue()
+            && !broker_core::destination_filter::has_wildcard_chars(&destination.name)
+            && session.replays_when_no_consumers(&destination);
+        if destination.is_queue() {
+            session.set_forwards_to(remote);
+        }
+        let selector = (!replay).then(|| loop_selector(remote));
         let consumer = Arc::new(
             session
-                .consumer_with_prefetch(destination.clone(), Some(&selector), shared.prefetch)
+                .consumer_with_prefetch(destination.clone(), selector.as_deref(), shared.prefetch)
                 .await?,
         );
         let task = tokio::spawn(run(session, Arc::clone(&consumer), shared));

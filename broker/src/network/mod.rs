@@ -7,10 +7,14 @@
 //! destination on A and sends each message to B, acking it on A only once B answered that it
 //! stored it. Loops are stopped by broker paths: every forwarded message and every consumer
 //! opened for a bridge carries the ids of the brokers it came through.
+//!
+//! The remote brokers are listed (`static:`) or discovered on a multicast group
+//! (`multicast://`, see [`discovery`]).
 
 mod bridge;
 pub mod broker_id;
 pub mod config;
+pub mod discovery;
 mod duplex;
 mod forward;
 mod link;
@@ -27,16 +31,21 @@ pub use config::NetworkConnector;
 /// The property a message's broker path is kept in while it is in this broker (OpenWire
 /// carries it in `Message.brokerPath`; other protocols see it as a header/property): the
 /// ids of the brokers it was forwarded from, comma-separated, oldest first.
-pub const BROKER_PATH_PROPERTY: &str = "JMSXBrokerPath";
+pub use broker_core::BROKER_PATH_PROPERTY;
 
-/// Starts a bridge per remote broker of each `[[network_connectors]]` entry; they run until
-/// `shutdown` turns true.
-pub fn start(broker: &Arc<crate::Broker>, shutdown: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+/// Starts a bridge per remote broker of each static `[[network_connectors]]` entry, and a
+/// listener for each multicast one (which bridges to each broker it discovers, except those
+/// advertising one of `own_services`, this broker's); they run until `shutdown` turns true.
+pub fn start(
+    broker: &Arc<crate::Broker>,
+    shutdown: &watch::Receiver<bool>,
+    own_services: &[String],
+) -> Vec<JoinHandle<()>> {
     let mut tasks = Vec::new();
     for (i, c) in broker.config().network_connectors.iter().enumerate() {
         let key = format!("network_connectors[{i}]");
         // Validated with the config; a config built in code that is not is skipped, loudly.
-        let (remotes, filters) = match (c.remotes(), c.filters(&key)) {
+        let (discovery, filters) = match (c.discovery(), c.filters(&key)) {
             (Ok(r), Ok(f)) => (r, f),
             (Err(e), _) => {
                 warn!("{key}.uri: {e}; connector not started");
@@ -49,6 +58,23 @@ pub fn start(broker: &Arc<crate::Broker>, shutdown: &watch::Receiver<bool>) -> V
         };
         let connector = Arc::new(c.clone());
         let filters = Arc::new(filters);
+        let remotes = match discovery {
+            config::Discovery::Static(r) => r,
+            config::Discovery::Multicast(uri) => {
+                let d = discovery::Discovery {
+                    uri,
+                    connector,
+                    filters,
+                    own_services: own_services.iter().cloned().collect(),
+                };
+                tasks.push(tokio::spawn(discovery::discover(
+                    d,
+                    Arc::clone(broker),
+                    shutdown.clone(),
+                )));
+                continue;
+            }
+        };
         for remote in remotes {
             let status = broker.network().register(&c.name, &remote.address);
             let spec = bridge::Spec {

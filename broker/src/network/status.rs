@@ -99,6 +99,11 @@ impl Network {
         s
     }
 
+    /// Takes a bridge off the list (a discovered broker that left).
+    pub fn unregister(&self, status: &Arc<BridgeStatus>) {
+        self.bridges.lock().retain(|b| !Arc::ptr_eq(b, status));
+    }
+
     pub fn bridges(&self) -> Vec<BridgeView> {
         self.bridges
             .lock()

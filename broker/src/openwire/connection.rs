@@ -672,9 +672,12 @@ fn audit_id(m: &openwire::Message) -> Option<(String, i64)> {
     }
     let id = m.message_id.as_ref()?;
     let producer = id.producer_id.as_ref()?;
+    // With its hops: a message replayed back here (`replay_when_no_consumers`) and then
+    // forwarded here again has a longer path, and is no resend of the first copy.
+    let hops = m.broker_path.as_ref().map_or(0, Vec::len);
     Some((
         format!(
-            "{}:{}:{}",
+            "{}:{}:{}#{hops}",
             producer.connection_id, producer.session_id, producer.value
         ),
         id.producer_sequence_id,
