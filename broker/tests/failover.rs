@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use broker::client::{ConnectOptions, StompClient, connect_any};
 use broker::url::{Endpoint, parse};
-use parking_lot::Mutex;
 use common::process::{BIN, BrokerProcess};
+use parking_lot::Mutex;
 use test_support::{free_port, proxy};
 
 /// Every broker here logs its locker at debug.

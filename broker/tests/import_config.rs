@@ -529,7 +529,15 @@ fn the_jdbc_example_on_mysql() {
 const NETWORK: &str = r##"<beans xmlns="http://www.springframework.org/schema/beans">
   <broker xmlns="http://activemq.apache.org/schema/core" brokerName="hub" persistent="false" useJmx="false">
     <networkConnectors>
-      <networkConnector name="bridge" uri="static:(tcp://remote1:61616,tcp://remote2:61616)" duplex="true" networkTTL="2"/>
+      <networkConnector name="bridge" uri="static:(tcp://remote1:61616,tcp://remote2:61616)" duplex="true" networkTTL="2" messageTTL="3">
+        <excludedDestinations>
+          <queue physicalName="internal.>"/>
+          <topic physicalName="ActiveMQ.Advisory.>"/>
+        </excludedDestinations>
+        <staticallyIncludedDestinations>
+          <topic physicalName="prices"/>
+        </staticallyIncludedDestinations>
+      </networkConnector>
       <networkConnector uri="multicast://default" dynamicOnly="true"/>
     </networkConnectors>
     <transportConnectors>
@@ -582,21 +590,49 @@ fn a_conditional_network_bridge_filter_becomes_replay_when_no_consumers() {
 }
 
 #[test]
-fn network_connectors_static_and_multicast_are_reported() {
+fn network_connectors_static_and_multicast_become_network_connectors() {
     let run = run_xml(NETWORK, &[]);
     run.assert_good();
     let t = run.toml();
     assert_eq!(s(&t, "persistence.kind"), "memory");
-    let bridge =
-        run.unmapped_at("/beans/broker/networkConnectors/networkConnector[@name='bridge']");
-    assert!(
-        bridge.contains("static:(tcp://remote1:61616,tcp://remote2:61616)")
-            && bridge.contains("no network connectors"),
-        "{bridge}"
+    let connectors = t["network_connectors"]
+        .as_array()
+        .expect("[[network_connectors]]");
+    assert_eq!(connectors.len(), 2, "{t:?}");
+    let bridge = &connectors[0];
+    assert_eq!(
+        bridge["uri"].as_str(),
+        Some("static:(tcp://remote1:61616,tcp://remote2:61616)")
     );
-    let multicast = run.unmapped_at("/beans/broker/networkConnectors/networkConnector[2]");
-    assert!(multicast.contains("multicast://default"), "{multicast}");
-    // One line per connector, not one per attribute.
+    assert_eq!(bridge["name"].as_str(), Some("bridge"));
+    assert_eq!(bridge["duplex"].as_bool(), Some(true));
+    assert_eq!(bridge["network_ttl"].as_integer(), Some(2));
+    assert_eq!(
+        bridge["excluded_destinations"].as_array().map(|a| a.len()),
+        Some(2)
+    );
+    assert_eq!(
+        bridge["excluded_destinations"][0].as_str(),
+        Some("queue://internal.>")
+    );
+    assert_eq!(
+        bridge["statically_included_destinations"][0].as_str(),
+        Some("topic://prices")
+    );
+    let discovered = &connectors[1];
+    assert_eq!(discovered["uri"].as_str(), Some("multicast://default"));
+    assert_eq!(discovered["dynamic_only"].as_bool(), Some(true));
+    // ActiveMQ's default name is the first one's: the second gets one of its own.
+    assert_eq!(discovered["name"].as_str(), Some("bridge-2"));
+    // What has no counterpart is named attribute by attribute.
+    assert!(
+        run.unmapped_at(
+            "/beans/broker/networkConnectors/networkConnector[@name='bridge']/@messageTTL"
+        )
+        .contains("messageTTL"),
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("@duplex") && !run.stderr.contains("@dynamicOnly"));
     assert!(
         run.unmapped_at("/beans/broker/transportConnectors/transportConnector[@name='amqp']")

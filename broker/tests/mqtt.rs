@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use broker::client::{ConnectOptions, StompClient};
 use broker::url::Endpoint;
-use common::process::BrokerProcess;
 use bytes::{Bytes, BytesMut};
+use common::process::BrokerProcess;
 use mqtt_codec::{Connect, ConnectReturnCode, Packet, Publish, QoS, Subscribe, Will};
 
 /// A `broker start` child with STOMP and MQTT on ephemeral ports; killed when dropped.
@@ -64,7 +64,12 @@ impl MqttBroker {
     /// Whether a logged line holds all of `parts` (waits for the log to catch up).
     fn logged(&self, parts: &[&str]) -> bool {
         for _ in 0..200 {
-            if self.process.log().lines().any(|l| parts.iter().all(|p| l.contains(p))) {
+            if self
+                .process
+                .log()
+                .lines()
+                .any(|l| parts.iter().all(|p| l.contains(p)))
+            {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use broker::client::{ConnectOptions, StompClient};
 use broker::stomp::frame::Frame;
 use broker::url::Endpoint;
+use test_support::{free_port, free_ports};
 
 /// A `broker` process, killed (SIGKILL) when dropped.
 struct Node {
@@ -29,19 +30,6 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A port free now, for a broker that must come back on the same one after a restart.
-fn free_port() -> u16 {
-    free_ports::<1>()[0]
-}
-
-/// `N` distinct ports free now (held together while chosen, so never the same one twice).
-fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<std::net::TcpListener> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 /// A connector to the brokers listening for OpenWire on `ports`, with fast reconnects.

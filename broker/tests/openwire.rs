@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use common::TestBroker;
-use common::process::BrokerProcess;
 use common::java::classpath;
+use common::process::BrokerProcess;
 use openwire::{Command, WireFormatInfo, WireFormatOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -744,7 +744,12 @@ impl RawClient {
     }
 
     /// Logs in as `user` with connection id `id`, then creates temporary queue `temp`.
-    async fn login_with_temp_queue(&mut self, id: &str, user: &str, temp: &str) -> Result<(), String> {
+    async fn login_with_temp_queue(
+        &mut self,
+        id: &str,
+        user: &str,
+        temp: &str,
+    ) -> Result<(), String> {
         self.send(Command::ConnectionInfo(openwire::ConnectionInfo {
             command_id: 1,
             response_required: true,
@@ -791,7 +796,10 @@ async fn a_client_reconnecting_with_its_connection_id_replaces_the_stale_connect
     };
     let (id, temp) = ("ID:client-host-1-1-1:1", "ID:client-host-1-1-1:1:1");
     let mut stale = RawClient::connect(port).await;
-    stale.login_with_temp_queue(id, "admin", temp).await.unwrap();
+    stale
+        .login_with_temp_queue(id, "admin", temp)
+        .await
+        .unwrap();
 
     // Another user cannot take the id over; the stale connection stays.
     let mut intruder = RawClient::connect(port).await;

@@ -15,6 +15,7 @@
 //! bookkeeping that makes the import exhaustive, `out` the TOML writer.
 
 pub mod kahadb;
+mod network;
 mod out;
 mod persistence;
 mod policy;
@@ -177,18 +178,7 @@ pub fn import(
     if let Some(p) = child(broker, "plugins") {
         ctx.visit(p);
     }
-    for nc in children(broker, "networkConnectors") {
-        ctx.visit(nc);
-        for c in elements(nc) {
-            let uri = c.attribute("uri").unwrap_or("(no uri)");
-            ctx.unmapped(
-                c,
-                format!(
-                    "uri {uri}: no network connectors (broker-to-broker bridges) in this broker yet"
-                ),
-            );
-        }
-    }
+    network::map(&mut ctx, broker, &mut doc)?;
 
     ctx.report_leftovers(root);
     // By path, so that what concerns one element reads together whatever mapper found it.

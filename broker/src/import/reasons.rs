@@ -10,8 +10,8 @@ pub(crate) fn element(local: &str, n: Node) -> String {
         "managementContext" => {
             "no JMX here; the web console (transports.web) and its /metrics and JSON API instead"
         }
-        "networkConnectors" | "networkConnector" | "multicastNetworkConnector" => {
-            "no network connectors (broker-to-broker bridges) in this broker yet"
+        "multicastNetworkConnector" | "ldapNetworkConnector" => {
+            "only networkConnector (static: or multicast: discovery) is mapped; write it as a networkConnector"
         }
         "sslContext" => {
             "Java key stores are not read; convert the key and certificate to PEM (keytool -importkeystore to PKCS12, then openssl pkcs12) and set transports.tls_certificate and transports.tls_key"

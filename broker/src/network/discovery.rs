@@ -40,6 +40,10 @@ pub const MISSED_BEATS: u32 = 10;
 const TYPE_SUFFIX: &str = ".ActiveMQ-4.";
 /// ActiveMQ's receive buffer: a longer datagram is cut, so nothing longer is sent.
 const MAX_DATAGRAM: usize = 8192;
+/// Brokers one connector bridges to at most: anyone on the segment can send adverts, and each
+/// is a bridge (a task and a connection), so a flood of made-up ones must not grow without
+/// bound. ActiveMQ has no such limit.
+const MAX_DISCOVERED: usize = 256;
 /// Multicast TTL of the advertisements: the local subnet only (ActiveMQ's `timeToLive`).
 const TTL: u32 = 1;
 
@@ -302,6 +306,8 @@ pub async fn discover(
                         Beat::Alive => {
                             if let Some(f) = found.get_mut(&advert.service) {
                                 f.last_heard = Instant::now();
+                            } else if found.len() >= MAX_DISCOVERED {
+                                debug!(bridge = %name, "{} advertised, but {MAX_DISCOVERED} brokers are bridged already: ignored", advert.service);
                             } else if let Some(f) = start_bridge(&d, &broker, &advert) {
                                 found.insert(advert.service, f);
                             }

@@ -129,7 +129,10 @@ impl Drop for Registration {
         {
             let mut slots = self.registry.slots.lock();
             // A connection that replaced this one holds the id now: it stays.
-            if slots.get(&self.id).is_some_and(|s| Arc::ptr_eq(s, &self.slot)) {
+            if slots
+                .get(&self.id)
+                .is_some_and(|s| Arc::ptr_eq(s, &self.slot))
+            {
                 slots.remove(&self.id);
             }
         }
