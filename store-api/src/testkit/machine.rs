@@ -598,7 +598,10 @@ where
     } else {
         config
     };
-    let config = match std::env::var("MODEL_CASES").ok().and_then(|c| c.parse().ok()) {
+    let config = match std::env::var("MODEL_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+    {
         Some(cases) => ModelTestConfig { cases, ..config },
         None => config,
     };
