@@ -5,31 +5,22 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use broker::client::{ConnectOptions, StompClient};
 use broker::stomp::frame::Frame;
 use broker::url::Endpoint;
+use common::process::BrokerProcess;
 use test_support::{free_port, free_ports};
 
-/// A `broker` process, killed (SIGKILL) when dropped.
+/// A `broker` process (killed with SIGKILL when dropped) and its addresses.
 struct Node {
-    child: Child,
+    process: BrokerProcess,
     name: String,
     stomp: Endpoint,
     openwire: u16,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A connector to the brokers listening for OpenWire on `ports`, with fast reconnects.
@@ -60,40 +51,14 @@ fn start_with(dir: &Path, name: &str, openwire: u16, extra: &str, web: &str) -> 
         ),
     )
     .unwrap();
-    let mut child = Command::new(common::process::BIN)
-        .args(["start", "--config"])
-        .arg(&config)
-        .env("NO_COLOR", "1")
-        .env(
-            "RUST_LOG",
-            "info,broker::network=debug,broker::openwire=debug",
-        )
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn broker");
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    {
-        let log = Arc::clone(&log);
-        // Drains stderr for the broker's whole life, so that it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            const MARK: &str = "listening for STOMP on ";
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(i) = line.find(MARK) {
-                    let _ = tx.send(line[i + MARK.len()..].trim().to_owned());
-                }
-                log.lock().unwrap().push(line);
-            }
-        });
-    }
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the broker announces its STOMP address");
+    let process = BrokerProcess::start(
+        &config,
+        "info,broker::network=debug,broker::openwire=debug",
+    );
+    let url = process.announced("listening for STOMP on ", Duration::from_secs(60));
     let addr: std::net::SocketAddr = url.trim_start_matches("tcp://").parse().unwrap();
     let node = Node {
-        child,
+        process,
         name: name.to_owned(),
         stomp: Endpoint {
             host: addr.ip().to_string(),
@@ -101,7 +66,6 @@ fn start_with(dir: &Path, name: &str, openwire: u16, extra: &str, web: &str) -> 
             tls: false,
         },
         openwire,
-        log,
     };
     // Its OpenWire port is taken before another is chosen.
     node.wait_log("listening for OpenWire on", 1);
@@ -112,10 +76,9 @@ impl Node {
     /// The web console's address, as the log announced it.
     fn web(&self) -> std::net::SocketAddr {
         self.wait_log("web console on http://", 1);
-        let log = self.log.lock().unwrap();
-        let line = log
-            .iter()
-            .find(|l| l.contains("web console on http://"))
+        let line = self
+            .process
+            .find_after(0, "web console on http://")
             .unwrap();
         let at = line.find("http://").unwrap() + "http://".len();
         line[at..].trim().trim_end_matches('/').parse().unwrap()
@@ -125,14 +88,7 @@ impl Node {
     fn wait_log(&self, text: &str, count: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let n = self
-                .log
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|l| l.contains(text))
-                .count();
-            if n >= count {
+            if self.process.count(text) >= count {
                 return;
             }
             if Instant::now() > deadline {
@@ -144,7 +100,7 @@ impl Node {
     }
 
     fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.process.log()
     }
 
     async fn client(&self) -> StompClient {
@@ -174,9 +130,8 @@ impl Node {
         .expect("connect")
     }
 
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn kill(self) {
+        self.process.kill9();
     }
 }
 
@@ -1159,7 +1114,7 @@ fn multicast_scenario() {
         nothing(&mut consumer).await;
 
         // A clean stop says `dead`.
-        let pid = rustix::process::Pid::from_raw(c.child.id() as i32).unwrap();
+        let pid = c.process.pid();
         rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
         a.wait_log(
             &format!("broker c at tcp://127.0.0.1:{pc} left the group: its bridge stops"),

@@ -120,6 +120,11 @@ impl BrokerProcess {
         lock(&self.log).len()
     }
 
+    /// How many logged lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        lock(&self.log).iter().filter(|l| l.contains(needle)).count()
+    }
+
     /// True once a line containing `needle` was logged.
     pub fn has(&self, needle: &str) -> bool {
         self.find_after(0, needle).is_some()
