@@ -51,10 +51,8 @@ fn start_with(dir: &Path, name: &str, openwire: u16, extra: &str, web: &str) -> 
         ),
     )
     .unwrap();
-    let process = BrokerProcess::start(
-        &config,
-        "info,broker::network=debug,broker::openwire=debug",
-    );
+    let process =
+        BrokerProcess::start(&config, "info,broker::network=debug,broker::openwire=debug");
     let url = process.announced("listening for STOMP on ", Duration::from_secs(60));
     let addr: std::net::SocketAddr = url.trim_start_matches("tcp://").parse().unwrap();
     let node = Node {

@@ -122,7 +122,10 @@ impl BrokerProcess {
 
     /// How many logged lines contain `needle`.
     pub fn count(&self, needle: &str) -> usize {
-        lock(&self.log).iter().filter(|l| l.contains(needle)).count()
+        lock(&self.log)
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
     }
 
     /// True once a line containing `needle` was logged.
