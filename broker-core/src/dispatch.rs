@@ -735,18 +735,10 @@ impl Dispatcher {
         if self.is_dead_letter_queue(&core) {
             return self.redeliver(id).await;
         }
-        let entry = {
-            let mut st = self.state.lock();
-            let Some(f) = st.in_flight.remove(id) else {
-                return;
-            };
-            if st.closed {
-                drop(st);
-                self.release(f.entry.size);
-                return;
-            }
-            f.entry
+        let Some((st, entry)) = self.take_in_flight(id) else {
+            return;
         };
+        drop(st);
         core.dead_letter(self, &entry.message, cause).await;
         self.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
         self.release(entry.size);
@@ -796,20 +788,31 @@ impl Dispatcher {
     /// Returns a message a consumer never handed to the application (it closed with it
     /// prefetched): not a redelivery.
     pub(crate) fn give_back(&self, id: &MessageId) {
-        let mut st = self.state.lock();
-        let Some(f) = st.in_flight.remove(id) else {
+        let Some((mut st, entry)) = self.take_in_flight(id) else {
             return;
         };
+        let key = (std::cmp::Reverse(entry.message.priority), entry.arrival);
+        st.index.insert(entry.message.id.clone(), key);
+        st.window.insert(key, entry);
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// Takes delivered message `id` out of the in-flight set, with the state still locked;
+    /// `None` when it is not there, or when the dispatcher has closed (its memory is given
+    /// back then: nothing more will happen to it here).
+    fn take_in_flight(
+        &self,
+        id: &MessageId,
+    ) -> Option<(parking_lot::MutexGuard<'_, State>, Entry)> {
+        let mut st = self.state.lock();
+        let f = st.in_flight.remove(id)?;
         if st.closed {
             drop(st);
             self.release(f.entry.size);
-            return;
+            return None;
         }
-        let key = (std::cmp::Reverse(f.entry.message.priority), f.entry.arrival);
-        st.index.insert(f.entry.message.id.clone(), key);
-        st.window.insert(key, f.entry);
-        drop(st);
-        self.wake.notify_one();
+        Some((st, f.entry))
     }
 
     /// A message delivered and found expired on its way to the application.

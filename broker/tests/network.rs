@@ -663,6 +663,12 @@ async fn bridged_with_activemq_5_17_both_ways() {
     );
     rust.wait_log("network bridge connected to amq", 1);
 
+    exchange_with_activemq(&rust, &amq, 100).await;
+}
+
+/// With a bridge each way between this broker and ActiveMQ (static or discovered): a consumer on
+/// each side, `n` messages sent on the other, each received exactly once, in order.
+async fn exchange_with_activemq(rust: &Node, amq: &ActiveMq, n: usize) {
     // Consumers first, on each side; the demand crosses each bridge.
     let mut on_amq = amq.client().await;
     on_amq
@@ -678,37 +684,37 @@ async fn bridged_with_activemq_5_17_both_ways() {
 
     // This broker to ActiveMQ.
     let mut producer = rust.client().await;
-    send_all(&mut producer, "/queue/to.amq", 0..100).await;
+    send_all(&mut producer, "/queue/to.amq", 0..n).await;
     let mut got = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..n {
         match next(&mut on_amq, Duration::from_secs(30)).await {
             Some(f) => got.push(body(&f)),
             None => panic!(
-                "{} of 100 reached ActiveMQ; this broker's log:\n{}",
+                "{} of {n} reached ActiveMQ; this broker's log:\n{}",
                 got.len(),
                 rust.log_text()
             ),
         }
     }
-    assert_eq!(got, expected(0..100));
+    assert_eq!(got, expected(0..n));
 
     // ActiveMQ to this broker: its bridge may learn of the consumer here a moment after it
     // connects, so the messages are sent once and waited for.
     let mut producer = amq.client().await;
-    send_all(&mut producer, "/queue/to.rust", 0..100).await;
+    send_all(&mut producer, "/queue/to.rust", 0..n).await;
     let mut got = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..n {
         match next(&mut on_rust, Duration::from_secs(60)).await {
             Some(f) => got.push(body(&f)),
             None => panic!(
-                "{} of 100 came from ActiveMQ; ActiveMQ's log:\n{}\nthis broker's log:\n{}",
+                "{} of {n} came from ActiveMQ; ActiveMQ's log:\n{}\nthis broker's log:\n{}",
                 got.len(),
                 amq.log_text(),
                 rust.log_text()
             ),
         }
     }
-    assert_eq!(got, expected(0..100));
+    assert_eq!(got, expected(0..n));
     nothing(&mut on_rust).await;
     nothing(&mut on_amq).await;
 }
@@ -1259,45 +1265,7 @@ fn multicast_activemq_scenario() {
         );
         rust.wait_log("network bridge connected to amq", 1);
 
-        let mut on_amq = amq.client().await;
-        on_amq
-            .subscribe("a", "/queue/to.amq", "client-individual", &[])
-            .await
-            .unwrap();
-        let mut on_rust = rust.client().await;
-        on_rust
-            .subscribe("r", "/queue/to.rust", "client-individual", &[])
-            .await
-            .unwrap();
-        rust.wait_log("demand for queue://to.amq", 1);
-        let mut producer = rust.client().await;
-        send_all(&mut producer, "/queue/to.amq", 0..20).await;
-        let mut got = Vec::new();
-        for _ in 0..20 {
-            match next(&mut on_amq, Duration::from_secs(30)).await {
-                Some(f) => got.push(body(&f)),
-                None => panic!("{} of 20 reached ActiveMQ; this broker's log:\n{}", got.len(), rust.log_text()),
-            }
-        }
-        assert_eq!(got, expected(0..20));
-        // ActiveMQ's bridge, from its own discovery of this broker.
-        let mut producer = amq.client().await;
-        send_all(&mut producer, "/queue/to.rust", 0..20).await;
-        let mut got = Vec::new();
-        for _ in 0..20 {
-            match next(&mut on_rust, Duration::from_secs(60)).await {
-                Some(f) => got.push(body(&f)),
-                None => panic!(
-                    "{} of 20 came from ActiveMQ; its log:\n{}\nthis broker's log:\n{}",
-                    got.len(),
-                    amq.log_text(),
-                    rust.log_text()
-                ),
-            }
-        }
-        assert_eq!(got, expected(0..20));
-        nothing(&mut on_rust).await;
-        nothing(&mut on_amq).await;
+        exchange_with_activemq(&rust, &amq, 20).await;
         // ActiveMQ's bridge came from its multicast discovery of this broker.
         let found = format!(
             "DiscoveryNetworkConnector - Establishing network connection from vm://amq to tcp://127.0.0.1:{}",

@@ -313,6 +313,43 @@ pub(crate) fn as_delivered(job: &Message, to: Destination) -> Message {
     m
 }
 
+/// The job store read a page at a time, in its order: a whole scan without holding every job.
+pub(crate) struct JobPages {
+    store: Arc<dyn store_api::QueueStore>,
+    after: Option<OrderKey>,
+    done: bool,
+}
+
+impl JobPages {
+    const PAGE: usize = 1000;
+
+    pub(crate) async fn open(core: &Core) -> Result<JobPages> {
+        Ok(JobPages {
+            store: core.store.queue_store(&jobs()).await?,
+            after: None,
+            done: false,
+        })
+    }
+
+    /// The next page; `None` once every job was read.
+    pub(crate) async fn next(&mut self) -> Result<Option<Vec<Message>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self.store.browse(self.after, Self::PAGE).await?;
+        match page.last() {
+            Some(last) => {
+                self.after = Some(OrderKey::of(last));
+                Ok(Some(page))
+            }
+            None => {
+                self.done = true;
+                Ok(None)
+            }
+        }
+    }
+}
+
 pub(crate) fn listed(job: &Message) -> Option<ScheduledJob> {
     Some(ScheduledJob {
         id: prop_str(job, JOB)?.to_owned(),
@@ -373,15 +410,9 @@ impl Core {
 
     /// The scheduled jobs, soonest first.
     pub async fn scheduled_jobs(&self) -> Result<Vec<ScheduledJob>> {
-        let store = self.store.queue_store(&jobs()).await?;
-        let mut after: Option<OrderKey> = None;
+        let mut pages = JobPages::open(self).await?;
         let mut out = Vec::new();
-        loop {
-            let page = store.browse(after, 1000).await?;
-            let Some(last) = page.last() else {
-                break;
-            };
-            after = Some(OrderKey::of(last));
+        while let Some(page) = pages.next().await? {
             out.extend(page.iter().filter_map(listed));
         }
         out.sort_by(|a, b| (a.due_ms, &a.id).cmp(&(b.due_ms, &b.id)));
@@ -404,15 +435,9 @@ impl Core {
     /// occurrences were removed.
     pub(crate) async fn cancel_scheduled_due(&self, due: impl Fn(i64) -> bool) -> Result<usize> {
         let _firing = self.scheduler.firing.lock().await;
-        let store = self.store.queue_store(&jobs()).await?;
+        let mut pages = JobPages::open(self).await?;
         let mut ids = HashSet::new();
-        let mut after: Option<OrderKey> = None;
-        loop {
-            let page = store.browse(after, 1000).await?;
-            let Some(last) = page.last() else {
-                break;
-            };
-            after = Some(OrderKey::of(last));
+        while let Some(page) = pages.next().await? {
             ids.extend(
                 page.iter()
                     .filter_map(listed)
@@ -429,21 +454,15 @@ impl Core {
         if ids.is_empty() {
             return Ok(0);
         }
-        let store = self.store.queue_store(&jobs()).await?;
+        let mut pages = JobPages::open(self).await?;
         let mut removed = 0;
-        let mut after: Option<OrderKey> = None;
-        loop {
-            let page = store.browse(after, 1000).await?;
-            let Some(last) = page.last() else {
-                break;
-            };
-            after = Some(OrderKey::of(last));
+        while let Some(page) = pages.next().await? {
             for job in page
                 .iter()
                 .filter(|j| prop_str(j, JOB).is_some_and(|id| ids.contains(id)))
             {
                 // The heap entry stays; the job is gone from the store when it comes due.
-                match store.remove(&job.id).await {
+                match pages.store.remove(&job.id).await {
                     Ok(()) => removed += 1,
                     Err(store_api::StoreError::NotFound(_)) => {}
                     Err(e) => return Err(e.into()),

@@ -15,10 +15,10 @@
 
 use std::sync::Arc;
 
-use store_api::{Message, MessageId, OrderKey, Value};
+use store_api::{Message, MessageId, Value};
 
 use super::Core;
-use super::scheduler::{AMQ_SCHEDULED_ID, as_delivered, jobs, listed};
+use super::scheduler::{AMQ_SCHEDULED_ID, JobPages, as_delivered, listed};
 use crate::error::{BrokerError, Result};
 
 /// The destination's name (a topic or a queue of that name, as ActiveMQ accepts either).
@@ -74,14 +74,8 @@ impl Core {
                         "{AMQ_SCHEDULER_MANAGEMENT_DESTINATION}: BROWSE needs a reply-to"
                     ))
                 })?;
-                let store = self.store.queue_store(&jobs()).await?;
-                let mut after: Option<OrderKey> = None;
-                loop {
-                    let page = store.browse(after, 1000).await?;
-                    let Some(last) = page.last() else {
-                        break;
-                    };
-                    after = Some(OrderKey::of(last));
+                let mut pages = JobPages::open(self).await?;
+                while let Some(page) = pages.next().await? {
                     for job in &page {
                         if !listed(job).is_some_and(|j| in_range(j.due_ms)) {
                             continue;
