@@ -133,6 +133,18 @@ impl Node {
     }
 }
 
+/// A client-individual consumer of `/queue/<queue>` on `on`, returned once broker `seen_by`
+/// logs the demand for it (its bridge to `on` forwards the queue from then on).
+async fn consumer_with_demand(on: &Node, seen_by: &Node, queue: &str) -> StompClient {
+    let mut consumer = on.client().await;
+    consumer
+        .subscribe("s", &format!("/queue/{queue}"), "client-individual", &[])
+        .await
+        .unwrap();
+    seen_by.wait_log(&format!("demand for queue://{queue}"), 1);
+    consumer
+}
+
 async fn send_all(c: &mut StompClient, destination: &str, range: std::ops::Range<usize>) {
     for i in range {
         c.send(destination, format!("m{i}"), &[("persistent", "true")])
@@ -202,12 +214,7 @@ async fn a_queue_is_forwarded_to_the_broker_that_has_its_consumer() {
         "127.0.0.1:0",
     );
     a.wait_log("network bridge connected", 1);
-    let mut consumer = b.client().await;
-    consumer
-        .subscribe("s", "/queue/q", "client-individual", &[])
-        .await
-        .unwrap();
-    a.wait_log("demand for queue://q", 1);
+    let mut consumer = consumer_with_demand(&b, &a, "q").await;
     let mut producer = a.client().await;
     send_all(&mut producer, "/queue/q", 0..200).await;
     assert_eq!(receive(&mut consumer, 200, &a).await, expected(0..200));
@@ -337,12 +344,7 @@ async fn line_of_three(ttl: u32) -> (tempfile::TempDir, Node, Node, Node, StompC
     );
     a.wait_log("network bridge connected", 1);
     b.wait_log("network bridge connected", 1);
-    let mut consumer = c.client().await;
-    consumer
-        .subscribe("s", "/queue/q", "client-individual", &[])
-        .await
-        .unwrap();
-    b.wait_log("demand for queue://q", 1);
+    let consumer = consumer_with_demand(&c, &b, "q").await;
     (dir, a, b, c, consumer)
 }
 
@@ -432,12 +434,7 @@ async fn kill_9_of_the_receiving_broker_mid_stream_loses_nothing() {
     let b = start(dir.path(), "b", pb, "");
     let a = start(dir.path(), "a", free_port(), &connector(&[pb], ""));
     a.wait_log("network bridge connected", 1);
-    let mut consumer = b.client().await;
-    consumer
-        .subscribe("s", "/queue/q", "client-individual", &[])
-        .await
-        .unwrap();
-    a.wait_log("demand for queue://q", 1);
+    let mut consumer = consumer_with_demand(&b, &a, "q").await;
     const N: usize = 500;
     let mut producer = a.client().await;
     let sending = tokio::spawn(async move {
@@ -727,12 +724,7 @@ async fn kill_9_of_the_sending_broker_mid_stream_loses_nothing() {
     let config = connector(&[b.openwire], "");
     let mut a = start(dir.path(), "a", pa, &config);
     a.wait_log("network bridge connected", 1);
-    let mut consumer = b.client().await;
-    consumer
-        .subscribe("s", "/queue/q", "client-individual", &[])
-        .await
-        .unwrap();
-    a.wait_log("demand for queue://q", 1);
+    let mut consumer = consumer_with_demand(&b, &a, "q").await;
     const N: usize = 500;
     let mut seen = vec![0usize; N];
     let mut acked = vec![false; N];
@@ -1106,12 +1098,7 @@ fn multicast_scenario() {
             assert!(!n.log_text().contains(&own), "{}", n.log_text());
         }
 
-        let mut consumer = b.client().await;
-        consumer
-            .subscribe("s", "/queue/mc", "client-individual", &[])
-            .await
-            .unwrap();
-        a.wait_log("demand for queue://mc", 1);
+        let mut consumer = consumer_with_demand(&b, &a, "mc").await;
         let mut producer = a.client().await;
         send_all(&mut producer, "/queue/mc", 0..50).await;
         assert_eq!(receive(&mut consumer, 50, &a).await, expected(0..50));
