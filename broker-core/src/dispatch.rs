@@ -521,9 +521,19 @@ impl Dispatcher {
 
     /// The store has new messages for this dispatcher.
     pub(crate) fn stored(&self) {
-        self.state.lock().store_more = true;
+        let anyone = {
+            let mut st = self.state.lock();
+            st.store_more = true;
+            !st.consumers.is_empty()
+        };
         self.touch();
-        self.wake.notify_one();
+        // With no consumer there is nothing to page in or dispatch, and the consumer that
+        // comes wakes the task itself (`store_more` tells it there is something to page).
+        // Skipping the wake-up spares a producer-only queue a task switch per send, and the
+        // runtime the wake of an idle worker that would find nothing to do.
+        if anyone {
+            self.wake.notify_one();
+        }
     }
 
     /// A message held in memory only, straight into the window: non-persistent, or any
