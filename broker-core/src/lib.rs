@@ -48,6 +48,7 @@ pub mod policy;
 pub mod selector;
 pub mod session;
 pub mod state;
+pub mod temp_store;
 
 pub use crate::core::StoreStatus;
 pub use crate::core::advisory::LiveConsumer;

@@ -1,0 +1,134 @@
+//! When a send goes to the temp store (`limits.temp_bytes`, ActiveMQ's `tempUsage`) instead of
+//! waiting for memory: a message held in memory only (non-persistent on a queue; on a topic,
+//! the copies for non-durable subscribers, and for durable subscriptions a non-persistent one)
+//! that finds memory full, the broker's or the queue's own, is written once to the temp store
+//! and listed by each dispatcher that is to deliver it (see `dispatch::spool`). Its producer
+//! goes on at once unless the temp store itself is full: then it waits for room up to
+//! `send_timeout_ms`, or fails at once under `send_fail_if_no_space`, the error naming
+//! `limits.temp_bytes`.
+//!
+//! Not spooled (they wait for memory as before): the copies of a composite or virtual-topic
+//! send, and the messages of temporary queues and topics.
+
+use std::sync::Arc;
+
+use store_api::Message;
+
+use super::{Core, Topic};
+use crate::config::CoreConfig;
+use crate::dispatch::{Dispatcher, SpoolTicket};
+use crate::error::{BrokerError, Result};
+use crate::temp_store::{DIRECTORY, SpooledRecord, TempStore};
+
+/// The temp store under the data directory, emptied; `None` when `limits.temp_bytes` is 0.
+pub(crate) async fn open(config: &CoreConfig) -> Result<Option<Arc<TempStore>>> {
+    let limit = config.limits.temp_bytes;
+    if limit == 0 {
+        return Ok(None);
+    }
+    let dir = config.broker.data_directory.join(DIRECTORY);
+    let store = tokio::task::spawn_blocking(move || TempStore::open(&dir, limit))
+        .await
+        .map_err(|e| BrokerError::Internal(format!("opening the temp store: {e}")))??;
+    Ok(Some(store))
+}
+
+/// A message written to the temp store, on its way to the dispatchers that list it.
+pub(crate) struct Spool {
+    record: Arc<SpooledRecord>,
+    /// Keep each dispatcher's later sends behind this one until it is listed.
+    _tickets: Vec<SpoolTicket>,
+}
+
+impl Core {
+    /// Spools a non-persistent message for queue `q` when memory is full (or `q` has spooled
+    /// messages its order must keep); `None` when it is to be held in memory as before.
+    pub(crate) async fn spool_for_queue(
+        &self,
+        q: &Arc<Dispatcher>,
+        message: &Message,
+    ) -> Result<Option<Spool>> {
+        self.spool_for(std::slice::from_ref(q), message).await
+    }
+
+    /// The same for a topic's message: for its non-durable subscribers, and for its durable
+    /// subscriptions with a consumer when it is non-persistent (a persistent one they page
+    /// from the store).
+    pub(crate) async fn spool_for_topic(
+        &self,
+        t: &Topic,
+        message: &Message,
+    ) -> Result<Option<Spool>> {
+        let mut receivers: Vec<Arc<Dispatcher>> = t.subscribers.lock().clone();
+        if !message.persistent {
+            receivers.extend(
+                t.durable
+                    .lock()
+                    .values()
+                    .filter(|d| d.consumer_count() > 0)
+                    .cloned(),
+            );
+        }
+        self.spool_for(&receivers, message).await
+    }
+
+    async fn spool_for(
+        &self,
+        receivers: &[Arc<Dispatcher>],
+        message: &Message,
+    ) -> Result<Option<Spool>> {
+        let Some(temp) = &self.temp else {
+            return Ok(None);
+        };
+        if receivers.is_empty() {
+            return Ok(None);
+        }
+        let memory_full =
+            !self.memory.has_room() || receivers.iter().any(|d| !d.own_memory_has_room());
+        if !memory_full && !receivers.iter().any(|d| d.is_spooling()) {
+            return Ok(None);
+        }
+        // Taken before waiting: a later send to these dispatchers queues behind this one.
+        let tickets = receivers.iter().map(|d| d.spool_ticket()).collect();
+        self.wait_for_room(temp.usage(), || {
+            BrokerError::ResourceLimit(format!(
+                "memory is full and so is the temp store ({} of limits.temp_bytes {} bytes used by spooled non-persistent messages)",
+                temp.usage().used(),
+                temp.usage().limit()
+            ))
+        })
+        .await?;
+        let record = temp.append(message).await?;
+        Ok(Some(Spool {
+            record,
+            _tickets: tickets,
+        }))
+    }
+
+    /// Lists a spooled message with queue `q`.
+    pub(crate) fn deliver_spooled(&self, q: &Dispatcher, spool: Spool) {
+        q.push_spooled(spool.record);
+    }
+
+    /// As [`Core::fan_out`], for a topic message written to the temp store: every dispatcher
+    /// that would have been given it in memory lists the record instead.
+    pub(crate) fn fan_out_spooled(&self, topic: &Topic, message: &Message, spool: Spool) {
+        topic
+            .enqueued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for d in topic.durable.lock().values() {
+            if message.persistent {
+                d.counters
+                    .enqueued
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                d.stored();
+            } else {
+                d.push_spooled(Arc::clone(&spool.record));
+            }
+        }
+        let subscribers = topic.subscribers.lock().clone();
+        for d in subscribers {
+            d.push_spooled(Arc::clone(&spool.record));
+        }
+    }
+}
