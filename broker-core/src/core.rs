@@ -176,7 +176,15 @@ impl Core {
             DestinationFilter::parse("-")?
         };
         let policies = crate::policy::Policies::new(&config.policy)?;
-        let temp = temp_spool::open(&config).await?;
+        let temp = match temp_spool::open(&config).await {
+            Ok(temp) => temp,
+            Err(e) => {
+                if let Err(close) = store.close().await {
+                    warn!("closing the store: {close}");
+                }
+                return Err(e);
+            }
+        };
         let core = Arc::new(Core {
             policies,
             temp,

@@ -1,11 +1,15 @@
 //! When a send goes to the temp store (`limits.temp_bytes`, ActiveMQ's `tempUsage`) instead of
 //! waiting for memory: a message held in memory only (non-persistent on a queue; on a topic,
 //! the copies for non-durable subscribers, and for durable subscriptions a non-persistent one)
-//! that finds memory full, the broker's or the queue's own, is written once to the temp store
+//! that finds the broker's memory full is written once to the temp store
 //! and listed by each dispatcher that is to deliver it (see `dispatch::spool`). Its producer
 //! goes on at once unless the temp store itself is full: then it waits for room up to
 //! `send_timeout_ms`, or fails at once under `send_fail_if_no_space`, the error naming
 //! `limits.temp_bytes`.
+//!
+//! A queue's own `memory_limit_bytes` does not spool: it holds back that queue's producers as
+//! before (ActiveMQ's per-destination producer flow control), except while the queue already
+//! has messages spooled, when order comes first.
 //!
 //! Not spooled (they wait for memory as before): the copies of a composite or virtual-topic
 //! send, and the messages of temporary queues and topics.
@@ -83,9 +87,9 @@ impl Core {
         if receivers.is_empty() {
             return Ok(None);
         }
-        let memory_full =
-            !self.memory.has_room() || receivers.iter().any(|d| !d.own_memory_has_room());
-        if !memory_full && !receivers.iter().any(|d| d.is_spooling()) {
+        // The broker's memory only: a queue's own `memory_limit_bytes` holds back its
+        // producers (ActiveMQ's per-destination flow control), it does not spool.
+        if self.memory.has_room() && !receivers.iter().any(|d| d.is_spooling()) {
             return Ok(None);
         }
         // Taken before waiting: a later send to these dispatchers queues behind this one.

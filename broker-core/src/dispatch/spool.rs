@@ -85,11 +85,6 @@ impl Dispatcher {
         self.spooling.load(Ordering::Acquire) > 0 || !self.state.lock().spool.is_empty()
     }
 
-    /// Whether the queue's own memory limit (policy `memory_limit_bytes`), if any, has room.
-    pub(crate) fn own_memory_has_room(&self) -> bool {
-        self.has_room()
-    }
-
     /// A message spooled for this dispatcher takes its place in the order, as `push` does for
     /// one held in memory.
     pub(crate) fn push_spooled(&self, record: Arc<SpooledRecord>) {
