@@ -26,6 +26,7 @@ on_engines!(
         connections_per_user_and_destinations_are_capped,
         non_persistent_messages_past_memory_spool_to_disk_and_come_back_in_order,
         a_stalled_topic_subscriber_spools_too,
+        virtual_topic_copies_spool_too,
         the_temp_store_is_emptied_at_start,
         a_full_temp_store_refuses_at_once_naming_the_key,
         a_full_temp_store_holds_the_producer_until_consumers_drain_it,
@@ -339,6 +340,41 @@ async fn a_stalled_topic_subscriber_spools_too(engine: Engine) {
     assert_none(&a).await;
     assert_eq!(broker.temp_usage().unwrap().0, 0);
     assert_spool_files_gone(&env).await;
+    conn.close().await;
+    broker.stop().await;
+    env.cleanup().await;
+}
+
+/// The copies of a virtual-topic send (a send to several destinations at once) spool as
+/// sends to each would.
+async fn virtual_topic_copies_spool_too(engine: Engine) {
+    let Some(env) = Env::new(engine, SPOOL) else {
+        return;
+    };
+    let broker = env.start().await;
+    let conn = broker.connect(None).await.unwrap();
+    let s = conn.session(AckMode::Auto).unwrap();
+    let c = s
+        .consumer_with_prefetch(
+            Destination::queue("Consumer.A.VirtualTopic.Spooled"),
+            None,
+            1,
+        )
+        .await
+        .unwrap();
+    let p = s
+        .producer(Destination::topic("VirtualTopic.Spooled"))
+        .unwrap();
+    for i in 0..MANY {
+        p.send(Outgoing::text(body(i)).persistent(false))
+            .await
+            .unwrap_or_else(|e| panic!("publish {i} was refused: {e}"));
+    }
+    assert!(broker.temp_usage().unwrap().0 > 300_000);
+    let got = texts(&common::recv_n(&c, MANY).await);
+    assert_eq!(got, (0..MANY).map(body).collect::<Vec<_>>());
+    assert_none(&c).await;
+    assert_eq!(broker.temp_usage().unwrap().0, 0);
     conn.close().await;
     broker.stop().await;
     env.cleanup().await;

@@ -11,14 +11,15 @@
 //! before (ActiveMQ's per-destination producer flow control), except while the queue already
 //! has messages spooled, when order comes first.
 //!
-//! Not spooled (they wait for memory as before): the copies of a composite or virtual-topic
-//! send, and the messages of temporary queues and topics.
+//! The copies of a composite or virtual-topic send are spooled each as a send to its
+//! destination would be. Not spooled (they wait for memory as before): the messages of
+//! temporary queues and topics, which ActiveMQ keeps in memory too.
 
 use std::sync::Arc;
 
 use store_api::Message;
 
-use super::{Core, Topic};
+use super::{Core, Then, Topic};
 use crate::config::CoreConfig;
 use crate::dispatch::{Dispatcher, SpoolTicket};
 use crate::error::{BrokerError, Result};
@@ -35,6 +36,23 @@ pub(crate) async fn open(config: &CoreConfig) -> Result<Option<Arc<TempStore>>> 
         .await
         .map_err(|e| BrokerError::Internal(format!("opening the temp store: {e}")))??;
     Ok(Some(store))
+}
+
+/// The dispatchers of topic `t` that would hold `message` in memory: its non-durable
+/// subscribers, and its durable subscriptions with a consumer when it is non-persistent (a
+/// persistent one they page from the store).
+fn in_memory_receivers(t: &Topic, message: &Message) -> Vec<Arc<Dispatcher>> {
+    let mut receivers: Vec<Arc<Dispatcher>> = t.subscribers.lock().clone();
+    if !message.persistent {
+        receivers.extend(
+            t.durable
+                .lock()
+                .values()
+                .filter(|d| d.consumer_count() > 0)
+                .cloned(),
+        );
+    }
+    receivers
 }
 
 /// A message written to the temp store, on its way to the dispatchers that list it.
@@ -63,17 +81,8 @@ impl Core {
         t: &Topic,
         message: &Message,
     ) -> Result<Option<Spool>> {
-        let mut receivers: Vec<Arc<Dispatcher>> = t.subscribers.lock().clone();
-        if !message.persistent {
-            receivers.extend(
-                t.durable
-                    .lock()
-                    .values()
-                    .filter(|d| d.consumer_count() > 0)
-                    .cloned(),
-            );
-        }
-        self.spool_for(&receivers, message).await
+        self.spool_for(&in_memory_receivers(t, message), message)
+            .await
     }
 
     async fn spool_for(
@@ -107,6 +116,37 @@ impl Core {
             record,
             _tickets: tickets,
         }))
+    }
+
+    /// The copies of a composite or virtual-topic send (`Then::Many` of `Push` and `FanOut`)
+    /// that go to the temp store, each as [`Core::place`] would send it; with whether any copy
+    /// is still to be held in memory (the caller then waits for room).
+    pub(crate) async fn spool_copies(&self, then: Then) -> Result<(Then, bool)> {
+        let Then::Many(thens) = then else {
+            return Ok((then, true));
+        };
+        let mut out = Vec::with_capacity(thens.len());
+        let mut in_memory = false;
+        for then in thens {
+            out.push(match then {
+                Then::Push(q, message) => match self.spool_for_queue(&q, &message).await? {
+                    Some(spool) => Then::Spooled(q, spool),
+                    None => {
+                        in_memory = true;
+                        Then::Push(q, message)
+                    }
+                },
+                Then::FanOut(t, message) => match self.spool_for_topic(&t, &message).await? {
+                    Some(spool) => Then::FanOutSpooled(t, message, spool),
+                    None => {
+                        in_memory |= !in_memory_receivers(&t, &message).is_empty();
+                        Then::FanOut(t, message)
+                    }
+                },
+                other => other,
+            });
+        }
+        Ok((Then::Many(out), in_memory))
     }
 
     /// Lists a spooled message with queue `q`.
