@@ -27,6 +27,7 @@ on_engines!(
         non_persistent_messages_past_memory_spool_to_disk_and_come_back_in_order,
         a_stalled_topic_subscriber_spools_too,
         virtual_topic_copies_spool_too,
+        a_slow_subscribers_spooled_messages_count_towards_its_pending_limit,
         the_temp_store_is_emptied_at_start,
         a_full_temp_store_refuses_at_once_naming_the_key,
         a_full_temp_store_holds_the_producer_until_consumers_drain_it,
@@ -340,6 +341,55 @@ async fn a_stalled_topic_subscriber_spools_too(engine: Engine) {
     assert_none(&a).await;
     assert_eq!(broker.temp_usage().unwrap().0, 0);
     assert_spool_files_gone(&env).await;
+    conn.close().await;
+    broker.stop().await;
+    env.cleanup().await;
+}
+
+/// `max_pending_non_durable` counts a subscriber's messages in memory and in the temp store
+/// together: past it the oldest are dropped wherever they are, so a stalled subscriber holds
+/// at most that many, on disk too.
+async fn a_slow_subscribers_spooled_messages_count_towards_its_pending_limit(engine: Engine) {
+    let extra = "[limits]\nmemory_bytes = 65536\ntemp_bytes = 4194304\nmax_pending_non_durable = 20\n[policy]\nsend_fail_if_no_space = true\n";
+    let Some(env) = Env::new(engine, extra) else {
+        return;
+    };
+    let broker = env.start().await;
+    let conn = broker.connect(None).await.unwrap();
+    let s = conn.session(AckMode::Auto).unwrap();
+    let t = Destination::topic("slow.spooled");
+    let c = s.consumer_with_prefetch(t.clone(), None, 1).await.unwrap();
+    let p = s.producer(t.clone()).unwrap();
+    for i in 0..MANY {
+        p.send(Outgoing::text(body(i)).persistent(false))
+            .await
+            .unwrap_or_else(|e| panic!("publish {i} was refused: {e}"));
+    }
+    let (used, _) = broker.temp_usage().unwrap();
+    assert!(used > 0, "nothing spooled");
+    assert!(
+        used <= 21 * 4300,
+        "temp store use {used} past 20 pending messages"
+    );
+    let mut got = Vec::new();
+    while let Some(m) = c.receive_timeout(Duration::from_millis(500)).await.unwrap() {
+        got.extend(texts(&[m]));
+    }
+    assert!((20..=22).contains(&got.len()), "{} received", got.len());
+    // The newest are kept, in order.
+    assert_eq!(
+        got[got.len() - 20..],
+        (80..MANY).map(body).collect::<Vec<_>>()
+    );
+    let dropped = broker
+        .destination_stats()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.destination == t && d.subscription.is_none())
+        .map_or(0, |d| d.slow_consumer_dropped);
+    assert_eq!(dropped as usize, MANY - got.len());
+    assert_eq!(broker.temp_usage().unwrap().0, 0);
     conn.close().await;
     broker.stop().await;
     env.cleanup().await;
