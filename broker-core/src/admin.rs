@@ -259,6 +259,21 @@ impl Broker {
         Ok((core.store_usage.used(), core.config.limits.store_bytes))
     }
 
+    /// The temp store's use: (bytes of spooled non-persistent messages, `limits.temp_bytes`);
+    /// (0, 0) when spooling is off.
+    pub fn temp_usage(&self) -> Result<(u64, u64)> {
+        let core = self.core()?;
+        Ok(core
+            .temp
+            .as_ref()
+            .map_or((0, 0), |t| (t.usage().used(), t.usage().limit())))
+    }
+
+    /// The temp store's segment files on disk now (0 when spooling is off).
+    pub fn temp_files(&self) -> Result<usize> {
+        Ok(self.core()?.temp.as_ref().map_or(0, |t| t.segment_count()))
+    }
+
     /// The scheduled jobs (`AMQ_SCHEDULED_DELAY` and the others), soonest first.
     pub async fn scheduled_jobs(&self) -> Result<Vec<ScheduledJob>> {
         self.core()?.scheduled_jobs().await

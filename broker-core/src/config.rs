@@ -19,6 +19,7 @@
 //!
 //! [limits]
 //! memory_bytes = 67108864
+//! temp_bytes = 53687091200
 //!
 //! [policy]
 //! maximum_redeliveries = 6
@@ -168,6 +169,11 @@ pub struct LimitsSection {
     pub store_bytes: u64,
     /// How often the store's use is measured. 1000.
     pub store_usage_check_interval_ms: u64,
+    /// `tempUsage`: bytes of non-persistent messages spooled to `<data_directory>/tmp_storage`
+    /// when memory is full (see `temp_store`); a send past it waits or fails as one past
+    /// `memory_bytes` did. 0 turns spooling off: such a send waits for memory instead.
+    /// 50 GiB, ActiveMQ's default.
+    pub temp_bytes: u64,
     /// Connections open at once over every protocol (ActiveMQ's transport
     /// `maximumConnections`, 1000 in its shipped config). 1000.
     pub max_connections: usize,
@@ -199,6 +205,7 @@ impl Default for LimitsSection {
             max_destinations_created_per_second: 100,
             store_bytes: 100 * 1024 * 1024 * 1024,
             store_usage_check_interval_ms: 1000,
+            temp_bytes: 50 * 1024 * 1024 * 1024,
             max_connections: 1000,
             max_producers_per_connection: 1000,
             max_connections_per_user: 1000,

@@ -12,6 +12,7 @@ pub(crate) mod scheduler;
 pub(crate) mod scheduler_management;
 mod store_health;
 pub(crate) mod store_usage;
+mod temp_spool;
 pub(crate) mod temporary;
 mod wildcard_durable;
 
@@ -95,6 +96,10 @@ pub(crate) enum Then {
     Push(Arc<Dispatcher>, Arc<Message>),
     /// A topic message, to its durable and non-durable subscribers.
     FanOut(Arc<Topic>, Arc<Message>),
+    /// A non-persistent queue message written to the temp store (`temp_spool`).
+    Spooled(Arc<Dispatcher>, temp_spool::Spool),
+    /// A topic message whose in-memory copies went to the temp store instead.
+    FanOutSpooled(Arc<Topic>, Arc<Message>, temp_spool::Spool),
     /// The copies of a composite or virtual-topic send, each to its destination.
     Many(Vec<Then>),
     /// A temporary topic's message, to each of its subscribers.
@@ -108,6 +113,9 @@ pub(crate) struct Core {
     pub config: CoreConfig,
     pub store: Arc<dyn PersistenceAdapter>,
     pub memory: Arc<MemoryUsage>,
+    /// Where non-persistent messages go when memory is full; `None` with `limits.temp_bytes`
+    /// 0.
+    pub(crate) temp: Option<Arc<crate::temp_store::TempStore>>,
     /// Whether the store takes writes, and the acks held while it does not.
     pub(crate) health: StoreHealth,
     /// Unique per run: prefixes the ids this run gives connections, producers and transactions.
@@ -168,8 +176,18 @@ impl Core {
             DestinationFilter::parse("-")?
         };
         let policies = crate::policy::Policies::new(&config.policy)?;
+        let temp = match temp_spool::open(&config).await {
+            Ok(temp) => temp,
+            Err(e) => {
+                if let Err(close) = store.close().await {
+                    warn!("closing the store: {close}");
+                }
+                return Err(e);
+            }
+        };
         let core = Arc::new(Core {
             policies,
+            temp,
             memory: Arc::new(MemoryUsage::new(config.memory_limit())),
             health: StoreHealth::default(),
             incarnation: format!("{}-{}-{start}", config.broker.name, std::process::id()),
@@ -423,6 +441,12 @@ impl Core {
                     then: Then::Stored(q),
                 });
             }
+            if let Some(spool) = self.spool_for_queue(&q, &message).await? {
+                return Ok(Placed {
+                    written: StorePending::ready(Ok(0)),
+                    then: Then::Spooled(q, spool),
+                });
+            }
             self.wait_for_memory().await?;
             q.wait_for_room(self).await?;
             return Ok(Placed {
@@ -434,7 +458,9 @@ impl Core {
         // A copy for each non-durable subscriber is held in memory, persistent or not, so
         // such a send waits for room as a non-persistent one does: persistence only spares
         // the durable subscriptions, which page from the store within the limit.
-        if !message.persistent || !t.subscribers.lock().is_empty() {
+        // With a temp store they go there instead when memory is full.
+        let spool = self.spool_for_topic(&t, &message).await?;
+        if spool.is_none() && (!message.persistent || !t.subscribers.lock().is_empty()) {
             self.wait_for_memory().await?;
         }
         let written = if message.persistent && !t.durable.lock().is_empty() {
@@ -443,10 +469,11 @@ impl Core {
         } else {
             StorePending::ready(Ok(0))
         };
-        Ok(Placed {
-            written,
-            then: Then::FanOut(t, message),
-        })
+        let then = match spool {
+            Some(spool) => Then::FanOutSpooled(t, message, spool),
+            None => Then::FanOut(t, message),
+        };
+        Ok(Placed { written, then })
     }
 
     /// The second half of [`Core::send`]: the message is stored (or needed no storing).
@@ -459,6 +486,8 @@ impl Core {
             }
             Then::Push(q, message) => q.push(message),
             Then::FanOut(t, message) => self.fan_out(&t, &message),
+            Then::Spooled(q, spool) => self.deliver_spooled(&q, spool),
+            Then::FanOutSpooled(t, message, spool) => self.fan_out_spooled(&t, &message, spool),
             Then::Many(thens) => {
                 for then in thens {
                     self.delivered(then);

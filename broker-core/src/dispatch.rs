@@ -52,6 +52,9 @@ use crate::policy::DestinationPolicy;
 use crate::selector::Selector;
 
 mod groups;
+mod spool;
+
+pub(crate) use spool::SpoolTicket;
 
 /// The property a message's broker path is kept in while it is in this broker (OpenWire carries
 /// it in `Message.brokerPath`): the ids of the brokers network bridges forwarded it from,
@@ -279,6 +282,10 @@ struct State {
     generation: u64,
     reset_cursor: bool,
     slow: SlowEpisode,
+    /// Messages in the temp store, in window order (see `spool`).
+    spool: BTreeMap<WindowKey, Arc<crate::temp_store::SpooledRecord>>,
+    /// A page-in from the temp store is under way.
+    spool_reading: bool,
     closed: bool,
 }
 
@@ -338,6 +345,8 @@ pub(crate) struct Dispatcher {
     pub(crate) memory: Option<Arc<crate::memory::MemoryUsage>>,
     /// When a message or a consumer last came or went (ms), for `gc_inactive_destinations`.
     last_active: AtomicI64,
+    /// Sends on their way to the temp store for it (see `spool`).
+    spooling: std::sync::atomic::AtomicUsize,
 }
 
 /// Work found under the lock, done after it is released.
@@ -375,6 +384,7 @@ impl Dispatcher {
             policy,
             memory,
             last_active: AtomicI64::new(crate::core::now_ms()),
+            spooling: std::sync::atomic::AtomicUsize::new(0),
         });
         tokio::spawn(Arc::clone(&d).run());
         d
@@ -415,7 +425,7 @@ impl Dispatcher {
             .values()
             .filter(|e| memory_only || !e.entry.message.persistent)
             .count();
-        (w + f) as u64
+        (w + f + st.spool.len()) as u64
     }
 
     /// The messages held in memory only (those [`Dispatcher::non_persistent`] counts), waiting
@@ -503,6 +513,7 @@ impl Dispatcher {
             // Non-persistent messages are not kept for an absent subscriber.
             let rest: Vec<Entry> = std::mem::take(&mut st.window).into_values().collect();
             st.index.clear();
+            let spooled = std::mem::take(&mut st.spool);
             for e in rest {
                 freed += e.size;
             }
@@ -511,6 +522,7 @@ impl Dispatcher {
             st.reset_cursor = true;
             st.store_more = true;
             drop(st);
+            drop(spooled);
             self.release(freed);
             return;
         }
@@ -564,28 +576,9 @@ impl Dispatcher {
             },
         );
         self.charge(&core, size);
-        let mut freed = 0;
-        let mut slow_started = false;
-        if let Source::Memory {
-            max_pending,
-            dropped,
-        } = &self.source
-        {
-            while st.window.len() > *max_pending {
-                let Some(old) = eviction_victim(&st.window).and_then(|k| st.window.remove(&k))
-                else {
-                    break;
-                };
-                st.index.remove(&old.message.id);
-                dropped.fetch_add(1, Ordering::Relaxed);
-                if st.slow.dropped_one() {
-                    slow_started = true;
-                    warn!(subscriber = %self.label(), max_pending, "slow non-durable subscriber: over its pending limit, dropping the oldest of its lowest-priority messages until it catches up");
-                }
-                freed += old.size;
-            }
-        }
+        let (freed, evicted, slow_started) = self.evict_over_limit(&mut st);
         drop(st);
+        drop(evicted);
         // Outside the lock: the advisory's topic may have this very subscriber (`>`), whose
         // fan-out takes the topic's lock and then this one.
         if slow_started {
@@ -791,6 +784,7 @@ impl Dispatcher {
             && st.window.is_empty()
             && st.in_flight.is_empty()
             && st.held.is_empty()
+            && st.spool.is_empty()
             && now.saturating_sub(self.last_active.load(Ordering::Relaxed))
                 >= i64::try_from(idle.as_millis()).unwrap_or(i64::MAX)
     }
@@ -873,10 +867,12 @@ impl Dispatcher {
     pub(crate) fn clear_window(&self) -> u64 {
         let mut st = self.state.lock();
         let window = std::mem::take(&mut st.window);
+        let spooled = std::mem::take(&mut st.spool);
         st.index.clear();
         st.paged = 0;
         drop(st);
-        let n = window.len() as u64;
+        let n = (window.len() + spooled.len()) as u64;
+        drop(spooled);
         self.release(window.values().map(|e| e.size).sum());
         n
     }
@@ -907,7 +903,9 @@ impl Dispatcher {
         st.index.clear();
         st.in_flight.clear();
         st.held_entries.clear();
+        let spooled = std::mem::take(&mut st.spool);
         drop(st);
+        drop(spooled);
         self.release(freed);
         self.wake.notify_one();
     }
@@ -959,7 +957,7 @@ impl Dispatcher {
             let Some(core) = self.core.upgrade() else {
                 return;
             };
-            let (work, fetch, reset, memory_blocked) = {
+            let (work, fetch, reset, memory_blocked, unspool) = {
                 let mut st = self.state.lock();
                 if st.closed {
                     return;
@@ -975,7 +973,18 @@ impl Dispatcher {
                     None
                 };
                 let reset = std::mem::take(&mut st.reset_cursor);
-                (work, fetch, reset, wants && !memory_ok)
+                let room = core
+                    .memory
+                    .room()
+                    .min(self.memory.as_ref().map_or(u64::MAX, |m| m.room()));
+                let (unspool, spool_blocked) = spool::take_batch(&mut st, page, room);
+                (
+                    work,
+                    fetch,
+                    reset,
+                    (wants && !memory_ok) || spool_blocked,
+                    unspool,
+                )
             };
             let busy = !work.expired.is_empty() || !work.unmatched.is_empty();
             let retry_at = work.retry_at_ms;
@@ -995,8 +1004,15 @@ impl Dispatcher {
             {
                 warn!(subscription = %self.label(), "cannot rewind the store cursor: {e}");
             }
+            let unspooled = !unspool.is_empty();
+            if unspooled {
+                self.page_in_spool(&core, unspool).await;
+            }
             if let Some((max, generation)) = fetch {
                 self.fetch(&core, max, generation).await;
+                continue;
+            }
+            if unspooled {
                 continue;
             }
             if busy {

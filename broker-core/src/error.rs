@@ -45,6 +45,9 @@ pub enum BrokerError {
     /// `SecurityException`s do.
     #[error("{0}")]
     NotAuthorized(String),
+    /// The temp store (non-persistent messages spooled to disk) failed to write or read.
+    #[error(transparent)]
+    TempStore(#[from] crate::temp_store::TempStoreError),
     /// Memory is full and the policy is to fail sends rather than wait.
     #[error("resource limit: {0}")]
     ResourceLimit(String),

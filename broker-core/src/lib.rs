@@ -21,7 +21,8 @@
 //!   dead-lettered or dropped per policy), non-persistent messages that never touch the store;
 //! - bounded memory: destinations page from the store's batch cursor into a window of at most
 //!   `max_page_size` messages and only while the broker's message memory is under its limit
-//!   ([`dispatch`]);
+//!   ([`dispatch`]); non-persistent messages past the limit spool to a temp store on disk
+//!   ([`temp_store`]) and page back in, in order, as memory frees;
 //! - per-connection caps (`[limits]`): consumers, open transactions, uncommitted transacted
 //!   sends in count and bytes (which also count against the memory limit), destinations
 //!   created per second, and prefetch clamped to ActiveMQ's maximum;
@@ -48,6 +49,7 @@ pub mod policy;
 pub mod selector;
 pub mod session;
 pub mod state;
+pub mod temp_store;
 
 pub use crate::core::StoreStatus;
 pub use crate::core::advisory::LiveConsumer;

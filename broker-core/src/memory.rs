@@ -3,9 +3,10 @@
 //! Every message the broker holds (in a dispatch window, in flight to a consumer, waiting in a
 //! transacted session) is counted here. Store-backed destinations stop paging in when the limit
 //! is reached, so a deep queue costs at most about the limit however many messages the store
-//! holds; sends held in memory only, which have nowhere else to go, wait (or fail, per policy)
-//! for room: non-persistent ones, and topic messages, persistent or not, while the topic has
-//! non-durable subscribers (each gets a copy in memory).
+//! holds. Sends held in memory only (non-persistent ones, and topic messages, persistent or
+//! not, while the topic has non-durable subscribers, each of which gets a copy) go to the temp
+//! store when the limit is reached (`crate::temp_store`); with `limits.temp_bytes` 0 they wait
+//! (or fail, per policy) for room. The temp store's own use is counted with this type too.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

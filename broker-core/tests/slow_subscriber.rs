@@ -95,12 +95,15 @@ async fn a_slow_subscriber_loses_the_oldest_of_its_lowest_priority_messages() {
 }
 
 /// What a non-durable subscriber holds counts against `memory_bytes` for persistent messages
-/// too (they are not stored for it): with the memory full and `send_fail_if_no_space`, a
-/// persistent publish to a topic with a stalled subscriber fails instead of growing memory.
+/// too (they are not stored for it): with the memory full, no temp store to spool to and
+/// `send_fail_if_no_space`, a persistent publish to a topic with a stalled subscriber fails
+/// instead of growing memory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_topic_messages_held_for_a_subscriber_count_against_memory() {
     let mut config = CoreConfig::default();
     config.limits.memory_bytes = 64 * 1024;
+    // Without a temp store: with one, the copies would spool there (engines' `limits` tests).
+    config.limits.temp_bytes = 0;
     config.policy.send_fail_if_no_space = true;
     let b = broker(config).await;
     let conn = b.connect(None).await.unwrap();

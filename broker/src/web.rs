@@ -676,6 +676,8 @@ async fn overview_json(app: &App) -> serde_json::Value {
         "store_usage": b.store_usage().map(|(used, limit)| json!({"used": used, "limit": limit})).unwrap_or_default(),
         "memory_percent": b.memory_usage().map(|(used, _, limit)| percent(used, limit)).unwrap_or(0),
         "store_percent": b.store_usage().map(|(used, limit)| percent(used, limit)).unwrap_or(0),
+        "temp_usage": b.temp_usage().map(|(used, limit)| json!({"used": used, "limit": limit})).unwrap_or_default(),
+        "temp_percent": b.temp_usage().map(|(used, limit)| percent(used, limit)).unwrap_or(0),
         "network_bridges": b.network().bridges(),
         "network_messages_received": b.network().received(),
     })
@@ -741,6 +743,7 @@ async fn overview(
         ("store_status", "Store status"),
         ("memory_percent", "Memory used (% of limits.memory_bytes)"),
         ("store_percent", "Store used (% of limits.store_bytes)"),
+        ("temp_percent", "Temp store used (% of limits.temp_bytes)"),
     ] {
         let v = match &o[k] {
             serde_json::Value::String(s) => s.clone(),
@@ -1380,6 +1383,14 @@ async fn metrics(State(app): State<Arc<App>>, _: AuthenticatedUser<Api>) -> Resp
         let _ = writeln!(
             out,
             "# HELP broker_store_usage_bytes Bytes of the messages the store keeps (limits.store_bytes).\n# TYPE broker_store_usage_bytes gauge\nbroker_store_usage_bytes {used}\n# TYPE broker_store_limit_bytes gauge\nbroker_store_limit_bytes {limit}\n# TYPE broker_store_percent gauge\nbroker_store_percent {}",
+            percent(used, limit)
+        );
+    }
+    if let Ok((used, limit)) = b.temp_usage() {
+        let files = b.temp_files().unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "# HELP broker_temp_usage_bytes Bytes of non-persistent messages spooled to the temp store (limits.temp_bytes; 0 and a limit of 0 with spooling off).\n# TYPE broker_temp_usage_bytes gauge\nbroker_temp_usage_bytes {used}\n# TYPE broker_temp_limit_bytes gauge\nbroker_temp_limit_bytes {limit}\n# TYPE broker_temp_percent gauge\nbroker_temp_percent {}\n# TYPE broker_temp_files gauge\nbroker_temp_files {files}",
             percent(used, limit)
         );
     }

@@ -16,6 +16,15 @@ fn no_config_is_the_embedded_default() {
     assert_eq!(c, BrokerConfig::default());
     assert_eq!(c.policy.maximum_redeliveries, 6);
     assert_eq!(c.policy.dead_letter_queue, "ActiveMQ.DLQ");
+    // ActiveMQ's tempUsage default; 0 turns spooling off.
+    assert_eq!(c.limits.temp_bytes, 50 << 30);
+    assert_eq!(
+        BrokerConfig::from_toml("[limits]\ntemp_bytes = 0\n")
+            .unwrap()
+            .limits
+            .temp_bytes,
+        0
+    );
     assert!(!c.transports.web_tls);
     assert_eq!(c.transports.web_session_idle_secs, 1800);
     assert_eq!(c.transports.web_max_sessions, 1000);
@@ -156,6 +165,16 @@ fn each_bad_config_names_its_key() {
             "[limits]\nmemory_bytes = \"lots\"\n",
             "limits.memory_bytes",
             "invalid type",
+        ),
+        (
+            "[limits]\ntemp_bytes = \"50 gb\"\n",
+            "limits.temp_bytes",
+            "invalid type",
+        ),
+        (
+            "[limits]\ntemp_bytes = -1\n",
+            "limits.temp_bytes",
+            "invalid value",
         ),
         (
             "[policy]\nmaximum_redeliveries = -1\n",

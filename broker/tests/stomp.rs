@@ -1420,3 +1420,67 @@ async fn a_durable_subscription_from_before_the_selector_prefix_keeps_its_messag
     assert_eq!(body(&recv(&mut c).await), "kept");
     b.stop().await;
 }
+
+/// `limits.temp_bytes` over STOMP: with 64 KiB of memory, 64 KiB of temp store and
+/// `send_fail_if_no_space`, non-persistent sends past the memory are taken (spooled to
+/// `tmp_storage`, shown on `/metrics`) until the temp store is full too; the next gets an ERROR
+/// naming `limits.temp_bytes`, and a subscriber then gets every accepted message in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn non_persistent_sends_past_memory_spool_to_the_temp_store() {
+    let b = TestBroker::start(
+        "[limits]\nmemory_bytes = 65536\ntemp_bytes = 65536\n[policy]\nsend_fail_if_no_space = true\n",
+    )
+    .await;
+    let web = b.console().await;
+    let mut p = b.client().await;
+    let text = |i: usize| format!("{i:04}{}", "x".repeat(4096));
+    let mut accepted = 0;
+    let mut refusal = None;
+    for i in 0..100 {
+        match p
+            .send("/queue/spooled", text(i), &[("persistent", "false")])
+            .await
+        {
+            Ok(()) => accepted += 1,
+            Err(e) => {
+                refusal = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let refusal = refusal.expect("refused once memory and temp store are full");
+    assert!(refusal.contains("limits.temp_bytes"), "{refusal}");
+    assert!(accepted > 20, "only {accepted} taken: nothing spooled");
+    let metrics = common::http::request(
+        web.addr,
+        "GET",
+        "/metrics",
+        &[("Authorization", "Basic YWRtaW46YWRtaW4=")],
+        None,
+    )
+    .await;
+    let gauge = |name: &str| -> u64 {
+        let prefix = format!("{name} ");
+        metrics
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {}", metrics.body))
+    };
+    assert_eq!(gauge("broker_temp_limit_bytes"), 65536);
+    assert!(gauge("broker_temp_usage_bytes") >= 65536);
+    assert!(gauge("broker_temp_percent") >= 100);
+    assert!(b.dir.path().join("tmp_storage").exists());
+
+    let mut c = b.client().await;
+    c.subscribe("s", "/queue/spooled", "auto", &[])
+        .await
+        .unwrap();
+    for i in 0..accepted {
+        assert_eq!(body(&recv(&mut c).await), text(i));
+    }
+    none(&mut c).await;
+    assert_eq!(b.broker.temp_usage().unwrap().0, 0);
+    b.stop().await;
+}

@@ -160,6 +160,11 @@ impl Core {
     /// before this returns; what remains is delivery.
     pub(crate) async fn place_all(self: &Arc<Self>, copies: Vec<Message>) -> Result<Placed> {
         let (ops, then, in_memory) = self.route_ops(copies).await?;
+        let (then, in_memory) = if in_memory {
+            self.spool_copies(then).await?
+        } else {
+            (then, false)
+        };
         if in_memory {
             self.wait_for_memory().await?;
         }

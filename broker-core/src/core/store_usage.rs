@@ -6,8 +6,8 @@
 //! `send_timeout_ms`. The usage is measured every `store_usage_check_interval_ms` and grows by
 //! each send in between, so a burst cannot overshoot by more than what one interval takes in.
 //!
-//! The same monitor logs once when memory or the store passes 70 % and 90 % of its limit, and
-//! once when it is back below 70 %.
+//! The same monitor logs once when memory, the store or the temp store (`limits.temp_bytes`)
+//! passes 70 % and 90 % of its limit, and once when it is back below 70 %.
 //!
 //! ActiveMQ measures the store as the engine's size on disk (journal files); this broker counts
 //! message bytes instead, which every engine reports the same way (a JDBC store has no size on
@@ -33,8 +33,8 @@ pub(crate) struct StoreUsage {
     /// Measured at least once: until then nothing is held.
     measured: std::sync::atomic::AtomicBool,
     changed: Notify,
-    /// The highest threshold (0, 70, 90) warned about, per limit: memory, store.
-    warned: [AtomicU8; 2],
+    /// The highest threshold (0, 70, 90) warned about, per limit: memory, store, temp store.
+    warned: [AtomicU8; 3],
 }
 
 impl StoreUsage {
@@ -119,6 +119,10 @@ impl Core {
         );
         let (used, limit) = (self.memory.used(), self.memory.limit());
         self.warn_levels("memory", 0, used, limit, "limits.memory_bytes");
+        if let Some(temp) = &self.temp {
+            let (used, limit) = (temp.usage().used(), temp.usage().limit());
+            self.warn_levels("the temp store", 2, used, limit, "limits.temp_bytes");
+        }
     }
 
     fn warn_levels(&self, what: &str, slot: usize, used: u64, limit: u64, key: &str) {

@@ -282,6 +282,7 @@ fn system_usage(ctx: &mut Ctx, b: Node, doc: &mut Doc) -> Result<(), ImportError
     for (wrapper, usage, key, min) in [
         ("memoryUsage", "memoryUsage", "memory_bytes", 64 * 1024),
         ("storeUsage", "storeUsage", "store_bytes", 1),
+        ("tempUsage", "tempUsage", "temp_bytes", 1),
     ] {
         let Some(w) = children(su, wrapper).next() else {
             continue;
@@ -315,7 +316,7 @@ fn system_usage(ctx: &mut Ctx, b: Node, doc: &mut Doc) -> Result<(), ImportError
             }
         }
     }
-    // tempUsage, jobSchedulerUsage: reported by the leftover walk with their reasons.
+    // jobSchedulerUsage: reported by the leftover walk with its reason.
     Ok(())
 }
 

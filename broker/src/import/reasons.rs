@@ -34,9 +34,6 @@ pub(crate) fn element(local: &str, n: Node) -> String {
         }
         "forcePersistencyModeBrokerPlugin" => "no plugin that rewrites a message's persistence",
         "destinations" => "destinations are created on first use here; none are created at start",
-        "tempUsage" => {
-            "no temporary store: non-persistent messages are never spooled to disk here; they count against limits.memory_bytes"
-        }
         "jobSchedulerUsage" => {
             "scheduled messages are stored with the others and count against limits.store_bytes"
         }
