@@ -71,11 +71,14 @@ async fn a_full_store_holds_the_producer_until_consumers_drain_it(engine: Engine
         })
     };
     // 40 messages of 4 KiB do not fit in 64 KiB: the producer stops short of the end.
+    // Held means no progress while the store is full: a pause alone can be a slow database
+    // on a loaded machine, so the store's use must have reached the limit too.
     let mut last = usize::MAX;
-    for _ in 0..100 {
+    for _ in 0..200 {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let now = sent.load(Ordering::SeqCst);
-        if now == last {
+        let full = broker.store_usage().is_ok_and(|(used, _)| used >= 60_000);
+        if now == last && full {
             break;
         }
         last = now;
@@ -524,11 +527,14 @@ async fn a_full_temp_store_holds_the_producer_until_consumers_drain_it(engine: E
             }
         })
     };
+    // Held means no progress while the store is full: a pause alone can be a slow database
+    // on a loaded machine, so the store's use must have reached the limit too.
     let mut last = usize::MAX;
-    for _ in 0..100 {
+    for _ in 0..200 {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let now = sent.load(Ordering::SeqCst);
-        if now == last {
+        let full = broker.store_usage().is_ok_and(|(used, _)| used >= 60_000);
+        if now == last && full {
             break;
         }
         last = now;
