@@ -256,6 +256,10 @@ pub struct PolicySection {
     /// With `replay_when_no_consumers`, a message goes back only this long after it arrived
     /// here (ActiveMQ's `replayDelay`). 5000.
     pub replay_delay_ms: u64,
+    /// Deliver a queue's (and a durable subscription's) messages by JMS priority, 9 first and
+    /// FIFO within a priority; false: in arrival order whatever their priority (ActiveMQ's
+    /// `prioritizedMessages`, whose default is false). true.
+    pub prioritized_messages: bool,
     /// Per-destination overrides (`[[policy.entries]]`, see `policy`).
     pub entries: Vec<crate::policy::PolicyEntry>,
 }
@@ -279,6 +283,7 @@ impl Default for PolicySection {
             gc_check_interval_ms: 5_000,
             replay_when_no_consumers: false,
             replay_delay_ms: 5_000,
+            prioritized_messages: true,
             entries: Vec::new(),
         }
     }
