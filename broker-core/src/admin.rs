@@ -338,4 +338,12 @@ impl Broker {
         self.core()?.sweep_expired().await;
         Ok(())
     }
+
+    /// One pass of `gc_inactive_destinations` now, as its timer runs it every
+    /// `gc_check_interval_ms` (for tests and tools): removes the queues and topics inactive
+    /// for their timeout.
+    pub async fn gc_now(&self) -> Result<()> {
+        self.core()?.sweep_inactive().await;
+        Ok(())
+    }
 }
