@@ -241,8 +241,9 @@ pub struct PolicySection {
     /// `shared` (every dead letter to `dead_letter_queue`) or `individual` (one per
     /// destination). shared.
     pub dead_letter_strategy: crate::policy::DeadLetterStrategy,
-    /// Remove a destination with no consumer and no message for
-    /// `inactive_timeout_before_gc_ms` (ActiveMQ's `gcInactiveDestinations`). false.
+    /// Remove a queue with no consumer and no message, or a topic with no subscriber (durable
+    /// or not) and no producer, for `inactive_timeout_before_gc_ms` (ActiveMQ's
+    /// `gcInactiveDestinations`). false.
     pub gc_inactive_destinations: bool,
     /// 60 000, as ActiveMQ's `inactiveTimoutBeforeGC`.
     pub inactive_timeout_before_gc_ms: u64,

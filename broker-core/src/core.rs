@@ -686,7 +686,10 @@ impl Core {
     ) -> Result<Arc<Dispatcher>> {
         loop {
             let t = self.topic(topic).await?;
-            match self.durable_subscription_on(&t, key, selector.clone()).await {
+            match self
+                .durable_subscription_on(&t, key, selector.clone())
+                .await
+            {
                 Ok(Some(d)) => return Ok(d),
                 // The topic was being removed as inactive: again, on its successor.
                 Ok(None) => t.gc.wait_retired().await,

@@ -462,8 +462,8 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.key, "entries[0].prioritized_messages", "{e}");
-        let e = crate::config::from_toml::<PolicySection>("prioritized_messages = 0\n")
-            .unwrap_err();
+        let e =
+            crate::config::from_toml::<PolicySection>("prioritized_messages = 0\n").unwrap_err();
         assert_eq!(e.key, "prioritized_messages", "{e}");
     }
 

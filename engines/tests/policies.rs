@@ -327,7 +327,11 @@ async fn received_in_order(c: &broker_core::Consumer, n: usize) -> Vec<String> {
     let got = common::recv_n(c, n).await;
     for m in &got {
         let i: usize = m.text().unwrap()[1..].parse().unwrap();
-        assert_eq!(m.message().priority, mixed_priority(i), "priority header kept");
+        assert_eq!(
+            m.message().priority,
+            mixed_priority(i),
+            "priority header kept"
+        );
     }
     assert_none(c).await;
     texts(&got)
@@ -344,7 +348,10 @@ async fn prioritized_messages_off_delivers_in_arrival_order(engine: Engine) {
     let broker = env.start().await;
     let conn = broker.connect(Some("c1")).await.unwrap();
     let s = conn.session(AckMode::Auto).unwrap();
-    let durable = s.durable_subscriber(t("fifo.t"), "sub", None).await.unwrap();
+    let durable = s
+        .durable_subscriber(t("fifo.t"), "sub", None)
+        .await
+        .unwrap();
     durable.close().await;
     send_mixed(&s, q("fifo.q"), 20, true).await;
     send_mixed(&s, q("fifo.np"), 20, false).await;
@@ -355,7 +362,10 @@ async fn prioritized_messages_off_delivers_in_arrival_order(engine: Engine) {
         assert_eq!(received_in_order(&c, 20).await, arrival(20), "{name}");
         c.close().await;
     }
-    let durable = s.durable_subscriber(t("fifo.t"), "sub", None).await.unwrap();
+    let durable = s
+        .durable_subscriber(t("fifo.t"), "sub", None)
+        .await
+        .unwrap();
     assert_eq!(received_in_order(&durable, 20).await, arrival(20));
     // The default: priority 9 first, FIFO within a priority.
     let c = s.consumer(q("prio.q"), None).await.unwrap();
@@ -375,7 +385,10 @@ async fn prioritized_messages_off_keeps_arrival_order_across_a_restart(engine: E
     let broker = env.start().await;
     let conn = broker.connect(Some("c1")).await.unwrap();
     let s = conn.session(AckMode::Auto).unwrap();
-    let durable = s.durable_subscriber(t("fifo.t"), "sub", None).await.unwrap();
+    let durable = s
+        .durable_subscriber(t("fifo.t"), "sub", None)
+        .await
+        .unwrap();
     durable.close().await;
     send_mixed(&s, q("fifo.q"), 20, true).await;
     send_mixed(&s, t("fifo.t"), 20, true).await;
@@ -390,7 +403,10 @@ async fn prioritized_messages_off_keeps_arrival_order_across_a_restart(engine: E
     let c = s.consumer(q("fifo.q"), None).await.unwrap();
     let rest = received_in_order(&c, 10).await;
     assert_eq!(rest, arrival(20)[10..].to_vec());
-    let durable = s.durable_subscriber(t("fifo.t"), "sub", None).await.unwrap();
+    let durable = s
+        .durable_subscriber(t("fifo.t"), "sub", None)
+        .await
+        .unwrap();
     assert_eq!(received_in_order(&durable, 20).await, arrival(20));
     conn.close().await;
     broker.stop().await;
@@ -442,7 +458,10 @@ async fn inactive_topics_are_removed_unless_someone_uses_them(engine: Engine) {
     for name in ["gone.idle", "kept.idle"] {
         s.consumer(t(name), None).await.unwrap().close().await;
     }
-    let durable = s.durable_subscriber(t("gone.durable"), "sub", None).await.unwrap();
+    let durable = s
+        .durable_subscriber(t("gone.durable"), "sub", None)
+        .await
+        .unwrap();
     durable.close().await;
     let listening = s.consumer(t("gone.listened"), None).await.unwrap();
     let producer = s.producer(t("gone.produced")).unwrap();
@@ -456,7 +475,12 @@ async fn inactive_topics_are_removed_unless_someone_uses_them(engine: Engine) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         topic_names(&broker).await,
-        ["gone.durable", "gone.listened", "gone.produced", "kept.idle"]
+        [
+            "gone.durable",
+            "gone.listened",
+            "gone.produced",
+            "kept.idle"
+        ]
     );
     let mut deleted = Vec::new();
     while let Some(m) = advisories
@@ -487,7 +511,11 @@ async fn inactive_topics_are_removed_unless_someone_uses_them(engine: Engine) {
     if engine.durable() {
         // The durable subscription's topic is still in the store and recovered.
         let broker = env.start().await;
-        assert!(topic_names(&broker).await.contains(&"gone.durable".to_owned()));
+        assert!(
+            topic_names(&broker)
+                .await
+                .contains(&"gone.durable".to_owned())
+        );
         broker.stop().await;
     }
     env.cleanup().await;

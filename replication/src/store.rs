@@ -7,9 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use store_api::{
-    DeliveryOrder, Destination, DestinationStore, Message, MessageId, OrderKey, Pending, PersistenceAdapter,
-    PreparedTransaction, QueueStore, Result, SubscriptionInfo, SubscriptionKey, TopicStore,
-    TransactionId, TxOp, WriteRefusal, Xid,
+    DeliveryOrder, Destination, DestinationStore, Message, MessageId, OrderKey, Pending,
+    PersistenceAdapter, PreparedTransaction, QueueStore, Result, SubscriptionInfo, SubscriptionKey,
+    TopicStore, TransactionId, TxOp, WriteRefusal, Xid,
 };
 
 use crate::log::SharedLog;
@@ -315,11 +315,7 @@ impl QueueStore for Queue {
         self.inner.browse(after, max).await
     }
 
-    async fn recover_next_ordered(
-        &self,
-        order: DeliveryOrder,
-        max: usize,
-    ) -> Result<Vec<Message>> {
+    async fn recover_next_ordered(&self, order: DeliveryOrder, max: usize) -> Result<Vec<Message>> {
         self.inner.recover_next_ordered(order, max).await
     }
 

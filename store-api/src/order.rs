@@ -149,7 +149,12 @@ mod tests {
     }
 
     /// Reads `stored` (each range in sequence order) as an engine does.
-    fn batch(stored: &[OrderKey], cursor: &CursorPosition, order: DeliveryOrder, max: usize) -> Vec<OrderKey> {
+    fn batch(
+        stored: &[OrderKey],
+        cursor: &CursorPosition,
+        order: DeliveryOrder,
+        max: usize,
+    ) -> Vec<OrderKey> {
         let mut out = Vec::new();
         for (from, to) in cursor.pending_ranges() {
             let Some(limit) = order.range_limit(out.len(), max) else {
@@ -182,7 +187,12 @@ mod tests {
             batch(&stored, &cursor, DeliveryOrder::Arrival, 10),
             [key(9, 4), key(4, 5), key(9, 6)]
         );
-        let all = batch(&stored, &CursorPosition::default(), DeliveryOrder::Priority, 10);
+        let all = batch(
+            &stored,
+            &CursorPosition::default(),
+            DeliveryOrder::Priority,
+            10,
+        );
         assert_eq!(all[0], key(9, 2), "priority order is unchanged");
         assert!(batch(&stored, &cursor, DeliveryOrder::Arrival, 0).is_empty());
     }

@@ -166,8 +166,7 @@ pub trait QueueStore: DestinationStore {
     /// [`recover_next`](Self::recover_next) in `order`: in [`DeliveryOrder::Arrival`], the
     /// `max` lowest sequences not yet returned, whatever their priorities (a destination whose
     /// policy turns prioritized messages off). Same cursor, same guarantees.
-    async fn recover_next_ordered(&self, order: DeliveryOrder, max: usize)
-    -> Result<Vec<Message>>;
+    async fn recover_next_ordered(&self, order: DeliveryOrder, max: usize) -> Result<Vec<Message>>;
 
     /// Rewinds the batch cursor to the beginning.
     async fn reset_cursor(&self) -> Result<()>;

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use store_api::{
-    CursorPosition, DeliveryOrder, Destination, DestinationStore, Message, MessageId, OrderKey, Pending,
-    PersistenceAdapter, PreparedTransaction, QueueStore, Result, StoreError, SubscriptionInfo,
-    SubscriptionKey, TopicStore, TransactionId, TxOp, WriteRefusal, Xid,
+    CursorPosition, DeliveryOrder, Destination, DestinationStore, Message, MessageId, OrderKey,
+    Pending, PersistenceAdapter, PreparedTransaction, QueueStore, Result, StoreError,
+    SubscriptionInfo, SubscriptionKey, TopicStore, TransactionId, TxOp, WriteRefusal, Xid,
 };
 
 use crate::error::KahaError;
@@ -662,11 +662,7 @@ impl QueueStore for Handle {
         Handle::browse(self, None, after, max).await
     }
 
-    async fn recover_next_ordered(
-        &self,
-        order: DeliveryOrder,
-        max: usize,
-    ) -> Result<Vec<Message>> {
+    async fn recover_next_ordered(&self, order: DeliveryOrder, max: usize) -> Result<Vec<Message>> {
         Handle::recover_next(self, None, order, max).await
     }
 

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use store_api::codec::{self, Reader, Writer};
 use store_api::{
-    CursorPosition, DecodeError, DeliveryOrder, Destination, MAX_PRIORITY, Message, MessageId, OrderKey,
-    SubscriptionInfo, SubscriptionKey, TransactionId, Xid,
+    CursorPosition, DecodeError, DeliveryOrder, Destination, MAX_PRIORITY, Message, MessageId,
+    OrderKey, SubscriptionInfo, SubscriptionKey, TransactionId, Xid,
 };
 use store_journal::Location;
 

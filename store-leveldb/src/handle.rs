@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use store_api::{
-    DeliveryOrder, Destination, DestinationStore, Message, MessageId, OrderKey, QueueStore, Result, StoreError,
-    SubscriptionInfo, SubscriptionKey, TopicStore,
+    DeliveryOrder, Destination, DestinationStore, Message, MessageId, OrderKey, QueueStore, Result,
+    StoreError, SubscriptionInfo, SubscriptionKey, TopicStore,
 };
 
 use crate::index::{DestIndex, Index, QueueIndex, SubIndex, TopicIndex, next_batch};
@@ -192,11 +192,7 @@ impl QueueStore for Handle {
         })
     }
 
-    async fn recover_next_ordered(
-        &self,
-        order: DeliveryOrder,
-        max: usize,
-    ) -> Result<Vec<Message>> {
+    async fn recover_next_ordered(&self, order: DeliveryOrder, max: usize) -> Result<Vec<Message>> {
         self.queue(|q, reads| {
             let by_order = &q.messages.by_order;
             let orders = next_batch(

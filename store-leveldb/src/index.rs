@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use store_api::{
-    CursorPosition, DeliveryOrder, Destination, Message, MessageId, OpenTransactions, OrderKey, SubscriptionInfo,
-    SubscriptionKey,
+    CursorPosition, DeliveryOrder, Destination, Message, MessageId, OpenTransactions, OrderKey,
+    SubscriptionInfo, SubscriptionKey,
 };
 
 use crate::batch::Batch;

@@ -21,8 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use async_trait::async_trait;
 use parking_lot::{Mutex, MutexGuard};
 use store_api::{
-    DeliveryOrder,
-    Destination, DestinationStore, Message, MessageId, OpenTransactions, OrderKey,
+    DeliveryOrder, Destination, DestinationStore, Message, MessageId, OpenTransactions, OrderKey,
     PersistenceAdapter, PreparedTransaction, QueueStore, Result, StoreError, SubscriptionInfo,
     SubscriptionKey, TopicStore, TransactionId, TxOp, Xid,
 };
@@ -397,11 +396,7 @@ impl QueueStore for Handle {
         self.queue(|q| Ok(q.browse(after, max)))
     }
 
-    async fn recover_next_ordered(
-        &self,
-        order: DeliveryOrder,
-        max: usize,
-    ) -> Result<Vec<Message>> {
+    async fn recover_next_ordered(&self, order: DeliveryOrder, max: usize) -> Result<Vec<Message>> {
         self.queue(|q| Ok(q.recover_next(order, max)))
     }
 

@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use store_api::{CursorPosition, DeliveryOrder, Message, MessageId, OrderKey, SubscriptionInfo, SubscriptionKey};
+use store_api::{
+    CursorPosition, DeliveryOrder, Message, MessageId, OrderKey, SubscriptionInfo, SubscriptionKey,
+};
 
 use crate::StoredMessages;
 use crate::queue::{expired_keys, next_batch};

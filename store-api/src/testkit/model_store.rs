@@ -205,11 +205,7 @@ impl QueueStore for ModelDestination {
         self.with(|m, d, g| m.browse(d, g, after, max))
     }
 
-    async fn recover_next_ordered(
-        &self,
-        order: DeliveryOrder,
-        max: usize,
-    ) -> Result<Vec<Message>> {
+    async fn recover_next_ordered(&self, order: DeliveryOrder, max: usize) -> Result<Vec<Message>> {
         self.with(|m, d, g| m.recover_next(d, g, order, max))
     }
 

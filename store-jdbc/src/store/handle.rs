@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use store_api::{
-    CursorPosition, DeliveryOrder, Destination, DestinationStore, Message, MessageId, OrderKey, Pending,
-    QueueStore, Result, StoreError, SubscriptionInfo, SubscriptionKey, TopicStore,
+    CursorPosition, DeliveryOrder, Destination, DestinationStore, Message, MessageId, OrderKey,
+    Pending, QueueStore, Result, StoreError, SubscriptionInfo, SubscriptionKey, TopicStore,
 };
 
 use super::{DestState, Shared};
@@ -233,11 +233,7 @@ impl QueueStore for Handle {
         self.browse_from(None, after, max).await
     }
 
-    async fn recover_next_ordered(
-        &self,
-        order: DeliveryOrder,
-        max: usize,
-    ) -> Result<Vec<Message>> {
+    async fn recover_next_ordered(&self, order: DeliveryOrder, max: usize) -> Result<Vec<Message>> {
         self.check()?;
         let mut cursor = self.state.cursor.lock().await;
         self.recover(None, &mut cursor, order, max).await
@@ -367,7 +363,10 @@ impl TopicStore for Handle {
             Some(k) if p == k.priority => Some(k.sequence as i64),
             Some(_) => Some(0),
         };
-        if let Some(page) = self.ow_page(key, from, DeliveryOrder::Priority, max).await? {
+        if let Some(page) = self
+            .ow_page(key, from, DeliveryOrder::Priority, max)
+            .await?
+        {
             return Ok(page);
         }
         let sub = self.subscription_id(key).await?;
@@ -386,7 +385,10 @@ impl TopicStore for Handle {
             let cursor = cursors.entry(key.clone()).or_default();
             let pos = *cursor;
             let from = |p: u8| Some(pos.first_pending_at(p).sequence as i64 - 1);
-            let batch = self.ow_page(key, from, order, max).await?.unwrap_or_default();
+            let batch = self
+                .ow_page(key, from, order, max)
+                .await?
+                .unwrap_or_default();
             for m in &batch {
                 cursor.advance(OrderKey::of(m));
             }

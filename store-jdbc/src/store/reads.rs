@@ -7,8 +7,8 @@ use std::sync::atomic::AtomicBool;
 
 use store_api::codec;
 use store_api::{
-    CursorPosition, DeliveryOrder, Destination, MAX_PRIORITY, Message, MessageId, OrderKey, Result, StoreError,
-    SubscriptionKey,
+    CursorPosition, DeliveryOrder, Destination, MAX_PRIORITY, Message, MessageId, OrderKey, Result,
+    StoreError, SubscriptionKey,
 };
 
 use super::{DestState, Shared};

@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use store_api::{
-    CursorPosition, DeliveryOrder, Destination, DestinationStore, MAX_PRIORITY, Message, MessageId, OrderKey,
-    QueueStore, Result, StoreError, SubscriptionInfo, SubscriptionKey, TopicStore, TxOp,
+    CursorPosition, DeliveryOrder, Destination, DestinationStore, MAX_PRIORITY, Message, MessageId,
+    OrderKey, QueueStore, Result, StoreError, SubscriptionInfo, SubscriptionKey, TopicStore, TxOp,
 };
 
 use super::{DestState, Inner};
@@ -436,11 +436,7 @@ impl QueueStore for Handle {
         self.browse_from(None, after, max).await
     }
 
-    async fn recover_next_ordered(
-        &self,
-        order: DeliveryOrder,
-        max: usize,
-    ) -> Result<Vec<Message>> {
+    async fn recover_next_ordered(&self, order: DeliveryOrder, max: usize) -> Result<Vec<Message>> {
         self.check()?;
         let mut cursor = self.state.cursor.lock().await;
         self.recover(None, &mut cursor, order, max).await
