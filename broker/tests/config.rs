@@ -16,6 +16,7 @@ fn no_config_is_the_embedded_default() {
     assert_eq!(c, BrokerConfig::default());
     assert_eq!(c.policy.maximum_redeliveries, 6);
     assert_eq!(c.policy.dead_letter_queue, "ActiveMQ.DLQ");
+    assert!(c.policy.prioritized_messages, "by priority unless told");
     assert!(!c.transports.web_tls);
     assert_eq!(c.transports.web_session_idle_secs, 1800);
     assert_eq!(c.transports.web_max_sessions, 1000);
@@ -161,6 +162,16 @@ fn each_bad_config_names_its_key() {
             "[policy]\nmaximum_redeliveries = -1\n",
             "policy.maximum_redeliveries",
             "",
+        ),
+        (
+            "[policy]\nprioritized_messages = \"no\"\n",
+            "policy.prioritized_messages",
+            "invalid type",
+        ),
+        (
+            "[[policy.entries]]\nqueue = \"a\"\nprioritized_messages = 1\n",
+            "policy.entries[0].prioritized_messages",
+            "invalid type",
         ),
         (
             "[persistence]\nkind = \"kahadb\"\n[persistence.kahadb]\nsync = \"sometimes\"\n",
