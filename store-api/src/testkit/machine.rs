@@ -60,86 +60,29 @@ const TX_SLOTS: u8 = 2;
 
 /// One step. Indexes (`q`, `s`, `x`) pick a queue, subscription or transaction slot; `pick`
 /// chooses among the messages the model holds at that moment, so a shrunk sequence stays
-/// meaningful.
+/// meaningful. `Cursor` and `SubCursor` read in arrival order when `arrival`.
 #[derive(Debug, Clone)]
 enum Op {
-    Add {
-        q: u8,
-        priority: u8,
-        size: u16,
-    },
-    AddDuplicate {
-        q: u8,
-        pick: u16,
-    },
-    Ack {
-        q: u8,
-        pick: u16,
-    },
-    AckUnknown {
-        q: u8,
-    },
-    /// The batch cursor, in arrival order when `arrival`.
-    Cursor {
-        q: u8,
-        max: u8,
-        arrival: bool,
-    },
-    ResetCursor {
-        q: u8,
-    },
-    Purge {
-        q: u8,
-    },
-    TopicAdd {
-        priority: u8,
-    },
-    Subscribe {
-        s: u8,
-        retroactive: bool,
-    },
-    Unsubscribe {
-        s: u8,
-    },
-    TopicAck {
-        s: u8,
-        pick: u16,
-    },
-    SubCursor {
-        s: u8,
-        max: u8,
-        arrival: bool,
-    },
-    Begin {
-        x: u8,
-    },
-    TxAdd {
-        x: u8,
-        q: u8,
-        priority: u8,
-    },
-    TxAck {
-        x: u8,
-        q: u8,
-        pick: u16,
-    },
-    TxTopicAdd {
-        x: u8,
-    },
-    TxTopicAck {
-        x: u8,
-        s: u8,
-        pick: u16,
-    },
-    Prepare {
-        x: u8,
-    },
-    Commit {
-        x: u8,
-    },
-    Rollback {
-        x: u8,
-    },
+    Add { q: u8, priority: u8, size: u16 },
+    AddDuplicate { q: u8, pick: u16 },
+    Ack { q: u8, pick: u16 },
+    AckUnknown { q: u8 },
+    Cursor { q: u8, max: u8, arrival: bool },
+    ResetCursor { q: u8 },
+    Purge { q: u8 },
+    TopicAdd { priority: u8 },
+    Subscribe { s: u8, retroactive: bool },
+    Unsubscribe { s: u8 },
+    TopicAck { s: u8, pick: u16 },
+    SubCursor { s: u8, max: u8, arrival: bool },
+    Begin { x: u8 },
+    TxAdd { x: u8, q: u8, priority: u8 },
+    TxAck { x: u8, q: u8, pick: u16 },
+    TxTopicAdd { x: u8 },
+    TxTopicAck { x: u8, s: u8, pick: u16 },
+    Prepare { x: u8 },
+    Commit { x: u8 },
+    Rollback { x: u8 },
     Reopen,
 }
 
