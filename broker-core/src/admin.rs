@@ -164,10 +164,16 @@ impl Broker {
             let Source::Queue(store) = &q.source else {
                 continue;
             };
+            let stored = match store.count().await {
+                Ok(n) => n,
+                // Removed as inactive meanwhile (`gc_inactive_destinations`): not listed.
+                Err(_) if !core.has_destination(&q.destination) => continue,
+                Err(e) => return Err(e.into()),
+            };
             out.push(DestinationStats {
                 destination: q.destination.clone(),
                 subscription: None,
-                pending: store.count().await? + q.non_persistent(),
+                pending: stored + q.non_persistent(),
                 consumers: q.consumer_count() as u64,
                 enqueued: q.counters.enqueued.load(Ordering::Relaxed),
                 dequeued: q.counters.dequeued.load(Ordering::Relaxed),
@@ -176,6 +182,12 @@ impl Broker {
             });
         }
         for t in core.topics() {
+            let pending = match t.store.count().await {
+                Ok(n) => n,
+                // Being removed as inactive, its store maybe gone already: not listed.
+                Err(_) if !t.gc.is_live() => continue,
+                Err(e) => return Err(e.into()),
+            };
             let durables: Vec<Arc<Dispatcher>> = t.durable.lock().values().cloned().collect();
             let subscribers: Vec<Arc<Dispatcher>> = t.subscribers.lock().clone();
             let consumers = durables
@@ -191,7 +203,7 @@ impl Broker {
             out.push(DestinationStats {
                 destination: t.destination.clone(),
                 subscription: None,
-                pending: t.store.count().await?,
+                pending,
                 consumers,
                 enqueued: t.enqueued.load(Ordering::Relaxed),
                 dequeued,
@@ -289,7 +301,13 @@ impl Broker {
         let core = self.core()?;
         let mut out = Vec::new();
         for t in core.topics() {
-            for info in t.store.subscriptions().await? {
+            let infos = match t.store.subscriptions().await {
+                Ok(infos) => infos,
+                // Being removed as inactive: it has none.
+                Err(_) if !t.gc.is_live() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            for info in infos {
                 out.push((t.destination.clone(), info));
             }
         }
@@ -351,6 +369,14 @@ impl Broker {
     /// Runs the expiry sweep now instead of waiting for its interval.
     pub async fn expire_now(&self) -> Result<()> {
         self.core()?.sweep_expired().await;
+        Ok(())
+    }
+
+    /// One pass of `gc_inactive_destinations` now, as its timer runs it every
+    /// `gc_check_interval_ms` (for tests and tools): removes the queues and topics inactive
+    /// for their timeout.
+    pub async fn gc_now(&self) -> Result<()> {
+        self.core()?.sweep_inactive().await;
         Ok(())
     }
 }

@@ -248,8 +248,9 @@ pub struct PolicySection {
     /// `shared` (every dead letter to `dead_letter_queue`) or `individual` (one per
     /// destination). shared.
     pub dead_letter_strategy: crate::policy::DeadLetterStrategy,
-    /// Remove a destination with no consumer and no message for
-    /// `inactive_timeout_before_gc_ms` (ActiveMQ's `gcInactiveDestinations`). false.
+    /// Remove a queue with no consumer and no message, or a topic with no subscriber (durable
+    /// or not) and no producer, for `inactive_timeout_before_gc_ms` (ActiveMQ's
+    /// `gcInactiveDestinations`). false.
     pub gc_inactive_destinations: bool,
     /// 60 000, as ActiveMQ's `inactiveTimoutBeforeGC`.
     pub inactive_timeout_before_gc_ms: u64,
@@ -263,6 +264,10 @@ pub struct PolicySection {
     /// With `replay_when_no_consumers`, a message goes back only this long after it arrived
     /// here (ActiveMQ's `replayDelay`). 5000.
     pub replay_delay_ms: u64,
+    /// Deliver a queue's (and a durable subscription's) messages by JMS priority, 9 first and
+    /// FIFO within a priority; false: in arrival order whatever their priority (ActiveMQ's
+    /// `prioritizedMessages`, whose default is false). true.
+    pub prioritized_messages: bool,
     /// Per-destination overrides (`[[policy.entries]]`, see `policy`).
     pub entries: Vec<crate::policy::PolicyEntry>,
 }
@@ -286,6 +291,7 @@ impl Default for PolicySection {
             gc_check_interval_ms: 5_000,
             replay_when_no_consumers: false,
             replay_delay_ms: 5_000,
+            prioritized_messages: true,
             entries: Vec::new(),
         }
     }

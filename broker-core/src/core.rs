@@ -14,6 +14,7 @@ mod store_health;
 pub(crate) mod store_usage;
 mod temp_spool;
 pub(crate) mod temporary;
+mod topic_gc;
 mod wildcard_durable;
 
 pub(crate) use routing::QueueFanIn;
@@ -23,7 +24,7 @@ pub(crate) use wildcard_durable::WildcardDurable;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use store_api::{
@@ -54,6 +55,11 @@ pub(crate) struct Topic {
     pub enqueued: AtomicU64,
     /// Messages dropped for slow non-durable subscribers, over all of them, past and present.
     pub slow_consumer_dropped: Arc<AtomicU64>,
+    /// When a subscriber or a message last came or went (ms), for `gc_inactive_destinations`.
+    pub last_active: AtomicI64,
+    /// Live, retiring or gone (`topic_gc`): once `gc_inactive_destinations` starts removing
+    /// it nothing registers on it any more, and whoever finds it waits and looks again.
+    pub(crate) gc: topic_gc::GcState,
 }
 
 /// One operation a prepared XA transaction holds, to finish when it ends.
@@ -293,8 +299,14 @@ impl Core {
     }
 
     pub(crate) async fn topic(self: &Arc<Self>, destination: &Destination) -> Result<Arc<Topic>> {
-        if let Some(t) = self.topics.lock().get(&destination.name) {
-            return Ok(Arc::clone(t));
+        loop {
+            let found = self.topics.lock().get(&destination.name).cloned();
+            match found {
+                // Being removed: its successor is created once it is gone.
+                Some(t) if !t.gc.is_live() => t.gc.wait_retired().await,
+                Some(t) => return Ok(t),
+                None => break,
+            }
         }
         let store = self.store.topic_store(destination).await?;
         // A new topic carries the wildcard durable subscriptions that match it: in its store
@@ -338,6 +350,8 @@ impl Core {
                         subscribers: Mutex::new(self.wildcard_subscribers_of(&destination.name)),
                         enqueued: AtomicU64::new(0),
                         slow_consumer_dropped: Arc::new(AtomicU64::new(0)),
+                        last_active: AtomicI64::new(now_ms()),
+                        gc: topic_gc::GcState::default(),
                     })
                 }),
         );
@@ -362,6 +376,7 @@ impl Core {
         let topic = self.topics.lock().get(&d.destination.name).cloned();
         if let Some(t) = topic {
             t.subscribers.lock().retain(|x| !Arc::ptr_eq(x, d));
+            t.touch();
         } else {
             self.temporaries.remove_subscriber(d);
         }
@@ -506,6 +521,7 @@ impl Core {
     /// are told, non-durable subscribers get a copy.
     pub(crate) fn fan_out(&self, topic: &Topic, message: &Arc<Message>) {
         topic.enqueued.fetch_add(1, Ordering::Relaxed);
+        topic.touch();
         for d in topic.durable.lock().values() {
             if message.persistent {
                 d.counters.enqueued.fetch_add(1, Ordering::Relaxed);
@@ -697,11 +713,33 @@ impl Core {
         key: &SubscriptionKey,
         selector: Option<String>,
     ) -> Result<Arc<Dispatcher>> {
-        let t = self.topic(topic).await?;
+        loop {
+            let t = self.topic(topic).await?;
+            match self
+                .durable_subscription_on(&t, key, selector.clone())
+                .await
+            {
+                Ok(Some(d)) => return Ok(d),
+                // The topic was being removed as inactive: again, on its successor.
+                Ok(None) => t.gc.wait_retired().await,
+                Err(_) if !t.gc.is_live() => t.gc.wait_retired().await,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// [`Core::durable_subscription`] on `t`; `None` when `t` is retiring.
+    async fn durable_subscription_on(
+        self: &Arc<Self>,
+        t: &Arc<Topic>,
+        key: &SubscriptionKey,
+        selector: Option<String>,
+    ) -> Result<Option<Arc<Dispatcher>>> {
+        let topic = &t.destination;
         let existing = t.store.lookup_subscription(key).await?;
         if let Some(info) = &existing {
             if info.selector == selector {
-                return Ok(self.durable_dispatcher(&t, key));
+                return Ok(self.live_durable_dispatcher(t, key));
             }
             let d = t.durable.lock().get(key).cloned();
             if let Some(d) = &d
@@ -725,7 +763,7 @@ impl Core {
             Ok(()) | Err(StoreError::Duplicate(_)) => {}
             Err(e) => return Err(e.into()),
         }
-        Ok(self.durable_dispatcher(&t, key))
+        Ok(self.live_durable_dispatcher(t, key))
     }
 
     /// Deletes a durable subscription wherever it is.
@@ -759,6 +797,7 @@ impl Core {
             }
             t.store.delete_subscription(key).await?;
             t.durable.lock().remove(key);
+            t.touch();
             d.close();
             found = true;
         }

@@ -135,7 +135,8 @@ pub(crate) struct Delivery {
     pub dispatcher: Arc<Dispatcher>,
 }
 
-/// Window order: priority high to low, then arrival.
+/// Window order: priority high to low, then arrival; with `prioritized_messages` off every
+/// message counts as the same priority, so arrival alone decides (see `Dispatcher::window_key`).
 type WindowKey = (std::cmp::Reverse<u8>, u64);
 
 struct Entry {
@@ -347,6 +348,8 @@ pub(crate) struct Dispatcher {
     last_active: AtomicI64,
     /// Sends on their way to the temp store for it (see `spool`).
     spooling: std::sync::atomic::AtomicUsize,
+    /// The policy's `prioritized_messages`, as the order the store cursor is read in.
+    order: store_api::DeliveryOrder,
 }
 
 /// Work found under the lock, done after it is released.
@@ -368,6 +371,7 @@ impl Dispatcher {
         let store_backed = !matches!(source, Source::Memory { .. } | Source::Temporary);
         let destination_of_policy = destination.clone();
         let policy = core.policies.resolve(&destination_of_policy);
+        let policy_order = policy.delivery_order();
         let memory = policy
             .memory_limit
             .map(|limit| Arc::new(crate::memory::MemoryUsage::new(limit)));
@@ -385,6 +389,7 @@ impl Dispatcher {
             memory,
             last_active: AtomicI64::new(crate::core::now_ms()),
             spooling: std::sync::atomic::AtomicUsize::new(0),
+            order: policy_order,
         });
         tokio::spawn(Arc::clone(&d).run());
         d
@@ -564,7 +569,7 @@ impl Dispatcher {
             return;
         };
         let arrival = core.next_arrival();
-        let key = (std::cmp::Reverse(message.priority), arrival);
+        let key = self.window_key(&message, arrival);
         st.index.insert(message.id.clone(), key);
         st.window.insert(
             key,
@@ -704,7 +709,7 @@ impl Dispatcher {
                     });
                     return;
                 }
-                let key = (std::cmp::Reverse(f.entry.message.priority), f.entry.arrival);
+                let key = self.window_key(&f.entry.message, f.entry.arrival);
                 st.index.insert(f.entry.message.id.clone(), key);
                 st.window.insert(key, f.entry);
                 drop(st);
@@ -763,12 +768,29 @@ impl Dispatcher {
             self.release(entry.size);
             return;
         }
-        let key = (std::cmp::Reverse(entry.message.priority), entry.arrival);
+        let key = self.window_key(&entry.message, entry.arrival);
         st.index.insert(id.clone(), key);
         st.window.insert(key, entry);
         drop(st);
         self.touch();
         self.wake.notify_one();
+    }
+
+    /// A message's place in the window. Arrival is the order it came into this dispatcher,
+    /// which for stored messages is the order the store cursor returned them: by priority,
+    /// or (with `prioritized_messages` off) by sequence, so that the window keeps the store's
+    /// order either way. The message itself keeps its priority.
+    fn window_key(&self, message: &Message, arrival: u64) -> WindowKey {
+        self.window_key_of(message.priority, arrival)
+    }
+
+    /// [`Self::window_key`] from the priority alone (a spooled message's record keeps it).
+    pub(super) fn window_key_of(&self, priority: u8, arrival: u64) -> WindowKey {
+        let priority = match self.order {
+            store_api::DeliveryOrder::Priority => priority,
+            store_api::DeliveryOrder::Arrival => store_api::DEFAULT_PRIORITY,
+        };
+        (std::cmp::Reverse(priority), arrival)
     }
 
     fn touch(&self) {
@@ -795,7 +817,7 @@ impl Dispatcher {
         let Some((mut st, entry)) = self.take_in_flight(id) else {
             return;
         };
-        let key = (std::cmp::Reverse(entry.message.priority), entry.arrival);
+        let key = self.window_key(&entry.message, entry.arrival);
         st.index.insert(entry.message.id.clone(), key);
         st.window.insert(key, entry);
         drop(st);
@@ -855,7 +877,7 @@ impl Dispatcher {
             self.release(e.size);
             return;
         }
-        let key = (std::cmp::Reverse(e.message.priority), e.arrival);
+        let key = self.window_key(&e.message, e.arrival);
         st.index.insert(e.message.id.clone(), key);
         st.window.insert(key, e);
         st.paged += 1;
@@ -1035,8 +1057,10 @@ impl Dispatcher {
 
     async fn fetch(&self, core: &Core, max: usize, generation: u64) {
         let batch = match &self.source {
-            Source::Queue(q) => q.recover_next(max).await,
-            Source::Durable { store, key } => store.recover_next(key, max).await,
+            Source::Queue(q) => q.recover_next_ordered(self.order, max).await,
+            Source::Durable { store, key } => {
+                store.recover_next_ordered(key, self.order, max).await
+            }
             Source::Memory { .. } | Source::Temporary => Ok(Vec::new()),
         };
         let batch = match batch {
@@ -1078,7 +1102,7 @@ impl Dispatcher {
                 st.held_entries.insert(entry.message.id.clone(), entry);
                 continue;
             }
-            let key = (std::cmp::Reverse(entry.message.priority), entry.arrival);
+            let key = self.window_key(&entry.message, entry.arrival);
             st.index.insert(entry.message.id.clone(), key);
             st.window.insert(key, entry);
             st.paged += 1;

@@ -11,6 +11,7 @@
 //! dead_letter_strategy = "individual"     # DLQ per destination: ActiveMQ.DLQ.Queue.orders.x
 //! gc_inactive_destinations = true
 //! inactive_timeout_before_gc_ms = 60000
+//! prioritized_messages = false            # arrival order, as ActiveMQ's default
 //! ```
 //!
 //! When several entries match a destination the most specific one applies, as in ActiveMQ's
@@ -67,6 +68,9 @@ pub struct PolicyEntry {
     pub replay_when_no_consumers: Option<bool>,
     /// ... and only this long after it arrived here (ActiveMQ's `replayDelay`).
     pub replay_delay_ms: Option<u64>,
+    /// ActiveMQ's `prioritizedMessages`: false delivers in arrival order whatever the
+    /// messages' priorities (they keep their priority header).
+    pub prioritized_messages: Option<bool>,
 }
 
 /// The policy one destination runs under: `[policy]` with its best entry applied.
@@ -90,6 +94,20 @@ pub(crate) struct DestinationPolicy {
     /// Always false for a topic.
     pub replay_when_no_consumers: bool,
     pub replay_delay: Duration,
+    /// By priority then arrival (true), or by arrival only: the order of the dispatcher's
+    /// window and of the store cursor it pages from.
+    pub prioritized_messages: bool,
+}
+
+impl DestinationPolicy {
+    /// The order the store's batch cursor is read in for this destination.
+    pub fn delivery_order(&self) -> store_api::DeliveryOrder {
+        if self.prioritized_messages {
+            store_api::DeliveryOrder::Priority
+        } else {
+            store_api::DeliveryOrder::Arrival
+        }
+    }
 }
 
 impl DestinationPolicy {
@@ -262,6 +280,7 @@ impl Policies {
                 && e.replay_when_no_consumers
                     .unwrap_or(g.replay_when_no_consumers),
             replay_delay: Duration::from_millis(e.replay_delay_ms.unwrap_or(g.replay_delay_ms)),
+            prioritized_messages: e.prioritized_messages.unwrap_or(g.prioritized_messages),
         }
     }
 
@@ -409,6 +428,43 @@ mod tests {
             let e = Policies::new(&p).unwrap_err();
             assert_eq!(e.key, key, "{toml}: {e}");
         }
+    }
+
+    #[test]
+    fn prioritized_messages_defaults_on_and_an_entry_turns_it_off() {
+        let p = policies(
+            r#"
+            [[entries]]
+            queue = "fifo.>"
+            prioritized_messages = false
+            [[entries]]
+            topic = "fifo.>"
+            prioritized_messages = false
+            "#,
+        );
+        let order = |d: Destination| p.resolve(&d).delivery_order();
+        assert_eq!(
+            order(Destination::queue("fifo.a")),
+            store_api::DeliveryOrder::Arrival
+        );
+        assert_eq!(
+            order(Destination::topic("fifo.a")),
+            store_api::DeliveryOrder::Arrival
+        );
+        assert_eq!(
+            order(Destination::queue("other")),
+            store_api::DeliveryOrder::Priority
+        );
+        let off = policies("prioritized_messages = false\n");
+        assert!(!off.resolve(&Destination::queue("q")).prioritized_messages);
+        let e = crate::config::from_toml::<PolicySection>(
+            "[[entries]]\nqueue = \"a\"\nprioritized_messages = \"no\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "entries[0].prioritized_messages", "{e}");
+        let e =
+            crate::config::from_toml::<PolicySection>("prioritized_messages = 0\n").unwrap_err();
+        assert_eq!(e.key, "prioritized_messages", "{e}");
     }
 
     #[test]

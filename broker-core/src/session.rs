@@ -897,17 +897,17 @@ impl Session {
             core.queue(&destination).await?
         } else {
             self.admit(&destination).await?;
-            let t = core.topic(&destination).await?;
-            let d = Dispatcher::start(
-                core,
-                destination.clone(),
-                Source::Memory {
-                    max_pending: core.config.limits.max_pending_non_durable,
-                    dropped: Arc::clone(&t.slow_consumer_dropped),
-                },
-            );
-            t.subscribers.lock().push(Arc::clone(&d));
-            d
+            core.topic_subscriber(&destination, |t| {
+                Dispatcher::start(
+                    core,
+                    destination.clone(),
+                    Source::Memory {
+                        max_pending: core.config.limits.max_pending_non_durable,
+                        dropped: Arc::clone(&t.slow_consumer_dropped),
+                    },
+                )
+            })
+            .await?
         };
         Ok(self.attach(dispatcher, selector, flow, exclusive, slot))
     }

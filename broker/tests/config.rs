@@ -25,6 +25,7 @@ fn no_config_is_the_embedded_default() {
             .temp_bytes,
         0
     );
+    assert!(c.policy.prioritized_messages, "by priority unless told");
     assert!(!c.transports.web_tls);
     assert_eq!(c.transports.web_session_idle_secs, 1800);
     assert_eq!(c.transports.web_max_sessions, 1000);
@@ -180,6 +181,16 @@ fn each_bad_config_names_its_key() {
             "[policy]\nmaximum_redeliveries = -1\n",
             "policy.maximum_redeliveries",
             "",
+        ),
+        (
+            "[policy]\nprioritized_messages = \"no\"\n",
+            "policy.prioritized_messages",
+            "invalid type",
+        ),
+        (
+            "[[policy.entries]]\nqueue = \"a\"\nprioritized_messages = 1\n",
+            "policy.entries[0].prioritized_messages",
+            "invalid type",
         ),
         (
             "[persistence]\nkind = \"kahadb\"\n[persistence.kahadb]\nsync = \"sometimes\"\n",

@@ -708,7 +708,7 @@ const SECURED: &str = r##"<beans xmlns="http://www.springframework.org/schema/be
               <individualDeadLetterStrategy queuePrefix="DLQ." useQueueForQueueMessages="true" processExpired="false"/>
             </deadLetterStrategy>
           </policyEntry>
-          <policyEntry topic="prices.>" optimizedDispatch="true">
+          <policyEntry topic="prices.>" optimizedDispatch="true" prioritizedMessages="false" gcInactiveDestinations="true">
             <deadLetterStrategy>
               <sharedDeadLetterStrategy processExpired="false"/>
             </deadLetterStrategy>
@@ -832,9 +832,13 @@ async fn users_authorization_policies_and_system_usage() {
     assert_eq!(orders["use_exponential_backoff"].as_bool(), Some(true));
     assert_eq!(orders["backoff_multiplier"].as_float(), Some(2.0));
     assert_eq!(orders["maximum_redelivery_delay_ms"].as_integer(), Some(0));
+    assert_eq!(orders["prioritized_messages"].as_bool(), Some(true));
     let prices = &entries[1];
     assert_eq!(prices["topic"].as_str(), Some("prices.>"));
     assert_eq!(prices["expired"].as_str(), Some("discard"));
+    // Arrival order, and removal when inactive, apply to topics too.
+    assert_eq!(prices["prioritized_messages"].as_bool(), Some(false));
+    assert_eq!(prices["gc_inactive_destinations"].as_bool(), Some(true));
     let audit = &entries[2];
     assert_eq!(audit["topic"].as_str(), Some("audit"));
     assert_eq!(audit["maximum_redeliveries"].as_integer(), Some(1));

@@ -608,6 +608,45 @@ async fn expired_messages_and_priorities() {
     b.stop().await;
 }
 
+/// `prioritized_messages = false` on a queue: what was sent with mixed priorities comes back
+/// in the order sent, each frame with the priority it was sent with (KahaDB, so the order
+/// comes from the store's cursor: two messages paged in at a time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_without_prioritized_messages_is_fifo_whatever_the_priority() {
+    let b = TestBroker::start(
+        "[limits]\nmax_page_size = 2\n[[policy.entries]]\nqueue = \"fifo.>\"\nprioritized_messages = false\n",
+    )
+    .await;
+    let mut c = b.client().await;
+    let sent = [
+        ("a", "1"),
+        ("b", "9"),
+        ("c", "4"),
+        ("d", "9"),
+        ("e", "0"),
+        ("f", "7"),
+    ];
+    for (text, p) in sent {
+        c.send(
+            "/queue/fifo.orders",
+            text,
+            &[("priority", p), ("persistent", "true")],
+        )
+        .await
+        .unwrap();
+    }
+    c.subscribe("s", "/queue/fifo.orders", "auto", &[])
+        .await
+        .unwrap();
+    for (text, p) in sent {
+        let m = recv(&mut c).await;
+        assert_eq!(body(&m), text);
+        assert_eq!(m.get("priority"), Some(p), "{text} keeps its priority");
+    }
+    none(&mut c).await;
+    b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heart_beats_are_negotiated_and_sent() {
     let b = TestBroker::start("").await;

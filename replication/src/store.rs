@@ -7,9 +7,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use store_api::{
-    Destination, DestinationStore, Message, MessageId, OrderKey, Pending, PersistenceAdapter,
-    PreparedTransaction, QueueStore, Result, SubscriptionInfo, SubscriptionKey, TopicStore,
-    TransactionId, TxOp, WriteRefusal, Xid,
+    DeliveryOrder, Destination, DestinationStore, Message, MessageId, OrderKey, Pending,
+    PersistenceAdapter, PreparedTransaction, QueueStore, Result, SubscriptionInfo, SubscriptionKey,
+    TopicStore, TransactionId, TxOp, WriteRefusal, Xid,
 };
 
 use crate::log::SharedLog;
@@ -315,8 +315,8 @@ impl QueueStore for Queue {
         self.inner.browse(after, max).await
     }
 
-    async fn recover_next(&self, max: usize) -> Result<Vec<Message>> {
-        self.inner.recover_next(max).await
+    async fn recover_next_ordered(&self, order: DeliveryOrder, max: usize) -> Result<Vec<Message>> {
+        self.inner.recover_next_ordered(order, max).await
     }
 
     async fn reset_cursor(&self) -> Result<()> {
@@ -383,8 +383,13 @@ impl TopicStore for Topic {
         self.inner.browse_subscription(key, after, max).await
     }
 
-    async fn recover_next(&self, key: &SubscriptionKey, max: usize) -> Result<Vec<Message>> {
-        self.inner.recover_next(key, max).await
+    async fn recover_next_ordered(
+        &self,
+        key: &SubscriptionKey,
+        order: DeliveryOrder,
+        max: usize,
+    ) -> Result<Vec<Message>> {
+        self.inner.recover_next_ordered(key, order, max).await
     }
 
     async fn reset_cursor(&self, key: &SubscriptionKey) -> Result<()> {

@@ -13,7 +13,8 @@
 //! 9, or a message addressed to another destination, is `InvalidArgument`; a second add of an id
 //! stored in the same destination is `Duplicate`.
 //!
-//! **Queues.** Delivery order is priority high to low, then sequence (FIFO within a priority).
+//! **Queues.** Delivery order is priority high to low, then sequence (FIFO within a priority);
+//! the batch cursor can also be read in arrival (sequence) order ([`DeliveryOrder`]).
 //! `remove` deletes exactly the message named; `get`/`remove` of an unknown id is `NotFound`, never
 //! a panic. `count` and `bytes` are exact at every moment (bytes = sum of [`Message::size`]).
 //! `browse` pages statelessly by [`OrderKey`]. The batch cursor (`recover_next`) returns every
@@ -70,7 +71,7 @@ pub use message::{
     Body, DEFAULT_PRIORITY, Destination, DestinationKind, MAX_PRIORITY, Message, MessageId, Value,
 };
 pub use open_transactions::{OpenTransaction, OpenTransactions};
-pub use order::{CursorPosition, OrderKey};
+pub use order::{CursorPosition, DeliveryOrder, OrderKey};
 pub use pending::Pending;
 pub use store::{DestinationStore, PersistenceAdapter, QueueStore, TopicStore};
 pub use sync_policy::SyncPolicy;

@@ -36,6 +36,45 @@ impl PartialOrd for OrderKey {
     }
 }
 
+/// The order a batch cursor returns messages in.
+///
+/// Both orders share one [`CursorPosition`] (the highest sequence returned per priority), so a
+/// cursor may be read in either order, or in both in turn, and still returns nothing twice and
+/// skips nothing: a message added later has a higher sequence than anything stored, whatever
+/// its priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum DeliveryOrder {
+    /// Priority high to low, then sequence: JMS priority (ActiveMQ's `prioritizedMessages`).
+    #[default]
+    Priority,
+    /// Sequence only, whatever the priorities: arrival order (ActiveMQ's default).
+    Arrival,
+}
+
+impl DeliveryOrder {
+    /// How many messages to read from the next of [`CursorPosition::pending_ranges`], with
+    /// `have` in the batch already; `None` when the batch is complete.
+    ///
+    /// In priority order the ranges are read one after the other until `max`. In arrival
+    /// order every range may hold one of the first `max` sequences, so up to `max` are read
+    /// from each, and [`DeliveryOrder::finish`] keeps the first `max` by sequence.
+    pub fn range_limit(self, have: usize, max: usize) -> Option<usize> {
+        match self {
+            DeliveryOrder::Priority => (have < max).then(|| max - have),
+            DeliveryOrder::Arrival => (max > 0).then_some(max),
+        }
+    }
+
+    /// Puts a batch read range by range (see [`DeliveryOrder::range_limit`]) into this order
+    /// and keeps its first `max`. The cursor is then advanced over what is kept only.
+    pub fn finish<T>(self, batch: &mut Vec<T>, key: impl Fn(&T) -> OrderKey, max: usize) {
+        if self == DeliveryOrder::Arrival {
+            batch.sort_by_key(|m| key(m).sequence);
+        }
+        batch.truncate(max);
+    }
+}
+
 /// The position of a batch cursor: for each priority, the highest sequence already returned.
 ///
 /// Keeping one position per priority (as KahaDB's `MessageOrderCursor` does) is what makes the
@@ -98,5 +137,63 @@ impl CursorPosition {
             priority: p,
             sequence: self.after[usize::from(p)].saturating_add(1),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(priority: u8, sequence: u64) -> OrderKey {
+        OrderKey { priority, sequence }
+    }
+
+    /// Reads `stored` (each range in sequence order) as an engine does.
+    fn batch(
+        stored: &[OrderKey],
+        cursor: &CursorPosition,
+        order: DeliveryOrder,
+        max: usize,
+    ) -> Vec<OrderKey> {
+        let mut out = Vec::new();
+        for (from, to) in cursor.pending_ranges() {
+            let Some(limit) = order.range_limit(out.len(), max) else {
+                break;
+            };
+            let mut range: Vec<OrderKey> = stored
+                .iter()
+                .copied()
+                .filter(|k| *k >= from && *k <= to)
+                .collect();
+            range.sort();
+            out.extend(range.into_iter().take(limit));
+        }
+        order.finish(&mut out, |k| *k, max);
+        out
+    }
+
+    #[test]
+    fn arrival_order_takes_the_lowest_sequences_whatever_the_priority() {
+        let stored = [key(4, 1), key(9, 2), key(0, 3), key(9, 4), key(4, 5)];
+        let mut cursor = CursorPosition::default();
+        let first = batch(&stored, &cursor, DeliveryOrder::Arrival, 3);
+        assert_eq!(first, [key(4, 1), key(9, 2), key(0, 3)]);
+        for k in &first {
+            cursor.advance(*k);
+        }
+        // A message added now sorts after all of them, whatever its priority.
+        let stored = [stored.as_slice(), &[key(9, 6)]].concat();
+        assert_eq!(
+            batch(&stored, &cursor, DeliveryOrder::Arrival, 10),
+            [key(9, 4), key(4, 5), key(9, 6)]
+        );
+        let all = batch(
+            &stored,
+            &CursorPosition::default(),
+            DeliveryOrder::Priority,
+            10,
+        );
+        assert_eq!(all[0], key(9, 2), "priority order is unchanged");
+        assert!(batch(&stored, &cursor, DeliveryOrder::Arrival, 0).is_empty());
     }
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use crate::error::{Result, WriteRefusal};
 use crate::message::{Destination, Message, MessageId};
-use crate::order::OrderKey;
+use crate::order::{DeliveryOrder, OrderKey};
 use crate::pending::Pending;
 use crate::transaction::{
     PreparedTransaction, SubscriptionInfo, SubscriptionKey, TransactionId, TxOp, Xid,
@@ -158,7 +158,15 @@ pub trait QueueStore: DestinationStore {
     /// The batch cursor: up to `max` messages not yet returned since the last reset, in delivery
     /// order. A message added at any time is returned by some later call; none is returned twice;
     /// none is skipped, even while adds and removes interleave with the iteration.
-    async fn recover_next(&self, max: usize) -> Result<Vec<Message>>;
+    async fn recover_next(&self, max: usize) -> Result<Vec<Message>> {
+        self.recover_next_ordered(DeliveryOrder::Priority, max)
+            .await
+    }
+
+    /// [`recover_next`](Self::recover_next) in `order`: in [`DeliveryOrder::Arrival`], the
+    /// `max` lowest sequences not yet returned, whatever their priorities (a destination whose
+    /// policy turns prioritized messages off). Same cursor, same guarantees.
+    async fn recover_next_ordered(&self, order: DeliveryOrder, max: usize) -> Result<Vec<Message>>;
 
     /// Rewinds the batch cursor to the beginning.
     async fn reset_cursor(&self) -> Result<()>;
@@ -199,7 +207,18 @@ pub trait TopicStore: DestinationStore {
     ) -> Result<Vec<Message>>;
 
     /// The subscription's batch cursor, with the guarantees of [`QueueStore::recover_next`].
-    async fn recover_next(&self, key: &SubscriptionKey, max: usize) -> Result<Vec<Message>>;
+    async fn recover_next(&self, key: &SubscriptionKey, max: usize) -> Result<Vec<Message>> {
+        self.recover_next_ordered(key, DeliveryOrder::Priority, max)
+            .await
+    }
+
+    /// The subscription's batch cursor in `order` (see [`QueueStore::recover_next_ordered`]).
+    async fn recover_next_ordered(
+        &self,
+        key: &SubscriptionKey,
+        order: DeliveryOrder,
+        max: usize,
+    ) -> Result<Vec<Message>>;
 
     async fn reset_cursor(&self, key: &SubscriptionKey) -> Result<()>;
 

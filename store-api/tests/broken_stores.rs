@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use store_api::testkit::{self, Mode, ModelFactory, ModelTestConfig, StoreFactory};
 use store_api::{
-    Destination, DestinationStore, Message, MessageId, OrderKey, Pending, PersistenceAdapter,
-    PreparedTransaction, QueueStore, Result, SubscriptionInfo, SubscriptionKey, TopicStore,
-    TransactionId, TxOp, Xid,
+    DeliveryOrder, Destination, DestinationStore, Message, MessageId, OrderKey, Pending,
+    PersistenceAdapter, PreparedTransaction, QueueStore, Result, SubscriptionInfo, SubscriptionKey,
+    TopicStore, TransactionId, TxOp, Xid,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,8 +253,8 @@ impl QueueStore for BrokenQueue {
     async fn browse(&self, after: Option<OrderKey>, max: usize) -> Result<Vec<Message>> {
         self.inner.browse(after, max).await
     }
-    async fn recover_next(&self, max: usize) -> Result<Vec<Message>> {
-        let mut batch = self.inner.recover_next(max).await?;
+    async fn recover_next_ordered(&self, order: DeliveryOrder, max: usize) -> Result<Vec<Message>> {
+        let mut batch = self.inner.recover_next_ordered(order, max).await?;
         let mut batches = self.batches.lock();
         let n = batches.entry(self.destination().clone()).or_default();
         *n += 1;
@@ -334,8 +334,13 @@ impl TopicStore for BrokenTopic {
     ) -> Result<Vec<Message>> {
         self.inner.browse_subscription(key, after, max).await
     }
-    async fn recover_next(&self, key: &SubscriptionKey, max: usize) -> Result<Vec<Message>> {
-        self.inner.recover_next(key, max).await
+    async fn recover_next_ordered(
+        &self,
+        key: &SubscriptionKey,
+        order: DeliveryOrder,
+        max: usize,
+    ) -> Result<Vec<Message>> {
+        self.inner.recover_next_ordered(key, order, max).await
     }
     async fn reset_cursor(&self, key: &SubscriptionKey) -> Result<()> {
         self.inner.reset_cursor(key).await

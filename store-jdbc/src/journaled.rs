@@ -201,6 +201,7 @@ impl JournaledAccess<'_> {
             &c,
             sub_id,
             |p| (p == priority).then_some(after as i64),
+            store_api::DeliveryOrder::Priority,
             limit,
         )
         .await

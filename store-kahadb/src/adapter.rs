@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use store_api::{
-    CursorPosition, Destination, DestinationStore, Message, MessageId, OrderKey, Pending,
-    PersistenceAdapter, PreparedTransaction, QueueStore, Result, StoreError, SubscriptionInfo,
-    SubscriptionKey, TopicStore, TransactionId, TxOp, WriteRefusal, Xid,
+    CursorPosition, DeliveryOrder, Destination, DestinationStore, Message, MessageId, OrderKey,
+    Pending, PersistenceAdapter, PreparedTransaction, QueueStore, Result, StoreError,
+    SubscriptionInfo, SubscriptionKey, TopicStore, TransactionId, TxOp, WriteRefusal, Xid,
 };
 
 use crate::error::KahaError;
@@ -445,6 +445,7 @@ impl Handle {
     async fn recover_next(
         &self,
         sub: Option<&SubscriptionKey>,
+        order: DeliveryOrder,
         max: usize,
     ) -> Result<Vec<Message>> {
         let entries = {
@@ -467,7 +468,7 @@ impl Handle {
                 }
                 None => ix.cursors.get(&self.dest).copied().unwrap_or_default(),
             };
-            let batch = ix.cursor_batch(&self.dest, sub, &cursor, max)?;
+            let batch = ix.cursor_batch(&self.dest, sub, &cursor, order, max)?;
             let mut moved = cursor;
             for (ok, _) in &batch {
                 moved.advance(*ok);
@@ -661,8 +662,8 @@ impl QueueStore for Handle {
         Handle::browse(self, None, after, max).await
     }
 
-    async fn recover_next(&self, max: usize) -> Result<Vec<Message>> {
-        Handle::recover_next(self, None, max).await
+    async fn recover_next_ordered(&self, order: DeliveryOrder, max: usize) -> Result<Vec<Message>> {
+        Handle::recover_next(self, None, order, max).await
     }
 
     async fn reset_cursor(&self) -> Result<()> {
@@ -788,8 +789,13 @@ impl TopicStore for Handle {
         Handle::browse(self, Some(key), after, max).await
     }
 
-    async fn recover_next(&self, key: &SubscriptionKey, max: usize) -> Result<Vec<Message>> {
-        Handle::recover_next(self, Some(key), max).await
+    async fn recover_next_ordered(
+        &self,
+        key: &SubscriptionKey,
+        order: DeliveryOrder,
+        max: usize,
+    ) -> Result<Vec<Message>> {
+        Handle::recover_next(self, Some(key), order, max).await
     }
 
     async fn reset_cursor(&self, key: &SubscriptionKey) -> Result<()> {

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use store_api::codec::{self, Reader, Writer};
 use store_api::{
-    CursorPosition, DecodeError, Destination, MAX_PRIORITY, Message, MessageId, OrderKey,
-    SubscriptionInfo, SubscriptionKey, TransactionId, Xid,
+    CursorPosition, DecodeError, DeliveryOrder, Destination, MAX_PRIORITY, Message, MessageId,
+    OrderKey, SubscriptionInfo, SubscriptionKey, TransactionId, Xid,
 };
 use store_journal::Location;
 
@@ -574,6 +574,7 @@ impl Index {
         d: &Destination,
         sub: Option<&SubscriptionKey>,
         cursor: &CursorPosition,
+        order: DeliveryOrder,
         max: usize,
     ) -> Result<Vec<(OrderKey, Entry)>> {
         let watermark = self
@@ -583,9 +584,9 @@ impl Index {
             .unwrap_or(u64::MAX);
         let mut batch = Vec::new();
         for (from, end) in cursor.pending_ranges() {
-            if batch.len() >= max {
+            let Some(limit) = order.range_limit(batch.len(), max) else {
                 break;
-            }
+            };
             if from.sequence >= watermark {
                 continue;
             }
@@ -593,14 +594,9 @@ impl Index {
                 sequence: watermark - 1,
                 ..end
             };
-            batch.extend(self.entries(
-                d,
-                sub,
-                Bound::Included(from),
-                Some(until),
-                max - batch.len(),
-            )?);
+            batch.extend(self.entries(d, sub, Bound::Included(from), Some(until), limit)?);
         }
+        order.finish(&mut batch, |(k, _)| *k, max);
         Ok(batch)
     }
 

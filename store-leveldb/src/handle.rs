@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use store_api::{
-    Destination, DestinationStore, Message, MessageId, OrderKey, QueueStore, Result, StoreError,
-    SubscriptionInfo, SubscriptionKey, TopicStore,
+    DeliveryOrder, Destination, DestinationStore, Message, MessageId, OrderKey, QueueStore, Result,
+    StoreError, SubscriptionInfo, SubscriptionKey, TopicStore,
 };
 
 use crate::index::{DestIndex, Index, QueueIndex, SubIndex, TopicIndex, next_batch};
@@ -192,12 +192,13 @@ impl QueueStore for Handle {
         })
     }
 
-    async fn recover_next(&self, max: usize) -> Result<Vec<Message>> {
+    async fn recover_next_ordered(&self, order: DeliveryOrder, max: usize) -> Result<Vec<Message>> {
         self.queue(|q, reads| {
             let by_order = &q.messages.by_order;
             let orders = next_batch(
                 |from, to| Box::new(by_order.range(from..=to).map(|(o, _)| *o)),
                 &q.cursor,
+                order,
                 max,
             );
             let batch = reads.bodies(&self.destination, orders.iter().copied())?;
@@ -309,12 +310,18 @@ impl TopicStore for Handle {
         })
     }
 
-    async fn recover_next(&self, key: &SubscriptionKey, max: usize) -> Result<Vec<Message>> {
+    async fn recover_next_ordered(
+        &self,
+        key: &SubscriptionKey,
+        order: DeliveryOrder,
+        max: usize,
+    ) -> Result<Vec<Message>> {
         self.subscription(key, |s, reads| {
             let pending = &s.pending;
             let orders = next_batch(
                 |from, to| Box::new(pending.range(from..=to).copied()),
                 &s.cursor,
+                order,
                 max,
             );
             let batch = reads.bodies(&self.destination, orders.iter().copied())?;

@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use store_api::{
-    CursorPosition, Destination, Message, MessageId, OpenTransactions, OrderKey, SubscriptionInfo,
-    SubscriptionKey,
+    CursorPosition, DeliveryOrder, Destination, Message, MessageId, OpenTransactions, OrderKey,
+    SubscriptionInfo, SubscriptionKey,
 };
 
 use crate::batch::Batch;
@@ -138,15 +138,17 @@ pub(crate) struct Index {
 pub(crate) fn next_batch<'a>(
     ordered: impl Fn(OrderKey, OrderKey) -> Box<dyn Iterator<Item = OrderKey> + 'a>,
     cursor: &CursorPosition,
+    order: DeliveryOrder,
     max: usize,
 ) -> Vec<OrderKey> {
     let mut batch = Vec::new();
     for (from, to) in cursor.pending_ranges() {
-        if batch.len() >= max {
+        let Some(limit) = order.range_limit(batch.len(), max) else {
             break;
-        }
-        batch.extend(ordered(from, to).take(max - batch.len()));
+        };
+        batch.extend(ordered(from, to).take(limit));
     }
+    order.finish(&mut batch, |k| *k, max);
     batch
 }
 

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use async_trait::async_trait;
 use parking_lot::{Mutex, MutexGuard};
 use store_api::{
-    Destination, DestinationStore, Message, MessageId, OpenTransactions, OrderKey,
+    DeliveryOrder, Destination, DestinationStore, Message, MessageId, OpenTransactions, OrderKey,
     PersistenceAdapter, PreparedTransaction, QueueStore, Result, StoreError, SubscriptionInfo,
     SubscriptionKey, TopicStore, TransactionId, TxOp, Xid,
 };
@@ -396,8 +396,8 @@ impl QueueStore for Handle {
         self.queue(|q| Ok(q.browse(after, max)))
     }
 
-    async fn recover_next(&self, max: usize) -> Result<Vec<Message>> {
-        self.queue(|q| Ok(q.recover_next(max)))
+    async fn recover_next_ordered(&self, order: DeliveryOrder, max: usize) -> Result<Vec<Message>> {
+        self.queue(|q| Ok(q.recover_next(order, max)))
     }
 
     async fn reset_cursor(&self) -> Result<()> {
@@ -475,8 +475,13 @@ impl TopicStore for Handle {
         self.subscription(key, |s, _| Ok(s.browse(after, max)))
     }
 
-    async fn recover_next(&self, key: &SubscriptionKey, max: usize) -> Result<Vec<Message>> {
-        self.subscription(key, |s, _| Ok(s.recover_next(max)))
+    async fn recover_next_ordered(
+        &self,
+        key: &SubscriptionKey,
+        order: DeliveryOrder,
+        max: usize,
+    ) -> Result<Vec<Message>> {
+        self.subscription(key, |s, _| Ok(s.recover_next(order, max)))
     }
 
     async fn reset_cursor(&self, key: &SubscriptionKey) -> Result<()> {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use store_api::{CursorPosition, Message, MessageId, OrderKey};
+use store_api::{CursorPosition, DeliveryOrder, Message, MessageId, OrderKey};
 
 use crate::StoredMessages;
 
@@ -30,8 +30,8 @@ impl QueueState {
             .collect()
     }
 
-    pub(crate) fn recover_next(&mut self, max: usize) -> Vec<Message> {
-        let batch = next_batch(&self.by_order, &self.cursor, max);
+    pub(crate) fn recover_next(&mut self, order: DeliveryOrder, max: usize) -> Vec<Message> {
+        let batch = next_batch(&self.by_order, &self.cursor, order, max);
         for m in &batch {
             self.cursor.advance(OrderKey::of(m));
         }
@@ -108,20 +108,22 @@ impl StoredMessages for QueueState {
 pub(crate) fn next_batch(
     ordered: &BTreeMap<OrderKey, Arc<Message>>,
     cursor: &CursorPosition,
+    order: DeliveryOrder,
     max: usize,
 ) -> Vec<Message> {
     let mut batch = Vec::new();
     for (from, to) in cursor.pending_ranges() {
-        if batch.len() >= max {
+        let Some(limit) = order.range_limit(batch.len(), max) else {
             break;
-        }
+        };
         batch.extend(
             ordered
                 .range(from..=to)
-                .take(max - batch.len())
+                .take(limit)
                 .map(|(_, m)| Message::clone(m)),
         );
     }
+    order.finish(&mut batch, OrderKey::of, max);
     batch
 }
 

@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use store_api::{CursorPosition, Message, MessageId, OrderKey, SubscriptionInfo, SubscriptionKey};
+use store_api::{
+    CursorPosition, DeliveryOrder, Message, MessageId, OrderKey, SubscriptionInfo, SubscriptionKey,
+};
 
 use crate::StoredMessages;
 use crate::queue::{expired_keys, next_batch};
@@ -34,8 +36,8 @@ impl Subscription {
             .collect()
     }
 
-    pub(crate) fn recover_next(&mut self, max: usize) -> Vec<Message> {
-        let batch = next_batch(&self.pending, &self.cursor, max);
+    pub(crate) fn recover_next(&mut self, order: DeliveryOrder, max: usize) -> Vec<Message> {
+        let batch = next_batch(&self.pending, &self.cursor, order, max);
         for m in &batch {
             self.cursor.advance(OrderKey::of(m));
         }

@@ -272,6 +272,11 @@ impl ProducerCounts {
         *n
     }
 
+    /// Producers on `d` now.
+    pub fn count(&self, d: &Destination) -> usize {
+        self.0.lock().get(d).copied().unwrap_or(0)
+    }
+
     pub fn remove(&self, d: &Destination) -> usize {
         let mut m = self.0.lock();
         let Some(n) = m.get_mut(d) else {

@@ -68,7 +68,8 @@ impl Core {
 
 impl Core {
     /// `gc_inactive_destinations`: removes the queues that have had no consumer and no
-    /// message for their `inactive_timeout_before_gc_ms`, from the broker and from the store.
+    /// message for their `inactive_timeout_before_gc_ms`, from the broker and from the store;
+    /// then the inactive topics (`topic_gc`).
     /// A send racing with the removal is not lost: its message is in the store, and the queue
     /// comes back with it at its next use.
     pub(crate) async fn sweep_inactive(self: &Arc<Self>) {
@@ -105,5 +106,6 @@ impl Core {
                 }
             }
         }
+        self.sweep_inactive_topics().await;
     }
 }

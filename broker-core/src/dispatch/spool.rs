@@ -95,7 +95,8 @@ impl Dispatcher {
         let Some(core) = self.core.upgrade() else {
             return;
         };
-        let key = (std::cmp::Reverse(record.priority), core.next_arrival());
+        // The window's own key, so `prioritized_messages = false` keeps arrival order here too.
+        let key = self.window_key_of(record.priority, core.next_arrival());
         st.spool.insert(key, record);
         let (freed, evicted, slow_started) = self.evict_over_limit(&mut st);
         drop(st);

@@ -11,6 +11,7 @@ use super::model::Model;
 use super::{Failure, StoreFactory};
 use crate::error::Result;
 use crate::message::{Body, Destination, Message, MessageId};
+use crate::order::DeliveryOrder;
 use crate::store::PersistenceAdapter;
 use crate::transaction::{SubscriptionInfo, SubscriptionKey, TransactionId, TxOp, Xid};
 
@@ -59,21 +60,21 @@ const TX_SLOTS: u8 = 2;
 
 /// One step. Indexes (`q`, `s`, `x`) pick a queue, subscription or transaction slot; `pick`
 /// chooses among the messages the model holds at that moment, so a shrunk sequence stays
-/// meaningful.
+/// meaningful. `Cursor` and `SubCursor` read in arrival order when `arrival`.
 #[derive(Debug, Clone)]
 enum Op {
     Add { q: u8, priority: u8, size: u16 },
     AddDuplicate { q: u8, pick: u16 },
     Ack { q: u8, pick: u16 },
     AckUnknown { q: u8 },
-    Cursor { q: u8, max: u8 },
+    Cursor { q: u8, max: u8, arrival: bool },
     ResetCursor { q: u8 },
     Purge { q: u8 },
     TopicAdd { priority: u8 },
     Subscribe { s: u8, retroactive: bool },
     Unsubscribe { s: u8 },
     TopicAck { s: u8, pick: u16 },
-    SubCursor { s: u8, max: u8 },
+    SubCursor { s: u8, max: u8, arrival: bool },
     Begin { x: u8 },
     TxAdd { x: u8, q: u8, priority: u8 },
     TxAck { x: u8, q: u8, pick: u16 },
@@ -95,14 +96,16 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => (q.clone(), any::<u16>()).prop_map(|(q, pick)| Op::AddDuplicate { q, pick }),
         4 => (q.clone(), any::<u16>()).prop_map(|(q, pick)| Op::Ack { q, pick }),
         1 => q.clone().prop_map(|q| Op::AckUnknown { q }),
-        3 => (q.clone(), 0u8..5).prop_map(|(q, max)| Op::Cursor { q, max }),
+        3 => (q.clone(), 0u8..5, any::<bool>())
+            .prop_map(|(q, max, arrival)| Op::Cursor { q, max, arrival }),
         1 => q.clone().prop_map(|q| Op::ResetCursor { q }),
         1 => q.clone().prop_map(|q| Op::Purge { q }),
         4 => prio.clone().prop_map(|priority| Op::TopicAdd { priority }),
         2 => (s.clone(), any::<bool>()).prop_map(|(s, retroactive)| Op::Subscribe { s, retroactive }),
         1 => s.clone().prop_map(|s| Op::Unsubscribe { s }),
         4 => (s.clone(), any::<u16>()).prop_map(|(s, pick)| Op::TopicAck { s, pick }),
-        2 => (s.clone(), 0u8..5).prop_map(|(s, max)| Op::SubCursor { s, max }),
+        2 => (s.clone(), 0u8..5, any::<bool>())
+            .prop_map(|(s, max, arrival)| Op::SubCursor { s, max, arrival }),
         2 => x.clone().prop_map(|x| Op::Begin { x }),
         3 => (x.clone(), q.clone(), prio).prop_map(|(x, q, priority)| Op::TxAdd { x, q, priority }),
         2 => (x.clone(), q, any::<u16>()).prop_map(|(x, q, pick)| Op::TxAck { x, q, pick }),
@@ -113,6 +116,14 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => x.prop_map(|x| Op::Rollback { x }),
         1 => Just(Op::Reopen),
     ]
+}
+
+fn order_of(arrival: bool) -> DeliveryOrder {
+    if arrival {
+        DeliveryOrder::Arrival
+    } else {
+        DeliveryOrder::Priority
+    }
 }
 
 fn queue(q: u8) -> Destination {
@@ -259,15 +270,16 @@ impl Runner {
                 let e = store.queue_store(&d).await?.remove(&id).await;
                 agree(step, op, e, self.model.remove(&d, g, &id))
             }
-            Op::Cursor { q, max } => {
+            Op::Cursor { q, max, arrival } => {
                 let d = queue(q);
                 let g = self.model.open_destination(&d);
+                let order = order_of(arrival);
                 let e = store
                     .queue_store(&d)
                     .await?
-                    .recover_next(usize::from(max))
+                    .recover_next_ordered(order, usize::from(max))
                     .await;
-                let m = self.model.recover_next(&d, g, usize::from(max));
+                let m = self.model.recover_next(&d, g, order, usize::from(max));
                 agree(step, op, e.map(|v| ids(&v)), m.map(|v| ids(&v)))
             }
             Op::ResetCursor { q } => {
@@ -332,16 +344,21 @@ impl Runner {
                     .await;
                 agree(step, op, e, self.model.acknowledge(&t, g, &sub_key(s), &id))
             }
-            Op::SubCursor { s, max } => {
+            Op::SubCursor { s, max, arrival } => {
                 let g = self.model.open_destination(&t);
+                let order = order_of(arrival);
                 let e = store
                     .topic_store(&t)
                     .await?
-                    .recover_next(&sub_key(s), usize::from(max))
+                    .recover_next_ordered(&sub_key(s), order, usize::from(max))
                     .await;
-                let m = self
-                    .model
-                    .recover_next_subscription(&t, g, &sub_key(s), usize::from(max));
+                let m = self.model.recover_next_subscription(
+                    &t,
+                    g,
+                    &sub_key(s),
+                    order,
+                    usize::from(max),
+                );
                 agree(step, op, e.map(|v| ids(&v)), m.map(|v| ids(&v)))
             }
             Op::Begin { x } => {

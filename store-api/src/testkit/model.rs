@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::error::{Result, StoreError};
 use crate::message::{Destination, Message, MessageId};
 use crate::open_transactions::OpenTransactions;
-use crate::order::{CursorPosition, OrderKey};
+use crate::order::{CursorPosition, DeliveryOrder, OrderKey};
 use crate::transaction::{
     PreparedTransaction, SubscriptionInfo, SubscriptionKey, TransactionId, TxOp, Xid,
 };
@@ -49,6 +49,14 @@ fn not_found_subscription(d: &Destination, key: &SubscriptionKey) -> StoreError 
 fn in_order(messages: impl Iterator<Item = Message>) -> Vec<Message> {
     let mut v: Vec<Message> = messages.collect();
     v.sort_by_key(OrderKey::of);
+    v
+}
+
+/// `messages` (in delivery order) as a batch cursor in `order` returns them.
+fn reorder(mut v: Vec<Message>, order: DeliveryOrder) -> Vec<Message> {
+    if order == DeliveryOrder::Arrival {
+        v.sort_by_key(|m| m.sequence);
+    }
     v
 }
 
@@ -199,11 +207,12 @@ impl Model {
         &mut self,
         d: &Destination,
         generation: u64,
+        order: DeliveryOrder,
         max: usize,
     ) -> Result<Vec<Message>> {
         let dest = self.dest_mut(d, generation)?;
         let cursor = &mut dest.cursor;
-        let batch: Vec<Message> = in_order(dest.messages.iter().cloned())
+        let batch: Vec<Message> = reorder(in_order(dest.messages.iter().cloned()), order)
             .into_iter()
             .filter(|m| cursor.is_pending(OrderKey::of(m)))
             .take(max)
@@ -417,10 +426,11 @@ impl Model {
         d: &Destination,
         generation: u64,
         key: &SubscriptionKey,
+        order: DeliveryOrder,
         max: usize,
     ) -> Result<Vec<Message>> {
         let (dest, sub) = self.sub(d, generation, key)?;
-        let batch: Vec<Message> = Self::pending_messages(dest, sub)
+        let batch: Vec<Message> = reorder(Self::pending_messages(dest, sub), order)
             .into_iter()
             .filter(|m| sub.cursor.is_pending(OrderKey::of(m)))
             .take(max)

@@ -11,7 +11,7 @@ use super::StoreFactory;
 use super::model::Model;
 use crate::error::{Result, StoreError};
 use crate::message::{Destination, Message, MessageId};
-use crate::order::OrderKey;
+use crate::order::{DeliveryOrder, OrderKey};
 use crate::store::{DestinationStore, PersistenceAdapter, QueueStore, TopicStore};
 use crate::transaction::{
     PreparedTransaction, SubscriptionInfo, SubscriptionKey, TransactionId, TxOp, Xid,
@@ -205,8 +205,8 @@ impl QueueStore for ModelDestination {
         self.with(|m, d, g| m.browse(d, g, after, max))
     }
 
-    async fn recover_next(&self, max: usize) -> Result<Vec<Message>> {
-        self.with(|m, d, g| m.recover_next(d, g, max))
+    async fn recover_next_ordered(&self, order: DeliveryOrder, max: usize) -> Result<Vec<Message>> {
+        self.with(|m, d, g| m.recover_next(d, g, order, max))
     }
 
     async fn reset_cursor(&self) -> Result<()> {
@@ -249,8 +249,13 @@ impl TopicStore for ModelDestination {
         self.with(|m, d, g| m.browse_subscription(d, g, key, after, max))
     }
 
-    async fn recover_next(&self, key: &SubscriptionKey, max: usize) -> Result<Vec<Message>> {
-        self.with(|m, d, g| m.recover_next_subscription(d, g, key, max))
+    async fn recover_next_ordered(
+        &self,
+        key: &SubscriptionKey,
+        order: DeliveryOrder,
+        max: usize,
+    ) -> Result<Vec<Message>> {
+        self.with(|m, d, g| m.recover_next_subscription(d, g, key, order, max))
     }
 
     async fn reset_cursor(&self, key: &SubscriptionKey) -> Result<()> {

@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use store_api::{
-    CursorPosition, Destination, DestinationStore, Message, MessageId, OrderKey, Pending,
-    QueueStore, Result, StoreError, SubscriptionInfo, SubscriptionKey, TopicStore,
+    CursorPosition, DeliveryOrder, Destination, DestinationStore, Message, MessageId, OrderKey,
+    Pending, QueueStore, Result, StoreError, SubscriptionInfo, SubscriptionKey, TopicStore,
 };
 
 use super::{DestState, Shared};
@@ -80,6 +80,7 @@ impl Handle {
         &self,
         key: &SubscriptionKey,
         from: impl Fn(u8) -> Option<i64>,
+        order: DeliveryOrder,
         max: usize,
     ) -> Result<Option<Vec<Message>>> {
         if !self.shared.common.openwire() {
@@ -87,7 +88,7 @@ impl Handle {
         }
         let state = self.ow_state(key).await?;
         self.shared
-            .ow_sub_page(&self.state.container, &state, from, max)
+            .ow_sub_page(&self.state.container, &state, from, order, max)
             .await
             .map(Some)
     }
@@ -116,6 +117,7 @@ impl Handle {
                     Some(k) if p == k.priority => Some(k.sequence as i64),
                     Some(_) => Some(0),
                 },
+                DeliveryOrder::Priority,
                 max,
             )
             .await
@@ -125,6 +127,7 @@ impl Handle {
         &self,
         sub: Option<i64>,
         cursor: &mut CursorPosition,
+        order: DeliveryOrder,
         max: usize,
     ) -> Result<Vec<Message>> {
         let pos = *cursor;
@@ -134,6 +137,7 @@ impl Handle {
                 &self.state.container,
                 sub,
                 |p| Some(pos.first_pending_at(p).sequence as i64 - 1),
+                order,
                 max,
             )
             .await?;
@@ -229,10 +233,10 @@ impl QueueStore for Handle {
         self.browse_from(None, after, max).await
     }
 
-    async fn recover_next(&self, max: usize) -> Result<Vec<Message>> {
+    async fn recover_next_ordered(&self, order: DeliveryOrder, max: usize) -> Result<Vec<Message>> {
         self.check()?;
         let mut cursor = self.state.cursor.lock().await;
-        self.recover(None, &mut cursor, max).await
+        self.recover(None, &mut cursor, order, max).await
     }
 
     async fn reset_cursor(&self) -> Result<()> {
@@ -359,21 +363,32 @@ impl TopicStore for Handle {
             Some(k) if p == k.priority => Some(k.sequence as i64),
             Some(_) => Some(0),
         };
-        if let Some(page) = self.ow_page(key, from, max).await? {
+        if let Some(page) = self
+            .ow_page(key, from, DeliveryOrder::Priority, max)
+            .await?
+        {
             return Ok(page);
         }
         let sub = self.subscription_id(key).await?;
         self.browse_from(Some(sub), after, max).await
     }
 
-    async fn recover_next(&self, key: &SubscriptionKey, max: usize) -> Result<Vec<Message>> {
+    async fn recover_next_ordered(
+        &self,
+        key: &SubscriptionKey,
+        order: DeliveryOrder,
+        max: usize,
+    ) -> Result<Vec<Message>> {
         if self.shared.common.openwire() {
             self.ow_state(key).await?;
             let mut cursors = self.state.sub_cursors.lock().await;
             let cursor = cursors.entry(key.clone()).or_default();
             let pos = *cursor;
             let from = |p: u8| Some(pos.first_pending_at(p).sequence as i64 - 1);
-            let batch = self.ow_page(key, from, max).await?.unwrap_or_default();
+            let batch = self
+                .ow_page(key, from, order, max)
+                .await?
+                .unwrap_or_default();
             for m in &batch {
                 cursor.advance(OrderKey::of(m));
             }
@@ -382,7 +397,7 @@ impl TopicStore for Handle {
         let sub = self.subscription_id(key).await?;
         let mut cursors = self.state.sub_cursors.lock().await;
         let cursor = cursors.entry(key.clone()).or_default();
-        self.recover(Some(sub), cursor, max).await
+        self.recover(Some(sub), cursor, order, max).await
     }
 
     async fn reset_cursor(&self, key: &SubscriptionKey) -> Result<()> {

@@ -7,8 +7,8 @@ use std::sync::atomic::AtomicBool;
 
 use store_api::codec;
 use store_api::{
-    CursorPosition, Destination, MAX_PRIORITY, Message, MessageId, OrderKey, Result, StoreError,
-    SubscriptionKey,
+    CursorPosition, DeliveryOrder, Destination, MAX_PRIORITY, Message, MessageId, OrderKey, Result,
+    StoreError, SubscriptionKey,
 };
 
 use super::{DestState, Shared};
@@ -67,16 +67,17 @@ impl Shared {
         container: &str,
         sub: Option<i64>,
         from: impl Fn(u8) -> Option<i64>,
+        order: DeliveryOrder,
         max: usize,
     ) -> Result<Vec<Message>> {
         let st = &self.common.st;
         let mut out = Vec::new();
         for p in (0..=MAX_PRIORITY).rev() {
-            if out.len() >= max {
+            let Some(want) = order.range_limit(out.len(), max) else {
                 break;
-            }
+            };
             let Some(after) = from(p) else { continue };
-            let limit = (max - out.len()).min(i64::MAX as usize) as i64;
+            let limit = want.min(i64::MAX as usize) as i64;
             let (sql, of) = match sub {
                 None => (&st.page, Arg::Str(container)),
                 Some(sub) => (&st.sub_page, Arg::I64(sub)),
@@ -93,6 +94,7 @@ impl Shared {
                 out.push(self.message(row, container)?);
             }
         }
+        order.finish(&mut out, OrderKey::of, max);
         Ok(out)
     }
 
@@ -307,19 +309,25 @@ impl Shared {
         container: &str,
         state: &SubState,
         from: impl Fn(u8) -> Option<i64>,
+        order: DeliveryOrder,
         max: usize,
     ) -> Result<Vec<Message>> {
         let st = &self.common.st;
         let mut out = Vec::new();
         for p in (0..=MAX_PRIORITY).rev() {
+            let Some(want) = order.range_limit(out.len(), max) else {
+                break;
+            };
             let Some(from) = from(p) else { continue };
             let mut after = from.max(state.mark(p));
+            let base = out.len();
             // A page that fills without filling `out` skipped a held ack: at most that many.
             for _ in 0..=state.acked.len() {
-                if out.len() >= max {
-                    return Ok(out);
+                let have = out.len() - base;
+                if have >= want {
+                    break;
                 }
-                let limit = (max - out.len()).min(i64::MAX as usize) as i64;
+                let limit = (want - have).min(i64::MAX as usize) as i64;
                 let rows = self
                     .pool
                     .fetch(
@@ -345,6 +353,7 @@ impl Shared {
                 }
             }
         }
+        order.finish(&mut out, OrderKey::of, max);
         Ok(out)
     }
 

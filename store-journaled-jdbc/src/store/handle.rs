@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use store_api::{
-    CursorPosition, Destination, DestinationStore, MAX_PRIORITY, Message, MessageId, OrderKey,
-    QueueStore, Result, StoreError, SubscriptionInfo, SubscriptionKey, TopicStore, TxOp,
+    CursorPosition, DeliveryOrder, Destination, DestinationStore, MAX_PRIORITY, Message, MessageId,
+    OrderKey, QueueStore, Result, StoreError, SubscriptionInfo, SubscriptionKey, TopicStore, TxOp,
 };
 
 use super::{DestState, Inner};
@@ -104,17 +104,23 @@ impl Handle {
         &self,
         sub: Option<&SubscriptionKey>,
         from: impl Fn(u8) -> Option<u64>,
+        order: DeliveryOrder,
         max: usize,
         mut seen: impl FnMut(OrderKey),
     ) -> Result<Vec<Message>> {
         let i = &self.inner;
         let mut out = Vec::new();
         for p in (0..=MAX_PRIORITY).rev() {
+            // In arrival order each priority may give up to `max` (see `DeliveryOrder`).
+            let Some(want) = order.range_limit(out.len(), max) else {
+                break;
+            };
+            let base = out.len();
             let Some(mut after) = from(p) else { continue };
             loop {
-                let need = max.saturating_sub(out.len());
+                let need = want.saturating_sub(out.len() - base);
                 if need == 0 {
-                    return Ok(out);
+                    break;
                 }
                 let rows = i
                     .jdbc
@@ -143,9 +149,9 @@ impl Handle {
                     break;
                 }
             }
-            let need = max.saturating_sub(out.len());
+            let need = want.saturating_sub(out.len() - base);
             if need == 0 {
-                return Ok(out);
+                continue;
             }
             let lo = OrderKey {
                 priority: p,
@@ -195,6 +201,7 @@ impl Handle {
                 Some(k) if p == k.priority => Some(k.sequence),
                 Some(_) => Some(0),
             },
+            DeliveryOrder::Priority,
             max,
             |_| {},
         )
@@ -205,19 +212,30 @@ impl Handle {
         &self,
         sub: Option<&SubscriptionKey>,
         cursor: &mut CursorPosition,
+        order: DeliveryOrder,
         max: usize,
     ) -> Result<Vec<Message>> {
         let _v = self.inner.view.read().await;
         let pos = *cursor;
         let mut seen = Vec::new();
-        let out = self
+        let mut out = self
             .merged(
                 sub,
                 |p| Some(pos.first_pending_at(p).sequence - 1),
+                order,
                 max,
                 |k| seen.push(k),
             )
             .await?;
+        if order == DeliveryOrder::Arrival && out.len() > max {
+            // What is cut off must stay pending: the cursor passes nothing beyond the last
+            // message kept (hidden ones looked at past it are looked at again, harmlessly).
+            order.finish(&mut out, OrderKey::of, max);
+            let cutoff = out.last().map_or(0, |m| m.sequence);
+            seen.retain(|k| k.sequence <= cutoff);
+        } else {
+            order.finish(&mut out, OrderKey::of, max);
+        }
         for k in seen {
             cursor.advance(k);
         }
@@ -418,10 +436,10 @@ impl QueueStore for Handle {
         self.browse_from(None, after, max).await
     }
 
-    async fn recover_next(&self, max: usize) -> Result<Vec<Message>> {
+    async fn recover_next_ordered(&self, order: DeliveryOrder, max: usize) -> Result<Vec<Message>> {
         self.check()?;
         let mut cursor = self.state.cursor.lock().await;
-        self.recover(None, &mut cursor, max).await
+        self.recover(None, &mut cursor, order, max).await
     }
 
     async fn reset_cursor(&self) -> Result<()> {
@@ -498,12 +516,17 @@ impl TopicStore for Handle {
         self.browse_from(Some(key), after, max).await
     }
 
-    async fn recover_next(&self, key: &SubscriptionKey, max: usize) -> Result<Vec<Message>> {
+    async fn recover_next_ordered(
+        &self,
+        key: &SubscriptionKey,
+        order: DeliveryOrder,
+        max: usize,
+    ) -> Result<Vec<Message>> {
         self.check()?;
         self.sub_exists(key).await?;
         let mut cursors = self.state.sub_cursors.lock().await;
         let cursor = cursors.entry(key.clone()).or_default();
-        self.recover(Some(key), cursor, max).await
+        self.recover(Some(key), cursor, order, max).await
     }
 
     async fn reset_cursor(&self, key: &SubscriptionKey) -> Result<()> {

@@ -30,6 +30,7 @@ macro_rules! __for_each_scenario {
             browse_pages_by_order_key,
             cursor_batches_honour_max_and_order,
             cursor_resumes_while_adds_interleave,
+            arrival_order_cursor_ignores_priority,
             cursor_resumes_while_acks_interleave,
             cursor_reset_rewinds,
             set_cursor_after_skips_earlier_messages,

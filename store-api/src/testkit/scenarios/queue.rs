@@ -6,8 +6,9 @@ use bytes::Bytes;
 
 use crate::error::ErrorKind;
 use crate::message::{Body, Destination, Message, MessageId, Value};
-use crate::order::OrderKey;
+use crate::order::{DeliveryOrder, OrderKey};
 use crate::testkit::{Ctx, Failure, Outcome, expect_err, full_message, id_seqs, message, seqs};
+use crate::transaction::{SubscriptionInfo, SubscriptionKey};
 use crate::{kit_check, kit_eq};
 
 fn with_body(d: &Destination, n: u64, body: Body) -> Message {
@@ -435,6 +436,67 @@ pub(crate) async fn cursor_resumes_while_adds_interleave(ctx: &mut Ctx) -> Outco
             "a reopened store's cursor starts over"
         );
     }
+    Ok(())
+}
+
+/// The cursor read in arrival order (a destination whose policy turns prioritized messages
+/// off): sequences only, whatever the priorities, across batches, adds, a switch of order and
+/// a reopen; the same for a subscription's cursor.
+pub(crate) async fn arrival_order_cursor_ignores_priority(ctx: &mut Ctx) -> Outcome {
+    const ARRIVAL: DeliveryOrder = DeliveryOrder::Arrival;
+    let d = Destination::queue("arrival");
+    let q = ctx.queue("arrival").await?;
+    for (n, p) in [(1u64, 4u8), (2, 9), (3, 0), (4, 9), (5, 4)] {
+        q.add(message(&d, n).with_priority(p)).await?;
+    }
+    kit_eq!(
+        seqs(&q.recover_next_ordered(ARRIVAL, 2).await?),
+        vec![1, 2],
+        "first batch in arrival order"
+    );
+    q.add(message(&d, 6).with_priority(9)).await?;
+    kit_eq!(
+        seqs(&q.recover_next_ordered(ARRIVAL, 3).await?),
+        vec![3, 4, 5],
+        "an earlier low priority before a later high one"
+    );
+    kit_eq!(
+        seqs(&q.recover_next(10).await?),
+        vec![6],
+        "the same cursor read by priority: nothing twice, nothing skipped"
+    );
+    kit_check!(
+        q.recover_next_ordered(ARRIVAL, 0).await?.is_empty(),
+        "max 0 returned messages"
+    );
+    ctx.reopen_point().await?;
+    let q = ctx.queue("arrival").await?;
+    if ctx.reopened() {
+        kit_eq!(
+            seqs(&q.recover_next_ordered(ARRIVAL, 10).await?),
+            vec![1, 2, 3, 4, 5, 6],
+            "a reopened store's cursor starts over, in arrival order"
+        );
+    }
+    let td = Destination::topic("arrival");
+    let t = ctx.topic("arrival").await?;
+    let key = SubscriptionKey::new("c", "arrival");
+    t.add_subscription(SubscriptionInfo::new(key.clone(), None), false)
+        .await?;
+    for (n, p) in [(1u64, 0u8), (2, 9), (3, 4)] {
+        t.add(message(&td, n).with_priority(p)).await?;
+    }
+    kit_eq!(
+        seqs(&t.recover_next_ordered(&key, ARRIVAL, 2).await?),
+        vec![1, 2],
+        "a subscription's cursor in arrival order"
+    );
+    t.add(message(&td, 4).with_priority(9)).await?;
+    kit_eq!(
+        seqs(&t.recover_next_ordered(&key, ARRIVAL, 10).await?),
+        vec![3, 4],
+        "and the rest"
+    );
     Ok(())
 }
 
