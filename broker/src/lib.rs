@@ -16,6 +16,7 @@ pub mod listener;
 pub mod mqtt;
 pub mod network;
 pub mod openwire;
+pub mod openwire_client;
 mod outbound;
 mod pipeline;
 mod program;
