@@ -1,0 +1,350 @@
+//! `broker producer` and `broker consumer` pointed at the OpenWire port (ActiveMQ's
+//! `tcp://host:61616`): they speak OpenWire there, and what they send or take is what a STOMP
+//! client sees on the other side; refusals surface as errors naming the Java exception class.
+//! browse, purge and dstat still speak STOMP only and say so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::TestBroker;
+use common::process::BIN;
+
+/// Runs the `broker` executable with `args`; (success, stdout, stderr).
+async fn tool(args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(BIN)
+        .args(args)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("the tool finishes")
+        .expect("the tool runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn urls(b: &TestBroker) -> (String, String) {
+    let ow = b.server.openwire.expect("OpenWire listener");
+    let stomp = b.endpoint();
+    (format!("tcp://{ow}"), stomp.to_string())
+}
+
+/// The printed bodies of a `consumer --print` run, sorted.
+fn bodies(stdout: &str) -> Vec<String> {
+    let mut v: Vec<String> = stdout
+        .lines()
+        .filter(|l| !l.starts_with("RESULT"))
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+fn expected(prefix: &str, n: u64) -> Vec<String> {
+    let mut v: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    v.sort();
+    v
+}
+
+async fn pending(b: &TestBroker, queue: &str) -> Option<u64> {
+    let stats = b.broker.destination_stats().await.unwrap();
+    stats
+        .iter()
+        .find(|s| s.destination.is_queue() && &*s.destination.name == queue)
+        .map(|s| s.pending)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openwire_producer_to_stomp_consumer_and_back() {
+    let b = TestBroker::start("").await;
+    let (ow, stomp) = urls(&b);
+    // Synchronous sends over OpenWire, one Response each.
+    let (ok, out, err) = tool(&[
+        "producer",
+        "--url",
+        &ow,
+        "--destination",
+        "/queue/tools.a",
+        "--count",
+        "50",
+        "--message",
+        "m{n}",
+        "--receipts",
+        "every",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("RESULT msgs_per_sec="), "{out}");
+    // Asynchronous sends with the last one waited for, and transactions of 7.
+    let (ok, _, err) = tool(&[
+        "producer",
+        "--url",
+        &ow,
+        "--destination",
+        "/queue/tools.a",
+        "--count",
+        "30",
+        "--message",
+        "l{n}",
+        "--receipts",
+        "last",
+        "--persistent",
+        "false",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = tool(&[
+        "producer",
+        "--url",
+        &ow,
+        "--destination",
+        "/queue/tools.a",
+        "--count",
+        "20",
+        "--message",
+        "t{n}",
+        "--transaction-batch",
+        "7",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(pending(&b, "tools.a").await, Some(100));
+    let (ok, out, err) = tool(&[
+        "consumer",
+        "--url",
+        &stomp,
+        "--destination",
+        "/queue/tools.a",
+        "--count",
+        "100",
+        "--idle-secs",
+        "10",
+        "--print",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let mut want = expected("m", 50);
+    want.extend(expected("l", 30));
+    want.extend(expected("t", 20));
+    want.sort();
+    assert_eq!(bodies(&out), want);
+
+    // STOMP producer, OpenWire consumer, each ack mode.
+    let (ok, _, err) = tool(&[
+        "producer",
+        "--url",
+        &stomp,
+        "--destination",
+        "/queue/tools.b",
+        "--count",
+        "90",
+        "--message",
+        "s{n}",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let mut got = Vec::new();
+    for ack in ["auto", "client", "client-individual"] {
+        let (ok, out, err) = tool(&[
+            "consumer",
+            "--url",
+            &ow,
+            "--destination",
+            "/queue/tools.b",
+            "--count",
+            "30",
+            "--ack",
+            ack,
+            "--idle-secs",
+            "10",
+            "--print",
+            "--prefetch",
+            "8",
+        ])
+        .await;
+        assert!(ok, "{ack}: {err}");
+        assert!(
+            out.contains("RESULT received=30 redelivered=0"),
+            "{ack}: {out}"
+        );
+        got.extend(bodies(&out));
+    }
+    got.sort();
+    assert_eq!(got, expected("s", 90));
+    assert_eq!(pending(&b, "tools.b").await, Some(0), "all acknowledged");
+    b.stop().await;
+}
+
+/// A consumer that stops before the queue is empty gives back what it had prefetched and not
+/// consumed as never delivered (RemoveInfo's lastDeliveredSequenceId), as the Java client
+/// does: the next consumer does not see them as redelivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openwire_consumer_gives_back_its_unconsumed_prefetch() {
+    let b = TestBroker::start("").await;
+    let (ow, _) = urls(&b);
+    let (ok, _, err) = tool(&[
+        "producer",
+        "--url",
+        &ow,
+        "--destination",
+        "/queue/tools.c",
+        "--count",
+        "40",
+        "--message",
+        "c{n}",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = tool(&[
+        "consumer",
+        "--url",
+        &ow,
+        "--destination",
+        "/queue/tools.c",
+        "--count",
+        "10",
+        "--idle-secs",
+        "10",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("RESULT received=10 redelivered=0"), "{out}");
+    assert_eq!(pending(&b, "tools.c").await, Some(30));
+    let (ok, out, err) = tool(&[
+        "consumer",
+        "--url",
+        &ow,
+        "--destination",
+        "/queue/tools.c",
+        "--count",
+        "30",
+        "--idle-secs",
+        "10",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("RESULT received=30 redelivered=0"), "{out}");
+    b.stop().await;
+}
+
+const AUTHZ: &str = r#"
+[[users]]
+name = "admin"
+password = "adminpw"
+groups = ["admins"]
+[[users]]
+name = "app"
+password = "apppw"
+groups = ["apps"]
+[[authorization]]
+queue = ">"
+read = ["admins"]
+write = ["admins"]
+admin = ["admins"]
+[[authorization]]
+queue = "orders.>"
+read = ["apps"]
+write = ["apps"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_over_openwire_name_the_java_exception() {
+    let b = TestBroker::start(AUTHZ).await;
+    let (ow, _) = urls(&b);
+    let (ok, _, err) = tool(&[
+        "producer",
+        "--url",
+        &ow,
+        "--user",
+        "app",
+        "--password",
+        "nope",
+        "--count",
+        "1",
+    ])
+    .await;
+    assert!(!ok);
+    assert!(
+        err.contains("password is invalid") && err.contains("java.lang.SecurityException"),
+        "{err}"
+    );
+    // Allowed: orders.in; refused: secret, on the synchronous send and on the asynchronous
+    // ones (the broker closes the connection with a ConnectionError saying why). The queues
+    // exist already (creating one needs admin rights).
+    let mut admin = b.client_as("admin", "adminpw", None).await;
+    admin.send("/queue/orders.in", "first", &[]).await.unwrap();
+    admin.send("/queue/secret", "first", &[]).await.unwrap();
+    let app = ["--user", "app", "--password", "apppw", "--count", "3"];
+    let (ok, _, err) = tool(
+        &[
+            &[
+                "producer",
+                "--url",
+                &ow,
+                "--destination",
+                "/queue/orders.in",
+            ][..],
+            &app[..],
+        ]
+        .concat(),
+    )
+    .await;
+    assert!(ok, "{err}");
+    for receipts in ["every", "last"] {
+        let (ok, _, err) = tool(
+            &[
+                &["producer", "--url", &ow, "--destination", "/queue/secret"][..],
+                &app[..],
+                &["--receipts", receipts][..],
+            ]
+            .concat(),
+        )
+        .await;
+        assert!(!ok, "{receipts}");
+        assert!(
+            err.contains("java.lang.SecurityException") && err.contains("secret"),
+            "{receipts}: {err}"
+        );
+    }
+    assert_eq!(pending(&b, "orders.in").await, Some(4));
+    assert_eq!(pending(&b, "secret").await, Some(1), "nothing got in");
+    // A consumer refused its subscription says so too.
+    let (ok, _, err) = tool(
+        &[
+            &["consumer", "--url", &ow, "--destination", "/queue/secret"][..],
+            &app[..],
+        ]
+        .concat(),
+    )
+    .await;
+    assert!(!ok);
+    assert!(err.contains("java.lang.SecurityException"), "{err}");
+    b.stop().await;
+}
+
+/// browse, purge and dstat speak STOMP only: pointed at the OpenWire port they say so at once
+/// instead of a decoding error or a retry loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browse_purge_and_dstat_say_they_speak_stomp() {
+    let b = TestBroker::start("").await;
+    let (ow, _) = urls(&b);
+    let failover = format!("failover:({ow})");
+    for args in [
+        vec!["browse", "--url", &failover],
+        vec!["purge", "--url", &ow, "--destination", "/queue/x"],
+        vec!["dstat", "--url", &ow],
+    ] {
+        let (ok, _, err) = tool(&args).await;
+        assert!(!ok, "{args:?}");
+        assert!(
+            err.contains("speaks OpenWire") && err.contains("STOMP only"),
+            "{args:?}: {err}"
+        );
+    }
+    b.stop().await;
+}
