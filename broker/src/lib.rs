@@ -1,6 +1,6 @@
 //! The `broker` program's library: the config file, the broker it builds (broker-core over the
 //! engine and locker `engines` opens), STOMP over TCP, TLS and WebSocket in front of it, its
-//! users, the web console, a STOMP client (for the CLI tools and the tests), and the broker URL
+//! users, the web console, a STOMP and an OpenWire client (for the CLI tools and the tests), and the broker URL
 //! syntax.
 //!
 //! STOMP follows ActiveMQ's conventions so that clients written for ActiveMQ's STOMP connector

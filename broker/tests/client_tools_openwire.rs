@@ -348,3 +348,48 @@ async fn browse_purge_and_dstat_say_they_speak_stomp() {
     }
     b.stop().await;
 }
+
+/// `ssl://` to the OpenWire TLS port: the same detection inside TLS, the CA from `--ca`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_and_consumer_over_openwire_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    let cert = common::TestCert::write(certs.path());
+    let b = TestBroker::start(&cert.transports("openwire_tls = \"127.0.0.1:0\"\n")).await;
+    let port = b.server.openwire_tls.expect("OpenWire TLS listener").port();
+    // The certificate names localhost.
+    let url = format!("ssl://localhost:{port}");
+    let ca = cert.cert.to_str().unwrap();
+    let (ok, _, err) = tool(&[
+        "producer",
+        "--url",
+        &url,
+        "--ca",
+        ca,
+        "--destination",
+        "/queue/tools.tls",
+        "--count",
+        "5",
+        "--message",
+        "x{n}",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    let (ok, out, err) = tool(&[
+        "consumer",
+        "--url",
+        &url,
+        "--ca",
+        ca,
+        "--destination",
+        "/queue/tools.tls",
+        "--count",
+        "5",
+        "--idle-secs",
+        "10",
+        "--print",
+    ])
+    .await;
+    assert!(ok, "{err}");
+    assert_eq!(bodies(&out), expected("x", 5));
+    b.stop().await;
+}
