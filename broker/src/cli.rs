@@ -72,7 +72,7 @@ impl Common {
             loop {
                 for e in &endpoints {
                     let attempt = match StompClient::connect(e, &opts).await {
-                        Ok(c) => Ok(Conn::Stomp(c)),
+                        Ok(c) => Ok(Conn::Stomp(Box::new(c))),
                         // An OpenWire port (ActiveMQ's 61616): again, in its protocol.
                         Err(ClientError::NotStomp(_)) => OpenWireClient::connect(e, &opts)
                             .await
@@ -98,7 +98,7 @@ impl Common {
 
 /// A producer's or consumer's connection in the protocol its broker port speaks.
 enum Conn {
-    Stomp(StompClient),
+    Stomp(Box<StompClient>),
     OpenWire(Box<OpenWireClient>),
 }
 
@@ -398,7 +398,7 @@ struct Received {
 /// A consumer's subscription in the protocol its broker port speaks.
 enum Subscriber {
     Stomp {
-        client: StompClient,
+        client: Box<StompClient>,
         /// Whether each message is acknowledged (any mode but `auto`).
         acks: bool,
     },
@@ -409,7 +409,7 @@ enum Subscriber {
         mode: Option<ow::AckMode>,
         batch: i32,
         unacked: i32,
-        last: Option<ow::Delivery>,
+        last: Option<Box<ow::Delivery>>,
     },
 }
 
@@ -516,7 +516,7 @@ impl Subscriber {
                     }
                     None => {}
                 }
-                *last = Some(d);
+                *last = Some(Box::new(d));
                 Ok(Some(r))
             }
         }
@@ -539,7 +539,7 @@ impl Subscriber {
                 {
                     client.ack(d, unacked, ow::AckMode::Standard).await?;
                 }
-                client.close_consumer(&consumer, last.as_ref()).await?;
+                client.close_consumer(&consumer, last.as_deref()).await?;
                 client.disconnect().await
             }
         }

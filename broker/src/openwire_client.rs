@@ -197,7 +197,7 @@ impl OpenWireClient {
         };
         let ours = WireFormatInfo::new(VERSION, &options)
             .map_err(|e| ClientError::Protocol(e.to_string()))?;
-        c.write(&Command::WireFormatInfo(ours.clone())).await?;
+        c.write(&Command::WireFormatInfo(ours.clone()))?;
         c.flush().await?;
         c.wf = ::openwire::negotiate(&theirs, &ours).map_err(|e| {
             ClientError::Protocol(format!("the broker's wire format is refused: {e}"))
@@ -224,7 +224,7 @@ impl OpenWireClient {
     }
 
     /// Encodes `cmd` into the write buffer (sent by [`Self::flush`]).
-    async fn write(&mut self, cmd: &Command) -> Result<()> {
+    fn write(&mut self, cmd: &Command) -> Result<()> {
         ::openwire::encode(cmd, &self.wf, &mut self.out)
             .map_err(|e| ClientError::Protocol(format!("cannot encode: {e}")))?;
         Ok(())
@@ -283,8 +283,7 @@ impl OpenWireClient {
         loop {
             match self.read_command().await? {
                 Command::KeepAliveInfo(k) if k.response_required => {
-                    self.write(&Command::KeepAliveInfo(KeepAliveInfo::default()))
-                        .await?;
+                    self.write(&Command::KeepAliveInfo(KeepAliveInfo::default()))?;
                     self.flush().await?;
                 }
                 Command::KeepAliveInfo(_) | Command::BrokerInfo(_) => {}
@@ -302,7 +301,7 @@ impl OpenWireClient {
     async fn request(&mut self, mut cmd: Command) -> Result<()> {
         let id = self.command_id();
         set_header(&mut cmd, id, true);
-        self.write(&cmd).await?;
+        self.write(&cmd)?;
         self.flush().await?;
         self.wait_for(id).await
     }
@@ -376,7 +375,7 @@ impl OpenWireClient {
         } else {
             let id = self.command_id();
             set_header(&mut cmd, id, false);
-            self.write(&cmd).await?;
+            self.write(&cmd)?;
             self.flush().await
         }
     }
@@ -391,7 +390,7 @@ impl OpenWireClient {
         let mut cmd = Command::TransactionInfo(self.tx_info(&tx, TransactionType::Begin));
         let id = self.command_id();
         set_header(&mut cmd, id, false);
-        self.write(&cmd).await?;
+        self.write(&cmd)?;
         self.flush().await?;
         Ok(tx)
     }
@@ -491,7 +490,7 @@ impl OpenWireClient {
         let mut cmd = Command::MessageAck(Box::new(ack));
         let id = self.command_id();
         set_header(&mut cmd, id, false);
-        self.write(&cmd).await?;
+        self.write(&cmd)?;
         self.flush().await
     }
 
@@ -526,7 +525,7 @@ impl OpenWireClient {
         let mut cmd = Command::ShutdownInfo(ShutdownInfo::default());
         let id = self.command_id();
         set_header(&mut cmd, id, false);
-        self.write(&cmd).await?;
+        self.write(&cmd)?;
         self.flush().await?;
         self.io.shutdown().await.ok();
         Ok(())
