@@ -1,7 +1,8 @@
 //! The client subcommands: producer, consumer, browse, purge, dstat. `producer` and `consumer`
 //! double as a load generator, over STOMP or OpenWire: the protocol is the one the URL's port
 //! speaks (an OpenWire broker speaks first, with its WireFormatInfo, so a STOMP CONNECT that is
-//! answered in OpenWire is retried over OpenWire). browse, purge and dstat speak STOMP only.
+//! answered in OpenWire is retried over OpenWire). browse does too; purge and dstat speak STOMP
+//! only (they use STOMP-side extensions).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -43,7 +44,7 @@ impl Common {
         }
     }
 
-    /// A STOMP connection (browse, purge, dstat); an OpenWire port is refused.
+    /// A STOMP connection (purge, dstat); an OpenWire port is refused.
     async fn connect(&self, client_id: Option<String>) -> Result<StompClient> {
         connect_any(
             &self.endpoints()?,
@@ -53,7 +54,7 @@ impl Common {
         .await
         .map_err(|e| match e {
             ClientError::NotStomp(why) => anyhow::anyhow!(
-                "{why}: browse, purge and dstat speak STOMP only; use the broker's STOMP port \
+                "{why}: purge and dstat speak STOMP only; use the broker's STOMP port \
                  (61613 by default)"
             ),
             e => e.into(),
@@ -619,7 +620,10 @@ async fn browse_frames(client: &mut StompClient, destination: &str) -> Result<Ve
 }
 
 pub async fn browse(a: BrowseArgs) -> Result<()> {
-    let mut client = a.common.connect(None).await?;
+    let mut client = match a.common.connect_either(None).await? {
+        Conn::Stomp(c) => c,
+        Conn::OpenWire(c) => return browse_openwire(*c, &a.destination).await,
+    };
     let frames = browse_frames(&mut client, &a.destination).await?;
     for m in &frames {
         println!(
@@ -631,6 +635,28 @@ pub async fn browse(a: BrowseArgs) -> Result<()> {
         );
     }
     eprintln!("{} message(s)", frames.len());
+    client.disconnect().await.ok();
+    Ok(())
+}
+
+/// `browse` over OpenWire: a queue browser, printed as over STOMP.
+async fn browse_openwire(mut client: OpenWireClient, destination: &str) -> Result<()> {
+    let queue = ow::destination(destination)?;
+    let messages = client.browse(&queue).await?;
+    for d in &messages {
+        let m = &d.message;
+        println!(
+            "{} priority={} persistent={} {}",
+            m.message_id
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            m.priority,
+            m.persistent,
+            d.body_text()
+        );
+    }
+    eprintln!("{} message(s)", messages.len());
     client.disconnect().await.ok();
     Ok(())
 }

@@ -439,6 +439,61 @@ impl OpenWireClient {
         Ok(consumer_id)
     }
 
+    /// A queue's messages as a queue browser sees them (`ConsumerInfo.browser`): nothing is
+    /// taken or locked; the broker ends the enumeration with a MessageDispatch without a
+    /// message, and the browser is closed after it.
+    pub async fn browse(&mut self, queue: &Destination) -> Result<Vec<Delivery>> {
+        if !queue.kind.is_queue() {
+            return Err(ClientError::Protocol(format!(
+                "only a queue can be browsed, not the topic {}",
+                queue.physical_name
+            )));
+        }
+        self.next_consumer += 1;
+        let consumer_id = ConsumerId {
+            connection_id: self.connection_id.value.clone(),
+            session_id: self.session_id.value,
+            value: self.next_consumer,
+        };
+        let info = ConsumerInfo {
+            consumer_id: consumer_id.clone(),
+            browser: true,
+            destination: Some(queue.clone()),
+            prefetch_size: 500,
+            dispatch_async: true,
+            ..ConsumerInfo::default()
+        };
+        self.request(Command::ConsumerInfo(Box::new(info))).await?;
+        let mut out: Vec<Delivery> = self
+            .pending
+            .drain(..)
+            .filter(|d| d.consumer_id == consumer_id)
+            .collect();
+        loop {
+            match self.next().await? {
+                Command::MessageDispatch(d) if d.consumer_id == consumer_id => match d.message {
+                    Some(m) => out.push(Delivery {
+                        consumer_id: d.consumer_id,
+                        message: *m,
+                        redelivery_counter: d.redelivery_counter,
+                    }),
+                    None => break,
+                },
+                Command::ExceptionResponse(r) => {
+                    return Err(refused(r.exception.as_ref(), "refused"));
+                }
+                _ => {}
+            }
+        }
+        self.request(Command::RemoveInfo(RemoveInfo {
+            object_id: RemoveTarget::Consumer(consumer_id),
+            last_delivered_sequence_id: -1,
+            ..RemoveInfo::default()
+        }))
+        .await?;
+        Ok(out)
+    }
+
     /// The next message, or `None` when none comes within `d`.
     pub async fn recv_timeout(&mut self, d: Duration) -> Result<Option<Delivery>> {
         if let Some(m) = self.pending.pop_front() {

@@ -1,7 +1,7 @@
 //! `broker producer` and `broker consumer` pointed at the OpenWire port (ActiveMQ's
 //! `tcp://host:61616`): they speak OpenWire there, and what they send or take is what a STOMP
 //! client sees on the other side; refusals surface as errors naming the Java exception class.
-//! browse, purge and dstat still speak STOMP only and say so.
+//! browse is a queue browser there; purge and dstat still speak STOMP only and say so.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -327,16 +327,15 @@ async fn refusals_over_openwire_name_the_java_exception() {
     b.stop().await;
 }
 
-/// browse, purge and dstat speak STOMP only: pointed at the OpenWire port they say so at once
-/// instead of a decoding error or a retry loop.
+/// purge and dstat speak STOMP only: pointed at the OpenWire port they say so at once instead
+/// of a decoding error or a retry loop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browse_purge_and_dstat_say_they_speak_stomp() {
+async fn purge_and_dstat_say_they_speak_stomp() {
     let b = TestBroker::start("").await;
     let (ow, _) = urls(&b);
     let failover = format!("failover:({ow})");
     for args in [
-        vec!["browse", "--url", &failover],
-        vec!["purge", "--url", &ow, "--destination", "/queue/x"],
+        vec!["purge", "--url", &failover, "--destination", "/queue/x"],
         vec!["dstat", "--url", &ow],
     ] {
         let (ok, _, err) = tool(&args).await;
@@ -346,6 +345,36 @@ async fn browse_purge_and_dstat_say_they_speak_stomp() {
             "{args:?}: {err}"
         );
     }
+    b.stop().await;
+}
+
+/// browse over OpenWire is a queue browser: every message, in order, none taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browse_over_openwire_lists_without_taking() {
+    let b = TestBroker::start("").await;
+    let (ow, _) = urls(&b);
+    let mut c = b.client().await;
+    for i in 0..5 {
+        c.send(
+            "/queue/tools.br",
+            format!("b{i}"),
+            &[("persistent", "true")],
+        )
+        .await
+        .unwrap();
+    }
+    let (ok, out, err) = tool(&["browse", "--url", &ow, "--destination", "/queue/tools.br"]).await;
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    for (i, l) in lines.iter().enumerate() {
+        assert!(
+            l.ends_with(&format!("priority=4 persistent=true b{i}")),
+            "{l}"
+        );
+    }
+    assert!(err.contains("5 message(s)"), "{err}");
+    assert_eq!(pending(&b, "tools.br").await, Some(5));
     b.stop().await;
 }
 

@@ -125,7 +125,7 @@ fn passwd_prints_a_hash_of_stdin() {
 
 /// The producer and consumer speak whichever protocol the URL's port speaks: pointed at the
 /// OpenWire port (ActiveMQ's 61616), through a `failover:` URL too, they speak OpenWire.
-/// (browse, purge and dstat speak STOMP only: `tests/client_tools_openwire.rs`.)
+/// (purge and dstat speak STOMP only: `tests/client_tools_openwire.rs`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_tools_pointed_at_the_openwire_port_speak_openwire() {
     let b = common::TestBroker::start("").await;
