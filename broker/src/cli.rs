@@ -28,6 +28,11 @@ pub struct Common {
     /// How long to keep trying to (re)connect.
     #[arg(long, default_value_t = 60)]
     pub connect_timeout_secs: u64,
+    /// `auto`: the protocol the port speaks (a STOMP CONNECT first; an OpenWire port answers
+    /// with its WireFormatInfo and is connected to again in OpenWire). `openwire` skips that
+    /// probe, which an OpenWire broker logs as a malformed frame. purge and dstat: STOMP only.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "stomp", "openwire"])]
+    pub protocol: String,
 }
 
 impl Common {
@@ -46,6 +51,11 @@ impl Common {
 
     /// A STOMP connection (purge, dstat); an OpenWire port is refused.
     async fn connect(&self, client_id: Option<String>) -> Result<StompClient> {
+        if self.protocol == "openwire" {
+            bail!(
+                "purge and dstat speak STOMP only: --protocol openwire is for producer, consumer and browse"
+            );
+        }
         connect_any(
             &self.endpoints()?,
             &self.options(client_id),
@@ -72,12 +82,18 @@ impl Common {
             let mut last = ClientError::Closed;
             loop {
                 for e in &endpoints {
-                    let attempt = match StompClient::connect(e, &opts).await {
+                    let stomp = match self.protocol.as_str() {
+                        "openwire" => Err(ClientError::NotStomp(String::new())),
+                        _ => StompClient::connect(e, &opts).await,
+                    };
+                    let attempt = match stomp {
                         Ok(c) => Ok(Conn::Stomp(Box::new(c))),
                         // An OpenWire port (ActiveMQ's 61616): again, in its protocol.
-                        Err(ClientError::NotStomp(_)) => OpenWireClient::connect(e, &opts)
-                            .await
-                            .map(|c| Conn::OpenWire(Box::new(c))),
+                        Err(ClientError::NotStomp(_)) if self.protocol != "stomp" => {
+                            OpenWireClient::connect(e, &opts)
+                                .await
+                                .map(|c| Conn::OpenWire(Box::new(c)))
+                        }
                         Err(err) => Err(err),
                     };
                     match attempt {

@@ -31,6 +31,9 @@ pub use ::openwire::ConsumerId;
 /// The version offered: what activemq-client 5.17/5.18 offers; the broker may answer lower.
 const VERSION: i32 = ::openwire::wireformat::MAX_VERSION;
 
+/// How long to wait for the broker's WireFormatInfo, which an OpenWire broker sends at once.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Connections made by this process, for unique connection ids.
 static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 
@@ -177,7 +180,16 @@ impl OpenWireClient {
             endpoint: endpoint.clone(),
         };
         // The broker speaks first; its WireFormatInfo is loose whatever is agreed.
-        let theirs = match c.read_command().await? {
+        let first = tokio::time::timeout(HELLO_TIMEOUT, c.read_command())
+            .await
+            .map_err(|_| {
+                ClientError::Protocol(format!(
+                    "{}:{} sent no OpenWire WireFormatInfo within {HELLO_TIMEOUT:?}: not an \
+                     OpenWire port?",
+                    endpoint.host, endpoint.port
+                ))
+            })??;
+        let theirs = match first {
             Command::WireFormatInfo(w) => w,
             other => {
                 return Err(ClientError::Protocol(format!(

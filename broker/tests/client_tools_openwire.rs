@@ -422,3 +422,50 @@ async fn producer_and_consumer_over_openwire_tls() {
     assert_eq!(bodies(&out), expected("x", 5));
     b.stop().await;
 }
+
+/// `--protocol openwire` skips the STOMP probe; pointed at a STOMP port it says the port sent
+/// no WireFormatInfo. `--protocol stomp` at an OpenWire port says the port speaks OpenWire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_explicit_protocol() {
+    let b = TestBroker::start("").await;
+    let (ow, stomp) = urls(&b);
+    let (ok, out, err) = tool(&[
+        "producer",
+        "--url",
+        &ow,
+        "--protocol",
+        "openwire",
+        "--destination",
+        "/queue/tools.p",
+        "--count",
+        "4",
+    ])
+    .await;
+    assert!(ok && out.contains("RESULT"), "{err}");
+    assert_eq!(pending(&b, "tools.p").await, Some(4));
+    let (ok, _, err) = tool(&[
+        "producer",
+        "--url",
+        &stomp,
+        "--protocol",
+        "openwire",
+        "--count",
+        "1",
+    ])
+    .await;
+    assert!(!ok);
+    assert!(err.contains("sent no OpenWire WireFormatInfo"), "{err}");
+    let (ok, _, err) = tool(&[
+        "producer",
+        "--url",
+        &ow,
+        "--protocol",
+        "stomp",
+        "--count",
+        "1",
+    ])
+    .await;
+    assert!(!ok);
+    assert!(err.contains("speaks OpenWire"), "{err}");
+    b.stop().await;
+}
