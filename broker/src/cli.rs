@@ -230,6 +230,7 @@ pub struct ProducerArgs {
     /// `every`: each SEND waits for its receipt (the latency figures are per send). `last`:
     /// only each producer's last SEND asks for one, the others are pipelined as ActiveMQ
     /// clients do with asynchronous sends; the receipt still means all of them are stored.
+    /// Over OpenWire the same with synchronous sends (`responseRequired`) for receipts.
     #[arg(long, default_value = "every", value_parser = ["every", "last"])]
     receipts: String,
 }
