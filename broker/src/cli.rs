@@ -1,11 +1,15 @@
 //! The client subcommands: producer, consumer, browse, purge, dstat. `producer` and `consumer`
-//! double as a load generator.
+//! double as a load generator, over STOMP or OpenWire: the protocol is the one the URL's port
+//! speaks (an OpenWire broker speaks first, with its WireFormatInfo, so a STOMP CONNECT that is
+//! answered in OpenWire is retried over OpenWire). browse does too; purge and dstat speak STOMP
+//! only (they use STOMP-side extensions).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use broker::client::{ClientError, ConnectOptions, StompClient, connect_any};
+use broker::openwire_client::{self as ow, OpenWireClient};
 use broker::stomp::frame::Frame;
 use broker::url::{Endpoint, parse};
 
@@ -24,6 +28,11 @@ pub struct Common {
     /// How long to keep trying to (re)connect.
     #[arg(long, default_value_t = 60)]
     pub connect_timeout_secs: u64,
+    /// `auto`: the protocol the port speaks (a STOMP CONNECT first; an OpenWire port answers
+    /// with its WireFormatInfo and is connected to again in OpenWire). `openwire` skips that
+    /// probe, which an OpenWire broker logs as a malformed frame. purge and dstat: STOMP only.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "stomp", "openwire"])]
+    pub protocol: String,
 }
 
 impl Common {
@@ -40,14 +49,158 @@ impl Common {
         }
     }
 
+    /// A STOMP connection (purge, dstat); an OpenWire port is refused.
     async fn connect(&self, client_id: Option<String>) -> Result<StompClient> {
+        if self.protocol == "openwire" {
+            bail!(
+                "purge and dstat speak STOMP only: --protocol openwire is for producer, consumer and browse"
+            );
+        }
         connect_any(
             &self.endpoints()?,
             &self.options(client_id),
             Duration::from_secs(self.connect_timeout_secs),
         )
         .await
+        .map_err(|e| match e {
+            ClientError::NotStomp(why) => anyhow::anyhow!(
+                "{why}: purge and dstat speak STOMP only; use the broker's STOMP port \
+                 (61613 by default)"
+            ),
+            e => e.into(),
+        })
         .with_context(|| format!("cannot connect to {}", self.url))
+    }
+
+    /// A connection in whichever protocol the endpoint speaks, trying the endpoints in turn
+    /// until `--connect-timeout-secs` passes (a `failover:` URL's behaviour).
+    async fn connect_either(&self, client_id: Option<String>) -> Result<Conn> {
+        let endpoints = self.endpoints()?;
+        let opts = self.options(client_id);
+        let until = Instant::now() + Duration::from_secs(self.connect_timeout_secs);
+        let result = async {
+            let mut last = ClientError::Closed;
+            loop {
+                for e in &endpoints {
+                    let stomp = match self.protocol.as_str() {
+                        "openwire" => Err(ClientError::NotStomp(String::new())),
+                        _ => StompClient::connect(e, &opts).await,
+                    };
+                    let attempt = match stomp {
+                        Ok(c) => Ok(Conn::Stomp(Box::new(c))),
+                        // An OpenWire port (ActiveMQ's 61616): again, in its protocol.
+                        Err(ClientError::NotStomp(_)) if self.protocol != "stomp" => {
+                            OpenWireClient::connect(e, &opts)
+                                .await
+                                .map(|c| Conn::OpenWire(Box::new(c)))
+                        }
+                        Err(err) => Err(err),
+                    };
+                    match attempt {
+                        Ok(c) => return Ok(c),
+                        Err(err) if !retryable(&err) => return Err(err),
+                        Err(err) => last = err,
+                    }
+                }
+                if Instant::now() >= until {
+                    return Err(last);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        .await;
+        result.with_context(|| format!("cannot connect to {}", self.url))
+    }
+}
+
+/// A producer's or consumer's connection in the protocol its broker port speaks.
+enum Conn {
+    Stomp(Box<StompClient>),
+    OpenWire(Box<OpenWireClient>),
+}
+
+impl Conn {
+    /// Opens a producer's connection: over OpenWire the producer is declared too.
+    async fn producer(common: &Common) -> Result<Conn> {
+        let mut c = common.connect_either(None).await?;
+        if let Conn::OpenWire(o) = &mut c {
+            o.producer().await?;
+        }
+        Ok(c)
+    }
+
+    /// One send; `sync`: waits until the broker has it (a STOMP receipt, an OpenWire
+    /// Response).
+    async fn send(
+        &mut self,
+        destination: &str,
+        body: String,
+        persistent: bool,
+        sync: bool,
+    ) -> std::result::Result<(), ClientError> {
+        match self {
+            Conn::Stomp(c) => {
+                let persistent = if persistent { "true" } else { "false" };
+                if sync {
+                    c.send(destination, body, &[("persistent", persistent)])
+                        .await
+                } else {
+                    c.send_frame(
+                        Frame::new("SEND")
+                            .header("destination", destination)
+                            .header("persistent", persistent)
+                            .with_body(body),
+                    )
+                    .await
+                }
+            }
+            Conn::OpenWire(c) => {
+                let d = ow::destination(destination)?;
+                c.send_text(&d, &body, persistent, sync, None).await
+            }
+        }
+    }
+
+    /// Sends `bodies` in one transaction, returning once it is committed.
+    async fn send_transaction(
+        &mut self,
+        destination: &str,
+        bodies: Vec<String>,
+        persistent: bool,
+        name: String,
+    ) -> std::result::Result<(), ClientError> {
+        match self {
+            Conn::Stomp(c) => {
+                let persistent = if persistent { "true" } else { "false" };
+                c.begin(&name).await?;
+                for body in bodies {
+                    c.send_frame(
+                        Frame::new("SEND")
+                            .header("destination", destination)
+                            .header("persistent", persistent)
+                            .header("transaction", name.clone())
+                            .with_body(body),
+                    )
+                    .await?;
+                }
+                c.commit(&name).await
+            }
+            Conn::OpenWire(c) => {
+                let d = ow::destination(destination)?;
+                let tx = c.begin().await?;
+                for body in bodies {
+                    c.send_text(&d, &body, persistent, false, Some(&tx)).await?;
+                }
+                c.commit(&tx).await
+            }
+        }
+    }
+
+    async fn disconnect(self) {
+        match self {
+            Conn::Stomp(c) => c.disconnect().await.ok(),
+            Conn::OpenWire(c) => c.disconnect().await.ok(),
+        };
     }
 }
 
@@ -77,6 +230,7 @@ pub struct ProducerArgs {
     /// `every`: each SEND waits for its receipt (the latency figures are per send). `last`:
     /// only each producer's last SEND asks for one, the others are pipelined as ActiveMQ
     /// clients do with asynchronous sends; the receipt still means all of them are stored.
+    /// Over OpenWire the same with synchronous sends (`responseRequired`) for receipts.
     #[arg(long, default_value = "every", value_parser = ["every", "last"])]
     receipts: String,
 }
@@ -166,9 +320,8 @@ async fn produce(
     every_receipt: bool,
     message: Option<String>,
 ) -> Result<(Vec<Duration>, u64)> {
-    let mut client = common.connect(None).await?;
+    let mut client = Conn::producer(&common).await?;
     let filler = "x".repeat(size);
-    let persistent = if persistent { "true" } else { "false" };
     let mut latencies = Vec::with_capacity(count as usize);
     let mut resent = 0;
     let mut i = 0;
@@ -176,42 +329,26 @@ async fn produce(
     while i < count {
         let n = if batch > 0 { batch.min(count - i) } else { 1 };
         let t0 = Instant::now();
-        let result: std::result::Result<(), ClientError> = async {
-            if batch > 0 {
-                txn += 1;
-                let tx = format!("p{producer}-t{txn}");
-                client.begin(&tx).await?;
-                for k in 0..n {
-                    let body = body_of(&message, &filler, producer, i + k);
-                    client
-                        .send_frame(
-                            Frame::new("SEND")
-                                .header("destination", destination.clone())
-                                .header("persistent", persistent)
-                                .header("transaction", tx.clone())
-                                .with_body(body),
-                        )
-                        .await?;
-                }
-                client.commit(&tx).await
-            } else if !every_receipt && i + 1 < count {
-                let body = body_of(&message, &filler, producer, i);
-                client
-                    .send_frame(
-                        Frame::new("SEND")
-                            .header("destination", destination.clone())
-                            .header("persistent", persistent)
-                            .with_body(body),
-                    )
-                    .await
-            } else {
-                let body = body_of(&message, &filler, producer, i);
-                client
-                    .send(&destination, body, &[("persistent", persistent)])
-                    .await
-            }
-        }
-        .await;
+        let result = if batch > 0 {
+            txn += 1;
+            let bodies = (0..n)
+                .map(|k| body_of(&message, &filler, producer, i + k))
+                .collect();
+            client
+                .send_transaction(
+                    &destination,
+                    bodies,
+                    persistent,
+                    format!("p{producer}-t{txn}"),
+                )
+                .await
+        } else {
+            // Without receipts for every send, the last one still waits: once it is answered,
+            // the broker has them all.
+            let sync = every_receipt || i + 1 == count;
+            let body = body_of(&message, &filler, producer, i);
+            client.send(&destination, body, persistent, sync).await
+        };
         match result {
             Ok(()) => {
                 latencies.push(t0.elapsed());
@@ -220,13 +357,13 @@ async fn produce(
             Err(e) if retryable(&e) => {
                 // Fail-over: reconnect and send again what had no receipt.
                 eprintln!("producer {producer}: {e}; reconnecting");
-                client = common.connect(None).await?;
+                client = Conn::producer(&common).await?;
                 resent += n;
             }
             Err(e) => return Err(e.into()),
         }
     }
-    client.disconnect().await.ok();
+    client.disconnect().await;
     Ok((latencies, resent))
 }
 
@@ -268,57 +405,186 @@ pub struct ConsumerArgs {
     print: bool,
 }
 
-async fn subscribe(
-    c: &mut StompClient,
-    destination: &str,
-    ack: &str,
-    headers: &[(String, String)],
-) -> Result<()> {
-    let h: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    c.subscribe("0", destination, ack, &h).await?;
-    Ok(())
+/// A message as the consumer reports it, whichever protocol brought it.
+struct Received {
+    body: String,
+    redelivered: bool,
+    /// When it was sent (ms since the epoch), for the end-to-end latency.
+    timestamp: Option<i64>,
+}
+
+/// A consumer's subscription in the protocol its broker port speaks.
+enum Subscriber {
+    Stomp {
+        client: Box<StompClient>,
+        /// Whether each message is acknowledged (any mode but `auto`).
+        acks: bool,
+    },
+    OpenWire {
+        client: Box<OpenWireClient>,
+        consumer: ow::ConsumerId,
+        /// `None`: auto, a standard ack for each half prefetch (and the rest at the end).
+        mode: Option<ow::AckMode>,
+        batch: i32,
+        unacked: i32,
+        last: Option<Box<ow::Delivery>>,
+    },
+}
+
+impl Subscriber {
+    async fn open(a: &ConsumerArgs) -> Result<Subscriber> {
+        match a.common.connect_either(a.client_id.clone()).await? {
+            Conn::Stomp(mut client) => {
+                let mut headers: Vec<(&str, String)> = Vec::new();
+                if let Some(s) = &a.selector {
+                    headers.push(("selector", s.clone()));
+                }
+                if let Some(d) = &a.durable {
+                    headers.push(("activemq.subscriptionName", d.clone()));
+                }
+                if let Some(p) = a.prefetch {
+                    headers.push(("activemq.prefetchSize", p.to_string()));
+                }
+                let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                client.subscribe("0", &a.destination, &a.ack, &h).await?;
+                Ok(Subscriber::Stomp {
+                    client,
+                    acks: a.ack != "auto",
+                })
+            }
+            Conn::OpenWire(mut client) => {
+                let mode = match a.ack.as_str() {
+                    "auto" => None,
+                    "client" => Some(ow::AckMode::Standard),
+                    "client-individual" => Some(ow::AckMode::Individual),
+                    other => bail!("--ack {other}: auto, client or client-individual"),
+                };
+                if a.prefetch == Some(0) {
+                    bail!(
+                        "--prefetch 0 is not supported over OpenWire (it needs a pull per message): use 1 or more"
+                    );
+                }
+                let d = ow::destination(&a.destination)?;
+                let sub = ow::Subscription {
+                    selector: a.selector.clone(),
+                    durable: a.durable.clone(),
+                    prefetch: a.prefetch,
+                };
+                let consumer = client.subscribe(&d, &sub).await?;
+                let prefetch = a.prefetch.map_or(1000, |p| p.min(65536) as i32);
+                Ok(Subscriber::OpenWire {
+                    client,
+                    consumer,
+                    mode,
+                    batch: (prefetch / 2).max(1),
+                    unacked: 0,
+                    last: None,
+                })
+            }
+        }
+    }
+
+    /// The next message (acknowledged as the mode says), `None` when idle for `idle`.
+    async fn recv(&mut self, idle: Duration) -> std::result::Result<Option<Received>, ClientError> {
+        match self {
+            Subscriber::Stomp { client, acks } => loop {
+                let Some(m) = client.recv_timeout(idle).await? else {
+                    return Ok(None);
+                };
+                if m.command != "MESSAGE" {
+                    continue;
+                }
+                if *acks {
+                    let id = m.get("ack").unwrap_or_default().to_owned();
+                    if let Err(e) = client.send_frame(Frame::new("ACK").header("id", id)).await {
+                        eprintln!("consumer: ack failed: {e}");
+                    }
+                }
+                return Ok(Some(Received {
+                    body: String::from_utf8_lossy(&m.body).into_owned(),
+                    redelivered: m.get("redelivered") == Some("true"),
+                    timestamp: m.get("timestamp").and_then(|t| t.parse().ok()),
+                }));
+            },
+            Subscriber::OpenWire {
+                client,
+                mode,
+                batch,
+                unacked,
+                last,
+                ..
+            } => {
+                let Some(d) = client.recv_timeout(idle).await? else {
+                    return Ok(None);
+                };
+                let r = Received {
+                    body: d.body_text(),
+                    redelivered: d.redelivered(),
+                    timestamp: Some(d.message.timestamp).filter(|t| *t > 0),
+                };
+                *unacked += 1;
+                match mode {
+                    Some(m) => {
+                        client.ack(&d, 1, *m).await?;
+                        *unacked = 0;
+                    }
+                    None if *unacked >= *batch => {
+                        client.ack(&d, *unacked, ow::AckMode::Standard).await?;
+                        *unacked = 0;
+                    }
+                    None => {}
+                }
+                *last = Some(Box::new(d));
+                Ok(Some(r))
+            }
+        }
+    }
+
+    /// Acknowledges what auto mode still owes, gives back what was prefetched and not
+    /// consumed, and closes.
+    async fn close(self) -> std::result::Result<(), ClientError> {
+        match self {
+            Subscriber::Stomp { client, .. } => client.disconnect().await,
+            Subscriber::OpenWire {
+                mut client,
+                consumer,
+                unacked,
+                last,
+                ..
+            } => {
+                if let Some(d) = &last
+                    && unacked > 0
+                {
+                    client.ack(d, unacked, ow::AckMode::Standard).await?;
+                }
+                client.close_consumer(&consumer, last.as_deref()).await?;
+                client.disconnect().await
+            }
+        }
+    }
 }
 
 pub async fn consumer(a: ConsumerArgs) -> Result<()> {
-    let mut headers: Vec<(String, String)> = Vec::new();
-    if let Some(s) = &a.selector {
-        headers.push(("selector".into(), s.clone()));
-    }
-    if let Some(d) = &a.durable {
-        headers.push(("activemq.subscriptionName".into(), d.clone()));
-    }
-    if let Some(p) = a.prefetch {
-        headers.push(("activemq.prefetchSize".into(), p.to_string()));
-    }
-    let mut client = a.common.connect(a.client_id.clone()).await?;
-    subscribe(&mut client, &a.destination, &a.ack, &headers).await?;
+    let mut sub = Subscriber::open(&a).await?;
     let mut latencies = Vec::new();
     let (mut received, mut redelivered) = (0u64, 0u64);
     let mut first: Option<Instant> = None;
     let idle = Duration::from_secs(a.idle_secs);
     while a.count == 0 || received < a.count {
-        let m = match client.recv_timeout(idle).await {
+        let m = match sub.recv(idle).await {
             Ok(Some(m)) => m,
             Ok(None) => break,
             Err(e) if retryable(&e) => {
                 eprintln!("consumer: {e}; reconnecting");
-                client = a.common.connect(a.client_id.clone()).await?;
-                subscribe(&mut client, &a.destination, &a.ack, &headers).await?;
+                sub = Subscriber::open(&a).await?;
                 continue;
             }
             Err(e) => return Err(e.into()),
         };
-        if m.command != "MESSAGE" {
-            continue;
-        }
         first.get_or_insert_with(Instant::now);
         received += 1;
-        let again = m.get("redelivered") == Some("true");
-        redelivered += u64::from(again);
-        if let Some(ts) = m.get("timestamp").and_then(|t| t.parse::<i64>().ok()) {
+        redelivered += u64::from(m.redelivered);
+        if let Some(ts) = m.timestamp {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
@@ -327,15 +593,9 @@ pub async fn consumer(a: ConsumerArgs) -> Result<()> {
         if a.print {
             println!(
                 "{}{}",
-                String::from_utf8_lossy(&m.body),
-                if again { " redelivered" } else { "" }
+                m.body,
+                if m.redelivered { " redelivered" } else { "" }
             );
-        }
-        if a.ack != "auto" {
-            let id = m.get("ack").unwrap_or_default().to_owned();
-            if let Err(e) = client.send_frame(Frame::new("ACK").header("id", id)).await {
-                eprintln!("consumer: ack failed: {e}");
-            }
         }
     }
     let secs = first.map_or(0.0, |f| f.elapsed().as_secs_f64()).max(1e-9);
@@ -348,7 +608,9 @@ pub async fn consumer(a: ConsumerArgs) -> Result<()> {
         "RESULT received={received} redelivered={redelivered} msgs_per_sec={:.0}",
         received as f64 / secs
     );
-    client.disconnect().await.ok();
+    if let Err(e) = sub.close().await {
+        eprintln!("consumer: closing: {e}");
+    }
     Ok(())
 }
 
@@ -375,7 +637,10 @@ async fn browse_frames(client: &mut StompClient, destination: &str) -> Result<Ve
 }
 
 pub async fn browse(a: BrowseArgs) -> Result<()> {
-    let mut client = a.common.connect(None).await?;
+    let mut client = match a.common.connect_either(None).await? {
+        Conn::Stomp(c) => c,
+        Conn::OpenWire(c) => return browse_openwire(*c, &a.destination).await,
+    };
     let frames = browse_frames(&mut client, &a.destination).await?;
     for m in &frames {
         println!(
@@ -387,6 +652,28 @@ pub async fn browse(a: BrowseArgs) -> Result<()> {
         );
     }
     eprintln!("{} message(s)", frames.len());
+    client.disconnect().await.ok();
+    Ok(())
+}
+
+/// `browse` over OpenWire: a queue browser, printed as over STOMP.
+async fn browse_openwire(mut client: OpenWireClient, destination: &str) -> Result<()> {
+    let queue = ow::destination(destination)?;
+    let messages = client.browse(&queue).await?;
+    for d in &messages {
+        let m = &d.message;
+        println!(
+            "{} priority={} persistent={} {}",
+            m.message_id
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            m.priority,
+            m.persistent,
+            d.body_text()
+        );
+    }
+    eprintln!("{} message(s)", messages.len());
     client.disconnect().await.ok();
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! A small STOMP 1.2 client: what the CLI tools and the tests use.
+//! A small STOMP 1.2 client: what the CLI tools and the tests use. Its OpenWire counterpart is
+//! [`crate::openwire_client`]; both share [`ConnectOptions`], [`ClientError`] and the socket.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -21,6 +22,10 @@ pub enum ClientError {
     Broker { message: String, body: String },
     #[error("protocol: {0}")]
     Protocol(String),
+    /// An OpenWire broker's ExceptionResponse or ConnectionError: the Java exception class
+    /// it names (which a JMS client would throw) and its message.
+    #[error("the broker refused: {message} ({class})")]
+    Refused { class: String, message: String },
     /// The port speaks another protocol (OpenWire): retrying will not help.
     #[error("{0}")]
     NotStomp(String),
@@ -32,7 +37,7 @@ pub enum ClientError {
 
 pub type Result<T> = std::result::Result<T, ClientError>;
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// How to log in.
@@ -58,24 +63,7 @@ pub struct StompClient {
 
 impl StompClient {
     pub async fn connect(endpoint: &Endpoint, opts: &ConnectOptions) -> Result<StompClient> {
-        let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await?;
-        tcp.set_nodelay(true)?;
-        let io: Box<dyn Io> = if endpoint.tls {
-            let ca = opts
-                .ca
-                .as_ref()
-                .ok_or_else(|| ClientError::Protocol("an ssl:// URL needs a CA file".into()))?;
-            let config = crate::tls::client_config(ca)
-                .map_err(|e| ClientError::Protocol(format!("{e:#}")))?;
-            let name = ServerName::try_from(endpoint.host.clone())
-                .map_err(|e| ClientError::Protocol(format!("bad TLS server name: {e}")))?;
-            let s = tokio_rustls::TlsConnector::from(Arc::clone(&config))
-                .connect(name, tcp)
-                .await?;
-            Box::new(s)
-        } else {
-            Box::new(tcp)
-        };
+        let io = open(endpoint, opts).await?;
         let mut c = StompClient {
             io,
             decoder: Decoder::new(Limits {
@@ -106,8 +94,8 @@ impl StompClient {
         }
         if looks_like_openwire(&c.buf) {
             return Err(ClientError::NotStomp(format!(
-                "{}:{} speaks OpenWire (ActiveMQ's Java client protocol, port 61616 by default); \
-                 these tools speak STOMP: use the broker's STOMP port (61613 by default)",
+                "{}:{} speaks OpenWire (ActiveMQ's Java client protocol, port 61616 by default), \
+                 not STOMP",
                 endpoint.host, endpoint.port
             )));
         }
@@ -275,6 +263,30 @@ impl StompClient {
     }
 }
 
+/// A TCP connection to `endpoint`, inside TLS for `ssl://` (trusting `opts.ca`): what both the
+/// STOMP and the OpenWire client speak over.
+pub(crate) async fn open(endpoint: &Endpoint, opts: &ConnectOptions) -> Result<Box<dyn Io>> {
+    let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port)).await?;
+    tcp.set_nodelay(true)?;
+    let io: Box<dyn Io> = if endpoint.tls {
+        let ca = opts
+            .ca
+            .as_ref()
+            .ok_or_else(|| ClientError::Protocol("an ssl:// URL needs a CA file".into()))?;
+        let config =
+            crate::tls::client_config(ca).map_err(|e| ClientError::Protocol(format!("{e:#}")))?;
+        let name = ServerName::try_from(endpoint.host.clone())
+            .map_err(|e| ClientError::Protocol(format!("bad TLS server name: {e}")))?;
+        let s = tokio_rustls::TlsConnector::from(Arc::clone(&config))
+            .connect(name, tcp)
+            .await?;
+        Box::new(s)
+    } else {
+        Box::new(tcp)
+    };
+    Ok(io)
+}
+
 fn error_of(f: &Frame) -> ClientError {
     ClientError::Broker {
         message: f.get("message").unwrap_or("").to_owned(),
@@ -304,7 +316,11 @@ pub async fn connect_any(
             match StompClient::connect(e, opts).await {
                 Ok(c) => return Ok(c),
                 // A refused login will not get better by retrying.
-                Err(err @ (ClientError::Broker { .. } | ClientError::NotStomp(_))) => {
+                Err(
+                    err @ (ClientError::Broker { .. }
+                    | ClientError::Refused { .. }
+                    | ClientError::NotStomp(_)),
+                ) => {
                     return Err(err);
                 }
                 Err(err) => last = err,

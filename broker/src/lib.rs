@@ -1,7 +1,7 @@
 //! The `broker` program's library: the config file, the broker it builds (broker-core over the
 //! engine and locker `engines` opens), STOMP over TCP, TLS and WebSocket in front of it, its
-//! users, the web console, a STOMP client (for the CLI tools and the tests), and the broker URL
-//! syntax.
+//! users, the web console, a STOMP and an OpenWire client (for the CLI tools and the tests),
+//! and the broker URL syntax.
 //!
 //! STOMP follows ActiveMQ's conventions so that clients written for ActiveMQ's STOMP connector
 //! work unchanged: `/queue/<name>` and `/topic/<name>`, `persistent:true` for persistent sends
@@ -16,6 +16,7 @@ pub mod listener;
 pub mod mqtt;
 pub mod network;
 pub mod openwire;
+pub mod openwire_client;
 mod outbound;
 mod pipeline;
 mod program;
