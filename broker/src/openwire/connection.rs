@@ -1864,10 +1864,12 @@ fn write_failure(failed: WriteFailed) -> Failure {
     ))
 }
 
+/// As Java's `MessageId.toString()`: the connection id already starts with `ID:` (the
+/// client's own choice of text), so nothing is put before it.
 fn message_id_text(id: &MessageId) -> String {
     match &id.producer_id {
         Some(p) => format!(
-            "ID:{}:{}:{}:{}",
+            "{}:{}:{}:{}",
             p.connection_id, p.session_id, p.value, id.producer_sequence_id
         ),
         None => id.text_view.clone().unwrap_or_default(),
