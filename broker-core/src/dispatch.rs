@@ -448,6 +448,12 @@ impl Dispatcher {
             .collect()
     }
 
+    /// The records of the messages spooled to the temp store, in window order: a snapshot for
+    /// a queue browser (holding them keeps their records until it has read them).
+    pub(crate) fn spooled_records(&self) -> Vec<Arc<crate::temp_store::SpooledRecord>> {
+        self.state.lock().spool.values().cloned().collect()
+    }
+
     pub(crate) fn add_consumer(
         &self,
         id: u64,

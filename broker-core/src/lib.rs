@@ -71,7 +71,7 @@ pub use locker::{HeldLock, Leaving, Locker, NoLock, OpenedStore, StoreOpener};
 pub use selector::{CONVERT_STRING_EXPRESSIONS, Selector, SelectorError};
 pub use session::{
     AckMode, Connection, ConnectionInfo, Consumer, ConsumerSlot, DeclaredProducer, MAX_PREFETCH,
-    Outgoing, Producer, Received, Session, Submitted, clamp_prefetch,
+    Outgoing, Producer, Received, Session, SpooledPages, Submitted, clamp_prefetch,
 };
 pub use state::BrokerState;
 pub use store_api::{

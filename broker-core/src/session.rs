@@ -783,6 +783,25 @@ impl Session {
             .unwrap_or_default())
     }
 
+    /// The messages of a queue spooled to the temp store (non-persistent ones that came
+    /// while memory was full), which neither the store's browse nor [`Self::browse_in_memory`]
+    /// sees: a snapshot of the moment, read back a page at a time by [`SpooledPages::next`].
+    /// For a queue browser: nothing is taken, locked or acked.
+    pub fn browse_spooled(&self, queue: &Destination) -> Result<SpooledPages> {
+        self.authorize(Operation::Read, queue)?;
+        let core = &self.inner.core;
+        let records = core
+            .queues()
+            .into_iter()
+            .find(|q| q.destination == *queue)
+            .map(|q| q.spooled_records())
+            .unwrap_or_default();
+        Ok(SpooledPages {
+            temp: core.temp.clone(),
+            records: records.into(),
+        })
+    }
+
     /// Whether `destination` is a live temporary destination (see
     /// [`Connection::add_temporary`]).
     pub fn is_temporary(&self, destination: &Destination) -> bool {
@@ -1823,5 +1842,41 @@ impl Drop for Consumer {
         }
         self.unregister();
         give_back_buffered(self.rx.get_mut());
+    }
+}
+
+/// A queue browser's snapshot of the messages spooled to the temp store, read back in pages
+/// so that browsing a deep spool holds one page in memory, not all of it.
+pub struct SpooledPages {
+    temp: Option<Arc<crate::temp_store::TempStore>>,
+    records: std::collections::VecDeque<Arc<crate::temp_store::SpooledRecord>>,
+}
+
+impl SpooledPages {
+    /// The next up to `max` messages, in delivery order; empty once all were read. A record
+    /// that cannot be read back (a damaged temp file) is logged and skipped: the browse goes on.
+    pub async fn next(&mut self, max: usize) -> Vec<Message> {
+        let Some(temp) = &self.temp else {
+            return Vec::new();
+        };
+        loop {
+            let n = max.max(1).min(self.records.len());
+            if n == 0 {
+                return Vec::new();
+            }
+            let page: Vec<_> = self.records.drain(..n).collect();
+            let read: Vec<Message> = temp
+                .read(page)
+                .await
+                .into_iter()
+                .filter_map(|r| {
+                    r.map_err(|e| warn!("a queue browser skips a spooled message: {e}"))
+                        .ok()
+                })
+                .collect();
+            if !read.is_empty() {
+                return read;
+            }
+        }
     }
 }

@@ -1463,7 +1463,8 @@ async fn a_durable_subscription_from_before_the_selector_prefix_keeps_its_messag
 /// `limits.temp_bytes` over STOMP: with 64 KiB of memory, 64 KiB of temp store and
 /// `send_fail_if_no_space`, non-persistent sends past the memory are taken (spooled to
 /// `tmp_storage`, shown on `/metrics`) until the temp store is full too; the next gets an ERROR
-/// naming `limits.temp_bytes`, and a subscriber then gets every accepted message in order.
+/// naming `limits.temp_bytes`; a queue browser sees every accepted message, and a subscriber
+/// then gets them all in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_persistent_sends_past_memory_spool_to_the_temp_store() {
     let b = TestBroker::start(
@@ -1512,7 +1513,17 @@ async fn non_persistent_sends_past_memory_spool_to_the_temp_store() {
     assert!(gauge("broker_temp_percent") >= 100);
     assert!(b.dir.path().join("tmp_storage").exists());
 
+    // A queue browser sees them all, those in memory and those spooled, and takes none.
     let mut c = b.client().await;
+    c.subscribe("br", "/queue/spooled", "auto", &[("browser", "true")])
+        .await
+        .unwrap();
+    for i in 0..accepted {
+        assert_eq!(body(&recv(&mut c).await), text(i), "browsed message {i}");
+    }
+    assert_eq!(recv(&mut c).await.get("browser"), Some("end"));
+    assert!(b.broker.temp_usage().unwrap().0 >= 65536);
+
     c.subscribe("s", "/queue/spooled", "auto", &[])
         .await
         .unwrap();

@@ -1341,6 +1341,7 @@ impl Conn {
         // Taken now: a temporary queue of another connection is refused here, and the
         // snapshot is of the moment the browser was made.
         let in_memory = session.browse_in_memory(&destination)?;
+        let mut spooled = session.browse_spooled(&destination)?;
         let stored = !broker.is_temporary(&destination);
         let consumer_id = info.consumer_id.clone();
         let end_destination = info.destination.clone();
@@ -1399,6 +1400,17 @@ impl Conn {
             for m in &in_memory {
                 if !send(m).await {
                     return;
+                }
+            }
+            loop {
+                let page = spooled.next(BROWSE_PAGE).await;
+                if page.is_empty() {
+                    break;
+                }
+                for m in &page {
+                    if !send(m).await {
+                        return;
+                    }
                 }
             }
             let end = MessageDispatch {

@@ -1080,6 +1080,17 @@ impl Conn {
                 }
                 self.emit(message_frame(&m, id, None, &self.naming)).await?;
             }
+            // And those spooled to the temp store while memory was full.
+            let mut spooled = self.auto.browse_spooled(&destination)?;
+            loop {
+                let page = spooled.next(BROWSE_PAGE).await;
+                if page.is_empty() {
+                    break;
+                }
+                for m in page.iter().filter(|m| selected(m)) {
+                    self.emit(message_frame(m, id, None, &self.naming)).await?;
+                }
+            }
         }
         let end = Frame::new("MESSAGE")
             .header("subscription", id)
