@@ -587,6 +587,14 @@ impl Dispatcher {
             },
         );
         self.charge(&core, size);
+        self.pushed(&core, st);
+    }
+
+    /// After a message joined the window ([`Self::push`]) or the temp store
+    /// ([`Self::push_spooled`]), with the lock `st` still held: a subscriber over its pending
+    /// limit sheds under the lock, then the lock goes, the message is counted and the task
+    /// woken.
+    fn pushed(&self, core: &Arc<crate::core::Core>, mut st: parking_lot::MutexGuard<'_, State>) {
         let (freed, evicted, slow_started) = self.evict_over_limit(&mut st);
         drop(st);
         drop(evicted);

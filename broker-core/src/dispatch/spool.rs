@@ -98,18 +98,7 @@ impl Dispatcher {
         // The window's own key, so `prioritized_messages = false` keeps arrival order here too.
         let key = self.window_key_of(record.priority, core.next_arrival());
         st.spool.insert(key, record);
-        let (freed, evicted, slow_started) = self.evict_over_limit(&mut st);
-        drop(st);
-        drop(evicted);
-        if slow_started {
-            core.advise(crate::core::advisory::Advisory::SlowConsumer {
-                destination: &self.destination,
-            });
-        }
-        self.release(freed);
-        self.counters.enqueued.fetch_add(1, Ordering::Relaxed);
-        self.touch();
-        self.wake.notify_one();
+        self.pushed(&core, st);
     }
 
     /// A non-durable subscriber over `max_pending_non_durable` (window and temp store
