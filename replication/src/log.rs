@@ -2,7 +2,7 @@
 //! slaves' senders (a bounded backlog, so a slave that fell further behind takes a full copy),
 //! and completes once a quorum has it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -34,6 +34,10 @@ struct State {
     bytes: usize,
     /// Positions a full copy in progress still needs records after: not trimmed past.
     pins: BTreeMap<u64, usize>,
+    /// Records appended before the local engine shows their effect (an ack shipped while the
+    /// local remove runs, an add until its local write completes). A full copy reads the local
+    /// store, so it may only stand for positions before the first of these.
+    unapplied: BTreeSet<u64>,
     /// Each connected slave's acknowledged position, by connection.
     slaves: HashMap<u64, SlaveState>,
     next_slave: u64,
@@ -104,6 +108,7 @@ impl Log {
                 backlog: VecDeque::new(),
                 bytes: 0,
                 pins: BTreeMap::new(),
+                unapplied: BTreeSet::new(),
                 slaves: HashMap::new(),
                 next_slave: 0,
                 position_file,
@@ -115,20 +120,43 @@ impl Log {
         })
     }
 
-    /// Appends `op`; returns its position. Called once the local engine has the write (or, for
-    /// a pipelined add, once its place is fixed), so that log order follows the master's.
+    /// Appends `op`, whose effect the local engine already shows; returns its position.
     pub fn append(&self, op: &Op) -> Result<u64, StoreError> {
+        self.append_inner(op, false)
+    }
+
+    /// Appends `op` before the local engine shows its effect (so that the slaves' fsyncs overlap
+    /// the master's): until the returned guard is dropped, once the local write is done, a full
+    /// copy stands for the positions before this one only, and replays this record after it.
+    /// Called once the write's place is fixed locally, so that log order follows the master's.
+    pub fn append_unapplied(self: &Arc<Self>, op: &Op) -> Result<Unapplied, StoreError> {
+        let position = self.append_inner(op, true)?;
+        Ok(Unapplied {
+            log: Arc::clone(self),
+            position,
+        })
+    }
+
+    fn append_inner(&self, op: &Op, unapplied: bool) -> Result<u64, StoreError> {
         self.check_deposed()?;
         let bytes = Bytes::from(op.encode());
         let mut s = self.state.lock();
         s.last += 1;
         let position = s.last;
+        if unapplied {
+            s.unapplied.insert(position);
+        }
         s.bytes += bytes.len();
         s.backlog.push_back(Kept {
             epoch: self.epoch,
             op: bytes,
         });
-        let floor = s.pins.keys().next().copied().unwrap_or(u64::MAX);
+        // Keep what a full copy in progress, or one starting now, replays after its position.
+        let floor = s.pins.keys().next().copied().unwrap_or(u64::MAX).min(
+            s.unapplied
+                .first()
+                .map_or(u64::MAX, |first| first.saturating_sub(1)),
+        );
         while s.bytes > self.backlog_limit && s.base.0 < floor && s.backlog.len() > 1 {
             if let Some(k) = s.backlog.pop_front() {
                 s.bytes -= k.op.len();
@@ -277,12 +305,27 @@ impl Log {
         Some(out)
     }
 
-    /// Keeps records after `position` until [`Log::unpin`] (a full copy reads the store meanwhile).
-    pub fn pin(&self, position: u64) {
-        *self.state.lock().pins.entry(position).or_default() += 1;
+    /// The position a full copy read from the local store from now on stands for, with the
+    /// records after it kept in the backlog until the returned pin is dropped. Every record up
+    /// to it shows in the local store; the copy may show some after it too, which the slave
+    /// applies again, idempotently. Both under one lock, so that no append trims the records
+    /// after it in between.
+    pub fn pin_for_copy(self: &Arc<Self>) -> CopyPin {
+        let mut s = self.state.lock();
+        let position = s
+            .unapplied
+            .first()
+            .map_or(s.last, |first| first.saturating_sub(1));
+        let epoch = self.epoch_of_locked(&s, position).unwrap_or(self.epoch);
+        *s.pins.entry(position).or_default() += 1;
+        CopyPin {
+            log: Arc::clone(self),
+            position,
+            epoch,
+        }
     }
 
-    pub fn unpin(&self, position: u64) {
+    fn unpin(&self, position: u64) {
         let mut s = self.state.lock();
         if let Some(n) = s.pins.get_mut(&position) {
             *n -= 1;
@@ -367,3 +410,109 @@ impl Log {
 
 /// Shared handle.
 pub type SharedLog = Arc<Log>;
+
+/// The records after a full copy's position, kept until the slave has been sent them.
+pub struct CopyPin {
+    log: SharedLog,
+    pub position: u64,
+    /// The epoch of the record at `position`.
+    pub epoch: u64,
+}
+
+impl Drop for CopyPin {
+    fn drop(&mut self) {
+        self.log.unpin(self.position);
+    }
+}
+
+/// A record appended before its local write was done (see [`Log::append_unapplied`]); drop it
+/// once the local engine shows the write, or once the write failed.
+pub struct Unapplied {
+    log: SharedLog,
+    position: u64,
+}
+
+impl Unapplied {
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+}
+
+impl Drop for Unapplied {
+    fn drop(&mut self) {
+        self.log.state.lock().unapplied.remove(&self.position);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use store_api::Destination;
+
+    fn log(dir: &std::path::Path, backlog: usize) -> SharedLog {
+        Arc::new(
+            Log::new(
+                1,
+                SyncMode::QuorumDisk,
+                2,
+                Duration::from_secs(1),
+                backlog,
+                PositionFile::open(dir).unwrap(),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn op(n: u64) -> Op {
+        Op::CreateDestination(Destination::queue(format!("q{n}")))
+    }
+
+    #[test]
+    fn a_full_copy_stands_for_no_record_whose_local_write_is_not_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path(), 1 << 20);
+        assert_eq!(log.append(&op(1)).unwrap(), 1);
+        let ack = log.append_unapplied(&op(2)).unwrap();
+        let add = log.append_unapplied(&op(3)).unwrap();
+        assert_eq!(log.append(&op(4)).unwrap(), 4);
+        // The local store may not show 2 and 3 yet: a copy read now stands for 1 only.
+        let first = log.pin_for_copy();
+        assert_eq!((first.position, first.epoch), (1, 1));
+        drop(ack);
+        let second = log.pin_for_copy();
+        assert_eq!(second.position, 2);
+        drop(add);
+        let third = log.pin_for_copy();
+        assert_eq!(third.position, 4);
+        assert_eq!(log.state.lock().pins.len(), 3);
+        drop((first, second, third));
+        assert!(log.state.lock().pins.is_empty());
+    }
+
+    #[test]
+    fn a_small_backlog_keeps_what_a_copy_starting_now_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        // Room for about one record: every append trims the one before.
+        let log = log(dir.path(), 1);
+        log.append(&op(1)).unwrap();
+        let pending = log.append_unapplied(&op(2)).unwrap();
+        for n in 3..10 {
+            log.append(&op(n)).unwrap();
+        }
+        let pin = log.pin_for_copy();
+        let at = pin.position;
+        assert_eq!(at, 1);
+        drop(pending);
+        for n in 10..20 {
+            log.append(&op(n)).unwrap();
+        }
+        // Everything after the copy's position is still there to replay.
+        let records = log.read_after(at, usize::MAX, usize::MAX).unwrap();
+        assert_eq!(records.len(), 18);
+        drop(pin);
+        log.append(&op(20)).unwrap();
+        assert!(log.read_after(at, usize::MAX, usize::MAX).is_none());
+    }
+}

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::error::{ReplicationError, Result};
 use crate::frame::{Frame, read_frame, write_frame};
-use crate::log::SharedLog;
+use crate::log::{CopyPin, SharedLog};
 use crate::snapshot;
 
 /// Records per frame, and about how many bytes.
@@ -91,16 +91,18 @@ async fn serve_slave(
     .await?;
     let id = log.add_slave(&node, position);
     let result = async {
-        let mut sent = if incremental {
-            position
+        // After a full copy, its pin keeps the records after it until the feed has read them.
+        let (mut sent, pin) = if incremental {
+            (position, None)
         } else {
-            full_copy_to(&mut wr, log, &local).await?
+            let pin = full_copy_to(&mut wr, log, &local).await?;
+            (pin.position, Some(pin))
         };
         wr.flush()
             .await
             .map_err(|e| ReplicationError::io("sending to a slave", e))?;
         let acks = tokio::spawn(read_acks(rd, Arc::clone(log), id));
-        let fed = feed(&mut wr, log, &mut sent).await;
+        let fed = feed(&mut wr, log, &mut sent, pin).await;
         acks.abort();
         fed
     }
@@ -110,16 +112,18 @@ async fn serve_slave(
     result
 }
 
-/// Sends a full copy; returns the position it stands for (the records after it follow).
+/// Sends a full copy; returns the pin on the position it stands for (the records after it
+/// follow).
 async fn full_copy_to(
     wr: &mut BufWriter<OwnedWriteHalf>,
     log: &SharedLog,
     local: &Arc<dyn PersistenceAdapter>,
-) -> Result<u64> {
-    // Pin first, then read: the copy is "fuzzy" (it may already hold some records after `at`),
-    // and the slave applies those records again, idempotently.
-    let (at, epoch) = log.head();
-    log.pin(at);
+) -> Result<CopyPin> {
+    // Pin first, then read: the copy is "fuzzy" (it may already hold some records after the
+    // pin's position), and the slave applies those records again, idempotently. The position is
+    // before any record whose local write may not show yet, else the copy would miss it and the
+    // slave never get it.
+    let pin = log.pin_for_copy();
     let (tx, mut rx) = tokio::sync::mpsc::channel(4);
     let local = Arc::clone(local);
     let reader = tokio::spawn(async move { snapshot::dump(&local, &tx).await });
@@ -138,24 +142,26 @@ async fn full_copy_to(
             "the full copy's reader failed: {e}"
         ))),
     };
-    let ended = match copied {
-        Ok(()) => {
-            write_frame(
-                wr,
-                &Frame::SnapshotEnd {
-                    position: at,
-                    epoch,
-                },
-            )
-            .await
-        }
-        Err(e) => Err(e),
-    };
-    log.unpin(at);
-    ended.map(|()| at)
+    copied?;
+    write_frame(
+        wr,
+        &Frame::SnapshotEnd {
+            position: pin.position,
+            epoch: pin.epoch,
+        },
+    )
+    .await?;
+    Ok(pin)
 }
 
-async fn feed(wr: &mut BufWriter<OwnedWriteHalf>, log: &SharedLog, sent: &mut u64) -> Result<()> {
+/// Sends the records after `sent` as they come; `pin` (a full copy's) is dropped once the
+/// first of them are read.
+async fn feed(
+    wr: &mut BufWriter<OwnedWriteHalf>,
+    log: &SharedLog,
+    sent: &mut u64,
+    mut pin: Option<CopyPin>,
+) -> Result<()> {
     loop {
         if log.is_deposed() {
             return Err(ReplicationError::Fenced("this master is deposed".into()));
@@ -164,7 +170,9 @@ async fn feed(wr: &mut BufWriter<OwnedWriteHalf>, log: &SharedLog, sent: &mut u6
         let appended = log.appended.notified();
         tokio::pin!(appended);
         appended.as_mut().enable();
-        match log.read_after(*sent, BATCH_RECORDS, BATCH_BYTES) {
+        let records = log.read_after(*sent, BATCH_RECORDS, BATCH_BYTES);
+        drop(pin.take());
+        match records {
             None => {
                 return Err(ReplicationError::Protocol(format!(
                     "the slave fell behind the backlog (position {}); it reconnects for a full copy",

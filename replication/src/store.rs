@@ -230,7 +230,13 @@ async fn overlapped(
     op: Op,
     local: impl std::future::Future<Output = Result<()>>,
 ) -> Result<()> {
-    let position = log.append(&op)?;
+    let unapplied = log.append_unapplied(&op)?;
+    let position = unapplied.position();
+    let local = async move {
+        let done = local.await;
+        drop(unapplied);
+        done
+    };
     let (local, quorum) = tokio::join!(local, log.wait_quorum(position));
     local?;
     quorum
@@ -246,10 +252,13 @@ async fn submit_add(
 ) -> Result<Pending<u64>> {
     let op = Op::Add(message.clone());
     let local = inner.submit_add(message).await?;
-    let position = log.append(&op)?;
+    let unapplied = log.append_unapplied(&op)?;
     let log = Arc::clone(log);
     Ok(Pending::new(async move {
-        let sequence = local.await?;
+        let sequence = local.await;
+        let position = unapplied.position();
+        drop(unapplied);
+        let sequence = sequence?;
         log.wait_quorum(position).await?;
         Ok(sequence)
     }))
