@@ -6,6 +6,11 @@ use std::time::Duration;
 
 use store_api::{SyncPolicy, WriteRefusal};
 
+/// [`JournalConfig::defer_delay`]'s default: several times a write+fsync on a fast disk, so that
+/// the acknowledgements of a busy broker ride on its message writes, and short enough that one
+/// a client does wait for (a receipt after it) is not held up noticeably.
+pub const DEFAULT_DEFER_DELAY: Duration = Duration::from_millis(2);
+
 /// What to do when recovery finds damage followed by valid data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RecoveryMode {
@@ -61,6 +66,11 @@ pub struct JournalConfig {
     /// first) until the journal closes or deletes the file. Default false here; KahaDB and AMQ
     /// turn it on.
     pub map_reads: bool,
+    /// Under [`SyncPolicy::Always`], how long a deferred append ([`crate::Journal::append_deferred`]:
+    /// an acknowledgement no client waits for) may wait for an urgent one to share its fsync
+    /// before it is written and fsynced on its own. Zero writes deferred appends at once, like
+    /// the others. Default 2 ms.
+    pub defer_delay: Duration,
 }
 
 /// What a journal store asked to take writes again (`PersistenceAdapter::resume_writes`)
@@ -116,6 +126,7 @@ impl JournalConfig {
             lead_cool_down: crate::writer::LEAD_COOL_DOWN,
             map_replay: false,
             map_reads: false,
+            defer_delay: DEFAULT_DEFER_DELAY,
         }
     }
 

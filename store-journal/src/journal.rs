@@ -133,6 +133,8 @@ impl Journal {
                 wake_at: 1,
                 pipeline: writer::Pipeline::new(tail),
                 lead: None,
+                urgent: 0,
+                deferred_since: None,
             }),
             work: Condvar::new(),
             turn: Condvar::new(),
@@ -184,6 +186,20 @@ impl Journal {
     /// Returns their locations at once; `completion` resolves when they are durable per the
     /// sync policy (or, with `force_sync`, fsynced whatever the policy).
     pub fn append(&self, records: &[&[u8]], force_sync: bool) -> Result<Appended> {
+        self.enqueue(records, force_sync, false)
+    }
+
+    /// Like [`Journal::append`], for a write no client waits for (an acknowledgement without a
+    /// receipt): under `always` it does not start a group commit of its own, but waits up to
+    /// [`JournalConfig::defer_delay`] for an append that does, and shares that one's fsync.
+    /// Its completion still means durable; it just comes later when the journal is quiet. This
+    /// is how acknowledgements stop costing an fsync each beside the writes of a busy broker
+    /// (ActiveMQ's KahaDB does not fsync a durable subscriber's acknowledgements at all).
+    pub fn append_deferred(&self, records: &[&[u8]]) -> Result<Appended> {
+        self.enqueue(records, false, !self.shared.config.defer_delay.is_zero())
+    }
+
+    fn enqueue(&self, records: &[&[u8]], force_sync: bool, deferred: bool) -> Result<Appended> {
         self.shared.check_writable()?;
         if let Some(r) = records.iter().find(|r| r.len() > format::MAX_RECORD_LEN) {
             return Err(JournalError::BadLocation {
@@ -251,12 +267,23 @@ impl Journal {
         batch.force_sync |= force_sync;
         let end_offset = batch.start + batch.buf.len() as u64;
         q.tail_offset = end_offset;
-        let wake = q.writers_waiting > 0 && (closed || q.pending_appends() >= q.wake_at);
+        // A deferred append wakes a sleeping writer only to have it set its alarm (the first
+        // one), or to write a full batch; an urgent one as before.
+        let due = if deferred {
+            let first = q.deferred_since.is_none();
+            q.deferred_since.get_or_insert_with(std::time::Instant::now);
+            first
+        } else {
+            q.urgent += 1;
+            q.pending_appends() >= q.wake_at
+        };
+        let wake = q.writers_waiting > 0 && (closed || due);
         // The append that completes the group the writer thread is waiting for takes the group
         // and writes it on its own thread when its completion is awaited, instead of waking
         // the writer thread: a wake-up costs a context switch on the critical path, and the
-        // appender would only sleep through the I/O anyway.
-        let lead = wake && self.may_lead(&q);
+        // appender would only sleep through the I/O anyway. Not a deferred append: its group
+        // waits.
+        let lead = wake && q.deferred_until(cfg).is_none() && self.may_lead(&q);
         if lead {
             q.lead = Some(writer::take_group(&self.shared, &mut q));
         }

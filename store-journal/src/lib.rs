@@ -33,7 +33,7 @@ pub mod mmap;
 mod recovery;
 mod writer;
 
-pub use config::{JournalConfig, RecoveryMode, Resume};
+pub use config::{DEFAULT_DEFER_DELAY, JournalConfig, RecoveryMode, Resume};
 pub use error::{JournalError, Result};
 pub use journal::{Appended, Completion, Journal, JournalStats, Replay};
 pub use store_api::SyncPolicy;

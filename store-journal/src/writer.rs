@@ -88,9 +88,26 @@ pub(crate) struct Queue {
     pub(crate) pipeline: Pipeline,
     /// A group an appender took to write itself, until it (or anyone else) starts it.
     pub(crate) lead: Option<Group>,
+    /// Appends waiting to be taken that are not deferred.
+    pub(crate) urgent: usize,
+    /// When the first deferred append waiting to be taken was made.
+    pub(crate) deferred_since: Option<Instant>,
 }
 
 impl Queue {
+    /// Until when only deferred appends wait, under `always` (see
+    /// [`crate::Journal::append_deferred`]): nothing else is there to write, nobody asked for a
+    /// sync, and no batch is full. `None` if there is something to write now.
+    pub(crate) fn deferred_until(&self, config: &JournalConfig) -> Option<Instant> {
+        let since = self.deferred_since?;
+        (config.sync == SyncPolicy::Always
+            && self.urgent == 0
+            && self.closed_batches.is_empty()
+            && self.sync_requested.is_empty()
+            && !self.shutdown)
+            .then(|| since + config.defer_delay)
+    }
+
     /// Appends waiting to be written.
     pub(crate) fn pending_appends(&self) -> usize {
         self.closed_batches
@@ -454,6 +471,10 @@ pub(crate) fn take_group(shared: &Shared, q: &mut MutexGuard<'_, Queue>) -> Grou
         }
     }
     let sync_waiters = std::mem::take(&mut q.sync_requested);
+    if q.open.is_none() && q.closed_batches.is_empty() {
+        q.urgent = 0;
+        q.deferred_since = None;
+    }
     let p = &mut q.pipeline;
     let group = Group {
         seq: p.next_seq,
@@ -553,6 +574,15 @@ impl Writer {
                         }
                         continue;
                     }
+                }
+            }
+            // Only acknowledgements nobody waits for: give a write that must be durable now
+            // the chance to carry them in its fsync, for up to the delay.
+            if let Some(due) = q.deferred_until(&shared.config) {
+                let now = Instant::now();
+                if now < due {
+                    self.sleep(&mut q, due - now, 1);
+                    continue;
                 }
             }
             q.pipeline.gathering = true;
