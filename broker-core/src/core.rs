@@ -39,6 +39,7 @@ use crate::dispatch::{Dispatcher, Source};
 use crate::error::{BrokerError, Result};
 use crate::locker::Leaving;
 use crate::memory::MemoryUsage;
+use crate::session::AckWait;
 
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -641,7 +642,7 @@ impl Core {
             }
             Err(BrokerError::Store(StoreError::Duplicate(_))) => {
                 // Another subscription already dead-lettered this topic message.
-                if let Err(e) = from.store_ack(message).await {
+                if let Err(e) = from.store_ack(message, AckWait::Receipt).await {
                     warn!(message = %message.id, "cannot ack a dead-lettered message: {e}");
                 }
             }
@@ -672,7 +673,11 @@ impl Core {
 
     /// Acks several delivered messages with one store transaction (one fsync), then forgets
     /// them. A message already gone is skipped.
-    pub(crate) async fn ack_many(&self, items: Vec<(Arc<Dispatcher>, Arc<Message>)>) -> Result<()> {
+    pub(crate) async fn ack_many(
+        &self,
+        items: Vec<(Arc<Dispatcher>, Arc<Message>)>,
+        wait: AckWait,
+    ) -> Result<()> {
         let ops: Vec<TxOp> = items.iter().filter_map(|(d, m)| d.ack_op(m)).collect();
         if ops.len() > 1 {
             let tx = self.new_local_tx();
@@ -693,11 +698,11 @@ impl Core {
                     return Err(e);
                 }
                 for (d, m) in &items {
-                    d.store_ack(m).await?;
+                    d.store_ack(m, wait).await?;
                 }
             }
         } else if let Some((d, m)) = items.iter().find(|(d, m)| d.ack_op(m).is_some()) {
-            d.ack(m).await?;
+            d.ack(m, wait).await?;
         }
         for (d, m) in &items {
             d.settle(&m.id);

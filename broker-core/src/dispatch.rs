@@ -50,6 +50,7 @@ use crate::core::Core;
 use crate::error::{BrokerError, Result};
 use crate::policy::DestinationPolicy;
 use crate::selector::Selector;
+use crate::session::AckWait;
 
 mod groups;
 mod spool;
@@ -648,14 +649,20 @@ impl Dispatcher {
 
     /// Acks in the store, outside a transaction. A message already gone (expired meanwhile,
     /// purged) counts as acked.
-    pub(crate) async fn store_ack(&self, message: &Message) -> Result<()> {
+    pub(crate) async fn store_ack(&self, message: &Message, wait: AckWait) -> Result<()> {
         if !message.persistent {
             return Ok(());
         }
-        let r = match &self.source {
-            Source::Queue(q) => q.remove(&message.id).await,
-            Source::Durable { store, key } => store.acknowledge(key, &message.id).await,
-            Source::Memory { .. } | Source::Temporary => Ok(()),
+        let r = match (&self.source, wait) {
+            (Source::Queue(q), AckWait::Receipt) => q.remove(&message.id).await,
+            (Source::Queue(q), AckWait::NoReceipt) => q.remove_unwaited(&message.id).await,
+            (Source::Durable { store, key }, AckWait::Receipt) => {
+                store.acknowledge(key, &message.id).await
+            }
+            (Source::Durable { store, key }, AckWait::NoReceipt) => {
+                store.acknowledge_unwaited(key, &message.id).await
+            }
+            (Source::Memory { .. } | Source::Temporary, _) => Ok(()),
         };
         match r {
             Err(StoreError::NotFound(_)) => Ok(()),
@@ -665,8 +672,8 @@ impl Dispatcher {
 
     /// Acks and forgets a delivered message. An ack a full disk refuses is held by the core
     /// and written once the store takes writes again (see `core::store_health`).
-    pub(crate) async fn ack(self: &Arc<Self>, message: &Message) -> Result<()> {
-        if let Err(e) = self.store_ack(message).await {
+    pub(crate) async fn ack(self: &Arc<Self>, message: &Message, wait: AckWait) -> Result<()> {
+        if let Err(e) = self.store_ack(message, wait).await {
             let deferred = match (&e, self.core.upgrade()) {
                 (BrokerError::Store(se), Some(core)) => core.health.defer_ack(se, self, message),
                 _ => false,
@@ -1028,7 +1035,7 @@ impl Dispatcher {
                 self.expire(e).await;
             }
             for e in work.unmatched {
-                if let Err(err) = self.store_ack(&e.message).await {
+                if let Err(err) = self.store_ack(&e.message, AckWait::NoReceipt).await {
                     warn!(subscription = %self.label(), "cannot ack a message its selector does not match: {err}");
                 }
                 self.counters.dequeued.fetch_add(1, Ordering::Relaxed);
@@ -1276,7 +1283,7 @@ impl Dispatcher {
             && !self.is_dead_letter_queue(&core);
         if to_dlq {
             core.dead_letter(self, &entry.message, "expired").await;
-        } else if let Err(e) = self.store_ack(&entry.message).await {
+        } else if let Err(e) = self.store_ack(&entry.message, AckWait::NoReceipt).await {
             warn!(destination = %self.label(), "cannot drop expired message {}: {e}", entry.message.id);
         }
         self.release(entry.size);

@@ -70,8 +70,8 @@ pub use error::{BrokerError, Result};
 pub use locker::{HeldLock, Leaving, Locker, NoLock, OpenedStore, StoreOpener};
 pub use selector::{CONVERT_STRING_EXPRESSIONS, Selector, SelectorError};
 pub use session::{
-    AckMode, Connection, ConnectionInfo, Consumer, ConsumerSlot, DeclaredProducer, MAX_PREFETCH,
-    Outgoing, Producer, Received, Session, SpooledPages, Submitted, clamp_prefetch,
+    AckMode, AckWait, Connection, ConnectionInfo, Consumer, ConsumerSlot, DeclaredProducer,
+    MAX_PREFETCH, Outgoing, Producer, Received, Session, SpooledPages, Submitted, clamp_prefetch,
 };
 pub use state::BrokerState;
 pub use store_api::{

@@ -48,6 +48,17 @@ pub fn clamp_prefetch(asked: i64) -> u32 {
     asked.clamp(0, i64::from(MAX_PREFETCH)) as u32
 }
 
+/// Whether a client waits for an ack to be durable: a receipt asked for, a response required.
+/// An ack nobody waits for may share a later write's fsync (see
+/// `store_api::DestinationStore::remove_unwaited`); it is durable when it completes either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckWait {
+    /// Someone waits: written at once, in a group commit of its own if need be.
+    Receipt,
+    /// Nobody waits (auto acks, acks without a receipt): may wait a moment for company.
+    NoReceipt,
+}
+
 /// How a session acknowledges what it consumes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AckMode {
@@ -1228,7 +1239,7 @@ impl Session {
                     .map_err(|_| BrokerError::Closed("session"))?;
                 let (d, m) = (Arc::clone(dispatcher), Arc::clone(message));
                 tokio::spawn(async move {
-                    if let Err(e) = d.ack(&m).await {
+                    if let Err(e) = d.ack(&m, AckWait::NoReceipt).await {
                         warn!(message = %m.id, "ack failed, the message will be redelivered: {e}");
                         d.redeliver(&m.id).await;
                     }
@@ -1259,7 +1270,7 @@ impl Session {
                 if batch.is_empty() {
                     Ok(())
                 } else {
-                    self.inner.core.ack_many(batch).await
+                    self.inner.core.ack_many(batch, AckWait::NoReceipt).await
                 }
             }
             AckMode::Transacted => {
@@ -1283,7 +1294,7 @@ impl Session {
             return Ok(());
         }
         let items = self.take_unacked(message, true).await?;
-        self.inner.core.ack_many(items).await
+        self.inner.core.ack_many(items, AckWait::Receipt).await
     }
 
     /// [`Session::acknowledge`] without waiting for the store: the message (in CLIENT mode with
@@ -1291,7 +1302,11 @@ impl Session {
     /// other calls, and the returned [`Submitted`] resolves once the ack is durable. At most
     /// `MAX_PIPELINED_ACKS` acks of a session are in flight (the caller waits for a slot);
     /// close waits for all of them. If the store fails the ack, the message is redelivered.
-    pub async fn submit_acknowledge(&self, message: &Received) -> Result<Submitted<()>> {
+    pub async fn submit_acknowledge(
+        &self,
+        message: &Received,
+        wait: AckWait,
+    ) -> Result<Submitted<()>> {
         self.check_open()?;
         if !matches!(self.inner.mode, AckMode::Client | AckMode::Individual) {
             return Ok(Submitted::done(()));
@@ -1307,7 +1322,7 @@ impl Session {
                 .iter()
                 .map(|(d, m)| (Arc::clone(d), m.id.clone()))
                 .collect();
-            let result = core.ack_many(items).await;
+            let result = core.ack_many(items, wait).await;
             if let Err(e) = &result {
                 warn!("a pipelined ack failed, its messages will be redelivered: {e}");
                 for (d, id) in redeliver {
@@ -1617,7 +1632,7 @@ async fn end_session(
         let _ = core.store.rollback(&tx).await;
     }
     if mode == AckMode::DupsOk {
-        if let Err(e) = core.ack_many(delivered).await {
+        if let Err(e) = core.ack_many(delivered, AckWait::NoReceipt).await {
             warn!("acking a DUPS_OK session's messages on close: {e}");
         }
     } else {

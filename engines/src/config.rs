@@ -177,6 +177,10 @@ pub struct KahaDbSection {
     /// Old message bodies are read through maps of sealed files (a cache of at most 128 MiB
     /// of maps, which counts in the resident memory). Default true.
     pub mmap_reads: Option<bool>,
+    /// How long an ack no client waits for may wait to share the fsync of a write someone
+    /// does wait for (see `store_kahadb::KahaDbConfig::ack_sync_delay`). Default 2; 0 syncs
+    /// every ack on its own.
+    pub ack_sync_delay_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -197,6 +201,8 @@ pub struct AmqSection {
     pub mmap_replay: Option<bool>,
     /// As in `[persistence.kahadb]`. Default true.
     pub mmap_reads: Option<bool>,
+    /// As in `[persistence.kahadb]`. Default 2.
+    pub ack_sync_delay_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

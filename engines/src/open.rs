@@ -125,6 +125,7 @@ async fn open(config: &EngineConfig, fence: Option<Fence>) -> Result<Arc<dyn Per
                 if let Some(v) = s.mmap_reads {
                     c.mmap_reads = v;
                 }
+                c.ack_sync_delay = ms(s.ack_sync_delay_ms, c.ack_sync_delay);
             }
             let store = tokio::task::spawn_blocking(move || KahaDbStore::open(c))
                 .await
@@ -156,6 +157,7 @@ async fn open(config: &EngineConfig, fence: Option<Fence>) -> Result<Arc<dyn Per
                 if let Some(v) = s.mmap_reads {
                     c.mmap_reads = v;
                 }
+                c.ack_sync_delay = ms(s.ack_sync_delay_ms, c.ack_sync_delay);
             }
             let store = tokio::task::spawn_blocking(move || AmqStore::open(c))
                 .await

@@ -294,6 +294,14 @@ macro_rules! destination_store {
                 overlapped(&self.log, op, self.inner.remove(id)).await
             }
 
+            async fn remove_unwaited(&self, id: &MessageId) -> Result<()> {
+                let op = Op::Remove {
+                    destination: self.inner.destination().clone(),
+                    id: id.clone(),
+                };
+                overlapped(&self.log, op, self.inner.remove_unwaited(id)).await
+            }
+
             async fn purge(&self) -> Result<u64> {
                 let n = self.inner.purge().await?;
                 replicate(&self.log, Op::Purge(self.inner.destination().clone())).await?;
@@ -381,6 +389,15 @@ impl TopicStore for Topic {
             id: id.clone(),
         };
         overlapped(&self.log, op, self.inner.acknowledge(key, id)).await
+    }
+
+    async fn acknowledge_unwaited(&self, key: &SubscriptionKey, id: &MessageId) -> Result<()> {
+        let op = Op::Acknowledge {
+            destination: self.inner.destination().clone(),
+            key: key.clone(),
+            id: id.clone(),
+        };
+        overlapped(&self.log, op, self.inner.acknowledge_unwaited(key, id)).await
     }
 
     async fn browse_subscription(

@@ -44,6 +44,9 @@ pub struct AmqConfig {
     /// (KahaDB's `mmap_reads`; adds up to 128 MiB of mapped pages to the resident memory).
     /// Default true: a cold drain of 1 GiB measured about 2.4 times as fast.
     pub mmap_reads: bool,
+    /// KahaDB's `ack_sync_delay`: how long an ack no client waits for may wait to share a
+    /// write's fsync. Default 2 ms.
+    pub ack_sync_delay: Duration,
 }
 
 impl AmqConfig {
@@ -60,6 +63,7 @@ impl AmqConfig {
             compaction_threshold: 100,
             mmap_replay: true,
             mmap_reads: true,
+            ack_sync_delay: store_journal::DEFAULT_DEFER_DELAY,
         }
     }
 }
@@ -77,6 +81,7 @@ impl EngineConfig for AmqConfig {
         c.compaction_threshold = self.compaction_threshold;
         c.mmap_replay = self.mmap_replay;
         c.mmap_reads = self.mmap_reads;
+        c.ack_sync_delay = self.ack_sync_delay;
         c
     }
 

@@ -133,6 +133,14 @@ pub trait DestinationStore: Send + Sync {
     /// delete).
     async fn remove(&self, id: &MessageId) -> Result<()>;
 
+    /// [`remove`](Self::remove) as the ack of a message no client waits for (no receipt, no
+    /// response): the same result and durability when it returns, but an engine with group
+    /// commit may hold it a moment (its `ack_sync_delay`) for a write someone does wait for,
+    /// and share that one's fsync instead of taking one of its own. The default is `remove`.
+    async fn remove_unwaited(&self, id: &MessageId) -> Result<()> {
+        self.remove(id).await
+    }
+
     /// Deletes every kept message (for every subscription of a topic); returns how many.
     async fn purge(&self) -> Result<u64>;
 
@@ -197,6 +205,12 @@ pub trait TopicStore: DestinationStore {
     /// Acknowledges one message for one subscription, in any order. `NotFound` if the
     /// subscription does not exist or the message is not pending for it.
     async fn acknowledge(&self, key: &SubscriptionKey, id: &MessageId) -> Result<()>;
+
+    /// [`acknowledge`](Self::acknowledge) for an ack no client waits for, as
+    /// [`DestinationStore::remove_unwaited`]. The default is `acknowledge`.
+    async fn acknowledge_unwaited(&self, key: &SubscriptionKey, id: &MessageId) -> Result<()> {
+        self.acknowledge(key, id).await
+    }
 
     /// Up to `max` messages pending for the subscription, in delivery order after `after`.
     async fn browse_subscription(

@@ -336,6 +336,68 @@ struct Handle {
 }
 
 impl Handle {
+    /// A queue ack or a topic-wide delete; `unwaited`: no client waits for it (see
+    /// `DestinationStore::remove_unwaited`).
+    async fn remove_as(&self, id: &MessageId, unwaited: bool) -> Result<()> {
+        // Checked and written under one lock: two acks of one message cannot both succeed.
+        self.inner
+            .locked_write(|ix| {
+                self.check(ix)?;
+                if !visible(ix, &self.dest, id)? {
+                    return Err(self.missing(id));
+                }
+                let (dest, id) = (self.dest.clone(), id.clone());
+                let cmd = if self.dest.is_queue() {
+                    Command::QueueAck { dest, id }
+                } else {
+                    Command::TopicRemove { dest, id }
+                };
+                if unwaited {
+                    self.inner.write_deferred(ix, vec![cmd])
+                } else {
+                    self.inner.write(ix, vec![cmd], false)
+                }
+            })
+            .await
+            .map(|_| ())
+    }
+
+    /// A subscription's ack; `unwaited` as in [`Handle::remove_as`].
+    async fn acknowledge_as(
+        &self,
+        key: &SubscriptionKey,
+        id: &MessageId,
+        unwaited: bool,
+    ) -> Result<()> {
+        self.inner
+            .locked_write(|ix| {
+                self.check(ix)?;
+                if !ix
+                    .cat
+                    .destinations
+                    .get(&self.dest)
+                    .is_some_and(|m| m.subs.contains_key(key))
+                {
+                    return Err(self.no_sub(key));
+                }
+                if !visible(ix, &self.dest, id)? || !ix.is_pending_for(&self.dest, key, id)? {
+                    return Err(self.not_pending(key, id));
+                }
+                let cmd = Command::TopicAck {
+                    dest: self.dest.clone(),
+                    key: key.clone(),
+                    id: id.clone(),
+                };
+                if unwaited {
+                    self.inner.write_deferred(ix, vec![cmd])
+                } else {
+                    self.inner.write(ix, vec![cmd], false)
+                }
+            })
+            .await
+            .map(|_| ())
+    }
+
     fn check(&self, ix: &mut crate::index::Index) -> Result<()> {
         self.inner.check_open()?;
         if ix.generations.get(&self.dest) != Some(&self.generation)
@@ -620,23 +682,11 @@ impl DestinationStore for Handle {
     }
 
     async fn remove(&self, id: &MessageId) -> Result<()> {
-        // Checked and written under one lock: two acks of one message cannot both succeed.
-        self.inner
-            .locked_write(|ix| {
-                self.check(ix)?;
-                if !visible(ix, &self.dest, id)? {
-                    return Err(self.missing(id));
-                }
-                let (dest, id) = (self.dest.clone(), id.clone());
-                let cmd = if self.dest.is_queue() {
-                    Command::QueueAck { dest, id }
-                } else {
-                    Command::TopicRemove { dest, id }
-                };
-                self.inner.write(ix, vec![cmd], false)
-            })
-            .await
-            .map(|_| ())
+        self.remove_as(id, false).await
+    }
+
+    async fn remove_unwaited(&self, id: &MessageId) -> Result<()> {
+        self.remove_as(id, true).await
     }
 
     async fn purge(&self) -> Result<u64> {
@@ -755,29 +805,11 @@ impl TopicStore for Handle {
     }
 
     async fn acknowledge(&self, key: &SubscriptionKey, id: &MessageId) -> Result<()> {
-        self.inner
-            .locked_write(|ix| {
-                self.check(ix)?;
-                if !ix
-                    .cat
-                    .destinations
-                    .get(&self.dest)
-                    .is_some_and(|m| m.subs.contains_key(key))
-                {
-                    return Err(self.no_sub(key));
-                }
-                if !visible(ix, &self.dest, id)? || !ix.is_pending_for(&self.dest, key, id)? {
-                    return Err(self.not_pending(key, id));
-                }
-                let cmd = Command::TopicAck {
-                    dest: self.dest.clone(),
-                    key: key.clone(),
-                    id: id.clone(),
-                };
-                self.inner.write(ix, vec![cmd], false)
-            })
-            .await
-            .map(|_| ())
+        self.acknowledge_as(key, id, false).await
+    }
+
+    async fn acknowledge_unwaited(&self, key: &SubscriptionKey, id: &MessageId) -> Result<()> {
+        self.acknowledge_as(key, id, true).await
     }
 
     async fn browse_subscription(

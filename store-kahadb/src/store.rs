@@ -129,13 +129,29 @@ impl Inner {
         cmds: Vec<Command>,
         force_sync: bool,
     ) -> Result<PendingWrite, StoreError> {
+        self.write_as(ix, cmds, |j, refs| j.append(refs, force_sync))
+    }
+
+    /// [`Inner::write`] of an acknowledgement no client waits for: its fsync is shared with the
+    /// next write that must be durable now, if one comes within the journal's defer delay.
+    pub(crate) fn write_deferred(
+        &self,
+        ix: &mut MutexGuard<'_, Index>,
+        cmds: Vec<Command>,
+    ) -> Result<PendingWrite, StoreError> {
+        self.write_as(ix, cmds, |j, refs| j.append_deferred(refs))
+    }
+
+    fn write_as(
+        &self,
+        ix: &mut MutexGuard<'_, Index>,
+        cmds: Vec<Command>,
+        append: impl FnOnce(&Journal, &[&[u8]]) -> store_journal::Result<store_journal::Appended>,
+    ) -> Result<PendingWrite, StoreError> {
         self.check_writable()?;
         let encoded: Vec<Vec<u8>> = cmds.iter().map(Command::encode).collect();
         let refs: Vec<&[u8]> = encoded.iter().map(|e| e.as_slice()).collect();
-        let appended = self
-            .journal()
-            .append(&refs, force_sync)
-            .map_err(KahaError::from)?;
+        let appended = append(&self.journal(), &refs).map_err(KahaError::from)?;
         let mut adds = Vec::new();
         for (cmd, loc) in cmds.into_iter().zip(appended.locations.iter().copied()) {
             if let Err(e) = ix.apply(&cmd, loc) {
@@ -548,6 +564,7 @@ pub(crate) fn open(
     jc.leader_writes = config.leader_writes;
     jc.map_replay = config.mmap_replay;
     jc.map_reads = config.mmap_reads;
+    jc.defer_delay = config.ack_sync_delay;
     jc.recovery = if config.ignore_missing_journal_files {
         RecoveryMode::SkipCorrupt
     } else {

@@ -177,7 +177,7 @@ impl Core {
         let mut written = 0usize;
         let mut items = held.into_iter();
         for (d, m) in items.by_ref() {
-            match d.store_ack(&m).await {
+            match d.store_ack(&m, crate::session::AckWait::Receipt).await {
                 Ok(()) => written += 1,
                 Err(crate::error::BrokerError::Store(e)) if e.kind() == ErrorKind::DiskFull => {
                     left.push((d, m));

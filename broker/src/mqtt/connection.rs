@@ -549,7 +549,10 @@ impl Conn {
         }
         if let Some((received, session, credits)) = entry.ack {
             credits.add_permits(1);
-            match session.submit_acknowledge(&received).await {
+            match session
+                .submit_acknowledge(&received, broker_core::AckWait::NoReceipt)
+                .await
+            {
                 Ok(done) => self.pending.push_back((Box::pin(done), None)),
                 // The subscription closed meanwhile: the message went back for redelivery.
                 Err(e) => debug!(peer = %self.peer, "ack after unsubscribe: {e}"),

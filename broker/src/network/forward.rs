@@ -118,7 +118,10 @@ async fn run(session: Session, consumer: Arc<Consumer>, shared: Shared) {
                     // them (broker-core redelivers a message whose ack the store then fails;
                     // the session's close waits for those in flight).
                     Ok(Ok(())) => {
-                        if let Err(e) = session.submit_acknowledge(&received).await {
+                        if let Err(e) = session
+                            .submit_acknowledge(&received, broker_core::AckWait::NoReceipt)
+                            .await
+                        {
                             let _ = shared
                                 .failures
                                 .try_send(format!("local ack of a forwarded message: {e}"));

@@ -1493,9 +1493,14 @@ impl Conn {
             (_, None) => {
                 // Into the window, as a send without a response: the acks of a consumer share
                 // fsyncs with each other and with the connection's sends.
+                let wait = if ack.response_required {
+                    broker_core::AckWait::Receipt
+                } else {
+                    broker_core::AckWait::NoReceipt
+                };
                 for x in &covered {
                     self.window.make_room(0).await.map_err(write_failure)?;
-                    let acked = c.session.submit_acknowledge(&x.received).await?;
+                    let acked = c.session.submit_acknowledge(&x.received, wait).await?;
                     self.window.push(
                         format!("ack of message {}", message_id_text(&x.id)),
                         0,

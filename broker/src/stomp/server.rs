@@ -1210,7 +1210,13 @@ impl Conn {
                 .ok_or_else(|| Refusal::new(format!("no open transaction {tx:?}"), ""))?;
             sub.session.acknowledge_in(&received, t).await?;
         } else {
-            return Ok(Some(sub.session.submit_acknowledge(&received).await?));
+            // A receipt asked for means a client waits for this ack to be durable.
+            let wait = if frame.get("receipt").is_some() {
+                broker_core::AckWait::Receipt
+            } else {
+                broker_core::AckWait::NoReceipt
+            };
+            return Ok(Some(sub.session.submit_acknowledge(&received, wait).await?));
         }
         Ok(None)
     }
