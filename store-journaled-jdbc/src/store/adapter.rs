@@ -189,7 +189,7 @@ impl PersistenceAdapter for JournaledJdbcStore {
             .map(|t| (t.is_prepared(), t.ops.clone()));
         match local {
             Some((false, ops)) => {
-                let (completion, _) = i.write(ops, false).await?;
+                let (completion, _) = i.write(ops, false, false).await?;
                 i.durable(completion).await?;
             }
             Some((true, ops)) => {

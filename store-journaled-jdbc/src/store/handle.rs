@@ -81,8 +81,47 @@ impl Handle {
     }
 
     /// Journals one ack as its own record and waits until it is durable.
-    async fn journal_one(&self, op: TxOp) -> Result<()> {
-        let (completion, _) = self.inner.write(vec![op], true).await?;
+    /// A queue ack (journaled) or a topic-wide delete (written through to the database).
+    async fn remove_as(&self, id: &MessageId, unwaited: bool) -> Result<()> {
+        self.check()?;
+        if self.d.is_topic() {
+            // The journal does not carry a topic removal: the database does it after a
+            // checkpoint.
+            let db = self.db()?;
+            return self.inner.write_through(db.remove(id)).await;
+        }
+        self.journal_one(
+            TxOp::QueueAck {
+                destination: self.d.clone(),
+                id: id.clone(),
+            },
+            unwaited,
+        )
+        .await
+    }
+
+    async fn acknowledge_as(
+        &self,
+        key: &SubscriptionKey,
+        id: &MessageId,
+        unwaited: bool,
+    ) -> Result<()> {
+        self.check()?;
+        self.sub_exists(key).await?;
+        self.journal_one(
+            TxOp::TopicAck {
+                destination: self.d.clone(),
+                subscription: key.clone(),
+                id: id.clone(),
+            },
+            unwaited,
+        )
+        .await
+    }
+
+    /// Journals one op; `unwaited` as in `DestinationStore::remove_unwaited`.
+    async fn journal_one(&self, op: TxOp, unwaited: bool) -> Result<()> {
+        let (completion, _) = self.inner.write(vec![op], true, unwaited).await?;
         self.inner.durable(completion).await
     }
 
@@ -345,7 +384,10 @@ impl DestinationStore for Handle {
         self.check()?;
         message.validate_for(&self.d)?;
         self.inner.jdbc.journaled().validate_message(&message)?;
-        let (completion, seqs) = self.inner.write(vec![TxOp::Add(message)], true).await?;
+        let (completion, seqs) = self
+            .inner
+            .write(vec![TxOp::Add(message)], true, false)
+            .await?;
         self.inner.durable(completion).await?;
         Ok(seqs.first().copied().unwrap_or(0))
     }
@@ -379,18 +421,11 @@ impl DestinationStore for Handle {
     }
 
     async fn remove(&self, id: &MessageId) -> Result<()> {
-        self.check()?;
-        if self.d.is_topic() {
-            // The journal does not carry a topic removal: the database does it after a
-            // checkpoint.
-            let db = self.db()?;
-            return self.inner.write_through(db.remove(id)).await;
-        }
-        self.journal_one(TxOp::QueueAck {
-            destination: self.d.clone(),
-            id: id.clone(),
-        })
-        .await
+        self.remove_as(id, false).await
+    }
+
+    async fn remove_unwaited(&self, id: &MessageId) -> Result<()> {
+        self.remove_as(id, true).await
     }
 
     async fn purge(&self) -> Result<u64> {
@@ -495,14 +530,11 @@ impl TopicStore for Handle {
     }
 
     async fn acknowledge(&self, key: &SubscriptionKey, id: &MessageId) -> Result<()> {
-        self.check()?;
-        self.sub_exists(key).await?;
-        self.journal_one(TxOp::TopicAck {
-            destination: self.d.clone(),
-            subscription: key.clone(),
-            id: id.clone(),
-        })
-        .await
+        self.acknowledge_as(key, id, false).await
+    }
+
+    async fn acknowledge_unwaited(&self, key: &SubscriptionKey, id: &MessageId) -> Result<()> {
+        self.acknowledge_as(key, id, true).await
     }
 
     async fn browse_subscription(

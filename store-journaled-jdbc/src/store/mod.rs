@@ -309,9 +309,16 @@ impl Inner {
     }
 
     /// Enqueues a record; the returned completion resolves once it is durable.
-    fn append(&self, rec: &Record) -> Result<store_journal::Completion> {
+    /// Journals `rec`; `unwaited`: an ack no client waits for, which may share a later
+    /// write's fsync (`Journal::append_deferred`).
+    fn append(&self, rec: &Record, unwaited: bool) -> Result<store_journal::Completion> {
         let bytes = rec.encode();
-        match self.journal().append(&[&bytes], false) {
+        let appended = if unwaited {
+            self.journal().append_deferred(&[&bytes])
+        } else {
+            self.journal().append(&[&bytes], false)
+        };
+        match appended {
             Ok(a) => {
                 let total = self
                     .since_mark

@@ -115,6 +115,7 @@ impl Inner {
         &self,
         ops: Vec<TxOp>,
         single: bool,
+        unwaited: bool,
     ) -> Result<(Option<store_journal::Completion>, Vec<u64>)> {
         loop {
             let generation = self.generation.load(Ordering::Acquire);
@@ -181,7 +182,7 @@ impl Inner {
                 // A topic add that no subscription needs: nothing to keep, nothing to journal.
                 return Ok((None, seqs));
             }
-            let completion = self.append(&rec)?;
+            let completion = self.append(&rec, unwaited)?;
             for op in ops {
                 apply(&mut ov, op, &facts, &subs);
             }
