@@ -38,6 +38,8 @@ struct State {
     /// local remove runs, an add until its local write completes). A full copy reads the local
     /// store, so it may only stand for positions before the first of these.
     unapplied: BTreeSet<u64>,
+    /// The position of the last subscription deletion (0: none).
+    last_unsubscribe: u64,
     /// Each connected slave's acknowledged position, by connection.
     slaves: HashMap<u64, SlaveState>,
     next_slave: u64,
@@ -109,6 +111,7 @@ impl Log {
                 bytes: 0,
                 pins: BTreeMap::new(),
                 unapplied: BTreeSet::new(),
+                last_unsubscribe: 0,
                 slaves: HashMap::new(),
                 next_slave: 0,
                 position_file,
@@ -145,6 +148,9 @@ impl Log {
         let position = s.last;
         if unapplied {
             s.unapplied.insert(position);
+        }
+        if matches!(op, Op::DeleteSubscription { .. }) {
+            s.last_unsubscribe = position;
         }
         s.bytes += bytes.len();
         s.backlog.push_back(Kept {
@@ -325,6 +331,14 @@ impl Log {
         }
     }
 
+    /// Whether a durable subscription was deleted after `position`. A full copy that stands
+    /// for `position` cannot be trusted then: replaying the deletion over a copy that already
+    /// shows the subscription made again (and messages for it) would lose those messages for it,
+    /// since adding a message the copy holds is taken as done.
+    pub fn unsubscribed_after(&self, position: u64) -> bool {
+        self.state.lock().last_unsubscribe > position
+    }
+
     fn unpin(&self, position: u64) {
         let mut s = self.state.lock();
         if let Some(n) = s.pins.get_mut(&position) {
@@ -489,6 +503,22 @@ mod tests {
         assert_eq!(log.state.lock().pins.len(), 3);
         drop((first, second, third));
         assert!(log.state.lock().pins.is_empty());
+    }
+
+    #[test]
+    fn a_copy_knows_of_a_subscription_deleted_after_its_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path(), 1 << 20);
+        log.append(&op(1)).unwrap();
+        let pin = log.pin_for_copy();
+        assert!(!log.unsubscribed_after(pin.position));
+        log.append(&Op::DeleteSubscription {
+            destination: Destination::topic("t"),
+            key: store_api::SubscriptionKey::new("c", "s"),
+        })
+        .unwrap();
+        assert!(log.unsubscribed_after(pin.position));
+        assert!(!log.unsubscribed_after(2));
     }
 
     #[test]

@@ -143,6 +143,12 @@ async fn full_copy_to(
         ))),
     };
     copied?;
+    if log.unsubscribed_after(pin.position) {
+        return Err(ReplicationError::Protocol(
+            "a durable subscription was deleted during the full copy; the slave copies again"
+                .into(),
+        ));
+    }
     write_frame(
         wr,
         &Frame::SnapshotEnd {
