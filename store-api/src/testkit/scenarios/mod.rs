@@ -43,6 +43,7 @@ macro_rules! __for_each_scenario {
             topic_message_kept_until_every_subscription_acks,
             out_of_order_durable_acks_are_exact,
             durable_ack_errors,
+            unwaited_acks_are_exact_and_durable,
             deleting_subscription_releases_its_messages,
             duplicate_subscription_is_rejected,
             subscriptions_listed_and_looked_up,

@@ -536,3 +536,66 @@ pub(crate) async fn topic_expired_scan(ctx: &mut Ctx) -> Outcome {
     );
     Ok(())
 }
+
+/// The acks no client waits for (`remove_unwaited`, `acknowledge_unwaited`) are the same acks:
+/// exact, refused the same way, durable once they return (an engine may only make them wait
+/// to share an fsync), whether alone or beside a write someone waits for.
+pub(crate) async fn unwaited_acks_are_exact_and_durable(ctx: &mut Ctx) -> Outcome {
+    let qd = Destination::queue("unwaited.q");
+    let q = ctx.queue("unwaited.q").await?;
+    for n in 1..=4 {
+        q.add(message(&qd, n)).await?;
+    }
+    // One alone, then one beside an add that is waited for.
+    q.remove_unwaited(&id(2)).await?;
+    let four = id(4);
+    let (acked, added) = tokio::join!(q.remove_unwaited(&four), q.add(message(&qd, 5)));
+    acked?;
+    added?;
+    expect_err(
+        q.remove_unwaited(&id(2)).await,
+        ErrorKind::NotFound,
+        "an unwaited ack of a message acked already",
+    )?;
+    let td = Destination::topic("unwaited.t");
+    let t = ctx.topic("unwaited.t").await?;
+    let (a, b) = (
+        SubscriptionKey::new("c", "a"),
+        SubscriptionKey::new("c", "b"),
+    );
+    t.add_subscription(sub("c", "a"), false).await?;
+    t.add_subscription(sub("c", "b"), false).await?;
+    for n in 1..=3 {
+        t.add(message(&td, n)).await?;
+    }
+    t.acknowledge_unwaited(&a, &id(1)).await?;
+    let two = id(2);
+    let (acked, added) = tokio::join!(t.acknowledge_unwaited(&b, &two), t.add(message(&td, 4)));
+    acked?;
+    added?;
+    expect_err(
+        t.acknowledge_unwaited(&SubscriptionKey::new("c", "ghost"), &id(1))
+            .await,
+        ErrorKind::NotFound,
+        "an unwaited ack by an unknown subscription",
+    )?;
+    ctx.reopen_point().await?;
+    let q = ctx.queue("unwaited.q").await?;
+    kit_eq!(
+        seqs(&q.browse(None, 10).await?),
+        vec![1, 3, 5],
+        "queue after unwaited acks of 2 and 4"
+    );
+    let t = ctx.topic("unwaited.t").await?;
+    kit_eq!(
+        seqs(&t.browse_subscription(&a, None, 10).await?),
+        vec![2, 3, 4],
+        "subscription a after an unwaited ack of 1"
+    );
+    kit_eq!(
+        seqs(&t.browse_subscription(&b, None, 10).await?),
+        vec![1, 3, 4],
+        "subscription b after an unwaited ack of 2"
+    );
+    Ok(())
+}
