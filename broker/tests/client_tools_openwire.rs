@@ -28,6 +28,44 @@ async fn tool(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `broker producer` of `count` messages to `destination` at `url`, with `extra` arguments;
+/// its stdout. Panics with its stderr if it fails.
+async fn produce(url: &str, destination: &str, count: u32, extra: &[&str]) -> String {
+    let count = count.to_string();
+    let base = [
+        "producer",
+        "--url",
+        url,
+        "--destination",
+        destination,
+        "--count",
+        &count,
+    ];
+    let (ok, out, err) = tool(&[&base[..], extra].concat()).await;
+    assert!(ok, "producer {extra:?}: {err}");
+    out
+}
+
+/// `broker consumer` of `count` messages from `destination` at `url` (giving up after 10 idle
+/// seconds), with `extra` arguments; its stdout. Panics with its stderr if it fails.
+async fn consume(url: &str, destination: &str, count: u32, extra: &[&str]) -> String {
+    let count = count.to_string();
+    let base = [
+        "consumer",
+        "--url",
+        url,
+        "--destination",
+        destination,
+        "--count",
+        &count,
+        "--idle-secs",
+        "10",
+    ];
+    let (ok, out, err) = tool(&[&base[..], extra].concat()).await;
+    assert!(ok, "consumer {extra:?}: {err}");
+    out
+}
+
 fn urls(b: &TestBroker) -> (String, String) {
     let ow = b.server.openwire.expect("OpenWire listener");
     let stomp = b.endpoint();
@@ -64,70 +102,27 @@ async fn openwire_producer_to_stomp_consumer_and_back() {
     let b = TestBroker::start("").await;
     let (ow, stomp) = urls(&b);
     // Synchronous sends over OpenWire, one Response each.
-    let (ok, out, err) = tool(&[
-        "producer",
-        "--url",
-        &ow,
-        "--destination",
-        "/queue/tools.a",
-        "--count",
-        "50",
-        "--message",
-        "m{n}",
-        "--receipts",
-        "every",
-    ])
-    .await;
-    assert!(ok, "{err}");
+    let q = "/queue/tools.a";
+    let out = produce(&ow, q, 50, &["--message", "m{n}", "--receipts", "every"]).await;
     assert!(out.contains("RESULT msgs_per_sec="), "{out}");
     // Asynchronous sends with the last one waited for, and transactions of 7.
-    let (ok, _, err) = tool(&[
-        "producer",
-        "--url",
+    let last = ["--receipts", "last", "--persistent", "false"];
+    produce(
         &ow,
-        "--destination",
-        "/queue/tools.a",
-        "--count",
-        "30",
-        "--message",
-        "l{n}",
-        "--receipts",
-        "last",
-        "--persistent",
-        "false",
-    ])
+        q,
+        30,
+        &[&["--message", "l{n}"][..], &last[..]].concat(),
+    )
     .await;
-    assert!(ok, "{err}");
-    let (ok, _, err) = tool(&[
-        "producer",
-        "--url",
+    produce(
         &ow,
-        "--destination",
-        "/queue/tools.a",
-        "--count",
-        "20",
-        "--message",
-        "t{n}",
-        "--transaction-batch",
-        "7",
-    ])
+        q,
+        20,
+        &["--message", "t{n}", "--transaction-batch", "7"],
+    )
     .await;
-    assert!(ok, "{err}");
     assert_eq!(pending(&b, "tools.a").await, Some(100));
-    let (ok, out, err) = tool(&[
-        "consumer",
-        "--url",
-        &stomp,
-        "--destination",
-        "/queue/tools.a",
-        "--count",
-        "100",
-        "--idle-secs",
-        "10",
-        "--print",
-    ])
-    .await;
-    assert!(ok, "{err}");
+    let out = consume(&stomp, q, 100, &["--print"]).await;
     let mut want = expected("m", 50);
     want.extend(expected("l", 30));
     want.extend(expected("t", 20));
@@ -135,39 +130,11 @@ async fn openwire_producer_to_stomp_consumer_and_back() {
     assert_eq!(bodies(&out), want);
 
     // STOMP producer, OpenWire consumer, each ack mode.
-    let (ok, _, err) = tool(&[
-        "producer",
-        "--url",
-        &stomp,
-        "--destination",
-        "/queue/tools.b",
-        "--count",
-        "90",
-        "--message",
-        "s{n}",
-    ])
-    .await;
-    assert!(ok, "{err}");
+    produce(&stomp, "/queue/tools.b", 90, &["--message", "s{n}"]).await;
     let mut got = Vec::new();
     for ack in ["auto", "client", "client-individual"] {
-        let (ok, out, err) = tool(&[
-            "consumer",
-            "--url",
-            &ow,
-            "--destination",
-            "/queue/tools.b",
-            "--count",
-            "30",
-            "--ack",
-            ack,
-            "--idle-secs",
-            "10",
-            "--print",
-            "--prefetch",
-            "8",
-        ])
-        .await;
-        assert!(ok, "{ack}: {err}");
+        let extra = ["--ack", ack, "--print", "--prefetch", "8"];
+        let out = consume(&ow, "/queue/tools.b", 30, &extra).await;
         assert!(
             out.contains("RESULT received=30 redelivered=0"),
             "{ack}: {out}"
@@ -187,47 +154,11 @@ async fn openwire_producer_to_stomp_consumer_and_back() {
 async fn an_openwire_consumer_gives_back_its_unconsumed_prefetch() {
     let b = TestBroker::start("").await;
     let (ow, _) = urls(&b);
-    let (ok, _, err) = tool(&[
-        "producer",
-        "--url",
-        &ow,
-        "--destination",
-        "/queue/tools.c",
-        "--count",
-        "40",
-        "--message",
-        "c{n}",
-    ])
-    .await;
-    assert!(ok, "{err}");
-    let (ok, out, err) = tool(&[
-        "consumer",
-        "--url",
-        &ow,
-        "--destination",
-        "/queue/tools.c",
-        "--count",
-        "10",
-        "--idle-secs",
-        "10",
-    ])
-    .await;
-    assert!(ok, "{err}");
+    produce(&ow, "/queue/tools.c", 40, &["--message", "c{n}"]).await;
+    let out = consume(&ow, "/queue/tools.c", 10, &[]).await;
     assert!(out.contains("RESULT received=10 redelivered=0"), "{out}");
     assert_eq!(pending(&b, "tools.c").await, Some(30));
-    let (ok, out, err) = tool(&[
-        "consumer",
-        "--url",
-        &ow,
-        "--destination",
-        "/queue/tools.c",
-        "--count",
-        "30",
-        "--idle-secs",
-        "10",
-    ])
-    .await;
-    assert!(ok, "{err}");
+    let out = consume(&ow, "/queue/tools.c", 30, &[]).await;
     assert!(out.contains("RESULT received=30 redelivered=0"), "{out}");
     b.stop().await;
 }
@@ -280,21 +211,7 @@ async fn refusals_over_openwire_name_the_java_exception() {
     admin.send("/queue/orders.in", "first", &[]).await.unwrap();
     admin.send("/queue/secret", "first", &[]).await.unwrap();
     let app = ["--user", "app", "--password", "apppw", "--count", "3"];
-    let (ok, _, err) = tool(
-        &[
-            &[
-                "producer",
-                "--url",
-                &ow,
-                "--destination",
-                "/queue/orders.in",
-            ][..],
-            &app[..],
-        ]
-        .concat(),
-    )
-    .await;
-    assert!(ok, "{err}");
+    produce(&ow, "/queue/orders.in", 3, &app[..4]).await;
     for receipts in ["every", "last"] {
         let (ok, _, err) = tool(
             &[
@@ -388,37 +305,14 @@ async fn producer_and_consumer_over_openwire_tls() {
     // The certificate names localhost.
     let url = format!("ssl://localhost:{port}");
     let ca = cert.cert.to_str().unwrap();
-    let (ok, _, err) = tool(&[
-        "producer",
-        "--url",
+    produce(
         &url,
-        "--ca",
-        ca,
-        "--destination",
         "/queue/tools.tls",
-        "--count",
-        "5",
-        "--message",
-        "x{n}",
-    ])
+        5,
+        &["--ca", ca, "--message", "x{n}"],
+    )
     .await;
-    assert!(ok, "{err}");
-    let (ok, out, err) = tool(&[
-        "consumer",
-        "--url",
-        &url,
-        "--ca",
-        ca,
-        "--destination",
-        "/queue/tools.tls",
-        "--count",
-        "5",
-        "--idle-secs",
-        "10",
-        "--print",
-    ])
-    .await;
-    assert!(ok, "{err}");
+    let out = consume(&url, "/queue/tools.tls", 5, &["--ca", ca, "--print"]).await;
     assert_eq!(bodies(&out), expected("x", 5));
     b.stop().await;
 }
@@ -429,19 +323,8 @@ async fn producer_and_consumer_over_openwire_tls() {
 async fn an_explicit_protocol() {
     let b = TestBroker::start("").await;
     let (ow, stomp) = urls(&b);
-    let (ok, out, err) = tool(&[
-        "producer",
-        "--url",
-        &ow,
-        "--protocol",
-        "openwire",
-        "--destination",
-        "/queue/tools.p",
-        "--count",
-        "4",
-    ])
-    .await;
-    assert!(ok && out.contains("RESULT"), "{err}");
+    let out = produce(&ow, "/queue/tools.p", 4, &["--protocol", "openwire"]).await;
+    assert!(out.contains("RESULT"), "{out}");
     assert_eq!(pending(&b, "tools.p").await, Some(4));
     let (ok, _, err) = tool(&[
         "producer",
