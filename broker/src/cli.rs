@@ -395,6 +395,8 @@ pub struct ConsumerArgs {
     /// A durable subscription of that name (needs --client-id).
     #[arg(long)]
     durable: Option<String>,
+    /// Messages the broker may send ahead of acks (ActiveMQ's defaults when absent); 0 over
+    /// OpenWire pulls each message.
     #[arg(long)]
     prefetch: Option<u32>,
     /// Stop when nothing arrives for this long.
@@ -459,11 +461,6 @@ impl Subscriber {
                     "client-individual" => Some(ow::AckMode::Individual),
                     other => bail!("--ack {other}: auto, client or client-individual"),
                 };
-                if a.prefetch == Some(0) {
-                    bail!(
-                        "--prefetch 0 is not supported over OpenWire (it needs a pull per message): use 1 or more"
-                    );
-                }
                 let d = ow::destination(&a.destination)?;
                 let sub = ow::Subscription {
                     selector: a.selector.clone(),

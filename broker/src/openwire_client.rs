@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use ::openwire::{
     AckType, Command, ConnectionId, ConnectionInfo, ConsumerInfo, Destination, KeepAliveInfo,
-    LocalTransactionId, Message, MessageAck, MessageDispatch, MessageId, MessageKind, ProducerId,
-    ProducerInfo, RemoveInfo, RemoveTarget, SessionId, SessionInfo, ShutdownInfo, Throwable,
-    TransactionId, TransactionInfo, TransactionType, WireFormat, WireFormatInfo, WireFormatOptions,
+    LocalTransactionId, Message, MessageAck, MessageDispatch, MessageId, MessageKind, MessagePull,
+    ProducerId, ProducerInfo, RemoveInfo, RemoveTarget, SessionId, SessionInfo, ShutdownInfo,
+    Throwable, TransactionId, TransactionInfo, TransactionType, WireFormat, WireFormatInfo,
+    WireFormatOptions,
 };
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -99,6 +100,8 @@ pub struct OpenWireClient {
     next_tx: i64,
     /// Messages that arrived while waiting for a response.
     pending: VecDeque<Delivery>,
+    /// A consumer with prefetch 0: the broker sends it a message only when it pulls one.
+    pulling: Option<(ConsumerId, Destination)>,
     pub endpoint: Endpoint,
 }
 
@@ -177,6 +180,7 @@ impl OpenWireClient {
             next_consumer: 0,
             next_tx: 0,
             pending: VecDeque::new(),
+            pulling: None,
             endpoint: endpoint.clone(),
         };
         // The broker speaks first; its WireFormatInfo is loose whatever is agreed.
@@ -448,6 +452,7 @@ impl OpenWireClient {
             ..ConsumerInfo::default()
         };
         self.request(Command::ConsumerInfo(Box::new(info))).await?;
+        self.pulling = (prefetch == 0).then(|| (consumer_id.clone(), to.clone()));
         Ok(consumer_id)
     }
 
@@ -511,20 +516,40 @@ impl OpenWireClient {
         if let Some(m) = self.pending.pop_front() {
             return Ok(Some(m));
         }
+        // Prefetch 0: ask for one message, waiting as long as this call does (the broker answers
+        // with an empty dispatch if none comes), as the Java client's receive(timeout) does.
+        if let Some((consumer_id, destination)) = self.pulling.clone() {
+            let pull = MessagePull {
+                consumer_id,
+                destination: Some(destination),
+                timeout: i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1),
+                ..MessagePull::default()
+            };
+            let id = self.command_id();
+            let mut cmd = Command::MessagePull(pull);
+            set_header(&mut cmd, id, false);
+            self.write(&cmd)?;
+            self.flush().await?;
+        }
+        let pulling = self.pulling.is_some();
         let wait = async {
             loop {
                 match self.next().await? {
+                    // A pull that found nothing.
+                    Command::MessageDispatch(MessageDispatch { message: None, .. }) if pulling => {
+                        return Ok(None);
+                    }
                     Command::MessageDispatch(MessageDispatch {
                         consumer_id,
                         message: Some(m),
                         redelivery_counter,
                         ..
                     }) => {
-                        return Ok(Delivery {
+                        return Ok(Some(Delivery {
                             consumer_id,
                             message: *m,
                             redelivery_counter,
-                        });
+                        }));
                     }
                     Command::ExceptionResponse(r) => {
                         return Err(refused(r.exception.as_ref(), "refused"));
@@ -533,8 +558,15 @@ impl OpenWireClient {
                 }
             }
         };
-        match tokio::time::timeout(d, wait).await {
-            Ok(r) => r.map(Some),
+        // The pull's own answer may come a little after `d`: wait for it a moment longer, so
+        // that a message the broker dispatched at the deadline is not left unread.
+        let limit = if pulling {
+            d + Duration::from_secs(1)
+        } else {
+            d
+        };
+        match tokio::time::timeout(limit, wait).await {
+            Ok(r) => r,
             Err(_) => Ok(None),
         }
     }

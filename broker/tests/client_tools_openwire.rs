@@ -352,3 +352,42 @@ async fn an_explicit_protocol() {
     assert!(err.contains("speaks OpenWire"), "{err}");
     b.stop().await;
 }
+
+/// `--prefetch 0` over OpenWire pulls each message (MessagePull), as the Java client's
+/// `receive(timeout)` does with prefetch 0: it gets every message, and a pull that finds the
+/// queue empty ends the run after the idle time instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefetch_0_consumer_pulls_each_message() {
+    let b = TestBroker::start("").await;
+    let (ow, _) = urls(&b);
+    produce(&ow, "/queue/tools.pull", 12, &["--message", "p{n}"]).await;
+    let out = consume(&ow, "/queue/tools.pull", 5, &["--prefetch", "0", "--print"]).await;
+    assert!(out.contains("RESULT received=5 redelivered=0"), "{out}");
+    // Nothing was prefetched past the five: the rest are still there, never delivered.
+    assert_eq!(pending(&b, "tools.pull").await, Some(7));
+    // Asked for more than there are: the seven, then an empty pull, then the idle time ends it.
+    let (ok, out, err) = tool(&[
+        "consumer",
+        "--url",
+        &ow,
+        "--destination",
+        "/queue/tools.pull",
+        "--count",
+        "10",
+        "--idle-secs",
+        "1",
+        "--prefetch",
+        "0",
+        "--print",
+    ])
+    .await;
+    assert!(
+        out.contains("RESULT received=7 redelivered=0"),
+        "{ok} {out} {err}"
+    );
+    let mut got = bodies(&out);
+    got.retain(|l| l.starts_with('p'));
+    assert_eq!(got.len(), 7, "{out}");
+    assert_eq!(pending(&b, "tools.pull").await, Some(0));
+    b.stop().await;
+}
