@@ -28,42 +28,27 @@ async fn tool(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// `broker producer` of `count` messages to `destination` at `url`, with `extra` arguments;
-/// its stdout. Panics with its stderr if it fails.
-async fn produce(url: &str, destination: &str, count: u32, extra: &[&str]) -> String {
-    let count = count.to_string();
-    let base = [
-        "producer",
-        "--url",
-        url,
-        "--destination",
-        destination,
-        "--count",
-        &count,
-    ];
-    let (ok, out, err) = tool(&[&base[..], extra].concat()).await;
-    assert!(ok, "producer {extra:?}: {err}");
+/// The tool `base` with `extra` arguments; its stdout. Panics with its stderr if it fails.
+async fn run(base: &[&str], extra: &[&str]) -> String {
+    let (ok, out, err) = tool(&[base, extra].concat()).await;
+    assert!(ok, "{base:?} {extra:?}: {err}");
     out
 }
 
-/// `broker consumer` of `count` messages from `destination` at `url` (giving up after 10 idle
-/// seconds), with `extra` arguments; its stdout. Panics with its stderr if it fails.
+/// `broker producer` of `count` messages to `destination` at `url`.
+async fn produce(url: &str, destination: &str, count: u32, extra: &[&str]) -> String {
+    let count = count.to_string();
+    let base = ["producer", "--url", url, "--destination", destination];
+    run(&[&base[..], &["--count", &count]].concat(), extra).await
+}
+
+/// `broker consumer` of `count` messages from `destination` at `url`, giving up after 10 idle
+/// seconds.
 async fn consume(url: &str, destination: &str, count: u32, extra: &[&str]) -> String {
     let count = count.to_string();
-    let base = [
-        "consumer",
-        "--url",
-        url,
-        "--destination",
-        destination,
-        "--count",
-        &count,
-        "--idle-secs",
-        "10",
-    ];
-    let (ok, out, err) = tool(&[&base[..], extra].concat()).await;
-    assert!(ok, "consumer {extra:?}: {err}");
-    out
+    let base = ["consumer", "--url", url, "--destination", destination];
+    let until = ["--count", &count, "--idle-secs", "10"];
+    run(&[&base[..], &until[..]].concat(), extra).await
 }
 
 fn urls(b: &TestBroker) -> (String, String) {

@@ -26,6 +26,12 @@
 //! slower than [`LEAD_STALL`], so a disk that stalls holds up a worker at most once per stall.
 //! Handing the I/O over with `tokio::task::block_in_place` instead kept the gain at one writer
 //! but lost most of it at 16: it moves the worker's other tasks to a new thread every time.
+//!
+//! **Deferred appends** ([`crate::Journal::append_deferred`]: acks no client waits for) do not
+//! wake a writer to start a group of their own under `always`: the writer sleeps until the first
+//! of them is [`JournalConfig::defer_delay`] old, and any other append, a sync, a full batch or
+//! shutdown ends the wait, so they ride in the fsync of a write someone does wait for. Their
+//! completions still come only after that fsync.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;

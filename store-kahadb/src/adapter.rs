@@ -352,11 +352,7 @@ impl Handle {
                 } else {
                     Command::TopicRemove { dest, id }
                 };
-                if unwaited {
-                    self.inner.write_deferred(ix, vec![cmd])
-                } else {
-                    self.inner.write(ix, vec![cmd], false)
-                }
+                self.inner.write_ack(ix, cmd, unwaited)
             })
             .await
             .map(|_| ())
@@ -372,14 +368,7 @@ impl Handle {
         self.inner
             .locked_write(|ix| {
                 self.check(ix)?;
-                if !ix
-                    .cat
-                    .destinations
-                    .get(&self.dest)
-                    .is_some_and(|m| m.subs.contains_key(key))
-                {
-                    return Err(self.no_sub(key));
-                }
+                self.require_sub(ix, key)?;
                 if !visible(ix, &self.dest, id)? || !ix.is_pending_for(&self.dest, key, id)? {
                     return Err(self.not_pending(key, id));
                 }
@@ -388,11 +377,7 @@ impl Handle {
                     key: key.clone(),
                     id: id.clone(),
                 };
-                if unwaited {
-                    self.inner.write_deferred(ix, vec![cmd])
-                } else {
-                    self.inner.write(ix, vec![cmd], false)
-                }
+                self.inner.write_ack(ix, cmd, unwaited)
             })
             .await
             .map(|_| ())
@@ -417,6 +402,20 @@ impl Handle {
 
     fn no_sub(&self, key: &SubscriptionKey) -> StoreError {
         StoreError::NotFound(format!("subscription {key} on {}", self.dest))
+    }
+
+    /// `NotFound` unless this topic has the subscription `key`.
+    fn require_sub(&self, ix: &crate::index::Index, key: &SubscriptionKey) -> Result<()> {
+        if ix
+            .cat
+            .destinations
+            .get(&self.dest)
+            .is_some_and(|m| m.subs.contains_key(key))
+        {
+            Ok(())
+        } else {
+            Err(self.no_sub(key))
+        }
     }
 
     fn not_pending(&self, key: &SubscriptionKey, id: &MessageId) -> StoreError {
@@ -764,14 +763,7 @@ impl TopicStore for Handle {
         self.inner
             .locked_write(|ix| {
                 self.check(ix)?;
-                if !ix
-                    .cat
-                    .destinations
-                    .get(&self.dest)
-                    .is_some_and(|m| m.subs.contains_key(key))
-                {
-                    return Err(self.no_sub(key));
-                }
+                self.require_sub(ix, key)?;
                 let cmd = Command::Unsubscribe {
                     dest: self.dest.clone(),
                     key: key.clone(),

@@ -132,14 +132,20 @@ impl Inner {
         self.write_as(ix, cmds, |j, refs| j.append(refs, force_sync))
     }
 
-    /// [`Inner::write`] of an acknowledgement no client waits for: its fsync is shared with the
-    /// next write that must be durable now, if one comes within the journal's defer delay.
-    pub(crate) fn write_deferred(
+    /// [`Inner::write`] of an ack; `unwaited`: no client waits for it, so its fsync may be
+    /// shared with the next write that must be durable now, if one comes within the journal's
+    /// defer delay.
+    pub(crate) fn write_ack(
         &self,
         ix: &mut MutexGuard<'_, Index>,
-        cmds: Vec<Command>,
+        cmd: Command,
+        unwaited: bool,
     ) -> Result<PendingWrite, StoreError> {
-        self.write_as(ix, cmds, |j, refs| j.append_deferred(refs))
+        if unwaited {
+            self.write_as(ix, vec![cmd], |j, refs| j.append_deferred(refs))
+        } else {
+            self.write(ix, vec![cmd], false)
+        }
     }
 
     fn write_as(
