@@ -140,6 +140,7 @@ impl Journal {
             turn: Condvar::new(),
             next_file: Mutex::new(None),
             files: Mutex::new(recovered.files),
+            deleted: Mutex::new(std::collections::BTreeSet::new()),
             maps: Mutex::new(crate::map_cache::MapCache::default()),
             layouts: Mutex::new(recovered.layouts),
             written: Mutex::new(tail),
@@ -487,6 +488,7 @@ impl Journal {
                 // unlinked file's bytes until they drop it.
                 let mut files = self.shared.files.lock();
                 files.remove(&id);
+                self.shared.deleted.lock().insert(id);
                 self.shared.maps.lock().remove(id);
             }
             let path = self.shared.config.path_of(id);

@@ -134,6 +134,10 @@ pub(crate) struct Shared {
     /// The data file being created ahead of need.
     pub(crate) next_file: Mutex<NextFile>,
     pub(crate) files: Mutex<BTreeMap<u32, Arc<dyn File>>>,
+    /// Data files [`crate::Journal::delete_files`] deleted: a reader that opened one just
+    /// before it went must not put it back in `files` (its descriptor, and then a map of it,
+    /// would keep the deleted file's blocks until the journal closes). Taken after `files`.
+    pub(crate) deleted: Mutex<std::collections::BTreeSet<u32>>,
     /// Maps of sealed data files that reads by location use (`JournalConfig::map_reads`). A
     /// map is added only while its file is in `files` and removed with it, both under the
     /// `files` lock (taken first), so a file GC deletes keeps no map in here.
@@ -195,11 +199,22 @@ impl Shared {
             return Ok(f.clone());
         }
         let path = self.config.path_of(id);
+        let gone = || {
+            JournalError::io(
+                format!("opening {}", path.display()),
+                std::io::ErrorKind::NotFound.into(),
+            )
+        };
         let f = self
             .fs
             .open(&path, false)
             .map_err(|e| JournalError::io(format!("opening {}", path.display()), e))?;
-        self.files.lock().insert(id, f.clone());
+        let mut files = self.files.lock();
+        // Deleted between the lookup and the open: as if the open had come after.
+        if self.deleted.lock().contains(&id) {
+            return Err(gone());
+        }
+        files.insert(id, f.clone());
         Ok(f)
     }
 
