@@ -242,6 +242,23 @@ async fn overlapped(
     quorum
 }
 
+/// The record of a remove (a queue ack, or a topic message dropped for every subscription).
+fn remove_op(inner: &dyn DestinationStore, id: &MessageId) -> Op {
+    Op::Remove {
+        destination: inner.destination().clone(),
+        id: id.clone(),
+    }
+}
+
+/// The record of a subscription's ack.
+fn ack_op(inner: &dyn TopicStore, key: &SubscriptionKey, id: &MessageId) -> Op {
+    Op::Acknowledge {
+        destination: inner.destination().clone(),
+        key: key.clone(),
+        id: id.clone(),
+    }
+}
+
 /// The pipelined add: the record is shipped as soon as the local engine fixed the message's
 /// place, so the slaves' fsyncs overlap the master's; the write completes when both the
 /// local fsync and the quorum are done.
@@ -287,18 +304,12 @@ macro_rules! destination_store {
             }
 
             async fn remove(&self, id: &MessageId) -> Result<()> {
-                let op = Op::Remove {
-                    destination: self.inner.destination().clone(),
-                    id: id.clone(),
-                };
+                let op = remove_op(self.inner.as_ref(), id);
                 overlapped(&self.log, op, self.inner.remove(id)).await
             }
 
             async fn remove_unwaited(&self, id: &MessageId) -> Result<()> {
-                let op = Op::Remove {
-                    destination: self.inner.destination().clone(),
-                    id: id.clone(),
-                };
+                let op = remove_op(self.inner.as_ref(), id);
                 overlapped(&self.log, op, self.inner.remove_unwaited(id)).await
             }
 
@@ -383,20 +394,12 @@ impl TopicStore for Topic {
     }
 
     async fn acknowledge(&self, key: &SubscriptionKey, id: &MessageId) -> Result<()> {
-        let op = Op::Acknowledge {
-            destination: self.inner.destination().clone(),
-            key: key.clone(),
-            id: id.clone(),
-        };
+        let op = ack_op(self.inner.as_ref(), key, id);
         overlapped(&self.log, op, self.inner.acknowledge(key, id)).await
     }
 
     async fn acknowledge_unwaited(&self, key: &SubscriptionKey, id: &MessageId) -> Result<()> {
-        let op = Op::Acknowledge {
-            destination: self.inner.destination().clone(),
-            key: key.clone(),
-            id: id.clone(),
-        };
+        let op = ack_op(self.inner.as_ref(), key, id);
         overlapped(&self.log, op, self.inner.acknowledge_unwaited(key, id)).await
     }
 

@@ -80,8 +80,8 @@ impl Handle {
         })
     }
 
-    /// Journals one ack as its own record and waits until it is durable.
-    /// A queue ack (journaled) or a topic-wide delete (written through to the database).
+    /// A queue ack (journaled) or a topic-wide delete (written through to the database);
+    /// `unwaited` as in `DestinationStore::remove_unwaited`.
     async fn remove_as(&self, id: &MessageId, unwaited: bool) -> Result<()> {
         self.check()?;
         if self.d.is_topic() {
@@ -100,6 +100,7 @@ impl Handle {
         .await
     }
 
+    /// A subscription's ack; `unwaited` as in [`Handle::remove_as`].
     async fn acknowledge_as(
         &self,
         key: &SubscriptionKey,
@@ -119,7 +120,8 @@ impl Handle {
         .await
     }
 
-    /// Journals one op; `unwaited` as in `DestinationStore::remove_unwaited`.
+    /// Journals one ack as its own record and waits until it is durable; `unwaited`: it may
+    /// share a later write's fsync.
     async fn journal_one(&self, op: TxOp, unwaited: bool) -> Result<()> {
         let (completion, _) = self.inner.write(vec![op], true, unwaited).await?;
         self.inner.durable(completion).await
