@@ -275,12 +275,12 @@ impl Engine {
     /// commits (each one a log flush on the server).
     pub fn fsyncs(&self) -> Option<u64> {
         if self.name == "leveldb" {
-            // Syncs of RocksDB's write-ahead log, counted by the engine's group commit.
+            // fsyncs of the engine's journal (RocksDB's own log is not synced per write).
             return self
                 .store
                 .metrics()
                 .into_iter()
-                .find(|(n, _)| *n == "leveldb_wal_syncs")
+                .find(|(n, _)| *n == "leveldb_journal_fsyncs")
                 .map(|(_, v)| v);
         }
         match (&self.kahadb, &self.amq, &self.journaled, &self.jdbc) {

@@ -72,12 +72,18 @@ fn q() -> Destination {
     Destination::queue("full")
 }
 
+/// 4 KiB that no engine can compress (RocksDB compresses its tables), so the disk does fill.
 fn msg(n: u64) -> Message {
-    Message::new(
-        MessageId::new("p", n),
-        q(),
-        Body::Bytes(vec![(n % 251) as u8; 4096].into()),
-    )
+    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let body: Vec<u8> = (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    Message::new(MessageId::new("p", n), q(), Body::Bytes(body.into()))
 }
 
 /// What the test deletes to give space back: half the tmpfs, because after a full disk SQLite

@@ -243,8 +243,9 @@ pub struct JournaledSection {
 pub struct LevelDbSection {
     /// Default `<data_directory>/leveldb`.
     pub directory: Option<PathBuf>,
-    /// Default true: every write waits for a (shared) sync of the write-ahead log.
+    /// Default true: every write waits for a (shared) fsync of the engine's journal.
     pub sync: Option<bool>,
+    /// Each journal file's size (ActiveMQ's `logSize`). Default 100 MiB.
     pub log_size: Option<u64>,
     pub index_cache_size: Option<usize>,
     pub index_write_buffer_size: Option<usize>,
@@ -252,6 +253,8 @@ pub struct LevelDbSection {
     pub paranoid_checks: Option<bool>,
     /// Run RocksDB's repair before opening (drops what it cannot read). Default false.
     pub repair: Option<bool>,
+    /// As `[persistence.kahadb] ack_sync_delay_ms`. Default 2; 0 syncs every ack on its own.
+    pub ack_sync_delay_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

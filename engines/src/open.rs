@@ -232,6 +232,7 @@ async fn open_leveldb(
         if let Some(v) = s.repair {
             c.repair = v;
         }
+        c.ack_sync_delay = ms(s.ack_sync_delay_ms, c.ack_sync_delay);
     }
     let store = tokio::task::spawn_blocking(move || LevelDbStore::open(c))
         .await

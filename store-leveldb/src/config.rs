@@ -7,13 +7,17 @@ use std::path::PathBuf;
 pub struct LevelDbConfig {
     /// The database directory (ActiveMQ's `directory`).
     pub directory: PathBuf,
-    /// Every write waits for an fsync of the write-ahead log before it returns, shared by the
-    /// writers that arrived meanwhile (ActiveMQ's `sync`). Off, writes reach the operating
-    /// system only, except XA prepares, which are always synced.
+    /// Every write waits for an fsync of the journal before it returns, shared by the writers
+    /// that arrived meanwhile (ActiveMQ's `sync`). Off, writes reach the operating system
+    /// only, except XA prepares, which are always synced.
     pub sync: bool,
-    /// The write-ahead log's total size before RocksDB flushes the memtables that pin it, so
-    /// the log and the replay after a crash stay bounded (ActiveMQ's `logSize`, 100 MiB).
+    /// Each journal file's size (ActiveMQ's `logSize`, 100 MiB): a file is deleted once RocksDB
+    /// holds all of it. Also RocksDB's own log total before it flushes the memtables that pin
+    /// it, so its replay after a crash stays bounded.
     pub log_size: u64,
+    /// How long an acknowledgement no client waits for may wait for a write that one does, to
+    /// share its fsync (`store_journal::JournalConfig::defer_delay`; zero writes it at once).
+    pub ack_sync_delay: std::time::Duration,
     /// The block cache shared by every column family (ActiveMQ's `indexCacheSize`, 256 MiB).
     pub index_cache_size: usize,
     /// Each column family's memtable size (ActiveMQ's `indexWriteBufferSize`, 6 MiB).
@@ -36,6 +40,7 @@ impl LevelDbConfig {
             directory: directory.into(),
             sync: true,
             log_size: 100 * 1024 * 1024,
+            ack_sync_delay: store_journal::DEFAULT_DEFER_DELAY,
             index_cache_size: 256 * 1024 * 1024,
             index_write_buffer_size: 6 * 1024 * 1024,
             verify_checksums: true,

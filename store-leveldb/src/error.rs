@@ -35,6 +35,10 @@ pub enum LevelDbError {
     /// A column family the engine creates at open is missing.
     #[error("column family {0} is missing")]
     MissingColumnFamily(&'static str),
+    /// The engine's journal failed (I/O, damage it found, a write refused after an earlier
+    /// failure).
+    #[error(transparent)]
+    Journal(#[from] store_journal::JournalError),
     /// File-system access outside RocksDB (creating the directory, measuring it).
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -86,6 +90,7 @@ impl From<LevelDbError> for StoreError {
                 offset: None,
                 reason: e.to_string(),
             },
+            LevelDbError::Journal(e) => e.into(),
             LevelDbError::Io { path, source } => {
                 StoreError::io(format!("accessing {}", path.display()), source)
             }

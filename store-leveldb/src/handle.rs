@@ -9,7 +9,7 @@ use store_api::{
 };
 
 use crate::index::{DestIndex, Index, QueueIndex, SubIndex, TopicIndex, next_batch};
-use crate::store::{Reads, Shared};
+use crate::store::{Reads, Shared, Wait};
 
 pub(crate) struct Handle {
     shared: Arc<Shared>,
@@ -82,6 +82,43 @@ impl Handle {
         };
         found.ok_or_else(|| self.missing(id))
     }
+
+    async fn remove_with(&self, id: &MessageId, wait: Wait) -> Result<()> {
+        let ((), pending) = self.shared.write(wait, |index, batch| {
+            self.check(index)?;
+            if index.remove(&self.destination, id, batch) {
+                Ok(())
+            } else {
+                Err(self.missing(id))
+            }
+        })?;
+        pending.durable().await
+    }
+
+    async fn acknowledge_with(
+        &self,
+        key: &SubscriptionKey,
+        id: &MessageId,
+        wait: Wait,
+    ) -> Result<()> {
+        let ((), pending) = self.shared.write(wait, |index, batch| {
+            let DestIndex::Topic(t) = self.check(index)? else {
+                return Err(self.removed());
+            };
+            if !t.subscriptions.contains_key(key) {
+                return Err(self.no_subscription(key));
+            }
+            if index.acknowledge(&self.destination, key, id, batch) {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound(format!(
+                    "message {id} is not pending for subscription {key} on {}",
+                    self.destination
+                )))
+            }
+        })?;
+        pending.durable().await
+    }
 }
 
 #[async_trait]
@@ -92,7 +129,7 @@ impl DestinationStore for Handle {
 
     async fn add(&self, message: Message) -> Result<u64> {
         message.validate_for(&self.destination)?;
-        let (seq, pending) = self.shared.write(false, |index, batch| {
+        let (seq, pending) = self.shared.write(Wait::Policy, |index, batch| {
             self.check(index)?;
             if index.contains(&self.destination, &message.id) {
                 return Err(StoreError::Duplicate(format!(
@@ -114,19 +151,15 @@ impl DestinationStore for Handle {
     }
 
     async fn remove(&self, id: &MessageId) -> Result<()> {
-        let ((), pending) = self.shared.write(false, |index, batch| {
-            self.check(index)?;
-            if index.remove(&self.destination, id, batch) {
-                Ok(())
-            } else {
-                Err(self.missing(id))
-            }
-        })?;
-        pending.durable().await
+        self.remove_with(id, Wait::Policy).await
+    }
+
+    async fn remove_unwaited(&self, id: &MessageId) -> Result<()> {
+        self.remove_with(id, Wait::Deferred).await
     }
 
     async fn purge(&self) -> Result<u64> {
-        let (n, pending) = self.shared.write(false, |index, batch| {
+        let (n, pending) = self.shared.write(Wait::Policy, |index, batch| {
             self.check(index)?;
             Ok(index.purge(&self.destination, batch))
         })?;
@@ -237,7 +270,7 @@ impl QueueStore for Handle {
 #[async_trait]
 impl TopicStore for Handle {
     async fn add_subscription(&self, info: SubscriptionInfo, retroactive: bool) -> Result<()> {
-        let ((), pending) = self.shared.write(false, |index, batch| {
+        let ((), pending) = self.shared.write(Wait::Policy, |index, batch| {
             let DestIndex::Topic(t) = self.check(index)? else {
                 return Err(self.removed());
             };
@@ -254,7 +287,7 @@ impl TopicStore for Handle {
     }
 
     async fn delete_subscription(&self, key: &SubscriptionKey) -> Result<()> {
-        let ((), pending) = self.shared.write(false, |index, batch| {
+        let ((), pending) = self.shared.write(Wait::Policy, |index, batch| {
             self.check(index)?;
             if index.delete_subscription(&self.destination, key, batch) {
                 Ok(())
@@ -274,23 +307,11 @@ impl TopicStore for Handle {
     }
 
     async fn acknowledge(&self, key: &SubscriptionKey, id: &MessageId) -> Result<()> {
-        let ((), pending) = self.shared.write(false, |index, batch| {
-            let DestIndex::Topic(t) = self.check(index)? else {
-                return Err(self.removed());
-            };
-            if !t.subscriptions.contains_key(key) {
-                return Err(self.no_subscription(key));
-            }
-            if index.acknowledge(&self.destination, key, id, batch) {
-                Ok(())
-            } else {
-                Err(StoreError::NotFound(format!(
-                    "message {id} is not pending for subscription {key} on {}",
-                    self.destination
-                )))
-            }
-        })?;
-        pending.durable().await
+        self.acknowledge_with(key, id, Wait::Policy).await
+    }
+
+    async fn acknowledge_unwaited(&self, key: &SubscriptionKey, id: &MessageId) -> Result<()> {
+        self.acknowledge_with(key, id, Wait::Deferred).await
     }
 
     async fn browse_subscription(

@@ -57,6 +57,23 @@ impl Cf {
 
 pub(crate) const LAST_SEQUENCE: &[u8] = b"last_sequence";
 
+/// Where replay of the engine's journal starts at open: every journal record before it is in
+/// the database. Written with every batch (see `journal.rs`).
+pub(crate) const REPLAY_FROM: &[u8] = b"replay_from";
+
+/// A journal location as a `u64` value: file id in the high half, offset in the low.
+pub(crate) fn location_value(loc: store_journal::Location) -> [u8; 8] {
+    ((u64::from(loc.file) << 32) | u64::from(loc.offset)).to_le_bytes()
+}
+
+pub(crate) fn read_location(value: &[u8]) -> Result<store_journal::Location> {
+    let v = read_u64(value, "replay position")?;
+    Ok(store_journal::Location {
+        file: (v >> 32) as u32,
+        offset: v as u32,
+    })
+}
+
 fn bad(what: &'static str, cf: Cf, e: impl std::fmt::Display) -> LevelDbError {
     LevelDbError::BadRecord {
         what,

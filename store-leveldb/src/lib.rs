@@ -24,11 +24,11 @@ mod diagnose;
 mod error;
 mod handle;
 mod index;
+mod journal;
 mod keys;
 mod recovery;
 mod store;
 mod transaction;
-mod write_barrier;
 
 pub use config::LevelDbConfig;
 pub use error::{LevelDbError, Result};

@@ -3,71 +3,87 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use rocksdb::{BlockBasedOptions, Cache, DB, DBRecoveryMode, Options, ReadOptions, WriteOptions};
+use rocksdb::{BlockBasedOptions, Cache, DB, DBRecoveryMode, Options, ReadOptions};
 use store_api::{
     Destination, Message, OrderKey, PersistenceAdapter, PreparedTransaction, QueueStore, Result,
     StoreError, TopicStore, TransactionId, TxOp, Xid,
 };
-use tokio::sync::oneshot;
+use store_journal::{Completion, Journal};
 
 use crate::batch::Batch;
 use crate::config::LevelDbConfig;
 use crate::error::LevelDbError;
 use crate::handle::Handle;
 use crate::index::Index;
+use crate::journal::{Applied, Collector};
 use crate::keys::{self, Cf};
 use crate::transaction::IndexProbe;
-use crate::write_barrier::{SyncResult, WriteBarrier};
 
 /// An open database and its index. Gone after `close`, which drops the database so that the
 /// directory can be opened again (RocksDB holds a lock file while open).
 pub(crate) struct Open {
     pub(crate) db: Arc<DB>,
     pub(crate) index: Index,
+    /// The journal file the last write went to: a write to a later one wakes the collector.
+    last_file: u32,
+}
+
+/// How a write waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// As `sync` says: for the journal's fsync under `sync = true`, not at all otherwise.
+    Policy,
+    /// For an fsync whatever `sync` says (XA prepares).
+    Forced,
+    /// An acknowledgement no client waits for: under `sync = true` durable before it completes,
+    /// but it may wait `ack_sync_delay` to share the fsync of a write someone waits for.
+    Deferred,
 }
 
 pub(crate) struct Shared {
     pub(crate) config: LevelDbConfig,
-    /// Every change takes this lock, applies itself to the index and appends its batch to
-    /// RocksDB before releasing it, so the index and the log agree on one order of writes
-    /// (an ack can never reach the log before the add it acknowledges).
+    /// Every change takes this lock, applies itself to the index, appends its batch to the
+    /// journal and writes it to RocksDB before releasing it, so the index, the journal and
+    /// RocksDB agree on one order of writes (an ack never precedes the add it acknowledges).
     pub(crate) state: Mutex<Option<Open>>,
-    barrier: WriteBarrier,
+    journal: Arc<Journal>,
+    applied: Arc<Applied>,
+    collector: Collector,
+    /// Why RocksDB refused a write; every later write is refused until reopened.
+    refused: Mutex<Option<String>>,
+    writes: AtomicU64,
+    replayed: u64,
 }
 
-/// Waits for the write-ahead log sync covering a write, when the write asked for one.
-pub(crate) struct Pending(Option<oneshot::Receiver<SyncResult>>);
+/// Waits for the journal's fsync covering a write, when the write asked for one.
+pub(crate) struct Pending(Option<Completion>);
 
 impl Pending {
     pub(crate) async fn durable(self) -> Result<()> {
         match self.0 {
             None => Ok(()),
-            Some(rx) => match rx.await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(why)) => Err(StoreError::Poisoned(why)),
-                Err(_) => Err(StoreError::Closed),
-            },
+            Some(c) => Ok(c.await?),
         }
     }
 }
 
 impl Shared {
-    /// Runs a change: `f` checks, then updates the index and fills the batch; the batch is
-    /// appended to RocksDB under the lock. The returned [`Pending`] resolves once it is synced
-    /// (always under `sync = true`, and when `force_sync`, for XA prepares).
+    /// Runs a change: `f` checks, then updates the index and fills the batch; under the lock
+    /// the batch is appended to the journal and applied to RocksDB. The returned [`Pending`]
+    /// resolves once the journal holds it durably, per `wait`.
     pub(crate) fn write<T>(
         &self,
-        force_sync: bool,
+        wait: Wait,
         f: impl FnOnce(&mut Index, &mut Batch<'_>) -> Result<T>,
     ) -> Result<(T, Pending)> {
         let mut guard = self.state.lock();
         let open = guard.as_mut().ok_or(StoreError::Closed)?;
-        if let Some(why) = self.barrier.poisoned() {
-            return Err(StoreError::Poisoned(why));
+        if let Some(refusal) = self.refusal() {
+            return Err(StoreError::Poisoned(refusal.reason));
         }
         let db = open.db.clone();
         let mut batch = Batch::new(&db);
@@ -75,35 +91,105 @@ impl Shared {
         if batch.is_empty() {
             return Ok((out, Pending(None)));
         }
-        let written = batch.finish().and_then(|b| {
-            let mut opts = WriteOptions::default();
-            // The sync thread syncs the log for every writer at once; see write_barrier.rs.
-            opts.set_sync(false);
-            db.write_opt(b, &opts)
-                .map_err(|e| LevelDbError::rocks("writing a batch", e))
+        let written = batch.finish().and_then(|mut b| {
+            let appended = match wait {
+                Wait::Policy => self.journal.append(&[b.data()], false),
+                Wait::Forced => self.journal.append(&[b.data()], true),
+                Wait::Deferred => self.journal.append_deferred(&[b.data()]),
+            }?;
+            let at = appended.locations[0];
+            crate::journal::mark(&db, &mut b, at)?;
+            // Not synced: the journal record is what survives a crash (see journal.rs).
+            db.write_opt(b, &crate::journal::write_options())
+                .map_err(|e| LevelDbError::rocks("writing a batch", e))?;
+            Ok((at, appended.completion))
         });
-        if let Err(e) = written {
-            // RocksDB refused the batch (a full disk, say), but the index already holds the
-            // change: rebuild it from what the database has, so reads see only stored
-            // messages, and refuse every later write until the store is reopened.
-            let why = e.to_string();
-            self.barrier.poison(why.clone());
-            let transactions = std::mem::take(&mut open.index.transactions);
-            match crate::recovery::load(&db, self.config.verify_checksums) {
-                Ok(mut index) => {
-                    index.transactions = transactions;
-                    index.keep_handles_of(&open.index);
-                    open.index = index;
+        let (at, completion) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                // The journal or RocksDB refused the batch (a full disk, say), but the index
+                // already holds the change: rebuild it from what the database has, so reads see
+                // only stored messages, and refuse every later write until the store is
+                // reopened (which replays whatever the journal did take).
+                let why = e.to_string();
+                if !matches!(e, LevelDbError::Journal(_)) {
+                    self.collector.refuse(&why);
+                    self.refused.lock().get_or_insert_with(|| why.clone());
                 }
-                Err(e) => {
-                    tracing::error!("leveldb: rebuilding the index after a failed write: {e}")
+                let transactions = std::mem::take(&mut open.index.transactions);
+                match crate::recovery::load(&db, self.config.verify_checksums) {
+                    Ok(mut index) => {
+                        index.transactions = transactions;
+                        index.keep_handles_of(&open.index);
+                        open.index = index;
+                    }
+                    Err(e) => {
+                        tracing::error!("leveldb: rebuilding the index after a failed write: {e}")
+                    }
                 }
+                return Err(StoreError::Poisoned(why));
             }
+        };
+        self.applied.set(at);
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        if at.file != open.last_file {
+            open.last_file = at.file;
+            self.collector.wake();
+        }
+        drop(guard);
+        let waits = self.config.sync || wait == Wait::Forced;
+        if waits {
+            Ok((out, Pending(Some(completion))))
+        } else {
+            // Dropping it writes the group this append may have taken, without waiting.
+            drop(completion);
+            Ok((out, Pending(None)))
+        }
+    }
+
+    /// Why writes are refused: RocksDB failed a write, or the journal a write or fsync.
+    /// `disk_full` stays unset even when the disk filled up: the store does not reopen itself
+    /// in place (the batches RocksDB took after the journal's failure are sorted out by the
+    /// reopen's replay), so the broker says a restart is needed.
+    fn refusal(&self) -> Option<store_api::WriteRefusal> {
+        let reason = match self.refused.lock().clone() {
+            Some(reason) => reason,
+            None => self.journal.refusal()?.reason,
+        };
+        Some(store_api::WriteRefusal {
+            disk_full: None,
+            reason,
+        })
+    }
+
+    /// Closes what `open` was taken from the state: the collector, then the journal (writers
+    /// waiting for an fsync are answered, and writes made without one under `sync = false`
+    /// are synced, so a clean close loses nothing), then RocksDB, flushed so that the next
+    /// open replays nothing.
+    fn close(&self, open: Open) -> Result<()> {
+        self.collector.stop();
+        let journal = self.journal.close();
+        if let Some(why) = self.refused.lock().clone() {
+            // RocksDB refuses to sync a log whose writer failed; the journal holds the rest.
+            drop(open);
             return Err(StoreError::Poisoned(why));
         }
-        let ticket = self.barrier.note_write();
-        let pending = (self.config.sync || force_sync).then(|| self.barrier.wait_for(ticket));
-        Ok((out, Pending(pending)))
+        let flushed = open
+            .db
+            .flush_wal(true)
+            .and_then(|()| {
+                for cf in Cf::ALL {
+                    if let Some(h) = open.db.cf_handle(cf.name()) {
+                        open.db.flush_cf(h)?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| LevelDbError::rocks("flushing at close", e));
+        drop(open);
+        journal?;
+        flushed?;
+        Ok(())
     }
 
     /// Runs `f` on the index and the database (reads, and cursor moves, which are not stored).
@@ -163,11 +249,20 @@ fn options(config: &LevelDbConfig) -> Result<Options, LevelDbError> {
     o.create_if_missing(true);
     o.create_missing_column_families(true);
     o.set_paranoid_checks(config.paranoid_checks);
-    // A torn final record (a crash mid-append, before its sync) is cut; damage anywhere else
-    // in the log fails the open instead of silently dropping what follows it, which the
-    // default (point-in-time recovery) would do to synced writes.
-    o.set_wal_recovery_mode(DBRecoveryMode::TolerateCorruptedTailRecords);
-    o.set_max_total_wal_size(config.log_size);
+    // RocksDB's log is written without syncs and buffered (`manual_wal_flush`); the journal is
+    // what makes a write durable. After a crash RocksDB replays its log up to the first damaged
+    // or missing record (a consistent prefix of the batches) and the journal supplies the rest
+    // (see journal.rs), so point-in-time recovery is the right mode here.
+    o.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+    o.set_manual_wal_flush(true);
+    // Bounds RocksDB's own replay at open: past this, the memtables that pin old logs (the
+    // small column families fill slowly) are flushed.
+    o.set_max_total_wal_size(
+        config
+            .log_size
+            .min(4 * config.index_write_buffer_size as u64)
+            .max(1 << 20),
+    );
     // RocksDB's info log (`LOG`) lives on the same disk; once a write to it has failed (a full
     // disk), Debian's librocksdb, built with assertions, aborts the process at the next line
     // it logs. Only fatal lines are written; the engine's own errors carry the details.
@@ -231,16 +326,32 @@ impl LevelDbStore {
             },
         )?;
         let db = Arc::new(db);
+        let journal = Arc::new(crate::journal::open(&config)?);
+        let (applied_to, replayed) = crate::journal::replay(&db, &journal)?;
         let index = crate::recovery::load(&db, config.verify_checksums)?;
-        let barrier = WriteBarrier::start(db.clone()).map_err(|source| LevelDbError::Io {
-            path: config.directory.clone(),
-            source,
-        })?;
+        let applied = Arc::new(Applied::default());
+        applied.set(applied_to);
+        let collector =
+            Collector::start(db.clone(), journal.clone(), applied.clone()).map_err(|source| {
+                LevelDbError::Io {
+                    path: config.directory.clone(),
+                    source,
+                }
+            })?;
         Ok(LevelDbStore {
             shared: Arc::new(Shared {
                 config,
-                state: Mutex::new(Some(Open { db, index })),
-                barrier,
+                state: Mutex::new(Some(Open {
+                    db,
+                    index,
+                    last_file: applied_to.file,
+                })),
+                journal,
+                applied,
+                collector,
+                refused: Mutex::new(None),
+                writes: AtomicU64::new(0),
+                replayed,
             }),
         })
     }
@@ -252,7 +363,7 @@ impl LevelDbStore {
     fn handle(&self, d: &Destination) -> Result<Arc<Handle>> {
         let (incarnation, pending) = self
             .shared
-            .write(false, |index, batch| Ok(index.create(d, batch)))?;
+            .write(Wait::Policy, |index, batch| Ok(index.create(d, batch)))?;
         // Creating a destination needs no sync of its own: a message added to it carries its
         // destination record in the same batch.
         drop(pending);
@@ -286,7 +397,7 @@ impl PersistenceAdapter for LevelDbStore {
     }
 
     async fn remove_destination(&self, destination: &Destination) -> Result<()> {
-        let ((), pending) = self.shared.write(false, |index, batch| {
+        let ((), pending) = self.shared.write(Wait::Policy, |index, batch| {
             if index.remove_destination(destination, batch) {
                 Ok(())
             } else {
@@ -311,7 +422,7 @@ impl PersistenceAdapter for LevelDbStore {
     }
 
     async fn prepare(&self, xid: &Xid) -> Result<()> {
-        let ((), pending) = self.shared.write(true, |index, batch| {
+        let ((), pending) = self.shared.write(Wait::Forced, |index, batch| {
             let ops = index.transactions.to_prepare(xid)?;
             store_api::tx_check::check_ops(ops, &mut IndexProbe(index))?;
             batch.put(
@@ -328,7 +439,7 @@ impl PersistenceAdapter for LevelDbStore {
     }
 
     async fn commit(&self, tx: &TransactionId) -> Result<()> {
-        let ((), pending) = self.shared.write(false, |index, batch| {
+        let ((), pending) = self.shared.write(Wait::Policy, |index, batch| {
             let open = index.transactions.get(tx)?;
             let (ops, prepared) = (open.ops.clone(), open.is_prepared());
             store_api::tx_check::check_ops(&ops, &mut IndexProbe(index))?;
@@ -342,7 +453,7 @@ impl PersistenceAdapter for LevelDbStore {
     }
 
     async fn rollback(&self, tx: &TransactionId) -> Result<()> {
-        let ((), pending) = self.shared.write(false, |index, batch| {
+        let ((), pending) = self.shared.write(Wait::Policy, |index, batch| {
             let ended = index.transactions.end(tx)?;
             if let (true, TransactionId::Xa(xid)) = (ended.is_prepared(), tx) {
                 batch.delete(Cf::Transactions, &keys::transaction(xid));
@@ -357,8 +468,10 @@ impl PersistenceAdapter for LevelDbStore {
             .read(|index, _| Ok(index.transactions.prepared()))
     }
 
-    /// Flushes every memtable to SST files, so the log to replay at the next open is short;
-    /// with `cleanup`, also compacts, dropping deleted records.
+    /// Flushes every memtable to SST files, so RocksDB's log to replay at the next open is
+    /// short (RocksDB syncs its closed logs first, so column families flushed one by one stay
+    /// consistent), then lets the collector delete journal files; with `cleanup`, also
+    /// compacts, dropping deleted records.
     async fn checkpoint(&self, cleanup: bool) -> Result<()> {
         let db = self
             .shared
@@ -367,6 +480,9 @@ impl PersistenceAdapter for LevelDbStore {
             .as_ref()
             .map(|o| o.db.clone())
             .ok_or(StoreError::Closed)?;
+        if let Some(refusal) = self.shared.refusal() {
+            return Err(StoreError::Poisoned(refusal.reason));
+        }
         // Flushes write and fsync SST files: off the async workers, and without the lock, so
         // writers go on meanwhile.
         let flushed = tokio::task::spawn_blocking(move || {
@@ -387,6 +503,7 @@ impl PersistenceAdapter for LevelDbStore {
             backend: "leveldb",
             source: Box::new(e),
         })?;
+        self.shared.collector.wake();
         Ok(flushed?)
     }
 
@@ -397,7 +514,7 @@ impl PersistenceAdapter for LevelDbStore {
             path: dir.clone(),
             source,
         };
-        let mut total = 0;
+        let mut total = self.shared.journal.disk_size();
         for entry in std::fs::read_dir(dir).map_err(io)? {
             let meta = entry.and_then(|e| e.metadata()).map_err(io)?;
             if meta.is_file() {
@@ -407,27 +524,24 @@ impl PersistenceAdapter for LevelDbStore {
         Ok(total)
     }
 
-    /// Reported, not healed: RocksDB refuses writes after a failed one (a full disk included)
-    /// until the store is reopened, so `disk_full` is left unset and the broker says a restart
-    /// is needed.
+    /// Reported, not healed: after a failed write the store refuses writes until it is
+    /// reopened (which replays what the journal took), so the broker says a restart is needed.
     fn write_refusal(&self) -> Option<store_api::WriteRefusal> {
-        let reason = self.shared.barrier.poisoned()?;
-        Some(store_api::WriteRefusal {
-            disk_full: None,
-            reason,
-        })
+        self.shared.refusal()
     }
 
     fn metrics(&self) -> Vec<(&'static str, u64)> {
-        let c = self.shared.barrier.counters();
+        let j = self.shared.journal.stats();
         vec![
-            ("leveldb_writes", c.writes.load(Ordering::Relaxed)),
-            ("leveldb_wal_syncs", c.syncs.load(Ordering::Relaxed)),
+            ("leveldb_writes", self.shared.writes.load(Ordering::Relaxed)),
+            ("leveldb_journal_fsyncs", j.fsyncs),
+            ("leveldb_journal_fsync_micros", j.fsync_micros),
+            ("leveldb_records_replayed_at_open", self.shared.replayed),
         ]
     }
 
     async fn delete_all(&self) -> Result<()> {
-        let ((), pending) = self.shared.write(false, |index, batch| {
+        let ((), pending) = self.shared.write(Wait::Policy, |index, batch| {
             index.delete_all(batch);
             Ok(())
         })?;
@@ -438,30 +552,13 @@ impl PersistenceAdapter for LevelDbStore {
         let Some(open) = self.shared.state.lock().take() else {
             return Ok(());
         };
-        // Writers waiting for a sync are answered first; then one last sync covers writes made
-        // without one (`sync = false`), so a clean close loses nothing.
-        self.shared.barrier.stop();
-        if let Some(why) = self.shared.barrier.poisoned() {
-            // Syncing a log whose writer failed is refused by RocksDB; nothing more can be
-            // made durable.
-            drop(open);
-            return Err(StoreError::Poisoned(why));
-        }
-        // A clean close flushes the memtables too, so the next open replays no log.
-        let synced = open
-            .db
-            .flush_wal(true)
-            .and_then(|()| {
-                for cf in Cf::ALL {
-                    if let Some(h) = open.db.cf_handle(cf.name()) {
-                        open.db.flush_cf(h)?;
-                    }
-                }
-                Ok(())
-            })
-            .map_err(|e| LevelDbError::rocks("flushing at close", e));
-        drop(open);
-        synced?;
-        Ok(())
+        // Joining the collector, the journal's last fsync and RocksDB's flushes all block.
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || shared.close(open))
+            .await
+            .map_err(|e| StoreError::Backend {
+                backend: "leveldb",
+                source: Box::new(e),
+            })?
     }
 }

@@ -30,6 +30,8 @@ impl StoreFactory for LevelDbFactory {
         // Small memtables and cache so that scenarios reach SST files, not only the log.
         config.index_write_buffer_size = 256 * 1024;
         config.index_cache_size = 1024 * 1024;
+        // Small journal files, so that scenarios roll and collect them.
+        config.log_size = 256 * 1024;
         let store = tokio::task::spawn_blocking(move || LevelDbStore::open(config))
             .await
             .map_err(|e| store_api::StoreError::Backend {

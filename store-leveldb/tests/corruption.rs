@@ -1,7 +1,9 @@
-//! Damage to RocksDB's files: a flipped byte in the middle of an SST file or of the
-//! write-ahead log of a store that crashed before any flush. Opening or reading then fails with a `Corrupt` error naming the damaged
-//! file, or returns exactly what was written: synced messages are never silently dropped or
-//! altered. With `repair = true`, RocksDB's repair salvages what it can and the store opens.
+//! Damage to the engine's files: a flipped byte in the middle of an SST file, of RocksDB's
+//! log or of the engine's journal, of a store that crashed before any flush; and RocksDB's log
+//! lost after the journal let its records go. Opening or reading then fails with a `Corrupt`
+//! error naming the damaged file, or returns exactly what was written: synced messages are
+//! never silently dropped or altered. With `repair = true`, RocksDB's repair salvages what it
+//! can and the store opens.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,7 +12,8 @@ use std::path::{Path, PathBuf};
 use store_api::{Body, Destination, ErrorKind, Message, MessageId, PersistenceAdapter, StoreError};
 use store_leveldb::{LevelDbConfig, LevelDbStore};
 
-const COUNT: u64 = 200;
+/// 1.6 MB of bodies: more than RocksDB's 1 MiB log buffer, so its log file holds some.
+const COUNT: u64 = 400;
 
 fn q() -> Destination {
     Destination::queue("q")
@@ -30,8 +33,12 @@ fn rt() -> tokio::runtime::Runtime {
 /// Writes `COUNT` synced messages; with `flush`, moves them into SST files and closes, without,
 /// leaves them only in the write-ahead log, as a crash would.
 fn build(dir: &Path, flush: bool) {
+    build_with(LevelDbConfig::new(dir), flush, |_| {});
+}
+
+fn build_with(config: LevelDbConfig, flush: bool, before_crash: impl FnOnce(&LevelDbStore)) {
     rt().block_on(async {
-        let store = LevelDbStore::open(LevelDbConfig::new(dir)).unwrap();
+        let store = LevelDbStore::open(config).unwrap();
         let queue = store.queue_store(&q()).await.unwrap();
         for n in 0..COUNT {
             queue
@@ -44,6 +51,7 @@ fn build(dir: &Path, flush: bool) {
             store.close().await.unwrap();
         } else {
             // A crash: no close, whose flush would move everything out of the log.
+            before_crash(&store);
             drop(queue);
             drop(store);
         }
@@ -126,19 +134,71 @@ fn a_damaged_sst_file_is_named_never_silently_skipped() {
 }
 
 #[test]
-fn a_damaged_log_record_fails_the_open_naming_the_log() {
+fn a_damaged_rocksdb_log_loses_nothing_the_journal_replays_what_it_cut() {
     let dir = tempfile::tempdir().unwrap();
     build(dir.path(), false);
-    assert!(files(dir.path(), "sst").is_empty() || !files(dir.path(), "log").is_empty());
     let damaged = damage(dir.path(), "log");
+    // RocksDB recovers up to the damaged record; the journal holds everything after it.
+    assert_eq!(read_all(dir.path(), &damaged, false), 0);
+}
+
+#[test]
+fn a_damaged_journal_record_fails_the_open_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
     let mut config = LevelDbConfig::new(dir.path());
-    config.repair = false;
+    // Bigger than everything written: one journal file, its first half data.
+    config.log_size = 2 * COUNT * 4096;
+    build_with(config, false, |_| {});
+    let journal = dir.path().join("journal");
+    let damaged = files(&journal, "dat")
+        .into_iter()
+        .next()
+        .expect("a journal file");
+    damage_quarter(&damaged);
     let e = StoreError::from(
-        LevelDbStore::open(config)
+        LevelDbStore::open(LevelDbConfig::new(dir.path()))
             .err()
             .expect("the open must fail"),
     );
-    assert!(names(&e, &damaged), "the error names the log: {e}");
+    assert!(names(&e, &damaged), "the error names the journal file: {e}");
+}
+
+/// Damages the byte a quarter into the file (in a journal file, inside what was written).
+fn damage_quarter(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let at = bytes.len() / 4;
+    bytes[at] ^= 0xFF;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_rocksdb_log_lost_after_the_journal_let_go_is_refused_not_a_hole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LevelDbConfig::new(dir.path());
+    // Many small journal files, which the collector deletes once RocksDB's log is synced.
+    config.log_size = 64 * 1024;
+    let journal = dir.path().join("journal");
+    build_with(config, false, |_| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while journal.join("log-1.dat").exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no journal file deleted"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    });
+    // RocksDB's log is what held those records (no memtable was flushed): lose it.
+    for log in files(dir.path(), "log") {
+        std::fs::remove_file(log).unwrap();
+    }
+    let e = StoreError::from(
+        LevelDbStore::open(LevelDbConfig::new(dir.path()))
+            .err()
+            .expect("the open must fail"),
+    );
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(e.to_string().contains("journal starts at file"), "{e}");
 }
 
 #[test]
@@ -148,4 +208,74 @@ fn repair_salvages_a_damaged_log_when_asked() {
     let damaged = damage(dir.path(), "log");
     // Whatever repair keeps reads back exactly; what it dropped is NotFound.
     read_all(dir.path(), &damaged, true);
+}
+
+#[test]
+fn a_journal_tail_lost_while_rocksdb_kept_it_is_never_written_over_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || {
+        let mut c = LevelDbConfig::new(dir.path());
+        c.log_size = 4 * COUNT * 4096;
+        c
+    };
+    build_with(config(), false, |_| {});
+    // The crash took the journal's tail (never acknowledged, as if its fsync had not come)
+    // while RocksDB's copy of those batches reached the disk: zero the journal from a quarter
+    // of its data on.
+    let journal = files(&dir.path().join("journal"), "dat");
+    // (the next file may be there too, preallocated and empty)
+    assert!(journal[0].ends_with("log-1.dat"));
+    let mut bytes = std::fs::read(&journal[0]).unwrap();
+    let end = bytes.iter().rposition(|b| *b != 0).unwrap();
+    bytes[end / 4..].fill(0);
+    std::fs::write(&journal[0], bytes).unwrap();
+    // Messages written after that open must survive the next crash: they go where the lost
+    // tail was, and replay must not skip them.
+    let logs_at_open = rt().block_on(async {
+        let store = LevelDbStore::open(config()).unwrap();
+        let logs_at_open: Vec<(PathBuf, u64)> = files(dir.path(), "log")
+            .into_iter()
+            .map(|p| {
+                let len = std::fs::metadata(&p).unwrap().len();
+                (p, len)
+            })
+            .collect();
+        let queue = store.queue_store(&q()).await.unwrap();
+        for n in 0..100 {
+            queue
+                .add(Message::new(MessageId::new("after", n), q(), body(n)))
+                .await
+                .unwrap();
+        }
+        drop(queue);
+        drop(store);
+        logs_at_open
+    });
+    // A kill -9 loses what RocksDB's log buffer held (a drop writes it out): cut its logs back
+    // to what they held after the open.
+    for p in files(dir.path(), "log") {
+        match logs_at_open.iter().find(|(q, _)| *q == p) {
+            Some((_, len)) => std::fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .and_then(|f| f.set_len(*len))
+                .unwrap(),
+            None => std::fs::remove_file(&p).unwrap(),
+        }
+    }
+    rt().block_on(async {
+        let store = LevelDbStore::open(config()).unwrap();
+        let queue = store.queue_store(&q()).await.unwrap();
+        for n in 0..100 {
+            let m = queue.get(&MessageId::new("after", n)).await.unwrap();
+            assert_eq!(m.body, body(n));
+        }
+        // Whatever of the first run's messages came back is exact.
+        for n in 0..COUNT {
+            if let Ok(m) = queue.get(&MessageId::new("p", n)).await {
+                assert_eq!(m.body, body(n), "message {n} changed");
+            }
+        }
+        store.close().await.unwrap();
+    });
 }

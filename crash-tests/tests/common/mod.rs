@@ -167,6 +167,7 @@ impl Place {
                 // Small memtables so that a short workload flushes to SST files and compacts.
                 c.index_write_buffer_size = 64 * 1024;
                 c.index_cache_size = 1024 * 1024;
+                c.log_size = 256 * 1024;
                 Arc::new(LevelDbStore::open(c).map_err(|x| e(&x))?)
             }
             Engine::JdbcSqlite | Engine::JdbcMysql | Engine::JdbcPostgres => {

@@ -1,0 +1,285 @@
+//! The engine's own journal in front of RocksDB, as ActiveMQ's LevelDB store keeps its own log
+//! in front of LevelDB: durability comes from `store-journal` (preallocated, zero-filled files,
+//! group commit, one `fdatasync` shared by every writer that arrived meanwhile), and RocksDB is
+//! the index, written without a sync.
+//!
+//! **A write** appends its `WriteBatch`'s bytes to the journal and applies the same batch to
+//! RocksDB, both under the store's lock (so the two agree on the order of writes), plus a
+//! `replay_from` put in the `meta` column family: the location just after this record. RocksDB
+//! writes its own log without syncing it and with `manual_wal_flush` (the log's bytes sit in
+//! RocksDB's buffer until it fills or the collector below flushes it): a memory copy, no
+//! system call. The caller then waits for the journal's fsync only.
+//!
+//! **At open** RocksDB recovers a consistent prefix of the batches (point-in-time recovery of
+//! its unsynced log, over its flushed tables), whose `replay_from` says exactly which journal
+//! records it holds; the records from there on are applied again. RocksDB may hold *more* than
+//! the journal when the crash took a journal tail that was never acknowledged while RocksDB's
+//! copy reached the disk: then `replay_from` is past the journal's end, and is moved back to it
+//! (synced) before any new record can be written there.
+//!
+//! **Journal files are deleted** by a collector thread once a file is sealed: it syncs
+//! RocksDB's log (so every batch applied so far survives without the journal) and deletes the
+//! files wholly before the last applied record. If the database later comes back with a
+//! `replay_from` before the oldest journal file, records were lost in RocksDB's own files, and
+//! open fails saying so instead of serving a store with a hole.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+use rocksdb::{DB, WriteBatch, WriteOptions};
+use store_journal::{Journal, JournalConfig, Location, SyncPolicy};
+
+use crate::config::LevelDbConfig;
+use crate::error::{LevelDbError, Result};
+use crate::keys::{self, Cf};
+
+/// The journal's directory inside the database directory (RocksDB ignores subdirectories).
+pub(crate) const DIRECTORY: &str = "journal";
+
+/// Opens the journal (running its recovery scan) in `<directory>/journal`.
+pub(crate) fn open(config: &LevelDbConfig) -> Result<Journal> {
+    let mut jc = JournalConfig::new(config.directory.join(DIRECTORY), "log-", ".dat");
+    jc.max_file_length = config.log_size.max(64 * 1024);
+    jc.sync = if config.sync {
+        SyncPolicy::Always
+    } else {
+        SyncPolicy::Never
+    };
+    jc.map_replay = true;
+    jc.defer_delay = config.ack_sync_delay;
+    Ok(Journal::open(jc, Arc::new(store_journal::fs::RealFs))?)
+}
+
+/// Writes to RocksDB: its log written (into its buffer), not synced; the journal is what makes
+/// a batch durable.
+pub(crate) fn write_options() -> WriteOptions {
+    let mut o = WriteOptions::default();
+    o.set_sync(false);
+    o
+}
+
+/// Adds the `replay_from` record for a batch whose journal record is at `at`.
+pub(crate) fn mark(db: &DB, batch: &mut WriteBatch, at: Location) -> Result<()> {
+    let meta = db
+        .cf_handle(Cf::Meta.name())
+        .ok_or(LevelDbError::MissingColumnFamily(Cf::Meta.name()))?;
+    batch.put_cf(meta, keys::REPLAY_FROM, keys::location_value(after(at)));
+    Ok(())
+}
+
+/// The first location after a record's start: replay from here skips that record.
+fn after(at: Location) -> Location {
+    Location {
+        file: at.file,
+        offset: at.offset.saturating_add(1),
+    }
+}
+
+/// Applies the journal records RocksDB does not hold yet. Returns the position before which
+/// every record is applied, and how many were.
+pub(crate) fn replay(db: &DB, journal: &Journal) -> Result<(Location, u64)> {
+    let meta = db
+        .cf_handle(Cf::Meta.name())
+        .ok_or(LevelDbError::MissingColumnFamily(Cf::Meta.name()))?;
+    let stored = db
+        .get_pinned_cf(meta, keys::REPLAY_FROM)
+        .map_err(|e| LevelDbError::rocks("reading the replay position", e))?
+        .map(|v| keys::read_location(&v))
+        .transpose()?;
+    let tail = journal.tail();
+    // The journal's first file is 1; files are deleted only once the database holds them, so
+    // a database that does not reach the oldest file left lost records in RocksDB's own files.
+    let oldest = journal.file_ids().first().copied().unwrap_or(1);
+    let reached = stored.map_or(1, |from| from.file);
+    if reached < oldest {
+        return Err(LevelDbError::Corrupt {
+            file: Some(journal.directory().to_path_buf()),
+            reason: format!(
+                "the database holds the journal's records up to {}, but the journal starts at \
+                 file {oldest}: records in between were lost from RocksDB's own files after the \
+                 journal let them go",
+                stored.map_or_else(|| "none".to_owned(), |l| l.to_string())
+            ),
+        });
+    }
+    let Some(from) = stored else {
+        // A new store, or one written before the engine had a journal: everything the journal
+        // holds (nothing, for those) is to be applied.
+        return apply_from(db, journal, Location::default());
+    };
+    if from > tail {
+        // RocksDB kept batches whose journal records the crash took (never acknowledged: the
+        // journal's fsync answers a write). Keep them (they are a consistent prefix), but
+        // point replay at the journal's end before new records are written there, or a later
+        // open would skip those.
+        let mut batch = WriteBatch::default();
+        batch.put_cf(meta, keys::REPLAY_FROM, keys::location_value(tail));
+        db.write_opt(batch, &write_options())
+            .and_then(|()| db.flush_wal(true))
+            .map_err(|e| LevelDbError::rocks("moving the replay position back", e))?;
+        tracing::warn!(
+            "leveldb: the database held writes past the journal's end ({from} > {tail}), none of \
+             them acknowledged; kept"
+        );
+        return Ok((tail, 0));
+    }
+    apply_from(db, journal, from)
+}
+
+fn apply_from(db: &DB, journal: &Journal, from: Location) -> Result<(Location, u64)> {
+    let mut applied = from;
+    let mut count = 0;
+    let opts = write_options();
+    for record in journal.replay(from) {
+        let (at, data) = record?;
+        let mut batch = WriteBatch::from_data(&data);
+        mark(db, &mut batch, at)?;
+        db.write_opt(batch, &opts)
+            .map_err(|e| LevelDbError::rocks("applying a journal record", e))?;
+        applied = after(at);
+        count += 1;
+    }
+    Ok((applied, count))
+}
+
+/// The last applied record's position, shared with the collector (`file << 32 | offset`).
+#[derive(Default)]
+pub(crate) struct Applied(AtomicU64);
+
+impl Applied {
+    pub(crate) fn set(&self, at: Location) {
+        let v = (u64::from(at.file) << 32) | u64::from(at.offset);
+        self.0.fetch_max(v, Ordering::Release);
+    }
+
+    fn get(&self) -> Location {
+        let v = self.0.load(Ordering::Acquire);
+        Location {
+            file: (v >> 32) as u32,
+            offset: v as u32,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Signal {
+    wanted: bool,
+    stop: bool,
+}
+
+struct Inner {
+    signal: Mutex<Signal>,
+    wake: Condvar,
+    /// Why RocksDB's log must not be synced any more (a write to it failed: Debian's
+    /// librocksdb asserts if it is), set by the store.
+    refused: Mutex<Option<String>>,
+}
+
+/// The thread that deletes journal files RocksDB no longer needs.
+pub(crate) struct Collector {
+    inner: Arc<Inner>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Collector {
+    pub(crate) fn start(
+        db: Arc<DB>,
+        journal: Arc<Journal>,
+        applied: Arc<Applied>,
+    ) -> std::io::Result<Collector> {
+        let inner = Arc::new(Inner {
+            signal: Mutex::new(Signal {
+                wanted: true,
+                stop: false,
+            }),
+            wake: Condvar::new(),
+            refused: Mutex::new(None),
+        });
+        let for_thread = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("leveldb-journal-gc".into())
+            .spawn(move || collect_loop(&for_thread, &db, &journal, &applied))?;
+        Ok(Collector {
+            inner,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Asks for a pass (a journal file was sealed).
+    pub(crate) fn wake(&self) {
+        self.inner.signal.lock().wanted = true;
+        self.inner.wake.notify_one();
+    }
+
+    /// RocksDB refused a write: no more syncs of its log, so no more deletions.
+    pub(crate) fn refuse(&self, why: &str) {
+        self.inner
+            .refused
+            .lock()
+            .get_or_insert_with(|| why.to_owned());
+    }
+
+    /// Stops the thread, which drops its handle on the database.
+    pub(crate) fn stop(&self) {
+        self.inner.signal.lock().stop = true;
+        self.inner.wake.notify_one();
+        if let Some(t) = self.thread.lock().take()
+            && t.join().is_err()
+        {
+            tracing::error!("the leveldb journal collector panicked");
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn collect_loop(inner: &Inner, db: &DB, journal: &Journal, applied: &Applied) {
+    loop {
+        {
+            let mut s = inner.signal.lock();
+            while !s.wanted && !s.stop {
+                inner.wake.wait(&mut s);
+            }
+            if s.stop {
+                return;
+            }
+            s.wanted = false;
+        }
+        if let Err(e) = collect(inner, db, journal, applied) {
+            tracing::warn!("leveldb: deleting journal files: {e}");
+        }
+    }
+}
+
+/// One pass: every file before the last applied record's is deleted once RocksDB's log is
+/// synced past it.
+fn collect(inner: &Inner, db: &DB, journal: &Journal, applied: &Applied) -> Result<()> {
+    let upto = applied.get();
+    let old: Vec<u32> = journal
+        .file_ids()
+        .into_iter()
+        .filter(|&id| id < upto.file)
+        .collect();
+    if old.is_empty() {
+        return Ok(());
+    }
+    let refused = inner.refused.lock().is_some();
+    if refused {
+        return Ok(());
+    }
+    // Everything applied before `upto` was read, so its batches are in RocksDB's memtables and
+    // log buffer; this writes and syncs that log, after which the batches survive without the
+    // journal (RocksDB replays them, or its flushed tables hold them).
+    db.flush_wal(true).map_err(|e| {
+        LevelDbError::rocks("syncing RocksDB's log before deleting journal files", e)
+    })?;
+    journal.delete_files(&old)?;
+    tracing::debug!(files = ?old, "leveldb: deleted journal files");
+    Ok(())
+}
