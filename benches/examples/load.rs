@@ -1,5 +1,5 @@
 //! A fixed load for profiling one engine outside criterion:
-//! `cargo run --release -p benches --example load -- kahadb 16 5`
+//! `cargo run --release -p benches --example load -- kahadb 16 5` (kahadb, amq, leveldb, memory)
 //! (engine, concurrent writers, seconds). Prints messages/s, messages per fsync and the
 //! journal's average fdatasync time.
 //! `BENCH_SYNC_NEVER=1` runs KahaDB without fsyncs (the CPU ceiling of the write path) and
@@ -15,6 +15,7 @@ fn main() {
     let engine = match args.get(1).map(String::as_str) {
         Some("memory") => Engine::memory(),
         Some("amq") => Engine::amq(),
+        Some("leveldb") => Engine::leveldb(),
         _ => Engine::kahadb(),
     };
     let writers: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(16);
@@ -64,9 +65,10 @@ fn main() {
                 n as f64 / f.max(1) as f64
             ))
         );
-        if let (Some(micros), Some(count)) =
-            (metric("journal_fsync_micros"), metric("journal_fsyncs"))
-        {
+        if let (Some(micros), Some(count)) = (
+            metric("journal_fsync_micros").or(metric("leveldb_journal_fsync_micros")),
+            metric("journal_fsyncs").or(metric("leveldb_journal_fsyncs")),
+        ) {
             println!(
                 "  average fdatasync {:.0} µs over {count}",
                 micros as f64 / count.max(1) as f64

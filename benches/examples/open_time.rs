@@ -30,11 +30,16 @@ fn open(engine: &str, dir: &Path) -> (Arc<dyn PersistenceAdapter>, u64) {
     match engine {
         "leveldb" => {
             // Without sync, so the 1 GiB fill does not take minutes; open does not depend on it.
-            // RocksDB does not report what it replayed: 0.
             let mut c = LevelDbConfig::new(dir);
             c.sync = false;
             let s = LevelDbStore::open(c).expect("open leveldb");
-            (Arc::new(s), 0)
+            // Journal records replayed; RocksDB does not report what its own log replayed.
+            let replayed = s
+                .metrics()
+                .into_iter()
+                .find_map(|(k, v)| (k == "leveldb_records_replayed_at_open").then_some(v))
+                .unwrap_or(0);
+            (Arc::new(s), replayed)
         }
         "amq" => {
             let mut c = AmqConfig::new(dir);

@@ -245,7 +245,7 @@ pub struct LevelDbSection {
     pub directory: Option<PathBuf>,
     /// Default true: every write waits for a (shared) fsync of the engine's journal.
     pub sync: Option<bool>,
-    /// Each journal file's size (ActiveMQ's `logSize`). Default 100 MiB.
+    /// Each journal file's size (ActiveMQ's `logSize`). Default 32 MiB (ActiveMQ: 100 MiB).
     pub log_size: Option<u64>,
     pub index_cache_size: Option<usize>,
     pub index_write_buffer_size: Option<usize>,

@@ -320,34 +320,38 @@ pub(crate) fn find_valid_batch(
     const CHUNK: usize = 1 << 20;
     let mark = format::BATCH_MARK.to_le_bytes();
     let hlen = layout.batch_header_len();
-    let mut start = from;
-    while start + hlen as u64 <= limit {
-        let n = (CHUNK as u64).min(limit - start) as usize;
+    // Batches start only at multiples of the alignment: look only there (a byte-by-byte
+    // search of a mostly empty 100 MiB file took a third of a second).
+    let align = layout.align.max(1);
+    let mut at = from.next_multiple_of(align);
+    while at + hlen as u64 <= limit {
+        let chunk_at = at;
+        let n = (CHUNK as u64).min(limit - chunk_at) as usize;
         let mut buf = vec![0u8; n];
-        file.read_exact_at(&mut buf, start)?;
-        for i in 0..n.saturating_sub(3) {
-            let at = start + i as u64;
-            if !at.is_multiple_of(layout.align) || buf[i..i + 4] != mark {
-                continue;
-            }
-            if at + hlen as u64 > limit {
-                return Ok(None);
-            }
-            let mut header = vec![0u8; hlen];
-            file.read_exact_at(&mut header, at)?;
-            if let Some(h) = layout.parse_batch_header(&header) {
-                let payload_at = at + hlen as u64;
-                if h.payload_len > 0 && payload_at + u64::from(h.payload_len) <= limit {
-                    let mut payload = vec![0u8; h.payload_len as usize];
-                    file.read_exact_at(&mut payload, payload_at)?;
-                    if crc32fast::hash(&payload) == h.payload_crc {
-                        return Ok(Some((at, h)));
+        file.read_exact_at(&mut buf, chunk_at)?;
+        // `n >= hlen >= 4`, so this advances at least once; the next chunk starts at the first
+        // offset not looked at.
+        while at + 4 <= chunk_at + n as u64 {
+            let i = (at - chunk_at) as usize;
+            if buf[i..i + 4] == mark {
+                if at + hlen as u64 > limit {
+                    return Ok(None);
+                }
+                let mut header = vec![0u8; hlen];
+                file.read_exact_at(&mut header, at)?;
+                if let Some(h) = layout.parse_batch_header(&header) {
+                    let payload_at = at + hlen as u64;
+                    if h.payload_len > 0 && payload_at + u64::from(h.payload_len) <= limit {
+                        let mut payload = vec![0u8; h.payload_len as usize];
+                        file.read_exact_at(&mut payload, payload_at)?;
+                        if crc32fast::hash(&payload) == h.payload_crc {
+                            return Ok(Some((at, h)));
+                        }
                     }
                 }
             }
+            at += align;
         }
-        // Overlap so a mark split across chunks is still seen.
-        start += (n as u64).saturating_sub(3).max(1);
     }
     Ok(None)
 }

@@ -11,9 +11,11 @@ pub struct LevelDbConfig {
     /// that arrived meanwhile (ActiveMQ's `sync`). Off, writes reach the operating system
     /// only, except XA prepares, which are always synced.
     pub sync: bool,
-    /// Each journal file's size (ActiveMQ's `logSize`, 100 MiB): a file is deleted once RocksDB
-    /// holds all of it. Also RocksDB's own log total before it flushes the memtables that pin
-    /// it, so its replay after a crash stays bounded.
+    /// Each journal file's size (ActiveMQ's `logSize`): a file is deleted once RocksDB holds
+    /// all of it. Default 32 MiB, KahaDB's journal file size, where ActiveMQ's LevelDB store
+    /// has 100 MiB: after a crash the newest file is scanned whole at open (measured with the
+    /// `open_time` example, 1 GiB stored: about 50 ms with 32 MiB files, 60 to 240 ms with
+    /// 100 MiB). It also caps RocksDB's own log before it flushes the memtables that pin it.
     pub log_size: u64,
     /// How long an acknowledgement no client waits for may wait for a write that one does, to
     /// share its fsync (`store_journal::JournalConfig::defer_delay`; zero writes it at once).
@@ -39,7 +41,7 @@ impl LevelDbConfig {
         LevelDbConfig {
             directory: directory.into(),
             sync: true,
-            log_size: 100 * 1024 * 1024,
+            log_size: 32 * 1024 * 1024,
             ack_sync_delay: store_journal::DEFAULT_DEFER_DELAY,
             index_cache_size: 256 * 1024 * 1024,
             index_write_buffer_size: 6 * 1024 * 1024,

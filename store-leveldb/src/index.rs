@@ -73,6 +73,36 @@ impl<V> Messages<V> {
         self.by_order.insert(order, value);
     }
 
+    /// Adds the messages of a destination as a scan of the `messages` column family yields
+    /// them, in order: the order map is built in bulk (no search per message). `ids` is their
+    /// id map, built beside (see `recovery.rs`). At open this is most of the time the index
+    /// takes.
+    pub(crate) fn extend_sorted(
+        &mut self,
+        items: Vec<(OrderKey, V)>,
+        entry: impl Fn(&V) -> &Entry,
+        ids: HashMap<MessageId, OrderKey>,
+    ) {
+        for (order, v) in &items {
+            let e = entry(v);
+            self.bytes += e.size;
+            if e.expiration != 0 {
+                self.expiring.insert((e.expiration, *order));
+            }
+        }
+        if self.by_id.is_empty() {
+            self.by_id = ids;
+        } else {
+            self.by_id.extend(ids);
+        }
+        if self.by_order.is_empty() {
+            // From sorted input this is a linear bulk build.
+            self.by_order = items.into_iter().collect();
+        } else {
+            self.by_order.extend(items);
+        }
+    }
+
     fn forget(&mut self, order: OrderKey, entry: &Entry) {
         self.by_id.remove(&entry.id);
         self.bytes = self.bytes.saturating_sub(entry.size);

@@ -18,6 +18,7 @@
 //! open with an error naming the file, never a silent loss) and rebuilds the index from the
 //! small records, without reading bodies. `repair = true` runs RocksDB's repair first.
 
+mod apply;
 mod batch;
 mod config;
 mod diagnose;

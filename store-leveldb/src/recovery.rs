@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rocksdb::{DB, IteratorMode, ReadOptions};
-use store_api::{Destination, OrderKey, SubscriptionInfo, TransactionId};
+use rocksdb::{DB, ReadOptions};
+use store_api::{Destination, MessageId, OrderKey, SubscriptionInfo, TransactionId};
 
 use crate::error::{LevelDbError, Result};
 use crate::index::{DestIndex, Index, Kept, SubIndex};
-use crate::keys::{self, Cf};
+use crate::keys::{self, Cf, Entry};
 
 fn bad(what: &'static str, cf: Cf, reason: String) -> LevelDbError {
     LevelDbError::BadRecord {
@@ -35,10 +35,15 @@ fn scan(
     // A full scan at open would evict what the cache holds for nothing.
     opts.fill_cache(false);
     opts.set_readahead_size(2 * 1024 * 1024);
-    for item in db.iterator_cf_opt(h, opts, IteratorMode::Start) {
-        let (k, v) = item.map_err(|e| LevelDbError::rocks("scanning at open", e))?;
-        each(&k, &v)?;
+    // The raw iterator lends each key and value; the plain one copies both into new boxes.
+    let mut it = db.raw_iterator_cf_opt(h, opts);
+    it.seek_to_first();
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        each(k, v)?;
+        it.next();
     }
+    it.status()
+        .map_err(|e| LevelDbError::rocks("scanning at open", e))?;
     Ok(())
 }
 
@@ -60,48 +65,84 @@ pub(crate) fn load(db: &DB, verify: bool) -> Result<Index> {
     })?;
     let mut max_seq = 0;
     let mut producers: HashMap<String, Arc<str>> = HashMap::new();
-    let mut intern = |p: &str| match producers.get(p) {
-        Some(a) => a.clone(),
-        None => {
-            let a: Arc<str> = Arc::from(p);
-            producers.insert(p.to_owned(), a.clone());
-            a
+    // Consecutive messages mostly come from the same producer: compare with the last one
+    // before hashing.
+    let mut last_producer: Option<Arc<str>> = None;
+    let mut intern = |p: &str| {
+        if let Some(a) = &last_producer
+            && **a == *p
+        {
+            return a.clone();
         }
-    };
-    // Keys of one destination are contiguous: decode its name once, not once per message.
-    let mut last: Option<(Vec<u8>, Destination)> = None;
-    scan(db, Cf::Messages, verify, |k, v| {
-        let (d, order) = match &last {
-            Some((prefix, d))
-                if k.len() == prefix.len() + keys::ORDER_LEN && k.starts_with(prefix) =>
-            {
-                (d.clone(), keys::read_order_suffix(k)?)
-            }
-            _ => {
-                let (d, order) = keys::read_message_key(k)?;
-                last = Some((k[..k.len() - keys::ORDER_LEN].to_vec(), d.clone()));
-                (d, order)
+        let a = match producers.get(p) {
+            Some(a) => a.clone(),
+            None => {
+                let a: Arc<str> = Arc::from(p);
+                producers.insert(p.to_owned(), a.clone());
+                a
             }
         };
-        let entry = keys::read_entry(v, &mut intern)?;
-        max_seq = max_seq.max(order.sequence);
-        match index.destinations.get_mut(&d).map(|x| &mut x.index) {
-            Some(DestIndex::Queue(q)) => q.messages.insert(order, &entry, entry.clone()),
-            Some(DestIndex::Topic(t)) => t.messages.insert(
-                order,
-                &entry,
-                Kept {
-                    entry: entry.clone(),
-                    refs: 0,
-                },
-            ),
-            None => {
-                return Err(bad(
-                    "message entry",
-                    Cf::Messages,
-                    format!("message {} of unknown destination {d}", entry.id),
-                ));
+        last_producer = Some(a.clone());
+        a
+    };
+    // Keys of one destination are contiguous and in delivery order: decode its name once,
+    // gather its entries, and build its maps in bulk when the next destination starts. The id
+    // maps (a hash insert per message, a third of the time) are built on a second thread
+    // while this one scans.
+    std::thread::scope(|scope| -> Result<()> {
+        let (parts, received) = std::sync::mpsc::sync_channel::<IdPart>(8);
+        let builder = scope.spawn(move || build_id_maps(&received));
+        let mut current: Option<(Vec<u8>, Destination)> = None;
+        let mut entries: Vec<(OrderKey, Entry)> = Vec::new();
+        let mut ids: Vec<(MessageId, OrderKey)> = Vec::with_capacity(ID_CHUNK);
+        let mut done: Vec<(Destination, Vec<(OrderKey, Entry)>)> = Vec::new();
+        // A send fails only if the builder is gone (it panicked): its join reports that.
+        let scanned = scan(db, Cf::Messages, verify, |k, v| {
+            let order = match &current {
+                Some((prefix, _))
+                    if k.len() == prefix.len() + keys::ORDER_LEN && k.starts_with(prefix) =>
+                {
+                    keys::read_order_suffix(k)?
+                }
+                _ => {
+                    let (d, order) = keys::read_message_key(k)?;
+                    if let Some((_, finished)) = current.take() {
+                        let _ = parts.send(IdPart::Ids(std::mem::take(&mut ids)));
+                        let _ = parts.send(IdPart::End);
+                        done.push((finished, std::mem::take(&mut entries)));
+                    }
+                    current = Some((k[..k.len() - keys::ORDER_LEN].to_vec(), d));
+                    order
+                }
+            };
+            let entry = keys::read_entry(v, &mut intern)?;
+            max_seq = max_seq.max(order.sequence);
+            ids.push((entry.id.clone(), order));
+            if ids.len() == ID_CHUNK {
+                let _ = parts.send(IdPart::Ids(std::mem::replace(
+                    &mut ids,
+                    Vec::with_capacity(ID_CHUNK),
+                )));
             }
+            entries.push((order, entry));
+            Ok(())
+        });
+        if let Some((_, finished)) = current.take() {
+            let _ = parts.send(IdPart::Ids(ids));
+            let _ = parts.send(IdPart::End);
+            done.push((finished, entries));
+        }
+        drop(parts);
+        let maps = builder.join().map_err(|_| {
+            bad(
+                "message entry",
+                Cf::Messages,
+                "the id map builder panicked".into(),
+            )
+        })?;
+        scanned?;
+        for ((d, entries), ids) in done.into_iter().zip(maps) {
+            add_messages(&mut index, &d, entries, ids)?;
         }
         Ok(())
     })?;
@@ -164,6 +205,65 @@ pub(crate) fn load(db: &DB, verify: bool) -> Result<Index> {
         Ok(())
     })?;
     Ok(index)
+}
+
+/// How many ids the scan hands the id map builder at a time.
+const ID_CHUNK: usize = 8192;
+
+/// What the scan sends the id map builder: ids of the current destination, or its end.
+enum IdPart {
+    Ids(Vec<(MessageId, OrderKey)>),
+    End,
+}
+
+/// One id map per destination, in the order the scan met them.
+fn build_id_maps(parts: &std::sync::mpsc::Receiver<IdPart>) -> Vec<HashMap<MessageId, OrderKey>> {
+    let mut maps = Vec::new();
+    let mut map = HashMap::new();
+    while let Ok(part) = parts.recv() {
+        match part {
+            IdPart::Ids(ids) => {
+                map.reserve(ids.len());
+                map.extend(ids);
+            }
+            IdPart::End => maps.push(std::mem::take(&mut map)),
+        }
+    }
+    maps
+}
+
+/// Adds one destination's message entries, in key order, and their id map to its index.
+fn add_messages(
+    index: &mut Index,
+    d: &Destination,
+    entries: Vec<(OrderKey, Entry)>,
+    ids: HashMap<MessageId, OrderKey>,
+) -> Result<()> {
+    match index.destinations.get_mut(d).map(|x| &mut x.index) {
+        Some(DestIndex::Queue(q)) => q.messages.extend_sorted(entries, |e| e, ids),
+        Some(DestIndex::Topic(t)) => t.messages.extend_sorted(
+            entries
+                .into_iter()
+                .map(|(o, entry)| (o, Kept { entry, refs: 0 }))
+                .collect(),
+            |k| &k.entry,
+            ids,
+        ),
+        None => {
+            return Err(bad(
+                "message entry",
+                Cf::Messages,
+                format!(
+                    "{} message(s) of unknown destination {d}, the first {}",
+                    entries.len(),
+                    entries
+                        .first()
+                        .map_or_else(String::new, |(_, e)| e.id.to_string())
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A topic message no subscription has pending is never left behind by a batch (the last ack

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -14,6 +14,7 @@ use store_api::{
 };
 use store_journal::{Completion, Journal};
 
+use crate::apply::Applier;
 use crate::batch::Batch;
 use crate::config::LevelDbConfig;
 use crate::error::LevelDbError;
@@ -47,12 +48,15 @@ pub(crate) enum Wait {
 pub(crate) struct Shared {
     pub(crate) config: LevelDbConfig,
     /// Every change takes this lock, applies itself to the index, appends its batch to the
-    /// journal and writes it to RocksDB before releasing it, so the index, the journal and
+    /// journal and queues it for RocksDB before releasing it, so the index, the journal and
     /// RocksDB agree on one order of writes (an ack never precedes the add it acknowledges).
     pub(crate) state: Mutex<Option<Open>>,
     journal: Arc<Journal>,
     applied: Arc<Applied>,
     collector: Collector,
+    applier: Applier,
+    /// Set when a write failed after the index took it: the next call rebuilds the index.
+    index_stale: AtomicBool,
     /// Why RocksDB refused a write; every later write is refused until reopened.
     refused: Mutex<Option<String>>,
     writes: AtomicU64,
@@ -73,8 +77,9 @@ impl Pending {
 
 impl Shared {
     /// Runs a change: `f` checks, then updates the index and fills the batch; under the lock
-    /// the batch is appended to the journal and applied to RocksDB. The returned [`Pending`]
-    /// resolves once the journal holds it durably, per `wait`.
+    /// the batch is appended to the journal and queued for RocksDB, which it reaches right
+    /// after the lock is released (see apply.rs). The returned [`Pending`] resolves once the
+    /// journal holds it durably, per `wait`.
     pub(crate) fn write<T>(
         &self,
         wait: Wait,
@@ -82,6 +87,7 @@ impl Shared {
     ) -> Result<(T, Pending)> {
         let mut guard = self.state.lock();
         let open = guard.as_mut().ok_or(StoreError::Closed)?;
+        self.heal_index(open);
         if let Some(refusal) = self.refusal() {
             return Err(StoreError::Poisoned(refusal.reason));
         }
@@ -91,52 +97,37 @@ impl Shared {
         if batch.is_empty() {
             return Ok((out, Pending(None)));
         }
-        let written = batch.finish().and_then(|mut b| {
+        let written = batch.finish().and_then(|b| {
             let appended = match wait {
                 Wait::Policy => self.journal.append(&[b.data()], false),
                 Wait::Forced => self.journal.append(&[b.data()], true),
                 Wait::Deferred => self.journal.append_deferred(&[b.data()]),
             }?;
             let at = appended.locations[0];
-            crate::journal::mark(&db, &mut b, at)?;
-            // Not synced: the journal record is what survives a crash (see journal.rs).
-            db.write_opt(b, &crate::journal::write_options())
-                .map_err(|e| LevelDbError::rocks("writing a batch", e))?;
+            self.applier.push(b.data(), at)?;
             Ok((at, appended.completion))
         });
         let (at, completion) = match written {
             Ok(w) => w,
             Err(e) => {
-                // The journal or RocksDB refused the batch (a full disk, say), but the index
-                // already holds the change: rebuild it from what the database has, so reads see
-                // only stored messages, and refuse every later write until the store is
-                // reopened (which replays whatever the journal did take).
-                let why = e.to_string();
+                // The journal refused the batch (a full disk, say), but the index already
+                // holds the change: rebuild it from what the database has, so reads see only
+                // stored messages, and refuse every later write until the store is reopened.
                 if !matches!(e, LevelDbError::Journal(_)) {
-                    self.collector.refuse(&why);
-                    self.refused.lock().get_or_insert_with(|| why.clone());
+                    self.refuse(&e.to_string());
                 }
-                let transactions = std::mem::take(&mut open.index.transactions);
-                match crate::recovery::load(&db, self.config.verify_checksums) {
-                    Ok(mut index) => {
-                        index.transactions = transactions;
-                        index.keep_handles_of(&open.index);
-                        open.index = index;
-                    }
-                    Err(e) => {
-                        tracing::error!("leveldb: rebuilding the index after a failed write: {e}")
-                    }
-                }
-                return Err(StoreError::Poisoned(why));
+                self.index_stale.store(true, Ordering::Release);
+                self.heal_index(open);
+                return Err(StoreError::Poisoned(e.to_string()));
             }
         };
-        self.applied.set(at);
         self.writes.fetch_add(1, Ordering::Relaxed);
         if at.file != open.last_file {
             open.last_file = at.file;
             self.collector.wake();
         }
         drop(guard);
+        self.apply(&db, false)?;
         let waits = self.config.sync || wait == Wait::Forced;
         if waits {
             Ok((out, Pending(Some(completion))))
@@ -144,6 +135,53 @@ impl Shared {
             // Dropping it writes the group this append may have taken, without waiting.
             drop(completion);
             Ok((out, Pending(None)))
+        }
+    }
+
+    /// Writes the queued batches to RocksDB; `all` waits for a writer already doing it.
+    fn apply(&self, db: &DB, all: bool) -> Result<()> {
+        let applied = if all {
+            self.applier.apply_all(db)
+        } else {
+            self.applier.apply(db)
+        };
+        match applied {
+            Ok(Some(at)) => {
+                self.applied.set(at);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => {
+                // RocksDB refused a group (its disk is full, say). The journal holds it, and
+                // the next open replays it; until then the index, which holds the change, is
+                // rebuilt from the database at the next call, and writes are refused.
+                let why = e.to_string();
+                self.refuse(&why);
+                self.index_stale.store(true, Ordering::Release);
+                Err(StoreError::Poisoned(why))
+            }
+        }
+    }
+
+    fn refuse(&self, why: &str) {
+        self.collector.refuse(why);
+        self.refused.lock().get_or_insert_with(|| why.to_owned());
+    }
+
+    /// After a failed write, rebuilds the index from what RocksDB holds (keeping open
+    /// transactions and the handles' cursors), so reads see only stored messages.
+    fn heal_index(&self, open: &mut Open) {
+        if !self.index_stale.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let transactions = std::mem::take(&mut open.index.transactions);
+        match crate::recovery::load(&open.db, self.config.verify_checksums) {
+            Ok(mut index) => {
+                index.transactions = transactions;
+                index.keep_handles_of(&open.index);
+                open.index = index;
+            }
+            Err(e) => tracing::error!("leveldb: rebuilding the index after a failed write: {e}"),
         }
     }
 
@@ -167,6 +205,8 @@ impl Shared {
     /// are synced, so a clean close loses nothing), then RocksDB, flushed so that the next
     /// open replays nothing.
     fn close(&self, open: Open) -> Result<()> {
+        // An error here is also in `refused`, reported below.
+        let _ = self.apply(&open.db, true);
         self.collector.stop();
         let journal = self.journal.close();
         if let Some(why) = self.refused.lock().clone() {
@@ -197,6 +237,10 @@ impl Shared {
         let mut guard = self.state.lock();
         let open = guard.as_mut().ok_or(StoreError::Closed)?;
         let db = open.db.clone();
+        // What the index shows must be in RocksDB before it is read. A failure refuses later
+        // writes and marks the index for the rebuild just below.
+        let _ = self.apply(&db, true);
+        self.heal_index(open);
         let reads = Reads {
             db: &db,
             verify: self.config.verify_checksums,
@@ -349,6 +393,8 @@ impl LevelDbStore {
                 journal,
                 applied,
                 collector,
+                applier: Applier::default(),
+                index_stale: AtomicBool::new(false),
                 refused: Mutex::new(None),
                 writes: AtomicU64::new(0),
                 replayed,
