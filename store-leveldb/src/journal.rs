@@ -3,12 +3,12 @@
 //! group commit, one `fdatasync` shared by every writer that arrived meanwhile), and RocksDB is
 //! the index, written without a sync.
 //!
-//! **A write** appends its `WriteBatch`'s bytes to the journal and applies the same batch to
-//! RocksDB, both under the store's lock (so the two agree on the order of writes), plus a
-//! `replay_from` put in the `meta` column family: the location just after this record. RocksDB
+//! **A write** appends its `WriteBatch`'s bytes to the journal under the store's lock, and the
+//! same records reach RocksDB right after, in journal order, with a `replay_from` put in the
+//! `meta` column family: the location just after the last record written (`apply.rs`). RocksDB
 //! writes its own log without syncing it and with `manual_wal_flush` (the log's bytes sit in
-//! RocksDB's buffer until it fills or the collector below flushes it): a memory copy, no
-//! system call. The caller then waits for the journal's fsync only.
+//! RocksDB's buffer until it fills or the collector below flushes it): a memory copy, no system
+//! call. The caller then waits for the journal's fsync only.
 //!
 //! **At open** RocksDB recovers a consistent prefix of the batches (point-in-time recovery of
 //! its unsynced log, over its flushed tables), whose `replay_from` says exactly which journal

@@ -7,16 +7,19 @@
 //! prepared XA transactions, and the last sequence. A topic message's body is stored once,
 //! however many subscriptions have it pending; each of them holds a small pending key.
 //!
-//! **Writes.** Every store call that changes something, and every commit, is one `WriteBatch`,
-//! appended under one lock so that the index held in memory and RocksDB's log agree on the
-//! order of writes. Under `sync = true` the call returns once a `SyncWAL` covered its batch;
-//! one sync thread serves every writer that arrived meanwhile (group commit, counted in the
-//! `leveldb_writes` and `leveldb_wal_syncs` metrics). A failed write or sync poisons the store
-//! until reopened. A change is visible to readers as soon as it is appended, before its sync.
+//! **Writes** go first to the engine's own journal (`store-journal`: preallocated files, group
+//! commit, one `fdatasync` shared by every writer that arrived meanwhile), as ActiveMQ's
+//! LevelDB store keeps its own log in front of LevelDB, and then to RocksDB without a sync.
+//! Every store call that changes something, and every commit, is one `WriteBatch` and one
+//! journal record, appended under one lock so that the index held in memory, the journal and
+//! RocksDB agree on the order of writes; the batches reach RocksDB right after, merged
+//! (`apply.rs`). Under `sync = true` the call returns once the journal's fsync covered its
+//! record. A failed write poisons the store until reopened. A change is visible to readers as
+//! soon as it is appended, before its sync.
 //!
-//! **Open** replays RocksDB's log (a torn final record is cut; damage anywhere else fails the
-//! open with an error naming the file, never a silent loss) and rebuilds the index from the
-//! small records, without reading bodies. `repair = true` runs RocksDB's repair first.
+//! **Open** lets RocksDB recover a consistent prefix of the batches, applies the journal's
+//! records past it (`journal.rs` gives the argument), and rebuilds the index from the small
+//! records without reading bodies. `repair = true` runs RocksDB's repair first.
 
 mod apply;
 mod batch;
