@@ -1,11 +1,12 @@
 //! Writing journaled batches to RocksDB outside the store's lock, several at a time.
 //!
 //! Under the store's lock a write only updates the index, appends its batch to the journal and
-//! queues the batch's records here, in journal order. Whoever finds no one applying then writes
-//! everything queued to RocksDB as **one** `WriteBatch` (one pass through RocksDB's write path
-//! and one log record for the group, plus a single `replay_from` for its last record), so the
-//! lock is held for memory work only and concurrent writers reach the journal's group commit
-//! sooner. A reader applies what is queued before it reads, so it never sees an index entry
+//! queues the batch's records here, in journal order. The apply thread writes everything queued
+//! to RocksDB as **one** `WriteBatch` (one pass through RocksDB's write path and one log record
+//! for the group, plus a single `replay_from` for its last record), so the lock is held for
+//! memory work only, and RocksDB's write is off the path of the journal's group commit: it
+//! runs on the core the fsync leaves free, while writers go straight on to wait for their
+//! fsync. A reader applies what is queued before it reads, so it never sees an index entry
 //! whose record RocksDB does not have yet.
 //!
 //! Merging relies on RocksDB's `WriteBatch` representation, stable since LevelDB: a 12-byte
@@ -13,11 +14,16 @@
 //! after another; appending one batch to another is copying its records and adding the counts
 //! (what RocksDB's own `WriteBatchInternal::Append` does).
 
-use parking_lot::Mutex;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
 use rocksdb::{DB, WriteBatch};
 use store_journal::Location;
 
 use crate::error::{LevelDbError, Result};
+use crate::journal::Applied;
 
 /// The `WriteBatch` header: sequence number and record count.
 const HEADER: usize = 12;
@@ -38,6 +44,9 @@ pub(crate) struct Applier {
     queued: Mutex<Queued>,
     /// Held by the one writing the queue to RocksDB, so groups reach it in journal order.
     applying: Mutex<()>,
+    /// Wakes the apply thread (paired with `queued`).
+    work: Condvar,
+    stop: AtomicBool,
 }
 
 impl Applier {
@@ -49,36 +58,22 @@ impl Applier {
         };
         let count = u32::from_le_bytes([count[0], count[1], count[2], count[3]]);
         let mut q = self.queued.lock();
+        let was_empty = q.last.is_none();
         if q.rep.is_empty() {
             q.rep.resize(HEADER, 0);
         }
         q.rep.extend_from_slice(records);
         q.count = q.count.saturating_add(count);
         q.last = Some(at);
+        drop(q);
+        if was_empty {
+            self.work.notify_one();
+        }
         Ok(())
     }
 
-    /// Writes what is queued, unless someone else is writing it (they will take it too).
-    /// Returns the journal location of the last batch this call wrote, if any.
-    pub(crate) fn apply(&self, db: &DB) -> Result<Option<Location>> {
-        let mut last = None;
-        loop {
-            let Some(guard) = self.applying.try_lock() else {
-                return Ok(last);
-            };
-            while let Some(at) = self.write_queued(db)? {
-                last = Some(at);
-            }
-            drop(guard);
-            // A batch queued after the last check and before the release found the applier
-            // busy and left it here: take it now rather than leave it for the next write.
-            if self.queued.lock().last.is_none() {
-                return Ok(last);
-            }
-        }
-    }
-
-    /// Writes what is queued, waiting for a writer already doing it (a reader must see it).
+    /// Writes what is queued, waiting for the apply thread if it is doing it (a reader must
+    /// see it). Returns the journal location of the last batch this call wrote, if any.
     pub(crate) fn apply_all(&self, db: &DB) -> Result<Option<Location>> {
         let _guard = self.applying.lock();
         let mut last = None;
@@ -86,6 +81,11 @@ impl Applier {
             last = Some(at);
         }
         Ok(last)
+    }
+
+    /// Empties the queue (after a refused write, nothing more may reach RocksDB).
+    fn take_all(&self) -> Queued {
+        std::mem::take(&mut *self.queued.lock())
     }
 
     /// Takes everything queued and writes it to RocksDB as one batch; the caller holds
@@ -106,6 +106,85 @@ impl Applier {
         db.write_opt(batch, &crate::journal::write_options())
             .map_err(|e| LevelDbError::rocks("writing a batch", e))?;
         Ok(Some(at))
+    }
+}
+
+/// Where the apply thread reports a refused write: the store refuses writes from then on, and
+/// rebuilds its index from what RocksDB holds.
+pub(crate) struct Failure {
+    pub(crate) refused: Arc<Mutex<Option<String>>>,
+    pub(crate) index_stale: Arc<AtomicBool>,
+}
+
+/// The thread that writes queued batches to RocksDB. Stopped (and joined) when dropped, so
+/// that it lets go of the database.
+pub(crate) struct ApplyThread {
+    applier: Arc<Applier>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl ApplyThread {
+    pub(crate) fn start(
+        applier: Arc<Applier>,
+        db: Arc<DB>,
+        applied: Arc<Applied>,
+        failure: Failure,
+    ) -> std::io::Result<ApplyThread> {
+        let for_thread = applier.clone();
+        let thread = std::thread::Builder::new()
+            .name("leveldb-apply".into())
+            .spawn(move || apply_loop(&for_thread, &db, &applied, &failure))?;
+        Ok(ApplyThread {
+            applier,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Writes what is left, then stops the thread.
+    pub(crate) fn stop(&self) {
+        self.applier.stop.store(true, Ordering::Release);
+        {
+            let _q = self.applier.queued.lock();
+            self.applier.work.notify_one();
+        }
+        if let Some(t) = self.thread.lock().take()
+            && t.join().is_err()
+        {
+            tracing::error!("the leveldb apply thread panicked");
+        }
+    }
+}
+
+impl Drop for ApplyThread {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn apply_loop(applier: &Applier, db: &DB, applied: &Applied, failure: &Failure) {
+    loop {
+        {
+            let mut q = applier.queued.lock();
+            while q.last.is_none() && !applier.stop.load(Ordering::Acquire) {
+                applier.work.wait(&mut q);
+            }
+            if q.last.is_none() {
+                return;
+            }
+        }
+        match applier.apply_all(db) {
+            Ok(Some(at)) => applied.set(at),
+            Ok(None) => {}
+            Err(e) => {
+                let why = e.to_string();
+                tracing::error!("leveldb: writing journaled batches to RocksDB: {why}");
+                failure.refused.lock().get_or_insert(why);
+                failure.index_stale.store(true, Ordering::Release);
+                // Nothing more reaches RocksDB until the store is reopened (which replays the
+                // journal): drop what is queued rather than fail on it again.
+                let _ = applier.take_all();
+            }
+        }
     }
 }
 
@@ -143,12 +222,12 @@ mod tests {
                 )
                 .expect("push");
         }
-        let last = applier.apply(&db).expect("apply");
+        let last = applier.apply_all(&db).expect("apply");
         assert_eq!(last, Some(Location { file: 1, offset: 2 }));
         assert_eq!(db.get("a").expect("get").as_deref(), Some(&b"3"[..]));
         assert_eq!(db.get("b").expect("get").as_deref(), Some(&b"2"[..]));
         assert_eq!(db.get("a2").expect("get").as_deref(), Some(&b"3"[..]));
-        assert_eq!(applier.apply(&db).expect("apply"), None);
+        assert_eq!(applier.apply_all(&db).expect("apply"), None);
         assert!(applier.push(&[0; 5], Location::default()).is_err());
     }
 }

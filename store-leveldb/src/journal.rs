@@ -174,7 +174,7 @@ struct Inner {
     wake: Condvar,
     /// Why RocksDB's log must not be synced any more (a write to it failed: Debian's
     /// librocksdb asserts if it is), set by the store.
-    refused: Mutex<Option<String>>,
+    refused: Arc<Mutex<Option<String>>>,
 }
 
 /// The thread that deletes journal files RocksDB no longer needs.
@@ -188,6 +188,7 @@ impl Collector {
         db: Arc<DB>,
         journal: Arc<Journal>,
         applied: Arc<Applied>,
+        refused: Arc<Mutex<Option<String>>>,
     ) -> std::io::Result<Collector> {
         let inner = Arc::new(Inner {
             signal: Mutex::new(Signal {
@@ -195,7 +196,7 @@ impl Collector {
                 stop: false,
             }),
             wake: Condvar::new(),
-            refused: Mutex::new(None),
+            refused,
         });
         let for_thread = inner.clone();
         let thread = std::thread::Builder::new()
@@ -211,14 +212,6 @@ impl Collector {
     pub(crate) fn wake(&self) {
         self.inner.signal.lock().wanted = true;
         self.inner.wake.notify_one();
-    }
-
-    /// RocksDB refused a write: no more syncs of its log, so no more deletions.
-    pub(crate) fn refuse(&self, why: &str) {
-        self.inner
-            .refused
-            .lock()
-            .get_or_insert_with(|| why.to_owned());
     }
 
     /// Stops the thread, which drops its handle on the database.

@@ -14,7 +14,7 @@ use store_api::{
 };
 use store_journal::{Completion, Journal};
 
-use crate::apply::Applier;
+use crate::apply::{ApplyThread, Applier, Failure};
 use crate::batch::Batch;
 use crate::config::LevelDbConfig;
 use crate::error::LevelDbError;
@@ -54,11 +54,12 @@ pub(crate) struct Shared {
     journal: Arc<Journal>,
     applied: Arc<Applied>,
     collector: Collector,
-    applier: Applier,
+    applier: Arc<Applier>,
+    apply_thread: ApplyThread,
     /// Set when a write failed after the index took it: the next call rebuilds the index.
-    index_stale: AtomicBool,
+    index_stale: Arc<AtomicBool>,
     /// Why RocksDB refused a write; every later write is refused until reopened.
-    refused: Mutex<Option<String>>,
+    refused: Arc<Mutex<Option<String>>>,
     writes: AtomicU64,
     replayed: u64,
 }
@@ -127,7 +128,6 @@ impl Shared {
             self.collector.wake();
         }
         drop(guard);
-        self.apply(&db, false)?;
         let waits = self.config.sync || wait == Wait::Forced;
         if waits {
             Ok((out, Pending(Some(completion))))
@@ -138,14 +138,9 @@ impl Shared {
         }
     }
 
-    /// Writes the queued batches to RocksDB; `all` waits for a writer already doing it.
-    fn apply(&self, db: &DB, all: bool) -> Result<()> {
-        let applied = if all {
-            self.applier.apply_all(db)
-        } else {
-            self.applier.apply(db)
-        };
-        match applied {
+    /// Writes the queued batches to RocksDB now, waiting for the apply thread if it is at it.
+    fn apply(&self, db: &DB) -> Result<()> {
+        match self.applier.apply_all(db) {
             Ok(Some(at)) => {
                 self.applied.set(at);
                 Ok(())
@@ -164,7 +159,6 @@ impl Shared {
     }
 
     fn refuse(&self, why: &str) {
-        self.collector.refuse(why);
         self.refused.lock().get_or_insert_with(|| why.to_owned());
     }
 
@@ -206,7 +200,8 @@ impl Shared {
     /// open replays nothing.
     fn close(&self, open: Open) -> Result<()> {
         // An error here is also in `refused`, reported below.
-        let _ = self.apply(&open.db, true);
+        let _ = self.apply(&open.db);
+        self.apply_thread.stop();
         self.collector.stop();
         let journal = self.journal.close();
         if let Some(why) = self.refused.lock().clone() {
@@ -239,7 +234,7 @@ impl Shared {
         let db = open.db.clone();
         // What the index shows must be in RocksDB before it is read. A failure refuses later
         // writes and marks the index for the rebuild just below.
-        let _ = self.apply(&db, true);
+        let _ = self.apply(&db);
         self.heal_index(open);
         let reads = Reads {
             db: &db,
@@ -375,13 +370,26 @@ impl LevelDbStore {
         let index = crate::recovery::load(&db, config.verify_checksums)?;
         let applied = Arc::new(Applied::default());
         applied.set(applied_to);
+        let io = |source| LevelDbError::Io {
+            path: config.directory.clone(),
+            source,
+        };
+        let refused = Arc::new(Mutex::new(None));
+        let index_stale = Arc::new(AtomicBool::new(false));
         let collector =
-            Collector::start(db.clone(), journal.clone(), applied.clone()).map_err(|source| {
-                LevelDbError::Io {
-                    path: config.directory.clone(),
-                    source,
-                }
-            })?;
+            Collector::start(db.clone(), journal.clone(), applied.clone(), refused.clone())
+                .map_err(io)?;
+        let applier = Arc::new(Applier::default());
+        let apply_thread = ApplyThread::start(
+            applier.clone(),
+            db.clone(),
+            applied.clone(),
+            Failure {
+                refused: refused.clone(),
+                index_stale: index_stale.clone(),
+            },
+        )
+        .map_err(io)?;
         Ok(LevelDbStore {
             shared: Arc::new(Shared {
                 config,
@@ -393,9 +401,10 @@ impl LevelDbStore {
                 journal,
                 applied,
                 collector,
-                applier: Applier::default(),
-                index_stale: AtomicBool::new(false),
-                refused: Mutex::new(None),
+                applier,
+                apply_thread,
+                index_stale,
+                refused,
                 writes: AtomicU64::new(0),
                 replayed,
             }),
