@@ -14,7 +14,7 @@ use store_api::{
 };
 use store_journal::{Completion, Journal};
 
-use crate::apply::{ApplyThread, Applier, Failure};
+use crate::apply::{Applier, ApplyThread, Failure};
 use crate::batch::Batch;
 use crate::config::LevelDbConfig;
 use crate::error::LevelDbError;
@@ -78,8 +78,8 @@ impl Pending {
 
 impl Shared {
     /// Runs a change: `f` checks, then updates the index and fills the batch; under the lock
-    /// the batch is appended to the journal and queued for RocksDB, which it reaches right
-    /// after the lock is released (see apply.rs). The returned [`Pending`] resolves once the
+    /// the batch is appended to the journal and queued for RocksDB, which the apply thread
+    /// writes it to (see apply.rs). The returned [`Pending`] resolves once the
     /// journal holds it durably, per `wait`.
     pub(crate) fn write<T>(
         &self,
@@ -105,10 +105,10 @@ impl Shared {
                 Wait::Deferred => self.journal.append_deferred(&[b.data()]),
             }?;
             let at = appended.locations[0];
-            self.applier.push(b.data(), at)?;
-            Ok((at, appended.completion))
+            let full = self.applier.push(b.data(), at)?;
+            Ok((at, appended.completion, full))
         });
-        let (at, completion) = match written {
+        let (at, completion, full) = match written {
             Ok(w) => w,
             Err(e) => {
                 // The journal refused the batch (a full disk, say), but the index already
@@ -128,6 +128,9 @@ impl Shared {
             self.collector.wake();
         }
         drop(guard);
+        if full {
+            self.apply(&db)?;
+        }
         let waits = self.config.sync || wait == Wait::Forced;
         if waits {
             Ok((out, Pending(Some(completion))))
@@ -376,9 +379,13 @@ impl LevelDbStore {
         };
         let refused = Arc::new(Mutex::new(None));
         let index_stale = Arc::new(AtomicBool::new(false));
-        let collector =
-            Collector::start(db.clone(), journal.clone(), applied.clone(), refused.clone())
-                .map_err(io)?;
+        let collector = Collector::start(
+            db.clone(),
+            journal.clone(),
+            applied.clone(),
+            refused.clone(),
+        )
+        .map_err(io)?;
         let applier = Arc::new(Applier::default());
         let apply_thread = ApplyThread::start(
             applier.clone(),
