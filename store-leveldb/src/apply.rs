@@ -6,10 +6,10 @@
 //! for the group, plus a single `replay_from` for its last record), so the lock is held for
 //! memory work only, and RocksDB's write is off the path of the journal's group commit: it
 //! runs on the core the fsync leaves free, while writers go straight on to wait for their
-//! fsync. The thread lets batches gather for up to 2 ms (or 256 KiB) rather than wake for each;
-//! a writer that finds 16 MiB queued writes the queue itself, so it stays bounded. A reader
-//! applies what is queued before it reads, so it never sees an index entry whose record RocksDB
-//! does not have yet.
+//! fsync, which is usually long enough for the batch to be in RocksDB when it ends. A writer
+//! returns only once its batch is (see `Applier::wait_applied`); one that finds 16 MiB queued
+//! writes the queue itself, so it stays bounded. A reader applies what is queued before it
+//! reads, so it never sees an index entry whose record RocksDB does not have yet.
 //!
 //! Merging relies on RocksDB's `WriteBatch` representation, stable since LevelDB: a 12-byte
 //! header (sequence `fixed64`, record count `fixed32`, both little-endian) and the records one
@@ -30,14 +30,6 @@ use crate::journal::Applied;
 /// The `WriteBatch` header: sequence number and record count.
 const HEADER: usize = 12;
 
-/// How long queued batches wait for more before the apply thread writes them, unless
-/// [`WAKE_BYTES`] gathered first. Nothing waits on it: a reader writes the queue itself first.
-/// It spares a thread wake-up (two context switches) per write of a lone writer.
-const APPLY_DELAY: std::time::Duration = std::time::Duration::from_millis(2);
-
-/// Queued bytes that wake the apply thread at once.
-const WAKE_BYTES: usize = 256 * 1024;
-
 /// Queued bytes past which a writer writes the queue itself before it returns: the queue
 /// stays bounded however far RocksDB falls behind (a stall while it compacts, say).
 const FULL_BYTES: usize = 16 * 1024 * 1024;
@@ -53,7 +45,6 @@ struct Queued {
 }
 
 /// The queue and the right to apply it.
-#[derive(Default)]
 pub(crate) struct Applier {
     queued: Mutex<Queued>,
     /// Held by the one writing the queue to RocksDB, so groups reach it in journal order.
@@ -61,9 +52,70 @@ pub(crate) struct Applier {
     /// Wakes the apply thread (paired with `queued`).
     work: Condvar,
     stop: AtomicBool,
+    /// The last journal record written to RocksDB.
+    applied: Arc<Applied>,
+    failure: Failure,
+    /// Told after every pass, written or failed: writers wait on it for their batch.
+    done: tokio::sync::Notify,
+    /// Whether RocksDB logs the batches (not while the journal is replayed at open: see
+    /// `journal::apply_from`).
+    wal: bool,
 }
 
 impl Applier {
+    pub(crate) fn new(applied: Arc<Applied>, failure: Failure) -> Applier {
+        Applier {
+            queued: Mutex::default(),
+            applying: Mutex::new(()),
+            work: Condvar::new(),
+            stop: AtomicBool::new(false),
+            applied,
+            failure,
+            done: tokio::sync::Notify::new(),
+            wal: true,
+        }
+    }
+
+    /// For replaying the journal at open: RocksDB does not log these batches (they would take
+    /// the disk space a second time); the caller flushes them to tables before anything else
+    /// is written.
+    pub(crate) fn for_replay() -> Applier {
+        Applier {
+            wal: false,
+            ..Applier::new(Arc::default(), Failure::default())
+        }
+    }
+
+    /// Records a refused write: the store refuses writes from now on and rebuilds its index
+    /// from what RocksDB holds; writers waiting for their batch are told.
+    pub(crate) fn fail(&self, why: &str) {
+        self.failure
+            .refused
+            .lock()
+            .get_or_insert_with(|| why.to_owned());
+        self.failure.index_stale.store(true, Ordering::Release);
+        self.done.notify_waiters();
+    }
+
+    /// Waits until the batch whose journal record is at `at` is in RocksDB: an acknowledged
+    /// write is then readable from RocksDB too, even if a later write to RocksDB fails (a full
+    /// disk) and the index is rebuilt from it. Writes the queue itself when no one else is.
+    pub(crate) async fn wait_applied(&self, db: &DB, at: Location) -> crate::error::Result<()> {
+        loop {
+            let mut notified = std::pin::pin!(self.done.notified());
+            notified.as_mut().enable();
+            if self.applied.get() >= at {
+                return Ok(());
+            }
+            if let Some(why) = self.failure.refused.lock().clone() {
+                return Err(LevelDbError::Refused(why));
+            }
+            if !self.try_write_all(db) {
+                notified.await;
+            }
+        }
+    }
+
     /// Queues a batch whose journal record is at `at`. Called under the store's lock, in
     /// journal order. Returns whether the queue is full: the caller then writes it (after
     /// releasing the store's lock).
@@ -77,13 +129,12 @@ impl Applier {
         if q.rep.is_empty() {
             q.rep.resize(HEADER, 0);
         }
-        let before = q.rep.len();
         q.rep.extend_from_slice(records);
         q.count = q.count.saturating_add(count);
         q.last = Some(at);
         let after = q.rep.len();
         drop(q);
-        if was_empty || (before < WAKE_BYTES && after >= WAKE_BYTES) {
+        if was_empty {
             self.work.notify_one();
         }
         Ok(after >= FULL_BYTES)
@@ -92,9 +143,59 @@ impl Applier {
     /// Writes what is queued, waiting for the apply thread if it is doing it (a reader must
     /// see it). Returns the journal location of the last batch this call wrote, if any.
     pub(crate) fn apply_all(&self, db: &DB) -> Result<Option<Location>> {
+        let guard = self.applying.lock();
+        let written = self.write_all(db);
+        drop(guard);
+        if let Err(e) = &written {
+            self.fail(&e.to_string());
+        }
+        self.done.notify_waiters();
+        written
+    }
+
+    /// Writes everything queued unless someone else is at it; returns whether it did.
+    fn try_write_all(&self, db: &DB) -> bool {
+        let Some(guard) = self.applying.try_lock() else {
+            return false;
+        };
+        let written = self.write_all(db);
+        drop(guard);
+        if let Err(e) = written {
+            self.fail(&e.to_string());
+        }
+        self.done.notify_waiters();
+        true
+    }
+
+    /// Writes and syncs RocksDB's log (for the journal's collector). Returns false, touching
+    /// nothing, once a write to RocksDB failed: after an I/O error RocksDB's log writer must
+    /// not be used again (Debian's librocksdb asserts, aborting the process). Under
+    /// `applying`, so no write to RocksDB runs beside it.
+    pub(crate) fn sync_log(&self, db: &DB) -> Result<bool> {
         let _guard = self.applying.lock();
+        if self.failure.refused.lock().is_some() {
+            return Ok(false);
+        }
+        match db.flush_wal(true) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let e =
+                    LevelDbError::rocks("syncing RocksDB's log before deleting journal files", e);
+                self.fail(&e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes everything queued; the caller holds `applying`. Refused, touching nothing, once
+    /// a write to RocksDB failed (see `sync_log`).
+    fn write_all(&self, db: &DB) -> Result<Option<Location>> {
+        if let Some(why) = self.failure.refused.lock().clone() {
+            return Err(LevelDbError::Refused(why));
+        }
         let mut last = None;
         while let Some(at) = self.write_queued(db)? {
+            self.applied.set(at);
             last = Some(at);
         }
         Ok(last)
@@ -120,14 +221,17 @@ impl Applier {
         let mut batch = WriteBatch::from_data(&rep);
         crate::journal::mark(db, &mut batch, at)?;
         // Not synced: the journal record is what survives a crash (see journal.rs).
-        db.write_opt(batch, &crate::journal::write_options())
+        let mut opts = crate::journal::write_options();
+        opts.disable_wal(!self.wal);
+        db.write_opt(batch, &opts)
             .map_err(|e| LevelDbError::rocks("writing a batch", e))?;
         Ok(Some(at))
     }
 }
 
-/// Where the apply thread reports a refused write: the store refuses writes from then on, and
+/// Where a refused write to RocksDB is reported: the store refuses writes from then on, and
 /// rebuilds its index from what RocksDB holds.
+#[derive(Default)]
 pub(crate) struct Failure {
     pub(crate) refused: Arc<Mutex<Option<String>>>,
     pub(crate) index_stale: Arc<AtomicBool>,
@@ -141,16 +245,11 @@ pub(crate) struct ApplyThread {
 }
 
 impl ApplyThread {
-    pub(crate) fn start(
-        applier: Arc<Applier>,
-        db: Arc<DB>,
-        applied: Arc<Applied>,
-        failure: Failure,
-    ) -> std::io::Result<ApplyThread> {
+    pub(crate) fn start(applier: Arc<Applier>, db: Arc<DB>) -> std::io::Result<ApplyThread> {
         let for_thread = applier.clone();
         let thread = std::thread::Builder::new()
             .name("leveldb-apply".into())
-            .spawn(move || apply_loop(&for_thread, &db, &applied, &failure))?;
+            .spawn(move || apply_loop(&for_thread, &db))?;
         Ok(ApplyThread {
             applier,
             thread: Mutex::new(Some(thread)),
@@ -178,7 +277,7 @@ impl Drop for ApplyThread {
     }
 }
 
-fn apply_loop(applier: &Applier, db: &DB, applied: &Applied, failure: &Failure) {
+fn apply_loop(applier: &Applier, db: &DB) {
     loop {
         {
             let mut q = applier.queued.lock();
@@ -188,23 +287,12 @@ fn apply_loop(applier: &Applier, db: &DB, applied: &Applied, failure: &Failure) 
             if q.last.is_none() {
                 return;
             }
-            // Let more gather (see APPLY_DELAY); a full enough queue or a stop wakes this early.
-            if q.rep.len() < WAKE_BYTES && !applier.stop.load(Ordering::Acquire) {
-                applier.work.wait_for(&mut q, APPLY_DELAY);
-            }
         }
-        match applier.apply_all(db) {
-            Ok(Some(at)) => applied.set(at),
-            Ok(None) => {}
-            Err(e) => {
-                let why = e.to_string();
-                tracing::error!("leveldb: writing journaled batches to RocksDB: {why}");
-                failure.refused.lock().get_or_insert(why);
-                failure.index_stale.store(true, Ordering::Release);
-                // Nothing more reaches RocksDB until the store is reopened (which replays the
-                // journal): drop what is queued rather than fail on it again.
-                let _ = applier.take_all();
-            }
+        if let Err(e) = applier.apply_all(db) {
+            tracing::error!("leveldb: writing journaled batches to RocksDB: {e}");
+            // Nothing more reaches RocksDB until the store is reopened (which replays the
+            // journal): drop what is queued rather than fail on it again.
+            let _ = applier.take_all();
         }
     }
 }
@@ -228,20 +316,16 @@ mod tests {
         o.create_if_missing(true);
         o.create_missing_column_families(true);
         let db = DB::open_cf(&o, dir.path(), ["meta"]).expect("open");
-        let applier = Applier::default();
+        let applier = Applier::new(Arc::default(), Failure::default());
         for (n, (k, v)) in [("a", "1"), ("b", "2"), ("a", "3")].iter().enumerate() {
             let mut b = WriteBatch::default();
             b.put(k, v);
             b.put(format!("{k}{n}"), v);
-            applier
-                .push(
-                    b.data(),
-                    Location {
-                        file: 1,
-                        offset: n as u32,
-                    },
-                )
-                .expect("push");
+            let at = Location {
+                file: 1,
+                offset: n as u32,
+            };
+            assert!(!applier.push(b.data(), at).expect("push"), "not full");
         }
         let last = applier.apply_all(&db).expect("apply");
         assert_eq!(last, Some(Location { file: 1, offset: 2 }));
@@ -252,7 +336,22 @@ mod tests {
         assert!(applier.push(&[0; 5], Location::default()).is_err());
     }
 
-    fn full(applier: &Applier) -> bool {
-        applier.queued.lock().rep.len() >= FULL_BYTES
+    #[test]
+    fn a_queue_past_its_bound_says_so() {
+        let applier = Applier::new(Arc::default(), Failure::default());
+        let mut b = WriteBatch::default();
+        b.put("k", vec![0u8; 1 << 20]);
+        let full: Vec<bool> = (0..17)
+            .map(|n| {
+                applier
+                    .push(b.data(), Location { file: 1, offset: n })
+                    .expect("push")
+            })
+            .collect();
+        assert_eq!(
+            full.iter().position(|f| *f),
+            Some(15),
+            "16 MiB queued is full"
+        );
     }
 }

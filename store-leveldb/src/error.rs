@@ -39,6 +39,9 @@ pub enum LevelDbError {
     /// failure).
     #[error(transparent)]
     Journal(#[from] store_journal::JournalError),
+    /// The store refuses writes since RocksDB refused one (reopen to go on).
+    #[error("the store refuses writes since RocksDB refused one: {0}")]
+    Refused(String),
     /// File-system access outside RocksDB (creating the directory, measuring it).
     #[error("I/O error on {path}: {source}")]
     Io {
@@ -91,6 +94,7 @@ impl From<LevelDbError> for StoreError {
                 reason: e.to_string(),
             },
             LevelDbError::Journal(e) => e.into(),
+            LevelDbError::Refused(why) => StoreError::Poisoned(why),
             LevelDbError::Io { path, source } => {
                 StoreError::io(format!("accessing {}", path.display()), source)
             }

@@ -131,15 +131,32 @@ pub(crate) fn replay(db: &DB, journal: &Journal) -> Result<(Location, u64)> {
 fn apply_from(db: &DB, journal: &Journal, from: Location) -> Result<(Location, u64)> {
     let mut applied = from;
     let mut count = 0;
-    let opts = write_options();
+    // Merged as the apply thread merges them: one RocksDB write per 16 MiB of records instead
+    // of one per record (a crash can leave tens of thousands to replay). Not logged by RocksDB
+    // (after a full disk, a second copy in its log is what would not fit): flushed to tables
+    // below instead, before anything else is written. A crash before that flush ends replays
+    // them again; the flush goes column family by column family with `meta` (and its
+    // `replay_from`) last, so a crash in between replays from the old position, over column
+    // families that already hold the records (replaying a batch again is idempotent: puts and
+    // deletes of whole values).
+    let applier = crate::apply::Applier::for_replay();
     for record in journal.replay(from) {
         let (at, data) = record?;
-        let mut batch = WriteBatch::from_data(&data);
-        mark(db, &mut batch, at)?;
-        db.write_opt(batch, &opts)
-            .map_err(|e| LevelDbError::rocks("applying a journal record", e))?;
+        if applier.push(&data, at)? {
+            applier.apply_all(db)?;
+        }
         applied = after(at);
         count += 1;
+    }
+    applier.apply_all(db)?;
+    if count > 0 {
+        for cf in Cf::ALL {
+            let h = db
+                .cf_handle(cf.name())
+                .ok_or(LevelDbError::MissingColumnFamily(cf.name()))?;
+            db.flush_cf(h)
+                .map_err(|e| LevelDbError::rocks("flushing replayed journal records", e))?;
+        }
     }
     Ok((applied, count))
 }
@@ -154,7 +171,7 @@ impl Applied {
         self.0.fetch_max(v, Ordering::Release);
     }
 
-    fn get(&self) -> Location {
+    pub(crate) fn get(&self) -> Location {
         let v = self.0.load(Ordering::Acquire);
         Location {
             file: (v >> 32) as u32,
@@ -172,9 +189,8 @@ struct Signal {
 struct Inner {
     signal: Mutex<Signal>,
     wake: Condvar,
-    /// Why RocksDB's log must not be synced any more (a write to it failed: Debian's
-    /// librocksdb asserts if it is), set by the store.
-    refused: Arc<Mutex<Option<String>>>,
+    /// Syncs RocksDB's log under the applier's lock (see `Applier::sync_log`).
+    applier: Arc<crate::apply::Applier>,
 }
 
 /// The thread that deletes journal files RocksDB no longer needs.
@@ -188,7 +204,7 @@ impl Collector {
         db: Arc<DB>,
         journal: Arc<Journal>,
         applied: Arc<Applied>,
-        refused: Arc<Mutex<Option<String>>>,
+        applier: Arc<crate::apply::Applier>,
     ) -> std::io::Result<Collector> {
         let inner = Arc::new(Inner {
             signal: Mutex::new(Signal {
@@ -196,7 +212,7 @@ impl Collector {
                 stop: false,
             }),
             wake: Condvar::new(),
-            refused,
+            applier,
         });
         let for_thread = inner.clone();
         let thread = std::thread::Builder::new()
@@ -262,16 +278,12 @@ fn collect(inner: &Inner, db: &DB, journal: &Journal, applied: &Applied) -> Resu
     if old.is_empty() {
         return Ok(());
     }
-    let refused = inner.refused.lock().is_some();
-    if refused {
-        return Ok(());
-    }
     // Everything applied before `upto` was read, so its batches are in RocksDB's memtables and
     // log buffer; this writes and syncs that log, after which the batches survive without the
     // journal (RocksDB replays them, or its flushed tables hold them).
-    db.flush_wal(true).map_err(|e| {
-        LevelDbError::rocks("syncing RocksDB's log before deleting journal files", e)
-    })?;
+    if !inner.applier.sync_log(db)? {
+        return Ok(());
+    }
     journal.delete_files(&old)?;
     tracing::debug!(files = ?old, "leveldb: deleted journal files");
     Ok(())

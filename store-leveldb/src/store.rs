@@ -12,7 +12,7 @@ use store_api::{
     Destination, Message, OrderKey, PersistenceAdapter, PreparedTransaction, QueueStore, Result,
     StoreError, TopicStore, TransactionId, TxOp, Xid,
 };
-use store_journal::{Completion, Journal};
+use store_journal::{Completion, Journal, Location};
 
 use crate::apply::{Applier, ApplyThread, Failure};
 use crate::batch::Batch;
@@ -52,7 +52,6 @@ pub(crate) struct Shared {
     /// RocksDB agree on one order of writes (an ack never precedes the add it acknowledges).
     pub(crate) state: Mutex<Option<Open>>,
     journal: Arc<Journal>,
-    applied: Arc<Applied>,
     collector: Collector,
     applier: Arc<Applier>,
     apply_thread: ApplyThread,
@@ -65,14 +64,25 @@ pub(crate) struct Shared {
 }
 
 /// Waits for the journal's fsync covering a write, when the write asked for one.
-pub(crate) struct Pending(Option<Completion>);
+pub(crate) struct Pending(Option<Durable>);
+
+/// A write's journal fsync, and its batch's place in RocksDB.
+pub(crate) struct Durable {
+    completion: Completion,
+    applier: Arc<Applier>,
+    db: Arc<DB>,
+    at: Location,
+}
 
 impl Pending {
+    /// Resolves once the journal's fsync covered the write and its batch is in RocksDB (see
+    /// `Applier::wait_applied` for why the second).
     pub(crate) async fn durable(self) -> Result<()> {
-        match self.0 {
-            None => Ok(()),
-            Some(c) => Ok(c.await?),
-        }
+        let Some(d) = self.0 else {
+            return Ok(());
+        };
+        d.completion.await?;
+        Ok(d.applier.wait_applied(&d.db, d.at).await?)
     }
 }
 
@@ -133,7 +143,15 @@ impl Shared {
         }
         let waits = self.config.sync || wait == Wait::Forced;
         if waits {
-            Ok((out, Pending(Some(completion))))
+            Ok((
+                out,
+                Pending(Some(Durable {
+                    completion,
+                    applier: self.applier.clone(),
+                    db,
+                    at,
+                })),
+            ))
         } else {
             // Dropping it writes the group this append may have taken, without waiting.
             drop(completion);
@@ -142,23 +160,10 @@ impl Shared {
     }
 
     /// Writes the queued batches to RocksDB now, waiting for the apply thread if it is at it.
+    /// A failure is recorded by the applier (writes refused, index to rebuild).
     fn apply(&self, db: &DB) -> Result<()> {
-        match self.applier.apply_all(db) {
-            Ok(Some(at)) => {
-                self.applied.set(at);
-                Ok(())
-            }
-            Ok(None) => Ok(()),
-            Err(e) => {
-                // RocksDB refused a group (its disk is full, say). The journal holds it, and
-                // the next open replays it; until then the index, which holds the change, is
-                // rebuilt from the database at the next call, and writes are refused.
-                let why = e.to_string();
-                self.refuse(&why);
-                self.index_stale.store(true, Ordering::Release);
-                Err(StoreError::Poisoned(why))
-            }
-        }
+        self.applier.apply_all(db)?;
+        Ok(())
     }
 
     fn refuse(&self, why: &str) {
@@ -297,6 +302,13 @@ fn options(config: &LevelDbConfig) -> Result<Options, LevelDbError> {
     // (see journal.rs), so point-in-time recovery is the right mode here.
     o.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
     o.set_manual_wal_flush(true);
+    // RocksDB reserves 4 MiB for each new MANIFEST; on a small disk (and after a full disk,
+    // when the reopen writes a new one) that is no more than a journal file.
+    o.set_manifest_preallocation_size(
+        usize::try_from(config.log_size)
+            .unwrap_or(usize::MAX)
+            .min(4 << 20),
+    );
     // Bounds RocksDB's own replay at open: past this, the memtables that pin old logs (the
     // small column families fill slowly) are flushed.
     o.set_max_total_wal_size(
@@ -370,6 +382,18 @@ impl LevelDbStore {
         let db = Arc::new(db);
         let journal = Arc::new(crate::journal::open(&config)?);
         let (applied_to, replayed) = crate::journal::replay(&db, &journal)?;
+        // Journal files RocksDB now holds all of go before anything else is written: after a
+        // full disk they are what keeps it full.
+        let old: Vec<u32> = journal
+            .file_ids()
+            .into_iter()
+            .filter(|&id| id < applied_to.file)
+            .collect();
+        if !old.is_empty() {
+            db.flush_wal(true)
+                .map_err(|e| LevelDbError::rocks("syncing RocksDB's log at open", e))?;
+            journal.delete_files(&old)?;
+        }
         let index = crate::recovery::load(&db, config.verify_checksums)?;
         let applied = Arc::new(Applied::default());
         applied.set(applied_to);
@@ -379,24 +403,21 @@ impl LevelDbStore {
         };
         let refused = Arc::new(Mutex::new(None));
         let index_stale = Arc::new(AtomicBool::new(false));
-        let collector = Collector::start(
-            db.clone(),
-            journal.clone(),
-            applied.clone(),
-            refused.clone(),
-        )
-        .map_err(io)?;
-        let applier = Arc::new(Applier::default());
-        let apply_thread = ApplyThread::start(
-            applier.clone(),
-            db.clone(),
+        let applier = Arc::new(Applier::new(
             applied.clone(),
             Failure {
                 refused: refused.clone(),
                 index_stale: index_stale.clone(),
             },
+        ));
+        let collector = Collector::start(
+            db.clone(),
+            journal.clone(),
+            applied.clone(),
+            applier.clone(),
         )
         .map_err(io)?;
+        let apply_thread = ApplyThread::start(applier.clone(), db.clone()).map_err(io)?;
         Ok(LevelDbStore {
             shared: Arc::new(Shared {
                 config,
@@ -406,7 +427,6 @@ impl LevelDbStore {
                     last_file: applied_to.file,
                 })),
                 journal,
-                applied,
                 collector,
                 applier,
                 apply_thread,
