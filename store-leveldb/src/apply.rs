@@ -219,7 +219,11 @@ impl Applier {
         };
         rep[8..HEADER].copy_from_slice(&count.to_le_bytes());
         let mut batch = WriteBatch::from_data(&rep);
-        crate::journal::mark(db, &mut batch, at)?;
+        // A replay at open sets `replay_from` once, after the other column families are flushed
+        // (see `journal::apply_from`).
+        if self.wal {
+            crate::journal::mark(db, &mut batch, at)?;
+        }
         // Not synced: the journal record is what survives a crash (see journal.rs).
         let mut opts = crate::journal::write_options();
         opts.disable_wal(!self.wal);

@@ -133,30 +133,41 @@ fn apply_from(db: &DB, journal: &Journal, from: Location) -> Result<(Location, u
     let mut count = 0;
     // Merged as the apply thread merges them: one RocksDB write per 16 MiB of records instead
     // of one per record (a crash can leave tens of thousands to replay). Not logged by RocksDB
-    // (after a full disk, a second copy in its log is what would not fit): flushed to tables
-    // below instead, before anything else is written. A crash before that flush ends replays
-    // them again; the flush goes column family by column family with `meta` (and its
-    // `replay_from`) last, so a crash in between replays from the old position, over column
-    // families that already hold the records (replaying a batch again is idempotent: puts and
-    // deletes of whole values).
+    // (after a full disk, a second copy in its log is what would not fit), and without
+    // `replay_from`: the other column families are flushed to tables first, then
+    // `replay_from` is written and its column family flushed. A crash before that replays from
+    // the old position again, over column families that may already hold the records
+    // (replaying a batch again is idempotent: puts and deletes of whole values).
     let applier = crate::apply::Applier::for_replay();
+    let mut last = None;
     for record in journal.replay(from) {
         let (at, data) = record?;
         if applier.push(&data, at)? {
             applier.apply_all(db)?;
         }
+        last = Some(at);
         applied = after(at);
         count += 1;
     }
     applier.apply_all(db)?;
-    if count > 0 {
-        for cf in Cf::ALL {
+    if let Some(at) = last {
+        let flush = |cf: Cf| {
             let h = db
                 .cf_handle(cf.name())
                 .ok_or(LevelDbError::MissingColumnFamily(cf.name()))?;
             db.flush_cf(h)
-                .map_err(|e| LevelDbError::rocks("flushing replayed journal records", e))?;
+                .map_err(|e| LevelDbError::rocks("flushing replayed journal records", e))
+        };
+        for cf in Cf::ALL.into_iter().filter(|c| *c != Cf::Meta) {
+            flush(cf)?;
         }
+        let mut batch = WriteBatch::default();
+        mark(db, &mut batch, at)?;
+        let mut opts = write_options();
+        opts.disable_wal(true);
+        db.write_opt(batch, &opts)
+            .map_err(|e| LevelDbError::rocks("recording the replay position", e))?;
+        flush(Cf::Meta)?;
     }
     Ok((applied, count))
 }
