@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use rocksdb::{DB, WriteBatch};
 use store_journal::Location;
 
@@ -53,8 +53,13 @@ pub(crate) struct Applier {
     work: Condvar,
     stop: AtomicBool,
     /// The last journal record written to RocksDB.
-    applied: Arc<Applied>,
-    failure: Failure,
+    applied: Applied,
+    /// Why RocksDB refused a write: the store refuses writes from then on, and nothing touches
+    /// RocksDB's log again.
+    refused: Mutex<Option<String>>,
+    /// Set when a write failed after the index took it: the store's next call rebuilds the
+    /// index from what RocksDB holds.
+    index_stale: AtomicBool,
     /// Told after every pass, written or failed: writers wait on it for their batch.
     done: tokio::sync::Notify,
     /// Whether RocksDB logs the batches (not while the journal is replayed at open: see
@@ -63,17 +68,21 @@ pub(crate) struct Applier {
 }
 
 impl Applier {
-    pub(crate) fn new(applied: Arc<Applied>, failure: Failure) -> Applier {
-        Applier {
+    /// An applier whose records before `applied` are in RocksDB already.
+    pub(crate) fn new(applied: Location) -> Applier {
+        let a = Applier {
             queued: Mutex::default(),
             applying: Mutex::new(()),
             work: Condvar::new(),
             stop: AtomicBool::new(false),
-            applied,
-            failure,
+            applied: Applied::default(),
+            refused: Mutex::new(None),
+            index_stale: AtomicBool::new(false),
             done: tokio::sync::Notify::new(),
             wal: true,
-        }
+        };
+        a.applied.set(applied);
+        a
     }
 
     /// For replaying the journal at open: RocksDB does not log these batches (they would take
@@ -82,19 +91,36 @@ impl Applier {
     pub(crate) fn for_replay() -> Applier {
         Applier {
             wal: false,
-            ..Applier::new(Arc::default(), Failure::default())
+            ..Applier::new(Location::default())
         }
     }
 
     /// Records a refused write: the store refuses writes from now on and rebuilds its index
     /// from what RocksDB holds; writers waiting for their batch are told.
     pub(crate) fn fail(&self, why: &str) {
-        self.failure
-            .refused
-            .lock()
-            .get_or_insert_with(|| why.to_owned());
-        self.failure.index_stale.store(true, Ordering::Release);
+        self.refused.lock().get_or_insert_with(|| why.to_owned());
+        self.mark_stale();
         self.done.notify_waiters();
+    }
+
+    /// Why RocksDB refused a write, if it did.
+    pub(crate) fn refusal(&self) -> Option<String> {
+        self.refused.lock().clone()
+    }
+
+    /// The index holds a change that did not reach the store: rebuild it at the next call.
+    pub(crate) fn mark_stale(&self) {
+        self.index_stale.store(true, Ordering::Release);
+    }
+
+    /// Whether the index is to be rebuilt (once: this clears it).
+    pub(crate) fn take_stale(&self) -> bool {
+        self.index_stale.swap(false, Ordering::AcqRel)
+    }
+
+    /// The last journal record written to RocksDB (or the open's replay position).
+    pub(crate) fn applied(&self) -> Location {
+        self.applied.get()
     }
 
     /// Waits until the batch whose journal record is at `at` is in RocksDB: an acknowledged
@@ -107,7 +133,7 @@ impl Applier {
             if self.applied.get() >= at {
                 return Ok(());
             }
-            if let Some(why) = self.failure.refused.lock().clone() {
+            if let Some(why) = self.refusal() {
                 return Err(LevelDbError::Refused(why));
             }
             if !self.try_write_all(db) {
@@ -143,7 +169,24 @@ impl Applier {
     /// Writes what is queued, waiting for the apply thread if it is doing it (a reader must
     /// see it). Returns the journal location of the last batch this call wrote, if any.
     pub(crate) fn apply_all(&self, db: &DB) -> Result<Option<Location>> {
-        let guard = self.applying.lock();
+        self.pass(self.applying.lock(), db)
+    }
+
+    /// Writes everything queued unless someone else is at it; returns whether it did.
+    fn try_write_all(&self, db: &DB) -> bool {
+        match self.applying.try_lock() {
+            Some(guard) => {
+                // A failure is recorded by `pass`; waiters read it from `refusal`.
+                let _ = self.pass(guard, db);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// One pass over the queue under `applying`: writes it, records a failure, and tells the
+    /// writers waiting for their batch.
+    fn pass(&self, guard: MutexGuard<'_, ()>, db: &DB) -> Result<Option<Location>> {
         let written = self.write_all(db);
         drop(guard);
         if let Err(e) = &written {
@@ -153,27 +196,13 @@ impl Applier {
         written
     }
 
-    /// Writes everything queued unless someone else is at it; returns whether it did.
-    fn try_write_all(&self, db: &DB) -> bool {
-        let Some(guard) = self.applying.try_lock() else {
-            return false;
-        };
-        let written = self.write_all(db);
-        drop(guard);
-        if let Err(e) = written {
-            self.fail(&e.to_string());
-        }
-        self.done.notify_waiters();
-        true
-    }
-
     /// Writes and syncs RocksDB's log (for the journal's collector). Returns false, touching
     /// nothing, once a write to RocksDB failed: after an I/O error RocksDB's log writer must
     /// not be used again (Debian's librocksdb asserts, aborting the process). Under
     /// `applying`, so no write to RocksDB runs beside it.
     pub(crate) fn sync_log(&self, db: &DB) -> Result<bool> {
         let _guard = self.applying.lock();
-        if self.failure.refused.lock().is_some() {
+        if self.refused.lock().is_some() {
             return Ok(false);
         }
         match db.flush_wal(true) {
@@ -190,7 +219,7 @@ impl Applier {
     /// Writes everything queued; the caller holds `applying`. Refused, touching nothing, once
     /// a write to RocksDB failed (see `sync_log`).
     fn write_all(&self, db: &DB) -> Result<Option<Location>> {
-        if let Some(why) = self.failure.refused.lock().clone() {
+        if let Some(why) = self.refusal() {
             return Err(LevelDbError::Refused(why));
         }
         let mut last = None;
@@ -231,14 +260,6 @@ impl Applier {
             .map_err(|e| LevelDbError::rocks("writing a batch", e))?;
         Ok(Some(at))
     }
-}
-
-/// Where a refused write to RocksDB is reported: the store refuses writes from then on, and
-/// rebuilds its index from what RocksDB holds.
-#[derive(Default)]
-pub(crate) struct Failure {
-    pub(crate) refused: Arc<Mutex<Option<String>>>,
-    pub(crate) index_stale: Arc<AtomicBool>,
 }
 
 /// The thread that writes queued batches to RocksDB. Stopped (and joined) when dropped, so
@@ -320,7 +341,7 @@ mod tests {
         o.create_if_missing(true);
         o.create_missing_column_families(true);
         let db = DB::open_cf(&o, dir.path(), ["meta"]).expect("open");
-        let applier = Applier::new(Arc::default(), Failure::default());
+        let applier = Applier::new(Location::default());
         for (n, (k, v)) in [("a", "1"), ("b", "2"), ("a", "3")].iter().enumerate() {
             let mut b = WriteBatch::default();
             b.put(k, v);
@@ -342,7 +363,7 @@ mod tests {
 
     #[test]
     fn a_queue_past_its_bound_says_so() {
-        let applier = Applier::new(Arc::default(), Failure::default());
+        let applier = Applier::new(Location::default());
         let mut b = WriteBatch::default();
         b.put("k", vec![0u8; 1 << 20]);
         let full: Vec<bool> = (0..17)

@@ -65,10 +65,7 @@ impl<V> Default for Messages<V> {
 
 impl<V> Messages<V> {
     pub(crate) fn insert(&mut self, order: OrderKey, entry: &Entry, value: V) {
-        self.bytes += entry.size;
-        if entry.expiration != 0 {
-            self.expiring.insert((entry.expiration, order));
-        }
+        self.count(order, entry);
         self.by_id.insert(entry.id.clone(), order);
         self.by_order.insert(order, value);
     }
@@ -84,11 +81,7 @@ impl<V> Messages<V> {
         ids: HashMap<MessageId, OrderKey>,
     ) {
         for (order, v) in &items {
-            let e = entry(v);
-            self.bytes += e.size;
-            if e.expiration != 0 {
-                self.expiring.insert((e.expiration, *order));
-            }
+            self.count(*order, entry(v));
         }
         if self.by_id.is_empty() {
             self.by_id = ids;
@@ -100,6 +93,14 @@ impl<V> Messages<V> {
             self.by_order = items.into_iter().collect();
         } else {
             self.by_order.extend(items);
+        }
+    }
+
+    /// Counts a message's bytes, and its expiration if it has one.
+    fn count(&mut self, order: OrderKey, entry: &Entry) {
+        self.bytes += entry.size;
+        if entry.expiration != 0 {
+            self.expiring.insert((entry.expiration, order));
         }
     }
 

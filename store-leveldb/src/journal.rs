@@ -31,6 +31,7 @@ use parking_lot::{Condvar, Mutex};
 use rocksdb::{DB, WriteBatch, WriteOptions};
 use store_journal::{Journal, JournalConfig, Location, SyncPolicy};
 
+use crate::apply::Applier;
 use crate::config::LevelDbConfig;
 use crate::error::{LevelDbError, Result};
 use crate::keys::{self, Cf};
@@ -129,7 +130,6 @@ pub(crate) fn replay(db: &DB, journal: &Journal) -> Result<(Location, u64)> {
 }
 
 fn apply_from(db: &DB, journal: &Journal, from: Location) -> Result<(Location, u64)> {
-    let mut applied = from;
     let mut count = 0;
     // Merged as the apply thread merges them: one RocksDB write per 16 MiB of records instead
     // of one per record (a crash can leave tens of thousands to replay). Not logged by RocksDB
@@ -146,7 +146,6 @@ fn apply_from(db: &DB, journal: &Journal, from: Location) -> Result<(Location, u
             applier.apply_all(db)?;
         }
         last = Some(at);
-        applied = after(at);
         count += 1;
     }
     applier.apply_all(db)?;
@@ -169,10 +168,10 @@ fn apply_from(db: &DB, journal: &Journal, from: Location) -> Result<(Location, u
             .map_err(|e| LevelDbError::rocks("recording the replay position", e))?;
         flush(Cf::Meta)?;
     }
-    Ok((applied, count))
+    Ok((last.map_or(from, after), count))
 }
 
-/// The last applied record's position, shared with the collector (`file << 32 | offset`).
+/// The last applied record's position (`file << 32 | offset`), read by the collector.
 #[derive(Default)]
 pub(crate) struct Applied(AtomicU64);
 
@@ -200,8 +199,6 @@ struct Signal {
 struct Inner {
     signal: Mutex<Signal>,
     wake: Condvar,
-    /// Syncs RocksDB's log under the applier's lock (see `Applier::sync_log`).
-    applier: Arc<crate::apply::Applier>,
 }
 
 /// The thread that deletes journal files RocksDB no longer needs.
@@ -211,24 +208,20 @@ pub(crate) struct Collector {
 }
 
 impl Collector {
+    /// Starts the thread; its first pass is asked for when a journal file is sealed.
     pub(crate) fn start(
         db: Arc<DB>,
         journal: Arc<Journal>,
-        applied: Arc<Applied>,
-        applier: Arc<crate::apply::Applier>,
+        applier: Arc<Applier>,
     ) -> std::io::Result<Collector> {
         let inner = Arc::new(Inner {
-            signal: Mutex::new(Signal {
-                wanted: true,
-                stop: false,
-            }),
+            signal: Mutex::new(Signal::default()),
             wake: Condvar::new(),
-            applier,
         });
         let for_thread = inner.clone();
         let thread = std::thread::Builder::new()
             .name("leveldb-journal-gc".into())
-            .spawn(move || collect_loop(&for_thread, &db, &journal, &applied))?;
+            .spawn(move || collect_loop(&for_thread, &db, &journal, &applier))?;
         Ok(Collector {
             inner,
             thread: Mutex::new(Some(thread)),
@@ -259,7 +252,7 @@ impl Drop for Collector {
     }
 }
 
-fn collect_loop(inner: &Inner, db: &DB, journal: &Journal, applied: &Applied) {
+fn collect_loop(inner: &Inner, db: &DB, journal: &Journal, applier: &Applier) {
     loop {
         {
             let mut s = inner.signal.lock();
@@ -271,16 +264,17 @@ fn collect_loop(inner: &Inner, db: &DB, journal: &Journal, applied: &Applied) {
             }
             s.wanted = false;
         }
-        if let Err(e) = collect(inner, db, journal, applied) {
+        if let Err(e) = collect(applier, db, journal) {
             tracing::warn!("leveldb: deleting journal files: {e}");
         }
     }
 }
 
 /// One pass: every file before the last applied record's is deleted once RocksDB's log is
-/// synced past it.
-fn collect(inner: &Inner, db: &DB, journal: &Journal, applied: &Applied) -> Result<()> {
-    let upto = applied.get();
+/// synced past it. Also run at open, before anything is written: after a full disk these
+/// files are what keeps it full.
+pub(crate) fn collect(applier: &Applier, db: &DB, journal: &Journal) -> Result<()> {
+    let upto = applier.applied();
     let old: Vec<u32> = journal
         .file_ids()
         .into_iter()
@@ -292,7 +286,7 @@ fn collect(inner: &Inner, db: &DB, journal: &Journal, applied: &Applied) -> Resu
     // Everything applied before `upto` was read, so its batches are in RocksDB's memtables and
     // log buffer; this writes and syncs that log, after which the batches survive without the
     // journal (RocksDB replays them, or its flushed tables hold them).
-    if !inner.applier.sync_log(db)? {
+    if !applier.sync_log(db)? {
         return Ok(());
     }
     journal.delete_files(&old)?;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -14,13 +14,13 @@ use store_api::{
 };
 use store_journal::{Completion, Journal, Location};
 
-use crate::apply::{Applier, ApplyThread, Failure};
+use crate::apply::{Applier, ApplyThread};
 use crate::batch::Batch;
 use crate::config::LevelDbConfig;
 use crate::error::LevelDbError;
 use crate::handle::Handle;
 use crate::index::Index;
-use crate::journal::{Applied, Collector};
+use crate::journal::Collector;
 use crate::keys::{self, Cf};
 use crate::transaction::IndexProbe;
 
@@ -55,10 +55,6 @@ pub(crate) struct Shared {
     collector: Collector,
     applier: Arc<Applier>,
     apply_thread: ApplyThread,
-    /// Set when a write failed after the index took it: the next call rebuilds the index.
-    index_stale: Arc<AtomicBool>,
-    /// Why RocksDB refused a write; every later write is refused until reopened.
-    refused: Arc<Mutex<Option<String>>>,
     writes: AtomicU64,
     replayed: u64,
 }
@@ -124,10 +120,12 @@ impl Shared {
                 // The journal refused the batch (a full disk, say), but the index already
                 // holds the change: rebuild it from what the database has, so reads see only
                 // stored messages, and refuse every later write until the store is reopened.
-                if !matches!(e, LevelDbError::Journal(_)) {
-                    self.refuse(&e.to_string());
+                if matches!(e, LevelDbError::Journal(_)) {
+                    // The journal reports its own refusal.
+                    self.applier.mark_stale();
+                } else {
+                    self.applier.fail(&e.to_string());
                 }
-                self.index_stale.store(true, Ordering::Release);
                 self.heal_index(open);
                 return Err(StoreError::Poisoned(e.to_string()));
             }
@@ -166,14 +164,10 @@ impl Shared {
         Ok(())
     }
 
-    fn refuse(&self, why: &str) {
-        self.refused.lock().get_or_insert_with(|| why.to_owned());
-    }
-
     /// After a failed write, rebuilds the index from what RocksDB holds (keeping open
     /// transactions and the handles' cursors), so reads see only stored messages.
     fn heal_index(&self, open: &mut Open) {
-        if !self.index_stale.swap(false, Ordering::AcqRel) {
+        if !self.applier.take_stale() {
             return;
         }
         let transactions = std::mem::take(&mut open.index.transactions);
@@ -192,7 +186,7 @@ impl Shared {
     /// in place (the batches RocksDB took after the journal's failure are sorted out by the
     /// reopen's replay), so the broker says a restart is needed.
     fn refusal(&self) -> Option<store_api::WriteRefusal> {
-        let reason = match self.refused.lock().clone() {
+        let reason = match self.applier.refusal() {
             Some(reason) => reason,
             None => self.journal.refusal()?.reason,
         };
@@ -212,7 +206,7 @@ impl Shared {
         self.apply_thread.stop();
         self.collector.stop();
         let journal = self.journal.close();
-        if let Some(why) = self.refused.lock().clone() {
+        if let Some(why) = self.applier.refusal() {
             // RocksDB refuses to sync a log whose writer failed; the journal holds the rest.
             drop(open);
             return Err(StoreError::Poisoned(why));
@@ -382,41 +376,15 @@ impl LevelDbStore {
         let db = Arc::new(db);
         let journal = Arc::new(crate::journal::open(&config)?);
         let (applied_to, replayed) = crate::journal::replay(&db, &journal)?;
-        // Journal files RocksDB now holds all of go before anything else is written: after a
-        // full disk they are what keeps it full.
-        let old: Vec<u32> = journal
-            .file_ids()
-            .into_iter()
-            .filter(|&id| id < applied_to.file)
-            .collect();
-        if !old.is_empty() {
-            db.flush_wal(true)
-                .map_err(|e| LevelDbError::rocks("syncing RocksDB's log at open", e))?;
-            journal.delete_files(&old)?;
-        }
+        let applier = Arc::new(Applier::new(applied_to));
+        crate::journal::collect(&applier, &db, &journal)?;
         let index = crate::recovery::load(&db, config.verify_checksums)?;
-        let applied = Arc::new(Applied::default());
-        applied.set(applied_to);
         let io = |source| LevelDbError::Io {
             path: config.directory.clone(),
             source,
         };
-        let refused = Arc::new(Mutex::new(None));
-        let index_stale = Arc::new(AtomicBool::new(false));
-        let applier = Arc::new(Applier::new(
-            applied.clone(),
-            Failure {
-                refused: refused.clone(),
-                index_stale: index_stale.clone(),
-            },
-        ));
-        let collector = Collector::start(
-            db.clone(),
-            journal.clone(),
-            applied.clone(),
-            applier.clone(),
-        )
-        .map_err(io)?;
+        let collector =
+            Collector::start(db.clone(), journal.clone(), applier.clone()).map_err(io)?;
         let apply_thread = ApplyThread::start(applier.clone(), db.clone()).map_err(io)?;
         Ok(LevelDbStore {
             shared: Arc::new(Shared {
@@ -430,8 +398,6 @@ impl LevelDbStore {
                 collector,
                 applier,
                 apply_thread,
-                index_stale,
-                refused,
                 writes: AtomicU64::new(0),
                 replayed,
             }),
