@@ -169,13 +169,25 @@ impl Applier {
     /// Writes what is queued, waiting for the apply thread if it is doing it (a reader must
     /// see it). Returns the journal location of the last batch this call wrote, if any.
     pub(crate) fn apply_all(&self, db: &DB) -> Result<Option<Location>> {
-        self.pass(self.applying.lock(), db)
+        self.pass(self.lock_applying(), db)
+    }
+
+    /// Takes the right to write to RocksDB; see [`Applying`].
+    fn lock_applying(&self) -> Applying<'_> {
+        Applying {
+            guard: Some(self.applying.lock()),
+            done: &self.done,
+        }
     }
 
     /// Writes everything queued unless someone else is at it; returns whether it did.
     fn try_write_all(&self, db: &DB) -> bool {
         match self.applying.try_lock() {
             Some(guard) => {
+                let guard = Applying {
+                    guard: Some(guard),
+                    done: &self.done,
+                };
                 // A failure is recorded by `pass`; waiters read it from `refusal`.
                 let _ = self.pass(guard, db);
                 true
@@ -185,14 +197,14 @@ impl Applier {
     }
 
     /// One pass over the queue under `applying`: writes it, records a failure, and tells the
-    /// writers waiting for their batch.
-    fn pass(&self, guard: MutexGuard<'_, ()>, db: &DB) -> Result<Option<Location>> {
+    /// writers waiting for their batch (when `guard` is released, after the failure is
+    /// recorded, so that they read it).
+    fn pass(&self, guard: Applying<'_>, db: &DB) -> Result<Option<Location>> {
         let written = self.write_all(db);
-        drop(guard);
         if let Err(e) = &written {
             self.fail(&e.to_string());
         }
-        self.done.notify_waiters();
+        drop(guard);
         written
     }
 
@@ -201,7 +213,7 @@ impl Applier {
     /// not be used again (Debian's librocksdb asserts, aborting the process). Under
     /// `applying`, so no write to RocksDB runs beside it.
     pub(crate) fn sync_log(&self, db: &DB) -> Result<bool> {
-        let _guard = self.applying.lock();
+        let _guard = self.lock_applying();
         if self.refused.lock().is_some() {
             return Ok(false);
         }
@@ -259,6 +271,22 @@ impl Applier {
         db.write_opt(batch, &opts)
             .map_err(|e| LevelDbError::rocks("writing a batch", e))?;
         Ok(Some(at))
+    }
+}
+
+/// The right to write to RocksDB (`Applier::applying`). Whoever releases it tells the writers
+/// waiting for their batch (`Applier::wait_applied`): one that found it taken (by a pass, or
+/// by the collector syncing RocksDB's log) sleeps until then, its batch still queued, and may
+/// be the only one left to write it.
+struct Applying<'a> {
+    guard: Option<MutexGuard<'a, ()>>,
+    done: &'a tokio::sync::Notify,
+}
+
+impl Drop for Applying<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        self.done.notify_waiters();
     }
 }
 
@@ -359,6 +387,36 @@ mod tests {
         assert_eq!(db.get("a2").expect("get").as_deref(), Some(&b"3"[..]));
         assert_eq!(applier.apply_all(&db).expect("apply"), None);
         assert!(applier.push(&[0; 5], Location::default()).is_err());
+    }
+
+    #[test]
+    fn a_writer_that_found_the_applier_busy_is_told_when_it_is_free() {
+        use std::future::Future;
+        use std::task::{Context, Poll, Waker};
+        let dir = tempfile::tempdir().expect("dir");
+        let mut o = rocksdb::Options::default();
+        o.create_if_missing(true);
+        o.create_missing_column_families(true);
+        let db = DB::open_cf(&o, dir.path(), ["meta"]).expect("open");
+        let applier = Applier::new(Location::default());
+        let mut b = WriteBatch::default();
+        b.put("k", "v");
+        let at = Location { file: 1, offset: 0 };
+        assert!(!applier.push(b.data(), at).expect("push"), "not full");
+        // The collector syncing RocksDB's log holds the right to write when the writer comes to
+        // wait for its batch, and no apply thread runs here: only the writer will write it.
+        let held = applier.lock_applying();
+        let mut wait = std::pin::pin!(applier.wait_applied(&db, at));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(wait.as_mut().poll(&mut cx).is_pending(), "busy: it waits");
+        drop(held);
+        // Told of the release, the writer writes its batch itself.
+        assert!(
+            matches!(wait.as_mut().poll(&mut cx), Poll::Ready(Ok(()))),
+            "the release must wake the waiting writer"
+        );
+        assert_eq!(applier.applied(), at);
+        assert_eq!(db.get("k").expect("get").as_deref(), Some(&b"v"[..]));
     }
 
     #[test]
