@@ -123,6 +123,11 @@ fn main() {
         );
         return;
     }
+    // `RUST_LOG=info` shows the engine's own account of the open (LevelDB times its steps).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let engine = args.get(1).cloned().unwrap_or_else(|| "kahadb".into());
     let mib: u64 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1024);
     let me = std::env::current_exe().expect("own path");

@@ -185,6 +185,18 @@ pub(crate) fn next_batch<'a>(
 
 impl Index {
     /// The destination, created (with its record) if new; returns its incarnation.
+    /// Messages kept, over every destination (a topic message once, however many
+    /// subscriptions it is pending for).
+    pub(crate) fn message_count(&self) -> usize {
+        self.destinations
+            .values()
+            .map(|d| match &d.index {
+                DestIndex::Queue(q) => q.messages.by_order.len(),
+                DestIndex::Topic(t) => t.messages.by_order.len(),
+            })
+            .sum()
+    }
+
     pub(crate) fn create(&mut self, d: &Destination, batch: &mut Batch<'_>) -> u64 {
         if let Some(dest) = self.destinations.get(d) {
             return dest.incarnation;
