@@ -362,13 +362,19 @@ fn bad(what: String) -> LevelDbError {
 mod tests {
     use super::*;
 
-    #[test]
-    fn merged_batches_keep_every_record_in_order() {
+    /// A database in a temporary directory (kept as long as the returned guard).
+    fn scratch_db() -> (tempfile::TempDir, DB) {
         let dir = tempfile::tempdir().expect("dir");
         let mut o = rocksdb::Options::default();
         o.create_if_missing(true);
         o.create_missing_column_families(true);
         let db = DB::open_cf(&o, dir.path(), ["meta"]).expect("open");
+        (dir, db)
+    }
+
+    #[test]
+    fn merged_batches_keep_every_record_in_order() {
+        let (_dir, db) = scratch_db();
         let applier = Applier::new(Location::default());
         for (n, (k, v)) in [("a", "1"), ("b", "2"), ("a", "3")].iter().enumerate() {
             let mut b = WriteBatch::default();
@@ -393,11 +399,7 @@ mod tests {
     fn a_writer_that_found_the_applier_busy_is_told_when_it_is_free() {
         use std::future::Future;
         use std::task::{Context, Poll, Waker};
-        let dir = tempfile::tempdir().expect("dir");
-        let mut o = rocksdb::Options::default();
-        o.create_if_missing(true);
-        o.create_missing_column_families(true);
-        let db = DB::open_cf(&o, dir.path(), ["meta"]).expect("open");
+        let (_dir, db) = scratch_db();
         let applier = Applier::new(Location::default());
         let mut b = WriteBatch::default();
         b.put("k", "v");
