@@ -104,6 +104,26 @@ fn read_bool(r: &mut Reader<'_>) -> Result<bool, DecodeError> {
     }
 }
 
+/// A committed transaction's operation as the record that does it alone (a slave replaying a
+/// commit op by op, see `apply.rs`).
+impl From<TxOp> for Op {
+    fn from(op: TxOp) -> Op {
+        match op {
+            TxOp::Add(m) => Op::Add(m),
+            TxOp::QueueAck { destination, id } => Op::Remove { destination, id },
+            TxOp::TopicAck {
+                destination,
+                subscription,
+                id,
+            } => Op::Acknowledge {
+                destination,
+                key: subscription,
+                id,
+            },
+        }
+    }
+}
+
 impl Op {
     /// The op's bytes.
     pub fn encode(&self) -> Vec<u8> {
