@@ -263,6 +263,23 @@ mod tests {
 
     use super::*;
 
+    /// An applier over an empty memory store, and that store.
+    fn applier() -> (Applier, Arc<dyn PersistenceAdapter>) {
+        let store: Arc<dyn PersistenceAdapter> = Arc::new(MemoryStore::new());
+        (Applier::new(Arc::clone(&store)), store)
+    }
+
+    /// The record of a committed transaction that adds message 500 to `q` and acks message 1.
+    fn commit_adding_500_acking_1(q: &Destination) -> Op {
+        Op::Commit(vec![
+            TxOp::Add(message(q, 500)),
+            TxOp::QueueAck {
+                destination: q.clone(),
+                id: message(q, 1).id,
+            },
+        ])
+    }
+
     async fn ids(store: &Arc<dyn PersistenceAdapter>, q: &Destination) -> Vec<u64> {
         let qs = store.queue_store(q).await.expect("queue");
         let page = qs.browse(None, 100).await.expect("browse");
@@ -274,8 +291,7 @@ mod tests {
     /// acks, then the commit. The commit's add is a duplicate; its ack must still be applied.
     #[tokio::test]
     async fn a_commit_replayed_over_a_copy_that_shows_part_of_it_applies_the_rest() {
-        let store: Arc<dyn PersistenceAdapter> = Arc::new(MemoryStore::new());
-        let mut applier = Applier::new(Arc::clone(&store));
+        let (mut applier, store) = applier();
         let q = Destination::queue("orders");
         let copy = vec![
             Op::CreateDestination(q.clone()),
@@ -283,16 +299,7 @@ mod tests {
             Op::Add(message(&q, 500)),
         ];
         applier.apply(copy).await.expect("copy");
-        let replayed = vec![
-            Op::Add(message(&q, 1)),
-            Op::Commit(vec![
-                TxOp::Add(message(&q, 500)),
-                TxOp::QueueAck {
-                    destination: q.clone(),
-                    id: message(&q, 1).id,
-                },
-            ]),
-        ];
+        let replayed = vec![Op::Add(message(&q, 1)), commit_adding_500_acking_1(&q)];
         applier.apply(replayed).await.expect("records");
         assert_eq!(ids(&store, &q).await, vec![2, 500]);
     }
@@ -300,19 +307,12 @@ mod tests {
     /// The same commit on a store that shows none of it is applied as one transaction.
     #[tokio::test]
     async fn a_commit_on_a_store_without_it_applies_whole() {
-        let store: Arc<dyn PersistenceAdapter> = Arc::new(MemoryStore::new());
-        let mut applier = Applier::new(Arc::clone(&store));
+        let (mut applier, store) = applier();
         let q = Destination::queue("orders");
         let ops = vec![
             Op::CreateDestination(q.clone()),
             Op::Add(message(&q, 1)),
-            Op::Commit(vec![
-                TxOp::Add(message(&q, 500)),
-                TxOp::QueueAck {
-                    destination: q.clone(),
-                    id: message(&q, 1).id,
-                },
-            ]),
+            commit_adding_500_acking_1(&q),
         ];
         applier.apply(ops).await.expect("records");
         assert_eq!(ids(&store, &q).await, vec![500]);
