@@ -174,8 +174,13 @@ impl Applier {
 
     /// Takes the right to write to RocksDB; see [`Applying`].
     fn lock_applying(&self) -> Applying<'_> {
+        self.holding(self.applying.lock())
+    }
+
+    /// The right to write to RocksDB as `guard` holds it, released through [`Applying`].
+    fn holding<'a>(&'a self, guard: MutexGuard<'a, ()>) -> Applying<'a> {
         Applying {
-            guard: Some(self.applying.lock()),
+            guard: Some(guard),
             done: &self.done,
         }
     }
@@ -184,12 +189,8 @@ impl Applier {
     fn try_write_all(&self, db: &DB) -> bool {
         match self.applying.try_lock() {
             Some(guard) => {
-                let guard = Applying {
-                    guard: Some(guard),
-                    done: &self.done,
-                };
                 // A failure is recorded by `pass`; waiters read it from `refusal`.
-                let _ = self.pass(guard, db);
+                let _ = self.pass(self.holding(guard), db);
                 true
             }
             None => false,

@@ -184,7 +184,6 @@ pub(crate) fn next_batch<'a>(
 }
 
 impl Index {
-    /// The destination, created (with its record) if new; returns its incarnation.
     /// Messages kept, over every destination (a topic message once, however many
     /// subscriptions it is pending for).
     pub(crate) fn message_count(&self) -> usize {
@@ -197,6 +196,7 @@ impl Index {
             .sum()
     }
 
+    /// The destination, created (with its record) if new; returns its incarnation.
     pub(crate) fn create(&mut self, d: &Destination, batch: &mut Batch<'_>) -> u64 {
         if let Some(dest) = self.destinations.get(d) {
             return dest.incarnation;

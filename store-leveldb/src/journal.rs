@@ -138,7 +138,7 @@ fn apply_from(db: &DB, journal: &Journal, from: Location) -> Result<(Location, u
     // `replay_from` is written and its column family flushed. A crash before that replays from
     // the old position again, over column families that may already hold the records
     // (replaying a batch again is idempotent: puts and deletes of whole values).
-    let applier = crate::apply::Applier::for_replay();
+    let applier = Applier::for_replay();
     let mut last = None;
     for record in journal.replay(from) {
         let (at, data) = record?;

@@ -382,17 +382,18 @@ impl LevelDbStore {
         crate::journal::collect(&applier, &db, &journal)?;
         let journal_replayed = started.elapsed();
         let index = crate::recovery::load(&db, config.verify_checksums)?;
+        let opened = started.elapsed();
         // What ActiveMQ's stores log at start ("Recovery replayed N operations from the
         // journal in X seconds"), with the share of each step.
         tracing::info!(
             "leveldb: opened {} in {:.3} s (RocksDB {:.3} s, {replayed} journal records \
              replayed in {:.3} s, index of {} messages built in {:.3} s)",
             config.directory.display(),
-            started.elapsed().as_secs_f64(),
+            opened.as_secs_f64(),
             rocksdb_opened.as_secs_f64(),
             (journal_replayed - rocksdb_opened).as_secs_f64(),
             index.message_count(),
-            (started.elapsed() - journal_replayed).as_secs_f64(),
+            (opened - journal_replayed).as_secs_f64(),
         );
         let io = |source| LevelDbError::Io {
             path: config.directory.clone(),
