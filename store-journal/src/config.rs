@@ -134,7 +134,8 @@ impl JournalConfig {
         format!("{}{id}{}", self.file_prefix, self.file_suffix)
     }
 
-    pub(crate) fn path_of(&self, id: u32) -> PathBuf {
+    /// The path of journal file `id`.
+    pub fn path_of(&self, id: u32) -> PathBuf {
         self.directory.join(self.file_name(id))
     }
 

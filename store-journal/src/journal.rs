@@ -355,6 +355,58 @@ impl Journal {
     /// Reads the record at `loc`, waiting for it to be written if it was only enqueued. A
     /// location past everything enqueued is an error at once: nothing will ever be written there.
     pub fn read(&self, loc: Location) -> Result<Vec<u8>> {
+        self.with_record(loc, |src, len, crc, path| {
+            let data = src
+                .bytes(u64::from(loc.offset) + RECORD_HEADER_LEN as u64, len)
+                .map_err(|e| JournalError::Corrupt {
+                    file: path(),
+                    offset: u64::from(loc.offset),
+                    reason: format!("cannot read {len} record bytes: {e}"),
+                })?;
+            if format::record_crc(len as u32, &data) != crc {
+                return Err(JournalError::Corrupt {
+                    file: path(),
+                    offset: u64::from(loc.offset),
+                    reason: "record checksum mismatch".into(),
+                });
+            }
+            Ok(data.into_owned())
+        })
+    }
+
+    /// Reads `len` bytes from `start` within the data of the record at `loc`, waiting as
+    /// [`Journal::read`] does. The record's checksum covers all of it, so it is not checked
+    /// here: a caller that keeps part of a record (one message of a batch) keeps its own
+    /// checksum of that part.
+    pub fn read_part(&self, loc: Location, start: u32, len: u32) -> Result<Vec<u8>> {
+        self.with_record(loc, |src, record_len, _, path| {
+            let (start, len) = (start as usize, len as usize);
+            if start.checked_add(len).is_none_or(|end| end > record_len) {
+                return Err(JournalError::BadLocation {
+                    file: loc.file,
+                    offset: loc.offset,
+                    reason: format!(
+                        "{len} bytes from {start} are past the record's {record_len} bytes"
+                    ),
+                });
+            }
+            let at = u64::from(loc.offset) + (RECORD_HEADER_LEN + start) as u64;
+            let data = src.bytes(at, len).map_err(|e| JournalError::Corrupt {
+                file: path(),
+                offset: u64::from(loc.offset),
+                reason: format!("cannot read {len} bytes from {start} of the record: {e}"),
+            })?;
+            Ok(data.into_owned())
+        })
+    }
+
+    /// Waits for the record at `loc` to be written, then calls `f` with where to read it, its
+    /// length and checksum (read from its header) and a maker of its file's path.
+    fn with_record<T>(
+        &self,
+        loc: Location,
+        f: impl FnOnce(Source<'_>, usize, u32, &dyn Fn() -> std::path::PathBuf) -> Result<T>,
+    ) -> Result<T> {
         if loc >= self.tail() {
             return Err(JournalError::BadLocation {
                 file: loc.file,
@@ -379,15 +431,15 @@ impl Journal {
             }
         }
         let path = || self.shared.config.path_of(loc.file);
-        let f = self.shared.file(loc.file)?;
+        let file = self.shared.file(loc.file)?;
         let map = if self.shared.config.map_reads {
-            self.shared.sealed_map(loc.file, f.as_ref(), true)?
+            self.shared.sealed_map(loc.file, file.as_ref(), true)?
         } else {
             None
         };
         let src = match &map {
             Some(m) => Source::Map(m.bytes()),
-            None => Source::File(f.as_ref()),
+            None => Source::File(file.as_ref()),
         };
         let header = src
             .bytes(u64::from(loc.offset), RECORD_HEADER_LEN)
@@ -405,24 +457,7 @@ impl Journal {
                 reason: format!("record length {len} is impossible"),
             });
         }
-        let data = src
-            .bytes(
-                u64::from(loc.offset) + RECORD_HEADER_LEN as u64,
-                len as usize,
-            )
-            .map_err(|e| JournalError::Corrupt {
-                file: path(),
-                offset: u64::from(loc.offset),
-                reason: format!("cannot read {len} record bytes: {e}"),
-            })?;
-        if format::record_crc(len, &data) != crc {
-            return Err(JournalError::Corrupt {
-                file: path(),
-                offset: u64::from(loc.offset),
-                reason: "record checksum mismatch".into(),
-            });
-        }
-        Ok(data.into_owned())
+        f(src, len as usize, crc, &path)
     }
 
     /// Every record at or after `from`, in journal order, up to what was written when the
@@ -460,6 +495,12 @@ impl Journal {
     }
 
     /// The position after everything enqueued so far.
+    /// The end of what was written to the files: the records before it are there for any
+    /// reader (and synced per the policy); a failed write leaves the ones after it unwritten.
+    pub fn written(&self) -> Location {
+        *self.shared.written.lock()
+    }
+
     pub fn tail(&self) -> Location {
         let q = self.shared.queue.lock();
         Location {

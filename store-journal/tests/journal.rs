@@ -79,6 +79,36 @@ fn records_read_back_by_location_and_replay_in_order_across_files() {
 }
 
 #[test]
+fn part_of_a_record_reads_back_and_a_range_past_it_is_refused() {
+    let fs = SimFs::new();
+    let c = config(SyncPolicy::Always);
+    let j = open(&fs, &c);
+    let locs = append_all(&j, 0, 100);
+    for (i, loc) in locs.iter().enumerate().step_by(7) {
+        let r = record(i as u32);
+        let (start, len) = (r.len() / 3, r.len() / 2);
+        assert_eq!(
+            j.read_part(*loc, start as u32, len as u32).unwrap(),
+            r[start..start + len],
+            "record {i}"
+        );
+        assert_eq!(j.read_part(*loc, 0, r.len() as u32).unwrap(), r);
+        for (start, len) in [(0, r.len() + 1), (r.len(), 1), (1, u32::MAX as usize)] {
+            assert!(
+                matches!(
+                    j.read_part(*loc, start as u32, len as u32),
+                    Err(JournalError::BadLocation { .. })
+                ),
+                "{len} bytes from {start} of a record of {}",
+                r.len()
+            );
+        }
+    }
+    let past = j.tail();
+    assert!(j.read_part(past, 0, 1).is_err(), "past the end");
+}
+
+#[test]
 fn one_append_is_atomic_and_records_keep_their_order() {
     let fs = SimFs::new();
     let c = config(SyncPolicy::Always);

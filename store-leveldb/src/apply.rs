@@ -14,7 +14,8 @@
 //! Merging relies on RocksDB's `WriteBatch` representation, stable since LevelDB: a 12-byte
 //! header (sequence `fixed64`, record count `fixed32`, both little-endian) and the records one
 //! after another; appending one batch to another is copying its records and adding the counts
-//! (what RocksDB's own `WriteBatchInternal::Append` does).
+//! (what RocksDB's own `WriteBatchInternal::Append` does). Each record is copied as RocksDB is
+//! to get it, message bodies replaced by where they lie in the journal (`record.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,11 +25,10 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use rocksdb::{DB, WriteBatch};
 use store_journal::Location;
 
+use crate::bodies::BodyFiles;
 use crate::error::{LevelDbError, Result};
 use crate::journal::Applied;
-
-/// The `WriteBatch` header: sequence number and record count.
-const HEADER: usize = 12;
+use crate::record::{self, HEADER};
 
 /// Queued bytes past which a writer writes the queue itself before it returns: the queue
 /// stays bounded however far RocksDB falls behind (a stall while it compacts, say).
@@ -65,11 +65,16 @@ pub(crate) struct Applier {
     /// Whether RocksDB logs the batches (not while the journal is replayed at open: see
     /// `journal::apply_from`).
     wal: bool,
+    /// The `messages` column family's id in a batch (see `record::messages_cf_id`).
+    messages_cf: u32,
+    /// Which journal files hold stored bodies, counted as records are queued.
+    bodies: Mutex<BodyFiles>,
 }
 
 impl Applier {
-    /// An applier whose records before `applied` are in RocksDB already.
-    pub(crate) fn new(applied: Location) -> Applier {
+    /// An applier whose records before `applied` are in RocksDB already; `messages_cf` is
+    /// what `record::messages_cf_id` says.
+    pub(crate) fn new(applied: Location, messages_cf: u32) -> Applier {
         let a = Applier {
             queued: Mutex::default(),
             applying: Mutex::new(()),
@@ -80,6 +85,8 @@ impl Applier {
             index_stale: AtomicBool::new(false),
             done: tokio::sync::Notify::new(),
             wal: true,
+            messages_cf,
+            bodies: Mutex::default(),
         };
         a.applied.set(applied);
         a
@@ -88,11 +95,21 @@ impl Applier {
     /// For replaying the journal at open: RocksDB does not log these batches (they would take
     /// the disk space a second time); the caller flushes them to tables before anything else
     /// is written.
-    pub(crate) fn for_replay() -> Applier {
+    pub(crate) fn for_replay(messages_cf: u32) -> Applier {
         Applier {
             wal: false,
-            ..Applier::new(Location::default())
+            ..Applier::new(Location::default(), messages_cf)
         }
+    }
+
+    /// The stored bodies per journal file, as the index just loaded from RocksDB counted them.
+    pub(crate) fn set_bodies(&self, bodies: BodyFiles) {
+        *self.bodies.lock() = bodies;
+    }
+
+    /// Which journal files hold stored bodies.
+    pub(crate) fn bodies(&self) -> parking_lot::MutexGuard<'_, BodyFiles> {
+        self.bodies.lock()
     }
 
     /// Records a refused write: the store refuses writes from now on and rebuilds its index
@@ -146,16 +163,26 @@ impl Applier {
     /// journal order. Returns whether the queue is full: the caller then writes it (after
     /// releasing the store's lock).
     pub(crate) fn push(&self, data: &[u8], at: Location) -> Result<bool> {
-        let (Some(count), Some(records)) = (data.get(8..HEADER), data.get(HEADER..)) else {
-            return Err(bad(format!("a WriteBatch of {} bytes", data.len())));
-        };
-        let count = u32::from_le_bytes([count[0], count[1], count[2], count[3]]);
         let mut q = self.queued.lock();
         let was_empty = q.last.is_none();
         if q.rep.is_empty() {
             q.rep.resize(HEADER, 0);
         }
-        q.rep.extend_from_slice(records);
+        let before = q.rep.len();
+        let converted = record::to_database(
+            data,
+            at,
+            self.messages_cf,
+            &mut q.rep,
+            &mut self.bodies.lock(),
+        );
+        let count = match converted {
+            Ok(count) => count,
+            Err(e) => {
+                q.rep.truncate(before);
+                return Err(e);
+            }
+        };
         q.count = q.count.saturating_add(count);
         q.last = Some(at);
         let after = q.rep.len();
@@ -351,17 +378,12 @@ fn apply_loop(applier: &Applier, db: &DB) {
     }
 }
 
-fn bad(what: String) -> LevelDbError {
-    LevelDbError::BadRecord {
-        what: "write batch",
-        cf: "(none)",
-        reason: format!("{what} is shorter than its header"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// These batches go to the default column family only: no body is converted.
+    const NO_MESSAGES_CF: u32 = u32::MAX;
 
     /// A database in a temporary directory (kept as long as the returned guard).
     fn scratch_db() -> (tempfile::TempDir, DB) {
@@ -376,7 +398,7 @@ mod tests {
     #[test]
     fn merged_batches_keep_every_record_in_order() {
         let (_dir, db) = scratch_db();
-        let applier = Applier::new(Location::default());
+        let applier = Applier::new(Location::default(), NO_MESSAGES_CF);
         for (n, (k, v)) in [("a", "1"), ("b", "2"), ("a", "3")].iter().enumerate() {
             let mut b = WriteBatch::default();
             b.put(k, v);
@@ -401,7 +423,7 @@ mod tests {
         use std::future::Future;
         use std::task::{Context, Poll, Waker};
         let (_dir, db) = scratch_db();
-        let applier = Applier::new(Location::default());
+        let applier = Applier::new(Location::default(), NO_MESSAGES_CF);
         let mut b = WriteBatch::default();
         b.put("k", "v");
         let at = Location { file: 1, offset: 0 };
@@ -424,7 +446,7 @@ mod tests {
 
     #[test]
     fn a_queue_past_its_bound_says_so() {
-        let applier = Applier::new(Location::default());
+        let applier = Applier::new(Location::default(), NO_MESSAGES_CF);
         let mut b = WriteBatch::default();
         b.put("k", vec![0u8; 1 << 20]);
         let full: Vec<bool> = (0..17)

@@ -12,14 +12,18 @@ pub(crate) struct Batch<'a> {
     /// A column family that could not be found. Open creates them all, so this never happens;
     /// it is reported when the batch is written rather than making every put fallible.
     missing: Option<Cf>,
+    /// Deleting a message deletes its body from the `bodies` column family too (see
+    /// `Index::legacy_bodies`).
+    pub(crate) legacy_bodies: bool,
 }
 
 impl<'a> Batch<'a> {
-    pub(crate) fn new(db: &'a DB) -> Self {
+    pub(crate) fn new(db: &'a DB, legacy_bodies: bool) -> Self {
         Batch {
             db,
             batch: WriteBatch::default(),
             missing: None,
+            legacy_bodies,
         }
     }
 

@@ -1,6 +1,6 @@
 //! The in-memory index: for every destination, its messages' order keys, ids, sizes and
 //! expirations; for every durable subscription, the exact set of messages pending for it.
-//! Bodies stay in RocksDB and are read on demand. Each change to the index writes the matching
+//! Bodies stay in the journal (RocksDB holds where) and are read on demand. Each change to the index writes the matching
 //! records into the caller's [`Batch`], so the index and the database move together.
 //!
 //! Open rebuilds the index from the `messages`, `subscriptions` and `pending` column families
@@ -162,6 +162,15 @@ pub(crate) struct Index {
     next_incarnation: u64,
     pub(crate) destinations: BTreeMap<Destination, Dest>,
     pub(crate) transactions: OpenTransactions,
+    /// Which journal files hold bodies, as loaded (handed to the applier, which keeps the
+    /// count from then on).
+    pub(crate) body_files: crate::bodies::BodyFiles,
+    /// The `bodies` column family holds bodies (a store written before bodies stayed in the
+    /// journal): deleting a message deletes its body there too.
+    pub(crate) legacy_bodies: bool,
+    /// Records of messages whose bodies the journal never wrote, as loaded: left out of the
+    /// index, and deleted by the open.
+    pub(crate) unwritten: Vec<(crate::keys::Cf, Vec<u8>)>,
 }
 
 /// Up to `max` keys of `ordered` the cursor has not returned, in delivery order: per priority,
@@ -284,8 +293,7 @@ impl Index {
             }
         }
         let key = keys::message(&d, order);
-        batch.put(Cf::Messages, &key, &keys::entry_value(&entry));
-        batch.put(Cf::Bodies, &key, &store_api::codec::encode(&message));
+        batch.put(Cf::Messages, &key, &keys::message_value(&entry, &message));
         seq
     }
 
@@ -468,7 +476,9 @@ impl Index {
 fn delete_message(d: &Destination, order: OrderKey, batch: &mut Batch<'_>) {
     let key = keys::message(d, order);
     batch.delete(Cf::Messages, &key);
-    batch.delete(Cf::Bodies, &key);
+    if batch.legacy_bodies {
+        batch.delete(Cf::Bodies, &key);
+    }
 }
 
 /// Drops one subscription's reference to a message (`by` acked it, or a deleted subscription

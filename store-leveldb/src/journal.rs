@@ -17,11 +17,14 @@
 //! copy reached the disk: then `replay_from` is past the journal's end, and is moved back to it
 //! (synced) before any new record can be written there.
 //!
+//! **Message bodies stay in the journal**: RocksDB holds where each lies (`record.rs`).
+//!
 //! **Journal files are deleted** by a collector thread once a file is sealed: it syncs
 //! RocksDB's log (so every batch applied so far survives without the journal) and deletes the
-//! files wholly before the last applied record. If the database later comes back with a
-//! `replay_from` before the oldest journal file, records were lost in RocksDB's own files, and
-//! open fails saying so instead of serving a store with a hole.
+//! files wholly before the last applied record that hold no stored message's body (`bodies.rs`).
+//! If the database later comes back with a `replay_from` in a journal file that is gone,
+//! records were lost in RocksDB's own files, and open fails saying so instead of serving a
+//! store with a hole; so does a stored message whose body's file is gone.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +35,7 @@ use rocksdb::{DB, WriteBatch, WriteOptions};
 use store_journal::{Journal, JournalConfig, Location, SyncPolicy};
 
 use crate::apply::Applier;
+use crate::bodies::BodyFiles;
 use crate::config::LevelDbConfig;
 use crate::error::{LevelDbError, Result};
 use crate::keys::{self, Cf};
@@ -80,7 +84,7 @@ fn after(at: Location) -> Location {
 
 /// Applies the journal records RocksDB does not hold yet. Returns the position before which
 /// every record is applied, and how many were.
-pub(crate) fn replay(db: &DB, journal: &Journal) -> Result<(Location, u64)> {
+pub(crate) fn replay(db: &DB, journal: &Journal, messages_cf: u32) -> Result<(Location, u64)> {
     let meta = db
         .cf_handle(Cf::Meta.name())
         .ok_or(LevelDbError::MissingColumnFamily(Cf::Meta.name()))?;
@@ -90,16 +94,18 @@ pub(crate) fn replay(db: &DB, journal: &Journal) -> Result<(Location, u64)> {
         .map(|v| keys::read_location(&v))
         .transpose()?;
     let tail = journal.tail();
-    // The journal's first file is 1; files are deleted only once the database holds them, so
-    // a database that does not reach the oldest file left lost records in RocksDB's own files.
-    let oldest = journal.file_ids().first().copied().unwrap_or(1);
+    // The journal's first file is 1; files are deleted only once the database holds their
+    // records (older ones may stay for the bodies they hold), so a database whose replay
+    // position is in a file that is gone lost records in RocksDB's own files.
+    let files = journal.file_ids();
     let reached = stored.map_or(1, |from| from.file);
-    if reached < oldest {
+    let last = files.last().copied().unwrap_or(0);
+    if let Some(missing) = (reached..=last).find(|id| files.binary_search(id).is_err()) {
         return Err(LevelDbError::Corrupt {
             file: Some(journal.directory().to_path_buf()),
             reason: format!(
-                "the database holds the journal's records up to {}, but the journal starts at \
-                 file {oldest}: records in between were lost from RocksDB's own files after the \
+                "the database holds the journal's records up to {}, but journal file {missing} \
+                 is gone: records after that were lost from RocksDB's own files after the \
                  journal let them go",
                 stored.map_or_else(|| "none".to_owned(), |l| l.to_string())
             ),
@@ -108,7 +114,7 @@ pub(crate) fn replay(db: &DB, journal: &Journal) -> Result<(Location, u64)> {
     let Some(from) = stored else {
         // A new store, or one written before the engine had a journal: everything the journal
         // holds (nothing, for those) is to be applied.
-        return apply_from(db, journal, Location::default());
+        return apply_from(db, journal, Location::default(), messages_cf);
     };
     if from > tail {
         // RocksDB kept batches whose journal records the crash took (never acknowledged: the
@@ -126,10 +132,15 @@ pub(crate) fn replay(db: &DB, journal: &Journal) -> Result<(Location, u64)> {
         );
         return Ok((tail, 0));
     }
-    apply_from(db, journal, from)
+    apply_from(db, journal, from, messages_cf)
 }
 
-fn apply_from(db: &DB, journal: &Journal, from: Location) -> Result<(Location, u64)> {
+fn apply_from(
+    db: &DB,
+    journal: &Journal,
+    from: Location,
+    messages_cf: u32,
+) -> Result<(Location, u64)> {
     let mut count = 0;
     // Merged as the apply thread merges them: one RocksDB write per 16 MiB of records instead
     // of one per record (a crash can leave tens of thousands to replay). Not logged by RocksDB
@@ -138,7 +149,7 @@ fn apply_from(db: &DB, journal: &Journal, from: Location) -> Result<(Location, u
     // `replay_from` is written and its column family flushed. A crash before that replays from
     // the old position again, over column families that may already hold the records
     // (replaying a batch again is idempotent: puts and deletes of whole values).
-    let applier = Applier::for_replay();
+    let applier = Applier::for_replay(messages_cf);
     let mut last = None;
     for record in journal.replay(from) {
         let (at, data) = record?;
@@ -270,16 +281,59 @@ fn collect_loop(inner: &Inner, db: &DB, journal: &Journal, applier: &Applier) {
     }
 }
 
-/// One pass: every file before the last applied record's is deleted once RocksDB's log is
-/// synced past it. Also run at open, before anything is written: after a full disk these
-/// files are what keeps it full.
+/// Deletes the records of messages whose bodies the journal never wrote (`recovery::load`
+/// lists them): RocksDB kept batches whose journal records the crash took, none of them
+/// acknowledged (the journal's fsync answers a write), and a message is not kept without its
+/// body.
+pub(crate) fn drop_unwritten(db: &DB, records: Vec<(Cf, Vec<u8>)>) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut batch = WriteBatch::default();
+    for (cf, key) in &records {
+        let h = db
+            .cf_handle(cf.name())
+            .ok_or(LevelDbError::MissingColumnFamily(cf.name()))?;
+        batch.delete_cf(h, key);
+    }
+    db.write_opt(batch, &write_options())
+        .and_then(|()| db.flush_wal(true))
+        .map_err(|e| LevelDbError::rocks("deleting messages the journal never wrote", e))?;
+    tracing::warn!(
+        "leveldb: dropped {} records of messages whose journal records the crash took (never \
+         acknowledged)",
+        records.len()
+    );
+    Ok(())
+}
+
+/// Every journal file holding a stored message's body exists; otherwise open fails naming it.
+pub(crate) fn check_body_files(journal: &Journal, bodies: &BodyFiles) -> Result<()> {
+    let files = journal.file_ids();
+    match bodies.holding().find(|f| files.binary_search(f).is_err()) {
+        None => Ok(()),
+        Some(f) => Err(LevelDbError::Corrupt {
+            file: Some(journal.config().path_of(f)),
+            reason: "the database holds messages whose bodies are in this journal file, and \
+                     it is missing"
+                .into(),
+        }),
+    }
+}
+
+/// One pass: every file before the last applied record's that holds no stored message's body
+/// is deleted once RocksDB's log is synced past it. Also run at open, before anything is
+/// written: after a full disk these files are what keeps it full.
 pub(crate) fn collect(applier: &Applier, db: &DB, journal: &Journal) -> Result<()> {
     let upto = applier.applied();
-    let old: Vec<u32> = journal
-        .file_ids()
-        .into_iter()
-        .filter(|&id| id < upto.file)
-        .collect();
+    let old: Vec<u32> = {
+        let bodies = applier.bodies();
+        journal
+            .file_ids()
+            .into_iter()
+            .filter(|&id| id < upto.file && bodies.is_free(id, upto))
+            .collect()
+    };
     if old.is_empty() {
         return Ok(());
     }
@@ -290,6 +344,7 @@ pub(crate) fn collect(applier: &Applier, db: &DB, journal: &Journal) -> Result<(
         return Ok(());
     }
     journal.delete_files(&old)?;
+    applier.bodies().forget(&old);
     tracing::debug!(files = ?old, "leveldb: deleted journal files");
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! sequence.
 
 use store_api::codec::{self, Reader, Writer};
-use store_api::{Destination, MAX_PRIORITY, MessageId, OrderKey, SubscriptionKey, TxOp};
+use store_api::{Destination, MAX_PRIORITY, Message, MessageId, OrderKey, SubscriptionKey, TxOp};
 
 use crate::error::{LevelDbError, Result};
 
@@ -15,10 +15,11 @@ use crate::error::{LevelDbError, Result};
 pub(crate) enum Cf {
     /// Destination key → empty: every destination created and not removed.
     Destinations,
-    /// Destination + order → the message's id, size and expiration: what open loads.
+    /// Destination + order → the message's id, size and expiration (what open loads), and
+    /// where its body lies in the journal.
     Messages,
-    /// Destination + order → the whole message (codec encoding), stored once per message
-    /// however many subscriptions it is pending for.
+    /// Destination + order → the whole message (codec encoding): written by stores before
+    /// bodies stayed in the journal only, and still read and deleted for those.
     Bodies,
     /// Destination + subscription key → selector.
     Subscriptions,
@@ -205,12 +206,94 @@ pub(crate) fn entry_value(e: &Entry) -> Vec<u8> {
     w.into_inner()
 }
 
-/// Reads an entry; `intern` turns the producer id into a shared string, so that a million
-/// messages from a few producers hold a few strings (open builds its index from these).
+/// After the entry in a `messages` value: the body itself follows. Only in journal records;
+/// RocksDB gets [`BODY_IN_JOURNAL`] instead (`record.rs`).
+pub(crate) const BODY_INLINE: u8 = 1;
+/// After the entry in a `messages` value: a [`BodyRef`] follows. Nothing follows in a store
+/// written before bodies stayed in the journal: the body is in the `bodies` column family.
+pub(crate) const BODY_IN_JOURNAL: u8 = 2;
+
+/// A `messages` value as a store transaction's journal record holds it: the entry, then the
+/// body (codec encoding).
+pub(crate) fn message_value(e: &Entry, message: &Message) -> Vec<u8> {
+    let mut v = entry_value(e);
+    v.push(BODY_INLINE);
+    v.extend_from_slice(&codec::encode(message));
+    v
+}
+
+/// Where a message's body lies in the journal: `len` bytes from `start` in the data of the
+/// record at `at`, with their CRC32 (the record's own checksum covers the whole record, which
+/// a read of one body does not read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BodyRef {
+    pub(crate) at: store_journal::Location,
+    pub(crate) start: u32,
+    pub(crate) len: u32,
+    pub(crate) crc: u32,
+}
+
+/// Bytes of an encoded [`BodyRef`].
+pub(crate) const BODY_REF_LEN: usize = 20;
+
+impl BodyRef {
+    pub(crate) fn encode(&self) -> [u8; BODY_REF_LEN] {
+        let mut b = [0u8; BODY_REF_LEN];
+        for (i, v) in [self.at.file, self.at.offset, self.start, self.len, self.crc]
+            .into_iter()
+            .enumerate()
+        {
+            b[i * 4..i * 4 + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<BodyRef> {
+        if b.len() != BODY_REF_LEN {
+            return None;
+        }
+        let u = |i: usize| u32::from_le_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]]);
+        Some(BodyRef {
+            at: store_journal::Location {
+                file: u(0),
+                offset: u(1),
+            },
+            start: u(2),
+            len: u(3),
+            crc: u(4),
+        })
+    }
+}
+
+/// Where a stored message's body is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BodyAt {
+    Journal(BodyRef),
+    /// In the `bodies` column family (a store written before bodies stayed in the journal).
+    BodiesCf,
+}
+
+/// The length of the entry at the start of a `messages` value (what follows it says where the
+/// body is).
+pub(crate) fn entry_len(value: &[u8]) -> Result<usize> {
+    let mut r = Reader::new(value);
+    let mut parse = || {
+        r.str("producer id")?;
+        r.varint()?;
+        r.u64()?;
+        r.i64()?;
+        Ok::<_, store_api::DecodeError>(r.position())
+    };
+    parse().map_err(|e| bad("message entry", Cf::Messages, e))
+}
+
+/// Reads a `messages` value as RocksDB holds it: the entry and where the body is. `intern`
+/// turns the producer id into a shared string, so that a million messages from a few
+/// producers hold a few strings (open builds its index from these).
 pub(crate) fn read_entry(
     value: &[u8],
     intern: &mut impl FnMut(&str) -> std::sync::Arc<str>,
-) -> Result<Entry> {
+) -> Result<(Entry, BodyAt)> {
     let mut r = Reader::new(value);
     let mut parse = |r: &mut Reader<'_>| {
         // The layout of codec::write_message_id: producer string, then varint sequence.
@@ -221,14 +304,34 @@ pub(crate) fn read_entry(
         };
         let size = r.u64()?;
         let expiration = r.i64()?;
-        r.finish()?;
         Ok::<_, store_api::DecodeError>(Entry {
             id,
             size,
             expiration,
         })
     };
-    parse(&mut r).map_err(|e| bad("message entry", Cf::Messages, e))
+    let entry = parse(&mut r).map_err(|e| bad("message entry", Cf::Messages, e))?;
+    let rest = &value[r.position()..];
+    let body = match rest.split_first() {
+        None => BodyAt::BodiesCf,
+        Some((&BODY_IN_JOURNAL, b)) => {
+            BodyRef::decode(b).map(BodyAt::Journal).ok_or_else(|| {
+                bad(
+                    "message entry",
+                    Cf::Messages,
+                    format!("a body reference of {} bytes", b.len()),
+                )
+            })?
+        }
+        Some((tag, _)) => {
+            return Err(bad(
+                "message entry",
+                Cf::Messages,
+                format!("body tag {tag} where the database keeps references only"),
+            ));
+        }
+    };
+    Ok((entry, body))
 }
 
 pub(crate) fn selector_value(selector: Option<&str>) -> Vec<u8> {

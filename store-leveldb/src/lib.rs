@@ -2,10 +2,11 @@
 //! persistence option, "usually for clusters", behind the same contract as every engine.
 //!
 //! Records live in column families by kind (`FORMAT.md` gives every key and value): message
-//! entries and bodies keyed by destination, priority and sequence (RocksDB's byte order is
-//! delivery order), subscriptions, the exact set of messages pending for each subscription,
-//! prepared XA transactions, and the last sequence. A topic message's body is stored once,
-//! however many subscriptions have it pending; each of them holds a small pending key.
+//! entries keyed by destination, priority and sequence (RocksDB's byte order is delivery
+//! order), subscriptions, the exact set of messages pending for each subscription, prepared XA
+//! transactions, and the last sequence. Message bodies are written once, to the journal, and
+//! the entries say where (`record.rs`). A topic message's body is stored once, however many
+//! subscriptions have it pending; each of them holds a small pending key.
 //!
 //! **Writes** go first to the engine's own journal (`store-journal`: preallocated files, group
 //! commit, one `fdatasync` shared by every writer that arrived meanwhile), as ActiveMQ's
@@ -23,6 +24,7 @@
 
 mod apply;
 mod batch;
+mod bodies;
 mod config;
 mod diagnose;
 mod error;
@@ -30,6 +32,7 @@ mod handle;
 mod index;
 mod journal;
 mod keys;
+mod record;
 mod recovery;
 mod store;
 mod transaction;

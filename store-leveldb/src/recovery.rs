@@ -1,6 +1,7 @@
 //! Open: RocksDB replays its write-ahead log (every synced batch comes back whole, or open
 //! fails naming the damaged file), then the index is rebuilt from the small records — message
-//! entries, subscriptions, pending keys, prepared transactions — without reading any body.
+//! entries, subscriptions, pending keys, prepared transactions — without reading any body, and
+//! the journal files holding bodies are counted from the entries.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,8 +48,10 @@ fn scan(
     Ok(())
 }
 
-/// Rebuilds the index from the database.
-pub(crate) fn load(db: &DB, verify: bool) -> Result<Index> {
+/// Rebuilds the index from the database. Messages whose bodies lie at or past `written` in the
+/// journal are left out, and their records listed in `Index::unwritten`: RocksDB may hold
+/// batches whose journal records a crash or a failed write took (never acknowledged).
+pub(crate) fn load(db: &DB, verify: bool, written: store_journal::Location) -> Result<Index> {
     let mut index = Index::default();
     let meta = db
         .cf_handle(Cf::Meta.name())
@@ -64,6 +67,11 @@ pub(crate) fn load(db: &DB, verify: bool) -> Result<Index> {
         Ok(())
     })?;
     let mut max_seq = 0;
+    let mut body_files = crate::bodies::BodyFiles::default();
+    let mut legacy_bodies = false;
+    let mut unwritten: Vec<(Cf, Vec<u8>)> = Vec::new();
+    let mut unwritten_messages: std::collections::HashSet<(Destination, OrderKey)> =
+        std::collections::HashSet::new();
     let mut producers: HashMap<String, Arc<str>> = HashMap::new();
     // Consecutive messages mostly come from the same producer: compare with the last one
     // before hashing.
@@ -115,7 +123,18 @@ pub(crate) fn load(db: &DB, verify: bool) -> Result<Index> {
                     order
                 }
             };
-            let entry = keys::read_entry(v, &mut intern)?;
+            let (entry, body) = keys::read_entry(v, &mut intern)?;
+            match body {
+                keys::BodyAt::Journal(r) if r.at >= written => {
+                    unwritten.push((Cf::Messages, k.to_vec()));
+                    if let Some((_, d)) = &current {
+                        unwritten_messages.insert((d.clone(), order));
+                    }
+                    return Ok(());
+                }
+                keys::BodyAt::Journal(r) => body_files.added(order.sequence, r.at.file),
+                keys::BodyAt::BodiesCf => legacy_bodies = true,
+            }
             max_seq = max_seq.max(order.sequence);
             ids.push((entry.id.clone(), order));
             if ids.len() == ID_CHUNK {
@@ -147,6 +166,8 @@ pub(crate) fn load(db: &DB, verify: bool) -> Result<Index> {
         Ok(())
     })?;
     index.last_sequence = index.last_sequence.max(max_seq);
+    index.body_files = body_files;
+    index.legacy_bodies = legacy_bodies;
     scan(db, Cf::Subscriptions, verify, |k, v| {
         let (d, key) = keys::read_subscription_key(k)?;
         let selector = keys::read_selector(v)?;
@@ -174,6 +195,10 @@ pub(crate) fn load(db: &DB, verify: bool) -> Result<Index> {
                 format!("{what} for {key} on {d} at sequence {}", order.sequence),
             )
         };
+        if unwritten_messages.contains(&(d.clone(), order)) {
+            unwritten.push((Cf::Pending, k.to_vec()));
+            return Ok(());
+        }
         let Some(DestIndex::Topic(t)) = index.destinations.get_mut(&d).map(|x| &mut x.index) else {
             return Err(missing("unknown topic"));
         };
@@ -191,6 +216,7 @@ pub(crate) fn load(db: &DB, verify: bool) -> Result<Index> {
         s.pending.insert(order);
         Ok(())
     })?;
+    index.unwritten = unwritten;
     unreferenced(&index)?;
     scan(db, Cf::Transactions, verify, |k, v| {
         let (id, ops) = keys::read_transaction(k, v)?;

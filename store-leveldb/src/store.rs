@@ -31,6 +31,8 @@ pub(crate) struct Open {
     pub(crate) index: Index,
     /// The journal file the last write went to: a write to a later one wakes the collector.
     last_file: u32,
+    /// The index was rebuilt after the journal refused a write (see `heal_index`).
+    journal_failure_healed: bool,
 }
 
 /// How a write waits for the disk.
@@ -77,7 +79,13 @@ impl Pending {
         let Some(d) = self.0 else {
             return Ok(());
         };
-        d.completion.await?;
+        if let Err(e) = d.completion.await {
+            // The journal did not write the record (a full disk, say), but the index holds
+            // the change and RocksDB may: rebuild the index at the next call, without
+            // messages whose bodies the journal never wrote.
+            d.applier.mark_stale();
+            return Err(e.into());
+        }
         Ok(d.applier.wait_applied(&d.db, d.at).await?)
     }
 }
@@ -99,7 +107,7 @@ impl Shared {
             return Err(StoreError::Poisoned(refusal.reason));
         }
         let db = open.db.clone();
-        let mut batch = Batch::new(&db);
+        let mut batch = Batch::new(&db, open.index.legacy_bodies);
         let out = f(&mut open.index, &mut batch)?;
         if batch.is_empty() {
             return Ok((out, Pending(None)));
@@ -167,12 +175,19 @@ impl Shared {
     /// After a failed write, rebuilds the index from what RocksDB holds (keeping open
     /// transactions and the handles' cursors), so reads see only stored messages.
     fn heal_index(&self, open: &mut Open) {
-        if !self.applier.take_stale() {
+        // A write the journal failed may have been made without anyone waiting for it (under
+        // `sync = false`): its message is in the index, its body never written.
+        let journal_failed = !open.journal_failure_healed && self.journal.refusal().is_some();
+        if !self.applier.take_stale() && !journal_failed {
             return;
         }
+        open.journal_failure_healed |= journal_failed;
         let transactions = std::mem::take(&mut open.index.transactions);
-        match crate::recovery::load(&open.db, self.config.verify_checksums) {
+        let written = self.journal.written();
+        match crate::recovery::load(&open.db, self.config.verify_checksums, written) {
             Ok(mut index) => {
+                self.applier
+                    .set_bodies(std::mem::take(&mut index.body_files));
                 index.transactions = transactions;
                 index.keep_handles_of(&open.index);
                 open.index = index;
@@ -240,40 +255,68 @@ impl Shared {
         self.heal_index(open);
         let reads = Reads {
             db: &db,
+            journal: &self.journal,
             verify: self.config.verify_checksums,
         };
         f(&mut open.index, &reads)
     }
 }
 
-/// Reading bodies from the `bodies` column family.
+/// Reading bodies: where RocksDB's `messages` record says, in the journal (or, for a store
+/// written before bodies stayed in the journal, the `bodies` column family).
 pub(crate) struct Reads<'a> {
     db: &'a DB,
+    journal: &'a Journal,
     verify: bool,
 }
 
 impl Reads<'_> {
     pub(crate) fn body(&self, d: &Destination, order: OrderKey) -> Result<Message> {
+        let key = keys::message(d, order);
+        let missing = |cf: Cf| LevelDbError::BadRecord {
+            what: "message body",
+            cf: cf.name(),
+            reason: format!("the body of sequence {} in {d} is missing", order.sequence),
+        };
+        let at = match self.get(Cf::Messages, &key)? {
+            Some(v) => keys::read_entry(&v, &mut |p| std::sync::Arc::from(p))?.1,
+            None => return Err(missing(Cf::Messages).into()),
+        };
+        let keys::BodyAt::Journal(r) = at else {
+            return match self.get(Cf::Bodies, &key)? {
+                Some(v) => Ok(keys::read_body(&v)?),
+                None => Err(missing(Cf::Bodies).into()),
+            };
+        };
+        let bytes = self
+            .journal
+            .read_part(r.at, r.start, r.len)
+            .map_err(LevelDbError::from)?;
+        if crc32fast::hash(&bytes) != r.crc {
+            return Err(LevelDbError::Corrupt {
+                file: Some(self.journal.config().path_of(r.at.file)),
+                reason: format!(
+                    "the body of sequence {} in {d} (record at {}, {} bytes from {}) does not \
+                     match its checksum",
+                    order.sequence, r.at, r.len, r.start
+                ),
+            }
+            .into());
+        }
+        Ok(keys::read_body(&bytes)?)
+    }
+
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<rocksdb::DBPinnableSlice<'_>>> {
         let h = self
             .db
-            .cf_handle(Cf::Bodies.name())
-            .ok_or(LevelDbError::MissingColumnFamily(Cf::Bodies.name()))?;
+            .cf_handle(cf.name())
+            .ok_or(LevelDbError::MissingColumnFamily(cf.name()))?;
         let mut opts = ReadOptions::default();
         opts.set_verify_checksums(self.verify);
-        let key = keys::message(d, order);
-        match self
+        Ok(self
             .db
-            .get_pinned_cf_opt(h, &key, &opts)
-            .map_err(|e| LevelDbError::rocks("reading a message body", e))?
-        {
-            Some(v) => Ok(keys::read_body(&v)?),
-            None => Err(LevelDbError::BadRecord {
-                what: "message body",
-                cf: Cf::Bodies.name(),
-                reason: format!("the body of sequence {} in {d} is missing", order.sequence),
-            }
-            .into()),
-        }
+            .get_pinned_cf_opt(h, key, &opts)
+            .map_err(|e| LevelDbError::rocks("reading a message", e))?)
     }
 
     pub(crate) fn bodies(
@@ -377,11 +420,15 @@ impl LevelDbStore {
         let db = Arc::new(db);
         let rocksdb_opened = started.elapsed();
         let journal = Arc::new(crate::journal::open(&config)?);
-        let (applied_to, replayed) = crate::journal::replay(&db, &journal)?;
-        let applier = Arc::new(Applier::new(applied_to));
-        crate::journal::collect(&applier, &db, &journal)?;
+        let messages_cf = crate::record::messages_cf_id(&db)?;
+        let (applied_to, replayed) = crate::journal::replay(&db, &journal, messages_cf)?;
+        let applier = Arc::new(Applier::new(applied_to, messages_cf));
         let journal_replayed = started.elapsed();
-        let index = crate::recovery::load(&db, config.verify_checksums)?;
+        let mut index = crate::recovery::load(&db, config.verify_checksums, journal.written())?;
+        crate::journal::drop_unwritten(&db, std::mem::take(&mut index.unwritten))?;
+        crate::journal::check_body_files(&journal, &index.body_files)?;
+        applier.set_bodies(std::mem::take(&mut index.body_files));
+        crate::journal::collect(&applier, &db, &journal)?;
         let opened = started.elapsed();
         // What ActiveMQ's stores log at start ("Recovery replayed N operations from the
         // journal in X seconds"), with the share of each step.
@@ -409,6 +456,7 @@ impl LevelDbStore {
                     db,
                     index,
                     last_file: applied_to.file,
+                    journal_failure_healed: false,
                 })),
                 journal,
                 collector,
@@ -624,5 +672,109 @@ impl PersistenceAdapter for LevelDbStore {
                 backend: "leveldb",
                 source: Box::new(e),
             })?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use store_api::{Body, MessageId};
+
+    use super::*;
+    use crate::keys::Entry;
+
+    /// A store written before bodies stayed in the journal: its `messages` values end after
+    /// the expiration and its bodies are in the `bodies` column family.
+    #[test]
+    fn a_store_with_bodies_in_rocksdb_opens_reads_and_deletes_them() {
+        let dir = tempfile::tempdir().expect("dir");
+        let config = || LevelDbConfig::new(dir.path());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let d = Destination::queue("old");
+        let old = |n: u64| {
+            let mut m = Message::new(
+                MessageId::new("before", n),
+                d.clone(),
+                Body::Text(format!("old body {n}")),
+            );
+            m.sequence = n + 1;
+            m
+        };
+        // Open once to create the column families, then write the old layout directly.
+        rt.block_on(LevelDbStore::open(config()).expect("open").close())
+            .expect("close");
+        {
+            let names = Cf::ALL.iter().map(|c| c.name());
+            let db = DB::open_cf(&options(&config()).expect("options"), dir.path(), names)
+                .expect("raw open");
+            let cf = |c: Cf| db.cf_handle(c.name()).expect("cf");
+            let mut b = rocksdb::WriteBatch::default();
+            b.put_cf(cf(Cf::Destinations), keys::destination(&d), b"");
+            for n in 0..3 {
+                let m = old(n);
+                let key = keys::message(&d, OrderKey::of(&m));
+                let entry = Entry {
+                    id: m.id.clone(),
+                    size: m.size(),
+                    expiration: 0,
+                };
+                b.put_cf(cf(Cf::Messages), &key, keys::entry_value(&entry));
+                b.put_cf(cf(Cf::Bodies), &key, store_api::codec::encode(&m));
+            }
+            b.put_cf(cf(Cf::Meta), keys::LAST_SEQUENCE, 3u64.to_le_bytes());
+            db.write(b).expect("write");
+            db.flush_wal(true).expect("sync");
+        }
+        rt.block_on(async {
+            let store = LevelDbStore::open(config()).expect("reopen");
+            let queue = store.queue_store(&d).await.expect("queue");
+            for n in 0..3 {
+                let m = queue.get(&MessageId::new("before", n)).await.expect("get");
+                assert_eq!(m.body, Body::Text(format!("old body {n}")));
+            }
+            let mut new = Message::new(
+                MessageId::new("after", 0),
+                d.clone(),
+                Body::Text("new".into()),
+            );
+            new.sequence = 0;
+            queue.add(new).await.expect("add");
+            queue
+                .remove(&MessageId::new("before", 1))
+                .await
+                .expect("remove");
+            store.close().await.expect("close");
+            let store = LevelDbStore::open(config()).expect("reopen");
+            let queue = store.queue_store(&d).await.expect("queue");
+            let ids: Vec<String> = queue
+                .browse(None, 10)
+                .await
+                .expect("browse")
+                .iter()
+                .map(|m| m.id.to_string())
+                .collect();
+            assert_eq!(ids.len(), 3, "{ids:?}");
+            assert_eq!(
+                queue
+                    .get(&MessageId::new("after", 0))
+                    .await
+                    .expect("new")
+                    .body,
+                Body::Text("new".into())
+            );
+            store.close().await.expect("close");
+        });
+        // The removed message's body went with it.
+        let names = Cf::ALL.iter().map(|c| c.name());
+        let db = DB::open_cf(&options(&config()).expect("options"), dir.path(), names)
+            .expect("raw open");
+        let bodies = db.cf_handle(Cf::Bodies.name()).expect("cf");
+        let left = db.iterator_cf(bodies, rocksdb::IteratorMode::Start).count();
+        assert_eq!(
+            left, 2,
+            "the removed message's body is deleted from `bodies`"
+        );
     }
 }

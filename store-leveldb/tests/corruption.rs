@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use store_api::{Body, Destination, ErrorKind, Message, MessageId, PersistenceAdapter, StoreError};
 use store_leveldb::{LevelDbConfig, LevelDbStore};
 
-/// 1.6 MB of bodies: more than RocksDB's 1 MiB log buffer, so its log file holds some.
+/// 1.6 MB of bodies, in the journal; RocksDB's log holds their entries (written out from its
+/// buffer when a store is dropped without a close).
 const COUNT: u64 = 400;
 
 fn q() -> Destination {
@@ -175,19 +176,40 @@ fn damage_quarter(path: &Path) {
 fn a_rocksdb_log_lost_after_the_journal_let_go_is_refused_not_a_hole() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = LevelDbConfig::new(dir.path());
-    // Many small journal files, which the collector deletes once RocksDB's log is synced.
+    // Many small journal files, which the collector deletes once RocksDB's log is synced and
+    // no stored message's body is in them: the first half of the messages is acknowledged.
     config.log_size = 64 * 1024;
     let journal = dir.path().join("journal");
-    build_with(config, false, |_| {
+    rt().block_on(async {
+        let store = LevelDbStore::open(config).unwrap();
+        let queue = store.queue_store(&q()).await.unwrap();
+        for n in 0..COUNT {
+            queue
+                .add(Message::new(MessageId::new("p", n), q(), body(n)))
+                .await
+                .unwrap();
+        }
+        for n in 0..COUNT / 2 {
+            queue.remove(&MessageId::new("p", n)).await.unwrap();
+        }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while journal.join("log-1.dat").exists() {
             assert!(
                 std::time::Instant::now() < deadline,
                 "no journal file deleted"
             );
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+        // A crash: no close.
+        drop(queue);
+        drop(store);
     });
+    // The stored half's bodies (800 KiB) are in files that were kept.
+    let kept = files(&journal, "dat").len() as u64;
+    assert!(
+        kept * 64 * 1024 >= COUNT / 2 * 4096,
+        "files holding stored bodies are kept: {kept} left"
+    );
     // RocksDB's log is what held those records (no memtable was flushed): lose it.
     for log in files(dir.path(), "log") {
         std::fs::remove_file(log).unwrap();
@@ -198,7 +220,39 @@ fn a_rocksdb_log_lost_after_the_journal_let_go_is_refused_not_a_hole() {
             .expect("the open must fail"),
     );
     assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
-    assert!(e.to_string().contains("journal starts at file"), "{e}");
+    assert!(e.to_string().contains("journal file 1 is gone"), "{e}");
+}
+
+#[test]
+fn a_missing_journal_file_holding_stored_bodies_fails_the_open_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LevelDbConfig::new(dir.path());
+    config.log_size = 64 * 1024;
+    // Flushed and closed: the open replays nothing, so only the bodies need the file.
+    build_with(config, true, |_| {});
+    let gone = dir.path().join("journal").join("log-2.dat");
+    std::fs::remove_file(&gone).unwrap();
+    let e = StoreError::from(
+        LevelDbStore::open(LevelDbConfig::new(dir.path()))
+            .err()
+            .expect("the open must fail"),
+    );
+    assert!(names(&e, &gone), "the error names the missing file: {e}");
+}
+
+#[test]
+fn a_damaged_body_in_a_journal_file_the_open_does_not_replay_is_named_when_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = LevelDbConfig::new(dir.path());
+    config.log_size = 2 * COUNT * 4096;
+    build_with(config, true, |_| {});
+    let damaged = files(&dir.path().join("journal"), "dat")
+        .into_iter()
+        .next()
+        .expect("a journal file");
+    damage_quarter(&damaged);
+    let failed = read_all(dir.path(), &damaged, false);
+    assert!(failed > 0, "a damaged body was read without an error");
 }
 
 #[test]
