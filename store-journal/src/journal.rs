@@ -494,13 +494,13 @@ impl Journal {
         self.shared.queue.lock().tail_file
     }
 
-    /// The position after everything enqueued so far.
     /// The end of what was written to the files: the records before it are there for any
     /// reader (and synced per the policy); a failed write leaves the ones after it unwritten.
     pub fn written(&self) -> Location {
         *self.shared.written.lock()
     }
 
+    /// The position after everything enqueued so far.
     pub fn tail(&self) -> Location {
         let q = self.shared.queue.lock();
         Location {

@@ -8,9 +8,11 @@
 //! names its message by key only, so its file is found from its sequence: sequences are
 //! assigned under the store's lock in the order records are appended to the journal, so each
 //! file's messages are one range of sequences, and the file of a stored message is the one
-//! whose first stored sequence is the greatest not above it.
+//! whose first stored sequence is the greatest not above it. Messages whose bodies RocksDB keeps
+//! inline (sent by a record that also deletes, see `record.rs`) hold no file; their sequences
+//! are kept apart so that their deletes change no count.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use store_journal::Location;
 
@@ -32,6 +34,8 @@ pub(crate) struct BodyFiles {
     files: BTreeMap<u32, FileBodies>,
     /// First sequence → file, for every file with stored bodies.
     by_seq: BTreeMap<u64, u32>,
+    /// Sequences of stored messages whose bodies RocksDB keeps inline.
+    inline: HashSet<u64>,
 }
 
 impl BodyFiles {
@@ -55,9 +59,18 @@ impl BodyFiles {
         f.live += 1;
     }
 
-    /// The message with sequence `seq` was deleted by the record at `at`. A message of a
-    /// store written before bodies stayed in the journal has no file: nothing changes.
+    /// A message with sequence `seq` is stored with its body inline in RocksDB.
+    pub(crate) fn added_inline(&mut self, seq: u64) {
+        self.inline.insert(seq);
+    }
+
+    /// The message with sequence `seq` was deleted by the record at `at`. A message whose body
+    /// is inline, or of a store written before bodies stayed in the journal, has no file:
+    /// nothing changes.
     pub(crate) fn removed(&mut self, seq: u64, at: Location) {
+        if self.inline.remove(&seq) {
+            return;
+        }
         let Some((_, &file)) = self.by_seq.range(..=seq).next_back() else {
             return;
         };
@@ -155,6 +168,20 @@ mod tests {
         assert!(b.is_free(1, at(1, 70)));
         b.forget(&[1]);
         assert!(b.is_free(1, at(0, 0)));
+    }
+
+    #[test]
+    fn a_message_with_its_body_inline_holds_no_file() {
+        let mut b = BodyFiles::default();
+        b.added(1, 1);
+        // Sent with an ack in one record: its sequence lies in file 1's range.
+        b.added_inline(2);
+        b.added(3, 1);
+        b.removed(2, at(1, 30));
+        b.removed(1, at(1, 40));
+        assert!(!b.is_free(1, at(1, 40)), "sequence 3 is still in file 1");
+        b.removed(3, at(1, 50));
+        assert!(b.is_free(1, at(1, 50)));
     }
 
     #[test]

@@ -12,10 +12,10 @@ pub struct LevelDbConfig {
     /// only, except XA prepares, which are always synced.
     pub sync: bool,
     /// Each journal file's size (ActiveMQ's `logSize`): a file is deleted once RocksDB holds
-    /// all of it. Default 32 MiB, KahaDB's journal file size, where ActiveMQ's LevelDB store
-    /// has 100 MiB: after a crash the newest file is scanned whole at open (measured with the
-    /// `open_time` example, 1 GiB stored: about 50 ms with 32 MiB files, 60 to 240 ms with
-    /// 100 MiB). It also caps RocksDB's own log before it flushes the memtables that pin it.
+    /// all of it and no stored message's body is in it. Default 32 MiB, KahaDB's journal file
+    /// size, where ActiveMQ's LevelDB store has 100 MiB: after a crash the newest file is
+    /// scanned whole at open (measured with the `open_time` example, 1 GiB stored: about 50 ms
+    /// with 32 MiB files, 60 to 240 ms with 100 MiB). It also caps RocksDB's own log before it flushes the memtables that pin it.
     pub log_size: u64,
     /// How long an acknowledgement no client waits for may wait for a write that one does, to
     /// share its fsync (`store_journal::JournalConfig::defer_delay`; zero writes it at once).

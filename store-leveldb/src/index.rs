@@ -1,7 +1,8 @@
 //! The in-memory index: for every destination, its messages' order keys, ids, sizes and
 //! expirations; for every durable subscription, the exact set of messages pending for it.
-//! Bodies stay in the journal (RocksDB holds where) and are read on demand. Each change to the index writes the matching
-//! records into the caller's [`Batch`], so the index and the database move together.
+//! Bodies stay in the journal (RocksDB holds where) and are read on demand. Each change to the
+//! index writes the matching records into the caller's [`Batch`], so the index and the
+//! database move together.
 //!
 //! Open rebuilds the index from the `messages`, `subscriptions` and `pending` column families
 //! (small records; bodies are not read), see `recovery.rs`.

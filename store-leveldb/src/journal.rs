@@ -325,6 +325,12 @@ pub(crate) fn check_body_files(journal: &Journal, bodies: &BodyFiles) -> Result<
 /// is deleted once RocksDB's log is synced past it. Also run at open, before anything is
 /// written: after a full disk these files are what keeps it full.
 pub(crate) fn collect(applier: &Applier, db: &DB, journal: &Journal) -> Result<()> {
+    // After the journal refused a write, the body counts were rebuilt from RocksDB while
+    // groups taken before the failure may still have been answered: delete nothing until
+    // the store is reopened (which it must be).
+    if journal.refusal().is_some() {
+        return Ok(());
+    }
     let upto = applier.applied();
     let old: Vec<u32> = {
         let bodies = applier.bodies();

@@ -206,8 +206,8 @@ pub(crate) fn entry_value(e: &Entry) -> Vec<u8> {
     w.into_inner()
 }
 
-/// After the entry in a `messages` value: the body itself follows. Only in journal records;
-/// RocksDB gets [`BODY_IN_JOURNAL`] instead (`record.rs`).
+/// After the entry in a `messages` value: the body itself follows. In journal records; RocksDB
+/// gets [`BODY_IN_JOURNAL`] instead, except from a record that also deletes (`record.rs`).
 pub(crate) const BODY_INLINE: u8 = 1;
 /// After the entry in a `messages` value: a [`BodyRef`] follows. Nothing follows in a store
 /// written before bodies stayed in the journal: the body is in the `bodies` column family.
@@ -269,6 +269,8 @@ impl BodyRef {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BodyAt {
     Journal(BodyRef),
+    /// In the `messages` value itself, from this byte on.
+    Inline(usize),
     /// In the `bodies` column family (a store written before bodies stayed in the journal).
     BodiesCf,
 }
@@ -314,6 +316,7 @@ pub(crate) fn read_entry(
     let rest = &value[r.position()..];
     let body = match rest.split_first() {
         None => BodyAt::BodiesCf,
+        Some((&BODY_INLINE, _)) => BodyAt::Inline(r.position() + 1),
         Some((&BODY_IN_JOURNAL, b)) => {
             BodyRef::decode(b).map(BodyAt::Journal).ok_or_else(|| {
                 bad(
@@ -327,7 +330,7 @@ pub(crate) fn read_entry(
             return Err(bad(
                 "message entry",
                 Cf::Messages,
-                format!("body tag {tag} where the database keeps references only"),
+                format!("unknown body tag {tag}"),
             ));
         }
     };

@@ -9,6 +9,12 @@
 //! apply thread queues a record and when open replays the journal, so both give the same
 //! database.
 //!
+//! A record that also deletes something (a transaction's commit: sends and acks together, an
+//! XA commit deleting its prepared record) keeps its bodies inline in RocksDB. RocksDB may
+//! keep a batch whose journal record a crash took (it was never acknowledged); open then drops
+//! the messages whose bodies lie past the journal's end, which for such a record would keep
+//! its deletes and drop its sends: half a transaction. Inline, the batch stays whole.
+//!
 //! The `WriteBatch` representation (RocksDB's `db/write_batch.cc`, unchanged since LevelDB): a
 //! 12-byte header (sequence `fixed64`, count `fixed32`), then per record a type byte, for the
 //! column-family types a varint32 column family id, the key and, for puts, the value, each
@@ -67,6 +73,7 @@ pub(crate) fn to_database(
     if record.len() < HEADER {
         return Err(bad(format!("a WriteBatch of {} bytes", record.len())));
     }
+    let inline = deletes(record)?;
     let mut r = Cursor {
         data: record,
         at: HEADER,
@@ -98,6 +105,10 @@ pub(crate) fn to_database(
         };
         let entry = keys::entry_len(value)?;
         match value.get(entry) {
+            Some(&BODY_INLINE) if inline => {
+                bodies.added_inline(seq);
+                out.extend_from_slice(&record[begin..r.at]);
+            }
             Some(&BODY_INLINE) => {
                 let body = &value[entry + 1..];
                 let reference = BodyRef {
@@ -128,6 +139,29 @@ pub(crate) fn to_database(
         }
     }
     Ok(count)
+}
+
+/// Whether the record deletes anything.
+fn deletes(record: &[u8]) -> Result<bool> {
+    let mut r = Cursor {
+        data: record,
+        at: HEADER,
+    };
+    while r.at < record.len() {
+        let kind = r.byte()?;
+        if matches!(kind, TYPE_CF_VALUE | TYPE_CF_DELETION) {
+            r.varint32()?;
+        }
+        r.slice()?;
+        match kind {
+            TYPE_CF_DELETION | TYPE_DELETION => return Ok(true),
+            TYPE_CF_VALUE | TYPE_VALUE => {
+                r.slice()?;
+            }
+            t => return Err(bad(format!("record type {t} at byte {}", r.at))),
+        }
+    }
+    Ok(false)
 }
 
 struct Cursor<'a> {
@@ -244,8 +278,9 @@ mod tests {
         let mut b = WriteBatch::default();
         b.put_cf(meta, b"last_sequence", 7u64.to_le_bytes());
         b.put_cf(messages, &key, keys::message_value(&entry, &message));
-        b.delete_cf(messages, &old);
         let record = b.data().to_vec();
+        let mut ack = WriteBatch::default();
+        ack.delete_cf(messages, &old);
         let at = Location {
             file: 3,
             offset: 4096,
@@ -254,8 +289,13 @@ mod tests {
         let mut bodies = BodyFiles::default();
         bodies.added(3, 2);
         let mut out = vec![0u8; HEADER];
-        let count = to_database(&record, at, id, &mut out, &mut bodies).expect("convert");
-        assert_eq!(count, 3);
+        let mut count = to_database(&record, at, id, &mut out, &mut bodies).expect("convert");
+        assert_eq!(count, 2);
+        let ack_at = Location {
+            file: 3,
+            offset: 8192,
+        };
+        count += to_database(ack.data(), ack_at, id, &mut out, &mut bodies).expect("convert");
         out[8..HEADER].copy_from_slice(&count.to_le_bytes());
         db.write(WriteBatch::from_data(&out)).expect("write");
 
@@ -280,7 +320,43 @@ mod tests {
         );
         // The add counted in file 3; the delete of sequence 3 emptied file 2.
         assert_eq!(bodies.holding().collect::<Vec<_>>(), vec![3]);
-        assert!(bodies.is_free(2, at));
+        assert!(bodies.is_free(2, ack_at));
+    }
+
+    #[test]
+    fn a_record_that_also_deletes_keeps_its_bodies_inline() {
+        let (_dir, db) = scratch_db();
+        let messages = db.cf_handle(Cf::Messages.name()).expect("cf");
+        let (message, key, entry) = message();
+        let acked = keys::message(
+            &message.destination,
+            OrderKey {
+                priority: 4,
+                sequence: 3,
+            },
+        );
+        // A transaction's commit: a send and an ack in one record.
+        let mut b = WriteBatch::default();
+        b.put_cf(messages, &key, keys::message_value(&entry, &message));
+        b.delete_cf(messages, &acked);
+        let id = messages_cf_id(&db).expect("id");
+        let mut bodies = BodyFiles::default();
+        let mut out = Vec::new();
+        let at = Location { file: 1, offset: 0 };
+        let count = to_database(b.data(), at, id, &mut out, &mut bodies).expect("convert");
+        assert_eq!(count, 2);
+        assert_eq!(
+            out,
+            b.data()[HEADER..],
+            "the records are copied as they are"
+        );
+        assert_eq!(bodies.holding().count(), 0, "an inline body holds no file");
+        let value = keys::message_value(&entry, &message);
+        let (_, at) = keys::read_entry(&value, &mut |p| p.into()).expect("entry");
+        let BodyAt::Inline(from) = at else {
+            panic!("inline, got {at:?}");
+        };
+        assert_eq!(keys::read_body(&value[from..]).expect("body"), message);
     }
 
     #[test]

@@ -133,6 +133,7 @@ pub(crate) fn load(db: &DB, verify: bool, written: store_journal::Location) -> R
                     return Ok(());
                 }
                 keys::BodyAt::Journal(r) => body_files.added(order.sequence, r.at.file),
+                keys::BodyAt::Inline(_) => body_files.added_inline(order.sequence),
                 keys::BodyAt::BodiesCf => legacy_bodies = true,
             }
             max_seq = max_seq.max(order.sequence);

@@ -182,6 +182,10 @@ impl Shared {
             return;
         }
         open.journal_failure_healed |= journal_failed;
+        // Records queued before the failure (their journal writes went through) reach RocksDB
+        // first, or the rebuilt index and its body counts would miss them. An error here is
+        // RocksDB's own refusal, recorded by the applier.
+        let _ = self.apply(&open.db);
         let transactions = std::mem::take(&mut open.index.transactions);
         let written = self.journal.written();
         match crate::recovery::load(&open.db, self.config.verify_checksums, written) {
@@ -278,15 +282,18 @@ impl Reads<'_> {
             cf: cf.name(),
             reason: format!("the body of sequence {} in {d} is missing", order.sequence),
         };
-        let at = match self.get(Cf::Messages, &key)? {
-            Some(v) => keys::read_entry(&v, &mut |p| std::sync::Arc::from(p))?.1,
-            None => return Err(missing(Cf::Messages).into()),
+        let Some(value) = self.get(Cf::Messages, &key)? else {
+            return Err(missing(Cf::Messages).into());
         };
-        let keys::BodyAt::Journal(r) = at else {
-            return match self.get(Cf::Bodies, &key)? {
-                Some(v) => Ok(keys::read_body(&v)?),
-                None => Err(missing(Cf::Bodies).into()),
-            };
+        let r = match keys::read_entry(&value, &mut |p| std::sync::Arc::from(p))?.1 {
+            keys::BodyAt::Journal(r) => r,
+            keys::BodyAt::Inline(from) => return Ok(keys::read_body(&value[from..])?),
+            keys::BodyAt::BodiesCf => {
+                return match self.get(Cf::Bodies, &key)? {
+                    Some(v) => Ok(keys::read_body(&v)?),
+                    None => Err(missing(Cf::Bodies).into()),
+                };
+            }
         };
         let bytes = self
             .journal

@@ -1,6 +1,8 @@
 //! Damage to the engine's files: a flipped byte in the middle of an SST file, of RocksDB's
-//! log or of the engine's journal, of a store that crashed before any flush; and RocksDB's log
-//! lost after the journal let its records go. Opening or reading then fails with a `Corrupt`
+//! log or of the engine's journal (a record the open replays, or a body it only reads), of a
+//! store that crashed before any flush; RocksDB's log lost after the journal let its records
+//! go; a journal file holding stored bodies gone; a commit RocksDB kept while the crash took
+//! its journal record. Opening or reading then fails with a `Corrupt`
 //! error naming the damaged file, or returns exactly what was written: synced messages are
 //! never silently dropped or altered. With `repair = true`, RocksDB's repair salvages what it
 //! can and the store opens.
@@ -329,6 +331,73 @@ fn a_journal_tail_lost_while_rocksdb_kept_it_is_never_written_over_silently() {
             if let Ok(m) = queue.get(&MessageId::new("p", n)).await {
                 assert_eq!(m.body, body(n), "message {n} changed");
             }
+        }
+        store.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_commit_rocksdb_kept_while_the_crash_took_its_journal_record_stays_whole() {
+    use store_api::{TransactionId, TxOp};
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal").join("log-1.dat");
+    let data_end = |path: &Path| {
+        let bytes = std::fs::read(path).unwrap();
+        bytes.iter().rposition(|b| *b != 0).map_or(0, |p| p + 1)
+    };
+    // X stored, then a transaction that sends Y and acks X, as a consumer that forwards does.
+    let before_commit = rt().block_on(async {
+        let store = LevelDbStore::open(LevelDbConfig::new(dir.path())).unwrap();
+        let queue = store.queue_store(&q()).await.unwrap();
+        queue
+            .add(Message::new(MessageId::new("x", 0), q(), body(0)))
+            .await
+            .unwrap();
+        let before_commit = data_end(&journal);
+        let tx = TransactionId::Local(1);
+        store.begin(&tx).await.unwrap();
+        store
+            .enlist(
+                &tx,
+                TxOp::Add(Message::new(MessageId::new("y", 0), q(), body(1))),
+            )
+            .await
+            .unwrap();
+        store
+            .enlist(
+                &tx,
+                TxOp::QueueAck {
+                    destination: q(),
+                    id: MessageId::new("x", 0),
+                },
+            )
+            .await
+            .unwrap();
+        store.commit(&tx).await.unwrap();
+        // A crash: no close (dropping the store writes RocksDB's log buffer out).
+        drop(queue);
+        drop(store);
+        before_commit
+    });
+    // The crash took the commit's journal record (never acknowledged) while RocksDB kept it.
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes[before_commit..].fill(0);
+    std::fs::write(&journal, bytes).unwrap();
+    rt().block_on(async {
+        let store = LevelDbStore::open(LevelDbConfig::new(dir.path())).unwrap();
+        let queue = store.queue_store(&q()).await.unwrap();
+        let x = queue.get(&MessageId::new("x", 0)).await.ok();
+        let y = queue.get(&MessageId::new("y", 0)).await.ok();
+        match (x, y) {
+            // Committed whole: Y with its body, X gone.
+            (None, Some(y)) => assert_eq!(y.body, body(1)),
+            // Or not at all.
+            (Some(x), None) => assert_eq!(x.body, body(0)),
+            (x, y) => panic!(
+                "half a transaction: x {:?}, y {:?}",
+                x.map(|m| m.id),
+                y.map(|m| m.id)
+            ),
         }
         store.close().await.unwrap();
     });
