@@ -1,15 +1,16 @@
 //! Reads of sealed journal files with a cold page cache: the journal scan alone, a KahaDB index
 //! rebuild (or an AMQ full replay) and a drain of old message bodies, each timed after dropping
 //! the page cache:
-//! `cargo run --release -p benches --example cold_read -- kahadb 1024 3` (engine: kahadb or amq;
-//! MiB stored; rounds; a fourth argument `warm` keeps the page cache throughout).
+//! `cargo run --release -p benches --example cold_read -- kahadb 1024 3` (engine: kahadb, amq
+//! or leveldb; MiB stored; rounds; a fourth argument `warm` keeps the page cache throughout).
 //!
 //! The store is filled once with 1 KiB messages from 16 writers (sync `always`, as the broker
 //! runs) and closed. Each round then, for each read mode in turn (their order alternating
 //! between rounds, so drift in the disk does not favour one):
 //! - `scan`: opens the journal alone and replays every record (the read path by itself);
 //! - `rebuild`: deletes the index (KahaDB's `db.data` and `db.redo`; AMQ's snapshots and
-//!   control file) and opens the store, which replays the whole journal into a new index;
+//!   control file) and opens the store, which replays the whole journal into a new index
+//!   (LevelDB: its RocksDB is the index, nothing is deleted, and this is a plain open);
 //! - `drain`: drops the cache again and reads every message back through the queue's cursor
 //!   (`recover_next` of 1,000), as a consumer far behind the head reads old bodies;
 //! - `scan warm`: the scan again with the journal in the page cache (the CPU side of reading).
@@ -31,6 +32,7 @@ use store_api::{Destination, PersistenceAdapter};
 use store_journal::fs::RealFs;
 use store_journal::{Journal, JournalConfig, Location};
 use store_kahadb::{KahaDbConfig, KahaDbStore};
+use store_leveldb::{LevelDbConfig, LevelDbStore};
 
 /// How journal files are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +71,12 @@ fn open(engine: &str, dir: &Path, mode: Mode) -> Arc<dyn PersistenceAdapter> {
             c.mmap_reads = map;
             Arc::new(AmqStore::open(c).expect("open amq"))
         }
+        // Its journal's replay at open always maps (a crash's replay); bodies are the reads.
+        "leveldb" => {
+            let mut c = LevelDbConfig::new(dir);
+            c.mmap_reads = map;
+            Arc::new(LevelDbStore::open(c).expect("open leveldb"))
+        }
         _ => {
             let mut c = KahaDbConfig::new(dir);
             c.mmap_replay = map;
@@ -81,6 +89,7 @@ fn open(engine: &str, dir: &Path, mode: Mode) -> Arc<dyn PersistenceAdapter> {
 fn journal_config(engine: &str, dir: &Path, mode: Mode) -> JournalConfig {
     let mut c = match engine {
         "amq" => JournalConfig::new(dir.join("journal"), "data-", ""),
+        "leveldb" => JournalConfig::new(dir.join("journal"), "log-", ".dat"),
         _ => JournalConfig::new(dir, "db-", ".log"),
     };
     c.map_replay = mode == Mode::Map;
@@ -98,6 +107,7 @@ fn delete_index(engine: &str, dir: &Path) {
             }
             v
         }
+        "leveldb" => Vec::new(),
         _ => vec![dir.join("db.data"), dir.join("db.redo")],
     };
     for p in victims {

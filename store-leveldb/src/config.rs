@@ -34,6 +34,10 @@ pub struct LevelDbConfig {
     /// Run RocksDB's repair (salvage what the files still hold, drop the rest) before opening.
     /// Off by default: repair can lose data, so it is for an operator who asked for it.
     pub repair: bool,
+    /// Reads message bodies from sealed journal files through read-only maps (a consumer far
+    /// behind the head reads many small bodies: a load from a map instead of a `pread` each),
+    /// as KahaDB's `mmap_reads`; the maps kept are bounded (128 MiB). On by default.
+    pub mmap_reads: bool,
 }
 
 impl LevelDbConfig {
@@ -48,6 +52,7 @@ impl LevelDbConfig {
             verify_checksums: true,
             paranoid_checks: true,
             repair: false,
+            mmap_reads: true,
         }
     }
 }

@@ -53,6 +53,7 @@ pub(crate) fn open(config: &LevelDbConfig) -> Result<Journal> {
         SyncPolicy::Never
     };
     jc.map_replay = true;
+    jc.map_reads = config.mmap_reads;
     jc.defer_delay = config.ack_sync_delay;
     Ok(Journal::open(jc, Arc::new(store_journal::fs::RealFs))?)
 }
