@@ -11,7 +11,9 @@
 
 use std::path::{Path, PathBuf};
 
-use store_api::{Body, Destination, ErrorKind, Message, MessageId, PersistenceAdapter, StoreError};
+use store_api::{
+    Body, Destination, ErrorKind, Message, MessageId, PersistenceAdapter, QueueStore, StoreError,
+};
 use store_leveldb::{LevelDbConfig, LevelDbStore};
 
 /// 1.6 MB of bodies, in the journal; RocksDB's log holds their entries (written out from its
@@ -43,12 +45,7 @@ fn build_with(config: LevelDbConfig, flush: bool, before_crash: impl FnOnce(&Lev
     rt().block_on(async {
         let store = LevelDbStore::open(config).unwrap();
         let queue = store.queue_store(&q()).await.unwrap();
-        for n in 0..COUNT {
-            queue
-                .add(Message::new(MessageId::new("p", n), q(), body(n)))
-                .await
-                .unwrap();
-        }
+        add_all(queue.as_ref()).await;
         if flush {
             store.checkpoint(false).await.unwrap();
             store.close().await.unwrap();
@@ -59,6 +56,16 @@ fn build_with(config: LevelDbConfig, flush: bool, before_crash: impl FnOnce(&Lev
             drop(store);
         }
     });
+}
+
+/// Adds `COUNT` synced messages, `p`/0 to `p`/`COUNT - 1`.
+async fn add_all(queue: &dyn QueueStore) {
+    for n in 0..COUNT {
+        queue
+            .add(Message::new(MessageId::new("p", n), q(), body(n)))
+            .await
+            .unwrap();
+    }
 }
 
 fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
@@ -185,12 +192,7 @@ fn a_rocksdb_log_lost_after_the_journal_let_go_is_refused_not_a_hole() {
     rt().block_on(async {
         let store = LevelDbStore::open(config).unwrap();
         let queue = store.queue_store(&q()).await.unwrap();
-        for n in 0..COUNT {
-            queue
-                .add(Message::new(MessageId::new("p", n), q(), body(n)))
-                .await
-                .unwrap();
-        }
+        add_all(queue.as_ref()).await;
         for n in 0..COUNT / 2 {
             queue.remove(&MessageId::new("p", n)).await.unwrap();
         }
