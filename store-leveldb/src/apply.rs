@@ -69,6 +69,9 @@ pub(crate) struct Applier {
     messages_cf: u32,
     /// Which journal files hold stored bodies, counted as records are queued.
     bodies: Mutex<BodyFiles>,
+    /// Held shared by each body being read from the journal, exclusive by the collector while
+    /// it deletes files (see `pin_files`).
+    files_in_use: parking_lot::RwLock<()>,
 }
 
 impl Applier {
@@ -87,6 +90,7 @@ impl Applier {
             wal: true,
             messages_cf,
             bodies: Mutex::default(),
+            files_in_use: parking_lot::RwLock::new(()),
         };
         a.applied.set(applied);
         a
@@ -110,6 +114,19 @@ impl Applier {
     /// Which journal files hold stored bodies.
     pub(crate) fn bodies(&self) -> parking_lot::MutexGuard<'_, BodyFiles> {
         self.bodies.lock()
+    }
+
+    /// Keeps journal files from being deleted while held. A body is located under the store's
+    /// lock and read after it (its message may be acknowledged meanwhile, emptying its file):
+    /// taken under that lock, this keeps the file until the read is done. Recursive, so that a
+    /// batch of bodies holding many never waits for a collector queued behind the first.
+    pub(crate) fn pin_files(&self) -> parking_lot::RwLockReadGuard<'_, ()> {
+        self.files_in_use.read_recursive()
+    }
+
+    /// Held while journal files are deleted: waits for the bodies being read.
+    pub(crate) fn deleting_files(&self) -> parking_lot::RwLockWriteGuard<'_, ()> {
+        self.files_in_use.write()
     }
 
     /// Records a refused write: the store refuses writes from now on and rebuilds its index

@@ -1,6 +1,7 @@
 //! Which journal files hold the bodies of stored messages, so the collector keeps them.
 //!
-//! Bodies are written once, to the journal; RocksDB holds where each lies (`record.rs`). A
+//! Bodies are written once, to the journal; RocksDB holds where each lies (`record.rs`; bodies
+//! a record that also deletes keeps inline hold no file, see below). A
 //! journal file can go once RocksDB holds every record in it **and** no stored message's body
 //! is in it, as ActiveMQ's LevelDB store counts references to its log files.
 //!

@@ -9,7 +9,7 @@ use store_api::{
 };
 
 use crate::index::{DestIndex, Index, QueueIndex, SubIndex, TopicIndex, next_batch};
-use crate::store::{Reads, Shared, Wait};
+use crate::store::{Located, Reads, Shared, Wait};
 
 pub(crate) struct Handle {
     shared: Arc<Shared>,
@@ -46,24 +46,30 @@ impl Handle {
         }
     }
 
-    fn queue<T>(&self, f: impl FnOnce(&mut QueueIndex, &Reads<'_>) -> Result<T>) -> Result<T> {
+    fn queue<'s, T>(
+        &'s self,
+        f: impl FnOnce(&mut QueueIndex, &Reads<'_, 's>) -> Result<T>,
+    ) -> Result<T> {
         self.shared.read(|index, reads| match self.check(index)? {
             DestIndex::Queue(q) => f(q, reads),
             DestIndex::Topic(_) => Err(self.removed()),
         })
     }
 
-    fn topic<T>(&self, f: impl FnOnce(&mut TopicIndex, &Reads<'_>) -> Result<T>) -> Result<T> {
+    fn topic<'s, T>(
+        &'s self,
+        f: impl FnOnce(&mut TopicIndex, &Reads<'_, 's>) -> Result<T>,
+    ) -> Result<T> {
         self.shared.read(|index, reads| match self.check(index)? {
             DestIndex::Topic(t) => f(t, reads),
             DestIndex::Queue(_) => Err(self.removed()),
         })
     }
 
-    fn subscription<T>(
-        &self,
+    fn subscription<'s, T>(
+        &'s self,
         key: &SubscriptionKey,
-        f: impl FnOnce(&mut SubIndex, &Reads<'_>) -> Result<T>,
+        f: impl FnOnce(&mut SubIndex, &Reads<'_, 's>) -> Result<T>,
     ) -> Result<T> {
         self.topic(|t, reads| {
             let s = t
@@ -144,10 +150,12 @@ impl DestinationStore for Handle {
     }
 
     async fn get(&self, id: &MessageId) -> Result<Message> {
-        self.shared.read(|index, reads| {
-            let order = self.order_of(index, id)?;
-            reads.body(&self.destination, order)
-        })
+        self.shared
+            .read(|index, reads| {
+                let order = self.order_of(index, id)?;
+                reads.body(&self.destination, order)
+            })?
+            .load()
     }
 
     async fn remove(&self, id: &MessageId) -> Result<()> {
@@ -223,6 +231,7 @@ impl QueueStore for Handle {
                 .collect();
             reads.bodies(&self.destination, orders)
         })
+        .and_then(Located::load_all)
     }
 
     async fn recover_next_ordered(&self, order: DeliveryOrder, max: usize) -> Result<Vec<Message>> {
@@ -240,6 +249,7 @@ impl QueueStore for Handle {
             }
             Ok(batch)
         })
+        .and_then(Located::load_all)
     }
 
     async fn reset_cursor(&self) -> Result<()> {
@@ -329,6 +339,7 @@ impl TopicStore for Handle {
                 .collect();
             reads.bodies(&self.destination, orders)
         })
+        .and_then(Located::load_all)
     }
 
     async fn recover_next_ordered(
@@ -351,6 +362,7 @@ impl TopicStore for Handle {
             }
             Ok(batch)
         })
+        .and_then(Located::load_all)
     }
 
     async fn reset_cursor(&self, key: &SubscriptionKey) -> Result<()> {

@@ -17,7 +17,8 @@
 //! copy reached the disk: then `replay_from` is past the journal's end, and is moved back to it
 //! (synced) before any new record can be written there.
 //!
-//! **Message bodies stay in the journal**: RocksDB holds where each lies (`record.rs`).
+//! **Message bodies stay in the journal**: RocksDB holds where each lies (`record.rs`, which
+//! also says when a body stays inline in RocksDB instead).
 //!
 //! **Journal files are deleted** by a collector thread once a file is sealed: it syncs
 //! RocksDB's log (so every batch applied so far survives without the journal) and deletes the
@@ -326,15 +327,16 @@ pub(crate) fn check_body_files(journal: &Journal, bodies: &BodyFiles) -> Result<
 /// is deleted once RocksDB's log is synced past it. Also run at open, before anything is
 /// written: after a full disk these files are what keeps it full.
 pub(crate) fn collect(applier: &Applier, db: &DB, journal: &Journal) -> Result<()> {
-    // After the journal refused a write, the body counts were rebuilt from RocksDB while
-    // groups taken before the failure may still have been answered: delete nothing until
-    // the store is reopened (which it must be).
-    if journal.refusal().is_some() {
-        return Ok(());
-    }
     let upto = applier.applied();
     let old: Vec<u32> = {
         let bodies = applier.bodies();
+        // After the journal refused a write, the index heal rebuilds the counts from RocksDB
+        // while groups taken before the failure may still be answered: delete nothing until
+        // the store is reopened (which it must be). Checked under the counts' lock, which the
+        // heal takes after the refusal is set: these counts are the ones kept up to it.
+        if journal.refusal().is_some() {
+            return Ok(());
+        }
         journal
             .file_ids()
             .into_iter()
@@ -350,7 +352,10 @@ pub(crate) fn collect(applier: &Applier, db: &DB, journal: &Journal) -> Result<(
     if !applier.sync_log(db)? {
         return Ok(());
     }
-    journal.delete_files(&old)?;
+    {
+        let _deleting = applier.deleting_files();
+        journal.delete_files(&old)?;
+    }
     applier.bodies().forget(&old);
     tracing::debug!(files = ?old, "leveldb: deleted journal files");
     Ok(())

@@ -16,7 +16,7 @@ pub(crate) enum Cf {
     /// Destination key → empty: every destination created and not removed.
     Destinations,
     /// Destination + order → the message's id, size and expiration (what open loads), and
-    /// where its body lies in the journal.
+    /// where its body lies in the journal (or the body itself, see `record.rs`).
     Messages,
     /// Destination + order → the whole message (codec encoding): written by stores before
     /// bodies stayed in the journal only, and still read and deleted for those.

@@ -5,7 +5,7 @@
 //! entries keyed by destination, priority and sequence (RocksDB's byte order is delivery
 //! order), subscriptions, the exact set of messages pending for each subscription, prepared XA
 //! transactions, and the last sequence. Message bodies are written once, to the journal, and
-//! the entries say where (`record.rs`). A topic message's body is stored once, however many
+//! the entries say where (`record.rs`; a transaction that also acks keeps its bodies inline). A topic message's body is stored once, however many
 //! subscriptions have it pending; each of them holds a small pending key.
 //!
 //! **Writes** go first to the engine's own journal (`store-journal`: preallocated files, group

@@ -249,7 +249,10 @@ impl Shared {
     }
 
     /// Runs `f` on the index and the database (reads, and cursor moves, which are not stored).
-    pub(crate) fn read<T>(&self, f: impl FnOnce(&mut Index, &Reads<'_>) -> Result<T>) -> Result<T> {
+    pub(crate) fn read<'s, T>(
+        &'s self,
+        f: impl FnOnce(&mut Index, &Reads<'_, 's>) -> Result<T>,
+    ) -> Result<T> {
         let mut guard = self.state.lock();
         let open = guard.as_mut().ok_or(StoreError::Closed)?;
         let db = open.db.clone();
@@ -260,6 +263,7 @@ impl Shared {
         let reads = Reads {
             db: &db,
             journal: &self.journal,
+            applier: &self.applier,
             verify: self.config.verify_checksums,
         };
         f(&mut open.index, &reads)
@@ -267,15 +271,70 @@ impl Shared {
 }
 
 /// Reading bodies: where RocksDB's `messages` record says, in the journal (or, for a store
-/// written before bodies stayed in the journal, the `bodies` column family).
-pub(crate) struct Reads<'a> {
+/// written before bodies stayed in the journal, the `bodies` column family). Under the store's
+/// lock a body is only located; the journal is read once the lock is released
+/// ([`Located::load`]), since that read may wait for the record's write and fsync and writers
+/// must not wait for it.
+pub(crate) struct Reads<'a, 's> {
     db: &'a DB,
-    journal: &'a Journal,
+    journal: &'s Journal,
+    applier: &'s Applier,
     verify: bool,
 }
 
-impl Reads<'_> {
-    pub(crate) fn body(&self, d: &Destination, order: OrderKey) -> Result<Message> {
+/// A message body located under the store's lock.
+pub(crate) enum Located<'s> {
+    Ready(Message),
+    Journal {
+        journal: &'s Journal,
+        r: keys::BodyRef,
+        destination: Destination,
+        sequence: u64,
+        /// Keeps the collector from deleting the file until the body is read: its message may
+        /// be acknowledged meanwhile (see `Applier::pin_files`).
+        _pin: parking_lot::RwLockReadGuard<'s, ()>,
+    },
+}
+
+impl Located<'_> {
+    /// The message: its body read from the journal, and checked, where it lies there.
+    pub(crate) fn load(self) -> Result<Message> {
+        match self {
+            Located::Ready(m) => Ok(m),
+            Located::Journal {
+                journal,
+                r,
+                destination,
+                sequence,
+                _pin,
+            } => {
+                let bytes = journal
+                    .read_part(r.at, r.start, r.len)
+                    .map_err(LevelDbError::from)?;
+                if crc32fast::hash(&bytes) != r.crc {
+                    return Err(LevelDbError::Corrupt {
+                        file: Some(journal.config().path_of(r.at.file)),
+                        reason: format!(
+                            "the body of sequence {sequence} in {destination} (record at {}, {} \
+                             bytes from {}) does not match its checksum",
+                            r.at, r.len, r.start
+                        ),
+                    }
+                    .into());
+                }
+                Ok(keys::read_body(&bytes)?)
+            }
+        }
+    }
+
+    /// Every message of `located`, in order.
+    pub(crate) fn load_all(located: Vec<Located<'_>>) -> Result<Vec<Message>> {
+        located.into_iter().map(Located::load).collect()
+    }
+}
+
+impl<'s> Reads<'_, 's> {
+    pub(crate) fn body(&self, d: &Destination, order: OrderKey) -> Result<Located<'s>> {
         let key = keys::message(d, order);
         let missing = |cf: Cf| LevelDbError::BadRecord {
             what: "message body",
@@ -287,30 +346,23 @@ impl Reads<'_> {
         };
         let r = match keys::read_entry(&value, &mut |p| std::sync::Arc::from(p))?.1 {
             keys::BodyAt::Journal(r) => r,
-            keys::BodyAt::Inline(from) => return Ok(keys::read_body(&value[from..])?),
+            keys::BodyAt::Inline(from) => {
+                return Ok(Located::Ready(keys::read_body(&value[from..])?));
+            }
             keys::BodyAt::BodiesCf => {
                 return match self.get(Cf::Bodies, &key)? {
-                    Some(v) => Ok(keys::read_body(&v)?),
+                    Some(v) => Ok(Located::Ready(keys::read_body(&v)?)),
                     None => Err(missing(Cf::Bodies).into()),
                 };
             }
         };
-        let bytes = self
-            .journal
-            .read_part(r.at, r.start, r.len)
-            .map_err(LevelDbError::from)?;
-        if crc32fast::hash(&bytes) != r.crc {
-            return Err(LevelDbError::Corrupt {
-                file: Some(self.journal.config().path_of(r.at.file)),
-                reason: format!(
-                    "the body of sequence {} in {d} (record at {}, {} bytes from {}) does not \
-                     match its checksum",
-                    order.sequence, r.at, r.len, r.start
-                ),
-            }
-            .into());
-        }
-        Ok(keys::read_body(&bytes)?)
+        Ok(Located::Journal {
+            journal: self.journal,
+            r,
+            destination: d.clone(),
+            sequence: order.sequence,
+            _pin: self.applier.pin_files(),
+        })
     }
 
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<rocksdb::DBPinnableSlice<'_>>> {
@@ -330,7 +382,7 @@ impl Reads<'_> {
         &self,
         d: &Destination,
         orders: impl IntoIterator<Item = OrderKey>,
-    ) -> Result<Vec<Message>> {
+    ) -> Result<Vec<Located<'s>>> {
         orders.into_iter().map(|o| self.body(d, o)).collect()
     }
 }
@@ -688,6 +740,70 @@ mod tests {
 
     use super::*;
     use crate::keys::Entry;
+
+    /// A body located under the store's lock is read after it: its message acknowledged and
+    /// its file emptied meanwhile, the collector waits for the read before deleting the file.
+    #[test]
+    fn a_file_holding_a_body_being_read_is_deleted_only_after_the_read() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut config = LevelDbConfig::new(dir.path());
+        config.log_size = 64 * 1024;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let store = LevelDbStore::open(config).expect("open");
+        let d = Destination::queue("q");
+        let first = dir.path().join("journal").join("log-1.dat");
+        let message = |n: u64| {
+            Message::new(
+                MessageId::new("p", n),
+                d.clone(),
+                Body::Bytes(vec![n as u8; 4096].into()),
+            )
+        };
+        let queue = rt.block_on(store.queue_store(&d)).expect("queue");
+        rt.block_on(queue.add(message(0))).expect("add");
+        let order = store
+            .shared
+            .read(
+                |index, _| match index.destinations.get(&d).map(|x| &x.index) {
+                    Some(crate::index::DestIndex::Queue(q)) => {
+                        Ok(*q.messages.by_order.keys().next().expect("one message"))
+                    }
+                    _ => panic!("the queue is there"),
+                },
+            )
+            .expect("order");
+        let located = store
+            .shared
+            .read(|_, reads| reads.body(&d, order))
+            .expect("located");
+        // The journal moves on to later files, and every message in file 1 is acknowledged.
+        for n in 1..40 {
+            rt.block_on(queue.add(message(n))).expect("add");
+        }
+        for n in 0..30 {
+            rt.block_on(queue.remove(&MessageId::new("p", n)))
+                .expect("remove");
+        }
+        let shared = store.shared.clone();
+        let collector = std::thread::spawn(move || {
+            let db = shared
+                .state
+                .lock()
+                .as_ref()
+                .map(|o| o.db.clone())
+                .expect("open");
+            crate::journal::collect(&shared.applier, &db, &shared.journal)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(first.exists(), "deleted under a body being read");
+        assert_eq!(located.load().expect("read").body, message(0).body);
+        collector.join().expect("collector").expect("collect");
+        assert!(!first.exists(), "deleted once the read is done");
+        rt.block_on(store.close()).expect("close");
+    }
 
     /// A store written before bodies stayed in the journal: its `messages` values end after
     /// the expiration and its bodies are in the `bodies` column family.
