@@ -275,9 +275,8 @@ pub(crate) enum BodyAt {
     BodiesCf,
 }
 
-/// The length of the entry at the start of a `messages` value (what follows it says where the
-/// body is).
-pub(crate) fn entry_len(value: &[u8]) -> Result<usize> {
+/// Where the body of a `messages` value is (what follows its entry), and the entry's length.
+pub(crate) fn body_at(value: &[u8]) -> Result<(usize, BodyAt)> {
     let mut r = Reader::new(value);
     let mut parse = || {
         r.str("producer id")?;
@@ -286,7 +285,28 @@ pub(crate) fn entry_len(value: &[u8]) -> Result<usize> {
         r.i64()?;
         Ok::<_, store_api::DecodeError>(r.position())
     };
-    parse().map_err(|e| bad("message entry", Cf::Messages, e))
+    let entry = parse().map_err(|e| bad("message entry", Cf::Messages, e))?;
+    Ok((entry, body_after(value, entry)?))
+}
+
+/// What follows the entry, which ends at `entry`, in a `messages` value.
+fn body_after(value: &[u8], entry: usize) -> Result<BodyAt> {
+    match value.get(entry..).and_then(|rest| rest.split_first()) {
+        None => Ok(BodyAt::BodiesCf),
+        Some((&BODY_INLINE, _)) => Ok(BodyAt::Inline(entry + 1)),
+        Some((&BODY_IN_JOURNAL, b)) => BodyRef::decode(b).map(BodyAt::Journal).ok_or_else(|| {
+            bad(
+                "message entry",
+                Cf::Messages,
+                format!("a body reference of {} bytes", b.len()),
+            )
+        }),
+        Some((tag, _)) => Err(bad(
+            "message entry",
+            Cf::Messages,
+            format!("unknown body tag {tag}"),
+        )),
+    }
 }
 
 /// Reads a `messages` value as RocksDB holds it: the entry and where the body is. `intern`
@@ -313,28 +333,7 @@ pub(crate) fn read_entry(
         })
     };
     let entry = parse(&mut r).map_err(|e| bad("message entry", Cf::Messages, e))?;
-    let rest = &value[r.position()..];
-    let body = match rest.split_first() {
-        None => BodyAt::BodiesCf,
-        Some((&BODY_INLINE, _)) => BodyAt::Inline(r.position() + 1),
-        Some((&BODY_IN_JOURNAL, b)) => {
-            BodyRef::decode(b).map(BodyAt::Journal).ok_or_else(|| {
-                bad(
-                    "message entry",
-                    Cf::Messages,
-                    format!("a body reference of {} bytes", b.len()),
-                )
-            })?
-        }
-        Some((tag, _)) => {
-            return Err(bad(
-                "message entry",
-                Cf::Messages,
-                format!("unknown body tag {tag}"),
-            ));
-        }
-    };
-    Ok((entry, body))
+    Ok((entry, body_after(value, r.position())?))
 }
 
 pub(crate) fn selector_value(selector: Option<&str>) -> Vec<u8> {

@@ -25,7 +25,7 @@ use store_journal::Location;
 
 use crate::bodies::BodyFiles;
 use crate::error::{LevelDbError, Result};
-use crate::keys::{self, BODY_INLINE, BodyRef, Cf};
+use crate::keys::{self, BodyAt, BodyRef, Cf};
 
 /// The `WriteBatch` header: sequence number and record count.
 pub(crate) const HEADER: usize = 12;
@@ -70,57 +70,42 @@ pub(crate) fn to_database(
     out: &mut Vec<u8>,
     bodies: &mut BodyFiles,
 ) -> Result<u32> {
-    if record.len() < HEADER {
-        return Err(bad(format!("a WriteBatch of {} bytes", record.len())));
+    let mut inline = false;
+    for r in records(record)? {
+        inline |= r?.value.is_none();
     }
-    let inline = deletes(record)?;
-    let mut r = Cursor {
-        data: record,
-        at: HEADER,
-    };
     let mut count = 0u32;
-    while r.at < record.len() {
-        let begin = r.at;
-        let kind = r.byte()?;
-        let cf = match kind {
-            TYPE_CF_VALUE | TYPE_CF_DELETION => r.varint32()?,
-            TYPE_VALUE | TYPE_DELETION => 0,
-            t => return Err(bad(format!("record type {t} at byte {begin}"))),
-        };
-        let key = r.slice()?;
-        let value = match kind {
-            TYPE_CF_VALUE | TYPE_VALUE => Some(r.slice_at()?),
-            _ => None,
-        };
+    for r in records(record)? {
+        let r = r?;
         count += 1;
-        if cf != messages_cf || kind == TYPE_VALUE || kind == TYPE_DELETION {
-            out.extend_from_slice(&record[begin..r.at]);
+        let whole = &record[r.begin..r.end];
+        if r.cf != Some(messages_cf) {
+            out.extend_from_slice(whole);
             continue;
         }
-        let seq = keys::read_order_suffix(key)?.sequence;
-        let Some((value, value_at)) = value else {
+        let seq = keys::read_order_suffix(r.key)?.sequence;
+        let Some((value, value_at)) = r.value else {
             bodies.removed(seq, at);
-            out.extend_from_slice(&record[begin..r.at]);
+            out.extend_from_slice(whole);
             continue;
         };
-        let entry = keys::entry_len(value)?;
-        match value.get(entry) {
-            Some(&BODY_INLINE) if inline => {
+        match keys::body_at(value)? {
+            (_, BodyAt::Inline(_)) if inline => {
                 bodies.added_inline(seq);
-                out.extend_from_slice(&record[begin..r.at]);
+                out.extend_from_slice(whole);
             }
-            Some(&BODY_INLINE) => {
-                let body = &value[entry + 1..];
+            (entry, BodyAt::Inline(from)) => {
+                let body = &value[from..];
                 let reference = BodyRef {
                     at,
-                    start: u32::try_from(value_at + entry + 1)
+                    start: u32::try_from(value_at + from)
                         .map_err(|_| bad("a record past 4 GiB".into()))?,
                     len: u32::try_from(body.len()).map_err(|_| bad("a body past 4 GiB".into()))?,
                     crc: crc32fast::hash(body),
                 };
                 out.push(TYPE_CF_VALUE);
                 put_varint32(out, messages_cf);
-                put_slice(out, key);
+                put_slice(out, r.key);
                 let reference = reference.encode();
                 put_varint32(out, (entry + 1 + reference.len()) as u32);
                 out.extend_from_slice(&value[..entry]);
@@ -130,10 +115,11 @@ pub(crate) fn to_database(
             }
             // A record written before bodies stayed in the journal: its body is put in the
             // `bodies` column family by the same record.
-            None => out.extend_from_slice(&record[begin..r.at]),
-            Some(t) => {
+            (_, BodyAt::BodiesCf) => out.extend_from_slice(whole),
+            (_, BodyAt::Journal(_)) => {
                 return Err(bad(format!(
-                    "body tag {t} in the message record at byte {begin}"
+                    "a body reference in the journal's message record at byte {}",
+                    r.begin
                 )));
             }
         }
@@ -141,27 +127,37 @@ pub(crate) fn to_database(
     Ok(count)
 }
 
-/// Whether the record deletes anything.
-fn deletes(record: &[u8]) -> Result<bool> {
+/// One record of a `WriteBatch` representation.
+struct Record<'a> {
+    /// Where it starts and ends in the representation.
+    begin: usize,
+    end: usize,
+    /// Its column family; `None` for the default one.
+    cf: Option<u32>,
+    key: &'a [u8],
+    /// A put's value and where it starts in the representation; `None` for a delete.
+    value: Option<(&'a [u8], usize)>,
+}
+
+/// The records of a `WriteBatch` representation, in order; an error (and nothing more) where
+/// one is cut or of a type the engine does not write.
+fn records(rep: &[u8]) -> Result<impl Iterator<Item = Result<Record<'_>>>> {
+    if rep.len() < HEADER {
+        return Err(bad(format!("a WriteBatch of {} bytes", rep.len())));
+    }
     let mut r = Cursor {
-        data: record,
+        data: rep,
         at: HEADER,
     };
-    while r.at < record.len() {
-        let kind = r.byte()?;
-        if matches!(kind, TYPE_CF_VALUE | TYPE_CF_DELETION) {
-            r.varint32()?;
+    let mut failed = false;
+    Ok(std::iter::from_fn(move || {
+        if failed || r.at >= rep.len() {
+            return None;
         }
-        r.slice()?;
-        match kind {
-            TYPE_CF_DELETION | TYPE_DELETION => return Ok(true),
-            TYPE_CF_VALUE | TYPE_VALUE => {
-                r.slice()?;
-            }
-            t => return Err(bad(format!("record type {t} at byte {}", r.at))),
-        }
-    }
-    Ok(false)
+        let next = r.record();
+        failed = next.is_err();
+        Some(next)
+    }))
 }
 
 struct Cursor<'a> {
@@ -170,6 +166,28 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    fn record(&mut self) -> Result<Record<'a>> {
+        let begin = self.at;
+        let kind = self.byte()?;
+        let cf = match kind {
+            TYPE_CF_VALUE | TYPE_CF_DELETION => Some(self.varint32()?),
+            TYPE_VALUE | TYPE_DELETION => None,
+            t => return Err(bad(format!("record type {t} at byte {begin}"))),
+        };
+        let key = self.slice()?;
+        let value = match kind {
+            TYPE_CF_VALUE | TYPE_VALUE => Some(self.slice_at()?),
+            _ => None,
+        };
+        Ok(Record {
+            begin,
+            end: self.at,
+            cf,
+            key,
+            value,
+        })
+    }
+
     fn byte(&mut self) -> Result<u8> {
         let b = *self
             .data

@@ -344,7 +344,7 @@ impl<'s> Reads<'_, 's> {
         let Some(value) = self.get(Cf::Messages, &key)? else {
             return Err(missing(Cf::Messages).into());
         };
-        let r = match keys::read_entry(&value, &mut |p| std::sync::Arc::from(p))?.1 {
+        let r = match keys::body_at(&value)?.1 {
             keys::BodyAt::Journal(r) => r,
             keys::BodyAt::Inline(from) => {
                 return Ok(Located::Ready(keys::read_body(&value[from..])?));
